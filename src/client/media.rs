@@ -1,0 +1,481 @@
+//! The media half of a headless client: one `webrtc` peer connection that publishes synthetic
+//! RTP and records what arrives from whom.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use rtc::media_stream::MediaStreamTrack;
+use rtc::rtp;
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{
+    register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
+    RTCConfigurationBuilder, RTCIceCandidateInit, RTCPeerConnectionIceEvent, RTCPeerConnectionState,
+    RTCSessionDescription, Registry, SettingEngineBuilder,
+};
+
+use super::signaling::{SignalClient, SignalError};
+use crate::room::{ParticipantId, RoomId};
+use crate::signal::protocol::{ClientMessage, IceCandidate, MediaKind, ParticipantInfo, Sdp, ServerMessage, PROTOCOL_VERSION};
+
+/// Bytes of probe at the start of every synthetic payload: VP8 descriptor (2), send time in
+/// microseconds since the Unix epoch (8), probe sequence (8).
+pub const PROBE_LEN: usize = 18;
+
+#[derive(Debug, Clone)]
+pub struct MediaOptions {
+    /// `ws://host:port/ws`
+    pub url: String,
+    pub room: String,
+    pub name: String,
+    pub publish_audio: bool,
+    pub publish_video: bool,
+    /// Video packets per second and payload size; a keyframe every `keyframe_every` packets.
+    pub video_pps: u32,
+    pub video_payload: usize,
+    pub keyframe_every: u32,
+    /// Audio packets per second (Opus: 50) and payload size.
+    pub audio_pps: u32,
+    pub audio_payload: usize,
+    /// Keep this many latency samples per received track (0 = none).
+    pub latency_samples: usize,
+}
+
+impl MediaOptions {
+    /// Light media, enough to prove forwarding in tests without loading the machine.
+    pub fn light(url: impl Into<String>, room: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            room: room.into(),
+            name: name.into(),
+            publish_audio: true,
+            publish_video: true,
+            video_pps: 30,
+            video_payload: 300,
+            keyframe_every: 30,
+            audio_pps: 50,
+            audio_payload: 80,
+            latency_samples: 0,
+        }
+    }
+}
+
+/// What one client received on one remote track.
+#[derive(Debug, Clone)]
+pub struct ReceivedTrack {
+    /// The media stream id: the publishing participant.
+    pub participant: String,
+    pub kind: MediaKind,
+    pub packets: u64,
+    pub bytes: u64,
+    /// Packets whose RTP sequence number did not advance (mod 2^16) over the previous one.
+    pub seq_regressions: u64,
+    pub first_at: Option<Instant>,
+    pub last_at: Option<Instant>,
+    /// Lowest and highest probe sequence seen, and how many distinct ones (for loss).
+    pub probe_min: u64,
+    pub probe_max: u64,
+    pub latencies_us: Vec<u64>,
+    last_seq: Option<u16>,
+}
+
+impl ReceivedTrack {
+    /// Fraction of probes between the first and last seen that never arrived.
+    pub fn loss(&self) -> f64 {
+        if self.packets == 0 || self.probe_max < self.probe_min {
+            return 0.0;
+        }
+        let expected = (self.probe_max - self.probe_min + 1) as f64;
+        (1.0 - self.packets as f64 / expected).max(0.0)
+    }
+}
+
+type Received = Arc<Mutex<HashMap<String, ReceivedTrack>>>;
+
+pub struct MediaClient {
+    pub participant_id: ParticipantId,
+    pub roster: Vec<ParticipantInfo>,
+    /// Server messages other than negotiation (roster events, errors, ...).
+    pub events: mpsc::UnboundedReceiver<ServerMessage>,
+    out: mpsc::UnboundedSender<ClientMessage>,
+    received: Received,
+    pc: Arc<dyn PeerConnection>,
+    sending: Arc<AtomicBool>,
+    tasks: Vec<JoinHandle<()>>,
+    pub joined_at: Instant,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    Signal(#[from] SignalError),
+    #[error("webrtc: {0}")]
+    WebRtc(#[from] webrtc::error::Error),
+    #[error("server refused: {0}")]
+    Refused(String),
+}
+
+struct Handler {
+    out: mpsc::UnboundedSender<ClientMessage>,
+    received: Received,
+    latency_samples: usize,
+    connected: Arc<AtomicBool>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
+        if let Ok(init) = event.candidate.to_json() {
+            let _ = self.out.send(ClientMessage::IceCandidate {
+                candidate: IceCandidate {
+                    candidate: init.candidate,
+                    sdp_mid: init.sdp_mid,
+                    sdp_mline_index: init.sdp_mline_index,
+                    username_fragment: init.username_fragment,
+                },
+            });
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        self.connected.store(state == RTCPeerConnectionState::Connected, Ordering::Relaxed);
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let participant = track.stream_id().await.to_string();
+        let key = track.track_id().await.to_string();
+        let kind = match track.kind().await {
+            RtpCodecKind::Audio => MediaKind::Audio,
+            _ => MediaKind::Video,
+        };
+        let received = self.received.clone();
+        let samples = self.latency_samples;
+        tokio::spawn(async move {
+            while let Some(event) = track.poll().await {
+                match event {
+                    TrackRemoteEvent::OnRtpPacket(p) => record(&received, &key, &participant, kind, &p, samples),
+                    TrackRemoteEvent::OnEnded => break,
+                    _ => {}
+                }
+            }
+        });
+    }
+}
+
+fn record(received: &Received, key: &str, participant: &str, kind: MediaKind, p: &rtp::Packet, samples: usize) {
+    let now = Instant::now();
+    let Ok(mut map) = received.lock() else { return };
+    let t = map.entry(key.to_string()).or_insert_with(|| ReceivedTrack {
+        participant: participant.to_string(),
+        kind,
+        packets: 0,
+        bytes: 0,
+        seq_regressions: 0,
+        first_at: None,
+        last_at: None,
+        probe_min: u64::MAX,
+        probe_max: 0,
+        latencies_us: Vec::new(),
+        last_seq: None,
+    });
+    if let Some(last) = t.last_seq {
+        let delta = p.header.sequence_number.wrapping_sub(last);
+        if delta == 0 || delta > 0x8000 {
+            t.seq_regressions += 1;
+        }
+    }
+    t.last_seq = Some(p.header.sequence_number);
+    t.packets += 1;
+    t.bytes += p.payload.len() as u64;
+    t.first_at.get_or_insert(now);
+    t.last_at = Some(now);
+    if let Some((sent_us, seq)) = read_probe(&p.payload) {
+        t.probe_min = t.probe_min.min(seq);
+        t.probe_max = t.probe_max.max(seq);
+        if t.latencies_us.len() < samples {
+            t.latencies_us.push(unix_micros().saturating_sub(sent_us));
+        }
+    }
+}
+
+fn unix_micros() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+}
+
+/// A synthetic payload: VP8 descriptor with an honest keyframe bit, then the probe, then filler.
+pub fn synthetic_payload(size: usize, keyframe: bool, seq: u64) -> Bytes {
+    let mut buf = vec![0u8; size.max(PROBE_LEN)];
+    buf[0] = 0x10; // VP8 descriptor: start of partition 0
+    buf[1] = if keyframe { 0x00 } else { 0x01 }; // frame header P bit
+    buf[2..10].copy_from_slice(&unix_micros().to_be_bytes());
+    buf[10..18].copy_from_slice(&seq.to_be_bytes());
+    Bytes::from(buf)
+}
+
+pub fn read_probe(payload: &[u8]) -> Option<(u64, u64)> {
+    let sent = u64::from_be_bytes(payload.get(2..10)?.try_into().ok()?);
+    let seq = u64::from_be_bytes(payload.get(10..18)?.try_into().ok()?);
+    Some((sent, seq))
+}
+
+fn local_track(kind: MediaKind, name: &str) -> (Arc<TrackLocalStaticRTP>, u32) {
+    let ssrc = rand::random::<u32>();
+    let (codec_kind, codec) = match kind {
+        MediaKind::Audio => (
+            RtpCodecKind::Audio,
+            RTCRtpCodec { mime_type: "audio/opus".into(), clock_rate: 48000, channels: 2, sdp_fmtp_line: "minptime=10;useinbandfec=1".into(), rtcp_feedback: vec![] },
+        ),
+        MediaKind::Video => (
+            RtpCodecKind::Video,
+            RTCRtpCodec { mime_type: "video/VP8".into(), clock_rate: 90000, channels: 0, sdp_fmtp_line: String::new(), rtcp_feedback: vec![] },
+        ),
+    };
+    let label = format!("{name}-{kind:?}");
+    let track = TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        format!("client-{name}"),
+        label.clone(),
+        label,
+        codec_kind,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
+            codec,
+            ..Default::default()
+        }],
+    ));
+    (Arc::new(track), ssrc)
+}
+
+impl MediaClient {
+    /// Connects, joins `opts.room`, negotiates media and starts publishing.
+    pub async fn join(opts: MediaOptions) -> Result<Self, ClientError> {
+        let joined_at = Instant::now();
+        let mut sig = SignalClient::connect(&opts.url).await?;
+        let room_id = RoomId::new(opts.room.clone()).map_err(|e| ClientError::Refused(e.to_string()))?;
+        sig.send(&ClientMessage::Join { protocol_version: PROTOCOL_VERSION, room_id, name: opts.name.clone() }).await?;
+        let reply = sig
+            .recv_until("joined", Duration::from_secs(10), |m| matches!(m, ServerMessage::Joined { .. } | ServerMessage::Error { .. }))
+            .await?;
+        let (participant_id, roster) = match reply {
+            ServerMessage::Joined { participant_id, participants, .. } => (participant_id, participants),
+            ServerMessage::Error { code, message } => return Err(ClientError::Refused(format!("{}: {message}", code.as_str()))),
+            _ => unreachable!("filtered above"),
+        };
+
+        let (out_tx, mut out_rx) = mpsc::unbounded_channel::<ClientMessage>();
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let received: Received = Arc::default();
+        let connected = Arc::new(AtomicBool::new(false));
+        let handler = Arc::new(Handler { out: out_tx.clone(), received: received.clone(), latency_samples: opts.latency_samples, connected });
+        let mut media_engine = MediaEngine::default();
+        media_engine.register_default_codecs()?;
+        let registry = register_default_interceptors(Registry::new(), &mut media_engine)?;
+        let pc = PeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_media_engine(media_engine)
+            .with_setting_engine(SettingEngineBuilder::new().with_include_loopback_candidate(true).build())
+            .with_interceptor_registry(registry)
+            .with_handler(handler as Arc<dyn PeerConnectionEventHandler>)
+            .with_udp_addrs(vec!["127.0.0.1:0"])
+            .build()
+            .await?;
+        let pc: Arc<dyn PeerConnection> = Arc::new(pc);
+
+        let mut locals = Vec::new();
+        if opts.publish_audio {
+            locals.push((MediaKind::Audio, local_track(MediaKind::Audio, &opts.name)));
+        }
+        if opts.publish_video {
+            locals.push((MediaKind::Video, local_track(MediaKind::Video, &opts.name)));
+        }
+        for (_, (t, _)) in &locals {
+            pc.add_track(t.clone() as Arc<dyn TrackLocal>).await?;
+        }
+        let offer = pc.create_offer(None).await?;
+        pc.set_local_description(offer.clone()).await?;
+        out_tx.send(ClientMessage::Offer(Sdp { sdp: offer.sdp })).map_err(|_| SignalError::Closed)?;
+
+        let mut tasks = Vec::new();
+        let (mut sink, mut stream) = sig.into_split();
+        tasks.push(tokio::spawn(async move {
+            while let Some(msg) = out_rx.recv().await {
+                let Ok(text) = serde_json::to_string(&msg) else { continue };
+                if sink.send(Message::Text(text.into())).await.is_err() {
+                    break;
+                }
+            }
+            let _ = sink.close().await;
+        }));
+        let signal_pc = pc.clone();
+        let signal_out = out_tx.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut has_remote = false;
+            let mut early: Vec<RTCIceCandidateInit> = Vec::new();
+            while let Some(Ok(frame)) = stream.next().await {
+                let Message::Text(text) = frame else { continue };
+                let Ok(msg) = serde_json::from_str::<ServerMessage>(text.as_str()) else { continue };
+                let result: Result<(), webrtc::error::Error> = async {
+                    match msg {
+                        ServerMessage::Answer(sdp) => {
+                            signal_pc.set_remote_description(RTCSessionDescription::answer(sdp.sdp)?).await?;
+                            has_remote = true;
+                        }
+                        ServerMessage::Offer(sdp) => {
+                            signal_pc.set_remote_description(RTCSessionDescription::offer(sdp.sdp)?).await?;
+                            has_remote = true;
+                            let answer = signal_pc.create_answer(None).await?;
+                            signal_pc.set_local_description(answer.clone()).await?;
+                            let _ = signal_out.send(ClientMessage::Answer(Sdp { sdp: answer.sdp }));
+                        }
+                        ServerMessage::IceCandidate { candidate } => {
+                            let init = RTCIceCandidateInit {
+                                candidate: candidate.candidate,
+                                sdp_mid: candidate.sdp_mid,
+                                sdp_mline_index: candidate.sdp_mline_index,
+                                username_fragment: candidate.username_fragment,
+                                ..Default::default()
+                            };
+                            if has_remote {
+                                signal_pc.add_ice_candidate(init).await?;
+                            } else {
+                                early.push(init);
+                            }
+                        }
+                        other => {
+                            let _ = events_tx.send(other);
+                        }
+                    }
+                    if has_remote {
+                        for c in early.drain(..) {
+                            signal_pc.add_ice_candidate(c).await?;
+                        }
+                    }
+                    Ok(())
+                }
+                .await;
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, "client negotiation step failed");
+                }
+            }
+        }));
+
+        let sending = Arc::new(AtomicBool::new(true));
+        for (kind, (track, ssrc)) in locals {
+            let (pps, size, pt, clock) = match kind {
+                MediaKind::Audio => (opts.audio_pps, opts.audio_payload, 111u8, 48_000u32),
+                MediaKind::Video => (opts.video_pps, opts.video_payload, 96u8, 90_000u32),
+            };
+            let keyframe_every = if kind == MediaKind::Video { opts.keyframe_every.max(1) } else { 1 };
+            let sending = sending.clone();
+            tasks.push(tokio::spawn(send_loop(track, ssrc, pps.max(1), size, pt, clock, keyframe_every, sending)));
+        }
+
+        Ok(Self { participant_id, roster, events, out: out_tx, received, pc, sending, tasks, joined_at })
+    }
+
+    /// Sends any protocol message on this client's socket.
+    pub fn send(&self, msg: ClientMessage) {
+        let _ = self.out.send(msg);
+    }
+
+    /// A snapshot of everything received so far, keyed by remote track id.
+    pub fn received(&self) -> HashMap<String, ReceivedTrack> {
+        self.received.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// Packets received so far from `participant`, of `kind`, over all its tracks.
+    pub fn packets_from(&self, participant: &ParticipantId, kind: MediaKind) -> u64 {
+        self.received().values().filter(|t| t.participant == participant.as_str() && t.kind == kind).map(|t| t.packets).sum()
+    }
+
+    /// Stops or resumes publishing (the RTP stops at the source).
+    pub fn set_sending(&self, on: bool) {
+        self.sending.store(on, Ordering::Relaxed);
+    }
+
+    /// Waits (bounded) for a server message matching `pred`, dropping others.
+    pub async fn wait_for<F>(&mut self, what: &str, wait: Duration, mut pred: F) -> Result<ServerMessage, SignalError>
+    where
+        F: FnMut(&ServerMessage) -> bool,
+    {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let msg = tokio::time::timeout_at(deadline, self.events.recv())
+                .await
+                .map_err(|_| SignalError::Timeout(what.to_string()))?
+                .ok_or(SignalError::Closed)?;
+            if pred(&msg) {
+                return Ok(msg);
+            }
+        }
+    }
+
+    /// Leaves cleanly: `leave`, then close the peer connection and the socket.
+    pub async fn leave(self) {
+        self.send(ClientMessage::Leave);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        self.close().await;
+    }
+
+    /// Drops everything without saying goodbye (like a lost network or a killed tab).
+    pub async fn close(self) {
+        self.sending.store(false, Ordering::Relaxed);
+        for t in &self.tasks {
+            t.abort();
+        }
+        let _ = self.pc.close().await;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn send_loop(
+    track: Arc<TrackLocalStaticRTP>,
+    ssrc: u32,
+    pps: u32,
+    size: usize,
+    payload_type: u8,
+    clock_rate: u32,
+    keyframe_every: u32,
+    sending: Arc<AtomicBool>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1) / pps);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seq: u16 = rand::random();
+    let mut probe: u64 = 0;
+    let step = clock_rate / pps;
+    let mut ts: u32 = rand::random();
+    loop {
+        tick.tick().await;
+        if !sending.load(Ordering::Relaxed) {
+            continue;
+        }
+        let keyframe = probe % u64::from(keyframe_every) == 0;
+        let packet = rtp::Packet {
+            header: rtp::header::Header {
+                version: 2,
+                marker: true,
+                payload_type,
+                sequence_number: seq,
+                timestamp: ts,
+                ssrc,
+                ..Default::default()
+            },
+            payload: synthetic_payload(size, keyframe, probe),
+        };
+        // Before negotiation completes the track is unbound and the write fails: that packet
+        // is simply not sent, as a camera's frame would not be.
+        if track.write_rtp(packet).await.is_ok() {
+            seq = seq.wrapping_add(1);
+            probe += 1;
+        }
+        ts = ts.wrapping_add(step);
+    }
+}

@@ -1,0 +1,200 @@
+//! Typed configuration: embedded defaults, an optional file, then `HEARTH_*` environment
+//! variables, merged by `figment` and validated once at start-up. Nothing else reads the
+//! environment or config files.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+use crate::signal::protocol::IceServer;
+
+/// The embedded defaults: `config/default.toml`, documented there key by key.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// The token secret shipped in the defaults; production mode refuses it.
+pub const DEV_TOKEN_SECRET: &str = "DEVELOPMENT-ONLY-hearth-secret-do-not-use-in-production";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub ice: IceConfig,
+    pub auth: AuthConfig,
+    pub limits: LimitsConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub web_root: PathBuf,
+    pub production: bool,
+    pub shutdown_grace_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IceConfig {
+    pub bind_ip: IpAddr,
+    pub announce_ips: Vec<IpAddr>,
+    pub udp_port_min: u16,
+    pub udp_port_max: u16,
+    pub ice_servers: Vec<IceServer>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    pub token_secret: String,
+}
+
+impl std::fmt::Debug for AuthConfig {
+    // Secrets never reach logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig").field("token_secret", &"<redacted>").finish()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub max_room_size: usize,
+    pub max_message_bytes: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {path} cannot be read: {reason}")]
+    Unreadable { path: PathBuf, reason: String },
+    #[error("invalid configuration: {0}")]
+    Parse(String),
+    #[error("invalid configuration: key `{key}` has value `{value}`: {reason}")]
+    Invalid { key: &'static str, value: String, reason: &'static str },
+}
+
+impl Config {
+    /// Defaults, then the file at `path` (if any), then `HEARTH_*` environment variables.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut fig = Figment::from(Toml::string(DEFAULT_TOML));
+        if let Some(path) = path {
+            // figment silently ignores a missing file; an operator who named one wants it.
+            std::fs::metadata(path).map_err(|e| ConfigError::Unreadable {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+            fig = fig.merge(Toml::file_exact(path));
+        }
+        fig = fig.merge(Env::prefixed("HEARTH_").split("__"));
+        Self::from_figment(fig)
+    }
+
+    /// Defaults merged with a TOML string; used by tests and embedders.
+    pub fn from_toml_overrides(toml: &str) -> Result<Self, ConfigError> {
+        Self::from_figment(Figment::from(Toml::string(DEFAULT_TOML)).merge(Toml::string(toml)))
+    }
+
+    /// Embedded defaults with an ephemeral port: what integration tests run on.
+    pub fn for_tests() -> Self {
+        let mut c = Self::from_toml_overrides("").expect("embedded defaults are valid");
+        c.server.listen = "127.0.0.1:0".parse().expect("literal address");
+        c.server.shutdown_grace_ms = 200;
+        c
+    }
+
+    fn from_figment(fig: Figment) -> Result<Self, ConfigError> {
+        let config: Config = fig.extract().map_err(|e| ConfigError::Parse(describe_figment_error(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let ice = &self.ice;
+        if (ice.udp_port_min == 0) != (ice.udp_port_max == 0) || ice.udp_port_min > ice.udp_port_max {
+            return Err(ConfigError::Invalid {
+                key: "ice.udp_port_min/ice.udp_port_max",
+                value: format!("{}-{}", ice.udp_port_min, ice.udp_port_max),
+                reason: "set both to 0 (any port) or to a range with min <= max",
+            });
+        }
+        if self.limits.max_room_size < 2 {
+            return Err(ConfigError::Invalid {
+                key: "limits.max_room_size",
+                value: self.limits.max_room_size.to_string(),
+                reason: "a room needs room for at least 2 people",
+            });
+        }
+        if !(1024..=1 << 20).contains(&self.limits.max_message_bytes) {
+            return Err(ConfigError::Invalid {
+                key: "limits.max_message_bytes",
+                value: self.limits.max_message_bytes.to_string(),
+                reason: "must be between 1024 and 1048576",
+            });
+        }
+        if self.auth.token_secret.len() < 32 {
+            return Err(ConfigError::Invalid {
+                key: "auth.token_secret",
+                value: "<redacted>".into(),
+                reason: "must be at least 32 characters",
+            });
+        }
+        if self.server.production && self.auth.token_secret == DEV_TOKEN_SECRET {
+            return Err(ConfigError::Invalid {
+                key: "auth.token_secret",
+                value: "<the development default>".into(),
+                reason: "production mode refuses the development secret; set HEARTH_AUTH__TOKEN_SECRET",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// figment's errors already name the key path and the offending value; flatten all of them.
+fn describe_figment_error(err: figment::Error) -> String {
+    err.into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            if key.is_empty() {
+                e.kind.to_string()
+            } else {
+                format!("key `{key}`: {}", e.kind)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_defaults_are_valid() {
+        let c = Config::from_toml_overrides("").expect("defaults load");
+        assert_eq!(c.server.listen, "127.0.0.1:8080".parse().unwrap());
+        assert!(!c.server.production);
+    }
+
+    #[test]
+    fn bad_value_names_key_and_value() {
+        let err = Config::from_toml_overrides("[server]\nlisten = \"nowhere\"").unwrap_err().to_string();
+        assert!(err.contains("server.listen"), "{err}");
+        assert!(err.contains("nowhere"), "{err}");
+        let err = Config::from_toml_overrides("[limits]\nmax_room_size = 1").unwrap_err().to_string();
+        assert!(err.contains("limits.max_room_size") && err.contains("`1`"), "{err}");
+    }
+
+    #[test]
+    fn production_refuses_dev_secret() {
+        let err = Config::from_toml_overrides("[server]\nproduction = true").unwrap_err().to_string();
+        assert!(err.contains("auth.token_secret"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = Config::from_toml_overrides("[limits]\nmax_rooom_size = 3").unwrap_err().to_string();
+        assert!(err.contains("max_rooom_size"), "{err}");
+    }
+}

@@ -1,0 +1,20 @@
+//! Hearth: a real-time video server for group therapy.
+//!
+//! # Layout
+//! - [`config`]: typed configuration (embedded defaults, file, `HEARTH_*` environment).
+//! - [`server`]: the HTTP edge (static web client, `/healthz`, `/ws`), start and shutdown.
+//! - [`signal`]: the wire protocol and the per-websocket task that speaks it.
+//! - [`room`]: rooms as tasks: membership, roster, who receives whose media.
+//! - [`sfu`]: the media relay; every use of the `webrtc` crate on the server lives here.
+//! - [`client`]: a headless participant (signaling + webrtc peer + synthetic media) for tests
+//!   and the load generator.
+//!
+//! Data flows one way through the layers: a socket's task turns frames into room and peer
+//! commands; a room tells peers what to subscribe to; peers forward RTP between themselves.
+
+pub mod client;
+pub mod config;
+pub mod room;
+pub mod server;
+pub mod sfu;
+pub mod signal;

@@ -1,0 +1,15 @@
+//! Rooms: membership, roster and who receives whose media.
+//!
+//! Each room is one task ([`actor`]) that owns its state and takes commands over a channel, so
+//! moderation, breakouts and relay nodes add commands rather than locks. The [`RoomRegistry`]
+//! maps room ids to running room tasks. Nothing here touches sockets or the webrtc crate: the
+//! room sends protocol messages to each member's outbox and subscribe/unsubscribe commands to
+//! each member's peer.
+
+pub mod actor;
+mod ids;
+mod registry;
+
+pub use actor::{JoinRequest, Joined, RoomCommand, RoomError, RoomHandle};
+pub use ids::{validate_display_name, InvalidId, ParticipantId, RoomId};
+pub use registry::RoomRegistry;

@@ -1,0 +1,112 @@
+//! Media forwarding (the SFU). Owns every use of the `webrtc` crate, so a version change of that
+//! crate touches this module only.
+//!
+//! One server-side peer connection per participant ([`peer`]): it receives what the participant
+//! publishes and sends them everyone else's tracks. [`track`] fans RTP out without decoding.
+//! Who receives whom is not decided here: the room tells each peer to subscribe or unsubscribe.
+
+pub mod keyframe;
+pub mod peer;
+pub mod track;
+
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use rtc::interceptor::Slot;
+use webrtc::peer_connection::{
+    register_default_interceptors, MediaEngine, RTCConfigurationBuilder, RTCIceCandidateType,
+    RTCIceServer, Registry, SettingEngineBuilder,
+};
+
+use crate::config::IceConfig;
+use crate::room::ParticipantId;
+
+pub use peer::{PeerCommand, PeerEvent, PeerHandle};
+pub use track::{PublishedTrack, TrackId};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SfuError {
+    #[error("webrtc: {0}")]
+    WebRtc(#[from] webrtc::error::Error),
+    #[error("no free UDP port in {min}-{max}")]
+    NoFreePort { min: u16, max: u16 },
+    #[error("peer connection is closed")]
+    PeerClosed,
+    #[error("invalid session description: {0}")]
+    InvalidSdp(String),
+}
+
+/// Counters the whole server shares; read by `/healthz` and later by metrics.
+#[derive(Default)]
+pub struct SfuStats {
+    pub peers: AtomicUsize,
+    pub published_tracks: AtomicUsize,
+    pub subscriptions: AtomicUsize,
+}
+
+/// Builds peer connections with the configured ICE settings.
+pub struct SfuEngine {
+    ice: IceConfig,
+    next_port: AtomicU32,
+    pub stats: Arc<SfuStats>,
+}
+
+impl SfuEngine {
+    pub fn new(ice: IceConfig) -> Arc<Self> {
+        Arc::new(Self { next_port: AtomicU32::new(0), ice, stats: Arc::new(SfuStats::default()) })
+    }
+
+    /// Creates the server-side peer connection for a participant and starts its task.
+    pub async fn create_peer(
+        self: &Arc<Self>,
+        participant: ParticipantId,
+        events: tokio::sync::mpsc::UnboundedSender<PeerEvent>,
+    ) -> Result<PeerHandle, SfuError> {
+        peer::spawn(self.clone(), participant, events).await
+    }
+
+    fn media_engine_and_registry(&self) -> Result<(MediaEngine, Registry), SfuError> {
+        let mut media_engine = MediaEngine::default();
+        media_engine.register_default_codecs()?;
+        let registry = register_default_interceptors(Registry::new(), &mut media_engine)?;
+        let registry = registry.with(Slot::from(keyframe::SLOT), keyframe::KeyframeRequestTap::default());
+        Ok((media_engine, registry))
+    }
+
+    fn setting_engine(&self) -> webrtc::peer_connection::SettingEngine {
+        let mut b = SettingEngineBuilder::new()
+            // Loopback candidates are what a development server on 127.0.0.1 has.
+            .with_include_loopback_candidate(self.ice.bind_ip.is_loopback());
+        if !self.ice.announce_ips.is_empty() {
+            b = b.with_nat_1to1_ips(
+                self.ice.announce_ips.iter().map(IpAddr::to_string).collect(),
+                RTCIceCandidateType::Host,
+            );
+        }
+        b.build()
+    }
+
+    fn configuration(&self) -> webrtc::peer_connection::RTCConfiguration {
+        // The server itself needs no STUN/TURN: it is the publicly reachable side.
+        RTCConfigurationBuilder::new().with_ice_servers(Vec::<RTCIceServer>::new()).build()
+    }
+
+    /// The UDP address a new peer binds: an ephemeral port, or the next free one in the range.
+    fn udp_addr(&self) -> Result<SocketAddr, SfuError> {
+        let (min, max) = (self.ice.udp_port_min, self.ice.udp_port_max);
+        if min == 0 {
+            return Ok(SocketAddr::new(self.ice.bind_ip, 0));
+        }
+        let span = u32::from(max - min) + 1;
+        for _ in 0..span {
+            let offset = self.next_port.fetch_add(1, Ordering::Relaxed) % span;
+            let addr = SocketAddr::new(self.ice.bind_ip, min + offset as u16);
+            // Probe so a busy port is skipped; the peer binds it right after.
+            if UdpSocket::bind(addr).is_ok() {
+                return Ok(addr);
+            }
+        }
+        Err(SfuError::NoFreePort { min, max })
+    }
+}

@@ -1,0 +1,461 @@
+//! One participant's server-side peer connection, driven by its own task.
+//!
+//! The task owns the `PeerConnection` and every subscription on it; the connection task (for
+//! SDP and ICE from the client) and the room (for subscribe/unsubscribe) talk to it through a
+//! [`PeerHandle`]. Negotiation: the client offers first (its own tracks); after that the server
+//! offers whenever its set of outgoing tracks changes. The server is the impolite side of
+//! "perfect negotiation": a client offer that collides with a server offer in flight is ignored,
+//! and the client (polite) rolls back and answers ours.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rtc::media_stream::MediaStreamTrack;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+use tracing::{debug, info_span, warn, Instrument};
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
+use webrtc::media_stream::track_remote::TrackRemote;
+use webrtc::peer_connection::{
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceCandidateInit,
+    RTCPeerConnectionIceEvent, RTCPeerConnectionState, RTCSessionDescription,
+};
+use webrtc::rtp_transceiver::RtpSender;
+
+use super::track::{is_vp8_keyframe, PublishedTrack, TrackId};
+use super::{SfuEngine, SfuError};
+use crate::room::ParticipantId;
+use crate::signal::protocol::{IceCandidate, MediaKind, Sdp, ServerMessage};
+
+/// What the connection and the room may ask of a peer.
+#[derive(Debug)]
+pub enum PeerCommand {
+    RemoteOffer(String),
+    RemoteAnswer(String),
+    RemoteCandidate(IceCandidate),
+    Subscribe(Arc<PublishedTrack>),
+    Unsubscribe(TrackId),
+    /// The transport just connected: subscribers need fresh keyframes.
+    RequestKeyframes,
+    Close,
+}
+
+impl std::fmt::Debug for PublishedTrack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PublishedTrack").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+/// What a peer reports to the connection task that owns it.
+#[derive(Debug)]
+pub enum PeerEvent {
+    /// A message for this participant's client (offer, answer, candidate, track map).
+    Signal(ServerMessage),
+    TrackPublished(Arc<PublishedTrack>),
+    TrackEnded(TrackId),
+    /// The media transport failed or closed by itself.
+    Failed,
+}
+
+/// Cheap to clone; dropping every handle does not close the peer, `Close` does.
+#[derive(Clone, Debug)]
+pub struct PeerHandle {
+    tx: mpsc::UnboundedSender<PeerCommand>,
+}
+
+impl PeerHandle {
+    /// Sends a command; a peer that has already closed ignores it.
+    pub fn send(&self, cmd: PeerCommand) {
+        let _ = self.tx.send(cmd);
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+struct Handler {
+    participant: ParticipantId,
+    events: mpsc::UnboundedSender<PeerEvent>,
+    commands: mpsc::UnboundedSender<PeerCommand>,
+    engine: Arc<SfuEngine>,
+    track_seq: std::sync::atomic::AtomicU32,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
+        match event.candidate.to_json() {
+            Ok(init) => {
+                let candidate = IceCandidate {
+                    candidate: init.candidate,
+                    sdp_mid: init.sdp_mid,
+                    sdp_mline_index: init.sdp_mline_index,
+                    username_fragment: init.username_fragment,
+                };
+                let _ = self.events.send(PeerEvent::Signal(ServerMessage::IceCandidate { candidate }));
+            }
+            Err(e) => debug!(error = %e, "local candidate not serialisable"),
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        debug!(participant = %self.participant, %state, "peer connection state");
+        match state {
+            RTCPeerConnectionState::Connected => {
+                let _ = self.commands.send(PeerCommand::RequestKeyframes);
+            }
+            RTCPeerConnectionState::Failed => {
+                let _ = self.events.send(PeerEvent::Failed);
+            }
+            _ => {}
+        }
+    }
+
+    async fn on_track(&self, remote: Arc<dyn TrackRemote>) {
+        let kind = match remote.kind().await {
+            RtpCodecKind::Audio => MediaKind::Audio,
+            RtpCodecKind::Video => MediaKind::Video,
+            _ => return,
+        };
+        let Some(&ssrc) = remote.ssrcs().await.first() else { return };
+        let Some(codec) = remote.codec(ssrc).await else { return };
+        let n = self.track_seq.fetch_add(1, Ordering::Relaxed);
+        let kind_name = match kind {
+            MediaKind::Audio => "audio",
+            MediaKind::Video => "video",
+        };
+        let id = format!("{}/{kind_name}/{n}", self.participant);
+        let track = PublishedTrack::new(id.clone(), self.participant.clone(), kind, codec, ssrc, remote);
+        let stats = self.engine.stats.clone();
+        stats.published_tracks.fetch_add(1, Ordering::Relaxed);
+        let events = self.events.clone();
+        let pump = track.clone();
+        tokio::spawn(
+            async move {
+                pump.pump().await;
+                stats.published_tracks.fetch_sub(1, Ordering::Relaxed);
+                let _ = events.send(PeerEvent::TrackEnded(id));
+            }
+            .instrument(info_span!("track", participant = %self.participant)),
+        );
+        let _ = self.events.send(PeerEvent::TrackPublished(track));
+    }
+}
+
+struct Subscription {
+    sender: Arc<dyn RtpSender>,
+    tasks: [JoinHandle<()>; 2],
+}
+
+impl Subscription {
+    fn stop(self) -> Arc<dyn RtpSender> {
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.sender
+    }
+}
+
+struct PeerTask {
+    participant: ParticipantId,
+    pc: Arc<dyn PeerConnection>,
+    engine: Arc<SfuEngine>,
+    events: mpsc::UnboundedSender<PeerEvent>,
+    subs: HashMap<TrackId, (Arc<PublishedTrack>, Subscription)>,
+    /// A server offer is out and its answer has not come back.
+    awaiting_answer: bool,
+    /// The outgoing track set changed while we could not offer.
+    offer_needed: bool,
+    /// The first client offer has been answered; until then the server does not offer.
+    established: bool,
+    has_remote_description: bool,
+    early_candidates: Vec<RTCIceCandidateInit>,
+}
+
+pub(super) async fn spawn(
+    engine: Arc<SfuEngine>,
+    participant: ParticipantId,
+    events: mpsc::UnboundedSender<PeerEvent>,
+) -> Result<PeerHandle, SfuError> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (media_engine, registry) = engine.media_engine_and_registry()?;
+    let handler = Arc::new(Handler {
+        participant: participant.clone(),
+        events: events.clone(),
+        commands: tx.clone(),
+        engine: engine.clone(),
+        track_seq: Default::default(),
+    });
+    let pc = PeerConnectionBuilder::new()
+        .with_configuration(engine.configuration())
+        .with_media_engine(media_engine)
+        .with_setting_engine(engine.setting_engine())
+        .with_interceptor_registry(registry)
+        .with_handler(handler as Arc<dyn PeerConnectionEventHandler>)
+        .with_udp_addrs(vec![engine.udp_addr()?])
+        .build()
+        .await?;
+    let pc: Arc<dyn PeerConnection> = Arc::new(pc);
+    engine.stats.peers.fetch_add(1, Ordering::Relaxed);
+    let task = PeerTask {
+        participant: participant.clone(),
+        pc,
+        engine,
+        events,
+        subs: HashMap::new(),
+        awaiting_answer: false,
+        offer_needed: false,
+        established: false,
+        has_remote_description: false,
+        early_candidates: Vec::new(),
+    };
+    tokio::spawn(task.run(rx).instrument(info_span!("peer", participant = %participant)));
+    Ok(PeerHandle { tx })
+}
+
+impl PeerTask {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<PeerCommand>) {
+        while let Some(cmd) = rx.recv().await {
+            let result = match cmd {
+                PeerCommand::RemoteOffer(sdp) => self.on_remote_offer(sdp).await,
+                PeerCommand::RemoteAnswer(sdp) => self.on_remote_answer(sdp).await,
+                PeerCommand::RemoteCandidate(c) => self.on_remote_candidate(c).await,
+                PeerCommand::Subscribe(track) => self.subscribe(track).await,
+                PeerCommand::Unsubscribe(id) => self.unsubscribe(&id).await,
+                PeerCommand::RequestKeyframes => {
+                    for (track, _) in self.subs.values() {
+                        track.request_keyframe();
+                    }
+                    Ok(())
+                }
+                PeerCommand::Close => break,
+            };
+            if let Err(e) = result {
+                warn!(error = %e, "negotiation step failed");
+                self.signal(ServerMessage::Error {
+                    code: crate::signal::protocol::ErrorCode::Negotiation,
+                    message: format!("media negotiation failed: {e}"),
+                });
+            }
+        }
+        self.close().await;
+    }
+
+    fn signal(&self, msg: ServerMessage) {
+        let _ = self.events.send(PeerEvent::Signal(msg));
+    }
+
+    async fn on_remote_offer(&mut self, sdp: String) -> Result<(), SfuError> {
+        if self.awaiting_answer {
+            // Glare: we are impolite. The client rolls back and answers our offer, then offers again.
+            debug!("ignoring client offer that collides with ours");
+            return Ok(());
+        }
+        let offer = RTCSessionDescription::offer(sdp).map_err(|e| SfuError::InvalidSdp(e.to_string()))?;
+        self.pc.set_remote_description(offer).await?;
+        self.has_remote_description = true;
+        self.flush_candidates().await;
+        let answer = self.pc.create_answer(None).await?;
+        self.pc.set_local_description(answer.clone()).await?;
+        self.signal(ServerMessage::Answer(Sdp { sdp: answer.sdp }));
+        self.established = true;
+        if self.offer_needed {
+            self.offer().await?;
+        }
+        Ok(())
+    }
+
+    async fn on_remote_answer(&mut self, sdp: String) -> Result<(), SfuError> {
+        if !self.awaiting_answer {
+            debug!("ignoring an answer to no offer");
+            return Ok(());
+        }
+        let answer = RTCSessionDescription::answer(sdp).map_err(|e| SfuError::InvalidSdp(e.to_string()))?;
+        self.pc.set_remote_description(answer).await?;
+        self.awaiting_answer = false;
+        self.has_remote_description = true;
+        self.flush_candidates().await;
+        if self.offer_needed {
+            self.offer().await?;
+        }
+        Ok(())
+    }
+
+    async fn on_remote_candidate(&mut self, c: IceCandidate) -> Result<(), SfuError> {
+        if c.candidate.is_empty() {
+            return Ok(()); // end-of-candidates: nothing to do for a full-ICE server
+        }
+        let init = RTCIceCandidateInit {
+            candidate: c.candidate,
+            sdp_mid: c.sdp_mid,
+            sdp_mline_index: c.sdp_mline_index,
+            username_fragment: c.username_fragment,
+            ..Default::default()
+        };
+        if self.has_remote_description {
+            self.pc.add_ice_candidate(init).await?;
+        } else if self.early_candidates.len() < 64 {
+            self.early_candidates.push(init);
+        }
+        Ok(())
+    }
+
+    async fn flush_candidates(&mut self) {
+        for c in std::mem::take(&mut self.early_candidates) {
+            if let Err(e) = self.pc.add_ice_candidate(c).await {
+                debug!(error = %e, "buffered remote candidate refused");
+            }
+        }
+    }
+
+    /// Makes a server offer now if the signaling state allows, or remembers to.
+    async fn offer(&mut self) -> Result<(), SfuError> {
+        if !self.established || self.awaiting_answer {
+            self.offer_needed = true;
+            return Ok(());
+        }
+        self.offer_needed = false;
+        let offer = self.pc.create_offer(None).await?;
+        self.pc.set_local_description(offer.clone()).await?;
+        self.awaiting_answer = true;
+        self.signal(ServerMessage::Offer(Sdp { sdp: offer.sdp }));
+        Ok(())
+    }
+
+    async fn subscribe(&mut self, track: Arc<PublishedTrack>) -> Result<(), SfuError> {
+        if self.subs.contains_key(&track.id) || track.publisher == self.participant {
+            return Ok(());
+        }
+        let ssrc = rand::random::<u32>();
+        let kind = match track.kind {
+            MediaKind::Audio => RtpCodecKind::Audio,
+            MediaKind::Video => RtpCodecKind::Video,
+        };
+        let local = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+            track.publisher.to_string(),
+            track.id.clone(),
+            track.id.clone(),
+            kind,
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
+                codec: track.codec.clone(),
+                ..Default::default()
+            }],
+        )));
+        let sender = self.pc.add_track(local.clone() as Arc<dyn TrackLocal>).await?;
+        let forward = tokio::spawn(forward(track.clone(), local.clone(), sender.clone(), ssrc, track.subscribe()));
+        let feedback = tokio::spawn(relay_feedback(track.clone(), local));
+        self.subs.insert(track.id.clone(), (track.clone(), Subscription { sender, tasks: [forward, feedback] }));
+        self.engine.stats.subscriptions.fetch_add(1, Ordering::Relaxed);
+        self.signal(ServerMessage::TrackPublished {
+            participant_id: track.publisher.clone(),
+            stream_id: track.publisher.to_string(),
+            track_id: track.id.clone(),
+            kind: track.kind,
+        });
+        self.offer().await
+    }
+
+    async fn unsubscribe(&mut self, id: &str) -> Result<(), SfuError> {
+        let Some((_, sub)) = self.subs.remove(id) else { return Ok(()) };
+        self.engine.stats.subscriptions.fetch_sub(1, Ordering::Relaxed);
+        let sender = sub.stop();
+        self.pc.remove_track(&sender).await?;
+        self.offer().await
+    }
+
+    async fn close(mut self) {
+        for (_, (_, sub)) in self.subs.drain() {
+            sub.stop();
+            self.engine.stats.subscriptions.fetch_sub(1, Ordering::Relaxed);
+        }
+        if let Err(e) = self.pc.close().await {
+            debug!(error = %e, "closing peer connection");
+        }
+        self.engine.stats.peers.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// How often a subscription waiting for a keyframe asks again.
+const KEYFRAME_RETRY: Duration = Duration::from_millis(1000);
+
+/// Copies one published track into one subscriber's local track.
+async fn forward(
+    track: Arc<PublishedTrack>,
+    local: Arc<TrackLocalStaticRTP>,
+    sender: Arc<dyn RtpSender>,
+    ssrc: u32,
+    mut rx: broadcast::Receiver<rtc::rtp::Packet>,
+) {
+    let gate_on_keyframes = track.kind == MediaKind::Video && track.codec.mime_type.eq_ignore_ascii_case("video/vp8");
+    // Video starts on a keyframe so the subscriber's decoder never starts mid-picture.
+    let mut waiting_for_keyframe = gate_on_keyframes;
+    let mut last_request: Option<Instant> = None;
+    let mut payload_type: Option<u8> = None;
+    loop {
+        let mut packet = match rx.recv().await {
+            Ok(p) => p,
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                waiting_for_keyframe = gate_on_keyframes;
+                continue;
+            }
+            Err(broadcast::error::RecvError::Closed) => break,
+        };
+        if waiting_for_keyframe {
+            if !is_vp8_keyframe(&packet.payload) {
+                if last_request.is_none_or(|t| t.elapsed() >= KEYFRAME_RETRY) {
+                    track.request_keyframe();
+                    last_request = Some(Instant::now());
+                }
+                continue;
+            }
+            waiting_for_keyframe = false;
+        }
+        let pt = match payload_type {
+            Some(pt) => pt,
+            None => match negotiated_payload_type(&sender, &track.codec.mime_type).await {
+                Some(pt) => *payload_type.insert(pt),
+                None => {
+                    waiting_for_keyframe = gate_on_keyframes;
+                    continue; // not negotiated yet
+                }
+            },
+        };
+        packet.header.ssrc = ssrc;
+        packet.header.payload_type = pt;
+        // Extension ids belong to the publisher's leg; the subscriber's leg adds its own.
+        packet.header.extension = false;
+        packet.header.extensions.clear();
+        packet.header.extensions_padding = 0;
+        if local.write_rtp(packet).await.is_err() {
+            // Not bound to a negotiated sender yet: start again from a keyframe once it is.
+            waiting_for_keyframe = gate_on_keyframes;
+        }
+    }
+}
+
+async fn negotiated_payload_type(sender: &Arc<dyn RtpSender>, mime: &str) -> Option<u8> {
+    let params = sender.get_parameters().await.ok()?;
+    params
+        .rtp_parameters
+        .codecs
+        .iter()
+        .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(mime))
+        .map(|c| c.payload_type)
+}
+
+/// Passes a subscriber's keyframe requests (PLI/FIR) on to the publisher.
+async fn relay_feedback(track: Arc<PublishedTrack>, local: Arc<TrackLocalStaticRTP>) {
+    while let Some(event) = local.poll().await {
+        if let TrackLocalEvent::OnRtcpPacket(_) = event {
+            track.request_keyframe();
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! A published track and the fan-out of its RTP to subscribers.
+//!
+//! A publisher's incoming track becomes one [`PublishedTrack`]: a reader task pulls RTP from the
+//! webrtc crate and puts it on a broadcast channel; each subscription is a task that takes from
+//! that channel and writes into the subscriber's own local track. No decoding, no mixing: only
+//! the SSRC and payload type are rewritten for the subscriber's leg, and header extensions
+//! (whose ids were negotiated on the publisher's leg) are stripped.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp;
+use rtc::rtp_transceiver::rtp_sender::RTCRtpCodec;
+use tokio::sync::broadcast;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+
+use crate::room::ParticipantId;
+use crate::signal::protocol::MediaKind;
+
+/// Packets buffered per track before a slow subscriber starts losing them (about 1 s of video).
+const FANOUT_CAPACITY: usize = 512;
+/// Keyframe requests to one publisher are coalesced to at most one per this interval.
+const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Identifies a published track: `<participant>/<kind>/<n>`; also the msid track id.
+pub type TrackId = String;
+
+pub struct PublishedTrack {
+    pub id: TrackId,
+    pub publisher: ParticipantId,
+    pub kind: MediaKind,
+    pub codec: RTCRtpCodec,
+    media_ssrc: u32,
+    remote: Arc<dyn TrackRemote>,
+    packets: broadcast::Sender<rtp::Packet>,
+    /// Cleared by a moderator's hard mute: packets are dropped at the source.
+    forwarding: AtomicBool,
+    last_keyframe_request: Mutex<Option<Instant>>,
+    pub stats: TrackStats,
+}
+
+#[derive(Default)]
+pub struct TrackStats {
+    pub packets_in: AtomicU64,
+    pub bytes_in: AtomicU64,
+}
+
+impl PublishedTrack {
+    pub(crate) fn new(
+        id: TrackId,
+        publisher: ParticipantId,
+        kind: MediaKind,
+        codec: RTCRtpCodec,
+        media_ssrc: u32,
+        remote: Arc<dyn TrackRemote>,
+    ) -> Arc<Self> {
+        let (packets, _) = broadcast::channel(FANOUT_CAPACITY);
+        Arc::new(Self {
+            id,
+            publisher,
+            kind,
+            codec,
+            media_ssrc,
+            remote,
+            packets,
+            forwarding: AtomicBool::new(true),
+            last_keyframe_request: Mutex::new(None),
+            stats: TrackStats::default(),
+        })
+    }
+
+    /// Reads RTP from the publisher until the track ends. Runs as the track's own task.
+    pub(crate) async fn pump(self: Arc<Self>) {
+        while let Some(event) = self.remote.poll().await {
+            match event {
+                TrackRemoteEvent::OnRtpPacket(packet) => {
+                    self.stats.packets_in.fetch_add(1, Ordering::Relaxed);
+                    self.stats.bytes_in.fetch_add(packet.payload.len() as u64, Ordering::Relaxed);
+                    if self.forwarding.load(Ordering::Relaxed) {
+                        // An error only means nobody subscribes right now.
+                        let _ = self.packets.send(packet);
+                    }
+                }
+                TrackRemoteEvent::OnEnded => break,
+                _ => {}
+            }
+        }
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<rtp::Packet> {
+        self.packets.subscribe()
+    }
+
+    pub fn subscriber_count(&self) -> usize {
+        self.packets.receiver_count()
+    }
+
+    /// Starts or stops forwarding this track to everyone (a moderator's hard mute).
+    pub fn set_forwarding(&self, on: bool) {
+        let was = self.forwarding.swap(on, Ordering::Relaxed);
+        if on && !was && self.kind == MediaKind::Video {
+            self.request_keyframe();
+        }
+    }
+
+    pub fn is_forwarding(&self) -> bool {
+        self.forwarding.load(Ordering::Relaxed)
+    }
+
+    /// Asks the publisher for a keyframe (PLI), coalescing bursts from many subscribers.
+    pub fn request_keyframe(&self) {
+        if self.kind != MediaKind::Video {
+            return;
+        }
+        {
+            let Ok(mut last) = self.last_keyframe_request.lock() else { return };
+            let now = Instant::now();
+            if last.is_some_and(|t| now.duration_since(t) < KEYFRAME_REQUEST_INTERVAL) {
+                return;
+            }
+            *last = Some(now);
+        }
+        let remote = self.remote.clone();
+        let media_ssrc = self.media_ssrc;
+        tokio::spawn(async move {
+            let pli = PictureLossIndication { sender_ssrc: 0, media_ssrc };
+            if let Err(e) = remote.write_rtcp(vec![Box::new(pli)]).await {
+                tracing::debug!(error = %e, "keyframe request not sent");
+            }
+        });
+    }
+}
+
+/// Whether an RTP payload starts a VP8 keyframe (RFC 7741 payload descriptor + frame header).
+pub fn is_vp8_keyframe(payload: &[u8]) -> bool {
+    let Some(&first) = payload.first() else { return false };
+    // S bit and partition id 0: only the first packet of a frame carries the frame header.
+    if first & 0x10 == 0 || first & 0x07 != 0 {
+        return false;
+    }
+    let mut i = 1;
+    if first & 0x80 != 0 {
+        let Some(&x) = payload.get(i) else { return false };
+        i += 1;
+        if x & 0x80 != 0 {
+            // PictureID: one or two bytes.
+            let Some(&pid) = payload.get(i) else { return false };
+            i += if pid & 0x80 != 0 { 2 } else { 1 };
+        }
+        if x & 0x40 != 0 {
+            i += 1;
+        }
+        if x & 0x30 != 0 {
+            i += 1;
+        }
+    }
+    // P bit of the VP8 frame header: 0 means keyframe.
+    payload.get(i).is_some_and(|b| b & 0x01 == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vp8_keyframe_detection() {
+        // Minimal descriptor (S=1, no X), frame header with P=0.
+        assert!(is_vp8_keyframe(&[0x10, 0x00, 0x00, 0x00]));
+        // Interframe: P=1.
+        assert!(!is_vp8_keyframe(&[0x10, 0x01]));
+        // Not the start of a partition.
+        assert!(!is_vp8_keyframe(&[0x00, 0x00]));
+        // Extended descriptor with a 15-bit picture id, keyframe.
+        assert!(is_vp8_keyframe(&[0x90, 0x80, 0x81, 0x23, 0x00]));
+        assert!(!is_vp8_keyframe(&[]));
+    }
+}

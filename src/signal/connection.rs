@@ -1,0 +1,233 @@
+//! One websocket: a reader loop here, a writer task, and the participant's session once joined.
+//!
+//! Every frame is decoded and checked before anything changes; a bad frame gets an `error`
+//! reply and the connection stays up. On close (clean or not) the participant leaves its room
+//! and its peer connection is closed, so nothing outlives the socket.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::ws::{Message, WebSocket};
+use futures::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tracing::{debug, info_span, Instrument};
+
+use super::protocol::{decode_client, encode_server, ClientMessage, ErrorCode, ServerMessage, PROTOCOL_VERSION};
+use crate::room::actor::OUTBOX_CAPACITY;
+use crate::room::{validate_display_name, JoinRequest, ParticipantId, RoomCommand, RoomError, RoomHandle, RoomId};
+use crate::server::AppState;
+use crate::sfu::{PeerCommand, PeerEvent, PeerHandle};
+
+/// A joined participant's place: its room, its peer and the peer's event stream.
+struct Session {
+    participant: ParticipantId,
+    room: RoomHandle,
+    peer: PeerHandle,
+    peer_events: mpsc::UnboundedReceiver<PeerEvent>,
+}
+
+pub async fn serve(socket: WebSocket, state: Arc<AppState>, remote: SocketAddr) {
+    let span = info_span!("conn", %remote, room = tracing::field::Empty, participant = tracing::field::Empty);
+    Connection::new(state).run(socket).instrument(span).await
+}
+
+struct Connection {
+    state: Arc<AppState>,
+    out: mpsc::Sender<ServerMessage>,
+    out_rx: Option<mpsc::Receiver<ServerMessage>>,
+    session: Option<Session>,
+}
+
+enum Flow {
+    Continue,
+    Close,
+}
+
+impl Connection {
+    fn new(state: Arc<AppState>) -> Self {
+        let (out, out_rx) = mpsc::channel(OUTBOX_CAPACITY);
+        Self { state, out, out_rx: Some(out_rx), session: None }
+    }
+
+    async fn run(mut self, socket: WebSocket) {
+        let (mut sink, mut stream) = socket.split();
+        let Some(mut out_rx) = self.out_rx.take() else { return };
+        let writer = tokio::spawn(async move {
+            while let Some(msg) = out_rx.recv().await {
+                let goodbye = matches!(msg, ServerMessage::Goodbye { .. });
+                if sink.send(Message::Text(encode_server(&msg).into())).await.is_err() {
+                    break;
+                }
+                if goodbye {
+                    break;
+                }
+            }
+            let _ = sink.close().await;
+        });
+        let shutdown = self.state.shutdown.clone();
+        loop {
+            let flow = tokio::select! {
+                _ = shutdown.cancelled() => {
+                    let _ = self.out.send(ServerMessage::Goodbye { reason: "the server is shutting down".into() }).await;
+                    Flow::Close
+                }
+                frame = stream.next() => match frame {
+                    Some(Ok(Message::Text(text))) => self.on_text(text.as_str()).await,
+                    Some(Ok(Message::Binary(_))) => {
+                        self.error(ErrorCode::MalformedJson, "binary frames are not accepted; send JSON text").await
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => Flow::Continue,
+                    Some(Ok(Message::Close(_))) | None => Flow::Close,
+                    Some(Err(e)) => {
+                        debug!(error = %e, "websocket read failed");
+                        Flow::Close
+                    }
+                },
+                Some(event) = next_peer_event(&mut self.session) => self.on_peer_event(event).await,
+            };
+            if matches!(flow, Flow::Close) {
+                break;
+            }
+        }
+        self.leave().await;
+        drop(self.out);
+        let _ = writer.await;
+    }
+
+    async fn send(&self, msg: ServerMessage) -> Flow {
+        match self.out.send(msg).await {
+            Ok(()) => Flow::Continue,
+            Err(_) => Flow::Close, // the writer is gone: the socket is dead
+        }
+    }
+
+    async fn error(&self, code: ErrorCode, message: impl Into<String>) -> Flow {
+        self.send(ServerMessage::Error { code, message: message.into() }).await
+    }
+
+    async fn on_text(&mut self, text: &str) -> Flow {
+        let msg = match decode_client(text, self.state.config.limits.max_message_bytes) {
+            Ok(m) => m,
+            Err(e) => return self.error(e.code, e.message).await,
+        };
+        match msg {
+            ClientMessage::Join { protocol_version, room_id, name } => self.join(protocol_version, room_id, name).await,
+            ClientMessage::Ping { nonce } => self.send(ServerMessage::Pong { nonce }).await,
+            ClientMessage::Leave => {
+                if self.session.is_none() {
+                    return self.error(ErrorCode::NotJoined, "not in a room").await;
+                }
+                self.leave().await;
+                Flow::Continue
+            }
+            other => {
+                let Some(session) = &self.session else {
+                    return self.error(ErrorCode::NotJoined, format!("`{}` needs a joined room; send `join` first", other.kind())).await;
+                };
+                match other {
+                    ClientMessage::Offer(sdp) => session.peer.send(PeerCommand::RemoteOffer(sdp.sdp)),
+                    ClientMessage::Answer(sdp) => session.peer.send(PeerCommand::RemoteAnswer(sdp.sdp)),
+                    ClientMessage::IceCandidate { candidate } => session.peer.send(PeerCommand::RemoteCandidate(candidate)),
+                    ClientMessage::SetMute { kind, muted } => {
+                        session.room.send(RoomCommand::SetMute { participant: session.participant.clone(), kind, muted }).await
+                    }
+                    ClientMessage::Join { .. } | ClientMessage::Ping { .. } | ClientMessage::Leave => {}
+                }
+                Flow::Continue
+            }
+        }
+    }
+
+    async fn join(&mut self, version: u32, room_id: RoomId, name: String) -> Flow {
+        if version != PROTOCOL_VERSION {
+            return self
+                .error(ErrorCode::UnsupportedVersion, format!("this server speaks protocol version {PROTOCOL_VERSION}, not {version}"))
+                .await;
+        }
+        if self.session.is_some() {
+            return self.error(ErrorCode::AlreadyJoined, "already in a room; send `leave` first").await;
+        }
+        if self.state.shutdown.is_cancelled() {
+            return self.error(ErrorCode::ShuttingDown, "the server is shutting down").await;
+        }
+        let name = match validate_display_name(&name) {
+            Ok(n) => n,
+            Err(reason) => return self.error(ErrorCode::InvalidField, reason).await,
+        };
+        let participant = ParticipantId::random();
+        let (events_tx, peer_events) = mpsc::unbounded_channel();
+        let peer = match self.state.sfu.create_peer(participant.clone(), events_tx).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "could not create a peer connection");
+                return self.error(ErrorCode::Internal, "the media relay could not set up a connection").await;
+            }
+        };
+        // A room that empties as we join closes under us; a fresh one is made on retry.
+        let mut attempt = 0;
+        let (room, joined) = loop {
+            let room = self.state.rooms.get_or_create(&room_id);
+            let req = JoinRequest { participant: participant.clone(), name: name.clone(), outbox: self.out.clone(), peer: peer.clone() };
+            match room.join(req).await {
+                Ok(joined) => break (room, joined),
+                Err(RoomError::Closed) if attempt < 3 => attempt += 1,
+                Err(e) => {
+                    peer.send(PeerCommand::Close);
+                    let code = match e {
+                        RoomError::Full(_) => ErrorCode::RoomFull,
+                        RoomError::AlreadyInRoom => ErrorCode::AlreadyJoined,
+                        RoomError::Closed => ErrorCode::Internal,
+                    };
+                    return self.error(code, e.to_string()).await;
+                }
+            }
+        };
+        let span = tracing::Span::current();
+        span.record("room", room_id.as_str());
+        span.record("participant", participant.as_str());
+        debug!("joined room");
+        let flow = self
+            .send(ServerMessage::Joined {
+                protocol_version: PROTOCOL_VERSION,
+                room_id,
+                participant_id: participant.clone(),
+                participants: joined.participants,
+                ice_servers: self.state.config.ice.ice_servers.clone(),
+            })
+            .await;
+        self.session = Some(Session { participant, room, peer, peer_events });
+        flow
+    }
+
+    async fn on_peer_event(&mut self, event: PeerEvent) -> Flow {
+        let Some(session) = &self.session else { return Flow::Continue };
+        match event {
+            PeerEvent::Signal(msg) => self.send(msg).await,
+            PeerEvent::TrackPublished(track) => {
+                session.room.send(RoomCommand::TrackPublished(session.participant.clone(), track)).await;
+                Flow::Continue
+            }
+            PeerEvent::TrackEnded(id) => {
+                session.room.send(RoomCommand::TrackEnded(session.participant.clone(), id)).await;
+                Flow::Continue
+            }
+            PeerEvent::Failed => {
+                self.error(ErrorCode::Negotiation, "the media connection failed; leave and join again").await
+            }
+        }
+    }
+
+    async fn leave(&mut self) {
+        if let Some(session) = self.session.take() {
+            session.room.send(RoomCommand::Leave(session.participant.clone())).await;
+            session.peer.send(PeerCommand::Close);
+        }
+    }
+}
+
+async fn next_peer_event(session: &mut Option<Session>) -> Option<PeerEvent> {
+    match session {
+        Some(s) => s.peer_events.recv().await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,52 @@
+//! Shared test harness: the real server on 127.0.0.1:0, and helpers to reach it.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use hearth::config::Config;
+use hearth::server::RunningServer;
+
+pub async fn start_server() -> RunningServer {
+    start_with(Config::for_tests()).await
+}
+
+pub async fn start_with(config: Config) -> RunningServer {
+    init_tracing();
+    hearth::server::start(config).await.expect("server starts")
+}
+
+pub fn ws_url(server: &RunningServer) -> String {
+    format!("ws://{}/ws", server.addr())
+}
+
+/// GET /healthz as JSON.
+pub async fn health(server: &RunningServer) -> serde_json::Value {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(server.addr()).await.expect("connect");
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").await.expect("write");
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await.expect("read");
+    let body = buf.split("\r\n\r\n").nth(1).expect("body");
+    serde_json::from_str(body).expect("json health")
+}
+
+/// Polls `f` every 50 ms until it is true or `wait` passes; returns the last value.
+pub async fn eventually<F: FnMut() -> bool>(wait: Duration, mut f: F) -> bool {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        if f() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("HEARTH_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_test_writer()
+        .try_init();
+}
