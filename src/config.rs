@@ -23,7 +23,21 @@ pub struct Config {
     pub server: ServerConfig,
     pub ice: IceConfig,
     pub auth: AuthConfig,
+    pub rooms: RoomsConfig,
+    pub store: StoreConfig,
     pub limits: LimitsConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoomsConfig {
+    pub waiting_room: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    pub path: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -33,6 +47,16 @@ pub struct ServerConfig {
     pub web_root: PathBuf,
     pub production: bool,
     pub shutdown_grace_ms: u64,
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+}
+
+impl ServerConfig {
+    /// Both TLS files, when TLS is configured.
+    pub fn tls(&self) -> Option<(&Path, &Path)> {
+        let set = |p: &PathBuf| !p.as_os_str().is_empty();
+        (set(&self.tls_cert) && set(&self.tls_key)).then(|| (self.tls_cert.as_path(), self.tls_key.as_path()))
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -49,12 +73,13 @@ pub struct IceConfig {
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
     pub token_secret: String,
+    pub api_key: String,
 }
 
 impl std::fmt::Debug for AuthConfig {
     // Secrets never reach logs.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuthConfig").field("token_secret", &"<redacted>").finish()
+        f.debug_struct("AuthConfig").field("token_secret", &"<redacted>").field("api_key", &"<redacted>").finish()
     }
 }
 
@@ -63,6 +88,9 @@ impl std::fmt::Debug for AuthConfig {
 pub struct LimitsConfig {
     pub max_room_size: usize,
     pub max_message_bytes: usize,
+    pub messages_per_second: u32,
+    pub message_burst: u32,
+    pub joins_per_minute_per_ip: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +129,7 @@ impl Config {
         let mut c = Self::from_toml_overrides("").expect("embedded defaults are valid");
         c.server.listen = "127.0.0.1:0".parse().expect("literal address");
         c.server.shutdown_grace_ms = 200;
+        c.store.path = unique_temp_path("hearth-test", "db");
         c
     }
 
@@ -111,6 +140,31 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        let s = &self.server;
+        if s.tls_cert.as_os_str().is_empty() != s.tls_key.as_os_str().is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "server.tls_cert/server.tls_key",
+                value: format!("{}/{}", s.tls_cert.display(), s.tls_key.display()),
+                reason: "set both (to serve TLS) or neither",
+            });
+        }
+        let l = &self.limits;
+        for (key, v) in [
+            ("limits.messages_per_second", l.messages_per_second),
+            ("limits.message_burst", l.message_burst),
+            ("limits.joins_per_minute_per_ip", l.joins_per_minute_per_ip),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::Invalid { key, value: v.to_string(), reason: "must be at least 1" });
+            }
+        }
+        if !self.auth.api_key.is_empty() && self.auth.api_key.len() < 24 {
+            return Err(ConfigError::Invalid {
+                key: "auth.api_key",
+                value: "<redacted>".into(),
+                reason: "must be empty (endpoint off) or at least 24 characters",
+            });
+        }
         let ice = &self.ice;
         if (ice.udp_port_min == 0) != (ice.udp_port_max == 0) || ice.udp_port_min > ice.udp_port_max {
             return Err(ConfigError::Invalid {
@@ -151,6 +205,14 @@ impl Config {
     }
 }
 
+/// A path in the temp folder no other call of this process returns.
+pub fn unique_temp_path(prefix: &str, ext: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!("{prefix}-{}-{n}-{:08x}.{ext}", std::process::id(), rand::random::<u32>()))
+}
+
 /// figment's errors already name the key path and the offending value; flatten all of them.
 fn describe_figment_error(err: figment::Error) -> String {
     err.into_iter()
@@ -173,7 +235,7 @@ mod tests {
     #[test]
     fn embedded_defaults_are_valid() {
         let c = Config::from_toml_overrides("").expect("defaults load");
-        assert_eq!(c.server.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.server.listen, "127.0.0.1:8080".parse::<SocketAddr>().unwrap());
         assert!(!c.server.production);
     }
 

@@ -12,9 +12,12 @@
 //! Data flows one way through the layers: a socket's task turns frames into room and peer
 //! commands; a room tells peers what to subscribe to; peers forward RTP between themselves.
 
+pub mod auth;
 pub mod client;
 pub mod config;
+pub mod load;
 pub mod room;
 pub mod server;
 pub mod sfu;
+pub mod store;
 pub mod signal;

@@ -9,17 +9,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Serialize;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use axum::http::{header, HeaderValue};
 use tower_http::services::{ServeDir, ServeFile};
+use tower_http::set_header::SetResponseHeaderLayer;
 
+use crate::auth::{Role, TokenIssuer};
 use crate::config::Config;
-use crate::room::RoomRegistry;
+use crate::room::{RoomId, RoomRegistry, RoomSettings};
+use crate::store::{Store, StoreError};
 use crate::sfu::SfuEngine;
 use crate::signal::connection;
 
@@ -32,6 +38,10 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Tracks connection tasks so shutdown can wait for them.
     pub connections: TaskTracker,
+    pub tokens: TokenIssuer,
+    pub store: Store,
+    /// Join attempts per client IP.
+    pub join_limiter: DefaultKeyedRateLimiter<std::net::IpAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -40,14 +50,25 @@ pub enum ServerError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("web client folder {0} does not exist (set server.web_root)")]
     WebRoot(String),
+    #[error("cannot load TLS certificate {cert} / key {key}: {source}")]
+    Tls { cert: String, key: String, source: std::io::Error },
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 pub fn app(state: Arc<AppState>) -> Router {
     let root = &state.config.server.web_root;
     let static_files = ServeDir::new(root).fallback(ServeFile::new(root.join("index.html")));
+    // Revalidate the client on every load, so an update reaches everyone at their next visit.
+    let static_files = tower::ServiceBuilder::new()
+        .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-cache")))
+        .service(static_files);
     Router::new()
         .route("/healthz", get(healthz))
         .route("/ws", get(ws_upgrade))
+        .route("/api/info", get(info))
+        .route("/api/tokens", post(mint_token))
+        .route("/dev/token", post(dev_token))
         .fallback_service(static_files)
         .with_state(state)
 }
@@ -67,6 +88,100 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Json<Health> {
         participants: state.rooms.participant_count(),
         peers: state.sfu.stats.peers.load(std::sync::atomic::Ordering::Relaxed),
     })
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Info {
+    protocol_version: u32,
+    /// Whether this server mints development tokens at /dev/token (never in production).
+    dev_tokens: bool,
+}
+
+async fn info(State(state): State<Arc<AppState>>) -> Json<Info> {
+    Json(Info { protocol_version: crate::signal::protocol::PROTOCOL_VERSION, dev_tokens: !state.config.server.production })
+}
+
+/// An HTTP error with a stable code, as JSON.
+pub struct ApiError(StatusCode, &'static str, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({ "code": self.1, "message": self.2 }))).into_response()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MintRequest {
+    pub room: String,
+    pub role: Role,
+    pub name: String,
+    #[serde(default)]
+    pub participant_id: Option<String>,
+    #[serde(default)]
+    pub ttl_seconds: Option<u64>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MintResponse {
+    pub token: String,
+    pub participant_id: String,
+    pub room: String,
+    pub expires_at: u64,
+    /// Path of the web client with the token in the fragment (never sent to servers or logs).
+    pub join_path: String,
+}
+
+fn mint(state: &AppState, req: MintRequest, default_ttl: u64) -> Result<Json<MintResponse>, ApiError> {
+    let room = RoomId::new(req.room).map_err(|e| ApiError(StatusCode::BAD_REQUEST, "invalid_room", e.to_string()))?;
+    let ttl = Duration::from_secs(req.ttl_seconds.unwrap_or(default_ttl));
+    let (token, claims) = state
+        .tokens
+        .mint(&room, req.role, &req.name, req.participant_id.as_deref(), ttl)
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, "invalid_request", e.to_string()))?;
+    Ok(Json(MintResponse {
+        join_path: format!("/#token={token}"),
+        token,
+        participant_id: claims.sub,
+        room: claims.room,
+        expires_at: claims.exp,
+    }))
+}
+
+/// POST /api/tokens: an operator's backend mints join tokens with the configured API key.
+async fn mint_token(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Json<MintRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<MintResponse>, ApiError> {
+    let key = &state.config.auth.api_key;
+    if key.is_empty() {
+        return Err(ApiError(StatusCode::NOT_FOUND, "disabled", "token minting is off (set auth.api_key)".into()));
+    }
+    let given = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), key.as_bytes())) {
+        return Err(ApiError(StatusCode::UNAUTHORIZED, "unauthorized", "a valid API key is required".into()));
+    }
+    let Json(req) = body.map_err(|e| ApiError(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()))?;
+    mint(&state, req, 2 * 3600)
+}
+
+/// POST /dev/token: development mode only, mints a token for anyone (the dev join page).
+async fn dev_token(
+    State(state): State<Arc<AppState>>,
+    body: Result<Json<MintRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<MintResponse>, ApiError> {
+    if state.config.server.production {
+        return Err(ApiError(StatusCode::NOT_FOUND, "disabled", "development tokens are off in production mode".into()));
+    }
+    let Json(req) = body.map_err(|e| ApiError(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()))?;
+    mint(&state, req, 4 * 3600)
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn ws_upgrade(
@@ -121,26 +236,67 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     if !config.server.web_root.is_dir() {
         return Err(ServerError::WebRoot(config.server.web_root.display().to_string()));
     }
+    let tls = match config.server.tls() {
+        Some((cert, key)) => {
+            // Both ring and aws-lc may be compiled in through dependencies; pick one explicitly.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let loaded = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await.map_err(|source| ServerError::Tls {
+                cert: cert.display().to_string(),
+                key: key.display().to_string(),
+                source,
+            })?;
+            Some(loaded)
+        }
+        None => None,
+    };
+    let store = Store::open(&config.store.path)?;
     let listener = TcpListener::bind(config.server.listen)
         .await
         .map_err(|source| ServerError::Bind { addr: config.server.listen, source })?;
     let addr = listener.local_addr().map_err(|source| ServerError::Bind { addr: config.server.listen, source })?;
+    let joins = std::num::NonZeroU32::new(config.limits.joins_per_minute_per_ip).unwrap_or(std::num::NonZeroU32::MIN);
+    let settings = RoomSettings {
+        max_room_size: config.limits.max_room_size,
+        waiting_room: config.rooms.waiting_room,
+        ice_servers: config.ice.ice_servers.clone(),
+    };
     let state = Arc::new(AppState {
-        rooms: RoomRegistry::new(config.limits.max_room_size),
+        rooms: RoomRegistry::new(settings, Some(store.clone())),
         sfu: SfuEngine::new(config.ice.clone()),
+        tokens: TokenIssuer::new(&config.auth.token_secret),
+        store,
+        join_limiter: RateLimiter::keyed(Quota::per_minute(joins)),
         config: Arc::new(config),
         shutdown: CancellationToken::new(),
         connections: TaskTracker::new(),
     });
     let router = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let token = state.shutdown.clone();
-    let task = tokio::spawn(async move {
-        let serve = axum::serve(listener, router).with_graceful_shutdown(async move { token.cancelled().await });
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "http server stopped");
+    let task = match tls {
+        None => tokio::spawn(async move {
+            let serve = axum::serve(listener, router).with_graceful_shutdown(async move { token.cancelled().await });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "http server stopped");
+            }
+        }),
+        Some(tls) => {
+            let std_listener = listener.into_std().map_err(|source| ServerError::Bind { addr, source })?;
+            let server = axum_server::from_tcp_rustls(std_listener, tls).map_err(|source| ServerError::Bind { addr, source })?;
+            let handle = axum_server::Handle::new();
+            let watcher = handle.clone();
+            tokio::spawn(async move {
+                token.cancelled().await;
+                watcher.graceful_shutdown(Some(Duration::from_secs(1)));
+            });
+            tokio::spawn(async move {
+                if let Err(e) = server.handle(handle).serve(router).await {
+                    tracing::error!(error = %e, "https server stopped");
+                }
+            })
         }
-    });
-    tracing::info!(%addr, "listening");
+    };
+    let scheme = if state.config.server.tls().is_some() { "https" } else { "http" };
+    tracing::info!(%addr, scheme, "listening");
     Ok(RunningServer { addr, state, task })
 }
 

@@ -4,19 +4,21 @@ mod common;
 
 use std::time::Duration;
 
+use hearth::auth::Role;
 use hearth::client::{MediaClient, MediaOptions};
 use hearth::signal::protocol::{MediaKind, ServerMessage};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_peers_receive_each_other_and_leave_cleanly() {
-    let server = common::start_server().await;
+    let server = common::start_open_server().await;
     let url = common::ws_url(&server);
     let mut clients = Vec::new();
     for name in ["ana", "ben", "cleo"] {
-        clients.push(MediaClient::join(MediaOptions::light(&url, "circle", name)).await.expect("join"));
+        let token = common::token(&server, "circle", Role::Participant, name);
+        clients.push(MediaClient::join(MediaOptions::light(&url, "circle", name).with_token(token)).await.expect("join"));
     }
     let ids: Vec<_> = clients.iter().map(|c| c.participant_id.clone()).collect();
-    assert_eq!(clients[2].roster.len(), 2, "the third sees the first two in the roster");
+    assert_eq!(clients[2].roster.len(), 3, "the third sees the first two and itself in the roster");
 
     // Everyone receives audio and video from both others, attributed to the right participant.
     let ok = common::eventually(Duration::from_secs(20), || {

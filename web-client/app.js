@@ -23,6 +23,16 @@
   const FATAL_JOIN_ERRORS = new Set([
     'invalid_field', 'invalid_message', 'room_full', 'unsupported_version', 'already_joined',
   ]);
+  // Same rule as the server's RoomId, checked here so a typo gets a friendly message.
+  const ROOM_ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
+  // Plain-language versions of the server's error codes; the server's text is the fallback.
+  const FRIENDLY_ERRORS = {
+    room_full: 'This room is full at the moment. Please check with your facilitator.',
+    unsupported_version: 'This page is out of date. Please reload it and join again.',
+    shutting_down: 'The server is restarting. We will reconnect you in a moment.',
+    negotiation: 'The video connection had a problem. Reconnecting you…',
+    internal: 'Something went wrong on our side. Please try again in a moment.',
+  };
 
   // Everything that changes lives here, so there is one place to look when debugging.
   const state = {
@@ -71,6 +81,7 @@
     micButton: $('mic-button'),
     camButton: $('cam-button'),
     leaveButton: $('leave-button'),
+    controls: $('controls'),
     soundButton: $('sound-button'),
   };
 
@@ -109,7 +120,10 @@
     ui.roomView.hidden = which !== 'room';
     // Move focus with the view, otherwise keyboard and screen reader users are left on a
     // button that no longer exists.
-    if (which === 'room' && !wasRoom) ui.roomHeading.focus();
+    if (which === 'room' && !wasRoom) {
+      layoutTiles();
+      ui.roomHeading.focus();
+    }
     if (which === 'join' && wasRoom) ui.joinHeading.focus();
   }
 
@@ -197,6 +211,8 @@
     teardownPeer();
     clearRemoteTiles();
     if (state.status === 'connecting' || state.status === 'joined' || state.status === 'reconnecting') {
+      // The roster is unknown until we are back; don't show a stale head count meanwhile.
+      ui.peopleCount.textContent = 'Others will reappear here once you are reconnected.';
       scheduleReconnect();
     }
   }
@@ -216,10 +232,7 @@
     stopPing();
     state.pingTimer = setInterval(() => {
       if (Date.now() - state.lastHeardAt > SILENCE_LIMIT_MS) {
-        log('server silent for too long; reconnecting');
-        const ws = state.ws;
-        onSocketLost();
-        if (ws) ws.close(4000, 'silent');
+        restartConnection('server silent for too long');
         return;
       }
       send({ type: 'ping' });
@@ -257,7 +270,6 @@
     log('joined as', message.participantId);
     state.participantId = message.participantId;
     state.iceServers = message.iceServers || [];
-    state.reconnectAttempt = 0;
     state.participants.clear();
     state.streamOwners.clear();
     for (const p of message.participants || []) {
@@ -301,29 +313,39 @@
 
   function onServerError(message) {
     log('server error', message.code, message.message);
-    if (state.status === 'connecting' || state.status === 'reconnecting') {
-      if (FATAL_JOIN_ERRORS.has(message.code)) {
-        // Retrying cannot help (bad room name, room full...): back to the form.
-        stopSession();
-        setStatus('idle', 'Not connected.');
-        showAlert(message.message);
-        return;
-      }
-      if (message.code === 'shutting_down') {
-        showAlert('The server is restarting. We will reconnect you in a moment.');
-        const ws = state.ws;
-        onSocketLost();
-        if (ws) ws.close(1000, 'retry');
-        return;
-      }
+    const text = message.code === 'invalid_field'
+      ? `Please check what you entered: ${message.message}.`
+      : FRIENDLY_ERRORS[message.code] || message.message || 'Something went wrong.';
+    const joining = state.status === 'connecting' || state.status === 'reconnecting';
+    if (joining && FATAL_JOIN_ERRORS.has(message.code)) {
+      // Retrying cannot help (bad room name, room full...): back to the form.
+      stopSession();
+      setStatus('idle', 'Not connected.');
+      showAlert(text);
+      return;
     }
-    showAlert(message.message || 'Something went wrong.');
+    if ((joining && message.code === 'shutting_down') || message.code === 'negotiation') {
+      // The server gave up on this connection's media (or is restarting): a fresh join,
+      // with backoff, is the way back.
+      showAlert(text);
+      restartConnection('server error ' + message.code);
+      return;
+    }
+    showAlert(text);
+  }
+
+  function restartConnection(why) {
+    log('restarting connection:', why);
+    const ws = state.ws;
+    onSocketLost();
+    if (ws) ws.close(1000, 'restart');
   }
 
   function onGoodbye(message) {
     log('goodbye:', message.reason);
     // The socket closes next; onclose starts reconnecting because the server usually returns.
-    showAlert(`The server is going away (${message.reason}). We will try to reconnect you.`);
+    showAlert(`The server is going offline for a moment (${message.reason}). `
+      + "We'll reconnect you automatically when it's back.");
   }
 
   // ---------------------------------------------------------------------------------------
@@ -348,13 +370,11 @@
     pc.onconnectionstatechange = () => {
       log('peer connection', pc.connectionState);
       if (pc !== state.pc) return;
-      if (pc.connectionState === 'failed') {
-        // No ICE restart support on the server yet: a clean re-join is the reliable cure.
-        log('media connection failed; re-joining');
-        const ws = state.ws;
-        onSocketLost();
-        if (ws) ws.close(1000, 'media failed');
-      }
+      // Only a working media connection counts as recovered; resetting the backoff on
+      // `joined` alone would let a join-then-fail loop retry at full speed forever.
+      if (pc.connectionState === 'connected') state.reconnectAttempt = 0;
+      // No ICE restart support on the server yet: a clean re-join is the reliable cure.
+      if (pc.connectionState === 'failed') restartConnection('media connection failed');
     };
     pc.onsignalingstatechange = () => log('signaling', pc.signalingState);
 
@@ -601,6 +621,7 @@
     tile = { element, stream: new MediaStream() };
     tiles.set(participantId, tile);
     ui.tiles.appendChild(element);
+    layoutTiles();
     return tile;
   }
 
@@ -611,6 +632,7 @@
     video.srcObject = null;
     tile.element.remove();
     tiles.delete(participantId);
+    layoutTiles();
   }
 
   function clearRemoteTiles() {
@@ -671,6 +693,33 @@
     ui.camButton.disabled = Boolean(stream) && !hasVideo;
   }
 
+  // Tile layout: try every column count and keep the one giving the largest tiles that still
+  // fit on screen (2 people side by side, 3 in a row on a laptop, 2+1 on a phone...).
+  // CSS alone cannot size by both the number of tiles and the viewport height.
+  const MIN_TILE_WIDTH = 150; // px; below this faces get too small, so the page scrolls instead
+  const TILE_ASPECT = 4 / 3;
+  const TILE_GAP = 12;
+
+  function layoutTiles() {
+    if (ui.roomView.hidden) return;
+    const count = Math.max(1, ui.tiles.children.length);
+    const width = ui.roomView.clientWidth;
+    const top = ui.tiles.getBoundingClientRect().top + window.scrollY;
+    const height = Math.max(180, window.innerHeight - top - ui.controls.offsetHeight - 40);
+    const maxCols = Math.max(1, Math.floor((width + TILE_GAP) / (MIN_TILE_WIDTH + TILE_GAP)));
+    let best = { cols: 1, tileWidth: 0 };
+    for (let cols = 1; cols <= Math.min(count, maxCols); cols += 1) {
+      const rows = Math.ceil(count / cols);
+      const byWidth = (width - TILE_GAP * (cols - 1)) / cols;
+      const byHeight = ((height - TILE_GAP * (rows - 1)) / rows) * TILE_ASPECT;
+      const tileWidth = Math.min(byWidth, byHeight);
+      if (tileWidth > best.tileWidth) best = { cols, tileWidth };
+    }
+    const tileWidth = Math.max(MIN_TILE_WIDTH, best.tileWidth);
+    ui.tiles.style.setProperty('--cols', String(best.cols));
+    ui.tiles.style.maxWidth = `${Math.floor(tileWidth * best.cols + TILE_GAP * (best.cols - 1))}px`;
+  }
+
   function renderRoster() {
     // Everyone in the roster gets a tile straight away, showing their name while media starts.
     // Tiles are only removed on participantLeft, so a track that arrives just before its
@@ -682,6 +731,7 @@
       ? 'Just you so far. Others will appear here when they join.'
       : `${count} people here, including you.`;
     ui.roomName.textContent = state.roomId;
+    layoutTiles();
   }
 
   // ---------------------------------------------------------------------------------------
@@ -724,10 +774,18 @@
     event.preventDefault();
     const roomId = ui.roomInput.value.trim();
     const name = ui.nameInput.value.trim();
-    if (!roomId || !name) {
-      // Native validation messages vary by browser; say plainly what is missing instead.
-      showAlert(!roomId ? 'Please enter the room name.' : 'Please enter your name.');
-      (!roomId ? ui.roomInput : ui.nameInput).focus();
+    // Native validation bubbles vary by browser and vanish quickly; say it plainly instead.
+    const problem = !roomId ? ['Please enter the room name.', ui.roomInput]
+      : !ROOM_ID_PATTERN.test(roomId)
+        ? ['Room names use only letters, numbers, dots (.), dashes (-) and underscores (_). '
+          + 'Please check the name your facilitator gave you.', ui.roomInput]
+        : !name ? ['Please enter your name.', ui.nameInput]
+          : null;
+    for (const input of [ui.roomInput, ui.nameInput]) input.removeAttribute('aria-invalid');
+    if (problem) {
+      showAlert(problem[0]);
+      problem[1].setAttribute('aria-invalid', 'true');
+      problem[1].focus();
       return;
     }
     startSession(roomId, name);
@@ -746,6 +804,7 @@
       ui.soundButton.hidden = true;
       for (const video of ui.tiles.querySelectorAll('.tile.remote video')) playWithSound(video);
     });
+    window.addEventListener('resize', layoutTiles);
     window.addEventListener('pagehide', () => {
       // Tell the room promptly instead of waiting for the server to notice the socket is gone.
       if (state.status === 'joined') send({ type: 'leave' });

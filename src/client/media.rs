@@ -11,6 +11,7 @@ use futures::{SinkExt, StreamExt};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
+use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
@@ -36,7 +37,10 @@ pub struct MediaOptions {
     /// `ws://host:port/ws`
     pub url: String,
     pub room: String,
+    /// Labels this client's own tracks (the server takes the display name from the token).
     pub name: String,
+    /// The join token; see `hearth::auth::TokenIssuer::mint`.
+    pub token: String,
     pub publish_audio: bool,
     pub publish_video: bool,
     /// Video packets per second and payload size; a keyframe every `keyframe_every` packets.
@@ -48,15 +52,65 @@ pub struct MediaOptions {
     pub audio_payload: usize,
     /// Keep this many latency samples per received track (0 = none).
     pub latency_samples: usize,
+    /// Frame-shaped video like a real encoder; when set it replaces `video_pps`,
+    /// `video_payload` and `keyframe_every`.
+    pub video_profile: Option<VideoProfile>,
+}
+
+/// Video shaped like a camera encoder's output: `fps` frames a second averaging `kbps`, each
+/// frame cut into packets of at most `max_packet` payload bytes sent back to back (as an
+/// unpaced encoder would), every `keyframe_interval` frames a keyframe `keyframe_scale` times
+/// the size of a delta frame. Forwarding cost depends on packets and bursts, not only on
+/// bits per second, which is why the load generator uses this rather than a steady stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VideoProfile {
+    pub kbps: u32,
+    pub fps: u32,
+    pub max_packet: usize,
+    pub keyframe_interval: u32,
+    pub keyframe_scale: u32,
+}
+
+impl VideoProfile {
+    /// A typical 1 Mbit/s call camera: 30 frames/s, 1,100-byte packets, a keyframe every 2 s
+    /// at 4x the size of a delta frame.
+    pub fn camera(kbps: u32) -> Self {
+        Self { kbps, fps: 30, max_packet: 1100, keyframe_interval: 60, keyframe_scale: 4 }
+    }
+
+    /// Payload bytes of a delta frame and of a keyframe, chosen so the average is `kbps`.
+    pub fn frame_sizes(&self) -> (usize, usize) {
+        let fps = u64::from(self.fps.max(1));
+        let interval = u64::from(self.keyframe_interval.max(1));
+        let scale = u64::from(self.keyframe_scale.max(1));
+        let bytes_per_interval = u64::from(self.kbps) * 1000 / 8 * interval / fps;
+        // interval frames = (interval - 1) deltas + one keyframe worth `scale` deltas.
+        let delta = (bytes_per_interval / (interval - 1 + scale)).max(PROBE_LEN as u64) as usize;
+        (delta, delta * scale as usize)
+    }
+
+    /// Nominal packets per second (what a receiver of this video should see).
+    pub fn packets_per_second(&self) -> f64 {
+        let (delta, key) = self.frame_sizes();
+        let per = |size: usize| size.div_ceil(self.max_packet.max(PROBE_LEN)) as f64;
+        let interval = f64::from(self.keyframe_interval.max(1));
+        f64::from(self.fps) * ((interval - 1.0) * per(delta) + per(key)) / interval
+    }
 }
 
 impl MediaOptions {
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        self.token = token.into();
+        self
+    }
+
     /// Light media, enough to prove forwarding in tests without loading the machine.
     pub fn light(url: impl Into<String>, room: impl Into<String>, name: impl Into<String>) -> Self {
         Self {
             url: url.into(),
             room: room.into(),
             name: name.into(),
+            token: String::new(),
             publish_audio: true,
             publish_video: true,
             video_pps: 30,
@@ -65,6 +119,7 @@ impl MediaOptions {
             audio_pps: 50,
             audio_payload: 80,
             latency_samples: 0,
+            video_profile: None,
         }
     }
 }
@@ -103,7 +158,10 @@ type Received = Arc<Mutex<HashMap<String, ReceivedTrack>>>;
 
 pub struct MediaClient {
     pub participant_id: ParticipantId,
+    /// Who was in the room when this client was admitted (empty while waiting).
     pub roster: Vec<ParticipantInfo>,
+    /// `false` while in the waiting room; an `admitted` event follows on `events`.
+    pub admitted: bool,
     /// Server messages other than negotiation (roster events, errors, ...).
     pub events: mpsc::UnboundedReceiver<ServerMessage>,
     out: mpsc::UnboundedSender<ClientMessage>,
@@ -213,9 +271,15 @@ fn unix_micros() -> u64 {
 
 /// A synthetic payload: VP8 descriptor with an honest keyframe bit, then the probe, then filler.
 pub fn synthetic_payload(size: usize, keyframe: bool, seq: u64) -> Bytes {
+    synthetic_frame_part(size, true, keyframe, seq)
+}
+
+/// One packet of a synthetic frame. Only the first (`start`) carries the VP8 start bit and the
+/// frame header, as a real VP8 packetizer does, so the server's keyframe gate sees each frame once.
+pub fn synthetic_frame_part(size: usize, start: bool, keyframe: bool, seq: u64) -> Bytes {
     let mut buf = vec![0u8; size.max(PROBE_LEN)];
-    buf[0] = 0x10; // VP8 descriptor: start of partition 0
-    buf[1] = if keyframe { 0x00 } else { 0x01 }; // frame header P bit
+    buf[0] = if start { 0x10 } else { 0x00 }; // VP8 descriptor: S bit, partition 0
+    buf[1] = if keyframe { 0x00 } else { 0x01 }; // frame header P bit (meaningful only with S)
     buf[2..10].copy_from_slice(&unix_micros().to_be_bytes());
     buf[10..18].copy_from_slice(&seq.to_be_bytes());
     Bytes::from(buf)
@@ -260,16 +324,24 @@ impl MediaClient {
         let joined_at = Instant::now();
         let mut sig = SignalClient::connect(&opts.url).await?;
         let room_id = RoomId::new(opts.room.clone()).map_err(|e| ClientError::Refused(e.to_string()))?;
-        sig.send(&ClientMessage::Join { protocol_version: PROTOCOL_VERSION, room_id, name: opts.name.clone() }).await?;
+        sig.send(&ClientMessage::Join { protocol_version: PROTOCOL_VERSION, room_id, token: opts.token.clone() }).await?;
         let reply = sig
             .recv_until("joined", Duration::from_secs(10), |m| matches!(m, ServerMessage::Joined { .. } | ServerMessage::Error { .. }))
             .await?;
-        let (participant_id, roster) = match reply {
-            ServerMessage::Joined { participant_id, participants, .. } => (participant_id, participants),
+        let (participant_id, mut roster, admitted) = match reply {
+            ServerMessage::Joined { participant_id, participants, admitted, .. } => (participant_id, participants, admitted),
             ServerMessage::Error { code, message } => return Err(ClientError::Refused(format!("{}: {message}", code.as_str()))),
             _ => unreachable!("filtered above"),
         };
 
+        // An admitted member's roster arrives right behind `joined`.
+        if admitted {
+            if let Ok(ServerMessage::Admitted { participants, .. }) =
+                sig.recv_until("admitted", Duration::from_secs(10), |m| matches!(m, ServerMessage::Admitted { .. })).await
+            {
+                roster = participants;
+            }
+        }
         let (out_tx, mut out_rx) = mpsc::unbounded_channel::<ClientMessage>();
         let (events_tx, events) = mpsc::unbounded_channel();
         let received: Received = Arc::default();
@@ -298,6 +370,14 @@ impl MediaClient {
         }
         for (_, (t, _)) in &locals {
             pc.add_track(t.clone() as Arc<dyn TrackLocal>).await?;
+        }
+        if locals.is_empty() {
+            // A receive-only participant (like the web client without camera or microphone):
+            // an offer with no media section has no ICE credentials and cannot be answered.
+            for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
+                let init = RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Recvonly, ..Default::default() };
+                pc.add_transceiver_from_kind(kind, Some(init)).await?;
+            }
         }
         let offer = pc.create_offer(None).await?;
         pc.set_local_description(offer.clone()).await?;
@@ -375,10 +455,15 @@ impl MediaClient {
             };
             let keyframe_every = if kind == MediaKind::Video { opts.keyframe_every.max(1) } else { 1 };
             let sending = sending.clone();
-            tasks.push(tokio::spawn(send_loop(track, ssrc, pps.max(1), size, pt, clock, keyframe_every, sending)));
+            match (&opts.video_profile, kind) {
+                (Some(profile), MediaKind::Video) => {
+                    tasks.push(tokio::spawn(send_video_frames(track, ssrc, pt, profile.clone(), sending)));
+                }
+                _ => tasks.push(tokio::spawn(send_loop(track, ssrc, pps.max(1), size, pt, clock, keyframe_every, sending))),
+            }
         }
 
-        Ok(Self { participant_id, roster, events, out: out_tx, received, pc, sending, tasks, joined_at })
+        Ok(Self { participant_id, roster, admitted, events, out: out_tx, received, pc, sending, tasks, joined_at })
     }
 
     /// Sends any protocol message on this client's socket.
@@ -389,6 +474,13 @@ impl MediaClient {
     /// A snapshot of everything received so far, keyed by remote track id.
     pub fn received(&self) -> HashMap<String, ReceivedTrack> {
         self.received.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// Takes the latency samples recorded so far (all tracks together), so a measurement window
+    /// can start clean and the per-track cap (`latency_samples`) applies per window.
+    pub fn drain_latencies(&self) -> Vec<u64> {
+        let Ok(mut map) = self.received.lock() else { return Vec::new() };
+        map.values_mut().flat_map(|t| std::mem::take(&mut t.latencies_us)).collect()
     }
 
     /// Packets received so far from `participant`, of `kind`, over all its tracks.
@@ -477,5 +569,61 @@ async fn send_loop(
             probe += 1;
         }
         ts = ts.wrapping_add(step);
+    }
+}
+
+/// Sends frame-shaped video (see [`VideoProfile`]): all packets of a frame share a timestamp,
+/// the last carries the marker bit, and every packet carries its own probe.
+async fn send_video_frames(
+    track: Arc<TrackLocalStaticRTP>,
+    ssrc: u32,
+    payload_type: u8,
+    profile: VideoProfile,
+    sending: Arc<AtomicBool>,
+) {
+    let fps = profile.fps.clamp(1, 120);
+    let max_packet = profile.max_packet.max(PROBE_LEN);
+    let (delta_size, key_size) = profile.frame_sizes();
+    let keyframe_interval = u64::from(profile.keyframe_interval.max(1));
+    let mut tick = tokio::time::interval(Duration::from_secs(1) / fps);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seq: u16 = rand::random();
+    let mut ts: u32 = rand::random();
+    let mut probe: u64 = 0;
+    // Counts frames actually started, so the stream opens on a keyframe once negotiation is done.
+    let mut frame: u64 = 0;
+    loop {
+        tick.tick().await;
+        ts = ts.wrapping_add(90_000 / fps);
+        if !sending.load(Ordering::Relaxed) {
+            continue;
+        }
+        let keyframe = frame % keyframe_interval == 0;
+        let size = if keyframe { key_size } else { delta_size };
+        let parts = size.div_ceil(max_packet);
+        for i in 0..parts {
+            let part = if i + 1 == parts { size - max_packet * (parts - 1) } else { max_packet };
+            let packet = rtp::Packet {
+                header: rtp::header::Header {
+                    version: 2,
+                    marker: i + 1 == parts,
+                    payload_type,
+                    sequence_number: seq,
+                    timestamp: ts,
+                    ssrc,
+                    ..Default::default()
+                },
+                payload: synthetic_frame_part(part.max(PROBE_LEN), i == 0, keyframe, probe),
+            };
+            if track.write_rtp(packet).await.is_err() {
+                // Unbound before negotiation: drop the rest of this frame, as a camera would.
+                break;
+            }
+            seq = seq.wrapping_add(1);
+            probe += 1;
+            if i == 0 {
+                frame += 1;
+            }
+        }
     }
 }

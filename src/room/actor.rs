@@ -1,16 +1,21 @@
-//! One room's task: it alone owns the room's membership and decides who receives whom.
+//! One room's task: it alone owns the room's membership, admission and moderation state, and
+//! decides who receives whom. Every rule about roles is checked here, whatever the client says.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, info, info_span, Instrument};
+use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::registry::RegistryInner;
 use super::{ParticipantId, RoomId};
+use crate::auth::{Grant, Role};
 use crate::sfu::{PeerCommand, PeerHandle, PublishedTrack, TrackId};
-use crate::signal::protocol::{MediaKind, ParticipantInfo, ServerMessage};
+use crate::signal::protocol::{
+    ClientMessage, EndReason, ErrorCode, MediaKind, ParticipantInfo, RoomState, ServerMessage, WaitingInfo,
+    PROTOCOL_VERSION,
+};
 
 /// Where a room sends messages for one participant's socket.
 pub type Outbox = mpsc::Sender<ServerMessage>;
@@ -22,30 +27,31 @@ pub const OUTBOX_CAPACITY: usize = 256;
 pub enum RoomError {
     #[error("the room is full ({0} participants)")]
     Full(usize),
-    #[error("this participant is already in the room")]
-    AlreadyInRoom,
+    #[error("the room is locked; no one new can join")]
+    Locked,
+    #[error("you were removed from this session")]
+    Banned,
     #[error("the room closed; try again")]
     Closed,
 }
 
+/// How a connection learns that the room ended its session (removed, declined, ended, ...).
+pub type SessionEnd = oneshot::Sender<EndReason>;
+
 pub struct JoinRequest {
-    pub participant: ParticipantId,
-    pub name: String,
+    pub grant: Grant,
     pub outbox: Outbox,
     pub peer: PeerHandle,
-}
-
-#[derive(Debug)]
-pub struct Joined {
-    pub participants: Vec<ParticipantInfo>,
+    pub ended: SessionEnd,
 }
 
 pub enum RoomCommand {
-    Join(JoinRequest, oneshot::Sender<Result<Joined, RoomError>>),
+    Join(JoinRequest, oneshot::Sender<Result<(), RoomError>>),
     Leave(ParticipantId),
     TrackPublished(ParticipantId, Arc<PublishedTrack>),
     TrackEnded(ParticipantId, TrackId),
-    SetMute { participant: ParticipantId, kind: MediaKind, muted: bool },
+    /// Anything else a member's client asked for; the room checks who may do what.
+    Client { from: ParticipantId, msg: ClientMessage },
 }
 
 #[derive(Clone)]
@@ -62,7 +68,8 @@ impl RoomHandle {
         self.tx.same_channel(&other.tx)
     }
 
-    pub async fn join(&self, req: JoinRequest) -> Result<Joined, RoomError> {
+    /// Joins; on success the room has already queued `joined` on the outbox.
+    pub async fn join(&self, req: JoinRequest) -> Result<(), RoomError> {
         let (reply, rx) = oneshot::channel();
         self.tx.send(RoomCommand::Join(req, reply)).await.map_err(|_| RoomError::Closed)?;
         rx.await.unwrap_or(Err(RoomError::Closed))
@@ -76,24 +83,46 @@ impl RoomHandle {
 
 struct Member {
     info: ParticipantInfo,
+    admitted: bool,
     outbox: Outbox,
     peer: PeerHandle,
     tracks: Vec<Arc<PublishedTrack>>,
+    ended: Option<SessionEnd>,
 }
 
-struct Room {
+impl Member {
+    fn is_therapist(&self) -> bool {
+        self.info.role == Role::Therapist
+    }
+
+    fn hard_muted(&self, kind: MediaKind) -> bool {
+        match kind {
+            MediaKind::Audio => self.info.audio_hard_muted,
+            MediaKind::Video => self.info.video_hard_muted,
+        }
+    }
+}
+
+/// Whether `from`'s media goes to `to`: both admitted, `from` may publish, not oneself.
+fn forwards(from: &Member, to: &Member) -> bool {
+    from.admitted && to.admitted && from.info.role.publishes() && from.info.id != to.info.id
+}
+
+pub(super) struct Room {
     id: RoomId,
     members: HashMap<ParticipantId, Member>,
-    /// Join order, so rosters are stable.
+    /// Join order, so rosters and waiting lists are stable.
     order: Vec<ParticipantId>,
-    max_size: usize,
+    state: RoomState,
+    banned: HashSet<ParticipantId>,
     registry: Arc<RegistryInner>,
 }
 
-pub(super) fn spawn(id: RoomId, max_size: usize, registry: Arc<RegistryInner>) -> RoomHandle {
+pub(super) fn spawn(id: RoomId, registry: Arc<RegistryInner>) -> RoomHandle {
     let (tx, rx) = mpsc::channel(1024);
     let handle = RoomHandle { tx };
-    let room = Room { id: id.clone(), members: HashMap::new(), order: Vec::new(), max_size, registry };
+    let state = RoomState { locked: false, waiting_room: registry.settings.waiting_room, spotlight: None };
+    let room = Room { id: id.clone(), members: HashMap::new(), order: Vec::new(), state, banned: HashSet::new(), registry };
     tokio::spawn(room.run(rx, handle.clone()).instrument(info_span!("room", room = %id)));
     handle
 }
@@ -125,54 +154,114 @@ impl Room {
                 let result = self.join(req);
                 let _ = reply.send(result);
             }
-            RoomCommand::Leave(id) => self.leave(&id),
+            RoomCommand::Leave(id) => self.remove_member(&id, None),
             RoomCommand::TrackPublished(id, track) => self.track_published(&id, track),
             RoomCommand::TrackEnded(id, track_id) => self.track_ended(&id, &track_id),
-            RoomCommand::SetMute { participant, kind, muted } => {
-                let Some(m) = self.members.get_mut(&participant) else { return };
-                match kind {
-                    MediaKind::Audio => m.info.audio_muted = muted,
-                    MediaKind::Video => m.info.video_muted = muted,
-                }
-                let info = m.info.clone();
-                self.broadcast(ServerMessage::ParticipantUpdated { participant: info }, None);
-            }
+            RoomCommand::Client { from, msg } => self.client(&from, msg),
         }
     }
 
-    fn join(&mut self, req: JoinRequest) -> Result<Joined, RoomError> {
-        if self.members.contains_key(&req.participant) {
-            return Err(RoomError::AlreadyInRoom);
+    // ---- membership ----
+
+    fn join(&mut self, req: JoinRequest) -> Result<(), RoomError> {
+        let grant = req.grant;
+        let id = grant.participant.clone();
+        if self.banned.contains(&id) {
+            return Err(RoomError::Banned);
         }
-        if self.members.len() >= self.max_size {
-            return Err(RoomError::Full(self.max_size));
+        // Therapists may always enter, so a locked room cannot lock out its own moderator.
+        if self.state.locked && grant.role != Role::Therapist && !self.members.contains_key(&id) {
+            return Err(RoomError::Locked);
         }
+        // The same participant on a new connection replaces the old one and keeps its place.
+        let was_admitted = match self.members.contains_key(&id) {
+            true => {
+                let admitted = self.members.get(&id).is_some_and(|m| m.admitted);
+                self.remove_member(&id, Some(EndReason::Replaced));
+                admitted
+            }
+            false => false,
+        };
+        let max = self.registry.settings.max_room_size;
+        if self.members.len() >= max {
+            return Err(RoomError::Full(max));
+        }
+        let admitted = was_admitted || grant.role == Role::Therapist || !self.state.waiting_room;
         let info = ParticipantInfo {
-            id: req.participant.clone(),
-            name: req.name,
+            id: id.clone(),
+            name: grant.name.clone(),
+            role: grant.role,
             audio_muted: false,
             video_muted: false,
+            audio_hard_muted: false,
+            video_hard_muted: false,
+            hand_raised: false,
         };
-        self.broadcast(ServerMessage::ParticipantJoined { participant: info.clone() }, None);
-        // The newcomer receives everything already published here.
-        for m in self.members.values() {
-            for t in &m.tracks {
-                req.peer.send(PeerCommand::Subscribe(t.clone()));
-            }
-        }
-        let participants = self.roster();
-        self.members.insert(
-            req.participant.clone(),
-            Member { info, outbox: req.outbox, peer: req.peer, tracks: Vec::new() },
-        );
-        self.order.push(req.participant.clone());
+        let member = Member { info, admitted: false, outbox: req.outbox, peer: req.peer, tracks: Vec::new(), ended: Some(req.ended) };
+        self.members.insert(id.clone(), member);
+        self.order.push(id.clone());
         self.registry.participants.fetch_add(1, Ordering::Relaxed);
-        debug!(participant = %req.participant, size = self.members.len(), "joined");
-        Ok(Joined { participants })
+        self.send_to(
+            &id,
+            ServerMessage::Joined {
+                protocol_version: PROTOCOL_VERSION,
+                room_id: self.id.clone(),
+                participant_id: id.clone(),
+                name: grant.name,
+                role: grant.role,
+                // When true, `admitted` with the roster follows at once.
+                admitted,
+                participants: Vec::new(),
+                room: self.state.clone(),
+                ice_servers: self.registry.settings.ice_servers.clone(),
+            },
+        );
+        if admitted {
+            self.admit(&id);
+        } else {
+            self.publish_waiting_list();
+        }
+        if grant.role == Role::Therapist {
+            self.send_to(&id, ServerMessage::WaitingList { waiting: self.waiting_list() });
+        }
+        debug!(participant = %id, size = self.members.len(), admitted, "joined");
+        Ok(())
     }
 
-    fn leave(&mut self, id: &ParticipantId) {
-        let Some(member) = self.members.remove(id) else { return };
+    fn admit(&mut self, id: &ParticipantId) {
+        let Some(member) = self.members.get_mut(id) else { return };
+        if member.admitted {
+            return;
+        }
+        member.admitted = true;
+        let info = member.info.clone();
+        self.send_admitted_except(id, ServerMessage::ParticipantJoined { participant: info });
+        self.send_to(id, ServerMessage::Admitted { participants: self.roster(), room: self.state.clone() });
+        self.connect_media(id);
+        self.publish_waiting_list();
+    }
+
+    /// Subscribes `id` to everyone it should receive, and everyone who should receive it to `id`.
+    fn connect_media(&self, id: &ParticipantId) {
+        let Some(member) = self.members.get(id) else { return };
+        for other in self.members.values() {
+            if forwards(other, member) {
+                for t in &other.tracks {
+                    member.peer.send(PeerCommand::Subscribe(t.clone()));
+                }
+            }
+            if forwards(member, other) {
+                for t in &member.tracks {
+                    other.peer.send(PeerCommand::Subscribe(t.clone()));
+                }
+            }
+        }
+    }
+
+    /// Removes a member: for a plain leave `reason` is `None`; otherwise the member is told why
+    /// and its connection is ended.
+    fn remove_member(&mut self, id: &ParticipantId, reason: Option<EndReason>) {
+        let Some(mut member) = self.members.remove(id) else { return };
         self.order.retain(|p| p != id);
         self.registry.participants.fetch_sub(1, Ordering::Relaxed);
         for t in &member.tracks {
@@ -180,16 +269,41 @@ impl Room {
                 m.peer.send(PeerCommand::Unsubscribe(t.id.clone()));
             }
         }
-        self.broadcast(ServerMessage::ParticipantLeft { participant_id: id.clone() }, None);
+        if let Some(reason) = reason {
+            let message = match reason {
+                EndReason::Declined => "The therapist did not admit you to this session.",
+                EndReason::Removed => "The therapist removed you from this session.",
+                EndReason::Ended => "The therapist ended the session. Thank you for being here.",
+                EndReason::Replaced => "You joined from another window or device.",
+                EndReason::Stalled => "Your connection could not keep up.",
+            };
+            let _ = member.outbox.try_send(ServerMessage::SessionEnded { reason, message: message.into() });
+            if let Some(ended) = member.ended.take() {
+                let _ = ended.send(reason);
+            }
+        }
+        if member.admitted && reason != Some(EndReason::Replaced) {
+            if self.state.spotlight.as_ref() == Some(id) {
+                self.state.spotlight = None;
+                self.send_admitted(ServerMessage::RoomStateChanged { room: self.state.clone() });
+            }
+            self.send_admitted(ServerMessage::ParticipantLeft { participant_id: id.clone() });
+        } else if !member.admitted {
+            self.publish_waiting_list();
+        }
         debug!(participant = %id, size = self.members.len(), "left");
     }
 
     fn track_published(&mut self, id: &ParticipantId, track: Arc<PublishedTrack>) {
         let Some(member) = self.members.get_mut(id) else { return };
+        if member.hard_muted(track.kind) {
+            track.set_forwarding(false);
+        }
         member.tracks.push(track.clone());
-        for (pid, m) in &self.members {
-            if pid != id {
-                m.peer.send(PeerCommand::Subscribe(track.clone()));
+        let Some(member) = self.members.get(id) else { return };
+        for other in self.members.values() {
+            if forwards(member, other) {
+                other.peer.send(PeerCommand::Subscribe(track.clone()));
             }
         }
     }
@@ -204,25 +318,272 @@ impl Room {
         }
     }
 
-    fn roster(&self) -> Vec<ParticipantInfo> {
-        self.order.iter().filter_map(|id| self.members.get(id)).map(|m| m.info.clone()).collect()
+    // ---- what clients ask for ----
+
+    fn client(&mut self, from: &ParticipantId, msg: ClientMessage) {
+        let Some(sender) = self.members.get(from) else { return };
+        let is_therapist = sender.is_therapist();
+        let admitted = sender.admitted;
+        let kind = msg.kind();
+        let moderator_only = matches!(
+            msg,
+            ClientMessage::Admit { .. }
+                | ClientMessage::AdmitAll
+                | ClientMessage::Decline { .. }
+                | ClientMessage::Mute { .. }
+                | ClientMessage::Unmute { .. }
+                | ClientMessage::MuteAll { .. }
+                | ClientMessage::Remove { .. }
+                | ClientMessage::LockRoom { .. }
+                | ClientMessage::SetWaitingRoom { .. }
+                | ClientMessage::Spotlight { .. }
+                | ClientMessage::EndSession
+        ) || matches!(&msg, ClientMessage::LowerHand { participant_id: Some(p) } if p != from);
+        if moderator_only && !is_therapist {
+            return self.error(from, ErrorCode::Forbidden, format!("only a therapist can use `{kind}`"));
+        }
+        if !admitted {
+            return self.error(from, ErrorCode::NotAdmitted, "you are in the waiting room; the therapist will let you in");
+        }
+        match msg {
+            ClientMessage::SetMute { kind, muted } => self.set_own_mute(from, kind, muted),
+            ClientMessage::RaiseHand => self.set_hand(from, from, true),
+            ClientMessage::LowerHand { participant_id } => {
+                let target = participant_id.unwrap_or_else(|| from.clone());
+                self.set_hand(from, &target, false)
+            }
+            ClientMessage::Admit { participant_id } => {
+                if self.members.get(&participant_id).is_some_and(|m| !m.admitted) {
+                    self.admit(&participant_id);
+                    self.audit(from, "admit", Some(&participant_id));
+                } else {
+                    self.error(from, ErrorCode::UnknownParticipant, "nobody with that id is waiting");
+                }
+            }
+            ClientMessage::AdmitAll => {
+                for id in self.waiting_ids() {
+                    self.admit(&id);
+                }
+                self.audit(from, "admit_all", None);
+            }
+            ClientMessage::Decline { participant_id } => {
+                if self.members.get(&participant_id).is_some_and(|m| !m.admitted) {
+                    self.remove_member(&participant_id, Some(EndReason::Declined));
+                    self.audit(from, "decline", Some(&participant_id));
+                } else {
+                    self.error(from, ErrorCode::UnknownParticipant, "nobody with that id is waiting");
+                }
+            }
+            ClientMessage::Mute { participant_id, kind, hard } => {
+                if !self.members.get(&participant_id).is_some_and(|m| m.admitted) {
+                    return self.error(from, ErrorCode::UnknownParticipant, "nobody with that id is in the room");
+                }
+                self.moderator_mute(&participant_id, kind, hard);
+                self.audit(from, mute_action(kind, hard), Some(&participant_id));
+            }
+            ClientMessage::Unmute { participant_id, kind } => {
+                if !self.members.get(&participant_id).is_some_and(|m| m.admitted) {
+                    return self.error(from, ErrorCode::UnknownParticipant, "nobody with that id is in the room");
+                }
+                self.moderator_unmute(&participant_id, kind);
+                self.audit(from, if kind == MediaKind::Audio { "unmute_audio" } else { "unmute_video" }, Some(&participant_id));
+            }
+            ClientMessage::MuteAll { kind, hard } => {
+                let targets: Vec<_> =
+                    self.order.iter().filter(|id| self.members.get(*id).is_some_and(|m| m.admitted && !m.is_therapist())).cloned().collect();
+                for id in targets {
+                    self.moderator_mute(&id, kind, hard);
+                }
+                self.audit(from, if kind == MediaKind::Audio { "mute_all_audio" } else { "mute_all_video" }, None);
+            }
+            ClientMessage::Remove { participant_id } => match self.members.get(&participant_id) {
+                None => self.error(from, ErrorCode::UnknownParticipant, "nobody with that id is in the room"),
+                Some(m) if m.is_therapist() => self.error(from, ErrorCode::Forbidden, "a therapist cannot be removed"),
+                Some(_) => {
+                    self.banned.insert(participant_id.clone());
+                    self.remove_member(&participant_id, Some(EndReason::Removed));
+                    self.audit(from, "remove", Some(&participant_id));
+                }
+            },
+            ClientMessage::LockRoom { locked } => {
+                self.state.locked = locked;
+                self.send_admitted(ServerMessage::RoomStateChanged { room: self.state.clone() });
+                self.audit(from, if locked { "lock" } else { "unlock" }, None);
+            }
+            ClientMessage::SetWaitingRoom { enabled } => {
+                self.state.waiting_room = enabled;
+                if !enabled {
+                    for id in self.waiting_ids() {
+                        self.admit(&id);
+                    }
+                }
+                self.send_admitted(ServerMessage::RoomStateChanged { room: self.state.clone() });
+                self.audit(from, if enabled { "waiting_room_on" } else { "waiting_room_off" }, None);
+            }
+            ClientMessage::Spotlight { participant_id } => {
+                if let Some(p) = &participant_id {
+                    if !self.members.get(p).is_some_and(|m| m.admitted) {
+                        return self.error(from, ErrorCode::UnknownParticipant, "nobody with that id is in the room");
+                    }
+                }
+                self.audit(from, "spotlight", participant_id.as_ref());
+                self.state.spotlight = participant_id;
+                self.send_admitted(ServerMessage::RoomStateChanged { room: self.state.clone() });
+            }
+            ClientMessage::EndSession => {
+                self.audit(from, "end_session", None);
+                for id in self.order.clone() {
+                    self.remove_member(&id, Some(EndReason::Ended));
+                }
+            }
+            // Connection-level messages never reach the room.
+            ClientMessage::Join { .. }
+            | ClientMessage::Leave
+            | ClientMessage::Offer(_)
+            | ClientMessage::Answer(_)
+            | ClientMessage::IceCandidate { .. }
+            | ClientMessage::Ping { .. } => {}
+        }
     }
 
-    /// Queues a message for every member (but `except`). A member whose outbox is full is
-    /// stalled; its connection notices the closed outbox and cleans up.
-    fn broadcast(&mut self, msg: ServerMessage, except: Option<&ParticipantId>) {
-        let mut stalled = Vec::new();
-        for (id, m) in &self.members {
-            if Some(id) == except {
-                continue;
+    fn set_own_mute(&mut self, id: &ParticipantId, kind: MediaKind, muted: bool) {
+        let Some(m) = self.members.get_mut(id) else { return };
+        if !muted && m.hard_muted(kind) {
+            return self.error(id, ErrorCode::HardMuted, "the therapist muted this; only they can unmute it");
+        }
+        match kind {
+            MediaKind::Audio => m.info.audio_muted = muted,
+            MediaKind::Video => m.info.video_muted = muted,
+        }
+        self.publish_update(id);
+    }
+
+    fn set_hand(&mut self, _by: &ParticipantId, target: &ParticipantId, raised: bool) {
+        let Some(m) = self.members.get_mut(target).filter(|m| m.admitted) else {
+            return self.error(_by, ErrorCode::UnknownParticipant, "nobody with that id is in the room");
+        };
+        if m.info.hand_raised != raised {
+            m.info.hand_raised = raised;
+            self.publish_update(target);
+        }
+    }
+
+    fn moderator_mute(&mut self, id: &ParticipantId, kind: MediaKind, hard: bool) {
+        let Some(m) = self.members.get_mut(id) else { return };
+        match kind {
+            MediaKind::Audio => {
+                m.info.audio_muted = true;
+                m.info.audio_hard_muted |= hard;
             }
-            if let Err(mpsc::error::TrySendError::Full(_)) = m.outbox.try_send(msg.clone()) {
-                stalled.push(id.clone());
+            MediaKind::Video => {
+                m.info.video_muted = true;
+                m.info.video_hard_muted |= hard;
             }
         }
-        for id in stalled {
-            tracing::warn!(participant = %id, "outbox full; disconnecting stalled client");
-            self.leave(&id);
+        if hard {
+            for t in m.tracks.iter().filter(|t| t.kind == kind) {
+                t.set_forwarding(false);
+            }
         }
+        self.send_to(id, ServerMessage::MutedByModerator { kind, hard });
+        self.publish_update(id);
+    }
+
+    fn moderator_unmute(&mut self, id: &ParticipantId, kind: MediaKind) {
+        let Some(m) = self.members.get_mut(id) else { return };
+        match kind {
+            MediaKind::Audio => m.info.audio_hard_muted = false,
+            MediaKind::Video => m.info.video_hard_muted = false,
+        }
+        // Forwarding resumes, but the participant's own mute stays until they lift it: the
+        // server never turns someone's microphone or camera back on for them.
+        for t in m.tracks.iter().filter(|t| t.kind == kind) {
+            t.set_forwarding(true);
+        }
+        self.send_to(id, ServerMessage::UnmutedByModerator { kind });
+        self.publish_update(id);
+    }
+
+    // ---- outgoing ----
+
+    fn roster(&self) -> Vec<ParticipantInfo> {
+        self.order.iter().filter_map(|id| self.members.get(id)).filter(|m| m.admitted).map(|m| m.info.clone()).collect()
+    }
+
+    fn waiting_ids(&self) -> Vec<ParticipantId> {
+        self.order.iter().filter(|id| self.members.get(*id).is_some_and(|m| !m.admitted)).cloned().collect()
+    }
+
+    fn waiting_list(&self) -> Vec<WaitingInfo> {
+        self.waiting_ids()
+            .iter()
+            .filter_map(|id| self.members.get(id))
+            .map(|m| WaitingInfo { id: m.info.id.clone(), name: m.info.name.clone(), role: m.info.role })
+            .collect()
+    }
+
+    fn publish_waiting_list(&mut self) {
+        let msg = ServerMessage::WaitingList { waiting: self.waiting_list() };
+        let therapists: Vec<_> = self.members.values().filter(|m| m.is_therapist()).map(|m| m.info.id.clone()).collect();
+        for id in therapists {
+            self.send_to(&id, msg.clone());
+        }
+    }
+
+    fn publish_update(&mut self, id: &ParticipantId) {
+        let Some(m) = self.members.get(id) else { return };
+        if m.admitted {
+            let participant = m.info.clone();
+            self.send_admitted(ServerMessage::ParticipantUpdated { participant });
+        }
+    }
+
+    fn error(&mut self, to: &ParticipantId, code: ErrorCode, message: impl Into<String>) {
+        self.send_to(to, ServerMessage::Error { code, message: message.into() });
+    }
+
+    fn audit(&self, actor: &ParticipantId, action: &'static str, target: Option<&ParticipantId>) {
+        info!(actor = %actor, action, target = target.map(|t| t.as_str()), "moderation");
+        let Some(store) = self.registry.store.clone() else { return };
+        let (room, actor, target) = (self.id.to_string(), actor.to_string(), target.map(|t| t.to_string()));
+        tokio::spawn(async move {
+            if let Err(e) = store.audit(&room, &actor, action, target.as_deref()).await {
+                warn!(error = %e, "audit record not written");
+            }
+        });
+    }
+
+    fn send_to(&mut self, id: &ParticipantId, msg: ServerMessage) {
+        let stalled = match self.members.get(id) {
+            Some(m) => matches!(m.outbox.try_send(msg), Err(mpsc::error::TrySendError::Full(_))),
+            None => false,
+        };
+        if stalled {
+            warn!(participant = %id, "outbox full; disconnecting stalled client");
+            self.remove_member(id, Some(EndReason::Stalled));
+        }
+    }
+
+    fn send_admitted(&mut self, msg: ServerMessage) {
+        let ids: Vec<_> = self.members.values().filter(|m| m.admitted).map(|m| m.info.id.clone()).collect();
+        for id in ids {
+            self.send_to(&id, msg.clone());
+        }
+    }
+
+    fn send_admitted_except(&mut self, except: &ParticipantId, msg: ServerMessage) {
+        let ids: Vec<_> = self.members.values().filter(|m| m.admitted && &m.info.id != except).map(|m| m.info.id.clone()).collect();
+        for id in ids {
+            self.send_to(&id, msg.clone());
+        }
+    }
+}
+
+fn mute_action(kind: MediaKind, hard: bool) -> &'static str {
+    match (kind, hard) {
+        (MediaKind::Audio, true) => "hard_mute_audio",
+        (MediaKind::Audio, false) => "ask_mute_audio",
+        (MediaKind::Video, true) => "hard_mute_video",
+        (MediaKind::Video, false) => "ask_mute_video",
     }
 }

@@ -10,6 +10,6 @@ pub mod actor;
 mod ids;
 mod registry;
 
-pub use actor::{JoinRequest, Joined, RoomCommand, RoomError, RoomHandle};
+pub use actor::{JoinRequest, RoomCommand, RoomError, RoomHandle, SessionEnd};
 pub use ids::{validate_display_name, InvalidId, ParticipantId, RoomId};
-pub use registry::RoomRegistry;
+pub use registry::{RoomRegistry, RoomSettings};

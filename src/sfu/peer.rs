@@ -28,7 +28,7 @@ use webrtc::peer_connection::{
 };
 use webrtc::rtp_transceiver::RtpSender;
 
-use super::track::{is_vp8_keyframe, PublishedTrack, TrackId};
+use super::track::{is_vp8_keyframe, rewrite_for_subscriber, PublishedTrack, TrackId};
 use super::{SfuEngine, SfuError};
 use crate::room::ParticipantId;
 use crate::signal::protocol::{IceCandidate, MediaKind, Sdp, ServerMessage};
@@ -428,12 +428,7 @@ async fn forward(
                 }
             },
         };
-        packet.header.ssrc = ssrc;
-        packet.header.payload_type = pt;
-        // Extension ids belong to the publisher's leg; the subscriber's leg adds its own.
-        packet.header.extension = false;
-        packet.header.extensions.clear();
-        packet.header.extensions_padding = 0;
+        rewrite_for_subscriber(&mut packet, ssrc, pt);
         if local.write_rtp(packet).await.is_err() {
             // Not bound to a negotiated sender yet: start again from a keyframe once it is.
             waiting_for_keyframe = gate_on_keyframes;

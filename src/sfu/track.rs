@@ -133,6 +133,17 @@ impl PublishedTrack {
     }
 }
 
+/// Rewrites a publisher's packet for one subscriber's leg: that leg's SSRC and negotiated
+/// payload type, and no header extensions (their ids were negotiated on the publisher's leg;
+/// the subscriber's leg adds its own). Runs once per packet per subscriber.
+pub fn rewrite_for_subscriber(packet: &mut rtp::Packet, ssrc: u32, payload_type: u8) {
+    packet.header.ssrc = ssrc;
+    packet.header.payload_type = payload_type;
+    packet.header.extension = false;
+    packet.header.extensions.clear();
+    packet.header.extensions_padding = 0;
+}
+
 /// Whether an RTP payload starts a VP8 keyframe (RFC 7741 payload descriptor + frame header).
 pub fn is_vp8_keyframe(payload: &[u8]) -> bool {
     let Some(&first) = payload.first() else { return false };

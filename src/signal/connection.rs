@@ -5,16 +5,21 @@
 //! and its peer connection is closed, so nothing outlives the socket.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use axum::extract::ws::{Message, WebSocket};
 use futures::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tracing::{debug, info_span, Instrument};
 
-use super::protocol::{decode_client, encode_server, ClientMessage, ErrorCode, ServerMessage, PROTOCOL_VERSION};
+use super::protocol::{decode_client, encode_server, ClientMessage, EndReason, ErrorCode, ServerMessage, PROTOCOL_VERSION};
+use crate::auth::AuthError;
 use crate::room::actor::OUTBOX_CAPACITY;
-use crate::room::{validate_display_name, JoinRequest, ParticipantId, RoomCommand, RoomError, RoomHandle, RoomId};
+use crate::room::{JoinRequest, ParticipantId, RoomCommand, RoomError, RoomHandle, RoomId};
 use crate::server::AppState;
 use crate::sfu::{PeerCommand, PeerEvent, PeerHandle};
 
@@ -24,18 +29,24 @@ struct Session {
     room: RoomHandle,
     peer: PeerHandle,
     peer_events: mpsc::UnboundedReceiver<PeerEvent>,
+    /// Fires when the room ends this session (removed, declined, ended, replaced).
+    ended: Option<tokio::sync::oneshot::Receiver<EndReason>>,
 }
 
 pub async fn serve(socket: WebSocket, state: Arc<AppState>, remote: SocketAddr) {
     let span = info_span!("conn", %remote, room = tracing::field::Empty, participant = tracing::field::Empty);
-    Connection::new(state).run(socket).instrument(span).await
+    Connection::new(state, remote).run(socket).instrument(span).await
 }
 
 struct Connection {
     state: Arc<AppState>,
+    remote: SocketAddr,
     out: mpsc::Sender<ServerMessage>,
     out_rx: Option<mpsc::Receiver<ServerMessage>>,
     session: Option<Session>,
+    rate: DefaultDirectRateLimiter,
+    /// When we last told this client it is rate limited (the telling is rate limited too).
+    last_rate_error: Option<Instant>,
 }
 
 enum Flow {
@@ -44,9 +55,13 @@ enum Flow {
 }
 
 impl Connection {
-    fn new(state: Arc<AppState>) -> Self {
+    fn new(state: Arc<AppState>, remote: SocketAddr) -> Self {
         let (out, out_rx) = mpsc::channel(OUTBOX_CAPACITY);
-        Self { state, out, out_rx: Some(out_rx), session: None }
+        let limits = &state.config.limits;
+        let per_second = NonZeroU32::new(limits.messages_per_second).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(limits.message_burst).unwrap_or(NonZeroU32::MIN);
+        let rate = RateLimiter::direct(Quota::per_second(per_second).allow_burst(burst));
+        Self { state, remote, out, out_rx: Some(out_rx), session: None, rate, last_rate_error: None }
     }
 
     async fn run(mut self, socket: WebSocket) {
@@ -83,7 +98,10 @@ impl Connection {
                         Flow::Close
                     }
                 },
-                Some(event) = next_peer_event(&mut self.session) => self.on_peer_event(event).await,
+                event = next_session_event(&mut self.session) => match event {
+                    SessionEvent::Peer(event) => self.on_peer_event(event).await,
+                    SessionEvent::Ended(reason) => self.on_session_ended(reason),
+                },
             };
             if matches!(flow, Flow::Close) {
                 break;
@@ -106,12 +124,20 @@ impl Connection {
     }
 
     async fn on_text(&mut self, text: &str) -> Flow {
+        if self.rate.check().is_err() {
+            let quiet = self.last_rate_error.is_some_and(|t| t.elapsed() < Duration::from_secs(1));
+            if quiet {
+                return Flow::Continue;
+            }
+            self.last_rate_error = Some(Instant::now());
+            return self.error(ErrorCode::RateLimited, "too many messages; slow down").await;
+        }
         let msg = match decode_client(text, self.state.config.limits.max_message_bytes) {
             Ok(m) => m,
             Err(e) => return self.error(e.code, e.message).await,
         };
         match msg {
-            ClientMessage::Join { protocol_version, room_id, name } => self.join(protocol_version, room_id, name).await,
+            ClientMessage::Join { protocol_version, room_id, token } => self.join(protocol_version, room_id, token).await,
             ClientMessage::Ping { nonce } => self.send(ServerMessage::Pong { nonce }).await,
             ClientMessage::Leave => {
                 if self.session.is_none() {
@@ -128,17 +154,15 @@ impl Connection {
                     ClientMessage::Offer(sdp) => session.peer.send(PeerCommand::RemoteOffer(sdp.sdp)),
                     ClientMessage::Answer(sdp) => session.peer.send(PeerCommand::RemoteAnswer(sdp.sdp)),
                     ClientMessage::IceCandidate { candidate } => session.peer.send(PeerCommand::RemoteCandidate(candidate)),
-                    ClientMessage::SetMute { kind, muted } => {
-                        session.room.send(RoomCommand::SetMute { participant: session.participant.clone(), kind, muted }).await
-                    }
                     ClientMessage::Join { .. } | ClientMessage::Ping { .. } | ClientMessage::Leave => {}
+                    room_level => session.room.send(RoomCommand::Client { from: session.participant.clone(), msg: room_level }).await,
                 }
                 Flow::Continue
             }
         }
     }
 
-    async fn join(&mut self, version: u32, room_id: RoomId, name: String) -> Flow {
+    async fn join(&mut self, version: u32, room_id: RoomId, token: String) -> Flow {
         if version != PROTOCOL_VERSION {
             return self
                 .error(ErrorCode::UnsupportedVersion, format!("this server speaks protocol version {PROTOCOL_VERSION}, not {version}"))
@@ -150,11 +174,22 @@ impl Connection {
         if self.state.shutdown.is_cancelled() {
             return self.error(ErrorCode::ShuttingDown, "the server is shutting down").await;
         }
-        let name = match validate_display_name(&name) {
-            Ok(n) => n,
-            Err(reason) => return self.error(ErrorCode::InvalidField, reason).await,
+        if self.state.join_limiter.check_key(&self.remote.ip()).is_err() {
+            return self.error(ErrorCode::RateLimited, "too many join attempts from this address; wait a minute").await;
+        }
+        let grant = match self.state.tokens.verify(&token, &room_id) {
+            Ok(g) => g,
+            Err(e) => {
+                let code = match e {
+                    AuthError::Missing => ErrorCode::TokenMissing,
+                    AuthError::Expired => ErrorCode::TokenExpired,
+                    AuthError::WrongRoom => ErrorCode::TokenWrongRoom,
+                    AuthError::Invalid | AuthError::Mint(_) => ErrorCode::TokenInvalid,
+                };
+                return self.error(code, e.to_string()).await;
+            }
         };
-        let participant = ParticipantId::random();
+        let participant = grant.participant.clone();
         let (events_tx, peer_events) = mpsc::unbounded_channel();
         let peer = match self.state.sfu.create_peer(participant.clone(), events_tx).await {
             Ok(p) => p,
@@ -165,17 +200,19 @@ impl Connection {
         };
         // A room that empties as we join closes under us; a fresh one is made on retry.
         let mut attempt = 0;
-        let (room, joined) = loop {
+        let (room, ended) = loop {
             let room = self.state.rooms.get_or_create(&room_id);
-            let req = JoinRequest { participant: participant.clone(), name: name.clone(), outbox: self.out.clone(), peer: peer.clone() };
+            let (ended_tx, ended_rx) = tokio::sync::oneshot::channel();
+            let req = JoinRequest { grant: grant.clone(), outbox: self.out.clone(), peer: peer.clone(), ended: ended_tx };
             match room.join(req).await {
-                Ok(joined) => break (room, joined),
+                Ok(()) => break (room, ended_rx),
                 Err(RoomError::Closed) if attempt < 3 => attempt += 1,
                 Err(e) => {
                     peer.send(PeerCommand::Close);
                     let code = match e {
                         RoomError::Full(_) => ErrorCode::RoomFull,
-                        RoomError::AlreadyInRoom => ErrorCode::AlreadyJoined,
+                        RoomError::Locked => ErrorCode::RoomLocked,
+                        RoomError::Banned => ErrorCode::Banned,
                         RoomError::Closed => ErrorCode::Internal,
                     };
                     return self.error(code, e.to_string()).await;
@@ -185,18 +222,18 @@ impl Connection {
         let span = tracing::Span::current();
         span.record("room", room_id.as_str());
         span.record("participant", participant.as_str());
-        debug!("joined room");
-        let flow = self
-            .send(ServerMessage::Joined {
-                protocol_version: PROTOCOL_VERSION,
-                room_id,
-                participant_id: participant.clone(),
-                participants: joined.participants,
-                ice_servers: self.state.config.ice.ice_servers.clone(),
-            })
-            .await;
-        self.session = Some(Session { participant, room, peer, peer_events });
-        flow
+        debug!(role = grant.role.as_str(), "joined room");
+        self.session = Some(Session { participant, room, peer, peer_events, ended: Some(ended) });
+        Flow::Continue
+    }
+
+    /// The room ended our session and already queued `sessionEnded`; close after it is sent.
+    fn on_session_ended(&mut self, reason: EndReason) -> Flow {
+        debug!(?reason, "session ended by the room");
+        if let Some(session) = self.session.take() {
+            session.peer.send(PeerCommand::Close);
+        }
+        Flow::Close
     }
 
     async fn on_peer_event(&mut self, event: PeerEvent) -> Flow {
@@ -225,9 +262,30 @@ impl Connection {
     }
 }
 
-async fn next_peer_event(session: &mut Option<Session>) -> Option<PeerEvent> {
-    match session {
-        Some(s) => s.peer_events.recv().await,
-        None => std::future::pending().await,
+enum SessionEvent {
+    Peer(PeerEvent),
+    Ended(EndReason),
+}
+
+/// The next thing the session's peer or room has to say; never, without a session.
+async fn next_session_event(session: &mut Option<Session>) -> SessionEvent {
+    let Some(s) = session.as_mut() else { return std::future::pending().await };
+    tokio::select! {
+        Some(event) = s.peer_events.recv() => SessionEvent::Peer(event),
+        reason = room_ended(&mut s.ended) => SessionEvent::Ended(reason),
+        else => std::future::pending().await,
+    }
+}
+
+/// Resolves when the room ends the session; never for a plain leave (the room then drops
+/// its end unused, and we stop watching).
+async fn room_ended(ended: &mut Option<tokio::sync::oneshot::Receiver<EndReason>>) -> EndReason {
+    let Some(rx) = ended.as_mut() else { return std::future::pending().await };
+    match rx.await {
+        Ok(reason) => reason,
+        Err(_) => {
+            *ended = None;
+            std::future::pending().await
+        }
     }
 }

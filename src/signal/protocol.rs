@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::auth::Role;
 use crate::room::{ParticipantId, RoomId};
 
 /// Bumped on any incompatible change. A client sends the version it speaks in `join`.
@@ -56,8 +57,48 @@ pub struct IceServer {
 pub struct ParticipantInfo {
     pub id: ParticipantId,
     pub name: String,
+    pub role: Role,
+    /// Muted by the participant (or asked to by the therapist).
     pub audio_muted: bool,
     pub video_muted: bool,
+    /// Muted by the therapist: the server does not forward it and only a therapist can lift it.
+    pub audio_hard_muted: bool,
+    pub video_hard_muted: bool,
+    pub hand_raised: bool,
+}
+
+/// Someone in the waiting room, as therapists see them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WaitingInfo {
+    pub id: ParticipantId,
+    pub name: String,
+    pub role: Role,
+}
+
+/// Room-wide settings every admitted member sees.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomState {
+    pub locked: bool,
+    pub waiting_room: bool,
+    pub spotlight: Option<ParticipantId>,
+}
+
+/// Why the server ended someone's session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum EndReason {
+    /// The therapist declined entry from the waiting room.
+    Declined,
+    /// The therapist removed this participant.
+    Removed,
+    /// The therapist ended the session for everyone.
+    Ended,
+    /// The same participant joined from another connection.
+    Replaced,
+    /// The connection could not keep up with the room's messages.
+    Stalled,
 }
 
 /// Client → server.
@@ -68,7 +109,8 @@ pub enum ClientMessage {
     Join {
         protocol_version: u32,
         room_id: RoomId,
-        name: String,
+        /// A join token (see docs/protocol.md): it carries the role, name and participant id.
+        token: String,
     },
     /// Leave the room; the socket stays open and may join again.
     Leave,
@@ -80,6 +122,35 @@ pub enum ClientMessage {
     IceCandidate { candidate: IceCandidate },
     /// The client muted or unmuted its own microphone or camera (shown to others).
     SetMute { kind: MediaKind, muted: bool },
+    /// Raise or lower one's own hand.
+    RaiseHand,
+    /// Lower a hand: one's own, or (therapist) anyone's.
+    LowerHand {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        participant_id: Option<ParticipantId>,
+    },
+    // ---- therapist only ----
+    /// Let someone in from the waiting room.
+    Admit { participant_id: ParticipantId },
+    AdmitAll,
+    /// Refuse someone in the waiting room; they are told and disconnected.
+    Decline { participant_id: ParticipantId },
+    /// Mute a participant. `hard`: the server stops forwarding and only a therapist can undo it;
+    /// otherwise a request the participant's client honours and the participant may undo.
+    Mute { participant_id: ParticipantId, kind: MediaKind, hard: bool },
+    /// Lift a hard mute.
+    Unmute { participant_id: ParticipantId, kind: MediaKind },
+    /// Mute every participant (not therapists).
+    MuteAll { kind: MediaKind, hard: bool },
+    /// Disconnect a participant; their participant id cannot rejoin this session.
+    Remove { participant_id: ParticipantId },
+    /// A locked room takes no new joins, even with valid tokens (therapists excepted).
+    LockRoom { locked: bool },
+    SetWaitingRoom { enabled: bool },
+    /// Pin a participant on every client (`null` to clear).
+    Spotlight { participant_id: Option<ParticipantId> },
+    /// End the session for everyone.
+    EndSession,
     /// Keep-alive; answered by `pong`.
     Ping {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -98,6 +169,19 @@ impl ClientMessage {
             ClientMessage::IceCandidate { .. } => "iceCandidate",
             ClientMessage::SetMute { .. } => "setMute",
             ClientMessage::Ping { .. } => "ping",
+            ClientMessage::RaiseHand => "raiseHand",
+            ClientMessage::LowerHand { .. } => "lowerHand",
+            ClientMessage::Admit { .. } => "admit",
+            ClientMessage::AdmitAll => "admitAll",
+            ClientMessage::Decline { .. } => "decline",
+            ClientMessage::Mute { .. } => "mute",
+            ClientMessage::Unmute { .. } => "unmute",
+            ClientMessage::MuteAll { .. } => "muteAll",
+            ClientMessage::Remove { .. } => "remove",
+            ClientMessage::LockRoom { .. } => "lockRoom",
+            ClientMessage::SetWaitingRoom { .. } => "setWaitingRoom",
+            ClientMessage::Spotlight { .. } => "spotlight",
+            ClientMessage::EndSession => "endSession",
         }
     }
 }
@@ -111,9 +195,26 @@ pub enum ServerMessage {
         protocol_version: u32,
         room_id: RoomId,
         participant_id: ParticipantId,
+        name: String,
+        role: Role,
+        /// `false`: in the waiting room; `admitted` follows when the therapist lets you in.
+        admitted: bool,
+        /// Empty while waiting.
         participants: Vec<ParticipantInfo>,
+        room: RoomState,
         ice_servers: Vec<IceServer>,
     },
+    /// You were let in from the waiting room.
+    Admitted { participants: Vec<ParticipantInfo>, room: RoomState },
+    /// Therapists only: who is waiting.
+    WaitingList { waiting: Vec<WaitingInfo> },
+    RoomStateChanged { room: RoomState },
+    /// The therapist muted you (`hard`: you cannot unmute) or asked you to mute.
+    MutedByModerator { kind: MediaKind, hard: bool },
+    /// The therapist lifted a hard mute; you may unmute.
+    UnmutedByModerator { kind: MediaKind },
+    /// Your session is over; the socket closes next.
+    SessionEnded { reason: EndReason, message: String },
     ParticipantJoined { participant: ParticipantInfo },
     ParticipantLeft { participant_id: ParticipantId },
     ParticipantUpdated { participant: ParticipantInfo },
@@ -169,6 +270,22 @@ pub enum ErrorCode {
     ShuttingDown,
     /// Something broke on the server; the message says what, without internals.
     Internal,
+    TokenMissing,
+    TokenExpired,
+    TokenInvalid,
+    TokenWrongRoom,
+    /// The sender's role may not do this.
+    Forbidden,
+    RoomLocked,
+    /// Removed from this session earlier.
+    Banned,
+    /// A therapist muted this; only a therapist can unmute it.
+    HardMuted,
+    UnknownParticipant,
+    /// Too many messages or join attempts; slow down.
+    RateLimited,
+    /// Still in the waiting room.
+    NotAdmitted,
 }
 
 impl ErrorCode {
@@ -187,6 +304,17 @@ impl ErrorCode {
             ErrorCode::Negotiation => "negotiation",
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::Internal => "internal",
+            ErrorCode::TokenMissing => "token_missing",
+            ErrorCode::TokenExpired => "token_expired",
+            ErrorCode::TokenInvalid => "token_invalid",
+            ErrorCode::TokenWrongRoom => "token_wrong_room",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::RoomLocked => "room_locked",
+            ErrorCode::Banned => "banned",
+            ErrorCode::HardMuted => "hard_muted",
+            ErrorCode::UnknownParticipant => "unknown_participant",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::NotAdmitted => "not_admitted",
         }
     }
 }
@@ -206,7 +334,10 @@ impl DecodeError {
 }
 
 /// Every `type` tag a client may send; used to tell "unknown type" from "bad fields".
-const CLIENT_TYPES: &[&str] = &["join", "leave", "offer", "answer", "iceCandidate", "setMute", "ping"];
+const CLIENT_TYPES: &[&str] = &[
+    "join", "leave", "offer", "answer", "iceCandidate", "setMute", "ping", "raiseHand", "lowerHand", "admit", "admitAll",
+    "decline", "mute", "unmute", "muteAll", "remove", "lockRoom", "setWaitingRoom", "spotlight", "endSession",
+];
 
 /// Decodes one text frame. `max_bytes` is the configured frame limit.
 pub fn decode_client(text: &str, max_bytes: usize) -> Result<ClientMessage, DecodeError> {
@@ -254,15 +385,11 @@ mod tests {
 
     #[test]
     fn join_round_trips_in_camel_case() {
-        let text = r#"{"type":"join","protocolVersion":1,"roomId":"group-a","name":"Sam"}"#;
+        let text = r#"{"type":"join","protocolVersion":1,"roomId":"group-a","token":"t"}"#;
         let msg = decode_client(text, 1024).expect("decodes");
         assert_eq!(
             msg,
-            ClientMessage::Join {
-                protocol_version: 1,
-                room_id: RoomId::new("group-a").expect("valid"),
-                name: "Sam".into()
-            }
+            ClientMessage::Join { protocol_version: 1, room_id: RoomId::new("group-a").expect("valid"), token: "t".into() }
         );
         let back = serde_json::to_string(&msg).expect("encodes");
         assert_eq!(back, text);
@@ -280,8 +407,22 @@ mod tests {
 
     #[test]
     fn invalid_room_id_is_an_invalid_message() {
-        let t = r#"{"type":"join","protocolVersion":1,"roomId":"bad room!","name":"a"}"#;
+        let t = r#"{"type":"join","protocolVersion":1,"roomId":"bad room!","token":"a"}"#;
         assert_eq!(decode_client(t, 1024).unwrap_err().code, ErrorCode::InvalidMessage);
+    }
+
+    #[test]
+    fn every_client_type_is_listed() {
+        // A type missing from CLIENT_TYPES would be reported as unknown instead of invalid.
+        let samples = [
+            r#"{"type":"leave"}"#, r#"{"type":"raiseHand"}"#, r#"{"type":"admitAll"}"#, r#"{"type":"endSession"}"#,
+            r#"{"type":"lowerHand"}"#, r#"{"type":"spotlight","participantId":null}"#,
+        ];
+        for t in samples {
+            let msg = decode_client(t, 1024).expect(t);
+            assert!(CLIENT_TYPES.contains(&msg.kind()), "{}", msg.kind());
+        }
+        assert_eq!(decode_client(r#"{"type":"mute"}"#, 1024).unwrap_err().code, ErrorCode::InvalidMessage);
     }
 
     #[test]

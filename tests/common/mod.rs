@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
+use hearth::auth::Role;
 use hearth::config::Config;
+use hearth::room::RoomId;
 use hearth::server::RunningServer;
 
 pub async fn start_server() -> RunningServer {
@@ -13,6 +15,25 @@ pub async fn start_server() -> RunningServer {
 pub async fn start_with(config: Config) -> RunningServer {
     init_tracing();
     hearth::server::start(config).await.expect("server starts")
+}
+
+/// Embedded defaults but without the waiting room: for tests about media and signaling.
+pub async fn start_open_server() -> RunningServer {
+    let mut c = Config::for_tests();
+    c.rooms.waiting_room = false;
+    start_with(c).await
+}
+
+/// A join token for `room`, signed by this server's secret.
+pub fn token(server: &RunningServer, room: &str, role: Role, name: &str) -> String {
+    let room = RoomId::new(room).expect("room id");
+    server.state().tokens.mint(&room, role, name, None, Duration::from_secs(600)).expect("mint").0
+}
+
+/// A join token with a chosen participant id.
+pub fn token_for(server: &RunningServer, room: &str, role: Role, name: &str, participant: &str) -> String {
+    let room = RoomId::new(room).expect("room id");
+    server.state().tokens.mint(&room, role, name, Some(participant), Duration::from_secs(600)).expect("mint").0
 }
 
 pub fn ws_url(server: &RunningServer) -> String {
@@ -46,7 +67,7 @@ pub async fn eventually<F: FnMut() -> bool>(wait: Duration, mut f: F) -> bool {
 
 fn init_tracing() {
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("HEARTH_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("HEARTH_LOG").unwrap_or_else(|_| "warn,rtc=error,webrtc=error".into()))
         .with_test_writer()
         .try_init();
 }

@@ -1,0 +1,227 @@
+//! Join tokens and roles. A token (HS256 JWT signed with `auth.token_secret`) is the only way
+//! into a room: it names the room, the role, the display name and the participant id, and it
+//! expires. This module verifies and mints tokens; it knows nothing of sockets or rooms' state.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::room::{validate_display_name, ParticipantId, RoomId};
+
+/// Clock skew tolerated between the minting backend and this server.
+const LEEWAY_SECS: u64 = 5;
+/// Longest lifetime a token may be minted with.
+pub const MAX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Role {
+    /// Moderates: admits, mutes, removes, locks, ends, runs breakouts, polls, celebrations.
+    Therapist,
+    /// Joins through the waiting room, publishes and receives media.
+    Participant,
+    /// Receives media only; publishes nothing and moderates nothing.
+    Observer,
+}
+
+impl Role {
+    pub fn is_moderator(self) -> bool {
+        self == Role::Therapist
+    }
+
+    pub fn publishes(self) -> bool {
+        self != Role::Observer
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Therapist => "therapist",
+            Role::Participant => "participant",
+            Role::Observer => "observer",
+        }
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "therapist" => Ok(Role::Therapist),
+            "participant" => Ok(Role::Participant),
+            "observer" => Ok(Role::Observer),
+            other => Err(format!("unknown role `{other}` (therapist, participant or observer)")),
+        }
+    }
+}
+
+/// The signed content of a join token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// Participant id.
+    pub sub: String,
+    pub room: String,
+    pub role: Role,
+    pub name: String,
+    /// Expiry, seconds since the Unix epoch.
+    pub exp: u64,
+    pub iat: u64,
+}
+
+/// What a verified token grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub participant: ParticipantId,
+    pub room: RoomId,
+    pub role: Role,
+    pub name: String,
+    pub expires_at: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("a join token is required")]
+    Missing,
+    #[error("the join token has expired; ask for a new link")]
+    Expired,
+    #[error("the join token is not valid (tampered, malformed or signed with another key)")]
+    Invalid,
+    #[error("the join token is for another room")]
+    WrongRoom,
+    #[error("cannot mint token: {0}")]
+    Mint(String),
+}
+
+pub struct TokenIssuer {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+impl std::fmt::Debug for TokenIssuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenIssuer(<secret>)")
+    }
+}
+
+pub fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn valid_participant_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+impl TokenIssuer {
+    pub fn new(secret: &str) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = LEEWAY_SECS;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        Self {
+            encoding: EncodingKey::from_secret(secret.as_bytes()),
+            decoding: DecodingKey::from_secret(secret.as_bytes()),
+            validation,
+        }
+    }
+
+    /// Mints a token. `participant` defaults to a fresh random id.
+    pub fn mint(
+        &self,
+        room: &RoomId,
+        role: Role,
+        name: &str,
+        participant: Option<&str>,
+        ttl: Duration,
+    ) -> Result<(String, Claims), AuthError> {
+        if ttl.is_zero() || ttl > MAX_TTL {
+            return Err(AuthError::Mint(format!("ttl must be between 1 s and {} days", MAX_TTL.as_secs() / 86400)));
+        }
+        let name = validate_display_name(name).map_err(|e| AuthError::Mint(e.to_string()))?;
+        let sub = match participant {
+            Some(id) if valid_participant_id(id) => id.to_string(),
+            Some(_) => return Err(AuthError::Mint("participant id must be 1-64 characters of letters, digits, '-', '_' or '.'".into())),
+            None => ParticipantId::random().to_string(),
+        };
+        let iat = now_secs();
+        let claims = Claims { sub, room: room.to_string(), role, name, exp: iat + ttl.as_secs(), iat };
+        Ok((self.sign(&claims)?, claims))
+    }
+
+    /// Signs arbitrary claims (tests use it to make expired tokens).
+    pub fn sign(&self, claims: &Claims) -> Result<String, AuthError> {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding).map_err(|e| AuthError::Mint(e.to_string()))
+    }
+
+    /// Verifies signature, expiry and room.
+    pub fn verify(&self, token: &str, room: &RoomId) -> Result<Grant, AuthError> {
+        if token.is_empty() {
+            return Err(AuthError::Missing);
+        }
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| match e.kind() {
+            ErrorKind::ExpiredSignature => AuthError::Expired,
+            _ => AuthError::Invalid,
+        })?;
+        let c = data.claims;
+        if c.room != room.as_str() {
+            return Err(AuthError::WrongRoom);
+        }
+        let name = validate_display_name(&c.name).map_err(|_| AuthError::Invalid)?;
+        if !valid_participant_id(&c.sub) {
+            return Err(AuthError::Invalid);
+        }
+        Ok(Grant {
+            participant: ParticipantId::from_trusted(c.sub),
+            room: room.clone(),
+            role: c.role,
+            name,
+            expires_at: c.exp,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn room(s: &str) -> RoomId {
+        RoomId::new(s).unwrap()
+    }
+
+    #[test]
+    fn mint_then_verify() {
+        let t = TokenIssuer::new("a-test-secret-that-is-long-enough-1234");
+        let (token, claims) = t.mint(&room("g1"), Role::Therapist, "Dr. Lee", Some("t-1"), Duration::from_secs(60)).unwrap();
+        let g = t.verify(&token, &room("g1")).unwrap();
+        assert_eq!((g.role, g.name.as_str(), g.participant.as_str()), (Role::Therapist, "Dr. Lee", "t-1"));
+        assert_eq!(g.expires_at, claims.exp);
+    }
+
+    #[test]
+    fn refusals_are_distinct() {
+        let t = TokenIssuer::new("a-test-secret-that-is-long-enough-1234");
+        let (token, mut claims) = t.mint(&room("g1"), Role::Participant, "Sam", None, Duration::from_secs(60)).unwrap();
+        assert_eq!(t.verify("", &room("g1")), Err(AuthError::Missing));
+        assert_eq!(t.verify(&token, &room("g2")), Err(AuthError::WrongRoom));
+        let other = TokenIssuer::new("another-secret-entirely-different-5678");
+        assert_eq!(other.verify(&token, &room("g1")), Err(AuthError::Invalid));
+        // Flip the role in the payload without re-signing.
+        claims.role = Role::Therapist;
+        let forged_payload = t.sign(&claims).unwrap().split('.').nth(1).unwrap().to_string();
+        let mut parts: Vec<&str> = token.split('.').collect();
+        parts[1] = &forged_payload;
+        assert_eq!(t.verify(&parts.join("."), &room("g1")), Err(AuthError::Invalid));
+        claims.exp = now_secs() - 3600;
+        claims.iat = claims.exp - 60;
+        assert_eq!(t.verify(&t.sign(&claims).unwrap(), &room("g1")), Err(AuthError::Expired));
+        assert_eq!(t.verify("garbage", &room("g1")), Err(AuthError::Invalid));
+    }
+
+    #[test]
+    fn mint_checks_its_input() {
+        let t = TokenIssuer::new("a-test-secret-that-is-long-enough-1234");
+        assert!(t.mint(&room("g"), Role::Participant, "", None, Duration::from_secs(60)).is_err());
+        assert!(t.mint(&room("g"), Role::Participant, "a", Some("bad id!"), Duration::from_secs(60)).is_err());
+        assert!(t.mint(&room("g"), Role::Participant, "a", None, Duration::ZERO).is_err());
+    }
+}

@@ -1,0 +1,351 @@
+//! The load generator's engine (the `hearth-load` binary is its command line).
+//!
+//! It drives a running Hearth server the way real participants do: every simulated participant
+//! is a [`MediaClient`] with its own websocket and `webrtc` peer connection over loopback.
+//! Publishers send frame-shaped video ([`VideoProfile`]) and Opus-sized audio whose payloads
+//! carry a send time and a sequence number; subscribers only receive. After everyone is
+//! connected and a warm-up has passed, two snapshots bracket a measurement window, and the
+//! differences give forwarding rate, loss, latency and the server's CPU and memory (from
+//! `/proc/<pid>`).
+//!
+//! Bounded by construction: counts and duration are capped, the target must be loopback
+//! ([`target`]), and every wait has a deadline.
+
+pub mod procfs;
+pub mod report;
+pub mod target;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+
+use crate::client::media::{ClientError, VideoProfile};
+use crate::client::{MediaClient, MediaOptions, ReceivedTrack};
+use crate::signal::protocol::MediaKind;
+pub use report::LoadReport;
+use report::{Forwarded, Loss, MachineInfo, Percentiles, ReportConfig, ServerCost};
+
+/// Upper bounds that keep a run from taking the machine down by mistake.
+pub const MAX_ROOMS: usize = 50;
+pub const MAX_PER_ROOM: usize = 50;
+pub const MAX_PARTICIPANTS: usize = 200;
+pub const MAX_DURATION: Duration = Duration::from_secs(600);
+/// Audio as Opus sends it: one 20 ms frame per packet.
+pub const AUDIO_PPS: u32 = 50;
+/// About 48 kbit/s of Opus.
+pub const AUDIO_PAYLOAD: usize = 120;
+
+#[derive(Debug, Clone)]
+pub struct LoadConfig {
+    /// `ws://<loopback>:<port>/ws`
+    pub url: String,
+    pub rooms: usize,
+    pub publishers: usize,
+    pub subscribers: usize,
+    pub duration: Duration,
+    /// Time after everyone receives everything and before the window opens, so joins,
+    /// renegotiations and first keyframes are not measured as steady state.
+    pub warmup: Duration,
+    pub video: VideoProfile,
+    /// The server's process, for CPU and memory. `None`: not measured.
+    pub server_pid: Option<u32>,
+    /// The server runs inside this process (its CPU is then not separable).
+    pub server_in_process: bool,
+    /// Room names are `<prefix>-<n>`.
+    pub room_prefix: String,
+}
+
+impl LoadConfig {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            rooms: 1,
+            publishers: 2,
+            subscribers: 0,
+            duration: Duration::from_secs(10),
+            warmup: Duration::from_secs(2),
+            video: VideoProfile::camera(1000),
+            server_pid: None,
+            server_in_process: false,
+            room_prefix: "load".into(),
+        }
+    }
+
+    pub fn participants(&self) -> usize {
+        self.rooms * (self.publishers + self.subscribers)
+    }
+
+    fn validate(&self) -> Result<(), LoadError> {
+        target::check_loopback(&self.url)?;
+        let bad = |what: String| Err(LoadError::Bounds(what));
+        if self.rooms == 0 || self.rooms > MAX_ROOMS {
+            return bad(format!("rooms must be 1..={MAX_ROOMS}"));
+        }
+        if self.publishers == 0 || self.publishers + self.subscribers > MAX_PER_ROOM {
+            return bad(format!("need at least one publisher and at most {MAX_PER_ROOM} participants per room"));
+        }
+        if self.participants() > MAX_PARTICIPANTS {
+            return bad(format!("at most {MAX_PARTICIPANTS} participants in all"));
+        }
+        if self.duration.is_zero() || self.duration > MAX_DURATION || self.warmup > MAX_DURATION {
+            return bad(format!("duration must be between 1 s and {} s", MAX_DURATION.as_secs()));
+        }
+        if !(16..=20_000).contains(&self.video.kbps) || !(1..=60).contains(&self.video.fps) {
+            return bad("video must be 16..=20000 kbit/s at 1..=60 frames/s".into());
+        }
+        if !(100..=1400).contains(&self.video.max_packet) {
+            return bad("video packets must be 100..=1400 bytes".into());
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Target(#[from] target::TargetError),
+    #[error("out of bounds: {0}")]
+    Bounds(String),
+    #[error("participant {name} could not join: {source}")]
+    Join { name: String, source: ClientError },
+    #[error(transparent)]
+    Proc(#[from] procfs::ProcError),
+}
+
+struct Participant {
+    client: MediaClient,
+    /// Someone in the room was already publishing when this one joined (join time is meaningful).
+    joined_into_media: bool,
+    /// Remote tracks this participant should receive.
+    expects: usize,
+}
+
+/// Tracks a publisher sends (audio + video).
+const TRACKS_PER_PUBLISHER: usize = 2;
+
+/// Runs one bounded load test against the server at `cfg.url` and measures it.
+pub async fn run(cfg: &LoadConfig) -> Result<LoadReport, LoadError> {
+    cfg.validate()?;
+    let server_idle = cfg.server_pid.map(|pid| procfs::sample(Some(pid))).transpose()?;
+
+    let mut people: Vec<Participant> = Vec::with_capacity(cfg.participants());
+    let result = async {
+        join_all(cfg, &mut people).await?;
+        wait_until_flowing(cfg, &people).await;
+        tokio::time::sleep(cfg.warmup).await;
+        measure(cfg, &people, server_idle).await
+    }
+    .await;
+    // Leave even when measuring failed, so the server is left empty.
+    for p in people {
+        p.client.close().await;
+    }
+    result
+}
+
+async fn join_all(cfg: &LoadConfig, people: &mut Vec<Participant>) -> Result<(), LoadError> {
+    let latency_cap = (cfg.duration.as_secs() as usize + 1).saturating_mul(1000).min(200_000);
+    for room in 0..cfg.rooms {
+        let room_name = format!("{}-{room}", cfg.room_prefix);
+        // Publishers first, so every subscriber's join time is measured against live media.
+        for i in 0..cfg.publishers + cfg.subscribers {
+            let publisher = i < cfg.publishers;
+            let name = if publisher { format!("pub{i}") } else { format!("sub{}", i - cfg.publishers) };
+            let mut opts = MediaOptions::light(&cfg.url, &room_name, &name);
+            opts.publish_audio = publisher;
+            opts.publish_video = publisher;
+            opts.audio_pps = AUDIO_PPS;
+            opts.audio_payload = AUDIO_PAYLOAD;
+            opts.video_profile = Some(cfg.video.clone());
+            opts.latency_samples = latency_cap;
+            let client = MediaClient::join(opts)
+                .await
+                .map_err(|source| LoadError::Join { name: format!("{room_name}/{name}"), source })?;
+            let others = if publisher { cfg.publishers - 1 } else { cfg.publishers };
+            people.push(Participant {
+                client,
+                joined_into_media: i > 0,
+                expects: others * TRACKS_PER_PUBLISHER,
+            });
+        }
+        info!(room = %room_name, participants = cfg.publishers + cfg.subscribers, "room joined");
+    }
+    Ok(())
+}
+
+/// Waits (bounded) until every participant receives every track it should.
+async fn wait_until_flowing(cfg: &LoadConfig, people: &[Participant]) {
+    let limit = Duration::from_secs(20) + Duration::from_millis(300) * cfg.participants() as u32;
+    let deadline = Instant::now() + limit;
+    loop {
+        let missing: usize = people
+            .iter()
+            .map(|p| p.expects.saturating_sub(p.client.received().values().filter(|t| t.packets > 0).count()))
+            .sum();
+        if missing == 0 {
+            info!("every participant receives every track");
+            return;
+        }
+        if Instant::now() >= deadline {
+            warn!(missing, "not every track arrived before the deadline; measuring anyway");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+struct Snapshot {
+    at: Instant,
+    received: Vec<HashMap<String, ReceivedTrack>>,
+    server: Option<procfs::ProcessSample>,
+    own: procfs::ProcessSample,
+    machine: procfs::MachineSample,
+}
+
+fn snapshot(cfg: &LoadConfig, people: &[Participant]) -> Result<Snapshot, LoadError> {
+    Ok(Snapshot {
+        at: Instant::now(),
+        received: people.iter().map(|p| p.client.received()).collect(),
+        server: cfg.server_pid.map(|pid| procfs::sample(Some(pid))).transpose()?,
+        own: procfs::sample(None)?,
+        machine: procfs::machine()?,
+    })
+}
+
+async fn measure(
+    cfg: &LoadConfig,
+    people: &[Participant],
+    server_idle: Option<procfs::ProcessSample>,
+) -> Result<LoadReport, LoadError> {
+    for p in people {
+        p.client.drain_latencies(); // warm-up samples are not steady state
+    }
+    let a = snapshot(cfg, people)?;
+    info!(seconds = cfg.duration.as_secs_f64(), "measuring");
+    tokio::time::sleep(cfg.duration).await;
+    let b = snapshot(cfg, people)?;
+    let latencies: Vec<u64> = people.iter().flat_map(|p| p.client.drain_latencies()).collect();
+    let window = b.at.duration_since(a.at).as_secs_f64();
+
+    let mut fwd = Forwarded::default();
+    let mut loss = Loss::default();
+    let (mut lost_by_kind, mut expected_by_kind) = ([0u64; 2], [0u64; 2]);
+    // Per publisher track: the most probes any receiver saw advance (what was actually sent).
+    let mut sent: HashMap<&str, (MediaKind, u64)> = HashMap::new();
+    for (before, after) in a.received.iter().zip(&b.received) {
+        for (key, t) in after {
+            let prev = before.get(key);
+            let packets = t.packets - prev.map_or(0, |p| p.packets);
+            fwd.packets += packets;
+            fwd.bytes += t.bytes - prev.map_or(0, |p| p.bytes);
+            fwd.seq_regressions += t.seq_regressions - prev.map_or(0, |p| p.seq_regressions);
+            if t.packets > 0 {
+                fwd.streams += 1;
+            }
+            // Probes are consecutive per publisher track, so the advance of the highest one is
+            // what was sent in the window; a track new in the window starts at its lowest.
+            let expected = match prev.filter(|p| p.packets > 0) {
+                Some(p) => t.probe_max.saturating_sub(p.probe_max),
+                None if t.packets > 0 => t.probe_max - t.probe_min + 1,
+                None => 0,
+            };
+            let lost = expected.saturating_sub(packets);
+            loss.lost += lost;
+            loss.expected += expected;
+            let k = usize::from(t.kind == MediaKind::Video);
+            lost_by_kind[k] += lost;
+            expected_by_kind[k] += expected;
+            if expected > 0 {
+                loss.worst_track_fraction = loss.worst_track_fraction.max(lost as f64 / expected as f64);
+            }
+            let entry = sent.entry(key.as_str()).or_insert((t.kind, 0));
+            entry.1 = entry.1.max(expected);
+        }
+    }
+    let ratio = |num: u64, den: u64| if den == 0 { 0.0 } else { num as f64 / den as f64 };
+    loss.fraction = ratio(loss.lost, loss.expected);
+    loss.audio_fraction = ratio(lost_by_kind[0], expected_by_kind[0]);
+    loss.video_fraction = ratio(lost_by_kind[1], expected_by_kind[1]);
+    fwd.expected_streams = people.iter().map(|p| p.expects).sum();
+    fwd.packets_per_s = fwd.packets as f64 / window;
+    fwd.bytes_per_s = fwd.bytes as f64 / window;
+    fwd.mbit_per_s = fwd.bytes_per_s * 8.0 / 1e6;
+    let nominal_per_publisher = (f64::from(AUDIO_PPS) + cfg.video.packets_per_second()) * window;
+    let sent_total: u64 = sent.values().map(|(_, n)| n).sum();
+    let publishers = (cfg.rooms * cfg.publishers) as f64;
+    fwd.publisher_send_ratio = sent_total as f64 / (nominal_per_publisher * publishers);
+
+    let mut join = Vec::new();
+    let mut join_video = Vec::new();
+    for (p, received) in people.iter().zip(&b.received) {
+        if !p.joined_into_media {
+            continue;
+        }
+        let first = |kind: Option<MediaKind>| {
+            received
+                .values()
+                .filter(|t| kind.is_none_or(|k| t.kind == k))
+                .filter_map(|t| t.first_at)
+                .min()
+                .map(|t| t.saturating_duration_since(p.client.joined_at).as_micros() as u64)
+        };
+        join.extend(first(None));
+        join_video.extend(first(Some(MediaKind::Video)));
+    }
+
+    let participants = people.len();
+    let mut server = ServerCost { pid: cfg.server_pid, in_process: cfg.server_in_process, ..Default::default() };
+    if let (Some(sa), Some(sb)) = (a.server, b.server) {
+        let cpu = sb.cpu_seconds - sa.cpu_seconds;
+        server.cpu_s = Some(cpu);
+        server.cores = Some(cpu / window);
+        if fwd.packets > 0 {
+            server.cpu_s_per_million_packets = Some(cpu / (fwd.packets as f64 / 1e6));
+            server.cpu_us_per_packet = Some(cpu * 1e6 / fwd.packets as f64);
+        }
+        server.rss_end_kib = Some(sb.rss_kib);
+        server.peak_rss_kib = Some(sb.peak_rss_kib);
+        if let Some(idle) = server_idle {
+            server.rss_idle_kib = Some(idle.rss_kib);
+            server.rss_per_participant_kib =
+                Some(sb.rss_kib.saturating_sub(idle.rss_kib) as f64 / participants.max(1) as f64);
+        }
+    }
+
+    Ok(LoadReport {
+        config: ReportConfig {
+            url: cfg.url.clone(),
+            rooms: cfg.rooms,
+            publishers_per_room: cfg.publishers,
+            subscribers_per_room: cfg.subscribers,
+            participants,
+            duration_s: cfg.duration.as_secs_f64(),
+            warmup_s: cfg.warmup.as_secs_f64(),
+            video_kbps: cfg.video.kbps,
+            video_fps: cfg.video.fps,
+            video_max_packet: cfg.video.max_packet,
+            keyframe_interval_frames: cfg.video.keyframe_interval,
+            audio_pps: AUDIO_PPS,
+            audio_payload: AUDIO_PAYLOAD,
+        },
+        machine: machine_info(),
+        window_s: window,
+        forwarded: fwd,
+        loss,
+        latency_ms: Percentiles::of(latencies, 1e-3),
+        join_ms: Percentiles::of(join, 1e-3),
+        join_video_ms: Percentiles::of(join_video, 1e-3),
+        server,
+        load_generator_cpu_s: b.own.cpu_seconds - a.own.cpu_seconds,
+        machine_busy: a.machine.busy_fraction_until(&b.machine),
+    })
+}
+
+fn machine_info() -> MachineInfo {
+    let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| t.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|m| m.trim().to_string()))
+        .unwrap_or_else(|| "unknown".into());
+    MachineInfo { cpus: std::thread::available_parallelism().map_or(1, |n| n.get()), cpu_model }
+}

@@ -1,0 +1,210 @@
+//! The figures a load run produces, as JSON (for scripts and docs) and as a human summary.
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadReport {
+    pub config: ReportConfig,
+    pub machine: MachineInfo,
+    /// Seconds between the two snapshots the rates are computed over.
+    pub window_s: f64,
+    pub forwarded: Forwarded,
+    pub loss: Loss,
+    /// Send time in the publisher's payload to arrival at a subscriber's track reader: the
+    /// server's forwarding plus both clients' webrtc stacks, all on this machine's clock.
+    pub latency_ms: Percentiles,
+    /// From starting the websocket connect to the first remote RTP (any kind / video), for
+    /// clients that joined while someone in their room was already publishing.
+    pub join_ms: Percentiles,
+    pub join_video_ms: Percentiles,
+    pub server: ServerCost,
+    /// This process's CPU during the window (clients' webrtc stacks; plus the server when it
+    /// runs in-process).
+    pub load_generator_cpu_s: f64,
+    /// Fraction of all cores busy during the window, from /proc/stat.
+    pub machine_busy: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReportConfig {
+    pub url: String,
+    pub rooms: usize,
+    pub publishers_per_room: usize,
+    pub subscribers_per_room: usize,
+    pub participants: usize,
+    pub duration_s: f64,
+    pub warmup_s: f64,
+    pub video_kbps: u32,
+    pub video_fps: u32,
+    pub video_max_packet: usize,
+    pub keyframe_interval_frames: u32,
+    pub audio_pps: u32,
+    pub audio_payload: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MachineInfo {
+    pub cpus: usize,
+    pub cpu_model: String,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Forwarded {
+    /// Packets and payload bytes received by all clients together during the window.
+    pub packets: u64,
+    pub bytes: u64,
+    pub packets_per_s: f64,
+    pub bytes_per_s: f64,
+    pub mbit_per_s: f64,
+    /// Remote tracks that delivered anything / that should exist given the room layout.
+    pub streams: usize,
+    pub expected_streams: usize,
+    /// Packets the publishers actually sent (from probe sequences) over what they should have
+    /// sent; well below 1 means the load generator itself could not keep up.
+    pub publisher_send_ratio: f64,
+    pub seq_regressions: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Loss {
+    /// Lost over expected, all remote tracks together, from probe sequences.
+    pub fraction: f64,
+    pub lost: u64,
+    pub expected: u64,
+    /// The worst single remote track.
+    pub worst_track_fraction: f64,
+    pub audio_fraction: f64,
+    pub video_fraction: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Percentiles {
+    pub samples: usize,
+    pub p50: Option<f64>,
+    pub p99: Option<f64>,
+    pub max: Option<f64>,
+}
+
+impl Percentiles {
+    /// Nearest-rank percentiles of `values` (any unit), reported after `scale`.
+    pub fn of(mut values: Vec<u64>, scale: f64) -> Self {
+        if values.is_empty() {
+            return Self::default();
+        }
+        values.sort_unstable();
+        let rank = |q: f64| {
+            let i = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1;
+            values[i] as f64 * scale
+        };
+        Self { samples: values.len(), p50: Some(rank(0.50)), p99: Some(rank(0.99)), max: Some(rank(1.0)) }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct ServerCost {
+    pub pid: Option<u32>,
+    /// The server runs inside the load generator, so its CPU cannot be told apart.
+    pub in_process: bool,
+    pub cpu_s: Option<f64>,
+    /// Server CPU utilisation during the window, in cores (1.0 = one core busy).
+    pub cores: Option<f64>,
+    pub cpu_s_per_million_packets: Option<f64>,
+    /// Microseconds of server CPU per forwarded packet (the same figure, another unit).
+    pub cpu_us_per_packet: Option<f64>,
+    pub rss_idle_kib: Option<u64>,
+    pub rss_end_kib: Option<u64>,
+    pub peak_rss_kib: Option<u64>,
+    /// (RSS at the end of the window - RSS before anyone joined) / participants.
+    pub rss_per_participant_kib: Option<f64>,
+}
+
+fn ms(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{v:.1}"))
+}
+
+impl LoadReport {
+    /// A few lines for a person at a terminal.
+    pub fn summary(&self) -> String {
+        let c = &self.config;
+        let f = &self.forwarded;
+        let s = &self.server;
+        let mut out = String::new();
+        out += &format!(
+            "hearth-load: {} room(s) x ({} publishers + {} subscribers) = {} participants, {:.0} s window, video {} kbit/s @ {} fps\n",
+            c.rooms, c.publishers_per_room, c.subscribers_per_room, c.participants, self.window_s, c.video_kbps, c.video_fps
+        );
+        out += &format!(
+            "  machine        {} cpus ({}), {:.0}% busy during the window\n",
+            self.machine.cpus,
+            self.machine.cpu_model,
+            self.machine_busy * 100.0
+        );
+        out += &format!(
+            "  forwarded      {:.0} packets/s, {:.1} Mbit/s, {}/{} streams, publishers sent {:.1}% of nominal\n",
+            f.packets_per_s,
+            f.mbit_per_s,
+            f.streams,
+            f.expected_streams,
+            f.publisher_send_ratio * 100.0
+        );
+        out += &format!(
+            "  loss           {:.3}% ({} of {}; audio {:.3}%, video {:.3}%, worst track {:.3}%), {} seq regressions\n",
+            self.loss.fraction * 100.0,
+            self.loss.lost,
+            self.loss.expected,
+            self.loss.audio_fraction * 100.0,
+            self.loss.video_fraction * 100.0,
+            self.loss.worst_track_fraction * 100.0,
+            f.seq_regressions
+        );
+        let l = &self.latency_ms;
+        out += &format!("  latency ms     p50 {}  p99 {}  max {}  ({} samples)\n", ms(l.p50), ms(l.p99), ms(l.max), l.samples);
+        let j = &self.join_ms;
+        let jv = &self.join_video_ms;
+        out += &format!(
+            "  join ms        first RTP p50 {} max {}; first video p50 {} max {} ({} clients)\n",
+            ms(j.p50),
+            ms(j.max),
+            ms(jv.p50),
+            ms(jv.max),
+            j.samples
+        );
+        if s.in_process {
+            out += "  server         in-process: its CPU is inside the load generator's figure\n";
+        }
+        if let (Some(cpu), Some(per_m)) = (s.cpu_s, s.cpu_s_per_million_packets) {
+            out += &format!(
+                "  server CPU     {:.2} s ({:.2} cores), {:.2} s per million forwarded packets ({:.2} us/packet)\n",
+                cpu,
+                s.cores.unwrap_or(0.0),
+                per_m,
+                s.cpu_us_per_packet.unwrap_or(0.0)
+            );
+        }
+        if let (Some(idle), Some(end)) = (s.rss_idle_kib, s.rss_end_kib) {
+            out += &format!(
+                "  server RSS     {:.1} MiB idle -> {:.1} MiB, {:.0} KiB per participant (peak {:.1} MiB)\n",
+                idle as f64 / 1024.0,
+                end as f64 / 1024.0,
+                s.rss_per_participant_kib.unwrap_or(0.0),
+                s.peak_rss_kib.unwrap_or(0) as f64 / 1024.0
+            );
+        }
+        out += &format!("  load generator {:.2} CPU s in the window\n", self.load_generator_cpu_s);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let p = Percentiles::of((1..=100).collect(), 1.0);
+        assert_eq!((p.p50, p.p99, p.max), (Some(50.0), Some(99.0), Some(100.0)));
+        let p = Percentiles::of(vec![7], 0.001);
+        assert_eq!(p.p99, Some(0.007));
+        assert_eq!(Percentiles::of(vec![], 1.0).p50, None);
+    }
+}
