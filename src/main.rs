@@ -21,12 +21,59 @@ enum Command {
     Serve,
     /// Print the effective configuration (secrets redacted) and exit.
     CheckConfig,
+    /// Mint a join token with the configured secret and print it with a join link.
+    Token {
+        /// Room id the token admits to.
+        #[arg(long)]
+        room: String,
+        /// therapist, participant or observer.
+        #[arg(long, default_value = "participant")]
+        role: hearth::auth::Role,
+        /// Display name shown to the group.
+        #[arg(long)]
+        name: String,
+        /// Participant id (default: a fresh random one). Reuse it to let someone rejoin as themselves.
+        #[arg(long)]
+        participant: Option<String>,
+        /// Lifetime, e.g. 90m, 2h, 1day.
+        #[arg(long, default_value = "2h")]
+        ttl: humantime::Duration,
+        /// Base URL of the web client, for the printed link.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        base_url: String,
+    },
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// Errors print as one readable line (with their causes), never as a debug dump.
+fn main() -> std::process::ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("hearth: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hearth: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = hearth::config::Config::load(cli.config.as_deref())?;
+    if let Some(Command::Token { room, role, name, participant, ttl, base_url }) = &cli.command {
+        let room = hearth::room::RoomId::new(room.clone())?;
+        let issuer = hearth::auth::TokenIssuer::new(&config.auth.token_secret);
+        let (token, claims) = issuer.mint(&room, *role, name, participant.as_deref(), (*ttl).into())?;
+        println!("{token}");
+        eprintln!("participant id: {}  expires: {} (unix)", claims.sub, claims.exp);
+        eprintln!("join link: {}/#token={token}", base_url.trim_end_matches('/'));
+        return Ok(());
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("HEARTH_LOG")
@@ -34,6 +81,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     match cli.command.unwrap_or(Command::Serve) {
+        Command::Token { .. } => Ok(()),
         Command::CheckConfig => {
             let mut shown = config.clone();
             shown.auth.token_secret = "<redacted>".into();

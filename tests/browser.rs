@@ -1,7 +1,10 @@
-//! End to end through a real browser: two headless Chromium pages join the same room via the
-//! web client served by the real server, and each must decode the other's video and receive
-//! the other's audio (Chromium's fake capture devices supply the media). Then one mutes and
-//! leaves, and the other page must show it.
+//! End to end through a real browser, with the waiting room on (the default): a therapist opens
+//! their join link, a participant joins through the development form (which mints a token at
+//! /dev/token) and lands in the waiting room, the therapist sees them in the waiting list and
+//! admits them, and then each page must decode the other's video and receive the other's audio
+//! (Chromium's fake capture devices supply the media). Finally the therapist hard-mutes the
+//! participant from the people list, and the participant's page must say so and lock its
+//! unmute button.
 //!
 //! Needs `/usr/bin/chromium` and `/usr/bin/chromedriver` (Debian packages `chromium` and
 //! `chromium-driver`); `scripts/install-test-deps.sh` installs them. Without them this test
@@ -19,21 +22,25 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use fantoccini::error::CmdError;
 use fantoccini::wd::{Capabilities, TimeoutConfiguration};
 use fantoccini::{Client, ClientBuilder, Locator};
+use hearth::auth::Role;
 use serde_json::{json, Value};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const ROOM: &str = "browser-test";
-/// How long both pages get to have media flowing both ways after clicking "Join".
+const THERAPIST: &str = "Dr. Rivera";
+const PARTICIPANT: &str = "Pat";
+/// How long both pages get to have media flowing both ways after the admission.
 const MEDIA_DEADLINE: Duration = Duration::from_secs(30);
-/// How long a roster change (mute, leave) may take to show on the other page.
+/// How long a state change (waiting, waiting list, mute) may take to show on a page.
 const UI_DEADLINE: Duration = Duration::from_secs(10);
 /// Upper bound for the whole test, so a hung browser or server cannot hang CI.
-const TEST_DEADLINE: Duration = Duration::from_secs(120);
+const TEST_DEADLINE: Duration = Duration::from_secs(90);
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
+/// Screenshots from this test start with this, so a new run can clear the last run's.
+const SCREENSHOT_PREFIX: &str = "browser-";
 
 /// Reads inbound RTP stats and what the page shows; resolves with one JSON object.
 const MEDIA_PROBE_JS: &str = r#"
@@ -66,27 +73,73 @@ h.pc.getStats().then((stats) => {
 }).catch((e) => done({ state: h.state, error: String(e), video: 0, audio: 0, tiles }));
 "#;
 
-/// True once the remote tile named `arguments[0]` shows its "Mic off" badge.
-const TILE_MIC_OFF_JS: &str = r#"
-const tile = Array.from(document.querySelectorAll('#tiles .tile.remote'))
-  .find((t) => t.querySelector('.tile-name').textContent.trim() === arguments[0]);
-return Boolean(tile && !tile.querySelector('.mic-off').hidden);
+/// True once the element `arguments[0]` exists and is rendered (not hidden, has a box).
+const VISIBLE_JS: &str = r#"
+const el = document.querySelector(arguments[0]);
+return Boolean(el && el.offsetParent !== null);
 "#;
 
-/// True once no remote tile is named `arguments[0]`.
-const TILE_GONE_JS: &str = r#"
-return !Array.from(document.querySelectorAll('#tiles .tile.remote'))
-  .some((t) => t.querySelector('.tile-name').textContent.trim() === arguments[0]);
+/// The participant's page is in the waiting room: state, the calm message, the camera preview
+/// and its own mic/camera toggles, and no room yet.
+const WAITING_JS: &str = r#"
+const h = window.hearth;
+const visible = (s) => { const el = document.querySelector(s); return Boolean(el && el.offsetParent !== null); };
+return h.state === 'waiting' && h.pc !== null
+  && visible('#lobby-panel') && !visible('#room-panel')
+  && /therapist will let you in shortly/i.test(document.querySelector('#lobby-text').textContent)
+  && visible('#preview-video') && document.querySelector('#preview-video').videoWidth > 0
+  && visible('#mic-button') && visible('#cam-button');
 "#;
 
-/// True once the page has left: state 'left', join form shown, peer connection gone.
-const LEFT_JS: &str = r#"
-return window.hearth.state === 'left' && window.hearth.pc === null
-  && !document.querySelector('#join-view').hidden && document.querySelector('#room-view').hidden;
+/// The therapist's waiting list has a row for `arguments[0]` (participant id) named `arguments[1]`.
+const WAITING_ROW_JS: &str = r#"
+const row = document.querySelector(`#waiting-list li[data-participant-id="${arguments[0]}"]`);
+return Boolean(row && row.offsetParent !== null
+  && row.querySelector('.person-name').textContent.trim() === arguments[1]
+  && document.querySelector('#waiting-count').textContent.trim() === '1');
+"#;
+
+/// The participant's page shows the hard mute: the notice, and a pressed, disabled mic button.
+const HARD_MUTED_JS: &str = r#"
+const notice = document.querySelector('#mod-notice');
+const mic = document.querySelector('#mic-button');
+return Boolean(window.hearth.audioHardMuted && window.hearth.audioMuted
+  && notice && !notice.hidden && /The therapist muted your microphone/.test(notice.textContent)
+  && mic.disabled && mic.getAttribute('aria-pressed') === 'true');
+"#;
+
+/// The therapist's people list shows `arguments[0]` as muted by the therapist, with the button
+/// now offering to allow unmuting.
+const THERAPIST_SEES_MUTE_JS: &str = r#"
+const row = document.querySelector(`#people-list li[data-participant-id="${arguments[0]}"]`);
+if (!row) return false;
+const mic = row.querySelector('.mic-inline');
+const button = row.querySelector('button[data-action="hard-mute"] .label');
+return !mic.hidden && mic.textContent === 'Muted by therapist' && button.textContent === 'Allow unmute';
+"#;
+
+/// The therapist sees `arguments[0]`'s raised hand at a glance: the summary line names them and
+/// their row offers "Lower hand".
+const THERAPIST_SEES_HAND_JS: &str = r#"
+const summary = document.querySelector('#hands-summary');
+const row = document.querySelector(`#people-list li[data-participant-id="${arguments[0]}"]`);
+const lower = row && row.querySelector('button[data-action="lower-hand"]');
+return Boolean(summary && !summary.hidden && summary.textContent.includes(arguments[1])
+  && lower && !lower.hidden && row.classList.contains('hand-raised'));
+"#;
+
+/// Both sides agree `arguments[0]` is in the spotlight: their tile is pinned first and the room
+/// header says so (`arguments[1]` is the expected chip text).
+const SPOTLIGHT_JS: &str = r#"
+const tile = document.querySelector(`#tiles .tile[data-participant-id="${arguments[0]}"]`);
+const chip = document.querySelector('#spotlight-chip');
+return Boolean(tile && tile.classList.contains('spotlit')
+  && document.querySelector('#tiles').classList.contains('spotlight-mode')
+  && chip && !chip.hidden && chip.textContent === arguments[1]);
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_browser_pages_see_and_hear_each_other() {
+async fn therapist_admits_a_waiting_participant_then_mutes_them() {
     require_browser();
     if tokio::time::timeout(TEST_DEADLINE, run()).await.is_err() {
         panic!("browser test did not finish within {TEST_DEADLINE:?}");
@@ -96,32 +149,32 @@ async fn two_browser_pages_see_and_hear_each_other() {
 async fn run() {
     let artifacts = artifacts_dir();
     // Declared before the chromedriver guard so they are removed after the browsers are gone.
-    let alice_profile = TempDir::new("alice");
-    let bob_profile = TempDir::new("bob");
+    let therapist_profile = TempDir::new("therapist");
+    let participant_profile = TempDir::new("participant");
 
     let server = common::start_server().await;
-    let addr = server.addr();
     let health = common::health(&server).await;
     assert_eq!(health["status"], "ok", "fresh server is healthy: {health}");
 
     let driver = ChromeDriver::spawn(&artifacts.join("chromedriver.log")).await;
-    let (alice, bob) = tokio::join!(
-        open_browser(&driver.url, alice_profile.path()),
-        open_browser(&driver.url, bob_profile.path())
+    let (therapist, participant) = tokio::join!(
+        open_browser(&driver.url, therapist_profile.path()),
+        open_browser(&driver.url, participant_profile.path())
     );
 
-    let page = format!("http://{addr}/?room={ROOM}");
-    let outcome = check_two_pages(&alice, &bob, &page, &server, &artifacts).await;
+    let started = Instant::now();
+    let outcome = scenario(&therapist, &participant, &server, &artifacts).await;
+    eprintln!("scenario took {:.1?}", started.elapsed());
 
-    for (who, client) in [("alice", &alice), ("bob", &bob)] {
+    for (who, client) in [("therapist", &therapist), ("participant", &participant)] {
         if outcome.is_err() {
-            save_screenshot(client, &artifacts.join(format!("browser-two-pages-{who}-failure.png"))).await;
+            save_screenshot(client, &artifacts.join(format!("{SCREENSHOT_PREFIX}{who}-failure.png"))).await;
         }
         if outcome.is_err() || std::env::var_os("HEARTH_BROWSER_LOGS").is_some() {
             eprintln!("---- {who}: window.hearth.log ----\n{}", page_log(client).await);
         }
     }
-    let _ = tokio::join!(alice.close(), bob.close());
+    let _ = tokio::join!(therapist.close(), participant.close());
     server.shutdown().await;
     drop(driver);
 
@@ -131,96 +184,158 @@ async fn run() {
 }
 
 /// The whole scenario; Err says what was expected and what was last observed.
-async fn check_two_pages(
-    alice: &Client,
-    bob: &Client,
-    page: &str,
+async fn scenario(
+    therapist: &Client,
+    participant: &Client,
     server: &hearth::server::RunningServer,
     artifacts: &Path,
 ) -> Result<(), String> {
-    join(alice, page, "Alice").await?;
-    join(bob, page, "Bob").await?;
+    let base = format!("http://{}", server.addr());
+    let shot = |name: &str| artifacts.join(format!("{SCREENSHOT_PREFIX}{name}.png"));
 
-    // Media both ways: decoded video frames, received audio packets, a visible remote video.
+    // The therapist opens their personal join link: the page greets them, one click joins.
+    let token = common::token(server, ROOM, Role::Therapist, THERAPIST);
+    therapist.goto(&format!("{base}/#token={token}")).await.map_err(|e| format!("therapist: opening the link: {e}"))?;
+    wait_for(therapist, "the therapist's link page", VISIBLE_JS, &[json!("#link-join-button")]).await?;
+    let greeting = text_of(therapist, "#link-heading").await?;
+    if !greeting.contains(THERAPIST) {
+        return Err(format!("the link page should greet {THERAPIST:?} from the token, shows {greeting:?}"));
+    }
+    click(therapist, "therapist", "#link-join-button").await?;
+    wait_for(therapist, "the therapist to be in the room", "return window.hearth.state === 'joined';", &[]).await?;
+
+    // The participant has no link: the development form mints a token at /dev/token.
+    participant.goto(&format!("{base}/")).await.map_err(|e| format!("participant: opening the page: {e}"))?;
+    wait_for(participant, "the development join form", VISIBLE_JS, &[json!("#join-form")]).await?;
+    let banner = text_of(participant, ".dev-banner").await?;
+    if !banner.contains("Development mode") {
+        return Err(format!("the join form should be marked as development mode, banner says {banner:?}"));
+    }
+    fill(participant, "#room-input", ROOM).await?;
+    fill(participant, "#name-input", PARTICIPANT).await?;
+    participant
+        .find(Locator::Css("#role-input"))
+        .await
+        .map_err(|e| format!("participant: finding the role select: {e}"))?
+        .select_by_value("participant")
+        .await
+        .map_err(|e| format!("participant: choosing the role: {e}"))?;
+    click(participant, "participant", "#join-button").await?;
+
+    // Waiting room: a calm waiting screen on one side, a named entry on the other.
+    wait_for(participant, "the participant's waiting screen (with camera preview)", WAITING_JS, &[]).await?;
+    let participant_id = match participant.execute("return window.hearth.participantId;", vec![]).await {
+        Ok(Value::String(id)) => id,
+        other => return Err(format!("participant page has no participant id: {other:?}")),
+    };
+    wait_for(
+        therapist,
+        "the participant in the therapist's waiting list",
+        WAITING_ROW_JS,
+        &[json!(participant_id), json!(PARTICIPANT)],
+    )
+    .await?;
+    save_screenshot(therapist, &shot("therapist-waiting-list")).await;
+    save_screenshot(participant, &shot("participant-waiting")).await;
+
+    // Admit; then media both ways: decoded video frames, received audio packets, a visible tile.
+    let admit = format!("#waiting-list li[data-participant-id=\"{participant_id}\"] button[data-action=\"admit\"]");
+    click(therapist, "therapist", &admit).await?;
     let started = Instant::now();
     let mut last_report = Instant::now();
-    let (mut a, mut b);
+    let (mut t, mut p);
     loop {
-        (a, b) = tokio::join!(probe(alice), probe(bob));
-        if media_flowing(&a, "Bob") && media_flowing(&b, "Alice") {
+        (t, p) = tokio::join!(probe(therapist), probe(participant));
+        if media_flowing(&t, PARTICIPANT) && media_flowing(&p, THERAPIST) {
             break;
         }
         if started.elapsed() > MEDIA_DEADLINE {
             return Err(format!(
-                "media did not flow both ways within {MEDIA_DEADLINE:?}\n  Alice's page: {a}\n  Bob's page: {b}"
+                "media did not flow both ways within {MEDIA_DEADLINE:?} of admission\n  therapist's page: {t}\n  participant's page: {p}"
             ));
         }
         if last_report.elapsed() > Duration::from_secs(5) {
-            eprintln!("waiting for media ({:.0?}): alice={a} bob={b}", started.elapsed());
+            eprintln!("waiting for media ({:.0?}): therapist={t} participant={p}", started.elapsed());
             last_report = Instant::now();
         }
         tokio::time::sleep(POLL_INTERVAL).await;
     }
-    eprintln!("media flowing after {:.1?}: alice={a} bob={b}", started.elapsed());
-    for (who, client) in [("alice", alice), ("bob", bob)] {
-        save_screenshot(client, &artifacts.join(format!("browser-two-pages-{who}.png"))).await;
-    }
+    eprintln!("media flowing {:.1?} after admission: therapist={t} participant={p}", started.elapsed());
+    save_screenshot(therapist, &shot("therapist-admitted")).await;
+    save_screenshot(participant, &shot("participant-admitted")).await;
 
-    // Each page labels a tile with the other person's name, and that tile renders video.
-    for (who, stats, other) in [("Alice", &a, "Bob"), ("Bob", &b, "Alice")] {
-        let tile = remote_tile(stats, other)
-            .ok_or_else(|| format!("{who}'s page has no tile labelled {other:?}: {stats}"))?;
-        if tile["videoWidth"].as_u64().unwrap_or(0) == 0 {
-            return Err(format!("{who}'s tile for {other} shows no video: {stats}"));
-        }
+    for (who, stats) in [("therapist", &t), ("participant", &p)] {
         if stats["state"] != "joined" {
-            return Err(format!("{who}'s page is not in state 'joined': {stats}"));
+            return Err(format!("the {who}'s page is not in state 'joined': {stats}"));
         }
+    }
+    let waiting_empty = therapist
+        .execute("return document.querySelectorAll('#waiting-list li').length === 0;", vec![])
+        .await
+        .map_err(|e| format!("therapist: reading the waiting list: {e}"))?;
+    if waiting_empty != json!(true) {
+        return Err("the therapist's waiting list should be empty after admitting".into());
     }
     let health = common::health(server).await;
     if health["rooms"] != 1 || health["participants"] != 2 {
         return Err(format!("/healthz should count 1 room with 2 participants: {health}"));
     }
 
-    // Bob mutes his microphone: his button says so and Alice sees it on his tile.
-    click(bob, "Bob", "#mic-button").await?;
-    let pressed = bob
-        .execute("return document.querySelector('#mic-button').getAttribute('aria-pressed');", vec![])
-        .await
-        .map_err(|e| format!("Bob: reading aria-pressed: {e}"))?;
-    if pressed != json!("true") {
-        return Err(format!("Bob's mic button should have aria-pressed=true after muting, got {pressed}"));
-    }
-    wait_for(alice, "Bob's tile to show 'Mic off' on Alice's page", TILE_MIC_OFF_JS, "Bob").await?;
-    save_screenshot(alice, &artifacts.join("browser-two-pages-alice-sees-bob-muted.png")).await;
+    // The therapist hard-mutes the participant's microphone from the people list.
+    let mute = format!("#people-list li[data-participant-id=\"{participant_id}\"] button[data-action=\"hard-mute\"]");
+    click(therapist, "therapist", &mute).await?;
+    wait_for(participant, "the participant's page to show the hard mute", HARD_MUTED_JS, &[]).await?;
+    wait_for(therapist, "the therapist's list to show the mute", THERAPIST_SEES_MUTE_JS, &[json!(participant_id)]).await?;
+    save_screenshot(participant, &shot("participant-muted")).await;
 
-    // Bob leaves: he is back at the join form and his tile disappears from Alice's page.
-    click(bob, "Bob", "#leave-button").await?;
-    wait_for(bob, "Bob's page to return to the join form", LEFT_JS, "").await?;
-    wait_for(alice, "Bob's tile to go from Alice's page", TILE_GONE_JS, "Bob").await?;
-    let health = common::health(server).await;
-    if health["participants"] != 1 {
-        return Err(format!("/healthz should count 1 participant after Bob left: {health}"));
+    // The participant raises a hand; the therapist sees it and puts them in the spotlight.
+    click(participant, "participant", "#hand-button").await?;
+    wait_for(
+        therapist,
+        "the raised hand on the therapist's page",
+        THERAPIST_SEES_HAND_JS,
+        &[json!(participant_id), json!(PARTICIPANT)],
+    )
+    .await?;
+    let spotlight = format!("#people-list li[data-participant-id=\"{participant_id}\"] button[data-action=\"spotlight\"]");
+    click(therapist, "therapist", &spotlight).await?;
+    let on_therapist = format!("{PARTICIPANT} is in the spotlight");
+    wait_for(therapist, "the spotlight on the therapist's page", SPOTLIGHT_JS, &[json!(participant_id), json!(on_therapist)])
+        .await?;
+    wait_for(
+        participant,
+        "the spotlight on the participant's page",
+        SPOTLIGHT_JS,
+        &[json!(participant_id), json!("You are in the spotlight")],
+    )
+    .await?;
+    save_screenshot(therapist, &shot("therapist-hand-spotlight")).await;
+
+    // Phones: the same pages at 360 px wide.
+    for (who, client) in [("therapist", therapist), ("participant", participant)] {
+        client.set_window_size(360, 780).await.map_err(|e| format!("{who}: resizing to phone size: {e}"))?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let overflow = client
+            .execute("return document.documentElement.scrollWidth > window.innerWidth;", vec![])
+            .await
+            .map_err(|e| format!("{who}: measuring the page: {e}"))?;
+        save_screenshot(client, &shot(&format!("{who}-phone"))).await;
+        if overflow != json!(false) {
+            return Err(format!("the {who}'s page scrolls sideways at 360 px"));
+        }
     }
     Ok(())
 }
 
-async fn join(client: &Client, page: &str, name: &str) -> Result<(), String> {
-    let err = |what: &str, e: CmdError| format!("{name}: {what}: {e}");
-    client.goto(page).await.map_err(|e| err("opening the page", e))?;
-    let room = client.find(Locator::Css("#room-input")).await.map_err(|e| err("finding the room field", e))?;
-    let prefilled = room.prop("value").await.map_err(|e| err("reading the room field", e))?;
-    if prefilled.as_deref() != Some(ROOM) {
-        return Err(format!("{name}: room field should be prefilled from ?room=, got {prefilled:?}"));
-    }
-    client
-        .find(Locator::Css("#name-input"))
-        .await
-        .map_err(|e| err("finding the name field", e))?
-        .send_keys(name)
-        .await
-        .map_err(|e| err("typing the name", e))?;
-    click(client, name, "#join-button").await
+async fn fill(client: &Client, css: &str, text: &str) -> Result<(), String> {
+    let field = client.find(Locator::Css(css)).await.map_err(|e| format!("finding {css}: {e}"))?;
+    field.clear().await.map_err(|e| format!("clearing {css}: {e}"))?;
+    field.send_keys(text).await.map_err(|e| format!("typing into {css}: {e}"))
+}
+
+async fn text_of(client: &Client, css: &str) -> Result<String, String> {
+    let element = client.find(Locator::Css(css)).await.map_err(|e| format!("finding {css}: {e}"))?;
+    element.text().await.map_err(|e| format!("reading {css}: {e}"))
 }
 
 async fn click(client: &Client, who: &str, css: &str) -> Result<(), String> {
@@ -245,11 +360,11 @@ fn remote_tile<'a>(stats: &'a Value, name: &str) -> Option<&'a Value> {
     stats["tiles"].as_array()?.iter().find(|t| t["name"] == name)
 }
 
-/// Polls a synchronous script (given `arg` as `arguments[0]`) until it returns true.
-async fn wait_for(client: &Client, what: &str, script: &str, arg: &str) -> Result<(), String> {
+/// Polls a synchronous script (given `args`) until it returns true.
+async fn wait_for(client: &Client, what: &str, script: &str, args: &[Value]) -> Result<(), String> {
     let deadline = Instant::now() + UI_DEADLINE;
     loop {
-        let result = client.execute(script, vec![json!(arg)]).await;
+        let result = client.execute(script, args.to_vec()).await;
         if matches!(result, Ok(Value::Bool(true))) {
             return Ok(());
         }
@@ -423,7 +538,7 @@ fn artifacts_dir() -> PathBuf {
     if let Ok(entries) = fs::read_dir(&dir) {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().to_string();
-            if name.starts_with("browser-two-pages-") && name.ends_with(".png") {
+            if name.starts_with(SCREENSHOT_PREFIX) && name.ends_with(".png") {
                 let _ = fs::remove_file(entry.path());
             }
         }

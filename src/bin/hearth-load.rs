@@ -4,7 +4,7 @@
 //! apart from the load generator's own.
 
 use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -24,6 +24,10 @@ struct Cli {
     /// With --url: the server's pid, to measure its CPU and memory.
     #[arg(long, requires = "url")]
     server_pid: Option<u32>,
+    /// With --url: the server's auth.token_secret, to mint join tokens (the server must also
+    /// run with rooms.waiting_room = false). Defaults to the development secret.
+    #[arg(long, env = "HEARTH_AUTH__TOKEN_SECRET", hide_env_values = true, requires = "url")]
+    token_secret: Option<String>,
     /// The `hearth` binary to start as a child process on 127.0.0.1 (build it with --release).
     #[arg(long, default_value = "target/release/hearth")]
     server_bin: PathBuf,
@@ -67,6 +71,9 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
 
+    // The server insists on a web root and a store; the load run needs neither, so it gets
+    // throw-away ones rather than the working directory's.
+    let scratch = std::env::temp_dir().join(format!("hearth-load-{}", std::process::id()));
     let server_log = cli.server_log.clone().unwrap_or_else(|| std::env::temp_dir().join("hearth-load-server.log"));
     let (url, server_pid, child) = match &cli.url {
         Some(url) => {
@@ -74,7 +81,7 @@ async fn main() -> anyhow::Result<()> {
             (url.clone(), cli.server_pid, None)
         }
         None => {
-            let (child, addr) = spawn_server(&cli.server_bin, &server_log).await?;
+            let (child, addr) = spawn_server(&cli.server_bin, &server_log, &scratch).await?;
             (format!("ws://{addr}/ws"), child.id(), Some(child))
         }
     };
@@ -87,6 +94,9 @@ async fn main() -> anyhow::Result<()> {
     cfg.warmup = Duration::from_secs(cli.warmup);
     cfg.video = VideoProfile { kbps: cli.video_kbps, fps: cli.video_fps, max_packet: cli.packet_bytes.into(), ..VideoProfile::camera(cli.video_kbps) };
     cfg.server_pid = server_pid;
+    if let Some(secret) = &cli.token_secret {
+        cfg.token_secret = secret.clone();
+    }
     // Bounds the whole run, whatever happens inside it: setup waits + warm-up + window + slack.
     let limit = Duration::from_secs(120 + cli.warmup + cli.duration) + Duration::from_millis(300) * cfg.participants() as u32;
     let outcome = tokio::time::timeout(limit, load::run(&cfg)).await;
@@ -94,6 +104,7 @@ async fn main() -> anyhow::Result<()> {
         // Our own child: no graceful shutdown needed, its state is thrown away.
         let _ = child.start_kill();
         let _ = child.wait().await;
+        let _ = std::fs::remove_dir_all(&scratch);
     }
     let report = outcome.context("the run exceeded its time limit")??;
     print!("{}", report.summary());
@@ -111,21 +122,27 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// Starts `bin` on a free loopback port and waits until it accepts connections.
-async fn spawn_server(bin: &PathBuf, log: &PathBuf) -> anyhow::Result<(Child, SocketAddr)> {
+async fn spawn_server(bin: &PathBuf, log: &PathBuf, scratch: &Path) -> anyhow::Result<(Child, SocketAddr)> {
     if !bin.is_file() {
         bail!("{} not found: build it with `cargo build --release --bin hearth`, or pass --server-bin or --url", bin.display());
     }
     // Asking the OS for a free port and handing it over has a tiny race; a clash fails the
     // readiness wait below loudly rather than measuring the wrong process.
     let addr = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-    // The server insists on a web root; the load run needs none, so give it an empty one.
-    let web_root = std::env::temp_dir().join(format!("hearth-load-web-{}", std::process::id()));
+    let web_root = scratch.join("web");
     std::fs::create_dir_all(&web_root)?;
     let log_file = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
     let mut child = Command::new(bin)
         .env("HEARTH_SERVER__LISTEN", addr.to_string())
         .env("HEARTH_SERVER__WEB_ROOT", &web_root)
         .env("HEARTH_ICE__BIND_IP", "127.0.0.1")
+        .env("HEARTH_STORE__PATH", scratch.join("hearth.db"))
+        // Development secret (the load generator mints tokens with it), nobody to admit anyone
+        // from a waiting room, and every simulated participant comes from 127.0.0.1.
+        .env("HEARTH_SERVER__PRODUCTION", "false")
+        .env("HEARTH_AUTH__TOKEN_SECRET", hearth::config::DEV_TOKEN_SECRET)
+        .env("HEARTH_ROOMS__WAITING_ROOM", "false")
+        .env("HEARTH_LIMITS__JOINS_PER_MINUTE_PER_IP", "100000")
         // The server reads `HEARTH_*` as configuration and refuses unknown keys, including
         // `HEARTH_LOG` (its own log filter variable): pass the child none.
         .env_remove("HEARTH_LOG")

@@ -140,7 +140,55 @@ pub struct ReceivedTrack {
     pub probe_min: u64,
     pub probe_max: u64,
     pub latencies_us: Vec<u64>,
+    /// Probes seen a second time (retransmissions of packets that had arrived: `packets`
+    /// counts them again, so loss from `packets` alone reads too low).
+    pub duplicates: u64,
+    /// First arrivals of probes after a higher one (reordered, or recovered by retransmission).
+    pub late: u64,
     last_seq: Option<u16>,
+    /// Which of the last `PROBE_WINDOW` probes (up to `probe_max`) have arrived, one bit each.
+    recent: [u64; PROBE_WINDOW / 64],
+}
+
+/// How far back duplicate probes are recognised.
+const PROBE_WINDOW: usize = 1024;
+
+impl ReceivedTrack {
+    /// Records probe `seq` in the recent window; returns whether it had arrived before.
+    fn mark_probe(&mut self, seq: u64) -> bool {
+        let bit = |q: u64| ((q as usize % PROBE_WINDOW) / 64, q % 64);
+        if self.probe_min == u64::MAX || seq > self.probe_max {
+            let first = self.probe_min == u64::MAX;
+            if first || seq - self.probe_max >= PROBE_WINDOW as u64 {
+                self.recent = [0; PROBE_WINDOW / 64];
+            } else {
+                // The window slides forward: forget the bits it leaves behind.
+                for q in self.probe_max + 1..seq {
+                    let (w, b) = bit(q);
+                    self.recent[w] &= !(1 << b);
+                }
+            }
+            let (w, b) = bit(seq);
+            self.recent[w] |= 1 << b;
+            return false;
+        }
+        if self.probe_max - seq >= PROBE_WINDOW as u64 {
+            self.late += 1;
+            return false; // too old to tell
+        }
+        let (w, b) = bit(seq);
+        let seen = self.recent[w] & (1 << b) != 0;
+        self.recent[w] |= 1 << b;
+        if !seen {
+            self.late += 1;
+        }
+        seen
+    }
+
+    /// Distinct packets received (`packets` less the duplicates).
+    pub fn unique_packets(&self) -> u64 {
+        self.packets - self.duplicates
+    }
 }
 
 impl ReceivedTrack {
@@ -150,7 +198,7 @@ impl ReceivedTrack {
             return 0.0;
         }
         let expected = (self.probe_max - self.probe_min + 1) as f64;
-        (1.0 - self.packets as f64 / expected).max(0.0)
+        (1.0 - self.unique_packets() as f64 / expected).max(0.0)
     }
 }
 
@@ -243,7 +291,10 @@ fn record(received: &Received, key: &str, participant: &str, kind: MediaKind, p:
         probe_min: u64::MAX,
         probe_max: 0,
         latencies_us: Vec::new(),
+        duplicates: 0,
+        late: 0,
         last_seq: None,
+        recent: [0; PROBE_WINDOW / 64],
     });
     if let Some(last) = t.last_seq {
         let delta = p.header.sequence_number.wrapping_sub(last);
@@ -257,6 +308,11 @@ fn record(received: &Received, key: &str, participant: &str, kind: MediaKind, p:
     t.first_at.get_or_insert(now);
     t.last_at = Some(now);
     if let Some((sent_us, seq)) = read_probe(&p.payload) {
+        if t.mark_probe(seq) {
+            t.duplicates += 1;
+            // A duplicate says nothing new about forwarding latency.
+            return;
+        }
         t.probe_min = t.probe_min.min(seq);
         t.probe_max = t.probe_max.max(seq);
         if t.latencies_us.len() < samples {
@@ -625,5 +681,66 @@ async fn send_video_frames(
                 frame += 1;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn track() -> ReceivedTrack {
+        ReceivedTrack {
+            participant: "p".into(),
+            kind: MediaKind::Video,
+            packets: 0,
+            bytes: 0,
+            seq_regressions: 0,
+            first_at: None,
+            last_at: None,
+            probe_min: u64::MAX,
+            probe_max: 0,
+            latencies_us: Vec::new(),
+            duplicates: 0,
+            late: 0,
+            last_seq: None,
+            recent: [0; PROBE_WINDOW / 64],
+        }
+    }
+
+    #[test]
+    fn duplicate_and_late_probes_are_told_apart() {
+        let mut t = track();
+        let mut feed = |t: &mut ReceivedTrack, seq: u64| {
+            let dup = t.mark_probe(seq);
+            if !dup {
+                t.probe_min = t.probe_min.min(seq);
+                t.probe_max = t.probe_max.max(seq);
+            }
+            dup
+        };
+        assert!(!feed(&mut t, 5));
+        assert!(!feed(&mut t, 7)); // 6 missing
+        assert!(feed(&mut t, 7)); // duplicate
+        assert!(!feed(&mut t, 6)); // late, recovered
+        assert!(feed(&mut t, 6));
+        assert_eq!((t.late, t.probe_max), (1, 7));
+        // Far ahead: the window restarts, old bits do not alias new probes.
+        assert!(!feed(&mut t, 7 + 1024 + 6));
+        assert!(!feed(&mut t, 7 + 1024 + 5));
+        assert!(feed(&mut t, 7 + 1024 + 5));
+        // Sliding by less than the window clears what it passes over.
+        assert!(!feed(&mut t, 7 + 1024 + 6 + 1024 - 1));
+        assert!(!feed(&mut t, 7 + 1024 + 6 + 1));
+    }
+
+    #[test]
+    fn video_profile_averages_its_bitrate() {
+        let v = VideoProfile::camera(1000);
+        let (delta, key) = v.frame_sizes();
+        assert_eq!(key, delta * 4);
+        let per_interval = (59 * delta + key) as f64;
+        let kbps = per_interval * 8.0 * 30.0 / 60.0 / 1000.0;
+        assert!((kbps - 1000.0).abs() < 5.0, "{kbps}");
+        assert!((v.packets_per_second() - 125.5).abs() < 0.01, "{}", v.packets_per_second());
     }
 }

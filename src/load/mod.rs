@@ -20,8 +20,10 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
+use crate::auth::{Role, TokenIssuer};
 use crate::client::media::{ClientError, VideoProfile};
 use crate::client::{MediaClient, MediaOptions, ReceivedTrack};
+use crate::room::RoomId;
 use crate::signal::protocol::MediaKind;
 pub use report::LoadReport;
 use report::{Forwarded, Loss, MachineInfo, Percentiles, ReportConfig, ServerCost};
@@ -54,6 +56,9 @@ pub struct LoadConfig {
     pub server_in_process: bool,
     /// Room names are `<prefix>-<n>`.
     pub room_prefix: String,
+    /// The server's `auth.token_secret`, to mint each participant's join token. The server
+    /// must run with `rooms.waiting_room = false`: nobody here admits anyone.
+    pub token_secret: String,
 }
 
 impl LoadConfig {
@@ -69,6 +74,7 @@ impl LoadConfig {
             server_pid: None,
             server_in_process: false,
             room_prefix: "load".into(),
+            token_secret: crate::config::DEV_TOKEN_SECRET.into(),
         }
     }
 
@@ -109,6 +115,10 @@ pub enum LoadError {
     Bounds(String),
     #[error("participant {name} could not join: {source}")]
     Join { name: String, source: ClientError },
+    #[error("cannot mint a join token: {0}")]
+    Token(#[from] crate::auth::AuthError),
+    #[error("participant {0} was put in the waiting room; run the server with rooms.waiting_room = false")]
+    Waiting(String),
     #[error(transparent)]
     Proc(#[from] procfs::ProcError),
 }
@@ -146,13 +156,20 @@ pub async fn run(cfg: &LoadConfig) -> Result<LoadReport, LoadError> {
 
 async fn join_all(cfg: &LoadConfig, people: &mut Vec<Participant>) -> Result<(), LoadError> {
     let latency_cap = (cfg.duration.as_secs() as usize + 1).saturating_mul(1000).min(200_000);
+    let issuer = TokenIssuer::new(&cfg.token_secret);
+    // Valid for the whole run, however long the setup takes.
+    let ttl = cfg.duration + cfg.warmup + Duration::from_secs(3600);
     for room in 0..cfg.rooms {
         let room_name = format!("{}-{room}", cfg.room_prefix);
+        let room_id = RoomId::new(room_name.clone()).map_err(|e| LoadError::Bounds(e.to_string()))?;
         // Publishers first, so every subscriber's join time is measured against live media.
         for i in 0..cfg.publishers + cfg.subscribers {
             let publisher = i < cfg.publishers;
             let name = if publisher { format!("pub{i}") } else { format!("sub{}", i - cfg.publishers) };
-            let mut opts = MediaOptions::light(&cfg.url, &room_name, &name);
+            // Subscribers join as observers: the role that receives and never publishes.
+            let role = if publisher { Role::Participant } else { Role::Observer };
+            let (token, _) = issuer.mint(&room_id, role, &name, None, ttl)?;
+            let mut opts = MediaOptions::light(&cfg.url, &room_name, &name).with_token(token);
             opts.publish_audio = publisher;
             opts.publish_video = publisher;
             opts.audio_pps = AUDIO_PPS;
@@ -162,6 +179,11 @@ async fn join_all(cfg: &LoadConfig, people: &mut Vec<Participant>) -> Result<(),
             let client = MediaClient::join(opts)
                 .await
                 .map_err(|source| LoadError::Join { name: format!("{room_name}/{name}"), source })?;
+            if !client.admitted {
+                let id = format!("{room_name}/{name}");
+                client.close().await;
+                return Err(LoadError::Waiting(id));
+            }
             let others = if publisher { cfg.publishers - 1 } else { cfg.publishers };
             people.push(Participant {
                 client,
@@ -201,6 +223,7 @@ struct Snapshot {
     server: Option<procfs::ProcessSample>,
     own: procfs::ProcessSample,
     machine: procfs::MachineSample,
+    udp: procfs::UdpCounters,
 }
 
 fn snapshot(cfg: &LoadConfig, people: &[Participant]) -> Result<Snapshot, LoadError> {
@@ -210,6 +233,7 @@ fn snapshot(cfg: &LoadConfig, people: &[Participant]) -> Result<Snapshot, LoadEr
         server: cfg.server_pid.map(|pid| procfs::sample(Some(pid))).transpose()?,
         own: procfs::sample(None)?,
         machine: procfs::machine()?,
+        udp: procfs::udp()?,
     })
 }
 
@@ -237,7 +261,10 @@ async fn measure(
         for (key, t) in after {
             let prev = before.get(key);
             let packets = t.packets - prev.map_or(0, |p| p.packets);
+            let duplicates = t.duplicates - prev.map_or(0, |p| p.duplicates);
             fwd.packets += packets;
+            fwd.duplicates += duplicates;
+            fwd.late += t.late - prev.map_or(0, |p| p.late);
             fwd.bytes += t.bytes - prev.map_or(0, |p| p.bytes);
             fwd.seq_regressions += t.seq_regressions - prev.map_or(0, |p| p.seq_regressions);
             if t.packets > 0 {
@@ -250,7 +277,7 @@ async fn measure(
                 None if t.packets > 0 => t.probe_max - t.probe_min + 1,
                 None => 0,
             };
-            let lost = expected.saturating_sub(packets);
+            let lost = expected.saturating_sub(packets - duplicates);
             loss.lost += lost;
             loss.expected += expected;
             let k = usize::from(t.kind == MediaKind::Video);
@@ -339,6 +366,11 @@ async fn measure(
         server,
         load_generator_cpu_s: b.own.cpu_seconds - a.own.cpu_seconds,
         machine_busy: a.machine.busy_fraction_until(&b.machine),
+        udp: report::Udp {
+            datagrams_sent: b.udp.out_datagrams.saturating_sub(a.udp.out_datagrams),
+            rcvbuf_drops: b.udp.rcvbuf_errors.saturating_sub(a.udp.rcvbuf_errors),
+            sndbuf_drops: b.udp.sndbuf_errors.saturating_sub(a.udp.sndbuf_errors),
+        },
     })
 }
 

@@ -68,6 +68,36 @@ pub fn machine() -> Result<MachineSample, ProcError> {
     parse_machine(&text).ok_or(ProcError::Format(path))
 }
 
+/// The kernel's UDP counters (`/proc/net/snmp`, all sockets of this network namespace): over
+/// loopback, `rcvbuf_errors` are datagrams dropped because a receiver's socket buffer was full,
+/// which is how a CPU-starved receiver loses packets.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct UdpCounters {
+    pub in_datagrams: u64,
+    pub out_datagrams: u64,
+    pub rcvbuf_errors: u64,
+    pub sndbuf_errors: u64,
+}
+
+pub fn udp() -> Result<UdpCounters, ProcError> {
+    let path = PathBuf::from("/proc/net/snmp");
+    let text = read(&path)?;
+    parse_udp(&text).ok_or(ProcError::Format(path))
+}
+
+fn parse_udp(text: &str) -> Option<UdpCounters> {
+    let mut lines = text.lines().filter(|l| l.starts_with("Udp:"));
+    let names: Vec<&str> = lines.next()?.split_whitespace().collect();
+    let values: Vec<&str> = lines.next()?.split_whitespace().collect();
+    let get = |name: &str| names.iter().position(|n| *n == name).and_then(|i| values.get(i)?.parse().ok());
+    Some(UdpCounters {
+        in_datagrams: get("InDatagrams")?,
+        out_datagrams: get("OutDatagrams")?,
+        rcvbuf_errors: get("RcvbufErrors").unwrap_or(0),
+        sndbuf_errors: get("SndbufErrors").unwrap_or(0),
+    })
+}
+
 fn read(path: &PathBuf) -> Result<String, ProcError> {
     std::fs::read_to_string(path).map_err(|source| ProcError::Read { path: path.clone(), source })
 }
@@ -114,6 +144,13 @@ mod tests {
         assert_eq!(status_kib(status, "VmHWM:"), Some(20480));
         let m = parse_machine("cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 1 2 3\n").expect("parses");
         assert_eq!(m, MachineSample { busy: 150, total: 1000 });
+    }
+
+    #[test]
+    fn udp_counters_parse() {
+        let text = "Ip: a b\nIp: 1 2\nUdp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors\nUdp: 100 1 7 90 6 0\nUdpLite: InDatagrams\nUdpLite: 0\n";
+        let u = parse_udp(text).expect("parses");
+        assert_eq!(u, UdpCounters { in_datagrams: 100, out_datagrams: 90, rcvbuf_errors: 6, sndbuf_errors: 0 });
     }
 
     #[test]

@@ -23,6 +23,17 @@ pub struct LoadReport {
     pub load_generator_cpu_s: f64,
     /// Fraction of all cores busy during the window, from /proc/stat.
     pub machine_busy: f64,
+    pub udp: Udp,
+}
+
+/// The kernel's UDP counters over the window (the whole machine, not only this run).
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Udp {
+    pub datagrams_sent: u64,
+    /// Datagrams the kernel dropped because the receiving socket's buffer was full: loss that
+    /// happens before any process sees the packet (a receiver that did not get the CPU in time).
+    pub rcvbuf_drops: u64,
+    pub sndbuf_drops: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -50,7 +61,8 @@ pub struct MachineInfo {
 
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct Forwarded {
-    /// Packets and payload bytes received by all clients together during the window.
+    /// Packets and payload bytes received by all clients together during the window
+    /// (retransmitted duplicates included: they cost the server as much as originals).
     pub packets: u64,
     pub bytes: u64,
     pub packets_per_s: f64,
@@ -63,6 +75,10 @@ pub struct Forwarded {
     /// sent; well below 1 means the load generator itself could not keep up.
     pub publisher_send_ratio: f64,
     pub seq_regressions: u64,
+    /// Packets whose probe had already arrived (NACK retransmissions of packets not lost).
+    pub duplicates: u64,
+    /// First arrivals after a later packet (reordered, or recovered by a retransmission).
+    pub late: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -148,14 +164,17 @@ impl LoadReport {
             f.publisher_send_ratio * 100.0
         );
         out += &format!(
-            "  loss           {:.3}% ({} of {}; audio {:.3}%, video {:.3}%, worst track {:.3}%), {} seq regressions\n",
+            "  loss           {:.3}% ({} of {}; audio {:.3}%, video {:.3}%, worst track {:.3}%)\n",
             self.loss.fraction * 100.0,
             self.loss.lost,
             self.loss.expected,
             self.loss.audio_fraction * 100.0,
             self.loss.video_fraction * 100.0,
             self.loss.worst_track_fraction * 100.0,
-            f.seq_regressions
+        );
+        out += &format!(
+            "  order          {} duplicates, {} late, {} seq regressions; kernel UDP: {} receive-buffer drops of {} sent\n",
+            f.duplicates, f.late, f.seq_regressions, self.udp.rcvbuf_drops, self.udp.datagrams_sent
         );
         let l = &self.latency_ms;
         out += &format!("  latency ms     p50 {}  p99 {}  max {}  ({} samples)\n", ms(l.p50), ms(l.p99), ms(l.max), l.samples);

@@ -1,0 +1,276 @@
+//! Roles and safety through the real server: tokens, waiting room, moderation, audit.
+
+mod common;
+
+use std::time::Duration;
+
+use hearth::auth::{Claims, Role};
+use hearth::client::{MediaClient, MediaOptions, SignalClient};
+use hearth::room::{ParticipantId, RoomId};
+use hearth::server::RunningServer;
+use hearth::signal::protocol::{ClientMessage, EndReason, ErrorCode, MediaKind, ServerMessage, PROTOCOL_VERSION};
+
+const WAIT: Duration = Duration::from_secs(5);
+
+fn join_msg(room: &str, token: String) -> ClientMessage {
+    ClientMessage::Join { protocol_version: PROTOCOL_VERSION, room_id: RoomId::new(room).unwrap(), token }
+}
+
+/// Connects and joins; returns the client and its participant id (waiting or not).
+async fn join(server: &RunningServer, room: &str, role: Role, name: &str) -> (SignalClient, ParticipantId) {
+    let mut c = SignalClient::connect(&common::ws_url(server)).await.unwrap();
+    c.send(&join_msg(room, common::token(server, room, role, name))).await.unwrap();
+    match c.recv_until("joined", WAIT, |m| matches!(m, ServerMessage::Joined { .. } | ServerMessage::Error { .. })).await.unwrap() {
+        ServerMessage::Joined { participant_id, .. } => (c, participant_id),
+        other => panic!("join refused: {other:?}"),
+    }
+}
+
+async fn expect_error(c: &mut SignalClient, code: ErrorCode) {
+    match c.recv_until("error", WAIT, |m| matches!(m, ServerMessage::Error { .. })).await.unwrap() {
+        ServerMessage::Error { code: got, .. } => assert_eq!(got, code),
+        _ => unreachable!(),
+    }
+}
+
+async fn waiting_list_names(c: &mut SignalClient, expect_len: usize) -> Vec<String> {
+    loop {
+        let m = c.recv_until("waitingList", WAIT, |m| matches!(m, ServerMessage::WaitingList { .. })).await.unwrap();
+        if let ServerMessage::WaitingList { waiting } = m {
+            if waiting.len() == expect_len {
+                return waiting.into_iter().map(|w| w.name).collect();
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn bad_tokens_are_refused_with_distinct_codes() {
+    let server = common::start_server().await;
+    let mut c = SignalClient::connect(&common::ws_url(&server)).await.unwrap();
+    c.send(&join_msg("g", String::new())).await.unwrap();
+    expect_error(&mut c, ErrorCode::TokenMissing).await;
+    c.send(&join_msg("g", common::token(&server, "other-room", Role::Therapist, "T"))).await.unwrap();
+    expect_error(&mut c, ErrorCode::TokenWrongRoom).await;
+    // Tampered: a participant token whose payload claims therapist.
+    let good = common::token(&server, "g", Role::Participant, "P");
+    let issuer = &server.state().tokens;
+    let now = hearth::auth::now_secs();
+    let forged = issuer
+        .sign(&Claims { sub: "p-x".into(), room: "g".into(), role: Role::Therapist, name: "P".into(), exp: now + 60, iat: now })
+        .unwrap();
+    let mut parts: Vec<&str> = good.split('.').collect();
+    parts[1] = forged.split('.').nth(1).unwrap();
+    c.send(&join_msg("g", parts.join("."))).await.unwrap();
+    expect_error(&mut c, ErrorCode::TokenInvalid).await;
+    let expired = issuer
+        .sign(&Claims { sub: "p-y".into(), room: "g".into(), role: Role::Participant, name: "P".into(), exp: now - 600, iat: now - 900 })
+        .unwrap();
+    c.send(&join_msg("g", expired)).await.unwrap();
+    expect_error(&mut c, ErrorCode::TokenExpired).await;
+    let h = common::health(&server).await;
+    assert_eq!(h["participants"], 0, "no refused join changed anything");
+    // The same connection still joins with a good token.
+    c.send(&join_msg("g", good)).await.unwrap();
+    c.recv_until("joined", WAIT, |m| matches!(m, ServerMessage::Joined { .. })).await.unwrap();
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn participants_cannot_moderate() {
+    let server = common::start_server().await;
+    let (mut therapist, _) = join(&server, "g", Role::Therapist, "Dr T").await;
+    let (mut alice, alice_id) = join(&server, "g", Role::Participant, "Alice").await;
+    let (mut bob, bob_id) = join(&server, "g", Role::Participant, "Bob").await;
+    waiting_list_names(&mut therapist, 2).await;
+    // A waiting participant cannot act at all, moderator or not.
+    alice.send(&ClientMessage::Admit { participant_id: alice_id.clone() }).await.unwrap();
+    expect_error(&mut alice, ErrorCode::Forbidden).await;
+    alice.send(&ClientMessage::RaiseHand).await.unwrap();
+    expect_error(&mut alice, ErrorCode::NotAdmitted).await;
+    therapist.send(&ClientMessage::AdmitAll).await.unwrap();
+    alice.recv_until("admitted", WAIT, |m| matches!(m, ServerMessage::Admitted { .. })).await.unwrap();
+    bob.recv_until("admitted", WAIT, |m| matches!(m, ServerMessage::Admitted { .. })).await.unwrap();
+
+    let actions = vec![
+        ClientMessage::Admit { participant_id: bob_id.clone() },
+        ClientMessage::AdmitAll,
+        ClientMessage::Decline { participant_id: bob_id.clone() },
+        ClientMessage::Mute { participant_id: bob_id.clone(), kind: MediaKind::Audio, hard: true },
+        ClientMessage::Unmute { participant_id: bob_id.clone(), kind: MediaKind::Audio },
+        ClientMessage::MuteAll { kind: MediaKind::Audio, hard: true },
+        ClientMessage::Remove { participant_id: bob_id.clone() },
+        ClientMessage::LockRoom { locked: true },
+        ClientMessage::SetWaitingRoom { enabled: false },
+        ClientMessage::Spotlight { participant_id: Some(alice_id.clone()) },
+        ClientMessage::LowerHand { participant_id: Some(bob_id.clone()) },
+        ClientMessage::EndSession,
+    ];
+    for action in actions {
+        let kind = action.kind();
+        alice.send(&action).await.unwrap();
+        match alice.recv_until("error", WAIT, |m| matches!(m, ServerMessage::Error { .. })).await.unwrap() {
+            ServerMessage::Error { code, message } => {
+                assert_eq!(code, ErrorCode::Forbidden, "{kind}");
+                assert!(message.contains(kind), "{message}");
+            }
+            _ => unreachable!(),
+        }
+    }
+    // Nothing changed: Bob is still here and unmuted, the room is unlocked, nobody was told
+    // anything but Alice.
+    let h = common::health(&server).await;
+    assert_eq!(h["participants"], 3);
+    bob.send(&ClientMessage::RaiseHand).await.unwrap();
+    let update = bob.recv_until("update", WAIT, |m| matches!(m, ServerMessage::ParticipantUpdated { .. })).await.unwrap();
+    let ServerMessage::ParticipantUpdated { participant } = update else { unreachable!() };
+    assert!(participant.hand_raised && !participant.audio_hard_muted && !participant.audio_muted);
+    let (_late, _) = join(&server, "g", Role::Participant, "Late").await; // not locked
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn waiting_room_decline_lock_remove_and_end() {
+    let server = common::start_server().await;
+    let (mut therapist, therapist_id) = join(&server, "g", Role::Therapist, "Dr T").await;
+    let (mut carol, carol_id) = join(&server, "g", Role::Participant, "Carol").await;
+    assert_eq!(waiting_list_names(&mut therapist, 1).await, ["Carol"]);
+
+    // Declined: told, then disconnected.
+    therapist.send(&ClientMessage::Decline { participant_id: carol_id }).await.unwrap();
+    let ended = carol.recv_until("sessionEnded", WAIT, |m| matches!(m, ServerMessage::SessionEnded { .. })).await.unwrap();
+    assert!(matches!(ended, ServerMessage::SessionEnded { reason: EndReason::Declined, .. }));
+    assert!(matches!(carol.recv().await, Ok(None) | Err(_)), "socket closed after decline");
+
+    // Admitted then removed: cannot come back with the same participant id.
+    let tok = common::token_for(&server, "g", Role::Participant, "Dan", "p-dan");
+    let mut dan = SignalClient::connect(&common::ws_url(&server)).await.unwrap();
+    dan.send(&join_msg("g", tok.clone())).await.unwrap();
+    dan.recv_until("joined", WAIT, |m| matches!(m, ServerMessage::Joined { .. })).await.unwrap();
+    therapist.send(&ClientMessage::Admit { participant_id: ParticipantId::from_trusted("p-dan") }).await.unwrap();
+    dan.recv_until("admitted", WAIT, |m| matches!(m, ServerMessage::Admitted { .. })).await.unwrap();
+    therapist.send(&ClientMessage::Remove { participant_id: therapist_id.clone() }).await.unwrap();
+    expect_error(&mut therapist, ErrorCode::Forbidden).await; // therapists cannot be removed
+    therapist.send(&ClientMessage::Remove { participant_id: ParticipantId::from_trusted("p-dan") }).await.unwrap();
+    let ended = dan.recv_until("sessionEnded", WAIT, |m| matches!(m, ServerMessage::SessionEnded { .. })).await.unwrap();
+    assert!(matches!(ended, ServerMessage::SessionEnded { reason: EndReason::Removed, .. }));
+    let left = therapist.recv_until("left", WAIT, |m| matches!(m, ServerMessage::ParticipantLeft { .. })).await.unwrap();
+    assert_eq!(left, ServerMessage::ParticipantLeft { participant_id: ParticipantId::from_trusted("p-dan") });
+    let mut again = SignalClient::connect(&common::ws_url(&server)).await.unwrap();
+    again.send(&join_msg("g", tok)).await.unwrap();
+    expect_error(&mut again, ErrorCode::Banned).await;
+
+    // Locked: nobody new, even with a valid token; a therapist still can.
+    therapist.send(&ClientMessage::LockRoom { locked: true }).await.unwrap();
+    let st = therapist.recv_until("state", WAIT, |m| matches!(m, ServerMessage::RoomStateChanged { .. })).await.unwrap();
+    assert!(matches!(st, ServerMessage::RoomStateChanged { room } if room.locked));
+    let mut eve = SignalClient::connect(&common::ws_url(&server)).await.unwrap();
+    eve.send(&join_msg("g", common::token(&server, "g", Role::Participant, "Eve"))).await.unwrap();
+    expect_error(&mut eve, ErrorCode::RoomLocked).await;
+    let (mut cotherapist, _) = join(&server, "g", Role::Therapist, "Dr U").await;
+    cotherapist.recv_until("admitted", WAIT, |m| matches!(m, ServerMessage::Admitted { .. })).await.unwrap();
+    assert_eq!(common::health(&server).await["participants"], 2);
+
+    // End for all: everyone is told; the room is gone.
+    therapist.send(&ClientMessage::EndSession).await.unwrap();
+    for c in [&mut therapist, &mut cotherapist] {
+        let ended = c.recv_until("sessionEnded", WAIT, |m| matches!(m, ServerMessage::SessionEnded { .. })).await.unwrap();
+        assert!(matches!(ended, ServerMessage::SessionEnded { reason: EndReason::Ended, .. }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let h = common::health(&server).await;
+    assert_eq!((h["participants"].as_u64(), h["rooms"].as_u64()), (Some(0), Some(0)));
+
+    // The audit log has every action, with ids only.
+    let log = server.state().store.audit_log("g").await.unwrap();
+    let actions: Vec<_> = log.iter().map(|r| r.action.as_str()).collect();
+    assert_eq!(actions, ["decline", "admit", "remove", "lock", "end_session"]);
+    assert!(log.iter().all(|r| r.actor == therapist_id.as_str()));
+    let path = server.state().config.store.path.clone();
+    server.shutdown().await;
+
+    // ...and survives a restart.
+    let mut config = hearth::config::Config::for_tests();
+    config.store.path = path;
+    let server = common::start_with(config).await;
+    let log = server.state().store.audit_log("g").await.unwrap();
+    assert_eq!(log.len(), 5);
+    assert_eq!(log[2].target.as_deref(), Some("p-dan"));
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_gets_no_media_and_hard_mute_stops_audio() {
+    let server = common::start_server().await;
+    let url = common::ws_url(&server);
+    let t_opts = MediaOptions::light(&url, "m", "t").with_token(common::token(&server, "m", Role::Therapist, "Dr T"));
+    let mut therapist = MediaClient::join(t_opts).await.unwrap();
+    assert!(therapist.admitted);
+    let p_opts = MediaOptions::light(&url, "m", "p").with_token(common::token(&server, "m", Role::Participant, "Pat"));
+    let mut pat = MediaClient::join(p_opts).await.unwrap();
+    assert!(!pat.admitted, "participants wait by default");
+    let pat_id = pat.participant_id.clone();
+    let t_id = therapist.participant_id.clone();
+
+    // Over a measured window, the waiting participant neither receives nor is received.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(pat.packets_from(&t_id, MediaKind::Audio) + pat.packets_from(&t_id, MediaKind::Video), 0);
+    assert_eq!(therapist.packets_from(&pat_id, MediaKind::Audio), 0);
+
+    therapist.send(ClientMessage::Admit { participant_id: pat_id.clone() });
+    pat.wait_for("admitted", WAIT, |m| matches!(m, ServerMessage::Admitted { .. })).await.unwrap();
+    let flowing = common::eventually(Duration::from_secs(10), || {
+        pat.packets_from(&t_id, MediaKind::Video) > 5 && therapist.packets_from(&pat_id, MediaKind::Audio) > 10
+    })
+    .await;
+    assert!(flowing, "media flows both ways after admission");
+
+    // Hard mute: the audio stops reaching the therapist (the publisher keeps sending).
+    therapist.send(ClientMessage::Mute { participant_id: pat_id.clone(), kind: MediaKind::Audio, hard: true });
+    let m = pat.wait_for("muted", WAIT, |m| matches!(m, ServerMessage::MutedByModerator { .. })).await.unwrap();
+    assert_eq!(m, ServerMessage::MutedByModerator { kind: MediaKind::Audio, hard: true });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = therapist.packets_from(&pat_id, MediaKind::Audio);
+    let video_before = therapist.packets_from(&pat_id, MediaKind::Video);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(therapist.packets_from(&pat_id, MediaKind::Audio), before, "no audio while hard-muted");
+    assert!(therapist.packets_from(&pat_id, MediaKind::Video) > video_before, "video still flows");
+    // The participant cannot lift it.
+    pat.send(ClientMessage::SetMute { kind: MediaKind::Audio, muted: false });
+    let e = pat.wait_for("error", WAIT, |m| matches!(m, ServerMessage::Error { .. })).await.unwrap();
+    assert!(matches!(e, ServerMessage::Error { code: ErrorCode::HardMuted, .. }));
+    // The therapist can.
+    therapist.send(ClientMessage::Unmute { participant_id: pat_id.clone(), kind: MediaKind::Audio });
+    pat.wait_for("unmuted", WAIT, |m| matches!(m, ServerMessage::UnmutedByModerator { .. })).await.unwrap();
+    let resumed = common::eventually(Duration::from_secs(5), || therapist.packets_from(&pat_id, MediaKind::Audio) > before + 10).await;
+    assert!(resumed, "audio resumes after unmute");
+    pat.leave().await;
+    therapist.leave().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn message_and_join_rate_limits() {
+    let mut config = hearth::config::Config::for_tests();
+    config.limits.messages_per_second = 5;
+    config.limits.message_burst = 5;
+    config.limits.joins_per_minute_per_ip = 3;
+    let server = common::start_with(config).await;
+    let mut c = SignalClient::connect(&common::ws_url(&server)).await.unwrap();
+    for i in 0..20 {
+        c.send(&ClientMessage::Ping { nonce: Some(i) }).await.unwrap();
+    }
+    expect_error(&mut c, ErrorCode::RateLimited).await;
+
+    let url = common::ws_url(&server);
+    let mut codes = Vec::new();
+    for _ in 0..4 {
+        let mut j = SignalClient::connect(&url).await.unwrap();
+        j.send(&join_msg("g", String::new())).await.unwrap();
+        if let ServerMessage::Error { code, .. } = j.recv_until("error", WAIT, |m| matches!(m, ServerMessage::Error { .. })).await.unwrap() {
+            codes.push(code);
+        }
+    }
+    assert_eq!(codes, [ErrorCode::TokenMissing, ErrorCode::TokenMissing, ErrorCode::TokenMissing, ErrorCode::RateLimited]);
+    server.shutdown().await;
+}

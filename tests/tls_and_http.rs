@@ -1,0 +1,130 @@
+//! TLS (rustls) and the HTTP endpoints around signaling.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hearth::auth::Role;
+use hearth::room::RoomId;
+use hearth::server::MintResponse;
+use hearth::signal::protocol::{ClientMessage, ServerMessage, PROTOCOL_VERSION};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A bare HTTP/1.1 request; returns (status, body).
+async fn http(addr: std::net::SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await.unwrap();
+    let status = buf.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, buf.split("\r\n\r\n").nth(1).unwrap_or("").to_string())
+}
+
+#[tokio::test]
+async fn wss_client_connects_and_joins() {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let dir = std::env::temp_dir().join(format!("hearth-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let mut config = hearth::config::Config::for_tests();
+    config.server.tls_cert = cert_path;
+    config.server.tls_key = key_path;
+    let server = common::start_with(config).await;
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    let stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
+        .connect(rustls::pki_types::ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .expect("TLS handshake with the server's certificate");
+    let url = format!("wss://localhost:{}/ws", server.addr().port());
+    let (mut ws, _) = tokio_tungstenite::client_async(url, stream).await.expect("websocket over TLS");
+    use futures::{SinkExt, StreamExt};
+    let token = common::token(&server, "secure", Role::Therapist, "Dr T");
+    let join = ClientMessage::Join { protocol_version: PROTOCOL_VERSION, room_id: RoomId::new("secure").unwrap(), token };
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(serde_json::to_string(&join).unwrap().into())).await.unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap().unwrap().unwrap();
+    let msg: ServerMessage = serde_json::from_str(reply.to_text().unwrap()).unwrap();
+    assert!(matches!(msg, ServerMessage::Joined { admitted: true, .. }), "{msg:?}");
+
+    // Plain HTTP to the TLS port gets nothing useful.
+    let (status, _) = http(server.addr(), "GET", "/healthz", &[], "").await;
+    assert_ne!(status, 200);
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn unreadable_tls_files_stop_startup_with_a_clear_error() {
+    let mut config = hearth::config::Config::for_tests();
+    config.server.tls_cert = "/nonexistent/cert.pem".into();
+    config.server.tls_key = "/nonexistent/key.pem".into();
+    let err = hearth::server::start(config).await.err().expect("start-up fails").to_string();
+    assert!(err.contains("/nonexistent/cert.pem") && err.contains("TLS"), "{err}");
+}
+
+#[tokio::test]
+async fn api_tokens_need_the_api_key() {
+    let mut config = hearth::config::Config::for_tests();
+    config.auth.api_key = "an-api-key-for-tests-0123456789".into();
+    let server = common::start_with(config).await;
+    let body = r#"{"room":"g1","role":"therapist","name":"Dr Lee","ttlSeconds":600}"#;
+    let (status, _) = http(server.addr(), "POST", "/api/tokens", &[("content-type", "application/json")], body).await;
+    assert_eq!(status, 401);
+    let wrong = [("content-type", "application/json"), ("authorization", "Bearer nope")];
+    assert_eq!(http(server.addr(), "POST", "/api/tokens", &wrong, body).await.0, 401);
+    let good = [("content-type", "application/json"), ("authorization", "Bearer an-api-key-for-tests-0123456789")];
+    let (status, resp) = http(server.addr(), "POST", "/api/tokens", &good, body).await;
+    assert_eq!(status, 200, "{resp}");
+    let minted: MintResponse = serde_json::from_str(&resp).unwrap();
+    let grant = server.state().tokens.verify(&minted.token, &RoomId::new("g1").unwrap()).unwrap();
+    assert_eq!((grant.role, grant.name.as_str()), (Role::Therapist, "Dr Lee"));
+    assert!(minted.join_path.starts_with("/#token="));
+    // Bad input: a clear 400 with a code.
+    let (status, resp) = http(server.addr(), "POST", "/api/tokens", &good, r#"{"room":"bad room","role":"therapist","name":"x"}"#).await;
+    assert_eq!(status, 400);
+    assert!(resp.contains("invalid_room"), "{resp}");
+    let (status, resp) = http(server.addr(), "POST", "/api/tokens", &good, r#"{"room":"g","role":"king","name":"x"}"#).await;
+    assert_eq!(status, 400, "{resp}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn dev_tokens_only_outside_production() {
+    let server = common::start_server().await;
+    let body = r#"{"room":"g1","role":"participant","name":"Sam"}"#;
+    let (status, resp) = http(server.addr(), "POST", "/dev/token", &[("content-type", "application/json")], body).await;
+    assert_eq!(status, 200, "{resp}");
+    let (_, info) = http(server.addr(), "GET", "/api/info", &[], "").await;
+    assert!(info.contains(r#""devTokens":true"#), "{info}");
+    server.shutdown().await;
+
+    let mut config = hearth::config::Config::for_tests();
+    config.server.production = true;
+    config.auth.token_secret = "a-production-secret-that-is-long-enough".into();
+    let server = common::start_with(config).await;
+    let (status, _) = http(server.addr(), "POST", "/dev/token", &[("content-type", "application/json")], body).await;
+    assert_eq!(status, 404);
+    let (_, info) = http(server.addr(), "GET", "/api/info", &[], "").await;
+    assert!(info.contains(r#""devTokens":false"#), "{info}");
+    let (status, page) = http(server.addr(), "GET", "/", &[], "").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("<html") || page.contains("<!doctype") || page.contains("<!DOCTYPE"));
+    server.shutdown().await;
+}
