@@ -151,6 +151,10 @@ pub enum ClientMessage {
     Spotlight { participant_id: Option<ParticipantId> },
     /// End the session for everyone.
     EndSession,
+    // ---- breakout rooms (issue 4) ----
+    // ---- polls (issue 5) ----
+    // ---- milestones (issue 6) ----
+    // ---- chat and support (issue 10) ----
     /// Keep-alive; answered by `pong`.
     Ping {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -215,6 +219,10 @@ pub enum ServerMessage {
     UnmutedByModerator { kind: MediaKind },
     /// Your session is over; the socket closes next.
     SessionEnded { reason: EndReason, message: String },
+    // ---- breakout rooms (issue 4) ----
+    // ---- polls (issue 5) ----
+    // ---- milestones (issue 6) ----
+    // ---- chat and support (issue 10) ----
     ParticipantJoined { participant: ParticipantInfo },
     ParticipantLeft { participant_id: ParticipantId },
     ParticipantUpdated { participant: ParticipantInfo },

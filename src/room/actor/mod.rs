@@ -436,6 +436,7 @@ impl Room {
                     self.remove_member(&id, Some(EndReason::Ended));
                 }
             }
+            // ---- feature handlers (one submodule each) ----
             // Connection-level messages never reach the room.
             ClientMessage::Join { .. }
             | ClientMessage::Leave
