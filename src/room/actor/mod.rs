@@ -88,6 +88,8 @@ struct Member {
     peer: PeerHandle,
     tracks: Vec<Arc<PublishedTrack>>,
     ended: Option<SessionEnd>,
+    /// Which space the member is in: `None` is the main room, otherwise a breakout.
+    space: Option<String>,
 }
 
 impl Member {
@@ -105,7 +107,7 @@ impl Member {
 
 /// Whether `from`'s media goes to `to`: both admitted, `from` may publish, not oneself.
 fn forwards(from: &Member, to: &Member) -> bool {
-    from.admitted && to.admitted && from.info.role.publishes() && from.info.id != to.info.id
+    from.admitted && to.admitted && from.info.role.publishes() && from.info.id != to.info.id && from.space == to.space
 }
 
 pub(super) struct Room {
@@ -197,7 +199,7 @@ impl Room {
             video_hard_muted: false,
             hand_raised: false,
         };
-        let member = Member { info, admitted: false, outbox: req.outbox, peer: req.peer, tracks: Vec::new(), ended: Some(req.ended) };
+        let member = Member { info, admitted: false, outbox: req.outbox, peer: req.peer, tracks: Vec::new(), ended: Some(req.ended), space: None };
         self.members.insert(id.clone(), member);
         self.order.push(id.clone());
         self.registry.participants.fetch_add(1, Ordering::Relaxed);
@@ -570,6 +572,23 @@ impl Room {
         for id in ids {
             self.send_to(&id, msg.clone());
         }
+    }
+
+    /// Admitted members who share `id`'s space (the main room or the same breakout), `id`
+    /// included. Chat, polls and celebrations scope to this.
+    fn space_of(&self, id: &ParticipantId) -> Vec<ParticipantId> {
+        let Some(me) = self.members.get(id) else { return Vec::new() };
+        self.order
+            .iter()
+            .filter_map(|p| self.members.get(p))
+            .filter(|m| m.admitted && m.space == me.space)
+            .map(|m| m.info.id.clone())
+            .collect()
+    }
+
+    /// Admitted therapists (all spaces): they moderate the whole session.
+    fn therapists(&self) -> Vec<ParticipantId> {
+        self.members.values().filter(|m| m.admitted && m.is_therapist()).map(|m| m.info.id.clone()).collect()
     }
 
     fn send_admitted_except(&mut self, except: &ParticipantId, msg: ServerMessage) {
