@@ -981,6 +981,10 @@
     if (tile) return tile;
     const element = ui.tileTemplate.content.firstElementChild.cloneNode(true);
     element.dataset.participantId = participantId;
+    // The first decoded frame (and any change of size) tells us there is a picture to show.
+    for (const type of ['resize', 'loadedmetadata']) {
+      element.querySelector('video').addEventListener(type, () => renderTile(participantId));
+    }
     tile = { element, stream: new MediaStream() };
     tiles.set(participantId, tile);
     ui.tiles.appendChild(element);
@@ -1024,7 +1028,9 @@
     const videoTrack = tile.stream.getVideoTracks()[0];
     const hasMedia = tile.stream.getTracks().length > 0;
     const videoOff = Boolean(participant && (participant.videoMuted || participant.videoHardMuted));
-    const showVideo = Boolean(videoTrack && !videoTrack.muted && !videoOff);
+    // Until the first frame is decoded the element is black: show the initials instead.
+    const hasFrame = el.querySelector('video').videoWidth > 0;
+    const showVideo = Boolean(videoTrack && !videoTrack.muted && !videoOff && hasFrame);
     el.classList.toggle('video-off', !showVideo);
     el.querySelector('.connecting').hidden = hasMedia || videoOff;
     renderTileBadges(el, participant, participantId);
@@ -1409,6 +1415,7 @@
       const role = li.querySelector('.role-inline');
       role.hidden = w.role === 'participant';
       role.textContent = ROLE_LABEL[w.role] || w.role;
+      role.classList.toggle('observer', w.role === 'observer');
       for (const who of li.querySelectorAll('.who')) who.textContent = `, ${w.name}`;
       li.classList.toggle('arrived', state.arrivals.has(w.id));
     }
