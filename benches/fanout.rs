@@ -7,6 +7,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use hearth::auth::Role;
 use hearth::room::actor::OUTBOX_CAPACITY;
 use hearth::room::ParticipantId;
 use hearth::signal::protocol::{encode_server, ParticipantInfo, ServerMessage};
@@ -16,7 +17,16 @@ const SOCKETS: usize = 200;
 
 fn event() -> ServerMessage {
     ServerMessage::ParticipantUpdated {
-        participant: ParticipantInfo { id: ParticipantId::random(), name: "Participant 42".into(), audio_muted: true, video_muted: false },
+        participant: ParticipantInfo {
+            id: ParticipantId::random(),
+            name: "Participant 42".into(),
+            role: Role::Participant,
+            audio_muted: true,
+            video_muted: false,
+            audio_hard_muted: false,
+            video_hard_muted: false,
+            hand_raised: false,
+        },
     }
 }
 

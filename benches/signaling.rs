@@ -5,9 +5,10 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use hearth::auth::{Role, TokenIssuer};
 use hearth::room::{ParticipantId, RoomId};
 use hearth::signal::protocol::{
-    decode_client, encode_server, ClientMessage, IceCandidate, MediaKind, ParticipantInfo, Sdp, ServerMessage,
+    decode_client, encode_server, ClientMessage, IceCandidate, MediaKind, ParticipantInfo, RoomState, Sdp, ServerMessage,
     PROTOCOL_VERSION,
 };
 
@@ -60,21 +61,33 @@ fn candidate() -> IceCandidate {
 
 fn client_frames() -> Vec<(&'static str, String)> {
     let room_id = RoomId::new("group-a").expect("valid");
+    let (token, _) = TokenIssuer::new(hearth::config::DEV_TOKEN_SECRET)
+        .mint(&room_id, Role::Participant, "Sam", None, Duration::from_secs(3600))
+        .expect("mint");
     let msgs = [
-        ("join", ClientMessage::Join { protocol_version: PROTOCOL_VERSION, room_id, name: "Sam".into() }),
+        ("join", ClientMessage::Join { protocol_version: PROTOCOL_VERSION, room_id, token }),
         ("iceCandidate", ClientMessage::IceCandidate { candidate: candidate() }),
         ("offer", ClientMessage::Offer(Sdp { sdp: browser_sdp() })),
         ("ping", ClientMessage::Ping { nonce: Some(7) }),
     ];
     let mut frames: Vec<_> = msgs.into_iter().map(|(n, m)| (n, serde_json::to_string(&m).expect("encodes"))).collect();
     // The error path: a known type with a bad field (decoded twice to classify it).
-    frames.push(("invalid", r#"{"type":"join","protocolVersion":"one","roomId":"a","name":"b"}"#.into()));
+    frames.push(("invalid", r#"{"type":"join","protocolVersion":"one","roomId":"a","token":"b"}"#.into()));
     frames
 }
 
 fn server_messages() -> Vec<(&'static str, ServerMessage)> {
     let roster: Vec<ParticipantInfo> = (0..10)
-        .map(|i| ParticipantInfo { id: ParticipantId::random(), name: format!("Participant {i}"), audio_muted: false, video_muted: i % 3 == 0 })
+        .map(|i| ParticipantInfo {
+            id: ParticipantId::random(),
+            name: format!("Participant {i}"),
+            role: if i == 0 { Role::Therapist } else { Role::Participant },
+            audio_muted: false,
+            video_muted: i % 3 == 0,
+            audio_hard_muted: false,
+            video_hard_muted: false,
+            hand_raised: i == 4,
+        })
         .collect();
     let pid = ParticipantId::random();
     vec![
@@ -84,7 +97,11 @@ fn server_messages() -> Vec<(&'static str, ServerMessage)> {
                 protocol_version: PROTOCOL_VERSION,
                 room_id: RoomId::new("group-a").expect("valid"),
                 participant_id: pid.clone(),
+                name: "Sam".into(),
+                role: Role::Participant,
+                admitted: true,
                 participants: roster.clone(),
+                room: RoomState::default(),
                 ice_servers: vec![],
             },
         ),

@@ -13,6 +13,7 @@
 //! commands; a room tells peers what to subscribe to; peers forward RTP between themselves.
 
 pub mod auth;
+pub mod badge;
 pub mod client;
 pub mod config;
 pub mod load;

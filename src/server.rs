@@ -67,8 +67,10 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/ws", get(ws_upgrade))
         .route("/api/info", get(info))
+        .route("/api/badges/{kind}/{file}", get(crate::badge::serve))
         .route("/api/tokens", post(mint_token))
         .route("/dev/token", post(dev_token))
+        .route("/api/rooms/{room}/polls", get(room_polls))
         .fallback_service(static_files)
         .with_state(state)
 }
@@ -178,6 +180,36 @@ async fn dev_token(
     }
     let Json(req) = body.map_err(|e| ApiError(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()))?;
     mint(&state, req, 4 * 3600)
+}
+
+/// GET /api/rooms/{room}/polls: the session summary of polls (definitions, final counts and,
+/// for named polls, choices by participant id), for a therapist of that room only: header
+/// `Authorization: Bearer <therapist join token for the room>`.
+async fn room_polls(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Path(room): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<crate::store::PollRecord>>, ApiError> {
+    let room = RoomId::new(room).map_err(|e| ApiError(StatusCode::BAD_REQUEST, "invalid_room", e.to_string()))?;
+    let token = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
+    let grant = state.tokens.verify(token, &room).map_err(|e| {
+        let code = match e {
+            crate::auth::AuthError::Missing => "token_missing",
+            crate::auth::AuthError::Expired => "token_expired",
+            crate::auth::AuthError::WrongRoom => "token_wrong_room",
+            crate::auth::AuthError::Invalid | crate::auth::AuthError::Mint(_) => "token_invalid",
+        };
+        let status = if code == "token_wrong_room" { StatusCode::FORBIDDEN } else { StatusCode::UNAUTHORIZED };
+        ApiError(status, code, e.to_string())
+    })?;
+    if grant.role != Role::Therapist {
+        return Err(ApiError(StatusCode::FORBIDDEN, "forbidden", "only a therapist of this room can read its polls".into()));
+    }
+    let polls = state.store.polls(room.as_str()).await.map_err(|e| {
+        tracing::error!(error = %e, "poll summary failed");
+        ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the poll summary could not be read".into())
+    })?;
+    Ok(Json(polls))
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

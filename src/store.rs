@@ -9,6 +9,9 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
+use crate::room::ParticipantId;
+use crate::signal::protocol::{CelebrationId, CelebrationPreferences, Milestone, MilestoneEntry};
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("store {path}: {source}")]
@@ -30,6 +33,57 @@ const MIGRATIONS: &[&str] = &[
         target TEXT
     );
     CREATE INDEX audit_room ON audit(room, at_ms);",
+    // Polls (issue 5). Votes of anonymous polls exist only as the counts in `poll_options`;
+    // `poll_choices` holds who chose what for named polls only (see docs/polls.md).
+    "CREATE TABLE polls (
+        id TEXT PRIMARY KEY,
+        room TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        question TEXT NOT NULL,
+        multiple INTEGER NOT NULL,
+        anonymous INTEGER NOT NULL,
+        scope TEXT NOT NULL,
+        closes_at_ms INTEGER,
+        closed_at_ms INTEGER,
+        close_reason TEXT,
+        shared INTEGER NOT NULL DEFAULT 0,
+        total_voters INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX polls_room ON polls(room, created_at_ms);
+    CREATE TABLE poll_options (
+        poll_id TEXT NOT NULL REFERENCES polls(id),
+        position INTEGER NOT NULL,
+        option_id TEXT NOT NULL,
+        text TEXT NOT NULL,
+        votes INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (poll_id, option_id)
+    );
+    CREATE TABLE poll_choices (
+        poll_id TEXT NOT NULL REFERENCES polls(id),
+        participant TEXT NOT NULL,
+        option_id TEXT NOT NULL,
+        PRIMARY KEY (poll_id, participant, option_id)
+    );",
+    // Milestones (issue 6): preferences per participant id, and each celebrated milestone. Ids
+    // and milestone data only: no display names, no celebration or congratulation messages.
+    "CREATE TABLE celebration_prefs (
+        participant TEXT PRIMARY KEY,
+        style TEXT NOT NULL,
+        audience TEXT NOT NULL,
+        updated_ms INTEGER NOT NULL
+    );
+    CREATE TABLE milestones (
+        id TEXT PRIMARY KEY,
+        at_ms INTEGER NOT NULL,
+        room TEXT NOT NULL,
+        participant TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        value INTEGER,
+        label TEXT
+    );
+    CREATE INDEX milestones_participant ON milestones(participant, at_ms);
+    CREATE INDEX milestones_room ON milestones(room, at_ms);",
 ];
 
 #[derive(Clone)]
@@ -54,6 +108,50 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// A poll as the store keeps it: its definition and its counts (final once `closed_at_ms` is
+/// set). Served as-is by the session summary endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PollRecord {
+    pub id: String,
+    pub room: String,
+    /// The therapist who launched it.
+    pub created_by: String,
+    pub created_at_ms: i64,
+    pub question: String,
+    pub options: Vec<PollOptionRecord>,
+    pub multiple: bool,
+    pub anonymous: bool,
+    /// `room` or `allBreakouts`.
+    pub scope: String,
+    pub closes_at_ms: Option<i64>,
+    pub closed_at_ms: Option<i64>,
+    /// `closed`, `timer`, `sessionEnded` or `interrupted`; `null` while open.
+    pub close_reason: Option<String>,
+    /// Whether a therapist shared the counts with the room.
+    pub shared: bool,
+    pub total_voters: u32,
+    /// Named polls only: each voter's choice, by participant id (never names). Always `None` for
+    /// anonymous polls, and never written for them whatever the caller passes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub choices: Option<Vec<PollChoiceRecord>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PollOptionRecord {
+    pub id: String,
+    pub text: String,
+    pub votes: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PollChoiceRecord {
+    pub participant_id: String,
+    pub option_ids: Vec<String>,
+}
+
 impl Store {
     /// Opens (creating if needed) the database at `path`, in WAL mode, and migrates it.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
@@ -66,6 +164,7 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(open_err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(open_err)?;
         migrate(&conn).map_err(open_err)?;
+        close_interrupted_polls(&conn).map_err(open_err)?;
         Ok(Self { conn: Arc::new(Mutex::new(conn)) })
     }
 
@@ -107,6 +206,232 @@ impl Store {
         })
         .await
     }
+
+    /// Writes a poll's definition and current counts (insert or update), in one transaction.
+    /// For anonymous polls `choices` is ignored: only counts reach the disk.
+    pub async fn save_poll(&self, poll: PollRecord) -> Result<(), StoreError> {
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "INSERT INTO polls (id, room, created_by, created_at_ms, question, multiple, anonymous, scope,
+                                    closes_at_ms, closed_at_ms, close_reason, shared, total_voters)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                 ON CONFLICT(id) DO UPDATE SET closed_at_ms = excluded.closed_at_ms,
+                     close_reason = excluded.close_reason, shared = excluded.shared,
+                     total_voters = excluded.total_voters",
+                params![
+                    poll.id,
+                    poll.room,
+                    poll.created_by,
+                    poll.created_at_ms,
+                    poll.question,
+                    poll.multiple,
+                    poll.anonymous,
+                    poll.scope,
+                    poll.closes_at_ms,
+                    poll.closed_at_ms,
+                    poll.close_reason,
+                    poll.shared,
+                    poll.total_voters
+                ],
+            )?;
+            for (position, o) in poll.options.iter().enumerate() {
+                tx.execute(
+                    "INSERT INTO poll_options (poll_id, position, option_id, text, votes) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT(poll_id, option_id) DO UPDATE SET votes = excluded.votes",
+                    params![poll.id, position as i64, o.id, o.text, o.votes],
+                )?;
+            }
+            if !poll.anonymous {
+                tx.execute("DELETE FROM poll_choices WHERE poll_id = ?1", params![poll.id])?;
+                for choice in poll.choices.iter().flatten() {
+                    for option in &choice.option_ids {
+                        tx.execute(
+                            "INSERT OR IGNORE INTO poll_choices (poll_id, participant, option_id) VALUES (?1, ?2, ?3)",
+                            params![poll.id, choice.participant_id, option],
+                        )?;
+                    }
+                }
+            }
+            tx.commit()
+        })
+        .await
+    }
+
+    /// Every poll of a room, oldest first, with its counts (and, for named polls, choices).
+    pub async fn polls(&self, room: &str) -> Result<Vec<PollRecord>, StoreError> {
+        let room = room.to_string();
+        self.with(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT id, room, created_by, created_at_ms, question, multiple, anonymous, scope, closes_at_ms,
+                        closed_at_ms, close_reason, shared, total_voters
+                 FROM polls WHERE room = ?1 ORDER BY created_at_ms, rowid",
+            )?;
+            let mut polls = stmt
+                .query_map(params![room], |r| {
+                    Ok(PollRecord {
+                        id: r.get(0)?,
+                        room: r.get(1)?,
+                        created_by: r.get(2)?,
+                        created_at_ms: r.get(3)?,
+                        question: r.get(4)?,
+                        options: Vec::new(),
+                        multiple: r.get(5)?,
+                        anonymous: r.get(6)?,
+                        scope: r.get(7)?,
+                        closes_at_ms: r.get(8)?,
+                        closed_at_ms: r.get(9)?,
+                        close_reason: r.get(10)?,
+                        shared: r.get(11)?,
+                        total_voters: r.get(12)?,
+                        choices: None,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut options =
+                c.prepare("SELECT option_id, text, votes FROM poll_options WHERE poll_id = ?1 ORDER BY position")?;
+            let mut choices =
+                c.prepare("SELECT participant, option_id FROM poll_choices WHERE poll_id = ?1 ORDER BY rowid")?;
+            for poll in &mut polls {
+                poll.options = options
+                    .query_map(params![poll.id], |r| Ok(PollOptionRecord { id: r.get(0)?, text: r.get(1)?, votes: r.get(2)? }))?
+                    .collect::<Result<_, _>>()?;
+                if poll.anonymous {
+                    continue;
+                }
+                let mut by_voter: Vec<PollChoiceRecord> = Vec::new();
+                for row in choices.query_map(params![poll.id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
+                    let (participant_id, option) = row?;
+                    match by_voter.iter_mut().find(|c| c.participant_id == participant_id) {
+                        Some(c) => c.option_ids.push(option),
+                        None => by_voter.push(PollChoiceRecord { participant_id, option_ids: vec![option] }),
+                    }
+                }
+                poll.choices = Some(by_voter);
+            }
+            Ok(polls)
+        })
+        .await
+    }
+}
+
+/// A poll still open in the store when the server starts was cut off by a stop or a crash: no
+/// room holds it any more. It keeps the counts last written and is marked `interrupted`.
+fn close_interrupted_polls(conn: &Connection) -> Result<(), rusqlite::Error> {
+    conn.execute(
+        "UPDATE polls SET closed_at_ms = ?1, close_reason = 'interrupted' WHERE closed_at_ms IS NULL",
+        params![now_ms()],
+    )
+    .map(|_| ())
+}
+
+// ---- milestones (issue 6) ----
+
+/// Whose milestones a history query returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MilestoneQuery {
+    /// One participant's: in one room (a therapist looking at their group) or in every room (the
+    /// participant's own timeline).
+    Participant { participant: String, room: Option<String> },
+    /// Everyone's in one room (a therapist's view of their group).
+    Room(String),
+}
+
+/// Most entries one history query returns (the most recent ones).
+pub const MILESTONE_HISTORY_LIMIT: usize = 500;
+
+impl Store {
+    /// A participant's stored celebration preferences; `None` if they never chose.
+    pub async fn celebration_prefs(&self, participant: &str) -> Result<Option<CelebrationPreferences>, StoreError> {
+        let participant = participant.to_string();
+        self.with(move |c| {
+            c.query_row(
+                "SELECT style, audience FROM celebration_prefs WHERE participant = ?1",
+                params![participant],
+                |r| Ok(CelebrationPreferences { style: untag(r.get(0)?, 0)?, audience: untag(r.get(1)?, 1)? }),
+            )
+            .optional()
+        })
+        .await
+    }
+
+    pub async fn set_celebration_prefs(&self, participant: &str, prefs: CelebrationPreferences) -> Result<(), StoreError> {
+        let participant = participant.to_string();
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO celebration_prefs (participant, style, audience, updated_ms) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(participant) DO UPDATE SET style = excluded.style, audience = excluded.audience,
+                     updated_ms = excluded.updated_ms",
+                params![participant, tag(&prefs.style), tag(&prefs.audience), now_ms()],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    /// Records a celebrated milestone of `room` (the celebration's message is not kept).
+    pub async fn record_milestone(&self, room: &str, entry: &MilestoneEntry) -> Result<(), StoreError> {
+        let room = room.to_string();
+        let e = entry.clone();
+        self.with(move |c| {
+            c.execute(
+                "INSERT OR IGNORE INTO milestones (id, at_ms, room, participant, kind, value, label)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    e.celebration_id.as_str(),
+                    e.at_ms,
+                    room,
+                    e.participant_id.as_str(),
+                    tag(&e.milestone.kind),
+                    e.milestone.value,
+                    e.milestone.label
+                ],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    /// Milestones, oldest first (at most the [`MILESTONE_HISTORY_LIMIT`] most recent).
+    pub async fn milestone_history(&self, query: MilestoneQuery) -> Result<Vec<MilestoneEntry>, StoreError> {
+        self.with(move |c| {
+            let (filter, args) = match query {
+                MilestoneQuery::Participant { participant, room: Some(room) } => ("participant = ?1 AND room = ?2", vec![participant, room]),
+                MilestoneQuery::Participant { participant, room: None } => ("participant = ?1", vec![participant]),
+                MilestoneQuery::Room(room) => ("room = ?1", vec![room]),
+            };
+            let sql = format!(
+                "SELECT id, participant, kind, value, label, at_ms FROM (
+                     SELECT rowid AS seq, * FROM milestones WHERE {filter} ORDER BY at_ms DESC, seq DESC LIMIT {MILESTONE_HISTORY_LIMIT}
+                 ) ORDER BY at_ms, seq"
+            );
+            let mut stmt = c.prepare(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
+                Ok(MilestoneEntry {
+                    celebration_id: CelebrationId::from_raw(r.get::<_, String>(0)?),
+                    participant_id: ParticipantId::from_trusted(r.get::<_, String>(1)?),
+                    milestone: Milestone { kind: untag(r.get(2)?, 2)?, value: r.get(3)?, label: r.get(4)? },
+                    at_ms: r.get(5)?,
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+}
+
+/// A unit enum's wire name (`"daysSober"`), as stored.
+fn tag<T: Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => String::new(),
+    }
+}
+
+/// Reads back what [`tag`] stored in column `col`.
+fn untag<T: serde::de::DeserializeOwned>(text: String, col: usize) -> Result<T, rusqlite::Error> {
+    serde_json::from_value(serde_json::Value::String(text))
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(col, rusqlite::types::Type::Text, Box::new(e)))
 }
 
 fn migrate(conn: &Connection) -> Result<(), rusqlite::Error> {

@@ -47,7 +47,7 @@
     forbidden: 'Only the therapist can do that.',
     room_locked: 'The therapist has locked this session, so no one new can join right now. Please contact your therapist.',
     banned: 'You were removed from this session and cannot rejoin it. Please contact your therapist if you have questions.',
-    hard_muted: 'The therapist muted your microphone. Only they can turn it back on.',
+    hard_muted: 'The therapist turned this off for you. Only they can turn it back on.',
     unknown_participant: 'That person is no longer in the room.',
     rate_limited: 'That was a lot at once. Please wait a moment, then try again.',
     not_admitted: "You're still in the waiting room. The therapist will let you in shortly.",
@@ -406,7 +406,7 @@
       case 'participantJoined': return onParticipantJoined(message.participant);
       case 'participantLeft': return onParticipantLeft(message.participantId);
       case 'participantUpdated': return onParticipantUpdated(message.participant);
-      case 'mutedByModerator': return onMutedByModerator(message.kind, Boolean(message.hard));
+      case 'mutedByModerator': return undefined;
       case 'unmutedByModerator': return onUnmutedByModerator(message.kind);
       case 'sessionEnded': return onSessionEnded(message);
       case 'trackPublished': return onTrackPublished(message);
@@ -643,15 +643,6 @@
       // The server gave up on this connection's media: a fresh join is the way back.
       showAlert(text);
       return restartConnection('server error negotiation');
-    }
-    if (code === 'hard_muted') {
-      // We tried to unmute something the therapist locked: show it as off again.
-      state.audioHardMuted = true;
-      state.audioMuted = true;
-      applyLocalMutes();
-      renderLocalTile();
-      renderModNotice();
-      return undefined;
     }
     showAlert(text);
     return undefined;

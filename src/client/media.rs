@@ -710,7 +710,7 @@ mod tests {
     #[test]
     fn duplicate_and_late_probes_are_told_apart() {
         let mut t = track();
-        let mut feed = |t: &mut ReceivedTrack, seq: u64| {
+        let feed = |t: &mut ReceivedTrack, seq: u64| {
             let dup = t.mark_probe(seq);
             if !dup {
                 t.probe_min = t.probe_min.min(seq);

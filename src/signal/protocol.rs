@@ -85,6 +85,309 @@ pub struct RoomState {
     pub spotlight: Option<ParticipantId>,
 }
 
+/// A breakout room, as its members see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BreakoutRef {
+    pub id: String,
+    pub name: String,
+}
+
+/// One breakout in the therapist's plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BreakoutInfo {
+    pub id: String,
+    pub name: String,
+    /// Assigned participants (while open: those in it).
+    pub members: Vec<ParticipantId>,
+}
+
+/// Everything a therapist needs to run breakouts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct BreakoutPlan {
+    pub open: bool,
+    pub rooms: Vec<BreakoutInfo>,
+    pub closes_at_ms: Option<u64>,
+    pub allow_return: bool,
+    /// Where each admitted member is now (`null`: the main room), with their names.
+    pub whereabouts: Vec<Whereabouts>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Whereabouts {
+    pub participant_id: ParticipantId,
+    pub name: String,
+    pub role: Role,
+    pub breakout_id: Option<String>,
+}
+
+// ---- poll data (issue 5) ----
+
+/// A poll's id: `poll-` and 16 random hex digits, unique across rooms and restarts.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PollId(String);
+
+impl PollId {
+    pub fn random() -> Self {
+        Self(format!("poll-{:016x}", rand::random::<u64>()))
+    }
+
+    /// Wraps an id from a trusted source (the store) or a client (then only looked up).
+    pub fn from_raw(id: impl Into<String>) -> Self {
+        Self(id.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for PollId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An option's id within its poll: `o1` to `o10`, in the order the therapist wrote them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PollOptionId(String);
+
+impl PollOptionId {
+    /// The id of the option at `index` (0-based).
+    pub fn nth(index: usize) -> Self {
+        Self(format!("o{}", index + 1))
+    }
+
+    pub fn from_raw(id: impl Into<String>) -> Self {
+        Self(id.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Who a poll goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PollScope {
+    /// The therapist's own space: the main room, or the breakout they are in.
+    #[default]
+    Room,
+    /// Every space at once: the main room and every breakout.
+    AllBreakouts,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PollOption {
+    pub id: PollOptionId,
+    pub text: String,
+}
+
+/// A poll as everyone in its scope sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PollInfo {
+    pub id: PollId,
+    pub question: String,
+    pub options: Vec<PollOption>,
+    /// `true`: choose one or more options; `false`: exactly one.
+    pub multiple: bool,
+    /// `true`: the server keeps no record of who chose what (see docs/polls.md).
+    pub anonymous: bool,
+    pub scope: PollScope,
+    /// When the timer closes the poll, milliseconds since the Unix epoch (`null`: by hand only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closes_at: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PollOptionCount {
+    pub option_id: PollOptionId,
+    pub count: u32,
+}
+
+/// Named polls, therapists only: who chose an option.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PollOptionVoters {
+    pub option_id: PollOptionId,
+    pub voters: Vec<PollVoter>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PollVoter {
+    pub participant_id: ParticipantId,
+    pub name: String,
+}
+
+/// A poll's counts at one moment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PollTally {
+    pub poll_id: PollId,
+    /// One entry per option, in option order.
+    pub counts: Vec<PollOptionCount>,
+    /// People who have voted (a multiple-choice vote counts once here, once per option above).
+    pub total_voters: u32,
+    /// Named polls, and only in messages to therapists: who chose each option.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by_option: Option<Vec<PollOptionVoters>>,
+}
+
+/// Why a poll closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PollCloseReason {
+    /// A therapist closed it.
+    Closed,
+    /// Its time limit ran out.
+    Timer,
+    /// Everyone left, so the session (and the poll with it) ended.
+    SessionEnded,
+    /// The server stopped while it was open; its last counts were kept.
+    Interrupted,
+}
+
+impl PollCloseReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PollCloseReason::Closed => "closed",
+            PollCloseReason::Timer => "timer",
+            PollCloseReason::SessionEnded => "sessionEnded",
+            PollCloseReason::Interrupted => "interrupted",
+        }
+    }
+}
+
+// ---- milestone data (issue 6) ----
+
+/// A celebration's id: `c-` and 16 random hex digits. Also the id of its history entry.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CelebrationId(String);
+
+impl CelebrationId {
+    pub fn random() -> Self {
+        Self(format!("c-{:016x}", rand::random::<u64>()))
+    }
+
+    /// Wraps an id from the store, or from a client (then only looked up).
+    pub fn from_raw(id: impl Into<String>) -> Self {
+        Self(id.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A shared milestone waiting for a therapist: `mp-` and 16 random hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ProposalId(String);
+
+impl ProposalId {
+    pub fn random() -> Self {
+        Self(format!("mp-{:016x}", rand::random::<u64>()))
+    }
+
+    pub fn from_raw(id: impl Into<String>) -> Self {
+        Self(id.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum MilestoneKind {
+    /// `value` days sober (required).
+    DaysSober,
+    /// `value` sessions attended (required).
+    SessionsAttended,
+    /// Completed the programme (`value` optional, e.g. a phase).
+    ProgramCompletion,
+    /// Anything else; `label` (required) says what.
+    Custom,
+}
+
+/// How a participant likes to be celebrated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum CelebrationStyle {
+    /// No overlay for the group: only the participant and therapists get a record.
+    None,
+    /// A small banner.
+    Quiet,
+    #[default]
+    Standard,
+    /// Confetti.
+    Big,
+}
+
+/// Who sees a participant's celebrations (never wider than this).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum CelebrationAudience {
+    /// Everyone in the participant's space (main room or breakout), and therapists.
+    Group,
+    /// The participant and therapists only. The default until the participant chooses.
+    #[default]
+    TherapistOnly,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CelebrationPreferences {
+    pub style: CelebrationStyle,
+    pub audience: CelebrationAudience,
+}
+
+/// The fixed set of reactions peers congratulate with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Reaction {
+    Clap,
+    Heart,
+    Star,
+    Hug,
+    Sparkle,
+}
+
+/// What is celebrated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Milestone {
+    pub kind: MilestoneKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<u32>,
+    /// At most 40 characters; required for `custom`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+}
+
+/// One celebrated milestone in someone's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MilestoneEntry {
+    pub celebration_id: CelebrationId,
+    pub participant_id: ParticipantId,
+    pub milestone: Milestone,
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: i64,
+}
+
 /// Why the server ended someone's session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -152,8 +455,104 @@ pub enum ClientMessage {
     /// End the session for everyone.
     EndSession,
     // ---- breakout rooms (issue 4) ----
+    /// Therapist: add a breakout room.
+    CreateBreakout { name: String },
+    /// Therapist: delete a breakout room; anyone in it returns to the main room.
+    DeleteBreakout { breakout_id: String },
+    /// Therapist: put a participant in a breakout (`null`: the main room). While breakouts are
+    /// open the participant moves at once.
+    AssignBreakout { participant_id: ParticipantId, breakout_id: Option<String> },
+    /// Therapist: spread the participants in the main room evenly, at random, over the breakouts.
+    AutoAssignBreakouts,
+    /// Therapist: open the breakouts; everyone assigned moves there.
+    OpenBreakouts {
+        #[serde(default)]
+        duration_secs: Option<u32>,
+        #[serde(default)]
+        warning_secs: Option<u32>,
+        allow_return: bool,
+    },
+    /// Therapist: a short text shown in every breakout and the main room.
+    BroadcastToBreakouts { text: String },
+    /// Therapist: everyone returns to the main room after a countdown (default 10 s).
+    CloseBreakouts {
+        #[serde(default)]
+        countdown_secs: Option<u32>,
+    },
+    /// Move oneself: therapists to any breakout; `null` is the main room, which participants may
+    /// choose only when the breakouts allow returning.
+    GoToBreakout { breakout_id: Option<String> },
+    /// A participant in a breakout asks the therapists for help.
+    AskForHelp,
     // ---- polls (issue 5) ----
+    /// Therapist: create and launch a poll; everyone in `scope` gets `pollStarted`.
+    CreatePoll {
+        /// 1 to 300 characters.
+        question: String,
+        /// 2 to 10 options of 1 to 100 characters each.
+        options: Vec<String>,
+        multiple: bool,
+        anonymous: bool,
+        /// Closes by itself after this many seconds (1 to 86400); absent: by hand only.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        duration_secs: Option<u32>,
+        /// Absent: `room` (the therapist's own space).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scope: Option<PollScope>,
+    },
+    /// Vote, or change one's vote while the poll is open: the new choice replaces the old.
+    Vote { poll_id: PollId, option_ids: Vec<PollOptionId> },
+    /// Therapist: close a poll now.
+    ClosePoll { poll_id: PollId },
+    /// Therapist: show the counts (never who chose what) to everyone in the poll's scope.
+    SharePollResults { poll_id: PollId },
     // ---- milestones (issue 6) ----
+    /// Your own celebration preferences, remembered per participant id; answered by
+    /// `celebrationPreferences`.
+    SetCelebrationPreferences { style: CelebrationStyle, audience: CelebrationAudience },
+    /// Answered by `celebrationPreferences`.
+    GetCelebrationPreferences,
+    /// Therapist: celebrate a participant's milestone, shown as far as their preferences allow.
+    Celebrate {
+        participant_id: ParticipantId,
+        kind: MilestoneKind,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        value: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        label: Option<String>,
+        /// A note shown with the celebration (at most 280 characters; never stored).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
+    /// Propose one's own milestone; therapists approve or decline it before anyone sees it.
+    ShareMilestone {
+        kind: MilestoneKind,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        value: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        label: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
+    /// Therapist: celebrate a shared milestone.
+    ApproveMilestone { proposal_id: ProposalId },
+    /// Therapist: drop a shared milestone; nobody but therapists and the proposer hears of it.
+    DeclineMilestone { proposal_id: ProposalId },
+    /// React to a celebration you were shown (rate limited; `message` at most 140 characters).
+    Congratulate {
+        celebration_id: CelebrationId,
+        reaction: Reaction,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
+    /// Your own timeline (all groups). A therapist may name anyone (this group's entries only)
+    /// or ask for the whole `group`.
+    GetMilestoneHistory {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        participant_id: Option<ParticipantId>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        group: bool,
+    },
     // ---- chat and support (issue 10) ----
     /// Keep-alive; answered by `pong`.
     Ping {
@@ -186,6 +585,27 @@ impl ClientMessage {
             ClientMessage::SetWaitingRoom { .. } => "setWaitingRoom",
             ClientMessage::Spotlight { .. } => "spotlight",
             ClientMessage::EndSession => "endSession",
+            ClientMessage::CreateBreakout { .. } => "createBreakout",
+            ClientMessage::DeleteBreakout { .. } => "deleteBreakout",
+            ClientMessage::AssignBreakout { .. } => "assignBreakout",
+            ClientMessage::AutoAssignBreakouts => "autoAssignBreakouts",
+            ClientMessage::OpenBreakouts { .. } => "openBreakouts",
+            ClientMessage::BroadcastToBreakouts { .. } => "broadcastToBreakouts",
+            ClientMessage::CloseBreakouts { .. } => "closeBreakouts",
+            ClientMessage::GoToBreakout { .. } => "goToBreakout",
+            ClientMessage::AskForHelp => "askForHelp",
+            ClientMessage::CreatePoll { .. } => "createPoll",
+            ClientMessage::Vote { .. } => "vote",
+            ClientMessage::ClosePoll { .. } => "closePoll",
+            ClientMessage::SharePollResults { .. } => "sharePollResults",
+            ClientMessage::SetCelebrationPreferences { .. } => "setCelebrationPreferences",
+            ClientMessage::GetCelebrationPreferences => "getCelebrationPreferences",
+            ClientMessage::Celebrate { .. } => "celebrate",
+            ClientMessage::ShareMilestone { .. } => "shareMilestone",
+            ClientMessage::ApproveMilestone { .. } => "approveMilestone",
+            ClientMessage::DeclineMilestone { .. } => "declineMilestone",
+            ClientMessage::Congratulate { .. } => "congratulate",
+            ClientMessage::GetMilestoneHistory { .. } => "getMilestoneHistory",
         }
     }
 }
@@ -220,8 +640,86 @@ pub enum ServerMessage {
     /// Your session is over; the socket closes next.
     SessionEnded { reason: EndReason, message: String },
     // ---- breakout rooms (issue 4) ----
+    /// Therapists: the whole breakout plan, after every change.
+    BreakoutsUpdated { breakouts: BreakoutPlan },
+    /// You moved to another space; `participants` is who is there (you included).
+    SpaceChanged {
+        breakout: Option<BreakoutRef>,
+        participants: Vec<ParticipantInfo>,
+        closes_at_ms: Option<u64>,
+        allow_return: bool,
+    },
+    /// Someone entered or left your space: who is there now.
+    SpaceRoster { participants: Vec<ParticipantInfo> },
+    /// The breakouts close in `seconds_left` (the warning before the duration ends).
+    BreakoutWarning { seconds_left: u32 },
+    /// The therapist closed the breakouts: everyone returns in `seconds_left`.
+    BreakoutsClosing { seconds_left: u32 },
+    BreakoutBroadcast { from: String, text: String },
+    /// Therapists: someone in a breakout asked for help.
+    HelpRequested { participant_id: ParticipantId, name: String, breakout_id: Option<String> },
     // ---- polls (issue 5) ----
+    /// A poll opened in your space (also sent on admission for polls still open).
+    PollStarted { poll: PollInfo },
+    /// Therapists: the live counts after every vote (`byOption` for named polls).
+    PollResults(PollTally),
+    /// A therapist shared the counts with the room (never who chose what).
+    PollResultsShared(PollTally),
+    /// The poll closed. `results`: the final counts for therapists (with `byOption` for named
+    /// polls); for everyone else only when a therapist shared the results.
+    PollClosed {
+        poll_id: PollId,
+        reason: PollCloseReason,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        results: Option<PollTally>,
+    },
+    /// Your vote counts; `optionIds` is your current choice.
+    VoteAccepted { poll_id: PollId, option_ids: Vec<PollOptionId> },
     // ---- milestones (issue 6) ----
+    /// Your celebration preferences; `chosen: false` means the defaults (you never chose).
+    CelebrationPreferences { style: CelebrationStyle, audience: CelebrationAudience, chosen: bool },
+    /// Therapists (and, as an acknowledgement, the proposer): a shared milestone awaits approval.
+    MilestoneProposed {
+        proposal_id: ProposalId,
+        participant_id: ParticipantId,
+        name: String,
+        milestone: Milestone,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
+    /// Therapists and the proposer: a therapist approved (a `celebration` follows) or declined.
+    MilestoneProposalResolved { proposal_id: ProposalId, approved: bool },
+    /// A milestone to celebrate. Sent only to the audience the celebrated participant chose:
+    /// `group`: their space and therapists; `therapistOnly`, or style `none`: themselves and
+    /// therapists. `badgeSvg` is a self-contained SVG image (render it as an image, not markup).
+    Celebration {
+        celebration_id: CelebrationId,
+        participant_id: ParticipantId,
+        name: String,
+        milestone: Milestone,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+        style: CelebrationStyle,
+        audience: CelebrationAudience,
+        badge_svg: String,
+    },
+    /// Someone reacted to a celebration; sent to everyone who received that celebration.
+    Congratulation {
+        celebration_id: CelebrationId,
+        from: ParticipantId,
+        from_name: String,
+        reaction: Reaction,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
+    /// Reply to `getMilestoneHistory`, oldest first.
+    MilestoneHistory {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        participant_id: Option<ParticipantId>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        group: bool,
+        entries: Vec<MilestoneEntry>,
+    },
     // ---- chat and support (issue 10) ----
     ParticipantJoined { participant: ParticipantInfo },
     ParticipantLeft { participant_id: ParticipantId },
@@ -294,6 +792,27 @@ pub enum ErrorCode {
     RateLimited,
     /// Still in the waiting room.
     NotAdmitted,
+    /// No breakout with that id.
+    UnknownBreakout,
+    /// The breakouts do not allow returning to the main room by oneself.
+    ReturnNotAllowed,
+    /// A `createPoll` outside the limits (question, options, duration, open polls).
+    InvalidPoll,
+    /// No poll with that id in this room.
+    UnknownPoll,
+    /// The poll is for another space (another breakout or the main room).
+    PollOutOfScope,
+    /// The poll has closed; votes are no longer taken.
+    PollClosed,
+    /// An option id the poll does not have.
+    UnknownOption,
+    /// The wrong number of options: exactly one for single choice, at least one and no repeats
+    /// for multiple choice.
+    InvalidVote,
+    /// No pending proposal or recent celebration with that id that you may act on.
+    UnknownMilestone,
+    /// A shared milestone needs a therapist in the session to approve it.
+    NoTherapist,
 }
 
 impl ErrorCode {
@@ -323,6 +842,16 @@ impl ErrorCode {
             ErrorCode::UnknownParticipant => "unknown_participant",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::NotAdmitted => "not_admitted",
+            ErrorCode::UnknownBreakout => "unknown_breakout",
+            ErrorCode::ReturnNotAllowed => "return_not_allowed",
+            ErrorCode::InvalidPoll => "invalid_poll",
+            ErrorCode::UnknownPoll => "unknown_poll",
+            ErrorCode::PollOutOfScope => "poll_out_of_scope",
+            ErrorCode::PollClosed => "poll_closed",
+            ErrorCode::UnknownOption => "unknown_option",
+            ErrorCode::InvalidVote => "invalid_vote",
+            ErrorCode::UnknownMilestone => "unknown_milestone",
+            ErrorCode::NoTherapist => "no_therapist",
         }
     }
 }
@@ -345,6 +874,11 @@ impl DecodeError {
 const CLIENT_TYPES: &[&str] = &[
     "join", "leave", "offer", "answer", "iceCandidate", "setMute", "ping", "raiseHand", "lowerHand", "admit", "admitAll",
     "decline", "mute", "unmute", "muteAll", "remove", "lockRoom", "setWaitingRoom", "spotlight", "endSession",
+    "createBreakout", "deleteBreakout", "assignBreakout", "autoAssignBreakouts", "openBreakouts", "broadcastToBreakouts",
+    "closeBreakouts", "goToBreakout", "askForHelp",
+    "createPoll", "vote", "closePoll", "sharePollResults",
+    "setCelebrationPreferences", "getCelebrationPreferences", "celebrate", "shareMilestone", "approveMilestone",
+    "declineMilestone", "congratulate", "getMilestoneHistory",
 ];
 
 /// Decodes one text frame. `max_bytes` is the configured frame limit.

@@ -8,6 +8,10 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, info_span, warn, Instrument};
 
+mod breakout;
+mod milestone;
+mod poll;
+
 use super::registry::RegistryInner;
 use super::{ParticipantId, RoomId};
 use crate::auth::{Grant, Role};
@@ -52,6 +56,20 @@ pub enum RoomCommand {
     TrackEnded(ParticipantId, TrackId),
     /// Anything else a member's client asked for; the room checks who may do what.
     Client { from: ParticipantId, msg: ClientMessage },
+    /// A timer the room set for itself fired (the room task is the session's clock).
+    Timer(Timer),
+}
+
+/// Timers a room sets for itself with [`Room::schedule`]. Each feature adds its variant and
+/// checks on arrival that the timer still matters (a generation number or an id).
+#[derive(Debug, Clone)]
+pub enum Timer {
+    /// Breakouts: warn before closing (generation of the opening it belongs to).
+    BreakoutWarning(u64),
+    /// Breakouts: the duration ran out, or the close-all countdown ended.
+    BreakoutClose(u64),
+    /// Polls: a poll's time limit ran out.
+    PollClose(crate::signal::protocol::PollId),
 }
 
 #[derive(Clone)]
@@ -118,13 +136,29 @@ pub(super) struct Room {
     state: RoomState,
     banned: HashSet<ParticipantId>,
     registry: Arc<RegistryInner>,
+    /// Our own command channel, weak so that it does not keep the room alive.
+    me: mpsc::WeakSender<RoomCommand>,
+    breakouts: breakout::Breakouts,
+    polls: poll::Polls,
+    milestones: milestone::Milestones,
 }
 
 pub(super) fn spawn(id: RoomId, registry: Arc<RegistryInner>) -> RoomHandle {
     let (tx, rx) = mpsc::channel(1024);
     let handle = RoomHandle { tx };
     let state = RoomState { locked: false, waiting_room: registry.settings.waiting_room, spotlight: None };
-    let room = Room { id: id.clone(), members: HashMap::new(), order: Vec::new(), state, banned: HashSet::new(), registry };
+    let room = Room {
+        id: id.clone(),
+        members: HashMap::new(),
+        order: Vec::new(),
+        state,
+        banned: HashSet::new(),
+        registry,
+        me: handle.tx.downgrade(),
+        breakouts: breakout::Breakouts::default(),
+        polls: poll::Polls::default(),
+        milestones: milestone::Milestones::default(),
+    };
     tokio::spawn(room.run(rx, handle.clone()).instrument(info_span!("room", room = %id)));
     handle
 }
@@ -135,6 +169,7 @@ impl Room {
         while let Some(cmd) = rx.recv().await {
             self.handle(cmd);
             if self.members.is_empty() {
+                self.close_all_polls();
                 // Leave the registry first so new joins create a fresh room, then refuse
                 // whatever was already queued here (those callers retry).
                 self.registry.rooms.remove_if(&self.id, |_, h| h.same_room(&me));
@@ -160,6 +195,26 @@ impl Room {
             RoomCommand::TrackPublished(id, track) => self.track_published(&id, track),
             RoomCommand::TrackEnded(id, track_id) => self.track_ended(&id, &track_id),
             RoomCommand::Client { from, msg } => self.client(&from, msg),
+            RoomCommand::Timer(timer) => self.on_timer(timer),
+        }
+    }
+
+    /// Sends `timer` back to this room after `after`.
+    fn schedule(&self, after: std::time::Duration, timer: Timer) {
+        let me = self.me.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            if let Some(tx) = me.upgrade() {
+                let _ = tx.send(RoomCommand::Timer(timer)).await;
+            }
+        });
+    }
+
+    fn on_timer(&mut self, timer: Timer) {
+        match timer {
+            Timer::BreakoutWarning(generation) => self.breakout_warning(generation),
+            Timer::BreakoutClose(generation) => self.breakout_timer_close(generation),
+            Timer::PollClose(poll) => self.poll_timer(&poll),
         }
     }
 
@@ -237,10 +292,14 @@ impl Room {
         }
         member.admitted = true;
         let info = member.info.clone();
-        self.send_admitted_except(id, ServerMessage::ParticipantJoined { participant: info });
-        self.send_to(id, ServerMessage::Admitted { participants: self.roster(), room: self.state.clone() });
+        for other in self.space_of(id).into_iter().filter(|p| p != id) {
+            self.send_to(&other, ServerMessage::ParticipantJoined { participant: info.clone() });
+        }
+        self.send_to(id, ServerMessage::Admitted { participants: self.roster_of_space(&None), room: self.state.clone() });
         self.connect_media(id);
         self.publish_waiting_list();
+        self.place_admitted(id);
+        self.send_open_polls(id);
     }
 
     /// Subscribes `id` to everyone it should receive, and everyone who should receive it to `id`.
@@ -289,7 +348,13 @@ impl Room {
                 self.state.spotlight = None;
                 self.send_admitted(ServerMessage::RoomStateChanged { room: self.state.clone() });
             }
-            self.send_admitted(ServerMessage::ParticipantLeft { participant_id: id.clone() });
+            let space = member.space.clone();
+            for p in self.roster_of_space(&space).into_iter().map(|p| p.id) {
+                self.send_to(&p, ServerMessage::ParticipantLeft { participant_id: id.clone() });
+            }
+            if !self.breakouts.is_empty() {
+                self.publish_breakout_plan();
+            }
         } else if !member.admitted {
             self.publish_waiting_list();
         }
@@ -340,6 +405,13 @@ impl Room {
                 | ClientMessage::SetWaitingRoom { .. }
                 | ClientMessage::Spotlight { .. }
                 | ClientMessage::EndSession
+                | ClientMessage::CreateBreakout { .. }
+                | ClientMessage::DeleteBreakout { .. }
+                | ClientMessage::AssignBreakout { .. }
+                | ClientMessage::AutoAssignBreakouts
+                | ClientMessage::OpenBreakouts { .. }
+                | ClientMessage::BroadcastToBreakouts { .. }
+                | ClientMessage::CloseBreakouts { .. }
         ) || matches!(&msg, ClientMessage::LowerHand { participant_id: Some(p) } if p != from);
         if moderator_only && !is_therapist {
             return self.error(from, ErrorCode::Forbidden, format!("only a therapist can use `{kind}`"));
@@ -439,6 +511,27 @@ impl Room {
                 }
             }
             // ---- feature handlers (one submodule each) ----
+            msg @ (ClientMessage::CreateBreakout { .. }
+            | ClientMessage::DeleteBreakout { .. }
+            | ClientMessage::AssignBreakout { .. }
+            | ClientMessage::AutoAssignBreakouts
+            | ClientMessage::OpenBreakouts { .. }
+            | ClientMessage::BroadcastToBreakouts { .. }
+            | ClientMessage::CloseBreakouts { .. }
+            | ClientMessage::GoToBreakout { .. }
+            | ClientMessage::AskForHelp) => self.on_breakout(from, msg),
+            msg @ (ClientMessage::CreatePoll { .. }
+            | ClientMessage::Vote { .. }
+            | ClientMessage::ClosePoll { .. }
+            | ClientMessage::SharePollResults { .. }) => self.on_poll(from, msg),
+            msg @ (ClientMessage::SetCelebrationPreferences { .. }
+            | ClientMessage::GetCelebrationPreferences
+            | ClientMessage::Celebrate { .. }
+            | ClientMessage::ShareMilestone { .. }
+            | ClientMessage::ApproveMilestone { .. }
+            | ClientMessage::DeclineMilestone { .. }
+            | ClientMessage::Congratulate { .. }
+            | ClientMessage::GetMilestoneHistory { .. }) => self.on_milestone(from, msg),
             // Connection-level messages never reach the room.
             ClientMessage::Join { .. }
             | ClientMessage::Leave
@@ -509,10 +602,6 @@ impl Room {
 
     // ---- outgoing ----
 
-    fn roster(&self) -> Vec<ParticipantInfo> {
-        self.order.iter().filter_map(|id| self.members.get(id)).filter(|m| m.admitted).map(|m| m.info.clone()).collect()
-    }
-
     fn waiting_ids(&self) -> Vec<ParticipantId> {
         self.order.iter().filter(|id| self.members.get(*id).is_some_and(|m| !m.admitted)).cloned().collect()
     }
@@ -537,7 +626,9 @@ impl Room {
         let Some(m) = self.members.get(id) else { return };
         if m.admitted {
             let participant = m.info.clone();
-            self.send_admitted(ServerMessage::ParticipantUpdated { participant });
+            for p in self.space_of(id) {
+                self.send_to(&p, ServerMessage::ParticipantUpdated { participant: participant.clone() });
+            }
         }
     }
 
@@ -591,12 +682,6 @@ impl Room {
         self.members.values().filter(|m| m.admitted && m.is_therapist()).map(|m| m.info.id.clone()).collect()
     }
 
-    fn send_admitted_except(&mut self, except: &ParticipantId, msg: ServerMessage) {
-        let ids: Vec<_> = self.members.values().filter(|m| m.admitted && &m.info.id != except).map(|m| m.info.id.clone()).collect();
-        for id in ids {
-            self.send_to(&id, msg.clone());
-        }
-    }
 }
 
 fn mute_action(kind: MediaKind, hard: bool) -> &'static str {

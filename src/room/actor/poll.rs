@@ -1,0 +1,667 @@
+//! In-call polls (issue 5). A therapist launches a poll to their own space (the main room or a
+//! breakout) or to every space; participants there vote and may change their vote until it
+//! closes; therapists see live counts (and, for named polls, who chose what), share the counts
+//! with the room when they choose, and close the poll by hand or by its timer. Definitions and
+//! counts persist in the store, written in order by one writer task per room.
+//!
+//! Anonymous polls keep no record of who chose what, in memory or on disk: see
+//! [`Ballots::Anonymous`] and `docs/polls.md` for the guarantee and its limits.
+//!
+//! [`Poll`] is plain data with pure methods (tested below without sockets); the `impl Room`
+//! part routes messages, checks roles and scope, and tells people.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use ring::hmac;
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use super::{Room, Timer};
+use crate::auth::Role;
+use crate::room::ParticipantId;
+use crate::signal::protocol::{
+    ClientMessage, ErrorCode, PollCloseReason, PollId, PollInfo, PollOption, PollOptionCount, PollOptionId,
+    PollOptionVoters, PollScope, PollTally, PollVoter, ServerMessage,
+};
+use crate::store::{now_ms, PollChoiceRecord, PollOptionRecord, PollRecord, Store};
+
+pub const MAX_QUESTION_CHARS: usize = 300;
+pub const MAX_OPTION_CHARS: usize = 100;
+pub const MIN_OPTIONS: usize = 2;
+pub const MAX_OPTIONS: usize = 10;
+pub const MAX_DURATION_SECS: u32 = 24 * 3600;
+/// Open polls one room may have at once.
+const MAX_OPEN_POLLS: usize = 20;
+/// Closed polls kept in memory (so a late vote hears `poll_closed`); older ones live in the
+/// store only, and a vote for them hears `unknown_poll`.
+const MAX_CLOSED_POLLS: usize = 100;
+
+/// A refusal: the error code and the message for people. Nothing changed.
+type Refusal = (ErrorCode, String);
+
+fn refuse<T>(code: ErrorCode, message: impl Into<String>) -> Result<T, Refusal> {
+    Err((code, message.into()))
+}
+
+/// Every poll of one room, and the room's writer to the store.
+#[derive(Default)]
+pub(super) struct Polls {
+    by_id: HashMap<PollId, Poll>,
+    /// Creation order, for stable catch-up on admission.
+    order: Vec<PollId>,
+    /// Snapshots to persist, in order; the writer task starts with the first one.
+    writer: Option<mpsc::UnboundedSender<PollRecord>>,
+}
+
+impl Polls {
+    fn open_count(&self) -> usize {
+        self.by_id.values().filter(|p| p.is_open()).count()
+    }
+
+    fn insert(&mut self, poll: Poll) {
+        self.order.push(poll.info.id.clone());
+        self.by_id.insert(poll.info.id.clone(), poll);
+        // Forget the oldest closed polls beyond the bound (they are in the store).
+        let closed: Vec<PollId> = self.order.iter().filter(|id| self.by_id.get(*id).is_some_and(|p| !p.is_open())).cloned().collect();
+        if closed.len() > MAX_CLOSED_POLLS {
+            for id in &closed[..closed.len() - MAX_CLOSED_POLLS] {
+                self.by_id.remove(id);
+            }
+            self.order.retain(|id| self.by_id.contains_key(id));
+        }
+    }
+
+    /// Queues a snapshot for the store. Snapshots are written in the order queued, and of
+    /// several snapshots of one poll waiting together only the newest is written.
+    fn persist(&mut self, store: Option<&Store>, record: PollRecord) {
+        let Some(store) = store else { return };
+        let writer = self.writer.get_or_insert_with(|| spawn_writer(store.clone()));
+        let _ = writer.send(record);
+    }
+}
+
+fn spawn_writer(store: Store) -> mpsc::UnboundedSender<PollRecord> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<PollRecord>();
+    tokio::spawn(async move {
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            while let Ok(next) = rx.try_recv() {
+                match batch.iter_mut().find(|r| r.id == next.id) {
+                    Some(slot) => *slot = next,
+                    None => batch.push(next),
+                }
+            }
+            for record in batch {
+                if let Err(e) = store.save_poll(record).await {
+                    warn!(error = %e, "poll not saved");
+                }
+            }
+        }
+    });
+    tx
+}
+
+/// Who a poll is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Audience {
+    /// One space: `None` is the main room, otherwise a breakout id.
+    Space(Option<String>),
+    /// Every space.
+    Everyone,
+}
+
+impl Audience {
+    fn includes(&self, space: &Option<String>) -> bool {
+        match self {
+            Audience::Space(s) => s == space,
+            Audience::Everyone => true,
+        }
+    }
+}
+
+/// Who voted for what, while a poll is open.
+enum Ballots {
+    /// Named polls: each voter's current choice (option indexes), in order of first vote.
+    Named(Vec<NamedBallot>),
+    /// Anonymous polls: the current choice keyed by HMAC-SHA256(per-poll key, participant id).
+    /// The key is random, made for this poll, held only here and never persisted or sent, so
+    /// the map says "someone chose this" and lets that someone change it, but it cannot be
+    /// tied to a participant by anything outside this process. Dropped when the poll closes:
+    /// from then on only the counts exist.
+    Anonymous { key: hmac::Key, choices: HashMap<[u8; 32], Vec<usize>> },
+    /// A closed anonymous poll: ballots forgotten, counts kept.
+    Sealed,
+}
+
+struct NamedBallot {
+    participant: ParticipantId,
+    name: String,
+    choice: Vec<usize>,
+}
+
+/// A validated `createPoll`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct NewPoll {
+    question: String,
+    options: Vec<String>,
+    multiple: bool,
+    anonymous: bool,
+    duration: Option<Duration>,
+    scope: PollScope,
+}
+
+fn validate_new(
+    question: &str,
+    options: &[String],
+    multiple: bool,
+    anonymous: bool,
+    duration_secs: Option<u32>,
+    scope: Option<PollScope>,
+) -> Result<NewPoll, Refusal> {
+    let question = question.trim();
+    let q_len = question.chars().count();
+    if q_len == 0 || q_len > MAX_QUESTION_CHARS {
+        return refuse(ErrorCode::InvalidPoll, format!("the question must be 1 to {MAX_QUESTION_CHARS} characters"));
+    }
+    if question.chars().any(|c| c.is_control() && c != '\n') {
+        return refuse(ErrorCode::InvalidPoll, "the question must not contain control characters");
+    }
+    if !(MIN_OPTIONS..=MAX_OPTIONS).contains(&options.len()) {
+        return refuse(ErrorCode::InvalidPoll, format!("a poll needs {MIN_OPTIONS} to {MAX_OPTIONS} options"));
+    }
+    let mut cleaned: Vec<String> = Vec::with_capacity(options.len());
+    for (i, option) in options.iter().enumerate() {
+        let option = option.trim();
+        let len = option.chars().count();
+        if len == 0 || len > MAX_OPTION_CHARS {
+            return refuse(ErrorCode::InvalidPoll, format!("option {} must be 1 to {MAX_OPTION_CHARS} characters", i + 1));
+        }
+        if option.chars().any(char::is_control) {
+            return refuse(ErrorCode::InvalidPoll, format!("option {} must not contain control characters", i + 1));
+        }
+        if cleaned.iter().any(|o| o.to_lowercase() == option.to_lowercase()) {
+            return refuse(ErrorCode::InvalidPoll, format!("option {} repeats an earlier option", i + 1));
+        }
+        cleaned.push(option.to_string());
+    }
+    let duration = match duration_secs {
+        None => None,
+        Some(s) if (1..=MAX_DURATION_SECS).contains(&s) => Some(Duration::from_secs(u64::from(s))),
+        Some(_) => return refuse(ErrorCode::InvalidPoll, format!("the time limit must be 1 to {MAX_DURATION_SECS} seconds")),
+    };
+    Ok(NewPoll {
+        question: question.to_string(),
+        options: cleaned,
+        multiple,
+        anonymous,
+        duration,
+        scope: scope.unwrap_or_default(),
+    })
+}
+
+struct Poll {
+    info: PollInfo,
+    audience: Audience,
+    created_by: ParticipantId,
+    created_at_ms: i64,
+    closed: Option<(i64, PollCloseReason)>,
+    shared: bool,
+    /// Votes per option, in option order.
+    counts: Vec<u32>,
+    total_voters: u32,
+    ballots: Ballots,
+}
+
+impl Poll {
+    fn new(id: PollId, new: NewPoll, audience: Audience, created_by: ParticipantId, now_ms: i64) -> Self {
+        let options: Vec<PollOption> =
+            new.options.into_iter().enumerate().map(|(i, text)| PollOption { id: PollOptionId::nth(i), text }).collect();
+        let ballots = if new.anonymous {
+            Ballots::Anonymous { key: hmac::Key::new(hmac::HMAC_SHA256, &rand::random::<[u8; 32]>()), choices: HashMap::new() }
+        } else {
+            Ballots::Named(Vec::new())
+        };
+        let closes_at = new.duration.map(|d| (now_ms.max(0) as u64).saturating_add(d.as_millis() as u64));
+        Self {
+            counts: vec![0; options.len()],
+            info: PollInfo {
+                id,
+                question: new.question,
+                options,
+                multiple: new.multiple,
+                anonymous: new.anonymous,
+                scope: new.scope,
+                closes_at,
+            },
+            audience,
+            created_by,
+            created_at_ms: now_ms,
+            closed: None,
+            shared: false,
+            total_voters: 0,
+            ballots,
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        self.closed.is_none()
+    }
+
+    /// Records `voter`'s choice, replacing any earlier one; returns the choice as accepted.
+    fn vote(&mut self, voter: &ParticipantId, name: &str, option_ids: &[PollOptionId]) -> Result<Vec<PollOptionId>, Refusal> {
+        if !self.is_open() {
+            return refuse(ErrorCode::PollClosed, "this poll has closed; votes are no longer taken");
+        }
+        let mut choice = Vec::with_capacity(option_ids.len());
+        for id in option_ids {
+            match self.info.options.iter().position(|o| &o.id == id) {
+                Some(i) => choice.push(i),
+                None => {
+                    let shown: String = id.as_str().chars().take(20).collect();
+                    return refuse(ErrorCode::UnknownOption, format!("this poll has no option `{shown}`"));
+                }
+            }
+        }
+        choice.sort_unstable();
+        if choice.windows(2).any(|w| w[0] == w[1]) {
+            return refuse(ErrorCode::InvalidVote, "an option is chosen twice");
+        }
+        match (self.info.multiple, choice.len()) {
+            (_, 0) => return refuse(ErrorCode::InvalidVote, "choose at least one option"),
+            (false, n) if n > 1 => return refuse(ErrorCode::InvalidVote, "this poll takes exactly one option"),
+            _ => {}
+        }
+        let previous = match &mut self.ballots {
+            Ballots::Named(ballots) => match ballots.iter_mut().find(|b| &b.participant == voter) {
+                Some(b) => {
+                    b.name = name.to_string();
+                    Some(std::mem::replace(&mut b.choice, choice.clone()))
+                }
+                None => {
+                    ballots.push(NamedBallot { participant: voter.clone(), name: name.to_string(), choice: choice.clone() });
+                    None
+                }
+            },
+            Ballots::Anonymous { key, choices } => choices.insert(tag(key, voter), choice.clone()),
+            Ballots::Sealed => return refuse(ErrorCode::PollClosed, "this poll has closed; votes are no longer taken"),
+        };
+        match previous {
+            Some(old) => {
+                for i in old {
+                    self.counts[i] = self.counts[i].saturating_sub(1);
+                }
+            }
+            None => self.total_voters += 1,
+        }
+        for &i in &choice {
+            self.counts[i] += 1;
+        }
+        Ok(choice.into_iter().map(|i| self.info.options[i].id.clone()).collect())
+    }
+
+    /// `voter`'s current choice, if they voted and the poll still knows (not after an anonymous
+    /// poll closed).
+    fn choice_of(&self, voter: &ParticipantId) -> Option<Vec<PollOptionId>> {
+        let choice = match &self.ballots {
+            Ballots::Named(ballots) => ballots.iter().find(|b| &b.participant == voter).map(|b| &b.choice)?,
+            Ballots::Anonymous { key, choices } => choices.get(&tag(key, voter))?,
+            Ballots::Sealed => return None,
+        };
+        Some(choice.iter().map(|&i| self.info.options[i].id.clone()).collect())
+    }
+
+    fn close(&mut self, reason: PollCloseReason, now_ms: i64) {
+        if self.closed.is_some() {
+            return;
+        }
+        self.closed = Some((now_ms, reason));
+        if matches!(self.ballots, Ballots::Anonymous { .. }) {
+            // The counts are final: nothing needs the ballots any more.
+            self.ballots = Ballots::Sealed;
+        }
+    }
+
+    /// The counts; with `who` (therapists), who chose each option in a named poll.
+    fn tally(&self, who: bool) -> PollTally {
+        let counts = self
+            .info
+            .options
+            .iter()
+            .zip(&self.counts)
+            .map(|(o, &count)| PollOptionCount { option_id: o.id.clone(), count })
+            .collect();
+        let by_option = match (&self.ballots, who) {
+            (Ballots::Named(ballots), true) => Some(
+                self.info
+                    .options
+                    .iter()
+                    .enumerate()
+                    .map(|(i, o)| PollOptionVoters {
+                        option_id: o.id.clone(),
+                        voters: ballots
+                            .iter()
+                            .filter(|b| b.choice.contains(&i))
+                            .map(|b| PollVoter { participant_id: b.participant.clone(), name: b.name.clone() })
+                            .collect(),
+                    })
+                    .collect(),
+            ),
+            _ => None,
+        };
+        PollTally { poll_id: self.info.id.clone(), counts, total_voters: self.total_voters, by_option }
+    }
+
+    /// What the store keeps: definition, counts, and (named polls only) choices by id.
+    fn record(&self, room: &str) -> PollRecord {
+        let choices = match &self.ballots {
+            Ballots::Named(ballots) => Some(
+                ballots
+                    .iter()
+                    .map(|b| PollChoiceRecord {
+                        participant_id: b.participant.to_string(),
+                        option_ids: b.choice.iter().map(|&i| self.info.options[i].id.as_str().to_string()).collect(),
+                    })
+                    .collect(),
+            ),
+            Ballots::Anonymous { .. } | Ballots::Sealed => None,
+        };
+        PollRecord {
+            id: self.info.id.to_string(),
+            room: room.to_string(),
+            created_by: self.created_by.to_string(),
+            created_at_ms: self.created_at_ms,
+            question: self.info.question.clone(),
+            options: self
+                .info
+                .options
+                .iter()
+                .zip(&self.counts)
+                .map(|(o, &votes)| PollOptionRecord { id: o.id.as_str().to_string(), text: o.text.clone(), votes })
+                .collect(),
+            multiple: self.info.multiple,
+            anonymous: self.info.anonymous,
+            scope: match self.info.scope {
+                PollScope::Room => "room".into(),
+                PollScope::AllBreakouts => "allBreakouts".into(),
+            },
+            closes_at_ms: self.info.closes_at.map(|t| t as i64),
+            closed_at_ms: self.closed.map(|(at, _)| at),
+            close_reason: self.closed.map(|(_, r)| r.as_str().to_string()),
+            shared: self.shared,
+            total_voters: self.total_voters,
+            choices,
+        }
+    }
+}
+
+fn tag(key: &hmac::Key, voter: &ParticipantId) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(hmac::sign(key, voter.as_str().as_bytes()).as_ref());
+    out
+}
+
+impl Room {
+    /// Routes the poll messages (see the protocol); everything is checked before anything
+    /// changes, and a refusal reaches only the sender.
+    pub(super) fn on_poll(&mut self, from: &ParticipantId, msg: ClientMessage) {
+        let kind = msg.kind();
+        let Some(sender) = self.members.get(from) else { return };
+        let (role, space, name) = (sender.info.role, sender.space.clone(), sender.info.name.clone());
+        let therapist_only = !matches!(msg, ClientMessage::Vote { .. });
+        if therapist_only && role != Role::Therapist {
+            return self.error(from, ErrorCode::Forbidden, format!("only a therapist can use `{kind}`"));
+        }
+        match msg {
+            ClientMessage::CreatePoll { question, options, multiple, anonymous, duration_secs, scope } => {
+                let new = match validate_new(&question, &options, multiple, anonymous, duration_secs, scope) {
+                    Ok(new) => new,
+                    Err((code, message)) => return self.error(from, code, message),
+                };
+                if self.polls.open_count() >= MAX_OPEN_POLLS {
+                    return self.error(from, ErrorCode::InvalidPoll, format!("{MAX_OPEN_POLLS} polls are open; close one first"));
+                }
+                let audience = match new.scope {
+                    PollScope::Room => Audience::Space(space),
+                    PollScope::AllBreakouts => Audience::Everyone,
+                };
+                let duration = new.duration;
+                let poll = Poll::new(PollId::random(), new, audience, from.clone(), now_ms());
+                let id = poll.info.id.clone();
+                let info = poll.info.clone();
+                let record = poll.record(self.id.as_str());
+                self.polls.insert(poll);
+                self.polls.persist(self.registry.store.as_ref(), record);
+                if let Some(d) = duration {
+                    self.schedule(d, Timer::PollClose(id.clone()));
+                }
+                self.audit(from, "create_poll", None);
+                debug!(poll = %id, "poll started");
+                for p in self.poll_audience(&id) {
+                    self.send_to(&p, ServerMessage::PollStarted { poll: info.clone() });
+                }
+                self.send_poll_results(&id);
+            }
+            ClientMessage::Vote { poll_id, option_ids } => {
+                let Some(poll) = self.polls.by_id.get(&poll_id) else {
+                    return self.error(from, ErrorCode::UnknownPoll, "no poll with that id in this room");
+                };
+                if role != Role::Participant {
+                    let who = if role == Role::Therapist { "therapists run polls" } else { "observers watch" };
+                    return self.error(from, ErrorCode::Forbidden, format!("{who}; they do not vote"));
+                }
+                if !poll.audience.includes(&space) {
+                    return self.error(from, ErrorCode::PollOutOfScope, "this poll is for another room of the session");
+                }
+                let Some(poll) = self.polls.by_id.get_mut(&poll_id) else { return };
+                let accepted = match poll.vote(from, &name, &option_ids) {
+                    Ok(choice) => choice,
+                    Err((code, message)) => return self.error(from, code, message),
+                };
+                let record = poll.record(self.id.as_str());
+                self.polls.persist(self.registry.store.as_ref(), record);
+                self.send_to(from, ServerMessage::VoteAccepted { poll_id: poll_id.clone(), option_ids: accepted });
+                self.send_poll_results(&poll_id);
+            }
+            ClientMessage::ClosePoll { poll_id } => {
+                match self.polls.by_id.get(&poll_id) {
+                    None => return self.error(from, ErrorCode::UnknownPoll, "no poll with that id in this room"),
+                    Some(p) if !p.is_open() => return self.error(from, ErrorCode::PollClosed, "this poll has already closed"),
+                    Some(_) => {}
+                }
+                self.audit(from, "close_poll", None);
+                self.close_poll(&poll_id, PollCloseReason::Closed);
+            }
+            ClientMessage::SharePollResults { poll_id } => {
+                let Some(poll) = self.polls.by_id.get_mut(&poll_id) else {
+                    return self.error(from, ErrorCode::UnknownPoll, "no poll with that id in this room");
+                };
+                poll.shared = true;
+                let tally = poll.tally(false);
+                let record = poll.record(self.id.as_str());
+                self.polls.persist(self.registry.store.as_ref(), record);
+                self.audit(from, "share_poll_results", None);
+                for p in self.poll_audience(&poll_id) {
+                    self.send_to(&p, ServerMessage::PollResultsShared(tally.clone()));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A poll's timer ran out (a no-op when it was closed by hand first).
+    pub(super) fn poll_timer(&mut self, id: &PollId) {
+        if self.polls.by_id.get(id).is_some_and(Poll::is_open) {
+            self.close_poll(id, PollCloseReason::Timer);
+        }
+    }
+
+    /// The session is over (everyone left): open polls close with the counts they have.
+    pub(super) fn close_all_polls(&mut self) {
+        let open: Vec<PollId> = self.polls.order.iter().filter(|id| self.polls.by_id.get(*id).is_some_and(Poll::is_open)).cloned().collect();
+        for id in open {
+            self.close_poll(&id, PollCloseReason::SessionEnded);
+        }
+    }
+
+    /// Catches a member up on the open polls meant for them: on admission (a reconnect included)
+    /// or on moving to another space. Therapists also get the live counts; a participant who
+    /// already voted gets their choice back.
+    pub(super) fn send_open_polls(&mut self, id: &ParticipantId) {
+        let Some(member) = self.members.get(id).filter(|m| m.admitted) else { return };
+        let therapist = member.is_therapist();
+        let space = member.space.clone();
+        let mut messages = Vec::new();
+        for poll in self.polls.order.iter().filter_map(|p| self.polls.by_id.get(p)) {
+            if !poll.is_open() || !(therapist || poll.audience.includes(&space)) {
+                continue;
+            }
+            messages.push(ServerMessage::PollStarted { poll: poll.info.clone() });
+            if therapist {
+                messages.push(ServerMessage::PollResults(poll.tally(true)));
+                continue;
+            }
+            if let Some(option_ids) = poll.choice_of(id) {
+                messages.push(ServerMessage::VoteAccepted { poll_id: poll.info.id.clone(), option_ids });
+            }
+            if poll.shared {
+                messages.push(ServerMessage::PollResultsShared(poll.tally(false)));
+            }
+        }
+        for m in messages {
+            self.send_to(id, m);
+        }
+    }
+
+    fn close_poll(&mut self, id: &PollId, reason: PollCloseReason) {
+        let Some(poll) = self.polls.by_id.get_mut(id) else { return };
+        poll.close(reason, now_ms());
+        let full = poll.tally(true);
+        let shared = poll.shared.then(|| poll.tally(false));
+        let record = poll.record(self.id.as_str());
+        self.polls.persist(self.registry.store.as_ref(), record);
+        debug!(poll = %id, reason = reason.as_str(), "poll closed");
+        let therapists = self.therapists();
+        for p in self.poll_audience(id) {
+            let results = if therapists.contains(&p) { Some(full.clone()) } else { shared.clone() };
+            self.send_to(&p, ServerMessage::PollClosed { poll_id: id.clone(), reason, results });
+        }
+    }
+
+    /// Therapists: the live counts (with who chose what, for named polls).
+    fn send_poll_results(&mut self, id: &PollId) {
+        let Some(poll) = self.polls.by_id.get(id) else { return };
+        let tally = poll.tally(true);
+        for t in self.therapists() {
+            self.send_to(&t, ServerMessage::PollResults(tally.clone()));
+        }
+    }
+
+    /// Everyone a poll's messages go to: admitted members of its audience, and every therapist.
+    fn poll_audience(&self, id: &PollId) -> Vec<ParticipantId> {
+        let Some(poll) = self.polls.by_id.get(id) else { return Vec::new() };
+        self.order
+            .iter()
+            .filter_map(|p| self.members.get(p))
+            .filter(|m| m.admitted && (m.is_therapist() || poll.audience.includes(&m.space)))
+            .map(|m| m.info.id.clone())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("Option {i}")).collect()
+    }
+
+    fn poll(multiple: bool, anonymous: bool) -> Poll {
+        let new = validate_new("How are you?", &opts(3), multiple, anonymous, None, None).unwrap();
+        Poll::new(PollId::random(), new, Audience::Space(None), ParticipantId::from_trusted("t"), 0)
+    }
+
+    fn ids(s: &[&str]) -> Vec<PollOptionId> {
+        s.iter().map(|s| PollOptionId::from_raw(*s)).collect()
+    }
+
+    fn counts(p: &Poll) -> Vec<u32> {
+        p.tally(false).counts.iter().map(|c| c.count).collect()
+    }
+
+    #[test]
+    fn creation_is_validated() {
+        let code = |q: &str, o: Vec<String>, d: Option<u32>| validate_new(q, &o, false, false, d, None).unwrap_err().0;
+        assert_eq!(code("", opts(2), None), ErrorCode::InvalidPoll);
+        assert_eq!(code(&"q".repeat(301), opts(2), None), ErrorCode::InvalidPoll);
+        assert_eq!(code("q", opts(1), None), ErrorCode::InvalidPoll);
+        assert_eq!(code("q", opts(11), None), ErrorCode::InvalidPoll);
+        assert_eq!(code("q", vec!["a".into(), " ".into()], None), ErrorCode::InvalidPoll);
+        assert_eq!(code("q", vec!["a".into(), "x".repeat(101)], None), ErrorCode::InvalidPoll);
+        assert_eq!(code("q", vec!["Yes".into(), "yes ".into()], None), ErrorCode::InvalidPoll);
+        assert_eq!(code("q", opts(2), Some(0)), ErrorCode::InvalidPoll);
+        assert_eq!(code("q", opts(2), Some(MAX_DURATION_SECS + 1)), ErrorCode::InvalidPoll);
+        let ok = validate_new(&format!(" {} ", "é".repeat(300)), &opts(10), true, true, Some(60), Some(PollScope::AllBreakouts)).unwrap();
+        assert_eq!((ok.question.chars().count(), ok.options.len(), ok.duration), (300, 10, Some(Duration::from_secs(60))));
+    }
+
+    #[test]
+    fn a_second_vote_replaces_the_first() {
+        for anonymous in [false, true] {
+            let mut p = poll(false, anonymous);
+            let a = ParticipantId::from_trusted("a");
+            let b = ParticipantId::from_trusted("b");
+            p.vote(&a, "A", &ids(&["o1"])).unwrap();
+            p.vote(&b, "B", &ids(&["o1"])).unwrap();
+            p.vote(&a, "A", &ids(&["o3"])).unwrap();
+            assert_eq!(counts(&p), [1, 0, 1]);
+            assert_eq!(p.total_voters, 2);
+            assert_eq!(p.choice_of(&a), Some(ids(&["o3"])));
+        }
+    }
+
+    #[test]
+    fn refused_votes_change_nothing() {
+        let mut p = poll(false, false);
+        let a = ParticipantId::from_trusted("a");
+        p.vote(&a, "A", &ids(&["o2"])).unwrap();
+        let code = |p: &mut Poll, o: &[&str]| p.vote(&a, "A", &ids(o)).unwrap_err().0;
+        assert_eq!(code(&mut p, &["o9"]), ErrorCode::UnknownOption);
+        assert_eq!(code(&mut p, &[]), ErrorCode::InvalidVote);
+        assert_eq!(code(&mut p, &["o1", "o3"]), ErrorCode::InvalidVote);
+        assert_eq!(counts(&p), [0, 1, 0]);
+        let mut m = poll(true, false);
+        assert_eq!(code(&mut m, &["o1", "o1"]), ErrorCode::InvalidVote);
+        m.vote(&a, "A", &ids(&["o3", "o1"])).unwrap();
+        assert_eq!((counts(&m), m.total_voters), (vec![1, 0, 1], 1));
+        p.close(PollCloseReason::Closed, 1);
+        assert_eq!(code(&mut p, &["o1"]), ErrorCode::PollClosed);
+        assert_eq!(counts(&p), [0, 1, 0]);
+    }
+
+    #[test]
+    fn anonymous_polls_keep_no_ids() {
+        let mut p = poll(true, true);
+        let a = ParticipantId::from_trusted("p-secret-a");
+        p.vote(&a, "Ana", &ids(&["o1", "o2"])).unwrap();
+        let shown = format!("{:?}{:?}", p.tally(true), p.record("g"));
+        assert!(!shown.contains("p-secret-a") && !shown.contains("Ana"), "{shown}");
+        assert!(p.tally(true).by_option.is_none() && p.record("g").choices.is_none());
+        p.close(PollCloseReason::Timer, 5);
+        assert!(matches!(p.ballots, Ballots::Sealed));
+        assert_eq!(p.choice_of(&a), None);
+        assert_eq!((counts(&p), p.total_voters), (vec![1, 1, 0], 1));
+    }
+
+    #[test]
+    fn named_polls_say_who_chose_what() {
+        let mut p = poll(false, false);
+        p.vote(&ParticipantId::from_trusted("a"), "Ana", &ids(&["o2"])).unwrap();
+        let by = p.tally(true).by_option.unwrap();
+        assert_eq!(by[1].voters, [PollVoter { participant_id: ParticipantId::from_trusted("a"), name: "Ana".into() }]);
+        assert!(p.tally(false).by_option.is_none());
+        let rec = p.record("g");
+        assert_eq!(rec.choices.unwrap()[0].option_ids, ["o2"]);
+    }
+}
