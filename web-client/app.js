@@ -406,7 +406,7 @@
       case 'participantJoined': return onParticipantJoined(message.participant);
       case 'participantLeft': return onParticipantLeft(message.participantId);
       case 'participantUpdated': return onParticipantUpdated(message.participant);
-      case 'mutedByModerator': return undefined;
+      case 'mutedByModerator': return onMutedByModerator(message.kind, Boolean(message.hard));
       case 'unmutedByModerator': return onUnmutedByModerator(message.kind);
       case 'sessionEnded': return onSessionEnded(message);
       case 'trackPublished': return onTrackPublished(message);
@@ -567,6 +567,8 @@
 
   function onMutedByModerator(kind, hard) {
     log('muted by moderator', kind, hard ? 'hard' : 'asked');
+    // Observers send nothing; "mute all" may still include them. Nothing to say.
+    if (!publishes()) return;
     if (kind === 'audio') {
       state.audioMuted = true;
       if (hard) state.audioHardMuted = true;
@@ -584,6 +586,7 @@
 
   function onUnmutedByModerator(kind) {
     log('unmuted by moderator', kind);
+    if (!publishes()) return;
     if (kind === 'audio') state.audioHardMuted = false;
     else state.videoHardMuted = false;
     // Allowed, not switched on: the person decides when their microphone or camera comes back.
@@ -1244,6 +1247,7 @@
     }
     for (const id of tiles.keys()) renderTile(id);
     renderLocalTile();
+    renderModNotice(); // our own hard mutes can also arrive as participantUpdated
 
     const all = everyone();
     const observers = all.filter((p) => p.role === 'observer').length;
