@@ -95,6 +95,27 @@ fn every_milestone_type_is_known_to_the_decoder() {
     assert_eq!(decode_client(bad_reaction, 1024).unwrap_err().code, ErrorCode::InvalidMessage);
 }
 
+#[test]
+fn the_documented_examples_are_real_messages() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/protocol.md")).unwrap();
+    let section = doc.split("\n## Milestones").nth(1).expect("a Milestones section").split("\n## ").next().unwrap();
+    let mut types = std::collections::BTreeSet::new();
+    for example in section.split('`').filter(|s| s.starts_with(r#"{"type":"#)) {
+        let client = decode_client(example, 65536).map(|m| m.kind().to_string());
+        let server = serde_json::from_str::<ServerMessage>(example);
+        assert!(client.is_ok() || server.is_ok(), "not a message: {example}");
+        let v: serde_json::Value = serde_json::from_str(example).unwrap();
+        types.insert(v["type"].as_str().unwrap().to_string());
+    }
+    for ty in [
+        "setCelebrationPreferences", "getCelebrationPreferences", "celebrate", "shareMilestone", "approveMilestone",
+        "declineMilestone", "congratulate", "getMilestoneHistory", "celebrationPreferences", "milestoneProposed",
+        "milestoneProposalResolved", "celebration", "congratulation", "milestoneHistory",
+    ] {
+        assert!(types.contains(ty), "no example of `{ty}`");
+    }
+}
+
 #[tokio::test]
 async fn the_audience_is_never_wider_than_the_preference() {
     let server = common::start_open_server().await;

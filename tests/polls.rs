@@ -402,3 +402,51 @@ async fn the_timer_closes_the_poll() {
     expect_vote_accepted(&mut again, &open.id, &["o2"]).await;
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn polls_scope_to_the_space_or_to_every_breakout() {
+    let server = common::start_with(open_config()).await;
+    let mut therapist = join(&server, "g", Role::Therapist, "Dr T", "t-1").await;
+    let mut alice = join(&server, "g", Role::Participant, "Alice", "p-alice").await;
+    let mut bob = join(&server, "g", Role::Participant, "Bob", "p-bob").await;
+    therapist.send(&ClientMessage::CreateBreakout { name: "Garden".into() }).await.unwrap();
+    let plan = therapist.recv_until("plan", WAIT, |m| matches!(m, ServerMessage::BreakoutsUpdated { breakouts } if !breakouts.rooms.is_empty())).await.unwrap();
+    let ServerMessage::BreakoutsUpdated { breakouts } = plan else { unreachable!() };
+    let garden = breakouts.rooms[0].id.clone();
+    let alice_id = hearth::room::ParticipantId::from_trusted("p-alice");
+    therapist.send(&ClientMessage::AssignBreakout { participant_id: alice_id, breakout_id: Some(garden) }).await.unwrap();
+    therapist.send(&ClientMessage::OpenBreakouts { duration_secs: None, warning_secs: None, allow_return: true }).await.unwrap();
+    alice.recv_until("spaceChanged", WAIT, |m| matches!(m, ServerMessage::SpaceChanged { breakout: Some(_), .. })).await.unwrap();
+
+    // The therapist is in the main room: a `room` poll reaches Bob there, not Alice in the garden.
+    therapist.send(&create("Main room only", &["A", "B"], false, true, None)).await.unwrap();
+    let main_only = poll_started(&mut bob).await;
+    alice.send(&vote(&main_only.id, &["o1"])).await.unwrap();
+    expect_error(&mut alice, ErrorCode::PollOutOfScope).await;
+
+    // `allBreakouts` reaches every space; it is the first poll Alice sees.
+    therapist
+        .send(&ClientMessage::CreatePoll {
+            question: "Everyone".into(),
+            options: vec!["A".into(), "B".into()],
+            multiple: false,
+            anonymous: true,
+            duration_secs: None,
+            scope: Some(hearth::signal::protocol::PollScope::AllBreakouts),
+        })
+        .await
+        .unwrap();
+    let everyone = poll_started(&mut alice).await;
+    assert_eq!(everyone.question, "Everyone");
+    assert_eq!(poll_started(&mut bob).await.id, everyone.id);
+    alice.send(&vote(&everyone.id, &["o2"])).await.unwrap();
+    expect_vote_accepted(&mut alice, &everyone.id, &["o2"]).await;
+    let live = results_where(&mut therapist, &everyone.id, |t| t.total_voters == 1).await;
+    assert_eq!(counts(&live), [0, 1]);
+    // The store is written in order: once Alice's later vote is there, anything her refused
+    // vote had changed would be too.
+    stored(&server, "g", &everyone.id, |p| p.total_voters == 1).await;
+    let refused = stored(&server, "g", &main_only.id, |_| true).await;
+    assert_eq!(refused.total_voters, 0, "the refused vote changed nothing");
+    server.shutdown().await;
+}

@@ -274,3 +274,38 @@ async fn message_and_join_rate_limits() {
     assert_eq!(codes, [ErrorCode::TokenMissing, ErrorCode::TokenMissing, ErrorCode::TokenMissing, ErrorCode::RateLimited]);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn reconnect_keeps_admission_and_hard_mute() {
+    let server = common::start_server().await;
+    let (mut therapist, _) = join(&server, "g", Role::Therapist, "Dr T").await;
+    let tok = common::token_for(&server, "g", Role::Participant, "Ivy", "p-ivy");
+    let ivy_id = ParticipantId::from_trusted("p-ivy");
+    let mut ivy = SignalClient::connect(&common::ws_url(&server)).await.unwrap();
+    ivy.send(&join_msg("g", tok.clone())).await.unwrap();
+    ivy.recv_until("joined", WAIT, |m| matches!(m, ServerMessage::Joined { admitted: false, .. })).await.unwrap();
+    therapist.send(&ClientMessage::Admit { participant_id: ivy_id.clone() }).await.unwrap();
+    ivy.recv_until("admitted", WAIT, |m| matches!(m, ServerMessage::Admitted { .. })).await.unwrap();
+    therapist.send(&ClientMessage::Mute { participant_id: ivy_id.clone(), kind: MediaKind::Audio, hard: true }).await.unwrap();
+    ivy.recv_until("muted", WAIT, |m| matches!(m, ServerMessage::MutedByModerator { .. })).await.unwrap();
+    therapist.send(&ClientMessage::LockRoom { locked: true }).await.unwrap();
+    therapist.recv_until("state", WAIT, |m| matches!(m, ServerMessage::RoomStateChanged { .. })).await.unwrap();
+
+    // The page reloads: a new socket, the same participant id, a locked room.
+    drop(ivy);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut ivy = SignalClient::connect(&common::ws_url(&server)).await.unwrap();
+    ivy.send(&join_msg("g", tok)).await.unwrap();
+    let joined = ivy.recv_until("joined", WAIT, |m| matches!(m, ServerMessage::Joined { .. } | ServerMessage::Error { .. })).await.unwrap();
+    assert!(matches!(joined, ServerMessage::Joined { admitted: true, .. }), "straight back in: {joined:?}");
+    let ServerMessage::Admitted { participants, .. } =
+        ivy.recv_until("admitted", WAIT, |m| matches!(m, ServerMessage::Admitted { .. })).await.unwrap()
+    else {
+        unreachable!()
+    };
+    let me = participants.iter().find(|p| p.id == ivy_id).expect("in the roster");
+    assert!(me.audio_hard_muted && me.audio_muted, "the hard mute outlives the reload");
+    ivy.send(&ClientMessage::SetMute { kind: MediaKind::Audio, muted: false }).await.unwrap();
+    expect_error(&mut ivy, ErrorCode::HardMuted).await;
+    server.shutdown().await;
+}

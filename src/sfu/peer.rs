@@ -8,7 +8,7 @@
 //! and the client (polite) rolls back and answers ours.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -86,6 +86,8 @@ struct Handler {
     commands: mpsc::UnboundedSender<PeerCommand>,
     engine: Arc<SfuEngine>,
     track_seq: std::sync::atomic::AtomicU32,
+    /// DTLS is up: until then there are no SRTP keys and forwarded packets would be dropped.
+    connected: Arc<AtomicBool>,
 }
 
 #[async_trait::async_trait]
@@ -107,6 +109,7 @@ impl PeerConnectionEventHandler for Handler {
 
     async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
         debug!(participant = %self.participant, %state, "peer connection state");
+        self.connected.store(state == RTCPeerConnectionState::Connected, Ordering::Relaxed);
         match state {
             RTCPeerConnectionState::Connected => {
                 let _ = self.commands.send(PeerCommand::RequestKeyframes);
@@ -177,6 +180,7 @@ struct PeerTask {
     established: bool,
     has_remote_description: bool,
     early_candidates: Vec<RTCIceCandidateInit>,
+    connected: Arc<AtomicBool>,
 }
 
 pub(super) async fn spawn(
@@ -186,12 +190,14 @@ pub(super) async fn spawn(
 ) -> Result<PeerHandle, SfuError> {
     let (tx, rx) = mpsc::unbounded_channel();
     let (media_engine, registry) = engine.media_engine_and_registry()?;
+    let connected = Arc::new(AtomicBool::new(false));
     let handler = Arc::new(Handler {
         participant: participant.clone(),
         events: events.clone(),
         commands: tx.clone(),
         engine: engine.clone(),
         track_seq: Default::default(),
+        connected: connected.clone(),
     });
     let pc = PeerConnectionBuilder::new()
         .with_configuration(engine.configuration())
@@ -215,6 +221,7 @@ pub(super) async fn spawn(
         established: false,
         has_remote_description: false,
         early_candidates: Vec::new(),
+        connected,
     };
     tokio::spawn(task.run(rx).instrument(info_span!("peer", participant = %participant)));
     Ok(PeerHandle { tx })
@@ -350,7 +357,8 @@ impl PeerTask {
             }],
         )));
         let sender = self.pc.add_track(local.clone() as Arc<dyn TrackLocal>).await?;
-        let forward = tokio::spawn(forward(track.clone(), local.clone(), sender.clone(), ssrc, track.subscribe()));
+        let forward =
+            tokio::spawn(forward(track.clone(), local.clone(), sender.clone(), ssrc, track.subscribe(), self.connected.clone()));
         let feedback = tokio::spawn(relay_feedback(track.clone(), local));
         self.subs.insert(track.id.clone(), (track.clone(), Subscription { sender, tasks: [forward, feedback] }));
         self.engine.stats.subscriptions.fetch_add(1, Ordering::Relaxed);
@@ -393,6 +401,7 @@ async fn forward(
     sender: Arc<dyn RtpSender>,
     ssrc: u32,
     mut rx: broadcast::Receiver<rtc::rtp::Packet>,
+    connected: Arc<AtomicBool>,
 ) {
     let gate_on_keyframes = track.kind == MediaKind::Video && track.codec.mime_type.eq_ignore_ascii_case("video/vp8");
     // Video starts on a keyframe so the subscriber's decoder never starts mid-picture.
@@ -408,6 +417,10 @@ async fn forward(
             }
             Err(broadcast::error::RecvError::Closed) => break,
         };
+        if !connected.load(Ordering::Relaxed) {
+            waiting_for_keyframe = gate_on_keyframes;
+            continue;
+        }
         if waiting_for_keyframe {
             if !is_vp8_keyframe(&packet.payload) {
                 if last_request.is_none_or(|t| t.elapsed() >= KEYFRAME_RETRY) {

@@ -388,6 +388,78 @@ pub struct MilestoneEntry {
     pub at_ms: i64,
 }
 
+// ---- chat and support data (issue 10) ----
+
+/// A chat message's id: `m-` and 16 random hex digits. Chat is never stored on disk.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ChatMessageId(String);
+
+impl ChatMessageId {
+    pub fn random() -> Self {
+        Self(format!("m-{:016x}", rand::random::<u64>()))
+    }
+
+    /// Wraps an id from a client (then only looked up).
+    pub fn from_raw(id: impl Into<String>) -> Self {
+        Self(id.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A support request's id: `sr-` and 16 random hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SupportRequestId(String);
+
+impl SupportRequestId {
+    pub fn random() -> Self {
+        Self(format!("sr-{:016x}", rand::random::<u64>()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// One chat message as its recipients see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChatEntry {
+    pub id: ChatMessageId,
+    pub from: ParticipantId,
+    pub from_name: String,
+    /// Plain text, 1 to 1000 characters, trimmed. Never render it as markup.
+    pub text: String,
+    /// Private messages: the one recipient (the sender sees it too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<ParticipantId>,
+    pub private: bool,
+    /// Milliseconds since the Unix epoch.
+    pub sent_at_ms: u64,
+}
+
+/// The room's chat settings, set by a therapist, shown to everyone admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChatSettings {
+    /// `false`: only therapists may post.
+    pub enabled: bool,
+    /// Participants may message each other privately (they may always message a therapist).
+    pub private_messages: bool,
+    /// Keep each space's messages in memory for the session, so late joiners get `chatHistory`.
+    pub keep_transcript: bool,
+}
+
+impl Default for ChatSettings {
+    fn default() -> Self {
+        Self { enabled: true, private_messages: false, keep_transcript: false }
+    }
+}
+
 /// Why the server ended someone's session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -554,6 +626,29 @@ pub enum ClientMessage {
         group: bool,
     },
     // ---- chat and support (issue 10) ----
+    /// Post to everyone in one's space, or (`to`) privately to one person.
+    Chat {
+        text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<ParticipantId>,
+    },
+    /// Therapist: change the chat settings; absent fields stay as they are.
+    SetChatSettings {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        enabled: Option<bool>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        private_messages: Option<bool>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        keep_transcript: Option<bool>,
+    },
+    /// Therapist: remove a message for everyone who received it.
+    DeleteChatMessage { message_id: ChatMessageId },
+    /// Participant: "I need support". Only therapists are alerted.
+    RequestSupport,
+    /// Therapist: move oneself and a participant into a private space of two.
+    OpenPrivateRoom { participant_id: ParticipantId },
+    /// Therapist: end a private room; the participant returns where they belong.
+    ClosePrivateRoom { space_id: String },
     /// Keep-alive; answered by `pong`.
     Ping {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -606,6 +701,12 @@ impl ClientMessage {
             ClientMessage::DeclineMilestone { .. } => "declineMilestone",
             ClientMessage::Congratulate { .. } => "congratulate",
             ClientMessage::GetMilestoneHistory { .. } => "getMilestoneHistory",
+            ClientMessage::Chat { .. } => "chat",
+            ClientMessage::SetChatSettings { .. } => "setChatSettings",
+            ClientMessage::DeleteChatMessage { .. } => "deleteChatMessage",
+            ClientMessage::RequestSupport => "requestSupport",
+            ClientMessage::OpenPrivateRoom { .. } => "openPrivateRoom",
+            ClientMessage::ClosePrivateRoom { .. } => "closePrivateRoom",
         }
     }
 }
@@ -721,6 +822,26 @@ pub enum ServerMessage {
         entries: Vec<MilestoneEntry>,
     },
     // ---- chat and support (issue 10) ----
+    /// A chat message, to everyone in the sender's space or (private) to its two parties.
+    ChatMessage(ChatEntry),
+    /// The chat settings: to everyone admitted on every change, and to each member on admission.
+    ChatSettings(ChatSettings),
+    /// A therapist deleted a message; sent to everyone who received it.
+    ChatMessageDeleted { message_id: ChatMessageId },
+    /// With `keepTranscript`: the messages kept for the space you entered (private ones only
+    /// when you are a party), oldest first.
+    ChatHistory { messages: Vec<ChatEntry> },
+    /// Therapists only: a participant asked for support.
+    SupportRequested {
+        request_id: SupportRequestId,
+        participant_id: ParticipantId,
+        name: String,
+        /// The space they are in (`null`: the main room).
+        breakout_id: Option<String>,
+        at_ms: u64,
+    },
+    /// The requester: the therapists were alerted.
+    SupportReceived { request_id: SupportRequestId },
     ParticipantJoined { participant: ParticipantInfo },
     ParticipantLeft { participant_id: ParticipantId },
     ParticipantUpdated { participant: ParticipantInfo },
@@ -813,6 +934,18 @@ pub enum ErrorCode {
     UnknownMilestone,
     /// A shared milestone needs a therapist in the session to approve it.
     NoTherapist,
+    /// The therapist turned chat off.
+    ChatDisabled,
+    /// A chat message that is empty or over 1000 characters.
+    InvalidChat,
+    /// Participants may message each other privately only when the therapist allows it.
+    PrivateMessagesOff,
+    /// No chat message with that id (or it is too old to delete).
+    UnknownChatMessage,
+    /// No open private room with that id.
+    UnknownPrivateRoom,
+    /// The therapist or participant is already in a private room.
+    PrivateRoomBusy,
 }
 
 impl ErrorCode {
@@ -852,6 +985,12 @@ impl ErrorCode {
             ErrorCode::InvalidVote => "invalid_vote",
             ErrorCode::UnknownMilestone => "unknown_milestone",
             ErrorCode::NoTherapist => "no_therapist",
+            ErrorCode::ChatDisabled => "chat_disabled",
+            ErrorCode::InvalidChat => "invalid_chat",
+            ErrorCode::PrivateMessagesOff => "private_messages_off",
+            ErrorCode::UnknownChatMessage => "unknown_chat_message",
+            ErrorCode::UnknownPrivateRoom => "unknown_private_room",
+            ErrorCode::PrivateRoomBusy => "private_room_busy",
         }
     }
 }
@@ -879,6 +1018,7 @@ const CLIENT_TYPES: &[&str] = &[
     "createPoll", "vote", "closePoll", "sharePollResults",
     "setCelebrationPreferences", "getCelebrationPreferences", "celebrate", "shareMilestone", "approveMilestone",
     "declineMilestone", "congratulate", "getMilestoneHistory",
+    "chat", "setChatSettings", "deleteChatMessage", "requestSupport", "openPrivateRoom", "closePrivateRoom",
 ];
 
 /// Decodes one text frame. `max_bytes` is the configured frame limit.

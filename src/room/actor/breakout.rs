@@ -41,7 +41,7 @@ pub(super) struct Breakouts {
 }
 
 impl Breakouts {
-    fn name_of(&self, id: &str) -> Option<&str> {
+    pub(super) fn name_of(&self, id: &str) -> Option<&str> {
         self.rooms.iter().find(|(b, _)| b == id).map(|(_, n)| n.as_str())
     }
 
@@ -306,8 +306,8 @@ impl Room {
         }
         for id in &moved {
             let Some(space) = self.members.get(id).map(|m| m.space.clone()) else { continue };
-            let breakout = space.as_ref().and_then(|b| self.breakouts.name_of(b).map(|n| BreakoutRef { id: b.clone(), name: n.to_string() }));
-            let closes_at_ms = if space.is_some() { self.breakouts.closes_at_ms } else { None };
+            let breakout = space.as_ref().and_then(|b| self.space_name(b).map(|name| BreakoutRef { id: b.clone(), name }));
+            let closes_at_ms = if space.as_deref().is_some_and(|b| self.breakouts.exists(b)) { self.breakouts.closes_at_ms } else { None };
             let msg = ServerMessage::SpaceChanged {
                 breakout,
                 participants: self.roster_of_space(&space),
@@ -315,6 +315,7 @@ impl Room {
                 allow_return: self.breakouts.allow_return,
             };
             self.send_to(id, msg);
+            self.send_chat_history(id);
         }
         for s in touched {
             let roster = self.roster_of_space(&s);

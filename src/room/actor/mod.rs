@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, info_span, warn, Instrument};
 
 mod breakout;
+mod chat;
 mod milestone;
 mod poll;
 
@@ -123,6 +124,13 @@ impl Member {
     }
 }
 
+#[derive(Debug, Default, Clone, Copy)]
+struct Remembered {
+    admitted: bool,
+    audio_hard_muted: bool,
+    video_hard_muted: bool,
+}
+
 /// Whether `from`'s media goes to `to`: both admitted, `from` may publish, not oneself.
 fn forwards(from: &Member, to: &Member) -> bool {
     from.admitted && to.admitted && from.info.role.publishes() && from.info.id != to.info.id && from.space == to.space
@@ -135,12 +143,16 @@ pub(super) struct Room {
     order: Vec<ParticipantId>,
     state: RoomState,
     banned: HashSet<ParticipantId>,
+    /// What the session remembers about a participant id across reconnects: a page reload
+    /// must neither send an admitted person back to the waiting room nor lift a hard mute.
+    remembered: HashMap<ParticipantId, Remembered>,
     registry: Arc<RegistryInner>,
     /// Our own command channel, weak so that it does not keep the room alive.
     me: mpsc::WeakSender<RoomCommand>,
     breakouts: breakout::Breakouts,
     polls: poll::Polls,
     milestones: milestone::Milestones,
+    chat: chat::Chat,
 }
 
 pub(super) fn spawn(id: RoomId, registry: Arc<RegistryInner>) -> RoomHandle {
@@ -153,11 +165,13 @@ pub(super) fn spawn(id: RoomId, registry: Arc<RegistryInner>) -> RoomHandle {
         order: Vec::new(),
         state,
         banned: HashSet::new(),
+        remembered: HashMap::new(),
         registry,
         me: handle.tx.downgrade(),
         breakouts: breakout::Breakouts::default(),
         polls: poll::Polls::default(),
         milestones: milestone::Milestones::default(),
+        chat: chat::Chat::default(),
     };
     tokio::spawn(room.run(rx, handle.clone()).instrument(info_span!("room", room = %id)));
     handle
@@ -226,8 +240,10 @@ impl Room {
         if self.banned.contains(&id) {
             return Err(RoomError::Banned);
         }
-        // Therapists may always enter, so a locked room cannot lock out its own moderator.
-        if self.state.locked && grant.role != Role::Therapist && !self.members.contains_key(&id) {
+        let remembered = self.remembered.get(&id).copied().unwrap_or_default();
+        // Therapists may always enter, so a locked room cannot lock out its own moderator; and
+        // someone already admitted who reconnects is not a new join.
+        if self.state.locked && grant.role != Role::Therapist && !remembered.admitted && !self.members.contains_key(&id) {
             return Err(RoomError::Locked);
         }
         // The same participant on a new connection replaces the old one and keeps its place.
@@ -243,15 +259,15 @@ impl Room {
         if self.members.len() >= max {
             return Err(RoomError::Full(max));
         }
-        let admitted = was_admitted || grant.role == Role::Therapist || !self.state.waiting_room;
+        let admitted = was_admitted || remembered.admitted || grant.role == Role::Therapist || !self.state.waiting_room;
         let info = ParticipantInfo {
             id: id.clone(),
             name: grant.name.clone(),
             role: grant.role,
-            audio_muted: false,
-            video_muted: false,
-            audio_hard_muted: false,
-            video_hard_muted: false,
+            audio_muted: remembered.audio_hard_muted,
+            video_muted: remembered.video_hard_muted,
+            audio_hard_muted: remembered.audio_hard_muted,
+            video_hard_muted: remembered.video_hard_muted,
             hand_raised: false,
         };
         let member = Member { info, admitted: false, outbox: req.outbox, peer: req.peer, tracks: Vec::new(), ended: Some(req.ended), space: None };
@@ -292,6 +308,7 @@ impl Room {
         }
         member.admitted = true;
         let info = member.info.clone();
+        self.remembered.entry(id.clone()).or_default().admitted = true;
         for other in self.space_of(id).into_iter().filter(|p| p != id) {
             self.send_to(&other, ServerMessage::ParticipantJoined { participant: info.clone() });
         }
@@ -300,6 +317,7 @@ impl Room {
         self.publish_waiting_list();
         self.place_admitted(id);
         self.send_open_polls(id);
+        self.chat_admitted(id);
     }
 
     /// Subscribes `id` to everyone it should receive, and everyone who should receive it to `id`.
@@ -358,6 +376,7 @@ impl Room {
         } else if !member.admitted {
             self.publish_waiting_list();
         }
+        self.chat_member_left(id);
         debug!(participant = %id, size = self.members.len(), "left");
     }
 
@@ -464,7 +483,7 @@ impl Room {
             }
             ClientMessage::MuteAll { kind, hard } => {
                 let targets: Vec<_> =
-                    self.order.iter().filter(|id| self.members.get(*id).is_some_and(|m| m.admitted && !m.is_therapist())).cloned().collect();
+                    self.order.iter().filter(|id| self.members.get(*id).is_some_and(|m| m.admitted && m.info.role == Role::Participant)).cloned().collect();
                 for id in targets {
                     self.moderator_mute(&id, kind, hard);
                 }
@@ -496,8 +515,12 @@ impl Room {
             }
             ClientMessage::Spotlight { participant_id } => {
                 if let Some(p) = &participant_id {
-                    if !self.members.get(p).is_some_and(|m| m.admitted) {
-                        return self.error(from, ErrorCode::UnknownParticipant, "nobody with that id is in the room");
+                    match self.members.get(p) {
+                        Some(m) if m.admitted && m.info.role.publishes() => {}
+                        Some(m) if m.admitted => {
+                            return self.error(from, ErrorCode::InvalidField, "an observer has no video to spotlight");
+                        }
+                        _ => return self.error(from, ErrorCode::UnknownParticipant, "nobody with that id is in the room"),
                     }
                 }
                 self.audit(from, "spotlight", participant_id.as_ref());
@@ -532,6 +555,12 @@ impl Room {
             | ClientMessage::DeclineMilestone { .. }
             | ClientMessage::Congratulate { .. }
             | ClientMessage::GetMilestoneHistory { .. }) => self.on_milestone(from, msg),
+            msg @ (ClientMessage::Chat { .. }
+            | ClientMessage::SetChatSettings { .. }
+            | ClientMessage::DeleteChatMessage { .. }
+            | ClientMessage::RequestSupport
+            | ClientMessage::OpenPrivateRoom { .. }
+            | ClientMessage::ClosePrivateRoom { .. }) => self.on_chat(from, msg),
             // Connection-level messages never reach the room.
             ClientMessage::Join { .. }
             | ClientMessage::Leave
@@ -580,6 +609,11 @@ impl Room {
             for t in m.tracks.iter().filter(|t| t.kind == kind) {
                 t.set_forwarding(false);
             }
+            let r = self.remembered.entry(id.clone()).or_default();
+            match kind {
+                MediaKind::Audio => r.audio_hard_muted = true,
+                MediaKind::Video => r.video_hard_muted = true,
+            }
         }
         self.send_to(id, ServerMessage::MutedByModerator { kind, hard });
         self.publish_update(id);
@@ -595,6 +629,11 @@ impl Room {
         // server never turns someone's microphone or camera back on for them.
         for t in m.tracks.iter().filter(|t| t.kind == kind) {
             t.set_forwarding(true);
+        }
+        let r = self.remembered.entry(id.clone()).or_default();
+        match kind {
+            MediaKind::Audio => r.audio_hard_muted = false,
+            MediaKind::Video => r.video_hard_muted = false,
         }
         self.send_to(id, ServerMessage::UnmutedByModerator { kind });
         self.publish_update(id);
@@ -675,6 +714,11 @@ impl Room {
             .filter(|m| m.admitted && m.space == me.space)
             .map(|m| m.info.id.clone())
             .collect()
+    }
+
+    /// The name members see for a space id: a breakout's, or a private room's.
+    pub(super) fn space_name(&self, space: &str) -> Option<String> {
+        self.breakouts.name_of(space).or_else(|| self.chat.private_room_name(space)).map(str::to_string)
     }
 
     /// Admitted therapists (all spaces): they moderate the whole session.

@@ -1,0 +1,376 @@
+//! In-call chat and the private "I need support" signal (issue 10).
+//!
+//! Chat scopes to the sender's space (the main room, a breakout or a private room): a message
+//! goes to everyone admitted there, or privately to one person and back to the sender.
+//! Participants may always write privately to a therapist (in any space); to each other only when
+//! a therapist allows it. Therapists can turn chat off (then only they may post), delete a
+//! message for everyone who received it, and keep a transcript.
+//!
+//! Nothing here is ever written to disk. By default nothing is kept at all beyond what delete
+//! needs (who received a recent message, never its text); with `keepTranscript` each space's last
+//! [`TRANSCRIPT_PER_SPACE`] messages stay in memory for the session, so someone who enters the
+//! space gets them as `chatHistory` (private ones only when they are a party). Turning the
+//! setting off forgets the transcript at once.
+//!
+//! "I need support" alerts the therapists only and acknowledges the participant; the audit log
+//! gets the participant's id, nothing else. A therapist answers with one action,
+//! `openPrivateRoom`: a space of two (`private-N`, not a breakout) that both move into with
+//! [`Room::move_many`], so media and chat follow; `closePrivateRoom` returns the participant to
+//! where they belong and the therapist to the main room.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::Room;
+use crate::room::ParticipantId;
+use crate::signal::protocol::{
+    ChatEntry, ChatMessageId, ChatSettings, ClientMessage, ErrorCode, ServerMessage, SupportRequestId,
+};
+use crate::store::now_ms;
+
+/// Longest chat message, in characters (after trimming).
+pub const MAX_CHAT_CHARS: usize = 1000;
+/// Messages one person may post per [`RATE_WINDOW`].
+pub const MESSAGES_PER_WINDOW: usize = 5;
+const RATE_WINDOW: Duration = Duration::from_secs(5);
+/// Messages kept per space while `keepTranscript` is on.
+pub const TRANSCRIPT_PER_SPACE: usize = 500;
+/// Recent messages a therapist may still delete (room-wide); only ids and recipients are kept.
+const DELETABLE: usize = 2000;
+/// Prefix of private room space ids; breakouts are `b1`, `b2`, ...
+const PRIVATE_PREFIX: &str = "private-";
+const PRIVATE_ROOM_NAME: &str = "Private room";
+
+/// Who received a recent message, so a delete reaches exactly them.
+struct Delivered {
+    space: Option<String>,
+    recipients: HashSet<ParticipantId>,
+}
+
+struct PrivateRoom {
+    therapist: ParticipantId,
+    participant: ParticipantId,
+}
+
+#[derive(Default)]
+pub(super) struct Chat {
+    settings: ChatSettings,
+    delivered: HashMap<ChatMessageId, Delivered>,
+    delivered_order: VecDeque<ChatMessageId>,
+    /// With `keepTranscript` only: each space's messages, oldest first.
+    transcript: HashMap<Option<String>, VecDeque<ChatEntry>>,
+    /// When each person's recent messages were posted.
+    sent: HashMap<ParticipantId, VecDeque<Instant>>,
+    private_rooms: HashMap<String, PrivateRoom>,
+    next_private: u32,
+}
+
+impl Chat {
+    /// Counts a message against `from`'s window; `false` when over the limit.
+    fn allow(&mut self, from: &ParticipantId, now: Instant) -> bool {
+        let sent = self.sent.entry(from.clone()).or_default();
+        while sent.front().is_some_and(|t| now.duration_since(*t) >= RATE_WINDOW) {
+            sent.pop_front();
+        }
+        if sent.len() >= MESSAGES_PER_WINDOW {
+            return false;
+        }
+        sent.push_back(now);
+        true
+    }
+
+    fn remember(&mut self, entry: &ChatEntry, space: Option<String>, recipients: HashSet<ParticipantId>) {
+        self.delivered.insert(entry.id.clone(), Delivered { space: space.clone(), recipients });
+        self.delivered_order.push_back(entry.id.clone());
+        while self.delivered_order.len() > DELETABLE {
+            if let Some(old) = self.delivered_order.pop_front() {
+                self.delivered.remove(&old);
+            }
+        }
+        if self.settings.keep_transcript {
+            let kept = self.transcript.entry(space).or_default();
+            kept.push_back(entry.clone());
+            while kept.len() > TRANSCRIPT_PER_SPACE {
+                kept.pop_front();
+            }
+        }
+    }
+
+    /// The private room `id` is in, if any.
+    fn private_room_of(&self, id: &ParticipantId) -> Option<String> {
+        self.private_rooms.iter().find(|(_, r)| &r.therapist == id || &r.participant == id).map(|(s, _)| s.clone())
+    }
+
+    /// The display name of a private room's space id.
+    pub(super) fn private_room_name(&self, space: &str) -> Option<&'static str> {
+        self.private_rooms.contains_key(space).then_some(PRIVATE_ROOM_NAME)
+    }
+}
+
+/// Trims a message and checks its length; `None` when it is empty or too long.
+fn clean_text(text: &str) -> Option<String> {
+    let text = text.trim();
+    let n = text.chars().count();
+    (n > 0 && n <= MAX_CHAT_CHARS).then(|| text.to_string())
+}
+
+impl Room {
+    pub(super) fn on_chat(&mut self, from: &ParticipantId, msg: ClientMessage) {
+        let Some(sender) = self.members.get(from) else { return };
+        let is_therapist = sender.is_therapist();
+        let therapist_only = matches!(
+            msg,
+            ClientMessage::SetChatSettings { .. }
+                | ClientMessage::DeleteChatMessage { .. }
+                | ClientMessage::OpenPrivateRoom { .. }
+                | ClientMessage::ClosePrivateRoom { .. }
+        );
+        if therapist_only && !is_therapist {
+            return self.error(from, ErrorCode::Forbidden, format!("only a therapist can use `{}`", msg.kind()));
+        }
+        match msg {
+            ClientMessage::Chat { text, to } => self.post_chat(from, &text, to),
+            ClientMessage::SetChatSettings { enabled, private_messages, keep_transcript } => {
+                let s = &mut self.chat.settings;
+                s.enabled = enabled.unwrap_or(s.enabled);
+                s.private_messages = private_messages.unwrap_or(s.private_messages);
+                s.keep_transcript = keep_transcript.unwrap_or(s.keep_transcript);
+                if !s.keep_transcript {
+                    self.chat.transcript.clear();
+                }
+                let settings = self.chat.settings;
+                self.audit(from, "chat_settings", None);
+                self.send_admitted(ServerMessage::ChatSettings(settings));
+            }
+            ClientMessage::DeleteChatMessage { message_id } => {
+                let Some(delivered) = self.chat.delivered.remove(&message_id) else {
+                    return self.error(from, ErrorCode::UnknownChatMessage, "no recent message with that id");
+                };
+                self.chat.delivered_order.retain(|m| m != &message_id);
+                if let Some(kept) = self.chat.transcript.get_mut(&delivered.space) {
+                    kept.retain(|e| e.id != message_id);
+                }
+                self.audit(from, "chat_delete", None);
+                let mut to: Vec<_> = delivered.recipients.into_iter().collect();
+                if !to.contains(from) {
+                    to.push(from.clone());
+                }
+                for p in to {
+                    self.send_to(&p, ServerMessage::ChatMessageDeleted { message_id: message_id.clone() });
+                }
+            }
+            ClientMessage::RequestSupport => self.request_support(from),
+            ClientMessage::OpenPrivateRoom { participant_id } => self.open_private_room(from, &participant_id),
+            ClientMessage::ClosePrivateRoom { space_id } => {
+                if !self.chat.private_rooms.contains_key(&space_id) {
+                    return self.error(from, ErrorCode::UnknownPrivateRoom, "no open private room with that id");
+                }
+                self.close_private_room(&space_id);
+                self.audit(from, "private_room_close", None);
+            }
+            _ => {}
+        }
+    }
+
+    fn post_chat(&mut self, from: &ParticipantId, text: &str, to: Option<ParticipantId>) {
+        let Some(sender) = self.members.get(from) else { return };
+        let (is_therapist, from_name, space) = (sender.is_therapist(), sender.info.name.clone(), sender.space.clone());
+        if !self.chat.settings.enabled && !is_therapist {
+            return self.error(from, ErrorCode::ChatDisabled, "the therapist turned chat off");
+        }
+        let Some(text) = clean_text(text) else {
+            return self.error(from, ErrorCode::InvalidChat, format!("a message is 1 to {MAX_CHAT_CHARS} characters"));
+        };
+        let recipients: Vec<ParticipantId> = match &to {
+            None => self.space_of(from),
+            Some(target) => {
+                let Some(t) = self.members.get(target).filter(|m| m.admitted && &m.info.id != from) else {
+                    return self.error(from, ErrorCode::UnknownParticipant, "nobody with that id is in the room");
+                };
+                // Anyone may write to a therapist, and a therapist to anyone, wherever they are;
+                // between participants only in the same space and when the therapist allows it.
+                if !is_therapist && !t.is_therapist() {
+                    if !self.chat.settings.private_messages {
+                        return self.error(
+                            from,
+                            ErrorCode::PrivateMessagesOff,
+                            "private messages between participants are off; you can message the therapist",
+                        );
+                    }
+                    if t.space != space {
+                        return self.error(from, ErrorCode::UnknownParticipant, "that person is in another room");
+                    }
+                }
+                vec![from.clone(), target.clone()]
+            }
+        };
+        if !self.chat.allow(from, Instant::now()) {
+            return self.error(from, ErrorCode::RateLimited, "you are sending messages quickly; wait a few seconds");
+        }
+        let entry = ChatEntry {
+            id: ChatMessageId::random(),
+            from: from.clone(),
+            from_name,
+            text,
+            private: to.is_some(),
+            to,
+            sent_at_ms: now_ms() as u64,
+        };
+        self.chat.remember(&entry, space, recipients.iter().cloned().collect());
+        for p in recipients {
+            self.send_to(&p, ServerMessage::ChatMessage(entry.clone()));
+        }
+    }
+
+    /// On admission: the settings, and the kept messages of the main room (a member placed
+    /// straight into a breakout got that breakout's from [`Room::move_many`]).
+    pub(super) fn chat_admitted(&mut self, id: &ParticipantId) {
+        self.send_to(id, ServerMessage::ChatSettings(self.chat.settings));
+        if self.members.get(id).is_some_and(|m| m.space.is_none()) {
+            self.send_chat_history(id);
+        }
+    }
+
+    /// With `keepTranscript`: what was said in `id`'s space (private messages only to their
+    /// parties). Those who get a message this way also get its deletion.
+    pub(super) fn send_chat_history(&mut self, id: &ParticipantId) {
+        if !self.chat.settings.keep_transcript {
+            return;
+        }
+        let Some(space) = self.members.get(id).map(|m| m.space.clone()) else { return };
+        let messages: Vec<ChatEntry> = self
+            .chat
+            .transcript
+            .get(&space)
+            .map(|kept| kept.iter().filter(|e| !e.private || &e.from == id || e.to.as_ref() == Some(id)).cloned().collect())
+            .unwrap_or_default();
+        for e in &messages {
+            if let Some(d) = self.chat.delivered.get_mut(&e.id) {
+                d.recipients.insert(id.clone());
+            }
+        }
+        self.send_to(id, ServerMessage::ChatHistory { messages });
+    }
+
+    fn request_support(&mut self, from: &ParticipantId) {
+        let Some(m) = self.members.get(from) else { return };
+        if m.is_therapist() {
+            return self.error(from, ErrorCode::Forbidden, "therapists are alerted by support requests; they do not send them");
+        }
+        let request_id = SupportRequestId::random();
+        let alert = ServerMessage::SupportRequested {
+            request_id: request_id.clone(),
+            participant_id: from.clone(),
+            name: m.info.name.clone(),
+            breakout_id: m.space.clone(),
+            at_ms: now_ms() as u64,
+        };
+        for t in self.therapists() {
+            self.send_to(&t, alert.clone());
+        }
+        self.audit(from, "support_request", None);
+        self.send_to(from, ServerMessage::SupportReceived { request_id });
+    }
+
+    fn open_private_room(&mut self, from: &ParticipantId, participant: &ParticipantId) {
+        match self.members.get(participant) {
+            Some(m) if m.admitted && !m.is_therapist() => {}
+            _ => return self.error(from, ErrorCode::UnknownParticipant, "no participant with that id is in the room"),
+        }
+        if self.chat.private_room_of(from).is_some() {
+            return self.error(from, ErrorCode::PrivateRoomBusy, "you are already in a private room; close it first");
+        }
+        if self.chat.private_room_of(participant).is_some() {
+            return self.error(from, ErrorCode::PrivateRoomBusy, "they are already in a private room with a therapist");
+        }
+        self.chat.next_private += 1;
+        let space = format!("{PRIVATE_PREFIX}{}", self.chat.next_private);
+        self.chat
+            .private_rooms
+            .insert(space.clone(), PrivateRoom { therapist: from.clone(), participant: participant.clone() });
+        self.audit(from, "private_room_open", Some(participant));
+        self.move_many(vec![(from.clone(), Some(space.clone())), (participant.clone(), Some(space))]);
+        if !self.breakouts.is_empty() {
+            self.publish_breakout_plan();
+        }
+    }
+
+    /// Ends a private room: its participant returns to where they belong (their breakout while
+    /// breakouts are open, else the main room), its therapist to the main room. Whoever already
+    /// left it stays where they went. Its transcript is forgotten.
+    fn close_private_room(&mut self, space: &str) {
+        let Some(room) = self.chat.private_rooms.remove(space) else { return };
+        self.chat.transcript.remove(&Some(space.to_string()));
+        let inside = |r: &Room, id: &ParticipantId| r.members.get(id).is_some_and(|m| m.space.as_deref() == Some(space));
+        let mut moves = Vec::new();
+        if inside(self, &room.participant) {
+            moves.push((room.participant.clone(), self.breakouts.space_for(&room.participant)));
+        }
+        if inside(self, &room.therapist) {
+            moves.push((room.therapist.clone(), None));
+        }
+        self.move_many(moves);
+        if !self.breakouts.is_empty() {
+            self.publish_breakout_plan();
+        }
+    }
+
+    /// A member left the room (or reconnected): a private room they were in closes, so the
+    /// other party is not left alone in it.
+    pub(super) fn chat_member_left(&mut self, id: &ParticipantId) {
+        if let Some(space) = self.chat.private_room_of(id) {
+            self.close_private_room(&space);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_trimmed_and_bounded() {
+        assert_eq!(clean_text("  hi  ").as_deref(), Some("hi"));
+        assert_eq!(clean_text("   "), None);
+        assert!(clean_text(&"é".repeat(MAX_CHAT_CHARS)).is_some(), "characters, not bytes");
+        assert_eq!(clean_text(&"a".repeat(MAX_CHAT_CHARS + 1)), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rate_limit_is_a_sliding_window() {
+        let mut chat = Chat::default();
+        let p = ParticipantId::from_trusted("p");
+        for _ in 0..MESSAGES_PER_WINDOW {
+            assert!(chat.allow(&p, Instant::now()));
+        }
+        assert!(!chat.allow(&p, Instant::now()));
+        assert!(chat.allow(&ParticipantId::from_trusted("q"), Instant::now()), "per sender");
+        tokio::time::advance(RATE_WINDOW).await;
+        assert!(chat.allow(&p, Instant::now()));
+    }
+
+    #[test]
+    fn transcript_is_kept_only_when_asked_and_bounded() {
+        let mut chat = Chat::default();
+        let entry = |i: usize| ChatEntry {
+            id: ChatMessageId::from_raw(format!("m-{i}")),
+            from: ParticipantId::from_trusted("p"),
+            from_name: "P".into(),
+            text: "x".into(),
+            to: None,
+            private: false,
+            sent_at_ms: 0,
+        };
+        chat.remember(&entry(0), None, HashSet::new());
+        assert!(chat.transcript.is_empty(), "ephemeral by default");
+        chat.settings.keep_transcript = true;
+        for i in 1..=TRANSCRIPT_PER_SPACE + 3 {
+            chat.remember(&entry(i), None, HashSet::new());
+        }
+        let kept = &chat.transcript[&None];
+        assert_eq!(kept.len(), TRANSCRIPT_PER_SPACE);
+        assert_eq!(kept.front().map(|e| e.id.as_str()), Some("m-4"), "oldest dropped first");
+    }
+}
