@@ -16,6 +16,7 @@ pub mod auth;
 pub mod badge;
 pub mod client;
 pub mod config;
+pub mod metrics;
 pub mod load;
 pub mod room;
 pub mod server;

@@ -42,6 +42,7 @@ pub struct AppState {
     pub store: Store,
     /// Join attempts per client IP.
     pub join_limiter: DefaultKeyedRateLimiter<std::net::IpAddr>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +66,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .service(static_files);
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .route("/ws", get(ws_upgrade))
         .route("/api/info", get(info))
         .route("/api/badges/{kind}/{file}", get(crate::badge::serve))
@@ -81,6 +83,10 @@ struct Health {
     rooms: usize,
     participants: usize,
     peers: usize,
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.render()).into_response()
 }
 
 async fn healthz(State(state): State<Arc<AppState>>) -> Json<Health> {
@@ -292,9 +298,13 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         waiting_room: config.rooms.waiting_room,
         ice_servers: config.ice.ice_servers.clone(),
     };
+    let rooms = RoomRegistry::new(settings, Some(store.clone()));
+    let sfu = SfuEngine::new(config.ice.clone());
+    let metrics = crate::metrics::Metrics::new(sfu.stats.clone(), rooms.clone());
     let state = Arc::new(AppState {
-        rooms: RoomRegistry::new(settings, Some(store.clone())),
-        sfu: SfuEngine::new(config.ice.clone()),
+        rooms,
+        sfu,
+        metrics,
         tokens: TokenIssuer::new(&config.auth.token_secret),
         store,
         join_limiter: RateLimiter::keyed(Quota::per_minute(joins)),

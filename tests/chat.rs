@@ -241,6 +241,7 @@ async fn refusals_settings_and_delete_for_everyone() {
     p1.send(&whisper("anyone?", "t")).await.unwrap();
     expect_error(&mut p1, ErrorCode::ChatDisabled).await;
     t.send(&say("We will pause the chat for now.")).await.unwrap();
+    for _ in 0..3 { eprintln!("DBG t got {:?}", t.recv().await.map(|m| m.map(|m| format!("{m:?}").chars().take(200).collect::<String>()))); }
     assert_eq!(next_chat(&mut p1).await.text, "We will pause the chat for now.");
     server.shutdown().await;
 }

@@ -397,7 +397,23 @@
   // ---------------------------------------------------------------------------------------
   // Server messages.
 
+  // Features in their own files (polls.js, ...) hear server messages through
+  // window.hearth.onMessage(type, fn): after this file has handled the message, every listener
+  // for its type runs, in the order registered.
+  const messageListeners = new Map();
+
   function handleMessage(message) {
+    handleCoreMessage(message);
+    for (const fn of messageListeners.get(message.type) || []) {
+      try {
+        fn(message);
+      } catch (err) {
+        log('listener for', message.type, 'failed:', err);
+      }
+    }
+  }
+
+  function handleCoreMessage(message) {
     switch (message.type) {
       case 'joined': return onJoined(message);
       case 'admitted': return onAdmitted(message);
@@ -417,7 +433,7 @@
       case 'error': return onServerError(message);
       case 'goodbye': return onGoodbye(message);
       default:
-        log('ignoring unknown message type', message.type);
+        if (!messageListeners.has(message.type)) log('ignoring unknown message type', message.type);
         return undefined;
     }
   }
@@ -1782,6 +1798,16 @@
     videoHardMuted: { get: () => state.videoHardMuted, enumerable: true },
     handRaised: { get: () => state.handRaised, enumerable: true },
     log: { get: () => state.log.slice(), enumerable: true },
+    // Hooks for feature scripts loaded after this one (see handleMessage).
+    send: { value: (message) => send(message), enumerable: true },
+    onMessage: {
+      value: (type, fn) => {
+        if (!messageListeners.has(type)) messageListeners.set(type, []);
+        messageListeners.get(type).push(fn);
+      },
+      enumerable: true,
+    },
+    announce: { value: (text) => announce(text), enumerable: true },
   });
 
   init();

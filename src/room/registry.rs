@@ -7,6 +7,7 @@ use dashmap::DashMap;
 
 use super::actor::{self, RoomHandle};
 use super::RoomId;
+use crate::auth::Role;
 use crate::signal::protocol::IceServer;
 use crate::store::Store;
 
@@ -22,6 +23,8 @@ pub struct RoomSettings {
 pub(super) struct RegistryInner {
     pub(super) rooms: DashMap<RoomId, RoomHandle>,
     pub(super) participants: AtomicUsize,
+    /// Participants by role: therapist, participant, observer.
+    pub(super) by_role: [AtomicUsize; 3],
     pub(super) settings: RoomSettings,
     pub(super) store: Option<Store>,
 }
@@ -31,10 +34,40 @@ pub struct RoomRegistry {
     inner: Arc<RegistryInner>,
 }
 
+impl std::fmt::Debug for RoomRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoomRegistry").field("rooms", &self.room_count()).finish()
+    }
+}
+
+impl RegistryInner {
+    /// Counts a participant in (`joined`) or out.
+    pub(super) fn count(&self, role: Role, joined: bool) {
+        let i = match role {
+            Role::Therapist => 0,
+            Role::Participant => 1,
+            Role::Observer => 2,
+        };
+        if joined {
+            self.participants.fetch_add(1, Ordering::Relaxed);
+            self.by_role[i].fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.participants.fetch_sub(1, Ordering::Relaxed);
+            self.by_role[i].fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
 impl RoomRegistry {
     pub fn new(settings: RoomSettings, store: Option<Store>) -> Self {
         Self {
-            inner: Arc::new(RegistryInner { rooms: DashMap::new(), participants: AtomicUsize::new(0), settings, store }),
+            inner: Arc::new(RegistryInner {
+                rooms: DashMap::new(),
+                participants: AtomicUsize::new(0),
+                by_role: Default::default(),
+                settings,
+                store,
+            }),
         }
     }
 
@@ -49,6 +82,12 @@ impl RoomRegistry {
 
     pub fn room_count(&self) -> usize {
         self.inner.rooms.len()
+    }
+
+    /// Connected participants of each role.
+    pub fn participants_by_role(&self) -> [(Role, usize); 3] {
+        let n = |i: usize| self.inner.by_role[i].load(Ordering::Relaxed);
+        [(Role::Therapist, n(0)), (Role::Participant, n(1)), (Role::Observer, n(2))]
     }
 
     pub fn participant_count(&self) -> usize {

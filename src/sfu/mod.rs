@@ -10,7 +10,7 @@ pub mod peer;
 pub mod track;
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use rtc::interceptor::Slot;
@@ -37,12 +37,21 @@ pub enum SfuError {
     InvalidSdp(String),
 }
 
-/// Counters the whole server shares; read by `/healthz` and later by metrics.
-#[derive(Default)]
+/// Counters the whole server shares, read by `/healthz` and `/metrics`. Plain atomics: the
+/// forwarding path pays one relaxed add per packet and nothing else.
+#[derive(Default, Debug)]
 pub struct SfuStats {
     pub peers: AtomicUsize,
     pub published_tracks: AtomicUsize,
     pub subscriptions: AtomicUsize,
+    pub rtp_packets_in: AtomicU64,
+    pub rtp_bytes_in: AtomicU64,
+    pub rtp_packets_out: AtomicU64,
+    pub rtp_bytes_out: AtomicU64,
+    /// PLIs this server sent to publishers.
+    pub keyframe_requests_sent: AtomicU64,
+    /// PLI/FIR received from subscribers.
+    pub keyframe_requests_received: AtomicU64,
 }
 
 /// Builds peer connections with the configured ICE settings.

@@ -135,7 +135,7 @@ impl PeerConnectionEventHandler for Handler {
             MediaKind::Video => "video",
         };
         let id = format!("{}/{kind_name}/{n}", self.participant);
-        let track = PublishedTrack::new(id.clone(), self.participant.clone(), kind, codec, ssrc, remote);
+        let track = PublishedTrack::new(id.clone(), self.participant.clone(), kind, codec, ssrc, remote, self.engine.stats.clone());
         let stats = self.engine.stats.clone();
         stats.published_tracks.fetch_add(1, Ordering::Relaxed);
         let events = self.events.clone();
@@ -442,7 +442,10 @@ async fn forward(
             },
         };
         rewrite_for_subscriber(&mut packet, ssrc, pt);
-        if local.write_rtp(packet).await.is_err() {
+        let bytes = packet.payload.len();
+        if local.write_rtp(packet).await.is_ok() {
+            track.count_forwarded(bytes);
+        } else {
             // Not bound to a negotiated sender yet: start again from a keyframe once it is.
             waiting_for_keyframe = gate_on_keyframes;
         }
@@ -463,7 +466,7 @@ async fn negotiated_payload_type(sender: &Arc<dyn RtpSender>, mime: &str) -> Opt
 async fn relay_feedback(track: Arc<PublishedTrack>, local: Arc<TrackLocalStaticRTP>) {
     while let Some(event) = local.poll().await {
         if let TrackLocalEvent::OnRtcpPacket(_) = event {
-            track.request_keyframe();
+            track.keyframe_requested_by_subscriber();
         }
     }
 }

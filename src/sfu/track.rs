@@ -6,7 +6,7 @@
 //! the SSRC and payload type are rewritten for the subscriber's leg, and header extensions
 //! (whose ids were negotiated on the publisher's leg) are stripped.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,7 @@ use rtc::rtp_transceiver::rtp_sender::RTCRtpCodec;
 use tokio::sync::broadcast;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
+use super::SfuStats;
 use crate::room::ParticipantId;
 use crate::signal::protocol::MediaKind;
 
@@ -38,13 +39,8 @@ pub struct PublishedTrack {
     /// Cleared by a moderator's hard mute: packets are dropped at the source.
     forwarding: AtomicBool,
     last_keyframe_request: Mutex<Option<Instant>>,
-    pub stats: TrackStats,
-}
-
-#[derive(Default)]
-pub struct TrackStats {
-    pub packets_in: AtomicU64,
-    pub bytes_in: AtomicU64,
+    /// Server-wide counters.
+    stats: Arc<SfuStats>,
 }
 
 impl PublishedTrack {
@@ -55,6 +51,7 @@ impl PublishedTrack {
         codec: RTCRtpCodec,
         media_ssrc: u32,
         remote: Arc<dyn TrackRemote>,
+        stats: Arc<SfuStats>,
     ) -> Arc<Self> {
         let (packets, _) = broadcast::channel(FANOUT_CAPACITY);
         Arc::new(Self {
@@ -67,7 +64,7 @@ impl PublishedTrack {
             packets,
             forwarding: AtomicBool::new(true),
             last_keyframe_request: Mutex::new(None),
-            stats: TrackStats::default(),
+            stats,
         })
     }
 
@@ -76,8 +73,8 @@ impl PublishedTrack {
         while let Some(event) = self.remote.poll().await {
             match event {
                 TrackRemoteEvent::OnRtpPacket(packet) => {
-                    self.stats.packets_in.fetch_add(1, Ordering::Relaxed);
-                    self.stats.bytes_in.fetch_add(packet.payload.len() as u64, Ordering::Relaxed);
+                    self.stats.rtp_packets_in.fetch_add(1, Ordering::Relaxed);
+                    self.stats.rtp_bytes_in.fetch_add(packet.payload.len() as u64, Ordering::Relaxed);
                     if self.forwarding.load(Ordering::Relaxed) {
                         // An error only means nobody subscribes right now.
                         let _ = self.packets.send(packet);
@@ -109,6 +106,18 @@ impl PublishedTrack {
         self.forwarding.load(Ordering::Relaxed)
     }
 
+    /// Counts one packet of `bytes` forwarded to a subscriber.
+    pub(crate) fn count_forwarded(&self, bytes: usize) {
+        self.stats.rtp_packets_out.fetch_add(1, Ordering::Relaxed);
+        self.stats.rtp_bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// A subscriber asked for a keyframe.
+    pub(crate) fn keyframe_requested_by_subscriber(&self) {
+        self.stats.keyframe_requests_received.fetch_add(1, Ordering::Relaxed);
+        self.request_keyframe();
+    }
+
     /// Asks the publisher for a keyframe (PLI), coalescing bursts from many subscribers.
     pub fn request_keyframe(&self) {
         if self.kind != MediaKind::Video {
@@ -122,6 +131,7 @@ impl PublishedTrack {
             }
             *last = Some(now);
         }
+        self.stats.keyframe_requests_sent.fetch_add(1, Ordering::Relaxed);
         let remote = self.remote.clone();
         let media_ssrc = self.media_ssrc;
         tokio::spawn(async move {

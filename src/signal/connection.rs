@@ -18,6 +18,7 @@ use tracing::{debug, info_span, Instrument};
 
 use super::protocol::{decode_client, encode_server, ClientMessage, EndReason, ErrorCode, ServerMessage, PROTOCOL_VERSION};
 use crate::auth::AuthError;
+use crate::metrics::{CodeLabel, TypeLabel};
 use crate::room::actor::OUTBOX_CAPACITY;
 use crate::room::{JoinRequest, ParticipantId, RoomCommand, RoomError, RoomHandle, RoomId};
 use crate::server::AppState;
@@ -67,8 +68,12 @@ impl Connection {
     async fn run(mut self, socket: WebSocket) {
         let (mut sink, mut stream) = socket.split();
         let Some(mut out_rx) = self.out_rx.take() else { return };
+        let metrics = self.state.metrics.clone();
         let writer = tokio::spawn(async move {
             while let Some(msg) = out_rx.recv().await {
+                if let ServerMessage::Error { code, .. } = &msg {
+                    metrics.errors.get_or_create(&CodeLabel { code: code.as_str() }).inc();
+                }
                 let goodbye = matches!(msg, ServerMessage::Goodbye { .. });
                 if sink.send(Message::Text(encode_server(&msg).into())).await.is_err() {
                     break;
@@ -136,6 +141,7 @@ impl Connection {
             Ok(m) => m,
             Err(e) => return self.error(e.code, e.message).await,
         };
+        self.state.metrics.ws_messages.get_or_create(&TypeLabel { r#type: msg.kind() }).inc();
         match msg {
             ClientMessage::Join { protocol_version, room_id, token } => self.join(protocol_version, room_id, token).await,
             ClientMessage::Ping { nonce } => self.send(ServerMessage::Pong { nonce }).await,
@@ -163,6 +169,7 @@ impl Connection {
     }
 
     async fn join(&mut self, version: u32, room_id: RoomId, token: String) -> Flow {
+        let started = Instant::now();
         if version != PROTOCOL_VERSION {
             return self
                 .error(ErrorCode::UnsupportedVersion, format!("this server speaks protocol version {PROTOCOL_VERSION}, not {version}"))
@@ -205,7 +212,10 @@ impl Connection {
             let (ended_tx, ended_rx) = tokio::sync::oneshot::channel();
             let req = JoinRequest { grant: grant.clone(), outbox: self.out.clone(), peer: peer.clone(), ended: ended_tx };
             match room.join(req).await {
-                Ok(()) => break (room, ended_rx),
+                Ok(()) => {
+                    self.state.metrics.join_seconds.observe(started.elapsed().as_secs_f64());
+                    break (room, ended_rx);
+                }
                 Err(RoomError::Closed) if attempt < 3 => attempt += 1,
                 Err(e) => {
                     peer.send(PeerCommand::Close);

@@ -2,7 +2,6 @@
 //! decides who receives whom. Every rule about roles is checked here, whatever the client says.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
@@ -273,7 +272,7 @@ impl Room {
         let member = Member { info, admitted: false, outbox: req.outbox, peer: req.peer, tracks: Vec::new(), ended: Some(req.ended), space: None };
         self.members.insert(id.clone(), member);
         self.order.push(id.clone());
-        self.registry.participants.fetch_add(1, Ordering::Relaxed);
+        self.registry.count(grant.role, true);
         self.send_to(
             &id,
             ServerMessage::Joined {
@@ -342,7 +341,7 @@ impl Room {
     fn remove_member(&mut self, id: &ParticipantId, reason: Option<EndReason>) {
         let Some(mut member) = self.members.remove(id) else { return };
         self.order.retain(|p| p != id);
-        self.registry.participants.fetch_sub(1, Ordering::Relaxed);
+        self.registry.count(member.info.role, false);
         for t in &member.tracks {
             for m in self.members.values() {
                 m.peer.send(PeerCommand::Unsubscribe(t.id.clone()));

@@ -1,0 +1,466 @@
+//! Milestone celebrations in a real browser. A therapist (browser) celebrates Ana (a headless
+//! participant whose preferences the test sets) from the people list, once per style; Ben, a
+//! peer (browser), must see the overlay drawn over the video grid in that style, announced, with
+//! a dismiss button and reactions, and his reaction must reach Ana. Ana then shares a milestone
+//! and the therapist approves it from the page. Cy's browser asks for reduced motion: the big
+//! celebration reaches him without confetti or animation. Last, Ben's own timeline (badges and
+//! a chart) after the therapist celebrates him.
+//!
+//! Screenshots (`milestones-*.png`) of the overlay in each style as seen by a peer, and of the
+//! therapist's and the participant's dialogs, go to `target/test-artifacts/`. Needs
+//! `/usr/bin/chromium` and `/usr/bin/chromedriver`, like tests/browser.rs.
+
+mod common;
+
+use std::fs;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use fantoccini::wd::{Capabilities, TimeoutConfiguration};
+use fantoccini::{Client, ClientBuilder, Locator};
+use hearth::auth::Role;
+use hearth::client::SignalClient;
+use hearth::room::RoomId;
+use hearth::server::RunningServer;
+use hearth::signal::protocol::{CelebrationAudience, CelebrationStyle, ClientMessage, MilestoneKind, Reaction, ServerMessage, PROTOCOL_VERSION};
+use serde_json::{json, Value};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const ROOM: &str = "milestones-browser";
+const UI_DEADLINE: Duration = Duration::from_secs(10);
+const TEST_DEADLINE: Duration = Duration::from_secs(120);
+const WAIT: Duration = Duration::from_secs(5);
+/// Screenshots from this test start with this, so a new run can clear the last run's.
+const SCREENSHOT_PREFIX: &str = "milestones-";
+
+/// The overlay on this page: its style, the texts it shows, what was announced, whether it
+/// has a dismiss button, reactions, confetti, and whether it lies over the video grid.
+const OVERLAY_JS: &str = r#"
+const o = document.querySelector('.ms-overlay');
+if (!o) return null;
+const text = (s) => { const e = o.querySelector(s); return e ? e.textContent.trim() : null; };
+const grid = document.querySelector('#tiles').getBoundingClientRect();
+const card = o.querySelector('.ms-card').getBoundingClientRect();
+const badge = o.querySelector('img.ms-badge');
+return {
+  style: o.dataset.style,
+  name: text('.ms-name'),
+  what: text('.ms-what'),
+  message: text('.ms-message'),
+  dismiss: Boolean(o.querySelector('button.ms-dismiss[aria-label]')),
+  reactions: o.querySelectorAll('button.ms-reaction').length,
+  confetti: o.querySelectorAll('.ms-confetti i').length,
+  still: o.classList.contains('ms-still'),
+  badgeLoaded: Boolean(badge && badge.complete && badge.naturalWidth > 0),
+  overGrid: card.top >= grid.top - 1 && card.bottom <= grid.bottom + 200 && card.left >= grid.left - 1,
+  congrats: Array.from(o.querySelectorAll('.ms-congrat')).map((li) => li.textContent.trim()),
+};
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn celebrations_in_the_browser() {
+    require_browser();
+    if tokio::time::timeout(TEST_DEADLINE, run()).await.is_err() {
+        panic!("browser test did not finish within {TEST_DEADLINE:?}");
+    }
+}
+
+async fn run() {
+    let artifacts = artifacts_dir();
+    let profiles = [TempDir::new("ms-therapist"), TempDir::new("ms-ben"), TempDir::new("ms-cy")];
+    let server = common::start_open_server().await;
+    let driver = ChromeDriver::spawn(&artifacts.join("milestones-chromedriver.log")).await;
+    let (therapist, ben, cy) = tokio::join!(
+        open_browser(&driver.url, profiles[0].path(), false),
+        open_browser(&driver.url, profiles[1].path(), false),
+        open_browser(&driver.url, profiles[2].path(), true),
+    );
+    let started = Instant::now();
+    let outcome = scenario(&therapist, &ben, &cy, &server, &artifacts).await;
+    eprintln!("scenario took {:.1?}", started.elapsed());
+    for (who, client) in [("therapist", &therapist), ("ben", &ben), ("cy", &cy)] {
+        if outcome.is_err() {
+            save_screenshot(client, &artifacts.join(format!("{SCREENSHOT_PREFIX}{who}-failure.png"))).await;
+        }
+        if outcome.is_err() || std::env::var_os("HEARTH_BROWSER_LOGS").is_some() {
+            eprintln!("---- {who}: window.hearth.log ----\n{}", page_log(client).await);
+        }
+    }
+    let _ = tokio::join!(therapist.close(), ben.close(), cy.close());
+    server.shutdown().await;
+    drop(driver);
+    if let Err(message) = outcome {
+        panic!("{message}");
+    }
+}
+
+async fn join_page(client: &Client, server: &RunningServer, role: Role, name: &str, id: &str) -> Result<(), String> {
+    let token = common::token_for(server, ROOM, role, name, id);
+    client.goto(&format!("http://{}/#token={token}", server.addr())).await.map_err(|e| format!("{name}: opening the link: {e}"))?;
+    wait_for(client, &format!("{name}'s link page"), "return Boolean(document.querySelector('#link-join-button') && document.querySelector('#link-join-button').offsetParent);", &[]).await?;
+    click(client, name, "#link-join-button").await?;
+    wait_for(client, &format!("{name} in the room"), "return window.hearth.state === 'joined' && window.hearth.admitted;", &[]).await?;
+    wait_for(client, &format!("{name}'s Milestones button"), "const b = document.querySelector('#ms-open-button'); return Boolean(b && b.offsetParent);", &[]).await
+}
+
+async fn headless(server: &RunningServer, name: &str, id: &str) -> SignalClient {
+    let mut c = SignalClient::connect(&common::ws_url(server)).await.unwrap();
+    let token = common::token_for(server, ROOM, Role::Participant, name, id);
+    c.send(&ClientMessage::Join { protocol_version: PROTOCOL_VERSION, room_id: RoomId::new(ROOM).unwrap(), token }).await.unwrap();
+    c.recv_until("admitted", WAIT, |m| matches!(m, ServerMessage::Admitted { .. })).await.unwrap();
+    c
+}
+
+async fn set_prefs(c: &mut SignalClient, style: CelebrationStyle, audience: CelebrationAudience) -> Result<(), String> {
+    c.send(&ClientMessage::SetCelebrationPreferences { style, audience }).await.map_err(|e| e.to_string())?;
+    c.recv_until("prefs", WAIT, |m| matches!(m, ServerMessage::CelebrationPreferences { .. })).await.map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// The therapist celebrates `id` from the people list with the dialog.
+async fn celebrate_from_people_list(t: &Client, id: &str, kind: &str, value: Option<u32>, message: &str) -> Result<(), String> {
+    let button = format!("#people-list li[data-participant-id=\"{id}\"] button.ms-celebrate");
+    wait_for(t, "the Celebrate button in the people list", "const b = document.querySelector(arguments[0]); return Boolean(b && b.offsetParent);", &[json!(button)]).await?;
+    click(t, "therapist", &button).await?;
+    wait_for(t, "the celebrate dialog", "const d = document.querySelector('#ms-celebrate-dialog'); return Boolean(d && d.open);", &[]).await?;
+    t.find(Locator::Css("#ms-cel-kind")).await.map_err(|e| format!("kind select: {e}"))?.select_by_value(kind).await.map_err(|e| format!("choosing {kind}: {e}"))?;
+    if let Some(v) = value {
+        fill(t, "#ms-cel-value", &v.to_string()).await?;
+    }
+    fill(t, "#ms-cel-message", message).await?;
+    click(t, "therapist", "#ms-celebrate-dialog button[type=submit]").await?;
+    wait_for(t, "the dialog to close", "return !document.querySelector('#ms-celebrate-dialog').open;", &[]).await
+}
+
+/// Waits for an overlay of `style` on `client` and returns what it shows.
+async fn overlay(client: &Client, who: &str, style: &str) -> Result<Value, String> {
+    let deadline = Instant::now() + UI_DEADLINE;
+    loop {
+        let v = client.execute(OVERLAY_JS, vec![]).await.map_err(|e| format!("{who}: reading the overlay: {e}"))?;
+        if v["style"] == style && v["badgeLoaded"] == true {
+            return Ok(v);
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("{who}: no {style} overlay within {UI_DEADLINE:?} (last: {v})"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn check(cond: bool, what: &str, seen: &Value) -> Result<(), String> {
+    if cond { Ok(()) } else { Err(format!("{what}; overlay: {seen}")) }
+}
+
+/// Dismisses the overlay with its button (it may have gone by itself already), and waits until
+/// nothing is queued behind it.
+async fn dismiss(client: &Client, who: &str) -> Result<(), String> {
+    let deadline = Instant::now() + UI_DEADLINE;
+    loop {
+        if let Ok(button) = client.find(Locator::Css(".ms-overlay button.ms-dismiss")).await {
+            let _ = button.click().await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await; // the next queued one shows after 400 ms
+        let gone = client.execute("return !document.querySelector('.ms-overlay');", vec![]).await;
+        if matches!(gone, Ok(Value::Bool(true))) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("{who}: the overlay did not go when dismissed"));
+        }
+    }
+}
+
+async fn scenario(therapist: &Client, ben: &Client, cy: &Client, server: &RunningServer, artifacts: &Path) -> Result<(), String> {
+    let shot = |name: &str| artifacts.join(format!("{SCREENSHOT_PREFIX}{name}.png"));
+    join_page(therapist, server, Role::Therapist, "Dr. Rivera", "t-rivera").await?;
+    join_page(ben, server, Role::Participant, "Ben", "p-ben").await?;
+    join_page(cy, server, Role::Participant, "Cy", "p-cy").await?;
+    // Ben has never chosen: the page asks, once, and he puts it off.
+    wait_for(ben, "the first-time question", "return Boolean(document.querySelector('#ms-prompt'));", &[]).await?;
+    click(ben, "ben", "#ms-prompt button.button:not(.primary)").await?;
+    let mut ana = headless(server, "Ana", "p-ana").await;
+
+    // Quiet: a small banner over the top of the grid.
+    set_prefs(&mut ana, CelebrationStyle::Quiet, CelebrationAudience::Group).await?;
+    celebrate_from_people_list(therapist, "p-ana", "daysSober", Some(30), "A month. We see you.").await?;
+    let v = overlay(ben, "ben", "quiet").await?;
+    tokio::time::sleep(Duration::from_millis(600)).await; // let the entrance finish
+    save_screenshot(ben, &shot("peer-quiet")).await;
+    check(v["name"] == "Ana" && v["what"] == "30 days sober", "the quiet banner should name Ana and the milestone", &v)?;
+    check(v["dismiss"] == true && v["reactions"] == 5 && v["overGrid"] == true, "a dismiss button, five reactions, over the grid", &v)?;
+    wait_for(ben, "the announcement for screen readers", "return document.querySelector('#announcer').textContent.startsWith('Celebrating Ana: 30 days sober');", &[]).await?;
+    // Ben reacts: Ana hears it, and Ben's overlay shows it.
+    click(ben, "ben", ".ms-overlay button.ms-reaction[data-reaction=\"heart\"]").await?;
+    let got = ana.recv_until("congratulation", WAIT, |m| matches!(m, ServerMessage::Congratulation { .. })).await.map_err(|e| e.to_string())?;
+    match got {
+        ServerMessage::Congratulation { from_name, reaction: Reaction::Heart, .. } if from_name == "Ben" => {}
+        other => return Err(format!("Ana should get Ben's heart, got {other:?}")),
+    }
+    wait_for(ben, "the congratulation on Ben's overlay", "return Array.from(document.querySelectorAll('.ms-congrat')).some((li) => li.textContent.includes('You'));", &[]).await?;
+    dismiss(ben, "ben").await?;
+    dismiss(cy, "cy").await?;
+    dismiss(therapist, "therapist").await?;
+
+    // Standard: a card over the grid, with the therapist's message and a message box.
+    set_prefs(&mut ana, CelebrationStyle::Standard, CelebrationAudience::Group).await?;
+    celebrate_from_people_list(therapist, "p-ana", "sessionsAttended", Some(12), "Twelve Tuesdays in a row.").await?;
+    let v = overlay(ben, "ben", "standard").await?;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    save_screenshot(ben, &shot("peer-standard")).await;
+    check(v["what"] == "12 sessions attended" && v["message"].as_str().is_some_and(|m| m.contains("Twelve Tuesdays")), "the standard card", &v)?;
+    check(v["confetti"] == 0, "no confetti for standard", &v)?;
+    save_screenshot(therapist, &shot("therapist-standard")).await;
+    for (c, who) in [(ben, "ben"), (cy, "cy"), (therapist, "therapist")] {
+        dismiss(c, who).await?;
+    }
+
+    // Big, through the approval flow: Ana shares, the therapist approves on the page.
+    set_prefs(&mut ana, CelebrationStyle::Big, CelebrationAudience::Group).await?;
+    ana.send(&ClientMessage::ShareMilestone {
+        kind: MilestoneKind::Custom,
+        value: None,
+        label: Some("First public talk".into()),
+        message: Some("I spoke at the library!".into()),
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    let approve = ".ms-proposal-toast button[data-milestone-action=\"approve\"]";
+    wait_for(therapist, "the shared milestone on the therapist's page", "return Boolean(document.querySelector(arguments[0]));", &[json!(approve)]).await?;
+    save_screenshot(therapist, &shot("therapist-proposal")).await;
+    let none_yet = ben.execute("return document.querySelector('.ms-overlay') === null;", vec![]).await.map_err(|e| e.to_string())?;
+    if none_yet != json!(true) {
+        return Err("Ben must see nothing before the therapist approves".into());
+    }
+    click(therapist, "therapist", approve).await?;
+    let v = overlay(ben, "ben", "big").await?;
+    tokio::time::sleep(Duration::from_millis(900)).await; // confetti mid-fall
+    save_screenshot(ben, &shot("peer-big")).await;
+    check(v["what"] == "First public talk" && v["confetti"].as_u64().unwrap_or(0) > 20 && v["still"] == false, "big: the label and confetti", &v)?;
+    // Cy asked for reduced motion: the same celebration, without confetti or animation.
+    let c = overlay(cy, "cy", "big").await?;
+    save_screenshot(cy, &shot("peer-big-reduced-motion")).await;
+    check(c["confetti"] == 0 && c["still"] == true, "reduced motion: no confetti, no animation", &c)?;
+    let anim = cy
+        .execute("return getComputedStyle(document.querySelector('.ms-overlay .ms-card')).animationName;", vec![])
+        .await
+        .map_err(|e| e.to_string())?;
+    if anim != json!("none") {
+        return Err(format!("reduced motion: the card should not animate, animation-name is {anim}"));
+    }
+    for (c, who) in [(ben, "ben"), (cy, "cy"), (therapist, "therapist")] {
+        dismiss(c, who).await?;
+    }
+
+    // Ben's own timeline. He never chose, so his celebrations reach only him and therapists.
+    celebrate_from_people_list(therapist, "p-ben", "daysSober", Some(10), "Ten days.").await?;
+    let v = overlay(ben, "ben", "standard").await?;
+    check(v["name"].as_str().is_some_and(|n| n.contains("Congratulations, Ben")) && v["reactions"] == 0, "Ben's own overlay, no reactions to himself", &v)?;
+    let cy_sees = cy.execute("return document.querySelector('.ms-overlay') === null;", vec![]).await.map_err(|e| e.to_string())?;
+    if cy_sees != json!(true) {
+        return Err("Cy must not see Ben's celebration (Ben never chose a wider audience)".into());
+    }
+    dismiss(ben, "ben").await?;
+    dismiss(therapist, "therapist").await?;
+    celebrate_from_people_list(therapist, "p-ben", "daysSober", Some(45), "Forty-five.").await?;
+    overlay(ben, "ben", "standard").await?;
+    dismiss(ben, "ben").await?;
+    dismiss(therapist, "therapist").await?;
+    click(ben, "ben", "#ms-open-button").await?;
+    wait_for(ben, "Ben's timeline", "return document.querySelectorAll('#ms-timeline .ms-entry').length === 2 && Boolean(document.querySelector('#ms-timeline svg.ms-chart polyline'));", &[]).await?;
+    save_screenshot(ben, &shot("peer-timeline")).await;
+    // He chooses: big, for the group; the page confirms.
+    click(ben, "ben", "input[name=\"ms-style\"][value=\"big\"]").await?;
+    click(ben, "ben", "input[name=\"ms-audience\"][value=\"group\"]").await?;
+    click(ben, "ben", "#ms-prefs-section button[type=submit]").await?;
+    wait_for(ben, "the saved preferences", "return document.querySelector('#ms-prefs-section .ms-status').textContent === 'Saved.';", &[]).await?;
+    save_screenshot(ben, &shot("peer-preferences")).await;
+    // The therapist's group timeline lists everyone's.
+    click(therapist, "therapist", "#ms-open-button").await?;
+    wait_for(therapist, "the group timeline", "return document.querySelectorAll('#ms-group-timeline .ms-entry').length === 5;", &[]).await?;
+    save_screenshot(therapist, &shot("therapist-group-timeline")).await;
+    Ok(())
+}
+
+async fn fill(client: &Client, css: &str, text: &str) -> Result<(), String> {
+    let field = client.find(Locator::Css(css)).await.map_err(|e| format!("finding {css}: {e}"))?;
+    field.clear().await.map_err(|e| format!("clearing {css}: {e}"))?;
+    field.send_keys(text).await.map_err(|e| format!("typing into {css}: {e}"))
+}
+
+async fn click(client: &Client, who: &str, css: &str) -> Result<(), String> {
+    let element = client.find(Locator::Css(css)).await.map_err(|e| format!("{who}: finding {css}: {e}"))?;
+    element.click().await.map_err(|e| format!("{who}: clicking {css}: {e}"))
+}
+
+/// Polls a synchronous script (given `args`) until it returns true.
+async fn wait_for(client: &Client, what: &str, script: &str, args: &[Value]) -> Result<(), String> {
+    let deadline = Instant::now() + UI_DEADLINE;
+    loop {
+        let result = client.execute(script, args.to_vec()).await;
+        if matches!(result, Ok(Value::Bool(true))) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            let last = result.map_or_else(|e| e.to_string(), |v| v.to_string());
+            return Err(format!("timed out after {UI_DEADLINE:?} waiting for {what} (last result: {last})"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn page_log(client: &Client) -> String {
+    match client.execute("return (window.hearth && window.hearth.log || []).join('\\n');", vec![]).await {
+        Ok(Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(e) => format!("(could not read the log: {e})"),
+    }
+}
+
+async fn save_screenshot(client: &Client, path: &Path) {
+    match client.screenshot().await {
+        Ok(png) => match fs::write(path, png) {
+            Ok(()) => eprintln!("screenshot: {}", path.display()),
+            Err(e) => eprintln!("could not write {}: {e}", path.display()),
+        },
+        Err(e) => eprintln!("could not take screenshot {}: {e}", path.display()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Browser plumbing (as in tests/browser.rs).
+
+fn require_browser() {
+    let missing: Vec<&str> = [CHROMIUM, CHROMEDRIVER].into_iter().filter(|p| !Path::new(p).exists()).collect();
+    assert!(
+        missing.is_empty(),
+        "the browser test needs {} but it is missing; run scripts/install-test-deps.sh \
+         (installs the Debian packages chromium and chromium-driver)",
+        missing.join(" and ")
+    );
+}
+
+async fn open_browser(webdriver: &str, profile: &Path, reduced_motion: bool) -> Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut args = vec![
+        "--use-fake-device-for-media-stream".to_string(),
+        "--use-fake-ui-for-media-stream".to_string(),
+        "--headless=new".to_string(),
+        "--no-sandbox".to_string(),
+        "--disable-gpu".to_string(),
+        "--disable-quic".to_string(),
+        "--no-first-run".to_string(),
+        "--disable-background-networking".to_string(),
+        "--disable-component-update".to_string(),
+        "--disable-sync".to_string(),
+        format!("--user-data-dir={}", profile.display()),
+        "--window-size=1280,800".to_string(),
+    ];
+    if reduced_motion {
+        args.push("--force-prefers-reduced-motion".to_string());
+    }
+    let mut caps = Capabilities::new();
+    caps.insert("goog:chromeOptions".into(), json!({ "binary": CHROMIUM, "args": args }));
+    let client = ClientBuilder::rustls()
+        .expect("TLS setup for the webdriver client")
+        .capabilities(caps)
+        .connect(webdriver)
+        .await
+        .unwrap_or_else(|e| panic!("chromedriver could not start {CHROMIUM}: {e}"));
+    client
+        .update_timeouts(TimeoutConfiguration::new(Some(Duration::from_secs(10)), Some(Duration::from_secs(20)), Some(Duration::ZERO)))
+        .await
+        .expect("set webdriver timeouts");
+    client
+}
+
+/// A chromedriver process on a free port, killed (with the browsers it started) on drop.
+struct ChromeDriver {
+    child: Child,
+    url: String,
+}
+
+impl ChromeDriver {
+    async fn spawn(log: &Path) -> Self {
+        let port = free_port();
+        let mut command = Command::new(CHROMEDRIVER);
+        command
+            .arg(format!("--port={port}"))
+            .arg(format!("--log-path={}", log.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let child = command.spawn().unwrap_or_else(|e| panic!("cannot run {CHROMEDRIVER}: {e}; run scripts/install-test-deps.sh"));
+        let mut driver = ChromeDriver { child, url: format!("http://127.0.0.1:{port}") };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if tokio::net::TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).await.is_ok() {
+                return driver;
+            }
+            if let Ok(Some(status)) = driver.child.try_wait() {
+                panic!("chromedriver exited at start ({status}); see {}", log.display());
+            }
+            assert!(Instant::now() < deadline, "chromedriver did not listen on port {port} within 10 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for ChromeDriver {
+    fn drop(&mut self) {
+        // The group id is chromedriver's pid (process_group(0) above): only what we started.
+        let group = format!("-{}", self.child.id());
+        let killed_group =
+            Command::new("kill").args(["-KILL", "--", &group]).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+        if !killed_group {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// A fresh browser profile directory.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(label: &str) -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("hearth-browser-{label}-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
+        TempDir(path)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free local port").port()
+}
+
+fn artifacts_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("test-artifacts");
+    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    if let Ok(entries) = fs::read_dir(&dir) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name.starts_with(SCREENSHOT_PREFIX) && name.ends_with(".png") {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+    dir
+}

@@ -1,0 +1,415 @@
+//! Polls end to end through a real browser: a therapist builds and launches a named poll from
+//! the poll builder, the participant's page shows the poll card and the participant votes, and
+//! the therapist's live results chart shows the vote (count, bar and name). Then the therapist
+//! shares the results (the participant sees the chart) and closes the poll (the participant's
+//! card says so and stops taking votes).
+//!
+//! Same harness as `tests/browser.rs`: needs `/usr/bin/chromium` and `/usr/bin/chromedriver`
+//! (`scripts/install-test-deps.sh`), and fails rather than skips without them. Screenshots and
+//! the chromedriver log go to `target/test-artifacts/` (files starting `polls-`).
+
+mod common;
+
+use std::fs;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use fantoccini::wd::{Capabilities, TimeoutConfiguration};
+use fantoccini::{Client, ClientBuilder, Locator};
+use hearth::auth::Role;
+use serde_json::{json, Value};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const ROOM: &str = "browser-polls";
+const THERAPIST: &str = "Dr. Rivera";
+const PARTICIPANT: &str = "Pat";
+const QUESTION: &str = "What helped you most this week?";
+const ANSWERS: [&str; 3] = ["Sleep", "Talking to a friend", "A walk outside"];
+/// How long a change may take to show on a page.
+const UI_DEADLINE: Duration = Duration::from_secs(10);
+const TEST_DEADLINE: Duration = Duration::from_secs(90);
+/// Screenshots from this test start with this, so a new run can clear the last run's.
+const SCREENSHOT_PREFIX: &str = "polls-";
+
+/// True once the element `arguments[0]` exists and is rendered (not hidden, has a box).
+const VISIBLE_JS: &str = r#"
+const el = document.querySelector(arguments[0]);
+return Boolean(el && el.offsetParent !== null);
+"#;
+
+/// The participant's page shows one open poll card with the question, the three answers as
+/// radio buttons, the "change your vote" hint and a countdown.
+const PARTICIPANT_SEES_POLL_JS: &str = r#"
+const card = document.querySelector('#poll-cards .poll-card');
+if (!card || card.offsetParent === null) return false;
+const radios = [...card.querySelectorAll('input[type="radio"]')];
+const labels = [...card.querySelectorAll('label.choice')].map((l) => l.textContent.trim());
+return card.querySelector('legend').textContent === arguments[0]
+  && radios.length === 3 && radios.every((r) => !r.disabled)
+  && JSON.stringify(labels) === JSON.stringify(arguments[1])
+  && /change your vote until the poll closes/.test(card.querySelector('.poll-status').textContent)
+  && /^Closes in \d+:\d\d$/.test(card.querySelector('.poll-countdown').textContent);
+"#;
+
+/// The participant's card confirms the vote for `arguments[0]`.
+const VOTE_CONFIRMED_JS: &str = r#"
+const card = document.querySelector('#poll-cards .poll-card');
+const status = card && card.querySelector('.poll-status').textContent;
+return Boolean(status && status.includes('Your vote is in: ' + arguments[0])
+  && card.querySelector('.poll-submit').textContent === 'Change my vote');
+"#;
+
+/// The therapist's live chart shows one vote, for answer `arguments[0]` (option id) by
+/// `arguments[1]`: the count as text, a bar drawn at full width, and the voter's name.
+const THERAPIST_SEES_VOTE_JS: &str = r#"
+const row = document.querySelector(`#poll-cards .poll-bar-row[data-option-id="${arguments[0]}"]`);
+if (!row) return false;
+const fill = row.querySelector('.poll-bar-fill');
+const others = [...document.querySelectorAll('#poll-cards .poll-bar-row')].filter((r) => r !== row);
+return row.querySelector('.poll-bar-value').textContent === '1 vote, 100%'
+  && fill.getBoundingClientRect().width > 0.9 * row.querySelector('.poll-bar').getBoundingClientRect().width - 2
+  && /Chosen by Pat/.test(row.textContent)
+  && others.every((r) => r.querySelector('.poll-bar-value').textContent === '0 votes, 0%')
+  && /1 person voted/.test(document.querySelector('#poll-cards .poll-total').textContent);
+"#;
+
+/// The participant sees the shared results: counts, no names.
+const PARTICIPANT_SEES_RESULTS_JS: &str = r#"
+const card = document.querySelector('#poll-cards .poll-card');
+const row = card && card.querySelector(`.poll-bar-row[data-option-id="${arguments[0]}"]`);
+return Boolean(row && row.querySelector('.poll-bar-value').textContent === '1 vote, 100%'
+  && !card.querySelector('.poll-voters'));
+"#;
+
+/// The participant's card is closed: no submit, inputs disabled, the closing said.
+const PARTICIPANT_SEES_CLOSED_JS: &str = r#"
+const card = document.querySelector('#poll-cards .poll-card');
+return Boolean(card && card.classList.contains('closed')
+  && card.querySelector('.poll-submit').hidden
+  && [...card.querySelectorAll('input')].every((i) => i.disabled)
+  && /This poll has closed\. Your answer: /.test(card.querySelector('.poll-status').textContent));
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poll_is_launched_answered_and_charted_in_the_browser() {
+    require_browser();
+    if tokio::time::timeout(TEST_DEADLINE, run()).await.is_err() {
+        panic!("browser polls test did not finish within {TEST_DEADLINE:?}");
+    }
+}
+
+async fn run() {
+    let artifacts = artifacts_dir();
+    let therapist_profile = TempDir::new("polls-therapist");
+    let participant_profile = TempDir::new("polls-participant");
+    let server = common::start_open_server().await;
+    let driver = ChromeDriver::spawn(&artifacts.join("polls-chromedriver.log")).await;
+    let (therapist, participant) = tokio::join!(
+        open_browser(&driver.url, therapist_profile.path()),
+        open_browser(&driver.url, participant_profile.path())
+    );
+
+    let started = Instant::now();
+    let outcome = scenario(&therapist, &participant, &server, &artifacts).await;
+    eprintln!("scenario took {:.1?}", started.elapsed());
+    for (who, client) in [("therapist", &therapist), ("participant", &participant)] {
+        if outcome.is_err() {
+            save_screenshot(client, &artifacts.join(format!("{SCREENSHOT_PREFIX}{who}-failure.png"))).await;
+        }
+        if outcome.is_err() || std::env::var_os("HEARTH_BROWSER_LOGS").is_some() {
+            eprintln!("---- {who}: window.hearth.log ----\n{}", page_log(client).await);
+        }
+    }
+    let _ = tokio::join!(therapist.close(), participant.close());
+    server.shutdown().await;
+    drop(driver);
+    if let Err(message) = outcome {
+        panic!("{message}");
+    }
+}
+
+async fn scenario(
+    therapist: &Client,
+    participant: &Client,
+    server: &hearth::server::RunningServer,
+    artifacts: &Path,
+) -> Result<(), String> {
+    let base = format!("http://{}", server.addr());
+    let shot = |name: &str| artifacts.join(format!("{SCREENSHOT_PREFIX}{name}.png"));
+
+    // Both open their join links and join (no waiting room on this server).
+    for (client, who, role, name) in
+        [(therapist, "therapist", Role::Therapist, THERAPIST), (participant, "participant", Role::Participant, PARTICIPANT)]
+    {
+        let token = common::token(server, ROOM, role, name);
+        client.goto(&format!("{base}/#token={token}")).await.map_err(|e| format!("{who}: opening the link: {e}"))?;
+        wait_for(client, &format!("the {who}'s link page"), VISIBLE_JS, &[json!("#link-join-button")]).await?;
+        click(client, who, "#link-join-button").await?;
+        wait_for(client, &format!("the {who} to be in the room"), "return window.hearth.state === 'joined';", &[]).await?;
+    }
+    // Participants see no poll section until there is a poll; therapists see the builder button.
+    wait_for(therapist, "the therapist's New poll button", VISIBLE_JS, &[json!("#poll-new-button")]).await?;
+    let section_hidden = participant.execute("return document.querySelector('#polls-section').hidden;", vec![]).await;
+    if !matches!(section_hidden, Ok(Value::Bool(true))) {
+        return Err(format!("the participant's poll section should be hidden before any poll: {section_hidden:?}"));
+    }
+
+    // The therapist builds a named poll with three answers and a 5-minute limit.
+    click(therapist, "therapist", "#poll-new-button").await?;
+    wait_for(therapist, "the poll builder", VISIBLE_JS, &[json!("#poll-builder")]).await?;
+    let focused = therapist.execute("return document.activeElement && document.activeElement.id;", vec![]).await;
+    if focused != Ok(json!("poll-question")) {
+        return Err(format!("opening the builder should focus the question, focus is on {focused:?}"));
+    }
+    fill(therapist, "#poll-question", QUESTION).await?;
+    click(therapist, "therapist", "#poll-add-option").await?;
+    for (i, answer) in ANSWERS.iter().enumerate() {
+        fill(therapist, &format!("#poll-option-list li:nth-child({}) input", i + 1), answer).await?;
+    }
+    click(therapist, "therapist", "label[for=\"poll-anonymous\"]").await?; // untick: a named poll
+    therapist
+        .find(Locator::Css("#poll-duration"))
+        .await
+        .map_err(|e| format!("therapist: finding the time limit: {e}"))?
+        .select_by_value("300")
+        .await
+        .map_err(|e| format!("therapist: choosing the time limit: {e}"))?;
+    save_screenshot_of(therapist, "#polls-section", &shot("therapist-builder")).await;
+    click(therapist, "therapist", "#poll-launch-button").await?;
+    wait_for(therapist, "the therapist's results card", VISIBLE_JS, &[json!("#poll-cards .poll-card .poll-chart")]).await?;
+
+    // The participant's page shows the poll; they vote for the second answer.
+    let answers = json!(ANSWERS);
+    wait_for(participant, "the poll card on the participant's page", PARTICIPANT_SEES_POLL_JS, &[json!(QUESTION), answers]).await?;
+    save_screenshot_of(participant, "#polls-section", &shot("participant-card")).await;
+    click(participant, "participant", "#poll-cards .poll-card label.choice:nth-child(2)").await?;
+    click(participant, "participant", "#poll-cards .poll-submit").await?;
+    wait_for(participant, "the participant's vote confirmation", VOTE_CONFIRMED_JS, &[json!(ANSWERS[1])]).await?;
+
+    // The therapist's chart shows it.
+    wait_for(therapist, "the vote in the therapist's chart", THERAPIST_SEES_VOTE_JS, &[json!("o2")]).await?;
+    save_screenshot_of(therapist, "#polls-section", &shot("therapist-results")).await;
+    save_screenshot(therapist, &shot("therapist-page")).await;
+    save_screenshot(participant, &shot("participant-page")).await;
+
+    // Shared, then closed.
+    click(therapist, "therapist", "#poll-cards button[data-action=\"share\"]").await?;
+    wait_for(participant, "the shared results on the participant's page", PARTICIPANT_SEES_RESULTS_JS, &[json!("o2")]).await?;
+    click(therapist, "therapist", "#poll-cards button[data-action=\"close\"]").await?;
+    wait_for(participant, "the closed poll on the participant's page", PARTICIPANT_SEES_CLOSED_JS, &[]).await?;
+    save_screenshot_of(participant, "#polls-section", &shot("participant-closed")).await;
+    save_screenshot_of(therapist, "#polls-section", &shot("therapist-closed")).await;
+    Ok(())
+}
+
+async fn fill(client: &Client, css: &str, text: &str) -> Result<(), String> {
+    let field = client.find(Locator::Css(css)).await.map_err(|e| format!("finding {css}: {e}"))?;
+    field.clear().await.map_err(|e| format!("clearing {css}: {e}"))?;
+    field.send_keys(text).await.map_err(|e| format!("typing into {css}: {e}"))
+}
+
+async fn click(client: &Client, who: &str, css: &str) -> Result<(), String> {
+    let element = client.find(Locator::Css(css)).await.map_err(|e| format!("{who}: finding {css}: {e}"))?;
+    element.click().await.map_err(|e| format!("{who}: clicking {css}: {e}"))
+}
+
+/// Polls a synchronous script (given `args`) until it returns true.
+async fn wait_for(client: &Client, what: &str, script: &str, args: &[Value]) -> Result<(), String> {
+    let deadline = Instant::now() + UI_DEADLINE;
+    loop {
+        let result = client.execute(script, args.to_vec()).await;
+        if matches!(result, Ok(Value::Bool(true))) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            let last = result.map_or_else(|e| e.to_string(), |v| v.to_string());
+            return Err(format!("timed out after {UI_DEADLINE:?} waiting for {what} (last result: {last})"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn page_log(client: &Client) -> String {
+    match client.execute("return (window.hearth && window.hearth.log || []).join('\\n');", vec![]).await {
+        Ok(Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(e) => format!("(could not read the log: {e})"),
+    }
+}
+
+async fn save_screenshot(client: &Client, path: &Path) {
+    match client.screenshot().await {
+        Ok(png) => match fs::write(path, png) {
+            Ok(()) => eprintln!("screenshot: {}", path.display()),
+            Err(e) => eprintln!("could not write {}: {e}", path.display()),
+        },
+        Err(e) => eprintln!("could not take screenshot {}: {e}", path.display()),
+    }
+}
+
+/// A screenshot of one element (scrolled into view first).
+async fn save_screenshot_of(client: &Client, css: &str, path: &Path) {
+    let _ = client.execute("document.querySelector(arguments[0]).scrollIntoView({block: 'start'});", vec![json!(css)]).await;
+    let png = match client.find(Locator::Css(css)).await {
+        Ok(element) => element.screenshot().await,
+        Err(e) => {
+            eprintln!("could not find {css} for {}: {e}", path.display());
+            return;
+        }
+    };
+    match png {
+        Ok(png) => match fs::write(path, png) {
+            Ok(()) => eprintln!("screenshot: {}", path.display()),
+            Err(e) => eprintln!("could not write {}: {e}", path.display()),
+        },
+        Err(e) => eprintln!("could not take screenshot {}: {e}", path.display()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Browser plumbing (as in tests/browser.rs).
+
+fn require_browser() {
+    let missing: Vec<&str> = [CHROMIUM, CHROMEDRIVER].into_iter().filter(|p| !Path::new(p).exists()).collect();
+    assert!(
+        missing.is_empty(),
+        "the browser test needs {} but it is missing; run scripts/install-test-deps.sh \
+         (installs the Debian packages chromium and chromium-driver)",
+        missing.join(" and ")
+    );
+}
+
+async fn open_browser(webdriver: &str, profile: &Path) -> Client {
+    // Both rustls providers are compiled in; pick one so fantoccini's TLS setup does not panic.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let args = vec![
+        "--use-fake-device-for-media-stream".to_string(),
+        "--use-fake-ui-for-media-stream".to_string(),
+        "--headless=new".to_string(),
+        "--no-sandbox".to_string(),
+        "--disable-gpu".to_string(),
+        "--disable-quic".to_string(),
+        "--no-first-run".to_string(),
+        "--disable-background-networking".to_string(),
+        "--disable-component-update".to_string(),
+        "--disable-sync".to_string(),
+        format!("--user-data-dir={}", profile.display()),
+        "--window-size=1280,900".to_string(),
+    ];
+    let mut caps = Capabilities::new();
+    caps.insert("goog:chromeOptions".into(), json!({ "binary": CHROMIUM, "args": args }));
+    let client = ClientBuilder::rustls()
+        .expect("TLS setup for the webdriver client")
+        .capabilities(caps)
+        .connect(webdriver)
+        .await
+        .unwrap_or_else(|e| panic!("chromedriver could not start {CHROMIUM}: {e}"));
+    client
+        .update_timeouts(TimeoutConfiguration::new(
+            Some(Duration::from_secs(10)),
+            Some(Duration::from_secs(20)),
+            Some(Duration::ZERO),
+        ))
+        .await
+        .expect("set webdriver timeouts");
+    client
+}
+
+/// A chromedriver process on a free port, killed (with the browsers it started) on drop.
+struct ChromeDriver {
+    child: Child,
+    url: String,
+}
+
+impl ChromeDriver {
+    async fn spawn(log: &Path) -> Self {
+        let port = free_port();
+        let mut command = Command::new(CHROMEDRIVER);
+        command
+            .arg(format!("--port={port}"))
+            .arg(format!("--log-path={}", log.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // Its own process group, so dropping the guard also ends the Chromium processes it started.
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {CHROMEDRIVER}: {e}; run scripts/install-test-deps.sh"));
+        let mut driver = ChromeDriver { child, url: format!("http://127.0.0.1:{port}") };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if tokio::net::TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).await.is_ok() {
+                return driver;
+            }
+            if let Ok(Some(status)) = driver.child.try_wait() {
+                panic!("chromedriver exited at start ({status}); see {}", log.display());
+            }
+            assert!(Instant::now() < deadline, "chromedriver did not listen on port {port} within 10 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for ChromeDriver {
+    fn drop(&mut self) {
+        // The group id is chromedriver's pid (process_group(0) above): only what we started.
+        let group = format!("-{}", self.child.id());
+        let killed_group = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !killed_group {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// A fresh browser profile directory (the `tempfile` crate is not a dependency).
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(label: &str) -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("hearth-browser-{label}-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
+        TempDir(path)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free local port").port()
+}
+
+fn artifacts_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("test-artifacts");
+    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    if let Ok(entries) = fs::read_dir(&dir) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name.starts_with(SCREENSHOT_PREFIX) && name.ends_with(".png") {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+    dir
+}

@@ -1,0 +1,655 @@
+// Hearth milestone celebrations (issue 6): the overlay over the video grid, congratulations,
+// preferences, sharing a milestone, the therapist's controls and a participant's timeline.
+//
+// It talks to the page only through window.hearth: onMessage(type, fn), send(message) and the
+// read-only state (participantId, role, participants). Everything it shows from the server is
+// set as text, never as markup; badges are server-made SVG shown as images (an <img> runs no
+// script and loads nothing).
+(() => {
+  'use strict';
+
+  const KINDS = {
+    daysSober: { label: 'Days sober', needsValue: true, unit: ['day sober', 'days sober'] },
+    sessionsAttended: { label: 'Sessions attended', needsValue: true, unit: ['session attended', 'sessions attended'] },
+    programCompletion: { label: 'Program completed', needsValue: false },
+    custom: { label: 'Something else', needsValue: false, needsLabel: true },
+  };
+  const REACTIONS = [
+    { id: 'clap', emoji: '\u{1F44F}', label: 'Clap' },
+    { id: 'heart', emoji: '\u{1F49B}', label: 'Heart' },
+    { id: 'star', emoji: '\u{2B50}', label: 'Star' },
+    { id: 'hug', emoji: '\u{1F917}', label: 'Hug' },
+    { id: 'sparkle', emoji: '\u{2728}', label: 'Sparkle' },
+  ];
+  const STYLES = [
+    { id: 'big', label: 'Big', hint: 'A large card with confetti' },
+    { id: 'standard', label: 'Standard', hint: 'A card over the video' },
+    { id: 'quiet', label: 'Quiet', hint: 'A small banner' },
+    { id: 'none', label: 'No celebration', hint: 'Only recorded on your timeline; your therapist sees it' },
+  ];
+  const AUDIENCES = [
+    { id: 'group', label: 'Everyone in my group' },
+    { id: 'therapistOnly', label: 'Only me and my therapist' },
+  ];
+  /** How long each style stays up (paused while pointed at or focused). */
+  const SHOW_MS = { quiet: 7000, standard: 10000, big: 12000, none: 6000 };
+  const reducedMotion = window.matchMedia('(prefers-reduced-motion: reduce)');
+
+  const ms = {
+    prefs: null,
+    queue: [],
+    current: null,
+    timer: null,
+    remaining: 0,
+    shownAt: 0,
+    proposals: new Map(),
+    myProposals: new Map(),
+    history: null,
+    groupHistory: null,
+    promptDismissed: false,
+  };
+
+  // ---- small helpers ----
+
+  function el(tag, attrs = {}, ...children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs)) {
+      if (v === false || v === null || v === undefined) continue;
+      if (k === 'class') node.className = v;
+      else if (k === 'text') node.textContent = v;
+      else if (k.startsWith('on')) node.addEventListener(k.slice(2), v);
+      else node.setAttribute(k, v === true ? '' : String(v));
+    }
+    for (const c of children.flat()) if (c) node.append(c);
+    return node;
+  }
+
+  const h = () => window.hearth;
+  const me = () => (h() ? h().participantId : null);
+  const myRole = () => (h() ? h().role : null);
+  const isTherapist = () => myRole() === 'therapist';
+  const send = (message) => h().send(message);
+
+  function nameOf(id) {
+    if (id === me()) return 'You';
+    const p = (h().participants || []).find((x) => x.id === id);
+    return p ? p.name : 'A participant';
+  }
+
+  /** "30 days sober", "Program completed", or the custom label. */
+  function describe(m) {
+    const k = KINDS[m.kind] || KINDS.custom;
+    let text;
+    if (k.unit && m.value != null) text = `${m.value} ${m.value === 1 ? k.unit[0] : k.unit[1]}`;
+    else if (m.kind === 'programCompletion') text = m.value != null ? `Program completed (${m.value})` : 'Program completed';
+    else text = m.label || 'A milestone';
+    if (m.kind === 'custom' && m.value != null) text = `${m.label}: ${m.value}`;
+    return text;
+  }
+
+  function badgeImage(svg, alt, className) {
+    const img = el('img', { class: className, alt, width: 200, height: 200 });
+    img.src = `data:image/svg+xml;charset=utf-8,${encodeURIComponent(svg)}`;
+    return img;
+  }
+
+  function badgeUrl(m) {
+    return `/api/badges/${encodeURIComponent(m.kind)}/${m.value != null ? m.value : 0}.svg`;
+  }
+
+  function announce(text) {
+    if (h() && typeof h().announce === 'function') { h().announce(text); return; }
+    const live = document.getElementById('ms-live');
+    if (!live) return;
+    // Cleared first so the same words twice are still announced.
+    live.textContent = '';
+    window.setTimeout(() => { live.textContent = text; }, 50);
+  }
+
+  function formatDate(ms) {
+    return new Date(ms).toLocaleDateString(undefined, { year: 'numeric', month: 'short', day: 'numeric' });
+  }
+
+  // ---- the overlay ----
+
+  function stage() {
+    const tiles = document.getElementById('tiles');
+    return (tiles && tiles.parentElement) || document.querySelector('.stage') || document.body;
+  }
+
+  function onCelebration(c) {
+    if (c.style === 'none') {
+      // A record, not a celebration: a quiet note to the participant and the therapists.
+      const who = c.participantId === me() ? 'your' : `${c.name}'s`;
+      toast(`Added to ${who} timeline: ${describe(c.milestone)}.`, c.participantId === me() ? null : 'Shown to no one else, as they prefer.');
+      rememberOwn(c);
+      return;
+    }
+    rememberOwn(c);
+    ms.queue.push(c);
+    if (!ms.current) showNext();
+  }
+
+  function rememberOwn(c) {
+    if (c.participantId === me() && ms.history) {
+      ms.history.push({ celebrationId: c.celebrationId, participantId: c.participantId, milestone: c.milestone, atMs: Date.now() });
+      renderTimeline();
+    }
+  }
+
+  function showNext() {
+    const c = ms.queue.shift();
+    if (!c) return;
+    ms.current = c;
+    const mine = c.participantId === me();
+    const what = describe(c.milestone);
+    const overlay = el('aside', {
+      class: `ms-overlay ms-${c.style}${reducedMotion.matches ? ' ms-still' : ''}`,
+      'aria-labelledby': 'ms-overlay-title',
+      'data-celebration-id': c.celebrationId,
+      'data-style': c.style,
+    });
+    const kicker = mine ? 'Your milestone' : c.audience === 'therapistOnly' ? `Shown only to ${c.name} and therapists` : 'Celebrating';
+    const title = mine ? `Congratulations, ${c.name}!` : c.name;
+    const text = el('div', { class: 'ms-text' },
+      el('p', { class: 'ms-kicker', text: kicker }),
+      el('h2', { id: 'ms-overlay-title', class: 'ms-name', text: title }),
+      el('p', { class: 'ms-what', text: what }),
+      c.milestone.label && c.milestone.kind !== 'custom' ? el('p', { class: 'ms-label', text: c.milestone.label }) : null,
+      c.message ? el('p', { class: 'ms-message', text: `\u201C${c.message}\u201D` }) : null);
+    const card = el('div', { class: 'ms-card' }, badgeImage(c.badgeSvg, `Badge: ${what}`, 'ms-badge'), text);
+    const dismiss = el('button', {
+      type: 'button', class: 'ms-dismiss', 'aria-label': 'Dismiss celebration', title: 'Dismiss', onclick: () => hide(),
+    }, el('span', { 'aria-hidden': 'true', text: '\u00D7' }));
+    card.append(dismiss);
+    if (!mine) card.append(reactionBar(c));
+    card.append(el('ul', { class: 'ms-congrats', 'aria-label': 'Congratulations' }));
+    overlay.append(card);
+    if (c.style === 'big' && !reducedMotion.matches) overlay.prepend(confetti());
+    overlay.addEventListener('mouseenter', pause);
+    overlay.addEventListener('mouseleave', resume);
+    overlay.addEventListener('focusin', pause);
+    overlay.addEventListener('focusout', (e) => { if (!overlay.contains(e.relatedTarget)) resume(); });
+    overlay.addEventListener('keydown', (e) => { if (e.key === 'Escape') hide(); });
+    const host = stage();
+    host.classList.add('ms-host');
+    host.append(overlay);
+    announce(mine ? `Your milestone is being celebrated: ${what}.` : `Celebrating ${c.name}: ${what}.${c.message ? ` ${c.message}` : ''}`);
+    ms.remaining = SHOW_MS[c.style] || SHOW_MS.standard;
+    resume();
+  }
+
+  function pause() {
+    if (!ms.timer) return;
+    window.clearTimeout(ms.timer);
+    ms.timer = null;
+    ms.remaining -= Date.now() - ms.shownAt;
+  }
+
+  function resume() {
+    if (!ms.current || ms.timer) return;
+    ms.shownAt = Date.now();
+    ms.timer = window.setTimeout(hide, Math.max(ms.remaining, 1500));
+  }
+
+  function hide() {
+    window.clearTimeout(ms.timer);
+    ms.timer = null;
+    const overlay = document.querySelector('.ms-overlay');
+    const hadFocus = overlay && overlay.contains(document.activeElement);
+    if (overlay) overlay.remove();
+    ms.current = null;
+    if (hadFocus) {
+      const fallback = document.getElementById('ms-open-button') || document.querySelector('#controls button');
+      if (fallback) fallback.focus();
+    }
+    if (ms.queue.length) window.setTimeout(showNext, 400);
+  }
+
+  function reactionBar(c) {
+    const note = el('input', {
+      type: 'text', class: 'ms-note', maxlength: 140, placeholder: 'A few kind words (optional)',
+      'aria-label': `Message to ${c.name} (optional)`,
+    });
+    const status = el('p', { class: 'ms-sent', 'aria-live': 'polite' });
+    const buttons = REACTIONS.map((r) => el('button', {
+      type: 'button', class: 'ms-reaction', 'data-reaction': r.id, 'aria-label': `${r.label} for ${c.name}`, title: r.label,
+      onclick: () => {
+        const message = note.value.trim();
+        send({ type: 'congratulate', celebrationId: c.celebrationId, reaction: r.id, ...(message ? { message } : {}) });
+        note.value = '';
+        status.textContent = `Sent ${r.label.toLowerCase()}.`;
+      },
+    }, el('span', { 'aria-hidden': 'true', text: r.emoji })));
+    const bar = el('div', { class: 'ms-react', role: 'group', 'aria-label': `Congratulate ${c.name}` },
+      el('div', { class: 'ms-reaction-row' }, buttons));
+    if (c.style !== 'quiet') bar.append(note);
+    bar.append(status);
+    return bar;
+  }
+
+  function onCongratulation(m) {
+    const r = REACTIONS.find((x) => x.id === m.reaction) || REACTIONS[0];
+    const from = m.from === me() ? 'You' : m.fromName;
+    const overlay = document.querySelector(`.ms-overlay[data-celebration-id="${CSS.escape(m.celebrationId)}"]`);
+    if (overlay) {
+      const list = overlay.querySelector('.ms-congrats');
+      const item = el('li', { class: 'ms-congrat' },
+        el('span', { class: 'ms-congrat-emoji', 'aria-hidden': 'true', text: r.emoji }),
+        el('span', { class: 'ms-congrat-from', text: from }),
+        m.message ? el('span', { class: 'ms-congrat-msg', text: m.message }) : null);
+      list.append(item);
+      while (list.children.length > 4) list.firstElementChild.remove();
+      if (!reducedMotion.matches) float(overlay, r.emoji);
+      // Give people time to read what others said.
+      if (ms.timer) { pause(); ms.remaining = Math.max(ms.remaining, 4000); resume(); }
+    } else if (ms.current === null && m.from !== me()) {
+      toast(`${from} sent you ${r.label.toLowerCase()} ${r.emoji}`, m.message || null);
+    }
+    if (m.from !== me()) announce(`${from} sent ${r.label.toLowerCase()}${m.message ? `: ${m.message}` : ''}.`);
+  }
+
+  function float(overlay, emoji) {
+    const f = el('span', { class: 'ms-float', 'aria-hidden': 'true', text: emoji });
+    f.style.left = `${20 + Math.random() * 60}%`;
+    overlay.append(f);
+    window.setTimeout(() => f.remove(), 2200);
+  }
+
+  function confetti() {
+    const box = el('div', { class: 'ms-confetti', 'aria-hidden': 'true' });
+    const colours = ['#f6c945', '#5fd3bc', '#ff9fb8', '#9fa8ff', '#ffd66b', '#7cc4bc'];
+    for (let i = 0; i < 70; i += 1) {
+      const piece = el('i');
+      piece.style.left = `${Math.random() * 100}%`;
+      piece.style.background = colours[i % colours.length];
+      piece.style.animationDelay = `${Math.random() * 1.2}s`;
+      piece.style.animationDuration = `${2.6 + Math.random() * 2}s`;
+      piece.style.setProperty('--drift', `${(Math.random() - 0.5) * 160}px`);
+      piece.style.setProperty('--spin', `${Math.round(Math.random() * 720 - 360)}deg`);
+      box.append(piece);
+    }
+    return box;
+  }
+
+  function toast(text, detail, actions) {
+    let stack = document.getElementById('ms-toasts');
+    if (!stack) {
+      stack = el('div', { id: 'ms-toasts', class: 'ms-toasts' });
+      document.body.append(stack);
+    }
+    const close = el('button', { type: 'button', class: 'ms-toast-close', 'aria-label': 'Dismiss', onclick: () => t.remove() },
+      el('span', { 'aria-hidden': 'true', text: '\u00D7' }));
+    const t = el('div', { class: 'ms-toast', role: 'status' },
+      el('p', { class: 'ms-toast-text', text }), detail ? el('p', { class: 'ms-toast-detail', text: detail }) : null);
+    if (actions) t.append(actions);
+    t.append(close);
+    stack.append(t);
+    if (!actions) window.setTimeout(() => t.remove(), 8000);
+    return t;
+  }
+
+  // ---- preferences, sharing and the timeline: one dialog ----
+
+  function openButton() {
+    if (document.getElementById('ms-open-button')) return;
+    const controls = document.getElementById('controls');
+    if (!controls) return;
+    const button = el('button', {
+      id: 'ms-open-button', type: 'button', class: 'button ms-open', onclick: openDialog, 'aria-haspopup': 'dialog',
+    },
+    el('span', { class: 'ms-open-icon', 'aria-hidden': 'true', text: '\u2605' }),
+    el('span', { class: 'label', text: 'Milestones' }));
+    const leave = document.getElementById('leave-button');
+    controls.insertBefore(button, leave || null);
+  }
+
+  function radios(name, options, current) {
+    return el('div', { class: 'ms-radios' }, options.map((o) => el('label', { class: 'ms-radio' },
+      el('input', { type: 'radio', name, value: o.id, checked: o.id === current }),
+      el('span', { class: 'ms-radio-text' }, el('span', { text: o.label }), o.hint ? el('span', { class: 'ms-hint', text: o.hint }) : null))));
+  }
+
+  function milestoneFields(prefix) {
+    const kind = el('select', { id: `${prefix}-kind`, name: 'kind' },
+      Object.entries(KINDS).map(([id, k]) => el('option', { value: id, text: k.label })));
+    const value = el('input', { id: `${prefix}-value`, name: 'value', type: 'number', min: 1, max: 100000, inputmode: 'numeric' });
+    const label = el('input', { id: `${prefix}-label`, name: 'label', type: 'text', maxlength: 40 });
+    const message = el('textarea', { id: `${prefix}-message`, name: 'message', maxlength: 280, rows: 2 });
+    const valueField = el('div', { class: 'ms-field' }, el('label', { for: value.id, text: 'How many' }), value);
+    const labelField = el('div', { class: 'ms-field' }, el('label', { for: label.id, text: 'What it is (optional)' }), label);
+    const sync = () => {
+      const k = KINDS[kind.value];
+      valueField.querySelector('label').textContent = k.needsValue ? 'How many' : 'Number (optional)';
+      value.required = Boolean(k.needsValue);
+      label.required = Boolean(k.needsLabel);
+      labelField.querySelector('label').textContent = k.needsLabel ? 'What it is' : 'Label (optional)';
+    };
+    kind.addEventListener('change', sync);
+    sync();
+    const fields = el('div', { class: 'ms-fields' },
+      el('div', { class: 'ms-field' }, el('label', { for: kind.id, text: 'Milestone' }), kind),
+      valueField, labelField,
+      el('div', { class: 'ms-field ms-wide' }, el('label', { for: message.id, text: 'A note (optional)' }), message));
+    const read = () => {
+      const out = { kind: kind.value };
+      const v = parseInt(value.value, 10);
+      if (Number.isFinite(v) && v > 0) out.value = v;
+      if (label.value.trim()) out.label = label.value.trim();
+      if (message.value.trim()) out.message = message.value.trim();
+      return out;
+    };
+    const reset = () => { value.value = ''; label.value = ''; message.value = ''; };
+    return { fields, read, reset };
+  }
+
+  function dialog(id, titleText) {
+    let d = document.getElementById(id);
+    if (d) return d;
+    d = el('dialog', { id, class: 'ms-dialog', 'aria-labelledby': `${id}-title` });
+    const close = el('button', { type: 'button', class: 'ms-dialog-close', 'aria-label': 'Close', onclick: () => d.close() },
+      el('span', { 'aria-hidden': 'true', text: '\u00D7' }));
+    d.append(el('div', { class: 'ms-dialog-head' }, el('h2', { id: `${id}-title`, text: titleText }), close),
+      el('div', { class: 'ms-dialog-body' }));
+    document.body.append(d);
+    return d;
+  }
+
+  function openDialog() {
+    const d = dialog('ms-dialog', isTherapist() ? 'Milestones in this group' : 'Your milestones');
+    const body = d.querySelector('.ms-dialog-body');
+    body.replaceChildren();
+    if (isTherapist()) {
+      body.append(el('section', { class: 'ms-section', 'aria-labelledby': 'ms-prop-h' },
+        el('h3', { id: 'ms-prop-h', text: 'Shared with you' }), el('ul', { id: 'ms-proposal-list', class: 'ms-proposals' })));
+      body.append(el('section', { class: 'ms-section', 'aria-labelledby': 'ms-group-h' },
+        el('h3', { id: 'ms-group-h', text: 'Group timeline' }), el('div', { id: 'ms-group-timeline' }, el('p', { class: 'ms-hint', text: 'Loading…' }))));
+      renderProposals();
+      send({ type: 'getMilestoneHistory', group: true });
+    } else {
+      body.append(prefsSection(), shareSection(),
+        el('section', { class: 'ms-section', 'aria-labelledby': 'ms-tl-h' },
+          el('h3', { id: 'ms-tl-h', text: 'Your timeline' }), el('div', { id: 'ms-timeline' }, el('p', { class: 'ms-hint', text: 'Loading…' }))));
+      send({ type: 'getMilestoneHistory' });
+    }
+    if (!d.open) d.showModal();
+  }
+
+  function prefsSection() {
+    const p = ms.prefs || { style: 'standard', audience: 'therapistOnly' };
+    const status = el('p', { class: 'ms-status', role: 'status' });
+    const form = el('form', { class: 'ms-prefs' },
+      el('fieldset', {}, el('legend', { text: 'How would you like to be celebrated?' }), radios('ms-style', STYLES, p.style)),
+      el('fieldset', {}, el('legend', { text: 'Who sees it?' }), radios('ms-audience', AUDIENCES, p.audience)),
+      el('div', { class: 'ms-actions' }, el('button', { type: 'submit', class: 'button primary small', text: 'Save' }), status));
+    form.addEventListener('submit', (e) => {
+      e.preventDefault();
+      const style = form.querySelector('input[name="ms-style"]:checked').value;
+      const audience = form.querySelector('input[name="ms-audience"]:checked').value;
+      send({ type: 'setCelebrationPreferences', style, audience });
+      status.textContent = 'Saving…';
+    });
+    return el('section', { class: 'ms-section', id: 'ms-prefs-section', 'aria-labelledby': 'ms-prefs-h' },
+      el('h3', { id: 'ms-prefs-h', text: 'Celebrations' }),
+      ms.prefs && !ms.prefs.chosen ? el('p', { class: 'ms-hint', text: 'Until you choose, only you and your therapist see your milestones.' }) : null,
+      form);
+  }
+
+  function shareSection() {
+    const f = milestoneFields('ms-share');
+    const status = el('p', { class: 'ms-status', id: 'ms-share-status', role: 'status' });
+    const form = el('form', { class: 'ms-share' }, f.fields,
+      el('div', { class: 'ms-actions' }, el('button', { type: 'submit', class: 'button small', text: 'Send to my therapist' }), status));
+    form.addEventListener('submit', (e) => {
+      e.preventDefault();
+      send({ type: 'shareMilestone', ...f.read() });
+      f.reset();
+      status.textContent = 'Sending…';
+    });
+    return el('section', { class: 'ms-section', 'aria-labelledby': 'ms-share-h' },
+      el('h3', { id: 'ms-share-h', text: 'Share a milestone' }),
+      el('p', { class: 'ms-hint', text: 'Your therapist sees it first and decides with you how to celebrate it.' }),
+      form);
+  }
+
+  function onPreferences(m) {
+    ms.prefs = { style: m.style, audience: m.audience, chosen: m.chosen };
+    const status = document.querySelector('#ms-prefs-section .ms-status');
+    if (status) status.textContent = 'Saved.';
+    const prompt = document.getElementById('ms-prompt');
+    if (prompt && m.chosen) prompt.remove();
+    if (!m.chosen && myRole() === 'participant' && !ms.promptDismissed) showPrompt();
+  }
+
+  function showPrompt() {
+    if (document.getElementById('ms-prompt')) return;
+    const actions = el('div', { class: 'ms-toast-actions' },
+      el('button', { type: 'button', class: 'button small primary', text: 'Choose', onclick: () => { t.remove(); openDialog(); } }),
+      el('button', { type: 'button', class: 'button small', text: 'Not now', onclick: () => { ms.promptDismissed = true; t.remove(); } }));
+    const t = toast('How would you like your milestones celebrated?', 'Until you choose, only you and your therapist see them.', actions);
+    t.id = 'ms-prompt';
+  }
+
+  // ---- timeline ----
+
+  function onHistory(m) {
+    if (m.group) {
+      ms.groupHistory = m.entries;
+      renderGroupTimeline();
+    } else if (!m.participantId || m.participantId === me()) {
+      ms.history = m.entries;
+      renderTimeline();
+    }
+  }
+
+  function renderTimeline() {
+    const box = document.getElementById('ms-timeline');
+    if (!box || !ms.history) return;
+    if (!ms.history.length) {
+      box.replaceChildren(el('p', { class: 'ms-hint', text: 'No milestones yet. They will appear here as they are celebrated.' }));
+      return;
+    }
+    box.replaceChildren(chart(ms.history), timelineList(ms.history, false));
+  }
+
+  function renderGroupTimeline() {
+    const box = document.getElementById('ms-group-timeline');
+    if (!box || !ms.groupHistory) return;
+    if (!ms.groupHistory.length) {
+      box.replaceChildren(el('p', { class: 'ms-hint', text: 'No milestones celebrated in this group yet.' }));
+      return;
+    }
+    box.replaceChildren(timelineList(ms.groupHistory, true));
+  }
+
+  function timelineList(entries, withNames) {
+    return el('ol', { class: 'ms-timeline' }, entries.slice().reverse().map((e) => el('li', { class: 'ms-entry' },
+      el('img', { class: 'ms-entry-badge', src: badgeUrl(e.milestone), alt: '', width: 48, height: 48 }),
+      el('div', {},
+        withNames ? el('p', { class: 'ms-entry-who', text: nameOf(e.participantId) }) : null,
+        el('p', { class: 'ms-entry-what', text: describe(e.milestone) }),
+        el('p', { class: 'ms-hint', text: formatDate(e.atMs) })))));
+  }
+
+  /** A small line chart of the numeric milestones over time; the list is its text alternative. */
+  function chart(entries) {
+    const NS = 'http://www.w3.org/2000/svg';
+    const W = 320; const H = 150; const L = 36; const R = 10; const T = 12; const B = 28;
+    const svg = document.createElementNS(NS, 'svg');
+    const add = (parent, tag, attrs, text) => {
+      const n = document.createElementNS(NS, tag);
+      for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, String(v));
+      if (text != null) n.textContent = text;
+      parent.append(n);
+      return n;
+    };
+    svg.setAttribute('viewBox', `0 0 ${W} ${H}`);
+    svg.setAttribute('class', 'ms-chart');
+    svg.setAttribute('role', 'img');
+    svg.setAttribute('aria-label', 'Your milestones over time (listed below)');
+    const times = entries.map((e) => e.atMs);
+    let t0 = Math.min(...times); let t1 = Math.max(...times);
+    if (t1 - t0 < 86400000) { t0 -= 43200000; t1 += 43200000; }
+    const x = (t) => L + ((t - t0) / (t1 - t0)) * (W - L - R);
+    const series = [
+      { kind: 'daysSober', cls: 'ms-s-days', name: 'Days sober' },
+      { kind: 'sessionsAttended', cls: 'ms-s-sessions', name: 'Sessions' },
+    ];
+    const numeric = entries.filter((e) => e.milestone.value != null && KINDS[e.milestone.kind] && KINDS[e.milestone.kind].unit);
+    const vmax = Math.max(1, ...numeric.map((e) => e.milestone.value));
+    const y = (v) => H - B - (v / vmax) * (H - T - B);
+    add(svg, 'line', { x1: L, y1: H - B, x2: W - R, y2: H - B, class: 'ms-axis' });
+    add(svg, 'line', { x1: L, y1: T, x2: L, y2: H - B, class: 'ms-axis' });
+    add(svg, 'text', { x: L - 4, y: T + 4, 'text-anchor': 'end', class: 'ms-tick' }, String(vmax));
+    add(svg, 'text', { x: L - 4, y: H - B, 'text-anchor': 'end', class: 'ms-tick' }, '0');
+    add(svg, 'text', { x: L, y: H - 8, class: 'ms-tick' }, formatDate(t0));
+    add(svg, 'text', { x: W - R, y: H - 8, 'text-anchor': 'end', class: 'ms-tick' }, formatDate(t1));
+    for (const s of series) {
+      const pts = numeric.filter((e) => e.milestone.kind === s.kind);
+      if (!pts.length) continue;
+      add(svg, 'polyline', { points: pts.map((e) => `${x(e.atMs)},${y(e.milestone.value)}`).join(' '), class: `ms-line ${s.cls}` });
+      for (const e of pts) add(svg, 'circle', { cx: x(e.atMs), cy: y(e.milestone.value), r: 4, class: `ms-dot ${s.cls}` });
+    }
+    for (const e of entries.filter((e) => !numeric.includes(e))) {
+      add(svg, 'text', { x: x(e.atMs), y: H - B - 4, 'text-anchor': 'middle', class: 'ms-star' }, '\u2605');
+    }
+    const legend = el('p', { class: 'ms-legend' },
+      el('span', { class: 'ms-key ms-s-days', text: 'Days sober' }),
+      el('span', { class: 'ms-key ms-s-sessions', text: 'Sessions' }),
+      el('span', { class: 'ms-key ms-s-other', text: '\u2605 Other milestones' }));
+    return el('figure', { class: 'ms-figure' }, svg, legend);
+  }
+
+  // ---- therapist: celebrate from the people list, approve shared milestones ----
+
+  function decoratePeople() {
+    const list = document.getElementById('people-list');
+    if (!list || !isTherapist()) return;
+    for (const row of list.querySelectorAll('li[data-participant-id]')) {
+      const id = row.getAttribute('data-participant-id');
+      const p = (h().participants || []).find((x) => x.id === id);
+      const wanted = p && p.role === 'participant';
+      const existing = row.querySelector('.ms-celebrate');
+      if (!wanted) { if (existing) existing.remove(); continue; }
+      if (existing) continue;
+      const button = el('button', {
+        type: 'button', class: 'button small ms-celebrate', 'data-milestone-action': 'celebrate',
+        onclick: (e) => { e.stopPropagation(); openCelebrate(id); },
+      }, el('span', { class: 'label', text: 'Celebrate\u2026' }), el('span', { class: 'visually-hidden', text: ` ${p.name}` }));
+      const actions = row.querySelector('.person-actions') || row;
+      actions.append(button);
+    }
+  }
+
+  function openCelebrate(id) {
+    const d = dialog('ms-celebrate-dialog', 'Celebrate a milestone');
+    const body = d.querySelector('.ms-dialog-body');
+    const f = milestoneFields('ms-cel');
+    const status = el('p', { class: 'ms-status', role: 'status' });
+    const form = el('form', { class: 'ms-celebrate-form', 'data-participant-id': id },
+      el('p', { class: 'ms-for' }, 'For ', el('strong', { text: nameOf(id) })),
+      el('p', { class: 'ms-hint', text: 'Shown as they chose: to the group, or only to them and therapists.' }),
+      f.fields,
+      el('div', { class: 'ms-actions' },
+        el('button', { type: 'submit', class: 'button primary small', text: 'Celebrate' }),
+        el('button', { type: 'button', class: 'button small', text: 'Cancel', onclick: () => d.close() }), status));
+    form.addEventListener('submit', (e) => {
+      e.preventDefault();
+      send({ type: 'celebrate', participantId: id, ...f.read() });
+      d.close();
+    });
+    body.replaceChildren(form);
+    if (!d.open) d.showModal();
+    const first = form.querySelector('select');
+    if (first) first.focus();
+  }
+
+  function onProposed(m) {
+    if (m.participantId === me()) {
+      ms.myProposals.set(m.proposalId, m);
+      const s = document.getElementById('ms-share-status');
+      if (s) s.textContent = 'Sent. Your therapist will see it.';
+      return;
+    }
+    if (!isTherapist()) return;
+    ms.proposals.set(m.proposalId, m);
+    renderProposals();
+    const actions = proposalActions(m.proposalId);
+    const t = toast(`${m.name} shared a milestone: ${describe(m.milestone)}`, m.message ? `\u201C${m.message}\u201D` : null, actions);
+    t.setAttribute('data-proposal-id', m.proposalId);
+    t.classList.add('ms-proposal-toast');
+  }
+
+  function proposalActions(proposalId) {
+    return el('div', { class: 'ms-toast-actions' },
+      el('button', { type: 'button', class: 'button small primary', 'data-milestone-action': 'approve', text: 'Celebrate',
+        onclick: () => send({ type: 'approveMilestone', proposalId }) }),
+      el('button', { type: 'button', class: 'button small', 'data-milestone-action': 'decline', text: 'Not now',
+        onclick: () => send({ type: 'declineMilestone', proposalId }) }));
+  }
+
+  function renderProposals() {
+    const list = document.getElementById('ms-proposal-list');
+    if (!list) return;
+    if (!ms.proposals.size) {
+      list.replaceChildren(el('li', { class: 'ms-hint', text: 'Nothing waiting.' }));
+      return;
+    }
+    list.replaceChildren(...[...ms.proposals.values()].map((m) => el('li', { class: 'ms-proposal', 'data-proposal-id': m.proposalId },
+      el('p', {}, el('strong', { text: m.name }), ` \u2014 ${describe(m.milestone)}`),
+      m.message ? el('p', { class: 'ms-hint', text: `\u201C${m.message}\u201D` }) : null,
+      proposalActions(m.proposalId))));
+  }
+
+  function onResolved(m) {
+    ms.proposals.delete(m.proposalId);
+    renderProposals();
+    for (const t of document.querySelectorAll(`.ms-proposal-toast[data-proposal-id="${CSS.escape(m.proposalId)}"]`)) t.remove();
+    if (ms.myProposals.has(m.proposalId)) {
+      ms.myProposals.delete(m.proposalId);
+      toast(m.approved ? 'Your therapist is celebrating your milestone.' : 'Your therapist saw your milestone and will talk with you about it.');
+    }
+  }
+
+  function onError(m) {
+    const mine = ['unknown_milestone', 'no_therapist', 'invalid_field', 'rate_limited'];
+    if (!mine.includes(m.code)) return;
+    const status = document.querySelector('dialog[open] .ms-status') || document.querySelector('.ms-overlay .ms-sent');
+    if (status) status.textContent = m.message;
+  }
+
+  // ---- wiring ----
+
+  function start() {
+    const api = window.hearth;
+    if (!api || typeof api.onMessage !== 'function' || typeof api.send !== 'function') {
+      window.setTimeout(start, 100);
+      return;
+    }
+    if (typeof api.announce !== 'function') document.body.append(el('p', { id: 'ms-live', class: 'visually-hidden', 'aria-live': 'polite' }));
+    api.onMessage('admitted', () => {
+      openButton();
+      const b = document.getElementById('ms-open-button');
+      if (b) b.hidden = myRole() === 'observer';
+      if (myRole() === 'participant') send({ type: 'getCelebrationPreferences' });
+      decoratePeople();
+    });
+    api.onMessage('celebration', onCelebration);
+    api.onMessage('congratulation', onCongratulation);
+    api.onMessage('celebrationPreferences', onPreferences);
+    api.onMessage('milestoneProposed', onProposed);
+    api.onMessage('milestoneProposalResolved', onResolved);
+    api.onMessage('milestoneHistory', onHistory);
+    api.onMessage('error', onError);
+    api.onMessage('sessionEnded', () => { ms.queue = []; hide(); });
+    const people = document.getElementById('people-list');
+    if (people) new MutationObserver(decoratePeople).observe(people, { childList: true });
+    reducedMotion.addEventListener('change', () => {
+      const o = document.querySelector('.ms-overlay');
+      if (o && reducedMotion.matches) { o.classList.add('ms-still'); const c = o.querySelector('.ms-confetti'); if (c) c.remove(); }
+    });
+  }
+
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start);
+  else start();
+})();
