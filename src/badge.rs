@@ -46,56 +46,99 @@ fn palette(kind: MilestoneKind) -> Palette {
     }
 }
 
-/// The big line and the small line under it.
-fn headline(m: &Milestone) -> (String, String) {
+/// The number in the middle (none without a value: a symbol is drawn instead), and the line
+/// under it.
+fn headline(m: &Milestone) -> (Option<String>, String) {
     let plural = |n: u32, one: &str, many: &str| if n == 1 { one.to_string() } else { many.to_string() };
+    let has_label = m.label.as_deref().is_some_and(|l| !l.trim().is_empty());
     match (m.kind, m.value) {
         (MilestoneKind::DaysSober, Some(d)) if d >= 365 && d % 365 == 0 => {
             let y = d / 365;
-            (y.to_string(), format!("{} sober", plural(y, "year", "years")))
+            (Some(y.to_string()), format!("{} sober", plural(y, "year", "years")))
         }
-        (MilestoneKind::DaysSober, Some(d)) => (d.to_string(), format!("{} sober", plural(d, "day", "days"))),
-        (MilestoneKind::DaysSober, None) => ("\u{2600}".into(), "sober".into()),
-        (MilestoneKind::SessionsAttended, Some(n)) => (n.to_string(), plural(n, "session", "sessions")),
-        (MilestoneKind::SessionsAttended, None) => ("\u{2713}".into(), "sessions".into()),
-        (MilestoneKind::ProgramCompletion, Some(n)) => (n.to_string(), "completed".into()),
-        (MilestoneKind::ProgramCompletion, None) => ("\u{2713}".into(), "completed".into()),
-        (MilestoneKind::Custom, Some(n)) => (n.to_string(), "milestone".into()),
-        (MilestoneKind::Custom, None) => ("\u{2605}".into(), "milestone".into()),
+        (MilestoneKind::DaysSober, Some(d)) => (Some(d.to_string()), format!("{} sober", plural(d, "day", "days"))),
+        (MilestoneKind::DaysSober, None) => (None, "sober".into()),
+        (MilestoneKind::SessionsAttended, Some(n)) => (Some(n.to_string()), plural(n, "session", "sessions")),
+        (MilestoneKind::SessionsAttended, None) => (None, "sessions".into()),
+        (MilestoneKind::ProgramCompletion, v) => (v.map(|n| n.to_string()), "completed".into()),
+        // A custom milestone's label is on the ribbon; the line under the symbol stays empty.
+        (MilestoneKind::Custom, v) => (v.map(|n| n.to_string()), if has_label { String::new() } else { "milestone".into() }),
     }
 }
 
-/// The small emblem at the top of the medallion, drawn with shapes only.
+fn polar(cx: f32, cy: f32, r: f32, a: f32) -> (f32, f32) {
+    (cx + r * a.cos(), cy + r * a.sin())
+}
+
+/// The small emblem above the number, drawn with shapes only.
 fn emblem(kind: MilestoneKind, ink: &str) -> String {
     match kind {
         // A rising sun: a new day.
         MilestoneKind::DaysSober => {
             let mut s = format!(r##"<g fill="none" stroke="{ink}" stroke-width="3" stroke-linecap="round">"##);
             for i in 0..7 {
-                let a = std::f32::consts::PI * (i as f32) / 6.0;
-                let (x1, y1) = (100.0 - 17.0 * a.cos(), 52.0 - 17.0 * a.sin());
-                let (x2, y2) = (100.0 - 24.0 * a.cos(), 52.0 - 24.0 * a.sin());
+                let a = std::f32::consts::PI * (1.0 + i as f32 / 6.0);
+                let ((x1, y1), (x2, y2)) = (polar(100.0, 50.0, 16.0, a), polar(100.0, 50.0, 23.0, a));
                 s.push_str(&format!(r##"<line x1="{x1:.1}" y1="{y1:.1}" x2="{x2:.1}" y2="{y2:.1}"/>"##));
             }
-            s.push_str(&format!(r##"</g><path d="M88 52a12 12 0 0 1 24 0z" fill="{ink}"/>"##));
+            s.push_str(&format!(r##"</g><path d="M89 50a11 11 0 0 1 22 0z" fill="{ink}"/>"##));
             s
         }
         // Chairs in a circle: the group.
         MilestoneKind::SessionsAttended => {
             let mut s = format!(r##"<g fill="{ink}">"##);
             for i in 0..6 {
-                let a = std::f32::consts::TAU * (i as f32) / 6.0;
-                s.push_str(&format!(r##"<circle cx="{:.1}" cy="{:.1}" r="4"/>"##, 100.0 + 14.0 * a.cos(), 44.0 + 14.0 * a.sin()));
+                let (x, y) = polar(100.0, 40.0, 11.0, std::f32::consts::TAU * (i as f32) / 6.0);
+                s.push_str(&format!(r##"<circle cx="{x:.1}" cy="{y:.1}" r="3.3"/>"##));
             }
             s.push_str("</g>");
             s
         }
-        // A laurel-like pair of arcs around a dot.
+        // A check mark: done.
         MilestoneKind::ProgramCompletion => format!(
-            r##"<g fill="none" stroke="{ink}" stroke-width="3" stroke-linecap="round"><path d="M86 32q-8 14 6 24"/><path d="M114 32q8 14 -6 24"/></g><circle cx="100" cy="42" r="6" fill="{ink}"/>"##
+            r##"<path d="M90 41l7 7 14-15" fill="none" stroke="{ink}" stroke-width="4.5" stroke-linecap="round" stroke-linejoin="round"/>"##
         ),
-        // A four-pointed sparkle.
-        MilestoneKind::Custom => format!(r##"<path d="M100 26l5 13 13 5-13 5-5 13-5-13-13-5 13-5z" fill="{ink}"/>"##),
+        MilestoneKind::Custom => star(100.0, 41.0, 11.0, ink),
+    }
+}
+
+fn star(cx: f32, cy: f32, r: f32, ink: &str) -> String {
+    let points: Vec<String> = (0..10)
+        .map(|i| {
+            let radius = if i % 2 == 0 { r } else { r * 0.45 };
+            let (x, y) = polar(cx, cy, radius, std::f32::consts::PI * (i as f32 / 5.0 - 0.5));
+            format!("{x:.1},{y:.1}")
+        })
+        .collect();
+    format!(r##"<polygon points="{}" fill="{ink}"/>"##, points.join(" "))
+}
+
+/// The large symbol in the middle when there is no number.
+fn symbol(kind: MilestoneKind, ink: &str) -> String {
+    match kind {
+        MilestoneKind::DaysSober => {
+            let mut s = format!(r##"<circle cx="100" cy="88" r="17" fill="{ink}"/><g stroke="{ink}" stroke-width="4" stroke-linecap="round">"##);
+            for i in 0..8 {
+                let a = std::f32::consts::TAU * (i as f32) / 8.0;
+                let ((x1, y1), (x2, y2)) = (polar(100.0, 88.0, 25.0, a), polar(100.0, 88.0, 33.0, a));
+                s.push_str(&format!(r##"<line x1="{x1:.1}" y1="{y1:.1}" x2="{x2:.1}" y2="{y2:.1}"/>"##));
+            }
+            s.push_str("</g>");
+            s
+        }
+        MilestoneKind::SessionsAttended => {
+            let mut s = format!(r##"<g fill="{ink}">"##);
+            for i in 0..6 {
+                let (x, y) = polar(100.0, 88.0, 24.0, std::f32::consts::TAU * (i as f32) / 6.0);
+                s.push_str(&format!(r##"<circle cx="{x:.1}" cy="{y:.1}" r="7"/>"##));
+            }
+            s.push_str("</g>");
+            s
+        }
+        MilestoneKind::ProgramCompletion => format!(
+            r##"<path d="M74 88l17 17 35-37" fill="none" stroke="{ink}" stroke-width="12" stroke-linecap="round" stroke-linejoin="round"/>"##
+        ),
+        MilestoneKind::Custom => star(100.0, 88.0, 36.0, ink),
     }
 }
 
@@ -103,12 +146,6 @@ fn emblem(kind: MilestoneKind, ink: &str) -> String {
 pub fn svg(m: &Milestone) -> String {
     let p = palette(m.kind);
     let (big, small) = headline(m);
-    let big_size = match big.chars().count() {
-        0..=2 => 64,
-        3 => 54,
-        4 => 44,
-        _ => 34,
-    };
     let label = m.label.as_deref().map(str::trim).filter(|l| !l.is_empty()).map(|l| {
         let mut short: String = l.chars().take(LABEL_CHARS).collect();
         if l.chars().count() > LABEL_CHARS {
@@ -116,19 +153,37 @@ pub fn svg(m: &Milestone) -> String {
         }
         short
     });
-    let title = match &m.label {
-        Some(l) if !l.trim().is_empty() => format!("{big} {small}: {}", l.trim()),
-        _ => format!("{big} {small}"),
+    let title = [big.clone().unwrap_or_default(), small.clone(), m.label.as_deref().map(str::trim).unwrap_or_default().to_string()]
+        .into_iter()
+        .filter(|t| !t.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let middle = match &big {
+        Some(big) => {
+            let size = match big.chars().count() {
+                0..=2 => 64,
+                3 => 54,
+                4 => 44,
+                _ => 34,
+            };
+            format!(
+                r##"{}<text x="100" y="{}" font-size="{size}" font-weight="800" fill="{}">{}</text>"##,
+                emblem(m.kind, p.ink),
+                98 + size / 3,
+                p.ink,
+                escape(big)
+            )
+        }
+        None => symbol(m.kind, p.ink),
     };
     let ribbon = match &label {
         Some(l) => format!(
-            r##"<rect x="24" y="150" width="152" height="28" rx="14" fill="#ffffff" fill-opacity="0.92"/><text x="100" y="169" font-size="13" font-weight="600" fill="{}" text-anchor="middle">{}</text>"##,
+            r##"<rect x="24" y="150" width="152" height="28" rx="14" fill="#ffffff" fill-opacity="0.92"/><text x="100" y="169" font-size="13" font-weight="600" fill="{}">{}</text>"##,
             p.ink,
             escape(l)
         ),
         None => String::new(),
     };
-    let kind = escape(&format!("{:?}", m.kind).to_lowercase());
     format!(
         concat!(
             r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 200 200" width="200" height="200" role="img" aria-label="{title}">"##,
@@ -137,21 +192,17 @@ pub fn svg(m: &Milestone) -> String {
             r##"<circle cx="100" cy="100" r="96" fill="url(#hb-{kind})"/>"##,
             r##"<circle cx="100" cy="100" r="84" fill="none" stroke="#ffffff" stroke-opacity="0.7" stroke-width="3" stroke-dasharray="2 6" stroke-linecap="round"/>"##,
             r##"<circle cx="100" cy="100" r="72" fill="#ffffff" fill-opacity="0.88"/>"##,
-            "{emblem}",
             r##"<g font-family="system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif" text-anchor="middle">"##,
-            r##"<text x="100" y="{big_y}" font-size="{big_size}" font-weight="800" fill="{ink}">{big}</text>"##,
-            r##"<text x="100" y="134" font-size="16" font-weight="600" fill="{ink}">{small}</text>"##,
+            "{middle}",
+            r##"<text x="100" y="138" font-size="16" font-weight="600" fill="{ink}">{small}</text>"##,
             "{ribbon}</g></svg>"
         ),
         title = escape(&title),
-        kind = kind,
+        kind = format!("{:?}", m.kind).to_lowercase(),
         light = p.light,
         dark = p.dark,
-        emblem = emblem(m.kind, p.ink),
-        big_y = 96 + big_size / 3,
-        big_size = big_size,
+        middle = middle,
         ink = p.ink,
-        big = escape(&big),
         small = escape(&small),
         ribbon = ribbon,
     )
@@ -199,9 +250,9 @@ mod tests {
     #[test]
     fn headline_by_kind() {
         let m = |kind, value| Milestone { kind, value, label: None };
-        assert_eq!(headline(&m(MilestoneKind::DaysSober, Some(30))), ("30".into(), "days sober".into()));
-        assert_eq!(headline(&m(MilestoneKind::DaysSober, Some(730))), ("2".into(), "years sober".into()));
-        assert_eq!(headline(&m(MilestoneKind::SessionsAttended, Some(1))), ("1".into(), "session".into()));
+        assert_eq!(headline(&m(MilestoneKind::DaysSober, Some(30))), (Some("30".into()), "days sober".into()));
+        assert_eq!(headline(&m(MilestoneKind::DaysSober, Some(730))), (Some("2".into()), "years sober".into()));
+        assert_eq!(headline(&m(MilestoneKind::SessionsAttended, Some(1))), (Some("1".into()), "session".into()));
         assert!(svg(&m(MilestoneKind::ProgramCompletion, None)).contains("completed"));
     }
 }

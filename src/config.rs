@@ -32,6 +32,7 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct RoomsConfig {
     pub waiting_room: bool,
+    pub reconnect_grace_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -129,6 +130,7 @@ impl Config {
         let mut c = Self::from_toml_overrides("").expect("embedded defaults are valid");
         c.server.listen = "127.0.0.1:0".parse().expect("literal address");
         c.server.shutdown_grace_ms = 200;
+        c.rooms.reconnect_grace_ms = 300;
         c.store.path = unique_temp_path("hearth-test", "db");
         c
     }

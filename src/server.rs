@@ -296,6 +296,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     let settings = RoomSettings {
         max_room_size: config.limits.max_room_size,
         waiting_room: config.rooms.waiting_room,
+        reconnect_grace: Duration::from_millis(config.rooms.reconnect_grace_ms),
         ice_servers: config.ice.ice_servers.clone(),
     };
     let rooms = RoomRegistry::new(settings, Some(store.clone()));

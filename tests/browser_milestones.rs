@@ -181,14 +181,15 @@ async fn scenario(therapist: &Client, ben: &Client, cy: &Client, server: &Runnin
     join_page(cy, server, Role::Participant, "Cy", "p-cy").await?;
     // Ben has never chosen: the page asks, once, and he puts it off.
     wait_for(ben, "the first-time question", "return Boolean(document.querySelector('#ms-prompt'));", &[]).await?;
-    click(ben, "ben", "#ms-prompt button.button:not(.primary)").await?;
+    click(ben, "ben", "#ms-prompt button.button:not(.accent)").await?;
     let mut ana = headless(server, "Ana", "p-ana").await;
 
     // Quiet: a small banner over the top of the grid.
     set_prefs(&mut ana, CelebrationStyle::Quiet, CelebrationAudience::Group).await?;
     celebrate_from_people_list(therapist, "p-ana", "daysSober", Some(30), "A month. We see you.").await?;
-    let v = overlay(ben, "ben", "quiet").await?;
+    overlay(ben, "ben", "quiet").await?;
     tokio::time::sleep(Duration::from_millis(600)).await; // let the entrance finish
+    let v = overlay(ben, "ben", "quiet").await?;
     save_screenshot(ben, &shot("peer-quiet")).await;
     check(v["name"] == "Ana" && v["what"] == "30 days sober", "the quiet banner should name Ana and the milestone", &v)?;
     check(v["dismiss"] == true && v["reactions"] == 5 && v["overGrid"] == true, "a dismiss button, five reactions, over the grid", &v)?;
@@ -228,8 +229,9 @@ async fn scenario(therapist: &Client, ben: &Client, cy: &Client, server: &Runnin
     })
     .await
     .map_err(|e| e.to_string())?;
-    let approve = ".ms-proposal-toast button[data-milestone-action=\"approve\"]";
+    let approve = "#ms-proposals-section button[data-milestone-action=\"approve\"]";
     wait_for(therapist, "the shared milestone on the therapist's page", "return Boolean(document.querySelector(arguments[0]));", &[json!(approve)]).await?;
+    therapist.execute("document.querySelector('#ms-proposals-section').scrollIntoView();", vec![]).await.map_err(|e| e.to_string())?;
     save_screenshot(therapist, &shot("therapist-proposal")).await;
     let none_yet = ben.execute("return document.querySelector('.ms-overlay') === null;", vec![]).await.map_err(|e| e.to_string())?;
     if none_yet != json!(true) {
@@ -277,6 +279,7 @@ async fn scenario(therapist: &Client, ben: &Client, cy: &Client, server: &Runnin
     click(ben, "ben", "input[name=\"ms-audience\"][value=\"group\"]").await?;
     click(ben, "ben", "#ms-prefs-section button[type=submit]").await?;
     wait_for(ben, "the saved preferences", "return document.querySelector('#ms-prefs-section .ms-status').textContent === 'Saved.';", &[]).await?;
+    ben.execute("document.querySelector('#ms-prefs-section').scrollIntoView();", vec![]).await.map_err(|e| e.to_string())?;
     save_screenshot(ben, &shot("peer-preferences")).await;
     // The therapist's group timeline lists everyone's.
     click(therapist, "therapist", "#ms-open-button").await?;

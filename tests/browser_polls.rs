@@ -17,6 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use fantoccini::key::Key;
 use fantoccini::wd::{Capabilities, TimeoutConfiguration};
 use fantoccini::{Client, ClientBuilder, Locator};
 use hearth::auth::Role;
@@ -162,7 +163,7 @@ async fn scenario(
     click(therapist, "therapist", "#poll-new-button").await?;
     wait_for(therapist, "the poll builder", VISIBLE_JS, &[json!("#poll-builder")]).await?;
     let focused = therapist.execute("return document.activeElement && document.activeElement.id;", vec![]).await;
-    if focused != Ok(json!("poll-question")) {
+    if !matches!(&focused, Ok(v) if v == "poll-question") {
         return Err(format!("opening the builder should focus the question, focus is on {focused:?}"));
     }
     fill(therapist, "#poll-question", QUESTION).await?;
@@ -179,15 +180,16 @@ async fn scenario(
         .await
         .map_err(|e| format!("therapist: choosing the time limit: {e}"))?;
     save_screenshot_of(therapist, "#polls-section", &shot("therapist-builder")).await;
-    click(therapist, "therapist", "#poll-launch-button").await?;
+    press(therapist, "therapist", "#poll-launch-button", Key::Enter).await?;
     wait_for(therapist, "the therapist's results card", VISIBLE_JS, &[json!("#poll-cards .poll-card .poll-chart")]).await?;
 
     // The participant's page shows the poll; they vote for the second answer.
     let answers = json!(ANSWERS);
     wait_for(participant, "the poll card on the participant's page", PARTICIPANT_SEES_POLL_JS, &[json!(QUESTION), answers]).await?;
     save_screenshot_of(participant, "#polls-section", &shot("participant-card")).await;
-    click(participant, "participant", "#poll-cards .poll-card label.choice:nth-child(2)").await?;
-    click(participant, "participant", "#poll-cards .poll-submit").await?;
+    // With the keyboard: Space picks the answer, Enter on the button sends the vote.
+    press(participant, "participant", "#poll-cards .poll-card label.choice:nth-child(2) input", Key::Space).await?;
+    press(participant, "participant", "#poll-cards .poll-submit", Key::Enter).await?;
     wait_for(participant, "the participant's vote confirmation", VOTE_CONFIRMED_JS, &[json!(ANSWERS[1])]).await?;
 
     // The therapist's chart shows it.
@@ -197,11 +199,14 @@ async fn scenario(
     save_screenshot(participant, &shot("participant-page")).await;
 
     // Shared, then closed.
-    click(therapist, "therapist", "#poll-cards button[data-action=\"share\"]").await?;
+    press(therapist, "therapist", "#poll-cards button[data-action=\"share\"]", Key::Enter).await?;
     wait_for(participant, "the shared results on the participant's page", PARTICIPANT_SEES_RESULTS_JS, &[json!("o2")]).await?;
-    click(therapist, "therapist", "#poll-cards button[data-action=\"close\"]").await?;
+    press(therapist, "therapist", "#poll-cards button[data-action=\"close\"]", Key::Enter).await?;
     wait_for(participant, "the closed poll on the participant's page", PARTICIPANT_SEES_CLOSED_JS, &[]).await?;
     save_screenshot_of(participant, "#polls-section", &shot("participant-closed")).await;
+    // The closing note and the shared chart, clear of other features' floating panels.
+    save_screenshot_of(participant, "#poll-cards .poll-card .poll-status", &shot("participant-closed-status")).await;
+    save_screenshot_of(participant, "#poll-cards .poll-card .poll-results", &shot("participant-closed-results")).await;
     save_screenshot_of(therapist, "#polls-section", &shot("therapist-closed")).await;
     Ok(())
 }
@@ -215,6 +220,24 @@ async fn fill(client: &Client, css: &str, text: &str) -> Result<(), String> {
 async fn click(client: &Client, who: &str, css: &str) -> Result<(), String> {
     let element = client.find(Locator::Css(css)).await.map_err(|e| format!("{who}: finding {css}: {e}"))?;
     element.click().await.map_err(|e| format!("{who}: clicking {css}: {e}"))
+}
+
+/// Focuses `css` and presses `key` on it, as a keyboard user would. Unlike a click, this is
+/// not intercepted by another feature's floating panel that happens to cover the element.
+async fn press(client: &Client, who: &str, css: &str, key: Key) -> Result<(), String> {
+    let focused = client
+        .execute(
+            "const el = document.querySelector(arguments[0]); if (!el) return false; \
+             el.scrollIntoView({block: 'center'}); el.focus(); return document.activeElement === el;",
+            vec![json!(css)],
+        )
+        .await
+        .map_err(|e| format!("{who}: focusing {css}: {e}"))?;
+    if focused != json!(true) {
+        return Err(format!("{who}: {css} cannot take keyboard focus"));
+    }
+    let element = client.active_element().await.map_err(|e| format!("{who}: reading the focused element: {e}"))?;
+    element.send_keys(&key.to_string()).await.map_err(|e| format!("{who}: pressing a key on {css}: {e}"))
 }
 
 /// Polls a synchronous script (given `args`) until it returns true.

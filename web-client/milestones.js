@@ -15,12 +15,31 @@
     custom: { label: 'Something else', needsValue: false, needsLabel: true },
   };
   const REACTIONS = [
-    { id: 'clap', emoji: '\u{1F44F}', label: 'Clap' },
-    { id: 'heart', emoji: '\u{1F49B}', label: 'Heart' },
-    { id: 'star', emoji: '\u{2B50}', label: 'Star' },
-    { id: 'hug', emoji: '\u{1F917}', label: 'Hug' },
-    { id: 'sparkle', emoji: '\u{2728}', label: 'Sparkle' },
+    { id: 'clap', label: 'Clap' },
+    { id: 'heart', label: 'Heart' },
+    { id: 'star', label: 'Star' },
+    { id: 'hug', label: 'Hug' },
+    { id: 'sparkle', label: 'Sparkle' },
   ];
+  /** Reaction icons as SVG shapes (no emoji font needed, nothing fetched). */
+  const ICONS = {
+    clap: [
+      ['rect', { x: 5.5, y: 9, width: 6, height: 12, rx: 3, transform: 'rotate(-18 8.5 15)', fill: '#5fd3bc', stroke: '#1b7f79' }],
+      ['rect', { x: 12.5, y: 9, width: 6, height: 12, rx: 3, transform: 'rotate(18 15.5 15)', fill: '#5fd3bc', stroke: '#1b7f79' }],
+      ['path', { d: 'M12 2.5v3.5M6.5 4l1.8 2.6M17.5 4l-1.8 2.6', fill: 'none', stroke: '#1b7f79' }],
+    ],
+    heart: [['path', { d: 'M12 20.5s-7.6-4.6-9.2-9.2C1.6 7.9 3.8 4.5 7.1 4.5c2 0 3.4 1.1 4.9 3 1.5-1.9 2.9-3 4.9-3 3.3 0 5.5 3.4 4.3 6.8-1.6 4.6-9.2 9.2-9.2 9.2z', fill: '#e0557d', stroke: '#a3264d' }]],
+    star: [['path', { d: 'M12 2.8l2.8 5.9 6.4.8-4.7 4.4 1.2 6.4L12 17.1l-5.7 3.2 1.2-6.4-4.7-4.4 6.4-.8z', fill: '#f6c945', stroke: '#b7791f' }]],
+    hug: [
+      ['circle', { cx: 12, cy: 7, r: 3.6, fill: '#ffd66b', stroke: '#b7791f' }],
+      ['path', { d: 'M5 21c.6-4.2 3.2-6.6 7-6.6s6.4 2.4 7 6.6', fill: '#ffd66b', stroke: '#b7791f' }],
+      ['path', { d: 'M3 12.5c2.5 4.5 15.5 4.5 18 0', fill: 'none', stroke: '#c8436b' }],
+    ],
+    sparkle: [
+      ['path', { d: 'M10 3l1.9 6.1L18 11l-6.1 1.9L10 19l-1.9-6.1L2 11l6.1-1.9z', fill: '#b9a5ff', stroke: '#6a4fc9' }],
+      ['path', { d: 'M18.5 2.5l.8 2.2 2.2.8-2.2.8-.8 2.2-.8-2.2-2.2-.8 2.2-.8z', fill: '#6a4fc9' }],
+    ],
+  };
   const STYLES = [
     { id: 'big', label: 'Big', hint: 'A large card with confetti' },
     { id: 'standard', label: 'Standard', hint: 'A card over the video' },
@@ -95,6 +114,24 @@
 
   function badgeUrl(m) {
     return `/api/badges/${encodeURIComponent(m.kind)}/${m.value != null ? m.value : 0}.svg`;
+  }
+
+  function icon(name) {
+    const NS = 'http://www.w3.org/2000/svg';
+    const svg = document.createElementNS(NS, 'svg');
+    svg.setAttribute('viewBox', '0 0 24 24');
+    svg.setAttribute('class', 'ms-icon');
+    svg.setAttribute('aria-hidden', 'true');
+    svg.setAttribute('focusable', 'false');
+    for (const [tag, attrs] of ICONS[name] || ICONS.star) {
+      const shape = document.createElementNS(NS, tag);
+      for (const [k, v] of Object.entries(attrs)) shape.setAttribute(k, String(v));
+      shape.setAttribute('stroke-width', '1.5');
+      shape.setAttribute('stroke-linecap', 'round');
+      shape.setAttribute('stroke-linejoin', 'round');
+      svg.append(shape);
+    }
+    return svg;
   }
 
   function announce(text) {
@@ -220,7 +257,7 @@
         note.value = '';
         status.textContent = `Sent ${r.label.toLowerCase()}.`;
       },
-    }, el('span', { 'aria-hidden': 'true', text: r.emoji })));
+    }, icon(r.id), el('span', { class: 'ms-reaction-label', 'aria-hidden': 'true', text: r.label })));
     const bar = el('div', { class: 'ms-react', role: 'group', 'aria-label': `Congratulate ${c.name}` },
       el('div', { class: 'ms-reaction-row' }, buttons));
     if (c.style !== 'quiet') bar.append(note);
@@ -235,22 +272,22 @@
     if (overlay) {
       const list = overlay.querySelector('.ms-congrats');
       const item = el('li', { class: 'ms-congrat' },
-        el('span', { class: 'ms-congrat-emoji', 'aria-hidden': 'true', text: r.emoji }),
+        icon(r.id),
         el('span', { class: 'ms-congrat-from', text: from }),
         m.message ? el('span', { class: 'ms-congrat-msg', text: m.message }) : null);
       list.append(item);
       while (list.children.length > 4) list.firstElementChild.remove();
-      if (!reducedMotion.matches) float(overlay, r.emoji);
+      if (!reducedMotion.matches) float(overlay, r.id);
       // Give people time to read what others said.
       if (ms.timer) { pause(); ms.remaining = Math.max(ms.remaining, 4000); resume(); }
     } else if (ms.current === null && m.from !== me()) {
-      toast(`${from} sent you ${r.label.toLowerCase()} ${r.emoji}`, m.message || null);
+      toast(`${from} sent you a ${r.label.toLowerCase()}`, m.message || null);
     }
     if (m.from !== me()) announce(`${from} sent ${r.label.toLowerCase()}${m.message ? `: ${m.message}` : ''}.`);
   }
 
-  function float(overlay, emoji) {
-    const f = el('span', { class: 'ms-float', 'aria-hidden': 'true', text: emoji });
+  function float(overlay, reaction) {
+    const f = el('span', { class: 'ms-float', 'aria-hidden': 'true' }, icon(reaction));
     f.style.left = `${20 + Math.random() * 60}%`;
     overlay.append(f);
     window.setTimeout(() => f.remove(), 2200);
@@ -296,7 +333,7 @@
     const controls = document.getElementById('controls');
     if (!controls) return;
     const button = el('button', {
-      id: 'ms-open-button', type: 'button', class: 'button ms-open', onclick: openDialog, 'aria-haspopup': 'dialog',
+      id: 'ms-open-button', type: 'button', class: 'button ms-open', onclick: () => openDialog(), 'aria-haspopup': 'dialog',
     },
     el('span', { class: 'ms-open-icon', 'aria-hidden': 'true', text: '\u2605' }),
     el('span', { class: 'label', text: 'Milestones' }));
@@ -355,7 +392,8 @@
     return d;
   }
 
-  function openDialog() {
+  /** The Milestones dialog; `section` ('prefs') scrolls to and focuses that part. */
+  function openDialog(section) {
     const d = dialog('ms-dialog', isTherapist() ? 'Milestones in this group' : 'Your milestones');
     const body = d.querySelector('.ms-dialog-body');
     body.replaceChildren();
@@ -367,12 +405,19 @@
       renderProposals();
       send({ type: 'getMilestoneHistory', group: true });
     } else {
-      body.append(prefsSection(), shareSection(),
+      body.append(
         el('section', { class: 'ms-section', 'aria-labelledby': 'ms-tl-h' },
-          el('h3', { id: 'ms-tl-h', text: 'Your timeline' }), el('div', { id: 'ms-timeline' }, el('p', { class: 'ms-hint', text: 'Loading…' }))));
+          el('h3', { id: 'ms-tl-h', text: 'Your timeline' }), el('div', { id: 'ms-timeline' }, el('p', { class: 'ms-hint', text: 'Loading…' }))),
+        shareSection(), prefsSection());
       send({ type: 'getMilestoneHistory' });
     }
     if (!d.open) d.showModal();
+    if (section === 'prefs') {
+      const prefs = document.getElementById('ms-prefs-section');
+      prefs.scrollIntoView({ block: 'start' });
+      const checked = prefs.querySelector('input:checked');
+      if (checked) checked.focus();
+    }
   }
 
   function prefsSection() {
@@ -381,7 +426,7 @@
     const form = el('form', { class: 'ms-prefs' },
       el('fieldset', {}, el('legend', { text: 'How would you like to be celebrated?' }), radios('ms-style', STYLES, p.style)),
       el('fieldset', {}, el('legend', { text: 'Who sees it?' }), radios('ms-audience', AUDIENCES, p.audience)),
-      el('div', { class: 'ms-actions' }, el('button', { type: 'submit', class: 'button primary small', text: 'Save' }), status));
+      el('div', { class: 'ms-actions' }, el('button', { type: 'submit', class: 'button small accent', text: 'Save' }), status));
     form.addEventListener('submit', (e) => {
       e.preventDefault();
       const style = form.querySelector('input[name="ms-style"]:checked').value;
@@ -424,7 +469,7 @@
   function showPrompt() {
     if (document.getElementById('ms-prompt')) return;
     const actions = el('div', { class: 'ms-toast-actions' },
-      el('button', { type: 'button', class: 'button small primary', text: 'Choose', onclick: () => { t.remove(); openDialog(); } }),
+      el('button', { type: 'button', class: 'button small accent', text: 'Choose', onclick: () => { t.remove(); openDialog('prefs'); } }),
       el('button', { type: 'button', class: 'button small', text: 'Not now', onclick: () => { ms.promptDismissed = true; t.remove(); } }));
     const t = toast('How would you like your milestones celebrated?', 'Until you choose, only you and your therapist see them.', actions);
     t.id = 'ms-prompt';
@@ -551,7 +596,7 @@
       el('p', { class: 'ms-hint', text: 'Shown as they chose: to the group, or only to them and therapists.' }),
       f.fields,
       el('div', { class: 'ms-actions' },
-        el('button', { type: 'submit', class: 'button primary small', text: 'Celebrate' }),
+        el('button', { type: 'submit', class: 'button small accent', text: 'Celebrate' }),
         el('button', { type: 'button', class: 'button small', text: 'Cancel', onclick: () => d.close() }), status));
     form.addEventListener('submit', (e) => {
       e.preventDefault();
@@ -574,31 +619,48 @@
     if (!isTherapist()) return;
     ms.proposals.set(m.proposalId, m);
     renderProposals();
-    const actions = proposalActions(m.proposalId);
-    const t = toast(`${m.name} shared a milestone: ${describe(m.milestone)}`, m.message ? `\u201C${m.message}\u201D` : null, actions);
-    t.setAttribute('data-proposal-id', m.proposalId);
+    // Also a toast: the sidebar may be scrolled away from its section.
+    const t = toast(`${m.name} shared a milestone: ${describe(m.milestone)}`, m.message ? `\u201C${m.message}\u201D` : null, proposalActions(m));
     t.classList.add('ms-proposal-toast');
+    t.setAttribute('data-proposal-id', m.proposalId);
   }
 
-  function proposalActions(proposalId) {
+  /** Therapists: shared milestones wait in their own section at the top of the sidebar. */
+  function proposalsSection() {
+    let section = document.getElementById('ms-proposals-section');
+    if (section) return section;
+    const sidebar = document.getElementById('sidebar');
+    if (!sidebar) return null;
+    section = el('section', { id: 'ms-proposals-section', class: 'panel-section ms-proposals-section', 'aria-labelledby': 'ms-proposals-heading', hidden: true },
+      el('h2', { id: 'ms-proposals-heading' }, 'Shared milestones ', el('span', { class: 'count-badge has-some' })),
+      el('ul', { class: 'ms-proposals' }));
+    const waiting = document.getElementById('waiting-section');
+    sidebar.insertBefore(section, waiting ? waiting.nextSibling : sidebar.firstChild);
+    return section;
+  }
+
+  function proposalActions(m) {
+    const who = () => el('span', { class: 'visually-hidden', text: `: ${m.name}, ${describe(m.milestone)}` });
     return el('div', { class: 'ms-toast-actions' },
-      el('button', { type: 'button', class: 'button small primary', 'data-milestone-action': 'approve', text: 'Celebrate',
-        onclick: () => send({ type: 'approveMilestone', proposalId }) }),
-      el('button', { type: 'button', class: 'button small', 'data-milestone-action': 'decline', text: 'Not now',
-        onclick: () => send({ type: 'declineMilestone', proposalId }) }));
+      el('button', { type: 'button', class: 'button small accent', 'data-milestone-action': 'approve',
+        onclick: () => send({ type: 'approveMilestone', proposalId: m.proposalId }) }, 'Celebrate', who()),
+      el('button', { type: 'button', class: 'button small', 'data-milestone-action': 'decline',
+        onclick: () => send({ type: 'declineMilestone', proposalId: m.proposalId }) }, 'Not now', who()));
   }
 
   function renderProposals() {
-    const list = document.getElementById('ms-proposal-list');
-    if (!list) return;
-    if (!ms.proposals.size) {
-      list.replaceChildren(el('li', { class: 'ms-hint', text: 'Nothing waiting.' }));
-      return;
-    }
-    list.replaceChildren(...[...ms.proposals.values()].map((m) => el('li', { class: 'ms-proposal', 'data-proposal-id': m.proposalId },
+    const rows = () => [...ms.proposals.values()].map((m) => el('li', { class: 'ms-proposal', 'data-proposal-id': m.proposalId },
       el('p', {}, el('strong', { text: m.name }), ` \u2014 ${describe(m.milestone)}`),
       m.message ? el('p', { class: 'ms-hint', text: `\u201C${m.message}\u201D` }) : null,
-      proposalActions(m.proposalId))));
+      proposalActions(m)));
+    const section = isTherapist() ? proposalsSection() : null;
+    if (section) {
+      section.hidden = ms.proposals.size === 0;
+      section.querySelector('.count-badge').textContent = String(ms.proposals.size);
+      section.querySelector('.ms-proposals').replaceChildren(...rows());
+    }
+    const list = document.getElementById('ms-proposal-list');
+    if (list) list.replaceChildren(...(ms.proposals.size ? rows() : [el('li', { class: 'ms-hint', text: 'Nothing waiting.' })]));
   }
 
   function onResolved(m) {

@@ -224,6 +224,8 @@ struct Snapshot {
     own: procfs::ProcessSample,
     machine: procfs::MachineSample,
     udp: procfs::UdpCounters,
+    server_socket_drops: Option<u64>,
+    own_socket_drops: u64,
 }
 
 fn snapshot(cfg: &LoadConfig, people: &[Participant]) -> Result<Snapshot, LoadError> {
@@ -234,6 +236,11 @@ fn snapshot(cfg: &LoadConfig, people: &[Participant]) -> Result<Snapshot, LoadEr
         own: procfs::sample(None)?,
         machine: procfs::machine()?,
         udp: procfs::udp()?,
+        server_socket_drops: match cfg.server_pid {
+            Some(pid) if !cfg.server_in_process => Some(procfs::udp_socket_drops(Some(pid))?),
+            _ => None,
+        },
+        own_socket_drops: procfs::udp_socket_drops(None)?,
     })
 }
 
@@ -370,6 +377,8 @@ async fn measure(
             datagrams_sent: b.udp.out_datagrams.saturating_sub(a.udp.out_datagrams),
             rcvbuf_drops: b.udp.rcvbuf_errors.saturating_sub(a.udp.rcvbuf_errors),
             sndbuf_drops: b.udp.sndbuf_errors.saturating_sub(a.udp.sndbuf_errors),
+            server_socket_drops: a.server_socket_drops.zip(b.server_socket_drops).map(|(a, b)| b.saturating_sub(a)),
+            client_socket_drops: b.own_socket_drops.saturating_sub(a.own_socket_drops),
         },
     })
 }

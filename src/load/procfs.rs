@@ -98,6 +98,42 @@ fn parse_udp(text: &str) -> Option<UdpCounters> {
     })
 }
 
+/// Datagrams the kernel dropped at the UDP sockets process `pid` (`None`: this process) holds
+/// open, because their receive buffers were full: tells whose reading fell behind.
+pub fn udp_socket_drops(pid: Option<u32>) -> Result<u64, ProcError> {
+    let dir = match pid {
+        Some(pid) => PathBuf::from(format!("/proc/{pid}")),
+        None => PathBuf::from("/proc/self"),
+    };
+    let fd_dir = dir.join("fd");
+    let entries = std::fs::read_dir(&fd_dir).map_err(|source| ProcError::Read { path: fd_dir.clone(), source })?;
+    let inodes: std::collections::HashSet<u64> = entries
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|target| target.to_str()?.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok())
+        .collect();
+    let mut drops = 0;
+    for table in ["net/udp", "net/udp6"] {
+        let path = dir.join(table);
+        let Ok(text) = std::fs::read_to_string(&path) else { continue };
+        drops += socket_table_drops(&text, &inodes);
+    }
+    Ok(drops)
+}
+
+/// Sums the `drops` column of `/proc/net/udp` rows whose inode is in `inodes`.
+fn socket_table_drops(text: &str, inodes: &std::collections::HashSet<u64>) -> u64 {
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            // sl local rem st tx:rx tr:when retrnsmt uid timeout inode ref pointer drops
+            let inode: u64 = cols.get(9)?.parse().ok()?;
+            let drops: u64 = cols.get(12)?.parse().ok()?;
+            inodes.contains(&inode).then_some(drops)
+        })
+        .sum()
+}
+
 fn read(path: &PathBuf) -> Result<String, ProcError> {
     std::fs::read_to_string(path).map_err(|source| ProcError::Read { path: path.clone(), source })
 }
@@ -151,6 +187,16 @@ mod tests {
         let text = "Ip: a b\nIp: 1 2\nUdp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors\nUdp: 100 1 7 90 6 0\nUdpLite: InDatagrams\nUdpLite: 0\n";
         let u = parse_udp(text).expect("parses");
         assert_eq!(u, UdpCounters { in_datagrams: 100, out_datagrams: 90, rcvbuf_errors: 6, sndbuf_errors: 0 });
+    }
+
+    #[test]
+    fn socket_drops_are_summed_by_inode() {
+        let text = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n\
+            1: 0100007F:A1B2 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 1111 2 0000000000000000 5\n\
+            2: 0100007F:A1B3 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 2222 2 0000000000000000 7\n";
+        let mine = [1111u64].into_iter().collect();
+        assert_eq!(socket_table_drops(text, &mine), 5);
+        assert_eq!(udp_socket_drops(None).expect("own sockets"), 0);
     }
 
     #[test]

@@ -34,6 +34,10 @@ pub struct Udp {
     /// happens before any process sees the packet (a receiver that did not get the CPU in time).
     pub rcvbuf_drops: u64,
     pub sndbuf_drops: u64,
+    /// The same drops counted at the server's sockets and at the simulated clients' sockets
+    /// (sockets closed during the window are not counted).
+    pub server_socket_drops: Option<u64>,
+    pub client_socket_drops: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -173,8 +177,15 @@ impl LoadReport {
             self.loss.worst_track_fraction * 100.0,
         );
         out += &format!(
-            "  order          {} duplicates, {} late, {} seq regressions; kernel UDP: {} receive-buffer drops of {} sent\n",
-            f.duplicates, f.late, f.seq_regressions, self.udp.rcvbuf_drops, self.udp.datagrams_sent
+            "  order          {} duplicates, {} late, {} seq regressions\n",
+            f.duplicates, f.late, f.seq_regressions
+        );
+        out += &format!(
+            "  kernel UDP     {} receive-buffer drops of {} datagrams sent (server sockets {}, client sockets {})\n",
+            self.udp.rcvbuf_drops,
+            self.udp.datagrams_sent,
+            self.udp.server_socket_drops.map_or("-".into(), |d| d.to_string()),
+            self.udp.client_socket_drops
         );
         let l = &self.latency_ms;
         out += &format!("  latency ms     p50 {}  p99 {}  max {}  ({} samples)\n", ms(l.p50), ms(l.p99), ms(l.max), l.samples);

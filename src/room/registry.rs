@@ -17,6 +17,7 @@ pub struct RoomSettings {
     pub max_room_size: usize,
     /// Whether new rooms start with the waiting room on.
     pub waiting_room: bool,
+    pub reconnect_grace: std::time::Duration,
     pub ice_servers: Vec<IceServer>,
 }
 

@@ -86,6 +86,7 @@ struct Handler {
     commands: mpsc::UnboundedSender<PeerCommand>,
     engine: Arc<SfuEngine>,
     track_seq: std::sync::atomic::AtomicU32,
+    nonce: u32,
     /// DTLS is up: until then there are no SRTP keys and forwarded packets would be dropped.
     connected: Arc<AtomicBool>,
 }
@@ -134,7 +135,9 @@ impl PeerConnectionEventHandler for Handler {
             MediaKind::Audio => "audio",
             MediaKind::Video => "video",
         };
-        let id = format!("{}/{kind_name}/{n}", self.participant);
+        // The nonce keeps ids unique across a participant's successive peers (reconnects), so a
+        // late `TrackEnded` from an old peer never names a track of the new one.
+        let id = format!("{}/{kind_name}/{:08x}-{n}", self.participant, self.nonce);
         let track = PublishedTrack::new(id.clone(), self.participant.clone(), kind, codec, ssrc, remote, self.engine.stats.clone());
         let stats = self.engine.stats.clone();
         stats.published_tracks.fetch_add(1, Ordering::Relaxed);
@@ -197,6 +200,7 @@ pub(super) async fn spawn(
         commands: tx.clone(),
         engine: engine.clone(),
         track_seq: Default::default(),
+        nonce: rand::random(),
         connected: connected.clone(),
     });
     let pc = PeerConnectionBuilder::new()

@@ -112,7 +112,13 @@ impl Connection {
                 break;
             }
         }
-        self.leave().await;
+        // A socket that drops without `leave` may come back: the room holds the place for
+        // `rooms.reconnect_grace_ms`. On shutdown nobody comes back here.
+        if shutdown.is_cancelled() {
+            self.leave().await;
+        } else {
+            self.disconnect().await;
+        }
         drop(self.out);
         let _ = writer.await;
     }
@@ -267,6 +273,14 @@ impl Connection {
     async fn leave(&mut self) {
         if let Some(session) = self.session.take() {
             session.room.send(RoomCommand::Leave(session.participant.clone())).await;
+            session.peer.send(PeerCommand::Close);
+        }
+    }
+
+    /// The socket went away without `leave`.
+    async fn disconnect(&mut self) {
+        if let Some(session) = self.session.take() {
+            session.room.send(RoomCommand::Disconnected(session.participant.clone())).await;
             session.peer.send(PeerCommand::Close);
         }
     }

@@ -65,6 +65,9 @@ pub struct ParticipantInfo {
     pub audio_hard_muted: bool,
     pub video_hard_muted: bool,
     pub hand_raised: bool,
+    /// The connection dropped; the place is held for the reconnect grace period.
+    #[serde(default)]
+    pub reconnecting: bool,
 }
 
 /// Someone in the waiting room, as therapists see them.

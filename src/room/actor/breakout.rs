@@ -305,17 +305,7 @@ impl Room {
             moved.push(id);
         }
         for id in &moved {
-            let Some(space) = self.members.get(id).map(|m| m.space.clone()) else { continue };
-            let breakout = space.as_ref().and_then(|b| self.space_name(b).map(|name| BreakoutRef { id: b.clone(), name }));
-            let closes_at_ms = if space.as_deref().is_some_and(|b| self.breakouts.exists(b)) { self.breakouts.closes_at_ms } else { None };
-            let msg = ServerMessage::SpaceChanged {
-                breakout,
-                participants: self.roster_of_space(&space),
-                closes_at_ms,
-                allow_return: self.breakouts.allow_return,
-            };
-            self.send_to(id, msg);
-            self.send_chat_history(id);
+            self.announce_space(id);
         }
         for s in touched {
             let roster = self.roster_of_space(&s);
@@ -324,6 +314,22 @@ impl Room {
                 self.send_to(&p, msg.clone());
             }
         }
+    }
+
+    /// Tells a member which space they are in, who is there, and (when the room keeps a
+    /// transcript) what was said there.
+    pub(super) fn announce_space(&mut self, id: &ParticipantId) {
+        let Some(space) = self.members.get(id).map(|m| m.space.clone()) else { return };
+        let breakout = space.as_ref().and_then(|b| self.space_name(b).map(|name| BreakoutRef { id: b.clone(), name }));
+        let closes_at_ms = if space.as_deref().is_some_and(|b| self.breakouts.exists(b)) { self.breakouts.closes_at_ms } else { None };
+        let msg = ServerMessage::SpaceChanged {
+            breakout,
+            participants: self.roster_of_space(&space),
+            closes_at_ms,
+            allow_return: self.breakouts.allow_return,
+        };
+        self.send_to(id, msg);
+        self.send_chat_history(id);
     }
 
     pub(super) fn roster_of_space(&self, space: &Option<String>) -> Vec<crate::signal::protocol::ParticipantInfo> {

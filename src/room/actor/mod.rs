@@ -52,6 +52,8 @@ pub struct JoinRequest {
 pub enum RoomCommand {
     Join(JoinRequest, oneshot::Sender<Result<(), RoomError>>),
     Leave(ParticipantId),
+    /// The socket dropped without `leave`: hold the place for the reconnect grace period.
+    Disconnected(ParticipantId),
     TrackPublished(ParticipantId, Arc<PublishedTrack>),
     TrackEnded(ParticipantId, TrackId),
     /// Anything else a member's client asked for; the room checks who may do what.
@@ -68,6 +70,8 @@ pub enum Timer {
     BreakoutWarning(u64),
     /// Breakouts: the duration ran out, or the close-all countdown ended.
     BreakoutClose(u64),
+    /// A disconnected member's grace period ended (the epoch it was set for).
+    Grace(ParticipantId, u64),
     /// Polls: a poll's time limit ran out.
     PollClose(crate::signal::protocol::PollId),
 }
@@ -108,6 +112,10 @@ struct Member {
     ended: Option<SessionEnd>,
     /// Which space the member is in: `None` is the main room, otherwise a breakout.
     space: Option<String>,
+    /// False while the socket is gone and the place is held for the reconnect grace period.
+    connected: bool,
+    /// Counts connections taking over this place, so a stale grace timer is ignored.
+    epoch: u64,
 }
 
 impl Member {
@@ -205,6 +213,7 @@ impl Room {
                 let _ = reply.send(result);
             }
             RoomCommand::Leave(id) => self.remove_member(&id, None),
+            RoomCommand::Disconnected(id) => self.disconnected(&id),
             RoomCommand::TrackPublished(id, track) => self.track_published(&id, track),
             RoomCommand::TrackEnded(id, track_id) => self.track_ended(&id, &track_id),
             RoomCommand::Client { from, msg } => self.client(&from, msg),
@@ -227,6 +236,11 @@ impl Room {
         match timer {
             Timer::BreakoutWarning(generation) => self.breakout_warning(generation),
             Timer::BreakoutClose(generation) => self.breakout_timer_close(generation),
+            Timer::Grace(id, epoch) => {
+                if self.members.get(&id).is_some_and(|m| !m.connected && m.epoch == epoch) {
+                    self.remove_member(&id, None);
+                }
+            }
             Timer::PollClose(poll) => self.poll_timer(&poll),
         }
     }
@@ -245,20 +259,17 @@ impl Room {
         if self.state.locked && grant.role != Role::Therapist && !remembered.admitted && !self.members.contains_key(&id) {
             return Err(RoomError::Locked);
         }
-        // The same participant on a new connection replaces the old one and keeps its place.
-        let was_admitted = match self.members.contains_key(&id) {
-            true => {
-                let admitted = self.members.get(&id).is_some_and(|m| m.admitted);
-                self.remove_member(&id, Some(EndReason::Replaced));
-                admitted
-            }
-            false => false,
-        };
+        // The same participant on a new connection (a reconnect, a second tab) takes over
+        // their place: same space, mutes, hand, votes; the others see no leave or join.
+        if self.members.contains_key(&id) {
+            self.resume(grant, req.outbox, req.peer, req.ended);
+            return Ok(());
+        }
         let max = self.registry.settings.max_room_size;
         if self.members.len() >= max {
             return Err(RoomError::Full(max));
         }
-        let admitted = was_admitted || remembered.admitted || grant.role == Role::Therapist || !self.state.waiting_room;
+        let admitted = remembered.admitted || grant.role == Role::Therapist || !self.state.waiting_room;
         let info = ParticipantInfo {
             id: id.clone(),
             name: grant.name.clone(),
@@ -268,8 +279,19 @@ impl Room {
             audio_hard_muted: remembered.audio_hard_muted,
             video_hard_muted: remembered.video_hard_muted,
             hand_raised: false,
+            reconnecting: false,
         };
-        let member = Member { info, admitted: false, outbox: req.outbox, peer: req.peer, tracks: Vec::new(), ended: Some(req.ended), space: None };
+        let member = Member {
+            info,
+            admitted: false,
+            outbox: req.outbox,
+            peer: req.peer,
+            tracks: Vec::new(),
+            ended: Some(req.ended),
+            space: None,
+            connected: true,
+            epoch: 0,
+        };
         self.members.insert(id.clone(), member);
         self.order.push(id.clone());
         self.registry.count(grant.role, true);
@@ -298,6 +320,89 @@ impl Room {
         }
         debug!(participant = %id, size = self.members.len(), admitted, "joined");
         Ok(())
+    }
+
+    /// A known participant id connected again: the new connection takes over the place.
+    fn resume(&mut self, grant: Grant, outbox: Outbox, peer: PeerHandle, ended: SessionEnd) {
+        let id = grant.participant.clone();
+        let Some(m) = self.members.get_mut(&id) else { return };
+        if m.connected {
+            // Another live connection (a second tab): it ends, this one takes over.
+            let _ = m.outbox.try_send(ServerMessage::SessionEnded {
+                reason: EndReason::Replaced,
+                message: "You joined from another window or device.".into(),
+            });
+            if let Some(old) = m.ended.take() {
+                let _ = old.send(EndReason::Replaced);
+            }
+        }
+        m.peer.send(PeerCommand::Close);
+        let old_tracks = std::mem::take(&mut m.tracks);
+        m.outbox = outbox;
+        m.peer = peer;
+        m.ended = Some(ended);
+        m.connected = true;
+        m.epoch += 1;
+        m.info.reconnecting = false;
+        let (admitted, space, role) = (m.admitted, m.space.clone(), m.info.role);
+        for t in &old_tracks {
+            for other in self.members.values().filter(|o| o.info.id != id) {
+                other.peer.send(PeerCommand::Unsubscribe(t.id.clone()));
+            }
+        }
+        self.send_to(
+            &id,
+            ServerMessage::Joined {
+                protocol_version: PROTOCOL_VERSION,
+                room_id: self.id.clone(),
+                participant_id: id.clone(),
+                name: grant.name,
+                role,
+                admitted,
+                participants: Vec::new(),
+                room: self.state.clone(),
+                ice_servers: self.registry.settings.ice_servers.clone(),
+            },
+        );
+        if admitted {
+            self.send_to(&id, ServerMessage::Admitted { participants: self.roster_of_space(&None), room: self.state.clone() });
+            if space.is_some() {
+                self.announce_space(&id);
+            }
+            self.connect_media(&id);
+            self.publish_update(&id);
+            self.chat_resumed(&id);
+            self.send_open_polls(&id);
+        }
+        if role == Role::Therapist {
+            self.send_to(&id, ServerMessage::WaitingList { waiting: self.waiting_list() });
+            if !self.breakouts.is_empty() {
+                self.publish_breakout_plan();
+            }
+        }
+        debug!(participant = %id, "resumed");
+    }
+
+    /// The socket dropped: the place is held (others see `reconnecting`) until the grace
+    /// period ends. Someone still waiting simply leaves.
+    fn disconnected(&mut self, id: &ParticipantId) {
+        let grace = self.registry.settings.reconnect_grace;
+        let Some(m) = self.members.get_mut(id) else { return };
+        if !m.admitted || grace.is_zero() {
+            return self.remove_member(id, None);
+        }
+        m.connected = false;
+        m.info.reconnecting = true;
+        let epoch = m.epoch;
+        let old_tracks = std::mem::take(&mut m.tracks);
+        for t in &old_tracks {
+            for other in self.members.values().filter(|o| &o.info.id != id) {
+                other.peer.send(PeerCommand::Unsubscribe(t.id.clone()));
+            }
+        }
+        self.publish_update(id);
+        self.schedule(grace, Timer::Grace(id.clone(), epoch));
+        debug!(participant = %id, "disconnected; holding the place");
     }
 
     fn admit(&mut self, id: &ParticipantId) {
@@ -365,8 +470,11 @@ impl Room {
                 self.state.spotlight = None;
                 self.send_admitted(ServerMessage::RoomStateChanged { room: self.state.clone() });
             }
+            // Those who could see them, and the therapists, who keep track of everyone.
             let space = member.space.clone();
-            for p in self.roster_of_space(&space).into_iter().map(|p| p.id) {
+            let mut told: Vec<_> = self.roster_of_space(&space).into_iter().map(|p| p.id).collect();
+            told.extend(self.therapists().into_iter().filter(|t| !told.contains(t)).collect::<Vec<_>>());
+            for p in told {
                 self.send_to(&p, ServerMessage::ParticipantLeft { participant_id: id.clone() });
             }
             if !self.breakouts.is_empty() {
