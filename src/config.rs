@@ -136,7 +136,7 @@ impl Config {
     }
 
     fn from_figment(fig: Figment) -> Result<Self, ConfigError> {
-        let config: Config = fig.extract().map_err(|e| ConfigError::Parse(describe_figment_error(e)))?;
+        let config: Config = fig.extract().map_err(|e| ConfigError::Parse(describe_figment_error(&fig, e)))?;
         config.validate()?;
         Ok(config)
     }
@@ -215,15 +215,20 @@ pub fn unique_temp_path(prefix: &str, ext: &str) -> PathBuf {
     std::env::temp_dir().join(format!("{prefix}-{}-{n}-{:08x}.{ext}", std::process::id(), rand::random::<u32>()))
 }
 
-/// figment's errors already name the key path and the offending value; flatten all of them.
-fn describe_figment_error(err: figment::Error) -> String {
+/// Flattens figment's errors into one line, each naming the key and the value given for it.
+fn describe_figment_error(fig: &Figment, err: figment::Error) -> String {
     err.into_iter()
         .map(|e| {
             let key = e.path.join(".");
             if key.is_empty() {
-                e.kind.to_string()
-            } else {
-                format!("key `{key}`: {}", e.kind)
+                return e.kind.to_string();
+            }
+            match fig.find_value(&key) {
+                Ok(v) => {
+                    let shown = v.as_str().map(str::to_string).unwrap_or_else(|| format!("{v:?}"));
+                    format!("key `{key}` has value `{shown}`: {}", e.kind)
+                }
+                Err(_) => format!("key `{key}`: {}", e.kind),
             }
         })
         .collect::<Vec<_>>()

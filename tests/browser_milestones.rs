@@ -209,8 +209,9 @@ async fn scenario(therapist: &Client, ben: &Client, cy: &Client, server: &Runnin
     // Standard: a card over the grid, with the therapist's message and a message box.
     set_prefs(&mut ana, CelebrationStyle::Standard, CelebrationAudience::Group).await?;
     celebrate_from_people_list(therapist, "p-ana", "sessionsAttended", Some(12), "Twelve Tuesdays in a row.").await?;
-    let v = overlay(ben, "ben", "standard").await?;
+    overlay(ben, "ben", "standard").await?;
     tokio::time::sleep(Duration::from_millis(600)).await;
+    let v = overlay(ben, "ben", "standard").await?; // still up: nothing earlier takes it down
     save_screenshot(ben, &shot("peer-standard")).await;
     check(v["what"] == "12 sessions attended" && v["message"].as_str().is_some_and(|m| m.contains("Twelve Tuesdays")), "the standard card", &v)?;
     check(v["confetti"] == 0, "no confetti for standard", &v)?;
@@ -238,8 +239,9 @@ async fn scenario(therapist: &Client, ben: &Client, cy: &Client, server: &Runnin
         return Err("Ben must see nothing before the therapist approves".into());
     }
     click(therapist, "therapist", approve).await?;
-    let v = overlay(ben, "ben", "big").await?;
+    overlay(ben, "ben", "big").await?;
     tokio::time::sleep(Duration::from_millis(900)).await; // confetti mid-fall
+    let v = overlay(ben, "ben", "big").await?;
     save_screenshot(ben, &shot("peer-big")).await;
     check(v["what"] == "First public talk" && v["confetti"].as_u64().unwrap_or(0) > 20 && v["still"] == false, "big: the label and confetti", &v)?;
     // Cy asked for reduced motion: the same celebration, without confetti or animation.

@@ -226,16 +226,19 @@
   function resume() {
     if (!ms.current || ms.timer) return;
     ms.shownAt = Date.now();
-    ms.timer = window.setTimeout(hide, Math.max(ms.remaining, 1500));
+    const id = ms.current.celebrationId;
+    // The timer names its celebration, so it can never take down a later one.
+    ms.timer = window.setTimeout(() => { if (ms.current && ms.current.celebrationId === id) hide(); }, Math.max(ms.remaining, 1500));
   }
 
   function hide() {
     window.clearTimeout(ms.timer);
     ms.timer = null;
+    // Cleared before the overlay leaves the page: removing it may fire its focusout (resume).
+    ms.current = null;
     const overlay = document.querySelector('.ms-overlay');
     const hadFocus = overlay && overlay.contains(document.activeElement);
     if (overlay) overlay.remove();
-    ms.current = null;
     if (hadFocus) {
       const fallback = document.getElementById('ms-open-button') || document.querySelector('#controls button');
       if (fallback) fallback.focus();
@@ -516,10 +519,13 @@
         el('p', { class: 'ms-hint', text: formatDate(e.atMs) })))));
   }
 
-  /** A small line chart of the numeric milestones over time; the list is its text alternative. */
+  /**
+   * A small chart of the milestones in the order they happened (evenly spaced, dated): days
+   * sober and sessions as lines, other milestones as stars. The list below is its text version.
+   */
   function chart(entries) {
     const NS = 'http://www.w3.org/2000/svg';
-    const W = 320; const H = 150; const L = 36; const R = 10; const T = 12; const B = 28;
+    const W = 340; const H = 170; const L = 34; const R = 16; const T = 16; const B = 34;
     const svg = document.createElementNS(NS, 'svg');
     const add = (parent, tag, attrs, text) => {
       const n = document.createElementNS(NS, tag);
@@ -531,33 +537,31 @@
     svg.setAttribute('viewBox', `0 0 ${W} ${H}`);
     svg.setAttribute('class', 'ms-chart');
     svg.setAttribute('role', 'img');
-    svg.setAttribute('aria-label', 'Your milestones over time (listed below)');
-    const times = entries.map((e) => e.atMs);
-    let t0 = Math.min(...times); let t1 = Math.max(...times);
-    if (t1 - t0 < 86400000) { t0 -= 43200000; t1 += 43200000; }
-    const x = (t) => L + ((t - t0) / (t1 - t0)) * (W - L - R);
-    const series = [
-      { kind: 'daysSober', cls: 'ms-s-days', name: 'Days sober' },
-      { kind: 'sessionsAttended', cls: 'ms-s-sessions', name: 'Sessions' },
-    ];
-    const numeric = entries.filter((e) => e.milestone.value != null && KINDS[e.milestone.kind] && KINDS[e.milestone.kind].unit);
-    const vmax = Math.max(1, ...numeric.map((e) => e.milestone.value));
+    svg.setAttribute('aria-label', 'Chart of your milestones over time; the same milestones are listed below');
+    const sorted = entries.slice().sort((a, b) => a.atMs - b.atMs);
+    const step = sorted.length > 1 ? (W - L - R) / (sorted.length - 1) : 0;
+    const x = (i) => (sorted.length > 1 ? L + i * step : (L + W - R) / 2);
+    const numeric = (e) => e.milestone.value != null && KINDS[e.milestone.kind] && KINDS[e.milestone.kind].unit;
+    const vmax = Math.max(1, ...sorted.filter(numeric).map((e) => e.milestone.value));
     const y = (v) => H - B - (v / vmax) * (H - T - B);
     add(svg, 'line', { x1: L, y1: H - B, x2: W - R, y2: H - B, class: 'ms-axis' });
     add(svg, 'line', { x1: L, y1: T, x2: L, y2: H - B, class: 'ms-axis' });
-    add(svg, 'text', { x: L - 4, y: T + 4, 'text-anchor': 'end', class: 'ms-tick' }, String(vmax));
-    add(svg, 'text', { x: L - 4, y: H - B, 'text-anchor': 'end', class: 'ms-tick' }, '0');
-    add(svg, 'text', { x: L, y: H - 8, class: 'ms-tick' }, formatDate(t0));
-    add(svg, 'text', { x: W - R, y: H - 8, 'text-anchor': 'end', class: 'ms-tick' }, formatDate(t1));
-    for (const s of series) {
-      const pts = numeric.filter((e) => e.milestone.kind === s.kind);
+    add(svg, 'text', { x: L - 5, y: T + 4, 'text-anchor': 'end', class: 'ms-tick' }, String(vmax));
+    add(svg, 'text', { x: L - 5, y: H - B + 3, 'text-anchor': 'end', class: 'ms-tick' }, '0');
+    add(svg, 'text', { x: x(0), y: H - 12, 'text-anchor': sorted.length > 1 ? 'start' : 'middle', class: 'ms-tick' }, formatDate(sorted[0].atMs));
+    if (sorted.length > 1) add(svg, 'text', { x: W - R, y: H - 12, 'text-anchor': 'end', class: 'ms-tick' }, formatDate(sorted[sorted.length - 1].atMs));
+    for (const [kind, cls] of [['daysSober', 'ms-s-days'], ['sessionsAttended', 'ms-s-sessions']]) {
+      const pts = sorted.map((e, i) => [e, i]).filter(([e]) => numeric(e) && e.milestone.kind === kind);
       if (!pts.length) continue;
-      add(svg, 'polyline', { points: pts.map((e) => `${x(e.atMs)},${y(e.milestone.value)}`).join(' '), class: `ms-line ${s.cls}` });
-      for (const e of pts) add(svg, 'circle', { cx: x(e.atMs), cy: y(e.milestone.value), r: 4, class: `ms-dot ${s.cls}` });
+      if (pts.length > 1) add(svg, 'polyline', { points: pts.map(([e, i]) => `${x(i)},${y(e.milestone.value)}`).join(' '), class: `ms-line ${cls}` });
+      for (const [e, i] of pts) {
+        add(svg, 'circle', { cx: x(i), cy: y(e.milestone.value), r: 4.5, class: `ms-dot ${cls}` });
+        add(svg, 'text', { x: x(i), y: y(e.milestone.value) - 8, 'text-anchor': 'middle', class: 'ms-value' }, String(e.milestone.value));
+      }
     }
-    for (const e of entries.filter((e) => !numeric.includes(e))) {
-      add(svg, 'text', { x: x(e.atMs), y: H - B - 4, 'text-anchor': 'middle', class: 'ms-star' }, '\u2605');
-    }
+    sorted.forEach((e, i) => {
+      if (!numeric(e)) add(svg, 'text', { x: x(i), y: H - B - 5, 'text-anchor': 'middle', class: 'ms-star' }, '\u2605');
+    });
     const legend = el('p', { class: 'ms-legend' },
       el('span', { class: 'ms-key ms-s-days', text: 'Days sober' }),
       el('span', { class: 'ms-key ms-s-sessions', text: 'Sessions' }),
