@@ -57,6 +57,7 @@ return {
   still: o.classList.contains('ms-still'),
   badgeLoaded: Boolean(badge && badge.complete && badge.naturalWidth > 0),
   overGrid: card.top >= grid.top - 1 && card.bottom <= grid.bottom + 200 && card.left >= grid.left - 1,
+  rects: [grid.top, grid.bottom, grid.left, card.top, card.bottom, card.left].map(Math.round),
   congrats: Array.from(o.querySelectorAll('.ms-congrat')).map((li) => li.textContent.trim()),
 };
 "#;
@@ -287,6 +288,19 @@ async fn scenario(therapist: &Client, ben: &Client, cy: &Client, server: &Runnin
     click(therapist, "therapist", "#ms-open-button").await?;
     wait_for(therapist, "the group timeline", "return document.querySelectorAll('#ms-group-timeline .ms-entry').length === 5;", &[]).await?;
     save_screenshot(therapist, &shot("therapist-group-timeline")).await;
+
+    // On a phone the card fits the screen: nothing scrolls sideways.
+    click(therapist, "therapist", "#ms-dialog .ms-dialog-close").await?;
+    click(ben, "ben", "#ms-dialog .ms-dialog-close").await?;
+    ben.set_window_size(360, 780).await.map_err(|e| format!("ben: resizing to phone size: {e}"))?;
+    celebrate_from_people_list(therapist, "p-ana", "daysSober", Some(60), "Two months!").await?;
+    overlay(ben, "ben", "big").await?;
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let overflow = ben.execute("return document.documentElement.scrollWidth > window.innerWidth;", vec![]).await.map_err(|e| e.to_string())?;
+    save_screenshot(ben, &shot("peer-phone-big")).await;
+    if overflow != json!(false) {
+        return Err("the big overlay makes the page scroll sideways at 360 px".into());
+    }
     Ok(())
 }
 

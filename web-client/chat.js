@@ -94,7 +94,7 @@
     return svg;
   }
   const CHAT_ICON = ['M4 5h16v11H9l-5 4z'];
-  const SUPPORT_ICON = ['M12 20s-7-4.3-7-9.5A4 4 0 0 1 12 8a4 4 0 0 1 7 2.5C19 15.7 12 20 12 20z', 'M12 11v3M12 16.5v.01'];
+  const SUPPORT_ICON = ['M12 20s-7-4.3-7-9.5A4 4 0 0 1 12 6.5a4 4 0 0 1 7 4C19 15.7 12 20 12 20z'];
 
   function clock(ms) {
     const d = new Date(ms);
@@ -468,7 +468,8 @@
     alertStack.append(node);
     renderTitle();
     chime();
-    openButton.focus({ preventScroll: true });
+    // Focus stays where the therapist is (they may be typing): the banner and the screen
+    // reader alert do the telling.
   }
 
   function resolveAlert(participantId) {
@@ -597,7 +598,12 @@
     chat.here.delete(participantId);
     chat.people.delete(participantId);
     renderRecipients();
-    resolveAlert(participantId);
+    // Someone who asked for support and then left must not vanish from the therapist's view.
+    const a = chat.alerts.get(participantId);
+    if (a) {
+      a.status.textContent = `${a.request.name} has left the session.`;
+      a.openButton.disabled = true;
+    }
   });
 
   hearth.onMessage('spaceChanged', ({ breakout, participants }) => {

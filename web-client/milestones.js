@@ -439,7 +439,7 @@
     });
     return el('section', { class: 'ms-section', id: 'ms-prefs-section', 'aria-labelledby': 'ms-prefs-h' },
       el('h3', { id: 'ms-prefs-h', text: 'Celebrations' }),
-      ms.prefs && !ms.prefs.chosen ? el('p', { class: 'ms-hint', text: 'Until you choose, only you and your therapist see your milestones.' }) : null,
+      ms.prefs && !ms.prefs.chosen ? el('p', { class: 'ms-hint ms-default-hint', text: 'Until you choose, only you and your therapist see your milestones.' }) : null,
       form);
   }
 
@@ -464,6 +464,8 @@
     ms.prefs = { style: m.style, audience: m.audience, chosen: m.chosen };
     const status = document.querySelector('#ms-prefs-section .ms-status');
     if (status) status.textContent = 'Saved.';
+    const defaults = document.querySelector('#ms-prefs-section .ms-default-hint');
+    if (defaults && m.chosen) defaults.remove();
     const prompt = document.getElementById('ms-prompt');
     if (prompt && m.chosen) prompt.remove();
     if (!m.chosen && myRole() === 'participant' && !ms.promptDismissed) showPrompt();

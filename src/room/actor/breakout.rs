@@ -330,6 +330,7 @@ impl Room {
         };
         self.send_to(id, msg);
         self.send_chat_history(id);
+        self.send_open_polls(id);
     }
 
     pub(super) fn roster_of_space(&self, space: &Option<String>) -> Vec<crate::signal::protocol::ParticipantInfo> {

@@ -366,13 +366,15 @@ impl Room {
         );
         if admitted {
             self.send_to(&id, ServerMessage::Admitted { participants: self.roster_of_space(&None), room: self.state.clone() });
+            // In a breakout, `announce_space` also sends that space's open polls.
             if space.is_some() {
                 self.announce_space(&id);
+            } else {
+                self.send_open_polls(&id);
             }
             self.connect_media(&id);
             self.publish_update(&id);
             self.chat_resumed(&id);
-            self.send_open_polls(&id);
         }
         if role == Role::Therapist {
             self.send_to(&id, ServerMessage::WaitingList { waiting: self.waiting_list() });

@@ -1,0 +1,474 @@
+//! Chat and "I need support" end to end through a real browser. A headless participant (Alex)
+//! posts a message with markup in it; the participant's page counts it as unread, and once the
+//! chat is opened shows it as text (no element is made from it) under the "messages sent
+//! before you joined are not shown" note. The participant writes privately to the therapist,
+//! whose page shows it marked private and deletes Alex's message for everyone. Then the
+//! participant presses "I need support": their page confirms receipt, and the therapist's page
+//! shows the support alert (a fixed banner and a screen reader alert). One click on "Open
+//! private room" moves both into a private room (a bar says so); closing it brings them back.
+//!
+//! Same harness as `tests/browser.rs`: needs `/usr/bin/chromium` and `/usr/bin/chromedriver`
+//! (`scripts/install-test-deps.sh`), and fails rather than skips without them. Screenshots and
+//! the chromedriver log go to `target/test-artifacts/` (files starting `chat-`).
+
+mod common;
+
+use std::fs;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use fantoccini::key::Key;
+use fantoccini::wd::{Capabilities, TimeoutConfiguration};
+use fantoccini::{Client, ClientBuilder, Locator};
+use hearth::auth::Role;
+use hearth::client::SignalClient;
+use hearth::room::RoomId;
+use hearth::signal::protocol::{ClientMessage, ServerMessage, PROTOCOL_VERSION};
+use serde_json::{json, Value};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const ROOM: &str = "browser-chat";
+const THERAPIST: (&str, &str) = ("t-rivera", "Dr. Rivera");
+const PARTICIPANT: (&str, &str) = ("p-pat", "Pat");
+const ALEX: (&str, &str) = ("p-alex", "Alex");
+const MARKUP: &str = "Hi all <b>not bold</b> <img src=x onerror=alert(1)>";
+const PRIVATE_TEXT: &str = "Can we talk after the session?";
+/// How long a change may take to show on a page.
+const UI_DEADLINE: Duration = Duration::from_secs(10);
+const TEST_DEADLINE: Duration = Duration::from_secs(90);
+/// Screenshots from this test start with this, so a new run can clear the last run's.
+const SCREENSHOT_PREFIX: &str = "chat-";
+
+/// True once the element `arguments[0]` exists and is rendered (not hidden, has a box).
+const VISIBLE_JS: &str = r#"
+const el = document.querySelector(arguments[0]);
+return Boolean(el && el.offsetParent !== null);
+"#;
+
+/// The unread counter on the Chat button says `arguments[0]`.
+const UNREAD_JS: &str = r#"
+const badge = document.querySelector('#chat-button #chat-unread');
+return Boolean(badge && !badge.hidden && badge.textContent === arguments[0]
+  && /unread message/.test(document.querySelector('#chat-button').getAttribute('aria-label')));
+"#;
+
+/// The open panel shows Alex's message as literal text: no element was made from it.
+const MARKUP_AS_TEXT_JS: &str = r#"
+const msgs = [...document.querySelectorAll('#chat-list .chat-msg')];
+const m = msgs.find((li) => li.querySelector('.chat-from').textContent === 'Alex');
+return Boolean(m && m.querySelector('.chat-text').textContent === arguments[0]
+  && m.querySelector('.chat-text').children.length === 0
+  && !document.querySelector('#chat-list b, #chat-list img')
+  && document.querySelector('#chat-unread').hidden
+  && /Messages sent before you joined are not shown/.test(document.querySelector('#chat-note').textContent));
+"#;
+
+/// The therapist's panel shows the participant's private message, marked private to them.
+const PRIVATE_SEEN_JS: &str = r#"
+const m = [...document.querySelectorAll('#chat-list .chat-msg.private')]
+  .find((li) => li.querySelector('.chat-text').textContent === arguments[0]);
+return Boolean(m && m.querySelector('.chat-from').textContent === 'Pat'
+  && m.querySelector('.chat-private-tag').textContent === 'Private, to you');
+"#;
+
+/// Alex's message reads as removed on this page.
+const DELETED_JS: &str = r#"
+const m = [...document.querySelectorAll('#chat-list .chat-msg')]
+  .find((li) => li.querySelector('.chat-from').textContent === 'Alex');
+return Boolean(m && m.classList.contains('deleted')
+  && /removed by the therapist/.test(m.querySelector('.chat-text').textContent));
+"#;
+
+/// The participant's page confirms the support request.
+const SUPPORT_CONFIRMED_JS: &str = r#"
+const s = document.querySelector('#support-status');
+const b = document.querySelector('#support-button');
+return Boolean(s && !s.hidden && /The therapist has been told, privately/.test(s.textContent)
+  && b.disabled && b.querySelector('.label').textContent === 'Support requested');
+"#;
+
+/// The therapist's alert: visible, in an assertive alert region, names Pat, one-click action.
+const ALERT_SHOWN_JS: &str = r#"
+const stack = document.querySelector('#support-alerts');
+const a = stack && stack.querySelector('.support-alert');
+if (!a || a.offsetParent === null && getComputedStyle(a).position !== 'fixed' && a.getBoundingClientRect().height === 0) return false;
+const r = a.getBoundingClientRect();
+return stack.getAttribute('role') === 'alert'
+  && r.top >= 0 && r.top < 100 && r.height > 60
+  && a.querySelector('.support-alert-title').textContent === 'Pat needs support'
+  && a.querySelector('button[data-action="open-private-room"]').textContent === 'Open private room with Pat'
+  && /Support requested/.test(document.title);
+"#;
+
+/// Both are in the private room: the bar says so; the therapist's alert is gone.
+const IN_PRIVATE_JS: &str = r#"
+const bar = document.querySelector('#private-room-bar');
+return Boolean(bar && !bar.hidden && /private room/i.test(bar.textContent)
+  && !document.querySelector('#support-alerts .support-alert'));
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_and_support_in_the_browser() {
+    require_browser();
+    if tokio::time::timeout(TEST_DEADLINE, run()).await.is_err() {
+        panic!("browser chat test did not finish within {TEST_DEADLINE:?}");
+    }
+}
+
+async fn run() {
+    let artifacts = artifacts_dir();
+    let therapist_profile = TempDir::new("chat-therapist");
+    let participant_profile = TempDir::new("chat-participant");
+    let server = common::start_open_server().await;
+    let driver = ChromeDriver::spawn(&artifacts.join("chat-chromedriver.log")).await;
+    let (therapist, participant) = tokio::join!(
+        open_browser(&driver.url, therapist_profile.path()),
+        open_browser(&driver.url, participant_profile.path())
+    );
+
+    let started = Instant::now();
+    let outcome = scenario(&therapist, &participant, &server, &artifacts).await;
+    eprintln!("scenario took {:.1?}", started.elapsed());
+    for (who, client) in [("therapist", &therapist), ("participant", &participant)] {
+        if outcome.is_err() {
+            save_screenshot(client, &artifacts.join(format!("{SCREENSHOT_PREFIX}{who}-failure.png"))).await;
+        }
+        if outcome.is_err() || std::env::var_os("HEARTH_BROWSER_LOGS").is_some() {
+            eprintln!("---- {who}: window.hearth.log ----\n{}", page_log(client).await);
+        }
+    }
+    let _ = tokio::join!(therapist.close(), participant.close());
+    server.shutdown().await;
+    drop(driver);
+    if let Err(message) = outcome {
+        panic!("{message}");
+    }
+}
+
+async fn scenario(
+    therapist: &Client,
+    participant: &Client,
+    server: &hearth::server::RunningServer,
+    artifacts: &Path,
+) -> Result<(), String> {
+    let base = format!("http://{}", server.addr());
+    let shot = |name: &str| artifacts.join(format!("{SCREENSHOT_PREFIX}{name}.png"));
+
+    // Both open their join links and join (no waiting room on this server).
+    for (client, who, role, (id, name)) in
+        [(therapist, "therapist", Role::Therapist, THERAPIST), (participant, "participant", Role::Participant, PARTICIPANT)]
+    {
+        let token = common::token_for(server, ROOM, role, name, id);
+        client.goto(&format!("{base}/#token={token}")).await.map_err(|e| format!("{who}: opening the link: {e}"))?;
+        wait_for(client, &format!("the {who}'s link page"), VISIBLE_JS, &[json!("#link-join-button")]).await?;
+        click(client, who, "#link-join-button").await?;
+        wait_for(client, &format!("the {who} to be in the room"), "return window.hearth.state === 'joined';", &[]).await?;
+        wait_for(client, &format!("the {who}'s Chat button"), VISIBLE_JS, &[json!("#chat-button")]).await?;
+    }
+    // Only participants have the support button.
+    wait_for(participant, "the participant's support button", VISIBLE_JS, &[json!("#support-button")]).await?;
+    let therapist_has_it = therapist.execute(VISIBLE_JS, vec![json!("#support-button")]).await;
+    if !matches!(therapist_has_it, Ok(Value::Bool(false))) {
+        return Err(format!("the therapist should have no support button: {therapist_has_it:?}"));
+    }
+
+    // Alex (headless) posts markup; the participant's closed panel counts it.
+    let mut alex = SignalClient::connect(&common::ws_url(server)).await.map_err(|e| format!("alex: {e}"))?;
+    let token = common::token_for(server, ROOM, Role::Participant, ALEX.1, ALEX.0);
+    alex.send(&ClientMessage::Join { protocol_version: PROTOCOL_VERSION, room_id: RoomId::new(ROOM).unwrap(), token })
+        .await
+        .map_err(|e| format!("alex: {e}"))?;
+    alex.recv_until("admitted", UI_DEADLINE, |m| matches!(m, ServerMessage::ChatSettings(_))).await.map_err(|e| format!("alex: {e}"))?;
+    alex.send(&ClientMessage::Chat { text: MARKUP.into(), to: None }).await.map_err(|e| format!("alex: {e}"))?;
+    wait_for(participant, "the unread counter at 1", UNREAD_JS, &[json!("1")]).await?;
+    save_screenshot_of(participant, "#controls", &shot("participant-unread")).await;
+
+    // Opening the chat clears the counter and shows the message as text.
+    press(participant, "participant", "#chat-button", Key::Enter).await?;
+    wait_for(participant, "the chat panel", VISIBLE_JS, &[json!("#chat-section")]).await?;
+    wait_for(participant, "Alex's message as text", MARKUP_AS_TEXT_JS, &[json!(MARKUP)]).await?;
+    let focused = participant.execute("return document.activeElement && document.activeElement.id;", vec![]).await;
+    if !matches!(&focused, Ok(v) if v == "chat-input") {
+        return Err(format!("opening the chat should focus the message box, focus is on {focused:?}"));
+    }
+
+    // A private message to the therapist: pick them, type, Enter.
+    participant
+        .find(Locator::Css("#chat-to"))
+        .await
+        .map_err(|e| format!("participant: finding the recipient: {e}"))?
+        .select_by_value(THERAPIST.0)
+        .await
+        .map_err(|e| format!("participant: choosing the therapist: {e}"))?;
+    fill(participant, "#chat-input", PRIVATE_TEXT).await?;
+    press(participant, "participant", "#chat-input", Key::Enter).await?;
+    wait_for(participant, "the participant's own private message", "return document.querySelectorAll('#chat-list .chat-msg.mine.private').length === 1;", &[]).await?;
+    save_screenshot_of(participant, "#chat-section", &shot("participant-panel")).await;
+
+    // The therapist opens the chat, sees the private message and deletes Alex's.
+    wait_for(therapist, "the therapist's unread counter at 2", UNREAD_JS, &[json!("2")]).await?;
+    press(therapist, "therapist", "#chat-button", Key::Enter).await?;
+    wait_for(therapist, "the private message on the therapist's page", PRIVATE_SEEN_JS, &[json!(PRIVATE_TEXT)]).await?;
+    press(therapist, "therapist", "#chat-list .chat-msg:not(.mine):not(.private) .chat-delete", Key::Enter).await?;
+    wait_for(participant, "the deletion on the participant's page", DELETED_JS, &[]).await?;
+    wait_for(therapist, "the deletion on the therapist's page", DELETED_JS, &[]).await?;
+    press(therapist, "therapist", "#chat-settings summary", Key::Enter).await?;
+    save_screenshot_of(therapist, "#chat-section", &shot("therapist-panel")).await;
+
+    // I need support: the participant's page confirms; the therapist's page alerts.
+    press(participant, "participant", "#support-button", Key::Enter).await?;
+    wait_for(participant, "the participant's confirmation", SUPPORT_CONFIRMED_JS, &[]).await?;
+    wait_for(therapist, "the therapist's support alert", ALERT_SHOWN_JS, &[]).await?;
+    save_screenshot(therapist, &shot("therapist-support-alert")).await;
+    save_screenshot_of(therapist, "#support-alerts .support-alert", &shot("therapist-support-alert-close")).await;
+    save_screenshot(participant, &shot("participant-support-received")).await;
+    // Alex, another participant, heard nothing of it.
+    let heard = alex.recv_until("anything about support", Duration::from_millis(500), |m| {
+        matches!(m, ServerMessage::SupportRequested { .. } | ServerMessage::SupportReceived { .. })
+    });
+    if let Ok(m) = heard.await {
+        return Err(format!("another participant received {m:?}"));
+    }
+
+    // One click opens the private room; both pages say so; then the therapist closes it.
+    press(therapist, "therapist", "#support-alerts button[data-action=\"open-private-room\"]", Key::Enter).await?;
+    wait_for(therapist, "the therapist in the private room", IN_PRIVATE_JS, &[]).await?;
+    wait_for(participant, "the participant in the private room", IN_PRIVATE_JS, &[]).await?;
+    save_screenshot(participant, &shot("participant-private-room")).await;
+    save_screenshot(therapist, &shot("therapist-private-room")).await;
+    press(therapist, "therapist", "#private-room-close", Key::Enter).await?;
+    for (client, who) in [(therapist, "therapist"), (participant, "participant")] {
+        wait_for(client, &format!("the {who} back in the main room"), "return document.querySelector('#private-room-bar').hidden;", &[]).await?;
+    }
+    drop(alex);
+    Ok(())
+}
+
+async fn fill(client: &Client, css: &str, text: &str) -> Result<(), String> {
+    let field = client.find(Locator::Css(css)).await.map_err(|e| format!("finding {css}: {e}"))?;
+    field.clear().await.map_err(|e| format!("clearing {css}: {e}"))?;
+    field.send_keys(text).await.map_err(|e| format!("typing into {css}: {e}"))
+}
+
+async fn click(client: &Client, who: &str, css: &str) -> Result<(), String> {
+    let element = client.find(Locator::Css(css)).await.map_err(|e| format!("{who}: finding {css}: {e}"))?;
+    element.click().await.map_err(|e| format!("{who}: clicking {css}: {e}"))
+}
+
+/// Focuses `css` and presses `key` on it, as a keyboard user would. Unlike a click, this is
+/// not intercepted by another feature's floating panel that happens to cover the element.
+async fn press(client: &Client, who: &str, css: &str, key: Key) -> Result<(), String> {
+    let focused = client
+        .execute(
+            "const el = document.querySelector(arguments[0]); if (!el) return false; \
+             el.scrollIntoView({block: 'center'}); el.focus(); return document.activeElement === el;",
+            vec![json!(css)],
+        )
+        .await
+        .map_err(|e| format!("{who}: focusing {css}: {e}"))?;
+    if focused != json!(true) {
+        return Err(format!("{who}: {css} cannot take keyboard focus"));
+    }
+    let element = client.active_element().await.map_err(|e| format!("{who}: reading the focused element: {e}"))?;
+    element.send_keys(&key.to_string()).await.map_err(|e| format!("{who}: pressing a key on {css}: {e}"))
+}
+
+/// Polls a synchronous script (given `args`) until it returns true.
+async fn wait_for(client: &Client, what: &str, script: &str, args: &[Value]) -> Result<(), String> {
+    let deadline = Instant::now() + UI_DEADLINE;
+    loop {
+        let result = client.execute(script, args.to_vec()).await;
+        if matches!(result, Ok(Value::Bool(true))) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            let last = result.map_or_else(|e| e.to_string(), |v| v.to_string());
+            return Err(format!("timed out after {UI_DEADLINE:?} waiting for {what} (last result: {last})"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn page_log(client: &Client) -> String {
+    match client.execute("return (window.hearth && window.hearth.log || []).join('\\n');", vec![]).await {
+        Ok(Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(e) => format!("(could not read the log: {e})"),
+    }
+}
+
+async fn save_screenshot(client: &Client, path: &Path) {
+    match client.screenshot().await {
+        Ok(png) => match fs::write(path, png) {
+            Ok(()) => eprintln!("screenshot: {}", path.display()),
+            Err(e) => eprintln!("could not write {}: {e}", path.display()),
+        },
+        Err(e) => eprintln!("could not take screenshot {}: {e}", path.display()),
+    }
+}
+
+/// A screenshot of one element (scrolled into view first).
+async fn save_screenshot_of(client: &Client, css: &str, path: &Path) {
+    let _ = client.execute("document.querySelector(arguments[0]).scrollIntoView({block: 'start'});", vec![json!(css)]).await;
+    let png = match client.find(Locator::Css(css)).await {
+        Ok(element) => element.screenshot().await,
+        Err(e) => {
+            eprintln!("could not find {css} for {}: {e}", path.display());
+            return;
+        }
+    };
+    match png {
+        Ok(png) => match fs::write(path, png) {
+            Ok(()) => eprintln!("screenshot: {}", path.display()),
+            Err(e) => eprintln!("could not write {}: {e}", path.display()),
+        },
+        Err(e) => eprintln!("could not take screenshot {}: {e}", path.display()),
+    }
+}
+
+// Browser plumbing (as in tests/browser.rs).
+
+fn require_browser() {
+    let missing: Vec<&str> = [CHROMIUM, CHROMEDRIVER].into_iter().filter(|p| !Path::new(p).exists()).collect();
+    assert!(
+        missing.is_empty(),
+        "the browser test needs {} but it is missing; run scripts/install-test-deps.sh \
+         (installs the Debian packages chromium and chromium-driver)",
+        missing.join(" and ")
+    );
+}
+
+async fn open_browser(webdriver: &str, profile: &Path) -> Client {
+    // Both rustls providers are compiled in; pick one so fantoccini's TLS setup does not panic.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let args = vec![
+        "--use-fake-device-for-media-stream".to_string(),
+        "--use-fake-ui-for-media-stream".to_string(),
+        "--headless=new".to_string(),
+        "--no-sandbox".to_string(),
+        "--disable-gpu".to_string(),
+        "--disable-quic".to_string(),
+        "--no-first-run".to_string(),
+        "--disable-background-networking".to_string(),
+        "--disable-component-update".to_string(),
+        "--disable-sync".to_string(),
+        format!("--user-data-dir={}", profile.display()),
+        "--window-size=1280,900".to_string(),
+    ];
+    let mut caps = Capabilities::new();
+    caps.insert("goog:chromeOptions".into(), json!({ "binary": CHROMIUM, "args": args }));
+    let client = ClientBuilder::rustls()
+        .expect("TLS setup for the webdriver client")
+        .capabilities(caps)
+        .connect(webdriver)
+        .await
+        .unwrap_or_else(|e| panic!("chromedriver could not start {CHROMIUM}: {e}"));
+    client
+        .update_timeouts(TimeoutConfiguration::new(
+            Some(Duration::from_secs(10)),
+            Some(Duration::from_secs(20)),
+            Some(Duration::ZERO),
+        ))
+        .await
+        .expect("set webdriver timeouts");
+    client
+}
+
+/// A chromedriver process on a free port, killed (with the browsers it started) on drop.
+struct ChromeDriver {
+    child: Child,
+    url: String,
+}
+
+impl ChromeDriver {
+    async fn spawn(log: &Path) -> Self {
+        let port = free_port();
+        let mut command = Command::new(CHROMEDRIVER);
+        command
+            .arg(format!("--port={port}"))
+            .arg(format!("--log-path={}", log.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // Its own process group, so dropping the guard also ends the Chromium processes it started.
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {CHROMEDRIVER}: {e}; run scripts/install-test-deps.sh"));
+        let mut driver = ChromeDriver { child, url: format!("http://127.0.0.1:{port}") };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if tokio::net::TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).await.is_ok() {
+                return driver;
+            }
+            if let Ok(Some(status)) = driver.child.try_wait() {
+                panic!("chromedriver exited at start ({status}); see {}", log.display());
+            }
+            assert!(Instant::now() < deadline, "chromedriver did not listen on port {port} within 10 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for ChromeDriver {
+    fn drop(&mut self) {
+        // The group id is chromedriver's pid (process_group(0) above): only what we started.
+        let group = format!("-{}", self.child.id());
+        let killed_group = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !killed_group {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// A fresh browser profile directory (the `tempfile` crate is not a dependency).
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(label: &str) -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("hearth-browser-{label}-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
+        TempDir(path)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free local port").port()
+}
+
+fn artifacts_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("test-artifacts");
+    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    if let Ok(entries) = fs::read_dir(&dir) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name.starts_with(SCREENSHOT_PREFIX) && name.ends_with(".png") {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+    dir
+}
