@@ -207,6 +207,7 @@ async fn scenario(
     fill(participant, "#chat-input", PRIVATE_TEXT).await?;
     press(participant, "participant", "#chat-input", Key::Enter).await?;
     wait_for(participant, "the participant's own private message", "return document.querySelectorAll('#chat-list .chat-msg.mine.private').length === 1;", &[]).await?;
+    dismiss_toasts(participant).await;
     save_screenshot_of(participant, "#chat-section", &shot("participant-panel")).await;
 
     // The therapist opens the chat, sees the private message and deletes Alex's.
@@ -216,8 +217,10 @@ async fn scenario(
     press(therapist, "therapist", "#chat-list .chat-msg:not(.mine):not(.private) .chat-delete", Key::Enter).await?;
     wait_for(participant, "the deletion on the participant's page", DELETED_JS, &[]).await?;
     wait_for(therapist, "the deletion on the therapist's page", DELETED_JS, &[]).await?;
-    press(therapist, "therapist", "#chat-settings summary", Key::Enter).await?;
+    dismiss_toasts(therapist).await;
     save_screenshot_of(therapist, "#chat-section", &shot("therapist-panel")).await;
+    press(therapist, "therapist", "#chat-settings summary", Key::Enter).await?;
+    save_screenshot_of(therapist, "#chat-settings", &shot("therapist-settings")).await;
 
     // I need support: the participant's page confirms; the therapist's page alerts.
     press(participant, "participant", "#support-button", Key::Enter).await?;
@@ -225,6 +228,7 @@ async fn scenario(
     wait_for(therapist, "the therapist's support alert", ALERT_SHOWN_JS, &[]).await?;
     save_screenshot(therapist, &shot("therapist-support-alert")).await;
     save_screenshot_of(therapist, "#support-alerts .support-alert", &shot("therapist-support-alert-close")).await;
+    dismiss_toasts(participant).await;
     save_screenshot(participant, &shot("participant-support-received")).await;
     // Alex, another participant, heard nothing of it.
     let heard = alex.recv_until("anything about support", Duration::from_millis(500), |m| {
@@ -246,6 +250,12 @@ async fn scenario(
     }
     drop(alex);
     Ok(())
+}
+
+/// Closes other features' floating toasts (the milestones question), so they do not cover the
+/// chat panel in screenshots.
+async fn dismiss_toasts(client: &Client) {
+    let _ = client.execute("document.querySelectorAll('.ms-toast').forEach((t) => t.remove());", vec![]).await;
 }
 
 async fn fill(client: &Client, css: &str, text: &str) -> Result<(), String> {

@@ -44,6 +44,7 @@ const o = document.querySelector('.ms-overlay');
 if (!o) return null;
 const text = (s) => { const e = o.querySelector(s); return e ? e.textContent.trim() : null; };
 const grid = document.querySelector('#tiles').getBoundingClientRect();
+const stage = o.parentElement.getBoundingClientRect();
 const card = o.querySelector('.ms-card').getBoundingClientRect();
 const badge = o.querySelector('img.ms-badge');
 return {
@@ -56,8 +57,9 @@ return {
   confetti: o.querySelectorAll('.ms-confetti i').length,
   still: o.classList.contains('ms-still'),
   badgeLoaded: Boolean(badge && badge.complete && badge.naturalWidth > 0),
-  overGrid: card.top >= grid.top - 1 && card.bottom <= grid.bottom + 200 && card.left >= grid.left - 1,
-  rects: [grid.top, grid.bottom, grid.left, card.top, card.bottom, card.left].map(Math.round),
+  // Inside the video area (the grid's container) and lying over the grid itself.
+  overGrid: card.left >= stage.left - 1 && card.right <= stage.right + 1 && card.top >= stage.top - 1
+    && card.bottom <= stage.bottom + 1 && card.top < grid.bottom && card.bottom > grid.top,
   congrats: Array.from(o.querySelectorAll('.ms-congrat')).map((li) => li.textContent.trim()),
 };
 "#;

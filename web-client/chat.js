@@ -146,13 +146,15 @@
   const toSelect = el('select', { id: 'chat-to' });
   const input = el('textarea', {
     id: 'chat-input', rows: '2', maxlength: String(MAX_CHARS), autocomplete: 'off',
-    'aria-describedby': 'chat-count chat-error',
+    'aria-describedby': 'chat-private-hint chat-count chat-error',
   });
   const count = el('p', { id: 'chat-count', class: 'hint chat-count', 'aria-live': 'polite' });
   const error = el('p', { id: 'chat-error', class: 'chat-error', role: 'alert' });
+  const privateHint = el('p', { id: 'chat-private-hint', class: 'chat-private-hint', hidden: true });
   const sendButton = el('button', { id: 'chat-send', type: 'submit', class: 'button small accent', text: 'Send' });
   const form = el('form', { id: 'chat-form', class: 'chat-form', novalidate: true, 'aria-label': 'Write a message' },
     el('div', { class: 'chat-to-row' }, el('label', { for: 'chat-to', text: 'To' }), toSelect),
+    privateHint,
     el('label', { for: 'chat-input', class: 'visually-hidden', text: 'Message' }),
     input,
     el('div', { class: 'chat-form-foot' }, count, sendButton),
@@ -213,7 +215,7 @@
       return { key, button, row: el('div', { class: 'setting' }, button, el('p', { id: `${id}-hint`, class: 'hint', text: hint })) };
     };
     const switches = [
-      make('enabled', 'Chat on', 'When off, only therapists can post.'),
+      make('enabled', 'Chat', 'When off, only therapists can post.'),
       make('privateMessages', 'Private messages between participants', 'Participants can always write privately to you.'),
       make('keepTranscript', 'Keep messages for this session', 'People who join later can read them. Kept in memory only, never saved; gone when the session ends.'),
     ];
@@ -255,7 +257,7 @@
   /** Who you may write to from here: everyone in your room, or privately one person. */
   function renderRecipients() {
     const previous = toSelect.value;
-    const options = [el('option', { value: '', text: roomLabel('Everyone in ') })];
+    const everyone = el('option', { value: '', text: roomLabel('Everyone in ') });
     const therapist = isTherapist();
     const candidates = [...chat.people.entries()]
       .filter(([id]) => id !== me())
@@ -265,12 +267,18 @@
         return chat.settings.privateMessages && chat.here.has(id);
       })
       .sort(([, a], [, b]) => (a.role === 'therapist' ? 0 : 1) - (b.role === 'therapist' ? 0 : 1) || a.name.localeCompare(b.name));
-    for (const [id, p] of candidates) {
-      const who = p.role === 'therapist' ? `${p.name} (therapist)` : p.name;
-      options.push(el('option', { value: id, text: `Only ${who}, privately` }));
-    }
-    toSelect.replaceChildren(...options);
+    const privately = el('optgroup', { label: 'Privately, only to' },
+      candidates.map(([id, p]) => el('option', { value: id, text: p.role === 'therapist' ? `${p.name} (therapist)` : p.name })));
+    toSelect.replaceChildren(everyone, ...(candidates.length ? [privately] : []));
     toSelect.value = candidates.some(([id]) => id === previous) ? previous : '';
+    renderPrivateHint();
+  }
+
+  function renderPrivateHint() {
+    const to = toSelect.value;
+    privateHint.hidden = !to;
+    privateHint.textContent = to ? `Private: only ${nameOf(to)} will see this message.` : '';
+    form.classList.toggle('private', Boolean(to));
   }
 
   function roomLabel(prefix) {
@@ -369,6 +377,7 @@
       form.requestSubmit();
     }
   });
+  toSelect.addEventListener('change', renderPrivateHint);
   input.addEventListener('input', () => {
     renderCount();
     if (error.textContent) showError('');

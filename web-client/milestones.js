@@ -339,7 +339,7 @@
       id: 'ms-open-button', type: 'button', class: 'button ms-open', onclick: () => openDialog(), 'aria-haspopup': 'dialog',
     },
     el('span', { class: 'ms-open-icon', 'aria-hidden': 'true', text: '\u2605' }),
-    el('span', { class: 'label', text: 'Milestones' }));
+    el('span', { class: 'label', text: 'Milestones' }), el('span', { class: 'short', text: 'Milestones' }));
     const leave = document.getElementById('leave-button');
     controls.insertBefore(button, leave || null);
   }

@@ -1111,6 +1111,40 @@ mod tests {
     }
 
     #[test]
+    fn chat_and_support_messages_match_the_docs() {
+        let d = |t: &str| decode_client(t, 4096).expect(t);
+        assert_eq!(
+            d(r#"{"type":"chat","text":"Can we talk after?","to":"t-1"}"#),
+            ClientMessage::Chat { text: "Can we talk after?".into(), to: Some(ParticipantId::from_trusted("t-1")) }
+        );
+        assert_eq!(d(r#"{"type":"requestSupport"}"#), ClientMessage::RequestSupport);
+        assert_eq!(
+            d(r#"{"type":"setChatSettings","keepTranscript":true}"#),
+            ClientMessage::SetChatSettings { enabled: None, private_messages: None, keep_transcript: Some(true) }
+        );
+        for t in [r#"{"type":"chat"}"#, r#"{"type":"openPrivateRoom"}"#, r#"{"type":"closePrivateRoom"}"#, r#"{"type":"deleteChatMessage"}"#] {
+            assert_eq!(decode_client(t, 4096).unwrap_err().code, ErrorCode::InvalidMessage, "{t}");
+        }
+        let entry = ChatEntry {
+            id: ChatMessageId::from_raw("m-1"),
+            from: ParticipantId::from_trusted("p-1"),
+            from_name: "Sam".into(),
+            text: "<b>hi</b>".into(),
+            to: None,
+            private: false,
+            sent_at_ms: 7,
+        };
+        assert_eq!(
+            encode_server(&ServerMessage::ChatMessage(entry)),
+            r#"{"type":"chatMessage","id":"m-1","from":"p-1","fromName":"Sam","text":"<b>hi</b>","private":false,"sentAtMs":7}"#
+        );
+        assert_eq!(
+            encode_server(&ServerMessage::ChatSettings(ChatSettings::default())),
+            r#"{"type":"chatSettings","enabled":true,"privateMessages":false,"keepTranscript":false}"#
+        );
+    }
+
+    #[test]
     fn server_messages_have_type_tags() {
         let s = encode_server(&ServerMessage::Error { code: ErrorCode::RoomFull, message: "full".into() });
         assert_eq!(s, r#"{"type":"error","code":"room_full","message":"full"}"#);

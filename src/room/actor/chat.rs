@@ -98,8 +98,8 @@ impl Chat {
         }
     }
 
-    /// The private room `id` is in, if any.
-    fn private_room_of(&self, id: &ParticipantId) -> Option<String> {
+    /// The private room `id` is a party to, if any (whether or not they are still inside).
+    fn private_room_with(&self, id: &ParticipantId) -> Option<String> {
         self.private_rooms.iter().find(|(_, r)| &r.therapist == id || &r.participant == id).map(|(s, _)| s.clone())
     }
 
@@ -286,10 +286,11 @@ impl Room {
             Some(m) if m.admitted && !m.is_therapist() => {}
             _ => return self.error(from, ErrorCode::UnknownParticipant, "no participant with that id is in the room"),
         }
-        if self.chat.private_room_of(from).is_some() {
+        self.forget_empty_private_rooms();
+        if self.in_private_room(from) {
             return self.error(from, ErrorCode::PrivateRoomBusy, "you are already in a private room; close it first");
         }
-        if self.chat.private_room_of(participant).is_some() {
+        if self.in_private_room(participant) {
             return self.error(from, ErrorCode::PrivateRoomBusy, "they are already in a private room with a therapist");
         }
         self.chat.next_private += 1;
@@ -301,6 +302,26 @@ impl Room {
         self.move_many(vec![(from.clone(), Some(space.clone())), (participant.clone(), Some(space))]);
         if !self.breakouts.is_empty() {
             self.publish_breakout_plan();
+        }
+    }
+
+    fn in_private_room(&self, id: &ParticipantId) -> bool {
+        self.members.get(id).and_then(|m| m.space.as_ref()).is_some_and(|s| self.chat.private_rooms.contains_key(s))
+    }
+
+    /// Forgets private rooms nobody is in any more: opening or closing breakouts moves everyone,
+    /// private rooms included, and a therapist may step out to visit a breakout.
+    fn forget_empty_private_rooms(&mut self) {
+        let empty: Vec<String> = self
+            .chat
+            .private_rooms
+            .keys()
+            .filter(|s| !self.members.values().any(|m| m.space.as_deref() == Some(s.as_str())))
+            .cloned()
+            .collect();
+        for s in empty {
+            self.chat.private_rooms.remove(&s);
+            self.chat.transcript.remove(&Some(s));
         }
     }
 
@@ -328,7 +349,7 @@ impl Room {
     /// period never gets here): a private room they were in closes, so the other party is not
     /// left alone in it.
     pub(super) fn chat_member_left(&mut self, id: &ParticipantId) {
-        if let Some(space) = self.chat.private_room_of(id) {
+        if let Some(space) = self.chat.private_room_with(id) {
             self.close_private_room(&space);
         }
     }
