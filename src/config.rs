@@ -21,11 +21,26 @@ pub const DEV_TOKEN_SECRET: &str = "DEVELOPMENT-ONLY-hearth-secret-do-not-use-in
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub server: ServerConfig,
+    pub log: LogConfig,
     pub ice: IceConfig,
     pub auth: AuthConfig,
     pub rooms: RoomsConfig,
     pub store: StoreConfig,
     pub limits: LimitsConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub filter: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -74,12 +74,13 @@ async fn run() -> anyhow::Result<()> {
         eprintln!("join link: {}/#token={token}", base_url.trim_end_matches('/'));
         return Ok(());
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("HEARTH_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,webrtc=warn,rtc=warn")),
-        )
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HEARTH_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.filter))
+        .map_err(|e| anyhow::anyhow!("invalid configuration: key `log.filter` has value `{}`: {e}", config.log.filter))?;
+    match config.log.format {
+        hearth::config::LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter).init(),
+        hearth::config::LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+    }
     match cli.command.unwrap_or(Command::Serve) {
         Command::Token { .. } => Ok(()),
         Command::CheckConfig => {

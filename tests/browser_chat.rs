@@ -230,6 +230,20 @@ async fn scenario(
     save_screenshot_of(therapist, "#support-alerts .support-alert", &shot("therapist-support-alert-close")).await;
     dismiss_toasts(participant).await;
     save_screenshot(participant, &shot("participant-support-received")).await;
+    // On phones (360 px) the alert and the control bar still fit.
+    for (who, client) in [("therapist", therapist), ("participant", participant)] {
+        client.set_window_size(360, 780).await.map_err(|e| format!("{who}: resizing to phone size: {e}"))?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let overflow = client
+            .execute("return document.documentElement.scrollWidth > window.innerWidth;", vec![])
+            .await
+            .map_err(|e| format!("{who}: measuring the page: {e}"))?;
+        save_screenshot(client, &shot(&format!("{who}-phone"))).await;
+        if overflow != json!(false) {
+            return Err(format!("the {who}'s page scrolls sideways at 360 px"));
+        }
+        client.set_window_size(1280, 900).await.map_err(|e| format!("{who}: resizing back: {e}"))?;
+    }
     // Alex, another participant, heard nothing of it.
     let heard = alex.recv_until("anything about support", Duration::from_millis(500), |m| {
         matches!(m, ServerMessage::SupportRequested { .. } | ServerMessage::SupportReceived { .. })

@@ -106,3 +106,21 @@ async fn grace_expiry_means_left_and_resume_keeps_the_breakout() {
     assert_eq!(common::health(&server).await["participants"], 1);
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ice_restart_keeps_media_flowing() {
+    let server = common::start_open_server().await;
+    let url = common::ws_url(&server);
+    let a = MediaClient::join(MediaOptions::light(&url, "r", "a").with_token(common::token(&server, "r", Role::Therapist, "A"))).await.unwrap();
+    let b = MediaClient::join(MediaOptions::light(&url, "r", "b").with_token(common::token(&server, "r", Role::Participant, "B"))).await.unwrap();
+    assert!(common::eventually(WAIT, || b.packets_from(&a.participant_id, MediaKind::Video) > 10).await);
+    let before = b.packets_from(&a.participant_id, MediaKind::Audio);
+    let a_before = a.packets_from(&b.participant_id, MediaKind::Audio);
+    b.restart_ice().await.expect("ice restart offer");
+    // Media keeps flowing both ways on the restarted connection.
+    assert!(common::eventually(WAIT, || b.packets_from(&a.participant_id, MediaKind::Audio) > before + 50).await, "b still receives");
+    assert!(common::eventually(WAIT, || a.packets_from(&b.participant_id, MediaKind::Audio) > a_before + 50).await, "a still receives b");
+    a.leave().await;
+    b.leave().await;
+    server.shutdown().await;
+}

@@ -54,3 +54,50 @@ fn production_refuses_the_development_secret() {
     assert!(!ok);
     assert!(err.contains("auth.token_secret"), "{err}");
 }
+
+#[tokio::test]
+async fn json_logs_carry_ids_but_never_names() {
+    use hearth::auth::{Role, TokenIssuer};
+    use hearth::signal::protocol::{ClientMessage, ServerMessage, PROTOCOL_VERSION};
+    use std::io::Read;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let store = std::env::temp_dir().join(format!("hearth-logs-{}.db", std::process::id()));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("HEARTH_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("HEARTH_STORE__PATH", &store)
+        .env("HEARTH_LOG__FORMAT", "json")
+        .env("HEARTH_LOG", "debug,webrtc=warn,rtc=warn")
+        .env("HEARTH_ROOMS__WAITING_ROOM", "false")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("ws://127.0.0.1:{port}/ws");
+    let mut client = None;
+    for _ in 0..100 {
+        if let Ok(c) = hearth::client::SignalClient::connect(&url).await {
+            client = Some(c);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let mut c = client.expect("server came up");
+    let issuer = TokenIssuer::new(hearth::config::DEV_TOKEN_SECRET);
+    let room = hearth::room::RoomId::new("logs").unwrap();
+    let (token, claims) = issuer.mint(&room, Role::Therapist, "Zebulon Secretname", None, std::time::Duration::from_secs(60)).unwrap();
+    c.send(&ClientMessage::Join { protocol_version: PROTOCOL_VERSION, room_id: room, token }).await.unwrap();
+    c.recv_until("admitted", std::time::Duration::from_secs(5), |m| matches!(m, ServerMessage::Admitted { .. })).await.unwrap();
+    c.send(&ClientMessage::LockRoom { locked: true }).await.unwrap();
+    c.send(&ClientMessage::EndSession).await.unwrap();
+    let _ = c.recv_until("ended", std::time::Duration::from_secs(5), |m| matches!(m, ServerMessage::SessionEnded { .. })).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let _ = child.kill();
+    let mut logs = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut logs).unwrap();
+    let _ = child.wait();
+    assert!(logs.lines().filter(|l| !l.is_empty()).all(|l| l.starts_with('{')), "JSON lines:\n{logs}");
+    assert!(logs.contains(&claims.sub), "logs carry the participant id:\n{logs}");
+    assert!(logs.contains("\"room\":\"logs\""), "logs carry the room id:\n{logs}");
+    assert!(!logs.contains("Zebulon") && !logs.contains("Secretname"), "no display names in logs:\n{logs}");
+}

@@ -94,7 +94,7 @@
     return svg;
   }
   const CHAT_ICON = ['M4 5h16v11H9l-5 4z'];
-  const SUPPORT_ICON = ['M12 20s-7-4.3-7-9.5A4 4 0 0 1 12 6.5a4 4 0 0 1 7 4C19 15.7 12 20 12 20z'];
+  const SUPPORT_ICON = ['M12 20.5s-7.6-4.6-9.2-9.2C1.6 7.9 3.8 4.5 7.1 4.5c2 0 3.4 1.1 4.9 3 1.5-1.9 2.9-3 4.9-3 3.3 0 5.5 3.4 4.3 6.8-1.6 4.6-9.2 9.2-9.2 9.2z'];
 
   function clock(ms) {
     const d = new Date(ms);

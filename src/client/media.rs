@@ -544,6 +544,16 @@ impl MediaClient {
         self.received().values().filter(|t| t.participant == participant.as_str() && t.kind == kind).map(|t| t.packets).sum()
     }
 
+    /// Restarts ICE (as a client does when only its media path broke): new credentials in a
+    /// fresh offer; the server answers and media continues on the same peer connection.
+    pub async fn restart_ice(&self) -> Result<(), ClientError> {
+        self.pc.restart_ice().await?;
+        let offer = self.pc.create_offer(None).await?;
+        self.pc.set_local_description(offer.clone()).await?;
+        self.out.send(ClientMessage::Offer(Sdp { sdp: offer.sdp })).map_err(|_| SignalError::Closed)?;
+        Ok(())
+    }
+
     /// Stops or resumes publishing (the RTP stops at the source).
     pub fn set_sending(&self, on: bool) {
         self.sending.store(on, Ordering::Relaxed);

@@ -98,9 +98,9 @@ impl Chat {
         }
     }
 
-    /// The private room `id` is a party to, if any (whether or not they are still inside).
-    fn private_room_with(&self, id: &ParticipantId) -> Option<String> {
-        self.private_rooms.iter().find(|(_, r)| &r.therapist == id || &r.participant == id).map(|(s, _)| s.clone())
+    /// The private rooms `id` is a party to (whether or not they are still inside).
+    fn private_rooms_with(&self, id: &ParticipantId) -> Vec<String> {
+        self.private_rooms.iter().filter(|(_, r)| &r.therapist == id || &r.participant == id).map(|(s, _)| s.clone()).collect()
     }
 
     /// The display name of a private room's space id.
@@ -349,7 +349,7 @@ impl Room {
     /// period never gets here): a private room they were in closes, so the other party is not
     /// left alone in it.
     pub(super) fn chat_member_left(&mut self, id: &ParticipantId) {
-        if let Some(space) = self.chat.private_room_with(id) {
+        for space in self.chat.private_rooms_with(id) {
             self.close_private_room(&space);
         }
     }
