@@ -131,7 +131,8 @@ impl Config {
             })?;
             fig = fig.merge(Toml::file_exact(path));
         }
-        fig = fig.merge(Env::prefixed("HEARTH_").split("__"));
+        // HEARTH_LOG (a tracing filter) and HEARTH_CONFIG (a path) are not settings keys.
+        fig = fig.merge(Env::prefixed("HEARTH_").ignore(&["LOG", "CONFIG"]).split("__"));
         Self::from_figment(fig)
     }
 

@@ -78,8 +78,10 @@ async fn run() -> anyhow::Result<()> {
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.filter))
         .map_err(|e| anyhow::anyhow!("invalid configuration: key `log.filter` has value `{}`: {e}", config.log.filter))?;
     match config.log.format {
-        hearth::config::LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter).init(),
-        hearth::config::LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        hearth::config::LogFormat::Json => {
+            tracing_subscriber::fmt().json().with_writer(std::io::stderr).with_env_filter(filter).init()
+        }
+        hearth::config::LogFormat::Text => tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).init(),
     }
     match cli.command.unwrap_or(Command::Serve) {
         Command::Token { .. } => Ok(()),

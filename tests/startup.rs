@@ -93,9 +93,9 @@ async fn json_logs_carry_ids_but_never_names() {
     let _ = c.recv_until("ended", std::time::Duration::from_secs(5), |m| matches!(m, ServerMessage::SessionEnded { .. })).await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let _ = child.kill();
+    let _ = child.wait();
     let mut logs = String::new();
     child.stderr.take().unwrap().read_to_string(&mut logs).unwrap();
-    let _ = child.wait();
     assert!(logs.lines().filter(|l| !l.is_empty()).all(|l| l.starts_with('{')), "JSON lines:\n{logs}");
     assert!(logs.contains(&claims.sub), "logs carry the participant id:\n{logs}");
     assert!(logs.contains("\"room\":\"logs\""), "logs carry the room id:\n{logs}");
