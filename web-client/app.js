@@ -51,6 +51,8 @@
     unknown_participant: 'That person is no longer in the room.',
     rate_limited: 'That was a lot at once. Please wait a moment, then try again.',
     not_admitted: "You're still in the waiting room. The therapist will let you in shortly.",
+    unknown_breakout: 'That breakout room is not open any more.',
+    return_not_allowed: 'The therapist asked everyone to stay in their breakout room for now.',
   };
   const ERROR_HEADINGS = {
     token_expired: 'This link has expired',
@@ -80,7 +82,8 @@
     iceServers: [],
     room: { locked: false, waitingRoom: true, spotlight: null },
     self: null, // our own ParticipantInfo, as the server last described it
-    participants: new Map(), // everyone else admitted: participantId -> ParticipantInfo
+    participants: new Map(), // everyone else in our space: participantId -> ParticipantInfo
+    space: null, // the breakout (or private room) we are in, { id, name }; null: the main room
     waiting: [], // therapists only: [{ id, name, role }]
     arrivals: new Map(), // waiting participantId -> time first seen (for the highlight)
     streamOwners: new Map(), // streamId -> participantId, from trackPublished
@@ -357,12 +360,12 @@
     state.ws = null;
     stopPing();
     teardownPeer();
-    clearRemoteTiles();
-    state.participants.clear();
+    // Keep the tiles and the roster (dimmed) while we reconnect: the server holds our place,
+    // and `admitted` / `spaceChanged` bring the real picture back. Only the media is gone.
+    detachRemoteMedia();
     state.waiting = [];
     if (IN_CALL.has(state.status)) {
-      // The roster is unknown until we are back; don't show a stale head count meanwhile.
-      ui.peopleCount.textContent = 'Others will reappear here once you are reconnected.';
+      if (state.admitted) ui.peopleCount.textContent = 'Reconnecting… You will see and hear everyone again in a moment.';
       scheduleReconnect();
     }
   }
@@ -422,6 +425,8 @@
       case 'participantJoined': return onParticipantJoined(message.participant);
       case 'participantLeft': return onParticipantLeft(message.participantId);
       case 'participantUpdated': return onParticipantUpdated(message.participant);
+      case 'spaceChanged': return onSpaceChanged(message);
+      case 'spaceRoster': return replaceRoster(message.participants || [], { announceMoves: true });
       case 'mutedByModerator': return onMutedByModerator(message.kind, Boolean(message.hard));
       case 'unmutedByModerator': return onUnmutedByModerator(message.kind);
       case 'sessionEnded': return onSessionEnded(message);
@@ -452,7 +457,11 @@
     state.audioHardMuted = false;
     state.videoHardMuted = false;
     state.handRaised = false;
-    state.participants.clear();
+    // Back in a room we were in: keep the (dimmed) tiles until `admitted` replaces the roster.
+    if (!state.admitted) {
+      state.participants.clear();
+      state.space = null;
+    }
     state.streamOwners.clear();
     state.waiting = [];
     clearAlert();
@@ -472,11 +481,9 @@
     const wasWaiting = state.status === 'waiting';
     state.admitted = true;
     state.room = normaliseRoom(message.room);
-    state.participants.clear();
-    for (const p of message.participants || []) {
-      if (p.id === state.participantId) applySelf(p);
-      else state.participants.set(p.id, p);
-    }
+    // The main room's roster; `spaceChanged` follows at once if we belong in a breakout.
+    state.space = null;
+    replaceRoster(message.participants || [], { render: false });
     // The server refuses setMute before admission; tell the room about choices made while waiting.
     if (publishes()) {
       if (state.audioMuted) send({ type: 'setMute', kind: 'audio', muted: true });
@@ -552,6 +559,40 @@
     removeTile(participantId);
     renderRoster();
     if (participant) announce(`${participant.name} left the room.`);
+  }
+
+  // We moved (into a breakout, a private room, back to the main room): who is there now.
+  function onSpaceChanged(message) {
+    const before = state.space;
+    state.space = message.breakout ? { id: message.breakout.id, name: message.breakout.name } : null;
+    if ((before && before.id) !== (state.space && state.space.id)) log('now in space', state.space ? state.space.id : 'main');
+    replaceRoster(message.participants || []);
+  }
+
+  // Media, the tiles and the people list follow the space we are in: the server sends the
+  // whole list of who is there (us included) whenever it changes. Tiles of people who are no
+  // longer with us go (the server also stops forwarding them); newcomers get a tile at once,
+  // and their media follows by renegotiation.
+  function replaceRoster(list, { announceMoves = false, render = true } = {}) {
+    const before = new Map(state.participants);
+    state.participants.clear();
+    for (const p of list) {
+      if (p.id === state.participantId) applySelf(p);
+      else state.participants.set(p.id, p);
+    }
+    for (const id of [...tiles.keys()]) {
+      if (!state.participants.has(id)) dropTileIfIdle(id);
+    }
+    if (state.confirmRemove && !state.participants.has(state.confirmRemove)) state.confirmRemove = null;
+    if (render) renderRoster();
+    if (!announceMoves) return;
+    const came = [...state.participants.values()].filter((p) => !before.has(p.id));
+    const went = [...before.values()].filter((p) => !state.participants.has(p.id));
+    if (came.length + went.length === 1) {
+      announce(came.length ? `${came[0].name} joined this room.` : `${went[0].name} left this room.`);
+    } else if (came.length + went.length > 1) {
+      announce(`${state.participants.size + 1} people are in this room now.`);
+    }
   }
 
   function onParticipantUpdated(participant) {
@@ -962,6 +1003,7 @@
     const forget = () => {
       if (stream.getTracks().includes(track)) stream.removeTrack(track);
       renderTile(owner);
+      if (tiles.get(owner) === tile) dropTileIfIdle(owner);
     };
     track.addEventListener('ended', forget);
     if (remoteStream) {
@@ -1015,6 +1057,25 @@
     for (const id of [...tiles.keys()]) removeTile(id);
   }
 
+  // Someone is no longer in our space. Their tile goes at once; if their tracks are still
+  // attached (the server's renegotiation removing them has not arrived yet) it is only hidden
+  // and muted, and goes when the last track does, or comes back if they do.
+  function dropTileIfIdle(participantId) {
+    const tile = tiles.get(participantId);
+    if (!tile) return;
+    if (state.participants.has(participantId)) return;
+    if (tile.stream.getTracks().some((t) => t.readyState === 'live')) renderTile(participantId);
+    else removeTile(participantId);
+  }
+
+  // Our connection dropped: the peer connection is gone, so are its tracks; the tiles stay.
+  function detachRemoteMedia() {
+    for (const [id, tile] of tiles) {
+      for (const track of tile.stream.getTracks()) tile.stream.removeTrack(track);
+      renderTile(id);
+    }
+  }
+
   function initials(name) {
     const words = String(name || '').trim().split(/\s+/).filter(Boolean);
     const letters = words.slice(0, 2).map((w) => Array.from(w)[0].toUpperCase());
@@ -1033,6 +1094,11 @@
     if (!tile) return;
     const name = participant ? participant.name : 'Someone';
     const el = tile.element;
+    // Media can arrive a moment before the roster that names its owner (show the tile then),
+    // and linger a moment after they left our space (never play it then).
+    el.hidden = !participant;
+    const video = el.querySelector('video');
+    if (video.muted !== !participant) video.muted = !participant;
     el.querySelector('.tile-name').textContent = name;
     el.querySelector('.avatar').textContent = initials(name);
     const videoTrack = tile.stream.getVideoTracks()[0];
@@ -1042,7 +1108,13 @@
     const hasFrame = el.querySelector('video').videoWidth > 0;
     const showVideo = Boolean(videoTrack && !videoTrack.muted && !videoOff && hasFrame);
     el.classList.toggle('video-off', !showVideo);
-    el.querySelector('.connecting').hidden = hasMedia || videoOff;
+    // Their connection dropped and the server holds their place: say so rather than vanish.
+    const away = Boolean(participant && participant.reconnecting);
+    el.classList.toggle('reconnecting', away);
+    const connecting = el.querySelector('.connecting');
+    connecting.textContent = away ? 'Reconnecting…' : 'Connecting…';
+    // While we ourselves reconnect, the dimmed grid and the status say it once for everyone.
+    connecting.hidden = !away && (hasMedia || videoOff || state.status === 'reconnecting');
     renderTileBadges(el, participant, participantId);
     el.setAttribute('aria-label', describe(name, participant, participantId));
   }
@@ -1065,6 +1137,7 @@
     const parts = [name];
     if (p && p.role === 'therapist') parts.push('therapist');
     if (participantId && state.room.spotlight === participantId) parts.push('in the spotlight');
+    if (p && p.reconnecting) parts.push('reconnecting');
     if (p && p.handRaised) parts.push('hand raised');
     if (p && p.audioHardMuted) parts.push('muted by the therapist');
     else if (p && p.audioMuted) parts.push('microphone off');
@@ -1256,8 +1329,8 @@
 
   function renderRoster() {
     // Everyone who publishes gets a tile straight away, showing their name while media starts.
-    // Tiles are only removed on participantLeft, so a track that arrives just before its
-    // owner's participantJoined keeps its tile.
+    // Tiles go when their owner leaves our space (participantLeft, spaceChanged, spaceRoster);
+    // a track that arrives just before its owner's roster entry waits in a hidden tile.
     for (const p of state.participants.values()) {
       if (p.role !== 'observer') ensureTile(p.id);
     }
@@ -1268,9 +1341,10 @@
     const all = everyone();
     const observers = all.filter((p) => p.role === 'observer').length;
     const count = all.length;
-    ui.peopleCount.textContent = count === 1
-      ? 'Just you so far. Others will appear here when they join.'
-      : `${count} people here, including you.`;
+    ui.peopleCount.textContent = state.space
+      ? (count === 1 ? 'Just you in this room for now.' : `${count} people in this room, including you.`)
+      : count === 1 ? 'Just you so far. Others will appear here when they join.'
+        : `${count} people here, including you.`;
     ui.roomName.textContent = state.roomId;
 
     ui.lockedChip.hidden = !state.room.locked;
@@ -1328,6 +1402,9 @@
     role.textContent = ROLE_LABEL[p.role] || p.role;
     role.classList.toggle('observer', p.role === 'observer');
     li.querySelector('.hand-inline').hidden = !p.handRaised;
+    const away = li.querySelector('.away-inline');
+    if (away) away.hidden = !p.reconnecting;
+    li.classList.toggle('reconnecting', Boolean(p.reconnecting));
     li.querySelector('.spot-inline').hidden = state.room.spotlight !== p.id;
     const mic = li.querySelector('.mic-inline');
     const publisher = p.role !== 'observer';
@@ -1478,6 +1555,8 @@
     renderLocalTile();
     renderModNotice();
     renderWaiting();
+    ui.tiles.classList.toggle('reconnecting', state.status === 'reconnecting');
+    for (const id of tiles.keys()) renderTile(id);
     if (inRoom) layoutTiles();
   }
 
@@ -1576,6 +1655,7 @@
     clearRemoteTiles();
     stopLocalMedia();
     state.participants.clear();
+    state.space = null;
     state.streamOwners.clear();
     state.waiting = [];
     state.arrivals.clear();
@@ -1791,6 +1871,8 @@
     admitted: { get: () => state.admitted, enumerable: true },
     room: { get: () => ({ ...state.room }), enumerable: true },
     participants: { get: () => [...state.participants.values()], enumerable: true },
+    // The breakout or private room we are in ({ id, name }), or null for the main room.
+    space: { get: () => (state.space ? { ...state.space } : null), enumerable: true },
     waiting: { get: () => state.waiting.slice(), enumerable: true },
     audioMuted: { get: () => state.audioMuted, enumerable: true },
     videoMuted: { get: () => state.videoMuted, enumerable: true },

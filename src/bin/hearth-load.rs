@@ -15,7 +15,13 @@ use hearth::load::{self, LoadConfig};
 use tokio::process::{Child, Command};
 
 #[derive(Parser)]
-#[command(name = "hearth-load", version, about = "Load generator for Hearth: real signaling and webrtc peers over loopback")]
+#[command(
+    name = "hearth-load",
+    version,
+    about = "Load generator for Hearth: real signaling and webrtc peers over loopback",
+    after_help = "Environment: HEARTH_LOAD_LOG sets this tool's log filter, HEARTH_SERVER_LOG the started server's.\n\
+                  Figures and method: docs/performance.md"
+)]
 struct Cli {
     /// Target an already running server (loopback only: localhost, 127.0.0.0/8, ::1), e.g.
     /// ws://127.0.0.1:8080/ws. Without it, a server is started from --server-bin.
@@ -143,10 +149,11 @@ async fn spawn_server(bin: &PathBuf, log: &PathBuf, scratch: &Path) -> anyhow::R
         .env("HEARTH_AUTH__TOKEN_SECRET", hearth::config::DEV_TOKEN_SECRET)
         .env("HEARTH_ROOMS__WAITING_ROOM", "false")
         .env("HEARTH_LIMITS__JOINS_PER_MINUTE_PER_IP", "100000")
-        // The server reads `HEARTH_*` as configuration and refuses unknown keys, including
-        // `HEARTH_LOG` (its own log filter variable): pass the child none.
+        // The server's own default log filter, whatever filter this shell set for other uses;
+        // `HEARTH_SERVER_LOG` chooses one for the measured server.
         .env_remove("HEARTH_LOG")
         .env("NO_COLOR", "1")
+        .envs(std::env::var("HEARTH_SERVER_LOG").ok().map(|f| ("HEARTH_LOG", f)))
         .stdin(Stdio::null())
         // The server logs to stdout, at times a line per packet: keep it out of the report.
         .stdout(Stdio::from(log_file.try_clone()?))

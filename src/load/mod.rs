@@ -155,7 +155,10 @@ pub async fn run(cfg: &LoadConfig) -> Result<LoadReport, LoadError> {
 }
 
 async fn join_all(cfg: &LoadConfig, people: &mut Vec<Participant>) -> Result<(), LoadError> {
-    let latency_cap = (cfg.duration.as_secs() as usize + 1).saturating_mul(1000).min(200_000);
+    // Latency samples are kept per remote track from the start of the window; bound them to
+    // about 20 million in all (160 MB) however many tracks and seconds a run has.
+    let tracks = (cfg.rooms * (cfg.publishers + cfg.subscribers) * cfg.publishers * TRACKS_PER_PUBLISHER).max(1);
+    let latency_cap = (20_000_000 / tracks).clamp(100, 200_000);
     let issuer = TokenIssuer::new(&cfg.token_secret);
     // Valid for the whole run, however long the setup takes.
     let ttl = cfg.duration + cfg.warmup + Duration::from_secs(3600);

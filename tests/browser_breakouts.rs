@@ -1,0 +1,749 @@
+//! Breakout rooms end to end through real browsers: a therapist page and two participant pages
+//! (Ana and Ben), plus a headless participant (Alex, `hearth::client::MediaClient`) so that one
+//! breakout has two members without a fourth browser.
+//!
+//! The therapist creates "Garden" and "Library" in the breakout panel, assigns Ana and Alex to
+//! Garden and Ben to Library with the per-person selects, sets a 5 minute duration and opens the
+//! rooms. Then:
+//! - Ana's page says "You are in breakout: Garden" with a countdown, shows exactly one remote
+//!   tile (Alex, whose video packets arrive) and no tile for Ben or the therapist; Ben's page
+//!   says Library and shows only his own tile; the therapist's panel shows who is where.
+//! - A broadcast reaches both breakouts as a banner; Ana asks for help, her page confirms, the
+//!   therapist's page raises the alert and its "Go to their room" button takes the therapist
+//!   into Garden, where Ana decodes the therapist's video.
+//! - Ana's websocket drops: her page keeps its tiles (dimmed) and says "Reconnecting…", then
+//!   comes back in Garden with the same people.
+//! - "Close all" with a 1 s countdown: every page sees the closing countdown and returns to the
+//!   main room; Ana again sees everyone (decoding Ben's and the therapist's video).
+//! - Alex's connection drops without leaving: the others' pages keep Alex's tile, marked
+//!   "Reconnecting…".
+//!
+//! Same harness as `tests/browser.rs`: needs `/usr/bin/chromium` and `/usr/bin/chromedriver`
+//! (`scripts/install-test-deps.sh`), and fails rather than skips without them. Screenshots and
+//! the chromedriver log go to `target/test-artifacts/` (files starting `breakouts-`).
+
+mod common;
+
+use std::fs;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use fantoccini::key::Key;
+use fantoccini::wd::{Capabilities, TimeoutConfiguration};
+use fantoccini::{Client, ClientBuilder, Locator};
+use hearth::auth::Role;
+use hearth::client::{MediaClient, MediaOptions};
+use hearth::config::Config;
+use hearth::room::ParticipantId;
+use hearth::signal::protocol::MediaKind;
+use serde_json::{json, Value};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const ROOM: &str = "browser-breakouts";
+const THERAPIST: (&str, &str) = ("t-rivera", "Dr. Rivera");
+const ANA: (&str, &str) = ("p-ana", "Ana");
+const BEN: (&str, &str) = ("p-ben", "Ben");
+const ALEX: (&str, &str) = ("p-alex", "Alex");
+const GARDEN: &str = "Garden";
+const LIBRARY: &str = "Library";
+const BROADCAST: &str = "Two minutes left: please start wrapping up.";
+/// How long a change may take to show on a page.
+const UI_DEADLINE: Duration = Duration::from_secs(10);
+/// How long media may take after a (re)negotiation.
+const MEDIA_DEADLINE: Duration = Duration::from_secs(20);
+const TEST_DEADLINE: Duration = Duration::from_secs(120);
+/// Screenshots from this test start with this, so a new run can clear the last run's.
+const SCREENSHOT_PREFIX: &str = "breakouts-";
+
+/// True once the element `arguments[0]` exists and is rendered (not hidden, has a box).
+const VISIBLE_JS: &str = r#"
+const el = document.querySelector(arguments[0]);
+return Boolean(el && el.offsetParent !== null);
+"#;
+
+/// What the page shows: its state, the visible remote tiles (with per-tile video statistics),
+/// the space banner and the people list. Resolves with one JSON object.
+const PAGE_PROBE_JS: &str = r#"
+const done = arguments[arguments.length - 1];
+const h = window.hearth;
+const shown = (el) => Boolean(el && !el.hidden && el.offsetParent !== null);
+const tiles = [...document.querySelectorAll('#tiles .tile.remote')].filter(shown).map((t) => {
+  const video = t.querySelector('video');
+  const track = video.srcObject && video.srcObject.getVideoTracks()[0];
+  const badge = t.querySelector('.connecting');
+  const quality = video.getVideoPlaybackQuality ? video.getVideoPlaybackQuality() : null;
+  return {
+    id: t.dataset.participantId,
+    name: t.querySelector('.tile-name').textContent.trim(),
+    badge: badge.hidden ? '' : badge.textContent.trim(),
+    reconnecting: t.classList.contains('reconnecting'),
+    track: track ? track.id : null,
+    shownFrames: quality ? quality.totalVideoFrames : 0,
+    width: video.videoWidth,
+  };
+});
+const banner = document.querySelector('#space-banner');
+const page = {
+  state: h ? h.state : 'no window.hearth',
+  tiles,
+  names: tiles.map((t) => t.name).sort(),
+  banner: shown(banner) ? document.querySelector('#space-title').textContent.trim() : null,
+  time: shown(document.querySelector('#space-time')) ? document.querySelector('#space-time').textContent.trim() : null,
+  closing: shown(document.querySelector('#space-closing')) ? document.querySelector('#space-closing').textContent.trim() : null,
+  people: [...document.querySelectorAll('#people-list .person-name')].map((n) => n.textContent.trim()),
+  peopleCount: document.querySelector('#people-count').textContent.trim(),
+  gridReconnecting: document.querySelector('#tiles').classList.contains('reconnecting'),
+  events: h && h.breakouts ? h.breakouts.events : [],
+};
+if (!h || !h.pc) { done(page); return; }
+h.pc.getStats().then((stats) => {
+  const byTrack = {};
+  stats.forEach((r) => {
+    if (r.type !== 'inbound-rtp' || r.kind !== 'video' || !r.trackIdentifier) return;
+    const s = byTrack[r.trackIdentifier] || { packets: 0, frames: 0 };
+    s.packets += r.packetsReceived || 0;
+    s.frames += r.framesDecoded || 0;
+    byTrack[r.trackIdentifier] = s;
+  });
+  for (const t of tiles) {
+    const s = (t.track && byTrack[t.track]) || { packets: 0, frames: 0 };
+    t.packets = s.packets;
+    t.frames = s.frames;
+  }
+  done(page);
+}).catch((e) => { page.error = String(e); done(page); });
+"#;
+
+/// The therapist's panel: each room card's name and the names listed in it, and the chip.
+const PANEL_JS: &str = r#"
+const cards = [...document.querySelectorAll('#bo-rooms li.bo-room')].map((li) => ({
+  id: li.dataset.breakoutId,
+  name: li.querySelector('.bo-room-name').textContent.trim(),
+  members: [...li.querySelectorAll('ul.bo-members li')].map((m) => m.textContent.trim()).sort(),
+  here: li.classList.contains('here'),
+}));
+const chip = document.querySelector('#bo-state');
+return { cards, state: chip.hidden ? '' : chip.textContent.trim() };
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn breakout_rooms_in_the_browser() {
+    require_browser();
+    if tokio::time::timeout(TEST_DEADLINE, run()).await.is_err() {
+        panic!("browser breakouts test did not finish within {TEST_DEADLINE:?}");
+    }
+}
+
+async fn run() {
+    let artifacts = artifacts_dir();
+    let profiles = [TempDir::new("bo-therapist"), TempDir::new("bo-ana"), TempDir::new("bo-ben")];
+    // No waiting room (this test is about breakouts), and a reconnect grace long enough that a
+    // dropped connection is held (the test default is 300 ms).
+    let mut config = Config::for_tests();
+    config.rooms.waiting_room = false;
+    config.rooms.reconnect_grace_ms = 20_000;
+    let server = common::start_with(config).await;
+    let driver = ChromeDriver::spawn(&artifacts.join("breakouts-chromedriver.log")).await;
+    let (therapist, ana, ben) = tokio::join!(
+        open_browser(&driver.url, profiles[0].path()),
+        open_browser(&driver.url, profiles[1].path()),
+        open_browser(&driver.url, profiles[2].path())
+    );
+
+    let started = Instant::now();
+    let outcome = scenario(&therapist, &ana, &ben, &server, &artifacts).await;
+    eprintln!("scenario took {:.1?}", started.elapsed());
+    for (who, client) in [("therapist", &therapist), ("ana", &ana), ("ben", &ben)] {
+        if outcome.is_err() {
+            save_screenshot(client, &artifacts.join(format!("{SCREENSHOT_PREFIX}{who}-failure.png"))).await;
+        }
+        if outcome.is_err() || std::env::var_os("HEARTH_BROWSER_LOGS").is_some() {
+            eprintln!("---- {who}: window.hearth.log ----\n{}", page_log(client).await);
+        }
+    }
+    let _ = tokio::join!(therapist.close(), ana.close(), ben.close());
+    server.shutdown().await;
+    drop(driver);
+    if let Err(message) = outcome {
+        panic!("{message}");
+    }
+}
+
+async fn scenario(
+    therapist: &Client,
+    ana: &Client,
+    ben: &Client,
+    server: &hearth::server::RunningServer,
+    artifacts: &Path,
+) -> Result<(), String> {
+    let base = format!("http://{}", server.addr());
+    let shot = |name: &str| artifacts.join(format!("{SCREENSHOT_PREFIX}{name}.png"));
+
+    // Everyone joins with their link; Alex joins headless.
+    let (t, a, b) = tokio::join!(
+        join_page(therapist, "therapist", &base, server, Role::Therapist, THERAPIST),
+        join_page(ana, "ana", &base, server, Role::Participant, ANA),
+        join_page(ben, "ben", &base, server, Role::Participant, BEN)
+    );
+    t?;
+    a?;
+    b?;
+    let url = common::ws_url(server);
+    let token = common::token_for(server, ROOM, Role::Participant, ALEX.1, ALEX.0);
+    let alex = MediaClient::join(MediaOptions::light(&url, ROOM, ALEX.1).with_token(token))
+        .await
+        .map_err(|e| format!("alex (headless) could not join: {e}"))?;
+    let everyone_but_ana = sorted(&[ALEX.1, BEN.1, THERAPIST.1]);
+    until(ana, "Ana to see everyone's tile", UI_DEADLINE, |p| names(p) == everyone_but_ana).await?;
+
+    // The therapist creates two rooms from the panel (typing, Enter).
+    wait_for(therapist, "the breakout panel", VISIBLE_JS, &[json!("#breakouts-section")]).await?;
+    for name in [GARDEN, LIBRARY] {
+        fill(therapist, "#bo-name", name).await?;
+        press(therapist, "therapist", "#bo-name", Key::Enter).await?;
+    }
+    wait_for(
+        therapist,
+        "two room cards and a select per person",
+        "return document.querySelectorAll('#bo-rooms li.bo-room:not(.main)').length === 2 \
+         && document.querySelectorAll('#bo-people select').length === 3;",
+        &[],
+    )
+    .await?;
+    let panel = therapist.execute(PANEL_JS, vec![]).await.map_err(|e| format!("therapist: reading the panel: {e}"))?;
+    let id_of = |name: &str| -> Result<String, String> {
+        panel["cards"]
+            .as_array()
+            .and_then(|cards| cards.iter().find(|c| c["name"] == name))
+            .and_then(|c| c["id"].as_str())
+            .map(str::to_string)
+            .ok_or_else(|| format!("no room card named {name}: {panel}"))
+    };
+    let (garden, library) = (id_of(GARDEN)?, id_of(LIBRARY)?);
+
+    // Who goes where, with the per-person selects (what keyboard users use).
+    for ((id, _), room) in [(ANA, &garden), (BEN, &library), (ALEX, &garden)] {
+        therapist
+            .find(Locator::Css(&format!("#bo-people select[data-participant-id=\"{id}\"]")))
+            .await
+            .map_err(|e| format!("therapist: finding the select for {id}: {e}"))?
+            .select_by_value(room)
+            .await
+            .map_err(|e| format!("therapist: choosing {room} for {id}: {e}"))?;
+    }
+    let planned = |p: &Value| {
+        card(p, GARDEN) == sorted(&[ALEX.1, ANA.1]) && card(p, LIBRARY) == sorted(&[BEN.1]) && card(p, "Main room") == sorted(&["You"])
+    };
+    until_sync(therapist, "the plan on the therapist's panel", PANEL_JS, planned).await?;
+
+    // Options: 5 minutes; open.
+    fill(therapist, "#bo-duration", "5").await?;
+    press(therapist, "therapist", "#bo-open", Key::Enter).await?;
+
+    // Ana: in Garden, with a countdown, sees Alex only, and Alex's video arrives.
+    let in_garden = format!("You are in breakout: {GARDEN}");
+    let ana_in_garden = until(ana, "Ana's page in Garden with only Alex", UI_DEADLINE, |p| {
+        p["banner"] == in_garden.as_str() && countdown_near(p, 300) && names(p) == sorted(&[ALEX.1])
+    })
+    .await?;
+    for hidden in [BEN.0, THERAPIST.0] {
+        if ana_in_garden["tiles"].as_array().is_some_and(|t| t.iter().any(|t| t["id"] == hidden)) {
+            return Err(format!("Ana's page shows a tile for {hidden}, who is not in Garden: {ana_in_garden}"));
+        }
+    }
+    if ana_in_garden["people"] != json!(["Ana (you)", "Alex"]) || ana_in_garden["peopleCount"] != "2 people in this room, including you." {
+        return Err(format!("Ana's people list should hold only Garden: {ana_in_garden}"));
+    }
+    let first = tile_stat(&ana_in_garden, ALEX.0, "packets");
+    let ana_alex = until(ana, "Alex's video packets on Ana's page", MEDIA_DEADLINE, |p| {
+        tile_stat(p, ALEX.0, "packets") > first + 30
+    })
+    .await?;
+    eprintln!("Ana receives Alex in Garden: {}", tile_of(&ana_alex, ALEX.0));
+    // Ben: in Library, alone: the grid shows just his own tile.
+    let in_library = format!("You are in breakout: {LIBRARY}");
+    until(ben, "Ben's page in Library, alone", UI_DEADLINE, |p| {
+        p["banner"] == in_library.as_str() && countdown_near(p, 300) && names(p).is_empty()
+            && p["peopleCount"] == "Just you in this room for now."
+    })
+    .await?;
+    // The therapist: who is where, and the rooms open with the time left.
+    let open = |p: &Value| {
+        planned(p) && p["state"].as_str().is_some_and(|s| s.starts_with("Open · 4:") || s.starts_with("Open · 5:"))
+    };
+    until_sync(therapist, "the whereabouts on the therapist's panel", PANEL_JS, open).await?;
+    until(therapist, "the therapist alone in the main room", UI_DEADLINE, |p| {
+        names(p).is_empty() && p["banner"] == "You are in the main room"
+    })
+    .await?;
+    // Alex (headless) hears Ana, and not Ben.
+    let (ana_id, ben_id) = (ParticipantId::from_trusted(ANA.0), ParticipantId::from_trusted(BEN.0));
+    let heard = common::eventually(MEDIA_DEADLINE, || alex.packets_from(&ana_id, MediaKind::Audio) > 0).await;
+    if !heard {
+        return Err("Alex should receive Ana's audio in Garden".into());
+    }
+    let ben_before = alex.packets_from(&ben_id, MediaKind::Audio);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    if alex.packets_from(&ben_id, MediaKind::Audio) > ben_before + 2 {
+        return Err("Alex, in Garden, still receives Ben's audio from Library".into());
+    }
+    save_screenshot(ana, &shot("participant")).await;
+    save_screenshot_of(therapist, "#breakouts-section", &shot("therapist")).await;
+    save_screenshot(therapist, &shot("therapist-page")).await;
+    save_screenshot(ben, &shot("participant-alone")).await;
+
+    // Phones: the banner and the panel fit 360 px.
+    for (who, client) in [("therapist", therapist), ("participant", ana)] {
+        client.set_window_size(360, 780).await.map_err(|e| format!("{who}: resizing to phone size: {e}"))?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let overflow = client
+            .execute("return document.documentElement.scrollWidth > window.innerWidth;", vec![])
+            .await
+            .map_err(|e| format!("{who}: measuring the page: {e}"))?;
+        save_screenshot(client, &shot(&format!("{who}-phone"))).await;
+        if who == "therapist" {
+            save_screenshot_of(client, "#breakouts-section", &shot("therapist-phone-panel")).await;
+        }
+        client.set_window_size(1280, 900).await.map_err(|e| format!("{who}: resizing back: {e}"))?;
+        if overflow != json!(false) {
+            return Err(format!("the {who}'s page scrolls sideways at 360 px"));
+        }
+    }
+
+    // A broadcast reaches every room as a banner; the therapist's panel confirms it.
+    fill(therapist, "#bo-broadcast", BROADCAST).await?;
+    press(therapist, "therapist", "#bo-broadcast", Key::Enter).await?;
+    let broadcast_js = "const b = document.querySelector('#breakout-broadcast'); \
+        return Boolean(b && !b.hidden && b.querySelector('.bb-text').textContent === arguments[0] \
+        && b.querySelector('.bb-from').textContent === 'Message to all rooms from Dr. Rivera');";
+    for (who, client) in [("Ana", ana), ("Ben", ben)] {
+        wait_for(client, &format!("the broadcast on {who}'s page"), broadcast_js, &[json!(BROADCAST)]).await?;
+    }
+    wait_for(therapist, "the therapist's confirmation", "return document.querySelector('#bo-broadcast-status').textContent === 'Sent to every room.';", &[]).await?;
+    save_screenshot(ben, &shot("participant-broadcast")).await;
+    press(ana, "ana", "#breakout-broadcast-ok", Key::Enter).await?;
+
+    // Ana asks for help: her page confirms; the therapist's alert takes them to Garden.
+    press(ana, "ana", "#space-help", Key::Enter).await?;
+    wait_for(
+        ana,
+        "Ana's confirmation",
+        "const b = document.querySelector('#space-help'); \
+         return b.disabled && b.textContent.trim() === 'Help requested' \
+         && /The therapist has been asked to come to Garden/.test(document.querySelector('#space-status').textContent);",
+        &[],
+    )
+    .await?;
+    let alert_js = "const a = document.querySelector('#help-alerts .help-alert'); \
+        if (!a || document.querySelector('#help-alerts').getAttribute('role') !== 'alert') return false; \
+        const r = a.getBoundingClientRect(); \
+        return r.top >= 0 && r.height > 60 && a.querySelector('.help-alert-title').textContent === 'Ana asks for help' \
+        && a.querySelector('.help-alert-detail').textContent === 'In Garden.' \
+        && Boolean(a.querySelector('button[data-action=\"go-to-room\"]'));";
+    wait_for(therapist, "the help alert on the therapist's page", alert_js, &[]).await?;
+    save_screenshot(therapist, &shot("therapist-help")).await;
+    press(therapist, "therapist", "#help-alerts button[data-action=\"go-to-room\"]", Key::Enter).await?;
+    let visiting = format!("You are visiting breakout: {GARDEN}");
+    until(therapist, "the therapist visiting Garden", UI_DEADLINE, |p| {
+        p["banner"] == visiting.as_str() && names(p) == sorted(&[ALEX.1, ANA.1])
+    })
+    .await?;
+    wait_for(therapist, "the help alert to go", "return !document.querySelector('#help-alerts .help-alert');", &[]).await?;
+    let ana_sees_therapist = until(ana, "Ana decoding the visiting therapist's video", MEDIA_DEADLINE, |p| {
+        names(p) == sorted(&[ALEX.1, THERAPIST.1]) && decoding(p, THERAPIST.0)
+    })
+    .await?;
+    eprintln!("Ana sees the therapist in Garden: {}", tile_of(&ana_sees_therapist, THERAPIST.0));
+    save_screenshot(ana, &shot("participant-visited")).await;
+
+    // Ana's connection drops: the page keeps the tiles, dimmed, says "Reconnecting…", and comes
+    // back in Garden with the same people.
+    ana.execute("window.hearth.ws.close();", vec![]).await.map_err(|e| format!("ana: closing the socket: {e}"))?;
+    let reconnecting = until(ana, "Ana's page reconnecting with its tiles", UI_DEADLINE, |p| {
+        p["state"] == "reconnecting" && p["gridReconnecting"] == true && names(p) == sorted(&[ALEX.1, THERAPIST.1])
+            && p["banner"] == in_garden.as_str()
+    })
+    .await?;
+    save_screenshot(ana, &shot("participant-reconnecting")).await;
+    let status = text_of(ana, "#status").await?;
+    if status != "Reconnecting…" {
+        return Err(format!("Ana's status should say Reconnecting…, says {status:?} ({reconnecting})"));
+    }
+    until(ana, "Ana back in Garden after reconnecting", MEDIA_DEADLINE, |p| {
+        p["state"] == "joined" && p["gridReconnecting"] == false && p["banner"] == in_garden.as_str()
+            && names(p) == sorted(&[ALEX.1, THERAPIST.1]) && decoding(p, THERAPIST.0)
+    })
+    .await?;
+
+    // The therapist goes back to the main room, then closes all rooms with a 1 s countdown.
+    press(therapist, "therapist", "#space-return", Key::Enter).await?;
+    until(therapist, "the therapist back in the main room", UI_DEADLINE, |p| {
+        p["banner"] == "You are in the main room" && names(p).is_empty()
+    })
+    .await?;
+    fill(therapist, "#bo-close-secs", "1").await?;
+    press(therapist, "therapist", "#bo-close", Key::Enter).await?;
+    until(ana, "the closing countdown on Ana's page", UI_DEADLINE, |p| {
+        p["closing"].as_str().is_some_and(|c| c.starts_with("The breakout rooms are closing"))
+    })
+    .await?;
+    let back = "You are back in the main room";
+    let everyone_but_ben = sorted(&[ALEX.1, ANA.1, THERAPIST.1]);
+    let returned = |others: Vec<String>| {
+        move |p: &Value| {
+            p["banner"] == back && names(p) == others && p["events"].as_array().is_some_and(|e| e.iter().any(|t| t == "breakoutsClosing"))
+        }
+    };
+    until(ben, "Ben back in the main room with everyone", UI_DEADLINE, returned(everyone_but_ben)).await?;
+    until(ana, "Ana back in the main room with everyone", UI_DEADLINE, returned(everyone_but_ana.clone())).await?;
+    until_sync(therapist, "the panel closed", PANEL_JS, |p| p["state"] == "Not open yet").await?;
+    let ana_back = until(ana, "Ana decoding Ben's and the therapist's video again", MEDIA_DEADLINE, |p| {
+        decoding(p, BEN.0) && decoding(p, THERAPIST.0) && p["peopleCount"] == "4 people here, including you."
+    })
+    .await?;
+    eprintln!("Ana back in the main room: {}", ana_back["tiles"]);
+    save_screenshot(ana, &shot("participant-back")).await;
+
+    // Alex drops without leaving: the place is held, and the pages say so on Alex's tile.
+    alex.close().await;
+    for (who, client) in [("Ana", ana), ("Ben", ben), ("the therapist", therapist)] {
+        until(client, &format!("Alex's tile reconnecting on {who}'s page"), UI_DEADLINE, |p| {
+            p["tiles"].as_array().is_some_and(|tiles| {
+                tiles.iter().any(|t| t["id"] == ALEX.0 && t["badge"] == "Reconnecting…" && t["reconnecting"] == true)
+            })
+        })
+        .await?;
+    }
+    wait_for(
+        ana,
+        "Alex marked reconnecting in Ana's people list",
+        "const row = document.querySelector('#people-list li[data-participant-id=\"p-alex\"]'); \
+         return Boolean(row && !row.querySelector('.away-inline').hidden);",
+        &[],
+    )
+    .await?;
+    save_screenshot(ana, &shot("participant-peer-reconnecting")).await;
+    Ok(())
+}
+
+async fn join_page(
+    client: &Client,
+    who: &str,
+    base: &str,
+    server: &hearth::server::RunningServer,
+    role: Role,
+    (id, name): (&str, &str),
+) -> Result<(), String> {
+    let token = common::token_for(server, ROOM, role, name, id);
+    client.goto(&format!("{base}/#token={token}")).await.map_err(|e| format!("{who}: opening the link: {e}"))?;
+    wait_for(client, &format!("the {who}'s link page"), VISIBLE_JS, &[json!("#link-join-button")]).await?;
+    click(client, who, "#link-join-button").await?;
+    wait_for(client, &format!("the {who} to be in the room"), "return window.hearth.state === 'joined';", &[]).await
+}
+
+fn sorted(names: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    v.sort();
+    v
+}
+
+fn names(page: &Value) -> Vec<String> {
+    page["names"].as_array().map(|a| a.iter().filter_map(|n| n.as_str().map(str::to_string)).collect()).unwrap_or_default()
+}
+
+fn card(panel: &Value, name: &str) -> Vec<String> {
+    panel["cards"]
+        .as_array()
+        .and_then(|cards| cards.iter().find(|c| c["name"] == name))
+        .and_then(|c| c["members"].as_array())
+        .map(|m| m.iter().filter_map(|n| n.as_str().map(str::to_string)).collect())
+        .unwrap_or_default()
+}
+
+fn tile_of<'a>(page: &'a Value, id: &str) -> &'a Value {
+    page["tiles"].as_array().and_then(|t| t.iter().find(|t| t["id"] == id)).unwrap_or(&Value::Null)
+}
+
+fn tile_stat(page: &Value, id: &str, key: &str) -> u64 {
+    tile_of(page, id)[key].as_u64().unwrap_or(0)
+}
+
+/// That person's tile shows decoded video: frames decoded on its track and painted in its
+/// own video element.
+fn decoding(page: &Value, id: &str) -> bool {
+    tile_stat(page, id, "frames") > 0 && tile_stat(page, id, "shownFrames") > 0 && tile_stat(page, id, "width") > 0
+}
+
+/// The countdown reads m:ss left, within 15 s below `secs`.
+fn countdown_near(page: &Value, secs: u64) -> bool {
+    let Some(text) = page["time"].as_str() else { return false };
+    let Some(clock) = text.strip_suffix(" left") else { return false };
+    let Some((m, s)) = clock.split_once(':') else { return false };
+    let (Ok(m), Ok(s)) = (m.parse::<u64>(), s.parse::<u64>()) else { return false };
+    let left = m * 60 + s;
+    left <= secs && left + 15 >= secs
+}
+
+/// Polls the page probe until `ok` holds; returns the last probe.
+async fn until(client: &Client, what: &str, wait: Duration, ok: impl Fn(&Value) -> bool) -> Result<Value, String> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let probe = client.execute_async(PAGE_PROBE_JS, vec![]).await.unwrap_or_else(|e| json!({ "error": e.to_string() }));
+        if ok(&probe) {
+            return Ok(probe);
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("timed out after {wait:?} waiting for {what}; the page shows {probe}"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Polls a synchronous script returning a JSON value until `ok` holds.
+async fn until_sync(client: &Client, what: &str, script: &str, ok: impl Fn(&Value) -> bool) -> Result<Value, String> {
+    let deadline = Instant::now() + UI_DEADLINE;
+    loop {
+        let value = client.execute(script, vec![]).await.unwrap_or_else(|e| json!({ "error": e.to_string() }));
+        if ok(&value) {
+            return Ok(value);
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("timed out after {UI_DEADLINE:?} waiting for {what}; last: {value}"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn text_of(client: &Client, css: &str) -> Result<String, String> {
+    let element = client.find(Locator::Css(css)).await.map_err(|e| format!("finding {css}: {e}"))?;
+    element.text().await.map(|t| t.trim().to_string()).map_err(|e| format!("reading {css}: {e}"))
+}
+
+async fn fill(client: &Client, css: &str, text: &str) -> Result<(), String> {
+    let field = client.find(Locator::Css(css)).await.map_err(|e| format!("finding {css}: {e}"))?;
+    field.clear().await.map_err(|e| format!("clearing {css}: {e}"))?;
+    field.send_keys(text).await.map_err(|e| format!("typing into {css}: {e}"))
+}
+
+async fn click(client: &Client, who: &str, css: &str) -> Result<(), String> {
+    let element = client.find(Locator::Css(css)).await.map_err(|e| format!("{who}: finding {css}: {e}"))?;
+    element.click().await.map_err(|e| format!("{who}: clicking {css}: {e}"))
+}
+
+/// Focuses `css` and presses `key` on it, as a keyboard user would. Unlike a click, this is
+/// not intercepted by another feature's floating panel that happens to cover the element.
+async fn press(client: &Client, who: &str, css: &str, key: Key) -> Result<(), String> {
+    let focused = client
+        .execute(
+            "const el = document.querySelector(arguments[0]); if (!el) return false; \
+             el.scrollIntoView({block: 'center'}); el.focus(); return document.activeElement === el;",
+            vec![json!(css)],
+        )
+        .await
+        .map_err(|e| format!("{who}: focusing {css}: {e}"))?;
+    if focused != json!(true) {
+        return Err(format!("{who}: {css} cannot take keyboard focus"));
+    }
+    let element = client.active_element().await.map_err(|e| format!("{who}: reading the focused element: {e}"))?;
+    element.send_keys(&key.to_string()).await.map_err(|e| format!("{who}: pressing a key on {css}: {e}"))
+}
+
+/// Polls a synchronous script (given `args`) until it returns true.
+async fn wait_for(client: &Client, what: &str, script: &str, args: &[Value]) -> Result<(), String> {
+    let deadline = Instant::now() + UI_DEADLINE;
+    loop {
+        let result = client.execute(script, args.to_vec()).await;
+        if matches!(result, Ok(Value::Bool(true))) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            let last = result.map_or_else(|e| e.to_string(), |v| v.to_string());
+            return Err(format!("timed out after {UI_DEADLINE:?} waiting for {what} (last result: {last})"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn page_log(client: &Client) -> String {
+    match client.execute("return (window.hearth && window.hearth.log || []).join('\\n');", vec![]).await {
+        Ok(Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(e) => format!("(could not read the log: {e})"),
+    }
+}
+
+async fn save_screenshot(client: &Client, path: &Path) {
+    match client.screenshot().await {
+        Ok(png) => match fs::write(path, png) {
+            Ok(()) => eprintln!("screenshot: {}", path.display()),
+            Err(e) => eprintln!("could not write {}: {e}", path.display()),
+        },
+        Err(e) => eprintln!("could not take screenshot {}: {e}", path.display()),
+    }
+}
+
+/// A screenshot of one element (scrolled into view first).
+async fn save_screenshot_of(client: &Client, css: &str, path: &Path) {
+    let _ = client.execute("document.querySelector(arguments[0]).scrollIntoView({block: 'start'});", vec![json!(css)]).await;
+    let png = match client.find(Locator::Css(css)).await {
+        Ok(element) => element.screenshot().await,
+        Err(e) => {
+            eprintln!("could not find {css} for {}: {e}", path.display());
+            return;
+        }
+    };
+    match png {
+        Ok(png) => match fs::write(path, png) {
+            Ok(()) => eprintln!("screenshot: {}", path.display()),
+            Err(e) => eprintln!("could not write {}: {e}", path.display()),
+        },
+        Err(e) => eprintln!("could not take screenshot {}: {e}", path.display()),
+    }
+}
+
+// Browser plumbing (as in tests/browser.rs).
+
+fn require_browser() {
+    let missing: Vec<&str> = [CHROMIUM, CHROMEDRIVER].into_iter().filter(|p| !Path::new(p).exists()).collect();
+    assert!(
+        missing.is_empty(),
+        "the browser test needs {} but it is missing; run scripts/install-test-deps.sh \
+         (installs the Debian packages chromium and chromium-driver)",
+        missing.join(" and ")
+    );
+}
+
+async fn open_browser(webdriver: &str, profile: &Path) -> Client {
+    // Both rustls providers are compiled in; pick one so fantoccini's TLS setup does not panic.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let args = vec![
+        "--use-fake-device-for-media-stream".to_string(),
+        "--use-fake-ui-for-media-stream".to_string(),
+        "--headless=new".to_string(),
+        "--no-sandbox".to_string(),
+        "--disable-gpu".to_string(),
+        "--disable-quic".to_string(),
+        "--no-first-run".to_string(),
+        "--disable-background-networking".to_string(),
+        "--disable-component-update".to_string(),
+        "--disable-sync".to_string(),
+        format!("--user-data-dir={}", profile.display()),
+        "--window-size=1280,900".to_string(),
+    ];
+    let mut caps = Capabilities::new();
+    caps.insert("goog:chromeOptions".into(), json!({ "binary": CHROMIUM, "args": args }));
+    let client = ClientBuilder::rustls()
+        .expect("TLS setup for the webdriver client")
+        .capabilities(caps)
+        .connect(webdriver)
+        .await
+        .unwrap_or_else(|e| panic!("chromedriver could not start {CHROMIUM}: {e}"));
+    client
+        .update_timeouts(TimeoutConfiguration::new(
+            Some(Duration::from_secs(10)),
+            Some(Duration::from_secs(20)),
+            Some(Duration::ZERO),
+        ))
+        .await
+        .expect("set webdriver timeouts");
+    client
+}
+
+/// A chromedriver process on a free port, killed (with the browsers it started) on drop.
+struct ChromeDriver {
+    child: Child,
+    url: String,
+}
+
+impl ChromeDriver {
+    async fn spawn(log: &Path) -> Self {
+        let port = free_port();
+        let mut command = Command::new(CHROMEDRIVER);
+        command
+            .arg(format!("--port={port}"))
+            .arg(format!("--log-path={}", log.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // Its own process group, so dropping the guard also ends the Chromium processes it started.
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {CHROMEDRIVER}: {e}; run scripts/install-test-deps.sh"));
+        let mut driver = ChromeDriver { child, url: format!("http://127.0.0.1:{port}") };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if tokio::net::TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).await.is_ok() {
+                return driver;
+            }
+            if let Ok(Some(status)) = driver.child.try_wait() {
+                panic!("chromedriver exited at start ({status}); see {}", log.display());
+            }
+            assert!(Instant::now() < deadline, "chromedriver did not listen on port {port} within 10 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for ChromeDriver {
+    fn drop(&mut self) {
+        // The group id is chromedriver's pid (process_group(0) above): only what we started.
+        let group = format!("-{}", self.child.id());
+        let killed_group = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !killed_group {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// A fresh browser profile directory (the `tempfile` crate is not a dependency).
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(label: &str) -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("hearth-browser-{label}-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
+        TempDir(path)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free local port").port()
+}
+
+fn artifacts_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("test-artifacts");
+    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    if let Ok(entries) = fs::read_dir(&dir) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name.starts_with(SCREENSHOT_PREFIX) && name.ends_with(".png") {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+    dir
+}
