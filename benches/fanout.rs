@@ -7,7 +7,6 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use hearth::auth::Role;
 use hearth::room::actor::OUTBOX_CAPACITY;
 use hearth::room::ParticipantId;
 use hearth::signal::protocol::{encode_server, ParticipantInfo, ServerMessage};
@@ -17,16 +16,18 @@ const SOCKETS: usize = 200;
 
 fn event() -> ServerMessage {
     ServerMessage::ParticipantUpdated {
-        participant: ParticipantInfo {
-            id: ParticipantId::random(),
-            name: "Participant 42".into(),
-            role: Role::Participant,
-            audio_muted: true,
-            video_muted: false,
-            audio_hard_muted: false,
-            video_hard_muted: false,
-            hand_raised: false,
-        },
+        // Built from the wire form so that fields added later with defaults do not break it.
+        participant: serde_json::from_value::<ParticipantInfo>(serde_json::json!({
+            "id": ParticipantId::random(),
+            "name": "Participant 42",
+            "role": "participant",
+            "audioMuted": true,
+            "videoMuted": false,
+            "audioHardMuted": false,
+            "videoHardMuted": false,
+            "handRaised": false,
+        }))
+        .expect("roster entry matches the protocol"),
     }
 }
 

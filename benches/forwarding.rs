@@ -3,6 +3,7 @@
 //! header for its own leg (`rewrite_for_subscriber`). Two views:
 //! - `fanout_rewrite`: the CPU of the fan-out itself (send, K clones, K rewrites), no tasks;
 //! - `fanout_tasks`: K subscription tasks on a tokio runtime, so task wake-ups are counted too.
+//!
 //! Neither includes what the webrtc crate does after `write_rtp` (SRTP, interceptors, UDP):
 //! the load generator and the profile in docs/performance.md measure that.
 

@@ -86,6 +86,9 @@ const tiles = [...document.querySelectorAll('#tiles .tile.remote')].filter(shown
     width: video.videoWidth,
   };
 });
+// A track shown in two tiles would show one person under another's name.
+const streams = [...document.querySelectorAll('#tiles .tile.remote video')].map((v) => (v.srcObject ? v.srcObject.getTracks() : []));
+const sharedTracks = streams.flatMap((a, i) => streams.slice(i + 1).flatMap((b) => a.filter((t) => b.includes(t)).map((t) => t.id)));
 const banner = document.querySelector('#space-banner');
 const page = {
   state: h ? h.state : 'no window.hearth',
@@ -97,6 +100,7 @@ const page = {
   people: [...document.querySelectorAll('#people-list .person-name')].map((n) => n.textContent.trim()),
   peopleCount: document.querySelector('#people-count').textContent.trim(),
   gridReconnecting: document.querySelector('#tiles').classList.contains('reconnecting'),
+  sharedTracks,
   events: h && h.breakouts ? h.breakouts.events : [],
 };
 if (!h || !h.pc) { done(page); return; }
@@ -182,6 +186,8 @@ async fn scenario(
 ) -> Result<(), String> {
     let base = format!("http://{}", server.addr());
     let shot = |name: &str| artifacts.join(format!("{SCREENSHOT_PREFIX}{name}.png"));
+    let t0 = Instant::now();
+    let step = |what: &str| eprintln!("[{:>5.1?}] {what}", t0.elapsed());
 
     // Everyone joins with their link; Alex joins headless.
     let (t, a, b) = tokio::join!(
@@ -199,6 +205,7 @@ async fn scenario(
         .map_err(|e| format!("alex (headless) could not join: {e}"))?;
     let everyone_but_ana = sorted(&[ALEX.1, BEN.1, THERAPIST.1]);
     until(ana, "Ana to see everyone's tile", UI_DEADLINE, |p| names(p) == everyone_but_ana).await?;
+    step("everyone joined");
 
     // The therapist creates two rooms from the panel (typing, Enter).
     wait_for(therapist, "the breakout panel", VISIBLE_JS, &[json!("#breakouts-section")]).await?;
@@ -239,9 +246,15 @@ async fn scenario(
         card(p, GARDEN) == sorted(&[ALEX.1, ANA.1]) && card(p, LIBRARY) == sorted(&[BEN.1]) && card(p, "Main room") == sorted(&["You"])
     };
     until_sync(therapist, "the plan on the therapist's panel", PANEL_JS, planned).await?;
+    step("rooms created and assigned");
 
     // Options: 5 minutes; open.
     fill(therapist, "#bo-duration", "5").await?;
+    dismiss_toasts(therapist).await;
+    therapist.set_window_size(1280, 1800).await.map_err(|e| format!("therapist: resizing: {e}"))?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    save_screenshot_of(therapist, "#breakouts-section", &shot("therapist-plan")).await;
+    therapist.set_window_size(1280, 900).await.map_err(|e| format!("therapist: resizing back: {e}"))?;
     press(therapist, "therapist", "#bo-open", Key::Enter).await?;
 
     // Ana: in Garden, with a countdown, sees Alex only, and Alex's video arrives.
@@ -268,7 +281,7 @@ async fn scenario(
     let in_library = format!("You are in breakout: {LIBRARY}");
     until(ben, "Ben's page in Library, alone", UI_DEADLINE, |p| {
         p["banner"] == in_library.as_str() && countdown_near(p, 300) && names(p).is_empty()
-            && p["peopleCount"] == "Just you in this room for now."
+            && p["peopleCount"] == "Just you in this room right now."
     })
     .await?;
     // The therapist: who is where, and the rooms open with the time left.
@@ -291,10 +304,19 @@ async fn scenario(
     if alex.packets_from(&ben_id, MediaKind::Audio) > ben_before + 2 {
         return Err("Alex, in Garden, still receives Ben's audio from Library".into());
     }
+    until(therapist, "the therapist's count", UI_DEADLINE, |p| p["peopleCount"] == "Just you in the main room right now.").await?;
+    for client in [therapist, ana, ben] {
+        dismiss_toasts(client).await;
+    }
     save_screenshot(ana, &shot("participant")).await;
-    save_screenshot_of(therapist, "#breakouts-section", &shot("therapist")).await;
     save_screenshot(therapist, &shot("therapist-page")).await;
     save_screenshot(ben, &shot("participant-alone")).await;
+    step("breakouts open and checked");
+    // The whole panel: a window tall enough that the sidebar does not scroll.
+    therapist.set_window_size(1280, 1800).await.map_err(|e| format!("therapist: resizing: {e}"))?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    save_screenshot_of(therapist, "#breakouts-section", &shot("therapist")).await;
+    therapist.set_window_size(1280, 900).await.map_err(|e| format!("therapist: resizing back: {e}"))?;
 
     // Phones: the banner and the panel fit 360 px.
     for (who, client) in [("therapist", therapist), ("participant", ana)] {
@@ -326,6 +348,7 @@ async fn scenario(
     wait_for(therapist, "the therapist's confirmation", "return document.querySelector('#bo-broadcast-status').textContent === 'Sent to every room.';", &[]).await?;
     save_screenshot(ben, &shot("participant-broadcast")).await;
     press(ana, "ana", "#breakout-broadcast-ok", Key::Enter).await?;
+    step("broadcast received");
 
     // Ana asks for help: her page confirms; the therapist's alert takes them to Garden.
     press(ana, "ana", "#space-help", Key::Enter).await?;
@@ -359,6 +382,7 @@ async fn scenario(
     .await?;
     eprintln!("Ana sees the therapist in Garden: {}", tile_of(&ana_sees_therapist, THERAPIST.0));
     save_screenshot(ana, &shot("participant-visited")).await;
+    step("help answered: the therapist visits Garden");
 
     // Ana's connection drops: the page keeps the tiles, dimmed, says "Reconnecting…", and comes
     // back in Garden with the same people.
@@ -379,6 +403,7 @@ async fn scenario(
     })
     .await?;
 
+    step("Ana reconnected");
     // The therapist goes back to the main room, then closes all rooms with a 1 s countdown.
     press(therapist, "therapist", "#space-return", Key::Enter).await?;
     until(therapist, "the therapist back in the main room", UI_DEADLINE, |p| {
@@ -391,6 +416,8 @@ async fn scenario(
         p["closing"].as_str().is_some_and(|c| c.starts_with("The breakout rooms are closing"))
     })
     .await?;
+    dismiss_toasts(ana).await;
+    save_screenshot(ana, &shot("participant-closing")).await;
     let back = "You are back in the main room";
     let everyone_but_ben = sorted(&[ALEX.1, ANA.1, THERAPIST.1]);
     let returned = |others: Vec<String>| {
@@ -402,11 +429,12 @@ async fn scenario(
     until(ana, "Ana back in the main room with everyone", UI_DEADLINE, returned(everyone_but_ana.clone())).await?;
     until_sync(therapist, "the panel closed", PANEL_JS, |p| p["state"] == "Not open yet").await?;
     let ana_back = until(ana, "Ana decoding Ben's and the therapist's video again", MEDIA_DEADLINE, |p| {
-        decoding(p, BEN.0) && decoding(p, THERAPIST.0) && p["peopleCount"] == "4 people here, including you."
+        decoding(p, BEN.0) && decoding(p, THERAPIST.0) && p["peopleCount"] == "4 people in the main room, including you."
     })
     .await?;
     eprintln!("Ana back in the main room: {}", ana_back["tiles"]);
     save_screenshot(ana, &shot("participant-back")).await;
+    step("closed: everyone back in the main room");
 
     // Alex drops without leaving: the place is held, and the pages say so on Alex's tile.
     alex.close().await;
@@ -427,6 +455,7 @@ async fn scenario(
     )
     .await?;
     save_screenshot(ana, &shot("participant-peer-reconnecting")).await;
+    step("Alex shown reconnecting");
     Ok(())
 }
 
@@ -452,6 +481,12 @@ fn sorted(names: &[&str]) -> Vec<String> {
 }
 
 fn names(page: &Value) -> Vec<String> {
+    // Each tile holds only its own person's tracks (or the page would show someone under
+    // another's name); a probe where two tiles share a track matches nothing.
+    if page["sharedTracks"].as_array().is_some_and(|s| !s.is_empty()) {
+        eprintln!("two tiles share a track: {page}");
+        return vec!["(tiles share a track)".into()];
+    }
     page["names"].as_array().map(|a| a.iter().filter_map(|n| n.as_str().map(str::to_string)).collect()).unwrap_or_default()
 }
 
@@ -486,6 +521,12 @@ fn countdown_near(page: &Value, secs: u64) -> bool {
     let (Ok(m), Ok(s)) = (m.parse::<u64>(), s.parse::<u64>()) else { return false };
     let left = m * 60 + s;
     left <= secs && left + 15 >= secs
+}
+
+/// Closes other features' floating toasts (the milestones question), so they do not cover
+/// the page in screenshots.
+async fn dismiss_toasts(client: &Client) {
+    let _ = client.execute("document.querySelectorAll('.ms-toast').forEach((t) => t.remove());", vec![]).await;
 }
 
 /// Polls the page probe until `ok` holds; returns the last probe.

@@ -68,7 +68,7 @@ async fn short_load_run_forwards_media_and_reports() {
 #[tokio::test]
 async fn refuses_targets_off_this_machine() {
     for url in ["ws://10.1.2.3:8080/ws", "ws://example.org/ws", "wss://127.0.0.1/ws"] {
-        let err = load::run(&LoadConfig::new(url)).await.err().expect("refused");
+        let err = load::run(&LoadConfig::new(url)).await.expect_err("refused");
         assert!(matches!(err, load::LoadError::Target(_)), "{url}: {err}");
     }
 }

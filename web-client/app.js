@@ -84,6 +84,7 @@
     self: null, // our own ParticipantInfo, as the server last described it
     participants: new Map(), // everyone else in our space: participantId -> ParticipantInfo
     space: null, // the breakout (or private room) we are in, { id, name }; null: the main room
+    spacesUsed: false, // people have moved between spaces this session (breakouts, private rooms)
     waiting: [], // therapists only: [{ id, name, role }]
     arrivals: new Map(), // waiting participantId -> time first seen (for the highlight)
     streamOwners: new Map(), // streamId -> participantId, from trackPublished
@@ -565,6 +566,7 @@
   function onSpaceChanged(message) {
     const before = state.space;
     state.space = message.breakout ? { id: message.breakout.id, name: message.breakout.name } : null;
+    state.spacesUsed = true;
     if ((before && before.id) !== (state.space && state.space.id)) log('now in space', state.space ? state.space.id : 'main');
     replaceRoster(message.participants || []);
   }
@@ -575,6 +577,7 @@
   // and their media follows by renegotiation.
   function replaceRoster(list, { announceMoves = false, render = true } = {}) {
     const before = new Map(state.participants);
+    if (announceMoves) state.spacesUsed = true;
     state.participants.clear();
     for (const p of list) {
       if (p.id === state.participantId) applySelf(p);
@@ -591,7 +594,9 @@
     if (came.length + went.length === 1) {
       announce(came.length ? `${came[0].name} joined this room.` : `${went[0].name} left this room.`);
     } else if (came.length + went.length > 1) {
-      announce(`${state.participants.size + 1} people are in this room now.`);
+      const n = state.participants.size;
+      announce(n === 0 ? 'Everyone else moved to another room. You are on your own here for now.'
+        : `People moved between rooms. ${n + 1} people are in this room now, including you.`);
     }
   }
 
@@ -1021,8 +1026,9 @@
   function playWithSound(video) {
     video.play().catch((err) => {
       // Autoplay policy: sound may need a click. Offer one obvious button instead of silence.
-      log('autoplay blocked', err && err.name);
-      ui.soundButton.hidden = false;
+      // (A play() cut short because the tile went away, an AbortError, needs nothing.)
+      log('play() failed:', err && err.name);
+      if (err && err.name === 'NotAllowedError') ui.soundButton.hidden = false;
     });
   }
 
@@ -1341,10 +1347,11 @@
     const all = everyone();
     const observers = all.filter((p) => p.role === 'observer').length;
     const count = all.length;
-    ui.peopleCount.textContent = state.space
-      ? (count === 1 ? 'Just you in this room for now.' : `${count} people in this room, including you.`)
-      : count === 1 ? 'Just you so far. Others will appear here when they join.'
-        : `${count} people here, including you.`;
+    // Once people move between rooms (breakouts), say which room the count is for.
+    const where = state.space ? 'in this room' : state.spacesUsed ? 'in the main room' : 'here';
+    ui.peopleCount.textContent = count > 1 ? `${count} people ${where}, including you.`
+      : where === 'here' ? 'Just you so far. Others will appear here when they join.'
+        : `Just you ${where} right now.`;
     ui.roomName.textContent = state.roomId;
 
     ui.lockedChip.hidden = !state.room.locked;
@@ -1656,6 +1663,7 @@
     stopLocalMedia();
     state.participants.clear();
     state.space = null;
+    state.spacesUsed = false;
     state.streamOwners.clear();
     state.waiting = [];
     state.arrivals.clear();

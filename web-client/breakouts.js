@@ -206,7 +206,7 @@
       spaceTitle.textContent = backNote && !closing ? 'You are back in the main room' : 'You are in the main room';
     }
     renderTime();
-    helpButton.hidden = !inBreakout || therapist;
+    helpButton.hidden = !inBreakout || therapist || closing;
     returnButton.hidden = !inBreakout || !(therapist || bo.allowReturn);
     returnButton.querySelector('.label').textContent = therapist ? 'Back to main room' : 'Return to main room';
     rejoinButton.hidden = inBreakout || !canRejoin();
@@ -393,8 +393,8 @@
   const panel = el('section', { id: 'breakouts-section', class: 'panel-section breakouts', 'aria-labelledby': 'breakouts-heading', hidden: true },
     el('div', { class: 'section-head' }, heading, stateChip),
     intro,
-    createForm,
     roomList,
+    createForm,
     assignBlock,
     optionsForm,
     broadcastForm,
@@ -538,8 +538,7 @@
       const people = byRoom.get(room.id) || [];
       const names = people.map((w) => (w.participantId === me() ? 'You' : w.name));
       const youHere = plan.open ? here === room.id : false;
-      const count = el('span', { class: 'count-badge', text: String(people.length) });
-      count.setAttribute('aria-label', people.length === 1 ? '1 person' : `${people.length} people`);
+      const count = el('span', { class: 'count-badge' }, String(people.length), vh(people.length === 1 ? ' person' : ' people'));
       const head = el('div', { class: 'bo-room-head' },
         el('h3', { class: 'bo-room-name', text: room.name }), count,
         youHere ? el('span', { class: 'bo-here', text: 'You are here' }) : null);
@@ -830,6 +829,11 @@
     renderPanel();
     renderBanner();
     if (bo.plan.open) startTicker();
+    // Open (or Close all) hid the button that had focus: land at the top of the panel.
+    const focus = document.activeElement;
+    if (isTherapist() && bo.plan.open !== wasOpen && (!focus || focus === document.body || (panel.contains(focus) && focus.offsetParent === null))) {
+      heading.focus();
+    }
   });
 
   hearth.onMessage('breakoutWarning', ({ secondsLeft }) => {

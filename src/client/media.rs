@@ -664,7 +664,7 @@ async fn send_video_frames(
         if !sending.load(Ordering::Relaxed) {
             continue;
         }
-        let keyframe = frame % keyframe_interval == 0;
+        let keyframe = frame.is_multiple_of(keyframe_interval);
         let size = if keyframe { key_size } else { delta_size };
         let parts = size.div_ceil(max_packet);
         for i in 0..parts {

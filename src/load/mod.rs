@@ -113,8 +113,9 @@ pub enum LoadError {
     Target(#[from] target::TargetError),
     #[error("out of bounds: {0}")]
     Bounds(String),
+    /// Boxed: a client error is large, and every other path returns this type too.
     #[error("participant {name} could not join: {source}")]
-    Join { name: String, source: ClientError },
+    Join { name: String, source: Box<ClientError> },
     #[error("cannot mint a join token: {0}")]
     Token(#[from] crate::auth::AuthError),
     #[error("participant {0} was put in the waiting room; run the server with rooms.waiting_room = false")]
@@ -181,7 +182,7 @@ async fn join_all(cfg: &LoadConfig, people: &mut Vec<Participant>) -> Result<(),
             opts.latency_samples = latency_cap;
             let client = MediaClient::join(opts)
                 .await
-                .map_err(|source| LoadError::Join { name: format!("{room_name}/{name}"), source })?;
+                .map_err(|source| LoadError::Join { name: format!("{room_name}/{name}"), source: Box::new(source) })?;
             if !client.admitted {
                 let id = format!("{room_name}/{name}");
                 client.close().await;
