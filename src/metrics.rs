@@ -81,6 +81,7 @@ impl Collector for StateCollector {
         counter(&mut e, "hearth_rtp_bytes_in", "RTP payload bytes received from publishers", load(&s.rtp_bytes_in))?;
         counter(&mut e, "hearth_rtp_packets_out", "RTP packets forwarded to subscribers", load(&s.rtp_packets_out))?;
         counter(&mut e, "hearth_rtp_bytes_out", "RTP payload bytes forwarded to subscribers", load(&s.rtp_bytes_out))?;
+        counter(&mut e, "hearth_rtp_duplicates_dropped", "Duplicate RTP packets dropped before fan-out", load(&s.rtp_duplicates_dropped))?;
         counter(&mut e, "hearth_pli_sent", "Keyframe requests (PLI) sent to publishers", load(&s.keyframe_requests_sent))?;
         counter(&mut e, "hearth_pli_received", "Keyframe requests (PLI/FIR) received from subscribers", load(&s.keyframe_requests_received))?;
         Ok(())

@@ -309,8 +309,6 @@ async fn scenario(
         dismiss_toasts(client).await;
     }
     save_screenshot(ana, &shot("participant")).await;
-    save_screenshot(therapist, &shot("therapist-page")).await;
-    save_screenshot(ben, &shot("participant-alone")).await;
     step("breakouts open and checked");
     // The whole panel: a window tall enough that the sidebar does not scroll.
     therapist.set_window_size(1280, 1800).await.map_err(|e| format!("therapist: resizing: {e}"))?;
@@ -327,9 +325,6 @@ async fn scenario(
             .await
             .map_err(|e| format!("{who}: measuring the page: {e}"))?;
         save_screenshot(client, &shot(&format!("{who}-phone"))).await;
-        if who == "therapist" {
-            save_screenshot_of(client, "#breakouts-section", &shot("therapist-phone-panel")).await;
-        }
         client.set_window_size(1280, 900).await.map_err(|e| format!("{who}: resizing back: {e}"))?;
         if overflow != json!(false) {
             return Err(format!("the {who}'s page scrolls sideways at 360 px"));
@@ -381,7 +376,6 @@ async fn scenario(
     })
     .await?;
     eprintln!("Ana sees the therapist in Garden: {}", tile_of(&ana_sees_therapist, THERAPIST.0));
-    save_screenshot(ana, &shot("participant-visited")).await;
     step("help answered: the therapist visits Garden");
 
     // Ana's connection drops: the page keeps the tiles, dimmed, says "Reconnecting…", and comes
@@ -416,8 +410,6 @@ async fn scenario(
         p["closing"].as_str().is_some_and(|c| c.starts_with("The breakout rooms are closing"))
     })
     .await?;
-    dismiss_toasts(ana).await;
-    save_screenshot(ana, &shot("participant-closing")).await;
     let back = "You are back in the main room";
     let everyone_but_ben = sorted(&[ALEX.1, ANA.1, THERAPIST.1]);
     let returned = |others: Vec<String>| {

@@ -48,6 +48,8 @@ pub struct SfuStats {
     pub rtp_bytes_in: AtomicU64,
     pub rtp_packets_out: AtomicU64,
     pub rtp_bytes_out: AtomicU64,
+    /// Duplicate RTP (late retransmissions) dropped before fan-out.
+    pub rtp_duplicates_dropped: AtomicU64,
     /// PLIs this server sent to publishers.
     pub keyframe_requests_sent: AtomicU64,
     /// PLI/FIR received from subscribers.

@@ -70,11 +70,18 @@ impl PublishedTrack {
 
     /// Reads RTP from the publisher until the track ends. Runs as the track's own task.
     pub(crate) async fn pump(self: Arc<Self>) {
+        let mut seen = SeqWindow::default();
         while let Some(event) = self.remote.poll().await {
             match event {
                 TrackRemoteEvent::OnRtpPacket(packet) => {
                     self.stats.rtp_packets_in.fetch_add(1, Ordering::Relaxed);
                     self.stats.rtp_bytes_in.fetch_add(packet.payload.len() as u64, Ordering::Relaxed);
+                    // A retransmission that arrives after the original would otherwise be
+                    // multiplied by every subscriber.
+                    if !seen.first_time(packet.header.sequence_number) {
+                        self.stats.rtp_duplicates_dropped.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
                     if self.forwarding.load(Ordering::Relaxed) {
                         // An error only means nobody subscribes right now.
                         let _ = self.packets.send(packet);
@@ -154,6 +161,70 @@ pub fn rewrite_for_subscriber(packet: &mut rtp::Packet, ssrc: u32, payload_type:
     packet.header.extensions_padding = 0;
 }
 
+/// Remembers which of the last 1024 RTP sequence numbers were seen, to drop duplicates.
+#[derive(Default)]
+pub struct SeqWindow {
+    highest: Option<u16>,
+    /// Bit i: `highest - i` was seen.
+    bits: [u64; 16],
+}
+
+impl SeqWindow {
+    const SIZE: u16 = 1024;
+
+    /// True the first time `seq` is offered; false for a duplicate. Packets older than the
+    /// window are let through (they cannot be told apart and are rare).
+    pub fn first_time(&mut self, seq: u16) -> bool {
+        let Some(high) = self.highest else {
+            self.highest = Some(seq);
+            self.set(0);
+            return true;
+        };
+        let ahead = seq.wrapping_sub(high);
+        if ahead != 0 && ahead < 0x8000 {
+            self.shift(ahead);
+            self.highest = Some(seq);
+            self.set(0);
+            return true;
+        }
+        let behind = high.wrapping_sub(seq);
+        if behind >= Self::SIZE {
+            return true;
+        }
+        if self.get(behind) {
+            return false;
+        }
+        self.set(behind);
+        true
+    }
+
+    fn get(&self, i: u16) -> bool {
+        self.bits[usize::from(i / 64)] & (1 << (i % 64)) != 0
+    }
+
+    fn set(&mut self, i: u16) {
+        self.bits[usize::from(i / 64)] |= 1 << (i % 64);
+    }
+
+    fn shift(&mut self, by: u16) {
+        if by >= Self::SIZE {
+            self.bits = [0; 16];
+            return;
+        }
+        let (words, rem) = (usize::from(by / 64), u32::from(by % 64));
+        for i in (0..16usize).rev() {
+            let src = i.checked_sub(words);
+            let mut v = src.map_or(0, |s| self.bits[s] << rem);
+            if rem > 0 {
+                if let Some(lower) = src.and_then(|s| s.checked_sub(1)) {
+                    v |= self.bits[lower] >> (64 - rem);
+                }
+            }
+            self.bits[i] = v;
+        }
+    }
+}
+
 /// Whether an RTP payload starts a VP8 keyframe (RFC 7741 payload descriptor + frame header).
 pub fn is_vp8_keyframe(payload: &[u8]) -> bool {
     let Some(&first) = payload.first() else { return false };
@@ -184,6 +255,24 @@ pub fn is_vp8_keyframe(payload: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seq_window_drops_duplicates_only() {
+        let mut w = SeqWindow::default();
+        assert!(w.first_time(65530));
+        assert!(w.first_time(65532)); // a gap
+        assert!(!w.first_time(65532)); // duplicate
+        assert!(w.first_time(65531)); // late, first time
+        assert!(!w.first_time(65531));
+        assert!(w.first_time(3)); // wrapped forward
+        assert!(!w.first_time(65530), "still inside the window after wrapping");
+        assert!(w.first_time(200));
+        for s in 201..1300u16 {
+            assert!(w.first_time(s));
+        }
+        assert!(!w.first_time(1000));
+        assert!(w.first_time(100), "older than the window: let through");
+    }
 
     #[test]
     fn vp8_keyframe_detection() {

@@ -67,7 +67,7 @@ pub async fn eventually<F: FnMut() -> bool>(wait: Duration, mut f: F) -> bool {
 
 fn init_tracing() {
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("HEARTH_LOG").unwrap_or_else(|_| "warn,rtc=error,webrtc=error".into()))
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("HEARTH_LOG").unwrap_or_else(|_| "warn,rtc=error,webrtc=error,webrtc::peer_connection::driver=off".into()))
         .with_test_writer()
         .try_init();
 }
