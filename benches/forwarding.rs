@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use hearth::sfu::track::rewrite_for_subscriber;
+use hearth::sfu::track::{rewrite_for_subscriber, strip_for_fanout};
 use rtc::rtp;
 use tokio::sync::broadcast;
 
@@ -44,12 +44,51 @@ fn packet() -> rtp::Packet {
     }
 }
 
+/// Before/after in one run: stripping extensions per subscriber (each clone copies the
+/// publisher's extension list) versus once before fan-out (what `src/sfu` does now).
+fn strip_where(c: &mut Criterion) {
+    let mut group = c.benchmark_group("strip_where");
+    for k in [10usize, 25] {
+        let (tx, _) = broadcast::channel::<rtp::Packet>(CAPACITY);
+        let mut receivers: Vec<_> = (0..k).map(|_| tx.subscribe()).collect();
+        let template = packet();
+        group.throughput(Throughput::Elements(k as u64));
+        group.bench_with_input(BenchmarkId::new("per_subscriber", k), &k, |b, _| {
+            b.iter(|| {
+                let _ = tx.send(template.clone());
+                for (i, rx) in receivers.iter_mut().enumerate() {
+                    if let Ok(mut p) = rx.try_recv() {
+                        strip_for_fanout(&mut p);
+                        rewrite_for_subscriber(&mut p, 0xabc0 + i as u32, 100);
+                        black_box(p);
+                    }
+                }
+            })
+        });
+        group.bench_with_input(BenchmarkId::new("once_before_fanout", k), &k, |b, _| {
+            b.iter(|| {
+                let mut p = template.clone();
+                strip_for_fanout(&mut p);
+                let _ = tx.send(p);
+                for (i, rx) in receivers.iter_mut().enumerate() {
+                    if let Ok(mut p) = rx.try_recv() {
+                        rewrite_for_subscriber(&mut p, 0xabc0 + i as u32, 100);
+                        black_box(p);
+                    }
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
 fn fanout_rewrite(c: &mut Criterion) {
     let mut group = c.benchmark_group("fanout_rewrite");
     for k in [1usize, 10, 25] {
         let (tx, _) = broadcast::channel::<rtp::Packet>(CAPACITY);
         let mut receivers: Vec<_> = (0..k).map(|_| tx.subscribe()).collect();
-        let template = packet();
+        let mut template = packet();
+        strip_for_fanout(&mut template); // as the track's pump does, once per packet
         group.throughput(Throughput::Elements(k as u64));
         group.bench_with_input(BenchmarkId::from_parameter(k), &k, |b, _| {
             b.iter(|| {
@@ -89,7 +128,8 @@ fn fanout_tasks(c: &mut Criterion) {
                             })
                         })
                         .collect();
-                    let template = packet();
+                    let mut template = packet();
+                    strip_for_fanout(&mut template);
                     let want = |n: u64| n * k as u64;
                     let start = Instant::now();
                     for n in 1..=iters {
@@ -120,6 +160,6 @@ fn fanout_tasks(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
-    targets = fanout_rewrite, fanout_tasks
+    targets = strip_where, fanout_rewrite, fanout_tasks
 }
 criterion_main!(benches);

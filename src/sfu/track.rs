@@ -82,6 +82,8 @@ impl PublishedTrack {
                         self.stats.rtp_duplicates_dropped.fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
+                    let mut packet = packet;
+                    strip_for_fanout(&mut packet);
                     if self.forwarding.load(Ordering::Relaxed) {
                         // An error only means nobody subscribes right now.
                         let _ = self.packets.send(packet);
@@ -150,14 +152,20 @@ impl PublishedTrack {
     }
 }
 
-/// Rewrites a publisher's packet for one subscriber's leg: that leg's SSRC and negotiated
-/// payload type, and no header extensions (their ids were negotiated on the publisher's leg;
-/// the subscriber's leg adds its own). Runs once per packet per subscriber.
+/// Rewrites a packet (already through [`strip_for_fanout`]) for one subscriber's leg: that
+/// leg's SSRC and negotiated payload type. Runs once per packet per subscriber.
 pub fn rewrite_for_subscriber(packet: &mut rtp::Packet, ssrc: u32, payload_type: u8) {
     packet.header.ssrc = ssrc;
     packet.header.payload_type = payload_type;
+}
+
+/// Removes what no subscriber leg can use, once per packet before fan-out: header extensions
+/// carry ids negotiated on the publisher's leg. Done here rather than per subscriber, every
+/// clone on the broadcast channel copies an empty extension list (no allocation) instead of
+/// the publisher's.
+pub fn strip_for_fanout(packet: &mut rtp::Packet) {
     packet.header.extension = false;
-    packet.header.extensions.clear();
+    packet.header.extensions = Vec::new();
     packet.header.extensions_padding = 0;
 }
 
