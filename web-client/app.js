@@ -753,6 +753,7 @@
     state.makingOffer = false;
     state.pendingCandidates = [];
     state.signalChain = Promise.resolve();
+    state.iceRestarted = false;
 
     pc.onnegotiationneeded = () => makeOffer(pc);
     pc.onicecandidate = ({ candidate }) => {
@@ -767,9 +768,26 @@
       if (pc !== state.pc) return;
       // Only a working media connection counts as recovered; resetting the backoff on
       // `joined` alone would let a join-then-fail loop retry at full speed forever.
-      if (pc.connectionState === 'connected') state.reconnectAttempt = 0;
-      // No ICE restart support on the server yet: a clean re-join is the reliable cure.
-      if (pc.connectionState === 'failed') restartConnection('media connection failed');
+      if (pc.connectionState === 'connected') {
+        state.reconnectAttempt = 0;
+        state.iceRestarted = false;
+      }
+      // Only the media path broke (the websocket is fine): an ICE restart keeps the same
+      // connection and everyone's tiles. A clean re-join is the fallback if that fails too.
+      if (pc.connectionState === 'disconnected' || pc.connectionState === 'failed') {
+        const wait = pc.connectionState === 'failed' ? 0 : 3000;
+        setTimeout(() => {
+          if (pc !== state.pc || pc.connectionState === 'connected') return;
+          if (!state.iceRestarted) {
+            state.iceRestarted = true;
+            log('restarting ICE');
+            pc.restartIce();
+            setTimeout(() => {
+              if (pc === state.pc && pc.connectionState !== 'connected') restartConnection('media connection failed');
+            }, 10000);
+          }
+        }, wait);
+      }
     };
     pc.onsignalingstatechange = () => log('signaling', pc.signalingState);
 
