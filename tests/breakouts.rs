@@ -87,9 +87,8 @@ async fn breakouts_isolate_media_and_close_all_reunites() {
     assert!(ok, "before breakouts everyone hears everyone");
 
     // Two breakouts: A = p1, p2; B = p3, p4, p5. The therapist stays in the main room.
-    for (b, n) in [("A", "Garden"), ("B", "Library")] {
-        therapist.send(ClientMessage::CreateBreakout { name: n.into() });
-        let _ = b;
+    for name in ["Garden", "Library"] {
+        therapist.send(ClientMessage::CreateBreakout { name: name.into() });
     }
     let mut ids = Vec::new();
     while ids.len() < 2 {
@@ -188,7 +187,7 @@ async fn breakout_controls() {
         p1.send(&msg).await.unwrap();
         expect_error(&mut p1, ErrorCode::Forbidden).await;
     }
-    let ids = create_breakouts(&mut t, &["Garden", "Library"]).await;
+    create_breakouts(&mut t, &["Garden", "Library"]).await;
     t.send(&ClientMessage::AssignBreakout { participant_id: pid("p1"), breakout_id: Some("nope".into()) }).await.unwrap();
     expect_error(&mut t, ErrorCode::UnknownBreakout).await;
     t.send(&ClientMessage::AutoAssignBreakouts).await.unwrap();
@@ -222,7 +221,6 @@ async fn breakout_controls() {
     assert!(matches!(w, ServerMessage::BreakoutWarning { seconds_left } if seconds_left <= 1));
     assert_eq!(space_changed(&mut p2).await, None, "timer expiry returns everyone");
     assert_eq!(space_changed(&mut p1).await, None);
-    let _ = ids;
     server.shutdown().await;
 }
 

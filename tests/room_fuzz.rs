@@ -130,7 +130,7 @@ async fn run_seed(seed: u64) {
         if step % 25 == 24 {
             // Counts match who is still joined, and a therapist sees everyone in exactly one place.
             let expected = clients.len() as u64;
-            let mut last = serde_json::Value::Null;
+            let mut last;
             let matched = {
                 let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
                 loop {
