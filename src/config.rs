@@ -27,6 +27,26 @@ pub struct Config {
     pub rooms: RoomsConfig,
     pub store: StoreConfig,
     pub limits: LimitsConfig,
+    pub cluster: ClusterConfig,
+}
+
+/// Relay nodes sharing rooms through Redis (`src/cluster`). Off while `redis_url` is empty.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    pub redis_url: String,
+    pub node_id: String,
+    pub public_url: String,
+    pub heartbeat_ms: u64,
+    pub node_ttl_ms: u64,
+    pub drain_grace_ms: u64,
+    pub state_ttl_secs: u64,
+}
+
+impl ClusterConfig {
+    pub fn enabled(&self) -> bool {
+        !self.redis_url.trim().is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -204,6 +224,30 @@ impl Config {
                 value: self.limits.max_message_bytes.to_string(),
                 reason: "must be between 1024 and 1048576",
             });
+        }
+        let cl = &self.cluster;
+        if cl.enabled() {
+            if !(cl.redis_url.starts_with("redis://") || cl.redis_url.starts_with("rediss://") || cl.redis_url.starts_with("redis+unix://")) {
+                return Err(ConfigError::Invalid {
+                    key: "cluster.redis_url",
+                    value: cl.redis_url.clone(),
+                    reason: "must start with redis://, rediss:// or redis+unix://",
+                });
+            }
+            if cl.heartbeat_ms == 0 || cl.node_ttl_ms < 2 * cl.heartbeat_ms {
+                return Err(ConfigError::Invalid {
+                    key: "cluster.heartbeat_ms/cluster.node_ttl_ms",
+                    value: format!("{}/{}", cl.heartbeat_ms, cl.node_ttl_ms),
+                    reason: "the heartbeat must be at least 1 ms and the TTL at least two heartbeats",
+                });
+            }
+            if !cl.public_url.is_empty() && !(cl.public_url.starts_with("http://") || cl.public_url.starts_with("https://")) {
+                return Err(ConfigError::Invalid {
+                    key: "cluster.public_url",
+                    value: cl.public_url.clone(),
+                    reason: "must be this node's own http:// or https:// base URL (clients are redirected to <public_url>/ws)",
+                });
+            }
         }
         if self.auth.token_secret.len() < 32 {
             return Err(ConfigError::Invalid {

@@ -6,6 +6,7 @@
 //! - [`signal`]: the wire protocol and the per-websocket task that speaks it.
 //! - [`room`]: rooms as tasks: membership, roster, who receives whose media.
 //! - [`sfu`]: the media relay; every use of the `webrtc` crate on the server lives here.
+//! - [`cluster`]: relay nodes sharing rooms through Redis (placement, heartbeat, drain).
 //! - [`client`]: a headless participant (signaling + webrtc peer + synthetic media) for tests
 //!   and the load generator.
 //!
@@ -15,6 +16,7 @@
 pub mod auth;
 pub mod badge;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod metrics;
 pub mod load;

@@ -88,6 +88,12 @@ async fn run() -> anyhow::Result<()> {
         Command::CheckConfig => {
             let mut shown = config.clone();
             shown.auth.token_secret = "<redacted>".into();
+            if !shown.auth.api_key.is_empty() {
+                shown.auth.api_key = "<redacted>".into();
+            }
+            if shown.cluster.redis_url.contains('@') {
+                shown.cluster.redis_url = "<redacted: contains credentials>".into();
+            }
             println!("{}", toml_like(&shown));
             Ok(())
         }

@@ -36,6 +36,8 @@ pub struct Metrics {
     pub errors: Family<CodeLabel, Counter>,
     /// Seconds from a `join` message to the room accepting it (token check, peer set-up).
     pub join_seconds: Histogram,
+    /// Relay nodes: joins sent to the node that owns the room.
+    pub redirects: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -84,6 +86,9 @@ impl Collector for StateCollector {
         counter(&mut e, "hearth_rtp_duplicates_dropped", "Duplicate RTP packets dropped before fan-out", load(&s.rtp_duplicates_dropped))?;
         counter(&mut e, "hearth_pli_sent", "Keyframe requests (PLI) sent to publishers", load(&s.keyframe_requests_sent))?;
         counter(&mut e, "hearth_pli_received", "Keyframe requests (PLI/FIR) received from subscribers", load(&s.keyframe_requests_received))?;
+        if let Some(c) = self.rooms.cluster() {
+            gauge(&mut e, "hearth_cluster_draining", "1 while this relay node drains", i64::from(c.is_draining()))?;
+        }
         Ok(())
     }
 }
@@ -97,8 +102,10 @@ impl Metrics {
         registry.register("hearth_ws_messages", "Websocket messages received, by type", ws_messages.clone());
         registry.register("hearth_errors", "Error replies sent, by code", errors.clone());
         registry.register("hearth_join_seconds", "Time from join to the room accepting it", join_seconds.clone());
+        let redirects = Counter::default();
+        registry.register("hearth_cluster_redirects", "Joins redirected to the relay node that owns the room", redirects.clone());
         registry.register_collector(Box::new(StateCollector { sfu, rooms }));
-        Arc::new(Self { registry, ws_messages, errors, join_seconds })
+        Arc::new(Self { registry, ws_messages, errors, join_seconds, redirects })
     }
 
     /// The Prometheus text exposition.

@@ -55,6 +55,8 @@ pub enum ServerError {
     Tls { cert: String, key: String, source: std::io::Error },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("cannot join the cluster: {0}")]
+    Cluster(#[from] crate::cluster::ClusterError),
 }
 
 pub fn app(state: Arc<AppState>) -> Router {
@@ -73,6 +75,8 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/api/tokens", post(mint_token))
         .route("/dev/token", post(dev_token))
         .route("/api/rooms/{room}/polls", get(room_polls))
+        .route("/api/admin/drain", post(admin_drain))
+        .route("/api/admin/cluster", get(admin_cluster))
         .fallback_service(static_files)
         .with_state(state)
 }
@@ -91,7 +95,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 
 async fn healthz(State(state): State<Arc<AppState>>) -> Json<Health> {
     Json(Health {
-        status: if state.shutdown.is_cancelled() { "draining" } else { "ok" },
+        status: if state.shutdown.is_cancelled() || state.rooms.cluster().is_some_and(|c| c.is_draining()) { "draining" } else { "ok" },
         rooms: state.rooms.room_count(),
         participants: state.rooms.participant_count(),
         peers: state.sfu.stats.peers.load(std::sync::atomic::Ordering::Relaxed),
@@ -164,16 +168,72 @@ async fn mint_token(
     headers: HeaderMap,
     body: Result<Json<MintRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<MintResponse>, ApiError> {
+    require_api_key(&state, &headers, "token minting")?;
+    let Json(req) = body.map_err(|e| ApiError(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()))?;
+    mint(&state, req, 2 * 3600)
+}
+
+/// The operator's API key in `Authorization: Bearer <key>`; 404 when no key is configured.
+fn require_api_key(state: &AppState, headers: &HeaderMap, what: &str) -> Result<(), ApiError> {
     let key = &state.config.auth.api_key;
     if key.is_empty() {
-        return Err(ApiError(StatusCode::NOT_FOUND, "disabled", "token minting is off (set auth.api_key)".into()));
+        return Err(ApiError(StatusCode::NOT_FOUND, "disabled", format!("{what} is off (set auth.api_key)")));
     }
     let given = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), key.as_bytes())) {
         return Err(ApiError(StatusCode::UNAUTHORIZED, "unauthorized", "a valid API key is required".into()));
     }
-    let Json(req) = body.map_err(|e| ApiError(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()))?;
-    mint(&state, req, 2 * 3600)
+    Ok(())
+}
+
+/// POST /api/admin/drain (API key): this relay node takes no new rooms and, after
+/// `cluster.drain_grace_ms`, moves its rooms and their clients to other nodes.
+async fn admin_drain(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
+    require_api_key(&state, &headers, "the admin API")?;
+    let Some(cluster) = state.rooms.cluster().cloned() else {
+        return Err(ApiError(StatusCode::CONFLICT, "not_clustered", "this node runs alone (cluster.redis_url is empty)".into()));
+    };
+    let grace = cluster.drain_grace();
+    tokio::spawn(drain(state.clone()));
+    let body = serde_json::json!({ "draining": true, "node": cluster.node_id(), "graceMs": grace.as_millis() as u64 });
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+/// GET /api/admin/cluster (API key): the live relay nodes and their load.
+async fn admin_cluster(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
+    require_api_key(&state, &headers, "the admin API")?;
+    let Some(cluster) = state.rooms.cluster().cloned() else {
+        return Err(ApiError(StatusCode::CONFLICT, "not_clustered", "this node runs alone (cluster.redis_url is empty)".into()));
+    };
+    let nodes = cluster.nodes().await.map_err(|e| {
+        tracing::warn!(error = %e, "cluster listing failed");
+        ApiError(StatusCode::SERVICE_UNAVAILABLE, "cluster_unavailable", "redis cannot be reached".into())
+    })?;
+    Ok(Json(serde_json::json!({ "node": cluster.node_id(), "nodes": nodes })).into_response())
+}
+
+/// Drains this relay node: no new rooms at once, then after the grace period every room moves
+/// to another node (its clients are redirected there). Runs once; later calls return at once.
+pub async fn drain(state: Arc<AppState>) {
+    let Some(cluster) = state.rooms.cluster().cloned() else { return };
+    if !cluster.start_drain().await {
+        return;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(cluster.drain_grace()) => {}
+        _ = state.shutdown.cancelled() => return,
+    }
+    let rooms = state.rooms.running();
+    tracing::info!(rooms = rooms.len(), "drain: moving rooms to other nodes");
+    for (_, handle) in rooms {
+        handle.send(crate::room::RoomCommand::Evacuate(None)).await;
+    }
+    // Bounded: a room whose hand-over stalls is left to the shutdown that usually follows.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while state.rooms.room_count() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tracing::info!(left = state.rooms.room_count(), "drain: done");
 }
 
 /// POST /dev/token: development mode only, mints a token for anyone (the dev join page).
@@ -255,6 +315,9 @@ impl RunningServer {
 
     /// Tells clients, closes peers and waits for connections, at most the grace period.
     pub async fn shutdown(self) {
+        if let Some(cluster) = self.state.rooms.cluster() {
+            cluster.deregister().await;
+        }
         self.state.shutdown.cancel();
         self.state.connections.close();
         let grace = Duration::from_millis(self.state.config.server.shutdown_grace_ms);
@@ -262,9 +325,19 @@ impl RunningServer {
         let _ = tokio::time::timeout(grace, self.task).await;
     }
 
-    /// Runs until `signal` completes, then shuts down gracefully.
+    /// Drains this relay node (see [`drain`]); returns when its rooms have moved.
+    pub async fn drain(&self) {
+        drain(self.state.clone()).await
+    }
+
+    /// Runs until `signal` completes, then shuts down gracefully; a relay node drains first,
+    /// so its sessions move to other nodes instead of breaking.
     pub async fn run_until(self, signal: impl std::future::Future<Output = ()>) {
         signal.await;
+        if self.state.rooms.cluster().is_some() {
+            tracing::info!("draining before shutdown");
+            self.drain().await;
+        }
         tracing::info!("shutting down");
         self.shutdown().await;
     }
@@ -298,6 +371,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         waiting_room: config.rooms.waiting_room,
         reconnect_grace: Duration::from_millis(config.rooms.reconnect_grace_ms),
         ice_servers: config.ice.ice_servers.clone(),
+        ballot_secret: ballot_secret(&config),
     };
     let rooms = RoomRegistry::new(settings, Some(store.clone()));
     let sfu = SfuEngine::new(config.ice.clone());
@@ -313,6 +387,9 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         shutdown: CancellationToken::new(),
         connections: TaskTracker::new(),
     });
+    if state.config.cluster.enabled() {
+        join_cluster(&state, addr).await?;
+    }
     let router = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let token = state.shutdown.clone();
     let task = match tls {
@@ -341,6 +418,47 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     let scheme = if state.config.server.tls().is_some() { "https" } else { "http" };
     tracing::info!(%addr, scheme, "listening");
     Ok(RunningServer { addr, state, task })
+}
+
+/// The secret anonymous poll ballots are keyed with: random per process on a single node;
+/// with relay nodes, derived from the token secret all nodes share, so an open anonymous poll
+/// can move between nodes (docs/polls.md).
+fn ballot_secret(config: &Config) -> [u8; 32] {
+    if !config.cluster.enabled() {
+        return rand::random();
+    }
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, config.auth.token_secret.as_bytes());
+    let tag = ring::hmac::sign(&key, b"hearth anonymous poll ballots v1");
+    let mut out = [0u8; 32];
+    out.copy_from_slice(tag.as_ref());
+    out
+}
+
+/// Registers this node with Redis and starts its heartbeat.
+async fn join_cluster(state: &Arc<AppState>, addr: SocketAddr) -> Result<(), ServerError> {
+    let cfg = state.config.cluster.clone();
+    let scheme = if state.config.server.tls().is_some() { "https" } else { "http" };
+    let base = if cfg.public_url.is_empty() { format!("{scheme}://{addr}") } else { cfg.public_url.clone() };
+    let ice = &state.config.ice;
+    let media = if ice.announce_ips.is_empty() { vec![ice.bind_ip.to_string()] } else { ice.announce_ips.iter().map(|ip| ip.to_string()).collect() };
+    let cluster = crate::cluster::Cluster::connect(cfg, base, media, Box::new(state.rooms.clone())).await?;
+    state.rooms.attach_cluster(cluster.clone());
+    let rooms = state.rooms.clone();
+    let registry = state.rooms.clone();
+    cluster.spawn_heartbeat(
+        state.shutdown.clone(),
+        move || rooms.running().into_iter().map(|(id, _)| id).collect(),
+        move |room, url| {
+            let registry = registry.clone();
+            tokio::spawn(async move {
+                if let Some((_, handle)) = registry.running().into_iter().find(|(id, _)| *id == room) {
+                    handle.send(crate::room::RoomCommand::Evacuate(Some(url.unwrap_or_default()))).await;
+                }
+            });
+        },
+    );
+    tracing::info!(node = %cluster.node_id(), "relay node in the cluster");
+    Ok(())
 }
 
 /// Completes on SIGINT or SIGTERM.

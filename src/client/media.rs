@@ -55,6 +55,9 @@ pub struct MediaOptions {
     /// Frame-shaped video like a real encoder; when set it replaces `video_pps`,
     /// `video_payload` and `keyframe_every`.
     pub video_profile: Option<VideoProfile>,
+    /// Relay nodes: other entry points to try, in order, when `url` cannot be reached (what a
+    /// load balancer does for a browser). A `redirect` from any of them is followed.
+    pub fallback_urls: Vec<String>,
 }
 
 /// Video shaped like a camera encoder's output: `fps` frames a second averaging `kbps`, each
@@ -120,6 +123,7 @@ impl MediaOptions {
             audio_payload: 80,
             latency_samples: 0,
             video_profile: None,
+            fallback_urls: Vec::new(),
         }
     }
 }
@@ -218,6 +222,13 @@ pub struct MediaClient {
     sending: Arc<AtomicBool>,
     tasks: Vec<JoinHandle<()>>,
     pub joined_at: Instant,
+    /// The websocket URL this client ended up on (after any `redirect`).
+    pub node_url: String,
+    opts: MediaOptions,
+    /// Cleared when the signaling socket closes (the node went away, or sent us elsewhere).
+    socket_open: Arc<AtomicBool>,
+    /// Where a `redirect` received during the session (a drain) told us to go.
+    moved_to: Arc<Mutex<Option<String>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -228,6 +239,17 @@ pub enum ClientError {
     WebRtc(#[from] webrtc::error::Error),
     #[error("server refused: {0}")]
     Refused(String),
+}
+
+impl ClientError {
+    /// Worth another try a moment later (a node down, the room moving between nodes).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClientError::Signal(_) => true,
+            ClientError::Refused(m) => m.starts_with("cluster_unavailable") || m.starts_with("shutting_down") || m.starts_with("redirected"),
+            ClientError::WebRtc(_) => false,
+        }
+    }
 }
 
 struct Handler {
@@ -376,18 +398,84 @@ fn local_track(kind: MediaKind, name: &str) -> (Arc<TrackLocalStaticRTP>, u32) {
 
 impl MediaClient {
     /// Connects, joins `opts.room`, negotiates media and starts publishing.
+    /// Relay nodes: joins through `opts.url` or, when it cannot be reached or the cluster is
+    /// busy moving the room, through each of `opts.fallback_urls` in turn, retrying for up to
+    /// `patience`. What a browser behind a load balancer does after losing its node.
+    pub async fn join_any(opts: MediaOptions, patience: Duration) -> Result<Self, ClientError> {
+        let deadline = Instant::now() + patience;
+        let entries: Vec<String> = std::iter::once(opts.url.clone()).chain(opts.fallback_urls.iter().cloned()).collect();
+        let mut attempt = 0usize;
+        loop {
+            let url = &entries[attempt % entries.len()];
+            attempt += 1;
+            let mut try_opts = opts.clone();
+            try_opts.url = url.clone();
+            match Self::join(try_opts).await {
+                Ok(mut client) => {
+                    client.opts.url = opts.url.clone();
+                    return Ok(client);
+                }
+                Err(e) if Instant::now() < deadline && e.is_transient() => {
+                    tracing::debug!(error = %e, %url, "join failed; trying again");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Whether the signaling socket is still open.
+    pub fn is_connected(&self) -> bool {
+        self.socket_open.load(Ordering::Relaxed)
+    }
+
+    /// Joins again with the same token after the node went away or sent us elsewhere: first
+    /// where a `redirect` pointed, else through the entry points (see [`Self::join_any`]).
+    pub async fn rejoin(self, patience: Duration) -> Result<Self, ClientError> {
+        let mut opts = self.opts.clone();
+        let moved = self.moved_to.lock().ok().and_then(|m| m.clone());
+        self.close().await;
+        if let Some(url) = moved {
+            let mut direct = opts.clone();
+            direct.url = url;
+            if let Ok(mut client) = Self::join(direct).await {
+                client.opts = opts;
+                return Ok(client);
+            }
+        }
+        opts.fallback_urls.retain(|u| u != &opts.url);
+        Self::join_any(opts, patience).await
+    }
+
     pub async fn join(opts: MediaOptions) -> Result<Self, ClientError> {
         let joined_at = Instant::now();
-        let mut sig = SignalClient::connect(&opts.url).await?;
         let room_id = RoomId::new(opts.room.clone()).map_err(|e| ClientError::Refused(e.to_string()))?;
-        sig.send(&ClientMessage::Join { protocol_version: PROTOCOL_VERSION, room_id, token: opts.token.clone() }).await?;
-        let reply = sig
-            .recv_until("joined", Duration::from_secs(10), |m| matches!(m, ServerMessage::Joined { .. } | ServerMessage::Error { .. }))
-            .await?;
+        let mut url = opts.url.clone();
+        let mut hops = 0;
+        let (mut sig, reply) = loop {
+            let mut sig = SignalClient::connect(&url).await?;
+            sig.send(&ClientMessage::Join { protocol_version: PROTOCOL_VERSION, room_id: room_id.clone(), token: opts.token.clone() })
+                .await?;
+            let reply = sig
+                .recv_until("joined", Duration::from_secs(10), |m| {
+                    matches!(m, ServerMessage::Joined { .. } | ServerMessage::Error { .. } | ServerMessage::Redirect { .. })
+                })
+                .await?;
+            match reply {
+                // The room lives on another relay node: join there, with the same token.
+                ServerMessage::Redirect { url: next, .. } if hops < 3 => {
+                    hops += 1;
+                    url = next;
+                }
+                other => break (sig, other),
+            }
+        };
         let (participant_id, mut roster, admitted) = match reply {
             ServerMessage::Joined { participant_id, participants, admitted, .. } => (participant_id, participants, admitted),
-            ServerMessage::Error { code, message } => return Err(ClientError::Refused(format!("{}: {message}", code.as_str()))),
-            _ => unreachable!("filtered above"),
+            ServerMessage::Error { code, message } => {
+                return Err(ClientError::Refused(format!("{}: {message}", code.as_str())));
+            }
+            _ => return Err(ClientError::Refused("redirected too many times".into())),
         };
 
         // An admitted member's roster arrives right behind `joined`.
@@ -452,6 +540,9 @@ impl MediaClient {
         }));
         let signal_pc = pc.clone();
         let signal_out = out_tx.clone();
+        let socket_open = Arc::new(AtomicBool::new(true));
+        let moved_to: Arc<Mutex<Option<String>>> = Arc::default();
+        let (open_flag, moved_slot) = (socket_open.clone(), moved_to.clone());
         tasks.push(tokio::spawn(async move {
             let mut has_remote = false;
             let mut early: Vec<RTCIceCandidateInit> = Vec::new();
@@ -486,6 +577,11 @@ impl MediaClient {
                             }
                         }
                         other => {
+                            if let ServerMessage::Redirect { url, .. } = &other {
+                                if let Ok(mut slot) = moved_slot.lock() {
+                                    *slot = Some(url.clone());
+                                }
+                            }
                             let _ = events_tx.send(other);
                         }
                     }
@@ -501,6 +597,7 @@ impl MediaClient {
                     tracing::warn!(error = %e, "client negotiation step failed");
                 }
             }
+            open_flag.store(false, Ordering::Relaxed);
         }));
 
         let sending = Arc::new(AtomicBool::new(true));
@@ -519,7 +616,22 @@ impl MediaClient {
             }
         }
 
-        Ok(Self { participant_id, roster, admitted, events, out: out_tx, received, pc, sending, tasks, joined_at })
+        Ok(Self {
+            participant_id,
+            roster,
+            admitted,
+            events,
+            out: out_tx,
+            received,
+            pc,
+            sending,
+            tasks,
+            joined_at,
+            node_url: url,
+            opts,
+            socket_open,
+            moved_to,
+        })
     }
 
     /// Sends any protocol message on this client's socket.

@@ -8,6 +8,7 @@ use dashmap::DashMap;
 use super::actor::{self, RoomHandle};
 use super::RoomId;
 use crate::auth::Role;
+use crate::cluster::Cluster;
 use crate::signal::protocol::IceServer;
 use crate::store::Store;
 
@@ -19,6 +20,9 @@ pub struct RoomSettings {
     pub waiting_room: bool,
     pub reconnect_grace: std::time::Duration,
     pub ice_servers: Vec<IceServer>,
+    /// Keys anonymous poll ballots (see `actor/poll.rs`): random per process on a single node,
+    /// derived from the shared token secret when relay nodes must carry open polls over.
+    pub ballot_secret: [u8; 32],
 }
 
 pub(super) struct RegistryInner {
@@ -28,6 +32,8 @@ pub(super) struct RegistryInner {
     pub(super) by_role: [AtomicUsize; 3],
     pub(super) settings: RoomSettings,
     pub(super) store: Option<Store>,
+    /// Relay nodes: where rooms save the state that must outlive this node.
+    pub(super) cluster: std::sync::OnceLock<Arc<Cluster>>,
 }
 
 #[derive(Clone)]
@@ -68,6 +74,7 @@ impl RoomRegistry {
                 by_role: Default::default(),
                 settings,
                 store,
+                cluster: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -79,6 +86,25 @@ impl RoomRegistry {
             *entry = actor::spawn(id.clone(), self.inner.clone());
         }
         entry.clone()
+    }
+
+    /// Joins this node to a cluster; rooms started from now on keep their state there.
+    pub fn attach_cluster(&self, cluster: Arc<Cluster>) {
+        let _ = self.inner.cluster.set(cluster);
+    }
+
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.inner.cluster.get()
+    }
+
+    /// Whether a room task for `id` runs on this node.
+    pub fn is_running(&self, id: &RoomId) -> bool {
+        self.inner.rooms.get(id).is_some_and(|h| !h.is_closed())
+    }
+
+    /// The rooms running on this node.
+    pub fn running(&self) -> Vec<(RoomId, RoomHandle)> {
+        self.inner.rooms.iter().map(|e| (e.key().clone(), e.value().clone())).collect()
     }
 
     pub fn room_count(&self) -> usize {
@@ -93,5 +119,15 @@ impl RoomRegistry {
 
     pub fn participant_count(&self) -> usize {
         self.inner.participants.load(Ordering::Relaxed)
+    }
+}
+
+impl crate::cluster::LoadSource for RoomRegistry {
+    fn rooms(&self) -> usize {
+        self.room_count()
+    }
+
+    fn participants(&self) -> usize {
+        self.participant_count()
     }
 }

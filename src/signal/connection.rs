@@ -16,7 +16,10 @@ use futures::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tracing::{debug, info_span, Instrument};
 
-use super::protocol::{decode_client, encode_server, ClientMessage, EndReason, ErrorCode, ServerMessage, PROTOCOL_VERSION};
+use super::protocol::{
+    decode_client, encode_server, ClientMessage, EndReason, ErrorCode, RedirectReason, ServerMessage, PROTOCOL_VERSION,
+};
+use crate::cluster::Placement;
 use crate::auth::AuthError;
 use crate::metrics::{CodeLabel, TypeLabel};
 use crate::room::actor::OUTBOX_CAPACITY;
@@ -74,7 +77,7 @@ impl Connection {
                 if let ServerMessage::Error { code, .. } = &msg {
                     metrics.errors.get_or_create(&CodeLabel { code: code.as_str() }).inc();
                 }
-                let goodbye = matches!(msg, ServerMessage::Goodbye { .. });
+                let goodbye = matches!(msg, ServerMessage::Goodbye { .. } | ServerMessage::Redirect { .. });
                 if sink.send(Message::Text(encode_server(&msg).into())).await.is_err() {
                     break;
                 }
@@ -202,6 +205,9 @@ impl Connection {
                 return self.error(code, e.to_string()).await;
             }
         };
+        if let Some(flow) = self.place(&room_id).await {
+            return flow;
+        }
         let participant = grant.participant.clone();
         let (events_tx, peer_events) = mpsc::unbounded_channel();
         let peer = match self.state.sfu.create_peer(participant.clone(), events_tx).await {
@@ -241,6 +247,32 @@ impl Connection {
         debug!(role = grant.role.as_str(), "joined room");
         self.session = Some(Session { participant, room, peer, peer_events, ended: Some(ended) });
         Flow::Continue
+    }
+
+    /// Relay nodes: `None` when the room is (or now becomes) this node's; otherwise the
+    /// client has been redirected to the owner or told to retry, and the flow says what next.
+    async fn place(&mut self, room_id: &RoomId) -> Option<Flow> {
+        let cluster = self.state.rooms.cluster()?.clone();
+        // A room running here is served here; the heartbeat moves it if it is owned elsewhere.
+        if self.state.rooms.is_running(room_id) {
+            return None;
+        }
+        match cluster.place(room_id).await {
+            Ok(Placement::Local) => None,
+            Ok(Placement::Remote { ws_url, node }) if !ws_url.is_empty() => {
+                debug!(%node, "room lives on another node; redirecting");
+                self.state.metrics.redirects.inc();
+                let _ = self.send(ServerMessage::Redirect { url: ws_url, reason: RedirectReason::RoomElsewhere }).await;
+                Some(Flow::Close)
+            }
+            Ok(Placement::Remote { .. }) => {
+                Some(self.error(ErrorCode::ClusterUnavailable, "this room is moving to another server; try again in a moment").await)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "room placement failed");
+                Some(self.error(ErrorCode::ClusterUnavailable, "the relay cluster cannot be reached; try again in a moment").await)
+            }
+        }
     }
 
     /// The room ended our session and already queued `sessionEnded`; close after it is sent.

@@ -477,6 +477,8 @@ pub enum EndReason {
     Replaced,
     /// The connection could not keep up with the room's messages.
     Stalled,
+    /// The room moved to another relay node; a `redirect` or `goodbye` says where to go.
+    Moved,
 }
 
 /// Client → server.
@@ -868,6 +870,21 @@ pub enum ServerMessage {
     Error { code: ErrorCode, message: String },
     /// The server is going away (shutdown); the socket closes next.
     Goodbye { reason: String },
+    /// Relay nodes: this room is served by another node (in reply to `join`), or is moving
+    /// there (a drain). Join again at `url` with the same token; the socket closes next.
+    Redirect { url: String, reason: RedirectReason },
+}
+
+/// Why a client is sent to another node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RedirectReason {
+    /// The room lives on another node.
+    RoomElsewhere,
+    /// This node is draining; the room moved to another node.
+    Draining,
+    /// Another node took the room over (this one lost contact with the cluster for a while).
+    Moved,
 }
 
 /// Stable error codes; clients switch on these, never on the message text.
@@ -898,6 +915,9 @@ pub enum ErrorCode {
     Negotiation,
     /// The server is shutting down and takes no new joins.
     ShuttingDown,
+    /// Relay nodes: the cluster cannot place the room right now (Redis unreachable, or the
+    /// room is moving between nodes). Retry in a moment.
+    ClusterUnavailable,
     /// Something broke on the server; the message says what, without internals.
     Internal,
     TokenMissing,
@@ -966,6 +986,7 @@ impl ErrorCode {
             ErrorCode::RoomFull => "room_full",
             ErrorCode::Negotiation => "negotiation",
             ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::ClusterUnavailable => "cluster_unavailable",
             ErrorCode::Internal => "internal",
             ErrorCode::TokenMissing => "token_missing",
             ErrorCode::TokenExpired => "token_expired",

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use rand::seq::SliceRandom;
 
+use super::snapshot::BreakoutsSnap;
 use super::{forwards, Room, Timer};
 use crate::auth::Role;
 use crate::room::ParticipantId;
@@ -41,6 +42,36 @@ pub(super) struct Breakouts {
 }
 
 impl Breakouts {
+    pub(super) fn snapshot(&self) -> BreakoutsSnap {
+        BreakoutsSnap {
+            rooms: self.rooms.clone(),
+            assignment: self.assignment.iter().map(|(p, b)| (p.clone(), b.clone())).collect(),
+            open: self.open,
+            allow_return: self.allow_return,
+            closes_at_ms: self.closes_at_ms,
+            generation: self.generation,
+            next_id: self.next_id,
+        }
+    }
+
+    /// Takes over the plan from a previous node. Returns the close timer still to run
+    /// (generation, milliseconds left); the warning is not repeated.
+    pub(super) fn restore(&mut self, snap: BreakoutsSnap, now_ms: u64) -> Option<(u64, u64)> {
+        *self = Self {
+            rooms: snap.rooms,
+            assignment: snap.assignment.into_iter().collect(),
+            open: snap.open,
+            allow_return: snap.allow_return,
+            closes_at_ms: snap.closes_at_ms,
+            generation: snap.generation,
+            next_id: snap.next_id,
+        };
+        match (self.open, self.closes_at_ms) {
+            (true, Some(at)) => Some((self.generation, at.saturating_sub(now_ms))),
+            _ => None,
+        }
+    }
+
     pub(super) fn name_of(&self, id: &str) -> Option<&str> {
         self.rooms.iter().find(|(b, _)| b == id).map(|(_, n)| n.as_str())
     }

@@ -92,6 +92,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Milestones {
+    /// Preferences people chose (not the defaults), for the room's shared state.
+    pub(super) fn chosen_prefs(&self) -> std::collections::BTreeMap<ParticipantId, CelebrationPreferences> {
+        lock(&self.prefs).iter().filter(|(_, p)| p.chosen).map(|(id, p)| (id.clone(), p.prefs)).collect()
+    }
+
     fn known_prefs(&self, who: &ParticipantId) -> Option<Prefs> {
         lock(&self.prefs).get(who).copied()
     }
@@ -364,6 +369,13 @@ impl Room {
     fn queue_store_job(&mut self, job: Job) {
         let Some(store) = self.registry.store.clone() else { return };
         self.milestones.queue(&store, &self.me, job);
+    }
+
+    /// A preference chosen on this room's previous node: known here at once, and written to
+    /// this node's store so it is remembered here too.
+    pub(super) fn restore_prefs(&mut self, who: ParticipantId, prefs: CelebrationPreferences) {
+        lock(&self.milestones.prefs).insert(who.clone(), Prefs { prefs, chosen: true });
+        self.queue_store_job(Job::SavePrefs(who, prefs));
     }
 
     /// `who`'s preferences if this room knows them. Otherwise the store task loads them and

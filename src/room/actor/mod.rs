@@ -11,14 +11,16 @@ mod breakout;
 mod chat;
 mod milestone;
 mod poll;
+mod snapshot;
 
 use super::registry::RegistryInner;
 use super::{ParticipantId, RoomId};
 use crate::auth::{Grant, Role};
+use crate::cluster::Cluster;
 use crate::sfu::{PeerCommand, PeerHandle, PublishedTrack, TrackId};
 use crate::signal::protocol::{
-    ClientMessage, EndReason, ErrorCode, MediaKind, ParticipantInfo, RoomState, ServerMessage, WaitingInfo,
-    PROTOCOL_VERSION,
+    ClientMessage, EndReason, ErrorCode, MediaKind, ParticipantInfo, RedirectReason, RoomState, ServerMessage,
+    WaitingInfo, PROTOCOL_VERSION,
 };
 
 /// Where a room sends messages for one participant's socket.
@@ -60,6 +62,10 @@ pub enum RoomCommand {
     Client { from: ParticipantId, msg: ClientMessage },
     /// A timer the room set for itself fired (the room task is the session's clock).
     Timer(Timer),
+    /// Relay nodes: move this room off this node. `None`: this node drains, so save the state
+    /// and hand the room to another node; `Some(url)`: another node owns it already (its
+    /// websocket URL, if known). Every member is sent there and the room task ends here.
+    Evacuate(Option<String>),
 }
 
 /// Timers a room sets for itself with [`Room::schedule`]. Each feature adds its variant and
@@ -187,10 +193,48 @@ pub(super) fn spawn(id: RoomId, registry: Arc<RegistryInner>) -> RoomHandle {
 impl Room {
     async fn run(mut self, mut rx: mpsc::Receiver<RoomCommand>, me: RoomHandle) {
         info!("room opened");
+        let cluster = self.registry.cluster.get().cloned();
+        let mut saver = None;
+        if let Some(c) = &cluster {
+            let mut last = None;
+            match c.load_state(&self.id).await {
+                Ok(Some(json)) => match serde_json::from_str::<snapshot::RoomSnapshot>(&json) {
+                    Ok(snap) => {
+                        self.restore(snap);
+                        last = Some(json);
+                    }
+                    Err(e) => warn!(error = %e, "saved room state unreadable; starting fresh"),
+                },
+                Ok(None) => {}
+                Err(e) => warn!(error = %e, "saved room state not loaded; starting fresh"),
+            }
+            saver = Some(StateSaver::spawn(c.clone(), self.id.clone(), last));
+        }
+        let mut evacuated = false;
         while let Some(cmd) = rx.recv().await {
-            self.handle(cmd);
+            match cmd {
+                RoomCommand::Evacuate(to) => {
+                    self.evacuate(to, cluster.as_deref(), saver.take()).await;
+                    evacuated = true;
+                }
+                cmd => self.handle(cmd),
+            }
+            if let (Some(saver), false) = (saver.as_mut(), evacuated) {
+                saver.offer(&self.snapshot());
+            }
             if self.members.is_empty() {
-                self.close_all_polls();
+                if !evacuated {
+                    self.close_all_polls();
+                }
+                if let (Some(c), Some(saver)) = (&cluster, saver.take()) {
+                    saver.finish().await;
+                    if !evacuated {
+                        // The session is over here: nothing of it needs to outlive the node.
+                        if let Err(e) = c.forget(&self.id).await {
+                            warn!(error = %e, "room state not removed from the cluster");
+                        }
+                    }
+                }
                 // Leave the registry first so new joins create a fresh room, then refuse
                 // whatever was already queued here (those callers retry).
                 self.registry.rooms.remove_if(&self.id, |_, h| h.same_room(&me));
@@ -218,6 +262,58 @@ impl Room {
             RoomCommand::TrackEnded(id, track_id) => self.track_ended(&id, &track_id),
             RoomCommand::Client { from, msg } => self.client(&from, msg),
             RoomCommand::Timer(timer) => self.on_timer(timer),
+            // Handled in `run`: it awaits the cluster.
+            RoomCommand::Evacuate(_) => {}
+        }
+    }
+
+    /// Sends every member to the room's next node and empties the room (see
+    /// [`RoomCommand::Evacuate`]). Nobody is told that anyone left: they all meet again there.
+    async fn evacuate(&mut self, to: Option<String>, cluster: Option<&Cluster>, saver: Option<StateSaver>) {
+        // No write of this node's may land after the next owner has started.
+        if let Some(saver) = saver {
+            saver.finish().await;
+        }
+        let (url, reason) = match (to, cluster) {
+            (Some(url), _) if !url.is_empty() => (Some(url), RedirectReason::Moved),
+            // Owned elsewhere, address unknown: clients reconnect through their entry point.
+            (Some(_), _) => (None, RedirectReason::Moved),
+            (None, Some(c)) => {
+                match serde_json::to_string(&self.snapshot()) {
+                    Ok(json) => {
+                        if let Err(e) = c.save_state(&self.id, &json).await {
+                            warn!(error = %e, "room state not saved before the hand-over");
+                        }
+                    }
+                    Err(e) => warn!(error = %e, "room state not serialisable"),
+                }
+                let url = match c.hand_over(&self.id).await {
+                    Ok(url) => url,
+                    Err(e) => {
+                        warn!(error = %e, "room not handed over");
+                        None
+                    }
+                };
+                if url.is_none() {
+                    // Nobody to hand it to: whoever joins first claims it again.
+                    let _ = c.release(&self.id).await;
+                }
+                (url, RedirectReason::Draining)
+            }
+            (None, None) => (None, RedirectReason::Draining),
+        };
+        info!(moved = url.is_some(), members = self.members.len(), "room leaves this node");
+        for id in std::mem::take(&mut self.order) {
+            let Some(mut m) = self.members.remove(&id) else { continue };
+            self.registry.count(m.info.role, false);
+            let msg = match &url {
+                Some(url) => ServerMessage::Redirect { url: url.clone(), reason },
+                None => ServerMessage::Goodbye { reason: "this relay node is going offline; reconnecting you".into() },
+            };
+            let _ = m.outbox.try_send(msg);
+            if let Some(ended) = m.ended.take() {
+                let _ = ended.send(EndReason::Moved);
+            }
         }
     }
 
@@ -461,6 +557,7 @@ impl Room {
                 EndReason::Ended => "The therapist ended the session. Thank you for being here.",
                 EndReason::Replaced => "You joined from another window or device.",
                 EndReason::Stalled => "Your connection could not keep up.",
+                EndReason::Moved => "The session moved to another server; reconnecting you.",
             };
             let _ = member.outbox.try_send(ServerMessage::SessionEnded { reason, message: message.into() });
             if let Some(ended) = member.ended.take() {
@@ -843,5 +940,43 @@ fn mute_action(kind: MediaKind, hard: bool) -> &'static str {
         (MediaKind::Audio, false) => "ask_mute_audio",
         (MediaKind::Video, true) => "hard_mute_video",
         (MediaKind::Video, false) => "ask_mute_video",
+    }
+}
+
+/// Writes the room's snapshot to the cluster when it changes, off the room task: the newest
+/// snapshot wins, and an unchanged room writes nothing.
+struct StateSaver {
+    tx: tokio::sync::watch::Sender<Option<String>>,
+    last: Option<String>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl StateSaver {
+    fn spawn(cluster: Arc<Cluster>, room: RoomId, last: Option<String>) -> Self {
+        let (tx, mut rx) = tokio::sync::watch::channel::<Option<String>>(None);
+        let (c, r) = (cluster, room);
+        let task = tokio::spawn(async move {
+            while rx.changed().await.is_ok() {
+                let Some(json) = rx.borrow_and_update().clone() else { continue };
+                if let Err(e) = c.save_state(&r, &json).await {
+                    warn!(error = %e, "room state not saved to the cluster");
+                }
+            }
+        });
+        Self { tx, last, task }
+    }
+
+    fn offer(&mut self, snap: &snapshot::RoomSnapshot) {
+        let Ok(json) = serde_json::to_string(snap) else { return };
+        if self.last.as_deref() != Some(json.as_str()) {
+            self.last = Some(json.clone());
+            let _ = self.tx.send(Some(json));
+        }
+    }
+
+    /// Waits for the last offered snapshot to be written.
+    async fn finish(self) {
+        drop(self.tx);
+        let _ = self.task.await;
     }
 }

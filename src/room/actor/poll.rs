@@ -17,6 +17,7 @@ use ring::hmac;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
+use super::snapshot::{BallotsSnap, PollSnap, PollTimers};
 use super::{Room, Timer};
 use crate::auth::Role;
 use crate::room::ParticipantId;
@@ -81,6 +82,100 @@ impl Polls {
     }
 }
 
+impl Polls {
+    /// The open polls, for the room's shared state (see `snapshot.rs`).
+    pub(super) fn snapshot(&self) -> Vec<PollSnap> {
+        self.order
+            .iter()
+            .filter_map(|id| self.by_id.get(id))
+            .filter(|p| p.is_open())
+            .map(|p| PollSnap {
+                info: p.info.clone(),
+                space: match &p.audience {
+                    Audience::Space(s) => Some(s.clone()),
+                    Audience::Everyone => None,
+                },
+                created_by: p.created_by.clone(),
+                created_at_ms: p.created_at_ms,
+                shared: p.shared,
+                counts: p.counts.clone(),
+                total_voters: p.total_voters,
+                ballots: match &p.ballots {
+                    Ballots::Named(b) => BallotsSnap::Named {
+                        ballots: b.iter().map(|b| (b.participant.clone(), b.name.clone(), b.choice.clone())).collect(),
+                    },
+                    Ballots::Anonymous { salt, choices, .. } => BallotsSnap::Anonymous {
+                        salt: hex(salt),
+                        choices: choices.iter().map(|(t, c)| (hex(t), c.clone())).collect(),
+                    },
+                    Ballots::Sealed => BallotsSnap::Anonymous { salt: String::new(), choices: Default::default() },
+                },
+            })
+            .collect()
+    }
+
+    /// Takes over open polls from a previous node: they go on here (and into this node's
+    /// store, so their results are kept when they close). Returns the timers still to run.
+    pub(super) fn restore(&mut self, snaps: Vec<PollSnap>, secret: &[u8; 32], store: Option<&Store>, room: &str, now: u64) -> PollTimers {
+        let mut timers = Vec::new();
+        for snap in snaps {
+            let ballots = match snap.ballots {
+                BallotsSnap::Named { ballots } => Ballots::Named(
+                    ballots.into_iter().map(|(participant, name, choice)| NamedBallot { participant, name, choice }).collect(),
+                ),
+                BallotsSnap::Anonymous { salt, choices } => {
+                    let Some(salt) = unhex(&salt) else { continue };
+                    Ballots::Anonymous {
+                        key: ballot_key(secret, &salt),
+                        salt,
+                        choices: choices.into_iter().filter_map(|(t, c)| Some((unhex(&t)?, c))).collect(),
+                    }
+                }
+            };
+            let options = snap.info.options.len();
+            if snap.counts.len() != options {
+                continue;
+            }
+            let poll = Poll {
+                audience: match snap.space {
+                    Some(s) => Audience::Space(s),
+                    None => Audience::Everyone,
+                },
+                created_by: snap.created_by,
+                created_at_ms: snap.created_at_ms,
+                closed: None,
+                shared: snap.shared,
+                counts: snap.counts,
+                total_voters: snap.total_voters,
+                ballots,
+                info: snap.info,
+            };
+            if let Some(at) = poll.info.closes_at {
+                timers.push((poll.info.id.clone(), at.saturating_sub(now)));
+            }
+            let record = poll.record(room);
+            self.insert(poll);
+            self.persist(store, record);
+        }
+        timers
+    }
+}
+
+fn hex(bytes: &[u8; 32]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
 fn spawn_writer(store: Store) -> mpsc::UnboundedSender<PollRecord> {
     let (tx, mut rx) = mpsc::unbounded_channel::<PollRecord>();
     tokio::spawn(async move {
@@ -129,7 +224,12 @@ enum Ballots {
     /// the map says "someone chose this" and lets that someone change it, but it cannot be
     /// tied to a participant by anything outside this process. Dropped when the poll closes:
     /// from then on only the counts exist.
-    Anonymous { key: hmac::Key, choices: HashMap<[u8; 32], Vec<usize>> },
+    ///
+    /// The key is HMAC(ballot secret, salt): the salt is random per poll, the ballot secret is
+    /// random per process on a single node (never written anywhere) and, with relay nodes,
+    /// derived from the token secret the nodes share, so an open poll can move to another node
+    /// (its salt and tags travel in the room's state; the secret never does).
+    Anonymous { salt: [u8; 32], key: hmac::Key, choices: HashMap<[u8; 32], Vec<usize>> },
     /// A closed anonymous poll: ballots forgotten, counts kept.
     Sealed,
 }
@@ -214,11 +314,12 @@ struct Poll {
 }
 
 impl Poll {
-    fn new(id: PollId, new: NewPoll, audience: Audience, created_by: ParticipantId, now_ms: i64) -> Self {
+    fn new(id: PollId, new: NewPoll, audience: Audience, created_by: ParticipantId, now_ms: i64, secret: &[u8; 32]) -> Self {
         let options: Vec<PollOption> =
             new.options.into_iter().enumerate().map(|(i, text)| PollOption { id: PollOptionId::nth(i), text }).collect();
         let ballots = if new.anonymous {
-            Ballots::Anonymous { key: hmac::Key::new(hmac::HMAC_SHA256, &rand::random::<[u8; 32]>()), choices: HashMap::new() }
+            let salt = rand::random::<[u8; 32]>();
+            Ballots::Anonymous { salt, key: ballot_key(secret, &salt), choices: HashMap::new() }
         } else {
             Ballots::Named(Vec::new())
         };
@@ -283,7 +384,7 @@ impl Poll {
                     None
                 }
             },
-            Ballots::Anonymous { key, choices } => choices.insert(tag(key, voter), choice.clone()),
+            Ballots::Anonymous { key, choices, .. } => choices.insert(tag(key, voter), choice.clone()),
             Ballots::Sealed => return refuse(ErrorCode::PollClosed, "this poll has closed; votes are no longer taken"),
         };
         match previous {
@@ -305,7 +406,7 @@ impl Poll {
     fn choice_of(&self, voter: &ParticipantId) -> Option<Vec<PollOptionId>> {
         let choice = match &self.ballots {
             Ballots::Named(ballots) => ballots.iter().find(|b| &b.participant == voter).map(|b| &b.choice)?,
-            Ballots::Anonymous { key, choices } => choices.get(&tag(key, voter))?,
+            Ballots::Anonymous { key, choices, .. } => choices.get(&tag(key, voter))?,
             Ballots::Sealed => return None,
         };
         Some(choice.iter().map(|&i| self.info.options[i].id.clone()).collect())
@@ -395,6 +496,12 @@ impl Poll {
     }
 }
 
+/// The per-poll HMAC key for anonymous ballots.
+fn ballot_key(secret: &[u8; 32], salt: &[u8; 32]) -> hmac::Key {
+    let derived = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, secret), salt);
+    hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref())
+}
+
 fn tag(key: &hmac::Key, voter: &ParticipantId) -> [u8; 32] {
     let mut out = [0u8; 32];
     out.copy_from_slice(hmac::sign(key, voter.as_str().as_bytes()).as_ref());
@@ -426,7 +533,7 @@ impl Room {
                     PollScope::AllBreakouts => Audience::Everyone,
                 };
                 let duration = new.duration;
-                let poll = Poll::new(PollId::random(), new, audience, from.clone(), now_ms());
+                let poll = Poll::new(PollId::random(), new, audience, from.clone(), now_ms(), &self.registry.settings.ballot_secret);
                 let id = poll.info.id.clone();
                 let info = poll.info.clone();
                 let record = poll.record(self.id.as_str());
@@ -579,7 +686,7 @@ mod tests {
 
     fn poll(multiple: bool, anonymous: bool) -> Poll {
         let new = validate_new("How are you?", &opts(3), multiple, anonymous, None, None).unwrap();
-        Poll::new(PollId::random(), new, Audience::Space(None), ParticipantId::from_trusted("t"), 0)
+        Poll::new(PollId::random(), new, Audience::Space(None), ParticipantId::from_trusted("t"), 0, &[7; 32])
     }
 
     fn ids(s: &[&str]) -> Vec<PollOptionId> {
