@@ -1,0 +1,350 @@
+//! Relay nodes (issue 8): a real redis-server and two real `hearth` processes on loopback.
+//! Participants join the same room through different nodes and meet on its owner; killing the
+//! owner with SIGKILL moves the room, with its breakouts and open poll, to the other node; a
+//! drain (SIGTERM) moves everyone without losing anyone.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hearth::auth::{Role, TokenIssuer};
+use hearth::client::{MediaClient, MediaOptions};
+use hearth::config::{unique_temp_path, DEV_TOKEN_SECRET};
+use hearth::room::{ParticipantId, RoomId};
+use hearth::signal::protocol::{ClientMessage, MediaKind, PollId, PollScope, RedirectReason, ServerMessage};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+/// A redis-server of our own on a free loopback port, gone when dropped.
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    fn start() -> Self {
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (scripts/test.sh installs Debian's redis-server)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start on port {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// One `hearth` process in the cluster.
+struct Node {
+    child: Child,
+    base: String,
+}
+
+impl Node {
+    fn start(id: &str, redis: &Redis) -> Self {
+        let log_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
+        let _ = std::fs::create_dir_all(&log_dir);
+        let log = std::fs::File::create(log_dir.join(format!("cluster-{id}.log"))).expect("log file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("HEARTH_SERVER__LISTEN", "127.0.0.1:0")
+            .env("HEARTH_SERVER__SHUTDOWN_GRACE_MS", "300")
+            .env("HEARTH_STORE__PATH", unique_temp_path(&format!("hearth-cluster-{id}"), "db"))
+            .env("HEARTH_ROOMS__RECONNECT_GRACE_MS", "2000")
+            .env("HEARTH_CLUSTER__REDIS_URL", redis.url())
+            .env("HEARTH_CLUSTER__NODE_ID", id)
+            .env("HEARTH_CLUSTER__HEARTBEAT_MS", "250")
+            .env("HEARTH_CLUSTER__NODE_TTL_MS", "1000")
+            .env("HEARTH_CLUSTER__DRAIN_GRACE_MS", "300")
+            .env("HEARTH_LOG", "info,rtc=error,webrtc=error,webrtc::peer_connection::driver=off")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("hearth binary runs");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read the listening line");
+        let base = line.trim().rsplit(' ').next().unwrap_or_default().to_string();
+        assert!(base.starts_with("http://127.0.0.1:"), "node {id} did not start: {line:?}");
+        Self { child, base }
+    }
+
+    fn ws(&self) -> String {
+        hearth::cluster::ws_url_of(&self.base)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tokens() -> TokenIssuer {
+    TokenIssuer::new(DEV_TOKEN_SECRET)
+}
+
+fn opts(room: &str, role: Role, id: &str, entries: [&str; 2]) -> MediaOptions {
+    let token = tokens().mint(&RoomId::new(room).unwrap(), role, id, Some(id), Duration::from_secs(600)).unwrap().0;
+    let mut o = MediaOptions::light(entries[0], room, id).with_token(token);
+    o.fallback_urls = vec![entries[1].to_string()];
+    o
+}
+
+fn pid(s: &str) -> ParticipantId {
+    ParticipantId::from_trusted(s)
+}
+
+async fn admit(t: &MediaClient, ids: &[&str]) {
+    for id in ids {
+        t.send(ClientMessage::Admit { participant_id: pid(id) });
+    }
+}
+
+async fn wait_admitted(c: &mut MediaClient) {
+    if !c.admitted {
+        c.wait_for("admitted", WAIT, |m| matches!(m, ServerMessage::Admitted { .. })).await.expect("admitted");
+        c.admitted = true;
+    }
+}
+
+/// Waits until `c` receives fresh audio from `from` (more than it had), up to `wait`.
+async fn hears(c: &MediaClient, from: &str, wait: Duration) -> bool {
+    let before = c.packets_from(&pid(from), MediaKind::Audio);
+    let deadline = Instant::now() + wait;
+    while Instant::now() < deadline {
+        if c.packets_from(&pid(from), MediaKind::Audio) > before + 5 {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+async fn wait_disconnected(c: &MediaClient) {
+    let deadline = Instant::now() + WAIT;
+    while c.is_connected() {
+        assert!(Instant::now() < deadline, "client never noticed its node went away");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn room_survives_its_node_being_killed() {
+    let redis = Redis::start();
+    let a = Node::start("node-a", &redis);
+    let b = Node::start("node-b", &redis);
+    let (wa, wb) = (a.ws(), b.ws());
+    let room = "failover";
+
+    // The therapist comes in through A, the participants through B and A: whichever node owns
+    // the room, someone's join went through the other one and was redirected.
+    let t = MediaClient::join_any(opts(room, Role::Therapist, "t1", [&wa, &wb]), WAIT).await.expect("therapist joins");
+    let mut p1 = MediaClient::join_any(opts(room, Role::Participant, "p1", [&wb, &wa]), WAIT).await.expect("p1 joins");
+    let mut p2 = MediaClient::join_any(opts(room, Role::Participant, "p2", [&wa, &wb]), WAIT).await.expect("p2 joins");
+    let owner = t.node_url.clone();
+    assert_eq!(p1.node_url, owner, "everyone meets on the room's owner");
+    assert_eq!(p2.node_url, owner);
+    let (killed, survivor) = if owner == wa { (a, b) } else { (b, a) };
+    assert_eq!(owner, killed.ws());
+    assert!(!p1.admitted && !p2.admitted, "the waiting room holds new participants");
+    admit(&t, &["p1", "p2"]).await;
+    wait_admitted(&mut p1).await;
+    wait_admitted(&mut p2).await;
+    let mut t = t;
+
+    // A breakout with both participants, and an open anonymous poll with one vote.
+    t.send(ClientMessage::CreateBreakout { name: "Pairs".into() });
+    let breakout = match t
+        .wait_for("plan", WAIT, |m| matches!(m, ServerMessage::BreakoutsUpdated { breakouts } if !breakouts.rooms.is_empty()))
+        .await
+        .expect("plan")
+    {
+        ServerMessage::BreakoutsUpdated { breakouts } => breakouts.rooms[0].id.clone(),
+        _ => unreachable!(),
+    };
+    for p in ["p1", "p2"] {
+        t.send(ClientMessage::AssignBreakout { participant_id: pid(p), breakout_id: Some(breakout.clone()) });
+    }
+    t.send(ClientMessage::OpenBreakouts { duration_secs: None, warning_secs: None, allow_return: false });
+    for c in [&mut p1, &mut p2] {
+        c.wait_for("spaceChanged", WAIT, |m| matches!(m, ServerMessage::SpaceChanged { breakout: Some(_), .. })).await.expect("moved");
+    }
+    t.send(ClientMessage::CreatePoll {
+        question: "How is the pace?".into(),
+        options: vec!["Good".into(), "Too fast".into()],
+        multiple: false,
+        anonymous: true,
+        duration_secs: None,
+        scope: Some(PollScope::AllBreakouts),
+    });
+    let poll = match p1.wait_for("pollStarted", WAIT, |m| matches!(m, ServerMessage::PollStarted { .. })).await.expect("poll") {
+        ServerMessage::PollStarted { poll } => poll,
+        _ => unreachable!(),
+    };
+    p1.send(ClientMessage::Vote { poll_id: poll.id.clone(), option_ids: vec![poll.options[1].id.clone()] });
+    p1.wait_for("voteAccepted", WAIT, |m| matches!(m, ServerMessage::VoteAccepted { .. })).await.expect("vote");
+    assert!(hears(&p1, "p2", WAIT).await, "p1 hears p2 in the breakout before the failure");
+    // Give the room's state write a moment to reach Redis (it is written on every change).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // SIGKILL the owner: no drain, no goodbye.
+    let mut killed = killed;
+    killed.child.kill().expect("kill -9");
+    let _ = killed.child.wait();
+    let killed_at = Instant::now();
+    for c in [&t, &p1, &p2] {
+        wait_disconnected(c).await;
+    }
+    let (t, p1, p2) = tokio::join!(t.rejoin(WAIT), p1.rejoin(WAIT), p2.rejoin(WAIT));
+    let (mut t, mut p1, mut p2) = (t.expect("t back"), p1.expect("p1 back"), p2.expect("p2 back"));
+    for c in [&t, &p1, &p2] {
+        assert_eq!(c.node_url, survivor.ws(), "everyone is on the surviving node");
+        assert!(c.admitted, "admission survived: nobody is sent back to the waiting room");
+    }
+    // Media resumes in the restored breakout.
+    assert!(hears(&p1, "p2", WAIT).await && hears(&p2, "p1", WAIT).await, "media resumes between p1 and p2");
+    let resumed = killed_at.elapsed();
+    println!("media resumed {} ms after the owner was killed", resumed.as_millis());
+    assert!(resumed < Duration::from_secs(5), "media resumed only after {resumed:?}");
+
+    // The breakout assignment came back with the room...
+    for c in [&mut p1, &mut p2] {
+        let m = c
+            .wait_for("spaceChanged", WAIT, |m| matches!(m, ServerMessage::SpaceChanged { breakout: Some(_), .. }))
+            .await
+            .expect("back in the breakout");
+        let ServerMessage::SpaceChanged { breakout: Some(b), .. } = m else { unreachable!() };
+        assert_eq!(b.id, breakout);
+    }
+    // ... and media still follows it: the therapist in the main room hears neither.
+    let before = t.packets_from(&pid("p1"), MediaKind::Audio) + t.packets_from(&pid("p2"), MediaKind::Audio);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let after = t.packets_from(&pid("p1"), MediaKind::Audio) + t.packets_from(&pid("p2"), MediaKind::Audio);
+    assert_eq!(before, after, "the main room hears nothing from the breakout");
+
+    // The open poll came back with its vote, and p1's ballot is still recognised: voting again
+    // changes the choice instead of adding a voter.
+    let tally = |m: &ServerMessage, id: &PollId| matches!(m, ServerMessage::PollResults(t) if &t.poll_id == id);
+    let m = t.wait_for("pollResults", WAIT, |m| tally(m, &poll.id)).await.expect("results after the move");
+    let ServerMessage::PollResults(r) = m else { unreachable!() };
+    assert_eq!((r.total_voters, r.counts[1].count), (1, 1), "the vote survived the node");
+    p2.wait_for("open poll", WAIT, |m| matches!(m, ServerMessage::PollStarted { poll: p } if p.id == poll.id)).await.expect("p2 sees the poll");
+    p1.send(ClientMessage::Vote { poll_id: poll.id.clone(), option_ids: vec![poll.options[0].id.clone()] });
+    let m = t
+        .wait_for("changed vote", WAIT, |m| matches!(m, ServerMessage::PollResults(r) if r.poll_id == poll.id && r.counts[0].count == 1))
+        .await
+        .expect("results after the changed vote");
+    let ServerMessage::PollResults(r) = m else { unreachable!() };
+    assert_eq!(r.total_voters, 1, "the same voter, recognised on the new node");
+    assert_eq!(r.counts[1].count, 0);
+    for c in [t, p1, p2] {
+        c.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn draining_node_moves_everyone() {
+    let redis = Redis::start();
+    let a = Node::start("drain-a", &redis);
+    let b = Node::start("drain-b", &redis);
+    let (wa, wb) = (a.ws(), b.ws());
+    let room = "drain";
+    let ids = ["t1", "p1", "p2", "p3"];
+    let mut clients = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        let role = if i == 0 { Role::Therapist } else { Role::Participant };
+        let entries = if i % 2 == 0 { [wa.as_str(), wb.as_str()] } else { [wb.as_str(), wa.as_str()] };
+        let mut c = MediaClient::join_any(opts(room, role, id, entries), WAIT).await.expect("joins");
+        if i == 0 {
+            clients.push(c);
+            continue;
+        }
+        admit(&clients[0], &[id]).await;
+        wait_admitted(&mut c).await;
+        clients.push(c);
+    }
+    let owner = clients[0].node_url.clone();
+    assert!(clients.iter().all(|c| c.node_url == owner));
+    assert!(hears(&clients[1], "p2", WAIT).await);
+    let mut a = a;
+    let mut b = b;
+    let (draining, other_ws) = if owner == wa { (&mut a, b.ws()) } else { (&mut b, a.ws()) };
+
+    // SIGTERM: the node drains (no new rooms, then moves its rooms) before it exits.
+    let status = Command::new("kill").args(["-TERM", &draining.pid().to_string()]).status().expect("kill -TERM");
+    assert!(status.success());
+    let mut moved = Vec::new();
+    for mut c in clients {
+        let m = c.wait_for("redirect", WAIT, |m| matches!(m, ServerMessage::Redirect { .. })).await.expect("told to move");
+        let ServerMessage::Redirect { url, reason } = m else { unreachable!() };
+        assert_eq!(reason, RedirectReason::Draining);
+        assert_eq!(url, other_ws, "sent straight to the node that took the room");
+        wait_disconnected(&c).await;
+        moved.push(c.rejoin(WAIT));
+    }
+    let mut back = Vec::new();
+    for f in moved {
+        back.push(f.await.expect("rejoined"));
+    }
+    for c in &back {
+        assert_eq!(c.node_url, other_ws);
+        assert!(c.admitted, "nobody goes back to the waiting room");
+    }
+    // Everyone is there: the therapist's roster after the move has all four people.
+    let roster: Vec<_> = back[0].roster.iter().map(|p| p.id.to_string()).collect();
+    let mut t = back.remove(0);
+    let mut seen: std::collections::HashSet<String> = roster.into_iter().collect();
+    let deadline = Instant::now() + WAIT;
+    while seen.len() < ids.len() && Instant::now() < deadline {
+        if let Ok(ServerMessage::ParticipantJoined { participant }) =
+            t.wait_for("joined", Duration::from_millis(500), |m| matches!(m, ServerMessage::ParticipantJoined { .. })).await
+        {
+            seen.insert(participant.id.to_string());
+        }
+    }
+    assert_eq!(seen.len(), ids.len(), "no participant lost: {seen:?}");
+    assert!(hears(&back[0], "p2", WAIT).await, "media flows on the new node");
+    // The drained node exits by itself once its rooms have moved.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match draining.child.try_wait().expect("wait") {
+            Some(status) => {
+                assert!(status.success(), "a drained node exits cleanly: {status}");
+                break;
+            }
+            None if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
+            None => panic!("the drained node did not exit"),
+        }
+    }
+    t.close().await;
+    for c in back {
+        c.close().await;
+    }
+}
