@@ -204,7 +204,7 @@ async fn waiting_gets_no_media_and_hard_mute_stops_audio() {
     let server = common::start_server().await;
     let url = common::ws_url(&server);
     let t_opts = MediaOptions::light(&url, "m", "t").with_token(common::token(&server, "m", Role::Therapist, "Dr T"));
-    let mut therapist = MediaClient::join(t_opts).await.unwrap();
+    let therapist = MediaClient::join(t_opts).await.unwrap();
     assert!(therapist.admitted);
     let p_opts = MediaOptions::light(&url, "m", "p").with_token(common::token(&server, "m", Role::Participant, "Pat"));
     let mut pat = MediaClient::join(p_opts).await.unwrap();

@@ -38,6 +38,7 @@
     room_full: 'This group is full at the moment. Please check with your therapist.',
     unsupported_version: 'This page is out of date. Please reload it and join again.',
     shutting_down: 'The server is restarting. We will reconnect you in a moment.',
+    cluster_unavailable: 'Your session is moving to another server. We will reconnect you in a moment.',
     negotiation: 'The video connection had a problem. Reconnecting you…',
     internal: 'Something went wrong on our side. Please try again in a moment.',
     token_missing: 'This page needs your personal join link. Ask your therapist for your join link.',
@@ -102,6 +103,9 @@
     pendingCandidates: [], // remote candidates that arrived before a remote description
     signalChain: Promise.resolve(), // SDP/ICE messages are applied one at a time, in order
     reconnectAttempt: 0,
+    // Relay nodes: the node our room runs on, when a redirect sent us there (else the entry).
+    nodeUrl: null,
+    redirectPending: false,
     reconnectTimer: null,
     pingTimer: null,
     arrivalTimer: null,
@@ -301,7 +305,11 @@
   // ---------------------------------------------------------------------------------------
   // Websocket signaling.
 
+  // The page's own server is the entry point (in a deployment, the load balancer). With
+  // relay nodes, it may redirect us to the node that runs our room; we stay there until that
+  // node goes away, then come back through the entry point.
   function socketUrl() {
+    if (state.nodeUrl) return state.nodeUrl;
     const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
     return `${scheme}//${location.host}/ws`;
   }
@@ -359,6 +367,11 @@
 
   function onSocketLost() {
     state.ws = null;
+    // After a redirect we go straight to the node named; any other loss means that node may
+    // be gone, so the next attempt goes through the entry point again.
+    const redirected = state.redirectPending;
+    state.redirectPending = false;
+    if (!redirected) state.nodeUrl = null;
     stopPing();
     teardownPeer();
     // Keep the tiles and the roster (dimmed) while we reconnect: the server holds our place,
@@ -367,12 +380,19 @@
     state.waiting = [];
     if (IN_CALL.has(state.status)) {
       if (state.admitted) ui.peopleCount.textContent = 'Reconnecting… You will see and hear everyone again in a moment.';
-      scheduleReconnect();
+      scheduleReconnect(redirected);
     }
   }
 
-  function scheduleReconnect() {
-    setStatus('reconnecting');
+  function scheduleReconnect(now) {
+    // A redirect during the first join is part of connecting, not a reconnect.
+    if (!(now && state.status === 'connecting')) setStatus('reconnecting');
+    if (now) {
+      log('reconnecting at once to', state.nodeUrl);
+      clearTimeout(state.reconnectTimer);
+      state.reconnectTimer = setTimeout(openSocket, 0);
+      return;
+    }
     // Exponential backoff with jitter so a restarted server is not hit by everyone at once.
     const ceiling = Math.min(RECONNECT_MAX_MS, RECONNECT_BASE_MS * 2 ** state.reconnectAttempt);
     const delay = Math.round(ceiling * (0.5 + Math.random() * 0.5));
@@ -438,6 +458,7 @@
       case 'pong': return undefined; // lastHeardAt is already updated
       case 'error': return onServerError(message);
       case 'goodbye': return onGoodbye(message);
+      case 'redirect': return onRedirect(message);
       default:
         if (!messageListeners.has(message.type)) log('ignoring unknown message type', message.type);
         return undefined;
@@ -699,7 +720,7 @@
     const joining = state.status === 'connecting' || state.status === 'reconnecting';
     // These codes only answer `join` (on a first connect or a reconnect): retrying cannot help.
     if (joining && FATAL_JOIN_ERRORS.has(code)) return refuseJoin(code, text);
-    if (joining && (code === 'rate_limited' || code === 'shutting_down')) {
+    if (joining && (code === 'rate_limited' || code === 'shutting_down' || code === 'cluster_unavailable')) {
       // Too many joins from this address, or a restart: try again later, with backoff.
       showAlert(text);
       return restartConnection(`server error ${code}`);
@@ -735,6 +756,30 @@
     const ws = state.ws;
     onSocketLost();
     if (ws) ws.close(1000, 'restart');
+  }
+
+  // Relay nodes: our room runs on (or just moved to) another node. Join there with the same
+  // token; the server closes this socket next.
+  function onRedirect(message) {
+    let url;
+    try {
+      url = new URL(message.url);
+    } catch (err) {
+      log('ignoring redirect to an unparseable address');
+      return;
+    }
+    if (url.protocol !== 'ws:' && url.protocol !== 'wss:') {
+      log('ignoring redirect to a non-websocket address');
+      return;
+    }
+    log('redirected to', url.href, message.reason);
+    state.nodeUrl = url.href;
+    state.redirectPending = true;
+    state.reconnectAttempt = 0;
+    if (message.reason === 'draining' || message.reason === 'moved') {
+      // Only a move during the call is worth saying; a first join's redirect is invisible.
+      showAlert('Moving your session to another server. You will see and hear everyone again in a moment.');
+    }
   }
 
   function onGoodbye(message) {
@@ -1674,6 +1719,8 @@
   function stopSession() {
     clearTimeout(state.reconnectTimer);
     state.reconnectTimer = null;
+    state.nodeUrl = null;
+    state.redirectPending = false;
     clearTimeout(state.arrivalTimer);
     closeSocket();
     teardownPeer();

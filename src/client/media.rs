@@ -402,6 +402,10 @@ impl MediaClient {
     /// busy moving the room, through each of `opts.fallback_urls` in turn, retrying for up to
     /// `patience`. What a browser behind a load balancer does after losing its node.
     pub async fn join_any(opts: MediaOptions, patience: Duration) -> Result<Self, ClientError> {
+        Self::join_any_keeping(opts, patience, Received::default()).await
+    }
+
+    async fn join_any_keeping(opts: MediaOptions, patience: Duration, received: Received) -> Result<Self, ClientError> {
         let deadline = Instant::now() + patience;
         let entries: Vec<String> = std::iter::once(opts.url.clone()).chain(opts.fallback_urls.iter().cloned()).collect();
         let mut attempt = 0usize;
@@ -410,7 +414,7 @@ impl MediaClient {
             attempt += 1;
             let mut try_opts = opts.clone();
             try_opts.url = url.clone();
-            match Self::join(try_opts).await {
+            match Self::join_keeping(try_opts, received.clone()).await {
                 Ok(mut client) => {
                     client.opts.url = opts.url.clone();
                     return Ok(client);
@@ -431,23 +435,30 @@ impl MediaClient {
 
     /// Joins again with the same token after the node went away or sent us elsewhere: first
     /// where a `redirect` pointed, else through the entry points (see [`Self::join_any`]).
+    /// What was received so far is kept (new tracks are added beside the old ones), so counts
+    /// read before and after stay comparable.
     pub async fn rejoin(self, patience: Duration) -> Result<Self, ClientError> {
         let mut opts = self.opts.clone();
         let moved = self.moved_to.lock().ok().and_then(|m| m.clone());
+        let received = self.received.clone();
         self.close().await;
         if let Some(url) = moved {
             let mut direct = opts.clone();
             direct.url = url;
-            if let Ok(mut client) = Self::join(direct).await {
+            if let Ok(mut client) = Self::join_keeping(direct, received.clone()).await {
                 client.opts = opts;
                 return Ok(client);
             }
         }
         opts.fallback_urls.retain(|u| u != &opts.url);
-        Self::join_any(opts, patience).await
+        Self::join_any_keeping(opts, patience, received).await
     }
 
     pub async fn join(opts: MediaOptions) -> Result<Self, ClientError> {
+        Self::join_keeping(opts, Received::default()).await
+    }
+
+    async fn join_keeping(opts: MediaOptions, received: Received) -> Result<Self, ClientError> {
         let joined_at = Instant::now();
         let room_id = RoomId::new(opts.room.clone()).map_err(|e| ClientError::Refused(e.to_string()))?;
         let mut url = opts.url.clone();
@@ -488,7 +499,6 @@ impl MediaClient {
         }
         let (out_tx, mut out_rx) = mpsc::unbounded_channel::<ClientMessage>();
         let (events_tx, events) = mpsc::unbounded_channel();
-        let received: Received = Arc::default();
         let connected = Arc::new(AtomicBool::new(false));
         let handler = Arc::new(Handler { out: out_tx.clone(), received: received.clone(), latency_samples: opts.latency_samples, connected });
         let mut media_engine = MediaEngine::default();
