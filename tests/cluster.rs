@@ -3,6 +3,8 @@
 //! owner with SIGKILL moves the room, with its breakouts and open poll, to the other node; a
 //! drain (SIGTERM) moves everyone without losing anyone.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -347,4 +349,51 @@ async fn draining_node_moves_everyone() {
     for c in back {
         c.close().await;
     }
+}
+
+#[tokio::test]
+async fn admin_endpoints_need_the_key_and_a_cluster() {
+    const KEY: &str = "an-api-key-of-at-least-24-characters";
+    // A node that runs alone has nothing to drain.
+    let mut alone = hearth::config::Config::for_tests();
+    alone.auth.api_key = KEY.into();
+    let alone = common::start_with(alone).await;
+    let auth = format!("Bearer {KEY}");
+    let (status, body) = common::http(alone.addr(), "POST", "/api/admin/drain", &[("Authorization", &auth)], "").await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("not_clustered"));
+
+    let redis = Redis::start();
+    let mut cfg = hearth::config::Config::for_tests();
+    cfg.auth.api_key = KEY.into();
+    cfg.cluster.redis_url = redis.url();
+    cfg.cluster.node_id = "admin-node".into();
+    cfg.cluster.drain_grace_ms = 60_000;
+    let node = common::start_with(cfg).await;
+    for (headers, expect) in [(vec![], 401), (vec![("Authorization", "Bearer wrong-key-wrong-key-wrong-key")], 401)] {
+        let (status, _) = common::http(node.addr(), "POST", "/api/admin/drain", &headers, "").await;
+        assert_eq!(status, expect);
+    }
+    assert_eq!(common::health(&node).await["status"], "ok", "a refused drain changes nothing");
+    let (status, body) = common::http(node.addr(), "GET", "/api/admin/cluster", &[("Authorization", &auth)], "").await;
+    assert_eq!(status, 200, "{body}");
+    let listing: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(listing["nodes"][0]["id"], "admin-node");
+    assert_eq!(listing["nodes"][0]["draining"], false);
+
+    let (status, body) = common::http(node.addr(), "POST", "/api/admin/drain", &[("Authorization", &auth)], "").await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(common::health(&node).await["status"], "draining");
+    let (_, body) = common::http(node.addr(), "GET", "/api/admin/cluster", &[("Authorization", &auth)], "").await;
+    assert!(body.contains(r#""draining":true"#), "the registry says so too: {body}");
+    // A draining node takes no new rooms; with no other node, it still serves the join
+    // rather than refuse it.
+    let mut c = hearth::client::SignalClient::connect(&common::ws_url(&node)).await.unwrap();
+    let token = common::token(&node, "late", Role::Therapist, "T");
+    c.send(&ClientMessage::Join { protocol_version: hearth::signal::protocol::PROTOCOL_VERSION, room_id: RoomId::new("late").unwrap(), token })
+        .await
+        .unwrap();
+    c.recv_until("joined", WAIT, |m| matches!(m, ServerMessage::Joined { .. })).await.expect("served");
+    node.shutdown().await;
+    alone.shutdown().await;
 }

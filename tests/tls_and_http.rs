@@ -9,23 +9,8 @@ use hearth::auth::Role;
 use hearth::room::RoomId;
 use hearth::server::MintResponse;
 use hearth::signal::protocol::{ClientMessage, ServerMessage, PROTOCOL_VERSION};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// A bare HTTP/1.1 request; returns (status, body).
-async fn http(addr: std::net::SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).await.unwrap();
-    let status = buf.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (status, buf.split("\r\n\r\n").nth(1).unwrap_or("").to_string())
-}
+use common::http;
 
 #[tokio::test]
 async fn wss_client_connects_and_joins() {
