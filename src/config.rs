@@ -322,6 +322,20 @@ mod tests {
     }
 
     #[test]
+    fn cluster_settings_are_checked() {
+        assert!(!Config::from_toml_overrides("").unwrap().cluster.enabled(), "a node runs alone by default");
+        let err = Config::from_toml_overrides("[cluster]\nredis_url = \"10.0.0.5:6379\"").unwrap_err().to_string();
+        assert!(err.contains("cluster.redis_url"), "{err}");
+        let err = Config::from_toml_overrides("[cluster]\nredis_url = \"redis://r\"\nheartbeat_ms = 1000\nnode_ttl_ms = 1500")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("node_ttl_ms"), "{err}");
+        let err = Config::from_toml_overrides("[cluster]\nredis_url = \"redis://r\"\npublic_url = \"relay-1:443\"").unwrap_err().to_string();
+        assert!(err.contains("cluster.public_url"), "{err}");
+        assert!(Config::from_toml_overrides("[cluster]\nredis_url = \"redis://r\"").unwrap().cluster.enabled());
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         let err = Config::from_toml_overrides("[limits]\nmax_rooom_size = 3").unwrap_err().to_string();
         assert!(err.contains("max_rooom_size"), "{err}");

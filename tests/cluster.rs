@@ -397,3 +397,16 @@ async fn admin_endpoints_need_the_key_and_a_cluster() {
     node.shutdown().await;
     alone.shutdown().await;
 }
+
+#[tokio::test]
+async fn unreachable_redis_stops_start_up_with_a_clear_error() {
+    let mut cfg = hearth::config::Config::for_tests();
+    cfg.cluster.redis_url = format!("redis://127.0.0.1:{}/0", free_port());
+    cfg.cluster.heartbeat_ms = 200;
+    cfg.cluster.node_ttl_ms = 600;
+    let err = match hearth::server::start(cfg).await {
+        Ok(_) => panic!("a relay node without its Redis must not start"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("cluster") && err.contains("redis://127.0.0.1"), "{err}");
+}
