@@ -410,3 +410,45 @@ async fn unreachable_redis_stops_start_up_with_a_clear_error() {
     };
     assert!(err.contains("cluster") && err.contains("redis://127.0.0.1"), "{err}");
 }
+
+/// The load generator's participants survive a drain: they rejoin with their tokens on the
+/// other node, media flows there, and the report counts the rejoins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_generator_rejoins_when_its_node_drains() {
+    let redis = Redis::start();
+    let node = |id: &str| {
+        let mut c = hearth::config::Config::for_tests();
+        c.rooms.waiting_room = false;
+        c.cluster.redis_url = redis.url();
+        c.cluster.node_id = id.into();
+        c.cluster.heartbeat_ms = 250;
+        c.cluster.node_ttl_ms = 1000;
+        c.cluster.drain_grace_ms = 0;
+        c
+    };
+    let a = common::start_with(node("load-a")).await;
+    let b = common::start_with(node("load-b")).await;
+    let mut cfg = hearth::load::LoadConfig::new(common::ws_url(&a));
+    cfg.fallback_urls = vec![common::ws_url(&b)];
+    cfg.publishers = 2;
+    cfg.subscribers = 2;
+    cfg.duration = Duration::from_secs(5);
+    cfg.warmup = Duration::from_millis(300);
+    cfg.video = hearth::client::media::VideoProfile::camera(300);
+    let run = tokio::spawn(async move { hearth::load::run(&cfg).await });
+    // Once media flows (the window is open), drain whichever node owns the room.
+    let owner_has_room = common::eventually(WAIT, || a.state().rooms.room_count() + b.state().rooms.room_count() == 1).await;
+    assert!(owner_has_room);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (owner, other) = if a.state().rooms.room_count() == 1 { (&a, &b) } else { (&b, &a) };
+    owner.drain().await;
+    assert_eq!(owner.state().rooms.room_count(), 0, "the drained node let its room go");
+    let report = tokio::time::timeout(Duration::from_secs(60), run).await.expect("bounded").expect("joined").expect("run succeeds");
+    eprintln!("{}", report.summary());
+    assert_eq!(report.rejoins.count, 4, "every participant rejoined");
+    assert!(common::eventually(WAIT, || other.state().rooms.room_count() == 0).await, "and left at the end");
+    // Tracks received on the new node count as streams of their own: more than one node's worth.
+    assert!(report.forwarded.streams > report.forwarded.expected_streams, "media flowed after the move: {:?}", report.forwarded);
+    a.shutdown().await;
+    b.shutdown().await;
+}

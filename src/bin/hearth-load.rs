@@ -27,6 +27,10 @@ struct Cli {
     /// ws://127.0.0.1:8080/ws. Without it, a server is started from --server-bin.
     #[arg(long, conflicts_with = "server_bin")]
     url: Option<String>,
+    /// With --url, relay nodes: another node's websocket URL (loopback), tried when --url
+    /// cannot be reached; participants whose node goes away rejoin through these. Repeatable.
+    #[arg(long = "fallback-url", requires = "url")]
+    fallback_urls: Vec<String>,
     /// With --url: the server's pid, to measure its CPU and memory.
     #[arg(long, requires = "url")]
     server_pid: Option<u32>,
@@ -100,6 +104,7 @@ async fn main() -> anyhow::Result<()> {
     cfg.warmup = Duration::from_secs(cli.warmup);
     cfg.video = VideoProfile { kbps: cli.video_kbps, fps: cli.video_fps, max_packet: cli.packet_bytes.into(), ..VideoProfile::camera(cli.video_kbps) };
     cfg.server_pid = server_pid;
+    cfg.fallback_urls = cli.fallback_urls.clone();
     if let Some(secret) = &cli.token_secret {
         cfg.token_secret = secret.clone();
     }

@@ -59,6 +59,10 @@ pub struct LoadConfig {
     /// The server's `auth.token_secret`, to mint each participant's join token. The server
     /// must run with `rooms.waiting_room = false`: nobody here admits anyone.
     pub token_secret: String,
+    /// Relay nodes: more entry points (loopback), tried in turn when `url` cannot be reached.
+    /// Participants whose node goes away during the run rejoin with their token, as browsers
+    /// do; the report counts them.
+    pub fallback_urls: Vec<String>,
 }
 
 impl LoadConfig {
@@ -75,6 +79,7 @@ impl LoadConfig {
             server_in_process: false,
             room_prefix: "load".into(),
             token_secret: crate::config::DEV_TOKEN_SECRET.into(),
+            fallback_urls: Vec::new(),
         }
     }
 
@@ -84,6 +89,9 @@ impl LoadConfig {
 
     fn validate(&self) -> Result<(), LoadError> {
         target::check_loopback(&self.url)?;
+        for url in &self.fallback_urls {
+            target::check_loopback(url)?;
+        }
         let bad = |what: String| Err(LoadError::Bounds(what));
         if self.rooms == 0 || self.rooms > MAX_ROOMS {
             return bad(format!("rooms must be 1..={MAX_ROOMS}"));
@@ -143,9 +151,10 @@ pub async fn run(cfg: &LoadConfig) -> Result<LoadReport, LoadError> {
     let mut people: Vec<Participant> = Vec::with_capacity(cfg.participants());
     let result = async {
         join_all(cfg, &mut people).await?;
-        wait_until_flowing(cfg, &people).await;
-        tokio::time::sleep(cfg.warmup).await;
-        measure(cfg, &people, server_idle).await
+        let mut rejoins = report::Rejoins::default();
+        wait_until_flowing(cfg, &mut people, &mut rejoins).await?;
+        keep_connected(&mut people, cfg.warmup, &mut rejoins).await?;
+        measure(cfg, &mut people, server_idle, rejoins).await
     }
     .await;
     // Leave even when measuring failed, so the server is left empty.
@@ -180,7 +189,8 @@ async fn join_all(cfg: &LoadConfig, people: &mut Vec<Participant>) -> Result<(),
             opts.audio_payload = AUDIO_PAYLOAD;
             opts.video_profile = Some(cfg.video.clone());
             opts.latency_samples = latency_cap;
-            let client = MediaClient::join(opts)
+            opts.fallback_urls = cfg.fallback_urls.clone();
+            let client = MediaClient::join_any(opts, REJOIN_PATIENCE)
                 .await
                 .map_err(|source| LoadError::Join { name: format!("{room_name}/{name}"), source: Box::new(source) })?;
             if !client.admitted {
@@ -201,7 +211,7 @@ async fn join_all(cfg: &LoadConfig, people: &mut Vec<Participant>) -> Result<(),
 }
 
 /// Waits (bounded) until every participant receives every track it should.
-async fn wait_until_flowing(cfg: &LoadConfig, people: &[Participant]) {
+async fn wait_until_flowing(cfg: &LoadConfig, people: &mut Vec<Participant>, rejoins: &mut report::Rejoins) -> Result<(), LoadError> {
     let limit = Duration::from_secs(20) + Duration::from_millis(300) * cfg.participants() as u32;
     let deadline = Instant::now() + limit;
     loop {
@@ -211,13 +221,14 @@ async fn wait_until_flowing(cfg: &LoadConfig, people: &[Participant]) {
             .sum();
         if missing == 0 {
             info!("every participant receives every track");
-            return;
+            return Ok(());
         }
         if Instant::now() >= deadline {
             warn!(missing, "not every track arrived before the deadline; measuring anyway");
-            return;
+            return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+        rejoin_lost(people, rejoins).await?;
     }
 }
 
@@ -248,17 +259,64 @@ fn snapshot(cfg: &LoadConfig, people: &[Participant]) -> Result<Snapshot, LoadEr
     })
 }
 
+/// How long a participant whose node went away keeps trying to rejoin.
+const REJOIN_PATIENCE: Duration = Duration::from_secs(15);
+
+/// Waits `span`, rejoining (with the same token) every participant whose signaling socket
+/// closed: its node died or drained. Received counts carry over, so the window's figures
+/// include what a move cost.
+async fn keep_connected(people: &mut Vec<Participant>, span: Duration, rejoins: &mut report::Rejoins) -> Result<(), LoadError> {
+    let deadline = Instant::now() + span;
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100).min(deadline.saturating_duration_since(Instant::now()))).await;
+        rejoin_lost(people, rejoins).await?;
+    }
+    Ok(())
+}
+
+/// Rejoins, together, every participant whose signaling socket closed.
+async fn rejoin_lost(people: &mut Vec<Participant>, rejoins: &mut report::Rejoins) -> Result<(), LoadError> {
+    let lost: Vec<usize> = (0..people.len()).filter(|&i| !people[i].client.is_connected()).collect();
+    if lost.is_empty() {
+        return Ok(());
+    }
+    {
+        let started = Instant::now();
+        info!(participants = lost.len(), "signaling lost; rejoining");
+        // Out of the list back to front (indexes stay valid), rejoined together, put back in
+        // place: snapshots are matched to participants by position.
+        let taken: Vec<(usize, Participant)> = lost.iter().rev().map(|&i| (i, people.remove(i))).collect();
+        let back = futures::future::join_all(taken.into_iter().map(|(i, p)| async move {
+            let Participant { client, joined_into_media, expects } = p;
+            let client = client.rejoin(REJOIN_PATIENCE).await;
+            (i, client.map(|client| Participant { client, joined_into_media, expects }))
+        }))
+        .await;
+        let mut back: Vec<_> = back.into_iter().collect();
+        back.sort_by_key(|(i, _)| *i);
+        for (i, p) in back {
+            let p = p.map_err(|source| LoadError::Join { name: format!("participant #{i} (rejoining)"), source: Box::new(source) })?;
+            people.insert(i, p);
+        }
+        rejoins.count += lost.len();
+        rejoins.max_ms = rejoins.max_ms.max(started.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(())
+}
+
 async fn measure(
     cfg: &LoadConfig,
-    people: &[Participant],
+    people: &mut Vec<Participant>,
     server_idle: Option<procfs::ProcessSample>,
+    mut rejoins: report::Rejoins,
 ) -> Result<LoadReport, LoadError> {
-    for p in people {
+    for p in people.iter() {
         p.client.drain_latencies(); // warm-up samples are not steady state
     }
     let a = snapshot(cfg, people)?;
     info!(seconds = cfg.duration.as_secs_f64(), "measuring");
-    tokio::time::sleep(cfg.duration).await;
+    keep_connected(people, cfg.duration, &mut rejoins).await?;
+    let people: &[Participant] = people;
     let b = snapshot(cfg, people)?;
     let latencies: Vec<u64> = people.iter().flat_map(|p| p.client.drain_latencies()).collect();
     let window = b.at.duration_since(a.at).as_secs_f64();
@@ -377,6 +435,7 @@ async fn measure(
         server,
         load_generator_cpu_s: b.own.cpu_seconds - a.own.cpu_seconds,
         machine_busy: a.machine.busy_fraction_until(&b.machine),
+        rejoins,
         udp: report::Udp {
             datagrams_sent: b.udp.out_datagrams.saturating_sub(a.udp.out_datagrams),
             rcvbuf_drops: b.udp.rcvbuf_errors.saturating_sub(a.udp.rcvbuf_errors),

@@ -24,6 +24,15 @@ pub struct LoadReport {
     /// Fraction of all cores busy during the window, from /proc/stat.
     pub machine_busy: f64,
     pub udp: Udp,
+    /// Relay nodes: participants who lost their node during the run and rejoined.
+    pub rejoins: Rejoins,
+}
+
+/// Rejoins during the window, and the longest one (socket lost noticed → joined again).
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Rejoins {
+    pub count: usize,
+    pub max_ms: f64,
 }
 
 /// The kernel's UDP counters over the window (the whole machine, not only this run).
@@ -199,6 +208,12 @@ impl LoadReport {
             ms(jv.max),
             j.samples
         );
+        if self.rejoins.count > 0 {
+            out += &format!(
+                "  rejoins        {} participants lost their node and rejoined (longest {:.0} ms)\n",
+                self.rejoins.count, self.rejoins.max_ms
+            );
+        }
         if s.in_process {
             out += "  server         in-process: its CPU is inside the load generator's figure\n";
         }
