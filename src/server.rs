@@ -87,6 +87,9 @@ struct Health {
     rooms: usize,
     participants: usize,
     peers: usize,
+    /// Relay nodes: this node's id in the cluster.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node: Option<String>,
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
@@ -99,6 +102,7 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Json<Health> {
         rooms: state.rooms.room_count(),
         participants: state.rooms.participant_count(),
         peers: state.sfu.stats.peers.load(std::sync::atomic::Ordering::Relaxed),
+        node: state.rooms.cluster().map(|c| c.node_id()),
     })
 }
 

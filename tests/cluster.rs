@@ -374,7 +374,9 @@ async fn admin_endpoints_need_the_key_and_a_cluster() {
         let (status, _) = common::http(node.addr(), "POST", "/api/admin/drain", &headers, "").await;
         assert_eq!(status, expect);
     }
-    assert_eq!(common::health(&node).await["status"], "ok", "a refused drain changes nothing");
+    let health = common::health(&node).await;
+    assert_eq!(health["status"], "ok", "a refused drain changes nothing");
+    assert_eq!(health["node"], "admin-node");
     let (status, body) = common::http(node.addr(), "GET", "/api/admin/cluster", &[("Authorization", &auth)], "").await;
     assert_eq!(status, 200, "{body}");
     let listing: serde_json::Value = serde_json::from_str(&body).unwrap();

@@ -246,7 +246,9 @@ impl ClientError {
     pub fn is_transient(&self) -> bool {
         match self {
             ClientError::Signal(_) => true,
-            ClientError::Refused(m) => m.starts_with("cluster_unavailable") || m.starts_with("shutting_down") || m.starts_with("redirected"),
+            ClientError::Refused(m) => {
+                ["cluster_unavailable", "shutting_down", "redirected", "rate_limited"].iter().any(|code| m.starts_with(code))
+            }
             ClientError::WebRtc(_) => false,
         }
     }
@@ -421,7 +423,15 @@ impl MediaClient {
                 }
                 Err(e) if Instant::now() < deadline && e.is_transient() => {
                     tracing::debug!(error = %e, %url, "join failed; trying again");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    // Every entry point once, then back off (with jitter, so that a room's
+                    // people do not retry in step): a dead node's rooms move only once its
+                    // heartbeat lapses, and joins are rate-limited per address.
+                    if attempt % entries.len() == 0 {
+                        let round = (attempt / entries.len()).min(4) as u32;
+                        let ceiling = 150u64 << round;
+                        let jitter = rand::random::<u64>() % (ceiling / 2 + 1);
+                        tokio::time::sleep(Duration::from_millis(ceiling / 2 + jitter)).await;
+                    }
                 }
                 Err(e) => return Err(e),
             }

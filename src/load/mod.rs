@@ -383,6 +383,9 @@ async fn measure(
                 .values()
                 .filter(|t| kind.is_none_or(|k| t.kind == k))
                 .filter_map(|t| t.first_at)
+                // A participant who rejoined keeps the tracks of its first node beside the new
+                // ones: its join time is the rejoin's.
+                .filter(|t| *t >= p.client.joined_at)
                 .min()
                 .map(|t| t.saturating_duration_since(p.client.joined_at).as_micros() as u64)
         };
