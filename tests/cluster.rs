@@ -454,3 +454,59 @@ async fn load_generator_rejoins_when_its_node_drains() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// New rooms spread over the nodes even when they arrive faster than heartbeats refresh the
+/// nodes' load, and a join that reaches the wrong node follows the redirect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_new_rooms_spreads_over_the_nodes() {
+    let redis = Redis::start();
+    let node = |id: &str| {
+        let mut c = hearth::config::Config::for_tests();
+        c.cluster.redis_url = redis.url();
+        c.cluster.node_id = id.into();
+        // One heartbeat only (at start, CPU 0): placement then depends on claims alone.
+        c.cluster.heartbeat_ms = 60_000;
+        c.cluster.node_ttl_ms = 120_000;
+        c
+    };
+    let a = common::start_with(node("spread-a")).await;
+    let b = common::start_with(node("spread-b")).await;
+    let mut sockets = Vec::new();
+    let mut redirected = 0;
+    for i in 0..6 {
+        let room = format!("burst-{i}");
+        let token = common::token(&a, &room, Role::Therapist, "T");
+        let mut url = common::ws_url(&a);
+        loop {
+            let mut c = hearth::client::SignalClient::connect(&url).await.unwrap();
+            c.send(&ClientMessage::Join {
+                protocol_version: hearth::signal::protocol::PROTOCOL_VERSION,
+                room_id: RoomId::new(room.clone()).unwrap(),
+                token: token.clone(),
+            })
+            .await
+            .unwrap();
+            match c.recv_until("joined", WAIT, |m| matches!(m, ServerMessage::Joined { .. } | ServerMessage::Redirect { .. })).await.unwrap() {
+                ServerMessage::Redirect { url: next, reason } => {
+                    assert_eq!(reason, RedirectReason::RoomElsewhere);
+                    assert_eq!(next, common::ws_url(&b), "sent to the other node's own address");
+                    redirected += 1;
+                    url = next;
+                }
+                _ => {
+                    sockets.push(c);
+                    break;
+                }
+            }
+        }
+    }
+    let (on_a, on_b) = (a.state().rooms.room_count(), b.state().rooms.room_count());
+    assert_eq!(on_a + on_b, 6);
+    assert_eq!((on_a, on_b), (3, 3), "rooms alternate between the two nodes");
+    assert_eq!(redirected, on_b, "every room placed on B was reached by a redirect from A");
+    let metrics = common::http(a.addr(), "GET", "/metrics", &[], "").await.1;
+    assert!(metrics.contains(&format!("hearth_cluster_redirects_total {redirected}")), "{metrics}");
+    drop(sockets);
+    a.shutdown().await;
+    b.shutdown().await;
+}

@@ -24,6 +24,9 @@ use crate::config::ClusterConfig;
 use crate::room::RoomId;
 
 const NODE_PREFIX: &str = "hearth:node:";
+/// Rooms claimed for a node since its last heartbeat (a counter that expires): without it a
+/// burst of new rooms would all go to the node that looked least loaded a second ago.
+const CLAIMS_PREFIX: &str = "hearth:claims:";
 const NODES_SET: &str = "hearth:nodes";
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +52,9 @@ pub struct NodeInfo {
     pub cpu_percent: f64,
     pub draining: bool,
     pub version: String,
+    /// Rooms claimed for this node since its entry was written (not part of the entry).
+    #[serde(default, skip_serializing)]
+    pub recent_claims: usize,
 }
 
 impl NodeInfo {
@@ -60,7 +66,7 @@ impl NodeInfo {
     /// Lower is less loaded. Participants dominate (each is a peer connection and its
     /// forwarding); CPU breaks ties between nodes that carry different media.
     fn load_score(&self) -> f64 {
-        self.participants as f64 + self.rooms as f64 * 0.5 + self.cpu_percent / 10.0
+        self.participants as f64 + (self.rooms + self.recent_claims) as f64 * 0.5 + self.cpu_percent / 10.0
     }
 }
 
@@ -150,6 +156,7 @@ impl Cluster {
             cpu_percent: 0.0,
             draining: false,
             version: env!("CARGO_PKG_VERSION").to_string(),
+            recent_claims: 0,
         };
         let cluster = Arc::new(Self {
             con,
@@ -163,6 +170,8 @@ impl Cluster {
                 r"local owner = redis.call('GET', KEYS[1])
                   if owner and redis.call('EXISTS', ARGV[2] .. owner) == 1 then return owner end
                   redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
+                  redis.call('INCR', ARGV[4])
+                  redis.call('PEXPIRE', ARGV[4], ARGV[5])
                   return ARGV[1]",
             ),
             release: Script::new(
@@ -269,12 +278,17 @@ impl Cluster {
             return Ok(Vec::new());
         }
         let keys: Vec<String> = ids.iter().map(|id| format!("{NODE_PREFIX}{id}")).collect();
-        let values: Vec<Option<String>> = redis::cmd("MGET").arg(&keys).query_async(&mut con).await?;
+        let claim_keys: Vec<String> = ids.iter().map(|id| format!("{CLAIMS_PREFIX}{id}")).collect();
+        let (values, claims): (Vec<Option<String>>, Vec<Option<usize>>) =
+            redis::pipe().cmd("MGET").arg(&keys).cmd("MGET").arg(&claim_keys).query_async(&mut con).await?;
         let mut live = Vec::new();
         let mut gone = Vec::new();
-        for (id, v) in ids.into_iter().zip(values) {
+        for ((id, v), recent) in ids.into_iter().zip(values).zip(claims) {
             match v.and_then(|v| serde_json::from_str::<NodeInfo>(&v).ok()) {
-                Some(n) => live.push(n),
+                Some(mut n) => {
+                    n.recent_claims = recent.unwrap_or(0);
+                    live.push(n);
+                }
                 None => gone.push(id),
             }
         }
@@ -324,6 +338,8 @@ impl Cluster {
             .arg(&candidate)
             .arg(NODE_PREFIX)
             .arg(self.state_ttl())
+            .arg(format!("{CLAIMS_PREFIX}{candidate}"))
+            .arg(self.cfg.heartbeat_ms.saturating_mul(2))
             .invoke_async(&mut con)
             .await?;
         if owner != candidate {
@@ -525,6 +541,7 @@ mod tests {
             cpu_percent: cpu,
             draining: false,
             version: String::new(),
+            recent_claims: 0,
         };
         assert!(node(2, 0.0).load_score() < node(3, 0.0).load_score());
         assert!(node(2, 5.0).load_score() < node(2, 50.0).load_score());
