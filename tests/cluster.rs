@@ -14,7 +14,9 @@ use hearth::auth::{Role, TokenIssuer};
 use hearth::client::{MediaClient, MediaOptions};
 use hearth::config::{unique_temp_path, DEV_TOKEN_SECRET};
 use hearth::room::{ParticipantId, RoomId};
-use hearth::signal::protocol::{ClientMessage, MediaKind, PollId, PollScope, RedirectReason, ServerMessage};
+use hearth::signal::protocol::{
+    CelebrationAudience, CelebrationStyle, ClientMessage, MediaKind, PollId, PollScope, RedirectReason, ServerMessage,
+};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -213,6 +215,18 @@ async fn room_survives_its_node_being_killed() {
     p1.send(ClientMessage::Vote { poll_id: poll.id.clone(), option_ids: vec![poll.options[1].id.clone()] });
     p1.wait_for("voteAccepted", WAIT, |m| matches!(m, ServerMessage::VoteAccepted { .. })).await.expect("vote");
     assert!(hears(&p1, "p2", WAIT).await, "p1 hears p2 in the breakout before the failure");
+    // p1's celebration preference; p4 joins and is removed (banned); then the room is locked.
+    p1.send(ClientMessage::SetCelebrationPreferences { style: CelebrationStyle::Big, audience: CelebrationAudience::Group });
+    p1.wait_for("prefs", WAIT, |m| matches!(m, ServerMessage::CelebrationPreferences { chosen: true, .. })).await.expect("prefs saved");
+    let mut p4_opts = opts(room, Role::Participant, "p4", [&wb, &wa]);
+    p4_opts.publish_audio = false;
+    p4_opts.publish_video = false;
+    let p4 = MediaClient::join_any(p4_opts.clone(), WAIT).await.expect("p4 joins");
+    t.send(ClientMessage::Remove { participant_id: pid("p4") });
+    wait_disconnected(&p4).await;
+    p4.close().await;
+    t.send(ClientMessage::LockRoom { locked: true });
+    t.wait_for("locked", WAIT, |m| matches!(m, ServerMessage::RoomStateChanged { room } if room.locked)).await.expect("locked");
     // Give the room's state write a moment to reach Redis (it is written on every change).
     tokio::time::sleep(Duration::from_millis(300)).await;
 
@@ -266,6 +280,26 @@ async fn room_survives_its_node_being_killed() {
     let ServerMessage::PollResults(r) = m else { unreachable!() };
     assert_eq!(r.total_voters, 1, "the same voter, recognised on the new node");
     assert_eq!(r.counts[1].count, 0);
+
+    // The preference chosen on the dead node is known on this one.
+    p1.send(ClientMessage::GetCelebrationPreferences);
+    let m = p1.wait_for("prefs", WAIT, |m| matches!(m, ServerMessage::CelebrationPreferences { .. })).await.expect("prefs");
+    assert_eq!(
+        m,
+        ServerMessage::CelebrationPreferences { style: CelebrationStyle::Big, audience: CelebrationAudience::Group, chosen: true }
+    );
+    // The ban and the lock came back too: the removed participant and a newcomer are refused.
+    match MediaClient::join_any(p4_opts, WAIT).await {
+        Err(e) => assert!(e.to_string().contains("banned"), "{e}"),
+        Ok(_) => panic!("a removed participant got back in after the move"),
+    }
+    let mut p5 = opts(room, Role::Participant, "p5", [&survivor.ws(), &survivor.ws()]);
+    p5.publish_audio = false;
+    p5.publish_video = false;
+    match MediaClient::join_any(p5, WAIT).await {
+        Err(e) => assert!(e.to_string().contains("room_locked"), "{e}"),
+        Ok(_) => panic!("a newcomer got into the locked room after the move"),
+    }
     for c in [t, p1, p2] {
         c.close().await;
     }
