@@ -105,7 +105,8 @@ pub struct Cluster {
     me: Mutex<NodeInfo>,
     draining: AtomicBool,
     load: Box<dyn LoadSource>,
-    cpu: Mutex<Option<(Instant, f64)>>,
+    /// Last CPU sample: when, process CPU seconds, and the share computed then.
+    cpu: Mutex<Option<(Instant, f64, f64)>>,
     claim: Script,
     release: Script,
     hand_over: Script,
@@ -254,19 +255,18 @@ impl Cluster {
         let Ok(sample) = crate::load::procfs::sample(None) else { return 0.0 };
         let now = Instant::now();
         let Ok(mut last) = self.cpu.lock() else { return 0.0 };
-        let pct = match *last {
-            Some((t, cpu)) => {
-                let wall = now.duration_since(t).as_secs_f64();
-                if wall > 0.0 {
-                    (sample.cpu_seconds - cpu) / wall * 100.0
-                } else {
-                    0.0
-                }
-            }
-            None => 0.0,
+        let Some((t, cpu, pct)) = *last else {
+            *last = Some((now, sample.cpu_seconds, 0.0));
+            return 0.0;
         };
-        *last = Some((now, sample.cpu_seconds));
-        pct.max(0.0)
+        // CPU time ticks in 10 ms steps: a short window says more about rounding than load.
+        let wall = now.duration_since(t).as_secs_f64();
+        if wall < 0.5 {
+            return pct;
+        }
+        let pct = ((sample.cpu_seconds - cpu) / wall * 100.0).max(0.0);
+        *last = Some((now, sample.cpu_seconds, pct));
+        pct
     }
 
     /// Every live node (entries whose TTL has not lapsed). Ids whose entry is gone are pruned
@@ -466,7 +466,8 @@ impl Cluster {
         let cluster = self.clone();
         let every = Duration::from_millis(cluster.cfg.heartbeat_ms);
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
+            // `connect` has just beaten once.
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut failing_since: Option<Instant> = None;
             loop {
