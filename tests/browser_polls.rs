@@ -10,37 +10,22 @@
 
 mod common;
 
-use std::fs;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use common::browser::*;
+
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use fantoccini::key::Key;
-use fantoccini::wd::{Capabilities, TimeoutConfiguration};
-use fantoccini::{Client, ClientBuilder, Locator};
 use hearth::auth::Role;
 use serde_json::{json, Value};
 
-const CHROMIUM: &str = "/usr/bin/chromium";
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const ROOM: &str = "browser-polls";
 const THERAPIST: &str = "Dr. Rivera";
 const PARTICIPANT: &str = "Pat";
 const QUESTION: &str = "What helped you most this week?";
 const ANSWERS: [&str; 3] = ["Sleep", "Talking to a friend", "A walk outside"];
-/// How long a change may take to show on a page.
-const UI_DEADLINE: Duration = Duration::from_secs(10);
 const TEST_DEADLINE: Duration = Duration::from_secs(90);
 /// Screenshots from this test start with this, so a new run can clear the last run's.
 const SCREENSHOT_PREFIX: &str = "polls-";
-
-/// True once the element `arguments[0]` exists and is rendered (not hidden, has a box).
-const VISIBLE_JS: &str = r#"
-const el = document.querySelector(arguments[0]);
-return Boolean(el && el.offsetParent !== null);
-"#;
 
 /// The participant's page shows one open poll card with the question, the three answers as
 /// radio buttons, the "change your vote" hint and a countdown.
@@ -104,7 +89,7 @@ async fn a_poll_is_launched_answered_and_charted_in_the_browser() {
 }
 
 async fn run() {
-    let artifacts = artifacts_dir();
+    let artifacts = artifacts_dir(SCREENSHOT_PREFIX);
     let therapist_profile = TempDir::new("polls-therapist");
     let participant_profile = TempDir::new("polls-participant");
     let server = common::start_open_server().await;
@@ -211,228 +196,6 @@ async fn scenario(
     Ok(())
 }
 
-async fn fill(client: &Client, css: &str, text: &str) -> Result<(), String> {
-    let field = client.find(Locator::Css(css)).await.map_err(|e| format!("finding {css}: {e}"))?;
-    field.clear().await.map_err(|e| format!("clearing {css}: {e}"))?;
-    field.send_keys(text).await.map_err(|e| format!("typing into {css}: {e}"))
-}
-
-async fn click(client: &Client, who: &str, css: &str) -> Result<(), String> {
-    let element = client.find(Locator::Css(css)).await.map_err(|e| format!("{who}: finding {css}: {e}"))?;
-    element.click().await.map_err(|e| format!("{who}: clicking {css}: {e}"))
-}
-
-/// Focuses `css` and presses `key` on it, as a keyboard user would. Unlike a click, this is
-/// not intercepted by another feature's floating panel that happens to cover the element.
-async fn press(client: &Client, who: &str, css: &str, key: Key) -> Result<(), String> {
-    let focused = client
-        .execute(
-            "const el = document.querySelector(arguments[0]); if (!el) return false; \
-             el.scrollIntoView({block: 'center'}); el.focus(); return document.activeElement === el;",
-            vec![json!(css)],
-        )
-        .await
-        .map_err(|e| format!("{who}: focusing {css}: {e}"))?;
-    if focused != json!(true) {
-        return Err(format!("{who}: {css} cannot take keyboard focus"));
-    }
-    let element = client.active_element().await.map_err(|e| format!("{who}: reading the focused element: {e}"))?;
-    element.send_keys(&key.to_string()).await.map_err(|e| format!("{who}: pressing a key on {css}: {e}"))
-}
-
-/// Polls a synchronous script (given `args`) until it returns true.
-async fn wait_for(client: &Client, what: &str, script: &str, args: &[Value]) -> Result<(), String> {
-    let deadline = Instant::now() + UI_DEADLINE;
-    loop {
-        let result = client.execute(script, args.to_vec()).await;
-        if matches!(result, Ok(Value::Bool(true))) {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            let last = result.map_or_else(|e| e.to_string(), |v| v.to_string());
-            return Err(format!("timed out after {UI_DEADLINE:?} waiting for {what} (last result: {last})"));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn page_log(client: &Client) -> String {
-    match client.execute("return (window.hearth && window.hearth.log || []).join('\\n');", vec![]).await {
-        Ok(Value::String(s)) => s,
-        Ok(other) => other.to_string(),
-        Err(e) => format!("(could not read the log: {e})"),
-    }
-}
-
-async fn save_screenshot(client: &Client, path: &Path) {
-    match client.screenshot().await {
-        Ok(png) => match fs::write(path, png) {
-            Ok(()) => eprintln!("screenshot: {}", path.display()),
-            Err(e) => eprintln!("could not write {}: {e}", path.display()),
-        },
-        Err(e) => eprintln!("could not take screenshot {}: {e}", path.display()),
-    }
-}
-
-/// A screenshot of one element (scrolled into view first).
-async fn save_screenshot_of(client: &Client, css: &str, path: &Path) {
-    let _ = client.execute("document.querySelector(arguments[0]).scrollIntoView({block: 'start'});", vec![json!(css)]).await;
-    let png = match client.find(Locator::Css(css)).await {
-        Ok(element) => element.screenshot().await,
-        Err(e) => {
-            eprintln!("could not find {css} for {}: {e}", path.display());
-            return;
-        }
-    };
-    match png {
-        Ok(png) => match fs::write(path, png) {
-            Ok(()) => eprintln!("screenshot: {}", path.display()),
-            Err(e) => eprintln!("could not write {}: {e}", path.display()),
-        },
-        Err(e) => eprintln!("could not take screenshot {}: {e}", path.display()),
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Browser plumbing (as in tests/browser.rs).
 
-fn require_browser() {
-    let missing: Vec<&str> = [CHROMIUM, CHROMEDRIVER].into_iter().filter(|p| !Path::new(p).exists()).collect();
-    assert!(
-        missing.is_empty(),
-        "the browser test needs {} but it is missing; run scripts/install-test-deps.sh \
-         (installs the Debian packages chromium and chromium-driver)",
-        missing.join(" and ")
-    );
-}
-
-async fn open_browser(webdriver: &str, profile: &Path) -> Client {
-    // Both rustls providers are compiled in; pick one so fantoccini's TLS setup does not panic.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let args = vec![
-        "--use-fake-device-for-media-stream".to_string(),
-        "--use-fake-ui-for-media-stream".to_string(),
-        "--headless=new".to_string(),
-        "--no-sandbox".to_string(),
-        "--disable-gpu".to_string(),
-        "--disable-quic".to_string(),
-        "--no-first-run".to_string(),
-        "--disable-background-networking".to_string(),
-        "--disable-component-update".to_string(),
-        "--disable-sync".to_string(),
-        format!("--user-data-dir={}", profile.display()),
-        "--window-size=1280,900".to_string(),
-    ];
-    let mut caps = Capabilities::new();
-    caps.insert("goog:chromeOptions".into(), json!({ "binary": CHROMIUM, "args": args }));
-    let client = ClientBuilder::rustls()
-        .expect("TLS setup for the webdriver client")
-        .capabilities(caps)
-        .connect(webdriver)
-        .await
-        .unwrap_or_else(|e| panic!("chromedriver could not start {CHROMIUM}: {e}"));
-    client
-        .update_timeouts(TimeoutConfiguration::new(
-            Some(Duration::from_secs(10)),
-            Some(Duration::from_secs(20)),
-            Some(Duration::ZERO),
-        ))
-        .await
-        .expect("set webdriver timeouts");
-    client
-}
-
-/// A chromedriver process on a free port, killed (with the browsers it started) on drop.
-struct ChromeDriver {
-    child: Child,
-    url: String,
-}
-
-impl ChromeDriver {
-    async fn spawn(log: &Path) -> Self {
-        let port = free_port();
-        let mut command = Command::new(CHROMEDRIVER);
-        command
-            .arg(format!("--port={port}"))
-            .arg(format!("--log-path={}", log.display()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        // Its own process group, so dropping the guard also ends the Chromium processes it started.
-        std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        let child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {CHROMEDRIVER}: {e}; run scripts/install-test-deps.sh"));
-        let mut driver = ChromeDriver { child, url: format!("http://127.0.0.1:{port}") };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if tokio::net::TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).await.is_ok() {
-                return driver;
-            }
-            if let Ok(Some(status)) = driver.child.try_wait() {
-                panic!("chromedriver exited at start ({status}); see {}", log.display());
-            }
-            assert!(Instant::now() < deadline, "chromedriver did not listen on port {port} within 10 s");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for ChromeDriver {
-    fn drop(&mut self) {
-        // The group id is chromedriver's pid (process_group(0) above): only what we started.
-        let group = format!("-{}", self.child.id());
-        let killed_group = Command::new("kill")
-            .args(["-KILL", "--", &group])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !killed_group {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
-}
-
-/// A fresh browser profile directory (the `tempfile` crate is not a dependency).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(label: &str) -> Self {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("hearth-browser-{label}-{}-{n}", std::process::id()));
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path).unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
-        TempDir(path)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free local port").port()
-}
-
-fn artifacts_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("test-artifacts");
-    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
-    if let Ok(entries) = fs::read_dir(&dir) {
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().to_string();
-            if name.starts_with(SCREENSHOT_PREFIX) && name.ends_with(".png") {
-                let _ = fs::remove_file(entry.path());
-            }
-        }
-    }
-    dir
-}

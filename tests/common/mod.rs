@@ -1,6 +1,8 @@
 //! Shared test harness: the real server on 127.0.0.1:0, and helpers to reach it.
 #![allow(dead_code)]
 
+pub mod browser;
+
 use std::time::Duration;
 
 use hearth::auth::Role;
