@@ -144,9 +144,13 @@ async fn run() {
 
     let driver = ChromeDriver::spawn(&artifacts.join("chromedriver.log")).await;
     let window = BrowserOptions::size(1280, 800);
+    // The participant's microphone plays a steady tone: clearly speaking (active speaker).
+    let voice = participant_profile.path().join("voice.wav");
+    write_tone_wav(&voice, 10, 0.3);
+    let speaking = BrowserOptions { extra_args: vec![format!("--use-file-for-fake-audio-capture={}", voice.display())], ..window.clone() };
     let (therapist, participant) = tokio::join!(
         open_browser_with(&driver.url, therapist_profile.path(), &window),
-        open_browser_with(&driver.url, participant_profile.path(), &window)
+        open_browser_with(&driver.url, participant_profile.path(), &speaking)
     );
 
     let started = Instant::now();
@@ -250,6 +254,16 @@ async fn scenario(
     eprintln!("media flowing {:.1?} after admission: therapist={t} participant={p}", started.elapsed());
     save_screenshot(therapist, &shot("therapist-admitted")).await;
     save_screenshot(participant, &shot("participant-admitted")).await;
+
+    // Active speaker: the participant's browser puts its microphone level in the audio-level
+    // header extension; the server picks the participant, and both pages mark the
+    // participant's tile (ring and "Speaking" badge), the participant's own tile included.
+    let speaking = r#"
+        const t = document.querySelector(`#tiles .tile.speaking[data-participant-id="${arguments[0]}"]`);
+        return Boolean(t && !t.querySelector('.badge.speaking').hidden)
+            && document.querySelectorAll('#tiles .tile.speaking').length === 1;"#;
+    wait_for(therapist, "the participant's tile marked speaking on the therapist's page", speaking, &[json!(participant_id)]).await?;
+    wait_for(participant, "the participant's own tile marked speaking", speaking, &[json!(participant_id)]).await?;
 
     for (who, stats) in [("therapist", &t), ("participant", &p)] {
         if stats["state"] != "joined" {

@@ -106,6 +106,8 @@
     // Relay nodes: the node our room runs on, when a redirect sent us there (else the entry).
     nodeUrl: null,
     redirectPending: false,
+    // Who the server says is speaking in our space (null: nobody).
+    activeSpeaker: null,
     reconnectTimer: null,
     pingTimer: null,
     arrivalTimer: null,
@@ -459,6 +461,7 @@
       case 'error': return onServerError(message);
       case 'goodbye': return onGoodbye(message);
       case 'redirect': return onRedirect(message);
+      case 'activeSpeaker': return onActiveSpeaker(message.participantId || null);
       default:
         if (!messageListeners.has(message.type)) log('ignoring unknown message type', message.type);
         return undefined;
@@ -585,6 +588,8 @@
 
   // We moved (into a breakout, a private room, back to the main room): who is there now.
   function onSpaceChanged(message) {
+    // The speaker highlight belonged to the space we left.
+    onActiveSpeaker(null);
     const before = state.space;
     state.space = message.breakout ? { id: message.breakout.id, name: message.breakout.name } : null;
     state.spacesUsed = true;
@@ -1109,7 +1114,24 @@
     tile = { element, stream: new MediaStream() };
     tiles.set(participantId, tile);
     ui.tiles.appendChild(element);
+    markSpeaker(element, participantId);
     return tile;
+  }
+
+  // Active speaker: the server says who is speaking in our space. Shown as a ring and a
+  // "Speaking" badge on the tile; not announced to screen readers (it changes too often).
+  function onActiveSpeaker(participantId) {
+    state.activeSpeaker = participantId;
+    for (const element of ui.tiles.querySelectorAll('.tile')) {
+      markSpeaker(element, element.dataset.participantId);
+    }
+  }
+
+  function markSpeaker(element, participantId) {
+    const speaking = Boolean(state.activeSpeaker) && participantId === state.activeSpeaker;
+    element.classList.toggle('speaking', speaking);
+    const badge = element.querySelector('.badge.speaking');
+    if (badge) badge.hidden = !speaking;
   }
 
   function removeTile(participantId) {

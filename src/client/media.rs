@@ -2,7 +2,7 @@
 //! RTP and records what arrives from whom.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -10,7 +10,11 @@ use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::rtp;
-use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
+use rtc::rtp::extension::audio_level_extension::AudioLevelExtension;
+use rtc::rtp::extension::HeaderExtension;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
+};
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -58,6 +62,9 @@ pub struct MediaOptions {
     /// Relay nodes: other entry points to try, in order, when `url` cannot be reached (what a
     /// load balancer does for a browser). A `redirect` from any of them is followed.
     pub fallback_urls: Vec<String>,
+    /// Send the ssrc-audio-level header extension on audio with this level (−dBov: 0 is the
+    /// loudest, 127 silence), as browsers do; `None`: no extension. See `set_audio_level`.
+    pub audio_level: Option<u8>,
 }
 
 /// Video shaped like a camera encoder's output: `fps` frames a second averaging `kbps`, each
@@ -124,6 +131,7 @@ impl MediaOptions {
             latency_samples: 0,
             video_profile: None,
             fallback_urls: Vec::new(),
+            audio_level: None,
         }
     }
 }
@@ -229,7 +237,12 @@ pub struct MediaClient {
     socket_open: Arc<AtomicBool>,
     /// Where a `redirect` received during the session (a drain) told us to go.
     moved_to: Arc<Mutex<Option<String>>>,
+    /// The audio level sent in the extension; [`NO_AUDIO_LEVEL`]: none.
+    audio_level: Arc<AtomicU8>,
 }
+
+/// `audio_level` value meaning "send no audio-level extension".
+const NO_AUDIO_LEVEL: u8 = u8::MAX;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -513,6 +526,11 @@ impl MediaClient {
         let handler = Arc::new(Handler { out: out_tx.clone(), received: received.clone(), latency_samples: opts.latency_samples, connected });
         let mut media_engine = MediaEngine::default();
         media_engine.register_default_codecs()?;
+        media_engine.register_header_extension(
+            RTCRtpHeaderExtensionCapability { uri: crate::sfu::audio_level::URI.to_string() },
+            RtpCodecKind::Audio,
+            None,
+        )?;
         let registry = register_default_interceptors(Registry::new(), &mut media_engine)?;
         let pc = PeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().build())
@@ -621,6 +639,7 @@ impl MediaClient {
         }));
 
         let sending = Arc::new(AtomicBool::new(true));
+        let audio_level = Arc::new(AtomicU8::new(opts.audio_level.map_or(NO_AUDIO_LEVEL, |l| l.min(127))));
         for (kind, (track, ssrc)) in locals {
             let (pps, size, pt, clock) = match kind {
                 MediaKind::Audio => (opts.audio_pps, opts.audio_payload, 111u8, 48_000u32),
@@ -632,7 +651,10 @@ impl MediaClient {
                 (Some(profile), MediaKind::Video) => {
                     tasks.push(tokio::spawn(send_video_frames(track, ssrc, pt, profile.clone(), sending)));
                 }
-                _ => tasks.push(tokio::spawn(send_loop(track, ssrc, pps.max(1), size, pt, clock, keyframe_every, sending))),
+                _ => {
+                    let level = (kind == MediaKind::Audio).then(|| audio_level.clone());
+                    tasks.push(tokio::spawn(send_loop(track, ssrc, pps.max(1), size, pt, clock, keyframe_every, sending, level)))
+                }
             }
         }
 
@@ -651,6 +673,7 @@ impl MediaClient {
             opts,
             socket_open,
             moved_to,
+            audio_level,
         })
     }
 
@@ -684,6 +707,12 @@ impl MediaClient {
         self.pc.set_local_description(offer.clone()).await?;
         self.out.send(ClientMessage::Offer(Sdp { sdp: offer.sdp })).map_err(|_| SignalError::Closed)?;
         Ok(())
+    }
+
+    /// The level the audio-level extension carries from now on (−dBov, 0 loudest, 127
+    /// silence); `None` stops sending the extension.
+    pub fn set_audio_level(&self, level: Option<u8>) {
+        self.audio_level.store(level.map_or(NO_AUDIO_LEVEL, |l| l.min(127)), Ordering::Relaxed);
     }
 
     /// Stops or resumes publishing (the RTP stops at the source).
@@ -735,6 +764,7 @@ async fn send_loop(
     clock_rate: u32,
     keyframe_every: u32,
     sending: Arc<AtomicBool>,
+    audio_level: Option<Arc<AtomicU8>>,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(1) / pps);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -760,9 +790,17 @@ async fn send_loop(
             },
             payload: synthetic_payload(size, keyframe, probe),
         };
+        let level = audio_level.as_ref().map(|l| l.load(Ordering::Relaxed)).filter(|l| *l != NO_AUDIO_LEVEL);
+        let written = match level {
+            Some(level) => {
+                let ext = HeaderExtension::AudioLevel(AudioLevelExtension { level, voice: level < 127 });
+                track.write_rtp_with_extensions(packet, &[ext]).await
+            }
+            None => track.write_rtp(packet).await,
+        };
         // Before negotiation completes the track is unbound and the write fails: that packet
         // is simply not sent, as a camera's frame would not be.
-        if track.write_rtp(packet).await.is_ok() {
+        if written.is_ok() {
             seq = seq.wrapping_add(1);
             probe += 1;
         }

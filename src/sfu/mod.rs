@@ -5,6 +5,7 @@
 //! publishes and sends them everyone else's tracks. [`track`] fans RTP out without decoding.
 //! Who receives whom is not decided here: the room tells each peer to subscribe or unsubscribe.
 
+pub mod audio_level;
 pub mod keyframe;
 pub mod peer;
 pub mod track;
@@ -80,6 +81,12 @@ impl SfuEngine {
     fn media_engine_and_registry(&self) -> Result<(MediaEngine, Registry), SfuError> {
         let mut media_engine = MediaEngine::default();
         media_engine.register_default_codecs()?;
+        // Audio levels feed active-speaker detection (the room decides; see `audio_level`).
+        media_engine.register_header_extension(
+            rtc::rtp_transceiver::rtp_sender::RTCRtpHeaderExtensionCapability { uri: audio_level::URI.to_string() },
+            rtc::rtp_transceiver::rtp_sender::RtpCodecKind::Audio,
+            None,
+        )?;
         let registry = register_default_interceptors(Registry::new(), &mut media_engine)?;
         let registry = registry.with(Slot::from(keyframe::SLOT), keyframe::KeyframeRequestTap::default());
         Ok((media_engine, registry))

@@ -29,6 +29,7 @@ use webrtc::peer_connection::{
 use webrtc::rtp_transceiver::RtpSender;
 
 use super::track::{is_vp8_keyframe, rewrite_for_subscriber, PublishedTrack, TrackId};
+use super::audio_level::ExtensionId;
 use super::{SfuEngine, SfuError};
 use crate::room::ParticipantId;
 use crate::signal::protocol::{IceCandidate, MediaKind, Sdp, ServerMessage};
@@ -89,6 +90,7 @@ struct Handler {
     nonce: u32,
     /// DTLS is up: until then there are no SRTP keys and forwarded packets would be dropped.
     connected: Arc<AtomicBool>,
+    audio_level_id: Arc<ExtensionId>,
 }
 
 #[async_trait::async_trait]
@@ -138,7 +140,16 @@ impl PeerConnectionEventHandler for Handler {
         // The nonce keeps ids unique across a participant's successive peers (reconnects), so a
         // late `TrackEnded` from an old peer never names a track of the new one.
         let id = format!("{}/{kind_name}/{:08x}-{n}", self.participant, self.nonce);
-        let track = PublishedTrack::new(id.clone(), self.participant.clone(), kind, codec, ssrc, remote, self.engine.stats.clone());
+        let track = PublishedTrack::new(
+            id.clone(),
+            self.participant.clone(),
+            kind,
+            codec,
+            ssrc,
+            remote,
+            self.engine.stats.clone(),
+            self.audio_level_id.clone(),
+        );
         let stats = self.engine.stats.clone();
         stats.published_tracks.fetch_add(1, Ordering::Relaxed);
         let events = self.events.clone();
@@ -184,6 +195,7 @@ struct PeerTask {
     has_remote_description: bool,
     early_candidates: Vec<RTCIceCandidateInit>,
     connected: Arc<AtomicBool>,
+    audio_level_id: Arc<ExtensionId>,
 }
 
 pub(super) async fn spawn(
@@ -194,6 +206,7 @@ pub(super) async fn spawn(
     let (tx, rx) = mpsc::unbounded_channel();
     let (media_engine, registry) = engine.media_engine_and_registry()?;
     let connected = Arc::new(AtomicBool::new(false));
+    let audio_level_id = Arc::new(ExtensionId::default());
     let handler = Arc::new(Handler {
         participant: participant.clone(),
         events: events.clone(),
@@ -202,6 +215,7 @@ pub(super) async fn spawn(
         track_seq: Default::default(),
         nonce: rand::random(),
         connected: connected.clone(),
+        audio_level_id: audio_level_id.clone(),
     });
     let pc = PeerConnectionBuilder::new()
         .with_configuration(engine.configuration())
@@ -226,6 +240,7 @@ pub(super) async fn spawn(
         has_remote_description: false,
         early_candidates: Vec::new(),
         connected,
+        audio_level_id,
     };
     tokio::spawn(task.run(rx).instrument(info_span!("peer", participant = %participant)));
     Ok(PeerHandle { tx })
@@ -269,6 +284,8 @@ impl PeerTask {
             debug!("ignoring client offer that collides with ours");
             return Ok(());
         }
+        // The client offers first, so its extension ids are the session's.
+        self.audio_level_id.set(super::audio_level::extmap_id(&sdp));
         let offer = RTCSessionDescription::offer(sdp).map_err(|e| SfuError::InvalidSdp(e.to_string()))?;
         self.pc.set_remote_description(offer).await?;
         self.has_remote_description = true;

@@ -16,6 +16,7 @@ use rtc::rtp_transceiver::rtp_sender::RTCRtpCodec;
 use tokio::sync::broadcast;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
+use super::audio_level::{ExtensionId, Loudness};
 use super::SfuStats;
 use crate::room::ParticipantId;
 use crate::signal::protocol::MediaKind;
@@ -41,6 +42,10 @@ pub struct PublishedTrack {
     last_keyframe_request: Mutex<Option<Instant>>,
     /// Server-wide counters.
     stats: Arc<SfuStats>,
+    /// Audio: how loud the publisher is, from the audio-level header extension.
+    pub loudness: Loudness,
+    /// The audio-level extension id negotiated on the publisher's peer.
+    audio_level_id: Arc<ExtensionId>,
 }
 
 impl PublishedTrack {
@@ -52,6 +57,7 @@ impl PublishedTrack {
         media_ssrc: u32,
         remote: Arc<dyn TrackRemote>,
         stats: Arc<SfuStats>,
+        audio_level_id: Arc<ExtensionId>,
     ) -> Arc<Self> {
         let (packets, _) = broadcast::channel(FANOUT_CAPACITY);
         Arc::new(Self {
@@ -65,6 +71,8 @@ impl PublishedTrack {
             forwarding: AtomicBool::new(true),
             last_keyframe_request: Mutex::new(None),
             stats,
+            loudness: Loudness::default(),
+            audio_level_id,
         })
     }
 
@@ -81,6 +89,11 @@ impl PublishedTrack {
                     if !seen.first_time(packet.header.sequence_number) {
                         self.stats.rtp_duplicates_dropped.fetch_add(1, Ordering::Relaxed);
                         continue;
+                    }
+                    if self.kind == MediaKind::Audio {
+                        if let Some(level) = self.audio_level_id.get().and_then(|id| packet.header.get_extension(id)) {
+                            self.loudness.record(&level);
+                        }
                     }
                     let mut packet = packet;
                     strip_for_fanout(&mut packet);

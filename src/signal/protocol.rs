@@ -870,6 +870,9 @@ pub enum ServerMessage {
     Error { code: ErrorCode, message: String },
     /// The server is going away (shutdown); the socket closes next.
     Goodbye { reason: String },
+    /// Who is speaking in the receiver's space (the main room or a breakout), from audio
+    /// levels; `null` when nobody is. Sent on change only, at most a few times a second.
+    ActiveSpeaker { participant_id: Option<ParticipantId> },
     /// Relay nodes: this room is served by another node (in reply to `join`), or is moving
     /// there (a drain). Join again at `url` with the same token; the socket closes next.
     Redirect { url: String, reason: RedirectReason },

@@ -294,3 +294,29 @@ pub async fn text_of(client: &Client, css: &str) -> Result<String, String> {
     let element = client.find(Locator::Css(css)).await.map_err(|e| format!("finding {css}: {e}"))?;
     element.text().await.map(|t| t.trim().to_string()).map_err(|e| format!("reading {css}: {e}"))
 }
+
+/// Writes a WAV file Chromium can use as its fake microphone (`--use-file-for-fake-audio-capture`):
+/// 48 kHz mono, a steady 440 Hz tone at `amplitude` (0..1) — a voice that is clearly speaking,
+/// unlike the default fake device's quiet beep.
+pub fn write_tone_wav(path: &Path, seconds: u32, amplitude: f64) {
+    let rate = 48_000u32;
+    let samples = rate * seconds;
+    let mut data = Vec::with_capacity(44 + 2 * samples as usize);
+    data.extend_from_slice(b"RIFF");
+    data.extend_from_slice(&(36 + 2 * samples).to_le_bytes());
+    data.extend_from_slice(b"WAVEfmt ");
+    data.extend_from_slice(&16u32.to_le_bytes());
+    data.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    data.extend_from_slice(&1u16.to_le_bytes()); // mono
+    data.extend_from_slice(&rate.to_le_bytes());
+    data.extend_from_slice(&(rate * 2).to_le_bytes());
+    data.extend_from_slice(&2u16.to_le_bytes());
+    data.extend_from_slice(&16u16.to_le_bytes());
+    data.extend_from_slice(b"data");
+    data.extend_from_slice(&(2 * samples).to_le_bytes());
+    for i in 0..samples {
+        let v = (std::f64::consts::TAU * 440.0 * f64::from(i) / f64::from(rate)).sin() * amplitude * f64::from(i16::MAX);
+        data.extend_from_slice(&(v as i16).to_le_bytes());
+    }
+    fs::write(path, data).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+}

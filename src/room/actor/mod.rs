@@ -12,6 +12,7 @@ mod chat;
 mod milestone;
 mod poll;
 mod snapshot;
+mod speaker;
 
 use super::registry::RegistryInner;
 use super::{ParticipantId, RoomId};
@@ -80,6 +81,8 @@ pub enum Timer {
     Grace(ParticipantId, u64),
     /// Polls: a poll's time limit ran out.
     PollClose(crate::signal::protocol::PollId),
+    /// Active speaker: look at the audio levels again.
+    Speakers,
 }
 
 #[derive(Clone)]
@@ -166,6 +169,7 @@ pub(super) struct Room {
     polls: poll::Polls,
     milestones: milestone::Milestones,
     chat: chat::Chat,
+    speakers: speaker::Speakers,
 }
 
 pub(super) fn spawn(id: RoomId, registry: Arc<RegistryInner>) -> RoomHandle {
@@ -185,6 +189,7 @@ pub(super) fn spawn(id: RoomId, registry: Arc<RegistryInner>) -> RoomHandle {
         polls: poll::Polls::default(),
         milestones: milestone::Milestones::default(),
         chat: chat::Chat::default(),
+        speakers: speaker::Speakers::default(),
     };
     tokio::spawn(room.run(rx, handle.clone()).instrument(info_span!("room", room = %id)));
     handle
@@ -211,6 +216,7 @@ impl Room {
             saver = Some(StateSaver::spawn(c.clone(), self.id.clone(), last));
         }
         let mut evacuated = false;
+        self.schedule(speaker::TICK, Timer::Speakers);
         while let Some(cmd) = rx.recv().await {
             match cmd {
                 RoomCommand::Evacuate(to) => {
@@ -338,6 +344,7 @@ impl Room {
                 }
             }
             Timer::PollClose(poll) => self.poll_timer(&poll),
+            Timer::Speakers => self.speaker_tick(),
         }
     }
 

@@ -1,0 +1,137 @@
+//! Active speaker: who is speaking in each space (the main room, each breakout), from the
+//! audio levels the SFU measures per published track. The room checks a few times a second and
+//! tells a space's members only when its speaker changes; the hysteresis below keeps a cough or
+//! a short overlap from flipping the highlight back and forth.
+//!
+//! Only admitted members whose audio is forwarded count: nobody in the waiting room, no one a
+//! therapist hard-muted, no one muted by their own choice (their level still arrives when a
+//! browser keeps sending silence frames, but it says nothing about speech).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use super::{Room, Timer};
+use crate::room::ParticipantId;
+use crate::signal::protocol::{MediaKind, ServerMessage};
+
+/// How often the room looks at the levels.
+pub(super) const TICK: Duration = Duration::from_millis(250);
+/// Loudness (127 − dBov) from which a track counts as speech: about −45 dBov.
+const SPEECH: u8 = 82;
+/// A challenger must be this much louder than the current speaker...
+const MARGIN: u8 = 4;
+/// ...for this many ticks in a row before the highlight moves.
+const TAKEOVER_TICKS: u32 = 2;
+/// The current speaker stays highlighted through pauses this many ticks long.
+const HOLD_TICKS: u32 = 4;
+
+#[derive(Default)]
+pub(super) struct Speakers {
+    by_space: HashMap<Option<String>, SpaceSpeaker>,
+}
+
+#[derive(Default)]
+struct SpaceSpeaker {
+    current: Option<ParticipantId>,
+    challenger: Option<(ParticipantId, u32)>,
+    quiet_ticks: u32,
+}
+
+impl SpaceSpeaker {
+    /// Feeds one tick's loudest speaker (if anyone is above the speech threshold) and the
+    /// current speaker's own loudness; returns the new speaker when it changes.
+    fn tick(&mut self, loudest: Option<(ParticipantId, u8)>, current_level: u8) -> Option<Option<ParticipantId>> {
+        let speaking = current_level >= SPEECH;
+        self.quiet_ticks = if speaking { 0 } else { self.quiet_ticks + 1 };
+        match loudest {
+            Some((id, level)) if self.current.as_ref() != Some(&id) => {
+                let louder = self.current.is_none() || !speaking || level >= current_level.saturating_add(MARGIN);
+                if !louder {
+                    self.challenger = None;
+                } else {
+                    let streak = match &self.challenger {
+                        Some((c, n)) if *c == id => n + 1,
+                        _ => 1,
+                    };
+                    // Nobody highlighted yet: the first clear voice takes it at once.
+                    if self.current.is_none() || streak >= TAKEOVER_TICKS {
+                        self.challenger = None;
+                        self.quiet_ticks = 0;
+                        self.current = Some(id.clone());
+                        return Some(Some(id));
+                    }
+                    self.challenger = Some((id, streak));
+                }
+            }
+            _ => self.challenger = None,
+        }
+        if self.current.is_some() && self.quiet_ticks > HOLD_TICKS {
+            self.current = None;
+            self.quiet_ticks = 0;
+            return Some(None);
+        }
+        None
+    }
+}
+
+impl Room {
+    /// Looks at every space's levels and tells members whose space's speaker changed.
+    pub(super) fn speaker_tick(&mut self) {
+        let mut levels: HashMap<Option<String>, Vec<(ParticipantId, u8)>> = HashMap::new();
+        for m in self.members.values().filter(|m| m.admitted && m.connected && m.info.role.publishes()) {
+            let silenced = m.info.audio_muted || m.hard_muted(MediaKind::Audio);
+            let level = if silenced {
+                0
+            } else {
+                m.tracks.iter().filter(|t| t.kind == MediaKind::Audio && t.is_forwarding()).map(|t| t.loudness.current()).max().unwrap_or(0)
+            };
+            levels.entry(m.space.clone()).or_default().push((m.info.id.clone(), level));
+        }
+        let mut changes = Vec::new();
+        let spaces: Vec<Option<String>> = levels.keys().cloned().chain(self.speakers.by_space.keys().cloned()).collect();
+        for space in spaces {
+            let in_space = levels.get(&space).map(Vec::as_slice).unwrap_or_default();
+            let loudest = in_space.iter().filter(|(_, l)| *l >= SPEECH).max_by_key(|(_, l)| *l).cloned();
+            let state = self.speakers.by_space.entry(space.clone()).or_default();
+            let current_level = state.current.as_ref().and_then(|c| in_space.iter().find(|(id, _)| id == c)).map_or(0, |(_, l)| *l);
+            if let Some(change) = state.tick(loudest, current_level) {
+                changes.push((space, change));
+            }
+        }
+        self.speakers.by_space.retain(|space, s| s.current.is_some() || levels.contains_key(space));
+        for (space, speaker) in changes {
+            let told: Vec<ParticipantId> =
+                self.members.values().filter(|m| m.admitted && m.space == space).map(|m| m.info.id.clone()).collect();
+            for id in told {
+                self.send_to(&id, ServerMessage::ActiveSpeaker { participant_id: speaker.clone() });
+            }
+        }
+        self.schedule(TICK, Timer::Speakers);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> ParticipantId {
+        ParticipantId::from_trusted(s)
+    }
+
+    #[test]
+    fn first_voice_takes_the_highlight_then_hysteresis() {
+        let mut s = SpaceSpeaker::default();
+        assert_eq!(s.tick(Some((p("a"), 100)), 0), Some(Some(p("a"))));
+        // b is only slightly louder while a speaks: no change.
+        assert_eq!(s.tick(Some((p("b"), 102)), 100), None);
+        assert_eq!(s.tick(Some((p("b"), 102)), 100), None);
+        // b clearly louder for two ticks: it takes over.
+        assert_eq!(s.tick(Some((p("b"), 110)), 100), None);
+        assert_eq!(s.tick(Some((p("b"), 110)), 100), Some(Some(p("b"))));
+        // Silence: held through a short pause, then cleared.
+        for _ in 0..HOLD_TICKS {
+            assert_eq!(s.tick(None, 0), None);
+        }
+        assert_eq!(s.tick(None, 0), Some(None));
+    }
+}
