@@ -21,6 +21,7 @@ use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::rtp_transceiver::RtpSender;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
@@ -239,6 +240,8 @@ pub struct MediaClient {
     moved_to: Arc<Mutex<Option<String>>>,
     /// The audio level sent in the extension; [`NO_AUDIO_LEVEL`]: none.
     audio_level: Arc<AtomicU8>,
+    /// A screen share being published: its sender and the task sending its RTP.
+    screen: Option<(Arc<dyn RtpSender>, JoinHandle<()>)>,
 }
 
 /// `audio_level` value meaning "send no audio-level extension".
@@ -385,6 +388,11 @@ pub fn read_probe(payload: &[u8]) -> Option<(u64, u64)> {
 }
 
 fn local_track(kind: MediaKind, name: &str) -> (Arc<TrackLocalStaticRTP>, u32) {
+    local_track_labelled(kind, name, &format!("{name}-{kind:?}"))
+}
+
+/// A local track whose msid track id (what the server sees as the client's track id) is `label`.
+fn local_track_labelled(kind: MediaKind, name: &str, label: &str) -> (Arc<TrackLocalStaticRTP>, u32) {
     let ssrc = rand::random::<u32>();
     let (codec_kind, codec) = match kind {
         MediaKind::Audio => (
@@ -396,11 +404,10 @@ fn local_track(kind: MediaKind, name: &str) -> (Arc<TrackLocalStaticRTP>, u32) {
             RTCRtpCodec { mime_type: "video/VP8".into(), clock_rate: 90000, channels: 0, sdp_fmtp_line: String::new(), rtcp_feedback: vec![] },
         ),
     };
-    let label = format!("{name}-{kind:?}");
     let track = TrackLocalStaticRTP::new(MediaStreamTrack::new(
         format!("client-{name}"),
-        label.clone(),
-        label,
+        label.to_string(),
+        label.to_string(),
         codec_kind,
         vec![RTCRtpEncodingParameters {
             rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
@@ -674,6 +681,7 @@ impl MediaClient {
             socket_open,
             moved_to,
             audio_level,
+            screen: None,
         })
     }
 
@@ -713,6 +721,36 @@ impl MediaClient {
     /// silence); `None` stops sending the extension.
     pub fn set_audio_level(&self, level: Option<u8>) {
         self.audio_level.store(level.map_or(NO_AUDIO_LEVEL, |l| l.min(127)), Ordering::Relaxed);
+    }
+
+    /// Shares a (synthetic) screen as the browser does: announces the track with
+    /// `screenShare`, adds it and offers. Returns the track's client id.
+    pub async fn start_screen_share(&mut self) -> Result<String, ClientError> {
+        let label = format!("{}-screen-{:08x}", self.opts.name, rand::random::<u32>());
+        let (track, ssrc) = local_track_labelled(MediaKind::Video, &self.opts.name, &label);
+        self.send(ClientMessage::ScreenShare { client_track_id: label.clone(), active: true });
+        let sender = self.pc.add_track(track.clone() as Arc<dyn TrackLocal>).await?;
+        self.offer().await?;
+        // A slide deck: few frames, a keyframe every second.
+        let task = tokio::spawn(send_loop(track, ssrc, 15, 600, 96, 90_000, 15, self.sending.clone(), None));
+        self.screen = Some((sender, task));
+        Ok(label)
+    }
+
+    /// Stops sharing: `screenShare` inactive, the track removed, a new offer.
+    pub async fn stop_screen_share(&mut self) -> Result<(), ClientError> {
+        let Some((sender, task)) = self.screen.take() else { return Ok(()) };
+        task.abort();
+        self.send(ClientMessage::ScreenShare { client_track_id: String::new(), active: false });
+        self.pc.remove_track(&sender).await?;
+        self.offer().await
+    }
+
+    async fn offer(&self) -> Result<(), ClientError> {
+        let offer = self.pc.create_offer(None).await?;
+        self.pc.set_local_description(offer.clone()).await?;
+        self.out.send(ClientMessage::Offer(Sdp { sdp: offer.sdp })).map_err(|_| SignalError::Closed)?;
+        Ok(())
     }
 
     /// Stops or resumes publishing (the RTP stops at the source).

@@ -132,6 +132,7 @@ impl PeerConnectionEventHandler for Handler {
         };
         let Some(&ssrc) = remote.ssrcs().await.first() else { return };
         let Some(codec) = remote.codec(ssrc).await else { return };
+        let client_track_id = remote.track_id().await.to_string();
         let n = self.track_seq.fetch_add(1, Ordering::Relaxed);
         let kind_name = match kind {
             MediaKind::Audio => "audio",
@@ -149,6 +150,7 @@ impl PeerConnectionEventHandler for Handler {
             remote,
             self.engine.stats.clone(),
             self.audio_level_id.clone(),
+            client_track_id,
         );
         let stats = self.engine.stats.clone();
         stats.published_tracks.fetch_add(1, Ordering::Relaxed);
@@ -366,8 +368,9 @@ impl PeerTask {
             MediaKind::Audio => RtpCodecKind::Audio,
             MediaKind::Video => RtpCodecKind::Video,
         };
+        let stream_id = track.stream_id();
         let local = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
-            track.publisher.to_string(),
+            stream_id.clone(),
             track.id.clone(),
             track.id.clone(),
             kind,
@@ -385,9 +388,10 @@ impl PeerTask {
         self.engine.stats.subscriptions.fetch_add(1, Ordering::Relaxed);
         self.signal(ServerMessage::TrackPublished {
             participant_id: track.publisher.clone(),
-            stream_id: track.publisher.to_string(),
+            stream_id,
             track_id: track.id.clone(),
             kind: track.kind,
+            source: track.source(),
         });
         self.offer().await
     }

@@ -19,7 +19,7 @@ use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use super::audio_level::{ExtensionId, Loudness};
 use super::SfuStats;
 use crate::room::ParticipantId;
-use crate::signal::protocol::MediaKind;
+use crate::signal::protocol::{MediaKind, TrackSource};
 
 /// Packets buffered per track before a slow subscriber starts losing them (about 1 s of video).
 const FANOUT_CAPACITY: usize = 512;
@@ -46,6 +46,11 @@ pub struct PublishedTrack {
     pub loudness: Loudness,
     /// The audio-level extension id negotiated on the publisher's peer.
     audio_level_id: Arc<ExtensionId>,
+    /// The publisher's own id for this track (the msid track id in its SDP), which a
+    /// `screenShare` message names.
+    pub client_track_id: String,
+    /// Set by the room when the publisher announced this track as a screen share.
+    screen: AtomicBool,
 }
 
 impl PublishedTrack {
@@ -58,6 +63,7 @@ impl PublishedTrack {
         remote: Arc<dyn TrackRemote>,
         stats: Arc<SfuStats>,
         audio_level_id: Arc<ExtensionId>,
+        client_track_id: String,
     ) -> Arc<Self> {
         let (packets, _) = broadcast::channel(FANOUT_CAPACITY);
         Arc::new(Self {
@@ -73,6 +79,8 @@ impl PublishedTrack {
             stats,
             loudness: Loudness::default(),
             audio_level_id,
+            client_track_id,
+            screen: AtomicBool::new(false),
         })
     }
 
@@ -105,6 +113,28 @@ impl PublishedTrack {
                 TrackRemoteEvent::OnEnded => break,
                 _ => {}
             }
+        }
+    }
+
+    /// Marks this video track as a screen share (before anyone subscribes to it).
+    pub fn mark_screen(&self) {
+        self.screen.store(self.kind == MediaKind::Video, Ordering::Relaxed);
+    }
+
+    pub fn source(&self) -> TrackSource {
+        match (self.kind, self.screen.load(Ordering::Relaxed)) {
+            (MediaKind::Audio, _) => TrackSource::Microphone,
+            (MediaKind::Video, false) => TrackSource::Camera,
+            (MediaKind::Video, true) => TrackSource::Screen,
+        }
+    }
+
+    /// The stream id subscribers see: the publisher's id, or `<id>~screen` for a screen share,
+    /// so a client can tell the share from the camera by its stream alone.
+    pub fn stream_id(&self) -> String {
+        match self.source() {
+            TrackSource::Screen => format!("{}~screen", self.publisher),
+            _ => self.publisher.to_string(),
         }
     }
 

@@ -68,6 +68,22 @@ pub struct ParticipantInfo {
     /// The connection dropped; the place is held for the reconnect grace period.
     #[serde(default)]
     pub reconnecting: bool,
+    /// Sharing a screen or window right now.
+    #[serde(default)]
+    pub screen_sharing: bool,
+    /// May share a screen: therapists always, participants when a therapist allows it.
+    #[serde(default)]
+    pub can_share_screen: bool,
+}
+
+/// What a published track carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum TrackSource {
+    #[default]
+    Camera,
+    Microphone,
+    Screen,
 }
 
 /// Someone in the waiting room, as therapists see them.
@@ -561,6 +577,13 @@ pub enum ClientMessage {
     GoToBreakout { breakout_id: Option<String> },
     /// A participant in a breakout asks the therapists for help.
     AskForHelp,
+    // ---- screen sharing (issue 11) ----
+    /// About to publish (`active: true`) or stopped (`false`) a screen share: the video track
+    /// whose MediaStreamTrack id (the msid track id in the SDP) is `clientTrackId`. Therapists
+    /// may always share; participants once a therapist allows it.
+    ScreenShare { client_track_id: String, active: bool },
+    /// Therapist: allow or stop a participant's screen sharing.
+    AllowScreenShare { participant_id: ParticipantId, allowed: bool },
     // ---- polls (issue 5) ----
     /// Therapist: create and launch a poll; everyone in `scope` gets `pollStarted`.
     CreatePoll {
@@ -694,6 +717,8 @@ impl ClientMessage {
             ClientMessage::CloseBreakouts { .. } => "closeBreakouts",
             ClientMessage::GoToBreakout { .. } => "goToBreakout",
             ClientMessage::AskForHelp => "askForHelp",
+            ClientMessage::ScreenShare { .. } => "screenShare",
+            ClientMessage::AllowScreenShare { .. } => "allowScreenShare",
             ClientMessage::CreatePoll { .. } => "createPoll",
             ClientMessage::Vote { .. } => "vote",
             ClientMessage::ClosePoll { .. } => "closePoll",
@@ -861,6 +886,9 @@ pub enum ServerMessage {
         stream_id: String,
         track_id: String,
         kind: MediaKind,
+        /// `screen` for a shared screen (its stream id is `<participant>~screen`).
+        #[serde(default)]
+        source: TrackSource,
     },
     Pong {
         #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -11,6 +11,7 @@ mod breakout;
 mod chat;
 mod milestone;
 mod poll;
+mod screen;
 mod snapshot;
 mod speaker;
 
@@ -125,6 +126,10 @@ struct Member {
     connected: bool,
     /// Counts connections taking over this place, so a stale grace timer is ignored.
     epoch: u64,
+    /// The client's id of the track it announced as a screen share.
+    screen_client_track: Option<String>,
+    /// Video tracks held back: unannounced beside a camera (see `screen.rs`).
+    extra_video: Vec<Arc<PublishedTrack>>,
 }
 
 impl Member {
@@ -383,6 +388,8 @@ impl Room {
             video_hard_muted: remembered.video_hard_muted,
             hand_raised: false,
             reconnecting: false,
+            screen_sharing: false,
+            can_share_screen: grant.role == Role::Therapist,
         };
         let member = Member {
             info,
@@ -394,6 +401,8 @@ impl Room {
             space: None,
             connected: true,
             epoch: 0,
+            screen_client_track: None,
+            extra_video: Vec::new(),
         };
         self.members.insert(id.clone(), member);
         self.order.push(id.clone());
@@ -441,6 +450,10 @@ impl Room {
         }
         m.peer.send(PeerCommand::Close);
         let old_tracks = std::mem::take(&mut m.tracks);
+        // A share does not survive its peer connection; the client shares again if it wants.
+        m.extra_video.clear();
+        m.screen_client_track = None;
+        m.info.screen_sharing = false;
         m.outbox = outbox;
         m.peer = peer;
         m.ended = Some(ended);
@@ -498,6 +511,9 @@ impl Room {
         }
         m.connected = false;
         m.info.reconnecting = true;
+        m.extra_video.clear();
+        m.screen_client_track = None;
+        m.info.screen_sharing = false;
         let epoch = m.epoch;
         let old_tracks = std::mem::take(&mut m.tracks);
         for t in &old_tracks {
@@ -594,6 +610,10 @@ impl Room {
     }
 
     fn track_published(&mut self, id: &ParticipantId, track: Arc<PublishedTrack>) {
+        if !self.admit_track(id, &track) {
+            return;
+        }
+        let screen = track.source() == crate::signal::protocol::TrackSource::Screen;
         let Some(member) = self.members.get_mut(id) else { return };
         if member.hard_muted(track.kind) {
             track.set_forwarding(false);
@@ -605,15 +625,28 @@ impl Room {
                 other.peer.send(PeerCommand::Subscribe(track.clone()));
             }
         }
+        if screen {
+            self.publish_update(id);
+        }
     }
 
     fn track_ended(&mut self, id: &ParticipantId, track_id: &TrackId) {
         let Some(member) = self.members.get_mut(id) else { return };
+        member.extra_video.retain(|t| &t.id != track_id);
+        let ended_screen = member.tracks.iter().any(|t| &t.id == track_id && t.source() == crate::signal::protocol::TrackSource::Screen);
         member.tracks.retain(|t| &t.id != track_id);
+        if ended_screen {
+            // The browser's own "Stop sharing" ends the track without a message.
+            member.info.screen_sharing = false;
+            member.screen_client_track = None;
+        }
         for (pid, m) in &self.members {
             if pid != id {
                 m.peer.send(PeerCommand::Unsubscribe(track_id.clone()));
             }
+        }
+        if ended_screen {
+            self.publish_update(id);
         }
     }
 
@@ -644,6 +677,7 @@ impl Room {
                 | ClientMessage::OpenBreakouts { .. }
                 | ClientMessage::BroadcastToBreakouts { .. }
                 | ClientMessage::CloseBreakouts { .. }
+                | ClientMessage::AllowScreenShare { .. }
         ) || matches!(&msg, ClientMessage::LowerHand { participant_id: Some(p) } if p != from);
         if moderator_only && !is_therapist {
             return self.error(from, ErrorCode::Forbidden, format!("only a therapist can use `{kind}`"));
@@ -774,6 +808,7 @@ impl Room {
             | ClientMessage::RequestSupport
             | ClientMessage::OpenPrivateRoom { .. }
             | ClientMessage::ClosePrivateRoom { .. }) => self.on_chat(from, msg),
+            msg @ (ClientMessage::ScreenShare { .. } | ClientMessage::AllowScreenShare { .. }) => self.on_screen(from, msg),
             // Connection-level messages never reach the room.
             ClientMessage::Join { .. }
             | ClientMessage::Leave

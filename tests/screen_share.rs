@@ -1,0 +1,114 @@
+//! Screen sharing through the real server with webrtc client peers: the therapist's share
+//! reaches everyone as a separate `screen` stream beside their camera; a participant may share
+//! only once a therapist allows it (a refused share is never forwarded), a revoked permission
+//! stops the share for everyone, and stopping removes it.
+
+mod common;
+
+use std::time::Duration;
+
+use hearth::auth::Role;
+use hearth::client::{MediaClient, MediaOptions};
+use hearth::room::ParticipantId;
+use hearth::signal::protocol::{ClientMessage, ErrorCode, MediaKind, ServerMessage, TrackSource};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn pid(s: &str) -> ParticipantId {
+    ParticipantId::from_trusted(s)
+}
+
+/// Video packets `c` received on `who`'s screen stream.
+fn screen_packets(c: &MediaClient, who: &str) -> u64 {
+    let stream = format!("{who}~screen");
+    c.received().values().filter(|t| t.participant == stream && t.kind == MediaKind::Video).map(|t| t.packets).sum()
+}
+
+async fn grows(f: impl Fn() -> u64, wait: Duration) -> bool {
+    let before = f();
+    common::eventually(wait, || f() > before + 5).await
+}
+
+async fn stays(f: impl Fn() -> u64) -> bool {
+    // Let in-flight packets land, then nothing more may arrive for a while.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let before = f();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    f() == before
+}
+
+async fn updated(c: &mut MediaClient, who: &str, pred: impl Fn(&hearth::signal::protocol::ParticipantInfo) -> bool) {
+    c.wait_for("participantUpdated", WAIT, |m| matches!(m, ServerMessage::ParticipantUpdated { participant } if participant.id == pid(who) && pred(participant)))
+        .await
+        .unwrap_or_else(|e| panic!("{} never saw {who} updated: {e}", c.participant_id));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn screen_sharing_is_forwarded_allowed_revoked_and_stopped() {
+    let server = common::start_open_server().await;
+    let url = common::ws_url(&server);
+    let join = |id: &'static str, role| {
+        let o = MediaOptions::light(&url, "screens", id).with_token(common::token_for(&server, "screens", role, id, id));
+        async move { MediaClient::join(o).await.expect("joins") }
+    };
+    let mut t = join("t", Role::Therapist).await;
+    let mut p = join("p", Role::Participant).await;
+    let mut q = join("q", Role::Participant).await;
+    for c in [&t, &p, &q] {
+        for other in ["t", "p", "q"].iter().filter(|o| **o != c.participant_id.as_str()) {
+            assert!(common::eventually(WAIT, || c.packets_from(&pid(other), MediaKind::Video) > 10).await, "camera media flows");
+        }
+    }
+
+    // The therapist shares: a separate stream, announced as a screen, reaching everyone.
+    t.start_screen_share().await.expect("share");
+    for c in [&mut p, &mut q] {
+        // The roster update and the track announcement travel separately; either may be first.
+        let (mut announced, mut marked) = (None, false);
+        while announced.is_none() || !marked {
+            match c.wait_for("share", WAIT, |m| matches!(m, ServerMessage::TrackPublished { .. } | ServerMessage::ParticipantUpdated { .. })).await {
+                Ok(ServerMessage::TrackPublished { participant_id, stream_id, kind, source: TrackSource::Screen, .. }) => {
+                    announced = Some((participant_id, stream_id, kind));
+                }
+                Ok(ServerMessage::ParticipantUpdated { participant }) if participant.id == pid("t") && participant.screen_sharing => marked = true,
+                Ok(_) => {}
+                Err(e) => panic!("{}: the share was not announced: {e}", c.participant_id),
+            }
+        }
+        assert_eq!(announced, Some((pid("t"), "t~screen".to_string(), MediaKind::Video)));
+    }
+    assert!(grows(|| screen_packets(&p, "t"), WAIT).await && grows(|| screen_packets(&q, "t"), WAIT).await);
+    assert!(grows(|| p.packets_from(&pid("t"), MediaKind::Video), WAIT).await, "the camera keeps flowing beside the share");
+
+    // A participant may not share until allowed: refused, and the track is not forwarded.
+    p.start_screen_share().await.expect("the client tries");
+    let m = p.wait_for("refusal", WAIT, |m| matches!(m, ServerMessage::Error { .. })).await.unwrap();
+    assert!(matches!(m, ServerMessage::Error { code: ErrorCode::Forbidden, .. }), "{m:?}");
+    assert!(stays(|| screen_packets(&q, "p")).await && screen_packets(&q, "p") == 0, "a refused share never reaches anyone");
+    // Only a therapist can allow.
+    q.send(ClientMessage::AllowScreenShare { participant_id: pid("q"), allowed: true });
+    let m = q.wait_for("refusal", WAIT, |m| matches!(m, ServerMessage::Error { .. })).await.unwrap();
+    assert!(matches!(m, ServerMessage::Error { code: ErrorCode::Forbidden, .. }), "{m:?}");
+    p.stop_screen_share().await.expect("gives up");
+
+    // Allowed: the participant's share reaches the others.
+    t.send(ClientMessage::AllowScreenShare { participant_id: pid("p"), allowed: true });
+    updated(&mut p, "p", |i| i.can_share_screen).await;
+    p.start_screen_share().await.expect("share");
+    assert!(grows(|| screen_packets(&q, "p"), WAIT).await, "an allowed share is forwarded");
+
+    // Revoked: it stops for everyone at once, and the participant is told.
+    t.send(ClientMessage::AllowScreenShare { participant_id: pid("p"), allowed: false });
+    updated(&mut p, "p", |i| !i.can_share_screen && !i.screen_sharing).await;
+    assert!(stays(|| screen_packets(&q, "p")).await, "a revoked share stops");
+
+    // The therapist stops: gone for everyone; cameras go on.
+    t.stop_screen_share().await.expect("stop");
+    updated(&mut q, "t", |i| !i.screen_sharing).await;
+    assert!(stays(|| screen_packets(&q, "t")).await, "a stopped share stops");
+    assert!(grows(|| q.packets_from(&pid("t"), MediaKind::Video), WAIT).await);
+    for c in [t, p, q] {
+        c.close().await;
+    }
+    server.shutdown().await;
+}
