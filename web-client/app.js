@@ -430,7 +430,12 @@
 
   function handleMessage(message) {
     handleCoreMessage(message);
-    for (const fn of messageListeners.get(message.type) || []) {
+    emitLocal(message.type, message);
+  }
+
+  // Also for events of this page's own (type `screenTrack`: a remote screen share arrived).
+  function emitLocal(type, message) {
+    for (const fn of messageListeners.get(type) || []) {
       try {
         fn(message);
       } catch (err) {
@@ -1065,6 +1070,11 @@
     const owner = (streamId && state.streamOwners.get(streamId)) || streamId;
     log('remote', track.kind, 'track for', owner);
     if (!owner) return;
+    if (streamId.endsWith('~screen')) {
+      // A shared screen has a stream of its own and is shown apart from the camera (screen.js).
+      emitLocal('screenTrack', { type: 'screenTrack', track, stream: remoteStream, participantId: owner });
+      return;
+    }
     const tile = ensureTile(owner);
     // Each tile owns its own MediaStream so audio and video from separate negotiations end up
     // in one element, and a removed track only takes itself away.
@@ -1529,6 +1539,8 @@
       .classList.toggle('engaged', Boolean(p.videoHardMuted));
     set('spotlight', publisher, state.room.spotlight === p.id ? 'End spotlight' : 'Spotlight')
       .classList.toggle('engaged', state.room.spotlight === p.id);
+    set('screen', moderated, p.canShareScreen ? 'Stop screen sharing' : 'Allow screen sharing')
+      .classList.toggle('engaged', Boolean(p.canShareScreen));
     set('remove', p.role !== 'therapist' && !p.self);
     actions.hidden = confirming || ![...actions.children].some((b) => !b.hidden);
     if (confirming) {
@@ -1676,6 +1688,9 @@
         break;
       case 'spotlight':
         send({ type: 'spotlight', participantId: state.room.spotlight === id ? null : id });
+        break;
+      case 'screen':
+        send({ type: 'allowScreenShare', participantId: id, allowed: !(p && p.canShareScreen) });
         break;
       case 'remove':
         state.confirmRemove = id;
@@ -1975,6 +1990,8 @@
     videoHardMuted: { get: () => state.videoHardMuted, enumerable: true },
     handRaised: { get: () => state.handRaised, enumerable: true },
     log: { get: () => state.log.slice(), enumerable: true },
+    self: { get: () => (state.self ? { ...state.self } : null), enumerable: true },
+    trace: { value: (...args) => log(...args), enumerable: true },
     // Hooks for feature scripts loaded after this one (see handleMessage).
     send: { value: (message) => send(message), enumerable: true },
     onMessage: {

@@ -1,0 +1,106 @@
+//! Screen sharing in real browsers: the therapist shares (Chromium's fake screen capture), the
+//! participant's page shows the screen large, decoded, with the therapist's camera still in
+//! its tile; the participant has no share button until the therapist allows it in one click;
+//! stopping removes the screen from the participant's page.
+//!
+//! Needs Chromium and chromedriver (`scripts/install-test-deps.sh`). Screenshots:
+//! `target/test-artifacts/screen-*.png`.
+
+mod common;
+
+use common::browser::*;
+
+use std::time::Duration;
+
+use hearth::auth::Role;
+use serde_json::json;
+
+const ROOM: &str = "browser-screen";
+const SCREENSHOT_PREFIX: &str = "screen-";
+const TEST_DEADLINE: Duration = Duration::from_secs(120);
+const MEDIA: Duration = Duration::from_secs(30);
+
+/// The participant's page shows a decoded screen on the stage and the therapist's camera tile.
+const SEES_SCREEN_JS: &str = r#"
+const stage = document.querySelector('#screen-stage');
+const video = stage && stage.querySelector('video');
+const tile = document.querySelector(`#tiles .tile.remote[data-participant-id="${arguments[0]}"] video`);
+return Boolean(stage && !stage.hidden && video.videoWidth > 0 && tile && tile.videoWidth > 0
+  && /is sharing their screen/.test(stage.textContent));
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_screen_appears_large_on_the_other_page() {
+    require_browser();
+    tokio::time::timeout(TEST_DEADLINE, run()).await.expect("the screen share browser test took too long");
+}
+
+async fn run() {
+    let artifacts = artifacts_dir(SCREENSHOT_PREFIX);
+    let server = common::start_open_server().await;
+    let driver = ChromeDriver::spawn(&artifacts.join("screen-chromedriver.log")).await;
+    let (tp, pp) = (TempDir::new("screen-therapist"), TempDir::new("screen-pat"));
+    // Headless Chromium grants getDisplayMedia and captures a fake screen with these flags.
+    let sharing = BrowserOptions {
+        extra_args: vec!["--auto-select-desktop-capture-source=Entire screen".into(), "--auto-accept-this-tab-capture".into()],
+        ..BrowserOptions::default()
+    };
+    let (therapist, participant) =
+        tokio::join!(open_browser_with(&driver.url, tp.path(), &sharing), open_browser(&driver.url, pp.path()));
+    let outcome = scenario(&therapist, &participant, &server, &artifacts).await;
+    for (who, page) in [("therapist", &therapist), ("participant", &participant)] {
+        if outcome.is_err() {
+            save_screenshot(page, &artifacts.join(format!("{SCREENSHOT_PREFIX}{who}-failure.png"))).await;
+        }
+        if outcome.is_err() || std::env::var_os("HEARTH_BROWSER_LOGS").is_some() {
+            eprintln!("---- {who}: window.hearth.log ----\n{}", page_log(page).await);
+        }
+    }
+    let _ = tokio::join!(therapist.close(), participant.close());
+    server.shutdown().await;
+    drop(driver);
+    if let Err(message) = outcome {
+        panic!("{message}");
+    }
+}
+
+async fn join(page: &Client, who: &str, server: &hearth::server::RunningServer, role: Role, id: &str, name: &str) -> Result<(), String> {
+    let token = common::token_for(server, ROOM, role, name, id);
+    page.goto(&format!("http://{}/#token={token}", server.addr())).await.map_err(|e| format!("{who}: opening the link: {e}"))?;
+    wait_for(page, &format!("the {who}'s link page"), VISIBLE_JS, &[json!("#link-join-button")]).await?;
+    click(page, who, "#link-join-button").await?;
+    wait_for(page, &format!("the {who} in the room"), "return window.hearth.state === 'joined';", &[]).await
+}
+
+async fn scenario(
+    therapist: &Client,
+    participant: &Client,
+    server: &hearth::server::RunningServer,
+    artifacts: &std::path::Path,
+) -> Result<(), String> {
+    join(therapist, "therapist", server, Role::Therapist, "t-rivera", "Dr. Rivera").await?;
+    join(participant, "participant", server, Role::Participant, "p-pat", "Pat").await?;
+    // The participant may not share yet: no button.
+    wait_for(therapist, "the therapist's share button", VISIBLE_JS, &[json!("#screen-button")]).await?;
+    let hidden = participant.execute("return document.querySelector('#screen-button').hidden;", vec![]).await.map_err(|e| e.to_string())?;
+    if hidden != json!(true) {
+        return Err("the participant sees a share button before being allowed".into());
+    }
+
+    click(therapist, "therapist", "#screen-button").await?;
+    wait_for(therapist, "the 'you are sharing' bar", VISIBLE_JS, &[json!("#screen-sharing-bar")]).await?;
+    wait_for_within(participant, "the therapist's screen, large, beside the camera tile", SEES_SCREEN_JS, &[json!("t-rivera")], MEDIA).await?;
+    save_screenshot(participant, &artifacts.join(format!("{SCREENSHOT_PREFIX}participant-sees-share.png"))).await;
+    save_screenshot(therapist, &artifacts.join(format!("{SCREENSHOT_PREFIX}therapist-sharing.png"))).await;
+
+    // One click in the people list lets the participant share.
+    let allow = r#"#people-list li[data-participant-id="p-pat"] button[data-action="screen"]"#;
+    click(therapist, "therapist", allow).await?;
+    wait_for(participant, "the participant's share button once allowed", VISIBLE_JS, &[json!("#screen-button")]).await?;
+
+    // Stop: the screen leaves the participant's page.
+    click(therapist, "therapist", "#screen-stop").await?;
+    wait_for(participant, "the screen to disappear", "return document.querySelector('#screen-stage').hidden;", &[]).await?;
+    wait_for(therapist, "the sharing bar to go", "return document.querySelector('#screen-sharing-bar').hidden;", &[]).await?;
+    Ok(())
+}
