@@ -8,6 +8,7 @@
 pub mod audio_level;
 pub mod keyframe;
 pub mod peer;
+pub mod simulcast;
 pub mod track;
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -87,6 +88,19 @@ impl SfuEngine {
             rtc::rtp_transceiver::rtp_sender::RtpCodecKind::Audio,
             None,
         )?;
+        // Simulcast layers are told apart by their rid; the first packets of each carry mid and
+        // rid extensions so the receiver can map an SSRC it was never told about.
+        for uri in [
+            "urn:ietf:params:rtp-hdrext:sdes:mid",
+            "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id",
+            "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id",
+        ] {
+            media_engine.register_header_extension(
+                rtc::rtp_transceiver::rtp_sender::RTCRtpHeaderExtensionCapability { uri: uri.to_string() },
+                rtc::rtp_transceiver::rtp_sender::RtpCodecKind::Video,
+                None,
+            )?;
+        }
         let registry = register_default_interceptors(Registry::new(), &mut media_engine)?;
         let registry = registry.with(Slot::from(keyframe::SLOT), keyframe::KeyframeRequestTap::default());
         Ok((media_engine, registry))

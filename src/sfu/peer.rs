@@ -8,7 +8,7 @@
 //! and the client (polite) rolls back and answers ours.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,11 +28,12 @@ use webrtc::peer_connection::{
 };
 use webrtc::rtp_transceiver::RtpSender;
 
-use super::track::{is_vp8_keyframe, rewrite_for_subscriber, PublishedTrack, TrackId};
+use super::simulcast::{choose_layer, layer_name, Rewriter};
+use super::track::{is_vp8_keyframe, rewrite_for_subscriber, Fanned, PublishedTrack, TrackId};
 use super::audio_level::ExtensionId;
 use super::{SfuEngine, SfuError};
 use crate::room::ParticipantId;
-use crate::signal::protocol::{IceCandidate, MediaKind, Sdp, ServerMessage};
+use crate::signal::protocol::{IceCandidate, MediaKind, PauseReason, Sdp, ServerMessage};
 
 /// What the connection and the room may ask of a peer.
 #[derive(Debug)]
@@ -44,6 +45,8 @@ pub enum PeerCommand {
     Unsubscribe(TrackId),
     /// The transport just connected: subscribers need fresh keyframes.
     RequestKeyframes,
+    /// The subscriber shows this video `max_height` pixels high (0: not at all).
+    SetVideoPreference { track_id: TrackId, max_height: u32 },
     Close,
 }
 
@@ -171,7 +174,12 @@ impl PeerConnectionEventHandler for Handler {
 struct Subscription {
     sender: Arc<dyn RtpSender>,
     tasks: [JoinHandle<()>; 2],
+    /// The tile height the subscriber asked for; [`NO_PREFERENCE`] until it says.
+    max_height: Arc<AtomicU32>,
 }
+
+/// No `setVideoPreference` yet: the best layer there is.
+const NO_PREFERENCE: u32 = u32::MAX;
 
 impl Subscription {
     fn stop(self) -> Arc<dyn RtpSender> {
@@ -260,6 +268,16 @@ impl PeerTask {
                 PeerCommand::RequestKeyframes => {
                     for (track, _) in self.subs.values() {
                         track.request_keyframe();
+                    }
+                    Ok(())
+                }
+                PeerCommand::SetVideoPreference { track_id, max_height } => {
+                    match self.subs.get(&track_id) {
+                        Some((track, sub)) if track.kind == MediaKind::Video => sub.max_height.store(max_height, Ordering::Relaxed),
+                        _ => self.signal(ServerMessage::Error {
+                            code: crate::signal::protocol::ErrorCode::UnknownTrack,
+                            message: "no video with that trackId reaches this connection".into(),
+                        }),
                     }
                     Ok(())
                 }
@@ -381,10 +399,19 @@ impl PeerTask {
             }],
         )));
         let sender = self.pc.add_track(local.clone() as Arc<dyn TrackLocal>).await?;
-        let forward =
-            tokio::spawn(forward(track.clone(), local.clone(), sender.clone(), ssrc, track.subscribe(), self.connected.clone()));
+        let max_height = Arc::new(AtomicU32::new(NO_PREFERENCE));
+        let leg = Leg {
+            track: track.clone(),
+            local: local.clone(),
+            sender: sender.clone(),
+            ssrc,
+            connected: self.connected.clone(),
+            max_height: max_height.clone(),
+            events: self.events.clone(),
+        };
+        let forward = tokio::spawn(forward(leg, track.subscribe()));
         let feedback = tokio::spawn(relay_feedback(track.clone(), local));
-        self.subs.insert(track.id.clone(), (track.clone(), Subscription { sender, tasks: [forward, feedback] }));
+        self.subs.insert(track.id.clone(), (track.clone(), Subscription { sender, tasks: [forward, feedback], max_height }));
         self.engine.stats.subscriptions.fetch_add(1, Ordering::Relaxed);
         self.signal(ServerMessage::TrackPublished {
             participant_id: track.publisher.clone(),
@@ -419,60 +446,131 @@ impl PeerTask {
 /// How often a subscription waiting for a keyframe asks again.
 const KEYFRAME_RETRY: Duration = Duration::from_millis(1000);
 
-/// Copies one published track into one subscriber's local track.
-async fn forward(
+/// One subscription's leg: what `forward` needs.
+struct Leg {
     track: Arc<PublishedTrack>,
     local: Arc<TrackLocalStaticRTP>,
     sender: Arc<dyn RtpSender>,
     ssrc: u32,
-    mut rx: broadcast::Receiver<rtc::rtp::Packet>,
     connected: Arc<AtomicBool>,
-) {
-    let gate_on_keyframes = track.kind == MediaKind::Video && track.codec.mime_type.eq_ignore_ascii_case("video/vp8");
-    // Video starts on a keyframe so the subscriber's decoder never starts mid-picture.
-    let mut waiting_for_keyframe = gate_on_keyframes;
+    max_height: Arc<AtomicU32>,
+    events: mpsc::UnboundedSender<PeerEvent>,
+}
+
+impl Leg {
+    fn tell(&self, layer: Option<usize>, paused: Option<PauseReason>) {
+        let layer = if self.track.is_simulcast() { layer.map(layer_name) } else { None };
+        let _ = self.events.send(PeerEvent::Signal(ServerMessage::VideoState {
+            track_id: self.track.id.clone(),
+            layer,
+            paused: paused.is_some(),
+            reason: paused,
+        }));
+    }
+}
+
+/// Copies one published track into one subscriber's local track. Video starts on a keyframe
+/// so the decoder never starts mid-picture; with simulcast, the layer that fits the
+/// subscriber's tile is forwarded, switching on a keyframe of the new layer, and sequence
+/// numbers and timestamps are rewritten so the subscriber sees one continuous stream.
+async fn forward(leg: Leg, mut rx: broadcast::Receiver<Fanned>) {
+    let track = leg.track.clone();
+    let video = track.kind == MediaKind::Video;
+    let gate_on_keyframes = video && track.codec.mime_type.eq_ignore_ascii_case("video/vp8");
+    // The layer being forwarded (`None`: waiting for a keyframe, or paused).
+    let mut current: Option<usize> = None;
+    // The layer wanted: what fits the tile (`None`: paused by preference).
+    let mut wanted: Option<usize> = Some(0);
+    let mut told: Option<(Option<usize>, bool)> = None;
     let mut last_request: Option<Instant> = None;
     let mut payload_type: Option<u8> = None;
+    let mut rewriter = Rewriter::default();
     loop {
-        let mut packet = match rx.recv().await {
+        let (layer, mut packet) = match rx.recv().await {
             Ok(p) => p,
             Err(broadcast::error::RecvError::Lagged(_)) => {
-                waiting_for_keyframe = gate_on_keyframes;
+                current = None;
                 continue;
             }
             Err(broadcast::error::RecvError::Closed) => break,
         };
-        if !connected.load(Ordering::Relaxed) {
-            waiting_for_keyframe = gate_on_keyframes;
+        let layer = usize::from(layer);
+        if !leg.connected.load(Ordering::Relaxed) {
+            current = None;
             continue;
         }
-        if waiting_for_keyframe {
-            if !is_vp8_keyframe(&packet.payload) {
+        if video {
+            let max_height = leg.max_height.load(Ordering::Relaxed);
+            wanted = match max_height {
+                0 => None,
+                _ if track.is_simulcast() => {
+                    let (available, heights) = track.layers();
+                    choose_layer(available, heights, max_height)
+                }
+                _ => Some(0),
+            };
+            if wanted.is_none() {
+                current = None;
+                if told != Some((None, true)) {
+                    leg.tell(None, Some(PauseReason::Preference));
+                    told = Some((None, true));
+                }
+                continue;
+            }
+        }
+        // Keep forwarding the old layer until the new one's keyframe arrives.
+        let switching = wanted != current && Some(layer) == wanted;
+        if switching || current.is_none() {
+            if Some(layer) != wanted {
+                continue;
+            }
+            if gate_on_keyframes && !is_vp8_keyframe(&packet.payload) {
                 if last_request.is_none_or(|t| t.elapsed() >= KEYFRAME_RETRY) {
                     track.request_keyframe();
                     last_request = Some(Instant::now());
                 }
-                continue;
+                if current.is_none() {
+                    continue;
+                }
+            } else {
+                rewriter.switch_to(packet.header.sequence_number, packet.header.timestamp);
+                current = Some(layer);
+                last_request = None;
             }
-            waiting_for_keyframe = false;
+        }
+        if Some(layer) != current {
+            if wanted != current && last_request.is_none_or(|t| t.elapsed() >= KEYFRAME_RETRY) {
+                track.request_keyframe();
+                last_request = Some(Instant::now());
+            }
+            continue;
+        }
+        if video && told != Some((current, false)) {
+            if told.is_some() || track.is_simulcast() {
+                leg.tell(current, None);
+            }
+            told = Some((current, false));
         }
         let pt = match payload_type {
             Some(pt) => pt,
-            None => match negotiated_payload_type(&sender, &track.codec.mime_type).await {
+            None => match negotiated_payload_type(&leg.sender, &track.codec.mime_type).await {
                 Some(pt) => *payload_type.insert(pt),
                 None => {
-                    waiting_for_keyframe = gate_on_keyframes;
+                    current = None;
                     continue; // not negotiated yet
                 }
             },
         };
-        rewrite_for_subscriber(&mut packet, ssrc, pt);
+        let (seq, ts) = rewriter.rewrite(packet.header.sequence_number, packet.header.timestamp);
+        packet.header.sequence_number = seq;
+        packet.header.timestamp = ts;
+        rewrite_for_subscriber(&mut packet, leg.ssrc, pt);
         let bytes = packet.payload.len();
-        if local.write_rtp(packet).await.is_ok() {
+        if leg.local.write_rtp(packet).await.is_ok() {
             track.count_forwarded(bytes);
         } else {
             // Not bound to a negotiated sender yet: start again from a keyframe once it is.
-            waiting_for_keyframe = gate_on_keyframes;
+            current = None;
         }
     }
 }

@@ -6,7 +6,8 @@
 //! the SSRC and payload type are rewritten for the subscriber's leg, and header extensions
 //! (whose ids were negotiated on the publisher's leg) are stripped.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,7 @@ use tokio::sync::broadcast;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
 use super::audio_level::{ExtensionId, Loudness};
+use super::simulcast::{layer_of_rid, vp8_keyframe_size, MAX_LAYERS};
 use super::SfuStats;
 use crate::room::ParticipantId;
 use crate::signal::protocol::{MediaKind, TrackSource};
@@ -36,7 +38,7 @@ pub struct PublishedTrack {
     pub codec: RTCRtpCodec,
     media_ssrc: u32,
     remote: Arc<dyn TrackRemote>,
-    packets: broadcast::Sender<rtp::Packet>,
+    packets: broadcast::Sender<Fanned>,
     /// Cleared by a moderator's hard mute: packets are dropped at the source.
     forwarding: AtomicBool,
     last_keyframe_request: Mutex<Option<Instant>>,
@@ -51,7 +53,15 @@ pub struct PublishedTrack {
     pub client_track_id: String,
     /// Set by the room when the publisher announced this track as a screen share.
     screen: AtomicBool,
+    /// Simulcast: the publisher sends rid-tagged layers.
+    simulcast: AtomicBool,
+    /// Each layer's SSRC (0: not seen) and picture height from its keyframes (0: unknown).
+    layer_ssrc: [AtomicU32; MAX_LAYERS],
+    layer_height: [AtomicU32; MAX_LAYERS],
 }
+
+/// What the fan-out carries: the simulcast layer (0 without simulcast) and the packet.
+pub type Fanned = (u8, rtp::Packet);
 
 impl PublishedTrack {
     pub(crate) fn new(
@@ -81,20 +91,47 @@ impl PublishedTrack {
             audio_level_id,
             client_track_id,
             screen: AtomicBool::new(false),
+            simulcast: AtomicBool::new(false),
+            layer_ssrc: Default::default(),
+            layer_height: Default::default(),
         })
     }
 
     /// Reads RTP from the publisher until the track ends. Runs as the track's own task.
     pub(crate) async fn pump(self: Arc<Self>) {
-        let mut seen = SeqWindow::default();
+        // Sequence numbers are per layer, so duplicates are too.
+        let mut seen: [SeqWindow; MAX_LAYERS] = Default::default();
+        let mut layers: HashMap<u32, usize> = HashMap::new();
         while let Some(event) = self.remote.poll().await {
             match event {
+                TrackRemoteEvent::OnOpen(init) => {
+                    if let Some(rid) = init.rid.as_deref().filter(|r| !r.is_empty()) {
+                        self.simulcast.store(true, Ordering::Relaxed);
+                        let taken = |i: usize| self.layer_ssrc[i].load(Ordering::Relaxed) != 0;
+                        let index = layer_of_rid(rid).or_else(|| (0..MAX_LAYERS).find(|i| !taken(*i)));
+                        if let Some(index) = index {
+                            self.layer_ssrc[index].store(init.ssrc, Ordering::Relaxed);
+                            layers.insert(init.ssrc, index);
+                        }
+                    }
+                }
                 TrackRemoteEvent::OnRtpPacket(packet) => {
                     self.stats.rtp_packets_in.fetch_add(1, Ordering::Relaxed);
                     self.stats.rtp_bytes_in.fetch_add(packet.payload.len() as u64, Ordering::Relaxed);
+                    let layer = match layers.get(&packet.header.ssrc) {
+                        Some(&l) => l,
+                        None if !self.simulcast.load(Ordering::Relaxed) => 0,
+                        // A simulcast stream we have no rid for: nobody could be switched to it.
+                        None => continue,
+                    };
+                    if self.kind == MediaKind::Video {
+                        if let Some((_, height)) = vp8_keyframe_size(&packet.payload) {
+                            self.layer_height[layer].store(u32::from(height), Ordering::Relaxed);
+                        }
+                    }
                     // A retransmission that arrives after the original would otherwise be
                     // multiplied by every subscriber.
-                    if !seen.first_time(packet.header.sequence_number) {
+                    if !seen[layer].first_time(packet.header.sequence_number) {
                         self.stats.rtp_duplicates_dropped.fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
@@ -107,7 +144,7 @@ impl PublishedTrack {
                     strip_for_fanout(&mut packet);
                     if self.forwarding.load(Ordering::Relaxed) {
                         // An error only means nobody subscribes right now.
-                        let _ = self.packets.send(packet);
+                        let _ = self.packets.send((layer as u8, packet));
                     }
                 }
                 TrackRemoteEvent::OnEnded => break,
@@ -138,7 +175,18 @@ impl PublishedTrack {
         }
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<rtp::Packet> {
+    pub fn is_simulcast(&self) -> bool {
+        self.simulcast.load(Ordering::Relaxed)
+    }
+
+    /// Which layers send, and their heights when known.
+    pub fn layers(&self) -> ([bool; MAX_LAYERS], [Option<u32>; MAX_LAYERS]) {
+        let available = std::array::from_fn(|i| self.layer_ssrc[i].load(Ordering::Relaxed) != 0);
+        let heights = std::array::from_fn(|i| Some(self.layer_height[i].load(Ordering::Relaxed)).filter(|h| *h != 0));
+        (available, heights)
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Fanned> {
         self.packets.subscribe()
     }
 
@@ -185,10 +233,15 @@ impl PublishedTrack {
         }
         self.stats.keyframe_requests_sent.fetch_add(1, Ordering::Relaxed);
         let remote = self.remote.clone();
-        let media_ssrc = self.media_ssrc;
+        // Every simulcast layer has its own SSRC and its own keyframes.
+        let mut ssrcs: Vec<u32> = self.layer_ssrc.iter().map(|s| s.load(Ordering::Relaxed)).filter(|s| *s != 0).collect();
+        if ssrcs.is_empty() {
+            ssrcs.push(self.media_ssrc);
+        }
         tokio::spawn(async move {
-            let pli = PictureLossIndication { sender_ssrc: 0, media_ssrc };
-            if let Err(e) = remote.write_rtcp(vec![Box::new(pli)]).await {
+            let plis: Vec<Box<dyn rtc::rtcp::Packet>> =
+                ssrcs.into_iter().map(|media_ssrc| Box::new(PictureLossIndication { sender_ssrc: 0, media_ssrc }) as Box<dyn rtc::rtcp::Packet>).collect();
+            if let Err(e) = remote.write_rtcp(plis).await {
                 tracing::debug!(error = %e, "keyframe request not sent");
             }
         });

@@ -169,6 +169,10 @@ impl Connection {
                     ClientMessage::Offer(sdp) => session.peer.send(PeerCommand::RemoteOffer(sdp.sdp)),
                     ClientMessage::Answer(sdp) => session.peer.send(PeerCommand::RemoteAnswer(sdp.sdp)),
                     ClientMessage::IceCandidate { candidate } => session.peer.send(PeerCommand::RemoteCandidate(candidate)),
+                    // What this connection receives is its own peer's business.
+                    ClientMessage::SetVideoPreference { track_id, max_height } => {
+                        session.peer.send(PeerCommand::SetVideoPreference { track_id, max_height })
+                    }
                     ClientMessage::Join { .. } | ClientMessage::Ping { .. } | ClientMessage::Leave => {}
                     room_level => session.room.send(RoomCommand::Client { from: session.participant.clone(), msg: room_level }).await,
                 }

@@ -76,6 +76,25 @@ pub struct ParticipantInfo {
     pub can_share_screen: bool,
 }
 
+/// A simulcast layer: quarter, half and full resolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SimulcastLayer {
+    Low,
+    Medium,
+    High,
+}
+
+/// Why a subscriber's video is paused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PauseReason {
+    /// The subscriber asked for none (`maxHeight: 0`, a hidden tile).
+    Preference,
+    /// The subscriber's connection cannot carry video now; audio goes on.
+    Bandwidth,
+}
+
 /// What a published track carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
@@ -584,6 +603,10 @@ pub enum ClientMessage {
     ScreenShare { client_track_id: String, active: bool },
     /// Therapist: allow or stop a participant's screen sharing.
     AllowScreenShare { participant_id: ParticipantId, allowed: bool },
+    // ---- simulcast (issue 11) ----
+    /// The height in device pixels at which this subscriber shows a video (its tile); the
+    /// server forwards the simulcast layer that fits. 0: do not send this video now.
+    SetVideoPreference { track_id: String, max_height: u32 },
     // ---- polls (issue 5) ----
     /// Therapist: create and launch a poll; everyone in `scope` gets `pollStarted`.
     CreatePoll {
@@ -719,6 +742,7 @@ impl ClientMessage {
             ClientMessage::AskForHelp => "askForHelp",
             ClientMessage::ScreenShare { .. } => "screenShare",
             ClientMessage::AllowScreenShare { .. } => "allowScreenShare",
+            ClientMessage::SetVideoPreference { .. } => "setVideoPreference",
             ClientMessage::CreatePoll { .. } => "createPoll",
             ClientMessage::Vote { .. } => "vote",
             ClientMessage::ClosePoll { .. } => "closePoll",
@@ -898,6 +922,14 @@ pub enum ServerMessage {
     Error { code: ErrorCode, message: String },
     /// The server is going away (shutdown); the socket closes next.
     Goodbye { reason: String },
+    /// The layer of a video this subscriber receives changed, or its video paused or resumed.
+    VideoState {
+        track_id: String,
+        /// `null` for a video without simulcast layers.
+        layer: Option<SimulcastLayer>,
+        paused: bool,
+        reason: Option<PauseReason>,
+    },
     /// Who is speaking in the receiver's space (the main room or a breakout), from audio
     /// levels; `null` when nobody is. Sent on change only, at most a few times a second.
     ActiveSpeaker { participant_id: Option<ParticipantId> },
@@ -946,6 +978,8 @@ pub enum ErrorCode {
     Negotiation,
     /// The server is shutting down and takes no new joins.
     ShuttingDown,
+    /// `setVideoPreference` named a track this connection does not receive.
+    UnknownTrack,
     /// Relay nodes: the cluster cannot place the room right now (Redis unreachable, or the
     /// room is moving between nodes). Retry in a moment.
     ClusterUnavailable,
@@ -1018,6 +1052,7 @@ impl ErrorCode {
             ErrorCode::Negotiation => "negotiation",
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::ClusterUnavailable => "cluster_unavailable",
+            ErrorCode::UnknownTrack => "unknown_track",
             ErrorCode::Internal => "internal",
             ErrorCode::TokenMissing => "token_missing",
             ErrorCode::TokenExpired => "token_expired",

@@ -815,6 +815,7 @@ impl Room {
             | ClientMessage::Offer(_)
             | ClientMessage::Answer(_)
             | ClientMessage::IceCandidate { .. }
+            | ClientMessage::SetVideoPreference { .. }
             | ClientMessage::Ping { .. } => {}
         }
     }
