@@ -120,6 +120,7 @@ fn server_messages() -> Vec<(&'static str, ServerMessage)> {
                 stream_id: pid.to_string(),
                 track_id: format!("{pid}/video/1"),
                 kind: MediaKind::Video,
+                source: hearth::signal::protocol::TrackSource::Camera,
             },
         ),
         ("iceCandidate", ServerMessage::IceCandidate { candidate: candidate() }),
