@@ -66,7 +66,16 @@ pub struct MediaOptions {
     /// Send the ssrc-audio-level header extension on audio with this level (−dBov: 0 is the
     /// loudest, 127 silence), as browsers do; `None`: no extension. See `set_audio_level`.
     pub audio_level: Option<u8>,
+    /// Publish camera video as simulcast: layers `q`, `h`, `f` (quarter, half, full), each
+    /// its own SSRC, at 1/4, 1/2 and all of the video's packet size. Every layer's payload
+    /// carries its index at byte [`LAYER_MARKER`], so a receiver can tell which one it got.
+    pub simulcast: bool,
 }
+
+/// Where a simulcast layer's payload says which layer it is (after the probe).
+pub const LAYER_MARKER: usize = PROBE_LEN;
+/// The rids a simulcast publisher uses, lowest first.
+pub const SIMULCAST_RIDS: [&str; 3] = ["q", "h", "f"];
 
 /// Video shaped like a camera encoder's output: `fps` frames a second averaging `kbps`, each
 /// frame cut into packets of at most `max_packet` payload bytes sent back to back (as an
@@ -133,6 +142,7 @@ impl MediaOptions {
             video_profile: None,
             fallback_urls: Vec::new(),
             audio_level: None,
+            simulcast: false,
         }
     }
 }
@@ -158,6 +168,12 @@ pub struct ReceivedTrack {
     pub duplicates: u64,
     /// First arrivals of probes after a higher one (reordered, or recovered by retransmission).
     pub late: u64,
+    /// Largest forward step of the RTP sequence number between two packets (1 when nothing
+    /// was lost; a layer switch that broke continuity shows here).
+    pub max_seq_step: u16,
+    /// Video packets by the simulcast layer their payload says they belong to (byte
+    /// [`LAYER_MARKER`]; a non-simulcast publisher's video counts as layer 0).
+    pub layers: [u64; 3],
     last_seq: Option<u16>,
     /// Which of the last `PROBE_WINDOW` probes (up to `probe_max`) have arrived, one bit each.
     recent: [u64; PROBE_WINDOW / 64],
@@ -333,6 +349,8 @@ fn record(received: &Received, key: &str, participant: &str, kind: MediaKind, p:
         latencies_us: Vec::new(),
         duplicates: 0,
         late: 0,
+        max_seq_step: 0,
+        layers: [0; 3],
         last_seq: None,
         recent: [0; PROBE_WINDOW / 64],
     });
@@ -340,11 +358,18 @@ fn record(received: &Received, key: &str, participant: &str, kind: MediaKind, p:
         let delta = p.header.sequence_number.wrapping_sub(last);
         if delta == 0 || delta > 0x8000 {
             t.seq_regressions += 1;
+        } else {
+            t.max_seq_step = t.max_seq_step.max(delta);
         }
     }
     t.last_seq = Some(p.header.sequence_number);
     t.packets += 1;
     t.bytes += p.payload.len() as u64;
+    if kind == MediaKind::Video {
+        if let Some(&layer) = p.payload.get(LAYER_MARKER).filter(|l| **l < 3) {
+            t.layers[usize::from(layer)] += 1;
+        }
+    }
     t.first_at.get_or_insert(now);
     t.last_at = Some(now);
     if let Some((sent_us, seq)) = read_probe(&p.payload) {
@@ -389,6 +414,97 @@ pub fn read_probe(payload: &[u8]) -> Option<(u64, u64)> {
 
 fn local_track(kind: MediaKind, name: &str) -> (Arc<TrackLocalStaticRTP>, u32) {
     local_track_labelled(kind, name, &format!("{name}-{kind:?}"))
+}
+
+/// A simulcast camera: one track, three encodings (rids q/h/f), each with its own SSRC.
+fn simulcast_track(name: &str) -> (Arc<TrackLocalStaticRTP>, [u32; 3]) {
+    let ssrcs: [u32; 3] = std::array::from_fn(|_| rand::random());
+    let codec = RTCRtpCodec { mime_type: "video/VP8".into(), clock_rate: 90000, channels: 0, sdp_fmtp_line: String::new(), rtcp_feedback: vec![] };
+    let label = format!("{name}-Video");
+    let codings = SIMULCAST_RIDS
+        .iter()
+        .zip(ssrcs)
+        .map(|(rid, ssrc)| RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters { rid: rid.to_string(), ssrc: Some(ssrc), ..Default::default() },
+            codec: codec.clone(),
+            ..Default::default()
+        })
+        .collect();
+    let track = TrackLocalStaticRTP::new(MediaStreamTrack::new(format!("client-{name}"), label.clone(), label, RtpCodecKind::Video, codings));
+    (Arc::new(track), ssrcs)
+}
+
+/// Sends three simulcast layers of synthetic VP8: at `pps` each, payloads of 1/4, 1/2 and 1 times
+/// `size`, keyframes every second, every packet carrying its layer's mid and rid extensions
+/// (what lets the receiver map an SSRC it was never told about to its rid).
+async fn send_simulcast(
+    pc: Arc<dyn PeerConnection>,
+    track: Arc<TrackLocalStaticRTP>,
+    ssrcs: [u32; 3],
+    sender: Arc<dyn RtpSender>,
+    pps: u32,
+    size: usize,
+    sending: Arc<AtomicBool>,
+) {
+    // Extension ids and the mid exist once negotiation is done.
+    let (mid_id, rid_id, mid) = loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let Ok(params) = sender.get_parameters().await else { continue };
+        let id_of = |uri: &str| params.rtp_parameters.header_extensions.iter().find(|e| e.uri == uri).map(|e| e.id as u8);
+        let (Some(mid_id), Some(rid_id)) = (id_of("urn:ietf:params:rtp-hdrext:sdes:mid"), id_of("urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"))
+        else {
+            continue;
+        };
+        let mut mid = None;
+        for t in pc.get_transceivers().await {
+            if let Ok(Some(s)) = t.sender().await {
+                if s.id() == sender.id() {
+                    mid = t.mid().await.ok().flatten();
+                }
+            }
+        }
+        if let Some(mid) = mid {
+            break (mid_id, rid_id, mid);
+        }
+    };
+    let mut tick = tokio::time::interval(Duration::from_secs(1) / pps);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seqs: [u16; 3] = std::array::from_fn(|_| rand::random());
+    let mut ts: [u32; 3] = std::array::from_fn(|_| rand::random());
+    let mut probe: u64 = 0;
+    let step = 90_000 / pps;
+    loop {
+        tick.tick().await;
+        if !sending.load(Ordering::Relaxed) {
+            continue;
+        }
+        let keyframe = probe % u64::from(pps) == 0;
+        for layer in 0..3 {
+            let layer_size = (size >> (2 - layer)).max(LAYER_MARKER + 1);
+            let mut payload = synthetic_payload(layer_size, keyframe, probe).to_vec();
+            payload[LAYER_MARKER] = layer as u8;
+            let mut header = rtp::header::Header {
+                version: 2,
+                marker: true,
+                payload_type: 96,
+                sequence_number: seqs[layer],
+                timestamp: ts[layer],
+                ssrc: ssrcs[layer],
+                ..Default::default()
+            };
+            let rid = SIMULCAST_RIDS[layer];
+            if header.set_extension(mid_id, Bytes::from(mid.clone())).is_err()
+                || header.set_extension(rid_id, Bytes::from(rid.to_string())).is_err()
+            {
+                continue;
+            }
+            if track.write_rtp(rtp::Packet { header, payload: Bytes::from(payload) }).await.is_ok() {
+                seqs[layer] = seqs[layer].wrapping_add(1);
+            }
+            ts[layer] = ts[layer].wrapping_add(step);
+        }
+        probe += 1;
+    }
 }
 
 /// A local track whose msid track id (what the server sees as the client's track id) is `label`.
@@ -538,6 +654,11 @@ impl MediaClient {
             RtpCodecKind::Audio,
             None,
         )?;
+        if opts.simulcast {
+            for uri in ["urn:ietf:params:rtp-hdrext:sdes:mid", "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"] {
+                media_engine.register_header_extension(RTCRtpHeaderExtensionCapability { uri: uri.to_string() }, RtpCodecKind::Video, None)?;
+            }
+        }
         let registry = register_default_interceptors(Registry::new(), &mut media_engine)?;
         let pc = PeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().build())
@@ -554,13 +675,20 @@ impl MediaClient {
         if opts.publish_audio {
             locals.push((MediaKind::Audio, local_track(MediaKind::Audio, &opts.name)));
         }
-        if opts.publish_video {
-            locals.push((MediaKind::Video, local_track(MediaKind::Video, &opts.name)));
-        }
+        let simulcast = if opts.publish_video && opts.simulcast {
+            let (track, ssrcs) = simulcast_track(&opts.name);
+            let sender = pc.add_track(track.clone() as Arc<dyn TrackLocal>).await?;
+            Some((track, ssrcs, sender))
+        } else {
+            if opts.publish_video {
+                locals.push((MediaKind::Video, local_track(MediaKind::Video, &opts.name)));
+            }
+            None
+        };
         for (_, (t, _)) in &locals {
             pc.add_track(t.clone() as Arc<dyn TrackLocal>).await?;
         }
-        if locals.is_empty() {
+        if locals.is_empty() && simulcast.is_none() {
             // A receive-only participant (like the web client without camera or microphone):
             // an offer with no media section has no ICE credentials and cannot be answered.
             for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
@@ -647,6 +775,9 @@ impl MediaClient {
 
         let sending = Arc::new(AtomicBool::new(true));
         let audio_level = Arc::new(AtomicU8::new(opts.audio_level.map_or(NO_AUDIO_LEVEL, |l| l.min(127))));
+        if let Some((track, ssrcs, sender)) = simulcast {
+            tasks.push(tokio::spawn(send_simulcast(pc.clone(), track, ssrcs, sender, opts.video_pps.max(1), opts.video_payload, sending.clone())));
+        }
         for (kind, (track, ssrc)) in locals {
             let (pps, size, pt, clock) = match kind {
                 MediaKind::Audio => (opts.audio_pps, opts.audio_payload, 111u8, 48_000u32),
