@@ -1051,6 +1051,8 @@ mod tests {
             latencies_us: Vec::new(),
             duplicates: 0,
             late: 0,
+            max_seq_step: 0,
+            layers: [0; 3],
             last_seq: None,
             recent: [0; PROBE_WINDOW / 64],
         }

@@ -6,6 +6,7 @@
 //! Who receives whom is not decided here: the room tells each peer to subscribe or unsubscribe.
 
 pub mod audio_level;
+pub mod bwe;
 pub mod keyframe;
 pub mod peer;
 pub mod simulcast;
@@ -79,7 +80,7 @@ impl SfuEngine {
         peer::spawn(self.clone(), participant, events).await
     }
 
-    fn media_engine_and_registry(&self) -> Result<(MediaEngine, Registry), SfuError> {
+    fn media_engine_and_registry(&self, feedback: Arc<bwe::FeedbackSink>) -> Result<(MediaEngine, Registry), SfuError> {
         let mut media_engine = MediaEngine::default();
         media_engine.register_default_codecs()?;
         // Audio levels feed active-speaker detection (the room decides; see `audio_level`).
@@ -102,7 +103,9 @@ impl SfuEngine {
             )?;
         }
         let registry = register_default_interceptors(Registry::new(), &mut media_engine)?;
-        let registry = registry.with(Slot::from(keyframe::SLOT), keyframe::KeyframeRequestTap::default());
+        let registry = registry
+            .with(Slot::from(keyframe::SLOT), keyframe::KeyframeRequestTap::default())
+            .with(Slot::from(bwe::SLOT), bwe::FeedbackTap::new(feedback));
         Ok((media_engine, registry))
     }
 

@@ -31,6 +31,7 @@ use webrtc::rtp_transceiver::RtpSender;
 use super::simulcast::{choose_layer, layer_name, Rewriter};
 use super::track::{is_vp8_keyframe, rewrite_for_subscriber, Fanned, PublishedTrack, TrackId};
 use super::audio_level::ExtensionId;
+use super::bwe::{fit_layer, Estimator, FeedbackSink};
 use super::{SfuEngine, SfuError};
 use crate::room::ParticipantId;
 use crate::signal::protocol::{IceCandidate, MediaKind, PauseReason, Sdp, ServerMessage};
@@ -206,6 +207,8 @@ struct PeerTask {
     early_candidates: Vec<RTCIceCandidateInit>,
     connected: Arc<AtomicBool>,
     audio_level_id: Arc<ExtensionId>,
+    /// What the client reports about the streams we send it (loss, REMB).
+    feedback: Arc<FeedbackSink>,
 }
 
 pub(super) async fn spawn(
@@ -214,7 +217,8 @@ pub(super) async fn spawn(
     events: mpsc::UnboundedSender<PeerEvent>,
 ) -> Result<PeerHandle, SfuError> {
     let (tx, rx) = mpsc::unbounded_channel();
-    let (media_engine, registry) = engine.media_engine_and_registry()?;
+    let feedback = Arc::new(FeedbackSink::default());
+    let (media_engine, registry) = engine.media_engine_and_registry(feedback.clone())?;
     let connected = Arc::new(AtomicBool::new(false));
     let audio_level_id = Arc::new(ExtensionId::default());
     let handler = Arc::new(Handler {
@@ -251,6 +255,7 @@ pub(super) async fn spawn(
         early_candidates: Vec::new(),
         connected,
         audio_level_id,
+        feedback,
     };
     tokio::spawn(task.run(rx).instrument(info_span!("peer", participant = %participant)));
     Ok(PeerHandle { tx })
@@ -408,6 +413,7 @@ impl PeerTask {
             connected: self.connected.clone(),
             max_height: max_height.clone(),
             events: self.events.clone(),
+            feedback: self.feedback.clone(),
         };
         let forward = tokio::spawn(forward(leg, track.subscribe()));
         let feedback = tokio::spawn(relay_feedback(track.clone(), local));
@@ -446,6 +452,52 @@ impl PeerTask {
 /// How often a subscription waiting for a keyframe asks again.
 const KEYFRAME_RETRY: Duration = Duration::from_millis(1000);
 
+/// How often a leg looks at its feedback.
+const BWE_EVERY: Duration = Duration::from_millis(200);
+
+/// Bitrates over one-second windows: of each layer as it arrives, and of what a leg sends.
+#[derive(Default)]
+struct Rates {
+    window_start: Option<Instant>,
+    layer_bytes: [u64; 3],
+    sent_bytes: u64,
+    layer_bps: [f64; 3],
+    sent_bps: f64,
+    windows: u32,
+}
+
+impl Rates {
+    fn arrived(&mut self, layer: usize, bytes: usize) {
+        let start = *self.window_start.get_or_insert_with(Instant::now);
+        let elapsed = start.elapsed();
+        if elapsed >= Duration::from_secs(1) {
+            let secs = elapsed.as_secs_f64();
+            // RTP and UDP/IP headers are about 50 bytes a packet; payload dominates video.
+            self.layer_bps = self.layer_bytes.map(|b| b as f64 * 8.0 / secs);
+            self.sent_bps = self.sent_bytes as f64 * 8.0 / secs;
+            self.layer_bytes = [0; 3];
+            self.sent_bytes = 0;
+            self.window_start = Some(Instant::now());
+            self.windows += 1;
+        }
+        if let Some(b) = self.layer_bytes.get_mut(layer) {
+            *b += bytes as u64;
+        }
+    }
+
+    fn sent(&mut self, bytes: usize) {
+        self.sent_bytes += bytes as u64;
+    }
+
+    fn known(&self) -> bool {
+        self.windows > 0
+    }
+
+    fn sending_bps(&self) -> f64 {
+        self.sent_bps
+    }
+}
+
 /// One subscription's leg: what `forward` needs.
 struct Leg {
     track: Arc<PublishedTrack>,
@@ -455,6 +507,7 @@ struct Leg {
     connected: Arc<AtomicBool>,
     max_height: Arc<AtomicU32>,
     events: mpsc::UnboundedSender<PeerEvent>,
+    feedback: Arc<FeedbackSink>,
 }
 
 impl Leg {
@@ -481,10 +534,14 @@ async fn forward(leg: Leg, mut rx: broadcast::Receiver<Fanned>) {
     let mut current: Option<usize> = None;
     // The layer wanted: what fits the tile (`None`: paused by preference).
     let mut wanted: Option<usize> = Some(0);
-    let mut told: Option<(Option<usize>, bool)> = None;
+    let mut told: Option<(Option<usize>, Option<PauseReason>)> = None;
     let mut last_request: Option<Instant> = None;
     let mut payload_type: Option<u8> = None;
     let mut rewriter = Rewriter::default();
+    // Bandwidth: each layer's bitrate as it arrives, what this leg sends, the estimate.
+    let mut rates = Rates::default();
+    let mut estimator = Estimator::default();
+    let mut last_estimate = Instant::now();
     loop {
         let (layer, mut packet) = match rx.recv().await {
             Ok(p) => p,
@@ -495,28 +552,50 @@ async fn forward(leg: Leg, mut rx: broadcast::Receiver<Fanned>) {
             Err(broadcast::error::RecvError::Closed) => break,
         };
         let layer = usize::from(layer);
+        rates.arrived(layer, packet.payload.len());
         if !leg.connected.load(Ordering::Relaxed) {
             current = None;
             continue;
         }
         if video {
             let max_height = leg.max_height.load(Ordering::Relaxed);
-            wanted = match max_height {
+            let (available, heights) = if track.is_simulcast() { track.layers() } else { ([true, false, false], [None; 3]) };
+            let preferred = match max_height {
                 0 => None,
-                _ if track.is_simulcast() => {
-                    let (available, heights) = track.layers();
-                    choose_layer(available, heights, max_height)
+                _ => choose_layer(available, heights, max_height),
+            };
+            if last_estimate.elapsed() >= BWE_EVERY {
+                last_estimate = Instant::now();
+                estimator.update(leg.feedback.get(leg.ssrc), rates.sending_bps());
+            }
+            let fitted = match preferred {
+                Some(p) if rates.known() => fit_layer(p, &rates.layer_bps, &available, estimator.estimate()),
+                other => other,
+            };
+            wanted = match (preferred, fitted) {
+                // Paused for bandwidth: now and then try the lowest layer again.
+                (Some(_), None) => {
+                    let lowest = available.iter().position(|a| *a);
+                    match lowest {
+                        Some(l) if estimator.probe_due(rates.layer_bps[l] * 1.3) => Some(l),
+                        _ => None,
+                    }
                 }
-                _ => Some(0),
+                (_, fitted) => fitted,
             };
             if wanted.is_none() {
                 current = None;
-                if told != Some((None, true)) {
-                    leg.tell(None, Some(PauseReason::Preference));
-                    told = Some((None, true));
+                let reason = if preferred.is_none() { PauseReason::Preference } else { PauseReason::Bandwidth };
+                if told != Some((None, Some(reason))) {
+                    if reason == PauseReason::Bandwidth {
+                        tracing::debug!(track = %track.id, "video paused to keep audio");
+                    }
+                    leg.tell(None, Some(reason));
+                    told = Some((None, Some(reason)));
                 }
                 continue;
             }
+            estimator.reset_probe_timer();
         }
         // Keep forwarding the old layer until the new one's keyframe arrives.
         let switching = wanted != current && Some(layer) == wanted;
@@ -545,11 +624,11 @@ async fn forward(leg: Leg, mut rx: broadcast::Receiver<Fanned>) {
             }
             continue;
         }
-        if video && told != Some((current, false)) {
+        if video && told != Some((current, None)) {
             if told.is_some() || track.is_simulcast() {
                 leg.tell(current, None);
             }
-            told = Some((current, false));
+            told = Some((current, None));
         }
         let pt = match payload_type {
             Some(pt) => pt,
@@ -568,6 +647,7 @@ async fn forward(leg: Leg, mut rx: broadcast::Receiver<Fanned>) {
         let bytes = packet.payload.len();
         if leg.local.write_rtp(packet).await.is_ok() {
             track.count_forwarded(bytes);
+            rates.sent(bytes);
         } else {
             // Not bound to a negotiated sender yet: start again from a keyframe once it is.
             current = None;

@@ -1,0 +1,209 @@
+//! How much video each subscriber's connection can take, from its own feedback.
+//!
+//! [`FeedbackTap`] sits wire-most in a peer's interceptor chain and, without changing anything,
+//! notes every receiver report block (fraction lost) and REMB the subscriber sends about the
+//! streams we send it, keyed by our SSRC. Each subscription's forward task turns those notes
+//! into an estimate with a loss-based controller in the style of GCC's (RFC draft
+//! draft-ietf-rmcat-gcc): above 10 % loss the rate drops in proportion, below 2 % it grows by
+//! 8 % a report, and a REMB caps it. The forward task then picks the simulcast layer that fits,
+//! or pauses video (never audio) when not even the lowest layer does, and probes back up.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rtc::interceptor::{Interceptor, Packet, StreamInfo, TaggedPacket};
+use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
+use rtc::rtcp::receiver_report::ReceiverReport;
+use rtc::sansio::Protocol;
+use rtc::shared::error::Error;
+
+/// Registry position: before every default interceptor, so it sees reports they consume.
+pub const SLOT: usize = 500;
+
+/// What a subscriber last said about one stream we send it.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct Feedback {
+    /// Receiver reports so far (a new one is a new loss figure).
+    pub reports: u64,
+    /// Fraction lost in the last report, 0.0..=1.0.
+    pub loss: f64,
+    /// The last REMB, bits per second.
+    pub remb_bps: Option<f64>,
+}
+
+/// Feedback per SSRC of ours, shared by a peer's tap and its forward tasks.
+#[derive(Debug, Default)]
+pub struct FeedbackSink(Mutex<HashMap<u32, Feedback>>);
+
+impl FeedbackSink {
+    pub fn get(&self, ssrc: u32) -> Feedback {
+        self.0.lock().ok().and_then(|m| m.get(&ssrc).copied()).unwrap_or_default()
+    }
+
+    fn note(&self, packets: &[Box<dyn rtc::rtcp::Packet>]) {
+        let Ok(mut map) = self.0.lock() else { return };
+        for p in packets {
+            let any = p.as_any();
+            if let Some(rr) = any.downcast_ref::<ReceiverReport>() {
+                for block in &rr.reports {
+                    let f = map.entry(block.ssrc).or_default();
+                    f.reports += 1;
+                    f.loss = f64::from(block.fraction_lost) / 256.0;
+                }
+            } else if let Some(remb) = any.downcast_ref::<ReceiverEstimatedMaximumBitrate>() {
+                for ssrc in &remb.ssrcs {
+                    map.entry(*ssrc).or_default().remb_bps = Some(f64::from(remb.bitrate));
+                }
+            }
+        }
+    }
+}
+
+/// The interceptor: notes feedback and passes everything on unchanged.
+pub struct FeedbackTap {
+    sink: Arc<FeedbackSink>,
+    read: VecDeque<TaggedPacket>,
+    write: VecDeque<TaggedPacket>,
+}
+
+impl FeedbackTap {
+    pub fn new(sink: Arc<FeedbackSink>) -> Self {
+        Self { sink, read: VecDeque::new(), write: VecDeque::new() }
+    }
+}
+
+impl Protocol<TaggedPacket, TaggedPacket, ()> for FeedbackTap {
+    type Rout = TaggedPacket;
+    type Wout = TaggedPacket;
+    type Eout = ();
+    type Error = Error;
+    type Time = Instant;
+
+    fn handle_read(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        if let Packet::Rtcp(packets) = &msg.message.packet {
+            self.sink.note(packets);
+        }
+        self.read.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_read(&mut self) -> Option<Self::Rout> {
+        self.read.pop_front()
+    }
+
+    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        self.write.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_write(&mut self) -> Option<Self::Wout> {
+        self.write.pop_front()
+    }
+}
+
+impl Interceptor for FeedbackTap {
+    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
+}
+
+/// A subscription's bandwidth estimate for its video.
+#[derive(Debug)]
+pub struct Estimator {
+    /// Bits per second; `None` until feedback says anything (no cap).
+    estimate: Option<f64>,
+    seen_reports: u64,
+    last_probe: Instant,
+}
+
+/// Above this loss the estimate drops.
+const HIGH_LOSS: f64 = 0.10;
+/// Below this loss it grows.
+const LOW_LOSS: f64 = 0.02;
+/// Paused for bandwidth: try the lowest layer again this often.
+pub const PROBE_EVERY: Duration = Duration::from_secs(3);
+
+impl Default for Estimator {
+    fn default() -> Self {
+        Self { estimate: None, seen_reports: 0, last_probe: Instant::now() }
+    }
+}
+
+impl Estimator {
+    /// Takes in the latest feedback; `sending_bps` is what this leg has been sending.
+    pub fn update(&mut self, feedback: Feedback, sending_bps: f64) {
+        if feedback.reports != self.seen_reports {
+            self.seen_reports = feedback.reports;
+            let base = self.estimate.unwrap_or(f64::MAX).min(sending_bps.max(1.0));
+            if feedback.loss > HIGH_LOSS {
+                self.estimate = Some(base * (1.0 - 0.5 * feedback.loss));
+            } else if feedback.loss < LOW_LOSS {
+                if let Some(e) = self.estimate {
+                    self.estimate = Some(e.max(sending_bps) * 1.08);
+                }
+            }
+        }
+        if let (Some(remb), Some(e)) = (feedback.remb_bps, self.estimate) {
+            self.estimate = Some(e.min(remb));
+        } else if let Some(remb) = feedback.remb_bps {
+            self.estimate = Some(remb);
+        }
+    }
+
+    /// Bits per second this leg may use; `None`: no limit known.
+    pub fn estimate(&self) -> Option<f64> {
+        self.estimate
+    }
+
+    /// While paused for bandwidth: time to try again (raises the estimate to `to_bps`).
+    pub fn probe_due(&mut self, to_bps: f64) -> bool {
+        if self.last_probe.elapsed() < PROBE_EVERY {
+            return false;
+        }
+        self.last_probe = Instant::now();
+        self.estimate = Some(self.estimate.unwrap_or(0.0).max(to_bps));
+        true
+    }
+
+    pub fn reset_probe_timer(&mut self) {
+        self.last_probe = Instant::now();
+    }
+}
+
+/// The best layer at most `preferred` whose bitrate fits `estimate` (with 15 % headroom);
+/// `None` when not even the lowest sending layer fits.
+pub fn fit_layer(preferred: usize, bitrates: &[f64], available: &[bool], estimate: Option<f64>) -> Option<usize> {
+    let Some(estimate) = estimate else { return Some(preferred) };
+    (0..=preferred).rev().find(|&i| available.get(i).copied().unwrap_or(false) && bitrates.get(i).copied().unwrap_or(0.0) * 1.15 <= estimate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loss_lowers_and_clean_reports_raise_the_estimate() {
+        let mut e = Estimator::default();
+        assert_eq!(e.estimate(), None, "no feedback, no cap");
+        e.update(Feedback { reports: 1, loss: 0.5, remb_bps: None }, 1_000_000.0);
+        assert_eq!(e.estimate(), Some(750_000.0));
+        e.update(Feedback { reports: 1, loss: 0.5, remb_bps: None }, 1_000_000.0);
+        assert_eq!(e.estimate(), Some(750_000.0), "the same report counts once");
+        e.update(Feedback { reports: 2, loss: 0.0, remb_bps: None }, 700_000.0);
+        assert_eq!(e.estimate(), Some(810_000.0));
+        e.update(Feedback { reports: 3, loss: 0.05, remb_bps: Some(300_000.0) }, 700_000.0);
+        assert_eq!(e.estimate(), Some(300_000.0), "a REMB caps it");
+    }
+
+    #[test]
+    fn layers_fit_the_estimate() {
+        let rates = [100_000.0, 300_000.0, 1_000_000.0];
+        let all = [true; 3];
+        assert_eq!(fit_layer(2, &rates, &all, None), Some(2));
+        assert_eq!(fit_layer(2, &rates, &all, Some(400_000.0)), Some(1));
+        assert_eq!(fit_layer(0, &rates, &all, Some(5_000_000.0)), Some(0), "never above the preference");
+        assert_eq!(fit_layer(2, &rates, &all, Some(50_000.0)), None, "pause");
+    }
+}
