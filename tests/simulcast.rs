@@ -122,3 +122,62 @@ async fn subscribers_get_the_layer_that_fits_their_tile() {
     }
     server.shutdown().await;
 }
+
+/// A subscriber on a weakening network: its own feedback (real loss from a throttle in front
+/// of its receiver reports) makes the server switch it down a layer, then pause its video while
+/// its audio goes on, then bring video back and up again when the network recovers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_subscriber_is_switched_down_paused_and_restored() {
+    let server = common::start_open_server().await;
+    let url = common::ws_url(&server);
+    let opts = |id: &str, publish: bool| {
+        let mut o = MediaOptions::light(&url, "weak", id).with_token(common::token_for(&server, "weak", Role::Participant, id, id));
+        o.publish_video = publish;
+        o.publish_audio = publish;
+        o.simulcast = publish;
+        o.video_payload = 800; // layers of about 50, 100 and 200 kbit/s
+        o
+    };
+    let mut sub = MediaClient::join(opts("sub", false)).await.expect("joins");
+    let publisher = MediaClient::join(opts("pub", true)).await.expect("publisher joins");
+    let track = video_track_id(&mut sub, "pub").await;
+    sub.send(ClientMessage::SetVideoPreference { track_id: track, max_height: 720 });
+    settles_on(&sub, "pub", 2).await.unwrap();
+
+    // Room for the middle layer only.
+    sub.set_throttle(Some(140));
+    sub.wait_for("switched down", Duration::from_secs(20), |m| matches!(m, ServerMessage::VideoState { layer: Some(SimulcastLayer::Medium | SimulcastLayer::Low), .. }))
+        .await
+        .expect("the server switched the weak subscriber down");
+
+    // Not even room for the lowest: video pauses, audio goes on.
+    sub.set_throttle(Some(25));
+    sub.wait_for("paused", Duration::from_secs(20), |m| matches!(m, ServerMessage::VideoState { paused: true, reason: Some(PauseReason::Bandwidth), .. }))
+        .await
+        .expect("video paused to keep the audio");
+    let audio = sub.packets_from(&pid("pub"), MediaKind::Audio);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(sub.packets_from(&pid("pub"), MediaKind::Audio) > audio + 30, "audio keeps flowing while video is paused");
+
+    // The network recovers: video resumes and climbs back to the layer the tile wants.
+    sub.set_throttle(None);
+    sub.wait_for("resumed", Duration::from_secs(20), |m| matches!(m, ServerMessage::VideoState { paused: false, .. }))
+        .await
+        .expect("video resumes");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if settles_on(&sub, "pub", 2).await.is_ok() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never climbed back to the high layer");
+    }
+    // Once the network is clean again the stream is in order (the throttle's losses brought
+    // retransmissions that arrive late; those are the network's, not the rewriter's).
+    let before = video_track(&sub, "pub").seq_regressions;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = video_track(&sub, "pub");
+    assert_eq!(after.seq_regressions, before, "the sequence goes forward on a clean network");
+    sub.close().await;
+    publisher.close().await;
+    server.shutdown().await;
+}

@@ -70,6 +70,9 @@ pub struct MediaOptions {
     /// its own SSRC, at 1/4, 1/2 and all of the video's packet size. Every layer's payload
     /// carries its index at byte [`LAYER_MARKER`], so a receiver can tell which one it got.
     pub simulcast: bool,
+    /// Drop inbound video beyond this many kbit/s, as a weak network would (see
+    /// [`super::throttle`]); `None`: no limit. Changeable later with `set_throttle`.
+    pub throttle_kbps: Option<u32>,
 }
 
 /// Where a simulcast layer's payload says which layer it is (after the probe).
@@ -143,6 +146,7 @@ impl MediaOptions {
             fallback_urls: Vec::new(),
             audio_level: None,
             simulcast: false,
+            throttle_kbps: None,
         }
     }
 }
@@ -258,6 +262,8 @@ pub struct MediaClient {
     audio_level: Arc<AtomicU8>,
     /// A screen share being published: its sender and the task sending its RTP.
     screen: Option<(Arc<dyn RtpSender>, JoinHandle<()>)>,
+    /// Inbound video limit, kbit/s (0: none).
+    throttle: super::throttle::Limit,
 }
 
 /// `audio_level` value meaning "send no audio-level extension".
@@ -659,7 +665,9 @@ impl MediaClient {
                 media_engine.register_header_extension(RTCRtpHeaderExtensionCapability { uri: uri.to_string() }, RtpCodecKind::Video, None)?;
             }
         }
-        let registry = register_default_interceptors(Registry::new(), &mut media_engine)?;
+        let throttle: super::throttle::Limit = Arc::new(std::sync::atomic::AtomicU32::new(opts.throttle_kbps.unwrap_or(0)));
+        let registry = register_default_interceptors(Registry::new(), &mut media_engine)?
+            .with(rtc::interceptor::Slot::from(super::throttle::SLOT), super::throttle::Throttle::new(throttle.clone()));
         let pc = PeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().build())
             .with_media_engine(media_engine)
@@ -813,6 +821,7 @@ impl MediaClient {
             moved_to,
             audio_level,
             screen: None,
+            throttle,
         })
     }
 
@@ -852,6 +861,11 @@ impl MediaClient {
     /// silence); `None` stops sending the extension.
     pub fn set_audio_level(&self, level: Option<u8>) {
         self.audio_level.store(level.map_or(NO_AUDIO_LEVEL, |l| l.min(127)), Ordering::Relaxed);
+    }
+
+    /// Limits inbound video to `kbps` (a weak network); `None` lifts the limit.
+    pub fn set_throttle(&self, kbps: Option<u32>) {
+        self.throttle.store(kbps.unwrap_or(0), Ordering::Relaxed);
     }
 
     /// Shares a (synthetic) screen as the browser does: announces the track with

@@ -9,6 +9,7 @@
 
 pub mod media;
 pub mod signaling;
+pub mod throttle;
 
 pub use media::{MediaClient, MediaOptions, ReceivedTrack};
 pub use signaling::{SignalClient, SignalError};

@@ -5,7 +5,9 @@
 //! streams we send it, keyed by our SSRC. Each subscription's forward task turns those notes
 //! into an estimate with a loss-based controller in the style of GCC's (RFC draft
 //! draft-ietf-rmcat-gcc): above 10 % loss the rate drops in proportion, below 2 % it grows by
-//! 8 % a report, and a REMB caps it. The forward task then picks the simulcast layer that fits,
+//! a quarter a report (GCC grows by 8 %, but it also has a delay-based probe, which this has
+//! not; without one, 8 % takes a quarter of a minute to climb back from the lowest layer), and
+//! a REMB caps it. The forward task then picks the simulcast layer that fits,
 //! or pauses video (never audio) when not even the lowest layer does, and probes back up.
 
 use std::collections::{HashMap, VecDeque};
@@ -30,6 +32,10 @@ pub struct Feedback {
     pub loss: f64,
     /// The last REMB, bits per second.
     pub remb_bps: Option<f64>,
+    /// The receiver's highest sequence number did not move since its previous report: nothing
+    /// got through at all (which a fraction lost of 0 would hide).
+    pub stalled: bool,
+    highest: Option<u32>,
 }
 
 /// Feedback per SSRC of ours, shared by a peer's tap and its forward tasks.
@@ -50,6 +56,8 @@ impl FeedbackSink {
                     let f = map.entry(block.ssrc).or_default();
                     f.reports += 1;
                     f.loss = f64::from(block.fraction_lost) / 256.0;
+                    f.stalled = f.highest == Some(block.last_sequence_number);
+                    f.highest = Some(block.last_sequence_number);
                 }
             } else if let Some(remb) = any.downcast_ref::<ReceiverEstimatedMaximumBitrate>() {
                 for ssrc in &remb.ssrcs {
@@ -120,8 +128,11 @@ pub struct Estimator {
 
 /// Above this loss the estimate drops.
 const HIGH_LOSS: f64 = 0.10;
-/// Below this loss it grows.
+/// Below this loss it grows, by this factor a report.
 const LOW_LOSS: f64 = 0.02;
+const GROWTH: f64 = 1.25;
+/// The growth ceiling while sending little or nothing (paused, or a thin layer).
+const MIN_CEILING_BPS: f64 = 150_000.0;
 /// Paused for bandwidth: try the lowest layer again this often.
 pub const PROBE_EVERY: Duration = Duration::from_secs(3);
 
@@ -137,11 +148,16 @@ impl Estimator {
         if feedback.reports != self.seen_reports {
             self.seen_reports = feedback.reports;
             let base = self.estimate.unwrap_or(f64::MAX).min(sending_bps.max(1.0));
-            if feedback.loss > HIGH_LOSS {
-                self.estimate = Some(base * (1.0 - 0.5 * feedback.loss));
-            } else if feedback.loss < LOW_LOSS {
+            // Sending, and nothing arrived: as bad as it gets.
+            let loss = if feedback.stalled && sending_bps > 0.0 { 1.0 } else { feedback.loss };
+            if loss > HIGH_LOSS {
+                self.estimate = Some(base * (1.0 - 0.5 * loss));
+            } else if loss < LOW_LOSS {
                 if let Some(e) = self.estimate {
-                    self.estimate = Some(e.max(sending_bps) * 1.08);
+                    // Never far above what the leg has shown it can carry, so the next loss
+                    // brings it down in one step.
+                    let ceiling = 2.0 * sending_bps.max(MIN_CEILING_BPS);
+                    self.estimate = Some((e.max(sending_bps) * GROWTH).min(ceiling.max(e)));
                 }
             }
         }
@@ -187,13 +203,13 @@ mod tests {
     fn loss_lowers_and_clean_reports_raise_the_estimate() {
         let mut e = Estimator::default();
         assert_eq!(e.estimate(), None, "no feedback, no cap");
-        e.update(Feedback { reports: 1, loss: 0.5, remb_bps: None }, 1_000_000.0);
+        e.update(Feedback { reports: 1, loss: 0.5, ..Default::default() }, 1_000_000.0);
         assert_eq!(e.estimate(), Some(750_000.0));
-        e.update(Feedback { reports: 1, loss: 0.5, remb_bps: None }, 1_000_000.0);
+        e.update(Feedback { reports: 1, loss: 0.5, ..Default::default() }, 1_000_000.0);
         assert_eq!(e.estimate(), Some(750_000.0), "the same report counts once");
-        e.update(Feedback { reports: 2, loss: 0.0, remb_bps: None }, 700_000.0);
-        assert_eq!(e.estimate(), Some(810_000.0));
-        e.update(Feedback { reports: 3, loss: 0.05, remb_bps: Some(300_000.0) }, 700_000.0);
+        e.update(Feedback { reports: 2, loss: 0.0, ..Default::default() }, 700_000.0);
+        assert_eq!(e.estimate(), Some(937_500.0));
+        e.update(Feedback { reports: 3, loss: 0.05, remb_bps: Some(300_000.0), ..Default::default() }, 700_000.0);
         assert_eq!(e.estimate(), Some(300_000.0), "a REMB caps it");
     }
 
