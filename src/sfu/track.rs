@@ -7,7 +7,7 @@
 //! (whose ids were negotiated on the publisher's leg) are stripped.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -58,7 +58,14 @@ pub struct PublishedTrack {
     /// Each layer's SSRC (0: not seen) and picture height from its keyframes (0: unknown).
     layer_ssrc: [AtomicU32; MAX_LAYERS],
     layer_height: [AtomicU32; MAX_LAYERS],
+    /// When each layer last sent, ms since `born`: a browser stops sending its upper layers
+    /// when its own estimate drops, and nobody must wait for a layer that stopped.
+    layer_last_ms: [AtomicU64; MAX_LAYERS],
+    born: Instant,
 }
+
+/// A simulcast layer silent this long is not switched to.
+const LAYER_IDLE_MS: u64 = 1000;
 
 /// What the fan-out carries: the simulcast layer (0 without simulcast) and the packet.
 pub type Fanned = (u8, rtp::Packet);
@@ -94,6 +101,8 @@ impl PublishedTrack {
             simulcast: AtomicBool::new(false),
             layer_ssrc: Default::default(),
             layer_height: Default::default(),
+            layer_last_ms: Default::default(),
+            born: Instant::now(),
         })
     }
 
@@ -125,6 +134,7 @@ impl PublishedTrack {
                         None => continue,
                     };
                     if self.kind == MediaKind::Video {
+                        self.layer_last_ms[layer].store(self.born.elapsed().as_millis() as u64 + 1, Ordering::Relaxed);
                         if let Some((_, height)) = vp8_keyframe_size(&packet.payload) {
                             self.layer_height[layer].store(u32::from(height), Ordering::Relaxed);
                         }
@@ -179,9 +189,13 @@ impl PublishedTrack {
         self.simulcast.load(Ordering::Relaxed)
     }
 
-    /// Which layers send, and their heights when known.
+    /// Which layers send (sent within the last second), and their heights when known.
     pub fn layers(&self) -> ([bool; MAX_LAYERS], [Option<u32>; MAX_LAYERS]) {
-        let available = std::array::from_fn(|i| self.layer_ssrc[i].load(Ordering::Relaxed) != 0);
+        let now = self.born.elapsed().as_millis() as u64;
+        let available = std::array::from_fn(|i| {
+            let last = self.layer_last_ms[i].load(Ordering::Relaxed);
+            self.layer_ssrc[i].load(Ordering::Relaxed) != 0 && last != 0 && now.saturating_sub(last) < LAYER_IDLE_MS
+        });
         let heights = std::array::from_fn(|i| Some(self.layer_height[i].load(Ordering::Relaxed)).filter(|h| *h != 0));
         (available, heights)
     }
