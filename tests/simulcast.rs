@@ -155,6 +155,8 @@ async fn a_throttled_subscriber_is_switched_down_paused_and_restored() {
     sub.wait_for("paused", Duration::from_secs(20), |m| matches!(m, ServerMessage::VideoState { paused: true, reason: Some(PauseReason::Bandwidth), .. }))
         .await
         .expect("video paused to keep the audio");
+    let metrics = common::http(server.addr(), "GET", "/metrics", &[], "").await.1;
+    assert!(metrics.contains("hearth_video_paused_for_bandwidth 1"), "the pause is visible to operators: {metrics}");
     let audio = sub.packets_from(&pid("pub"), MediaKind::Audio);
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert!(sub.packets_from(&pid("pub"), MediaKind::Audio) > audio + 30, "audio keeps flowing while video is paused");
@@ -177,6 +179,14 @@ async fn a_throttled_subscriber_is_switched_down_paused_and_restored() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = video_track(&sub, "pub");
     assert_eq!(after.seq_regressions, before, "the sequence goes forward on a clean network");
+    let metrics = common::http(server.addr(), "GET", "/metrics", &[], "").await.1;
+    assert!(metrics.contains("hearth_video_paused_for_bandwidth 0"), "{metrics}");
+    let switches: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("hearth_simulcast_layer_switches_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(switches >= 2, "layer switches are counted ({switches})");
     sub.close().await;
     publisher.close().await;
     server.shutdown().await;

@@ -57,6 +57,11 @@ pub struct SfuStats {
     pub keyframe_requests_sent: AtomicU64,
     /// PLI/FIR received from subscribers.
     pub keyframe_requests_received: AtomicU64,
+    /// Simulcast layer switches made for subscribers.
+    pub layer_switches: AtomicU64,
+    /// Video subscriptions paused right now because the subscriber's connection cannot carry
+    /// even the lowest layer.
+    pub bandwidth_paused: AtomicUsize,
 }
 
 /// Builds peer connections with the configured ICE settings.

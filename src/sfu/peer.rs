@@ -452,6 +452,31 @@ impl PeerTask {
 /// How often a subscription waiting for a keyframe asks again.
 const KEYFRAME_RETRY: Duration = Duration::from_millis(1000);
 
+/// One leg's share of `SfuStats::bandwidth_paused`.
+struct PausedGauge {
+    stats: Arc<super::SfuStats>,
+    on: bool,
+}
+
+impl PausedGauge {
+    fn set(&mut self, on: bool) {
+        if on != self.on {
+            self.on = on;
+            if on {
+                self.stats.bandwidth_paused.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.stats.bandwidth_paused.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+impl Drop for PausedGauge {
+    fn drop(&mut self) {
+        self.set(false);
+    }
+}
+
 /// How often a leg looks at its feedback.
 const BWE_EVERY: Duration = Duration::from_millis(200);
 
@@ -542,6 +567,8 @@ async fn forward(leg: Leg, mut rx: broadcast::Receiver<Fanned>) {
     let mut rates = Rates::default();
     let mut estimator = Estimator::default();
     let mut last_estimate = Instant::now();
+    // Counted in the server-wide gauge while true, however this task ends (an aborted task too).
+    let mut bandwidth_paused = PausedGauge { stats: track.stats().clone(), on: false };
     loop {
         let (layer, mut packet) = match rx.recv().await {
             Ok(p) => p,
@@ -589,6 +616,9 @@ async fn forward(leg: Leg, mut rx: broadcast::Receiver<Fanned>) {
                 if told != Some((None, Some(reason))) {
                     if reason == PauseReason::Bandwidth {
                         tracing::debug!(track = %track.id, "video paused to keep audio");
+                        bandwidth_paused.set(true);
+                    } else {
+                        bandwidth_paused.set(false);
                     }
                     leg.tell(None, Some(reason));
                     told = Some((None, Some(reason)));
@@ -596,6 +626,7 @@ async fn forward(leg: Leg, mut rx: broadcast::Receiver<Fanned>) {
                 continue;
             }
             estimator.reset_probe_timer();
+            bandwidth_paused.set(false);
         }
         // Keep forwarding the old layer until the new one's keyframe arrives.
         let switching = wanted != current && Some(layer) == wanted;
@@ -613,6 +644,9 @@ async fn forward(leg: Leg, mut rx: broadcast::Receiver<Fanned>) {
                 }
             } else {
                 rewriter.switch_to(packet.header.sequence_number, packet.header.timestamp);
+                if current.is_some() && track.is_simulcast() {
+                    track.stats().layer_switches.fetch_add(1, Ordering::Relaxed);
+                }
                 current = Some(layer);
                 last_request = None;
             }

@@ -220,6 +220,10 @@ impl PublishedTrack {
         self.forwarding.load(Ordering::Relaxed)
     }
 
+    pub(crate) fn stats(&self) -> &Arc<SfuStats> {
+        &self.stats
+    }
+
     /// Counts one packet of `bytes` forwarded to a subscriber.
     pub(crate) fn count_forwarded(&self, bytes: usize) {
         self.stats.rtp_packets_out.fetch_add(1, Ordering::Relaxed);
