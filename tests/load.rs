@@ -72,3 +72,26 @@ async fn refuses_targets_off_this_machine() {
         assert!(matches!(err, load::LoadError::Target(_)), "{url}: {err}");
     }
 }
+
+/// Simulcast and a weak subscriber through the load generator: layers are counted, the
+/// throttled subscriber is reported, and the others still get the high layer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulcast_load_run_counts_layers() {
+    let server = common::start_open_server().await;
+    let mut cfg = LoadConfig::new(common::ws_url(&server));
+    cfg.publishers = 1;
+    cfg.subscribers = 2;
+    cfg.duration = Duration::from_secs(4);
+    cfg.warmup = Duration::from_millis(500);
+    cfg.video = VideoProfile::camera(600);
+    cfg.simulcast = true;
+    cfg.throttle_kbps = Some(40);
+    cfg.throttled_subscribers = 1;
+    let report = tokio::time::timeout(Duration::from_secs(60), load::run(&cfg)).await.expect("bounded run").expect("run succeeds");
+    eprintln!("{}", report.summary());
+    let layers = report.forwarded.video_layer_packets;
+    assert!(layers[2] > 50, "the unthrottled subscriber gets the high layer: {layers:?}");
+    assert_eq!(report.throttled_subscribers, 1);
+    let json = serde_json::to_value(&report).expect("serialises");
+    assert!(json.pointer("/forwarded/video_layer_packets").is_some() && json.pointer("/video_paused_subscribers").is_some());
+}

@@ -62,6 +62,15 @@ struct Cli {
     /// Largest video RTP payload, bytes.
     #[arg(long, default_value_t = 1100, value_parser = clap::value_parser!(u16).range(100..=1400))]
     packet_bytes: u16,
+    /// Publishers send their camera as three simulcast layers (quarter, half, full).
+    #[arg(long)]
+    simulcast: bool,
+    /// Give the first --throttled-subscribers subscribers of each room at most this much video
+    /// (kbit/s), as a weak network would; the server should switch them down or pause their video.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(8..=100_000))]
+    throttle_kbps: Option<u32>,
+    #[arg(long, default_value_t = 1, requires = "throttle_kbps")]
+    throttled_subscribers: usize,
     /// Write the report here as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -105,6 +114,9 @@ async fn main() -> anyhow::Result<()> {
     cfg.video = VideoProfile { kbps: cli.video_kbps, fps: cli.video_fps, max_packet: cli.packet_bytes.into(), ..VideoProfile::camera(cli.video_kbps) };
     cfg.server_pid = server_pid;
     cfg.fallback_urls = cli.fallback_urls.clone();
+    cfg.simulcast = cli.simulcast;
+    cfg.throttle_kbps = cli.throttle_kbps;
+    cfg.throttled_subscribers = cli.throttled_subscribers;
     if let Some(secret) = &cli.token_secret {
         cfg.token_secret = secret.clone();
     }

@@ -63,6 +63,12 @@ pub struct LoadConfig {
     /// Participants whose node goes away during the run rejoin with their token, as browsers
     /// do; the report counts them.
     pub fallback_urls: Vec<String>,
+    /// Publishers send camera video as three simulcast layers.
+    pub simulcast: bool,
+    /// The first `throttled_subscribers` subscribers of each room get at most this much video
+    /// (kbit/s), dropped on their side before their feedback is made (a weak network).
+    pub throttle_kbps: Option<u32>,
+    pub throttled_subscribers: usize,
 }
 
 impl LoadConfig {
@@ -80,6 +86,9 @@ impl LoadConfig {
             room_prefix: "load".into(),
             token_secret: crate::config::DEV_TOKEN_SECRET.into(),
             fallback_urls: Vec::new(),
+            simulcast: false,
+            throttle_kbps: None,
+            throttled_subscribers: 0,
         }
     }
 
@@ -190,6 +199,10 @@ async fn join_all(cfg: &LoadConfig, people: &mut Vec<Participant>) -> Result<(),
             opts.video_profile = Some(cfg.video.clone());
             opts.latency_samples = latency_cap;
             opts.fallback_urls = cfg.fallback_urls.clone();
+            opts.simulcast = publisher && cfg.simulcast;
+            if !publisher && i - cfg.publishers < cfg.throttled_subscribers {
+                opts.throttle_kbps = cfg.throttle_kbps;
+            }
             let client = MediaClient::join_any(opts, REJOIN_PATIENCE)
                 .await
                 .map_err(|source| LoadError::Join { name: format!("{room_name}/{name}"), source: Box::new(source) })?;
@@ -316,6 +329,17 @@ async fn measure(
     let a = snapshot(cfg, people)?;
     info!(seconds = cfg.duration.as_secs_f64(), "measuring");
     keep_connected(people, cfg.duration, &mut rejoins).await?;
+    // Whose video the server has paused right now: the last videoState each one heard.
+    let mut paused = 0;
+    for p in people.iter_mut() {
+        let mut last = false;
+        while let Ok(m) = p.client.events.try_recv() {
+            if let crate::signal::protocol::ServerMessage::VideoState { paused, .. } = m {
+                last = paused;
+            }
+        }
+        paused += usize::from(last);
+    }
     let people: &[Participant] = people;
     let b = snapshot(cfg, people)?;
     let latencies: Vec<u64> = people.iter().flat_map(|p| p.client.drain_latencies()).collect();
@@ -336,6 +360,9 @@ async fn measure(
             fwd.late += t.late - prev.map_or(0, |p| p.late);
             fwd.bytes += t.bytes - prev.map_or(0, |p| p.bytes);
             fwd.seq_regressions += t.seq_regressions - prev.map_or(0, |p| p.seq_regressions);
+            for (i, n) in t.layers.iter().enumerate() {
+                fwd.video_layer_packets[i] += n - prev.map_or(0, |p| p.layers[i]);
+            }
             if t.packets > 0 {
                 fwd.streams += 1;
             }
@@ -439,6 +466,8 @@ async fn measure(
         load_generator_cpu_s: b.own.cpu_seconds - a.own.cpu_seconds,
         machine_busy: a.machine.busy_fraction_until(&b.machine),
         rejoins,
+        throttled_subscribers: if cfg.throttle_kbps.is_some() { cfg.rooms * cfg.throttled_subscribers.min(cfg.subscribers) } else { 0 },
+        video_paused_subscribers: paused,
         udp: report::Udp {
             datagrams_sent: b.udp.out_datagrams.saturating_sub(a.udp.out_datagrams),
             rcvbuf_drops: b.udp.rcvbuf_errors.saturating_sub(a.udp.rcvbuf_errors),

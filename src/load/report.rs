@@ -26,6 +26,10 @@ pub struct LoadReport {
     pub udp: Udp,
     /// Relay nodes: participants who lost their node during the run and rejoined.
     pub rejoins: Rejoins,
+    /// Poor networks: subscribers given a throttle, and those whose video the server had
+    /// paused (to keep their audio) when the window closed.
+    pub throttled_subscribers: usize,
+    pub video_paused_subscribers: usize,
 }
 
 /// Rejoins during the window, and the longest one (socket lost noticed → joined again).
@@ -92,6 +96,9 @@ pub struct Forwarded {
     pub duplicates: u64,
     /// First arrivals after a later packet (reordered, or recovered by a retransmission).
     pub late: u64,
+    /// Video packets received in the window by simulcast layer (low, medium, high; video
+    /// without simulcast counts as low).
+    pub video_layer_packets: [u64; 3],
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -208,6 +215,13 @@ impl LoadReport {
             ms(jv.max),
             j.samples
         );
+        let l = &f.video_layer_packets;
+        if l[1] + l[2] > 0 || self.throttled_subscribers > 0 {
+            out += &format!(
+                "  video layers   low {} / medium {} / high {} packets; {} throttled subscribers, {} with video paused at the end\n",
+                l[0], l[1], l[2], self.throttled_subscribers, self.video_paused_subscribers
+            );
+        }
         if self.rejoins.count > 0 {
             out += &format!(
                 "  rejoins        {} participants lost their node and rejoined (longest {:.0} ms)\n",
