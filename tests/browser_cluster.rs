@@ -11,8 +11,8 @@
 mod common;
 
 use common::browser::*;
+use common::redis::Redis;
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hearth::auth::Role;
@@ -46,38 +46,11 @@ h.pc.getStats().then((stats) => {
 }).catch((e) => done({ ...base, packets: 0, error: String(e) }));
 "#;
 
-struct Redis(Child, u16);
-
-impl Redis {
-    fn start() -> Self {
-        let port = free_port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (scripts/install-test-deps.sh)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Redis(child, port)
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 async fn node(redis: &Redis, id: &str) -> RunningServer {
     let mut c = Config::for_tests();
     c.rooms.waiting_room = false;
     c.rooms.reconnect_grace_ms = 5_000;
-    c.cluster.redis_url = format!("redis://127.0.0.1:{}/0", redis.1);
+    c.cluster.redis_url = redis.url();
     c.cluster.node_id = id.into();
     c.cluster.heartbeat_ms = 250;
     c.cluster.node_ttl_ms = 1_000;
