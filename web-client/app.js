@@ -867,10 +867,9 @@
     }
   }
 
-  // Off for now: with the server's webrtc crate (0.21), Chromium stops sending its simulcast
-  // layers a few seconds into a call (seen in tests/browser_breakouts.rs; the suspected cause
-  // is missing congestion feedback for rid-announced streams). The server side is ready
-  // (tests/simulcast.rs); turning this on is one line once that is solved.
+  // Off for now: with the server's webrtc crate (0.21), Chromium's layers stop arriving once
+  // the publisher's connection is renegotiated (docs/performance.md, "Simulcast"). The server
+  // side is ready (tests/simulcast.rs); turning this on is one line once that is solved.
   const PUBLISH_SIMULCAST = false;
 
   // The camera as three simulcast layers (quarter, half, full resolution), so the server can
