@@ -856,7 +856,7 @@
     if (pc !== state.pc) return;
     if (stream && stream.getTracks().length > 0) {
       for (const track of stream.getTracks()) {
-        if (track.kind === 'video' && PUBLISH_SIMULCAST && addSimulcast(pc, track, stream)) continue;
+        if (track.kind === 'video' && addSimulcast(pc, track, stream)) continue;
         pc.addTrack(track, stream);
       }
     } else {
@@ -866,11 +866,6 @@
       pc.addTransceiver('video', { direction: 'recvonly' });
     }
   }
-
-  // Off for now: with the server's webrtc crate (0.21), Chromium's layers stop arriving once
-  // the publisher's connection is renegotiated (docs/performance.md, "Simulcast"). The server
-  // side is ready (tests/simulcast.rs); turning this on is one line once that is solved.
-  const PUBLISH_SIMULCAST = false;
 
   // The camera as three simulcast layers (quarter, half, full resolution), so the server can
   // send each person the one that fits their tile and their connection. Browsers drop the

@@ -7,6 +7,7 @@
 
 pub mod audio_level;
 pub mod bwe;
+pub mod keep_rid;
 pub mod keyframe;
 pub mod peer;
 pub mod simulcast;
@@ -110,7 +111,8 @@ impl SfuEngine {
         let registry = register_default_interceptors(Registry::new(), &mut media_engine)?;
         let registry = registry
             .with(Slot::from(keyframe::SLOT), keyframe::KeyframeRequestTap::default())
-            .with(Slot::from(bwe::SLOT), bwe::FeedbackTap::new(feedback));
+            .with(Slot::from(bwe::SLOT), bwe::FeedbackTap::new(feedback))
+            .with(Slot::from(keep_rid::SLOT), keep_rid::KeepRid::default());
         Ok((media_engine, registry))
     }
 
