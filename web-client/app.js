@@ -867,20 +867,29 @@
     }
   }
 
-  // The camera as three simulcast layers (quarter, half, full resolution), so the server can
-  // send each person the one that fits their tile and their connection. Browsers drop the
-  // layers a small camera cannot fill; one that refuses simulcast gets a plain track.
+  // The camera as simulcast layers, so the server can send each person the one that fits their
+  // tile and their connection. How many depends on what the camera really delivers: three
+  // (quarter, half, full) from 540 lines up, two (half, full) from 360, else one plain track.
+  // (Asking a browser for more layers than the picture allows makes it drop the top one.)
+  const SIMULCAST_LAYERS = [
+    { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+    { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500_000 },
+    { rid: 'f', scaleResolutionDownBy: 1, maxBitrate: 1_500_000 },
+  ];
+
+  function simulcastLayersFor(track) {
+    const height = (track.getSettings && track.getSettings().height) || 0;
+    if (height >= 540) return SIMULCAST_LAYERS;
+    if (height >= 360) return SIMULCAST_LAYERS.slice(1);
+    return null;
+  }
+
   function addSimulcast(pc, track, stream) {
+    const sendEncodings = simulcastLayersFor(track);
+    if (!sendEncodings) return false;
     try {
-      pc.addTransceiver(track, {
-        direction: 'sendrecv',
-        streams: [stream],
-        sendEncodings: [
-          { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150_000 },
-          { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500_000 },
-          { rid: 'f', maxBitrate: 1_200_000 },
-        ],
-      });
+      pc.addTransceiver(track, { direction: 'sendrecv', streams: [stream], sendEncodings });
+      log('publishing', sendEncodings.length, 'simulcast layers');
       return true;
     } catch (err) {
       log('simulcast not available:', err && err.name);
@@ -1008,7 +1017,7 @@
   async function acquireLocalMedia() {
     // Try the full set first, then fall back so a broken camera does not keep someone out.
     const attempts = [
-      { audio: { echoCancellation: true, noiseSuppression: true }, video: { width: { ideal: 640 }, height: { ideal: 480 }, facingMode: 'user' } },
+      { audio: { echoCancellation: true, noiseSuppression: true }, video: { width: { ideal: 1280 }, height: { ideal: 720 }, facingMode: 'user' } },
       { audio: { echoCancellation: true, noiseSuppression: true }, video: false },
       { audio: false, video: true },
     ];

@@ -123,7 +123,14 @@ pub struct Estimator {
     /// Bits per second; `None` until feedback says anything (no cap).
     estimate: Option<f64>,
     seen_reports: u64,
+    /// Since the last layer change or probe.
     last_probe: Instant,
+    /// How long to wait between probes; doubles after a probe that met loss.
+    probe_every: Duration,
+    /// A probe is on trial: when it started.
+    probing_since: Option<Instant>,
+    /// Reports in a row with low loss.
+    clean_reports: u32,
 }
 
 /// Above this loss the estimate drops.
@@ -133,12 +140,23 @@ const LOW_LOSS: f64 = 0.02;
 const GROWTH: f64 = 1.25;
 /// The growth ceiling while sending little or nothing (paused, or a thin layer).
 const MIN_CEILING_BPS: f64 = 150_000.0;
-/// Paused for bandwidth: try the lowest layer again this often.
+/// Paused for bandwidth, or held below the tile's layer: try one step up this often.
 pub const PROBE_EVERY: Duration = Duration::from_secs(3);
+/// The longest wait between probes on a link where they keep failing.
+const MAX_PROBE_EVERY: Duration = Duration::from_secs(24);
+/// A probe that meets high loss within this is a failed one.
+const PROBE_VERDICT: Duration = Duration::from_secs(3);
 
 impl Default for Estimator {
     fn default() -> Self {
-        Self { estimate: None, seen_reports: 0, last_probe: Instant::now() }
+        Self {
+            estimate: None,
+            seen_reports: 0,
+            last_probe: Instant::now(),
+            probe_every: PROBE_EVERY,
+            probing_since: None,
+            clean_reports: 0,
+        }
     }
 }
 
@@ -152,7 +170,16 @@ impl Estimator {
             let loss = if feedback.stalled && sending_bps > 0.0 { 1.0 } else { feedback.loss };
             if loss > HIGH_LOSS {
                 self.estimate = Some(base * (1.0 - 0.5 * loss));
+                self.clean_reports = 0;
+                if self.probing_since.take().is_some_and(|t| t.elapsed() < PROBE_VERDICT) {
+                    self.probe_every = (self.probe_every * 2).min(MAX_PROBE_EVERY);
+                }
             } else if loss < LOW_LOSS {
+                self.clean_reports += 1;
+                if self.probing_since.is_some_and(|t| t.elapsed() >= PROBE_VERDICT) {
+                    self.probing_since = None;
+                    self.probe_every = PROBE_EVERY;
+                }
                 if let Some(e) = self.estimate {
                     // Never far above what the leg has shown it can carry, so the next loss
                     // brings it down in one step.
@@ -161,8 +188,13 @@ impl Estimator {
                 }
             }
         }
+        // A receiver's REMB follows what it receives (at most about half as much again), so it
+        // would hold a probe down before the probe had a chance: a probe on trial ignores it.
+        let on_trial = self.probing_since.is_some_and(|t| t.elapsed() < PROBE_VERDICT);
         if let (Some(remb), Some(e)) = (feedback.remb_bps, self.estimate) {
-            self.estimate = Some(e.min(remb));
+            if !on_trial {
+                self.estimate = Some(e.min(remb));
+            }
         } else if let Some(remb) = feedback.remb_bps {
             self.estimate = Some(remb);
         }
@@ -175,14 +207,23 @@ impl Estimator {
 
     /// While paused for bandwidth: time to try again (raises the estimate to `to_bps`).
     pub fn probe_due(&mut self, to_bps: f64) -> bool {
-        if self.last_probe.elapsed() < PROBE_EVERY {
+        if self.last_probe.elapsed() < self.probe_every {
             return false;
         }
         self.last_probe = Instant::now();
+        self.probing_since = Some(self.last_probe);
         self.estimate = Some(self.estimate.unwrap_or(0.0).max(to_bps));
         true
     }
 
+    /// Held on a layer below the one the tile wants, with clean reports: time to try the next
+    /// one up (raises the estimate to `to_bps`). A loss-based estimate cannot otherwise learn
+    /// that the link has room for more than it carries.
+    pub fn up_probe_due(&mut self, to_bps: f64) -> bool {
+        self.clean_reports >= 2 && self.probe_due(to_bps)
+    }
+
+    /// The layer changed: the next probe waits a full interval from now.
     pub fn reset_probe_timer(&mut self) {
         self.last_probe = Instant::now();
     }
@@ -211,6 +252,22 @@ mod tests {
         assert_eq!(e.estimate(), Some(937_500.0));
         e.update(Feedback { reports: 3, loss: 0.05, remb_bps: Some(300_000.0), ..Default::default() }, 700_000.0);
         assert_eq!(e.estimate(), Some(300_000.0), "a REMB caps it");
+    }
+
+    #[test]
+    fn a_probe_up_needs_clean_reports_and_backs_off_when_it_meets_loss() {
+        let mut e = Estimator::default();
+        e.update(Feedback { reports: 1, loss: 0.5, ..Default::default() }, 400_000.0);
+        e.last_probe -= PROBE_EVERY;
+        assert!(!e.up_probe_due(500_000.0), "not right after loss");
+        e.update(Feedback { reports: 2, loss: 0.0, ..Default::default() }, 150_000.0);
+        e.update(Feedback { reports: 3, loss: 0.0, ..Default::default() }, 150_000.0);
+        assert!(e.up_probe_due(500_000.0));
+        assert_eq!(e.estimate(), Some(500_000.0));
+        assert!(!e.up_probe_due(500_000.0), "one probe an interval");
+        // The probe meets loss at once: the next one waits twice as long.
+        e.update(Feedback { reports: 4, loss: 0.3, ..Default::default() }, 500_000.0);
+        assert_eq!(e.probe_every, PROBE_EVERY * 2);
     }
 
     #[test]

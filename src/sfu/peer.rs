@@ -415,7 +415,8 @@ impl PeerTask {
             events: self.events.clone(),
             feedback: self.feedback.clone(),
         };
-        let forward = tokio::spawn(forward(leg, track.subscribe()));
+        let span = info_span!("leg", subscriber = %self.participant, track = %track.id);
+        let forward = tokio::spawn(forward(leg, track.subscribe()).instrument(span));
         let feedback = tokio::spawn(relay_feedback(track.clone(), local));
         self.subs.insert(track.id.clone(), (track.clone(), Subscription { sender, tasks: [forward, feedback], max_height }));
         self.engine.stats.subscriptions.fetch_add(1, Ordering::Relaxed);
@@ -595,10 +596,19 @@ async fn forward(leg: Leg, mut rx: broadcast::Receiver<Fanned>) {
                 last_estimate = Instant::now();
                 estimator.update(leg.feedback.get(leg.ssrc), rates.sending_bps());
             }
-            let fitted = match preferred {
+            let mut fitted = match preferred {
                 Some(p) if rates.known() => fit_layer(p, &rates.layer_bps, &available, estimator.estimate()),
                 other => other,
             };
+            // Held below the tile's layer: now and then try the next one up.
+            if let (Some(p), Some(f)) = (preferred, fitted) {
+                if let Some(up) = (f + 1..=p).find(|&i| available[i]) {
+                    if estimator.up_probe_due(rates.layer_bps[up] * 1.2) {
+                        fitted = Some(up);
+                    }
+                }
+            }
+            let was = wanted;
             wanted = match (preferred, fitted) {
                 // Paused for bandwidth: now and then try the lowest layer again.
                 (Some(_), None) => {
@@ -610,6 +620,10 @@ async fn forward(leg: Leg, mut rx: broadcast::Receiver<Fanned>) {
                 }
                 (_, fitted) => fitted,
             };
+            if wanted != was {
+                estimator.reset_probe_timer();
+                tracing::debug!(?was, ?wanted, ?preferred, ?available, estimate = ?estimator.estimate(), rates = ?rates.layer_bps, "layer wanted");
+            }
             if wanted.is_none() {
                 current = None;
                 let reason = if preferred.is_none() { PauseReason::Preference } else { PauseReason::Bandwidth };
@@ -625,7 +639,6 @@ async fn forward(leg: Leg, mut rx: broadcast::Receiver<Fanned>) {
                 }
                 continue;
             }
-            estimator.reset_probe_timer();
             bandwidth_paused.set(false);
         }
         // Keep forwarding the old layer until the new one's keyframe arrives.
@@ -648,6 +661,7 @@ async fn forward(leg: Leg, mut rx: broadcast::Receiver<Fanned>) {
                     track.stats().layer_switches.fetch_add(1, Ordering::Relaxed);
                 }
                 current = Some(layer);
+                tracing::debug!(layer, "forwarding layer");
                 last_request = None;
             }
         }

@@ -320,3 +320,11 @@ pub fn write_tone_wav(path: &Path, seconds: u32, amplitude: f64) {
     }
     fs::write(path, data).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
 }
+
+/// Opens a personal join link (`#token=...`) and joins with its one button.
+pub async fn join_with_link(client: &Client, who: &str, base: &str, token: &str) -> Result<(), String> {
+    client.goto(&format!("{base}/#token={token}")).await.map_err(|e| format!("{who}: opening the link: {e}"))?;
+    wait_for(client, &format!("the {who}'s link page"), VISIBLE_JS, &[json!("#link-join-button")]).await?;
+    click(client, who, "#link-join-button").await?;
+    wait_for(client, &format!("the {who} to be in the room"), "return window.hearth.state === 'joined';", &[]).await
+}
