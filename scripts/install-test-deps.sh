@@ -2,6 +2,7 @@
 # Installs what the integration tests need beyond the Rust toolchain, on Debian/Ubuntu:
 #   chromium + chromium-driver  (tests/browser.rs drives a headless browser)
 #   redis-server                 (needed by the Redis-backed tests)
+#   iproute2                     (ip netns, tc: tests/browser_poor_network.rs limits a link)
 # Idempotent: installs only what is missing. Uses sudo only when not already root.
 set -euo pipefail
 
@@ -15,9 +16,12 @@ fi
 if ! have redis-server; then
   packages+=(redis-server)
 fi
+if ! have ip || ! { have tc || [ -x /usr/sbin/tc ] || [ -x /sbin/tc ]; }; then
+  packages+=(iproute2)
+fi
 
 if [ "${#packages[@]}" -eq 0 ]; then
-  echo "install-test-deps: chromium, chromedriver and redis-server are already installed; nothing to do."
+  echo "install-test-deps: chromium, chromedriver, redis-server and iproute2 are already installed; nothing to do."
   exit 0
 fi
 

@@ -143,7 +143,7 @@ const MIN_CEILING_BPS: f64 = 150_000.0;
 /// Paused for bandwidth, or held below the tile's layer: try one step up this often.
 pub const PROBE_EVERY: Duration = Duration::from_secs(3);
 /// The longest wait between probes on a link where they keep failing.
-const MAX_PROBE_EVERY: Duration = Duration::from_secs(24);
+const MAX_PROBE_EVERY: Duration = Duration::from_secs(12);
 /// A probe that meets high loss within this is a failed one.
 const PROBE_VERDICT: Duration = Duration::from_secs(3);
 

@@ -1,0 +1,279 @@
+//! A participant on a connection too thin for video, in a real browser: their page must keep
+//! the audio, show the therapist's tile as "Video paused to keep your audio clear", and bring
+//! the video back by itself when the connection recovers.
+//!
+//! The server runs as its own process inside a network namespace this test creates, reached
+//! over a veth pair; a token-bucket (`tc ... tbf`) on the namespace's side of the pair limits
+//! what the server sends to the browsers, like a weak home connection's downlink. Browsers run
+//! outside, so their uploads (the therapist's simulcast layers) are not limited. The kernel
+//! here has `tbf` but not `netem`.
+//!
+//! Needs root (for `ip netns` and `tc`, from Debian's iproute2, which `scripts/test.sh`
+//! installs) and Debian's `chromium` and `chromium-driver`; fails with a clear message
+//! without them. Screenshots and logs go to `target/test-artifacts/` (files `poor-network-*`).
+
+mod common;
+
+use common::browser::*;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hearth::auth::{Role, TokenIssuer};
+use hearth::config::{unique_temp_path, DEV_TOKEN_SECRET};
+use hearth::room::RoomId;
+use serde_json::{json, Value};
+
+const ROOM: &str = "poor-network";
+const THERAPIST: (&str, &str) = ("t-rivera", "Dr. Rivera");
+const PAT: (&str, &str) = ("p-pat", "Pat");
+const MEDIA_DEADLINE: Duration = Duration::from_secs(20);
+/// After the link recovers: probes back off while it is bad, up to 12 s apart.
+const RECOVERY_DEADLINE: Duration = Duration::from_secs(30);
+const TEST_DEADLINE: Duration = Duration::from_secs(150);
+const PREFIX: &str = "poor-network-";
+/// The downlink while it is bad: room for audio (about 50 kbit/s with headers), not for the
+/// lowest video layer (about 150 kbit/s).
+const THIN_KBIT: u32 = 90;
+
+/// Pat's view of the therapist's tile: video frames decoded, audio packets received, and
+/// whether the tile says the video is paused for bandwidth.
+const TILE_JS: &str = r#"
+const done = arguments[arguments.length - 1];
+const h = window.hearth;
+const tile = document.querySelector(`#tiles .tile.remote[data-participant-id="${arguments[0]}"]`);
+const note = tile && tile.querySelector('.bw-paused');
+const out = {
+  state: h.state,
+  paused: Boolean(tile && tile.classList.contains('video-paused-bw') && note && !note.hidden),
+  note: note && !note.hidden ? note.textContent.trim() : null,
+  frames: 0,
+  audio: 0,
+};
+if (!h.pc) { done(out); return; }
+h.pc.getStats().then((stats) => {
+  stats.forEach((r) => {
+    if (r.type !== 'inbound-rtp') return;
+    if (r.kind === 'video') out.frames = Math.max(out.frames, r.framesDecoded || 0);
+    if (r.kind === 'audio') out.audio = Math.max(out.audio, r.packetsReceived || 0);
+  });
+  done(out);
+}).catch((e) => { out.error = String(e); done(out); });
+"#;
+
+/// A network namespace with a veth pair to it; removed on drop.
+struct Netns {
+    name: String,
+    inner_dev: String,
+    outer_dev: String,
+    inner_ip: String,
+}
+
+fn run(program: &str, args: &[&str]) -> Result<(), String> {
+    let out = Command::new(program).args(args).output().map_err(|e| format!("cannot run {program}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{program} {}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
+impl Netns {
+    fn create() -> Result<Self, String> {
+        let n = std::process::id() % 250 + 1;
+        let ns = Self {
+            name: format!("hearth-pn-{n}"),
+            inner_dev: format!("hpn{n}i"),
+            outer_dev: format!("hpn{n}o"),
+            inner_ip: format!("10.231.{n}.2"),
+        };
+        let outer_ip = format!("10.231.{n}.1/24");
+        let inner_cidr = format!("{}/24", ns.inner_ip);
+        // A namespace left over by a killed earlier run of this test.
+        let _ = run("ip", &["netns", "del", &ns.name]);
+        let _ = run("ip", &["link", "del", &ns.outer_dev]);
+        run("ip", &["netns", "add", &ns.name])?;
+        run("ip", &["link", "add", &ns.outer_dev, "type", "veth", "peer", "name", &ns.inner_dev])?;
+        run("ip", &["link", "set", &ns.inner_dev, "netns", &ns.name])?;
+        run("ip", &["addr", "add", &outer_ip, "dev", &ns.outer_dev])?;
+        run("ip", &["link", "set", &ns.outer_dev, "up"])?;
+        ns.exec(&["ip", "addr", "add", &inner_cidr, "dev", &ns.inner_dev])?;
+        ns.exec(&["ip", "link", "set", &ns.inner_dev, "up"])?;
+        ns.exec(&["ip", "link", "set", "lo", "up"])?;
+        // Without any route out, the media stack's socket set-up fails (ENODEV).
+        ns.exec(&["ip", "route", "add", "default", "via", &format!("10.231.{n}.1")])?;
+        Ok(ns)
+    }
+
+    fn exec(&self, args: &[&str]) -> Result<(), String> {
+        let mut all = vec!["netns", "exec", &self.name];
+        all.extend_from_slice(args);
+        run("ip", &all)
+    }
+
+    /// Limits what leaves the namespace (the server's sending) to `kbit` per second.
+    fn limit(&self, kbit: u32) -> Result<(), String> {
+        let rate = format!("{kbit}kbit");
+        self.exec(&["tc", "qdisc", "replace", "dev", &self.inner_dev, "root", "tbf", "rate", &rate, "burst", "6kb", "latency", "80ms"])
+    }
+
+    fn unlimit(&self) -> Result<(), String> {
+        self.exec(&["tc", "qdisc", "del", "dev", &self.inner_dev, "root"])
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = run("ip", &["netns", "del", &self.name]);
+        let _ = run("ip", &["link", "del", &self.outer_dev]);
+    }
+}
+
+/// The `hearth` binary inside the namespace.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(ns: &Netns) -> Result<Self, String> {
+        let log_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
+        let _ = std::fs::create_dir_all(&log_dir);
+        let log = std::fs::File::create(log_dir.join(format!("{PREFIX}server.log"))).map_err(|e| e.to_string())?;
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &ns.name, env!("CARGO_BIN_EXE_hearth")])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("HEARTH_SERVER__LISTEN", format!("{}:0", ns.inner_ip))
+            .env("HEARTH_SERVER__SHUTDOWN_GRACE_MS", "300")
+            .env("HEARTH_ICE__BIND_IP", &ns.inner_ip)
+            .env("HEARTH_ROOMS__WAITING_ROOM", "false")
+            .env("HEARTH_STORE__PATH", unique_temp_path("hearth-poor-network", "db"))
+            .env("HEARTH_LOG", "info,hearth::sfu=debug,rtc=error,webrtc=error,webrtc::peer_connection::driver=off")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .map_err(|e| format!("cannot start hearth in the namespace: {e}"))?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).map_err(|e| e.to_string())?;
+        let base = line.trim().rsplit(' ').next().unwrap_or_default().to_string();
+        if !base.starts_with(&format!("http://{}:", ns.inner_ip)) {
+            let _ = child.kill();
+            return Err(format!("hearth did not start in the namespace: {line:?}"));
+        }
+        Ok(Self { child, base })
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn token((id, name): (&str, &str), role: Role) -> String {
+    let room = RoomId::new(ROOM).expect("room id");
+    TokenIssuer::new(DEV_TOKEN_SECRET).mint(&room, role, name, Some(id), Duration::from_secs(600)).expect("token").0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thin_downlink_pauses_video_keeps_audio_and_recovers() {
+    require_browser();
+    if tokio::time::timeout(TEST_DEADLINE, run_test()).await.is_err() {
+        panic!("poor-network browser test did not finish within {TEST_DEADLINE:?}");
+    }
+}
+
+async fn run_test() {
+    let ns = Netns::create().unwrap_or_else(|e| panic!("this test needs root and iproute2 (ip netns, tc): {e}"));
+    let server = Server::start(&ns).unwrap_or_else(|e| panic!("{e}"));
+    let artifacts = artifacts_dir(PREFIX);
+    let profiles = [TempDir::new("pn-therapist"), TempDir::new("pn-pat")];
+    // The server is not on loopback, so the page is not a secure context by default and would
+    // get no camera; this is what a TLS deployment gives for real.
+    let secure = format!("--unsafely-treat-insecure-origin-as-secure={}", server.base);
+    let therapist_opts = BrowserOptions { extra_args: vec![secure.clone()], ..BrowserOptions::default() };
+    let pat_opts = BrowserOptions { extra_args: vec![secure], ..BrowserOptions::size(360, 780) };
+    let driver = ChromeDriver::spawn(&artifacts.join(format!("{PREFIX}chromedriver.log"))).await;
+    let (therapist, pat) = tokio::join!(
+        open_browser_with(&driver.url, profiles[0].path(), &therapist_opts),
+        open_browser_with(&driver.url, profiles[1].path(), &pat_opts)
+    );
+
+    let outcome = scenario(&therapist, &pat, &server, &ns, &artifacts).await;
+    for (who, client) in [("therapist", &therapist), ("pat", &pat)] {
+        if outcome.is_err() {
+            save_screenshot(client, &artifacts.join(format!("{PREFIX}{who}-failure.png"))).await;
+        }
+        if outcome.is_err() || std::env::var_os("HEARTH_BROWSER_LOGS").is_some() {
+            eprintln!("---- {who}: window.hearth.log ----\n{}", page_log(client).await);
+        }
+    }
+    let _ = tokio::join!(therapist.close(), pat.close());
+    drop(driver);
+    drop(server);
+    drop(ns);
+    if let Err(message) = outcome {
+        panic!("{message} (server log: target/test-artifacts/{PREFIX}server.log)");
+    }
+}
+
+async fn scenario(therapist: &Client, pat: &Client, server: &Server, ns: &Netns, artifacts: &std::path::Path) -> Result<(), String> {
+    let t0 = Instant::now();
+    let step = |what: &str| eprintln!("[{:>5.1?}] {what}", t0.elapsed());
+    join_with_link(therapist, "therapist", &server.base, &token(THERAPIST, Role::Therapist)).await?;
+    join_with_link(pat, "pat", &server.base, &token(PAT, Role::Participant)).await?;
+    let tid = json!(THERAPIST.0);
+
+    let good = poll(pat, "Pat to see and hear the therapist", &tid, MEDIA_DEADLINE, |p| {
+        p["frames"].as_u64().unwrap_or(0) > 30 && p["audio"].as_u64().unwrap_or(0) > 50 && p["paused"] == false
+    })
+    .await?;
+    step(&format!("media flowing: {good}"));
+
+    // The downlink gets thin: video pauses, the tile says so, audio keeps coming.
+    ns.limit(THIN_KBIT)?;
+    step(&format!("downlink limited to {THIN_KBIT} kbit/s"));
+    let paused = poll(pat, "the therapist's tile to show the video paused for bandwidth", &tid, MEDIA_DEADLINE, |p| p["paused"] == true).await?;
+    step(&format!("video paused: {paused}"));
+    if paused["note"] != "Video paused to keep your audio clear" {
+        return Err(format!("the paused tile should say why, in words: {paused}"));
+    }
+    save_screenshot(pat, &artifacts.join(format!("{PREFIX}pat-paused.png"))).await;
+    let audio = paused["audio"].as_u64().unwrap_or(0);
+    // About 50 packets a second; well over half must get through while video is paused.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let later = poll(pat, "Pat's view", &tid, MEDIA_DEADLINE, |_| true).await?;
+    let got = later["audio"].as_u64().unwrap_or(0).saturating_sub(audio);
+    if got < 90 {
+        return Err(format!("audio should keep flowing while video is paused: {got} packets in 3 s ({later})"));
+    }
+    step(&format!("audio kept flowing: {got} packets in 3 s"));
+
+    // The connection recovers: video comes back without anyone doing anything.
+    ns.unlimit()?;
+    step("downlink back to normal");
+    let frames = later["frames"].as_u64().unwrap_or(0);
+    let back = poll(pat, "the therapist's video to come back", &tid, RECOVERY_DEADLINE, |p| {
+        p["paused"] == false && p["frames"].as_u64().unwrap_or(0) > frames + 30
+    })
+    .await?;
+    step(&format!("video back: {back}"));
+    Ok(())
+}
+
+async fn poll(client: &Client, what: &str, participant: &Value, wait: Duration, ok: impl Fn(&Value) -> bool) -> Result<Value, String> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let value = client.execute_async(TILE_JS, vec![participant.clone()]).await.unwrap_or_else(|e| json!({ "error": e.to_string() }));
+        if ok(&value) {
+            return Ok(value);
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("timed out after {wait:?} waiting for {what}; last: {value}"));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
