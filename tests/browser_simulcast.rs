@@ -1,8 +1,8 @@
 //! Simulcast from a real browser: the therapist's page publishes its camera as rid layers, and
 //! what the participant's page receives follows the size of the therapist's tile on it.
 //!
-//! - The therapist's Chromium encodes at least two layers (three where the fake camera's size
-//!   allows; libwebrtc drops layers a small camera cannot fill).
+//! - The therapist's Chromium encodes three layers (180, 360 and 720 lines from the fake 720p
+//!   camera).
 //! - Pat's page is phone-sized: the therapist's tile is small, the server forwards a lower layer
 //!   (`videoState` names it) and Pat decodes a picture shorter than the top layer's.
 //! - Then a headless participant joins and publishes, which renegotiates the therapist's
@@ -135,17 +135,19 @@ async fn scenario(therapist: &Client, pat: &Client, server: &hearth::server::Run
     pat.execute(RECORD_VIDEO_STATES_JS, vec![]).await.map_err(|e| format!("pat: recording videoState: {e}"))?;
     let (tid, pid) = (json!(THERAPIST.0), json!(PAT.0));
 
-    // The therapist's browser sends layers; the fake camera is 640×480, for which libwebrtc
-    // keeps two or three.
-    let sent = poll(therapist, "the therapist's browser to send two or more layers", OUTBOUND_JS, &[], MEDIA_DEADLINE, |s| {
-        sending_layers(s).len() >= 2
+    // The therapist's browser sends three layers: the fake camera gives the 720p the page asks
+    // for, and from 540 lines up the page publishes quarter, half and full size.
+    let sent = poll(therapist, "the therapist's browser to send three layers", OUTBOUND_JS, &[], MEDIA_DEADLINE, |s| {
+        sending_layers(s).len() == 3
     })
     .await?;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let sent = poll(therapist, "the therapist's layers", OUTBOUND_JS, &[], MEDIA_DEADLINE, |_| true).await?;
-    let layers = sending_layers(&sent);
-    let top = layers.iter().map(|l| l["height"].as_u64().unwrap_or(0)).max().unwrap_or(0);
-    step(&format!("therapist sends {} layers: {}", layers.len(), sent["layers"]));
+    let heights: Vec<u64> = sending_layers(&sent).iter().map(|l| l["height"].as_u64().unwrap_or(0)).collect();
+    // (Not exact ratios: a browser short of CPU scales its layers down.)
+    if !(heights[0] > 0 && heights[0] < heights[1] && heights[1] < heights[2]) {
+        return Err(format!("the layers should be three different sizes: {sent}"));
+    }
+    let top = heights[2];
+    step(&format!("therapist sends three layers: {}", sent["layers"]));
 
     // Phone-sized: the tile is small, so Pat gets a layer shorter than the top one.
     let small = poll(pat, "Pat to decode the therapist on a lower layer", INBOUND_JS, &[tid.clone()], MEDIA_DEADLINE, |p| {
