@@ -667,7 +667,7 @@ impl MediaClient {
         }
         let throttle: super::throttle::Limit = Arc::new(std::sync::atomic::AtomicU32::new(opts.throttle_kbps.unwrap_or(0)));
         let registry = register_default_interceptors(Registry::new(), &mut media_engine)?
-            .with(rtc::interceptor::Slot::from(super::throttle::SLOT), super::throttle::Throttle::new(throttle.clone()));
+            .with(rtc::interceptor::Slot::from(super::throttle::SLOT), crate::sfu::tap::TapInterceptor::new(super::throttle::Throttle::new(throttle.clone())));
         let pc = PeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().build())
             .with_media_engine(media_engine)

@@ -4,14 +4,13 @@
 //! as from a participant on a weak connection. Audio (payload type 111, Opus in the default
 //! codecs) is let through: the throttle stands for what the network leaves for video.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use rtc::interceptor::{Interceptor, Packet, StreamInfo, TaggedPacket};
-use rtc::sansio::Protocol;
-use rtc::shared::error::Error;
+use rtc::interceptor::{Packet, TaggedPacket};
+
+use crate::sfu::tap::Tap;
 
 /// Registry position: wire-most (the lowest named slot is 1_000).
 pub const SLOT: usize = 100;
@@ -24,13 +23,11 @@ pub struct Throttle {
     limit: Limit,
     tokens: f64,
     last: Option<Instant>,
-    read: VecDeque<TaggedPacket>,
-    write: VecDeque<TaggedPacket>,
 }
 
 impl Throttle {
     pub fn new(limit: Limit) -> Self {
-        Self { limit, tokens: 0.0, last: None, read: VecDeque::new(), write: VecDeque::new() }
+        Self { limit, tokens: 0.0, last: None }
     }
 
     /// Whether a video packet of `bytes` fits the bucket now.
@@ -55,40 +52,12 @@ impl Throttle {
     }
 }
 
-impl Protocol<TaggedPacket, TaggedPacket, ()> for Throttle {
-    type Rout = TaggedPacket;
-    type Wout = TaggedPacket;
-    type Eout = ();
-    type Error = Error;
-    type Time = Instant;
-
-    fn handle_read(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
-        if let Packet::Rtp(p) = &msg.message.packet {
-            if p.header.payload_type != OPUS_PT && !self.admit(p.payload.len() + 40) {
-                return Ok(()); // dropped on the "network"
-            }
+impl Tap for Throttle {
+    fn read(&mut self, msg: &mut TaggedPacket) -> bool {
+        match &msg.message.packet {
+            // Dropped on the "network".
+            Packet::Rtp(p) => p.header.payload_type == OPUS_PT || self.admit(p.payload.len() + 40),
+            _ => true,
         }
-        self.read.push_back(msg);
-        Ok(())
     }
-
-    fn poll_read(&mut self) -> Option<Self::Rout> {
-        self.read.pop_front()
-    }
-
-    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
-        self.write.push_back(msg);
-        Ok(())
-    }
-
-    fn poll_write(&mut self) -> Option<Self::Wout> {
-        self.write.pop_front()
-    }
-}
-
-impl Interceptor for Throttle {
-    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
-    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
-    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
-    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
 }

@@ -10,15 +10,15 @@
 //! a REMB caps it. The forward task then picks the simulcast layer that fits,
 //! or pauses video (never audio) when not even the lowest layer does, and probes back up.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rtc::interceptor::{Interceptor, Packet, StreamInfo, TaggedPacket};
+use rtc::interceptor::{Packet, TaggedPacket};
 use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
 use rtc::rtcp::receiver_report::ReceiverReport;
-use rtc::sansio::Protocol;
-use rtc::shared::error::Error;
+
+use super::tap::Tap;
 
 /// Registry position: before every default interceptor, so it sees reports they consume.
 pub const SLOT: usize = 500;
@@ -71,50 +71,21 @@ impl FeedbackSink {
 /// The interceptor: notes feedback and passes everything on unchanged.
 pub struct FeedbackTap {
     sink: Arc<FeedbackSink>,
-    read: VecDeque<TaggedPacket>,
-    write: VecDeque<TaggedPacket>,
 }
 
 impl FeedbackTap {
     pub fn new(sink: Arc<FeedbackSink>) -> Self {
-        Self { sink, read: VecDeque::new(), write: VecDeque::new() }
+        Self { sink }
     }
 }
 
-impl Protocol<TaggedPacket, TaggedPacket, ()> for FeedbackTap {
-    type Rout = TaggedPacket;
-    type Wout = TaggedPacket;
-    type Eout = ();
-    type Error = Error;
-    type Time = Instant;
-
-    fn handle_read(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+impl Tap for FeedbackTap {
+    fn read(&mut self, msg: &mut TaggedPacket) -> bool {
         if let Packet::Rtcp(packets) = &msg.message.packet {
             self.sink.note(packets);
         }
-        self.read.push_back(msg);
-        Ok(())
+        true
     }
-
-    fn poll_read(&mut self) -> Option<Self::Rout> {
-        self.read.pop_front()
-    }
-
-    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
-        self.write.push_back(msg);
-        Ok(())
-    }
-
-    fn poll_write(&mut self) -> Option<Self::Wout> {
-        self.write.pop_front()
-    }
-}
-
-impl Interceptor for FeedbackTap {
-    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
-    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
-    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
-    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
 }
 
 /// A subscription's bandwidth estimate for its video.

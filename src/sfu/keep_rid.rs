@@ -15,14 +15,13 @@
 //! is lost for those streams. Nothing else is changed, and audio and single-layer video keep
 //! their reports.
 
-use std::collections::{HashSet, VecDeque};
-use std::time::Instant;
+use std::collections::HashSet;
 
-use rtc::interceptor::{Interceptor, Packet, StreamInfo, TaggedPacket};
+use rtc::interceptor::{Packet, StreamInfo, TaggedPacket};
 use rtc::rtcp::receiver_report::ReceiverReport;
 use rtc::rtcp::sender_report::SenderReport;
-use rtc::sansio::Protocol;
-use rtc::shared::error::Error;
+
+use super::tap::Tap;
 
 /// Registry position: wire-most, so it sees the reports the default interceptors generate.
 pub const SLOT: usize = 400;
@@ -35,8 +34,6 @@ pub struct KeepRid {
     rid_extension: Option<u8>,
     /// SSRCs whose packets came with a rid: the simulcast layers.
     layers: HashSet<u32>,
-    read: VecDeque<TaggedPacket>,
-    write: VecDeque<TaggedPacket>,
 }
 
 impl KeepRid {
@@ -65,46 +62,27 @@ impl KeepRid {
     }
 }
 
-impl Protocol<TaggedPacket, TaggedPacket, ()> for KeepRid {
-    type Rout = TaggedPacket;
-    type Wout = TaggedPacket;
-    type Eout = ();
-    type Error = Error;
-    type Time = Instant;
-
-    fn handle_read(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+impl Tap for KeepRid {
+    fn read(&mut self, msg: &mut TaggedPacket) -> bool {
         if let (Packet::Rtp(rtp), Some(id)) = (&msg.message.packet, self.rid_extension) {
             if !self.layers.contains(&rtp.header.ssrc) && rtp.header.get_extension(id).is_some() {
                 self.layers.insert(rtp.header.ssrc);
             }
         }
-        self.read.push_back(msg);
-        Ok(())
+        true
     }
 
-    fn poll_read(&mut self) -> Option<Self::Rout> {
-        self.read.pop_front()
-    }
-
-    fn handle_write(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
+    fn write(&mut self, msg: &mut TaggedPacket) {
         if !self.layers.is_empty() {
             if let Packet::Rtcp(packets) = &mut msg.message.packet {
                 self.strip(packets);
             }
         }
-        self.write.push_back(msg);
-        Ok(())
     }
 
-    fn poll_write(&mut self) -> Option<Self::Wout> {
-        self.write.pop_front()
-    }
-}
-
-impl Interceptor for KeepRid {
-    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
-    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
-    fn bind_remote_stream(&mut self, info: &StreamInfo) {
+    // A layer stays listed when unbound: one report block about it, ever, and the browser stops
+    // tagging it for good.
+    fn bind_remote(&mut self, info: &StreamInfo) {
         if self.rid_extension.is_none() {
             self.rid_extension = info
                 .rtp_header_extensions
@@ -113,9 +91,6 @@ impl Interceptor for KeepRid {
                 .and_then(|e| u8::try_from(e.id).ok());
         }
     }
-    // A layer stays listed when unbound: one report block about it, ever, and the browser stops
-    // tagging it for good.
-    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
 }
 
 #[cfg(test)]

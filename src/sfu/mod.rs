@@ -11,6 +11,7 @@ pub mod keep_rid;
 pub mod keyframe;
 pub mod peer;
 pub mod simulcast;
+pub mod tap;
 pub mod track;
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -28,6 +29,7 @@ use crate::room::ParticipantId;
 
 pub use peer::{PeerCommand, PeerEvent, PeerHandle};
 pub use track::{PublishedTrack, TrackId};
+use tap::TapInterceptor;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SfuError {
@@ -110,9 +112,9 @@ impl SfuEngine {
         }
         let registry = register_default_interceptors(Registry::new(), &mut media_engine)?;
         let registry = registry
-            .with(Slot::from(keyframe::SLOT), keyframe::KeyframeRequestTap::default())
-            .with(Slot::from(bwe::SLOT), bwe::FeedbackTap::new(feedback))
-            .with(Slot::from(keep_rid::SLOT), keep_rid::KeepRid::default());
+            .with(Slot::from(keyframe::SLOT), TapInterceptor::new(keyframe::KeyframeRequestTap))
+            .with(Slot::from(bwe::SLOT), TapInterceptor::new(bwe::FeedbackTap::new(feedback)))
+            .with(Slot::from(keep_rid::SLOT), TapInterceptor::new(keep_rid::KeepRid::default()));
         Ok((media_engine, registry))
     }
 
