@@ -121,10 +121,7 @@ return { cards, state: chip.hidden ? '' : chip.textContent.trim() };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn breakout_rooms_in_the_browser() {
-    require_browser();
-    if tokio::time::timeout(TEST_DEADLINE, run()).await.is_err() {
-        panic!("browser breakouts test did not finish within {TEST_DEADLINE:?}");
-    }
+    with_deadline(TEST_DEADLINE, "browser breakouts test", run()).await;
 }
 
 async fn run() {
@@ -146,15 +143,7 @@ async fn run() {
     let started = Instant::now();
     let outcome = scenario(&therapist, &ana, &ben, &server, &artifacts).await;
     eprintln!("scenario took {:.1?}", started.elapsed());
-    for (who, client) in [("therapist", &therapist), ("ana", &ana), ("ben", &ben)] {
-        if outcome.is_err() {
-            save_screenshot(client, &artifacts.join(format!("{SCREENSHOT_PREFIX}{who}-failure.png"))).await;
-        }
-        if outcome.is_err() || std::env::var_os("HEARTH_BROWSER_LOGS").is_some() {
-            eprintln!("---- {who}: window.hearth.log ----\n{}", page_log(client).await);
-        }
-    }
-    let _ = tokio::join!(therapist.close(), ana.close(), ben.close());
+    wrap_up(&[("therapist", &therapist), ("ana", &ana), ("ben", &ben)], &artifacts, SCREENSHOT_PREFIX, outcome.is_err()).await;
     server.shutdown().await;
     drop(driver);
     if let Err(message) = outcome {
@@ -444,11 +433,7 @@ async fn join_page(
     role: Role,
     (id, name): (&str, &str),
 ) -> Result<(), String> {
-    let token = common::token_for(server, ROOM, role, name, id);
-    client.goto(&format!("{base}/#token={token}")).await.map_err(|e| format!("{who}: opening the link: {e}"))?;
-    wait_for(client, &format!("the {who}'s link page"), VISIBLE_JS, &[json!("#link-join-button")]).await?;
-    click(client, who, "#link-join-button").await?;
-    wait_for(client, &format!("the {who} to be in the room"), "return window.hearth.state === 'joined';", &[]).await
+    join_with_link(client, who, base, &common::token_for(server, ROOM, role, name, id)).await
 }
 
 fn sorted(names: &[&str]) -> Vec<String> {

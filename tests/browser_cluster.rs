@@ -59,8 +59,7 @@ async fn node(redis: &Redis, id: &str) -> RunningServer {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_web_client_follows_its_room_between_nodes() {
-    require_browser();
-    tokio::time::timeout(TEST_DEADLINE, run()).await.expect("the browser cluster test took too long");
+    with_deadline(TEST_DEADLINE, "the browser cluster test", run()).await;
 }
 
 async fn run() {

@@ -82,10 +82,7 @@ return Boolean(card && card.classList.contains('closed')
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poll_is_launched_answered_and_charted_in_the_browser() {
-    require_browser();
-    if tokio::time::timeout(TEST_DEADLINE, run()).await.is_err() {
-        panic!("browser polls test did not finish within {TEST_DEADLINE:?}");
-    }
+    with_deadline(TEST_DEADLINE, "browser polls test", run()).await;
 }
 
 async fn run() {
@@ -102,15 +99,7 @@ async fn run() {
     let started = Instant::now();
     let outcome = scenario(&therapist, &participant, &server, &artifacts).await;
     eprintln!("scenario took {:.1?}", started.elapsed());
-    for (who, client) in [("therapist", &therapist), ("participant", &participant)] {
-        if outcome.is_err() {
-            save_screenshot(client, &artifacts.join(format!("{SCREENSHOT_PREFIX}{who}-failure.png"))).await;
-        }
-        if outcome.is_err() || std::env::var_os("HEARTH_BROWSER_LOGS").is_some() {
-            eprintln!("---- {who}: window.hearth.log ----\n{}", page_log(client).await);
-        }
-    }
-    let _ = tokio::join!(therapist.close(), participant.close());
+    wrap_up(&[("therapist", &therapist), ("participant", &participant)], &artifacts, SCREENSHOT_PREFIX, outcome.is_err()).await;
     server.shutdown().await;
     drop(driver);
     if let Err(message) = outcome {

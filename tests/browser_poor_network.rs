@@ -30,12 +30,13 @@ const THERAPIST: (&str, &str) = ("t-rivera", "Dr. Rivera");
 const PAT: (&str, &str) = ("p-pat", "Pat");
 const MEDIA_DEADLINE: Duration = Duration::from_secs(20);
 /// After the link recovers: probes back off while it is bad, up to 12 s apart.
-const RECOVERY_DEADLINE: Duration = Duration::from_secs(30);
+const RECOVERY_DEADLINE: Duration = Duration::from_secs(40);
 const TEST_DEADLINE: Duration = Duration::from_secs(150);
 const PREFIX: &str = "poor-network-";
-/// The downlink while it is bad: room for audio (about 50 kbit/s with headers), not for the
-/// lowest video layer (about 150 kbit/s).
-const THIN_KBIT: u32 = 90;
+/// The server's sending while the link is bad. It carries both pages' downlinks: two audio
+/// streams (about 45 kbit/s each with headers) fit, the lowest video layer (130-150 kbit/s)
+/// on top does not.
+const THIN_KBIT: u32 = 160;
 
 /// Pat's view of the therapist's tile: video frames decoded, audio packets received, and
 /// whether the tile says the video is paused for bandwidth.
@@ -180,10 +181,7 @@ fn token((id, name): (&str, &str), role: Role) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thin_downlink_pauses_video_keeps_audio_and_recovers() {
-    require_browser();
-    if tokio::time::timeout(TEST_DEADLINE, run_test()).await.is_err() {
-        panic!("poor-network browser test did not finish within {TEST_DEADLINE:?}");
-    }
+    with_deadline(TEST_DEADLINE, "poor-network browser test", run_test()).await;
 }
 
 async fn run_test() {
@@ -203,15 +201,7 @@ async fn run_test() {
     );
 
     let outcome = scenario(&therapist, &pat, &server, &ns, &artifacts).await;
-    for (who, client) in [("therapist", &therapist), ("pat", &pat)] {
-        if outcome.is_err() {
-            save_screenshot(client, &artifacts.join(format!("{PREFIX}{who}-failure.png"))).await;
-        }
-        if outcome.is_err() || std::env::var_os("HEARTH_BROWSER_LOGS").is_some() {
-            eprintln!("---- {who}: window.hearth.log ----\n{}", page_log(client).await);
-        }
-    }
-    let _ = tokio::join!(therapist.close(), pat.close());
+    wrap_up(&[("therapist", &therapist), ("pat", &pat)], &artifacts, PREFIX, outcome.is_err()).await;
     drop(driver);
     drop(server);
     drop(ns);
@@ -232,6 +222,10 @@ async fn scenario(therapist: &Client, pat: &Client, server: &Server, ns: &Netns,
     })
     .await?;
     step(&format!("media flowing: {good}"));
+
+    // Pat turns their camera off, so the limit below is about Pat's downlink only (the
+    // therapist's page shares the limited link).
+    click(pat, "pat", "#cam-button").await?;
 
     // The downlink gets thin: video pauses, the tile says so, audio keeps coming.
     ns.limit(THIN_KBIT)?;

@@ -31,8 +31,7 @@ return Boolean(stage && !stage.hidden && video.videoWidth > 0 && tile && tile.vi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shared_screen_appears_large_on_the_other_page() {
-    require_browser();
-    tokio::time::timeout(TEST_DEADLINE, run()).await.expect("the screen share browser test took too long");
+    with_deadline(TEST_DEADLINE, "the screen share browser test", run()).await;
 }
 
 async fn run() {
@@ -48,15 +47,7 @@ async fn run() {
     let (therapist, participant) =
         tokio::join!(open_browser_with(&driver.url, tp.path(), &sharing), open_browser(&driver.url, pp.path()));
     let outcome = scenario(&therapist, &participant, &server, &artifacts).await;
-    for (who, page) in [("therapist", &therapist), ("participant", &participant)] {
-        if outcome.is_err() {
-            save_screenshot(page, &artifacts.join(format!("{SCREENSHOT_PREFIX}{who}-failure.png"))).await;
-        }
-        if outcome.is_err() || std::env::var_os("HEARTH_BROWSER_LOGS").is_some() {
-            eprintln!("---- {who}: window.hearth.log ----\n{}", page_log(page).await);
-        }
-    }
-    let _ = tokio::join!(therapist.close(), participant.close());
+    wrap_up(&[("therapist", &therapist), ("participant", &participant)], &artifacts, SCREENSHOT_PREFIX, outcome.is_err()).await;
     server.shutdown().await;
     drop(driver);
     if let Err(message) = outcome {

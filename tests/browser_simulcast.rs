@@ -87,10 +87,7 @@ window.hearth.onMessage('videoState', (m) => window.__videoStates.push(m));
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_publishes_simulcast_and_the_layer_follows_the_tile() {
-    require_browser();
-    if tokio::time::timeout(TEST_DEADLINE, run()).await.is_err() {
-        panic!("browser simulcast test did not finish within {TEST_DEADLINE:?}");
-    }
+    with_deadline(TEST_DEADLINE, "browser simulcast test", run()).await;
 }
 
 async fn run() {
@@ -107,15 +104,7 @@ async fn run() {
     );
 
     let outcome = scenario(&therapist, &pat, &server, &artifacts).await;
-    for (who, client) in [("therapist", &therapist), ("pat", &pat)] {
-        if outcome.is_err() {
-            save_screenshot(client, &artifacts.join(format!("{SCREENSHOT_PREFIX}{who}-failure.png"))).await;
-        }
-        if outcome.is_err() || std::env::var_os("HEARTH_BROWSER_LOGS").is_some() {
-            eprintln!("---- {who}: window.hearth.log ----\n{}", page_log(client).await);
-        }
-    }
-    let _ = tokio::join!(therapist.close(), pat.close());
+    wrap_up(&[("therapist", &therapist), ("pat", &pat)], &artifacts, SCREENSHOT_PREFIX, outcome.is_err()).await;
     server.shutdown().await;
     drop(driver);
     if let Err(message) = outcome {

@@ -328,3 +328,27 @@ pub async fn join_with_link(client: &Client, who: &str, base: &str, token: &str)
     click(client, who, "#link-join-button").await?;
     wait_for(client, &format!("the {who} to be in the room"), "return window.hearth.state === 'joined';", &[]).await
 }
+
+/// Runs a browser test's body under a deadline, so a hung browser or server cannot hang CI.
+pub async fn with_deadline(deadline: Duration, what: &str, body: impl std::future::Future<Output = ()>) {
+    require_browser();
+    if tokio::time::timeout(deadline, body).await.is_err() {
+        panic!("{what} did not finish within {deadline:?}");
+    }
+}
+
+/// After a scenario: when it failed, a screenshot of every page (`<prefix><who>-failure.png`)
+/// and every page's own log (printed always with `HEARTH_BROWSER_LOGS=1`); then the pages close.
+pub async fn wrap_up(pages: &[(&str, &Client)], artifacts: &Path, prefix: &str, failed: bool) {
+    for (who, client) in pages {
+        if failed {
+            save_screenshot(client, &artifacts.join(format!("{prefix}{who}-failure.png"))).await;
+        }
+        if failed || std::env::var_os("HEARTH_BROWSER_LOGS").is_some() {
+            eprintln!("---- {who}: window.hearth.log ----\n{}", page_log(client).await);
+        }
+    }
+    for (_, client) in pages {
+        let _ = (*client).clone().close().await;
+    }
+}
