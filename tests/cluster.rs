@@ -182,9 +182,14 @@ async fn room_survives_its_node_being_killed() {
     p1.send(ClientMessage::Vote { poll_id: poll.id.clone(), option_ids: vec![poll.options[1].id.clone()] });
     p1.wait_for("voteAccepted", WAIT, |m| matches!(m, ServerMessage::VoteAccepted { .. })).await.expect("vote");
     assert!(hears(&p1, "p2", WAIT).await, "p1 hears p2 in the breakout before the failure");
-    // p1's celebration preference; p4 joins and is removed (banned); then the room is locked.
+    // p1's celebration preference and permission to share the screen; p4 joins and is removed
+    // (banned); then the room is locked.
     p1.send(ClientMessage::SetCelebrationPreferences { style: CelebrationStyle::Big, audience: CelebrationAudience::Group });
     p1.wait_for("prefs", WAIT, |m| matches!(m, ServerMessage::CelebrationPreferences { chosen: true, .. })).await.expect("prefs saved");
+    t.send(ClientMessage::AllowScreenShare { participant_id: pid("p1"), allowed: true });
+    p1.wait_for("allowed", WAIT, |m| matches!(m, ServerMessage::ParticipantUpdated { participant } if participant.id == pid("p1") && participant.can_share_screen))
+        .await
+        .expect("p1 may share");
     let mut p4_opts = opts(room, Role::Participant, "p4", [&wb, &wa]);
     p4_opts.publish_audio = false;
     p4_opts.publish_video = false;
@@ -211,6 +216,8 @@ async fn room_survives_its_node_being_killed() {
         assert_eq!(c.node_url, survivor.ws(), "everyone is on the surviving node");
         assert!(c.admitted, "admission survived: nobody is sent back to the waiting room");
     }
+    let p1_info = p1.roster.iter().find(|i| i.id == pid("p1")).cloned();
+    assert!(p1_info.as_ref().is_some_and(|i| i.can_share_screen), "the screen-share permission survived: {p1_info:?}");
     // Media resumes in the restored breakout.
     assert!(hears(&p1, "p2", WAIT).await && hears(&p2, "p1", WAIT).await, "media resumes between p1 and p2");
     let resumed = killed_at.elapsed();

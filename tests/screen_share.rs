@@ -97,6 +97,19 @@ async fn screen_sharing_is_forwarded_allowed_revoked_and_stopped() {
     p.start_screen_share().await.expect("share");
     assert!(grows(|| screen_packets(&q, "p"), WAIT).await, "an allowed share is forwarded");
 
+    // The permission outlives the connection: the participant leaves, joins again and may
+    // share at once (a share itself ends with its connection).
+    p.leave().await;
+    q.wait_for("p to leave", WAIT, |m| matches!(m, ServerMessage::ParticipantLeft { participant_id } if *participant_id == pid("p")))
+        .await
+        .expect("q sees p leave");
+    let mut p = join("p", Role::Participant).await;
+    let me = p.roster.iter().find(|i| i.id == pid("p")).cloned();
+    assert!(me.as_ref().is_some_and(|i| i.can_share_screen && !i.screen_sharing), "the roster on rejoining: {me:?}");
+    let before = screen_packets(&q, "p");
+    p.start_screen_share().await.expect("share again");
+    assert!(grows(|| screen_packets(&q, "p").saturating_sub(before), WAIT).await, "shared again without asking");
+
     // Revoked: it stops for everyone at once, and the participant is told.
     t.send(ClientMessage::AllowScreenShare { participant_id: pid("p"), allowed: false });
     updated(&mut p, "p", |i| !i.can_share_screen && !i.screen_sharing).await;

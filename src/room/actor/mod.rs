@@ -145,11 +145,15 @@ impl Member {
     }
 }
 
-#[derive(Debug, Default, Clone, Copy)]
-struct Remembered {
+#[derive(Debug, Default, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct Remembered {
     admitted: bool,
     audio_hard_muted: bool,
     video_hard_muted: bool,
+    /// Absent in room state saved before screen sharing was remembered.
+    #[serde(default)]
+    can_share_screen: bool,
 }
 
 /// Whether `from`'s media goes to `to`: both admitted, `from` may publish, not oneself.
@@ -165,7 +169,8 @@ pub(super) struct Room {
     state: RoomState,
     banned: HashSet<ParticipantId>,
     /// What the session remembers about a participant id across reconnects: a page reload
-    /// must neither send an admitted person back to the waiting room nor lift a hard mute.
+    /// must neither send an admitted person back to the waiting room nor lift a hard mute, nor
+    /// take back a permission to share the screen.
     remembered: HashMap<ParticipantId, Remembered>,
     registry: Arc<RegistryInner>,
     /// Our own command channel, weak so that it does not keep the room alive.
@@ -389,7 +394,7 @@ impl Room {
             hand_raised: false,
             reconnecting: false,
             screen_sharing: false,
-            can_share_screen: grant.role == Role::Therapist,
+            can_share_screen: grant.role == Role::Therapist || remembered.can_share_screen,
         };
         let member = Member {
             info,

@@ -45,6 +45,7 @@ impl Room {
                     return self.error(from, ErrorCode::InvalidField, "therapists may always share their screen");
                 }
                 m.info.can_share_screen = allowed;
+                self.remembered.entry(participant_id.clone()).or_default().can_share_screen = allowed;
                 if !allowed {
                     self.stop_screen(&participant_id);
                 }

@@ -25,18 +25,10 @@ pub(super) struct RoomSnapshot {
     pub locked: bool,
     pub waiting_room: bool,
     pub banned: Vec<ParticipantId>,
-    pub remembered: BTreeMap<ParticipantId, RememberedSnap>,
+    pub remembered: BTreeMap<ParticipantId, Remembered>,
     pub breakouts: BreakoutsSnap,
     pub polls: Vec<PollSnap>,
     pub celebration_prefs: BTreeMap<ParticipantId, CelebrationPreferences>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(super) struct RememberedSnap {
-    pub admitted: bool,
-    pub audio_hard_muted: bool,
-    pub video_hard_muted: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -87,13 +79,7 @@ impl Room {
             locked: self.state.locked,
             waiting_room: self.state.waiting_room,
             banned,
-            remembered: self
-                .remembered
-                .iter()
-                .map(|(id, r)| {
-                    (id.clone(), RememberedSnap { admitted: r.admitted, audio_hard_muted: r.audio_hard_muted, video_hard_muted: r.video_hard_muted })
-                })
-                .collect(),
+            remembered: self.remembered.iter().map(|(id, r)| (id.clone(), *r)).collect(),
             breakouts: self.breakouts.snapshot(),
             polls: self.polls.snapshot(),
             celebration_prefs: self.milestones.chosen_prefs(),
@@ -109,11 +95,7 @@ impl Room {
         self.state.locked = snap.locked;
         self.state.waiting_room = snap.waiting_room;
         self.banned = snap.banned.into_iter().collect();
-        self.remembered = snap
-            .remembered
-            .into_iter()
-            .map(|(id, r)| (id, Remembered { admitted: r.admitted, audio_hard_muted: r.audio_hard_muted, video_hard_muted: r.video_hard_muted }))
-            .collect();
+        self.remembered = snap.remembered.into_iter().collect();
         let now = now_ms() as u64;
         if let Some((generation, left_ms)) = self.breakouts.restore(snap.breakouts, now) {
             self.schedule(std::time::Duration::from_millis(left_ms), Timer::BreakoutClose(generation));
