@@ -108,7 +108,9 @@ async fn screen_sharing_is_forwarded_allowed_revoked_and_stopped() {
     assert!(me.as_ref().is_some_and(|i| i.can_share_screen && !i.screen_sharing), "the roster on rejoining: {me:?}");
     let before = screen_packets(&q, "p");
     p.start_screen_share().await.expect("share again");
-    assert!(grows(|| screen_packets(&q, "p").saturating_sub(before), WAIT).await, "shared again without asking");
+    let shared = grows(|| screen_packets(&q, "p").saturating_sub(before), WAIT).await;
+    let seen: Vec<String> = q.received().values().map(|t| format!("{}:{:?}:{}", t.participant, t.kind, t.packets)).collect();
+    assert!(shared, "shared again without asking; q receives {seen:?}");
 
     // Revoked: it stops for everyone at once, and the participant is told.
     t.send(ClientMessage::AllowScreenShare { participant_id: pid("p"), allowed: false });

@@ -169,6 +169,8 @@ async fn spawn_server(bin: &PathBuf, log: &PathBuf, scratch: &Path) -> anyhow::R
         // The server's own default log filter, whatever filter this shell set for other uses;
         // `HEARTH_SERVER_LOG` chooses one for the measured server.
         .env_remove("HEARTH_LOG")
+        // Read here, not by the server, whose configuration would take it for a setting.
+        .env_remove("HEARTH_SERVER_LOG")
         .env("NO_COLOR", "1")
         .envs(std::env::var("HEARTH_SERVER_LOG").ok().map(|f| ("HEARTH_LOG", f)))
         .stdin(Stdio::null())

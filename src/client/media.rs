@@ -260,6 +260,7 @@ pub struct MediaClient {
     moved_to: Arc<Mutex<Option<String>>>,
     /// The audio level sent in the extension; [`NO_AUDIO_LEVEL`]: none.
     audio_level: Arc<AtomicU8>,
+    negotiation: Negotiation,
     /// A screen share being published: its sender and the task sending its RTP.
     screen: Option<(Arc<dyn RtpSender>, JoinHandle<()>)>,
     /// Inbound video limit, kbit/s (0: none).
@@ -420,6 +421,52 @@ pub fn read_probe(payload: &[u8]) -> Option<(u64, u64)> {
 
 fn local_track(kind: MediaKind, name: &str) -> (Arc<TrackLocalStaticRTP>, u32) {
     local_track_labelled(kind, name, &format!("{name}-{kind:?}"))
+}
+
+/// Our side of "perfect negotiation" (the polite one): offers and the server's offers take
+/// turns through one lock, which also holds whether an offer of ours awaits its answer; a new
+/// offer waits for the answer to the last (an answer must match the offer it answers).
+#[derive(Clone, Default)]
+struct Negotiation(Arc<tokio::sync::Mutex<bool>>, Arc<tokio::sync::Notify>);
+
+/// How long a new offer waits for the answer to the previous one before going anyway.
+const ANSWER_WAIT: Duration = Duration::from_secs(10);
+
+impl Negotiation {
+    async fn offer(&self, pc: &Arc<dyn PeerConnection>, out: &mpsc::UnboundedSender<ClientMessage>) -> Result<(), ClientError> {
+        let deadline = tokio::time::Instant::now() + ANSWER_WAIT;
+        let mut offer_out = self.0.lock().await;
+        while *offer_out && tokio::time::Instant::now() < deadline {
+            let answered = self.1.notified();
+            drop(offer_out);
+            let _ = tokio::time::timeout_at(deadline, answered).await;
+            offer_out = self.0.lock().await;
+        }
+        let offer = pc.create_offer(None).await?;
+        pc.set_local_description(offer.clone()).await?;
+        out.send(ClientMessage::Offer(Sdp { sdp: offer.sdp })).map_err(|_| SignalError::Closed)?;
+        *offer_out = true;
+        Ok(())
+    }
+}
+
+/// The server's description without its acceptance of our simulcast (`a=simulcast:recv`, and
+/// `a=rid:<id> recv`). The webrtc crate (0.21) reads rids in a remote description as layers it
+/// will *receive*, whatever their direction; when the server then forwards someone's video on
+/// the media section we publish simulcast on (it reuses it, as `addTrack` does), the crate
+/// waits for rid-tagged packets there and drops the forwarded stream. Our layers are sent with
+/// their rids all the same (see [`send_simulcast`]).
+fn without_receive_simulcast(sdp: &str) -> String {
+    let mut out = String::with_capacity(sdp.len());
+    for line in sdp.split_inclusive('\n') {
+        let l = line.trim_end();
+        let receive_rid = l.strip_prefix("a=rid:").is_some_and(|v| v.split_whitespace().nth(1) == Some("recv"));
+        if receive_rid || l.starts_with("a=simulcast:recv") {
+            continue;
+        }
+        out.push_str(line);
+    }
+    out
 }
 
 /// A simulcast camera: one track, three encodings (rids q/h/f), each with its own SSRC.
@@ -704,9 +751,8 @@ impl MediaClient {
                 pc.add_transceiver_from_kind(kind, Some(init)).await?;
             }
         }
-        let offer = pc.create_offer(None).await?;
-        pc.set_local_description(offer.clone()).await?;
-        out_tx.send(ClientMessage::Offer(Sdp { sdp: offer.sdp })).map_err(|_| SignalError::Closed)?;
+        let negotiation = Negotiation::default();
+        negotiation.offer(&pc, &out_tx).await?;
 
         let mut tasks = Vec::new();
         let (mut sink, mut stream) = sig.into_split();
@@ -721,6 +767,7 @@ impl MediaClient {
         }));
         let signal_pc = pc.clone();
         let signal_out = out_tx.clone();
+        let signal_negotiation = negotiation.clone();
         let socket_open = Arc::new(AtomicBool::new(true));
         let moved_to: Arc<Mutex<Option<String>>> = Arc::default();
         let (open_flag, moved_slot) = (socket_open.clone(), moved_to.clone());
@@ -733,15 +780,32 @@ impl MediaClient {
                 let result: Result<(), webrtc::error::Error> = async {
                     match msg {
                         ServerMessage::Answer(sdp) => {
-                            signal_pc.set_remote_description(RTCSessionDescription::answer(sdp.sdp)?).await?;
+                            let mut offer_out = signal_negotiation.0.lock().await;
+                            let sdp = without_receive_simulcast(&sdp.sdp);
+                            let applied = signal_pc.set_remote_description(RTCSessionDescription::answer(sdp)?).await;
+                            *offer_out = false;
+                            signal_negotiation.1.notify_waiters();
+                            applied?;
                             has_remote = true;
                         }
                         ServerMessage::Offer(sdp) => {
-                            signal_pc.set_remote_description(RTCSessionDescription::offer(sdp.sdp)?).await?;
+                            let offer_out = signal_negotiation.0.lock().await;
+                            // Glare: the server (impolite) ignored our offer. We are polite: roll
+                            // ours back, answer theirs, then offer our change again.
+                            if *offer_out {
+                                signal_pc.set_local_description(RTCSessionDescription::rollback(None)?).await?;
+                            }
+                            let sdp = without_receive_simulcast(&sdp.sdp);
+                            signal_pc.set_remote_description(RTCSessionDescription::offer(sdp)?).await?;
                             has_remote = true;
                             let answer = signal_pc.create_answer(None).await?;
                             signal_pc.set_local_description(answer.clone()).await?;
                             let _ = signal_out.send(ClientMessage::Answer(Sdp { sdp: answer.sdp }));
+                            if *offer_out {
+                                let offer = signal_pc.create_offer(None).await?;
+                                signal_pc.set_local_description(offer.clone()).await?;
+                                let _ = signal_out.send(ClientMessage::Offer(Sdp { sdp: offer.sdp }));
+                            }
                         }
                         ServerMessage::IceCandidate { candidate } => {
                             let init = RTCIceCandidateInit {
@@ -822,6 +886,7 @@ impl MediaClient {
             audio_level,
             screen: None,
             throttle,
+            negotiation,
         })
     }
 
@@ -851,10 +916,7 @@ impl MediaClient {
     /// fresh offer; the server answers and media continues on the same peer connection.
     pub async fn restart_ice(&self) -> Result<(), ClientError> {
         self.pc.restart_ice().await?;
-        let offer = self.pc.create_offer(None).await?;
-        self.pc.set_local_description(offer.clone()).await?;
-        self.out.send(ClientMessage::Offer(Sdp { sdp: offer.sdp })).map_err(|_| SignalError::Closed)?;
-        Ok(())
+        self.offer().await
     }
 
     /// The level the audio-level extension carries from now on (−dBov, 0 loudest, 127
@@ -892,10 +954,7 @@ impl MediaClient {
     }
 
     async fn offer(&self) -> Result<(), ClientError> {
-        let offer = self.pc.create_offer(None).await?;
-        self.pc.set_local_description(offer.clone()).await?;
-        self.out.send(ClientMessage::Offer(Sdp { sdp: offer.sdp })).map_err(|_| SignalError::Closed)?;
-        Ok(())
+        self.negotiation.offer(&self.pc, &self.out).await
     }
 
     /// Stops or resumes publishing (the RTP stops at the source).
@@ -1050,6 +1109,12 @@ async fn send_video_frames(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_servers_acceptance_of_our_simulcast_is_left_out() {
+        let sdp = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=rid:q recv\r\na=rid:f send\r\na=simulcast:recv q;h;f\r\na=ssrc:5 cname:x\r\n";
+        assert_eq!(without_receive_simulcast(sdp), "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=rid:f send\r\na=ssrc:5 cname:x\r\n");
+    }
 
     fn track() -> ReceivedTrack {
         ReceivedTrack {

@@ -237,7 +237,15 @@ async fn wait_until_flowing(cfg: &LoadConfig, people: &mut Vec<Participant>, rej
             return Ok(());
         }
         if Instant::now() >= deadline {
-            warn!(missing, "not every track arrived before the deadline; measuring anyway");
+            let short: Vec<String> = people
+                .iter()
+                .filter_map(|p| {
+                    let got = p.client.received().values().filter(|t| t.packets > 0).count();
+                    let kinds: Vec<String> = p.client.received().values().map(|t| format!("{}:{:?}:{}", t.participant, t.kind, t.packets)).collect();
+                    (got < p.expects).then(|| format!("{} got {got} of {} [{}]", p.client.participant_id, p.expects, kinds.join(" ")))
+                })
+                .collect();
+            warn!(missing, short = ?short, "not every track arrived before the deadline; measuring anyway");
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
