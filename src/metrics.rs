@@ -86,6 +86,8 @@ impl Collector for StateCollector {
         counter(&mut e, "hearth_rtp_duplicates_dropped", "Duplicate RTP packets dropped before fan-out", load(&s.rtp_duplicates_dropped))?;
         counter(&mut e, "hearth_pli_sent", "Keyframe requests (PLI) sent to publishers", load(&s.keyframe_requests_sent))?;
         counter(&mut e, "hearth_pli_received", "Keyframe requests (PLI/FIR) received from subscribers", load(&s.keyframe_requests_received))?;
+        counter(&mut e, "hearth_nack_received", "Packets subscribers asked to have sent again (loss on the way to them)", load(&s.nack_received))?;
+        counter(&mut e, "hearth_nack_sent", "Packets the server asked publishers to send again (loss on the way to it)", load(&s.nack_sent))?;
         counter(&mut e, "hearth_simulcast_layer_switches", "Simulcast layer switches made for subscribers", load(&s.layer_switches))?;
         gauge(&mut e, "hearth_video_paused_for_bandwidth", "Video subscriptions paused because the subscriber's connection cannot carry the lowest layer", s.bandwidth_paused.load(Ordering::Relaxed) as i64)?;
         if let Some(c) = self.rooms.cluster() {

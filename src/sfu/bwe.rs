@@ -11,14 +11,17 @@
 //! or pauses video (never audio) when not even the lowest layer does, and probes back up.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rtc::interceptor::{Packet, TaggedPacket};
 use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
 use rtc::rtcp::receiver_report::ReceiverReport;
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 
 use super::tap::Tap;
+use super::SfuStats;
 
 /// Registry position: before every default interceptor, so it sees reports they consume.
 pub const SLOT: usize = 500;
@@ -68,23 +71,42 @@ impl FeedbackSink {
     }
 }
 
-/// The interceptor: notes feedback and passes everything on unchanged.
+/// The interceptor: notes feedback and passes everything on unchanged. It also counts NACKed
+/// packets both ways for `/metrics` (it sits where it sees them all).
 pub struct FeedbackTap {
     sink: Arc<FeedbackSink>,
+    stats: Arc<SfuStats>,
 }
 
 impl FeedbackTap {
-    pub fn new(sink: Arc<FeedbackSink>) -> Self {
-        Self { sink }
+    pub fn new(sink: Arc<FeedbackSink>, stats: Arc<SfuStats>) -> Self {
+        Self { sink, stats }
     }
+}
+
+/// Packets a batch of RTCP asks to have sent again.
+fn nacked(packets: &[Box<dyn rtc::rtcp::Packet>]) -> u64 {
+    packets
+        .iter()
+        .filter_map(|p| p.as_any().downcast_ref::<TransportLayerNack>())
+        .flat_map(|n| n.nacks.iter())
+        .map(|pair| pair.packet_list().len() as u64)
+        .sum()
 }
 
 impl Tap for FeedbackTap {
     fn read(&mut self, msg: &mut TaggedPacket) -> bool {
         if let Packet::Rtcp(packets) = &msg.message.packet {
             self.sink.note(packets);
+            self.stats.nack_received.fetch_add(nacked(packets), Ordering::Relaxed);
         }
         true
+    }
+
+    fn write(&mut self, msg: &mut TaggedPacket) {
+        if let Packet::Rtcp(packets) = &msg.message.packet {
+            self.stats.nack_sent.fetch_add(nacked(packets), Ordering::Relaxed);
+        }
     }
 }
 
@@ -239,6 +261,15 @@ mod tests {
         // The probe meets loss at once: the next one waits twice as long.
         e.update(Feedback { reports: 4, loss: 0.3, ..Default::default() }, 500_000.0);
         assert_eq!(e.probe_every, PROBE_EVERY * 2);
+    }
+
+    #[test]
+    fn nacked_packets_are_counted_one_by_one() {
+        use rtc::rtcp::transport_feedbacks::transport_layer_nack::NackPair;
+        // 100 and, from the bitmask, 101 and 103.
+        let nack = TransportLayerNack { sender_ssrc: 1, media_ssrc: 2, nacks: vec![NackPair { packet_id: 100, lost_packets: 0b101 }] };
+        let packets: Vec<Box<dyn rtc::rtcp::Packet>> = vec![Box::new(nack), Box::new(ReceiverReport::default())];
+        assert_eq!(nacked(&packets), 3);
     }
 
     #[test]

@@ -62,6 +62,10 @@ pub struct SfuStats {
     pub keyframe_requests_received: AtomicU64,
     /// Simulcast layer switches made for subscribers.
     pub layer_switches: AtomicU64,
+    /// Packets subscribers asked to have sent again (NACK): loss on the way to them.
+    pub nack_received: AtomicU64,
+    /// Packets this server asked publishers to send again (NACK): loss on the way here.
+    pub nack_sent: AtomicU64,
     /// Video subscriptions paused right now because the subscriber's connection cannot carry
     /// even the lowest layer.
     pub bandwidth_paused: AtomicUsize,
@@ -113,7 +117,7 @@ impl SfuEngine {
         let registry = register_default_interceptors(Registry::new(), &mut media_engine)?;
         let registry = registry
             .with(Slot::from(keyframe::SLOT), TapInterceptor::new(keyframe::KeyframeRequestTap))
-            .with(Slot::from(bwe::SLOT), TapInterceptor::new(bwe::FeedbackTap::new(feedback)))
+            .with(Slot::from(bwe::SLOT), TapInterceptor::new(bwe::FeedbackTap::new(feedback, self.stats.clone())))
             .with(Slot::from(keep_rid::SLOT), TapInterceptor::new(keep_rid::KeepRid::default()));
         Ok((media_engine, registry))
     }
