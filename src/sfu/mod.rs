@@ -18,9 +18,9 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use rtc::interceptor::Slot;
+use rtc::interceptor::{NackGeneratorBuilder, NackResponderBuilder, Slot};
 use webrtc::peer_connection::{
-    register_default_interceptors, MediaEngine, RTCConfigurationBuilder, RTCIceCandidateType,
+    configure_rtcp_reports, configure_twcc_receiver_only, MediaEngine, RTCConfigurationBuilder, RTCIceCandidateType,
     RTCIceServer, Registry, SettingEngineBuilder,
 };
 
@@ -71,6 +71,37 @@ pub struct SfuStats {
     pub bandwidth_paused: AtomicUsize,
 }
 
+/// How often the server asks a publisher for one missing packet (100 ms apart), after which
+/// the subscribers' own NACKs and keyframe requests take over.
+const NACKS_PER_PACKET: u16 = 5;
+
+/// The codecs Hearth negotiates: Opus, and VP8 and H.264 for video, with NACK, PLI/FIR and
+/// REMB feedback but no RTX (RFC 4588). A browser's simulcast layer announces its RTX stream
+/// only by a `repaired-rtp-stream-id` extension, which the webrtc crate (0.21) does not map, so
+/// its retransmissions would be dropped and a lost packet never repaired. Without RTX the
+/// browser resends a NACKed packet on the layer's own SSRC (RFC 4585), which the crate maps.
+/// The payload types are the crate's defaults (and what the headless client sends).
+fn register_codecs(media_engine: &mut MediaEngine) -> Result<(), SfuError> {
+    use rtc::rtp_transceiver::rtp_sender::{RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
+    let codec = |mime: &str, clock_rate: u32, channels: u16, fmtp: &str, rtcp_feedback: Vec<RTCPFeedback>, payload_type: u8| {
+        RTCRtpCodecParameters {
+            rtp_codec: RTCRtpCodec { mime_type: mime.to_string(), clock_rate, channels, sdp_fmtp_line: fmtp.to_string(), rtcp_feedback },
+            payload_type,
+        }
+    };
+    let feedback = |typ: &str, parameter: &str| RTCPFeedback { typ: typ.to_string(), parameter: parameter.to_string() };
+    let video_feedback = vec![feedback("goog-remb", ""), feedback("ccm", "fir"), feedback("nack", ""), feedback("nack", "pli")];
+    media_engine.register_codec(codec("audio/opus", 48_000, 2, "minptime=10;useinbandfec=1", vec![], 111), RtpCodecKind::Audio)?;
+    for (mime, fmtp, payload_type) in [
+        ("video/VP8", "", 96),
+        ("video/H264", "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f", 102),
+        ("video/H264", "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f", 108),
+    ] {
+        media_engine.register_codec(codec(mime, 90_000, 0, fmtp, video_feedback.clone(), payload_type), RtpCodecKind::Video)?;
+    }
+    Ok(())
+}
+
 /// Builds peer connections with the configured ICE settings.
 pub struct SfuEngine {
     ice: IceConfig,
@@ -94,7 +125,7 @@ impl SfuEngine {
 
     fn media_engine_and_registry(&self, feedback: Arc<bwe::FeedbackSink>) -> Result<(MediaEngine, Registry), SfuError> {
         let mut media_engine = MediaEngine::default();
-        media_engine.register_default_codecs()?;
+        register_codecs(&mut media_engine)?;
         // Audio levels feed active-speaker detection (the room decides; see `audio_level`).
         media_engine.register_header_extension(
             rtc::rtp_transceiver::rtp_sender::RTCRtpHeaderExtensionCapability { uri: audio_level::URI.to_string() },
@@ -114,7 +145,14 @@ impl SfuEngine {
                 None,
             )?;
         }
-        let registry = register_default_interceptors(Registry::new(), &mut media_engine)?;
+        // The crate's default chain (NACK both ways, TWCC feedback for publishers, RTCP reports)
+        // but with a bounded NACK generator: by default it asks again for a missing packet
+        // every 100 ms for as long as the packet is in its window, which on a lossy uplink
+        // became a storm (27,000 packets asked for in 20 s from one browser at 500 kbit/s).
+        let registry = Registry::new()
+            .with(Slot::NackResponder, NackResponderBuilder::new().build())
+            .with(Slot::NackGenerator, NackGeneratorBuilder::new().with_max_nacks_per_packet(NACKS_PER_PACKET).build());
+        let registry = configure_rtcp_reports(configure_twcc_receiver_only(registry, &mut media_engine)?);
         let registry = registry
             .with(Slot::from(keyframe::SLOT), TapInterceptor::new(keyframe::KeyframeRequestTap))
             .with(Slot::from(bwe::SLOT), TapInterceptor::new(bwe::FeedbackTap::new(feedback, self.stats.clone())))
