@@ -1,7 +1,8 @@
 //! Screen sharing in real browsers: the therapist shares (Chromium's fake screen capture), the
 //! participant's page shows the screen large, decoded, with the therapist's camera still in
-//! its tile; the participant has no share button until the therapist allows it in one click;
-//! stopping removes the screen from the participant's page.
+//! its tile; when the therapist's connection drops, the share comes back by itself and moves
+//! again on the participant's page; the participant has no share button until the therapist
+//! allows it in one click; stopping removes the screen from the participant's page.
 //!
 //! Needs Chromium and chromedriver (`scripts/install-test-deps.sh`). Screenshots:
 //! `target/test-artifacts/screen-*.png`.
@@ -13,7 +14,7 @@ use common::browser::*;
 use std::time::Duration;
 
 use hearth::auth::Role;
-use serde_json::json;
+use serde_json::{json, Value};
 
 const ROOM: &str = "browser-screen";
 const SCREENSHOT_PREFIX: &str = "screen-";
@@ -27,6 +28,20 @@ const video = stage && stage.querySelector('video');
 const tile = document.querySelector(`#tiles .tile.remote[data-participant-id="${arguments[0]}"] video`);
 return Boolean(stage && !stage.hidden && video.videoWidth > 0 && tile && tile.videoWidth > 0
   && /is sharing their screen/.test(stage.textContent));
+"#;
+
+/// Frames decoded of whatever the stage shows (-1: nothing shown).
+const SCREEN_FRAMES_JS: &str = r#"
+const done = arguments[arguments.length - 1];
+const stage = document.querySelector('#screen-stage');
+const v = stage.querySelector('video');
+const t = !stage.hidden && v.srcObject && v.srcObject.getVideoTracks()[0];
+if (!t) { done(-1); return; }
+window.hearth.pc.getStats().then((stats) => {
+  let frames = -1;
+  stats.forEach((r) => { if (r.type === 'inbound-rtp' && r.trackIdentifier === t.id) frames = r.framesDecoded || 0; });
+  done(frames);
+}).catch(() => done(-1));
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,6 +98,33 @@ async fn scenario(
     wait_for_within(participant, "the therapist's screen, large, beside the camera tile", SEES_SCREEN_JS, &[json!("t-rivera")], MEDIA).await?;
     save_screenshot(participant, &artifacts.join(format!("{SCREENSHOT_PREFIX}participant-sees-share.png"))).await;
     save_screenshot(therapist, &artifacts.join(format!("{SCREENSHOT_PREFIX}therapist-sharing.png"))).await;
+
+    // The therapist's connection drops: once back, the share goes on by itself (the captured
+    // screen is still live) and the participant sees it moving again. (The browser may reuse
+    // the old receiver, and with it the old track object, so frames are what count.)
+    therapist.execute("window.hearth.ws.close();", vec![]).await.map_err(|e| format!("therapist: closing the socket: {e}"))?;
+    wait_for_within(
+        therapist,
+        "the therapist back in the room, still sharing",
+        "return window.hearth.state === 'joined' && !document.querySelector('#screen-sharing-bar').hidden;",
+        &[],
+        MEDIA,
+    )
+    .await?;
+    let frames = |v: Value| v.as_i64().unwrap_or(-1);
+    let start = frames(participant.execute_async(SCREEN_FRAMES_JS, vec![]).await.map_err(|e| e.to_string())?);
+    let deadline = std::time::Instant::now() + MEDIA;
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = frames(participant.execute_async(SCREEN_FRAMES_JS, vec![]).await.map_err(|e| e.to_string())?);
+        if now > start.max(0) + 10 {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!("the share did not come back moving on the participant's page (frames {start} -> {now})"));
+        }
+    }
+    wait_for(participant, "the screen on the stage beside the camera tile", SEES_SCREEN_JS, &[json!("t-rivera")]).await?;
 
     // One click in the people list lets the participant share.
     let allow = r#"#people-list li[data-participant-id="p-pat"] button[data-action="screen"]"#;

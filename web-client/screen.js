@@ -12,6 +12,8 @@
   const share = {
     // What we publish: { stream, track, sender } while sharing; pending until the server agrees.
     mine: null,
+    // Our share between a lost connection and the next one: { stream, track }.
+    held: null,
     // Whose screen is on the stage: { participantId, track }.
     shown: null,
   };
@@ -89,8 +91,11 @@
     if ('contentHint' in track) track.contentHint = 'detail';
     const sender = pc.addTrack(track, stream);
     share.mine = { stream, track, sender, pc };
-    // The browser's own "Stop sharing" button ends the track.
-    track.addEventListener('ended', () => stopSharing('ended'));
+    // The browser's own "Stop sharing" button ends the track (also while held for a reconnect).
+    track.addEventListener('ended', () => {
+      if (share.held && share.held.track === track) share.held = null;
+      stopSharing('ended');
+    });
     hearth.trace('sharing screen', track.id);
     hearth.announce('You are sharing your screen.');
     renderButton();
@@ -155,8 +160,35 @@
   hearth.onMessage('error', (message) => {
     if (message.code === 'forbidden' && share.mine && /screen/.test(message.message || '')) stopSharing('refused', { tell: false });
   });
-  // A new connection (reconnect, moved node) starts without our share.
-  hearth.onMessage('joined', () => { if (share.mine) stopSharing('reconnect', { tell: false }); hideIf(share.shown && share.shown.participantId); renderButton(); });
+  // A new connection (reconnect, moved node) starts without our share. While the captured
+  // screen is still live it goes on by itself on the new connection, once we are back in the
+  // room: nobody has to pick the window again in the middle of a session.
+  function resumeSharing() {
+    const held = share.held;
+    const pc = hearth.pc;
+    if (!held || !pc || !hearth.admitted) return;
+    share.held = null;
+    if (held.track.readyState !== 'live') {
+      hearth.announce('You stopped sharing your screen.');
+      renderButton();
+      return;
+    }
+    hearth.send({ type: 'screenShare', clientTrackId: held.track.id, active: true });
+    share.mine = { stream: held.stream, track: held.track, sender: pc.addTrack(held.track, held.stream), pc };
+    hearth.trace('screen share resumed on the new connection', held.track.id);
+    renderButton();
+  }
+  hearth.onMessage('joined', () => {
+    if (share.mine) {
+      // The old connection is gone, and its sender with it; the capture itself goes on.
+      share.held = { stream: share.mine.stream, track: share.mine.track };
+      share.mine = null;
+    }
+    hideIf(share.shown && share.shown.participantId);
+    resumeSharing();
+    renderButton();
+  });
+  hearth.onMessage('admitted', resumeSharing);
   for (const type of ['admitted', 'waitingList', 'roomStateChanged', 'participantJoined']) hearth.onMessage(type, renderButton);
   renderButton();
 })();
