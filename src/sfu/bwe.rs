@@ -154,13 +154,16 @@ impl Default for Estimator {
 }
 
 impl Estimator {
-    /// Takes in the latest feedback; `sending_bps` is what this leg has been sending.
-    pub fn update(&mut self, feedback: Feedback, sending_bps: f64) {
+    /// Takes in the latest feedback; `sending_bps` is what this leg has been sending, and
+    /// `upstream` what never reached this server in the first place.
+    pub fn update(&mut self, feedback: Feedback, sending_bps: f64, upstream: &mut UpstreamGaps) {
         if feedback.reports != self.seen_reports {
             self.seen_reports = feedback.reports;
             let base = self.estimate.unwrap_or(f64::MAX).min(sending_bps.max(1.0));
-            // Sending, and nothing arrived: as bad as it gets.
-            let loss = if feedback.stalled && sending_bps > 0.0 { 1.0 } else { feedback.loss };
+            // Sending, and nothing arrived: as bad as it gets. Packets lost before they reached
+            // us count as lost in the subscriber's report too, but say nothing about its link.
+            let (upstream_loss, sent) = upstream.take();
+            let loss = if feedback.stalled && sent > 0 { 1.0 } else { (feedback.loss - upstream_loss).max(0.0) };
             if loss > HIGH_LOSS {
                 self.estimate = Some(base * (1.0 - 0.5 * loss));
                 self.clean_reports = 0;
@@ -222,6 +225,40 @@ impl Estimator {
     }
 }
 
+/// Sequence numbers a leg skipped because the packets never reached this server (a lossy
+/// uplink on the publisher's side): counted as they are forwarded, read per receiver report.
+#[derive(Debug, Default)]
+pub struct UpstreamGaps {
+    highest: Option<u16>,
+    sent: u64,
+    skipped: u64,
+}
+
+impl UpstreamGaps {
+    /// A packet forwarded with (rewritten) sequence number `seq`.
+    pub fn forwarded(&mut self, seq: u16) {
+        self.sent += 1;
+        match self.highest {
+            Some(h) => {
+                let step = seq.wrapping_sub(h);
+                // Forward within a window; anything else is a late or reordered packet.
+                if (1..1000).contains(&step) {
+                    self.skipped += u64::from(step - 1);
+                    self.highest = Some(seq);
+                }
+            }
+            None => self.highest = Some(seq),
+        }
+    }
+
+    /// Since the last call: the fraction of sequence numbers skipped, and packets forwarded (a
+    /// receiver whose highest sequence number did not move has lost something only if we sent).
+    fn take(&mut self) -> (f64, u64) {
+        let (sent, skipped) = (std::mem::take(&mut self.sent), std::mem::take(&mut self.skipped));
+        (if sent + skipped == 0 { 0.0 } else { skipped as f64 / (sent + skipped) as f64 }, sent)
+    }
+}
+
 /// The best layer at most `preferred` whose bitrate fits `estimate` (with 15 % headroom);
 /// `None` when not even the lowest sending layer fits.
 pub fn fit_layer(preferred: usize, bitrates: &[f64], available: &[bool], estimate: Option<f64>) -> Option<usize> {
@@ -237,29 +274,29 @@ mod tests {
     fn loss_lowers_and_clean_reports_raise_the_estimate() {
         let mut e = Estimator::default();
         assert_eq!(e.estimate(), None, "no feedback, no cap");
-        e.update(Feedback { reports: 1, loss: 0.5, ..Default::default() }, 1_000_000.0);
+        e.update(Feedback { reports: 1, loss: 0.5, ..Default::default() }, 1_000_000.0, &mut UpstreamGaps::default());
         assert_eq!(e.estimate(), Some(750_000.0));
-        e.update(Feedback { reports: 1, loss: 0.5, ..Default::default() }, 1_000_000.0);
+        e.update(Feedback { reports: 1, loss: 0.5, ..Default::default() }, 1_000_000.0, &mut UpstreamGaps::default());
         assert_eq!(e.estimate(), Some(750_000.0), "the same report counts once");
-        e.update(Feedback { reports: 2, loss: 0.0, ..Default::default() }, 700_000.0);
+        e.update(Feedback { reports: 2, loss: 0.0, ..Default::default() }, 700_000.0, &mut UpstreamGaps::default());
         assert_eq!(e.estimate(), Some(937_500.0));
-        e.update(Feedback { reports: 3, loss: 0.05, remb_bps: Some(300_000.0), ..Default::default() }, 700_000.0);
+        e.update(Feedback { reports: 3, loss: 0.05, remb_bps: Some(300_000.0), ..Default::default() }, 700_000.0, &mut UpstreamGaps::default());
         assert_eq!(e.estimate(), Some(300_000.0), "a REMB caps it");
     }
 
     #[test]
     fn a_probe_up_needs_clean_reports_and_backs_off_when_it_meets_loss() {
         let mut e = Estimator::default();
-        e.update(Feedback { reports: 1, loss: 0.5, ..Default::default() }, 400_000.0);
+        e.update(Feedback { reports: 1, loss: 0.5, ..Default::default() }, 400_000.0, &mut UpstreamGaps::default());
         e.last_probe -= PROBE_EVERY;
         assert!(!e.up_probe_due(500_000.0), "not right after loss");
-        e.update(Feedback { reports: 2, loss: 0.0, ..Default::default() }, 150_000.0);
-        e.update(Feedback { reports: 3, loss: 0.0, ..Default::default() }, 150_000.0);
+        e.update(Feedback { reports: 2, loss: 0.0, ..Default::default() }, 150_000.0, &mut UpstreamGaps::default());
+        e.update(Feedback { reports: 3, loss: 0.0, ..Default::default() }, 150_000.0, &mut UpstreamGaps::default());
         assert!(e.up_probe_due(500_000.0));
         assert_eq!(e.estimate(), Some(500_000.0));
         assert!(!e.up_probe_due(500_000.0), "one probe an interval");
         // The probe meets loss at once: the next one waits twice as long.
-        e.update(Feedback { reports: 4, loss: 0.3, ..Default::default() }, 500_000.0);
+        e.update(Feedback { reports: 4, loss: 0.3, ..Default::default() }, 500_000.0, &mut UpstreamGaps::default());
         assert_eq!(e.probe_every, PROBE_EVERY * 2);
     }
 
@@ -270,6 +307,25 @@ mod tests {
         let nack = TransportLayerNack { sender_ssrc: 1, media_ssrc: 2, nacks: vec![NackPair { packet_id: 100, lost_packets: 0b101 }] };
         let packets: Vec<Box<dyn rtc::rtcp::Packet>> = vec![Box::new(nack), Box::new(ReceiverReport::default())];
         assert_eq!(nacked(&packets), 3);
+    }
+
+    #[test]
+    fn loss_before_the_server_is_not_the_subscribers() {
+        let mut gaps = UpstreamGaps::default();
+        for seq in [10u16, 11, 13, 14, 16, 17, 18, 19, 20, 21] {
+            gaps.forwarded(seq);
+        }
+        gaps.forwarded(12); // a late retransmission: not a step forward
+        // 2 of 13 sequence numbers never reached us; the subscriber reports about that much.
+        let mut e = Estimator::default();
+        e.update(Feedback { reports: 1, loss: 0.5, ..Default::default() }, 400_000.0, &mut UpstreamGaps::default());
+        let before = e.estimate();
+        let mut plain = Estimator { estimate: before, seen_reports: 1, ..Estimator::default() };
+        e.update(Feedback { reports: 2, loss: 0.2, ..Default::default() }, 400_000.0, &mut gaps);
+        assert!(e.estimate() >= before, "upstream loss did not lower the estimate: {:?} -> {:?}", before, e.estimate());
+        plain.update(Feedback { reports: 2, loss: 0.2, ..Default::default() }, 400_000.0, &mut UpstreamGaps::default());
+        assert!(plain.estimate() < before, "the same report without upstream gaps does");
+        assert_eq!(gaps.take(), (0.0, 0), "read once");
     }
 
     #[test]

@@ -31,7 +31,7 @@ use webrtc::rtp_transceiver::RtpSender;
 use super::simulcast::{choose_layer, layer_name, Rewriter};
 use super::track::{is_vp8_keyframe, rewrite_for_subscriber, Fanned, PublishedTrack, TrackId};
 use super::audio_level::ExtensionId;
-use super::bwe::{fit_layer, Estimator, FeedbackSink};
+use super::bwe::{fit_layer, Estimator, FeedbackSink, UpstreamGaps};
 use super::{SfuEngine, SfuError};
 use crate::room::ParticipantId;
 use crate::signal::protocol::{IceCandidate, MediaKind, PauseReason, Sdp, ServerMessage};
@@ -567,6 +567,7 @@ async fn forward(leg: Leg, mut rx: broadcast::Receiver<Fanned>) {
     // Bandwidth: each layer's bitrate as it arrives, what this leg sends, the estimate.
     let mut rates = Rates::default();
     let mut estimator = Estimator::default();
+    let mut upstream = UpstreamGaps::default();
     let mut last_estimate = Instant::now();
     // Counted in the server-wide gauge while true, however this task ends (an aborted task too).
     let mut bandwidth_paused = PausedGauge { stats: track.stats().clone(), on: false };
@@ -594,7 +595,7 @@ async fn forward(leg: Leg, mut rx: broadcast::Receiver<Fanned>) {
             };
             if last_estimate.elapsed() >= BWE_EVERY {
                 last_estimate = Instant::now();
-                estimator.update(leg.feedback.get(leg.ssrc), rates.sending_bps());
+                estimator.update(leg.feedback.get(leg.ssrc), rates.sending_bps(), &mut upstream);
             }
             let mut fitted = match preferred {
                 Some(p) if rates.known() => fit_layer(p, &rates.layer_bps, &available, estimator.estimate()),
@@ -689,6 +690,7 @@ async fn forward(leg: Leg, mut rx: broadcast::Receiver<Fanned>) {
             },
         };
         let (seq, ts) = rewriter.rewrite(packet.header.sequence_number, packet.header.timestamp);
+        upstream.forwarded(seq);
         packet.header.sequence_number = seq;
         packet.header.timestamp = ts;
         rewrite_for_subscriber(&mut packet, leg.ssrc, pt);
