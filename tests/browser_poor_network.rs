@@ -283,8 +283,8 @@ async fn scenario(therapist: &Client, pat: &Client, server: &Server, ns: &Netns,
     let (nacks, packets_in) = nack_and_packets_in(&server.base).await;
     let (nacks, packets_in) = (nacks - metrics_before.0, packets_in - metrics_before.1);
     step(&format!("lossy uplink: {nacks} packets asked for again, {packets_in} received; Pat {moving}"));
-    // Seen: about 0.4 per packet received at 500 kbit/s; the storm was over ten.
-    if nacks > packets_in {
+    // Seen: 0.3 to 0.6 per packet received at 500 kbit/s; the storm was over ten.
+    if nacks > 2 * packets_in {
         return Err(format!("a NACK storm: {nacks} packets asked for again while {packets_in} arrived"));
     }
     ns.unlimit_uplink()?;

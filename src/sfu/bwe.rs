@@ -137,6 +137,9 @@ const MIN_CEILING_BPS: f64 = 150_000.0;
 pub const PROBE_EVERY: Duration = Duration::from_secs(3);
 /// The longest wait between probes on a link where they keep failing.
 const MAX_PROBE_EVERY: Duration = Duration::from_secs(12);
+/// Clean reports in a row (while sending) after which failed probes are forgotten: several
+/// seconds, so a link that carries one layer but not the next is not probed every 3 s.
+const CLEAN_TO_RECOVER: u32 = 8;
 /// A probe that meets high loss within this is a failed one.
 const PROBE_VERDICT: Duration = Duration::from_secs(3);
 
@@ -171,7 +174,15 @@ impl Estimator {
                     self.probe_every = (self.probe_every * 2).min(MAX_PROBE_EVERY);
                 }
             } else if loss < LOW_LOSS {
-                self.clean_reports += 1;
+                // Clean while carrying video: a report about nothing (paused) says nothing.
+                if sent > 0 {
+                    self.clean_reports += 1;
+                    // A link clean for a few reports in a row has recovered: probes may come
+                    // quickly again, whatever they met before.
+                    if self.clean_reports >= CLEAN_TO_RECOVER {
+                        self.probe_every = PROBE_EVERY;
+                    }
+                }
                 if self.probing_since.is_some_and(|t| t.elapsed() >= PROBE_VERDICT) {
                     self.probing_since = None;
                     self.probe_every = PROBE_EVERY;
@@ -290,14 +301,27 @@ mod tests {
         e.update(Feedback { reports: 1, loss: 0.5, ..Default::default() }, 400_000.0, &mut UpstreamGaps::default());
         e.last_probe -= PROBE_EVERY;
         assert!(!e.up_probe_due(500_000.0), "not right after loss");
+        let sending = || {
+            let mut g = UpstreamGaps::default();
+            g.forwarded(1);
+            g
+        };
         e.update(Feedback { reports: 2, loss: 0.0, ..Default::default() }, 150_000.0, &mut UpstreamGaps::default());
-        e.update(Feedback { reports: 3, loss: 0.0, ..Default::default() }, 150_000.0, &mut UpstreamGaps::default());
+        assert!(!e.up_probe_due(500_000.0), "a clean report about nothing sent does not count");
+        e.update(Feedback { reports: 3, loss: 0.0, ..Default::default() }, 150_000.0, &mut sending());
+        e.update(Feedback { reports: 4, loss: 0.0, ..Default::default() }, 150_000.0, &mut sending());
         assert!(e.up_probe_due(500_000.0));
         assert_eq!(e.estimate(), Some(500_000.0));
         assert!(!e.up_probe_due(500_000.0), "one probe an interval");
         // The probe meets loss at once: the next one waits twice as long.
-        e.update(Feedback { reports: 4, loss: 0.3, ..Default::default() }, 500_000.0, &mut UpstreamGaps::default());
+        e.update(Feedback { reports: 5, loss: 0.3, ..Default::default() }, 500_000.0, &mut sending());
         assert_eq!(e.probe_every, PROBE_EVERY * 2);
+        // Clean reports while sending, long enough: the link has recovered, the back-off is
+        // forgotten.
+        for r in 6..6 + u64::from(CLEAN_TO_RECOVER) {
+            e.update(Feedback { reports: r, loss: 0.0, ..Default::default() }, 150_000.0, &mut sending());
+        }
+        assert_eq!(e.probe_every, PROBE_EVERY);
     }
 
     #[test]
