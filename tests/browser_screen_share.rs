@@ -1,6 +1,8 @@
-//! Screen sharing in real browsers: the therapist shares (Chromium's fake screen capture), the
-//! participant's page shows the screen large, decoded, with the therapist's camera still in
-//! its tile; when the therapist's connection drops, the share comes back by itself and moves
+//! Screen sharing in real browsers, three people: the therapist shares (Chromium's fake screen
+//! capture) and is told "sharing" only once the server confirms it forwards the share; both
+//! participants' pages show the screen large, decoded, with the therapist's camera still in
+//! its tile (with three people the therapist's `addTrack` reuses a transceiver the server
+//! created, which the first share used to be lost on); when the therapist's connection drops, the share comes back by itself and moves
 //! again on the participant's page; the participant has no share button until the therapist
 //! allows it in one click; stopping removes the screen from the participant's page.
 //!
@@ -30,6 +32,18 @@ return Boolean(stage && !stage.hidden && video.videoWidth > 0 && tile && tile.vi
   && /is sharing their screen/.test(stage.textContent));
 "#;
 
+/// A remote tile of `arguments[0]` shows decoded video.
+const TILE_DECODED_JS: &str = r#"
+const v = document.querySelector(`#tiles .tile.remote[data-participant-id="${arguments[0]}"] video`);
+return Boolean(v && v.videoWidth > 0);
+"#;
+
+/// The sharer's bar says "sharing" (only after `screenShareForwarded`).
+const SHARING_CONFIRMED_JS: &str = r#"
+const bar = document.querySelector('#screen-sharing-bar');
+return !bar.hidden && bar.dataset.state === 'sharing' && /You are sharing your screen with the group/.test(bar.textContent);
+"#;
+
 /// Frames decoded of whatever the stage shows (-1: nothing shown).
 const SCREEN_FRAMES_JS: &str = r#"
 const done = arguments[arguments.length - 1];
@@ -53,16 +67,20 @@ async fn run() {
     let artifacts = artifacts_dir(SCREENSHOT_PREFIX);
     let server = common::start_open_server().await;
     let driver = ChromeDriver::spawn(&artifacts.join("screen-chromedriver.log")).await;
-    let (tp, pp) = (TempDir::new("screen-therapist"), TempDir::new("screen-pat"));
+    let (tp, pp, sp) = (TempDir::new("screen-therapist"), TempDir::new("screen-pat"), TempDir::new("screen-sam"));
     // Headless Chromium grants getDisplayMedia and captures a fake screen with these flags.
     let sharing = BrowserOptions {
         extra_args: vec!["--auto-select-desktop-capture-source=Entire screen".into(), "--auto-accept-this-tab-capture".into()],
         ..BrowserOptions::default()
     };
-    let (therapist, participant) =
-        tokio::join!(open_browser_with(&driver.url, tp.path(), &sharing), open_browser(&driver.url, pp.path()));
-    let outcome = scenario(&therapist, &participant, &server, &artifacts).await;
-    wrap_up(&[("therapist", &therapist), ("participant", &participant)], &artifacts, SCREENSHOT_PREFIX, outcome.is_err()).await;
+    let (therapist, participant, sam) = tokio::join!(
+        open_browser_with(&driver.url, tp.path(), &sharing),
+        open_browser(&driver.url, pp.path()),
+        open_browser(&driver.url, sp.path())
+    );
+    let outcome = scenario(&therapist, &participant, &sam, &server, &artifacts).await;
+    wrap_up(&[("therapist", &therapist), ("participant", &participant), ("sam", &sam)], &artifacts, SCREENSHOT_PREFIX, outcome.is_err())
+        .await;
     server.shutdown().await;
     drop(driver);
     if let Err(message) = outcome {
@@ -81,11 +99,18 @@ async fn join(page: &Client, who: &str, server: &hearth::server::RunningServer, 
 async fn scenario(
     therapist: &Client,
     participant: &Client,
+    sam: &Client,
     server: &hearth::server::RunningServer,
     artifacts: &std::path::Path,
 ) -> Result<(), String> {
     join(therapist, "therapist", server, Role::Therapist, "t-rivera", "Dr. Rivera").await?;
     join(participant, "participant", server, Role::Participant, "p-pat", "Pat").await?;
+    join(sam, "second participant", server, Role::Participant, "p-sam", "Sam").await?;
+    // Everyone sees everyone's camera first, so the therapist's connection carries the
+    // server's transceivers for both participants before the share.
+    for (page, who, other) in [(therapist, "therapist", "p-pat"), (therapist, "therapist", "p-sam"), (participant, "Pat", "p-sam"), (sam, "Sam", "p-pat")] {
+        wait_for_within(page, &format!("{who} decoding {other}"), TILE_DECODED_JS, &[json!(other)], MEDIA).await?;
+    }
     // The participant may not share yet: no button.
     wait_for(therapist, "the therapist's share button", VISIBLE_JS, &[json!("#screen-button")]).await?;
     let hidden = participant.execute("return document.querySelector('#screen-button').hidden;", vec![]).await.map_err(|e| e.to_string())?;
@@ -95,7 +120,9 @@ async fn scenario(
 
     click(therapist, "therapist", "#screen-button").await?;
     wait_for(therapist, "the 'you are sharing' bar", VISIBLE_JS, &[json!("#screen-sharing-bar")]).await?;
+    wait_for_within(therapist, "the server's word that the share is forwarded", SHARING_CONFIRMED_JS, &[], MEDIA).await?;
     wait_for_within(participant, "the therapist's screen, large, beside the camera tile", SEES_SCREEN_JS, &[json!("t-rivera")], MEDIA).await?;
+    wait_for_within(sam, "the therapist's screen on Sam's page too", SEES_SCREEN_JS, &[json!("t-rivera")], MEDIA).await?;
     save_screenshot(participant, &artifacts.join(format!("{SCREENSHOT_PREFIX}participant-sees-share.png"))).await;
     save_screenshot(therapist, &artifacts.join(format!("{SCREENSHOT_PREFIX}therapist-sharing.png"))).await;
 

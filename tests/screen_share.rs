@@ -37,6 +37,13 @@ async fn stays(f: impl Fn() -> u64) -> bool {
     f() == before
 }
 
+/// The sharer is told the server forwards the share.
+async fn forwarded(c: &mut MediaClient) {
+    c.wait_for("screenShareForwarded", WAIT, |m| matches!(m, ServerMessage::ScreenShareForwarded { .. }))
+        .await
+        .unwrap_or_else(|e| panic!("{} was never told the share is forwarded: {e}", c.participant_id));
+}
+
 async fn updated(c: &mut MediaClient, who: &str, pred: impl Fn(&hearth::signal::protocol::ParticipantInfo) -> bool) {
     c.wait_for("participantUpdated", WAIT, |m| matches!(m, ServerMessage::ParticipantUpdated { participant } if participant.id == pid(who) && pred(participant)))
         .await
@@ -60,8 +67,11 @@ async fn screen_sharing_is_forwarded_allowed_revoked_and_stopped() {
         }
     }
 
-    // The therapist shares: a separate stream, announced as a screen, reaching everyone.
+    // The therapist shares: a separate stream, announced as a screen, reaching everyone. The
+    // client's msid does not carry the announced track id (as Chromium's, when its `addTrack`
+    // reuses a transceiver the server created for someone else's video); the stream id does.
     t.start_screen_share().await.expect("share");
+    forwarded(&mut t).await;
     for c in [&mut p, &mut q] {
         // The roster update and the track announcement travel separately; either may be first.
         let (mut announced, mut marked) = (None, false);
@@ -95,6 +105,7 @@ async fn screen_sharing_is_forwarded_allowed_revoked_and_stopped() {
     t.send(ClientMessage::AllowScreenShare { participant_id: pid("p"), allowed: true });
     updated(&mut p, "p", |i| i.can_share_screen).await;
     p.start_screen_share().await.expect("share");
+    forwarded(&mut p).await;
     assert!(grows(|| screen_packets(&q, "p"), WAIT).await, "an allowed share is forwarded");
 
     // The permission outlives the connection: the participant leaves, joins again and may
@@ -125,5 +136,89 @@ async fn screen_sharing_is_forwarded_allowed_revoked_and_stopped() {
     for c in [t, p, q] {
         c.close().await;
     }
+    server.shutdown().await;
+}
+
+/// A share started before anyone else is there reaches each person who joins; a share started
+/// inside a breakout reaches that breakout only, and the main room's share stops reaching
+/// those who moved out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shares_reach_later_joiners_and_follow_breakouts() {
+    let server = common::start_open_server().await;
+    let url = common::ws_url(&server);
+    let join = |id: &'static str, role| {
+        let o = MediaOptions::light(&url, "screens-later", id).with_token(common::token_for(&server, "screens-later", role, id, id));
+        async move { MediaClient::join(o).await.expect("joins") }
+    };
+    let mut t = join("t", Role::Therapist).await;
+    t.start_screen_share().await.expect("share alone");
+    forwarded(&mut t).await;
+    let p = join("p", Role::Participant).await;
+    let q = join("q", Role::Participant).await;
+    let r = join("r", Role::Participant).await;
+    let (mut p, mut q, mut r) = (p, q, r);
+    for c in [&p, &q, &r] {
+        assert!(grows(|| screen_packets(c, "t"), WAIT).await, "{} receives the share started before they came", c.participant_id);
+    }
+
+    // p and q go to a breakout; t and r stay in the main room.
+    t.send(ClientMessage::CreateBreakout { name: "Garden".into() });
+    let plan = t
+        .wait_for("plan", WAIT, |m| matches!(m, ServerMessage::BreakoutsUpdated { breakouts } if !breakouts.rooms.is_empty()))
+        .await
+        .expect("breakout created");
+    let ServerMessage::BreakoutsUpdated { breakouts } = plan else { unreachable!() };
+    let garden = breakouts.rooms[0].id.clone();
+    for who in ["p", "q"] {
+        t.send(ClientMessage::AssignBreakout { participant_id: pid(who), breakout_id: Some(garden.clone()) });
+    }
+    t.send(ClientMessage::OpenBreakouts { duration_secs: None, warning_secs: None, allow_return: false });
+    for c in [&mut p, &mut q] {
+        c.wait_for("spaceChanged", WAIT, |m| matches!(m, ServerMessage::SpaceChanged { .. })).await.expect("moved");
+    }
+    assert!(stays(|| screen_packets(&p, "t")).await, "the main room's share stops reaching the breakout");
+    assert!(grows(|| screen_packets(&r, "t"), WAIT).await, "the main room keeps the share");
+
+    // Inside the breakout p shares (once allowed): q receives it, the main room does not.
+    t.send(ClientMessage::AllowScreenShare { participant_id: pid("p"), allowed: true });
+    updated(&mut p, "p", |i| i.can_share_screen).await;
+    p.start_screen_share().await.expect("share in the breakout");
+    forwarded(&mut p).await;
+    assert!(grows(|| screen_packets(&q, "p"), WAIT).await, "the breakout receives its member's share");
+    assert!(stays(|| screen_packets(&r, "p")).await && screen_packets(&r, "p") == 0, "the main room never sees the breakout's share");
+    assert_eq!(screen_packets(&t, "p"), 0, "the therapist in the main room does not either");
+    for c in [t, p, q, r] {
+        c.close().await;
+    }
+    server.shutdown().await;
+}
+
+/// An announced share whose track never comes is reported to the sharer; an over-long stream
+/// id is refused and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_share_that_never_arrives_is_reported() {
+    let server = common::start_open_server().await;
+    let url = common::ws_url(&server);
+    let join = |id: &'static str, role| {
+        let o = MediaOptions::light(&url, "screens-missing", id).with_token(common::token_for(&server, "screens-missing", role, id, id));
+        async move { MediaClient::join(o).await.expect("joins") }
+    };
+    let mut t = join("t", Role::Therapist).await;
+    let mut p = join("p", Role::Participant).await;
+    let _q = join("q", Role::Participant).await;
+    t.send(ClientMessage::ScreenShare { client_track_id: "x".into(), client_stream_id: Some("s".repeat(500)), active: true });
+    let m = t.wait_for("refusal", WAIT, |m| matches!(m, ServerMessage::Error { .. })).await.unwrap();
+    assert!(matches!(m, ServerMessage::Error { code: ErrorCode::InvalidField, .. }), "{m:?}");
+
+    t.send(ClientMessage::ScreenShare { client_track_id: "never-added".into(), client_stream_id: Some("nope".into()), active: true });
+    let m = t
+        .wait_for("not received", Duration::from_secs(20), |m| matches!(m, ServerMessage::Error { .. } | ServerMessage::ScreenShareForwarded { .. }))
+        .await
+        .expect("told");
+    assert!(matches!(m, ServerMessage::Error { code: ErrorCode::ScreenShareNotReceived, .. }), "{m:?}");
+    // Nothing is stuck: a real share afterwards works.
+    t.start_screen_share().await.expect("share");
+    forwarded(&mut t).await;
+    assert!(grows(|| screen_packets(&p, "t"), WAIT).await);
     server.shutdown().await;
 }

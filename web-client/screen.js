@@ -10,7 +10,8 @@
 
   const ui = {};
   const share = {
-    // What we publish: { stream, track, sender } while sharing; pending until the server agrees.
+    // What we publish: { stream, track, sender, pc, forwarded } while sharing; `forwarded` only
+    // once the server says it passes the share on (screenShareForwarded).
     mine: null,
     // Our share between a lost connection and the next one: { stream, track }.
     held: null,
@@ -37,7 +38,7 @@
     ui.bar.className = 'screen-bar';
     ui.bar.setAttribute('role', 'status');
     ui.bar.hidden = true;
-    ui.bar.innerHTML = '<span class="text">You are sharing your screen with the group.</span>'
+    ui.bar.innerHTML = '<span class="text"></span>'
       + '<button type="button" class="button small danger" id="screen-stop">Stop sharing</button>';
     ui.bar.querySelector('#screen-stop').addEventListener('click', () => stopSharing('stopped'));
 
@@ -68,6 +69,14 @@
     ui.button.querySelector('.label').textContent = share.mine ? 'Stop sharing' : 'Share screen';
     ui.button.querySelector('.short').textContent = share.mine ? 'Stop' : 'Share';
     ui.bar.hidden = !share.mine;
+    if (share.mine) {
+      const text = ui.bar.querySelector('.text');
+      const state = share.mine.failed ? 'failed' : share.mine.forwarded ? 'sharing' : 'starting';
+      ui.bar.dataset.state = state;
+      text.textContent = state === 'sharing' ? 'You are sharing your screen with the group.'
+        : state === 'failed' ? 'Your screen is not reaching the group. Stop sharing and try again.'
+          : 'Starting your screen share…';
+    }
   }
 
   async function startSharing() {
@@ -87,17 +96,16 @@
       return;
     }
     // Said before the track is added, so the server knows it for a share when it arrives.
-    hearth.send({ type: 'screenShare', clientTrackId: track.id, active: true });
+    hearth.send({ type: 'screenShare', clientTrackId: track.id, clientStreamId: stream.id, active: true });
     if ('contentHint' in track) track.contentHint = 'detail';
     const sender = pc.addTrack(track, stream);
-    share.mine = { stream, track, sender, pc };
+    share.mine = { stream, track, sender, pc, forwarded: false, failed: false };
     // The browser's own "Stop sharing" button ends the track (also while held for a reconnect).
     track.addEventListener('ended', () => {
       if (share.held && share.held.track === track) share.held = null;
       stopSharing('ended');
     });
-    hearth.trace('sharing screen', track.id);
-    hearth.announce('You are sharing your screen.');
+    hearth.trace('screen share announced', track.id);
     renderButton();
   }
 
@@ -157,8 +165,21 @@
   });
   hearth.onMessage('participantLeft', ({ participantId }) => hideIf(participantId));
   hearth.onMessage('spaceChanged', () => { if (share.shown) hideIf(share.shown.participantId); });
+  // The server's word that the others receive our share: only now do we say "sharing".
+  hearth.onMessage('screenShareForwarded', () => {
+    if (!share.mine || share.mine.forwarded) return;
+    share.mine.forwarded = true;
+    share.mine.failed = false;
+    hearth.announce('You are sharing your screen with the group.');
+    renderButton();
+  });
   hearth.onMessage('error', (message) => {
     if (message.code === 'forbidden' && share.mine && /screen/.test(message.message || '')) stopSharing('refused', { tell: false });
+    if (message.code === 'screen_share_not_received' && share.mine && !share.mine.forwarded) {
+      share.mine.failed = true;
+      hearth.announce('Your screen is not reaching the group. Stop sharing and try again.');
+      renderButton();
+    }
   });
   // A new connection (reconnect, moved node) starts without our share. While the captured
   // screen is still live it goes on by itself on the new connection, once we are back in the
@@ -173,8 +194,8 @@
       renderButton();
       return;
     }
-    hearth.send({ type: 'screenShare', clientTrackId: held.track.id, active: true });
-    share.mine = { stream: held.stream, track: held.track, sender: pc.addTrack(held.track, held.stream), pc };
+    hearth.send({ type: 'screenShare', clientTrackId: held.track.id, clientStreamId: held.stream.id, active: true });
+    share.mine = { stream: held.stream, track: held.track, sender: pc.addTrack(held.track, held.stream), pc, forwarded: false, failed: false };
     hearth.trace('screen share resumed on the new connection', held.track.id);
     renderButton();
   }

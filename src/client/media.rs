@@ -562,6 +562,11 @@ async fn send_simulcast(
 
 /// A local track whose msid track id (what the server sees as the client's track id) is `label`.
 fn local_track_labelled(kind: MediaKind, name: &str, label: &str) -> (Arc<TrackLocalStaticRTP>, u32) {
+    local_track_in_stream(kind, &format!("client-{name}"), label)
+}
+
+/// A local track whose msid is `stream track_id`.
+fn local_track_in_stream(kind: MediaKind, stream: &str, track_id: &str) -> (Arc<TrackLocalStaticRTP>, u32) {
     let ssrc = rand::random::<u32>();
     let (codec_kind, codec) = match kind {
         MediaKind::Audio => (
@@ -574,9 +579,9 @@ fn local_track_labelled(kind: MediaKind, name: &str, label: &str) -> (Arc<TrackL
         ),
     };
     let track = TrackLocalStaticRTP::new(MediaStreamTrack::new(
-        format!("client-{name}"),
-        label.to_string(),
-        label.to_string(),
+        stream.to_string(),
+        track_id.to_string(),
+        track_id.to_string(),
         codec_kind,
         vec![RTCRtpEncodingParameters {
             rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
@@ -930,12 +935,17 @@ impl MediaClient {
         self.throttle.store(kbps.unwrap_or(0), Ordering::Relaxed);
     }
 
-    /// Shares a (synthetic) screen as the browser does: announces the track with
-    /// `screenShare`, adds it and offers. Returns the track's client id.
+    /// Shares a (synthetic) screen as Chromium does: announces the track with `screenShare`
+    /// (its track id and the id of the stream it is added with), adds it and offers. As in
+    /// Chromium when `addTrack` reuses a transceiver the server created, the msid in the SDP
+    /// carries a sender id, not the announced track id; only the stream id is the same.
+    /// Returns the track's client id.
     pub async fn start_screen_share(&mut self) -> Result<String, ClientError> {
         let label = format!("{}-screen-{:08x}", self.opts.name, rand::random::<u32>());
-        let (track, ssrc) = local_track_labelled(MediaKind::Video, &self.opts.name, &label);
-        self.send(ClientMessage::ScreenShare { client_track_id: label.clone(), active: true });
+        let stream = format!("{}-display-{:08x}", self.opts.name, rand::random::<u32>());
+        let sender_id = format!("sender-{:08x}", rand::random::<u32>());
+        let (track, ssrc) = local_track_in_stream(MediaKind::Video, &stream, &sender_id);
+        self.send(ClientMessage::ScreenShare { client_track_id: label.clone(), client_stream_id: Some(stream), active: true });
         let sender = self.pc.add_track(track.clone() as Arc<dyn TrackLocal>).await?;
         self.offer().await?;
         // A slide deck: few frames, a keyframe every second.
@@ -948,7 +958,7 @@ impl MediaClient {
     pub async fn stop_screen_share(&mut self) -> Result<(), ClientError> {
         let Some((sender, task)) = self.screen.take() else { return Ok(()) };
         task.abort();
-        self.send(ClientMessage::ScreenShare { client_track_id: String::new(), active: false });
+        self.send(ClientMessage::ScreenShare { client_track_id: String::new(), client_stream_id: None, active: false });
         self.pc.remove_track(&sender).await?;
         self.offer().await
     }

@@ -137,6 +137,7 @@ impl PeerConnectionEventHandler for Handler {
         let Some(&ssrc) = remote.ssrcs().await.first() else { return };
         let Some(codec) = remote.codec(ssrc).await else { return };
         let client_track_id = remote.track_id().await.to_string();
+        let client_stream_id = remote.stream_id().await.to_string();
         let n = self.track_seq.fetch_add(1, Ordering::Relaxed);
         let kind_name = match kind {
             MediaKind::Audio => "audio",
@@ -155,6 +156,7 @@ impl PeerConnectionEventHandler for Handler {
             self.engine.stats.clone(),
             self.audio_level_id.clone(),
             client_track_id,
+            client_stream_id,
         );
         let stats = self.engine.stats.clone();
         stats.published_tracks.fetch_add(1, Ordering::Relaxed);

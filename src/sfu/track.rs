@@ -48,9 +48,10 @@ pub struct PublishedTrack {
     pub loudness: Loudness,
     /// The audio-level extension id negotiated on the publisher's peer.
     audio_level_id: Arc<ExtensionId>,
-    /// The publisher's own id for this track (the msid track id in its SDP), which a
+    /// The msid of this track in the publisher's SDP (track id and stream id), which a
     /// `screenShare` message names.
     pub client_track_id: String,
+    pub client_stream_id: String,
     /// Set by the room when the publisher announced this track as a screen share.
     screen: AtomicBool,
     /// Simulcast: the publisher sends rid-tagged layers.
@@ -81,6 +82,7 @@ impl PublishedTrack {
         stats: Arc<SfuStats>,
         audio_level_id: Arc<ExtensionId>,
         client_track_id: String,
+        client_stream_id: String,
     ) -> Arc<Self> {
         let (packets, _) = broadcast::channel(FANOUT_CAPACITY);
         Arc::new(Self {
@@ -97,6 +99,7 @@ impl PublishedTrack {
             loudness: Loudness::default(),
             audio_level_id,
             client_track_id,
+            client_stream_id,
             screen: AtomicBool::new(false),
             simulcast: AtomicBool::new(false),
             layer_ssrc: Default::default(),

@@ -598,9 +598,17 @@ pub enum ClientMessage {
     AskForHelp,
     // ---- screen sharing (issue 11) ----
     /// About to publish (`active: true`) or stopped (`false`) a screen share: the video track
-    /// whose MediaStreamTrack id (the msid track id in the SDP) is `clientTrackId`. Therapists
-    /// may always share; participants once a therapist allows it.
-    ScreenShare { client_track_id: String, active: bool },
+    /// whose `MediaStreamTrack.id` is `clientTrackId`, added with the stream `clientStreamId`.
+    /// The server matches either against the msid in the client's SDP: Chromium writes the
+    /// track's id there only on a new transceiver, and its sender's id when `addTrack` reuses
+    /// one the server created, while the stream id is always the one given to `addTrack`.
+    /// Therapists may always share; participants once a therapist allows it.
+    ScreenShare {
+        client_track_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_stream_id: Option<String>,
+        active: bool,
+    },
     /// Therapist: allow or stop a participant's screen sharing.
     AllowScreenShare { participant_id: ParticipantId, allowed: bool },
     // ---- simulcast (issue 11) ----
@@ -904,6 +912,9 @@ pub enum ServerMessage {
     /// The answer to a client-made offer.
     Answer(Sdp),
     IceCandidate { candidate: IceCandidate },
+    /// To the sharer: the server now forwards their announced screen share to the others in
+    /// their space (the client's "you are sharing" is this, not its own assumption).
+    ScreenShareForwarded { track_id: String },
     /// Maps a media stream id seen in SDP (`msid`) to the participant who publishes it.
     TrackPublished {
         participant_id: ParticipantId,
@@ -1034,6 +1045,8 @@ pub enum ErrorCode {
     UnknownPrivateRoom,
     /// The therapist or participant is already in a private room.
     PrivateRoomBusy,
+    /// A `screenShare` was announced but no matching video reached the server in time.
+    ScreenShareNotReceived,
 }
 
 impl ErrorCode {
@@ -1081,6 +1094,7 @@ impl ErrorCode {
             ErrorCode::UnknownChatMessage => "unknown_chat_message",
             ErrorCode::UnknownPrivateRoom => "unknown_private_room",
             ErrorCode::PrivateRoomBusy => "private_room_busy",
+            ErrorCode::ScreenShareNotReceived => "screen_share_not_received",
         }
     }
 }

@@ -84,6 +84,8 @@ pub enum Timer {
     PollClose(crate::signal::protocol::PollId),
     /// Active speaker: look at the audio levels again.
     Speakers,
+    /// Screen sharing: the announced share (its announcement number) should have arrived.
+    ScreenArrival(ParticipantId, u64),
 }
 
 #[derive(Clone)]
@@ -126,8 +128,8 @@ struct Member {
     connected: bool,
     /// Counts connections taking over this place, so a stale grace timer is ignored.
     epoch: u64,
-    /// The client's id of the track it announced as a screen share.
-    screen_client_track: Option<String>,
+    /// The screen share the client announced, until it ends.
+    screen: Option<screen::Announced>,
     /// Video tracks held back: unannounced beside a camera (see `screen.rs`).
     extra_video: Vec<Arc<PublishedTrack>>,
 }
@@ -355,6 +357,7 @@ impl Room {
             }
             Timer::PollClose(poll) => self.poll_timer(&poll),
             Timer::Speakers => self.speaker_tick(),
+            Timer::ScreenArrival(id, seq) => self.screen_arrival_check(&id, seq),
         }
     }
 
@@ -406,7 +409,7 @@ impl Room {
             space: None,
             connected: true,
             epoch: 0,
-            screen_client_track: None,
+            screen: None,
             extra_video: Vec::new(),
         };
         self.members.insert(id.clone(), member);
@@ -457,7 +460,7 @@ impl Room {
         let old_tracks = std::mem::take(&mut m.tracks);
         // A share does not survive its peer connection; the client shares again if it wants.
         m.extra_video.clear();
-        m.screen_client_track = None;
+        m.screen = None;
         m.info.screen_sharing = false;
         m.outbox = outbox;
         m.peer = peer;
@@ -517,7 +520,7 @@ impl Room {
         m.connected = false;
         m.info.reconnecting = true;
         m.extra_video.clear();
-        m.screen_client_track = None;
+        m.screen = None;
         m.info.screen_sharing = false;
         let epoch = m.epoch;
         let old_tracks = std::mem::take(&mut m.tracks);
@@ -632,6 +635,7 @@ impl Room {
         }
         if screen {
             self.publish_update(id);
+            self.screen_forwarded(id, &track);
         }
     }
 
@@ -643,7 +647,7 @@ impl Room {
         if ended_screen {
             // The browser's own "Stop sharing" ends the track without a message.
             member.info.screen_sharing = false;
-            member.screen_client_track = None;
+            member.screen = None;
         }
         for (pid, m) in &self.members {
             if pid != id {
