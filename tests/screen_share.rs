@@ -156,7 +156,7 @@ async fn shares_reach_later_joiners_and_follow_breakouts() {
     let p = join("p", Role::Participant).await;
     let q = join("q", Role::Participant).await;
     let r = join("r", Role::Participant).await;
-    let (mut p, mut q, mut r) = (p, q, r);
+    let (mut p, mut q, r) = (p, q, r);
     for c in [&p, &q, &r] {
         assert!(grows(|| screen_packets(c, "t"), WAIT).await, "{} receives the share started before they came", c.participant_id);
     }
@@ -204,7 +204,7 @@ async fn a_share_that_never_arrives_is_reported() {
         async move { MediaClient::join(o).await.expect("joins") }
     };
     let mut t = join("t", Role::Therapist).await;
-    let mut p = join("p", Role::Participant).await;
+    let p = join("p", Role::Participant).await;
     let _q = join("q", Role::Participant).await;
     t.send(ClientMessage::ScreenShare { client_track_id: "x".into(), client_stream_id: Some("s".repeat(500)), active: true });
     let m = t.wait_for("refusal", WAIT, |m| matches!(m, ServerMessage::Error { .. })).await.unwrap();

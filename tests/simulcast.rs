@@ -139,9 +139,13 @@ async fn a_throttled_subscriber_is_switched_down_paused_and_restored() {
         o
     };
     let mut sub = MediaClient::join(opts("sub", false)).await.expect("joins");
+    // A second subscriber on a good network: one weak link must not drag anyone else down.
+    let mut healthy = MediaClient::join(opts("healthy", false)).await.expect("joins");
     let publisher = MediaClient::join(opts("pub", true)).await.expect("publisher joins");
     let track = video_track_id(&mut sub, "pub").await;
     sub.send(ClientMessage::SetVideoPreference { track_id: track, max_height: 720 });
+    let track = video_track_id(&mut healthy, "pub").await;
+    healthy.send(ClientMessage::SetVideoPreference { track_id: track, max_height: 720 });
     settles_on(&sub, "pub", 2).await.unwrap();
 
     // Room for the middle layer only.
@@ -160,6 +164,7 @@ async fn a_throttled_subscriber_is_switched_down_paused_and_restored() {
     let audio = sub.packets_from(&pid("pub"), MediaKind::Audio);
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert!(sub.packets_from(&pid("pub"), MediaKind::Audio) > audio + 30, "audio keeps flowing while video is paused");
+    settles_on(&healthy, "pub", 2).await.expect("the healthy subscriber keeps the high layer while the weak one is paused");
 
     // The network recovers: video resumes and climbs back to the layer the tile wants.
     sub.set_throttle(None);
@@ -197,6 +202,7 @@ async fn a_throttled_subscriber_is_switched_down_paused_and_restored() {
         .unwrap_or(0);
     assert!(nacked > 0, "NACKed packets are counted: {metrics}");
     sub.close().await;
+    healthy.close().await;
     publisher.close().await;
     server.shutdown().await;
 }
