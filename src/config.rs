@@ -123,6 +123,8 @@ impl std::fmt::Debug for AuthConfig {
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
     pub max_room_size: usize,
+    /// Tracks one participant may publish at once; more are not forwarded.
+    pub max_tracks_per_participant: usize,
     pub max_message_bytes: usize,
     pub messages_per_second: u32,
     pub message_burst: u32,
@@ -216,6 +218,13 @@ impl Config {
                 key: "limits.max_room_size",
                 value: self.limits.max_room_size.to_string(),
                 reason: "a room needs room for at least 2 people",
+            });
+        }
+        if !(1..=16).contains(&self.limits.max_tracks_per_participant) {
+            return Err(ConfigError::Invalid {
+                key: "limits.max_tracks_per_participant",
+                value: self.limits.max_tracks_per_participant.to_string(),
+                reason: "must be between 1 and 16 (a microphone, a camera and a screen are 3)",
             });
         }
         if !(1024..=1 << 20).contains(&self.limits.max_message_bytes) {

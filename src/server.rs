@@ -372,6 +372,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     let joins = std::num::NonZeroU32::new(config.limits.joins_per_minute_per_ip).unwrap_or(std::num::NonZeroU32::MIN);
     let settings = RoomSettings {
         max_room_size: config.limits.max_room_size,
+        max_tracks_per_participant: config.limits.max_tracks_per_participant,
         waiting_room: config.rooms.waiting_room,
         reconnect_grace: Duration::from_millis(config.rooms.reconnect_grace_ms),
         ice_servers: config.ice.ice_servers.clone(),

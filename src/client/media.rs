@@ -261,6 +261,10 @@ pub struct MediaClient {
     /// The audio level sent in the extension; [`NO_AUDIO_LEVEL`]: none.
     audio_level: Arc<AtomicU8>,
     negotiation: Negotiation,
+    /// Raw text for the socket, beside protocol messages.
+    raw: mpsc::UnboundedSender<String>,
+    /// Cancelled by [`MediaClient::stop_reading`].
+    stop_reading: tokio_util::sync::CancellationToken,
     /// A screen share being published: its sender and the task sending its RTP.
     screen: Option<(Arc<dyn RtpSender>, JoinHandle<()>)>,
     /// Inbound video limit, kbit/s (0: none).
@@ -761,15 +765,27 @@ impl MediaClient {
 
         let mut tasks = Vec::new();
         let (mut sink, mut stream) = sig.into_split();
+        let (raw_tx, mut raw_rx) = mpsc::unbounded_channel::<String>();
         tasks.push(tokio::spawn(async move {
-            while let Some(msg) = out_rx.recv().await {
-                let Ok(text) = serde_json::to_string(&msg) else { continue };
+            loop {
+                let text = tokio::select! {
+                    msg = out_rx.recv() => match msg {
+                        Some(msg) => match serde_json::to_string(&msg) {
+                            Ok(text) => text,
+                            Err(_) => continue,
+                        },
+                        None => break,
+                    },
+                    Some(text) = raw_rx.recv() => text,
+                };
                 if sink.send(Message::Text(text.into())).await.is_err() {
                     break;
                 }
             }
             let _ = sink.close().await;
         }));
+        let stop_reading = tokio_util::sync::CancellationToken::new();
+        let reading = stop_reading.clone();
         let signal_pc = pc.clone();
         let signal_out = out_tx.clone();
         let signal_negotiation = negotiation.clone();
@@ -779,7 +795,13 @@ impl MediaClient {
         tasks.push(tokio::spawn(async move {
             let mut has_remote = false;
             let mut early: Vec<RTCIceCandidateInit> = Vec::new();
-            while let Some(Ok(frame)) = stream.next().await {
+            loop {
+                let frame = tokio::select! {
+                    // A client that stops reading keeps its socket open (see `stop_reading`).
+                    _ = reading.cancelled() => std::future::pending().await,
+                    frame = stream.next() => frame,
+                };
+                let Some(Ok(frame)) = frame else { break };
                 let Message::Text(text) = frame else { continue };
                 let Ok(msg) = serde_json::from_str::<ServerMessage>(text.as_str()) else { continue };
                 let result: Result<(), webrtc::error::Error> = async {
@@ -892,7 +914,20 @@ impl MediaClient {
             screen: None,
             throttle,
             negotiation,
+            raw: raw_tx,
+            stop_reading,
         })
+    }
+
+    /// Sends any text on the socket, valid protocol or not (for robustness tests).
+    pub fn send_text(&self, text: impl Into<String>) {
+        let _ = self.raw.send(text.into());
+    }
+
+    /// Stops reading the websocket while keeping it (and the media) open: how a client that
+    /// tries to stall the server behaves, for robustness tests.
+    pub fn stop_reading(&self) {
+        self.stop_reading.cancel();
     }
 
     /// Sends any protocol message on this client's socket.

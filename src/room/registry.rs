@@ -16,6 +16,8 @@ use crate::store::Store;
 #[derive(Debug, Clone)]
 pub struct RoomSettings {
     pub max_room_size: usize,
+    /// Tracks one member may publish at once (a microphone, a camera and a screen).
+    pub max_tracks_per_participant: usize,
     /// Whether new rooms start with the waiting room on.
     pub waiting_room: bool,
     pub reconnect_grace: std::time::Duration,

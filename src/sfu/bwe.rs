@@ -41,7 +41,9 @@ pub struct Feedback {
     highest: Option<u32>,
 }
 
-/// Feedback per SSRC of ours, shared by a peer's tap and its forward tasks.
+/// Feedback per SSRC of ours, shared by a peer's tap and its forward tasks. Only SSRCs a leg
+/// registered are kept: report blocks and REMB entries name SSRCs the client chooses, and a
+/// client naming random ones must not grow the map.
 #[derive(Debug, Default)]
 pub struct FeedbackSink(Mutex<HashMap<u32, Feedback>>);
 
@@ -50,13 +52,32 @@ impl FeedbackSink {
         self.0.lock().ok().and_then(|m| m.get(&ssrc).copied()).unwrap_or_default()
     }
 
+    /// A leg starts sending on `ssrc`: feedback about it is kept from now on.
+    pub fn register(&self, ssrc: u32) {
+        if let Ok(mut map) = self.0.lock() {
+            map.entry(ssrc).or_default();
+        }
+    }
+
+    /// The leg on `ssrc` ended.
+    pub fn forget(&self, ssrc: u32) {
+        if let Ok(mut map) = self.0.lock() {
+            map.remove(&ssrc);
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
     fn note(&self, packets: &[Box<dyn rtc::rtcp::Packet>]) {
         let Ok(mut map) = self.0.lock() else { return };
         for p in packets {
             let any = p.as_any();
             if let Some(rr) = any.downcast_ref::<ReceiverReport>() {
                 for block in &rr.reports {
-                    let f = map.entry(block.ssrc).or_default();
+                    let Some(f) = map.get_mut(&block.ssrc) else { continue };
                     f.reports += 1;
                     f.loss = f64::from(block.fraction_lost) / 256.0;
                     f.stalled = f.highest == Some(block.last_sequence_number);
@@ -64,7 +85,9 @@ impl FeedbackSink {
                 }
             } else if let Some(remb) = any.downcast_ref::<ReceiverEstimatedMaximumBitrate>() {
                 for ssrc in &remb.ssrcs {
-                    map.entry(*ssrc).or_default().remb_bps = Some(f64::from(remb.bitrate));
+                    if let Some(f) = map.get_mut(ssrc) {
+                        f.remb_bps = Some(f64::from(remb.bitrate));
+                    }
                 }
             }
         }
@@ -280,6 +303,25 @@ pub fn fit_layer(preferred: usize, bitrates: &[f64], available: &[bool], estimat
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn feedback_about_ssrcs_we_do_not_send_is_not_kept() {
+        use rtc::rtcp::receiver_report::ReceiverReport;
+        use rtc::rtcp::reception_report::ReceptionReport;
+        let sink = FeedbackSink::default();
+        sink.register(42);
+        // A client naming a thousand random SSRCs in its reports and REMB.
+        let reports = (0..1000u32).map(|ssrc| ReceptionReport { ssrc: ssrc + 1000, fraction_lost: 128, ..Default::default() });
+        let mut reports: Vec<_> = reports.collect();
+        reports.push(ReceptionReport { ssrc: 42, fraction_lost: 64, last_sequence_number: 9, ..Default::default() });
+        let remb = ReceiverEstimatedMaximumBitrate { bitrate: 300_000.0, ssrcs: (5000..6000).chain([42]).collect(), ..Default::default() };
+        sink.note(&[Box::new(ReceiverReport { ssrc: 1, reports, ..Default::default() }), Box::new(remb)]);
+        assert_eq!(sink.len(), 1, "only our own SSRC is kept");
+        let ours = sink.get(42);
+        assert_eq!((ours.reports, ours.loss, ours.remb_bps), (1, 0.25, Some(300_000.0)));
+        sink.forget(42);
+        assert_eq!(sink.len(), 0);
+    }
 
     #[test]
     fn loss_lowers_and_clean_reports_raise_the_estimate() {

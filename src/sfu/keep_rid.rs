@@ -28,6 +28,10 @@ pub const SLOT: usize = 400;
 
 const RID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id";
 
+/// Simulcast layer SSRCs remembered per peer: three layers for each of a camera and a share,
+/// with room for the new SSRCs a browser picks after renegotiations.
+const MAX_LAYERS_KEPT: usize = 24;
+
 #[derive(Default)]
 pub struct KeepRid {
     /// The negotiated id of the rid extension, once a remote stream is bound.
@@ -65,7 +69,9 @@ impl KeepRid {
 impl Tap for KeepRid {
     fn read(&mut self, msg: &mut TaggedPacket) -> bool {
         if let (Packet::Rtp(rtp), Some(id)) = (&msg.message.packet, self.rid_extension) {
-            if !self.layers.contains(&rtp.header.ssrc) && rtp.header.get_extension(id).is_some() {
+            // Bounded: SSRCs are the client's to choose, and a browser sends three layers a
+            // track. Past the bound a layer just loses this workaround.
+            if self.layers.len() < MAX_LAYERS_KEPT && !self.layers.contains(&rtp.header.ssrc) && rtp.header.get_extension(id).is_some() {
                 self.layers.insert(rtp.header.ssrc);
             }
         }

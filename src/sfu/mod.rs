@@ -114,13 +114,16 @@ impl SfuEngine {
         Arc::new(Self { next_port: AtomicU32::new(0), ice, stats: Arc::new(SfuStats::default()) })
     }
 
-    /// Creates the server-side peer connection for a participant and starts its task.
-    pub async fn create_peer(
+    /// Starts a participant's peer task. It stays dormant (no socket, no connection) until the
+    /// room sends [`PeerCommand::Activate`] on admission; `publishes` is false for those whose
+    /// media must never be received (observers).
+    pub fn create_peer(
         self: &Arc<Self>,
         participant: ParticipantId,
         events: tokio::sync::mpsc::UnboundedSender<PeerEvent>,
-    ) -> Result<PeerHandle, SfuError> {
-        peer::spawn(self.clone(), participant, events).await
+        publishes: bool,
+    ) -> PeerHandle {
+        peer::spawn(self.clone(), participant, events, publishes)
     }
 
     fn media_engine_and_registry(&self, feedback: Arc<bwe::FeedbackSink>) -> Result<(MediaEngine, Registry), SfuError> {

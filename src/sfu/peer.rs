@@ -2,7 +2,12 @@
 //!
 //! The task owns the `PeerConnection` and every subscription on it; the connection task (for
 //! SDP and ICE from the client) and the room (for subscribe/unsubscribe) talk to it through a
-//! [`PeerHandle`]. Negotiation: the client offers first (its own tracks); after that the server
+//! [`PeerHandle`]. A peer starts dormant: no `PeerConnection`, no UDP port, no DTLS, no
+//! connectivity checks to addresses the client names, until the room sends
+//! [`PeerCommand::Activate`] on admission. While dormant, the client's offer (the latest) and
+//! a bounded number of its candidates wait; they are answered on admission. A peer of someone
+//! who may not publish (an observer) never receives media: its answer has no receiving
+//! section and an offer that tries to send is refused with `forbidden`. Negotiation: the client offers first (its own tracks); after that the server
 //! offers whenever its set of outgoing tracks changes. The server is the impolite side of
 //! "perfect negotiation": a client offer that collides with a server offer in flight is ignored,
 //! and the client (polite) rolls back and answers ours.
@@ -26,7 +31,7 @@ use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceCandidateInit,
     RTCPeerConnectionIceEvent, RTCPeerConnectionState, RTCSessionDescription,
 };
-use webrtc::rtp_transceiver::RtpSender;
+use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RtpSender};
 
 use super::simulcast::{choose_layer, layer_name, Rewriter};
 use super::track::{is_vp8_keyframe, rewrite_for_subscriber, Fanned, PublishedTrack, TrackId};
@@ -39,6 +44,8 @@ use crate::signal::protocol::{IceCandidate, MediaKind, PauseReason, Sdp, ServerM
 /// What the connection and the room may ask of a peer.
 #[derive(Debug)]
 pub enum PeerCommand {
+    /// The participant was admitted: build the peer connection and answer the client's offer.
+    Activate,
     RemoteOffer(String),
     RemoteAnswer(String),
     RemoteCandidate(IceCandidate),
@@ -95,6 +102,7 @@ struct Handler {
     /// DTLS is up: until then there are no SRTP keys and forwarded packets would be dropped.
     connected: Arc<AtomicBool>,
     audio_level_id: Arc<ExtensionId>,
+    publishes: bool,
 }
 
 #[async_trait::async_trait]
@@ -129,6 +137,9 @@ impl PeerConnectionEventHandler for Handler {
     }
 
     async fn on_track(&self, remote: Arc<dyn TrackRemote>) {
+        if !self.publishes {
+            return; // never negotiated as receiving; nothing of an observer's is read
+        }
         let kind = match remote.kind().await {
             RtpCodecKind::Audio => MediaKind::Audio,
             RtpCodecKind::Video => MediaKind::Video,
@@ -179,6 +190,8 @@ struct Subscription {
     tasks: [JoinHandle<()>; 2],
     /// The tile height the subscriber asked for; [`NO_PREFERENCE`] until it says.
     max_height: Arc<AtomicU32>,
+    /// Our SSRC for this leg (its feedback is kept while it lives).
+    ssrc: u32,
 }
 
 /// No `setVideoPreference` yet: the best layer there is.
@@ -207,66 +220,156 @@ struct PeerTask {
     established: bool,
     has_remote_description: bool,
     early_candidates: Vec<RTCIceCandidateInit>,
+    /// Remote candidates taken since the last remote description (see [`MAX_REMOTE_CANDIDATES`]).
+    remote_candidates: usize,
     connected: Arc<AtomicBool>,
     audio_level_id: Arc<ExtensionId>,
     /// What the client reports about the streams we send it (loss, REMB).
     feedback: Arc<FeedbackSink>,
+    /// False for observers: nothing they send is received.
+    publishes: bool,
 }
 
-pub(super) async fn spawn(
+/// Remote candidates (trickled or in an offer) one peer takes per remote description: a
+/// browser gathers a handful; beyond this the server would be sending connectivity checks to
+/// whatever addresses a client lists.
+pub const MAX_REMOTE_CANDIDATES: usize = 32;
+
+/// Starts a participant's peer task, dormant until [`PeerCommand::Activate`].
+pub(super) fn spawn(
     engine: Arc<SfuEngine>,
     participant: ParticipantId,
     events: mpsc::UnboundedSender<PeerEvent>,
-) -> Result<PeerHandle, SfuError> {
+    publishes: bool,
+) -> PeerHandle {
     let (tx, rx) = mpsc::unbounded_channel();
-    let feedback = Arc::new(FeedbackSink::default());
-    let (media_engine, registry) = engine.media_engine_and_registry(feedback.clone())?;
-    let connected = Arc::new(AtomicBool::new(false));
-    let audio_level_id = Arc::new(ExtensionId::default());
-    let handler = Arc::new(Handler {
-        participant: participant.clone(),
-        events: events.clone(),
-        commands: tx.clone(),
-        engine: engine.clone(),
-        track_seq: Default::default(),
-        nonce: rand::random(),
-        connected: connected.clone(),
-        audio_level_id: audio_level_id.clone(),
-    });
-    let pc = PeerConnectionBuilder::new()
-        .with_configuration(engine.configuration())
-        .with_media_engine(media_engine)
-        .with_setting_engine(engine.setting_engine())
-        .with_interceptor_registry(registry)
-        .with_handler(handler as Arc<dyn PeerConnectionEventHandler>)
-        .with_udp_addrs(vec![engine.udp_addr()?])
-        .build()
-        .await?;
-    let pc: Arc<dyn PeerConnection> = Arc::new(pc);
-    engine.stats.peers.fetch_add(1, Ordering::Relaxed);
-    let task = PeerTask {
-        participant: participant.clone(),
-        pc,
-        engine,
-        events,
-        subs: HashMap::new(),
-        awaiting_answer: false,
-        offer_needed: false,
-        established: false,
-        has_remote_description: false,
-        early_candidates: Vec::new(),
-        connected,
-        audio_level_id,
-        feedback,
-    };
-    tokio::spawn(task.run(rx).instrument(info_span!("peer", participant = %participant)));
-    Ok(PeerHandle { tx })
+    let span = info_span!("peer", participant = %participant);
+    let dormant = Dormant { engine, participant, events, publishes, commands: tx.clone() };
+    tokio::spawn(dormant.run(rx).instrument(span));
+    PeerHandle { tx }
+}
+
+/// A peer before admission: it keeps what the client sent and owns nothing on the network.
+struct Dormant {
+    engine: Arc<SfuEngine>,
+    participant: ParticipantId,
+    events: mpsc::UnboundedSender<PeerEvent>,
+    publishes: bool,
+    commands: mpsc::UnboundedSender<PeerCommand>,
+}
+
+impl Dormant {
+    async fn run(self, mut rx: mpsc::UnboundedReceiver<PeerCommand>) {
+        let mut offer: Option<String> = None;
+        let mut candidates: Vec<IceCandidate> = Vec::new();
+        while let Some(cmd) = rx.recv().await {
+            match cmd {
+                PeerCommand::Activate => {
+                    let mut task = match self.build().await {
+                        Ok(task) => task,
+                        Err(e) => {
+                            warn!(error = %e, "could not create a peer connection");
+                            let _ = self.events.send(PeerEvent::Signal(ServerMessage::Error {
+                                code: crate::signal::protocol::ErrorCode::Internal,
+                                message: "the media relay could not set up a connection; leave and join again".into(),
+                            }));
+                            return;
+                        }
+                    };
+                    if let Some(sdp) = offer.take() {
+                        task.step(PeerCommand::RemoteOffer(sdp)).await;
+                    }
+                    for c in candidates.drain(..) {
+                        task.step(PeerCommand::RemoteCandidate(c)).await;
+                    }
+                    return task.run(rx).await;
+                }
+                // A newer offer replaces an older one: only the latest describes the client now,
+                // and its candidates start afresh.
+                PeerCommand::RemoteOffer(sdp) => {
+                    offer = Some(sdp);
+                    candidates.clear();
+                }
+                PeerCommand::RemoteCandidate(c) => {
+                    if candidates.len() < MAX_REMOTE_CANDIDATES {
+                        candidates.push(c);
+                    }
+                }
+                PeerCommand::Close => return,
+                // Nothing is sent to a dormant peer, and it has nothing to answer or refresh.
+                PeerCommand::RemoteAnswer(_)
+                | PeerCommand::Subscribe(_)
+                | PeerCommand::Unsubscribe(_)
+                | PeerCommand::RequestKeyframes
+                | PeerCommand::SetVideoPreference { .. } => {}
+            }
+        }
+    }
+
+    async fn build(&self) -> Result<PeerTask, SfuError> {
+        let engine = &self.engine;
+        let feedback = Arc::new(FeedbackSink::default());
+        let (media_engine, registry) = engine.media_engine_and_registry(feedback.clone())?;
+        let connected = Arc::new(AtomicBool::new(false));
+        let audio_level_id = Arc::new(ExtensionId::default());
+        let handler = Arc::new(Handler {
+            participant: self.participant.clone(),
+            events: self.events.clone(),
+            commands: self.commands.clone(),
+            engine: engine.clone(),
+            track_seq: Default::default(),
+            nonce: rand::random(),
+            connected: connected.clone(),
+            audio_level_id: audio_level_id.clone(),
+            publishes: self.publishes,
+        });
+        let pc = PeerConnectionBuilder::new()
+            .with_configuration(engine.configuration())
+            .with_media_engine(media_engine)
+            .with_setting_engine(engine.setting_engine())
+            .with_interceptor_registry(registry)
+            .with_handler(handler as Arc<dyn PeerConnectionEventHandler>)
+            .with_udp_addrs(vec![engine.udp_addr()?])
+            .build()
+            .await?;
+        let pc: Arc<dyn PeerConnection> = Arc::new(pc);
+        engine.stats.peers.fetch_add(1, Ordering::Relaxed);
+        Ok(PeerTask {
+            participant: self.participant.clone(),
+            pc,
+            engine: engine.clone(),
+            events: self.events.clone(),
+            subs: HashMap::new(),
+            awaiting_answer: false,
+            offer_needed: false,
+            established: false,
+            has_remote_description: false,
+            early_candidates: Vec::new(),
+            remote_candidates: 0,
+            connected,
+            audio_level_id,
+            feedback,
+            publishes: self.publishes,
+        })
+    }
 }
 
 impl PeerTask {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<PeerCommand>) {
         while let Some(cmd) = rx.recv().await {
+            if matches!(cmd, PeerCommand::Close) {
+                break;
+            }
+            self.step(cmd).await;
+        }
+        self.close().await;
+    }
+
+    /// Handles one command; a failed negotiation step is reported to the client.
+    async fn step(&mut self, cmd: PeerCommand) {
+        {
             let result = match cmd {
+                PeerCommand::Activate | PeerCommand::Close => Ok(()),
                 PeerCommand::RemoteOffer(sdp) => self.on_remote_offer(sdp).await,
                 PeerCommand::RemoteAnswer(sdp) => self.on_remote_answer(sdp).await,
                 PeerCommand::RemoteCandidate(c) => self.on_remote_candidate(c).await,
@@ -288,7 +391,6 @@ impl PeerTask {
                     }
                     Ok(())
                 }
-                PeerCommand::Close => break,
             };
             if let Err(e) = result {
                 warn!(error = %e, "negotiation step failed");
@@ -298,7 +400,6 @@ impl PeerTask {
                 });
             }
         }
-        self.close().await;
     }
 
     fn signal(&self, msg: ServerMessage) {
@@ -311,11 +412,26 @@ impl PeerTask {
             debug!("ignoring client offer that collides with ours");
             return Ok(());
         }
+        let offered_candidates = sdp.lines().filter(|l| l.trim_start().starts_with("a=candidate:")).count();
+        if offered_candidates > MAX_REMOTE_CANDIDATES {
+            return Err(SfuError::InvalidSdp(format!("{offered_candidates} ICE candidates; at most {MAX_REMOTE_CANDIDATES}")));
+        }
+        let sends = sdp.lines().any(|l| matches!(l.trim(), "a=sendrecv" | "a=sendonly"));
         // The client offers first, so its extension ids are the session's.
         self.audio_level_id.set(super::audio_level::extmap_id(&sdp));
         let offer = RTCSessionDescription::offer(sdp).map_err(|e| SfuError::InvalidSdp(e.to_string()))?;
         self.pc.set_remote_description(offer).await?;
         self.has_remote_description = true;
+        self.remote_candidates = offered_candidates;
+        if !self.publishes {
+            self.receive_nothing().await?;
+            if sends {
+                self.signal(ServerMessage::Error {
+                    code: crate::signal::protocol::ErrorCode::Forbidden,
+                    message: "observers receive only: nothing you send reaches the group".into(),
+                });
+            }
+        }
         self.flush_candidates().await;
         let answer = self.pc.create_answer(None).await?;
         self.pc.set_local_description(answer.clone()).await?;
@@ -343,10 +459,33 @@ impl PeerTask {
         Ok(())
     }
 
+    /// An observer's peer: no transceiver receives, so the answer offers the client nothing to
+    /// send and nothing it sends is read.
+    async fn receive_nothing(&self) -> Result<(), SfuError> {
+        for t in self.pc.get_transceivers().await {
+            let dir = t.direction().await?;
+            if dir.has_recv() {
+                t.set_direction(RTCRtpTransceiverDirection::from_send_recv(dir.has_send(), false)).await?;
+            }
+        }
+        Ok(())
+    }
+
     async fn on_remote_candidate(&mut self, c: IceCandidate) -> Result<(), SfuError> {
         if c.candidate.is_empty() {
             return Ok(()); // end-of-candidates: nothing to do for a full-ICE server
         }
+        if self.remote_candidates >= MAX_REMOTE_CANDIDATES {
+            if self.remote_candidates == MAX_REMOTE_CANDIDATES {
+                self.signal(ServerMessage::Error {
+                    code: crate::signal::protocol::ErrorCode::InvalidField,
+                    message: format!("at most {MAX_REMOTE_CANDIDATES} ICE candidates per negotiation; the rest are ignored"),
+                });
+            }
+            self.remote_candidates += 1;
+            return Ok(());
+        }
+        self.remote_candidates += 1;
         let init = RTCIceCandidateInit {
             candidate: c.candidate,
             sdp_mid: c.sdp_mid,
@@ -356,7 +495,7 @@ impl PeerTask {
         };
         if self.has_remote_description {
             self.pc.add_ice_candidate(init).await?;
-        } else if self.early_candidates.len() < 64 {
+        } else {
             self.early_candidates.push(init);
         }
         Ok(())
@@ -406,6 +545,7 @@ impl PeerTask {
             }],
         )));
         let sender = self.pc.add_track(local.clone() as Arc<dyn TrackLocal>).await?;
+        self.feedback.register(ssrc);
         let max_height = Arc::new(AtomicU32::new(NO_PREFERENCE));
         let leg = Leg {
             track: track.clone(),
@@ -420,7 +560,7 @@ impl PeerTask {
         let span = info_span!("leg", subscriber = %self.participant, track = %track.id);
         let forward = tokio::spawn(forward(leg, track.subscribe()).instrument(span));
         let feedback = tokio::spawn(relay_feedback(track.clone(), local));
-        self.subs.insert(track.id.clone(), (track.clone(), Subscription { sender, tasks: [forward, feedback], max_height }));
+        self.subs.insert(track.id.clone(), (track.clone(), Subscription { sender, tasks: [forward, feedback], max_height, ssrc }));
         self.engine.stats.subscriptions.fetch_add(1, Ordering::Relaxed);
         self.signal(ServerMessage::TrackPublished {
             participant_id: track.publisher.clone(),
@@ -435,6 +575,7 @@ impl PeerTask {
     async fn unsubscribe(&mut self, id: &str) -> Result<(), SfuError> {
         let Some((_, sub)) = self.subs.remove(id) else { return Ok(()) };
         self.engine.stats.subscriptions.fetch_sub(1, Ordering::Relaxed);
+        self.feedback.forget(sub.ssrc);
         let sender = sub.stop();
         self.pc.remove_track(&sender).await?;
         self.offer().await

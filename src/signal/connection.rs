@@ -14,6 +14,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use axum::extract::ws::{Message, WebSocket};
 use futures::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info_span, Instrument};
 
 use super::protocol::{
@@ -26,6 +27,9 @@ use crate::room::actor::OUTBOX_CAPACITY;
 use crate::room::{JoinRequest, ParticipantId, RoomCommand, RoomError, RoomHandle, RoomId};
 use crate::server::AppState;
 use crate::sfu::{PeerCommand, PeerEvent, PeerHandle};
+
+/// How long a closing connection's writer may take to deliver what is queued.
+const WRITER_GRACE: Duration = Duration::from_secs(2);
 
 /// A joined participant's place: its room, its peer and the peer's event stream.
 struct Session {
@@ -72,8 +76,18 @@ impl Connection {
         let (mut sink, mut stream) = socket.split();
         let Some(mut out_rx) = self.out_rx.take() else { return };
         let metrics = self.state.metrics.clone();
-        let writer = tokio::spawn(async move {
-            while let Some(msg) = out_rx.recv().await {
+        // Once the reader is done, the writer sends what is already queued and stops; it never
+        // waits for more (the room may still hold a sender for a held place).
+        let finish = CancellationToken::new();
+        let finished = finish.clone();
+        let mut writer = tokio::spawn(async move {
+            loop {
+                let msg = tokio::select! {
+                    biased;
+                    msg = out_rx.recv() => msg,
+                    _ = finished.cancelled() => None,
+                };
+                let Some(msg) = msg else { break };
                 if let ServerMessage::Error { code, .. } = &msg {
                     metrics.errors.get_or_create(&CodeLabel { code: code.as_str() }).inc();
                 }
@@ -91,7 +105,7 @@ impl Connection {
         loop {
             let flow = tokio::select! {
                 _ = shutdown.cancelled() => {
-                    let _ = self.out.send(ServerMessage::Goodbye { reason: "the server is shutting down".into() }).await;
+                    let _ = self.out.try_send(ServerMessage::Goodbye { reason: "the server is shutting down".into() });
                     Flow::Close
                 }
                 frame = stream.next() => match frame {
@@ -123,13 +137,25 @@ impl Connection {
             self.disconnect().await;
         }
         drop(self.out);
-        let _ = writer.await;
+        finish.cancel();
+        // A client that does not read cannot hold the socket open: the writer gets a moment
+        // to deliver the last words (`sessionEnded`, `goodbye`), then the socket is dropped.
+        if tokio::time::timeout(WRITER_GRACE, &mut writer).await.is_err() {
+            debug!("client does not read; closing without flushing");
+            writer.abort();
+        }
     }
 
+    /// Queues a message without waiting: a full outbox means the client stopped reading, and
+    /// waiting on it would let that client stall this task (and what the room asks of it).
     async fn send(&self, msg: ServerMessage) -> Flow {
-        match self.out.send(msg).await {
+        match self.out.try_send(msg) {
             Ok(()) => Flow::Continue,
-            Err(_) => Flow::Close, // the writer is gone: the socket is dead
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!("outbox full; closing the connection of a client that does not read");
+                Flow::Close
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Flow::Close, // the writer is gone
         }
     }
 
@@ -214,13 +240,7 @@ impl Connection {
         }
         let participant = grant.participant.clone();
         let (events_tx, peer_events) = mpsc::unbounded_channel();
-        let peer = match self.state.sfu.create_peer(participant.clone(), events_tx).await {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::error!(error = %e, "could not create a peer connection");
-                return self.error(ErrorCode::Internal, "the media relay could not set up a connection").await;
-            }
-        };
+        let peer = self.state.sfu.create_peer(participant.clone(), events_tx, grant.role.publishes());
         // A room that empties as we join closes under us; a fresh one is made on retry.
         let mut attempt = 0;
         let (room, ended) = loop {
@@ -240,6 +260,7 @@ impl Connection {
                         RoomError::Locked => ErrorCode::RoomLocked,
                         RoomError::Banned => ErrorCode::Banned,
                         RoomError::Closed => ErrorCode::Internal,
+                        RoomError::SeatTaken => ErrorCode::SeatTaken,
                     };
                     return self.error(code, e.to_string()).await;
                 }

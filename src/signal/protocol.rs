@@ -1047,6 +1047,10 @@ pub enum ErrorCode {
     PrivateRoomBusy,
     /// A `screenShare` was announced but no matching video reached the server in time.
     ScreenShareNotReceived,
+    /// The token's participant id is in the room under another role; nothing changed there.
+    SeatTaken,
+    /// More tracks than `limits.max_tracks_per_participant`: the extra one is not forwarded.
+    TooManyTracks,
 }
 
 impl ErrorCode {
@@ -1095,6 +1099,8 @@ impl ErrorCode {
             ErrorCode::UnknownPrivateRoom => "unknown_private_room",
             ErrorCode::PrivateRoomBusy => "private_room_busy",
             ErrorCode::ScreenShareNotReceived => "screen_share_not_received",
+            ErrorCode::SeatTaken => "seat_taken",
+            ErrorCode::TooManyTracks => "too_many_tracks",
         }
     }
 }

@@ -41,6 +41,8 @@ pub enum RoomError {
     Banned,
     #[error("the room closed; try again")]
     Closed,
+    #[error("someone with another role holds this participant id's place in the room")]
+    SeatTaken,
 }
 
 /// How a connection learns that the room ended its session (removed, declined, ended, ...).
@@ -376,8 +378,15 @@ impl Room {
             return Err(RoomError::Locked);
         }
         // The same participant on a new connection (a reconnect, a second tab) takes over
-        // their place: same space, mutes, hand, votes; the others see no leave or join.
-        if self.members.contains_key(&id) {
+        // their place: same space, mutes, hand, votes; the others see no leave or join. Only
+        // with the same role: a token for the same id with another role (minted by mistake,
+        // or by someone who learned the id) must not turn a participant's seat into a
+        // therapist's, nor end the session of whoever sits there.
+        if let Some(m) = self.members.get(&id) {
+            if m.info.role != grant.role {
+                warn!(participant = %id, "join for a seat held in another role refused");
+                return Err(RoomError::SeatTaken);
+            }
             self.resume(grant, req.outbox, req.peer, req.ended);
             return Ok(());
         }
@@ -554,8 +563,10 @@ impl Room {
     }
 
     /// Subscribes `id` to everyone it should receive, and everyone who should receive it to `id`.
+    /// The member's peer connection exists from here on: nobody waiting has one.
     fn connect_media(&self, id: &ParticipantId) {
         let Some(member) = self.members.get(id) else { return };
+        member.peer.send(PeerCommand::Activate);
         for other in self.members.values() {
             if forwards(other, member) {
                 for t in &other.tracks {
@@ -576,6 +587,10 @@ impl Room {
         let Some(mut member) = self.members.remove(id) else { return };
         self.order.retain(|p| p != id);
         self.registry.count(member.info.role, false);
+        // The room cuts the media itself, whatever the member's connection task is doing (a
+        // client that floods its socket and never reads can hold that task up): its peer
+        // closes, and with it every subscription to and from it.
+        member.peer.send(PeerCommand::Close);
         for t in &member.tracks {
             for m in self.members.values() {
                 m.peer.send(PeerCommand::Unsubscribe(t.id.clone()));
@@ -618,6 +633,15 @@ impl Room {
     }
 
     fn track_published(&mut self, id: &ParticipantId, track: Arc<PublishedTrack>) {
+        let max = self.registry.settings.max_tracks_per_participant;
+        if self.members.get(id).is_some_and(|m| m.tracks.len() >= max) {
+            warn!(participant = %id, max, "track over the per-participant limit not forwarded");
+            return self.error(
+                id,
+                ErrorCode::TooManyTracks,
+                format!("at most {max} tracks (a microphone, a camera and a screen) reach the group; this one does not"),
+            );
+        }
         if !self.admit_track(id, &track) {
             return;
         }
