@@ -166,6 +166,8 @@ async fn spawn_server(bin: &PathBuf, log: &PathBuf, scratch: &Path) -> anyhow::R
         .env("HEARTH_AUTH__TOKEN_SECRET", hearth::config::DEV_TOKEN_SECRET)
         .env("HEARTH_ROOMS__WAITING_ROOM", "false")
         .env("HEARTH_LIMITS__JOINS_PER_MINUTE_PER_IP", "100000")
+        .env("HEARTH_LIMITS__MAX_CONNECTIONS_PER_IP", "100000")
+        .env("HEARTH_LIMITS__MAX_CONNECTIONS", "100000")
         // The server's own default log filter, whatever filter this shell set for other uses;
         // `HEARTH_SERVER_LOG` chooses one for the measured server.
         .env_remove("HEARTH_LOG")

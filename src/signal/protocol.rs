@@ -1034,6 +1034,8 @@ pub enum ErrorCode {
     UnknownPrivateRoom,
     /// The therapist or participant is already in a private room.
     PrivateRoomBusy,
+    /// No `join` within `limits.join_timeout_ms` of opening the socket; it closes next.
+    JoinTimeout,
 }
 
 impl ErrorCode {
@@ -1081,6 +1083,7 @@ impl ErrorCode {
             ErrorCode::UnknownChatMessage => "unknown_chat_message",
             ErrorCode::UnknownPrivateRoom => "unknown_private_room",
             ErrorCode::PrivateRoomBusy => "private_room_busy",
+            ErrorCode::JoinTimeout => "join_timeout",
         }
     }
 }
@@ -1095,7 +1098,7 @@ pub struct DecodeError {
 
 impl DecodeError {
     fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self { code, message: clip_message(&message.into()) }
     }
 }
 
@@ -1110,6 +1113,19 @@ const CLIENT_TYPES: &[&str] = &[
     "declineMilestone", "congratulate", "getMilestoneHistory",
     "chat", "setChatSettings", "deleteChatMessage", "requestSupport", "openPrivateRoom", "closePrivateRoom",
 ];
+
+/// Longest error message sent to a client, in characters.
+pub const MAX_ERROR_MESSAGE_CHARS: usize = 200;
+
+/// An error message cut to [`MAX_ERROR_MESSAGE_CHARS`] on a char boundary, with "…" when cut.
+/// Messages may quote client input (serde's errors quote the offending value): echoing a
+/// 64 KiB value back, queued per socket, let idle sockets multiply the server's memory.
+pub fn clip_message(message: &str) -> String {
+    match message.char_indices().nth(MAX_ERROR_MESSAGE_CHARS) {
+        None => message.to_string(),
+        Some((cut, _)) => format!("{}…", &message[..cut]),
+    }
+}
 
 /// Decodes one text frame. `max_bytes` is the configured frame limit.
 pub fn decode_client(text: &str, max_bytes: usize) -> Result<ClientMessage, DecodeError> {
@@ -1229,6 +1245,19 @@ mod tests {
             encode_server(&ServerMessage::ChatSettings(ChatSettings::default())),
             r#"{"type":"chatSettings","enabled":true,"privateMessages":false,"keepTranscript":false}"#
         );
+    }
+
+    #[test]
+    fn error_messages_are_clipped_on_a_char_boundary() {
+        let long = "é".repeat(300);
+        let clipped = clip_message(&long);
+        assert_eq!(clipped.chars().count(), MAX_ERROR_MESSAGE_CHARS + 1);
+        assert!(clipped.ends_with('…'));
+        assert_eq!(clip_message("short"), "short");
+        let frame = format!(r#"{{"type":"join","protocolVersion":"{}","roomId":"r","token":"t"}}"#, "a".repeat(5000));
+        let err = decode_client(&frame, 65536).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidMessage);
+        assert!(err.message.chars().count() <= MAX_ERROR_MESSAGE_CHARS + 1, "{}", err.message.len());
     }
 
     #[test]
