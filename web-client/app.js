@@ -40,6 +40,7 @@
     shutting_down: 'The server is restarting. We will reconnect you in a moment.',
     cluster_unavailable: 'Your session is moving to another server. We will reconnect you in a moment.',
     negotiation: 'The video connection had a problem. Reconnecting you…',
+    join_timeout: 'The connection was slow to start. Reconnecting you…',
     internal: 'Something went wrong on our side. Please try again in a moment.',
     token_missing: 'This page needs your personal join link. Ask your therapist for your join link.',
     token_expired: 'Your join link has expired. Ask your therapist for a new one.',
@@ -759,7 +760,7 @@
     const joining = state.status === 'connecting' || state.status === 'reconnecting';
     // These codes only answer `join` (on a first connect or a reconnect): retrying cannot help.
     if (joining && FATAL_JOIN_ERRORS.has(code)) return refuseJoin(code, text);
-    if (joining && (code === 'rate_limited' || code === 'shutting_down' || code === 'cluster_unavailable')) {
+    if (joining && (code === 'rate_limited' || code === 'shutting_down' || code === 'cluster_unavailable' || code === 'join_timeout')) {
       // Too many joins from this address, or a restart: try again later, with backoff.
       showAlert(text);
       return restartConnection(`server error ${code}`);
