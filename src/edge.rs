@@ -223,8 +223,10 @@ impl Edge {
                 HeaderValue::from_static("max-age=31536000; includeSubDomains"),
             ));
         }
+        // Not overriding: a handler may set a stricter policy of its own (badge SVGs run and
+        // load nothing when opened directly).
         let edge = self.clone();
-        router.layer(SetResponseHeaderLayer::overriding(header::CONTENT_SECURITY_POLICY, move |_: &axum::response::Response| {
+        router.layer(SetResponseHeaderLayer::if_not_present(header::CONTENT_SECURITY_POLICY, move |_: &axum::response::Response| {
             Some(edge.csp())
         }))
     }

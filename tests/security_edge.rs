@@ -325,6 +325,11 @@ async fn every_response_carries_the_security_headers() {
         assert!(!csp.contains("unsafe-inline"), "{csp}");
         assert!(header(&head, "strict-transport-security").is_none(), "no HSTS over plain HTTP");
     }
+    // A badge keeps its own, stricter policy (opened on its own, it runs and loads nothing).
+    let (status, head, _) = raw(server.addr(), "GET", "/api/badges/daysSober/30.svg", &[], "").await;
+    assert_eq!(status, 200);
+    assert_eq!(header(&head, "content-security-policy"), Some("default-src 'none'; style-src 'unsafe-inline'"), "{head}");
+    assert_eq!(header(&head, "x-frame-options"), Some("deny"));
     server.shutdown().await;
 }
 
