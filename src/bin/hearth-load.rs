@@ -35,7 +35,9 @@ struct Cli {
     #[arg(long, requires = "url")]
     server_pid: Option<u32>,
     /// With --url: the server's auth.token_secret, to mint join tokens (the server must also
-    /// run with rooms.waiting_room = false). Defaults to the development secret.
+    /// run with rooms.waiting_room = false, and limits.max_connections_per_ip above the number
+    /// of simulated participants: they all come from this machine's address). Defaults to the
+    /// development secret.
     #[arg(long, env = "HEARTH_AUTH__TOKEN_SECRET", hide_env_values = true, requires = "url")]
     token_secret: Option<String>,
     /// The `hearth` binary to start as a child process on 127.0.0.1 (build it with --release).
