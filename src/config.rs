@@ -85,6 +85,15 @@ pub struct ServerConfig {
     pub shutdown_grace_ms: u64,
     pub tls_cert: PathBuf,
     pub tls_key: PathBuf,
+    /// How long a client may take to send a request's headers (slowloris); 0 = no limit.
+    pub header_read_timeout_ms: u64,
+    /// Reverse proxies (IPs or CIDRs) whose `X-Forwarded-For`/`Forwarded`/`X-Forwarded-Proto`/
+    /// `X-Forwarded-Host` headers are believed. Empty: every peer is the client itself.
+    pub trusted_proxies: Vec<String>,
+    /// Page origins (`https://host[:port]`) besides the server's own that may open `/ws`.
+    pub allowed_origins: Vec<String>,
+    /// Bearer key for `GET /metrics`; empty leaves the endpoint open.
+    pub metrics_key: String,
 }
 
 impl ServerConfig {
@@ -129,6 +138,29 @@ pub struct LimitsConfig {
     pub messages_per_second: u32,
     pub message_burst: u32,
     pub joins_per_minute_per_ip: u32,
+    /// Open websockets one client IP may hold, and the whole server.
+    pub max_connections_per_ip: usize,
+    pub max_connections: usize,
+    /// How long a websocket may stay open without a joined session.
+    pub join_timeout_ms: u64,
+}
+
+/// Whether this server mints development tokens, decided once from the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `POST /dev/token` mints tokens for anyone: loopback listen and the development secret.
+    Development,
+    /// Tokens come only from `hearth token` or `POST /api/tokens`.
+    Production,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Development => "development",
+            Mode::Production => "production",
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -170,6 +202,8 @@ impl Config {
         c.server.shutdown_grace_ms = 200;
         c.rooms.reconnect_grace_ms = 300;
         c.store.path = unique_temp_path("hearth-test", "db");
+        // Every test client comes from 127.0.0.1; tests of the caps set their own.
+        c.limits.max_connections_per_ip = 10_000;
         c
     }
 
@@ -179,8 +213,77 @@ impl Config {
         Ok(config)
     }
 
+    /// The mode this configuration runs in, and why (for `hearth check-config` and the log).
+    /// The rule: `server.production = true` is production; otherwise a real
+    /// `auth.token_secret` is production too (a real secret means a deployment); the
+    /// development secret is development only on a loopback listen address without trusted
+    /// proxies, and [`Config::validate`] refuses every other combination.
+    pub fn mode(&self) -> (Mode, &'static str) {
+        if self.server.production {
+            return (Mode::Production, "server.production = true");
+        }
+        if self.auth.token_secret != DEV_TOKEN_SECRET {
+            return (Mode::Production, "auth.token_secret is set (not the development secret), so development tokens are off");
+        }
+        (Mode::Development, "development secret on a loopback address: POST /dev/token mints tokens for anyone on this machine")
+    }
+
+    /// Whether `POST /dev/token` mints tokens.
+    pub fn dev_tokens(&self) -> bool {
+        self.mode().0 == Mode::Development
+    }
+
+    /// The trusted proxies, parsed (validated at load, so bad entries never reach here).
+    pub fn trusted_proxies(&self) -> Vec<crate::edge::IpNet> {
+        self.server.trusted_proxies.iter().filter_map(|p| crate::edge::IpNet::parse(p)).collect()
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         let s = &self.server;
+        for p in &s.trusted_proxies {
+            if crate::edge::IpNet::parse(p).is_none() {
+                return Err(ConfigError::Invalid {
+                    key: "server.trusted_proxies",
+                    value: p.clone(),
+                    reason: "each entry must be an IP address or a CIDR such as 10.0.0.0/8",
+                });
+            }
+        }
+        for o in &s.allowed_origins {
+            if crate::edge::normalize_origin(o).is_none() {
+                return Err(ConfigError::Invalid {
+                    key: "server.allowed_origins",
+                    value: o.clone(),
+                    reason: "each entry must be an origin such as https://video.example.org (scheme and host, optional port, no path)",
+                });
+            }
+        }
+        if !s.metrics_key.is_empty() && s.metrics_key.len() < 24 {
+            return Err(ConfigError::Invalid {
+                key: "server.metrics_key",
+                value: "<redacted>".into(),
+                reason: "must be empty (metrics open) or at least 24 characters",
+            });
+        }
+        let l = &self.limits;
+        if l.max_connections_per_ip == 0 || l.max_connections == 0 || l.join_timeout_ms == 0 {
+            return Err(ConfigError::Invalid {
+                key: "limits.max_connections_per_ip/limits.max_connections/limits.join_timeout_ms",
+                value: format!("{}/{}/{}", l.max_connections_per_ip, l.max_connections, l.join_timeout_ms),
+                reason: "must each be at least 1",
+            });
+        }
+        if !s.production
+            && self.auth.token_secret == DEV_TOKEN_SECRET
+            && (!s.listen.ip().is_loopback() || !s.trusted_proxies.is_empty())
+        {
+            return Err(ConfigError::Invalid {
+                key: "server.production/auth.token_secret/server.listen",
+                value: format!("false/<the development default>/{}", s.listen),
+                reason: "development mode (anyone may mint tokens) only runs on a loopback address without trusted proxies: \
+                         set server.production = true and auth.token_secret, or listen on 127.0.0.1 for development",
+            });
+        }
         if s.tls_cert.as_os_str().is_empty() != s.tls_key.as_os_str().is_empty() {
             return Err(ConfigError::Invalid {
                 key: "server.tls_cert/server.tls_key",
@@ -342,6 +445,42 @@ mod tests {
         let err = Config::from_toml_overrides("[cluster]\nredis_url = \"redis://r\"\npublic_url = \"relay-1:443\"").unwrap_err().to_string();
         assert!(err.contains("cluster.public_url"), "{err}");
         assert!(Config::from_toml_overrides("[cluster]\nredis_url = \"redis://r\"").unwrap().cluster.enabled());
+    }
+
+    #[test]
+    fn development_mode_only_on_loopback_with_the_development_secret() {
+        let c = Config::from_toml_overrides("").unwrap();
+        assert_eq!(c.mode().0, Mode::Development);
+        assert!(c.dev_tokens());
+        for listen in ["0.0.0.0:8080", "192.0.2.7:8080", "[::]:8080"] {
+            let err = Config::from_toml_overrides(&format!("[server]\nlisten = \"{listen}\"")).unwrap_err().to_string();
+            assert!(err.contains("server.production") && err.contains("auth.token_secret") && err.contains("127.0.0.1"), "{err}");
+        }
+        let err = Config::from_toml_overrides("[server]\ntrusted_proxies = [\"10.0.0.1\"]").unwrap_err().to_string();
+        assert!(err.contains("server.production"), "{err}");
+        // A real secret is a deployment: production, wherever it listens.
+        let c = Config::from_toml_overrides("[server]\nlisten = \"0.0.0.0:8080\"\n[auth]\ntoken_secret = \"a-real-secret-that-is-long-enough-0123\"")
+            .unwrap();
+        assert_eq!(c.mode().0, Mode::Production);
+        assert!(!c.dev_tokens());
+        assert!(Config::from_toml_overrides("[server]\nlisten = \"[::1]:8080\"").unwrap().dev_tokens());
+    }
+
+    #[test]
+    fn edge_settings_are_checked() {
+        let err = Config::from_toml_overrides("[server]\ntrusted_proxies = [\"10.0.0.0/33\"]\nproduction = true\n[auth]\ntoken_secret = \"a-real-secret-that-is-long-enough-0123\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("server.trusted_proxies") && err.contains("10.0.0.0/33"), "{err}");
+        let err = Config::from_toml_overrides("[server]\nallowed_origins = [\"https://a.example/path\"]").unwrap_err().to_string();
+        assert!(err.contains("server.allowed_origins"), "{err}");
+        let err = Config::from_toml_overrides("[server]\nmetrics_key = \"short\"").unwrap_err().to_string();
+        assert!(err.contains("server.metrics_key"), "{err}");
+        let err = Config::from_toml_overrides("[limits]\njoin_timeout_ms = 0").unwrap_err().to_string();
+        assert!(err.contains("limits.join_timeout_ms"), "{err}");
+        let c = Config::from_toml_overrides("").unwrap();
+        assert_eq!((c.limits.max_connections_per_ip, c.limits.max_connections, c.limits.join_timeout_ms), (20, 2000, 10000));
+        assert_eq!(c.server.header_read_timeout_ms, 10000);
     }
 
     #[test]

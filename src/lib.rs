@@ -18,6 +18,7 @@ pub mod badge;
 pub mod client;
 pub mod cluster;
 pub mod config;
+pub mod edge;
 pub mod metrics;
 pub mod load;
 pub mod room;

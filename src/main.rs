@@ -94,12 +94,20 @@ async fn run() -> anyhow::Result<()> {
             if shown.cluster.redis_url.contains('@') {
                 shown.cluster.redis_url = "<redacted: contains credentials>".into();
             }
+            if !shown.server.metrics_key.is_empty() {
+                shown.server.metrics_key = "<redacted>".into();
+            }
+            let (mode, why) = config.mode();
+            println!("mode: {} ({why})", mode.as_str());
             println!("{}", toml_like(&shown));
             Ok(())
         }
         Command::Serve => {
-            if !config.server.production {
-                tracing::warn!("development mode: the default token secret is accepted; set server.production = true in deployments");
+            match config.mode() {
+                (hearth::config::Mode::Development, why) => tracing::warn!(
+                    "development mode: {why}; set server.production = true and auth.token_secret in deployments"
+                ),
+                (hearth::config::Mode::Production, why) => tracing::info!("production mode: {why}"),
             }
             let server = hearth::server::start(config).await.context("start-up failed")?;
             println!("Hearth is listening on http://{}", server.addr());

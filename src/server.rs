@@ -40,8 +40,10 @@ pub struct AppState {
     pub connections: TaskTracker,
     pub tokens: TokenIssuer,
     pub store: Store,
-    /// Join attempts per client IP.
+    /// Failed join attempts (bad tokens) per client IP; a valid join never counts.
     pub join_limiter: DefaultKeyedRateLimiter<std::net::IpAddr>,
+    /// Client addresses behind trusted proxies, origin checks, connection caps, headers.
+    pub edge: Arc<crate::edge::Edge>,
     pub metrics: Arc<crate::metrics::Metrics>,
 }
 
@@ -66,7 +68,7 @@ pub fn app(state: Arc<AppState>) -> Router {
     let static_files = tower::ServiceBuilder::new()
         .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-cache")))
         .service(static_files);
-    Router::new()
+    let router = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/ws", get(ws_upgrade))
@@ -77,8 +79,9 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/api/rooms/{room}/polls", get(room_polls))
         .route("/api/admin/drain", post(admin_drain))
         .route("/api/admin/cluster", get(admin_cluster))
-        .fallback_service(static_files)
-        .with_state(state)
+        .fallback_service(static_files);
+    let edge = state.edge.clone();
+    edge.apply_headers(router.with_state(state))
 }
 
 #[derive(Serialize)]
@@ -92,7 +95,12 @@ struct Health {
     node: Option<String>,
 }
 
-async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+/// GET /metrics: open, or with `server.metrics_key` set, only with that bearer key.
+async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let key = &state.config.server.metrics_key;
+    if !key.is_empty() && !bearer_matches(&headers, key) {
+        return ApiError(StatusCode::UNAUTHORIZED, "unauthorized", "a valid metrics key is required".into()).into_response();
+    }
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.render()).into_response()
 }
 
@@ -115,7 +123,7 @@ struct Info {
 }
 
 async fn info(State(state): State<Arc<AppState>>) -> Json<Info> {
-    Json(Info { protocol_version: crate::signal::protocol::PROTOCOL_VERSION, dev_tokens: !state.config.server.production })
+    Json(Info { protocol_version: crate::signal::protocol::PROTOCOL_VERSION, dev_tokens: state.config.dev_tokens() })
 }
 
 /// An HTTP error with a stable code, as JSON.
@@ -123,7 +131,9 @@ pub struct ApiError(StatusCode, &'static str, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(serde_json::json!({ "code": self.1, "message": self.2 }))).into_response()
+        // Messages may quote client input (serde's rejection text does): never echo it in full.
+        let message = crate::signal::protocol::clip_message(&self.2);
+        (self.0, Json(serde_json::json!({ "code": self.1, "message": message }))).into_response()
     }
 }
 
@@ -183,11 +193,16 @@ fn require_api_key(state: &AppState, headers: &HeaderMap, what: &str) -> Result<
     if key.is_empty() {
         return Err(ApiError(StatusCode::NOT_FOUND, "disabled", format!("{what} is off (set auth.api_key)")));
     }
-    let given = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), key.as_bytes())) {
+    if !bearer_matches(headers, key) {
         return Err(ApiError(StatusCode::UNAUTHORIZED, "unauthorized", "a valid API key is required".into()));
     }
     Ok(())
+}
+
+/// `Authorization: Bearer <key>` with exactly `key`, compared in constant time.
+fn bearer_matches(headers: &HeaderMap, key: &str) -> bool {
+    let given = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    given.is_some_and(|g| constant_time_eq(g.as_bytes(), key.as_bytes()))
 }
 
 /// POST /api/admin/drain (API key): this relay node takes no new rooms and, after
@@ -243,10 +258,15 @@ pub async fn drain(state: Arc<AppState>) {
 /// POST /dev/token: development mode only, mints a token for anyone (the dev join page).
 async fn dev_token(
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
     body: Result<Json<MintRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<MintResponse>, ApiError> {
-    if state.config.server.production {
+    if !state.config.dev_tokens() {
         return Err(ApiError(StatusCode::NOT_FOUND, "disabled", "development tokens are off in production mode".into()));
+    }
+    // A proxy in front of a loopback development server would open it to everyone it serves.
+    if headers.contains_key("x-forwarded-for") || headers.contains_key(header::FORWARDED) {
+        return Err(ApiError(StatusCode::NOT_FOUND, "disabled", "development tokens are not minted through a proxy".into()));
     }
     let Json(req) = body.map_err(|e| ApiError(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()))?;
     mint(&state, req, 4 * 3600)
@@ -290,14 +310,37 @@ async fn ws_upgrade(
     ws: WebSocketUpgrade,
     State(state): State<Arc<AppState>>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
 ) -> Response {
+    // A page on another site must not open sessions with a visitor's browser (cross-site
+    // websocket hijacking); clients without `Origin` are not browsers and pass.
+    if !state.edge.origin_allowed(remote, &headers) {
+        return ApiError(StatusCode::FORBIDDEN, "forbidden_origin", "this page's origin may not connect (see server.allowed_origins)".into())
+            .into_response();
+    }
+    let client = state.edge.client_ip(remote, &headers);
+    let limits = &state.config.limits;
+    let guard = match state.edge.connections.try_acquire(client, limits.max_connections_per_ip, limits.max_connections) {
+        Ok(g) => g,
+        Err(e @ crate::edge::CapError::PerIp) => {
+            return ApiError(StatusCode::TOO_MANY_REQUESTS, "too_many_connections", e.to_string()).into_response();
+        }
+        Err(e @ crate::edge::CapError::Total) => {
+            return ApiError(StatusCode::SERVICE_UNAVAILABLE, "server_full", e.to_string()).into_response();
+        }
+    };
     // Frames between the configured limit and this hard cap get a protocol error and the
     // connection lives on; frames beyond it are refused by the websocket layer, which closes.
     let hard_cap = state.config.limits.max_message_bytes.saturating_mul(16).min(16 << 20);
     let tracker = state.connections.clone();
     ws.max_message_size(hard_cap)
         .max_frame_size(hard_cap)
-        .on_upgrade(move |socket| tracker.track_future(connection::serve(socket, state, remote)))
+        .on_upgrade(move |socket| {
+            tracker.track_future(async move {
+                connection::serve(socket, state, remote, client).await;
+                drop(guard);
+            })
+        })
         .into_response()
 }
 
@@ -388,6 +431,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         tokens: TokenIssuer::new(&config.auth.token_secret),
         store,
         join_limiter: RateLimiter::keyed(Quota::per_minute(joins)),
+        edge: Arc::new(crate::edge::Edge::new(&config)),
         config: Arc::new(config),
         shutdown: CancellationToken::new(),
         connections: TaskTracker::new(),
@@ -395,18 +439,23 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     if state.config.cluster.enabled() {
         join_cluster(&state, addr).await?;
     }
-    let router = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    spawn_maintenance(state.clone());
+    let header_timeout = match state.config.server.header_read_timeout_ms {
+        0 => None,
+        ms => Some(Duration::from_millis(ms)),
+    };
     let token = state.shutdown.clone();
     let task = match tls {
-        None => tokio::spawn(async move {
-            let serve = axum::serve(listener, router).with_graceful_shutdown(async move { token.cancelled().await });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "http server stopped");
-            }
-        }),
+        None => tokio::spawn(crate::edge::serve_http(listener, app(state.clone()), header_timeout, token)),
         Some(tls) => {
+            let router = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
             let std_listener = listener.into_std().map_err(|source| ServerError::Bind { addr, source })?;
-            let server = axum_server::from_tcp_rustls(std_listener, tls).map_err(|source| ServerError::Bind { addr, source })?;
+            let mut server = axum_server::from_tcp_rustls(std_listener, tls)
+                .map_err(|source| ServerError::Bind { addr, source })?
+                // Also bounds the time before the first request, which hyper's own
+                // header timeout does not cover on this path.
+                .first_request_timeout(header_timeout);
+            server.http_builder().http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_timeout);
             let handle = axum_server::Handle::new();
             let watcher = handle.clone();
             tokio::spawn(async move {
@@ -423,6 +472,34 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     let scheme = if state.config.server.tls().is_some() { "https" } else { "http" };
     tracing::info!(%addr, scheme, "listening");
     Ok(RunningServer { addr, state, task })
+}
+
+/// Background upkeep tied to shutdown: the join limiter forgets addresses whose quota has
+/// refilled (it would otherwise keep one entry per address ever seen), and relay nodes learn
+/// each other's origins for the origin check and `connect-src`.
+fn spawn_maintenance(state: Arc<AppState>) {
+    tokio::spawn(async move {
+        let mut prune = tokio::time::interval(Duration::from_secs(30));
+        let every = Duration::from_millis(state.config.cluster.heartbeat_ms.max(250));
+        let mut nodes = tokio::time::interval(every);
+        nodes.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = state.shutdown.cancelled() => return,
+                _ = prune.tick() => {
+                    state.join_limiter.retain_recent();
+                    state.join_limiter.shrink_to_fit();
+                }
+                _ = nodes.tick(), if state.rooms.cluster().is_some() => {
+                    let Some(cluster) = state.rooms.cluster().cloned() else { continue };
+                    match cluster.nodes().await {
+                        Ok(list) => state.edge.set_node_origins(list.into_iter().map(|n| n.url)),
+                        Err(e) => tracing::debug!(error = %e, "node list for the origin check failed"),
+                    }
+                }
+            }
+        }
+    });
 }
 
 /// The secret anonymous poll ballots are keyed with: random per process on a single node;

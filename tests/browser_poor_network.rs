@@ -23,7 +23,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hearth::auth::{Role, TokenIssuer};
-use hearth::config::{unique_temp_path, DEV_TOKEN_SECRET};
+use hearth::config::unique_temp_path;
+
+/// The server listens on the namespace's address (not loopback), where the development
+/// secret is refused: a secret of the test's own.
+const TOKEN_SECRET: &str = "poor-network-test-secret-not-the-development-one";
 use hearth::room::RoomId;
 use serde_json::{json, Value};
 
@@ -158,6 +162,7 @@ impl Server {
             .args(["netns", "exec", &ns.name, env!("CARGO_BIN_EXE_hearth")])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .env("HEARTH_SERVER__LISTEN", format!("{}:0", ns.inner_ip))
+            .env("HEARTH_AUTH__TOKEN_SECRET", TOKEN_SECRET)
             .env("HEARTH_SERVER__SHUTDOWN_GRACE_MS", "300")
             .env("HEARTH_ICE__BIND_IP", &ns.inner_ip)
             .env("HEARTH_ROOMS__WAITING_ROOM", "false")
@@ -188,7 +193,7 @@ impl Drop for Server {
 
 fn token((id, name): (&str, &str), role: Role) -> String {
     let room = RoomId::new(ROOM).expect("room id");
-    TokenIssuer::new(DEV_TOKEN_SECRET).mint(&room, role, name, Some(id), Duration::from_secs(600)).expect("token").0
+    TokenIssuer::new(TOKEN_SECRET).mint(&room, role, name, Some(id), Duration::from_secs(600)).expect("token").0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -55,6 +55,83 @@ fn production_refuses_the_development_secret() {
     assert!(err.contains("auth.token_secret"), "{err}");
 }
 
+fn check_config(envs: &[(&str, &str)]) -> (bool, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hearth"));
+    cmd.arg("check-config").env_remove("HEARTH_CONFIG").current_dir(env!("CARGO_MANIFEST_DIR"));
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run hearth");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string())
+}
+
+const REAL_SECRET: &str = "a-real-secret-for-the-startup-tests-0123";
+
+#[test]
+fn development_mode_is_not_an_open_door() {
+    // Embedded defaults: development, and check-config says so and why.
+    let (ok, out, err) = check_config(&[]);
+    assert!(ok, "{err}");
+    assert!(out.lines().next().is_some_and(|l| l.starts_with("mode: development") && l.contains("loopback")), "{out}");
+    // The development secret on a public address refuses to start, naming what to set.
+    for listen in ["0.0.0.0:0", "[::]:0"] {
+        let (ok, _, err) = check_config(&[("HEARTH_SERVER__LISTEN", listen)]);
+        assert!(!ok, "{listen} started in development mode");
+        assert!(err.contains("server.production = true") && err.contains("auth.token_secret") && err.contains("127.0.0.1"), "{err}");
+        let (ok, err) = hearth(&[("HEARTH_SERVER__LISTEN", listen)], &[]);
+        assert!(!ok && err.contains("server.production"), "serve must refuse too: {err}");
+    }
+    let (ok, _, err) = check_config(&[("HEARTH_SERVER__TRUSTED_PROXIES", "[\"127.0.0.1\"]")]);
+    assert!(!ok && err.contains("trusted proxies"), "{err}");
+    // A real secret runs as production, wherever it listens, even with production = false.
+    let (ok, out, err) = check_config(&[("HEARTH_SERVER__LISTEN", "0.0.0.0:0"), ("HEARTH_AUTH__TOKEN_SECRET", REAL_SECRET)]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("mode: production") && out.contains("auth.token_secret"), "{out}");
+    assert!(!out.contains(REAL_SECRET), "the secret is redacted");
+}
+
+#[tokio::test]
+async fn a_real_secret_turns_development_tokens_off() {
+    let mut config = hearth::config::Config::for_tests();
+    config.auth.token_secret = REAL_SECRET.into();
+    assert!(!config.server.production);
+    let server = hearth::server::start(config).await.expect("starts");
+    let addr = server.addr();
+    let body = r#"{"room":"g1","role":"therapist","name":"Anyone"}"#;
+    let (status, reply) = http_request(addr, "POST", "/dev/token", body).await;
+    assert_eq!(status, 404, "a therapist token for anyone: {reply}");
+    let (_, info) = http_request(addr, "GET", "/api/info", "").await;
+    assert!(info.contains(r#""devTokens":false"#), "{info}");
+    server.shutdown().await;
+    // Development mode: minted, but never through a proxy in front of the loopback server.
+    let server = hearth::server::start(hearth::config::Config::for_tests()).await.expect("starts");
+    let (status, reply) = http_request(server.addr(), "POST", "/dev/token", body).await;
+    assert_eq!(status, 200, "{reply}");
+    let (status, _) = http_request_with(server.addr(), "POST", "/dev/token", &[("x-forwarded-for", "203.0.113.5")], body).await;
+    assert_eq!(status, 404);
+    server.shutdown().await;
+}
+
+async fn http_request(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    http_request_with(addr, method, path, &[], body).await
+}
+
+async fn http_request_with(addr: std::net::SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n", body.len());
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await.expect("read");
+    let status = buf.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, buf.split("\r\n\r\n").nth(1).unwrap_or("").to_string())
+}
+
 #[tokio::test]
 async fn json_logs_carry_ids_but_never_names() {
     use hearth::auth::{Role, TokenIssuer};

@@ -113,3 +113,76 @@ async fn dev_tokens_only_outside_production() {
     assert!(page.contains("<html") || page.contains("<!doctype") || page.contains("<!DOCTYPE"));
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn tls_responses_carry_hsts_and_slow_headers_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let dir = std::env::temp_dir().join(format!("hearth-tls-slow-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let mut config = hearth::config::Config::for_tests();
+    config.server.tls_cert = cert_path;
+    config.server.tls_key = key_path;
+    config.server.header_read_timeout_ms = 500;
+    let server = common::start_with(config).await;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    );
+    let connect = || async {
+        let tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+        tokio_rustls::TlsConnector::from(tls.clone())
+            .connect(rustls::pki_types::ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .expect("TLS handshake")
+    };
+
+    let mut s = connect().await;
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await.expect("a response");
+    let head = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("strict-transport-security: max-age="), "{head}");
+    assert!(head.contains("content-security-policy: "), "{head}");
+
+    // A client trickling its headers over TLS is cut off too.
+    let started = std::time::Instant::now();
+    let mut s = connect().await;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n").await.unwrap();
+    let (mut rd, mut wr) = tokio::io::split(s);
+    let trickle = async {
+        loop {
+            if wr.write_all(b"X").await.is_err() || wr.flush().await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let closed = async {
+        let mut byte = [0u8; 256];
+        while let Ok(n) = rd.read(&mut byte).await {
+            if n == 0 {
+                break;
+            }
+        }
+    };
+    let cut = tokio::select! {
+        _ = closed => true,
+        _ = trickle => true,
+        _ = tokio::time::sleep(Duration::from_secs(8)) => false,
+    };
+    eprintln!("slow TLS client cut off after {:?}", started.elapsed());
+    assert!(cut && started.elapsed() < Duration::from_secs(5), "a slow TLS client was still connected after {:?}", started.elapsed());
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
+}

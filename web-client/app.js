@@ -40,6 +40,7 @@
     shutting_down: 'The server is restarting. We will reconnect you in a moment.',
     cluster_unavailable: 'Your session is moving to another server. We will reconnect you in a moment.',
     negotiation: 'The video connection had a problem. Reconnecting you…',
+    join_timeout: 'The connection was slow to start. Reconnecting you…',
     internal: 'Something went wrong on our side. Please try again in a moment.',
     token_missing: 'This page needs your personal join link. Ask your therapist for your join link.',
     token_expired: 'Your join link has expired. Ask your therapist for a new one.',
@@ -277,9 +278,36 @@
   // ---------------------------------------------------------------------------------------
   // Tokens.
 
+  // The join link's token, read once: it is taken out of the address bar at once (and out of
+  // the history entry), so it does not show on a shared screen, in the history list or in a
+  // copied address. The page keeps it in memory for reconnects, and in this tab's
+  // sessionStorage so a reload still rejoins as the same person; closing the tab forgets it.
+  const TOKEN_KEY = 'hearth.joinToken';
+
   function tokenFromFragment() {
     const params = new URLSearchParams(location.hash.replace(/^#/, ''));
-    return (params.get('token') || '').trim();
+    const token = (params.get('token') || '').trim();
+    if (token) {
+      rememberToken(token);
+      params.delete('token');
+      const rest = params.toString();
+      history.replaceState(history.state, '', `${location.pathname}${location.search}${rest ? `#${rest}` : ''}`);
+      return token;
+    }
+    try {
+      return sessionStorage.getItem(TOKEN_KEY) || '';
+    } catch (err) {
+      return '';
+    }
+  }
+
+  function rememberToken(token) {
+    try {
+      if (token) sessionStorage.setItem(TOKEN_KEY, token);
+      else sessionStorage.removeItem(TOKEN_KEY);
+    } catch (err) {
+      // Storage off (private mode settings): reloads then need the link again.
+    }
   }
 
   // Reads a JWT's payload without verifying it: only to greet the person and pick the room.
@@ -732,7 +760,7 @@
     const joining = state.status === 'connecting' || state.status === 'reconnecting';
     // These codes only answer `join` (on a first connect or a reconnect): retrying cannot help.
     if (joining && FATAL_JOIN_ERRORS.has(code)) return refuseJoin(code, text);
-    if (joining && (code === 'rate_limited' || code === 'shutting_down' || code === 'cluster_unavailable')) {
+    if (joining && (code === 'rate_limited' || code === 'shutting_down' || code === 'cluster_unavailable' || code === 'join_timeout')) {
       // Too many joins from this address, or a restart: try again later, with backoff.
       showAlert(text);
       return restartConnection(`server error ${code}`);
@@ -1891,9 +1919,8 @@
         return;
       }
       if (!useToken(body.token, { fromForm: true })) return;
-      // Keep the token in the address (fragment only: never sent to the server), so a reload
-      // rejoins as the same person instead of a new one.
-      history.replaceState(null, '', `${location.pathname}${location.search}#token=${body.token}`);
+      // Kept for this tab (not in the address), so a reload rejoins as the same person.
+      rememberToken(body.token);
       startSession();
     } catch (err) {
       log('dev token request failed', err);
@@ -1952,6 +1979,7 @@
     ui.linkJoin.addEventListener('click', () => startSession());
     ui.linkOtherButton.addEventListener('click', () => {
       history.replaceState(null, '', `${location.pathname}${location.search}`);
+      rememberToken('');
       setStatus('idle');
       showView('form');
     });

@@ -35,7 +35,9 @@ struct Cli {
     #[arg(long, requires = "url")]
     server_pid: Option<u32>,
     /// With --url: the server's auth.token_secret, to mint join tokens (the server must also
-    /// run with rooms.waiting_room = false). Defaults to the development secret.
+    /// run with rooms.waiting_room = false, and limits.max_connections_per_ip above the number
+    /// of simulated participants: they all come from this machine's address). Defaults to the
+    /// development secret.
     #[arg(long, env = "HEARTH_AUTH__TOKEN_SECRET", hide_env_values = true, requires = "url")]
     token_secret: Option<String>,
     /// The `hearth` binary to start as a child process on 127.0.0.1 (build it with --release).
@@ -166,6 +168,8 @@ async fn spawn_server(bin: &PathBuf, log: &PathBuf, scratch: &Path) -> anyhow::R
         .env("HEARTH_AUTH__TOKEN_SECRET", hearth::config::DEV_TOKEN_SECRET)
         .env("HEARTH_ROOMS__WAITING_ROOM", "false")
         .env("HEARTH_LIMITS__JOINS_PER_MINUTE_PER_IP", "100000")
+        .env("HEARTH_LIMITS__MAX_CONNECTIONS_PER_IP", "100000")
+        .env("HEARTH_LIMITS__MAX_CONNECTIONS", "100000")
         // The server's own default log filter, whatever filter this shell set for other uses;
         // `HEARTH_SERVER_LOG` chooses one for the measured server.
         .env_remove("HEARTH_LOG")

@@ -4,7 +4,7 @@
 //! reply and the connection stays up. On close (clean or not) the participant leaves its room
 //! and its peer connection is closed, so nothing outlives the socket.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,14 +41,16 @@ struct Session {
     ended: Option<tokio::sync::oneshot::Receiver<EndReason>>,
 }
 
-pub async fn serve(socket: WebSocket, state: Arc<AppState>, remote: SocketAddr) {
-    let span = info_span!("conn", %remote, room = tracing::field::Empty, participant = tracing::field::Empty);
-    Connection::new(state, remote).run(socket).instrument(span).await
+/// Serves one websocket. `remote` is the TCP peer; `client` the client's address (the same,
+/// or the one a trusted proxy forwarded), which the join limiter is keyed by.
+pub async fn serve(socket: WebSocket, state: Arc<AppState>, remote: SocketAddr, client: IpAddr) {
+    let span = info_span!("conn", %remote, %client, room = tracing::field::Empty, participant = tracing::field::Empty);
+    Connection::new(state, client).run(socket).instrument(span).await
 }
 
 struct Connection {
     state: Arc<AppState>,
-    remote: SocketAddr,
+    client: IpAddr,
     out: mpsc::Sender<ServerMessage>,
     out_rx: Option<mpsc::Receiver<ServerMessage>>,
     session: Option<Session>,
@@ -63,13 +65,13 @@ enum Flow {
 }
 
 impl Connection {
-    fn new(state: Arc<AppState>, remote: SocketAddr) -> Self {
+    fn new(state: Arc<AppState>, client: IpAddr) -> Self {
         let (out, out_rx) = mpsc::channel(OUTBOX_CAPACITY);
         let limits = &state.config.limits;
         let per_second = NonZeroU32::new(limits.messages_per_second).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(limits.message_burst).unwrap_or(NonZeroU32::MIN);
         let rate = RateLimiter::direct(Quota::per_second(per_second).allow_burst(burst));
-        Self { state, remote, out, out_rx: Some(out_rx), session: None, rate, last_rate_error: None }
+        Self { state, client, out, out_rx: Some(out_rx), session: None, rate, last_rate_error: None }
     }
 
     async fn run(mut self, socket: WebSocket) {
@@ -102,8 +104,25 @@ impl Connection {
             let _ = sink.close().await;
         });
         let shutdown = self.state.shutdown.clone();
+        // A socket that never joins holds memory and a connection slot for nothing: it gets
+        // `limits.join_timeout_ms` from the upgrade (and again after a `leave`) to join.
+        let join_timeout = Duration::from_millis(self.state.config.limits.join_timeout_ms);
+        let mut join_deadline = tokio::time::Instant::now() + join_timeout;
+        let mut had_session = false;
         loop {
+            let joined = self.session.is_some();
+            if joined != had_session {
+                had_session = joined;
+                if !joined {
+                    join_deadline = tokio::time::Instant::now() + join_timeout;
+                }
+            }
             let flow = tokio::select! {
+                _ = tokio::time::sleep_until(join_deadline), if !joined => {
+                    debug!("no join in time; closing");
+                    let _ = self.error(ErrorCode::JoinTimeout, "no `join` arrived in time; connect again and join").await;
+                    Flow::Close
+                }
                 _ = shutdown.cancelled() => {
                     let _ = self.out.try_send(ServerMessage::Goodbye { reason: "the server is shutting down".into() });
                     Flow::Close
@@ -160,7 +179,9 @@ impl Connection {
     }
 
     async fn error(&self, code: ErrorCode, message: impl Into<String>) -> Flow {
-        self.send(ServerMessage::Error { code, message: message.into() }).await
+        // Some messages quote what the client sent; none goes back in full.
+        let message = super::protocol::clip_message(&message.into());
+        self.send(ServerMessage::Error { code, message }).await
     }
 
     async fn on_text(&mut self, text: &str) -> Flow {
@@ -220,12 +241,14 @@ impl Connection {
         if self.state.shutdown.is_cancelled() {
             return self.error(ErrorCode::ShuttingDown, "the server is shutting down").await;
         }
-        if self.state.join_limiter.check_key(&self.remote.ip()).is_err() {
-            return self.error(ErrorCode::RateLimited, "too many join attempts from this address; wait a minute").await;
-        }
         let grant = match self.state.tokens.verify(&token, &room_id) {
             Ok(g) => g,
             Err(e) => {
+                // Only failures count, and only against their sender: a valid join is never
+                // refused, so guessing tokens cannot lock out people behind the same address.
+                if self.state.join_limiter.check_key(&self.client).is_err() {
+                    return self.error(ErrorCode::RateLimited, "too many failed join attempts from this address; wait a minute").await;
+                }
                 let code = match e {
                     AuthError::Missing => ErrorCode::TokenMissing,
                     AuthError::Expired => ErrorCode::TokenExpired,

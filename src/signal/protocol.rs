@@ -1051,6 +1051,8 @@ pub enum ErrorCode {
     SeatTaken,
     /// More tracks than `limits.max_tracks_per_participant`: the extra one is not forwarded.
     TooManyTracks,
+    /// No `join` within `limits.join_timeout_ms` of opening the socket; it closes next.
+    JoinTimeout,
 }
 
 impl ErrorCode {
@@ -1101,6 +1103,7 @@ impl ErrorCode {
             ErrorCode::ScreenShareNotReceived => "screen_share_not_received",
             ErrorCode::SeatTaken => "seat_taken",
             ErrorCode::TooManyTracks => "too_many_tracks",
+            ErrorCode::JoinTimeout => "join_timeout",
         }
     }
 }
@@ -1115,7 +1118,7 @@ pub struct DecodeError {
 
 impl DecodeError {
     fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self { code, message: clip_message(&message.into()) }
     }
 }
 
@@ -1130,6 +1133,19 @@ const CLIENT_TYPES: &[&str] = &[
     "declineMilestone", "congratulate", "getMilestoneHistory",
     "chat", "setChatSettings", "deleteChatMessage", "requestSupport", "openPrivateRoom", "closePrivateRoom",
 ];
+
+/// Longest error message sent to a client, in characters.
+pub const MAX_ERROR_MESSAGE_CHARS: usize = 200;
+
+/// An error message cut to [`MAX_ERROR_MESSAGE_CHARS`] on a char boundary, with "…" when cut.
+/// Messages may quote client input (serde's errors quote the offending value): echoing a
+/// 64 KiB value back, queued per socket, let idle sockets multiply the server's memory.
+pub fn clip_message(message: &str) -> String {
+    match message.char_indices().nth(MAX_ERROR_MESSAGE_CHARS) {
+        None => message.to_string(),
+        Some((cut, _)) => format!("{}…", &message[..cut]),
+    }
+}
 
 /// Decodes one text frame. `max_bytes` is the configured frame limit.
 pub fn decode_client(text: &str, max_bytes: usize) -> Result<ClientMessage, DecodeError> {
@@ -1249,6 +1265,19 @@ mod tests {
             encode_server(&ServerMessage::ChatSettings(ChatSettings::default())),
             r#"{"type":"chatSettings","enabled":true,"privateMessages":false,"keepTranscript":false}"#
         );
+    }
+
+    #[test]
+    fn error_messages_are_clipped_on_a_char_boundary() {
+        let long = "é".repeat(300);
+        let clipped = clip_message(&long);
+        assert_eq!(clipped.chars().count(), MAX_ERROR_MESSAGE_CHARS + 1);
+        assert!(clipped.ends_with('…'));
+        assert_eq!(clip_message("short"), "short");
+        let frame = format!(r#"{{"type":"join","protocolVersion":"{}","roomId":"r","token":"t"}}"#, "a".repeat(5000));
+        let err = decode_client(&frame, 65536).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidMessage);
+        assert!(err.message.chars().count() <= MAX_ERROR_MESSAGE_CHARS + 1, "{}", err.message.len());
     }
 
     #[test]
