@@ -31,7 +31,7 @@ fn random_action(rng: &mut StdRng, ids: &[ParticipantId]) -> ClientMessage {
     match rng.random_range(0..19) {
         0 => ClientMessage::Admit { participant_id: target },
         1 => ClientMessage::AdmitAll,
-        2 => ClientMessage::Decline { participant_id: target },
+        2 => ClientMessage::Decline { participant_id: target, r#final: false },
         3 => ClientMessage::Mute { participant_id: target, kind, hard: rng.random_bool(0.5) },
         4 => ClientMessage::Unmute { participant_id: target, kind },
         5 => ClientMessage::MuteAll { kind, hard: rng.random_bool(0.5) },

@@ -5,8 +5,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, info, info_span, warn, Instrument};
+use tracing::{debug, error, info, info_span, warn, Instrument};
 
+mod alerts;
 mod breakout;
 mod chat;
 mod milestone;
@@ -180,6 +181,7 @@ pub(super) struct Room {
     milestones: milestone::Milestones,
     chat: chat::Chat,
     speakers: speaker::Speakers,
+    alerts: alerts::Alerts,
 }
 
 pub(super) fn spawn(id: RoomId, registry: Arc<RegistryInner>) -> RoomHandle {
@@ -191,18 +193,35 @@ pub(super) fn spawn(id: RoomId, registry: Arc<RegistryInner>) -> RoomHandle {
         members: HashMap::new(),
         order: Vec::new(),
         state,
-        banned: HashSet::new(),
+        // Bans outlive the room's task: someone removed earlier in the session stays out
+        // after everyone left and the room is made again.
+        banned: registry.bans.of(&id).into_iter().collect(),
         remembered: HashMap::new(),
-        registry,
+        registry: registry.clone(),
         me: handle.tx.downgrade(),
         breakouts: breakout::Breakouts::default(),
         polls: poll::Polls::default(),
         milestones: milestone::Milestones::default(),
         chat: chat::Chat::default(),
         speakers: speaker::Speakers::default(),
+        alerts: alerts::Alerts::default(),
     };
-    tokio::spawn(room.run(rx, handle.clone()).instrument(info_span!("room", room = %id)));
+    let task = tokio::spawn(room.run(rx, handle.clone()).instrument(info_span!("room", room = %id)));
+    tokio::spawn(watch(id, registry, handle.clone(), task));
     handle
+}
+
+/// The backstop for a room task that panicked outside the guarded command handling (see
+/// [`Room::fail`]): it leaves the registry, so the next join makes a fresh room instead of
+/// queueing on a dead one, and is counted.
+async fn watch(id: RoomId, registry: Arc<RegistryInner>, me: RoomHandle, task: tokio::task::JoinHandle<()>) {
+    if let Err(e) = task.await {
+        if e.is_panic() {
+            registry.failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            error!(room = %id, "room task panicked; removed so the next join starts a fresh room");
+            registry.rooms.remove_if(&id, |_, h| h.same_room(&me));
+        }
+    }
 }
 
 impl Room {
@@ -213,12 +232,14 @@ impl Room {
         if let Some(c) = &cluster {
             let mut last = None;
             match c.load_state(&self.id).await {
-                Ok(Some(json)) => match serde_json::from_str::<snapshot::RoomSnapshot>(&json) {
+                // Anyone who can write to Redis can write this: it is checked like client input.
+                Ok(Some(json)) => match snapshot::parse(&json) {
                     Ok(snap) => {
-                        self.restore(snap);
-                        last = Some(json);
+                        if self.restore_guarded(snap) {
+                            last = Some(json);
+                        }
                     }
-                    Err(e) => warn!(error = %e, "saved room state unreadable; starting fresh"),
+                    Err(e) => warn!(error = %e, "saved room state refused; starting fresh"),
                 },
                 Ok(None) => {}
                 Err(e) => warn!(error = %e, "saved room state not loaded; starting fresh"),
@@ -226,6 +247,7 @@ impl Room {
             saver = Some(StateSaver::spawn(c.clone(), self.id.clone(), last));
         }
         let mut evacuated = false;
+        let mut failed = false;
         self.schedule(speaker::TICK, Timer::Speakers);
         while let Some(cmd) = rx.recv().await {
             match cmd {
@@ -233,21 +255,31 @@ impl Room {
                     self.evacuate(to, cluster.as_deref(), saver.take()).await;
                     evacuated = true;
                 }
-                cmd => self.handle(cmd),
+                // A bug in one command must not leave a room that accepts commands and does
+                // nothing: the room ends every session (clients rejoin a fresh room) instead.
+                cmd => {
+                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.handle(cmd))).is_err() {
+                        self.fail();
+                        failed = true;
+                    }
+                }
             }
-            if let (Some(saver), false) = (saver.as_mut(), evacuated) {
+            if let (Some(saver), false, false) = (saver.as_mut(), evacuated, failed) {
                 saver.offer(&self.snapshot());
             }
             if self.members.is_empty() {
-                if !evacuated {
+                if !evacuated && !failed {
                     self.close_all_polls();
                 }
                 if let (Some(c), Some(saver)) = (&cluster, saver.take()) {
                     saver.finish().await;
                     if !evacuated {
-                        // The session is over here: nothing of it needs to outlive the node.
-                        if let Err(e) = c.forget(&self.id).await {
-                            warn!(error = %e, "room state not removed from the cluster");
+                        // The session is over here: only its bans outlive it (for
+                        // `cluster.state_ttl_secs`), so a removed person cannot come back once
+                        // everyone has left, whichever node makes the room again.
+                        let result = if self.banned.is_empty() { c.forget(&self.id).await } else { self.keep_only_bans(c).await };
+                        if let Err(e) = result {
+                            warn!(error = %e, "room state not cleared in the cluster");
                         }
                     }
                 }
@@ -331,6 +363,58 @@ impl Room {
                 let _ = ended.send(EndReason::Moved);
             }
         }
+    }
+
+    /// Restores a validated snapshot; if restoring still fails (a bug), the room starts fresh
+    /// rather than half-restored. Returns whether the snapshot was taken.
+    fn restore_guarded(&mut self, snap: snapshot::RoomSnapshot) -> bool {
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.restore(snap))).is_ok() {
+            return true;
+        }
+        self.registry.failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        error!("restoring the saved room state failed; starting fresh");
+        self.state = RoomState { locked: false, waiting_room: self.registry.settings.waiting_room, spotlight: None };
+        self.banned = self.registry.bans.of(&self.id).into_iter().collect();
+        self.remembered.clear();
+        self.breakouts = breakout::Breakouts::default();
+        self.polls = poll::Polls::default();
+        self.milestones = milestone::Milestones::default();
+        self.chat = chat::Chat::default();
+        self.speakers = speaker::Speakers::default();
+        false
+    }
+
+    /// A command panicked: the room's state can no longer be trusted, so every member's session
+    /// ends with a `goodbye` (clients reconnect, as after a node restart) and the room task ends;
+    /// the next join makes a fresh room. Counted in `hearth_room_failures_total`.
+    fn fail(&mut self) {
+        self.registry.failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        error!(members = self.members.len(), "room failed; ending every session so clients rejoin a fresh room");
+        self.order.clear();
+        for (_, mut m) in self.members.drain() {
+            self.registry.count(m.info.role, false);
+            let _ = m.outbox.try_send(ServerMessage::Goodbye { reason: "the session had a problem on the server; reconnecting you".into() });
+            if let Some(ended) = m.ended.take() {
+                let _ = ended.send(EndReason::Moved);
+            }
+            m.peer.send(PeerCommand::Close);
+        }
+    }
+
+    /// Bans `id` for the rest of the session: in this room, and in the registry (and, on relay
+    /// nodes, the room's saved state) so that it holds after the room task ends.
+    fn ban(&mut self, id: &ParticipantId) {
+        self.banned.insert(id.clone());
+        self.registry.bans.insert(&self.id, id, snapshot::ban_until(self.registry.settings.ban_ttl));
+    }
+
+    /// Relay nodes, the room ended: what stays in Redis is its bans and nothing else.
+    async fn keep_only_bans(&self, c: &Cluster) -> Result<(), crate::cluster::ClusterError> {
+        let snap = self.bans_only_snapshot();
+        if let Ok(json) = serde_json::to_string(&snap) {
+            c.save_state(&self.id, &json).await?;
+        }
+        c.release(&self.id).await
     }
 
     /// Sends `timer` back to this room after `after`.
@@ -711,10 +795,14 @@ impl Room {
                 }
                 self.audit(from, "admit_all", None);
             }
-            ClientMessage::Decline { participant_id } => {
+            ClientMessage::Decline { participant_id, r#final } => {
                 if self.members.get(&participant_id).is_some_and(|m| !m.admitted) {
+                    // A final decline is a ban: `banned` on every later knock this session.
+                    if r#final {
+                        self.ban(&participant_id);
+                    }
                     self.remove_member(&participant_id, Some(EndReason::Declined));
-                    self.audit(from, "decline", Some(&participant_id));
+                    self.audit(from, if r#final { "decline_final" } else { "decline" }, Some(&participant_id));
                 } else {
                     self.error(from, ErrorCode::UnknownParticipant, "nobody with that id is waiting");
                 }
@@ -745,7 +833,7 @@ impl Room {
                 None => self.error(from, ErrorCode::UnknownParticipant, "nobody with that id is in the room"),
                 Some(m) if m.is_therapist() => self.error(from, ErrorCode::Forbidden, "a therapist cannot be removed"),
                 Some(_) => {
-                    self.banned.insert(participant_id.clone());
+                    self.ban(&participant_id);
                     self.remove_member(&participant_id, Some(EndReason::Removed));
                     self.audit(from, "remove", Some(&participant_id));
                 }
