@@ -157,3 +157,186 @@ async fn sdp_error_text_cannot_forge_log_lines() {
         );
     }
 }
+
+/// Reads (or writes) keys in the test's Redis.
+async fn redis_con(redis: &Redis) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.expect("redis")
+}
+
+/// The snapshot that panicked the room task in the poll restore before snapshots were
+/// validated: a named ballot for an option the poll does not have.
+fn crafted_snapshot() -> String {
+    r#"{"version":2,"locked":true,"waitingRoom":true,"banned":[],"remembered":{},
+        "breakouts":{"rooms":[],"assignment":{},"open":false,"allowReturn":false,"closesAtMs":null,"generation":0,"nextId":0},
+        "polls":[{"info":{"id":"poll-00000000000000aa","question":"Crafted?","options":[{"id":"o1","text":"A"},{"id":"o2","text":"B"}],
+                  "multiple":false,"anonymous":false,"scope":"room"},
+                  "space":null,"createdBy":"t","createdAtMs":1,"shared":false,"counts":[0,1],"totalVoters":1,
+                  "ballots":{"kind":"named","ballots":[["p-1",[99]]]}}],
+        "celebrationPrefs":{}}"#
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_crafted_room_state_in_redis_neither_breaks_the_room_nor_leaks_into_the_log() {
+    let redis = Redis::start();
+    let mut con = redis_con(&redis).await;
+    let _: () = redis::cmd("SET").arg("hearth:room:crafted:state").arg(crafted_snapshot()).query_async(&mut con).await.unwrap();
+    let node = Node::clustered("crafted", &redis, &[]);
+    // The room starts fresh: not locked, the therapist is in and the room answers.
+    let (mut t, first) = join(&node.ws(), "crafted", token("crafted", Role::Therapist, "T", "t")).await;
+    let ServerMessage::Joined { room, .. } = first else { panic!("join refused: {first:?}") };
+    assert!(!room.locked, "the crafted state was taken over");
+    t.send(&ClientMessage::LockRoom { locked: true }).await.unwrap();
+    t.recv_until("roomStateChanged", WAIT, |m| matches!(m, ServerMessage::RoomStateChanged { room } if room.locked)).await.unwrap();
+    let (_p, first) = join(&node.ws(), "crafted", token("crafted", Role::Participant, "P", "p-2")).await;
+    assert!(matches!(first, ServerMessage::Error { code: ErrorCode::RoomLocked, .. }), "{first:?}");
+    node.wait_log("saved room state refused").await;
+    assert!(!node.stderr().contains("Crafted?"), "the snapshot's content reached the log");
+}
+
+#[tokio::test]
+async fn clients_are_never_redirected_to_a_node_url_outside_the_cluster() {
+    let redis = Redis::start();
+    let mut con = redis_con(&redis).await;
+    // A node entry someone wrote into Redis, owning a room and looking idle.
+    let evil = r#"{"id":"evil","url":"https://evil.example.org","media":[],"rooms":0,"participants":0,"cpuPercent":0.0,"draining":false,"version":"0"}"#;
+    let _: () = redis::cmd("SET").arg("hearth:node:evil").arg(evil).arg("PX").arg(600_000).query_async(&mut con).await.unwrap();
+    let _: () = redis::cmd("SADD").arg("hearth:nodes").arg("evil").query_async(&mut con).await.unwrap();
+    let _: () = redis::cmd("SET").arg("hearth:room:owned-by-evil:owner").arg("evil").query_async(&mut con).await.unwrap();
+    let node = Node::clustered("node-a", &redis, &[("HEARTH_CLUSTER__NODE_URLS", r#"["http://127.0.0.1"]"#.to_string())]);
+    let (_c, first) = join(&node.ws(), "owned-by-evil", token("owned-by-evil", Role::Therapist, "T", "t")).await;
+    assert!(!matches!(first, ServerMessage::Redirect { .. }), "redirected: {first:?}");
+    assert!(matches!(first, ServerMessage::Error { code: ErrorCode::ClusterUnavailable, .. }), "{first:?}");
+    // New rooms are never placed on it either (it looks less loaded and sorts first).
+    for i in 0..3 {
+        let room = format!("new-room-{i}");
+        let (_c, first) = join(&node.ws(), &room, token(&room, Role::Therapist, "T", "t")).await;
+        assert!(matches!(first, ServerMessage::Joined { .. }), "{room}: {first:?}");
+    }
+}
+
+#[tokio::test]
+async fn named_poll_ballots_in_redis_hold_ids_not_names() {
+    let redis = Redis::start();
+    let mut con = redis_con(&redis).await;
+    let a = Node::clustered("node-a", &redis, &[]);
+    let room = "named";
+    let (t_tok, p_tok) = (token(room, Role::Therapist, "Dr Thalia", "t"), token(room, Role::Participant, "Wendeline Sprocket", "p-w"));
+    let mut t = join_here(&a.ws(), room, &t_tok).await;
+    let mut p = join_here(&a.ws(), room, &p_tok).await;
+    t.send(&ClientMessage::Admit { participant_id: pid("p-w") }).await.unwrap();
+    p.recv_until("admitted", WAIT, |m| matches!(m, ServerMessage::Admitted { .. })).await.unwrap();
+    t.send(&ClientMessage::CreatePoll {
+        question: "Who comes next week?".into(),
+        options: vec!["Me".into(), "Not me".into()],
+        multiple: false,
+        anonymous: false,
+        duration_secs: None,
+        scope: Some(PollScope::Room),
+    })
+    .await
+    .unwrap();
+    let poll = match p.recv_until("pollStarted", WAIT, |m| matches!(m, ServerMessage::PollStarted { .. })).await.unwrap() {
+        ServerMessage::PollStarted { poll } => poll,
+        _ => unreachable!(),
+    };
+    p.send(&ClientMessage::Vote { poll_id: poll.id.clone(), option_ids: vec![poll.options[0].id.clone()] }).await.unwrap();
+    p.recv_until("voteAccepted", WAIT, |m| matches!(m, ServerMessage::VoteAccepted { .. })).await.unwrap();
+    let key = format!("hearth:room:{room}:state");
+    let deadline = Instant::now() + WAIT;
+    let state = loop {
+        let state: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut con).await.unwrap();
+        if let Some(s) = state.filter(|s| s.contains("p-w")) {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the vote never reached Redis");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(!state.contains("Wendeline") && !state.contains("Sprocket") && !state.contains("Thalia"), "a name in Redis: {state}");
+
+    // The poll still moves to another node with its ballot; the name comes from the live member.
+    let b = Node::clustered("node-b", &redis, &[]);
+    let mut a = a;
+    let _ = a.child.kill();
+    let _ = a.child.wait();
+    drop((t, p));
+    let mut t = join_here(&b.ws(), room, &t_tok).await;
+    let mut p = join_here(&b.ws(), room, &p_tok).await;
+    p.recv_until("admitted", WAIT, |m| matches!(m, ServerMessage::Admitted { .. })).await.unwrap();
+    p.recv_until("vote back", WAIT, |m| matches!(m, ServerMessage::VoteAccepted { poll_id, .. } if *poll_id == poll.id)).await.unwrap();
+    p.send(&ClientMessage::Vote { poll_id: poll.id.clone(), option_ids: vec![poll.options[0].id.clone()] }).await.unwrap();
+    let m = t
+        .recv_until("results", WAIT, |m| matches!(m, ServerMessage::PollResults(r) if r.poll_id == poll.id && r.by_option.as_ref().is_some_and(|b| !b[0].voters.is_empty() && !b[0].voters[0].name.is_empty())))
+        .await
+        .unwrap();
+    let ServerMessage::PollResults(r) = m else { unreachable!() };
+    assert_eq!(r.total_voters, 1, "the ballot was restored, not added again");
+    let voters = &r.by_option.unwrap()[0].voters;
+    assert_eq!((voters[0].participant_id.as_str(), voters[0].name.as_str()), ("p-w", "Wendeline Sprocket"));
+}
+
+#[tokio::test]
+async fn a_full_session_leaves_no_names_texts_or_tokens_in_logs_or_on_disk() {
+    let mut node = Node::start("session", &[]);
+    let room = "confidential";
+    let (t_name, p_name) = ("Thalia Quenby", "Wendeline Sprocket");
+    let (t_tok, p_tok) = (token(room, Role::Therapist, t_name, "t-1"), token(room, Role::Participant, p_name, "p-1"));
+    let (chat, question, options) = ("zebra forty two said in confidence", "How heliotrope is your week?", ["Marigold answer", "Periwinkle answer"]);
+    let (label, note) = ("Tamarind milestone label", "Quokka celebration note");
+    let mut t = join_here(&node.ws(), room, &t_tok).await;
+    let mut p = join_here(&node.ws(), room, &p_tok).await;
+    t.send(&ClientMessage::Admit { participant_id: pid("p-1") }).await.unwrap();
+    p.recv_until("admitted", WAIT, |m| matches!(m, ServerMessage::Admitted { .. })).await.unwrap();
+    p.send(&ClientMessage::Chat { text: chat.into(), to: None }).await.unwrap();
+    t.recv_until("chat", WAIT, |m| matches!(m, ServerMessage::ChatMessage(e) if e.text == chat)).await.unwrap();
+    t.send(&ClientMessage::CreatePoll {
+        question: question.into(),
+        options: options.iter().map(|o| o.to_string()).collect(),
+        multiple: false,
+        anonymous: false,
+        duration_secs: None,
+        scope: None,
+    })
+    .await
+    .unwrap();
+    let poll = match p.recv_until("pollStarted", WAIT, |m| matches!(m, ServerMessage::PollStarted { .. })).await.unwrap() {
+        ServerMessage::PollStarted { poll } => poll,
+        _ => unreachable!(),
+    };
+    p.send(&ClientMessage::Vote { poll_id: poll.id.clone(), option_ids: vec![poll.options[1].id.clone()] }).await.unwrap();
+    t.recv_until("named results", WAIT, |m| matches!(m, ServerMessage::PollResults(r) if r.total_voters == 1)).await.unwrap();
+    t.send(&ClientMessage::ClosePoll { poll_id: poll.id.clone() }).await.unwrap();
+    t.recv_until("pollClosed", WAIT, |m| matches!(m, ServerMessage::PollClosed { .. })).await.unwrap();
+    t.send(&ClientMessage::Celebrate { participant_id: pid("p-1"), kind: MilestoneKind::Custom, value: None, label: Some(label.into()), message: Some(note.into()) })
+        .await
+        .unwrap();
+    t.recv_until("celebration", WAIT, |m| matches!(m, ServerMessage::Celebration { .. })).await.unwrap();
+    p.send(&ClientMessage::RequestSupport).await.unwrap();
+    t.recv_until("supportRequested", WAIT, |m| matches!(m, ServerMessage::SupportRequested { .. })).await.unwrap();
+    p.send(&ClientMessage::Leave).await.unwrap();
+    t.send(&ClientMessage::Leave).await.unwrap();
+    node.wait_log("room closed").await;
+    node.stop();
+
+    let log = node.stderr();
+    assert!(log.contains("DEBUG"), "the session ran with debug logging");
+    let signature = |tok: &str| tok.rsplit('.').next().unwrap_or_default().to_string();
+    let mut secret: Vec<String> = vec![t_name.into(), p_name.into(), chat.into(), question.into(), label.into(), note.into(), t_tok.clone(), p_tok.clone(), signature(&t_tok), signature(&p_tok)];
+    secret.extend(options.iter().map(|o| o.to_string()));
+    for s in &secret {
+        assert!(!log.contains(s.as_str()), "`{s}` is in the log");
+    }
+    // On disk: the SQLite file and its write-ahead log. The poll's question and options and a
+    // custom milestone's label are the clinic's records by design (the poll summary and the
+    // milestone history read them back); names, chat, notes and tokens never are.
+    let mut disk = Vec::new();
+    for suffix in ["", "-wal", "-shm"] {
+        let path = PathBuf::from(format!("{}{suffix}", node.db.display()));
+        disk.extend(std::fs::read(&path).unwrap_or_default());
+    }
+    assert!(!disk.is_empty(), "the store was written at {}", node.db.display());
+    let disk = String::from_utf8_lossy(&disk);
+    for s in [t_name, p_name, chat, note, t_tok.as_str(), p_tok.as_str(), &signature(&t_tok), &signature(&p_tok)] {
+        assert!(!disk.contains(s), "`{s}` is in the SQLite store");
+    }
+}
