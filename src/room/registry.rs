@@ -138,6 +138,11 @@ impl RoomRegistry {
         }
     }
 
+    #[cfg(test)]
+    pub(super) fn from_inner(inner: Arc<RegistryInner>) -> Self {
+        Self { inner }
+    }
+
     /// The running room with this id, started if there is none.
     pub fn get_or_create(&self, id: &RoomId) -> RoomHandle {
         let mut entry = self.inner.rooms.entry(id.clone()).or_insert_with(|| actor::spawn(id.clone(), self.inner.clone()));

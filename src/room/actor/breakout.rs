@@ -80,6 +80,11 @@ impl Breakouts {
         }
     }
 
+    #[cfg(test)]
+    pub(super) fn set_next_id_for_test(&mut self, next: u32) {
+        self.next_id = next;
+    }
+
     pub(super) fn name_of(&self, id: &str) -> Option<&str> {
         self.rooms.iter().find(|(b, _)| b == id).map(|(_, n)| n.as_str())
     }

@@ -185,6 +185,12 @@ pub(super) struct Room {
 }
 
 pub(super) fn spawn(id: RoomId, registry: Arc<RegistryInner>) -> RoomHandle {
+    let (room, rx, handle) = build(id, registry);
+    start(room, rx, handle)
+}
+
+/// A room and its channel, not yet running.
+fn build(id: RoomId, registry: Arc<RegistryInner>) -> (Room, mpsc::Receiver<RoomCommand>, RoomHandle) {
     let (tx, rx) = mpsc::channel(1024);
     let handle = RoomHandle { tx };
     let state = RoomState { locked: false, waiting_room: registry.settings.waiting_room, spotlight: None };
@@ -206,6 +212,12 @@ pub(super) fn spawn(id: RoomId, registry: Arc<RegistryInner>) -> RoomHandle {
         speakers: speaker::Speakers::default(),
         alerts: alerts::Alerts::default(),
     };
+    (room, rx, handle)
+}
+
+/// Runs a built room under its watcher (see [`watch`]).
+fn start(room: Room, rx: mpsc::Receiver<RoomCommand>, handle: RoomHandle) -> RoomHandle {
+    let (id, registry) = (room.id.clone(), room.registry.clone());
     let task = tokio::spawn(room.run(rx, handle.clone()).instrument(info_span!("room", room = %id)));
     tokio::spawn(watch(id, registry, handle.clone(), task));
     handle
@@ -1114,5 +1126,90 @@ impl StateSaver {
     async fn finish(self) {
         drop(self.tx);
         let _ = self.task.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signal::protocol::ServerMessage;
+
+    fn registry() -> Arc<RegistryInner> {
+        let settings = super::super::RoomSettings {
+            max_room_size: 10,
+            waiting_room: false,
+            reconnect_grace: std::time::Duration::ZERO,
+            ice_servers: Vec::new(),
+            ballot_secret: [1; 32],
+            ban_ttl: std::time::Duration::from_secs(60),
+        };
+        Arc::new(RegistryInner {
+            rooms: dashmap::DashMap::new(),
+            participants: Default::default(),
+            by_role: Default::default(),
+            settings,
+            store: None,
+            cluster: std::sync::OnceLock::new(),
+            bans: Default::default(),
+            failures: Default::default(),
+        })
+    }
+
+    struct Client {
+        outbox: mpsc::Receiver<ServerMessage>,
+        ended: oneshot::Receiver<EndReason>,
+    }
+
+    async fn join(room: &RoomHandle, sfu: &Arc<crate::sfu::SfuEngine>, id: &str, role: Role) -> Client {
+        let participant = ParticipantId::from_trusted(id);
+        let (events, _) = mpsc::unbounded_channel();
+        let peer = sfu.create_peer(participant.clone(), events).await.expect("a peer");
+        let (tx, outbox) = mpsc::channel(OUTBOX_CAPACITY);
+        let (end_tx, ended) = oneshot::channel();
+        let grant = Grant { participant, room: RoomId::new("r").unwrap(), role, name: id.into(), expires_at: u64::MAX };
+        room.join(JoinRequest { grant, outbox: tx, peer, ended: end_tx }).await.expect("joined");
+        Client { outbox, ended }
+    }
+
+    /// A bug in a command (here an overflow from state no valid input reaches: the breakout id
+    /// counter at its maximum) ends every session with `goodbye`, takes the room out of the
+    /// registry, counts the failure, and the next join gets a fresh room.
+    #[tokio::test]
+    async fn a_panicking_command_ends_every_session_and_the_next_join_gets_a_fresh_room() {
+        let registry = registry();
+        let sfu = crate::sfu::SfuEngine::new(crate::config::Config::for_tests().ice);
+        let id = RoomId::new("r").unwrap();
+        let (mut room, rx, handle) = build(id.clone(), registry.clone());
+        room.breakouts.set_next_id_for_test(u32::MAX);
+        let handle = start(room, rx, handle);
+        registry.rooms.insert(id.clone(), handle.clone());
+        let mut t = join(&handle, &sfu, "t", Role::Therapist).await;
+        let mut p = join(&handle, &sfu, "p", Role::Participant).await;
+        assert_eq!(registry.participants.load(std::sync::atomic::Ordering::Relaxed), 2);
+
+        let from = ParticipantId::from_trusted("t");
+        handle.send(RoomCommand::Client { from, msg: ClientMessage::CreateBreakout { name: "Pairs".into() } }).await;
+        for c in [&mut t, &mut p] {
+            let ended = tokio::time::timeout(std::time::Duration::from_secs(5), &mut c.ended).await.expect("session ended");
+            assert_eq!(ended, Ok(EndReason::Moved));
+            let mut last = None;
+            while let Ok(m) = c.outbox.try_recv() {
+                last = Some(m);
+            }
+            assert!(matches!(last, Some(ServerMessage::Goodbye { .. })), "told to reconnect: {last:?}");
+        }
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        while registry.rooms.contains_key(&id) || !handle.is_closed() {
+            assert!(tokio::time::Instant::now() < deadline, "the failed room is still registered or open");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(registry.failures.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(registry.participants.load(std::sync::atomic::Ordering::Relaxed), 0, "members counted out");
+
+        let fresh = crate::room::RoomRegistry::from_inner(registry.clone()).get_or_create(&id);
+        assert!(!fresh.same_room(&handle));
+        let mut again = join(&fresh, &sfu, "t", Role::Therapist).await;
+        let joined = again.outbox.recv().await;
+        assert!(matches!(joined, Some(ServerMessage::Joined { .. })), "{joined:?}");
     }
 }

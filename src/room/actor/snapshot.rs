@@ -137,6 +137,8 @@ impl BreakoutsSnap {
             check(at <= now_ms.saturating_add(longest), "breakouts.closesAtMs")?;
         }
         check(self.generation < u64::MAX / 2, "breakouts.generation")?;
+        // Ids count up from here on `createBreakout`; near the top they would overflow.
+        check(self.next_id < u32::MAX / 2, "breakouts.nextId")?;
         Ok(())
     }
 
@@ -391,6 +393,7 @@ mod tests {
             valid_json().replace(r#"[0,1]}"#, r#"[1,1]}"#),
             valid_json().replace(r#""generation":3"#, r#""generation":18446744073709551615"#),
             valid_json().replace(r#""version":2"#, r#""version":1"#),
+            valid_json().replace(r#""nextId":1"#, r#""nextId":4294967295"#),
         ] {
             assert!(parse(&bad).is_err(), "accepted: {bad}");
         }
