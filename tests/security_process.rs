@@ -141,13 +141,27 @@ async fn join_here(ws: &str, room: &str, token: &str) -> SignalClient {
 
 #[tokio::test]
 async fn sdp_error_text_cannot_forge_log_lines() {
-    let node = Node::start("logs", &[]);
+    for format in ["text", "json"] {
+        let config = unique_temp_path("hearth-log-format", "toml");
+        std::fs::write(&config, format!("[log]\nformat = \"{format}\"\n")).unwrap();
+        let node = Node::start(&format!("logs-{format}"), &[("HEARTH_CONFIG", config.display().to_string())]);
+        forge_a_log_line(&node).await;
+        if format == "json" {
+            for line in node.stderr().lines() {
+                assert!(serde_json::from_str::<serde_json::Value>(line).is_ok(), "not one JSON event per line: {line:?}");
+            }
+        }
+    }
+}
+
+async fn forge_a_log_line(node: &Node) {
     let (mut t, first) = join(&node.ws(), "logs", token("logs", Role::Therapist, "T", "t-logs")).await;
     assert!(matches!(first, ServerMessage::Joined { .. }), "{first:?}");
     let forged = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n\nFAKE LOG LINE level=ERROR\rFAKE\n\u{1b}[2J\u{202E}FAKE";
     t.send(&ClientMessage::Offer(Sdp { sdp: forged.into() })).await.unwrap();
     t.recv_until("negotiation error", WAIT, |m| matches!(m, ServerMessage::Error { code: ErrorCode::Negotiation, .. })).await.unwrap();
     node.wait_log("negotiation step failed").await;
+    assert!(node.stderr().contains("FAKE LOG LINE"), "the test's text reached the log, escaped");
     let log = node.stderr();
     for line in log.lines() {
         assert!(!line.trim_start().starts_with("FAKE"), "a forged log line: {line:?}\n{log}");
