@@ -354,3 +354,35 @@ async fn a_full_session_leaves_no_names_texts_or_tokens_in_logs_or_on_disk() {
         assert!(!disk.contains(s), "`{s}` is in the SQLite store");
     }
 }
+
+#[tokio::test]
+async fn a_ban_outlasts_the_room_and_its_node() {
+    let redis = Redis::start();
+    let room = "banned-across-nodes";
+    let (t_tok, p_tok) = (token(room, Role::Therapist, "T", "t"), token(room, Role::Participant, "P", "p-gone"));
+    let mut a = Node::clustered("node-a", &redis, &[]);
+    let mut t = join_here(&a.ws(), room, &t_tok).await;
+    let mut p = join_here(&a.ws(), room, &p_tok).await;
+    t.send(&ClientMessage::Admit { participant_id: pid("p-gone") }).await.unwrap();
+    p.recv_until("admitted", WAIT, |m| matches!(m, ServerMessage::Admitted { .. })).await.unwrap();
+    t.send(&ClientMessage::Remove { participant_id: pid("p-gone") }).await.unwrap();
+    p.recv_until("sessionEnded", WAIT, |m| matches!(m, ServerMessage::SessionEnded { .. })).await.unwrap();
+    t.send(&ClientMessage::Leave).await.unwrap();
+    a.wait_log("room closed").await;
+    a.stop();
+    // Another node makes the room again from what Redis kept: the bans.
+    let b = Node::clustered("node-b", &redis, &[]);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (_c, first) = join(&b.ws(), room, p_tok.clone()).await;
+        match first {
+            ServerMessage::Error { code: ErrorCode::Banned, .. } => break,
+            ServerMessage::Error { code: ErrorCode::ClusterUnavailable, .. } if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            other => panic!("the removed participant got back in: {other:?}"),
+        }
+    }
+    let (_t, first) = join(&b.ws(), room, t_tok).await;
+    assert!(matches!(first, ServerMessage::Joined { .. }), "{first:?}");
+}

@@ -12,7 +12,7 @@ use hearth::client::SignalClient;
 use hearth::config::Config;
 use hearth::room::{ParticipantId, RoomId};
 use hearth::server::RunningServer;
-use hearth::signal::protocol::{ClientMessage, ErrorCode, PollScope, ServerMessage, PROTOCOL_VERSION};
+use hearth::signal::protocol::{ClientMessage, ErrorCode, MilestoneKind, PollScope, ServerMessage, PROTOCOL_VERSION};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -222,6 +222,22 @@ async fn alerts_to_therapists_are_rate_limited_per_participant() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(rows, (3, 3), "audit rows beyond the limit");
+
+    // Shared milestones: declined at once (so none is pending), still at most 3 a minute.
+    for _ in 0..3 {
+        p.send(&ClientMessage::ShareMilestone { kind: MilestoneKind::DaysSober, value: Some(30), label: None, message: None }).await.unwrap();
+        let proposal = match t.recv_until("proposed", WAIT, |m| matches!(m, ServerMessage::MilestoneProposed { .. })).await.unwrap() {
+            ServerMessage::MilestoneProposed { proposal_id, .. } => proposal_id,
+            _ => unreachable!(),
+        };
+        t.send(&ClientMessage::DeclineMilestone { proposal_id: proposal }).await.unwrap();
+        p.recv_until("resolved", WAIT, |m| matches!(m, ServerMessage::MilestoneProposalResolved { .. })).await.unwrap();
+    }
+    p.send(&ClientMessage::ShareMilestone { kind: MilestoneKind::DaysSober, value: Some(30), label: None, message: None }).await.unwrap();
+    expect_error(&mut p, ErrorCode::RateLimited).await;
+    t.send(&no_change()).await.unwrap();
+    let seen = until_barrier(&mut t).await;
+    assert!(!seen.iter().any(|m| matches!(m, ServerMessage::MilestoneProposed { .. })), "a fourth proposal reached the therapist");
 }
 
 const BIDI_NAME_JSON: &str = r#""Ana\u202Egnp.exe""#;
