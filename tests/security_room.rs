@@ -197,8 +197,10 @@ async fn alerts_to_therapists_are_rate_limited_per_participant() {
     for _ in 0..4 {
         p.send(&ClientMessage::RequestSupport).await.unwrap();
         p.send(&ClientMessage::AskForHelp).await.unwrap();
+        p.send(&ClientMessage::RaiseHand).await.unwrap();
+        p.send(&ClientMessage::LowerHand { participant_id: None }).await.unwrap();
     }
-    for _ in 0..2 {
+    for _ in 0..3 {
         expect_error(&mut p, ErrorCode::RateLimited).await;
     }
     // A reconnect (new socket, same participant id) does not reset the count.
@@ -209,7 +211,8 @@ async fn alerts_to_therapists_are_rate_limited_per_participant() {
     let seen = until_barrier(&mut t).await;
     let support = seen.iter().filter(|m| matches!(m, ServerMessage::SupportRequested { .. })).count();
     let help = seen.iter().filter(|m| matches!(m, ServerMessage::HelpRequested { .. })).count();
-    assert_eq!((support, help), (3, 3), "therapists were alerted beyond the limit");
+    let hands = seen.iter().filter(|m| matches!(m, ServerMessage::ParticipantUpdated { participant } if participant.hand_raised)).count();
+    assert_eq!((support, help, hands), (3, 3, 3), "therapists were alerted beyond the limit");
     let store = server.state().store.clone();
     let deadline = tokio::time::Instant::now() + WAIT;
     let rows = loop {
@@ -278,4 +281,12 @@ async fn names_with_direction_overrides_are_refused_at_mint_and_at_join() {
     assert!(!out.status.success(), "hearth token minted a bidi name");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("text-direction"), "{err}");
+}
+
+#[test]
+fn a_final_decline_is_spelled_final_on_the_wire() {
+    let m = hearth::signal::protocol::decode_client(r#"{"type":"decline","participantId":"p-1","final":true}"#, 1024).unwrap();
+    assert_eq!(m, ClientMessage::Decline { participant_id: pid("p-1"), r#final: true });
+    let plain = hearth::signal::protocol::decode_client(r#"{"type":"decline","participantId":"p-1"}"#, 1024).unwrap();
+    assert_eq!(plain, ClientMessage::Decline { participant_id: pid("p-1"), r#final: false });
 }

@@ -1,7 +1,8 @@
 //! Rate limits on what a participant can do that alerts the therapists or writes the audit log:
-//! "ask for help" in a breakout, "I need support", and sharing a milestone for approval. Each
-//! pings every therapist (and the first two leave an audit row), so one person repeating them
-//! could drown out everyone else's calls and fill the clinic's records.
+//! "ask for help" in a breakout, "I need support", sharing a milestone for approval, and raising
+//! a hand (the therapist's client announces each raise). Each pings the therapists (and the
+//! first two leave an audit row), so one person repeating them could drown out everyone else's
+//! calls and fill the clinic's records.
 //!
 //! At most [`ALERTS_PER_WINDOW`] of each kind per [`ALERT_WINDOW`] per participant; beyond that
 //! the sender gets `rate_limited` and nothing else happens (no alert, no audit row). Counted by
@@ -25,6 +26,7 @@ pub(super) enum Alert {
     AskForHelp,
     RequestSupport,
     ShareMilestone,
+    RaiseHand,
 }
 
 #[derive(Default)]
@@ -57,6 +59,7 @@ pub(super) fn refusal(kind: Alert) -> String {
             "you asked {ALERTS_PER_WINDOW} times in the last minute and the therapists were alerted each time; they will come to you. If you are in danger, call your local emergency number now"
         ),
         Alert::ShareMilestone => format!("at most {ALERTS_PER_WINDOW} milestones a minute; your therapist will see the ones you shared"),
+        Alert::RaiseHand => format!("you raised your hand {ALERTS_PER_WINDOW} times in the last minute; wait a moment before raising it again"),
     }
 }
 

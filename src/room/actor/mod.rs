@@ -942,6 +942,11 @@ impl Room {
             return self.error(_by, ErrorCode::UnknownParticipant, "nobody with that id is in the room");
         };
         if m.info.hand_raised != raised {
+            // Raising one's own hand alerts the therapists: limited like the other alerts.
+            if raised && _by == target && !self.alerts.allow(target, alerts::Alert::RaiseHand, tokio::time::Instant::now()) {
+                return self.error(_by, ErrorCode::RateLimited, alerts::refusal(alerts::Alert::RaiseHand));
+            }
+            let Some(m) = self.members.get_mut(target) else { return };
             m.info.hand_raised = raised;
             self.publish_update(target);
         }
