@@ -368,7 +368,8 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         }
         None => None,
     };
-    let store = Store::open(&config.store.path)?;
+    // Poll texts and milestone labels are sealed at rest (see `store.rs`).
+    let store = Store::open(&config.store.path)?.with_text_key(crate::store::TextKey::derive(&config.auth.token_secret));
     let listener = TcpListener::bind(config.server.listen)
         .await
         .map_err(|source| ServerError::Bind { addr: config.server.listen, source })?;
