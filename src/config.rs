@@ -41,6 +41,9 @@ pub struct ClusterConfig {
     pub node_ttl_ms: u64,
     pub drain_grace_ms: u64,
     pub state_ttl_secs: u64,
+    /// Base URLs (prefixes) clients may be redirected to; empty: any registered node's.
+    #[serde(default)]
+    pub node_urls: Vec<String>,
 }
 
 impl ClusterConfig {
@@ -359,6 +362,15 @@ impl Config {
                     value: cl.public_url.clone(),
                     reason: "must be this node's own http:// or https:// base URL (clients are redirected to <public_url>/ws)",
                 });
+            }
+            for u in &cl.node_urls {
+                if crate::cluster::redirect_url(u, &[]).is_none() {
+                    return Err(ConfigError::Invalid {
+                        key: "cluster.node_urls",
+                        value: u.clone(),
+                        reason: "each must be an http:// or https:// base URL without user, password, query or fragment",
+                    });
+                }
             }
         }
         if self.auth.token_secret.len() < 32 {

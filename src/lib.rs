@@ -7,6 +7,7 @@
 //! - [`room`]: rooms as tasks: membership, roster, who receives whose media.
 //! - [`sfu`]: the media relay; every use of the `webrtc` crate on the server lives here.
 //! - [`cluster`]: relay nodes sharing rooms through Redis (placement, heartbeat, drain).
+//! - [`log_escape`]: the log writer that escapes control and bidi characters in every event.
 //! - [`client`]: a headless participant (signaling + webrtc peer + synthetic media) for tests
 //!   and the load generator.
 //!
@@ -21,6 +22,7 @@ pub mod config;
 pub mod edge;
 pub mod metrics;
 pub mod load;
+pub mod log_escape;
 pub mod room;
 pub mod server;
 pub mod sfu;

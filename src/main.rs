@@ -77,11 +77,17 @@ async fn run() -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HEARTH_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.filter))
         .map_err(|e| anyhow::anyhow!("invalid configuration: key `log.filter` has value `{}`: {e}", config.log.filter))?;
+    // Every event goes through `Escaping`: text from clients inside a field cannot start a new
+    // log line or drive a terminal. No ANSI colours: they are escapes too, and logs are read
+    // from files and journals more than from terminals.
+    let writer = hearth::log_escape::Escaping(std::io::stderr);
     match config.log.format {
         hearth::config::LogFormat::Json => {
-            tracing_subscriber::fmt().json().with_writer(std::io::stderr).with_env_filter(filter).init()
+            tracing_subscriber::fmt().json().with_ansi(false).with_writer(writer).with_env_filter(filter).init()
         }
-        hearth::config::LogFormat::Text => tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).init(),
+        hearth::config::LogFormat::Text => {
+            tracing_subscriber::fmt().with_ansi(false).with_writer(writer).with_env_filter(filter).init()
+        }
     }
     match cli.command.unwrap_or(Command::Serve) {
         Command::Token { .. } => Ok(()),

@@ -90,6 +90,7 @@ impl Collector for StateCollector {
         counter(&mut e, "hearth_nack_sent", "Packets the server asked publishers to send again (loss on the way to it)", load(&s.nack_sent))?;
         counter(&mut e, "hearth_simulcast_layer_switches", "Simulcast layer switches made for subscribers", load(&s.layer_switches))?;
         gauge(&mut e, "hearth_video_paused_for_bandwidth", "Video subscriptions paused because the subscriber's connection cannot carry the lowest layer", s.bandwidth_paused.load(Ordering::Relaxed) as i64)?;
+        counter(&mut e, "hearth_room_failures", "Room tasks that failed and were ended (members reconnect to a fresh room)", self.rooms.room_failures())?;
         if let Some(c) = self.rooms.cluster() {
             gauge(&mut e, "hearth_cluster_draining", "1 while this relay node drains", i64::from(c.is_draining()))?;
         }

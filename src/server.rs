@@ -166,7 +166,10 @@ fn mint(state: &AppState, req: MintRequest, default_ttl: u64) -> Result<Json<Min
     let (token, claims) = state
         .tokens
         .mint(&room, req.role, &req.name, req.participant_id.as_deref(), ttl)
-        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, "invalid_request", e.to_string()))?;
+        .map_err(|e| match e {
+            crate::auth::AuthError::InvalidName(_) => ApiError(StatusCode::BAD_REQUEST, "invalid_name", e.to_string()),
+            e => ApiError(StatusCode::BAD_REQUEST, "invalid_request", e.to_string()),
+        })?;
     Ok(Json(MintResponse {
         join_path: format!("/#token={token}"),
         token,
@@ -288,6 +291,7 @@ async fn room_polls(
             crate::auth::AuthError::Expired => "token_expired",
             crate::auth::AuthError::WrongRoom => "token_wrong_room",
             crate::auth::AuthError::Invalid | crate::auth::AuthError::Mint(_) => "token_invalid",
+            crate::auth::AuthError::InvalidName(_) => "invalid_name",
         };
         let status = if code == "token_wrong_room" { StatusCode::FORBIDDEN } else { StatusCode::UNAUTHORIZED };
         ApiError(status, code, e.to_string())
@@ -407,7 +411,8 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         }
         None => None,
     };
-    let store = Store::open(&config.store.path)?;
+    // Poll texts and milestone labels are sealed at rest (see `store.rs`).
+    let store = Store::open(&config.store.path)?.with_text_key(crate::store::TextKey::derive(&config.auth.token_secret));
     let listener = TcpListener::bind(config.server.listen)
         .await
         .map_err(|source| ServerError::Bind { addr: config.server.listen, source })?;
@@ -420,6 +425,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         reconnect_grace: Duration::from_millis(config.rooms.reconnect_grace_ms),
         ice_servers: config.ice.ice_servers.clone(),
         ballot_secret: ballot_secret(&config),
+        ban_ttl: Duration::from_secs(config.cluster.state_ttl_secs.max(60)),
     };
     let rooms = RoomRegistry::new(settings, Some(store.clone()));
     let sfu = SfuEngine::new(config.ice.clone());

@@ -2,6 +2,13 @@
 //! audit log of moderator actions now; polls and milestones later. It holds ids, never display
 //! names or message contents. Queries run on the blocking pool, so async tasks never wait on
 //! disk while holding anything.
+//!
+//! The texts therapists typed that the store must give back (a poll's question and options for
+//! the session summary, a custom milestone's label for the history) are sealed at rest with
+//! AES-256-GCM under a key derived from `auth.token_secret` ([`Store::with_text_key`]), bound
+//! to their row's id: the database file (and its WAL) alone shows none of them. Rows written
+//! before sealing read back as they are; a text sealed under another secret reads back as
+//! [`UNREADABLE`].
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -89,6 +96,58 @@ const MIGRATIONS: &[&str] = &[
 #[derive(Clone)]
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
+    /// Seals texts at rest (see the module comment); `None` stores them plain.
+    texts: Option<Arc<TextKey>>,
+}
+
+/// Prefix of a sealed text in the database: `sealed1:` then hex(nonce ‖ ciphertext ‖ tag).
+const SEALED_PREFIX: &str = "sealed1:";
+/// What a sealed text reads back as when it cannot be opened (sealed under another secret).
+pub const UNREADABLE: &str = "(unreadable: stored under another auth.token_secret)";
+
+/// The key texts are sealed with.
+pub struct TextKey(ring::aead::LessSafeKey);
+
+impl TextKey {
+    /// The store's key, derived from the token secret (which every node holds already).
+    pub fn derive(token_secret: &str) -> Self {
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, token_secret.as_bytes());
+        let bytes = ring::hmac::sign(&key, b"hearth store texts v1");
+        // An HMAC-SHA256 tag is exactly an AES-256 key long, so this cannot fail.
+        let unbound = ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, bytes.as_ref()).unwrap_or_else(|_| unreachable!());
+        Self(ring::aead::LessSafeKey::new(unbound))
+    }
+
+    /// `text` sealed for the row `context` (a poll or celebration id).
+    fn seal(&self, context: &str, text: &str) -> String {
+        let nonce_bytes: [u8; 12] = rand::random();
+        let mut data = text.as_bytes().to_vec();
+        let nonce = ring::aead::Nonce::assume_unique_for_key(nonce_bytes);
+        if self.0.seal_in_place_append_tag(nonce, ring::aead::Aad::from(context.as_bytes()), &mut data).is_err() {
+            // Only for inputs of gigabytes; never store the text plain instead.
+            return UNREADABLE.to_string();
+        }
+        let mut out = String::with_capacity(SEALED_PREFIX.len() + 2 * (12 + data.len()));
+        out.push_str(SEALED_PREFIX);
+        for b in nonce_bytes.iter().chain(&data) {
+            out.push_str(&format!("{b:02x}"));
+        }
+        out
+    }
+
+    /// The text sealed for `context`, or [`UNREADABLE`].
+    fn open(&self, context: &str, stored: &str) -> String {
+        let Some(hex) = stored.strip_prefix(SEALED_PREFIX) else { return stored.to_string() };
+        let bytes: Option<Vec<u8>> =
+            (0..hex.len() / 2).map(|i| hex.get(2 * i..2 * i + 2).and_then(|h| u8::from_str_radix(h, 16).ok())).collect();
+        let Some(mut bytes) = bytes.filter(|b| b.len() >= 12 + 16 && hex.len() % 2 == 0) else { return UNREADABLE.to_string() };
+        let mut data = bytes.split_off(12);
+        let Ok(nonce) = ring::aead::Nonce::try_assume_unique_for_key(&bytes) else { return UNREADABLE.to_string() };
+        match self.0.open_in_place(nonce, ring::aead::Aad::from(context.as_bytes()), &mut data) {
+            Ok(plain) => String::from_utf8(plain.to_vec()).unwrap_or_else(|_| UNREADABLE.to_string()),
+            Err(_) => UNREADABLE.to_string(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -165,7 +224,28 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(open_err)?;
         migrate(&conn).map_err(open_err)?;
         close_interrupted_polls(&conn).map_err(open_err)?;
-        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
+        Ok(Self { conn: Arc::new(Mutex::new(conn)), texts: None })
+    }
+
+    /// From now on poll texts and milestone labels are sealed at rest with `key`.
+    pub fn with_text_key(mut self, key: TextKey) -> Self {
+        self.texts = Some(Arc::new(key));
+        self
+    }
+
+    fn seal(&self, context: &str, text: &str) -> String {
+        match &self.texts {
+            Some(k) => k.seal(context, text),
+            None => text.to_string(),
+        }
+    }
+
+    fn unseal(texts: &Option<Arc<TextKey>>, context: &str, stored: String) -> String {
+        match texts {
+            Some(k) if stored.starts_with(SEALED_PREFIX) => k.open(context, &stored),
+            None if stored.starts_with(SEALED_PREFIX) => UNREADABLE.to_string(),
+            _ => stored,
+        }
     }
 
     /// Runs `f` with the connection on the blocking pool.
@@ -209,7 +289,11 @@ impl Store {
 
     /// Writes a poll's definition and current counts (insert or update), in one transaction.
     /// For anonymous polls `choices` is ignored: only counts reach the disk.
-    pub async fn save_poll(&self, poll: PollRecord) -> Result<(), StoreError> {
+    pub async fn save_poll(&self, mut poll: PollRecord) -> Result<(), StoreError> {
+        poll.question = self.seal(&poll.id, &poll.question);
+        for o in &mut poll.options {
+            o.text = self.seal(&format!("{}/{}", poll.id, o.id), &o.text);
+        }
         self.with(move |c| {
             let tx = c.transaction()?;
             tx.execute(
@@ -261,6 +345,7 @@ impl Store {
     /// Every poll of a room, oldest first, with its counts (and, for named polls, choices).
     pub async fn polls(&self, room: &str) -> Result<Vec<PollRecord>, StoreError> {
         let room = room.to_string();
+        let texts = self.texts.clone();
         self.with(move |c| {
             let mut stmt = c.prepare(
                 "SELECT id, room, created_by, created_at_ms, question, multiple, anonymous, scope, closes_at_ms,
@@ -293,9 +378,13 @@ impl Store {
             let mut choices =
                 c.prepare("SELECT participant, option_id FROM poll_choices WHERE poll_id = ?1 ORDER BY rowid")?;
             for poll in &mut polls {
+                poll.question = Self::unseal(&texts, &poll.id, std::mem::take(&mut poll.question));
                 poll.options = options
                     .query_map(params![poll.id], |r| Ok(PollOptionRecord { id: r.get(0)?, text: r.get(1)?, votes: r.get(2)? }))?
-                    .collect::<Result<_, _>>()?;
+                    .collect::<Result<Vec<_>, _>>()?;
+                for o in &mut poll.options {
+                    o.text = Self::unseal(&texts, &format!("{}/{}", poll.id, o.id), std::mem::take(&mut o.text));
+                }
                 if poll.anonymous {
                     continue;
                 }
@@ -372,7 +461,8 @@ impl Store {
     /// Records a celebrated milestone of `room` (the celebration's message is not kept).
     pub async fn record_milestone(&self, room: &str, entry: &MilestoneEntry) -> Result<(), StoreError> {
         let room = room.to_string();
-        let e = entry.clone();
+        let mut e = entry.clone();
+        e.milestone.label = e.milestone.label.map(|l| self.seal(e.celebration_id.as_str(), &l));
         self.with(move |c| {
             c.execute(
                 "INSERT OR IGNORE INTO milestones (id, at_ms, room, participant, kind, value, label)
@@ -394,6 +484,7 @@ impl Store {
 
     /// Milestones, oldest first (at most the [`MILESTONE_HISTORY_LIMIT`] most recent).
     pub async fn milestone_history(&self, query: MilestoneQuery) -> Result<Vec<MilestoneEntry>, StoreError> {
+        let texts = self.texts.clone();
         self.with(move |c| {
             let (filter, args) = match query {
                 MilestoneQuery::Participant { participant, room: Some(room) } => ("participant = ?1 AND room = ?2", vec![participant, room]),
@@ -407,10 +498,12 @@ impl Store {
             );
             let mut stmt = c.prepare(&sql)?;
             let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
+                let id: String = r.get(0)?;
+                let label = r.get::<_, Option<String>>(4)?.map(|l| Self::unseal(&texts, &id, l));
                 Ok(MilestoneEntry {
-                    celebration_id: CelebrationId::from_raw(r.get::<_, String>(0)?),
+                    celebration_id: CelebrationId::from_raw(id),
                     participant_id: ParticipantId::from_trusted(r.get::<_, String>(1)?),
-                    milestone: Milestone { kind: untag(r.get(2)?, 2)?, value: r.get(3)?, label: r.get(4)? },
+                    milestone: Milestone { kind: untag(r.get(2)?, 2)?, value: r.get(3)?, label },
                     at_ms: r.get(5)?,
                 })
             })?;
@@ -458,6 +551,62 @@ mod tests {
         let log = s.audit_log("g1").await.unwrap();
         assert_eq!(log.len(), 1);
         assert_eq!((log[0].actor.as_str(), log[0].action.as_str(), log[0].target.as_deref()), ("t-1", "mute", Some("p-2")));
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn sealed_texts_open_only_with_their_key_and_row() {
+        let k = TextKey::derive("a-test-secret-that-is-long-enough-1234");
+        let sealed = k.seal("poll-1", "How heliotrope is your week?");
+        assert!(sealed.starts_with(SEALED_PREFIX) && !sealed.contains("heliotrope"));
+        assert_ne!(sealed, k.seal("poll-1", "How heliotrope is your week?"), "a fresh nonce every time");
+        assert_eq!(k.open("poll-1", &sealed), "How heliotrope is your week?");
+        assert_eq!(k.open("poll-2", &sealed), UNREADABLE, "bound to its row");
+        assert_eq!(TextKey::derive("another-secret-entirely-different-5678").open("poll-1", &sealed), UNREADABLE);
+        assert_eq!(k.open("poll-1", "sealed1:zz"), UNREADABLE);
+        assert_eq!(k.open("poll-1", "written before sealing"), "written before sealing");
+    }
+
+    #[tokio::test]
+    async fn poll_texts_and_labels_are_not_in_the_file_but_come_back() {
+        let path = std::env::temp_dir().join(format!("hearth-store-sealed-{}.db", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let s = Store::open(&path).unwrap().with_text_key(TextKey::derive("a-test-secret-that-is-long-enough-1234"));
+        let poll = PollRecord {
+            id: "poll-1".into(),
+            room: "g".into(),
+            created_by: "t".into(),
+            created_at_ms: 1,
+            question: "Quokka question?".into(),
+            options: vec![PollOptionRecord { id: "o1".into(), text: "Marigold".into(), votes: 1 }],
+            multiple: false,
+            anonymous: true,
+            scope: "room".into(),
+            closes_at_ms: None,
+            closed_at_ms: None,
+            close_reason: None,
+            shared: false,
+            total_voters: 1,
+            choices: None,
+        };
+        s.save_poll(poll.clone()).await.unwrap();
+        let entry = MilestoneEntry {
+            celebration_id: CelebrationId::from_raw("c-1"),
+            participant_id: ParticipantId::from_trusted("p"),
+            milestone: Milestone { kind: crate::signal::protocol::MilestoneKind::Custom, value: None, label: Some("Tamarind".into()) },
+            at_ms: 1,
+        };
+        s.record_milestone("g", &entry).await.unwrap();
+        assert_eq!(s.polls("g").await.unwrap(), vec![poll]);
+        let history = s.milestone_history(MilestoneQuery::Room("g".into())).await.unwrap();
+        assert_eq!(history[0].milestone.label.as_deref(), Some("Tamarind"));
+        let mut disk = Vec::new();
+        for suffix in ["", "-wal"] {
+            disk.extend(std::fs::read(format!("{}{suffix}", path.display())).unwrap_or_default());
+        }
+        for text in ["Quokka", "Marigold", "Tamarind"] {
+            assert!(!disk.windows(text.len()).any(|w| w == text.as_bytes()), "{text} is in the file");
+        }
         let _ = std::fs::remove_file(&path);
     }
 }

@@ -95,7 +95,7 @@ async fn participants_cannot_moderate() {
     let actions = vec![
         ClientMessage::Admit { participant_id: bob_id.clone() },
         ClientMessage::AdmitAll,
-        ClientMessage::Decline { participant_id: bob_id.clone() },
+        ClientMessage::Decline { participant_id: bob_id.clone(), r#final: false },
         ClientMessage::Mute { participant_id: bob_id.clone(), kind: MediaKind::Audio, hard: true },
         ClientMessage::Unmute { participant_id: bob_id.clone(), kind: MediaKind::Audio },
         ClientMessage::MuteAll { kind: MediaKind::Audio, hard: true },
@@ -137,7 +137,7 @@ async fn waiting_room_decline_lock_remove_and_end() {
     assert_eq!(waiting_list_names(&mut therapist, 1).await, ["Carol"]);
 
     // Declined: told, then disconnected.
-    therapist.send(&ClientMessage::Decline { participant_id: carol_id }).await.unwrap();
+    therapist.send(&ClientMessage::Decline { participant_id: carol_id, r#final: false }).await.unwrap();
     let ended = carol.recv_until("sessionEnded", WAIT, |m| matches!(m, ServerMessage::SessionEnded { .. })).await.unwrap();
     assert!(matches!(ended, ServerMessage::SessionEnded { reason: EndReason::Declined, .. }));
     assert!(matches!(carol.recv().await, Ok(None) | Err(_)), "socket closed after decline");

@@ -31,7 +31,7 @@ fn random_action(rng: &mut StdRng, ids: &[ParticipantId]) -> ClientMessage {
     match rng.random_range(0..19) {
         0 => ClientMessage::Admit { participant_id: target },
         1 => ClientMessage::AdmitAll,
-        2 => ClientMessage::Decline { participant_id: target },
+        2 => ClientMessage::Decline { participant_id: target, r#final: false },
         3 => ClientMessage::Mute { participant_id: target, kind, hard: rng.random_bool(0.5) },
         4 => ClientMessage::Unmute { participant_id: target, kind },
         5 => ClientMessage::MuteAll { kind, hard: rng.random_bool(0.5) },
@@ -104,11 +104,13 @@ async fn run_seed(seed: u64) {
             let escalation = clients[i].role != Role::Therapist && moderator_only(&action);
             let _ = clients[i].conn.send(&action).await;
             if escalation {
-                // The refusal arrives, unless the room ended this session first.
+                // The refusal arrives, unless the room ended this session first. (An earlier
+                // `raiseHand` over the alert limit may have left a `rate_limited` before it.)
                 let reply = clients[i]
                     .conn
                     .recv_until("refusal", Duration::from_secs(5), |m| {
-                        matches!(m, ServerMessage::Error { .. } | ServerMessage::SessionEnded { .. })
+                        matches!(m, ServerMessage::Error { code, .. } if *code != ErrorCode::RateLimited)
+                            || matches!(m, ServerMessage::SessionEnded { .. })
                     })
                     .await;
                 if let Ok(ServerMessage::Error { code, .. }) = reply {

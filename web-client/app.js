@@ -32,6 +32,7 @@
   const FATAL_JOIN_ERRORS = new Set([
     'invalid_field', 'invalid_message', 'room_full', 'unsupported_version', 'already_joined',
     'token_missing', 'token_expired', 'token_invalid', 'token_wrong_room', 'room_locked', 'banned',
+    'invalid_name',
   ]);
   // Plain-language versions of the server's error codes; the server's text is the fallback.
   const FRIENDLY_ERRORS = {
@@ -52,6 +53,7 @@
     hard_muted: 'The therapist turned this off for you. Only they can turn it back on.',
     unknown_participant: 'That person is no longer in the room.',
     rate_limited: 'That was a lot at once. Please wait a moment, then try again.',
+    invalid_name: 'The name in this join link cannot be shown to the group. Please ask your therapist for a new link.',
     not_admitted: "You're still in the waiting room. The therapist will let you in shortly.",
     unknown_breakout: 'That breakout room is not open any more.',
     return_not_allowed: 'The therapist asked everyone to stay in their breakout room for now.',
@@ -64,6 +66,7 @@
     room_locked: 'The session is locked',
     banned: 'You cannot rejoin this session',
     room_full: 'The group is full',
+    invalid_name: 'This link needs a different name',
   };
   const ROLE_LABEL = { therapist: 'Therapist', participant: 'Participant', observer: 'Observer' };
 
@@ -754,10 +757,14 @@
     const code = message.code;
     // A video preference for a track that just went away: nothing for a person to do.
     if (code === 'unknown_track') return undefined;
+    const joining = state.status === 'connecting' || state.status === 'reconnecting';
+    // In the call, a rate limit on asking for help says honestly that the earlier calls reached
+    // the therapists and where to turn now: the server's words, not a generic "slow down".
+    const said = code === 'rate_limited' && !joining && message.message;
+    const own = said && `${said.charAt(0).toUpperCase()}${said.slice(1)}.`;
     const text = code === 'invalid_field'
       ? `Please check what you entered: ${message.message}.`
-      : FRIENDLY_ERRORS[code] || message.message || 'Something went wrong.';
-    const joining = state.status === 'connecting' || state.status === 'reconnecting';
+      : own || FRIENDLY_ERRORS[code] || message.message || 'Something went wrong.';
     // These codes only answer `join` (on a first connect or a reconnect): retrying cannot help.
     if (joining && FATAL_JOIN_ERRORS.has(code)) return refuseJoin(code, text);
     if (joining && (code === 'rate_limited' || code === 'shutting_down' || code === 'cluster_unavailable' || code === 'join_timeout')) {

@@ -58,16 +58,49 @@ pub struct NodeInfo {
 }
 
 impl NodeInfo {
-    /// The websocket endpoint of this node.
-    pub fn ws_url(&self) -> String {
-        ws_url_of(&self.url)
-    }
 
     /// Lower is less loaded. Participants dominate (each is a peer connection and its
     /// forwarding); CPU breaks ties between nodes that carry different media.
     fn load_score(&self) -> f64 {
         self.participants as f64 + (self.rooms + self.recent_claims) as f64 * 0.5 + self.cpu_percent / 10.0
     }
+}
+
+/// The websocket URL clients are sent to for a node's registered base URL, or `None` when the
+/// base URL is not one to send anyone to. Anyone who can write to Redis can register a node, so
+/// the URL is checked like input: `http`/`https` only (to `ws`/`wss`), a host, no user or
+/// password, no query or fragment, and, when `allowed` is not empty, under one of those base
+/// URLs (same scheme, host and port; path below theirs).
+pub fn redirect_url(base: &str, allowed: &[String]) -> Option<String> {
+    let parsed = url::Url::parse(base.trim()).ok()?;
+    let ws = match parsed.scheme() {
+        "https" => "wss",
+        "http" => "ws",
+        _ => return None,
+    };
+    if !parsed.username().is_empty() || parsed.password().is_some() || parsed.query().is_some() || parsed.fragment().is_some() {
+        return None;
+    }
+    parsed.host_str().filter(|h| !h.is_empty())?;
+    if !allowed.is_empty() && !allowed.iter().any(|a| under(&parsed, a)) {
+        return None;
+    }
+    let mut out = parsed.clone();
+    out.set_scheme(ws).ok()?;
+    let path = format!("{}/ws", parsed.path().trim_end_matches('/'));
+    out.set_path(&path);
+    Some(out.to_string())
+}
+
+/// Whether `url` is `prefix` or below it: the same origin and a path under the prefix's.
+fn under(url: &url::Url, prefix: &str) -> bool {
+    let Ok(p) = url::Url::parse(prefix.trim()) else { return false };
+    if p.scheme() != url.scheme() || p.host_str() != url.host_str() || p.port_or_known_default() != url.port_or_known_default() {
+        return false;
+    }
+    let base = p.path().trim_end_matches('/');
+    let path = url.path();
+    path == base || path.trim_end_matches('/') == base || path.starts_with(&format!("{base}/"))
 }
 
 /// `http(s)://host[:port]` → `ws(s)://host[:port]/ws`.
@@ -218,6 +251,11 @@ impl Cluster {
         self.cfg.state_ttl_secs.max(60)
     }
 
+    /// Where a client goes to reach `node`, if its registered URL may be sent to clients.
+    fn redirect_to(&self, node: &NodeInfo) -> Option<String> {
+        redirect_url(&node.url, &self.cfg.node_urls)
+    }
+
     fn con(&self) -> ConnectionManager {
         self.con.clone()
     }
@@ -302,8 +340,11 @@ impl Cluster {
     /// The least-loaded live node that takes new rooms, other than `except`.
     async fn least_loaded(&self, except: Option<&str>) -> Result<Option<NodeInfo>, ClusterError> {
         let nodes = self.nodes().await?;
+        let me = self.node_id();
         Ok(nodes
             .into_iter()
+            // A node clients may not be sent to takes no rooms (see `redirect_url`).
+            .filter(|n| n.id == me || self.redirect_to(n).is_some())
             .filter(|n| !n.draining && Some(n.id.as_str()) != except)
             .min_by(|a, b| a.load_score().total_cmp(&b.load_score()).then_with(|| a.id.cmp(&b.id))))
     }
@@ -355,7 +396,14 @@ impl Cluster {
         let mut con = self.con();
         let entry: Option<String> = con.get(format!("{NODE_PREFIX}{owner}")).await?;
         match entry.and_then(|e| serde_json::from_str::<NodeInfo>(&e).ok()) {
-            Some(node) => Ok(Placement::Remote { node: node.id.clone(), ws_url: node.ws_url() }),
+            Some(node) => match self.redirect_to(&node) {
+                Some(ws_url) => Ok(Placement::Remote { node: node.id.clone(), ws_url }),
+                // Nobody is sent there: clients are told to retry, as for a lapsed owner.
+                None => {
+                    warn!(node = %owner, "a room's owner is registered with a URL clients may not be sent to");
+                    Ok(Placement::Remote { node: owner.to_string(), ws_url: String::new() })
+                }
+            },
             // It lapsed between the claim and now: the client retries and the next claim wins.
             None => Ok(Placement::Remote { node: owner.to_string(), ws_url: String::new() }),
         }
@@ -371,7 +419,7 @@ impl Cluster {
             self.hand_over.key(owner_key(room)).arg(&me).arg(&target.id).arg(self.state_ttl()).invoke_async(&mut con).await?;
         if moved == 1 {
             info!(room = %room, to = %target.id, "room handed over");
-            Ok(Some(target.ws_url()))
+            Ok(self.redirect_to(&target))
         } else {
             // Someone else owns it already; joins will find them.
             Ok(self.placement_for(&con.get::<_, Option<String>>(owner_key(room)).await?.unwrap_or_default()).await.ok().and_then(
@@ -523,6 +571,32 @@ mod tests {
     fn ws_urls() {
         assert_eq!(ws_url_of("https://relay.example.org/"), "wss://relay.example.org/ws");
         assert_eq!(ws_url_of("http://127.0.0.1:8080"), "ws://127.0.0.1:8080/ws");
+    }
+
+    #[test]
+    fn redirects_only_to_plain_http_base_urls() {
+        assert_eq!(redirect_url("https://relay.example.org/", &[]).as_deref(), Some("wss://relay.example.org/ws"));
+        assert_eq!(redirect_url("http://127.0.0.1:8080", &[]).as_deref(), Some("ws://127.0.0.1:8080/ws"));
+        assert_eq!(redirect_url("https://example.org/hearth/", &[]).as_deref(), Some("wss://example.org/hearth/ws"));
+        for bad in [
+            "javascript:alert(1)",
+            "wss://relay.example.org",
+            "ftp://relay.example.org",
+            "https://user:pw@relay.example.org",
+            "https://user@relay.example.org",
+            "https://relay.example.org/#x",
+            "https://relay.example.org/?next=evil",
+            "relay.example.org",
+            "",
+        ] {
+            assert_eq!(redirect_url(bad, &[]), None, "{bad}");
+        }
+        let allowed = vec!["https://relay-1.example.org".to_string(), "https://example.org/hearth".to_string()];
+        assert!(redirect_url("https://relay-1.example.org", &allowed).is_some());
+        assert!(redirect_url("https://example.org/hearth/eu", &allowed).is_some());
+        for bad in ["https://relay-1.example.org.evil.com", "http://relay-1.example.org", "https://relay-1.example.org:8443", "https://example.org/hearthx", "https://evil.example.org"] {
+            assert_eq!(redirect_url(bad, &allowed), None, "{bad}");
+        }
     }
 
     #[test]

@@ -81,19 +81,48 @@ impl fmt::Display for ParticipantId {
 #[error("{0}")]
 pub struct InvalidId(&'static str);
 
-/// Display names are shown to other people: trimmed, 1 to 64 characters, no control characters.
-pub fn validate_display_name(name: &str) -> Result<String, &'static str> {
+/// Longest display name, in characters (after trimming).
+pub const MAX_NAME_CHARS: usize = 64;
+
+/// Characters no name or label shown to other people may hold: C0 and C1 controls, and the
+/// bidirectional marks, embeddings, overrides and isolates (U+200E/F, U+202A–U+202E,
+/// U+2066–U+2069), which can make a name read as something else on everyone's screen
+/// ("Trojan Source") or reorder the text around it.
+pub fn is_forbidden_in_names(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Why a display name was refused (the message is for the person who chose it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidName {
+    #[error("display name must not be empty")]
+    Empty,
+    #[error("display name must be at most {MAX_NAME_CHARS} characters")]
+    TooLong,
+    #[error("display name must not contain control or text-direction characters")]
+    Forbidden,
+}
+
+/// Display names are shown to other people: trimmed, 1 to 64 characters, no control or
+/// text-direction characters.
+pub fn validate_display_name(name: &str) -> Result<String, InvalidName> {
     let name = name.trim();
     if name.is_empty() {
-        return Err("display name must not be empty");
+        return Err(InvalidName::Empty);
     }
-    if name.chars().count() > 64 {
-        return Err("display name must be at most 64 characters");
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(InvalidName::TooLong);
     }
-    if name.chars().any(char::is_control) {
-        return Err("display name must not contain control characters");
+    if name.chars().any(is_forbidden_in_names) {
+        return Err(InvalidName::Forbidden);
     }
     Ok(name.to_string())
+}
+
+/// The form of a participant id in a token (and anywhere else one comes from outside):
+/// 1 to 64 characters of `A-Z a-z 0-9 - _ .`.
+pub fn valid_participant_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 #[cfg(test)]
@@ -114,6 +143,14 @@ mod tests {
         assert!(validate_display_name("   ").is_err());
         assert!(validate_display_name("a\u{7}b").is_err());
         assert!(validate_display_name(&"é".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn names_refuse_direction_overrides_and_controls() {
+        for bad in ["Ana\u{202E}gnp.exe", "\u{2066}Ana", "A\u{200F}", "A\u{85}B", "A\u{1b}[31mB", "A\nB", "A\u{9B}B"] {
+            assert_eq!(validate_display_name(bad), Err(InvalidName::Forbidden), "{bad:?}");
+        }
+        assert_eq!(validate_display_name("Zoë Ørsted-Nakamura 李").as_deref(), Ok("Zoë Ørsted-Nakamura 李"));
     }
 
     #[test]

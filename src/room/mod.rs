@@ -11,5 +11,7 @@ mod ids;
 mod registry;
 
 pub use actor::{JoinRequest, RoomCommand, RoomError, RoomHandle, SessionEnd};
-pub use ids::{validate_display_name, InvalidId, ParticipantId, RoomId};
+pub use ids::{
+    is_forbidden_in_names, valid_participant_id, validate_display_name, InvalidId, InvalidName, ParticipantId, RoomId, MAX_NAME_CHARS,
+};
 pub use registry::{RoomRegistry, RoomSettings};

@@ -1,12 +1,14 @@
 //! The map from room id to running room task, and what every room shares.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 
 use super::actor::{self, RoomHandle};
-use super::RoomId;
+use super::{ParticipantId, RoomId};
 use crate::auth::Role;
 use crate::cluster::Cluster;
 use crate::signal::protocol::IceServer;
@@ -25,6 +27,57 @@ pub struct RoomSettings {
     /// Keys anonymous poll ballots (see `actor/poll.rs`): random per process on a single node,
     /// derived from the shared token secret when relay nodes must carry open polls over.
     pub ballot_secret: [u8; 32],
+    /// How long a removal (or final decline) keeps someone out of a room id after the room
+    /// task ended: the session's bans outlive everyone leaving (`cluster.state_ttl_secs`).
+    pub ban_ttl: Duration,
+}
+
+/// Room ids whose bans are kept at most, and banned ids per room: bounds that no real clinic
+/// reaches, so a flood of removals cannot grow the map without limit.
+const MAX_BANNED_ROOMS: usize = 10_000;
+const MAX_BANS_PER_ROOM: usize = 1_000;
+
+/// Who was removed from each room id, for rooms whose task has ended (or may end): a room
+/// recreated after everyone left starts from these.
+#[derive(Default)]
+pub(super) struct Bans {
+    rooms: Mutex<HashMap<RoomId, HashMap<ParticipantId, Instant>>>,
+}
+
+impl Bans {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RoomId, HashMap<ParticipantId, Instant>>> {
+        self.rooms.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Bans `who` from `room` until `until`.
+    pub(super) fn insert(&self, room: &RoomId, who: &ParticipantId, until: Instant) {
+        let now = Instant::now();
+        let mut rooms = self.lock();
+        rooms.retain(|_, ids| {
+            ids.retain(|_, t| *t > now);
+            !ids.is_empty()
+        });
+        if !rooms.contains_key(room) && rooms.len() >= MAX_BANNED_ROOMS {
+            // Full: the room whose bans end soonest goes first.
+            let soonest = rooms.iter().min_by_key(|(_, ids)| ids.values().max().copied()).map(|(r, _)| r.clone());
+            if let Some(r) = soonest {
+                rooms.remove(&r);
+            }
+        }
+        let ids = rooms.entry(room.clone()).or_default();
+        if !ids.contains_key(who) && ids.len() >= MAX_BANS_PER_ROOM {
+            if let Some(oldest) = ids.iter().min_by_key(|(_, t)| **t).map(|(p, _)| p.clone()) {
+                ids.remove(&oldest);
+            }
+        }
+        ids.insert(who.clone(), until);
+    }
+
+    /// Everyone still banned from `room`.
+    pub(super) fn of(&self, room: &RoomId) -> Vec<ParticipantId> {
+        let now = Instant::now();
+        self.lock().get(room).map(|ids| ids.iter().filter(|(_, t)| **t > now).map(|(p, _)| p.clone()).collect()).unwrap_or_default()
+    }
 }
 
 pub(super) struct RegistryInner {
@@ -36,6 +89,10 @@ pub(super) struct RegistryInner {
     pub(super) store: Option<Store>,
     /// Relay nodes: where rooms save the state that must outlive this node.
     pub(super) cluster: std::sync::OnceLock<Arc<Cluster>>,
+    /// Bans that outlive a room's task (see [`Bans`]).
+    pub(super) bans: Bans,
+    /// Room tasks that panicked and were ended (`hearth_room_failures_total`).
+    pub(super) failures: AtomicU64,
 }
 
 #[derive(Clone)]
@@ -77,8 +134,15 @@ impl RoomRegistry {
                 settings,
                 store,
                 cluster: std::sync::OnceLock::new(),
+                bans: Bans::default(),
+                failures: AtomicU64::new(0),
             }),
         }
+    }
+
+    #[cfg(test)]
+    pub(super) fn from_inner(inner: Arc<RegistryInner>) -> Self {
+        Self { inner }
     }
 
     /// The running room with this id, started if there is none.
@@ -117,6 +181,11 @@ impl RoomRegistry {
     pub fn participants_by_role(&self) -> [(Role, usize); 3] {
         let n = |i: usize| self.inner.by_role[i].load(Ordering::Relaxed);
         [(Role::Therapist, n(0)), (Role::Participant, n(1)), (Role::Observer, n(2))]
+    }
+
+    /// Room tasks that failed (panicked) and were ended, since start.
+    pub fn room_failures(&self) -> u64 {
+        self.inner.failures.load(Ordering::Relaxed)
     }
 
     pub fn participant_count(&self) -> usize {

@@ -253,6 +253,7 @@ impl Connection {
                     AuthError::Missing => ErrorCode::TokenMissing,
                     AuthError::Expired => ErrorCode::TokenExpired,
                     AuthError::WrongRoom => ErrorCode::TokenWrongRoom,
+                    AuthError::InvalidName(_) => ErrorCode::InvalidName,
                     AuthError::Invalid | AuthError::Mint(_) => ErrorCode::TokenInvalid,
                 };
                 return self.error(code, e.to_string()).await;

@@ -549,7 +549,13 @@ pub enum ClientMessage {
     Admit { participant_id: ParticipantId },
     AdmitAll,
     /// Refuse someone in the waiting room; they are told and disconnected.
-    Decline { participant_id: ParticipantId },
+    Decline {
+        participant_id: ParticipantId,
+        /// `true`: a ban for the rest of the session (`banned` on every later knock); otherwise
+        /// they may knock again.
+        #[serde(default)]
+        r#final: bool,
+    },
     /// Mute a participant. `hard`: the server stops forwarding and only a therapist can undo it;
     /// otherwise a request the participant's client honours and the participant may undo.
     Mute { participant_id: ParticipantId, kind: MediaKind, hard: bool },
@@ -1053,6 +1059,9 @@ pub enum ErrorCode {
     TooManyTracks,
     /// No `join` within `limits.join_timeout_ms` of opening the socket; it closes next.
     JoinTimeout,
+    /// A display name (in a token) that is empty, over 64 characters, or holds control or
+    /// text-direction (bidi override) characters.
+    InvalidName,
 }
 
 impl ErrorCode {
@@ -1104,6 +1113,7 @@ impl ErrorCode {
             ErrorCode::SeatTaken => "seat_taken",
             ErrorCode::TooManyTracks => "too_many_tracks",
             ErrorCode::JoinTimeout => "join_timeout",
+            ErrorCode::InvalidName => "invalid_name",
         }
     }
 }

@@ -5,6 +5,12 @@
 //! sender's space. Assignments are kept by participant id, so someone who reconnects while
 //! breakouts are open lands back in their breakout. The room task is the clock: durations,
 //! warnings and the close-all countdown are timers it sets for itself.
+//!
+//! What is said in a breakout ends with it: when breakouts close (or one is deleted), the
+//! breakout's chat transcript, its polls, its active-speaker state and any private room left
+//! empty by the moves are dropped, so a breakout reopened with the same id starts empty. A
+//! raised hand belongs to the space it was raised in: moving to another space lowers it (the
+//! therapist in the main room would otherwise see a hand that was meant for the breakout).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -22,10 +28,12 @@ use crate::signal::protocol::{
 use crate::store::now_ms;
 
 /// Most breakout rooms one session may have.
-const MAX_BREAKOUTS: usize = 50;
+pub(super) const MAX_BREAKOUTS: usize = 50;
+/// Longest breakout name, in characters.
+pub(super) const MAX_NAME_CHARS: usize = 60;
 const DEFAULT_CLOSE_COUNTDOWN_SECS: u32 = 10;
 const DEFAULT_WARNING_SECS: u32 = 60;
-const MAX_DURATION_SECS: u32 = 4 * 3600;
+pub(super) const MAX_DURATION_SECS: u32 = 4 * 3600;
 
 #[derive(Default)]
 pub(super) struct Breakouts {
@@ -72,6 +80,11 @@ impl Breakouts {
         }
     }
 
+    #[cfg(test)]
+    pub(super) fn set_next_id_for_test(&mut self, next: u32) {
+        self.next_id = next;
+    }
+
     pub(super) fn name_of(&self, id: &str) -> Option<&str> {
         self.rooms.iter().find(|(b, _)| b == id).map(|(_, n)| n.as_str())
     }
@@ -99,8 +112,11 @@ impl Room {
         match msg {
             ClientMessage::CreateBreakout { name } => {
                 let name = name.trim().to_string();
-                if name.is_empty() || name.chars().count() > 60 {
+                if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
                     return self.error(from, ErrorCode::InvalidField, "a breakout name is 1 to 60 characters");
+                }
+                if name.chars().any(crate::room::is_forbidden_in_names) {
+                    return self.error(from, ErrorCode::InvalidField, "a breakout name must not contain control or text-direction characters");
                 }
                 if self.breakouts.rooms.len() >= MAX_BREAKOUTS {
                     return self.error(from, ErrorCode::InvalidField, format!("at most {MAX_BREAKOUTS} breakout rooms"));
@@ -117,9 +133,12 @@ impl Room {
                 }
                 self.breakouts.rooms.retain(|(b, _)| b != &breakout_id);
                 self.breakouts.assignment.retain(|_, b| b != &breakout_id);
+                // Its polls close while its members are still there to hear it.
+                self.close_space_polls(std::slice::from_ref(&breakout_id));
                 let inside: Vec<_> =
                     self.members.values().filter(|m| m.space.as_deref() == Some(&breakout_id)).map(|m| (m.info.id.clone(), None)).collect();
                 self.move_many(inside);
+                self.forget_spaces(std::slice::from_ref(&breakout_id));
                 self.audit(from, "breakout_delete", None);
                 self.publish_breakout_plan();
             }
@@ -220,6 +239,9 @@ impl Room {
             }
             ClientMessage::GoToBreakout { breakout_id } => self.go_to_breakout(from, breakout_id),
             ClientMessage::AskForHelp => {
+                if !self.alerts.allow(from, super::alerts::Alert::AskForHelp, tokio::time::Instant::now()) {
+                    return self.error(from, ErrorCode::RateLimited, super::alerts::refusal(super::alerts::Alert::AskForHelp));
+                }
                 let Some(m) = self.members.get(from) else { return };
                 let msg = ServerMessage::HelpRequested { participant_id: from.clone(), name: m.info.name.clone(), breakout_id: m.space.clone() };
                 for t in self.therapists() {
@@ -279,10 +301,23 @@ impl Room {
         self.breakouts.open = false;
         self.breakouts.closes_at_ms = None;
         self.breakouts.generation += 1;
+        let spaces: Vec<String> = self.breakouts.rooms.iter().map(|(b, _)| b.clone()).collect();
+        self.close_space_polls(&spaces);
         let away: Vec<_> =
             self.order.iter().filter(|id| self.members.get(*id).is_some_and(|m| m.space.is_some())).map(|id| (id.clone(), None)).collect();
         self.move_many(away);
+        self.forget_spaces(&spaces);
         self.publish_breakout_plan();
+    }
+
+    /// The breakouts `spaces` ended and everyone has left them: nothing said or shown there
+    /// outlives them (see the module comment). Private rooms emptied by the moves go too.
+    fn forget_spaces(&mut self, spaces: &[String]) {
+        for b in spaces {
+            self.chat.forget_space(b);
+            self.speakers.forget_space(b);
+        }
+        self.forget_empty_private_rooms();
     }
 
     /// Where a newly admitted (or reconnected) member belongs.
@@ -326,6 +361,8 @@ impl Room {
             }
             if let Some(m) = self.members.get_mut(&id) {
                 m.space = space.clone();
+                // The hand was raised for the space they left; the rosters below carry this.
+                m.info.hand_raised = false;
             }
             self.connect_media(&id);
             for s in [old, space] {

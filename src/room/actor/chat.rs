@@ -40,7 +40,7 @@ pub const TRANSCRIPT_PER_SPACE: usize = 500;
 /// Recent messages a therapist may still delete (room-wide); only ids and recipients are kept.
 const DELETABLE: usize = 2000;
 /// Prefix of private room space ids; breakouts are `b1`, `b2`, ...
-const PRIVATE_PREFIX: &str = "private-";
+pub(super) const PRIVATE_PREFIX: &str = "private-";
 const PRIVATE_ROOM_NAME: &str = "Private room";
 
 /// Who received a recent message, so a delete reaches exactly them.
@@ -101,6 +101,12 @@ impl Chat {
     /// The private rooms `id` is a party to (whether or not they are still inside).
     fn private_rooms_with(&self, id: &ParticipantId) -> Vec<String> {
         self.private_rooms.iter().filter(|(_, r)| &r.therapist == id || &r.participant == id).map(|(s, _)| s.clone()).collect()
+    }
+
+    /// Forgets what was said in breakout `space` (it closed): a reopened breakout with the same
+    /// id starts with an empty transcript.
+    pub(super) fn forget_space(&mut self, space: &str) {
+        self.transcript.remove(&Some(space.to_string()));
     }
 
     /// The display name of a private room's space id.
@@ -266,6 +272,10 @@ impl Room {
         if m.is_therapist() {
             return self.error(from, ErrorCode::Forbidden, "therapists are alerted by support requests; they do not send them");
         }
+        if !self.alerts.allow(from, super::alerts::Alert::RequestSupport, Instant::now()) {
+            return self.error(from, ErrorCode::RateLimited, super::alerts::refusal(super::alerts::Alert::RequestSupport));
+        }
+        let Some(m) = self.members.get(from) else { return };
         let request_id = SupportRequestId::random();
         let alert = ServerMessage::SupportRequested {
             request_id: request_id.clone(),
@@ -311,7 +321,7 @@ impl Room {
 
     /// Forgets private rooms nobody is in any more: opening or closing breakouts moves everyone,
     /// private rooms included, and a therapist may step out to visit a breakout.
-    fn forget_empty_private_rooms(&mut self) {
+    pub(super) fn forget_empty_private_rooms(&mut self) {
         let empty: Vec<String> = self
             .chat
             .private_rooms

@@ -265,6 +265,9 @@ impl Room {
                 if pending >= PENDING_PER_PARTICIPANT {
                     return self.error(from, ErrorCode::RateLimited, "your therapist has not seen your last milestones yet");
                 }
+                if !self.alerts.allow(from, super::alerts::Alert::ShareMilestone, Instant::now()) {
+                    return self.error(from, ErrorCode::RateLimited, super::alerts::refusal(super::alerts::Alert::ShareMilestone));
+                }
                 let proposal_id = ProposalId::random();
                 let proposed = ServerMessage::MilestoneProposed {
                     proposal_id: proposal_id.clone(),

@@ -5,8 +5,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, info, info_span, warn, Instrument};
+use tracing::{debug, error, info, info_span, warn, Instrument};
 
+mod alerts;
 mod breakout;
 mod chat;
 mod milestone;
@@ -184,9 +185,16 @@ pub(super) struct Room {
     milestones: milestone::Milestones,
     chat: chat::Chat,
     speakers: speaker::Speakers,
+    alerts: alerts::Alerts,
 }
 
 pub(super) fn spawn(id: RoomId, registry: Arc<RegistryInner>) -> RoomHandle {
+    let (room, rx, handle) = build(id, registry);
+    start(room, rx, handle)
+}
+
+/// A room and its channel, not yet running.
+fn build(id: RoomId, registry: Arc<RegistryInner>) -> (Room, mpsc::Receiver<RoomCommand>, RoomHandle) {
     let (tx, rx) = mpsc::channel(1024);
     let handle = RoomHandle { tx };
     let state = RoomState { locked: false, waiting_room: registry.settings.waiting_room, spotlight: None };
@@ -195,18 +203,41 @@ pub(super) fn spawn(id: RoomId, registry: Arc<RegistryInner>) -> RoomHandle {
         members: HashMap::new(),
         order: Vec::new(),
         state,
-        banned: HashSet::new(),
+        // Bans outlive the room's task: someone removed earlier in the session stays out
+        // after everyone left and the room is made again.
+        banned: registry.bans.of(&id).into_iter().collect(),
         remembered: HashMap::new(),
-        registry,
+        registry: registry.clone(),
         me: handle.tx.downgrade(),
         breakouts: breakout::Breakouts::default(),
         polls: poll::Polls::default(),
         milestones: milestone::Milestones::default(),
         chat: chat::Chat::default(),
         speakers: speaker::Speakers::default(),
+        alerts: alerts::Alerts::default(),
     };
-    tokio::spawn(room.run(rx, handle.clone()).instrument(info_span!("room", room = %id)));
+    (room, rx, handle)
+}
+
+/// Runs a built room under its watcher (see [`watch`]).
+fn start(room: Room, rx: mpsc::Receiver<RoomCommand>, handle: RoomHandle) -> RoomHandle {
+    let (id, registry) = (room.id.clone(), room.registry.clone());
+    let task = tokio::spawn(room.run(rx, handle.clone()).instrument(info_span!("room", room = %id)));
+    tokio::spawn(watch(id, registry, handle.clone(), task));
     handle
+}
+
+/// The backstop for a room task that panicked outside the guarded command handling (see
+/// [`Room::fail`]): it leaves the registry, so the next join makes a fresh room instead of
+/// queueing on a dead one, and is counted.
+async fn watch(id: RoomId, registry: Arc<RegistryInner>, me: RoomHandle, task: tokio::task::JoinHandle<()>) {
+    if let Err(e) = task.await {
+        if e.is_panic() {
+            registry.failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            error!(room = %id, "room task panicked; removed so the next join starts a fresh room");
+            registry.rooms.remove_if(&id, |_, h| h.same_room(&me));
+        }
+    }
 }
 
 impl Room {
@@ -217,12 +248,14 @@ impl Room {
         if let Some(c) = &cluster {
             let mut last = None;
             match c.load_state(&self.id).await {
-                Ok(Some(json)) => match serde_json::from_str::<snapshot::RoomSnapshot>(&json) {
+                // Anyone who can write to Redis can write this: it is checked like client input.
+                Ok(Some(json)) => match snapshot::parse(&json) {
                     Ok(snap) => {
-                        self.restore(snap);
-                        last = Some(json);
+                        if self.restore_guarded(snap) {
+                            last = Some(json);
+                        }
                     }
-                    Err(e) => warn!(error = %e, "saved room state unreadable; starting fresh"),
+                    Err(e) => warn!(error = %e, "saved room state refused; starting fresh"),
                 },
                 Ok(None) => {}
                 Err(e) => warn!(error = %e, "saved room state not loaded; starting fresh"),
@@ -230,6 +263,7 @@ impl Room {
             saver = Some(StateSaver::spawn(c.clone(), self.id.clone(), last));
         }
         let mut evacuated = false;
+        let mut failed = false;
         self.schedule(speaker::TICK, Timer::Speakers);
         while let Some(cmd) = rx.recv().await {
             match cmd {
@@ -237,21 +271,31 @@ impl Room {
                     self.evacuate(to, cluster.as_deref(), saver.take()).await;
                     evacuated = true;
                 }
-                cmd => self.handle(cmd),
+                // A bug in one command must not leave a room that accepts commands and does
+                // nothing: the room ends every session (clients rejoin a fresh room) instead.
+                cmd => {
+                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.handle(cmd))).is_err() {
+                        self.fail();
+                        failed = true;
+                    }
+                }
             }
-            if let (Some(saver), false) = (saver.as_mut(), evacuated) {
+            if let (Some(saver), false, false) = (saver.as_mut(), evacuated, failed) {
                 saver.offer(&self.snapshot());
             }
             if self.members.is_empty() {
-                if !evacuated {
+                if !evacuated && !failed {
                     self.close_all_polls();
                 }
                 if let (Some(c), Some(saver)) = (&cluster, saver.take()) {
                     saver.finish().await;
                     if !evacuated {
-                        // The session is over here: nothing of it needs to outlive the node.
-                        if let Err(e) = c.forget(&self.id).await {
-                            warn!(error = %e, "room state not removed from the cluster");
+                        // The session is over here: only its bans outlive it (for
+                        // `cluster.state_ttl_secs`), so a removed person cannot come back once
+                        // everyone has left, whichever node makes the room again.
+                        let result = if self.banned.is_empty() { c.forget(&self.id).await } else { self.keep_only_bans(c).await };
+                        if let Err(e) = result {
+                            warn!(error = %e, "room state not cleared in the cluster");
                         }
                     }
                 }
@@ -335,6 +379,58 @@ impl Room {
                 let _ = ended.send(EndReason::Moved);
             }
         }
+    }
+
+    /// Restores a validated snapshot; if restoring still fails (a bug), the room starts fresh
+    /// rather than half-restored. Returns whether the snapshot was taken.
+    fn restore_guarded(&mut self, snap: snapshot::RoomSnapshot) -> bool {
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.restore(snap))).is_ok() {
+            return true;
+        }
+        self.registry.failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        error!("restoring the saved room state failed; starting fresh");
+        self.state = RoomState { locked: false, waiting_room: self.registry.settings.waiting_room, spotlight: None };
+        self.banned = self.registry.bans.of(&self.id).into_iter().collect();
+        self.remembered.clear();
+        self.breakouts = breakout::Breakouts::default();
+        self.polls = poll::Polls::default();
+        self.milestones = milestone::Milestones::default();
+        self.chat = chat::Chat::default();
+        self.speakers = speaker::Speakers::default();
+        false
+    }
+
+    /// A command panicked: the room's state can no longer be trusted, so every member's session
+    /// ends with a `goodbye` (clients reconnect, as after a node restart) and the room task ends;
+    /// the next join makes a fresh room. Counted in `hearth_room_failures_total`.
+    fn fail(&mut self) {
+        self.registry.failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        error!(members = self.members.len(), "room failed; ending every session so clients rejoin a fresh room");
+        self.order.clear();
+        for (_, mut m) in self.members.drain() {
+            self.registry.count(m.info.role, false);
+            let _ = m.outbox.try_send(ServerMessage::Goodbye { reason: "the session had a problem on the server; reconnecting you".into() });
+            if let Some(ended) = m.ended.take() {
+                let _ = ended.send(EndReason::Moved);
+            }
+            m.peer.send(PeerCommand::Close);
+        }
+    }
+
+    /// Bans `id` for the rest of the session: in this room, and in the registry (and, on relay
+    /// nodes, the room's saved state) so that it holds after the room task ends.
+    fn ban(&mut self, id: &ParticipantId) {
+        self.banned.insert(id.clone());
+        self.registry.bans.insert(&self.id, id, snapshot::ban_until(self.registry.settings.ban_ttl));
+    }
+
+    /// Relay nodes, the room ended: what stays in Redis is its bans and nothing else.
+    async fn keep_only_bans(&self, c: &Cluster) -> Result<(), crate::cluster::ClusterError> {
+        let snap = self.bans_only_snapshot();
+        if let Ok(json) = serde_json::to_string(&snap) {
+            c.save_state(&self.id, &json).await?;
+        }
+        c.release(&self.id).await
     }
 
     /// Sends `timer` back to this room after `after`.
@@ -739,10 +835,14 @@ impl Room {
                 }
                 self.audit(from, "admit_all", None);
             }
-            ClientMessage::Decline { participant_id } => {
+            ClientMessage::Decline { participant_id, r#final } => {
                 if self.members.get(&participant_id).is_some_and(|m| !m.admitted) {
+                    // A final decline is a ban: `banned` on every later knock this session.
+                    if r#final {
+                        self.ban(&participant_id);
+                    }
                     self.remove_member(&participant_id, Some(EndReason::Declined));
-                    self.audit(from, "decline", Some(&participant_id));
+                    self.audit(from, if r#final { "decline_final" } else { "decline" }, Some(&participant_id));
                 } else {
                     self.error(from, ErrorCode::UnknownParticipant, "nobody with that id is waiting");
                 }
@@ -773,7 +873,7 @@ impl Room {
                 None => self.error(from, ErrorCode::UnknownParticipant, "nobody with that id is in the room"),
                 Some(m) if m.is_therapist() => self.error(from, ErrorCode::Forbidden, "a therapist cannot be removed"),
                 Some(_) => {
-                    self.banned.insert(participant_id.clone());
+                    self.ban(&participant_id);
                     self.remove_member(&participant_id, Some(EndReason::Removed));
                     self.audit(from, "remove", Some(&participant_id));
                 }
@@ -870,6 +970,11 @@ impl Room {
             return self.error(_by, ErrorCode::UnknownParticipant, "nobody with that id is in the room");
         };
         if m.info.hand_raised != raised {
+            // Raising one's own hand alerts the therapists: limited like the other alerts.
+            if raised && _by == target && !self.alerts.allow(target, alerts::Alert::RaiseHand, tokio::time::Instant::now()) {
+                return self.error(_by, ErrorCode::RateLimited, alerts::refusal(alerts::Alert::RaiseHand));
+            }
+            let Some(m) = self.members.get_mut(target) else { return };
             m.info.hand_raised = raised;
             self.publish_update(target);
         }
@@ -1054,5 +1159,91 @@ impl StateSaver {
     async fn finish(self) {
         drop(self.tx);
         let _ = self.task.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signal::protocol::ServerMessage;
+
+    fn registry() -> Arc<RegistryInner> {
+        let settings = super::super::RoomSettings {
+            max_room_size: 10,
+            max_tracks_per_participant: 3,
+            waiting_room: false,
+            reconnect_grace: std::time::Duration::ZERO,
+            ice_servers: Vec::new(),
+            ballot_secret: [1; 32],
+            ban_ttl: std::time::Duration::from_secs(60),
+        };
+        Arc::new(RegistryInner {
+            rooms: dashmap::DashMap::new(),
+            participants: Default::default(),
+            by_role: Default::default(),
+            settings,
+            store: None,
+            cluster: std::sync::OnceLock::new(),
+            bans: Default::default(),
+            failures: Default::default(),
+        })
+    }
+
+    struct Client {
+        outbox: mpsc::Receiver<ServerMessage>,
+        ended: oneshot::Receiver<EndReason>,
+    }
+
+    async fn join(room: &RoomHandle, sfu: &Arc<crate::sfu::SfuEngine>, id: &str, role: Role) -> Client {
+        let participant = ParticipantId::from_trusted(id);
+        let (events, _) = mpsc::unbounded_channel();
+        let peer = sfu.create_peer(participant.clone(), events, true);
+        let (tx, outbox) = mpsc::channel(OUTBOX_CAPACITY);
+        let (end_tx, ended) = oneshot::channel();
+        let grant = Grant { participant, room: RoomId::new("r").unwrap(), role, name: id.into(), expires_at: u64::MAX };
+        room.join(JoinRequest { grant, outbox: tx, peer, ended: end_tx }).await.expect("joined");
+        Client { outbox, ended }
+    }
+
+    /// A bug in a command (here an overflow from state no valid input reaches: the breakout id
+    /// counter at its maximum) ends every session with `goodbye`, takes the room out of the
+    /// registry, counts the failure, and the next join gets a fresh room.
+    #[tokio::test]
+    async fn a_panicking_command_ends_every_session_and_the_next_join_gets_a_fresh_room() {
+        let registry = registry();
+        let sfu = crate::sfu::SfuEngine::new(crate::config::Config::for_tests().ice);
+        let id = RoomId::new("r").unwrap();
+        let (mut room, rx, handle) = build(id.clone(), registry.clone());
+        room.breakouts.set_next_id_for_test(u32::MAX);
+        let handle = start(room, rx, handle);
+        registry.rooms.insert(id.clone(), handle.clone());
+        let mut t = join(&handle, &sfu, "t", Role::Therapist).await;
+        let mut p = join(&handle, &sfu, "p", Role::Participant).await;
+        assert_eq!(registry.participants.load(std::sync::atomic::Ordering::Relaxed), 2);
+
+        let from = ParticipantId::from_trusted("t");
+        handle.send(RoomCommand::Client { from, msg: ClientMessage::CreateBreakout { name: "Pairs".into() } }).await;
+        for c in [&mut t, &mut p] {
+            let ended = tokio::time::timeout(std::time::Duration::from_secs(5), &mut c.ended).await.expect("session ended");
+            assert_eq!(ended, Ok(EndReason::Moved));
+            let mut last = None;
+            while let Ok(m) = c.outbox.try_recv() {
+                last = Some(m);
+            }
+            assert!(matches!(last, Some(ServerMessage::Goodbye { .. })), "told to reconnect: {last:?}");
+        }
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        while registry.rooms.contains_key(&id) || !handle.is_closed() {
+            assert!(tokio::time::Instant::now() < deadline, "the failed room is still registered or open");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(registry.failures.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(registry.participants.load(std::sync::atomic::Ordering::Relaxed), 0, "members counted out");
+
+        let fresh = crate::room::RoomRegistry::from_inner(registry.clone()).get_or_create(&id);
+        assert!(!fresh.same_room(&handle));
+        let mut again = join(&fresh, &sfu, "t", Role::Therapist).await;
+        let joined = again.outbox.recv().await;
+        assert!(matches!(joined, Some(ServerMessage::Joined { .. })), "{joined:?}");
     }
 }

@@ -33,7 +33,7 @@ pub const MIN_OPTIONS: usize = 2;
 pub const MAX_OPTIONS: usize = 10;
 pub const MAX_DURATION_SECS: u32 = 24 * 3600;
 /// Open polls one room may have at once.
-const MAX_OPEN_POLLS: usize = 20;
+pub(super) const MAX_OPEN_POLLS: usize = 20;
 /// Closed polls kept in memory (so a late vote hears `poll_closed`); older ones live in the
 /// store only, and a vote for them hears `unknown_poll`.
 const MAX_CLOSED_POLLS: usize = 100;
@@ -102,7 +102,7 @@ impl Polls {
                 total_voters: p.total_voters,
                 ballots: match &p.ballots {
                     Ballots::Named(b) => BallotsSnap::Named {
-                        ballots: b.iter().map(|b| (b.participant.clone(), b.name.clone(), b.choice.clone())).collect(),
+                        ballots: b.iter().map(|b| (b.participant.clone(), b.choice.clone())).collect(),
                     },
                     Ballots::Anonymous { salt, choices, .. } => BallotsSnap::Anonymous {
                         salt: hex(salt),
@@ -120,8 +120,9 @@ impl Polls {
         let mut timers = Vec::new();
         for snap in snaps {
             let ballots = match snap.ballots {
+                // Names were not saved: the therapists' tallies take them from who is here.
                 BallotsSnap::Named { ballots } => Ballots::Named(
-                    ballots.into_iter().map(|(participant, name, choice)| NamedBallot { participant, name, choice }).collect(),
+                    ballots.into_iter().map(|(participant, choice)| NamedBallot { participant, name: String::new(), choice }).collect(),
                 ),
                 BallotsSnap::Anonymous { salt, choices } => {
                     let Some(salt) = unhex(&salt) else { continue };
@@ -137,9 +138,11 @@ impl Polls {
                 continue;
             }
             let poll = Poll {
-                audience: match snap.space {
-                    Some(s) => Audience::Space(s),
-                    None => Audience::Everyone,
+                // JSON writes the main room's `Some(None)` as `null`, which reads back as
+                // `None`: the scope says which it was (a room poll is always one space's).
+                audience: match (snap.space, snap.info.scope) {
+                    (_, PollScope::AllBreakouts) => Audience::Everyone,
+                    (space, PollScope::Room) => Audience::Space(space.flatten()),
                 },
                 created_by: snap.created_by,
                 created_at_ms: snap.created_at_ms,
@@ -158,6 +161,21 @@ impl Polls {
             self.persist(store, record);
         }
         timers
+    }
+}
+
+#[cfg(test)]
+impl Polls {
+    /// Tests: every read of every poll (tallies, records, each voter's choice).
+    pub(super) fn exercise(&self) {
+        for p in self.by_id.values() {
+            let _ = (p.tally(true), p.tally(false), p.record("r"));
+            if let Ballots::Named(b) = &p.ballots {
+                for ballot in b {
+                    let _ = p.choice_of(&ballot.participant);
+                }
+            }
+        }
     }
 }
 
@@ -611,6 +629,22 @@ impl Room {
         }
     }
 
+    /// Breakouts `spaces` are ending: their polls close now (their members, still inside, hear
+    /// it), so a reopened breakout with the same id does not bring them back.
+    pub(super) fn close_space_polls(&mut self, spaces: &[String]) {
+        let ending: Vec<PollId> = self
+            .polls
+            .order
+            .iter()
+            .filter_map(|id| self.polls.by_id.get(id))
+            .filter(|p| p.is_open() && matches!(&p.audience, Audience::Space(Some(s)) if spaces.contains(s)))
+            .map(|p| p.info.id.clone())
+            .collect();
+        for id in ending {
+            self.close_poll(&id, PollCloseReason::Closed);
+        }
+    }
+
     /// Catches a member up on the open polls meant for them: on admission (a reconnect included)
     /// or on moving to another space. Therapists also get the live counts; a participant who
     /// already voted gets their choice back.
@@ -625,7 +659,7 @@ impl Room {
             }
             messages.push(ServerMessage::PollStarted { poll: poll.info.clone() });
             if therapist {
-                messages.push(ServerMessage::PollResults(poll.tally(true)));
+                messages.push(ServerMessage::PollResults(self.full_tally(poll)));
                 continue;
             }
             if let Some(option_ids) = poll.choice_of(id) {
@@ -643,7 +677,8 @@ impl Room {
     fn close_poll(&mut self, id: &PollId, reason: PollCloseReason) {
         let Some(poll) = self.polls.by_id.get_mut(id) else { return };
         poll.close(reason, now_ms());
-        let full = poll.tally(true);
+        let Some(poll) = self.polls.by_id.get(id) else { return };
+        let full = self.full_tally(poll);
         let shared = poll.shared.then(|| poll.tally(false));
         let record = poll.record(self.id.as_str());
         self.polls.persist(self.registry.store.as_ref(), record);
@@ -655,10 +690,22 @@ impl Room {
         }
     }
 
+    /// The therapists' tally: for named polls, each voter's name as the room knows them now
+    /// (a poll restored from another node has ids only until they are back).
+    fn full_tally(&self, poll: &Poll) -> PollTally {
+        let mut tally = poll.tally(true);
+        for voter in tally.by_option.iter_mut().flatten().flat_map(|o| o.voters.iter_mut()) {
+            if let Some(m) = self.members.get(&voter.participant_id) {
+                voter.name.clone_from(&m.info.name);
+            }
+        }
+        tally
+    }
+
     /// Therapists: the live counts (with who chose what, for named polls).
     fn send_poll_results(&mut self, id: &PollId) {
         let Some(poll) = self.polls.by_id.get(id) else { return };
-        let tally = poll.tally(true);
+        let tally = self.full_tally(poll);
         for t in self.therapists() {
             self.send_to(&t, ServerMessage::PollResults(tally.clone()));
         }

@@ -37,6 +37,13 @@ struct SpaceSpeaker {
     quiet_ticks: u32,
 }
 
+impl Speakers {
+    /// A breakout closed: its speaker is nobody's any more (a reopened breakout starts clear).
+    pub(super) fn forget_space(&mut self, space: &str) {
+        self.by_space.remove(&Some(space.to_string()));
+    }
+}
+
 impl SpaceSpeaker {
     /// Feeds one tick's loudest speaker (if anyone is above the speech threshold) and the
     /// current speaker's own loudness; returns the new speaker when it changes.
