@@ -8,8 +8,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use hearth::auth::{Role, TokenIssuer};
 use hearth::room::{ParticipantId, RoomId};
 use hearth::signal::protocol::{
-    decode_client, encode_server, ClientMessage, IceCandidate, MediaKind, ParticipantInfo, RoomState, Sdp, ServerMessage,
-    PROTOCOL_VERSION,
+    decode_client, encode_server, ClientMessage, IceCandidate, MediaKind, ParticipantInfo, RoomState, Sdp, ServerMessage, PROTOCOL_VERSION,
 };
 
 const LIMIT: usize = 65_536;

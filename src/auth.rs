@@ -118,11 +118,7 @@ impl TokenIssuer {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = LEEWAY_SECS;
         validation.set_required_spec_claims(&["exp", "sub"]);
-        Self {
-            encoding: EncodingKey::from_secret(secret.as_bytes()),
-            decoding: DecodingKey::from_secret(secret.as_bytes()),
-            validation,
-        }
+        Self { encoding: EncodingKey::from_secret(secret.as_bytes()), decoding: DecodingKey::from_secret(secret.as_bytes()), validation }
     }
 
     /// Mints a token. `participant` defaults to a fresh random id.
@@ -172,13 +168,7 @@ impl TokenIssuer {
         // Signed by a backend that let through a name we would not mint: refused with its own
         // code, so the operator can tell it from a forged token.
         let name = validate_display_name(&c.name).map_err(AuthError::InvalidName)?;
-        Ok(Grant {
-            participant: ParticipantId::from_trusted(c.sub),
-            room: room.clone(),
-            role: c.role,
-            name,
-            expires_at: c.exp,
-        })
+        Ok(Grant { participant: ParticipantId::from_trusted(c.sub), room: room.clone(), role: c.role, name, expires_at: c.exp })
     }
 }
 

@@ -117,7 +117,8 @@ fn star(cx: f32, cy: f32, r: f32, ink: &str) -> String {
 fn symbol(kind: MilestoneKind, ink: &str) -> String {
     match kind {
         MilestoneKind::DaysSober => {
-            let mut s = format!(r##"<circle cx="100" cy="88" r="17" fill="{ink}"/><g stroke="{ink}" stroke-width="4" stroke-linecap="round">"##);
+            let mut s =
+                format!(r##"<circle cx="100" cy="88" r="17" fill="{ink}"/><g stroke="{ink}" stroke-width="4" stroke-linecap="round">"##);
             for i in 0..8 {
                 let a = std::f32::consts::TAU * (i as f32) / 8.0;
                 let ((x1, y1), (x2, y2)) = (polar(100.0, 88.0, 25.0, a), polar(100.0, 88.0, 33.0, a));
@@ -235,11 +236,7 @@ mod tests {
 
     #[test]
     fn labels_cannot_inject_markup() {
-        let m = Milestone {
-            kind: MilestoneKind::Custom,
-            value: None,
-            label: Some(r##"</text><script>alert("x")</script>&"##.into()),
-        };
+        let m = Milestone { kind: MilestoneKind::Custom, value: None, label: Some(r##"</text><script>alert("x")</script>&"##.into()) };
         let s = svg(&m);
         assert!(!s.contains("<script"), "{s}");
         assert!(s.contains("&lt;/text&gt;&lt;script&gt;"), "{s}");

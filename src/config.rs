@@ -182,10 +182,7 @@ impl Config {
         let mut fig = Figment::from(Toml::string(DEFAULT_TOML));
         if let Some(path) = path {
             // figment silently ignores a missing file; an operator who named one wants it.
-            std::fs::metadata(path).map_err(|e| ConfigError::Unreadable {
-                path: path.to_path_buf(),
-                reason: e.to_string(),
-            })?;
+            std::fs::metadata(path).map_err(|e| ConfigError::Unreadable { path: path.to_path_buf(), reason: e.to_string() })?;
             fig = fig.merge(Toml::file_exact(path));
         }
         // HEARTH_LOG (a tracing filter) and HEARTH_CONFIG (a path) are not settings keys.
@@ -276,10 +273,7 @@ impl Config {
                 reason: "must each be at least 1",
             });
         }
-        if !s.production
-            && self.auth.token_secret == DEV_TOKEN_SECRET
-            && (!s.listen.ip().is_loopback() || !s.trusted_proxies.is_empty())
-        {
+        if !s.production && self.auth.token_secret == DEV_TOKEN_SECRET && (!s.listen.ip().is_loopback() || !s.trusted_proxies.is_empty()) {
             return Err(ConfigError::Invalid {
                 key: "server.production/auth.token_secret/server.listen",
                 value: format!("false/<the development default>/{}", s.listen),
@@ -342,7 +336,8 @@ impl Config {
         }
         let cl = &self.cluster;
         if cl.enabled() {
-            if !(cl.redis_url.starts_with("redis://") || cl.redis_url.starts_with("rediss://") || cl.redis_url.starts_with("redis+unix://")) {
+            if !(cl.redis_url.starts_with("redis://") || cl.redis_url.starts_with("rediss://") || cl.redis_url.starts_with("redis+unix://"))
+            {
                 return Err(ConfigError::Invalid {
                     key: "cluster.redis_url",
                     value: cl.redis_url.clone(),
@@ -454,7 +449,8 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("node_ttl_ms"), "{err}");
-        let err = Config::from_toml_overrides("[cluster]\nredis_url = \"redis://r\"\npublic_url = \"relay-1:443\"").unwrap_err().to_string();
+        let err =
+            Config::from_toml_overrides("[cluster]\nredis_url = \"redis://r\"\npublic_url = \"relay-1:443\"").unwrap_err().to_string();
         assert!(err.contains("cluster.public_url"), "{err}");
         assert!(Config::from_toml_overrides("[cluster]\nredis_url = \"redis://r\"").unwrap().cluster.enabled());
     }
@@ -471,8 +467,10 @@ mod tests {
         let err = Config::from_toml_overrides("[server]\ntrusted_proxies = [\"10.0.0.1\"]").unwrap_err().to_string();
         assert!(err.contains("server.production"), "{err}");
         // A real secret is a deployment: production, wherever it listens.
-        let c = Config::from_toml_overrides("[server]\nlisten = \"0.0.0.0:8080\"\n[auth]\ntoken_secret = \"a-real-secret-that-is-long-enough-0123\"")
-            .unwrap();
+        let c = Config::from_toml_overrides(
+            "[server]\nlisten = \"0.0.0.0:8080\"\n[auth]\ntoken_secret = \"a-real-secret-that-is-long-enough-0123\"",
+        )
+        .unwrap();
         assert_eq!(c.mode().0, Mode::Production);
         assert!(!c.dev_tokens());
         assert!(Config::from_toml_overrides("[server]\nlisten = \"[::1]:8080\"").unwrap().dev_tokens());

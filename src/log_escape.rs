@@ -16,8 +16,7 @@ use tracing_subscriber::fmt::MakeWriter;
 /// Characters escaped in log output: every C0 and C1 control and DEL, the bidirectional marks,
 /// embeddings, overrides and isolates, and the Unicode line and paragraph separators.
 pub fn needs_escape(c: char) -> bool {
-    c.is_control()
-        || matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}')
+    c.is_control() || matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}')
 }
 
 /// `text` with [`needs_escape`] characters escaped.

@@ -85,9 +85,7 @@ async fn run() -> anyhow::Result<()> {
         hearth::config::LogFormat::Json => {
             tracing_subscriber::fmt().json().with_ansi(false).with_writer(writer).with_env_filter(filter).init()
         }
-        hearth::config::LogFormat::Text => {
-            tracing_subscriber::fmt().with_ansi(false).with_writer(writer).with_env_filter(filter).init()
-        }
+        hearth::config::LogFormat::Text => tracing_subscriber::fmt().with_ansi(false).with_writer(writer).with_env_filter(filter).init(),
     }
     match cli.command.unwrap_or(Command::Serve) {
         Command::Token { .. } => Ok(()),
@@ -110,9 +108,9 @@ async fn run() -> anyhow::Result<()> {
         }
         Command::Serve => {
             match config.mode() {
-                (hearth::config::Mode::Development, why) => tracing::warn!(
-                    "development mode: {why}; set server.production = true and auth.token_secret in deployments"
-                ),
+                (hearth::config::Mode::Development, why) => {
+                    tracing::warn!("development mode: {why}; set server.production = true and auth.token_secret in deployments")
+                }
                 (hearth::config::Mode::Production, why) => tracing::info!("production mode: {why}"),
             }
             let server = hearth::server::start(config).await.context("start-up failed")?;

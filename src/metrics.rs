@@ -78,19 +78,49 @@ impl Collector for StateCollector {
         }
         gauge(&mut e, "hearth_peer_connections", "Server-side peer connections", s.peers.load(Ordering::Relaxed) as i64)?;
         gauge(&mut e, "hearth_published_tracks", "Tracks participants publish", s.published_tracks.load(Ordering::Relaxed) as i64)?;
-        gauge(&mut e, "hearth_forwarded_tracks", "Subscriptions: published tracks forwarded to a subscriber", s.subscriptions.load(Ordering::Relaxed) as i64)?;
+        gauge(
+            &mut e,
+            "hearth_forwarded_tracks",
+            "Subscriptions: published tracks forwarded to a subscriber",
+            s.subscriptions.load(Ordering::Relaxed) as i64,
+        )?;
         counter(&mut e, "hearth_rtp_packets_in", "RTP packets received from publishers", load(&s.rtp_packets_in))?;
         counter(&mut e, "hearth_rtp_bytes_in", "RTP payload bytes received from publishers", load(&s.rtp_bytes_in))?;
         counter(&mut e, "hearth_rtp_packets_out", "RTP packets forwarded to subscribers", load(&s.rtp_packets_out))?;
         counter(&mut e, "hearth_rtp_bytes_out", "RTP payload bytes forwarded to subscribers", load(&s.rtp_bytes_out))?;
         counter(&mut e, "hearth_rtp_duplicates_dropped", "Duplicate RTP packets dropped before fan-out", load(&s.rtp_duplicates_dropped))?;
         counter(&mut e, "hearth_pli_sent", "Keyframe requests (PLI) sent to publishers", load(&s.keyframe_requests_sent))?;
-        counter(&mut e, "hearth_pli_received", "Keyframe requests (PLI/FIR) received from subscribers", load(&s.keyframe_requests_received))?;
-        counter(&mut e, "hearth_nack_received", "Packets subscribers asked to have sent again (loss on the way to them)", load(&s.nack_received))?;
-        counter(&mut e, "hearth_nack_sent", "Packets the server asked publishers to send again (loss on the way to it)", load(&s.nack_sent))?;
+        counter(
+            &mut e,
+            "hearth_pli_received",
+            "Keyframe requests (PLI/FIR) received from subscribers",
+            load(&s.keyframe_requests_received),
+        )?;
+        counter(
+            &mut e,
+            "hearth_nack_received",
+            "Packets subscribers asked to have sent again (loss on the way to them)",
+            load(&s.nack_received),
+        )?;
+        counter(
+            &mut e,
+            "hearth_nack_sent",
+            "Packets the server asked publishers to send again (loss on the way to it)",
+            load(&s.nack_sent),
+        )?;
         counter(&mut e, "hearth_simulcast_layer_switches", "Simulcast layer switches made for subscribers", load(&s.layer_switches))?;
-        gauge(&mut e, "hearth_video_paused_for_bandwidth", "Video subscriptions paused because the subscriber's connection cannot carry the lowest layer", s.bandwidth_paused.load(Ordering::Relaxed) as i64)?;
-        counter(&mut e, "hearth_room_failures", "Room tasks that failed and were ended (members reconnect to a fresh room)", self.rooms.room_failures())?;
+        gauge(
+            &mut e,
+            "hearth_video_paused_for_bandwidth",
+            "Video subscriptions paused because the subscriber's connection cannot carry the lowest layer",
+            s.bandwidth_paused.load(Ordering::Relaxed) as i64,
+        )?;
+        counter(
+            &mut e,
+            "hearth_room_failures",
+            "Room tasks that failed and were ended (members reconnect to a fresh room)",
+            self.rooms.room_failures(),
+        )?;
         if let Some(c) = self.rooms.cluster() {
             gauge(&mut e, "hearth_cluster_draining", "1 while this relay node drains", i64::from(c.is_draining()))?;
         }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
+use axum::http::{header, HeaderValue};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -18,16 +19,15 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use axum::http::{header, HeaderValue};
 use tower_http::services::{ServeDir, ServeFile};
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::auth::{Role, TokenIssuer};
 use crate::config::Config;
 use crate::room::{RoomId, RoomRegistry, RoomSettings};
-use crate::store::{Store, StoreError};
 use crate::sfu::SfuEngine;
 use crate::signal::connection;
+use crate::store::{Store, StoreError};
 
 /// What every request handler and connection task shares.
 pub struct AppState {
@@ -163,13 +163,10 @@ pub struct MintResponse {
 fn mint(state: &AppState, req: MintRequest, default_ttl: u64) -> Result<Json<MintResponse>, ApiError> {
     let room = RoomId::new(req.room).map_err(|e| ApiError(StatusCode::BAD_REQUEST, "invalid_room", e.to_string()))?;
     let ttl = Duration::from_secs(req.ttl_seconds.unwrap_or(default_ttl));
-    let (token, claims) = state
-        .tokens
-        .mint(&room, req.role, &req.name, req.participant_id.as_deref(), ttl)
-        .map_err(|e| match e {
-            crate::auth::AuthError::InvalidName(_) => ApiError(StatusCode::BAD_REQUEST, "invalid_name", e.to_string()),
-            e => ApiError(StatusCode::BAD_REQUEST, "invalid_request", e.to_string()),
-        })?;
+    let (token, claims) = state.tokens.mint(&room, req.role, &req.name, req.participant_id.as_deref(), ttl).map_err(|e| match e {
+        crate::auth::AuthError::InvalidName(_) => ApiError(StatusCode::BAD_REQUEST, "invalid_name", e.to_string()),
+        e => ApiError(StatusCode::BAD_REQUEST, "invalid_request", e.to_string()),
+    })?;
     Ok(Json(MintResponse {
         join_path: format!("/#token={token}"),
         token,
@@ -319,8 +316,12 @@ async fn ws_upgrade(
     // A page on another site must not open sessions with a visitor's browser (cross-site
     // websocket hijacking); clients without `Origin` are not browsers and pass.
     if !state.edge.origin_allowed(remote, &headers) {
-        return ApiError(StatusCode::FORBIDDEN, "forbidden_origin", "this page's origin may not connect (see server.allowed_origins)".into())
-            .into_response();
+        return ApiError(
+            StatusCode::FORBIDDEN,
+            "forbidden_origin",
+            "this page's origin may not connect (see server.allowed_origins)".into(),
+        )
+        .into_response();
     }
     let client = state.edge.client_ip(remote, &headers);
     let limits = &state.config.limits;
@@ -413,9 +414,8 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     };
     // Poll texts and milestone labels are sealed at rest (see `store.rs`).
     let store = Store::open(&config.store.path)?.with_text_key(crate::store::TextKey::derive(&config.auth.token_secret));
-    let listener = TcpListener::bind(config.server.listen)
-        .await
-        .map_err(|source| ServerError::Bind { addr: config.server.listen, source })?;
+    let listener =
+        TcpListener::bind(config.server.listen).await.map_err(|source| ServerError::Bind { addr: config.server.listen, source })?;
     let addr = listener.local_addr().map_err(|source| ServerError::Bind { addr: config.server.listen, source })?;
     let joins = std::num::NonZeroU32::new(config.limits.joins_per_minute_per_ip).unwrap_or(std::num::NonZeroU32::MIN);
     let settings = RoomSettings {
@@ -528,7 +528,11 @@ async fn join_cluster(state: &Arc<AppState>, addr: SocketAddr) -> Result<(), Ser
     let scheme = if state.config.server.tls().is_some() { "https" } else { "http" };
     let base = if cfg.public_url.is_empty() { format!("{scheme}://{addr}") } else { cfg.public_url.clone() };
     let ice = &state.config.ice;
-    let media = if ice.announce_ips.is_empty() { vec![ice.bind_ip.to_string()] } else { ice.announce_ips.iter().map(|ip| ip.to_string()).collect() };
+    let media = if ice.announce_ips.is_empty() {
+        vec![ice.bind_ip.to_string()]
+    } else {
+        ice.announce_ips.iter().map(|ip| ip.to_string()).collect()
+    };
     let cluster = crate::cluster::Cluster::connect(cfg, base, media, Box::new(state.rooms.clone())).await?;
     state.rooms.attach_cluster(cluster.clone());
     let rooms = state.rooms.clone();

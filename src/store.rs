@@ -161,10 +161,7 @@ pub struct AuditRecord {
 }
 
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 /// A poll as the store keeps it: its definition and its counts (final once `closed_at_ms` is
@@ -373,10 +370,8 @@ impl Store {
                     })
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
-            let mut options =
-                c.prepare("SELECT option_id, text, votes FROM poll_options WHERE poll_id = ?1 ORDER BY position")?;
-            let mut choices =
-                c.prepare("SELECT participant, option_id FROM poll_choices WHERE poll_id = ?1 ORDER BY rowid")?;
+            let mut options = c.prepare("SELECT option_id, text, votes FROM poll_options WHERE poll_id = ?1 ORDER BY position")?;
+            let mut choices = c.prepare("SELECT participant, option_id FROM poll_choices WHERE poll_id = ?1 ORDER BY rowid")?;
             for poll in &mut polls {
                 poll.question = Self::unseal(&texts, &poll.id, std::mem::take(&mut poll.question));
                 poll.options = options
@@ -407,11 +402,8 @@ impl Store {
 /// A poll still open in the store when the server starts was cut off by a stop or a crash: no
 /// room holds it any more. It keeps the counts last written and is marked `interrupted`.
 fn close_interrupted_polls(conn: &Connection) -> Result<(), rusqlite::Error> {
-    conn.execute(
-        "UPDATE polls SET closed_at_ms = ?1, close_reason = 'interrupted' WHERE closed_at_ms IS NULL",
-        params![now_ms()],
-    )
-    .map(|_| ())
+    conn.execute("UPDATE polls SET closed_at_ms = ?1, close_reason = 'interrupted' WHERE closed_at_ms IS NULL", params![now_ms()])
+        .map(|_| ())
 }
 
 // ---- milestones (issue 6) ----
@@ -434,11 +426,9 @@ impl Store {
     pub async fn celebration_prefs(&self, participant: &str) -> Result<Option<CelebrationPreferences>, StoreError> {
         let participant = participant.to_string();
         self.with(move |c| {
-            c.query_row(
-                "SELECT style, audience FROM celebration_prefs WHERE participant = ?1",
-                params![participant],
-                |r| Ok(CelebrationPreferences { style: untag(r.get(0)?, 0)?, audience: untag(r.get(1)?, 1)? }),
-            )
+            c.query_row("SELECT style, audience FROM celebration_prefs WHERE participant = ?1", params![participant], |r| {
+                Ok(CelebrationPreferences { style: untag(r.get(0)?, 0)?, audience: untag(r.get(1)?, 1)? })
+            })
             .optional()
         })
         .await
@@ -487,7 +477,9 @@ impl Store {
         let texts = self.texts.clone();
         self.with(move |c| {
             let (filter, args) = match query {
-                MilestoneQuery::Participant { participant, room: Some(room) } => ("participant = ?1 AND room = ?2", vec![participant, room]),
+                MilestoneQuery::Participant { participant, room: Some(room) } => {
+                    ("participant = ?1 AND room = ?2", vec![participant, room])
+                }
                 MilestoneQuery::Participant { participant, room: None } => ("participant = ?1", vec![participant]),
                 MilestoneQuery::Room(room) => ("room = ?1", vec![room]),
             };

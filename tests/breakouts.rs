@@ -64,9 +64,13 @@ fn pid(s: &str) -> ParticipantId {
 async fn breakouts_isolate_media_and_close_all_reunites() {
     let server = common::start_open_server().await;
     let url = common::ws_url(&server);
-    let mut therapist = MediaClient::join(
-        MediaOptions::light(&url, "group", "t").with_token(common::token_for(&server, "group", Role::Therapist, "Dr T", "t")),
-    )
+    let mut therapist = MediaClient::join(MediaOptions::light(&url, "group", "t").with_token(common::token_for(
+        &server,
+        "group",
+        Role::Therapist,
+        "Dr T",
+        "t",
+    )))
     .await
     .unwrap();
     let mut people = Vec::new();
@@ -155,9 +159,10 @@ async fn breakouts_isolate_media_and_close_all_reunites() {
     }
     let marks: Vec<_> = std::iter::once(&therapist).chain(people.iter()).map(snapshot).collect();
     let reunited = common::eventually(Duration::from_secs(20), || {
-        std::iter::once(&therapist).chain(people.iter()).zip(&marks).all(|(c, mark)| {
-            all.iter().filter(|p| **p != c.participant_id).all(|p| c.packets_from(p, MediaKind::Audio) > mark[p] + 10)
-        })
+        std::iter::once(&therapist)
+            .chain(people.iter())
+            .zip(&marks)
+            .all(|(c, mark)| all.iter().filter(|p| **p != c.participant_id).all(|p| c.packets_from(p, MediaKind::Audio) > mark[p] + 10))
     })
     .await;
     assert!(reunited, "after close-all everyone receives from everyone again");

@@ -208,13 +208,8 @@ async fn scenario(
         Ok(Value::String(id)) => id,
         other => return Err(format!("participant page has no participant id: {other:?}")),
     };
-    wait_for(
-        therapist,
-        "the participant in the therapist's waiting list",
-        WAITING_ROW_JS,
-        &[json!(participant_id), json!(PARTICIPANT)],
-    )
-    .await?;
+    wait_for(therapist, "the participant in the therapist's waiting list", WAITING_ROW_JS, &[json!(participant_id), json!(PARTICIPANT)])
+        .await?;
     save_screenshot(therapist, &shot("therapist-waiting-list")).await;
     save_screenshot(participant, &shot("participant-waiting")).await;
 
@@ -280,18 +275,12 @@ async fn scenario(
 
     // The participant raises a hand; the therapist sees it and puts them in the spotlight.
     click(participant, "participant", "#hand-button").await?;
-    wait_for(
-        therapist,
-        "the raised hand on the therapist's page",
-        THERAPIST_SEES_HAND_JS,
-        &[json!(participant_id), json!(PARTICIPANT)],
-    )
-    .await?;
+    wait_for(therapist, "the raised hand on the therapist's page", THERAPIST_SEES_HAND_JS, &[json!(participant_id), json!(PARTICIPANT)])
+        .await?;
     let spotlight = format!("#people-list li[data-participant-id=\"{participant_id}\"] button[data-action=\"spotlight\"]");
     click(therapist, "therapist", &spotlight).await?;
     let on_therapist = format!("{PARTICIPANT} is in the spotlight");
-    wait_for(therapist, "the spotlight on the therapist's page", SPOTLIGHT_JS, &[json!(participant_id), json!(on_therapist)])
-        .await?;
+    wait_for(therapist, "the spotlight on the therapist's page", SPOTLIGHT_JS, &[json!(participant_id), json!(on_therapist)]).await?;
     wait_for(
         participant,
         "the spotlight on the participant's page",
@@ -318,10 +307,7 @@ async fn scenario(
 }
 
 async fn probe(client: &Client) -> Value {
-    client
-        .execute_async(MEDIA_PROBE_JS, vec![])
-        .await
-        .unwrap_or_else(|e| json!({ "error": format!("probe script failed: {e}") }))
+    client.execute_async(MEDIA_PROBE_JS, vec![]).await.unwrap_or_else(|e| json!({ "error": format!("probe script failed: {e}") }))
 }
 
 fn media_flowing(stats: &Value, other: &str) -> bool {
@@ -336,4 +322,3 @@ fn remote_tile<'a>(stats: &'a Value, name: &str) -> Option<&'a Value> {
 
 // ---------------------------------------------------------------------------------------------
 // Browser plumbing.
-

@@ -246,22 +246,20 @@ async fn scenario(
         return Err(format!("Ana's people list should hold only Garden: {ana_in_garden}"));
     }
     let first = tile_stat(&ana_in_garden, ALEX.0, "packets");
-    let ana_alex = until(ana, "Alex's video packets on Ana's page", MEDIA_DEADLINE, |p| {
-        tile_stat(p, ALEX.0, "packets") > first + 30
-    })
-    .await?;
+    let ana_alex =
+        until(ana, "Alex's video packets on Ana's page", MEDIA_DEADLINE, |p| tile_stat(p, ALEX.0, "packets") > first + 30).await?;
     eprintln!("Ana receives Alex in Garden: {}", tile_of(&ana_alex, ALEX.0));
     // Ben: in Library, alone: the grid shows just his own tile.
     let in_library = format!("You are in breakout: {LIBRARY}");
     until(ben, "Ben's page in Library, alone", UI_DEADLINE, |p| {
-        p["banner"] == in_library.as_str() && countdown_near(p, 300) && names(p).is_empty()
+        p["banner"] == in_library.as_str()
+            && countdown_near(p, 300)
+            && names(p).is_empty()
             && p["peopleCount"] == "Just you in this room right now."
     })
     .await?;
     // The therapist: who is where, and the rooms open with the time left.
-    let open = |p: &Value| {
-        planned(p) && p["state"].as_str().is_some_and(|s| s.starts_with("Open · 4:") || s.starts_with("Open · 5:"))
-    };
+    let open = |p: &Value| planned(p) && p["state"].as_str().is_some_and(|s| s.starts_with("Open · 4:") || s.starts_with("Open · 5:"));
     until_sync(therapist, "the whereabouts on the therapist's panel", PANEL_JS, open).await?;
     until(therapist, "the therapist alone in the main room", UI_DEADLINE, |p| {
         names(p).is_empty() && p["banner"] == "You are in the main room"
@@ -314,7 +312,13 @@ async fn scenario(
     for (who, client) in [("Ana", ana), ("Ben", ben)] {
         wait_for(client, &format!("the broadcast on {who}'s page"), broadcast_js, &[json!(BROADCAST)]).await?;
     }
-    wait_for(therapist, "the therapist's confirmation", "return document.querySelector('#bo-broadcast-status').textContent === 'Sent to every room.';", &[]).await?;
+    wait_for(
+        therapist,
+        "the therapist's confirmation",
+        "return document.querySelector('#bo-broadcast-status').textContent === 'Sent to every room.';",
+        &[],
+    )
+    .await?;
     save_screenshot(ben, &shot("participant-broadcast")).await;
     press(ana, "ana", "#breakout-broadcast-ok", Key::Enter).await?;
     step("broadcast received");
@@ -356,7 +360,9 @@ async fn scenario(
     // back in Garden with the same people.
     ana.execute("window.hearth.ws.close();", vec![]).await.map_err(|e| format!("ana: closing the socket: {e}"))?;
     let reconnecting = until(ana, "Ana's page reconnecting with its tiles", UI_DEADLINE, |p| {
-        p["state"] == "reconnecting" && p["gridReconnecting"] == true && names(p) == sorted(&[ALEX.1, THERAPIST.1])
+        p["state"] == "reconnecting"
+            && p["gridReconnecting"] == true
+            && names(p) == sorted(&[ALEX.1, THERAPIST.1])
             && p["banner"] == in_garden.as_str()
     })
     .await?;
@@ -366,8 +372,11 @@ async fn scenario(
         return Err(format!("Ana's status should say Reconnecting…, says {status:?} ({reconnecting})"));
     }
     until(ana, "Ana back in Garden after reconnecting", MEDIA_DEADLINE, |p| {
-        p["state"] == "joined" && p["gridReconnecting"] == false && p["banner"] == in_garden.as_str()
-            && names(p) == sorted(&[ALEX.1, THERAPIST.1]) && decoding(p, THERAPIST.0)
+        p["state"] == "joined"
+            && p["gridReconnecting"] == false
+            && p["banner"] == in_garden.as_str()
+            && names(p) == sorted(&[ALEX.1, THERAPIST.1])
+            && decoding(p, THERAPIST.0)
     })
     .await?;
 
@@ -406,9 +415,9 @@ async fn scenario(
     alex.close().await;
     for (who, client) in [("Ana", ana), ("Ben", ben), ("the therapist", therapist)] {
         until(client, &format!("Alex's tile reconnecting on {who}'s page"), UI_DEADLINE, |p| {
-            p["tiles"].as_array().is_some_and(|tiles| {
-                tiles.iter().any(|t| t["id"] == ALEX.0 && t["badge"] == "Reconnecting…" && t["reconnecting"] == true)
-            })
+            p["tiles"]
+                .as_array()
+                .is_some_and(|tiles| tiles.iter().any(|t| t["id"] == ALEX.0 && t["badge"] == "Reconnecting…" && t["reconnecting"] == true))
         })
         .await?;
     }
@@ -522,4 +531,3 @@ async fn until_sync(client: &Client, what: &str, script: &str, ok: impl Fn(&Valu
 }
 
 // Browser plumbing (as in tests/browser.rs).
-

@@ -107,10 +107,8 @@ async fn run() {
     let participant_profile = TempDir::new("chat-participant");
     let server = common::start_open_server().await;
     let driver = ChromeDriver::spawn(&artifacts.join("chat-chromedriver.log")).await;
-    let (therapist, participant) = tokio::join!(
-        open_browser(&driver.url, therapist_profile.path()),
-        open_browser(&driver.url, participant_profile.path())
-    );
+    let (therapist, participant) =
+        tokio::join!(open_browser(&driver.url, therapist_profile.path()), open_browser(&driver.url, participant_profile.path()));
 
     let started = Instant::now();
     let outcome = scenario(&therapist, &participant, &server, &artifacts).await;
@@ -180,7 +178,13 @@ async fn scenario(
         .map_err(|e| format!("participant: choosing the therapist: {e}"))?;
     fill(participant, "#chat-input", PRIVATE_TEXT).await?;
     press(participant, "participant", "#chat-input", Key::Enter).await?;
-    wait_for(participant, "the participant's own private message", "return document.querySelectorAll('#chat-list .chat-msg.mine.private').length === 1;", &[]).await?;
+    wait_for(
+        participant,
+        "the participant's own private message",
+        "return document.querySelectorAll('#chat-list .chat-msg.mine.private').length === 1;",
+        &[],
+    )
+    .await?;
     dismiss_toasts(participant).await;
     save_screenshot_of(participant, "#chat-section", &shot("participant-panel")).await;
 
@@ -234,7 +238,8 @@ async fn scenario(
     save_screenshot(therapist, &shot("therapist-private-room")).await;
     press(therapist, "therapist", "#private-room-close", Key::Enter).await?;
     for (client, who) in [(therapist, "therapist"), (participant, "participant")] {
-        wait_for(client, &format!("the {who} back in the main room"), "return document.querySelector('#private-room-bar').hidden;", &[]).await?;
+        wait_for(client, &format!("the {who} back in the main room"), "return document.querySelector('#private-room-bar').hidden;", &[])
+            .await?;
     }
     drop(alex);
     Ok(())
@@ -247,4 +252,3 @@ async fn dismiss_toasts(client: &Client) {
 }
 
 // Browser plumbing (as in tests/browser.rs).
-

@@ -123,10 +123,8 @@ async fn scenario(
     // The room's node goes away. Its clients are told goodbye; the page returns through its
     // entry point, the room is placed there and restored, and the therapist rejoins too.
     owner.shutdown().await;
-    let moved = until(page, "the page back in the room on the other node", |p| {
-        p["state"] == "joined" && p["ws"] == entry_ws.as_str()
-    })
-    .await?;
+    let moved =
+        until(page, "the page back in the room on the other node", |p| p["state"] == "joined" && p["ws"] == entry_ws.as_str()).await?;
     eprintln!("back after the node left: {moved}");
     let therapist = therapist.rejoin(Duration::from_secs(15)).await.map_err(|e| format!("the therapist could not rejoin: {e}"))?;
     if therapist.node_url != entry_ws {

@@ -21,7 +21,9 @@ use hearth::auth::Role;
 use hearth::client::SignalClient;
 use hearth::room::RoomId;
 use hearth::server::RunningServer;
-use hearth::signal::protocol::{CelebrationAudience, CelebrationStyle, ClientMessage, MilestoneKind, Reaction, ServerMessage, PROTOCOL_VERSION};
+use hearth::signal::protocol::{
+    CelebrationAudience, CelebrationStyle, ClientMessage, MilestoneKind, Reaction, ServerMessage, PROTOCOL_VERSION,
+};
 use serde_json::{json, Value};
 
 const ROOM: &str = "milestones-browser";
@@ -89,10 +91,22 @@ async fn run() {
 async fn join_page(client: &Client, server: &RunningServer, role: Role, name: &str, id: &str) -> Result<(), String> {
     let token = common::token_for(server, ROOM, role, name, id);
     client.goto(&format!("http://{}/#token={token}", server.addr())).await.map_err(|e| format!("{name}: opening the link: {e}"))?;
-    wait_for(client, &format!("{name}'s link page"), "return Boolean(document.querySelector('#link-join-button') && document.querySelector('#link-join-button').offsetParent);", &[]).await?;
+    wait_for(
+        client,
+        &format!("{name}'s link page"),
+        "return Boolean(document.querySelector('#link-join-button') && document.querySelector('#link-join-button').offsetParent);",
+        &[],
+    )
+    .await?;
     click(client, name, "#link-join-button").await?;
     wait_for(client, &format!("{name} in the room"), "return window.hearth.state === 'joined' && window.hearth.admitted;", &[]).await?;
-    wait_for(client, &format!("{name}'s Milestones button"), "const b = document.querySelector('#ms-open-button'); return Boolean(b && b.offsetParent);", &[]).await
+    wait_for(
+        client,
+        &format!("{name}'s Milestones button"),
+        "const b = document.querySelector('#ms-open-button'); return Boolean(b && b.offsetParent);",
+        &[],
+    )
+    .await
 }
 
 async fn headless(server: &RunningServer, name: &str, id: &str) -> SignalClient {
@@ -112,10 +126,22 @@ async fn set_prefs(c: &mut SignalClient, style: CelebrationStyle, audience: Cele
 /// The therapist celebrates `id` from the people list with the dialog.
 async fn celebrate_from_people_list(t: &Client, id: &str, kind: &str, value: Option<u32>, message: &str) -> Result<(), String> {
     let button = format!("#people-list li[data-participant-id=\"{id}\"] button.ms-celebrate");
-    wait_for(t, "the Celebrate button in the people list", "const b = document.querySelector(arguments[0]); return Boolean(b && b.offsetParent);", &[json!(button)]).await?;
+    wait_for(
+        t,
+        "the Celebrate button in the people list",
+        "const b = document.querySelector(arguments[0]); return Boolean(b && b.offsetParent);",
+        &[json!(button)],
+    )
+    .await?;
     click(t, "therapist", &button).await?;
-    wait_for(t, "the celebrate dialog", "const d = document.querySelector('#ms-celebrate-dialog'); return Boolean(d && d.open);", &[]).await?;
-    t.find(Locator::Css("#ms-cel-kind")).await.map_err(|e| format!("kind select: {e}"))?.select_by_value(kind).await.map_err(|e| format!("choosing {kind}: {e}"))?;
+    wait_for(t, "the celebrate dialog", "const d = document.querySelector('#ms-celebrate-dialog'); return Boolean(d && d.open);", &[])
+        .await?;
+    t.find(Locator::Css("#ms-cel-kind"))
+        .await
+        .map_err(|e| format!("kind select: {e}"))?
+        .select_by_value(kind)
+        .await
+        .map_err(|e| format!("choosing {kind}: {e}"))?;
     if let Some(v) = value {
         fill(t, "#ms-cel-value", &v.to_string()).await?;
     }
@@ -140,7 +166,11 @@ async fn overlay(client: &Client, who: &str, style: &str) -> Result<Value, Strin
 }
 
 fn check(cond: bool, what: &str, seen: &Value) -> Result<(), String> {
-    if cond { Ok(()) } else { Err(format!("{what}; overlay: {seen}")) }
+    if cond {
+        Ok(())
+    } else {
+        Err(format!("{what}; overlay: {seen}"))
+    }
 }
 
 /// Dismisses the overlay with its button (it may have gone by itself already), and waits until
@@ -181,15 +211,28 @@ async fn scenario(therapist: &Client, ben: &Client, cy: &Client, server: &Runnin
     save_screenshot(ben, &shot("peer-quiet")).await;
     check(v["name"] == "Ana" && v["what"] == "30 days sober", "the quiet banner should name Ana and the milestone", &v)?;
     check(v["dismiss"] == true && v["reactions"] == 5 && v["overGrid"] == true, "a dismiss button, five reactions, over the grid", &v)?;
-    wait_for(ben, "the announcement for screen readers", "return document.querySelector('#announcer').textContent.startsWith('Celebrating Ana: 30 days sober');", &[]).await?;
+    wait_for(
+        ben,
+        "the announcement for screen readers",
+        "return document.querySelector('#announcer').textContent.startsWith('Celebrating Ana: 30 days sober');",
+        &[],
+    )
+    .await?;
     // Ben reacts: Ana hears it, and Ben's overlay shows it.
     click(ben, "ben", ".ms-overlay button.ms-reaction[data-reaction=\"heart\"]").await?;
-    let got = ana.recv_until("congratulation", WAIT, |m| matches!(m, ServerMessage::Congratulation { .. })).await.map_err(|e| e.to_string())?;
+    let got =
+        ana.recv_until("congratulation", WAIT, |m| matches!(m, ServerMessage::Congratulation { .. })).await.map_err(|e| e.to_string())?;
     match got {
         ServerMessage::Congratulation { from_name, reaction: Reaction::Heart, .. } if from_name == "Ben" => {}
         other => return Err(format!("Ana should get Ben's heart, got {other:?}")),
     }
-    wait_for(ben, "the congratulation on Ben's overlay", "return Array.from(document.querySelectorAll('.ms-congrat')).some((li) => li.textContent.includes('You'));", &[]).await?;
+    wait_for(
+        ben,
+        "the congratulation on Ben's overlay",
+        "return Array.from(document.querySelectorAll('.ms-congrat')).some((li) => li.textContent.includes('You'));",
+        &[],
+    )
+    .await?;
     dismiss(ben, "ben").await?;
     dismiss(cy, "cy").await?;
     dismiss(therapist, "therapist").await?;
@@ -201,7 +244,11 @@ async fn scenario(therapist: &Client, ben: &Client, cy: &Client, server: &Runnin
     tokio::time::sleep(Duration::from_millis(600)).await;
     let v = overlay(ben, "ben", "standard").await?; // still up: nothing earlier takes it down
     save_screenshot(ben, &shot("peer-standard")).await;
-    check(v["what"] == "12 sessions attended" && v["message"].as_str().is_some_and(|m| m.contains("Twelve Tuesdays")), "the standard card", &v)?;
+    check(
+        v["what"] == "12 sessions attended" && v["message"].as_str().is_some_and(|m| m.contains("Twelve Tuesdays")),
+        "the standard card",
+        &v,
+    )?;
     check(v["confetti"] == 0, "no confetti for standard", &v)?;
     save_screenshot(therapist, &shot("therapist-standard")).await;
     for (c, who) in [(ben, "ben"), (cy, "cy"), (therapist, "therapist")] {
@@ -219,7 +266,13 @@ async fn scenario(therapist: &Client, ben: &Client, cy: &Client, server: &Runnin
     .await
     .map_err(|e| e.to_string())?;
     let approve = "#ms-proposals-section button[data-milestone-action=\"approve\"]";
-    wait_for(therapist, "the shared milestone on the therapist's page", "return Boolean(document.querySelector(arguments[0]));", &[json!(approve)]).await?;
+    wait_for(
+        therapist,
+        "the shared milestone on the therapist's page",
+        "return Boolean(document.querySelector(arguments[0]));",
+        &[json!(approve)],
+    )
+    .await?;
     therapist.execute("document.querySelector('#ms-proposals-section').scrollIntoView();", vec![]).await.map_err(|e| e.to_string())?;
     save_screenshot(therapist, &shot("therapist-proposal")).await;
     let none_yet = ben.execute("return document.querySelector('.ms-overlay') === null;", vec![]).await.map_err(|e| e.to_string())?;
@@ -231,7 +284,11 @@ async fn scenario(therapist: &Client, ben: &Client, cy: &Client, server: &Runnin
     tokio::time::sleep(Duration::from_millis(900)).await; // confetti mid-fall
     let v = overlay(ben, "ben", "big").await?;
     save_screenshot(ben, &shot("peer-big")).await;
-    check(v["what"] == "First public talk" && v["confetti"].as_u64().unwrap_or(0) > 20 && v["still"] == false, "big: the label and confetti", &v)?;
+    check(
+        v["what"] == "First public talk" && v["confetti"].as_u64().unwrap_or(0) > 20 && v["still"] == false,
+        "big: the label and confetti",
+        &v,
+    )?;
     // Cy asked for reduced motion: the same celebration, without confetti or animation.
     let c = overlay(cy, "cy", "big").await?;
     save_screenshot(cy, &shot("peer-big-reduced-motion")).await;
@@ -250,7 +307,11 @@ async fn scenario(therapist: &Client, ben: &Client, cy: &Client, server: &Runnin
     // Ben's own timeline. He never chose, so his celebrations reach only him and therapists.
     celebrate_from_people_list(therapist, "p-ben", "daysSober", Some(10), "Ten days.").await?;
     let v = overlay(ben, "ben", "standard").await?;
-    check(v["name"].as_str().is_some_and(|n| n.contains("Congratulations, Ben")) && v["reactions"] == 0, "Ben's own overlay, no reactions to himself", &v)?;
+    check(
+        v["name"].as_str().is_some_and(|n| n.contains("Congratulations, Ben")) && v["reactions"] == 0,
+        "Ben's own overlay, no reactions to himself",
+        &v,
+    )?;
     let cy_sees = cy.execute("return document.querySelector('.ms-overlay') === null;", vec![]).await.map_err(|e| e.to_string())?;
     if cy_sees != json!(true) {
         return Err("Cy must not see Ben's celebration (Ben never chose a wider audience)".into());
@@ -268,12 +329,14 @@ async fn scenario(therapist: &Client, ben: &Client, cy: &Client, server: &Runnin
     click(ben, "ben", "input[name=\"ms-style\"][value=\"big\"]").await?;
     click(ben, "ben", "input[name=\"ms-audience\"][value=\"group\"]").await?;
     click(ben, "ben", "#ms-prefs-section button[type=submit]").await?;
-    wait_for(ben, "the saved preferences", "return document.querySelector('#ms-prefs-section .ms-status').textContent === 'Saved.';", &[]).await?;
+    wait_for(ben, "the saved preferences", "return document.querySelector('#ms-prefs-section .ms-status').textContent === 'Saved.';", &[])
+        .await?;
     ben.execute("document.querySelector('#ms-prefs-section').scrollIntoView();", vec![]).await.map_err(|e| e.to_string())?;
     save_screenshot(ben, &shot("peer-preferences")).await;
     // The therapist's group timeline lists everyone's.
     click(therapist, "therapist", "#ms-open-button").await?;
-    wait_for(therapist, "the group timeline", "return document.querySelectorAll('#ms-group-timeline .ms-entry').length === 5;", &[]).await?;
+    wait_for(therapist, "the group timeline", "return document.querySelectorAll('#ms-group-timeline .ms-entry').length === 5;", &[])
+        .await?;
     save_screenshot(therapist, &shot("therapist-group-timeline")).await;
 
     // On a phone the card fits the screen: nothing scrolls sideways.
@@ -283,7 +346,8 @@ async fn scenario(therapist: &Client, ben: &Client, cy: &Client, server: &Runnin
     celebrate_from_people_list(therapist, "p-ana", "daysSober", Some(60), "Two months!").await?;
     overlay(ben, "ben", "big").await?;
     tokio::time::sleep(Duration::from_millis(900)).await;
-    let overflow = ben.execute("return document.documentElement.scrollWidth > window.innerWidth;", vec![]).await.map_err(|e| e.to_string())?;
+    let overflow =
+        ben.execute("return document.documentElement.scrollWidth > window.innerWidth;", vec![]).await.map_err(|e| e.to_string())?;
     save_screenshot(ben, &shot("peer-phone-big")).await;
     if overflow != json!(false) {
         return Err("the big overlay makes the page scroll sideways at 360 px".into());
@@ -293,4 +357,3 @@ async fn scenario(therapist: &Client, ben: &Client, cy: &Client, server: &Runnin
 
 // ---------------------------------------------------------------------------------------------
 // Browser plumbing (as in tests/browser.rs).
-

@@ -91,10 +91,8 @@ async fn run() {
     let participant_profile = TempDir::new("polls-participant");
     let server = common::start_open_server().await;
     let driver = ChromeDriver::spawn(&artifacts.join("polls-chromedriver.log")).await;
-    let (therapist, participant) = tokio::join!(
-        open_browser(&driver.url, therapist_profile.path()),
-        open_browser(&driver.url, participant_profile.path())
-    );
+    let (therapist, participant) =
+        tokio::join!(open_browser(&driver.url, therapist_profile.path()), open_browser(&driver.url, participant_profile.path()));
 
     let started = Instant::now();
     let outcome = scenario(&therapist, &participant, &server, &artifacts).await;
@@ -187,4 +185,3 @@ async fn scenario(
 
 // ---------------------------------------------------------------------------------------------
 // Browser plumbing (as in tests/browser.rs).
-

@@ -247,7 +247,8 @@ async fn scenario(therapist: &Client, pat: &Client, server: &Server, ns: &Netns,
     // The downlink gets thin: video pauses, the tile says so, audio keeps coming.
     ns.limit(THIN_KBIT)?;
     step(&format!("downlink limited to {THIN_KBIT} kbit/s"));
-    let paused = poll(pat, "the therapist's tile to show the video paused for bandwidth", &tid, MEDIA_DEADLINE, |p| p["paused"] == true).await?;
+    let paused =
+        poll(pat, "the therapist's tile to show the video paused for bandwidth", &tid, MEDIA_DEADLINE, |p| p["paused"] == true).await?;
     step(&format!("video paused: {paused}"));
     if paused["note"] != "Video paused to keep your audio clear" {
         return Err(format!("the paused tile should say why, in words: {paused}"));

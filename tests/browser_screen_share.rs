@@ -108,7 +108,9 @@ async fn scenario(
     join(sam, "second participant", server, Role::Participant, "p-sam", "Sam").await?;
     // Everyone sees everyone's camera first, so the therapist's connection carries the
     // server's transceivers for both participants before the share.
-    for (page, who, other) in [(therapist, "therapist", "p-pat"), (therapist, "therapist", "p-sam"), (participant, "Pat", "p-sam"), (sam, "Sam", "p-pat")] {
+    for (page, who, other) in
+        [(therapist, "therapist", "p-pat"), (therapist, "therapist", "p-sam"), (participant, "Pat", "p-sam"), (sam, "Sam", "p-pat")]
+    {
         wait_for_within(page, &format!("{who} decoding {other}"), TILE_DECODED_JS, &[json!(other)], MEDIA).await?;
     }
     // The participant may not share yet: no button.
@@ -121,7 +123,8 @@ async fn scenario(
     click(therapist, "therapist", "#screen-button").await?;
     wait_for(therapist, "the 'you are sharing' bar", VISIBLE_JS, &[json!("#screen-sharing-bar")]).await?;
     wait_for_within(therapist, "the server's word that the share is forwarded", SHARING_CONFIRMED_JS, &[], MEDIA).await?;
-    wait_for_within(participant, "the therapist's screen, large, beside the camera tile", SEES_SCREEN_JS, &[json!("t-rivera")], MEDIA).await?;
+    wait_for_within(participant, "the therapist's screen, large, beside the camera tile", SEES_SCREEN_JS, &[json!("t-rivera")], MEDIA)
+        .await?;
     wait_for_within(sam, "the therapist's screen on Sam's page too", SEES_SCREEN_JS, &[json!("t-rivera")], MEDIA).await?;
     save_screenshot(participant, &artifacts.join(format!("{SCREENSHOT_PREFIX}participant-sees-share.png"))).await;
     save_screenshot(therapist, &artifacts.join(format!("{SCREENSHOT_PREFIX}therapist-sharing.png"))).await;

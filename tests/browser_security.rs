@@ -88,10 +88,8 @@ async fn run() {
     let participant_profile = TempDir::new("security-participant");
     let server = common::start_server().await;
     let driver = ChromeDriver::spawn(&artifacts.join("security-chromedriver.log")).await;
-    let (therapist, participant) = tokio::join!(
-        open_browser(&driver.url, therapist_profile.path()),
-        open_browser(&driver.url, participant_profile.path())
-    );
+    let (therapist, participant) =
+        tokio::join!(open_browser(&driver.url, therapist_profile.path()), open_browser(&driver.url, participant_profile.path()));
     let outcome = scenario(&therapist, &participant, &server, &artifacts).await;
     wrap_up(&[("therapist", &therapist), ("participant", &participant)], &artifacts, SCREENSHOT_PREFIX, outcome.is_err()).await;
     server.shutdown().await;
@@ -133,7 +131,12 @@ async fn open_link(client: &Client, who: &str, base: &str, token: &str) -> Resul
     click(client, who, "#link-join-button").await
 }
 
-async fn scenario(therapist: &Client, participant: &Client, server: &hearth::server::RunningServer, artifacts: &Path) -> Result<(), String> {
+async fn scenario(
+    therapist: &Client,
+    participant: &Client,
+    server: &hearth::server::RunningServer,
+    artifacts: &Path,
+) -> Result<(), String> {
     let base = format!("http://{}", server.addr());
     let shot = |name: &str| artifacts.join(format!("{SCREENSHOT_PREFIX}{name}.png"));
 
@@ -178,8 +181,13 @@ async fn scenario(therapist: &Client, participant: &Client, server: &hearth::ser
         )
         .await
         .map_err(|e| format!("participant: voting: {e}"))?;
-    wait_for(therapist, "the vote in the therapist's result bars", "return document.querySelector('.poll-bar-value[data-count=\"1\"]') !== null;", &[])
-        .await?;
+    wait_for(
+        therapist,
+        "the vote in the therapist's result bars",
+        "return document.querySelector('.poll-bar-value[data-count=\"1\"]') !== null;",
+        &[],
+    )
+    .await?;
     therapist
         .execute(
             "const card = document.querySelector('#polls-section [data-poll-id]'); \
@@ -188,7 +196,13 @@ async fn scenario(therapist: &Client, participant: &Client, server: &hearth::ser
         )
         .await
         .map_err(|e| format!("therapist: sharing the results: {e}"))?;
-    wait_for(participant, "the shared results on the participant's page", "return document.querySelectorAll('.poll-bar-fill').length > 0;", &[]).await?;
+    wait_for(
+        participant,
+        "the shared results on the participant's page",
+        "return document.querySelectorAll('.poll-bar-fill').length > 0;",
+        &[],
+    )
+    .await?;
     for (client, who) in [(therapist, "therapist"), (participant, "participant")] {
         wait_for(client, &format!("the {who}'s Chat button"), VISIBLE_JS, &[json!("#chat-button")]).await?;
         press(client, who, "#chat-button", Key::Enter).await?;
@@ -208,8 +222,21 @@ async fn scenario(therapist: &Client, participant: &Client, server: &hearth::ser
 
     // A dropped socket: the client reconnects with the token it kept in memory.
     participant.execute("window.hearth.ws.close(); return true;", vec![]).await.map_err(|e| format!("closing the socket: {e}"))?;
-    wait_for(participant, "the participant to reconnect", "return window.hearth.state === 'reconnecting' || window.hearth.state === 'joined';", &[]).await?;
-    wait_for_within(participant, "the participant back in the room", "return window.hearth.state === 'joined';", &[], Duration::from_secs(20)).await?;
+    wait_for(
+        participant,
+        "the participant to reconnect",
+        "return window.hearth.state === 'reconnecting' || window.hearth.state === 'joined';",
+        &[],
+    )
+    .await?;
+    wait_for_within(
+        participant,
+        "the participant back in the room",
+        "return window.hearth.state === 'joined';",
+        &[],
+        Duration::from_secs(20),
+    )
+    .await?;
     for (client, who) in [(therapist, "therapist"), (participant, "participant")] {
         let hash = client.execute("return location.hash;", vec![]).await.map_err(|e| format!("{who}: {e}"))?;
         if hash.as_str().is_some_and(|h| h.contains("token")) {
@@ -224,11 +251,19 @@ async fn scenario(therapist: &Client, participant: &Client, server: &hearth::ser
 
     // The watcher itself works: a style attribute added now is reported.
     participant
-        .execute("document.body.insertAdjacentHTML('beforeend', '<span id=\"csp-canary\" style=\"color: red\"></span>'); return true;", vec![])
+        .execute(
+            "document.body.insertAdjacentHTML('beforeend', '<span id=\"csp-canary\" style=\"color: red\"></span>'); return true;",
+            vec![],
+        )
         .await
         .map_err(|e| format!("adding the canary: {e}"))?;
-    wait_for(participant, "the canary's violation to be reported", "return (window.__csp || []).some((v) => v.startsWith('style-src'));", &[])
-        .await
-        .map_err(|e| format!("the CSP watcher did not see a deliberate violation, so its silence proves nothing: {e}"))?;
+    wait_for(
+        participant,
+        "the canary's violation to be reported",
+        "return (window.__csp || []).some((v) => v.startsWith('style-src'));",
+        &[],
+    )
+    .await
+    .map_err(|e| format!("the CSP watcher did not see a deliberate violation, so its silence proves nothing: {e}"))?;
     Ok(())
 }

@@ -98,10 +98,8 @@ async fn run() {
     let server = common::start_with(config).await;
     let driver = ChromeDriver::spawn(&artifacts.join("simulcast-chromedriver.log")).await;
     let phone = BrowserOptions::size(360, 780);
-    let (therapist, pat) = tokio::join!(
-        open_browser(&driver.url, profiles[0].path()),
-        open_browser_with(&driver.url, profiles[1].path(), &phone)
-    );
+    let (therapist, pat) =
+        tokio::join!(open_browser(&driver.url, profiles[0].path()), open_browser_with(&driver.url, profiles[1].path(), &phone));
 
     let outcome = scenario(&therapist, &pat, &server, &artifacts).await;
     wrap_up(&[("therapist", &therapist), ("pat", &pat)], &artifacts, SCREENSHOT_PREFIX, outcome.is_err()).await;
@@ -126,10 +124,9 @@ async fn scenario(therapist: &Client, pat: &Client, server: &hearth::server::Run
 
     // The therapist's browser sends three layers: the fake camera gives the 720p the page asks
     // for, and from 540 lines up the page publishes quarter, half and full size.
-    let sent = poll(therapist, "the therapist's browser to send three layers", OUTBOUND_JS, &[], MEDIA_DEADLINE, |s| {
-        sending_layers(s).len() == 3
-    })
-    .await?;
+    let sent =
+        poll(therapist, "the therapist's browser to send three layers", OUTBOUND_JS, &[], MEDIA_DEADLINE, |s| sending_layers(s).len() == 3)
+            .await?;
     let heights: Vec<u64> = sending_layers(&sent).iter().map(|l| l["height"].as_u64().unwrap_or(0)).collect();
     // (Not exact ratios: a browser short of CPU scales its layers down.)
     if !(heights[0] > 0 && heights[0] < heights[1] && heights[1] < heights[2]) {
@@ -153,9 +150,14 @@ async fn scenario(therapist: &Client, pat: &Client, server: &hearth::server::Run
         .await
         .map_err(|e| format!("alex (headless) could not join: {e}"))?;
     // (The headless client's video is synthetic, not decodable: packets are the proof.)
-    poll(therapist, "the therapist's page to receive Alex's video (its connection renegotiated)", INBOUND_JS, &[json!(ALEX.0)], MEDIA_DEADLINE, |p| {
-        p["packets"].as_u64().unwrap_or(0) > 0
-    })
+    poll(
+        therapist,
+        "the therapist's page to receive Alex's video (its connection renegotiated)",
+        INBOUND_JS,
+        &[json!(ALEX.0)],
+        MEDIA_DEADLINE,
+        |p| p["packets"].as_u64().unwrap_or(0) > 0,
+    )
     .await?;
     step("Alex joined; the therapist's connection was renegotiated");
     // Frames counted from here: before `keep_rid`, this is where the therapist's video froze.
@@ -203,7 +205,12 @@ async fn scenario(therapist: &Client, pat: &Client, server: &hearth::server::Run
 fn sending_layers(stats: &Value) -> Vec<Value> {
     stats["layers"]
         .as_array()
-        .map(|l| l.iter().filter(|l| l["rid"].as_str().is_some_and(|r| !r.is_empty()) && l["frames"].as_u64().unwrap_or(0) > 0).cloned().collect())
+        .map(|l| {
+            l.iter()
+                .filter(|l| l["rid"].as_str().is_some_and(|r| !r.is_empty()) && l["frames"].as_u64().unwrap_or(0) > 0)
+                .cloned()
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -212,13 +219,18 @@ fn height(p: &Value) -> u64 {
 }
 
 fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.trim().parse().ok()))
-        .unwrap_or(0.0)
+    text.lines().find_map(|l| l.strip_prefix(name).and_then(|rest| rest.trim().parse().ok())).unwrap_or(0.0)
 }
 
 /// Polls an asynchronous script until `ok` holds; the last value otherwise, in the error.
-async fn poll(client: &Client, what: &str, script: &str, args: &[Value], wait: Duration, ok: impl Fn(&Value) -> bool) -> Result<Value, String> {
+async fn poll(
+    client: &Client,
+    what: &str,
+    script: &str,
+    args: &[Value],
+    wait: Duration,
+    ok: impl Fn(&Value) -> bool,
+) -> Result<Value, String> {
     let deadline = Instant::now() + wait;
     loop {
         let value = client.execute_async(script, args.to_vec()).await.unwrap_or_else(|e| json!({ "error": e.to_string() }));

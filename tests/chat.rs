@@ -15,8 +15,7 @@ use hearth::client::{MediaClient, MediaOptions, SignalClient};
 use hearth::room::{ParticipantId, RoomId};
 use hearth::server::RunningServer;
 use hearth::signal::protocol::{
-    BreakoutRef, ChatEntry, ChatMessageId, ChatSettings, ClientMessage, ErrorCode, MediaKind, ServerMessage,
-    PROTOCOL_VERSION,
+    BreakoutRef, ChatEntry, ChatMessageId, ChatSettings, ClientMessage, ErrorCode, MediaKind, ServerMessage, PROTOCOL_VERSION,
 };
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -407,7 +406,9 @@ async fn one_action_private_room_isolates_media() {
     let all = [pid("t"), pid("p1"), pid("p2"), pid("p3")];
     let total = |c: &MediaClient, p: &ParticipantId| c.packets_from(p, MediaKind::Audio) + c.packets_from(p, MediaKind::Video);
     let ok = common::eventually(Duration::from_secs(15), || {
-        [&t, &p1, &p2, &p3].iter().all(|c| all.iter().filter(|p| **p != c.participant_id).all(|p| c.packets_from(p, MediaKind::Audio) >= 10))
+        [&t, &p1, &p2, &p3]
+            .iter()
+            .all(|c| all.iter().filter(|p| **p != c.participant_id).all(|p| c.packets_from(p, MediaKind::Audio) >= 10))
     })
     .await;
     assert!(ok, "before: everyone hears everyone");
@@ -455,7 +456,10 @@ async fn one_action_private_room_isolates_media() {
     }
     let marks: Vec<_> = [&t, &p1, &p2, &p3].iter().map(|c| snapshot(c)).collect();
     let reunited = common::eventually(Duration::from_secs(10), || {
-        [&t, &p1, &p2, &p3].iter().zip(&marks).all(|(c, mark)| all.iter().filter(|p| **p != c.participant_id).all(|p| total(c, p) > mark[p] + 5))
+        [&t, &p1, &p2, &p3]
+            .iter()
+            .zip(&marks)
+            .all(|(c, mark)| all.iter().filter(|p| **p != c.participant_id).all(|p| total(c, p) > mark[p] + 5))
     })
     .await;
     assert!(reunited, "after closing, everyone receives from everyone again");

@@ -187,9 +187,13 @@ async fn room_survives_its_node_being_killed() {
     p1.send(ClientMessage::SetCelebrationPreferences { style: CelebrationStyle::Big, audience: CelebrationAudience::Group });
     p1.wait_for("prefs", WAIT, |m| matches!(m, ServerMessage::CelebrationPreferences { chosen: true, .. })).await.expect("prefs saved");
     t.send(ClientMessage::AllowScreenShare { participant_id: pid("p1"), allowed: true });
-    p1.wait_for("allowed", WAIT, |m| matches!(m, ServerMessage::ParticipantUpdated { participant } if participant.id == pid("p1") && participant.can_share_screen))
-        .await
-        .expect("p1 may share");
+    p1.wait_for(
+        "allowed",
+        WAIT,
+        |m| matches!(m, ServerMessage::ParticipantUpdated { participant } if participant.id == pid("p1") && participant.can_share_screen),
+    )
+    .await
+    .expect("p1 may share");
     let mut p4_opts = opts(room, Role::Participant, "p4", [&wb, &wa]);
     p4_opts.publish_audio = false;
     p4_opts.publish_video = false;
@@ -245,7 +249,9 @@ async fn room_survives_its_node_being_killed() {
     let m = t.wait_for("pollResults", WAIT, |m| tally(m, &poll.id)).await.expect("results after the move");
     let ServerMessage::PollResults(r) = m else { unreachable!() };
     assert_eq!((r.total_voters, r.counts[1].count), (1, 1), "the vote survived the node");
-    p2.wait_for("open poll", WAIT, |m| matches!(m, ServerMessage::PollStarted { poll: p } if p.id == poll.id)).await.expect("p2 sees the poll");
+    p2.wait_for("open poll", WAIT, |m| matches!(m, ServerMessage::PollStarted { poll: p } if p.id == poll.id))
+        .await
+        .expect("p2 sees the poll");
     p1.send(ClientMessage::Vote { poll_id: poll.id.clone(), option_ids: vec![poll.options[0].id.clone()] });
     let m = t
         .wait_for("changed vote", WAIT, |m| matches!(m, ServerMessage::PollResults(r) if r.poll_id == poll.id && r.counts[0].count == 1))
@@ -400,9 +406,13 @@ async fn admin_endpoints_need_the_key_and_a_cluster() {
     // rather than refuse it.
     let mut c = hearth::client::SignalClient::connect(&common::ws_url(&node)).await.unwrap();
     let token = common::token(&node, "late", Role::Therapist, "T");
-    c.send(&ClientMessage::Join { protocol_version: hearth::signal::protocol::PROTOCOL_VERSION, room_id: RoomId::new("late").unwrap(), token })
-        .await
-        .unwrap();
+    c.send(&ClientMessage::Join {
+        protocol_version: hearth::signal::protocol::PROTOCOL_VERSION,
+        room_id: RoomId::new("late").unwrap(),
+        token,
+    })
+    .await
+    .unwrap();
     c.recv_until("joined", WAIT, |m| matches!(m, ServerMessage::Joined { .. })).await.expect("served");
     node.shutdown().await;
     alone.shutdown().await;
@@ -494,7 +504,11 @@ async fn a_burst_of_new_rooms_spreads_over_the_nodes() {
             })
             .await
             .unwrap();
-            match c.recv_until("joined", WAIT, |m| matches!(m, ServerMessage::Joined { .. } | ServerMessage::Redirect { .. })).await.unwrap() {
+            match c
+                .recv_until("joined", WAIT, |m| matches!(m, ServerMessage::Joined { .. } | ServerMessage::Redirect { .. }))
+                .await
+                .unwrap()
+            {
                 ServerMessage::Redirect { url: next, reason } => {
                     assert_eq!(reason, RedirectReason::RoomElsewhere);
                     assert_eq!(next, common::ws_url(&b), "sent to the other node's own address");

@@ -68,7 +68,11 @@ async fn removal_cuts_media_even_from_a_client_that_stalls_its_socket() {
     let p = join(&server, "stall", "p", Role::Participant).await;
     let q = join(&server, "stall", "q", Role::Participant).await;
     for (c, other) in [(&p, "t"), (&p, "q"), (&q, "t"), (&t, "p")] {
-        assert!(common::eventually(WAIT, || c.packets_from(&pid(other), MediaKind::Audio) > 20).await, "{} hears {other}", c.participant_id);
+        assert!(
+            common::eventually(WAIT, || c.packets_from(&pid(other), MediaKind::Audio) > 20).await,
+            "{} hears {other}",
+            c.participant_id
+        );
     }
     p.stop_reading();
     // Each frame is a join with a 200 KB string where a number belongs. Enough of them, over
@@ -81,7 +85,8 @@ async fn removal_cuts_media_even_from_a_client_that_stalls_its_socket() {
     tokio::time::sleep(Duration::from_secs(4)).await;
     t.send(ClientMessage::Remove { participant_id: pid("p") });
     assert!(
-        stops_growing(Duration::from_secs(4), || p.packets_from(&pid("t"), MediaKind::Audio) + p.packets_from(&pid("q"), MediaKind::Audio)).await,
+        stops_growing(Duration::from_secs(4), || p.packets_from(&pid("t"), MediaKind::Audio) + p.packets_from(&pid("q"), MediaKind::Audio))
+            .await,
         "the removed participant keeps receiving the group's audio"
     );
     assert!(health_is(&server, 2, 2).await, "the removed participant's place and peer are gone");
@@ -152,10 +157,15 @@ async fn an_observer_is_never_received() {
     let before = q.packets_from(&pid("t"), MediaKind::Audio);
     assert!(common::eventually(WAIT, || q.packets_from(&pid("t"), MediaKind::Audio) > before + 50).await);
     for c in [&t, &q] {
-        assert_eq!(c.packets_from(&pid("o"), MediaKind::Audio) + c.packets_from(&pid("o"), MediaKind::Video), 0, "nothing of the observer's");
+        assert_eq!(
+            c.packets_from(&pid("o"), MediaKind::Audio) + c.packets_from(&pid("o"), MediaKind::Video),
+            0,
+            "nothing of the observer's"
+        );
     }
     let metrics = common::http(server.addr(), "GET", "/metrics", &[], "").await.1;
-    let published: u64 = metrics.lines().find_map(|l| l.strip_prefix("hearth_published_tracks ")).and_then(|v| v.trim().parse().ok()).unwrap_or(99);
+    let published: u64 =
+        metrics.lines().find_map(|l| l.strip_prefix("hearth_published_tracks ")).and_then(|v| v.trim().parse().ok()).unwrap_or(99);
     assert_eq!(published, 4, "only the therapist's and the participant's tracks are read: {metrics}");
     server.shutdown().await;
 }
@@ -174,7 +184,10 @@ async fn tracks_and_candidates_per_participant_are_bounded() {
     assert!(common::eventually(WAIT, || q.packets_from(&pid("t"), MediaKind::Video) > 10).await);
     // A microphone and a camera are the two allowed; a screen share is one too many.
     t.start_screen_share().await.expect("the client tries");
-    let m = t.wait_for("refusal", WAIT, |m| matches!(m, ServerMessage::Error { .. } | ServerMessage::ScreenShareForwarded { .. })).await.unwrap();
+    let m = t
+        .wait_for("refusal", WAIT, |m| matches!(m, ServerMessage::Error { .. } | ServerMessage::ScreenShareForwarded { .. }))
+        .await
+        .unwrap();
     assert!(matches!(m, ServerMessage::Error { code: ErrorCode::TooManyTracks, .. }), "{m:?}");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     for c in [&p, &q] {
@@ -199,4 +212,3 @@ async fn tracks_and_candidates_per_participant_are_bounded() {
     assert!(common::eventually(WAIT, || t.packets_from(&pid("q"), MediaKind::Audio) > before + 20).await);
     server.shutdown().await;
 }
-

@@ -57,10 +57,7 @@ async fn short_load_run_forwards_media_and_reports() {
     }
 
     // Everyone left: the server is empty again.
-    let emptied = common::eventually(Duration::from_secs(5), || {
-        server.state().rooms.participant_count() == 0
-    })
-    .await;
+    let emptied = common::eventually(Duration::from_secs(5), || server.state().rooms.participant_count() == 0).await;
     assert!(emptied, "load participants left the server");
     server.shutdown().await;
 }

@@ -23,9 +23,10 @@ async fn three_peers_receive_each_other_and_leave_cleanly() {
     // Everyone receives audio and video from both others, attributed to the right participant.
     let ok = common::eventually(Duration::from_secs(20), || {
         clients.iter().enumerate().all(|(i, c)| {
-            ids.iter().enumerate().filter(|(j, _)| *j != i).all(|(_, other)| {
-                c.packets_from(other, MediaKind::Audio) >= 20 && c.packets_from(other, MediaKind::Video) >= 10
-            })
+            ids.iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .all(|(_, other)| c.packets_from(other, MediaKind::Audio) >= 20 && c.packets_from(other, MediaKind::Video) >= 10)
         })
     })
     .await;

@@ -30,8 +30,11 @@ fn value(text: &str, prefix: &str) -> f64 {
 async fn metrics_describe_a_session() {
     let server = common::start_open_server().await;
     let url = common::ws_url(&server);
-    let a = MediaClient::join(MediaOptions::light(&url, "m", "a").with_token(common::token(&server, "m", Role::Therapist, "A"))).await.unwrap();
-    let b = MediaClient::join(MediaOptions::light(&url, "m", "b").with_token(common::token(&server, "m", Role::Participant, "B"))).await.unwrap();
+    let a =
+        MediaClient::join(MediaOptions::light(&url, "m", "a").with_token(common::token(&server, "m", Role::Therapist, "A"))).await.unwrap();
+    let b = MediaClient::join(MediaOptions::light(&url, "m", "b").with_token(common::token(&server, "m", Role::Participant, "B")))
+        .await
+        .unwrap();
     let flowing = common::eventually(Duration::from_secs(10), || {
         a.packets_from(&b.participant_id, MediaKind::Video) > 10 && b.packets_from(&a.participant_id, MediaKind::Audio) > 10
     })

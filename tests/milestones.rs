@@ -10,8 +10,8 @@ use hearth::client::SignalClient;
 use hearth::room::{ParticipantId, RoomId};
 use hearth::server::RunningServer;
 use hearth::signal::protocol::{
-    decode_client, CelebrationAudience, CelebrationId, CelebrationStyle, ClientMessage, ErrorCode, MilestoneKind, ProposalId,
-    Reaction, ServerMessage, PROTOCOL_VERSION,
+    decode_client, CelebrationAudience, CelebrationId, CelebrationStyle, ClientMessage, ErrorCode, MilestoneKind, ProposalId, Reaction,
+    ServerMessage, PROTOCOL_VERSION,
 };
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -82,9 +82,7 @@ async fn next_celebration(c: &mut SignalClient) -> (CelebrationId, ParticipantId
 
 #[test]
 fn every_milestone_type_is_known_to_the_decoder() {
-    for ty in [
-        "setCelebrationPreferences", "celebrate", "shareMilestone", "approveMilestone", "declineMilestone", "congratulate",
-    ] {
+    for ty in ["setCelebrationPreferences", "celebrate", "shareMilestone", "approveMilestone", "declineMilestone", "congratulate"] {
         let err = decode_client(&format!(r#"{{"type":"{ty}"}}"#), 1024).unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidMessage, "{ty}");
     }
@@ -108,9 +106,20 @@ fn the_documented_examples_are_real_messages() {
         types.insert(v["type"].as_str().unwrap().to_string());
     }
     for ty in [
-        "setCelebrationPreferences", "getCelebrationPreferences", "celebrate", "shareMilestone", "approveMilestone",
-        "declineMilestone", "congratulate", "getMilestoneHistory", "celebrationPreferences", "milestoneProposed",
-        "milestoneProposalResolved", "celebration", "congratulation", "milestoneHistory",
+        "setCelebrationPreferences",
+        "getCelebrationPreferences",
+        "celebrate",
+        "shareMilestone",
+        "approveMilestone",
+        "declineMilestone",
+        "congratulate",
+        "getMilestoneHistory",
+        "celebrationPreferences",
+        "milestoneProposed",
+        "milestoneProposalResolved",
+        "celebration",
+        "congratulation",
+        "milestoneHistory",
     ] {
         assert!(types.contains(ty), "no example of `{ty}`");
     }
@@ -187,7 +196,10 @@ async fn shared_milestones_wait_for_a_therapist() {
     let ack = ana.recv_until("ack", WAIT, |m| matches!(m, ServerMessage::MilestoneProposed { .. })).await.unwrap();
     assert!(matches!(ack, ServerMessage::MilestoneProposed { proposal_id: ref p, .. } if *p == proposal_id));
     let ben_saw = drain(&mut ben).await;
-    assert!(!ben_saw.iter().any(|m| matches!(m, ServerMessage::MilestoneProposed { .. } | ServerMessage::Celebration { .. })), "{ben_saw:?}");
+    assert!(
+        !ben_saw.iter().any(|m| matches!(m, ServerMessage::MilestoneProposed { .. } | ServerMessage::Celebration { .. })),
+        "{ben_saw:?}"
+    );
     // A participant cannot approve, not even their own.
     ana.send(&ClientMessage::ApproveMilestone { proposal_id: proposal_id.clone() }).await.unwrap();
     expect_error(&mut ana, ErrorCode::Forbidden).await;
@@ -205,9 +217,7 @@ async fn shared_milestones_wait_for_a_therapist() {
     expect_error(&mut t, ErrorCode::UnknownMilestone).await; // only once
 
     // Declined: Ana is told, nobody is celebrated.
-    ana.send(&ClientMessage::ShareMilestone { kind: MilestoneKind::DaysSober, value: Some(90), label: None, message: None })
-        .await
-        .unwrap();
+    ana.send(&ClientMessage::ShareMilestone { kind: MilestoneKind::DaysSober, value: Some(90), label: None, message: None }).await.unwrap();
     let ServerMessage::MilestoneProposed { proposal_id, .. } =
         t.recv_until("proposed", WAIT, |m| matches!(m, ServerMessage::MilestoneProposed { .. })).await.unwrap()
     else {
@@ -357,7 +367,10 @@ async fn preferences_and_history_survive_a_restart() {
         t.send(&celebrate("p-ben", MilestoneKind::DaysSober, Some(2))).await.unwrap();
         next_celebration(&mut ben).await;
         let own = history(&mut ana, None, false).await;
-        assert_eq!(own.iter().map(|e| (e.1, e.2)).collect::<Vec<_>>(), [(MilestoneKind::DaysSober, Some(30)), (MilestoneKind::SessionsAttended, Some(12))]);
+        assert_eq!(
+            own.iter().map(|e| (e.1, e.2)).collect::<Vec<_>>(),
+            [(MilestoneKind::DaysSober, Some(30)), (MilestoneKind::SessionsAttended, Some(12))]
+        );
         assert_eq!(history(&mut t, None, true).await.len(), 3);
     }
     server.shutdown().await;
@@ -370,7 +383,10 @@ async fn preferences_and_history_survive_a_restart() {
     let mut ben = join(&server, Role::Participant, "Ben", "p-ben").await;
     ana.send(&ClientMessage::GetCelebrationPreferences).await.unwrap();
     let prefs = ana.recv_until("prefs", WAIT, |m| matches!(m, ServerMessage::CelebrationPreferences { .. })).await.unwrap();
-    assert_eq!(prefs, ServerMessage::CelebrationPreferences { style: CelebrationStyle::Big, audience: CelebrationAudience::Group, chosen: true });
+    assert_eq!(
+        prefs,
+        ServerMessage::CelebrationPreferences { style: CelebrationStyle::Big, audience: CelebrationAudience::Group, chosen: true }
+    );
     let own = history(&mut ana, None, false).await;
     assert_eq!(own.len(), 2);
     assert!(own.iter().all(|e| e.0 == "p-ana"), "a participant sees only their own: {own:?}");
@@ -419,12 +435,10 @@ async fn one_celebration_reaches_200_sockets() {
     let mut waiters = Vec::new();
     let (joined_tx, mut joined_rx) = tokio::sync::mpsc::channel::<()>(CLIENTS);
     for chunk in (0..CLIENTS - 2).collect::<Vec<_>>().chunks(25) {
-        let clients = futures::future::join_all(
-            chunk.iter().map(|i| {
-                let (server, name, id) = (&server, format!("Peer {i}"), format!("p-{i}"));
-                async move { join(server, Role::Participant, &name, &id).await }
-            }),
-        )
+        let clients = futures::future::join_all(chunk.iter().map(|i| {
+            let (server, name, id) = (&server, format!("Peer {i}"), format!("p-{i}"));
+            async move { join(server, Role::Participant, &name, &id).await }
+        }))
         .await;
         for mut c in clients {
             let joined_tx = joined_tx.clone();

@@ -13,8 +13,7 @@ use hearth::config::Config;
 use hearth::room::RoomId;
 use hearth::server::RunningServer;
 use hearth::signal::protocol::{
-    ClientMessage, ErrorCode, PollCloseReason, PollId, PollInfo, PollOptionId, PollTally, ServerMessage,
-    PROTOCOL_VERSION,
+    ClientMessage, ErrorCode, PollCloseReason, PollId, PollInfo, PollOptionId, PollTally, ServerMessage, PROTOCOL_VERSION,
 };
 use hearth::store::PollRecord;
 
@@ -62,10 +61,7 @@ async fn poll_started(c: &mut SignalClient) -> PollInfo {
 
 /// The next live results for `poll` that satisfy `pred`.
 async fn results_where(c: &mut SignalClient, poll: &PollId, pred: impl Fn(&PollTally) -> bool) -> PollTally {
-    match c
-        .recv_until("pollResults", WAIT, |m| matches!(m, ServerMessage::PollResults(t) if &t.poll_id == poll && pred(t)))
-        .await
-        .unwrap()
+    match c.recv_until("pollResults", WAIT, |m| matches!(m, ServerMessage::PollResults(t) if &t.poll_id == poll && pred(t))).await.unwrap()
     {
         ServerMessage::PollResults(t) => t,
         _ => unreachable!(),
@@ -80,7 +76,10 @@ async fn expect_error(c: &mut SignalClient, code: ErrorCode) {
 }
 
 async fn expect_vote_accepted(c: &mut SignalClient, poll: &PollId, options: &[&str]) {
-    let m = c.recv_until("voteAccepted", WAIT, |m| matches!(m, ServerMessage::VoteAccepted { .. } | ServerMessage::Error { .. })).await.unwrap();
+    let m = c
+        .recv_until("voteAccepted", WAIT, |m| matches!(m, ServerMessage::VoteAccepted { .. } | ServerMessage::Error { .. }))
+        .await
+        .unwrap();
     let expected: Vec<PollOptionId> = options.iter().map(|o| PollOptionId::from_raw(*o)).collect();
     assert_eq!(m, ServerMessage::VoteAccepted { poll_id: poll.clone(), option_ids: expected });
 }
@@ -335,14 +334,21 @@ async fn results_survive_a_restart_and_the_summary_is_for_therapists_only() {
     assert_eq!(first["id"], named.id.as_str());
     assert_eq!(first["question"], "What helped this week?");
     assert_eq!((first["multiple"].as_bool(), first["anonymous"].as_bool()), (Some(true), Some(false)));
-    let votes: Vec<_> = first["options"].as_array().unwrap().iter().map(|o| (o["text"].as_str().unwrap(), o["votes"].as_u64().unwrap())).collect();
+    let votes: Vec<_> =
+        first["options"].as_array().unwrap().iter().map(|o| (o["text"].as_str().unwrap(), o["votes"].as_u64().unwrap())).collect();
     assert_eq!(votes, [("Sleep", 1), ("Friends", 0), ("Exercise", 2)]);
     assert_eq!((first["totalVoters"].as_u64(), first["closeReason"].as_str()), (Some(2), Some("closed")));
     let choices: HashSet<(String, String)> = first["choices"]
         .as_array()
         .unwrap()
         .iter()
-        .flat_map(|c| c["optionIds"].as_array().unwrap().iter().map(move |o| (c["participantId"].as_str().unwrap().to_string(), o.as_str().unwrap().to_string())))
+        .flat_map(|c| {
+            c["optionIds"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(move |o| (c["participantId"].as_str().unwrap().to_string(), o.as_str().unwrap().to_string()))
+        })
         .collect();
     let expected: HashSet<(String, String)> =
         [("p-alice", "o1"), ("p-alice", "o3"), ("p-bob", "o3")].iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
@@ -356,7 +362,10 @@ async fn results_survive_a_restart_and_the_summary_is_for_therapists_only() {
 
     // Therapist token of this room only.
     let participant_token = common::token(&server, "g", Role::Participant, "Alice");
-    assert_eq!(get_json(&server, "/api/rooms/g/polls", Some(&participant_token)).await, (403, serde_json::json!({"code": "forbidden", "message": "only a therapist of this room can read its polls"})));
+    assert_eq!(
+        get_json(&server, "/api/rooms/g/polls", Some(&participant_token)).await,
+        (403, serde_json::json!({"code": "forbidden", "message": "only a therapist of this room can read its polls"}))
+    );
     assert_eq!(get_json(&server, "/api/rooms/g/polls", None).await.1["code"], "token_missing");
     let (status, body) = get_json(&server, "/api/rooms/g/polls", Some(&common::token(&server, "h", Role::Therapist, "Dr T"))).await;
     assert_eq!((status, body["code"].as_str()), (403, Some("token_wrong_room")));
@@ -410,7 +419,10 @@ async fn polls_scope_to_the_space_or_to_every_breakout() {
     let mut alice = join(&server, "g", Role::Participant, "Alice", "p-alice").await;
     let mut bob = join(&server, "g", Role::Participant, "Bob", "p-bob").await;
     therapist.send(&ClientMessage::CreateBreakout { name: "Garden".into() }).await.unwrap();
-    let plan = therapist.recv_until("plan", WAIT, |m| matches!(m, ServerMessage::BreakoutsUpdated { breakouts } if !breakouts.rooms.is_empty())).await.unwrap();
+    let plan = therapist
+        .recv_until("plan", WAIT, |m| matches!(m, ServerMessage::BreakoutsUpdated { breakouts } if !breakouts.rooms.is_empty()))
+        .await
+        .unwrap();
     let ServerMessage::BreakoutsUpdated { breakouts } = plan else { unreachable!() };
     let garden = breakouts.rooms[0].id.clone();
     let alice_id = hearth::room::ParticipantId::from_trusted("p-alice");

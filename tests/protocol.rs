@@ -90,7 +90,8 @@ async fn roster_events_and_room_limit() {
         unreachable!()
     };
     assert_eq!(participants.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["Ana", "Ben"]);
-    let ev = a.recv_until("participantJoined", Duration::from_secs(5), |m| matches!(m, ServerMessage::ParticipantJoined { .. })).await.unwrap();
+    let ev =
+        a.recv_until("participantJoined", Duration::from_secs(5), |m| matches!(m, ServerMessage::ParticipantJoined { .. })).await.unwrap();
     let ServerMessage::ParticipantJoined { participant } = ev else { unreachable!() };
     assert_eq!((participant.id.clone(), participant.name.as_str()), (b_id.clone(), "Ben"));
 

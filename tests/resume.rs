@@ -111,8 +111,11 @@ async fn grace_expiry_means_left_and_resume_keeps_the_breakout() {
 async fn ice_restart_keeps_media_flowing() {
     let server = common::start_open_server().await;
     let url = common::ws_url(&server);
-    let a = MediaClient::join(MediaOptions::light(&url, "r", "a").with_token(common::token(&server, "r", Role::Therapist, "A"))).await.unwrap();
-    let b = MediaClient::join(MediaOptions::light(&url, "r", "b").with_token(common::token(&server, "r", Role::Participant, "B"))).await.unwrap();
+    let a =
+        MediaClient::join(MediaOptions::light(&url, "r", "a").with_token(common::token(&server, "r", Role::Therapist, "A"))).await.unwrap();
+    let b = MediaClient::join(MediaOptions::light(&url, "r", "b").with_token(common::token(&server, "r", Role::Participant, "B")))
+        .await
+        .unwrap();
     assert!(common::eventually(WAIT, || b.packets_from(&a.participant_id, MediaKind::Video) > 10).await);
     let before = b.packets_from(&a.participant_id, MediaKind::Audio);
     let a_before = a.packets_from(&b.participant_id, MediaKind::Audio);

@@ -267,7 +267,8 @@ async fn message_and_join_rate_limits() {
     for _ in 0..4 {
         let mut j = SignalClient::connect(&url).await.unwrap();
         j.send(&join_msg("g", String::new())).await.unwrap();
-        if let ServerMessage::Error { code, .. } = j.recv_until("error", WAIT, |m| matches!(m, ServerMessage::Error { .. })).await.unwrap() {
+        if let ServerMessage::Error { code, .. } = j.recv_until("error", WAIT, |m| matches!(m, ServerMessage::Error { .. })).await.unwrap()
+        {
             codes.push(code);
         }
     }

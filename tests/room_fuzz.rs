@@ -52,7 +52,10 @@ fn random_action(rng: &mut StdRng, ids: &[ParticipantId]) -> ClientMessage {
 }
 
 fn moderator_only(m: &ClientMessage) -> bool {
-    !matches!(m, ClientMessage::RaiseHand | ClientMessage::SetMute { .. } | ClientMessage::GoToBreakout { .. } | ClientMessage::LowerHand { .. })
+    !matches!(
+        m,
+        ClientMessage::RaiseHand | ClientMessage::SetMute { .. } | ClientMessage::GoToBreakout { .. } | ClientMessage::LowerHand { .. }
+    )
 }
 
 async fn run_seed(seed: u64) {
@@ -77,9 +80,13 @@ async fn run_seed(seed: u64) {
             let id = format!("f{next}");
             let mut conn = SignalClient::connect(&url).await.unwrap();
             let token = common::token_for(&server, "fuzz", role, &id, &id);
-            conn.send(&ClientMessage::Join { protocol_version: PROTOCOL_VERSION, room_id: RoomId::new("fuzz").unwrap(), token }).await.unwrap();
+            conn.send(&ClientMessage::Join { protocol_version: PROTOCOL_VERSION, room_id: RoomId::new("fuzz").unwrap(), token })
+                .await
+                .unwrap();
             let reply = conn
-                .recv_until("join reply", Duration::from_secs(5), |m| matches!(m, ServerMessage::Joined { .. } | ServerMessage::Error { .. }))
+                .recv_until("join reply", Duration::from_secs(5), |m| {
+                    matches!(m, ServerMessage::Joined { .. } | ServerMessage::Error { .. })
+                })
                 .await
                 .unwrap();
             if matches!(reply, ServerMessage::Joined { .. }) {

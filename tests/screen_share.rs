@@ -45,9 +45,13 @@ async fn forwarded(c: &mut MediaClient) {
 }
 
 async fn updated(c: &mut MediaClient, who: &str, pred: impl Fn(&hearth::signal::protocol::ParticipantInfo) -> bool) {
-    c.wait_for("participantUpdated", WAIT, |m| matches!(m, ServerMessage::ParticipantUpdated { participant } if participant.id == pid(who) && pred(participant)))
-        .await
-        .unwrap_or_else(|e| panic!("{} never saw {who} updated: {e}", c.participant_id));
+    c.wait_for(
+        "participantUpdated",
+        WAIT,
+        |m| matches!(m, ServerMessage::ParticipantUpdated { participant } if participant.id == pid(who) && pred(participant)),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{} never saw {who} updated: {e}", c.participant_id));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,11 +80,16 @@ async fn screen_sharing_is_forwarded_allowed_revoked_and_stopped() {
         // The roster update and the track announcement travel separately; either may be first.
         let (mut announced, mut marked) = (None, false);
         while announced.is_none() || !marked {
-            match c.wait_for("share", WAIT, |m| matches!(m, ServerMessage::TrackPublished { .. } | ServerMessage::ParticipantUpdated { .. })).await {
+            match c
+                .wait_for("share", WAIT, |m| matches!(m, ServerMessage::TrackPublished { .. } | ServerMessage::ParticipantUpdated { .. }))
+                .await
+            {
                 Ok(ServerMessage::TrackPublished { participant_id, stream_id, kind, source: TrackSource::Screen, .. }) => {
                     announced = Some((participant_id, stream_id, kind));
                 }
-                Ok(ServerMessage::ParticipantUpdated { participant }) if participant.id == pid("t") && participant.screen_sharing => marked = true,
+                Ok(ServerMessage::ParticipantUpdated { participant }) if participant.id == pid("t") && participant.screen_sharing => {
+                    marked = true
+                }
                 Ok(_) => {}
                 Err(e) => panic!("{}: the share was not announced: {e}", c.participant_id),
             }
@@ -212,7 +221,9 @@ async fn a_share_that_never_arrives_is_reported() {
 
     t.send(ClientMessage::ScreenShare { client_track_id: "never-added".into(), client_stream_id: Some("nope".into()), active: true });
     let m = t
-        .wait_for("not received", Duration::from_secs(20), |m| matches!(m, ServerMessage::Error { .. } | ServerMessage::ScreenShareForwarded { .. }))
+        .wait_for("not received", Duration::from_secs(20), |m| {
+            matches!(m, ServerMessage::Error { .. } | ServerMessage::ScreenShareForwarded { .. })
+        })
         .await
         .expect("told");
     assert!(matches!(m, ServerMessage::Error { code: ErrorCode::ScreenShareNotReceived, .. }), "{m:?}");

@@ -311,7 +311,14 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
 #[tokio::test]
 async fn every_response_carries_the_security_headers() {
     let server = common::start_server().await;
-    let requests = [("GET", "/", 200), ("GET", "/app.js", 200), ("GET", "/healthz", 200), ("GET", "/api/info", 200), ("GET", "/api/badges/nope/x.svg", 404), ("GET", "/dev/token", 405)];
+    let requests = [
+        ("GET", "/", 200),
+        ("GET", "/app.js", 200),
+        ("GET", "/healthz", 200),
+        ("GET", "/api/info", 200),
+        ("GET", "/api/badges/nope/x.svg", 404),
+        ("GET", "/dev/token", 405),
+    ];
     for (method, path, expected) in requests {
         let (status, head, _) = raw(server.addr(), method, path, &[], "").await;
         assert_eq!(status, expected, "{method} {path}");
@@ -319,7 +326,16 @@ async fn every_response_carries_the_security_headers() {
             assert_eq!(header(&head, name), Some(*value), "{name} on {path}:\n{head}");
         }
         let csp = header(&head, "content-security-policy").unwrap_or_else(|| panic!("no CSP on {path}:\n{head}"));
-        for directive in ["default-src 'self'", "script-src 'self'", "connect-src 'self'", "style-src 'self'", "frame-ancestors 'none'", "object-src 'none'", "base-uri 'none'", "img-src 'self' data:"] {
+        for directive in [
+            "default-src 'self'",
+            "script-src 'self'",
+            "connect-src 'self'",
+            "style-src 'self'",
+            "frame-ancestors 'none'",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "img-src 'self' data:",
+        ] {
             assert!(csp.contains(directive), "{directive} missing on {path}: {csp}");
         }
         assert!(!csp.contains("unsafe-inline"), "{csp}");
@@ -369,7 +385,8 @@ async fn metrics_need_the_key_when_one_is_set() {
     let server = common::start_with(config).await;
     assert_eq!(raw(server.addr(), "GET", "/metrics", &[], "").await.0, 401);
     assert_eq!(raw(server.addr(), "GET", "/metrics", &[("authorization", "Bearer wrong")], "").await.0, 401);
-    let (status, _, body) = raw(server.addr(), "GET", "/metrics", &[("authorization", "Bearer a-metrics-key-for-tests-0123456789")], "").await;
+    let (status, _, body) =
+        raw(server.addr(), "GET", "/metrics", &[("authorization", "Bearer a-metrics-key-for-tests-0123456789")], "").await;
     assert_eq!(status, 200);
     assert!(body.contains("hearth_rooms"), "{body}");
     server.shutdown().await;

@@ -16,9 +16,7 @@ use hearth::auth::{Role, TokenIssuer};
 use hearth::client::SignalClient;
 use hearth::config::{unique_temp_path, DEV_TOKEN_SECRET};
 use hearth::room::{ParticipantId, RoomId};
-use hearth::signal::protocol::{
-    ClientMessage, ErrorCode, MilestoneKind, PollScope, Sdp, ServerMessage, PROTOCOL_VERSION,
-};
+use hearth::signal::protocol::{ClientMessage, ErrorCode, MilestoneKind, PollScope, Sdp, ServerMessage, PROTOCOL_VERSION};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -295,7 +293,8 @@ async fn a_full_session_leaves_no_names_texts_or_tokens_in_logs_or_on_disk() {
     let room = "confidential";
     let (t_name, p_name) = ("Thalia Quenby", "Wendeline Sprocket");
     let (t_tok, p_tok) = (token(room, Role::Therapist, t_name, "t-1"), token(room, Role::Participant, p_name, "p-1"));
-    let (chat, question, options) = ("zebra forty two said in confidence", "How heliotrope is your week?", ["Marigold answer", "Periwinkle answer"]);
+    let (chat, question, options) =
+        ("zebra forty two said in confidence", "How heliotrope is your week?", ["Marigold answer", "Periwinkle answer"]);
     let (label, note) = ("Tamarind milestone label", "Quokka celebration note");
     let mut t = join_here(&node.ws(), room, &t_tok).await;
     let mut p = join_here(&node.ws(), room, &p_tok).await;
@@ -321,9 +320,15 @@ async fn a_full_session_leaves_no_names_texts_or_tokens_in_logs_or_on_disk() {
     t.recv_until("named results", WAIT, |m| matches!(m, ServerMessage::PollResults(r) if r.total_voters == 1)).await.unwrap();
     t.send(&ClientMessage::ClosePoll { poll_id: poll.id.clone() }).await.unwrap();
     t.recv_until("pollClosed", WAIT, |m| matches!(m, ServerMessage::PollClosed { .. })).await.unwrap();
-    t.send(&ClientMessage::Celebrate { participant_id: pid("p-1"), kind: MilestoneKind::Custom, value: None, label: Some(label.into()), message: Some(note.into()) })
-        .await
-        .unwrap();
+    t.send(&ClientMessage::Celebrate {
+        participant_id: pid("p-1"),
+        kind: MilestoneKind::Custom,
+        value: None,
+        label: Some(label.into()),
+        message: Some(note.into()),
+    })
+    .await
+    .unwrap();
     t.recv_until("celebration", WAIT, |m| matches!(m, ServerMessage::Celebration { .. })).await.unwrap();
     p.send(&ClientMessage::RequestSupport).await.unwrap();
     t.recv_until("supportRequested", WAIT, |m| matches!(m, ServerMessage::SupportRequested { .. })).await.unwrap();
@@ -335,7 +340,18 @@ async fn a_full_session_leaves_no_names_texts_or_tokens_in_logs_or_on_disk() {
     let log = node.stderr();
     assert!(log.contains("DEBUG"), "the session ran with debug logging");
     let signature = |tok: &str| tok.rsplit('.').next().unwrap_or_default().to_string();
-    let mut secret: Vec<String> = vec![t_name.into(), p_name.into(), chat.into(), question.into(), label.into(), note.into(), t_tok.clone(), p_tok.clone(), signature(&t_tok), signature(&p_tok)];
+    let mut secret: Vec<String> = vec![
+        t_name.into(),
+        p_name.into(),
+        chat.into(),
+        question.into(),
+        label.into(),
+        note.into(),
+        t_tok.clone(),
+        p_tok.clone(),
+        signature(&t_tok),
+        signature(&p_tok),
+    ];
     secret.extend(options.iter().map(|o| o.to_string()));
     for s in &secret {
         assert!(!log.contains(s.as_str()), "`{s}` is in the log");

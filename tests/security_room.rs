@@ -29,7 +29,8 @@ async fn connect_and_join(server: &RunningServer, room: &str, token: String) -> 
 /// Joins and waits for `joined`, or returns the error the join got.
 async fn try_join(server: &RunningServer, room: &str, role: Role, id: &str) -> Result<SignalClient, ErrorCode> {
     let mut c = connect_and_join(server, room, common::token_for(server, room, role, id, id)).await;
-    match c.recv_until("joined or error", WAIT, |m| matches!(m, ServerMessage::Joined { .. } | ServerMessage::Error { .. })).await.unwrap() {
+    match c.recv_until("joined or error", WAIT, |m| matches!(m, ServerMessage::Joined { .. } | ServerMessage::Error { .. })).await.unwrap()
+    {
         ServerMessage::Joined { .. } => Ok(c),
         ServerMessage::Error { code, .. } => Err(code),
         _ => unreachable!(),
@@ -83,7 +84,11 @@ async fn a_breakouts_conversation_ends_with_the_round() {
     }
 
     t.send(&ClientMessage::CreateBreakout { name: "Pairs".into() }).await.unwrap();
-    let b = match t.recv_until("plan", WAIT, |m| matches!(m, ServerMessage::BreakoutsUpdated { breakouts } if !breakouts.rooms.is_empty())).await.unwrap() {
+    let b = match t
+        .recv_until("plan", WAIT, |m| matches!(m, ServerMessage::BreakoutsUpdated { breakouts } if !breakouts.rooms.is_empty()))
+        .await
+        .unwrap()
+    {
         ServerMessage::BreakoutsUpdated { breakouts } => breakouts.rooms[0].id.clone(),
         _ => unreachable!(),
     };
@@ -99,7 +104,9 @@ async fn a_breakouts_conversation_ends_with_the_round() {
     p1.send(&ClientMessage::Chat { text: "said only in the breakout".into(), to: None }).await.unwrap();
     p2.recv_until("chat", WAIT, |m| matches!(m, ServerMessage::ChatMessage(e) if e.text == "said only in the breakout")).await.unwrap();
     p1.send(&ClientMessage::RaiseHand).await.unwrap();
-    p2.recv_until("hand", WAIT, |m| matches!(m, ServerMessage::ParticipantUpdated { participant } if participant.hand_raised)).await.unwrap();
+    p2.recv_until("hand", WAIT, |m| matches!(m, ServerMessage::ParticipantUpdated { participant } if participant.hand_raised))
+        .await
+        .unwrap();
     t.send(&ClientMessage::GoToBreakout { breakout_id: Some(b.clone()) }).await.unwrap();
     space_changed(&mut t).await;
     t.send(&ClientMessage::CreatePoll {
@@ -228,7 +235,9 @@ async fn alerts_to_therapists_are_rate_limited_per_participant() {
 
     // Shared milestones: declined at once (so none is pending), still at most 3 a minute.
     for _ in 0..3 {
-        p.send(&ClientMessage::ShareMilestone { kind: MilestoneKind::DaysSober, value: Some(30), label: None, message: None }).await.unwrap();
+        p.send(&ClientMessage::ShareMilestone { kind: MilestoneKind::DaysSober, value: Some(30), label: None, message: None })
+            .await
+            .unwrap();
         let proposal = match t.recv_until("proposed", WAIT, |m| matches!(m, ServerMessage::MilestoneProposed { .. })).await.unwrap() {
             ServerMessage::MilestoneProposed { proposal_id, .. } => proposal_id,
             _ => unreachable!(),
@@ -253,21 +262,32 @@ async fn names_with_direction_overrides_are_refused_at_mint_and_at_join() {
     for (path, auth) in [("/dev/token", None), ("/api/tokens", Some("Bearer an-api-key-for-the-tests-0123456789"))] {
         for name in [BIDI_NAME_JSON, r#""\u2066Ana""#, r#""A\u0085B""#, r#""Ana\u001b[2J""#] {
             let body = format!(r#"{{"room":"names","role":"participant","name":{name}}}"#);
-            let headers: Vec<(&str, &str)> = auth.map(|a| vec![("Authorization", a), ("Content-Type", "application/json")]).unwrap_or(vec![("Content-Type", "application/json")]);
+            let headers: Vec<(&str, &str)> = auth
+                .map(|a| vec![("Authorization", a), ("Content-Type", "application/json")])
+                .unwrap_or(vec![("Content-Type", "application/json")]);
             let (status, body) = common::http(server.addr(), "POST", path, &headers, &body).await;
             assert_eq!(status, 400, "{path} {name}: {body}");
             let v: serde_json::Value = serde_json::from_str(&body).unwrap();
             assert_eq!(v["code"], "invalid_name", "{path} {name}: {body}");
         }
         let ok = r#"{"room":"names","role":"participant","name":"  Zoë Ørsted  "}"#;
-        let headers: Vec<(&str, &str)> = auth.map(|a| vec![("Authorization", a), ("Content-Type", "application/json")]).unwrap_or(vec![("Content-Type", "application/json")]);
+        let headers: Vec<(&str, &str)> = auth
+            .map(|a| vec![("Authorization", a), ("Content-Type", "application/json")])
+            .unwrap_or(vec![("Content-Type", "application/json")]);
         let (status, body) = common::http(server.addr(), "POST", path, &headers, ok).await;
         assert_eq!(status, 200, "{path}: {body}");
     }
 
     // A token signed with the right secret elsewhere, carrying such a name.
     let now = now_secs();
-    let claims = Claims { sub: "p-bidi".into(), room: "names".into(), role: Role::Participant, name: "Sam\u{202E}".into(), exp: now + 600, iat: now };
+    let claims = Claims {
+        sub: "p-bidi".into(),
+        room: "names".into(),
+        role: Role::Participant,
+        name: "Sam\u{202E}".into(),
+        exp: now + 600,
+        iat: now,
+    };
     let token = server.state().tokens.sign(&claims).unwrap();
     let mut c = connect_and_join(&server, "names", token).await;
     expect_error(&mut c, ErrorCode::InvalidName).await;

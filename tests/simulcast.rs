@@ -53,7 +53,11 @@ async fn settles_on(c: &MediaClient, who: &str, layer: usize) -> Result<(), Stri
 
 async fn video_track_id(c: &mut MediaClient, who: &str) -> String {
     let m = c
-        .wait_for("trackPublished video", WAIT, |m| matches!(m, ServerMessage::TrackPublished { participant_id, kind: MediaKind::Video, .. } if *participant_id == pid(who)))
+        .wait_for(
+            "trackPublished video",
+            WAIT,
+            |m| matches!(m, ServerMessage::TrackPublished { participant_id, kind: MediaKind::Video, .. } if *participant_id == pid(who)),
+        )
         .await
         .expect("the publisher's video is announced");
     let ServerMessage::TrackPublished { track_id, .. } = m else { unreachable!() };
@@ -65,7 +69,8 @@ async fn subscribers_get_the_layer_that_fits_their_tile() {
     let server = common::start_open_server().await;
     let url = common::ws_url(&server);
     let opts = |id: &str, publish: bool| {
-        let mut o = MediaOptions::light(&url, "simulcast", id).with_token(common::token_for(&server, "simulcast", Role::Participant, id, id));
+        let mut o =
+            MediaOptions::light(&url, "simulcast", id).with_token(common::token_for(&server, "simulcast", Role::Participant, id, id));
         o.publish_video = publish;
         o.publish_audio = publish;
         o.simulcast = publish;
@@ -104,7 +109,8 @@ async fn subscribers_get_the_layer_that_fits_their_tile() {
         .await
         .expect("told the video paused");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (video_before, audio_before) = (small.packets_from(&pid("pub"), MediaKind::Video), small.packets_from(&pid("pub"), MediaKind::Audio));
+    let (video_before, audio_before) =
+        (small.packets_from(&pid("pub"), MediaKind::Video), small.packets_from(&pid("pub"), MediaKind::Audio));
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(small.packets_from(&pid("pub"), MediaKind::Video), video_before, "no video while paused");
     assert!(small.packets_from(&pid("pub"), MediaKind::Audio) > audio_before + 20, "audio keeps flowing");
@@ -150,15 +156,19 @@ async fn a_throttled_subscriber_is_switched_down_paused_and_restored() {
 
     // Room for the middle layer only.
     sub.set_throttle(Some(140));
-    sub.wait_for("switched down", Duration::from_secs(20), |m| matches!(m, ServerMessage::VideoState { layer: Some(SimulcastLayer::Medium | SimulcastLayer::Low), .. }))
-        .await
-        .expect("the server switched the weak subscriber down");
+    sub.wait_for("switched down", Duration::from_secs(20), |m| {
+        matches!(m, ServerMessage::VideoState { layer: Some(SimulcastLayer::Medium | SimulcastLayer::Low), .. })
+    })
+    .await
+    .expect("the server switched the weak subscriber down");
 
     // Not even room for the lowest: video pauses, audio goes on.
     sub.set_throttle(Some(25));
-    sub.wait_for("paused", Duration::from_secs(20), |m| matches!(m, ServerMessage::VideoState { paused: true, reason: Some(PauseReason::Bandwidth), .. }))
-        .await
-        .expect("video paused to keep the audio");
+    sub.wait_for("paused", Duration::from_secs(20), |m| {
+        matches!(m, ServerMessage::VideoState { paused: true, reason: Some(PauseReason::Bandwidth), .. })
+    })
+    .await
+    .expect("video paused to keep the audio");
     let metrics = common::http(server.addr(), "GET", "/metrics", &[], "").await.1;
     assert!(metrics.contains("hearth_video_paused_for_bandwidth 1"), "the pause is visible to operators: {metrics}");
     let audio = sub.packets_from(&pid("pub"), MediaKind::Audio);
@@ -195,11 +205,8 @@ async fn a_throttled_subscriber_is_switched_down_paused_and_restored() {
     // pause (one layer at a time, or at once when the estimate allows) varies.
     assert!(switches >= 1, "layer switches are counted ({switches})");
     // The throttle's drops came back as NACKs from the subscriber, which operators see.
-    let nacked: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("hearth_nack_received_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
+    let nacked: u64 =
+        metrics.lines().find_map(|l| l.strip_prefix("hearth_nack_received_total ")).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
     assert!(nacked > 0, "NACKed packets are counted: {metrics}");
     sub.close().await;
     healthy.close().await;

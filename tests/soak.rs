@@ -37,9 +37,14 @@ async fn five_hundred_abrupt_cycles_leave_nothing_behind() {
     let url = common::ws_url(&server);
     let metrics = tokio::runtime::Handle::current().metrics();
     // A participant who stays the whole time, so rooms and subscriptions churn around someone.
-    let anchor = MediaClient::join(MediaOptions::light(&url, "soak", "anchor").with_token(common::token(&server, "soak", Role::Therapist, "Anchor")))
-        .await
-        .unwrap();
+    let anchor = MediaClient::join(MediaOptions::light(&url, "soak", "anchor").with_token(common::token(
+        &server,
+        "soak",
+        Role::Therapist,
+        "Anchor",
+    )))
+    .await
+    .unwrap();
 
     let mut baseline = None;
     for cycle in 0..500u32 {
@@ -52,7 +57,9 @@ async fn five_hundred_abrupt_cycles_leave_nothing_behind() {
         } else {
             let mut c = SignalClient::connect(&url).await.unwrap();
             let token = common::token(&server, "soak", Role::Participant, "S");
-            c.send(&ClientMessage::Join { protocol_version: PROTOCOL_VERSION, room_id: RoomId::new("soak").unwrap(), token }).await.unwrap();
+            c.send(&ClientMessage::Join { protocol_version: PROTOCOL_VERSION, room_id: RoomId::new("soak").unwrap(), token })
+                .await
+                .unwrap();
             c.recv_until("joined", Duration::from_secs(5), |m| matches!(m, ServerMessage::Joined { .. })).await.unwrap();
             drop(c); // abrupt: no leave, no close frame
         }

@@ -113,7 +113,12 @@ async fn main() -> anyhow::Result<()> {
     cfg.subscribers = cli.subscribers.into();
     cfg.duration = Duration::from_secs(cli.duration);
     cfg.warmup = Duration::from_secs(cli.warmup);
-    cfg.video = VideoProfile { kbps: cli.video_kbps, fps: cli.video_fps, max_packet: cli.packet_bytes.into(), ..VideoProfile::camera(cli.video_kbps) };
+    cfg.video = VideoProfile {
+        kbps: cli.video_kbps,
+        fps: cli.video_fps,
+        max_packet: cli.packet_bytes.into(),
+        ..VideoProfile::camera(cli.video_kbps)
+    };
     cfg.server_pid = server_pid;
     cfg.fallback_urls = cli.fallback_urls.clone();
     cfg.simulcast = cli.simulcast;

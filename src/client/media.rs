@@ -21,13 +21,12 @@ use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::TrackLocal;
-use webrtc::rtp_transceiver::RtpSender;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
-    register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
-    RTCConfigurationBuilder, RTCIceCandidateInit, RTCPeerConnectionIceEvent, RTCPeerConnectionState,
-    RTCSessionDescription, Registry, SettingEngineBuilder,
+    register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
+    RTCIceCandidateInit, RTCPeerConnectionIceEvent, RTCPeerConnectionState, RTCSessionDescription, Registry, SettingEngineBuilder,
 };
+use webrtc::rtp_transceiver::RtpSender;
 
 use super::signaling::{SignalClient, SignalError};
 use crate::room::{ParticipantId, RoomId};
@@ -476,7 +475,8 @@ fn without_receive_simulcast(sdp: &str) -> String {
 /// A simulcast camera: one track, three encodings (rids q/h/f), each with its own SSRC.
 fn simulcast_track(name: &str) -> (Arc<TrackLocalStaticRTP>, [u32; 3]) {
     let ssrcs: [u32; 3] = std::array::from_fn(|_| rand::random());
-    let codec = RTCRtpCodec { mime_type: "video/VP8".into(), clock_rate: 90000, channels: 0, sdp_fmtp_line: String::new(), rtcp_feedback: vec![] };
+    let codec =
+        RTCRtpCodec { mime_type: "video/VP8".into(), clock_rate: 90000, channels: 0, sdp_fmtp_line: String::new(), rtcp_feedback: vec![] };
     let label = format!("{name}-Video");
     let codings = SIMULCAST_RIDS
         .iter()
@@ -487,7 +487,8 @@ fn simulcast_track(name: &str) -> (Arc<TrackLocalStaticRTP>, [u32; 3]) {
             ..Default::default()
         })
         .collect();
-    let track = TrackLocalStaticRTP::new(MediaStreamTrack::new(format!("client-{name}"), label.clone(), label, RtpCodecKind::Video, codings));
+    let track =
+        TrackLocalStaticRTP::new(MediaStreamTrack::new(format!("client-{name}"), label.clone(), label, RtpCodecKind::Video, codings));
     (Arc::new(track), ssrcs)
 }
 
@@ -508,7 +509,8 @@ async fn send_simulcast(
         tokio::time::sleep(Duration::from_millis(50)).await;
         let Ok(params) = sender.get_parameters().await else { continue };
         let id_of = |uri: &str| params.rtp_parameters.header_extensions.iter().find(|e| e.uri == uri).map(|e| e.id as u8);
-        let (Some(mid_id), Some(rid_id)) = (id_of("urn:ietf:params:rtp-hdrext:sdes:mid"), id_of("urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"))
+        let (Some(mid_id), Some(rid_id)) =
+            (id_of("urn:ietf:params:rtp-hdrext:sdes:mid"), id_of("urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"))
         else {
             continue;
         };
@@ -575,11 +577,23 @@ fn local_track_in_stream(kind: MediaKind, stream: &str, track_id: &str) -> (Arc<
     let (codec_kind, codec) = match kind {
         MediaKind::Audio => (
             RtpCodecKind::Audio,
-            RTCRtpCodec { mime_type: "audio/opus".into(), clock_rate: 48000, channels: 2, sdp_fmtp_line: "minptime=10;useinbandfec=1".into(), rtcp_feedback: vec![] },
+            RTCRtpCodec {
+                mime_type: "audio/opus".into(),
+                clock_rate: 48000,
+                channels: 2,
+                sdp_fmtp_line: "minptime=10;useinbandfec=1".into(),
+                rtcp_feedback: vec![],
+            },
         ),
         MediaKind::Video => (
             RtpCodecKind::Video,
-            RTCRtpCodec { mime_type: "video/VP8".into(), clock_rate: 90000, channels: 0, sdp_fmtp_line: String::new(), rtcp_feedback: vec![] },
+            RTCRtpCodec {
+                mime_type: "video/VP8".into(),
+                clock_rate: 90000,
+                channels: 0,
+                sdp_fmtp_line: String::new(),
+                rtcp_feedback: vec![],
+            },
         ),
     };
     let track = TrackLocalStaticRTP::new(MediaStreamTrack::new(
@@ -708,7 +722,8 @@ impl MediaClient {
         let (out_tx, mut out_rx) = mpsc::unbounded_channel::<ClientMessage>();
         let (events_tx, events) = mpsc::unbounded_channel();
         let connected = Arc::new(AtomicBool::new(false));
-        let handler = Arc::new(Handler { out: out_tx.clone(), received: received.clone(), latency_samples: opts.latency_samples, connected });
+        let handler =
+            Arc::new(Handler { out: out_tx.clone(), received: received.clone(), latency_samples: opts.latency_samples, connected });
         let mut media_engine = MediaEngine::default();
         media_engine.register_default_codecs()?;
         media_engine.register_header_extension(
@@ -718,12 +733,18 @@ impl MediaClient {
         )?;
         if opts.simulcast {
             for uri in ["urn:ietf:params:rtp-hdrext:sdes:mid", "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"] {
-                media_engine.register_header_extension(RTCRtpHeaderExtensionCapability { uri: uri.to_string() }, RtpCodecKind::Video, None)?;
+                media_engine.register_header_extension(
+                    RTCRtpHeaderExtensionCapability { uri: uri.to_string() },
+                    RtpCodecKind::Video,
+                    None,
+                )?;
             }
         }
         let throttle: super::throttle::Limit = Arc::new(std::sync::atomic::AtomicU32::new(opts.throttle_kbps.unwrap_or(0)));
-        let registry = register_default_interceptors(Registry::new(), &mut media_engine)?
-            .with(rtc::interceptor::Slot::from(super::throttle::SLOT), crate::sfu::tap::TapInterceptor::new(super::throttle::Throttle::new(throttle.clone())));
+        let registry = register_default_interceptors(Registry::new(), &mut media_engine)?.with(
+            rtc::interceptor::Slot::from(super::throttle::SLOT),
+            crate::sfu::tap::TapInterceptor::new(super::throttle::Throttle::new(throttle.clone())),
+        );
         let pc = PeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().build())
             .with_media_engine(media_engine)
@@ -875,7 +896,15 @@ impl MediaClient {
         let sending = Arc::new(AtomicBool::new(true));
         let audio_level = Arc::new(AtomicU8::new(opts.audio_level.map_or(NO_AUDIO_LEVEL, |l| l.min(127))));
         if let Some((track, ssrcs, sender)) = simulcast {
-            tasks.push(tokio::spawn(send_simulcast(pc.clone(), track, ssrcs, sender, opts.video_pps.max(1), opts.video_payload, sending.clone())));
+            tasks.push(tokio::spawn(send_simulcast(
+                pc.clone(),
+                track,
+                ssrcs,
+                sender,
+                opts.video_pps.max(1),
+                opts.video_payload,
+                sending.clone(),
+            )));
         }
         for (kind, (track, ssrc)) in locals {
             let (pps, size, pt, clock) = match kind {
@@ -1097,13 +1126,7 @@ async fn send_loop(
 
 /// Sends frame-shaped video (see [`VideoProfile`]): all packets of a frame share a timestamp,
 /// the last carries the marker bit, and every packet carries its own probe.
-async fn send_video_frames(
-    track: Arc<TrackLocalStaticRTP>,
-    ssrc: u32,
-    payload_type: u8,
-    profile: VideoProfile,
-    sending: Arc<AtomicBool>,
-) {
+async fn send_video_frames(track: Arc<TrackLocalStaticRTP>, ssrc: u32, payload_type: u8, profile: VideoProfile, sending: Arc<AtomicBool>) {
     let fps = profile.fps.clamp(1, 120);
     let max_packet = profile.max_packet.max(PROBE_LEN);
     let (delta_size, key_size) = profile.frame_sizes();
@@ -1158,7 +1181,10 @@ mod tests {
     #[test]
     fn the_servers_acceptance_of_our_simulcast_is_left_out() {
         let sdp = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=rid:q recv\r\na=rid:f send\r\na=simulcast:recv q;h;f\r\na=ssrc:5 cname:x\r\n";
-        assert_eq!(without_receive_simulcast(sdp), "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=rid:f send\r\na=ssrc:5 cname:x\r\n");
+        assert_eq!(
+            without_receive_simulcast(sdp),
+            "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=rid:f send\r\na=ssrc:5 cname:x\r\n"
+        );
     }
 
     fn track() -> ReceivedTrack {

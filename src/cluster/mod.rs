@@ -58,7 +58,6 @@ pub struct NodeInfo {
 }
 
 impl NodeInfo {
-
     /// Lower is less loaded. Participants dominate (each is a peer connection and its
     /// forwarding); CPU breaks ties between nodes that carry different media.
     fn load_score(&self) -> f64 {
@@ -176,10 +175,8 @@ impl Cluster {
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_millis(cfg.heartbeat_ms.max(100)));
-        let con = client
-            .get_connection_manager_with_config(mgr)
-            .await
-            .map_err(|source| ClusterError::Connect { url: redact(&url), source })?;
+        let con =
+            client.get_connection_manager_with_config(mgr).await.map_err(|source| ClusterError::Connect { url: redact(&url), source })?;
         let id = if cfg.node_id.trim().is_empty() { format!("node-{:08x}", rand::random::<u32>()) } else { cfg.node_id.trim().to_string() };
         let me = NodeInfo {
             id,
@@ -415,8 +412,7 @@ impl Cluster {
         let me = self.node_id();
         let Some(target) = self.least_loaded(Some(&me)).await? else { return Ok(None) };
         let mut con = self.con();
-        let moved: i64 =
-            self.hand_over.key(owner_key(room)).arg(&me).arg(&target.id).arg(self.state_ttl()).invoke_async(&mut con).await?;
+        let moved: i64 = self.hand_over.key(owner_key(room)).arg(&me).arg(&target.id).arg(self.state_ttl()).invoke_async(&mut con).await?;
         if moved == 1 {
             info!(room = %room, to = %target.id, "room handed over");
             Ok(self.redirect_to(&target))
@@ -494,13 +490,8 @@ impl Cluster {
     pub async fn deregister(&self) {
         let id = self.node_id();
         let mut con = self.con();
-        let _: Result<(), _> = redis::pipe()
-            .del(format!("{NODE_PREFIX}{id}"))
-            .ignore()
-            .srem(NODES_SET, &id)
-            .ignore()
-            .query_async(&mut con)
-            .await;
+        let _: Result<(), _> =
+            redis::pipe().del(format!("{NODE_PREFIX}{id}")).ignore().srem(NODES_SET, &id).ignore().query_async(&mut con).await;
     }
 
     /// Refreshes the entry every `heartbeat_ms` until `stop`; hands rooms another node owns
@@ -594,7 +585,13 @@ mod tests {
         let allowed = vec!["https://relay-1.example.org".to_string(), "https://example.org/hearth".to_string()];
         assert!(redirect_url("https://relay-1.example.org", &allowed).is_some());
         assert!(redirect_url("https://example.org/hearth/eu", &allowed).is_some());
-        for bad in ["https://relay-1.example.org.evil.com", "http://relay-1.example.org", "https://relay-1.example.org:8443", "https://example.org/hearthx", "https://evil.example.org"] {
+        for bad in [
+            "https://relay-1.example.org.evil.com",
+            "http://relay-1.example.org",
+            "https://relay-1.example.org:8443",
+            "https://example.org/hearthx",
+            "https://evil.example.org",
+        ] {
             assert_eq!(redirect_url(bad, &allowed), None, "{bad}");
         }
     }

@@ -212,11 +212,7 @@ async fn join_all(cfg: &LoadConfig, people: &mut Vec<Participant>) -> Result<(),
                 return Err(LoadError::Waiting(id));
             }
             let others = if publisher { cfg.publishers - 1 } else { cfg.publishers };
-            people.push(Participant {
-                client,
-                joined_into_media: i > 0,
-                expects: others * TRACKS_PER_PUBLISHER,
-            });
+            people.push(Participant { client, joined_into_media: i > 0, expects: others * TRACKS_PER_PUBLISHER });
         }
         info!(room = %room_name, participants = cfg.publishers + cfg.subscribers, "room joined");
     }
@@ -228,10 +224,8 @@ async fn wait_until_flowing(cfg: &LoadConfig, people: &mut Vec<Participant>, rej
     let limit = Duration::from_secs(20) + Duration::from_millis(300) * cfg.participants() as u32;
     let deadline = Instant::now() + limit;
     loop {
-        let missing: usize = people
-            .iter()
-            .map(|p| p.expects.saturating_sub(p.client.received().values().filter(|t| t.packets > 0).count()))
-            .sum();
+        let missing: usize =
+            people.iter().map(|p| p.expects.saturating_sub(p.client.received().values().filter(|t| t.packets > 0).count())).sum();
         if missing == 0 {
             info!("every participant receives every track");
             return Ok(());
@@ -241,7 +235,8 @@ async fn wait_until_flowing(cfg: &LoadConfig, people: &mut Vec<Participant>, rej
                 .iter()
                 .filter_map(|p| {
                     let got = p.client.received().values().filter(|t| t.packets > 0).count();
-                    let kinds: Vec<String> = p.client.received().values().map(|t| format!("{}:{:?}:{}", t.participant, t.kind, t.packets)).collect();
+                    let kinds: Vec<String> =
+                        p.client.received().values().map(|t| format!("{}:{:?}:{}", t.participant, t.kind, t.packets)).collect();
                     (got < p.expects).then(|| format!("{} got {got} of {} [{}]", p.client.participant_id, p.expects, kinds.join(" ")))
                 })
                 .collect();
@@ -442,8 +437,7 @@ async fn measure(
         server.peak_rss_kib = Some(sb.peak_rss_kib);
         if let Some(idle) = server_idle {
             server.rss_idle_kib = Some(idle.rss_kib);
-            server.rss_per_participant_kib =
-                Some(sb.rss_kib.saturating_sub(idle.rss_kib) as f64 / participants.max(1) as f64);
+            server.rss_per_participant_kib = Some(sb.rss_kib.saturating_sub(idle.rss_kib) as f64 / participants.max(1) as f64);
         }
     }
 

@@ -192,10 +192,7 @@ impl LoadReport {
             self.loss.video_fraction * 100.0,
             self.loss.worst_track_fraction * 100.0,
         );
-        out += &format!(
-            "  order          {} duplicates, {} late, {} seq regressions\n",
-            f.duplicates, f.late, f.seq_regressions
-        );
+        out += &format!("  order          {} duplicates, {} late, {} seq regressions\n", f.duplicates, f.late, f.seq_regressions);
         out += &format!(
             "  kernel UDP     {} receive-buffer drops of {} datagrams sent (server sockets {}, client sockets {})\n",
             self.udp.rcvbuf_drops,

@@ -297,7 +297,9 @@ impl UpstreamGaps {
 /// `None` when not even the lowest sending layer fits.
 pub fn fit_layer(preferred: usize, bitrates: &[f64], available: &[bool], estimate: Option<f64>) -> Option<usize> {
     let Some(estimate) = estimate else { return Some(preferred) };
-    (0..=preferred).rev().find(|&i| available.get(i).copied().unwrap_or(false) && bitrates.get(i).copied().unwrap_or(0.0) * 1.15 <= estimate)
+    (0..=preferred)
+        .rev()
+        .find(|&i| available.get(i).copied().unwrap_or(false) && bitrates.get(i).copied().unwrap_or(0.0) * 1.15 <= estimate)
 }
 
 #[cfg(test)]
@@ -333,7 +335,11 @@ mod tests {
         assert_eq!(e.estimate(), Some(750_000.0), "the same report counts once");
         e.update(Feedback { reports: 2, loss: 0.0, ..Default::default() }, 700_000.0, &mut UpstreamGaps::default());
         assert_eq!(e.estimate(), Some(937_500.0));
-        e.update(Feedback { reports: 3, loss: 0.05, remb_bps: Some(300_000.0), ..Default::default() }, 700_000.0, &mut UpstreamGaps::default());
+        e.update(
+            Feedback { reports: 3, loss: 0.05, remb_bps: Some(300_000.0), ..Default::default() },
+            700_000.0,
+            &mut UpstreamGaps::default(),
+        );
         assert_eq!(e.estimate(), Some(300_000.0), "a REMB caps it");
     }
 
@@ -382,7 +388,7 @@ mod tests {
             gaps.forwarded(seq);
         }
         gaps.forwarded(12); // a late retransmission: not a step forward
-        // 2 of 13 sequence numbers never reached us; the subscriber reports about that much.
+                            // 2 of 13 sequence numbers never reached us; the subscriber reports about that much.
         let mut e = Estimator::default();
         e.update(Feedback { reports: 1, loss: 0.5, ..Default::default() }, 400_000.0, &mut UpstreamGaps::default());
         let before = e.estimate();

@@ -90,11 +90,7 @@ impl Tap for KeepRid {
     // tagging it for good.
     fn bind_remote(&mut self, info: &StreamInfo) {
         if self.rid_extension.is_none() {
-            self.rid_extension = info
-                .rtp_header_extensions
-                .iter()
-                .find(|e| e.uri == RID_URI)
-                .and_then(|e| u8::try_from(e.id).ok());
+            self.rid_extension = info.rtp_header_extensions.iter().find(|e| e.uri == RID_URI).and_then(|e| u8::try_from(e.id).ok());
         }
     }
 }

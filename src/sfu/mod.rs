@@ -20,16 +20,16 @@ use std::sync::Arc;
 
 use rtc::interceptor::{NackGeneratorBuilder, NackResponderBuilder, Slot};
 use webrtc::peer_connection::{
-    configure_rtcp_reports, configure_twcc_receiver_only, MediaEngine, RTCConfigurationBuilder, RTCIceCandidateType,
-    RTCIceServer, Registry, SettingEngineBuilder,
+    configure_rtcp_reports, configure_twcc_receiver_only, MediaEngine, RTCConfigurationBuilder, RTCIceCandidateType, RTCIceServer,
+    Registry, SettingEngineBuilder,
 };
 
 use crate::config::IceConfig;
 use crate::room::ParticipantId;
 
 pub use peer::{PeerCommand, PeerEvent, PeerHandle};
-pub use track::{PublishedTrack, TrackId};
 use tap::TapInterceptor;
+pub use track::{PublishedTrack, TrackId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SfuError {
@@ -168,10 +168,7 @@ impl SfuEngine {
             // Loopback candidates are what a development server on 127.0.0.1 has.
             .with_include_loopback_candidate(self.ice.bind_ip.is_loopback());
         if !self.ice.announce_ips.is_empty() {
-            b = b.with_nat_1to1_ips(
-                self.ice.announce_ips.iter().map(IpAddr::to_string).collect(),
-                RTCIceCandidateType::Host,
-            );
+            b = b.with_nat_1to1_ips(self.ice.announce_ips.iter().map(IpAddr::to_string).collect(), RTCIceCandidateType::Host);
         }
         b.build()
     }

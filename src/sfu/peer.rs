@@ -18,9 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rtc::media_stream::MediaStreamTrack;
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
-};
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 use tracing::{debug, info_span, warn, Instrument};
@@ -28,15 +26,15 @@ use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{
-    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceCandidateInit,
-    RTCPeerConnectionIceEvent, RTCPeerConnectionState, RTCSessionDescription,
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceCandidateInit, RTCPeerConnectionIceEvent,
+    RTCPeerConnectionState, RTCSessionDescription,
 };
 use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RtpSender};
 
-use super::simulcast::{choose_layer, layer_name, Rewriter};
-use super::track::{is_vp8_keyframe, rewrite_for_subscriber, Fanned, PublishedTrack, TrackId};
 use super::audio_level::ExtensionId;
 use super::bwe::{fit_layer, Estimator, FeedbackSink, UpstreamGaps};
+use super::simulcast::{choose_layer, layer_name, Rewriter};
+use super::track::{is_vp8_keyframe, rewrite_for_subscriber, Fanned, PublishedTrack, TrackId};
 use super::{SfuEngine, SfuError};
 use crate::room::ParticipantId;
 use crate::signal::protocol::{IceCandidate, MediaKind, PauseReason, Sdp, ServerMessage};
@@ -54,7 +52,10 @@ pub enum PeerCommand {
     /// The transport just connected: subscribers need fresh keyframes.
     RequestKeyframes,
     /// The subscriber shows this video `max_height` pixels high (0: not at all).
-    SetVideoPreference { track_id: TrackId, max_height: u32 },
+    SetVideoPreference {
+        track_id: TrackId,
+        max_height: u32,
+    },
     Close,
 }
 
@@ -850,12 +851,7 @@ async fn forward(leg: Leg, mut rx: broadcast::Receiver<Fanned>) {
 
 async fn negotiated_payload_type(sender: &Arc<dyn RtpSender>, mime: &str) -> Option<u8> {
     let params = sender.get_parameters().await.ok()?;
-    params
-        .rtp_parameters
-        .codecs
-        .iter()
-        .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(mime))
-        .map(|c| c.payload_type)
+    params.rtp_parameters.codecs.iter().find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(mime)).map(|c| c.payload_type)
 }
 
 /// Passes a subscriber's keyframe requests (PLI/FIR) on to the publisher.

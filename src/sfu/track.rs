@@ -260,8 +260,10 @@ impl PublishedTrack {
             ssrcs.push(self.media_ssrc);
         }
         tokio::spawn(async move {
-            let plis: Vec<Box<dyn rtc::rtcp::Packet>> =
-                ssrcs.into_iter().map(|media_ssrc| Box::new(PictureLossIndication { sender_ssrc: 0, media_ssrc }) as Box<dyn rtc::rtcp::Packet>).collect();
+            let plis: Vec<Box<dyn rtc::rtcp::Packet>> = ssrcs
+                .into_iter()
+                .map(|media_ssrc| Box::new(PictureLossIndication { sender_ssrc: 0, media_ssrc }) as Box<dyn rtc::rtcp::Packet>)
+                .collect();
             if let Err(e) = remote.write_rtcp(plis).await {
                 tracing::debug!(error = %e, "keyframe request not sent");
             }

@@ -17,11 +17,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info_span, Instrument};
 
-use super::protocol::{
-    decode_client, encode_server, ClientMessage, EndReason, ErrorCode, RedirectReason, ServerMessage, PROTOCOL_VERSION,
-};
-use crate::cluster::Placement;
+use super::protocol::{decode_client, encode_server, ClientMessage, EndReason, ErrorCode, RedirectReason, ServerMessage, PROTOCOL_VERSION};
 use crate::auth::AuthError;
+use crate::cluster::Placement;
 use crate::metrics::{CodeLabel, TypeLabel};
 use crate::room::actor::OUTBOX_CAPACITY;
 use crate::room::{JoinRequest, ParticipantId, RoomCommand, RoomError, RoomHandle, RoomId};
@@ -345,9 +343,7 @@ impl Connection {
                 session.room.send(RoomCommand::TrackEnded(session.participant.clone(), id)).await;
                 Flow::Continue
             }
-            PeerEvent::Failed => {
-                self.error(ErrorCode::Negotiation, "the media connection failed; leave and join again").await
-            }
+            PeerEvent::Failed => self.error(ErrorCode::Negotiation, "the media connection failed; leave and join again").await,
         }
     }
 

@@ -534,9 +534,14 @@ pub enum ClientMessage {
     /// The answer to a server-made offer.
     Answer(Sdp),
     /// A trickled local candidate; `candidate` empty means end of candidates.
-    IceCandidate { candidate: IceCandidate },
+    IceCandidate {
+        candidate: IceCandidate,
+    },
     /// The client muted or unmuted its own microphone or camera (shown to others).
-    SetMute { kind: MediaKind, muted: bool },
+    SetMute {
+        kind: MediaKind,
+        muted: bool,
+    },
     /// Raise or lower one's own hand.
     RaiseHand,
     /// Lower a hand: one's own, or (therapist) anyone's.
@@ -546,7 +551,9 @@ pub enum ClientMessage {
     },
     // ---- therapist only ----
     /// Let someone in from the waiting room.
-    Admit { participant_id: ParticipantId },
+    Admit {
+        participant_id: ParticipantId,
+    },
     AdmitAll,
     /// Refuse someone in the waiting room; they are told and disconnected.
     Decline {
@@ -558,28 +565,53 @@ pub enum ClientMessage {
     },
     /// Mute a participant. `hard`: the server stops forwarding and only a therapist can undo it;
     /// otherwise a request the participant's client honours and the participant may undo.
-    Mute { participant_id: ParticipantId, kind: MediaKind, hard: bool },
+    Mute {
+        participant_id: ParticipantId,
+        kind: MediaKind,
+        hard: bool,
+    },
     /// Lift a hard mute.
-    Unmute { participant_id: ParticipantId, kind: MediaKind },
+    Unmute {
+        participant_id: ParticipantId,
+        kind: MediaKind,
+    },
     /// Mute every participant (not therapists).
-    MuteAll { kind: MediaKind, hard: bool },
+    MuteAll {
+        kind: MediaKind,
+        hard: bool,
+    },
     /// Disconnect a participant; their participant id cannot rejoin this session.
-    Remove { participant_id: ParticipantId },
+    Remove {
+        participant_id: ParticipantId,
+    },
     /// A locked room takes no new joins, even with valid tokens (therapists excepted).
-    LockRoom { locked: bool },
-    SetWaitingRoom { enabled: bool },
+    LockRoom {
+        locked: bool,
+    },
+    SetWaitingRoom {
+        enabled: bool,
+    },
     /// Pin a participant on every client (`null` to clear).
-    Spotlight { participant_id: Option<ParticipantId> },
+    Spotlight {
+        participant_id: Option<ParticipantId>,
+    },
     /// End the session for everyone.
     EndSession,
     // ---- breakout rooms (issue 4) ----
     /// Therapist: add a breakout room.
-    CreateBreakout { name: String },
+    CreateBreakout {
+        name: String,
+    },
     /// Therapist: delete a breakout room; anyone in it returns to the main room.
-    DeleteBreakout { breakout_id: String },
+    DeleteBreakout {
+        breakout_id: String,
+    },
     /// Therapist: put a participant in a breakout (`null`: the main room). While breakouts are
     /// open the participant moves at once.
-    AssignBreakout { participant_id: ParticipantId, breakout_id: Option<String> },
+    AssignBreakout {
+        participant_id: ParticipantId,
+        breakout_id: Option<String>,
+    },
     /// Therapist: spread the participants in the main room evenly, at random, over the breakouts.
     AutoAssignBreakouts,
     /// Therapist: open the breakouts; everyone assigned moves there.
@@ -591,7 +623,9 @@ pub enum ClientMessage {
         allow_return: bool,
     },
     /// Therapist: a short text shown in every breakout and the main room.
-    BroadcastToBreakouts { text: String },
+    BroadcastToBreakouts {
+        text: String,
+    },
     /// Therapist: everyone returns to the main room after a countdown (default 10 s).
     CloseBreakouts {
         #[serde(default)]
@@ -599,7 +633,9 @@ pub enum ClientMessage {
     },
     /// Move oneself: therapists to any breakout; `null` is the main room, which participants may
     /// choose only when the breakouts allow returning.
-    GoToBreakout { breakout_id: Option<String> },
+    GoToBreakout {
+        breakout_id: Option<String>,
+    },
     /// A participant in a breakout asks the therapists for help.
     AskForHelp,
     // ---- screen sharing (issue 11) ----
@@ -616,11 +652,17 @@ pub enum ClientMessage {
         active: bool,
     },
     /// Therapist: allow or stop a participant's screen sharing.
-    AllowScreenShare { participant_id: ParticipantId, allowed: bool },
+    AllowScreenShare {
+        participant_id: ParticipantId,
+        allowed: bool,
+    },
     // ---- simulcast (issue 11) ----
     /// The height in device pixels at which this subscriber shows a video (its tile); the
     /// server forwards the simulcast layer that fits. 0: do not send this video now.
-    SetVideoPreference { track_id: String, max_height: u32 },
+    SetVideoPreference {
+        track_id: String,
+        max_height: u32,
+    },
     // ---- polls (issue 5) ----
     /// Therapist: create and launch a poll; everyone in `scope` gets `pollStarted`.
     CreatePoll {
@@ -638,15 +680,25 @@ pub enum ClientMessage {
         scope: Option<PollScope>,
     },
     /// Vote, or change one's vote while the poll is open: the new choice replaces the old.
-    Vote { poll_id: PollId, option_ids: Vec<PollOptionId> },
+    Vote {
+        poll_id: PollId,
+        option_ids: Vec<PollOptionId>,
+    },
     /// Therapist: close a poll now.
-    ClosePoll { poll_id: PollId },
+    ClosePoll {
+        poll_id: PollId,
+    },
     /// Therapist: show the counts (never who chose what) to everyone in the poll's scope.
-    SharePollResults { poll_id: PollId },
+    SharePollResults {
+        poll_id: PollId,
+    },
     // ---- milestones (issue 6) ----
     /// Your own celebration preferences, remembered per participant id; answered by
     /// `celebrationPreferences`.
-    SetCelebrationPreferences { style: CelebrationStyle, audience: CelebrationAudience },
+    SetCelebrationPreferences {
+        style: CelebrationStyle,
+        audience: CelebrationAudience,
+    },
     /// Answered by `celebrationPreferences`.
     GetCelebrationPreferences,
     /// Therapist: celebrate a participant's milestone, shown as far as their preferences allow.
@@ -672,9 +724,13 @@ pub enum ClientMessage {
         message: Option<String>,
     },
     /// Therapist: celebrate a shared milestone.
-    ApproveMilestone { proposal_id: ProposalId },
+    ApproveMilestone {
+        proposal_id: ProposalId,
+    },
     /// Therapist: drop a shared milestone; nobody but therapists and the proposer hears of it.
-    DeclineMilestone { proposal_id: ProposalId },
+    DeclineMilestone {
+        proposal_id: ProposalId,
+    },
     /// React to a celebration you were shown (rate limited; `message` at most 140 characters).
     Congratulate {
         celebration_id: CelebrationId,
@@ -707,13 +763,19 @@ pub enum ClientMessage {
         keep_transcript: Option<bool>,
     },
     /// Therapist: remove a message for everyone who received it.
-    DeleteChatMessage { message_id: ChatMessageId },
+    DeleteChatMessage {
+        message_id: ChatMessageId,
+    },
     /// Participant: "I need support". Only therapists are alerted.
     RequestSupport,
     /// Therapist: move oneself and a participant into a private space of two.
-    OpenPrivateRoom { participant_id: ParticipantId },
+    OpenPrivateRoom {
+        participant_id: ParticipantId,
+    },
     /// Therapist: end a private room; the participant returns where they belong.
-    ClosePrivateRoom { space_id: String },
+    ClosePrivateRoom {
+        space_id: String,
+    },
     /// Keep-alive; answered by `pong`.
     Ping {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -798,19 +860,36 @@ pub enum ServerMessage {
         ice_servers: Vec<IceServer>,
     },
     /// You were let in from the waiting room.
-    Admitted { participants: Vec<ParticipantInfo>, room: RoomState },
+    Admitted {
+        participants: Vec<ParticipantInfo>,
+        room: RoomState,
+    },
     /// Therapists only: who is waiting.
-    WaitingList { waiting: Vec<WaitingInfo> },
-    RoomStateChanged { room: RoomState },
+    WaitingList {
+        waiting: Vec<WaitingInfo>,
+    },
+    RoomStateChanged {
+        room: RoomState,
+    },
     /// The therapist muted you (`hard`: you cannot unmute) or asked you to mute.
-    MutedByModerator { kind: MediaKind, hard: bool },
+    MutedByModerator {
+        kind: MediaKind,
+        hard: bool,
+    },
     /// The therapist lifted a hard mute; you may unmute.
-    UnmutedByModerator { kind: MediaKind },
+    UnmutedByModerator {
+        kind: MediaKind,
+    },
     /// Your session is over; the socket closes next.
-    SessionEnded { reason: EndReason, message: String },
+    SessionEnded {
+        reason: EndReason,
+        message: String,
+    },
     // ---- breakout rooms (issue 4) ----
     /// Therapists: the whole breakout plan, after every change.
-    BreakoutsUpdated { breakouts: BreakoutPlan },
+    BreakoutsUpdated {
+        breakouts: BreakoutPlan,
+    },
     /// You moved to another space; `participants` is who is there (you included).
     SpaceChanged {
         breakout: Option<BreakoutRef>,
@@ -819,17 +898,32 @@ pub enum ServerMessage {
         allow_return: bool,
     },
     /// Someone entered or left your space: who is there now.
-    SpaceRoster { participants: Vec<ParticipantInfo> },
+    SpaceRoster {
+        participants: Vec<ParticipantInfo>,
+    },
     /// The breakouts close in `seconds_left` (the warning before the duration ends).
-    BreakoutWarning { seconds_left: u32 },
+    BreakoutWarning {
+        seconds_left: u32,
+    },
     /// The therapist closed the breakouts: everyone returns in `seconds_left`.
-    BreakoutsClosing { seconds_left: u32 },
-    BreakoutBroadcast { from: String, text: String },
+    BreakoutsClosing {
+        seconds_left: u32,
+    },
+    BreakoutBroadcast {
+        from: String,
+        text: String,
+    },
     /// Therapists: someone in a breakout asked for help.
-    HelpRequested { participant_id: ParticipantId, name: String, breakout_id: Option<String> },
+    HelpRequested {
+        participant_id: ParticipantId,
+        name: String,
+        breakout_id: Option<String>,
+    },
     // ---- polls (issue 5) ----
     /// A poll opened in your space (also sent on admission for polls still open).
-    PollStarted { poll: PollInfo },
+    PollStarted {
+        poll: PollInfo,
+    },
     /// Therapists: the live counts after every vote (`byOption` for named polls).
     PollResults(PollTally),
     /// A therapist shared the counts with the room (never who chose what).
@@ -843,10 +937,17 @@ pub enum ServerMessage {
         results: Option<PollTally>,
     },
     /// Your vote counts; `optionIds` is your current choice.
-    VoteAccepted { poll_id: PollId, option_ids: Vec<PollOptionId> },
+    VoteAccepted {
+        poll_id: PollId,
+        option_ids: Vec<PollOptionId>,
+    },
     // ---- milestones (issue 6) ----
     /// Your celebration preferences; `chosen: false` means the defaults (you never chose).
-    CelebrationPreferences { style: CelebrationStyle, audience: CelebrationAudience, chosen: bool },
+    CelebrationPreferences {
+        style: CelebrationStyle,
+        audience: CelebrationAudience,
+        chosen: bool,
+    },
     /// Therapists (and, as an acknowledgement, the proposer): a shared milestone awaits approval.
     MilestoneProposed {
         proposal_id: ProposalId,
@@ -857,7 +958,10 @@ pub enum ServerMessage {
         message: Option<String>,
     },
     /// Therapists and the proposer: a therapist approved (a `celebration` follows) or declined.
-    MilestoneProposalResolved { proposal_id: ProposalId, approved: bool },
+    MilestoneProposalResolved {
+        proposal_id: ProposalId,
+        approved: bool,
+    },
     /// A milestone to celebrate. Sent only to the audience the celebrated participant chose:
     /// `group`: their space and therapists; `therapistOnly`, or style `none`: themselves and
     /// therapists. `badgeSvg` is a self-contained SVG image (render it as an image, not markup).
@@ -895,10 +999,14 @@ pub enum ServerMessage {
     /// The chat settings: to everyone admitted on every change, and to each member on admission.
     ChatSettings(ChatSettings),
     /// A therapist deleted a message; sent to everyone who received it.
-    ChatMessageDeleted { message_id: ChatMessageId },
+    ChatMessageDeleted {
+        message_id: ChatMessageId,
+    },
     /// With `keepTranscript`: the messages kept for the space you entered (private ones only
     /// when you are a party), oldest first.
-    ChatHistory { messages: Vec<ChatEntry> },
+    ChatHistory {
+        messages: Vec<ChatEntry>,
+    },
     /// Therapists only: a participant asked for support.
     SupportRequested {
         request_id: SupportRequestId,
@@ -909,18 +1017,30 @@ pub enum ServerMessage {
         at_ms: u64,
     },
     /// The requester: the therapists were alerted.
-    SupportReceived { request_id: SupportRequestId },
-    ParticipantJoined { participant: ParticipantInfo },
-    ParticipantLeft { participant_id: ParticipantId },
-    ParticipantUpdated { participant: ParticipantInfo },
+    SupportReceived {
+        request_id: SupportRequestId,
+    },
+    ParticipantJoined {
+        participant: ParticipantInfo,
+    },
+    ParticipantLeft {
+        participant_id: ParticipantId,
+    },
+    ParticipantUpdated {
+        participant: ParticipantInfo,
+    },
     /// A server-made offer: tracks were added or removed.
     Offer(Sdp),
     /// The answer to a client-made offer.
     Answer(Sdp),
-    IceCandidate { candidate: IceCandidate },
+    IceCandidate {
+        candidate: IceCandidate,
+    },
     /// To the sharer: the server now forwards their announced screen share to the others in
     /// their space (the client's "you are sharing" is this, not its own assumption).
-    ScreenShareForwarded { track_id: String },
+    ScreenShareForwarded {
+        track_id: String,
+    },
     /// Maps a media stream id seen in SDP (`msid`) to the participant who publishes it.
     TrackPublished {
         participant_id: ParticipantId,
@@ -936,9 +1056,14 @@ pub enum ServerMessage {
         nonce: Option<u64>,
     },
     /// The request failed; nothing changed. `code` is stable, `message` is for people.
-    Error { code: ErrorCode, message: String },
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
     /// The server is going away (shutdown); the socket closes next.
-    Goodbye { reason: String },
+    Goodbye {
+        reason: String,
+    },
     /// The layer of a video this subscriber receives changed, or its video paused or resumed.
     VideoState {
         track_id: String,
@@ -949,10 +1074,15 @@ pub enum ServerMessage {
     },
     /// Who is speaking in the receiver's space (the main room or a breakout), from audio
     /// levels; `null` when nobody is. Sent on change only, at most a few times a second.
-    ActiveSpeaker { participant_id: Option<ParticipantId> },
+    ActiveSpeaker {
+        participant_id: Option<ParticipantId>,
+    },
     /// Relay nodes: this room is served by another node (in reply to `join`), or is moving
     /// there (a drain). Join again at `url` with the same token; the socket closes next.
-    Redirect { url: String, reason: RedirectReason },
+    Redirect {
+        url: String,
+        reason: RedirectReason,
+    },
 }
 
 /// Why a client is sent to another node.
@@ -1134,14 +1264,53 @@ impl DecodeError {
 
 /// Every `type` tag a client may send; used to tell "unknown type" from "bad fields".
 const CLIENT_TYPES: &[&str] = &[
-    "join", "leave", "offer", "answer", "iceCandidate", "setMute", "ping", "raiseHand", "lowerHand", "admit", "admitAll",
-    "decline", "mute", "unmute", "muteAll", "remove", "lockRoom", "setWaitingRoom", "spotlight", "endSession",
-    "createBreakout", "deleteBreakout", "assignBreakout", "autoAssignBreakouts", "openBreakouts", "broadcastToBreakouts",
-    "closeBreakouts", "goToBreakout", "askForHelp",
-    "createPoll", "vote", "closePoll", "sharePollResults",
-    "setCelebrationPreferences", "getCelebrationPreferences", "celebrate", "shareMilestone", "approveMilestone",
-    "declineMilestone", "congratulate", "getMilestoneHistory",
-    "chat", "setChatSettings", "deleteChatMessage", "requestSupport", "openPrivateRoom", "closePrivateRoom",
+    "join",
+    "leave",
+    "offer",
+    "answer",
+    "iceCandidate",
+    "setMute",
+    "ping",
+    "raiseHand",
+    "lowerHand",
+    "admit",
+    "admitAll",
+    "decline",
+    "mute",
+    "unmute",
+    "muteAll",
+    "remove",
+    "lockRoom",
+    "setWaitingRoom",
+    "spotlight",
+    "endSession",
+    "createBreakout",
+    "deleteBreakout",
+    "assignBreakout",
+    "autoAssignBreakouts",
+    "openBreakouts",
+    "broadcastToBreakouts",
+    "closeBreakouts",
+    "goToBreakout",
+    "askForHelp",
+    "createPoll",
+    "vote",
+    "closePoll",
+    "sharePollResults",
+    "setCelebrationPreferences",
+    "getCelebrationPreferences",
+    "celebrate",
+    "shareMilestone",
+    "approveMilestone",
+    "declineMilestone",
+    "congratulate",
+    "getMilestoneHistory",
+    "chat",
+    "setChatSettings",
+    "deleteChatMessage",
+    "requestSupport",
+    "openPrivateRoom",
+    "closePrivateRoom",
 ];
 
 /// Longest error message sent to a client, in characters.
@@ -1160,10 +1329,7 @@ pub fn clip_message(message: &str) -> String {
 /// Decodes one text frame. `max_bytes` is the configured frame limit.
 pub fn decode_client(text: &str, max_bytes: usize) -> Result<ClientMessage, DecodeError> {
     if text.len() > max_bytes {
-        return Err(DecodeError::new(
-            ErrorCode::MessageTooLarge,
-            format!("message is {} bytes; the limit is {max_bytes}", text.len()),
-        ));
+        return Err(DecodeError::new(ErrorCode::MessageTooLarge, format!("message is {} bytes; the limit is {max_bytes}", text.len())));
     }
     // Fast path: a well-formed message decodes in one pass.
     match serde_json::from_str::<ClientMessage>(text) {
@@ -1205,10 +1371,7 @@ mod tests {
     fn join_round_trips_in_camel_case() {
         let text = r#"{"type":"join","protocolVersion":1,"roomId":"group-a","token":"t"}"#;
         let msg = decode_client(text, 1024).expect("decodes");
-        assert_eq!(
-            msg,
-            ClientMessage::Join { protocol_version: 1, room_id: RoomId::new("group-a").expect("valid"), token: "t".into() }
-        );
+        assert_eq!(msg, ClientMessage::Join { protocol_version: 1, room_id: RoomId::new("group-a").expect("valid"), token: "t".into() });
         let back = serde_json::to_string(&msg).expect("encodes");
         assert_eq!(back, text);
     }
@@ -1233,8 +1396,12 @@ mod tests {
     fn every_client_type_is_listed() {
         // A type missing from CLIENT_TYPES would be reported as unknown instead of invalid.
         let samples = [
-            r#"{"type":"leave"}"#, r#"{"type":"raiseHand"}"#, r#"{"type":"admitAll"}"#, r#"{"type":"endSession"}"#,
-            r#"{"type":"lowerHand"}"#, r#"{"type":"spotlight","participantId":null}"#,
+            r#"{"type":"leave"}"#,
+            r#"{"type":"raiseHand"}"#,
+            r#"{"type":"admitAll"}"#,
+            r#"{"type":"endSession"}"#,
+            r#"{"type":"lowerHand"}"#,
+            r#"{"type":"spotlight","participantId":null}"#,
         ];
         for t in samples {
             let msg = decode_client(t, 1024).expect(t);
@@ -1255,7 +1422,9 @@ mod tests {
             d(r#"{"type":"setChatSettings","keepTranscript":true}"#),
             ClientMessage::SetChatSettings { enabled: None, private_messages: None, keep_transcript: Some(true) }
         );
-        for t in [r#"{"type":"chat"}"#, r#"{"type":"openPrivateRoom"}"#, r#"{"type":"closePrivateRoom"}"#, r#"{"type":"deleteChatMessage"}"#] {
+        for t in
+            [r#"{"type":"chat"}"#, r#"{"type":"openPrivateRoom"}"#, r#"{"type":"closePrivateRoom"}"#, r#"{"type":"deleteChatMessage"}"#]
+        {
             assert_eq!(decode_client(t, 4096).unwrap_err().code, ErrorCode::InvalidMessage, "{t}");
         }
         let entry = ChatEntry {

@@ -70,7 +70,10 @@ pub async fn eventually<F: FnMut() -> bool>(wait: Duration, mut f: F) -> bool {
 
 fn init_tracing() {
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("HEARTH_LOG").unwrap_or_else(|_| "warn,rtc=error,webrtc=error,webrtc::peer_connection::driver=off".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HEARTH_LOG")
+                .unwrap_or_else(|_| "warn,rtc=error,webrtc=error,webrtc::peer_connection::driver=off".into()),
+        )
         .with_test_writer()
         .try_init();
 }
@@ -91,4 +94,3 @@ pub async fn http(addr: std::net::SocketAddr, method: &str, path: &str, headers:
     let status = buf.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
     (status, buf.split("\r\n\r\n").nth(1).unwrap_or("").to_string())
 }
-

@@ -22,9 +22,7 @@ use super::{forwards, Room, Timer};
 use crate::auth::Role;
 use crate::room::ParticipantId;
 use crate::sfu::PeerCommand;
-use crate::signal::protocol::{
-    BreakoutInfo, BreakoutPlan, BreakoutRef, ClientMessage, ErrorCode, ServerMessage, Whereabouts,
-};
+use crate::signal::protocol::{BreakoutInfo, BreakoutPlan, BreakoutRef, ClientMessage, ErrorCode, ServerMessage, Whereabouts};
 use crate::store::now_ms;
 
 /// Most breakout rooms one session may have.
@@ -116,7 +114,11 @@ impl Room {
                     return self.error(from, ErrorCode::InvalidField, "a breakout name is 1 to 60 characters");
                 }
                 if name.chars().any(crate::room::is_forbidden_in_names) {
-                    return self.error(from, ErrorCode::InvalidField, "a breakout name must not contain control or text-direction characters");
+                    return self.error(
+                        from,
+                        ErrorCode::InvalidField,
+                        "a breakout name must not contain control or text-direction characters",
+                    );
                 }
                 if self.breakouts.rooms.len() >= MAX_BREAKOUTS {
                     return self.error(from, ErrorCode::InvalidField, format!("at most {MAX_BREAKOUTS} breakout rooms"));
@@ -206,11 +208,8 @@ impl Room {
                     }
                     self.schedule(Duration::from_secs(u64::from(d)), Timer::BreakoutClose(generation));
                 }
-                let moves: Vec<_> = self
-                    .order
-                    .iter()
-                    .filter_map(|id| self.breakouts.assignment.get(id).map(|b| (id.clone(), Some(b.clone()))))
-                    .collect();
+                let moves: Vec<_> =
+                    self.order.iter().filter_map(|id| self.breakouts.assignment.get(id).map(|b| (id.clone(), Some(b.clone())))).collect();
                 self.move_many(moves);
                 self.audit(from, "breakout_open", None);
                 self.publish_breakout_plan();
@@ -243,7 +242,8 @@ impl Room {
                     return self.error(from, ErrorCode::RateLimited, super::alerts::refusal(super::alerts::Alert::AskForHelp));
                 }
                 let Some(m) = self.members.get(from) else { return };
-                let msg = ServerMessage::HelpRequested { participant_id: from.clone(), name: m.info.name.clone(), breakout_id: m.space.clone() };
+                let msg =
+                    ServerMessage::HelpRequested { participant_id: from.clone(), name: m.info.name.clone(), breakout_id: m.space.clone() };
                 for t in self.therapists() {
                     self.send_to(&t, msg.clone());
                 }
@@ -433,7 +433,12 @@ impl Room {
             .iter()
             .filter_map(|id| self.members.get(id))
             .filter(|m| m.admitted)
-            .map(|m| Whereabouts { participant_id: m.info.id.clone(), name: m.info.name.clone(), role: m.info.role, breakout_id: m.space.clone() })
+            .map(|m| Whereabouts {
+                participant_id: m.info.id.clone(),
+                name: m.info.name.clone(),
+                role: m.info.role,
+                breakout_id: m.space.clone(),
+            })
             .collect();
         let plan = BreakoutPlan { open: b.open, rooms, closes_at_ms: b.closes_at_ms, allow_return: b.allow_return, whereabouts };
         for t in self.therapists() {

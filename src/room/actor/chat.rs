@@ -25,9 +25,7 @@ use tokio::time::Instant;
 
 use super::Room;
 use crate::room::ParticipantId;
-use crate::signal::protocol::{
-    ChatEntry, ChatMessageId, ChatSettings, ClientMessage, ErrorCode, ServerMessage, SupportRequestId,
-};
+use crate::signal::protocol::{ChatEntry, ChatMessageId, ChatSettings, ClientMessage, ErrorCode, ServerMessage, SupportRequestId};
 use crate::store::now_ms;
 
 /// Longest chat message, in characters (after trimming).
@@ -305,9 +303,7 @@ impl Room {
         }
         self.chat.next_private += 1;
         let space = format!("{PRIVATE_PREFIX}{}", self.chat.next_private);
-        self.chat
-            .private_rooms
-            .insert(space.clone(), PrivateRoom { therapist: from.clone(), participant: participant.clone() });
+        self.chat.private_rooms.insert(space.clone(), PrivateRoom { therapist: from.clone(), participant: participant.clone() });
         self.audit(from, "private_room_open", Some(participant));
         self.move_many(vec![(from.clone(), Some(space.clone())), (participant.clone(), Some(space))]);
         if !self.breakouts.is_empty() {

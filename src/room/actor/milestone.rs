@@ -26,8 +26,8 @@ use crate::auth::Role;
 use crate::badge;
 use crate::room::ParticipantId;
 use crate::signal::protocol::{
-    CelebrationAudience, CelebrationId, CelebrationPreferences, CelebrationStyle, ClientMessage, ErrorCode, Milestone,
-    MilestoneEntry, MilestoneKind, ProposalId, ServerMessage,
+    CelebrationAudience, CelebrationId, CelebrationPreferences, CelebrationStyle, ClientMessage, ErrorCode, Milestone, MilestoneEntry,
+    MilestoneKind, ProposalId, ServerMessage,
 };
 use crate::store::{now_ms, MilestoneQuery, Store};
 
@@ -69,9 +69,21 @@ struct Recent {
 enum Job {
     SavePrefs(ParticipantId, CelebrationPreferences),
     /// Load `who`'s preferences, then hand `msg` from `from` back to the room.
-    LoadPrefs { who: ParticipantId, from: ParticipantId, msg: ClientMessage },
-    Record { room: String, entry: MilestoneEntry },
-    History { query: MilestoneQuery, to: Outbox, participant_id: Option<ParticipantId>, group: bool },
+    LoadPrefs {
+        who: ParticipantId,
+        from: ParticipantId,
+        msg: ClientMessage,
+    },
+    Record {
+        room: String,
+        entry: MilestoneEntry,
+    },
+    History {
+        query: MilestoneQuery,
+        to: Outbox,
+        participant_id: Option<ParticipantId>,
+        group: bool,
+    },
 }
 
 #[derive(Default)]
@@ -216,8 +228,10 @@ impl Room {
         let role = sender.info.role;
         let sender_name = sender.info.name.clone();
         let kind = msg.kind();
-        let therapist_only =
-            matches!(msg, ClientMessage::Celebrate { .. } | ClientMessage::ApproveMilestone { .. } | ClientMessage::DeclineMilestone { .. });
+        let therapist_only = matches!(
+            msg,
+            ClientMessage::Celebrate { .. } | ClientMessage::ApproveMilestone { .. } | ClientMessage::DeclineMilestone { .. }
+        );
         if therapist_only && role != Role::Therapist {
             return self.error(from, ErrorCode::Forbidden, format!("only a therapist can use `{kind}`"));
         }

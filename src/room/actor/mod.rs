@@ -22,8 +22,8 @@ use crate::auth::{Grant, Role};
 use crate::cluster::Cluster;
 use crate::sfu::{PeerCommand, PeerHandle, PublishedTrack, TrackId};
 use crate::signal::protocol::{
-    ClientMessage, EndReason, ErrorCode, MediaKind, ParticipantInfo, RedirectReason, RoomState, ServerMessage,
-    WaitingInfo, PROTOCOL_VERSION,
+    ClientMessage, EndReason, ErrorCode, MediaKind, ParticipantInfo, RedirectReason, RoomState, ServerMessage, WaitingInfo,
+    PROTOCOL_VERSION,
 };
 
 /// Where a room sends messages for one participant's socket.
@@ -64,7 +64,10 @@ pub enum RoomCommand {
     TrackPublished(ParticipantId, Arc<PublishedTrack>),
     TrackEnded(ParticipantId, TrackId),
     /// Anything else a member's client asked for; the room checks who may do what.
-    Client { from: ParticipantId, msg: ClientMessage },
+    Client {
+        from: ParticipantId,
+        msg: ClientMessage,
+    },
     /// A timer the room set for itself fired (the room task is the session's clock).
     Timer(Timer),
     /// Relay nodes: move this room off this node. `None`: this node drains, so save the state
@@ -409,7 +412,8 @@ impl Room {
         self.order.clear();
         for (_, mut m) in self.members.drain() {
             self.registry.count(m.info.role, false);
-            let _ = m.outbox.try_send(ServerMessage::Goodbye { reason: "the session had a problem on the server; reconnecting you".into() });
+            let _ =
+                m.outbox.try_send(ServerMessage::Goodbye { reason: "the session had a problem on the server; reconnecting you".into() });
             if let Some(ended) = m.ended.take() {
                 let _ = ended.send(EndReason::Moved);
             }
@@ -862,8 +866,12 @@ impl Room {
                 self.audit(from, if kind == MediaKind::Audio { "unmute_audio" } else { "unmute_video" }, Some(&participant_id));
             }
             ClientMessage::MuteAll { kind, hard } => {
-                let targets: Vec<_> =
-                    self.order.iter().filter(|id| self.members.get(*id).is_some_and(|m| m.admitted && m.info.role == Role::Participant)).cloned().collect();
+                let targets: Vec<_> = self
+                    .order
+                    .iter()
+                    .filter(|id| self.members.get(*id).is_some_and(|m| m.admitted && m.info.role == Role::Participant))
+                    .cloned()
+                    .collect();
                 for id in targets {
                     self.moderator_mute(&id, kind, hard);
                 }
@@ -1112,7 +1120,6 @@ impl Room {
     fn therapists(&self) -> Vec<ParticipantId> {
         self.members.values().filter(|m| m.admitted && m.is_therapist()).map(|m| m.info.id.clone()).collect()
     }
-
 }
 
 fn mute_action(kind: MediaKind, hard: bool) -> &'static str {

@@ -22,8 +22,8 @@ use super::{Room, Timer};
 use crate::auth::Role;
 use crate::room::ParticipantId;
 use crate::signal::protocol::{
-    ClientMessage, ErrorCode, PollCloseReason, PollId, PollInfo, PollOption, PollOptionCount, PollOptionId,
-    PollOptionVoters, PollScope, PollTally, PollVoter, ServerMessage,
+    ClientMessage, ErrorCode, PollCloseReason, PollId, PollInfo, PollOption, PollOptionCount, PollOptionId, PollOptionVoters, PollScope,
+    PollTally, PollVoter, ServerMessage,
 };
 use crate::store::{now_ms, PollChoiceRecord, PollOptionRecord, PollRecord, Store};
 
@@ -101,13 +101,12 @@ impl Polls {
                 counts: p.counts.clone(),
                 total_voters: p.total_voters,
                 ballots: match &p.ballots {
-                    Ballots::Named(b) => BallotsSnap::Named {
-                        ballots: b.iter().map(|b| (b.participant.clone(), b.choice.clone())).collect(),
-                    },
-                    Ballots::Anonymous { salt, choices, .. } => BallotsSnap::Anonymous {
-                        salt: hex(salt),
-                        choices: choices.iter().map(|(t, c)| (hex(t), c.clone())).collect(),
-                    },
+                    Ballots::Named(b) => {
+                        BallotsSnap::Named { ballots: b.iter().map(|b| (b.participant.clone(), b.choice.clone())).collect() }
+                    }
+                    Ballots::Anonymous { salt, choices, .. } => {
+                        BallotsSnap::Anonymous { salt: hex(salt), choices: choices.iter().map(|(t, c)| (hex(t), c.clone())).collect() }
+                    }
                     Ballots::Sealed => BallotsSnap::Anonymous { salt: String::new(), choices: Default::default() },
                 },
             })
@@ -308,14 +307,7 @@ fn validate_new(
         Some(s) if (1..=MAX_DURATION_SECS).contains(&s) => Some(Duration::from_secs(u64::from(s))),
         Some(_) => return refuse(ErrorCode::InvalidPoll, format!("the time limit must be 1 to {MAX_DURATION_SECS} seconds")),
     };
-    Ok(NewPoll {
-        question: question.to_string(),
-        options: cleaned,
-        multiple,
-        anonymous,
-        duration,
-        scope: scope.unwrap_or_default(),
-    })
+    Ok(NewPoll { question: question.to_string(), options: cleaned, multiple, anonymous, duration, scope: scope.unwrap_or_default() })
 }
 
 struct Poll {
@@ -443,13 +435,8 @@ impl Poll {
 
     /// The counts; with `who` (therapists), who chose each option in a named poll.
     fn tally(&self, who: bool) -> PollTally {
-        let counts = self
-            .info
-            .options
-            .iter()
-            .zip(&self.counts)
-            .map(|(o, &count)| PollOptionCount { option_id: o.id.clone(), count })
-            .collect();
+        let counts =
+            self.info.options.iter().zip(&self.counts).map(|(o, &count)| PollOptionCount { option_id: o.id.clone(), count }).collect();
         let by_option = match (&self.ballots, who) {
             (Ballots::Named(ballots), true) => Some(
                 self.info
@@ -623,7 +610,8 @@ impl Room {
 
     /// The session is over (everyone left): open polls close with the counts they have.
     pub(super) fn close_all_polls(&mut self) {
-        let open: Vec<PollId> = self.polls.order.iter().filter(|id| self.polls.by_id.get(*id).is_some_and(Poll::is_open)).cloned().collect();
+        let open: Vec<PollId> =
+            self.polls.order.iter().filter(|id| self.polls.by_id.get(*id).is_some_and(Poll::is_open)).cloned().collect();
         for id in open {
             self.close_poll(&id, PollCloseReason::SessionEnded);
         }

@@ -101,10 +101,7 @@ impl RoomSnapshot {
         }
         check(self.banned.len() <= MAX_ENTRIES && self.banned.iter().all(valid_id), "banned")?;
         check(self.remembered.len() <= MAX_ENTRIES && self.remembered.keys().all(valid_id), "remembered")?;
-        check(
-            self.celebration_prefs.len() <= MAX_ENTRIES && self.celebration_prefs.keys().all(valid_id),
-            "celebrationPrefs",
-        )?;
+        check(self.celebration_prefs.len() <= MAX_ENTRIES && self.celebration_prefs.keys().all(valid_id), "celebrationPrefs")?;
         self.breakouts.validate(now_ms)?;
         check(self.polls.len() <= super::poll::MAX_OPEN_POLLS, "polls")?;
         let mut ids = std::collections::HashSet::new();
@@ -126,8 +123,7 @@ impl BreakoutsSnap {
             check(valid_label(name, super::breakout::MAX_NAME_CHARS), "breakouts.rooms.name")?;
         }
         check(
-            self.assignment.len() <= MAX_ENTRIES
-                && self.assignment.iter().all(|(p, b)| valid_id(p) && seen.contains(b.as_str())),
+            self.assignment.len() <= MAX_ENTRIES && self.assignment.iter().all(|(p, b)| valid_id(p) && seen.contains(b.as_str())),
             "breakouts.assignment",
         )?;
         check(!self.open || !self.rooms.is_empty(), "breakouts.open")?;
@@ -154,7 +150,10 @@ impl PollSnap {
         let id = info.id.as_str();
         check(id.len() <= 64 && id.starts_with("poll-") && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'), "polls.info.id")?;
         let q = info.question.chars().count();
-        check(q > 0 && q <= MAX_QUESTION_CHARS && !info.question.chars().any(|c| c != '\n' && crate::room::is_forbidden_in_names(c)), "polls.info.question")?;
+        check(
+            q > 0 && q <= MAX_QUESTION_CHARS && !info.question.chars().any(|c| c != '\n' && crate::room::is_forbidden_in_names(c)),
+            "polls.info.question",
+        )?;
         let n = info.options.len();
         check((MIN_OPTIONS..=MAX_OPTIONS).contains(&n), "polls.info.options")?;
         for (i, o) in info.options.iter().enumerate() {
@@ -425,7 +424,13 @@ mod tests {
                 i += 1;
             }
         }
-        for (from, to) in [("\"o2\"", "\"o1\""), ("\"b1\"", "\"private-1\""), ("\"room\"", "\"allBreakouts\""), ("\"named\"", "\"anonymous\""), ("[1]]", "[]]")] {
+        for (from, to) in [
+            ("\"o2\"", "\"o1\""),
+            ("\"b1\"", "\"private-1\""),
+            ("\"room\"", "\"allBreakouts\""),
+            ("\"named\"", "\"anonymous\""),
+            ("[1]]", "[]]"),
+        ] {
             cases.push(base.replacen(from, to, 1));
         }
         assert!(cases.len() > 100);
