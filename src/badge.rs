@@ -1,4 +1,4 @@
-//! Milestone badges: small self-contained SVG images made by the server (issue 6).
+//! Milestone badges: small self-contained SVG images made by the server.
 //!
 //! A badge shows the milestone (kind, value, label), never a person's name. Everything in it is
 //! drawn here: no fonts, images or stylesheets are fetched, and every piece of text is escaped,

@@ -103,7 +103,7 @@ impl ServerConfig {
     /// Both TLS files, when TLS is configured.
     pub fn tls(&self) -> Option<(&Path, &Path)> {
         let set = |p: &PathBuf| !p.as_os_str().is_empty();
-        (set(&self.tls_cert) && set(&self.tls_key)).then(|| (self.tls_cert.as_path(), self.tls_key.as_path()))
+        (set(&self.tls_cert) && set(&self.tls_key)).then_some((self.tls_cert.as_path(), self.tls_key.as_path()))
     }
 }
 
@@ -351,7 +351,7 @@ impl Config {
                     reason: "the heartbeat must be at least 1 ms and the TTL at least two heartbeats",
                 });
             }
-            if !cl.public_url.is_empty() && !(cl.public_url.starts_with("http://") || cl.public_url.starts_with("https://")) {
+            if !cl.public_url.is_empty() && !cl.public_url.starts_with("http://") && !cl.public_url.starts_with("https://") {
                 return Err(ConfigError::Invalid {
                     key: "cluster.public_url",
                     value: cl.public_url.clone(),

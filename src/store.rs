@@ -40,7 +40,7 @@ const MIGRATIONS: &[&str] = &[
         target TEXT
     );
     CREATE INDEX audit_room ON audit(room, at_ms);",
-    // Polls (issue 5). Votes of anonymous polls exist only as the counts in `poll_options`;
+    // Polls. Votes of anonymous polls exist only as the counts in `poll_options`;
     // `poll_choices` holds who chose what for named polls only (see docs/polls.md).
     "CREATE TABLE polls (
         id TEXT PRIMARY KEY,
@@ -72,7 +72,7 @@ const MIGRATIONS: &[&str] = &[
         option_id TEXT NOT NULL,
         PRIMARY KEY (poll_id, participant, option_id)
     );",
-    // Milestones (issue 6): preferences per participant id, and each celebrated milestone. Ids
+    // Milestones: preferences per participant id, and each celebrated milestone. Ids
     // and milestone data only: no display names, no celebration or congratulation messages.
     "CREATE TABLE celebration_prefs (
         participant TEXT PRIMARY KEY,
@@ -406,7 +406,7 @@ fn close_interrupted_polls(conn: &Connection) -> Result<(), rusqlite::Error> {
         .map(|_| ())
 }
 
-// ---- milestones (issue 6) ----
+// ---- milestones ----
 
 /// Whose milestones a history query returns.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -136,7 +136,7 @@ async fn scenario(therapist: &Client, pat: &Client, server: &hearth::server::Run
     step(&format!("therapist sends three layers: {}", sent["layers"]));
 
     // Phone-sized: the tile is small, so Pat gets a layer shorter than the top one.
-    let small = poll(pat, "Pat to decode the therapist on a lower layer", INBOUND_JS, &[tid.clone()], MEDIA_DEADLINE, |p| {
+    let small = poll(pat, "Pat to decode the therapist on a lower layer", INBOUND_JS, std::slice::from_ref(&tid), MEDIA_DEADLINE, |p| {
         p["frames"].as_u64().unwrap_or(0) > 0 && height(p) > 0 && height(p) < top && p["layer"].is_string()
     })
     .await?;
@@ -161,9 +161,9 @@ async fn scenario(therapist: &Client, pat: &Client, server: &hearth::server::Run
     .await?;
     step("Alex joined; the therapist's connection was renegotiated");
     // Frames counted from here: before `keep_rid`, this is where the therapist's video froze.
-    let renegotiated = poll(pat, "Pat's view of the therapist", INBOUND_JS, &[tid.clone()], MEDIA_DEADLINE, |_| true).await?;
+    let renegotiated = poll(pat, "Pat's view of the therapist", INBOUND_JS, std::slice::from_ref(&tid), MEDIA_DEADLINE, |_| true).await?;
     let frames = renegotiated["frames"].as_u64().unwrap_or(0);
-    let phone = poll(pat, "Pat to keep decoding the therapist after the renegotiation", INBOUND_JS, &[tid.clone()], MEDIA_DEADLINE, |p| {
+    let phone = poll(pat, "Pat to keep decoding the therapist after the renegotiation", INBOUND_JS, std::slice::from_ref(&tid), MEDIA_DEADLINE, |p| {
         p["frames"].as_u64().unwrap_or(0) > frames + 40 && height(p) > 0 && height(p) < top
     })
     .await?;
@@ -173,7 +173,7 @@ async fn scenario(therapist: &Client, pat: &Client, server: &hearth::server::Run
 
     // Desktop-sized: the tile grows, the server moves Pat to a taller layer.
     pat.set_window_size(1280, 900).await.map_err(|e| format!("pat: resizing: {e}"))?;
-    let large = poll(pat, "Pat to decode the therapist on a taller layer", INBOUND_JS, &[tid.clone()], MEDIA_DEADLINE, |p| {
+    let large = poll(pat, "Pat to decode the therapist on a taller layer", INBOUND_JS, std::slice::from_ref(&tid), MEDIA_DEADLINE, |p| {
         height(p) > height(&phone) && p["layer"].is_string() && p["layer"] != phone["layer"]
     })
     .await?;
@@ -181,7 +181,7 @@ async fn scenario(therapist: &Client, pat: &Client, server: &hearth::server::Run
     save_screenshot(pat, &shot("pat-desktop")).await;
     // No stall after the switch.
     let frames = large["frames"].as_u64().unwrap_or(0);
-    poll(pat, "Pat's frames to keep coming after the switch", INBOUND_JS, &[tid.clone()], MEDIA_DEADLINE, |p| {
+    poll(pat, "Pat's frames to keep coming after the switch", INBOUND_JS, std::slice::from_ref(&tid), MEDIA_DEADLINE, |p| {
         p["frames"].as_u64().unwrap_or(0) > frames + 40
     })
     .await?;

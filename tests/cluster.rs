@@ -1,4 +1,4 @@
-//! Relay nodes (issue 8): a real redis-server and two real `hearth` processes on loopback.
+//! Relay nodes: a real redis-server and two real `hearth` processes on loopback.
 //! Participants join the same room through different nodes and meet on its owner; killing the
 //! owner with SIGKILL moves the room, with its breakouts and open poll, to the other node; a
 //! drain (SIGTERM) moves everyone without losing anyone.

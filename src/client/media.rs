@@ -537,7 +537,7 @@ async fn send_simulcast(
         if !sending.load(Ordering::Relaxed) {
             continue;
         }
-        let keyframe = probe % u64::from(pps) == 0;
+        let keyframe = probe.is_multiple_of(u64::from(pps));
         for layer in 0..3 {
             let layer_size = (size >> (2 - layer)).max(LAYER_MARKER + 1);
             let mut payload = synthetic_payload(layer_size, keyframe, probe).to_vec();
@@ -638,7 +638,7 @@ impl MediaClient {
                     // Every entry point once, then back off (with jitter, so that a room's
                     // people do not retry in step): a dead node's rooms move only once its
                     // heartbeat lapses, and joins are rate-limited per address.
-                    if attempt % entries.len() == 0 {
+                    if attempt.is_multiple_of(entries.len()) {
                         let round = (attempt / entries.len()).min(4) as u32;
                         let ceiling = 150u64 << round;
                         let jitter = rand::random::<u64>() % (ceiling / 2 + 1);
@@ -1093,7 +1093,7 @@ async fn send_loop(
         if !sending.load(Ordering::Relaxed) {
             continue;
         }
-        let keyframe = probe % u64::from(keyframe_every) == 0;
+        let keyframe = probe.is_multiple_of(u64::from(keyframe_every));
         let packet = rtp::Packet {
             header: rtp::header::Header {
                 version: 2,

@@ -21,6 +21,12 @@ pub enum SignalError {
     Decode(String),
 }
 
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+/// The sending half of a split signaling connection.
+pub type WsSink = futures::stream::SplitSink<Ws, Message>;
+/// The receiving half of a split signaling connection.
+pub type WsStream = futures::stream::SplitStream<Ws>;
+
 /// A raw signaling connection: send client messages, receive server messages.
 pub struct SignalClient {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
@@ -74,12 +80,7 @@ impl SignalClient {
         }
     }
 
-    pub fn into_split(
-        self,
-    ) -> (
-        futures::stream::SplitSink<WebSocketStream<MaybeTlsStream<TcpStream>>, Message>,
-        futures::stream::SplitStream<WebSocketStream<MaybeTlsStream<TcpStream>>>,
-    ) {
+    pub fn into_split(self) -> (WsSink, WsStream) {
         self.ws.split()
     }
 }

@@ -17,7 +17,7 @@ pub const SLOT: usize = 14_000;
 #[derive(Default)]
 pub struct KeyframeRequestTap;
 
-fn wants_keyframe(p: &Box<dyn rtc::rtcp::Packet>) -> bool {
+fn wants_keyframe(p: &dyn rtc::rtcp::Packet) -> bool {
     let any = p.as_any();
     any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
 }
@@ -25,7 +25,7 @@ fn wants_keyframe(p: &Box<dyn rtc::rtcp::Packet>) -> bool {
 impl Tap for KeyframeRequestTap {
     fn read(&mut self, msg: &mut TaggedPacket) -> bool {
         if let Packet::Rtcp(packets) = &msg.message.packet {
-            let requests: Vec<_> = packets.iter().filter(|p| wants_keyframe(p)).cloned().collect();
+            let requests: Vec<_> = packets.iter().filter(|p| wants_keyframe(p.as_ref())).cloned().collect();
             if requests.is_empty() {
                 return false;
             }

@@ -72,6 +72,8 @@ const LAYER_IDLE_MS: u64 = 1000;
 pub type Fanned = (u8, rtp::Packet);
 
 impl PublishedTrack {
+    // Called from one place (the peer's `on_track`), which has every piece at hand.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         id: TrackId,
         publisher: ParticipantId,

@@ -162,7 +162,7 @@ pub struct Whereabouts {
     pub breakout_id: Option<String>,
 }
 
-// ---- poll data (issue 5) ----
+// ---- poll data ----
 
 /// A poll's id: `poll-` and 16 random hex digits, unique across rooms and restarts.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -306,7 +306,7 @@ impl PollCloseReason {
     }
 }
 
-// ---- milestone data (issue 6) ----
+// ---- milestone data ----
 
 /// A celebration's id: `c-` and 16 random hex digits. Also the id of its history entry.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -426,7 +426,7 @@ pub struct MilestoneEntry {
     pub at_ms: i64,
 }
 
-// ---- chat and support data (issue 10) ----
+// ---- chat and support data ----
 
 /// A chat message's id: `m-` and 16 random hex digits. Chat is never stored on disk.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -597,7 +597,7 @@ pub enum ClientMessage {
     },
     /// End the session for everyone.
     EndSession,
-    // ---- breakout rooms (issue 4) ----
+    // ---- breakout rooms ----
     /// Therapist: add a breakout room.
     CreateBreakout {
         name: String,
@@ -638,7 +638,7 @@ pub enum ClientMessage {
     },
     /// A participant in a breakout asks the therapists for help.
     AskForHelp,
-    // ---- screen sharing (issue 11) ----
+    // ---- screen sharing ----
     /// About to publish (`active: true`) or stopped (`false`) a screen share: the video track
     /// whose `MediaStreamTrack.id` is `clientTrackId`, added with the stream `clientStreamId`.
     /// The server matches either against the msid in the client's SDP: Chromium writes the
@@ -656,14 +656,14 @@ pub enum ClientMessage {
         participant_id: ParticipantId,
         allowed: bool,
     },
-    // ---- simulcast (issue 11) ----
+    // ---- simulcast ----
     /// The height in device pixels at which this subscriber shows a video (its tile); the
     /// server forwards the simulcast layer that fits. 0: do not send this video now.
     SetVideoPreference {
         track_id: String,
         max_height: u32,
     },
-    // ---- polls (issue 5) ----
+    // ---- polls ----
     /// Therapist: create and launch a poll; everyone in `scope` gets `pollStarted`.
     CreatePoll {
         /// 1 to 300 characters.
@@ -692,7 +692,7 @@ pub enum ClientMessage {
     SharePollResults {
         poll_id: PollId,
     },
-    // ---- milestones (issue 6) ----
+    // ---- milestones ----
     /// Your own celebration preferences, remembered per participant id; answered by
     /// `celebrationPreferences`.
     SetCelebrationPreferences {
@@ -746,7 +746,7 @@ pub enum ClientMessage {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         group: bool,
     },
-    // ---- chat and support (issue 10) ----
+    // ---- chat and support ----
     /// Post to everyone in one's space, or (`to`) privately to one person.
     Chat {
         text: String,
@@ -885,7 +885,7 @@ pub enum ServerMessage {
         reason: EndReason,
         message: String,
     },
-    // ---- breakout rooms (issue 4) ----
+    // ---- breakout rooms ----
     /// Therapists: the whole breakout plan, after every change.
     BreakoutsUpdated {
         breakouts: BreakoutPlan,
@@ -919,7 +919,7 @@ pub enum ServerMessage {
         name: String,
         breakout_id: Option<String>,
     },
-    // ---- polls (issue 5) ----
+    // ---- polls ----
     /// A poll opened in your space (also sent on admission for polls still open).
     PollStarted {
         poll: PollInfo,
@@ -941,7 +941,7 @@ pub enum ServerMessage {
         poll_id: PollId,
         option_ids: Vec<PollOptionId>,
     },
-    // ---- milestones (issue 6) ----
+    // ---- milestones ----
     /// Your celebration preferences; `chosen: false` means the defaults (you never chose).
     CelebrationPreferences {
         style: CelebrationStyle,
@@ -993,7 +993,7 @@ pub enum ServerMessage {
         group: bool,
         entries: Vec<MilestoneEntry>,
     },
-    // ---- chat and support (issue 10) ----
+    // ---- chat and support ----
     /// A chat message, to everyone in the sender's space or (private) to its two parties.
     ChatMessage(ChatEntry),
     /// The chat settings: to everyone admitted on every change, and to each member on admission.

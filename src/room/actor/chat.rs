@@ -1,4 +1,4 @@
-//! In-call chat and the private "I need support" signal (issue 10).
+//! In-call chat and the private "I need support" signal.
 //!
 //! Chat scopes to the sender's space (the main room, a breakout or a private room): a message
 //! goes to everyone admitted there, or privately to one person and back to the sender.

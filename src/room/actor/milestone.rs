@@ -1,4 +1,4 @@
-//! Milestone celebrations (issue 6): preferences, a therapist's celebration, participants'
+//! Milestone celebrations: preferences, a therapist's celebration, participants'
 //! proposals, congratulations and history.
 //!
 //! The one rule that matters most: a celebration goes to the audience the celebrated participant

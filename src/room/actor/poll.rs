@@ -1,4 +1,4 @@
-//! In-call polls (issue 5). A therapist launches a poll to their own space (the main room or a
+//! In-call polls. A therapist launches a poll to their own space (the main room or a
 //! breakout) or to every space; participants there vote and may change their vote until it
 //! closes; therapists see live counts (and, for named polls, who chose what), share the counts
 //! with the room when they choose, and close the poll by hand or by its timer. Definitions and
@@ -233,6 +233,8 @@ impl Audience {
 }
 
 /// Who voted for what, while a poll is open.
+// One per poll, and the anonymous variant is the common one: boxing it would buy nothing.
+#[allow(clippy::large_enum_variant)]
 enum Ballots {
     /// Named polls: each voter's current choice (option indexes), in order of first vote.
     Named(Vec<NamedBallot>),

@@ -1,4 +1,4 @@
-//! The part of a room's state that must outlive the node it runs on (relay nodes, issue 8):
+//! The part of a room's state that must outlive the node it runs on (relay nodes):
 //! admissions and hard mutes, bans, lock and waiting room, breakouts and assignments, open
 //! polls with their ballots, and the celebration preferences people chose here.
 //!
