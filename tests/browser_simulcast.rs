@@ -163,9 +163,14 @@ async fn scenario(therapist: &Client, pat: &Client, server: &hearth::server::Run
     // Frames counted from here: before `keep_rid`, this is where the therapist's video froze.
     let renegotiated = poll(pat, "Pat's view of the therapist", INBOUND_JS, std::slice::from_ref(&tid), MEDIA_DEADLINE, |_| true).await?;
     let frames = renegotiated["frames"].as_u64().unwrap_or(0);
-    let phone = poll(pat, "Pat to keep decoding the therapist after the renegotiation", INBOUND_JS, std::slice::from_ref(&tid), MEDIA_DEADLINE, |p| {
-        p["frames"].as_u64().unwrap_or(0) > frames + 40 && height(p) > 0 && height(p) < top
-    })
+    let phone = poll(
+        pat,
+        "Pat to keep decoding the therapist after the renegotiation",
+        INBOUND_JS,
+        std::slice::from_ref(&tid),
+        MEDIA_DEADLINE,
+        |p| p["frames"].as_u64().unwrap_or(0) > frames + 40 && height(p) > 0 && height(p) < top,
+    )
     .await?;
     step(&format!("still flowing on a lower layer: {phone}"));
     alex.leave().await;
