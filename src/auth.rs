@@ -8,53 +8,13 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::room::{valid_participant_id, validate_display_name, InvalidName, ParticipantId, RoomId};
+pub use crate::vocab::Role;
+use crate::vocab::{valid_participant_id, validate_display_name, InvalidName, ParticipantId, RoomId};
 
 /// Clock skew tolerated between the minting backend and this server.
 const LEEWAY_SECS: u64 = 5;
 /// Longest lifetime a token may be minted with.
 pub const MAX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Role {
-    /// Moderates: admits, mutes, removes, locks, ends, runs breakouts, polls, celebrations.
-    Therapist,
-    /// Joins through the waiting room, publishes and receives media.
-    Participant,
-    /// Receives media only; publishes nothing and moderates nothing.
-    Observer,
-}
-
-impl Role {
-    pub fn is_moderator(self) -> bool {
-        self == Role::Therapist
-    }
-
-    pub fn publishes(self) -> bool {
-        self != Role::Observer
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Therapist => "therapist",
-            Role::Participant => "participant",
-            Role::Observer => "observer",
-        }
-    }
-}
-
-impl std::str::FromStr for Role {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "therapist" => Ok(Role::Therapist),
-            "participant" => Ok(Role::Participant),
-            "observer" => Ok(Role::Observer),
-            other => Err(format!("unknown role `{other}` (therapist, participant or observer)")),
-        }
-    }
-}
 
 /// The signed content of a join token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,7 +9,7 @@ use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
-use crate::signal::protocol::IceServer;
+use crate::vocab::IceServer;
 
 /// The embedded defaults: `config/default.toml`, documented there key by key.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
@@ -234,14 +234,14 @@ impl Config {
     }
 
     /// The trusted proxies, parsed (validated at load, so bad entries never reach here).
-    pub fn trusted_proxies(&self) -> Vec<crate::edge::IpNet> {
-        self.server.trusted_proxies.iter().filter_map(|p| crate::edge::IpNet::parse(p)).collect()
+    pub fn trusted_proxies(&self) -> Vec<crate::vocab::IpNet> {
+        self.server.trusted_proxies.iter().filter_map(|p| crate::vocab::IpNet::parse(p)).collect()
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         let s = &self.server;
         for p in &s.trusted_proxies {
-            if crate::edge::IpNet::parse(p).is_none() {
+            if crate::vocab::IpNet::parse(p).is_none() {
                 return Err(ConfigError::Invalid {
                     key: "server.trusted_proxies",
                     value: p.clone(),
@@ -250,7 +250,7 @@ impl Config {
             }
         }
         for o in &s.allowed_origins {
-            if crate::edge::normalize_origin(o).is_none() {
+            if crate::vocab::normalize_origin(o).is_none() {
                 return Err(ConfigError::Invalid {
                     key: "server.allowed_origins",
                     value: o.clone(),
@@ -359,7 +359,7 @@ impl Config {
                 });
             }
             for u in &cl.node_urls {
-                if crate::cluster::redirect_url(u, &[]).is_none() {
+                if crate::vocab::redirect_url(u, &[]).is_none() {
                     return Err(ConfigError::Invalid {
                         key: "cluster.node_urls",
                         value: u.clone(),

@@ -1,6 +1,8 @@
 //! Hearth: a real-time video server for group therapy.
 //!
 //! # Layout
+//! - [`vocab`]: the ground floor: ids (rooms, participants, polls, …), roles, media kinds and
+//!   the rules for names; imports nothing of Hearth's.
 //! - [`config`]: typed configuration (embedded defaults, file, `HEARTH_*` environment).
 //! - [`server`]: the HTTP edge (static web client, `/healthz`, `/ws`), start and shutdown.
 //! - [`signal`]: the wire protocol and the per-websocket task that speaks it.
@@ -23,8 +25,11 @@ pub mod edge;
 pub mod load;
 pub mod log_escape;
 pub mod metrics;
+pub mod procfs;
 pub mod room;
 pub mod server;
 pub mod sfu;
 pub mod signal;
+pub mod state;
 pub mod store;
+pub mod vocab;

@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::{Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -29,23 +29,7 @@ use crate::sfu::SfuEngine;
 use crate::signal::connection;
 use crate::store::{Store, StoreError};
 
-/// What every request handler and connection task shares.
-pub struct AppState {
-    pub config: Arc<Config>,
-    pub rooms: RoomRegistry,
-    pub sfu: Arc<SfuEngine>,
-    /// Cancelled once on shutdown; every connection watches it.
-    pub shutdown: CancellationToken,
-    /// Tracks connection tasks so shutdown can wait for them.
-    pub connections: TaskTracker,
-    pub tokens: TokenIssuer,
-    pub store: Store,
-    /// Failed join attempts (bad tokens) per client IP; a valid join never counts.
-    pub join_limiter: DefaultKeyedRateLimiter<std::net::IpAddr>,
-    /// Client addresses behind trusted proxies, origin checks, connection caps, headers.
-    pub edge: Arc<crate::edge::Edge>,
-    pub metrics: Arc<crate::metrics::Metrics>,
-}
+pub use crate::state::AppState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {

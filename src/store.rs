@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
-use crate::room::ParticipantId;
 use crate::signal::protocol::{CelebrationId, CelebrationPreferences, Milestone, MilestoneEntry};
+use crate::vocab::ParticipantId;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -29,8 +29,8 @@ use webrtc::peer_connection::{
 use webrtc::rtp_transceiver::RtpSender;
 
 use super::signaling::{SignalClient, SignalError};
-use crate::room::{ParticipantId, RoomId};
 use crate::signal::protocol::{ClientMessage, IceCandidate, MediaKind, ParticipantInfo, Sdp, ServerMessage, PROTOCOL_VERSION};
+use crate::vocab::{ParticipantId, RoomId};
 
 /// Bytes of probe at the start of every synthetic payload: VP8 descriptor (2), send time in
 /// microseconds since the Unix epoch (8), probe sequence (8).

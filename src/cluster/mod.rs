@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::config::ClusterConfig;
-use crate::room::RoomId;
+use crate::vocab::RoomId;
 
 const NODE_PREFIX: &str = "hearth:node:";
 /// Rooms claimed for a node since its last heartbeat (a counter that expires): without it a
@@ -65,42 +65,7 @@ impl NodeInfo {
     }
 }
 
-/// The websocket URL clients are sent to for a node's registered base URL, or `None` when the
-/// base URL is not one to send anyone to. Anyone who can write to Redis can register a node, so
-/// the URL is checked like input: `http`/`https` only (to `ws`/`wss`), a host, no user or
-/// password, no query or fragment, and, when `allowed` is not empty, under one of those base
-/// URLs (same scheme, host and port; path below theirs).
-pub fn redirect_url(base: &str, allowed: &[String]) -> Option<String> {
-    let parsed = url::Url::parse(base.trim()).ok()?;
-    let ws = match parsed.scheme() {
-        "https" => "wss",
-        "http" => "ws",
-        _ => return None,
-    };
-    if !parsed.username().is_empty() || parsed.password().is_some() || parsed.query().is_some() || parsed.fragment().is_some() {
-        return None;
-    }
-    parsed.host_str().filter(|h| !h.is_empty())?;
-    if !allowed.is_empty() && !allowed.iter().any(|a| under(&parsed, a)) {
-        return None;
-    }
-    let mut out = parsed.clone();
-    out.set_scheme(ws).ok()?;
-    let path = format!("{}/ws", parsed.path().trim_end_matches('/'));
-    out.set_path(&path);
-    Some(out.to_string())
-}
-
-/// Whether `url` is `prefix` or below it: the same origin and a path under the prefix's.
-fn under(url: &url::Url, prefix: &str) -> bool {
-    let Ok(p) = url::Url::parse(prefix.trim()) else { return false };
-    if p.scheme() != url.scheme() || p.host_str() != url.host_str() || p.port_or_known_default() != url.port_or_known_default() {
-        return false;
-    }
-    let base = p.path().trim_end_matches('/');
-    let path = url.path();
-    path == base || path.trim_end_matches('/') == base || path.starts_with(&format!("{base}/"))
-}
+pub use crate::vocab::redirect_url;
 
 /// `http(s)://host[:port]` → `ws(s)://host[:port]/ws`.
 pub fn ws_url_of(base: &str) -> String {
@@ -287,7 +252,7 @@ impl Cluster {
     }
 
     fn cpu_percent(&self) -> f64 {
-        let Ok(sample) = crate::load::procfs::sample(None) else { return 0.0 };
+        let Ok(sample) = crate::procfs::sample(None) else { return 0.0 };
         let now = Instant::now();
         let Ok(mut last) = self.cpu.lock() else { return 0.0 };
         let Some((t, cpu, pct)) = *last else {

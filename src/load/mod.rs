@@ -11,7 +11,6 @@
 //! Bounded by construction: counts and duration are capped, the target must be loopback
 //! ([`target`]), and every wait has a deadline.
 
-pub mod procfs;
 pub mod report;
 pub mod target;
 
@@ -23,8 +22,9 @@ use tracing::{info, warn};
 use crate::auth::{Role, TokenIssuer};
 use crate::client::media::{ClientError, VideoProfile};
 use crate::client::{MediaClient, MediaOptions, ReceivedTrack};
-use crate::room::RoomId;
+use crate::procfs;
 use crate::signal::protocol::MediaKind;
+use crate::vocab::RoomId;
 pub use report::LoadReport;
 use report::{Forwarded, Loss, MachineInfo, Percentiles, ReportConfig, ServerCost};
 

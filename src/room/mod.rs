@@ -7,11 +7,12 @@
 //! each member's peer.
 
 pub mod actor;
-mod ids;
+mod handle;
 mod registry;
+mod shared;
 
-pub use actor::{JoinRequest, RoomCommand, RoomError, RoomHandle, SessionEnd};
-pub use ids::{
+pub use crate::vocab::{
     is_forbidden_in_names, valid_participant_id, validate_display_name, InvalidId, InvalidName, ParticipantId, RoomId, MAX_NAME_CHARS,
 };
+pub use actor::{JoinRequest, RoomCommand, RoomError, RoomHandle, SessionEnd};
 pub use registry::{RoomRegistry, RoomSettings};

@@ -1,99 +1,17 @@
 //! The map from room id to running room task, and what every room shares.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use dashmap::DashMap;
 
 use super::actor::{self, RoomHandle};
-use super::{ParticipantId, RoomId};
+pub use super::shared::RoomSettings;
+use super::shared::{Bans, RegistryInner};
+use super::RoomId;
 use crate::auth::Role;
 use crate::cluster::Cluster;
-use crate::signal::protocol::IceServer;
 use crate::store::Store;
-
-/// Settings every room reads; fixed for the server's lifetime.
-#[derive(Debug, Clone)]
-pub struct RoomSettings {
-    pub max_room_size: usize,
-    /// Tracks one member may publish at once (a microphone, a camera and a screen).
-    pub max_tracks_per_participant: usize,
-    /// Whether new rooms start with the waiting room on.
-    pub waiting_room: bool,
-    pub reconnect_grace: std::time::Duration,
-    pub ice_servers: Vec<IceServer>,
-    /// Keys anonymous poll ballots (see `actor/poll.rs`): random per process on a single node,
-    /// derived from the shared token secret when relay nodes must carry open polls over.
-    pub ballot_secret: [u8; 32],
-    /// How long a removal (or final decline) keeps someone out of a room id after the room
-    /// task ended: the session's bans outlive everyone leaving (`cluster.state_ttl_secs`).
-    pub ban_ttl: Duration,
-}
-
-/// Room ids whose bans are kept at most, and banned ids per room: bounds that no real clinic
-/// reaches, so a flood of removals cannot grow the map without limit.
-const MAX_BANNED_ROOMS: usize = 10_000;
-const MAX_BANS_PER_ROOM: usize = 1_000;
-
-/// Who was removed from each room id, for rooms whose task has ended (or may end): a room
-/// recreated after everyone left starts from these.
-#[derive(Default)]
-pub(super) struct Bans {
-    rooms: Mutex<HashMap<RoomId, HashMap<ParticipantId, Instant>>>,
-}
-
-impl Bans {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RoomId, HashMap<ParticipantId, Instant>>> {
-        self.rooms.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Bans `who` from `room` until `until`.
-    pub(super) fn insert(&self, room: &RoomId, who: &ParticipantId, until: Instant) {
-        let now = Instant::now();
-        let mut rooms = self.lock();
-        rooms.retain(|_, ids| {
-            ids.retain(|_, t| *t > now);
-            !ids.is_empty()
-        });
-        if !rooms.contains_key(room) && rooms.len() >= MAX_BANNED_ROOMS {
-            // Full: the room whose bans end soonest goes first.
-            let soonest = rooms.iter().min_by_key(|(_, ids)| ids.values().max().copied()).map(|(r, _)| r.clone());
-            if let Some(r) = soonest {
-                rooms.remove(&r);
-            }
-        }
-        let ids = rooms.entry(room.clone()).or_default();
-        if !ids.contains_key(who) && ids.len() >= MAX_BANS_PER_ROOM {
-            if let Some(oldest) = ids.iter().min_by_key(|(_, t)| **t).map(|(p, _)| p.clone()) {
-                ids.remove(&oldest);
-            }
-        }
-        ids.insert(who.clone(), until);
-    }
-
-    /// Everyone still banned from `room`.
-    pub(super) fn of(&self, room: &RoomId) -> Vec<ParticipantId> {
-        let now = Instant::now();
-        self.lock().get(room).map(|ids| ids.iter().filter(|(_, t)| **t > now).map(|(p, _)| p.clone()).collect()).unwrap_or_default()
-    }
-}
-
-pub(super) struct RegistryInner {
-    pub(super) rooms: DashMap<RoomId, RoomHandle>,
-    pub(super) participants: AtomicUsize,
-    /// Participants by role: therapist, participant, observer.
-    pub(super) by_role: [AtomicUsize; 3],
-    pub(super) settings: RoomSettings,
-    pub(super) store: Option<Store>,
-    /// Relay nodes: where rooms save the state that must outlive this node.
-    pub(super) cluster: std::sync::OnceLock<Arc<Cluster>>,
-    /// Bans that outlive a room's task (see [`Bans`]).
-    pub(super) bans: Bans,
-    /// Room tasks that panicked and were ended (`hearth_room_failures_total`).
-    pub(super) failures: AtomicU64,
-}
 
 #[derive(Clone)]
 pub struct RoomRegistry {
@@ -103,24 +21,6 @@ pub struct RoomRegistry {
 impl std::fmt::Debug for RoomRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RoomRegistry").field("rooms", &self.room_count()).finish()
-    }
-}
-
-impl RegistryInner {
-    /// Counts a participant in (`joined`) or out.
-    pub(super) fn count(&self, role: Role, joined: bool) {
-        let i = match role {
-            Role::Therapist => 0,
-            Role::Participant => 1,
-            Role::Observer => 2,
-        };
-        if joined {
-            self.participants.fetch_add(1, Ordering::Relaxed);
-            self.by_role[i].fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.participants.fetch_sub(1, Ordering::Relaxed);
-            self.by_role[i].fetch_sub(1, Ordering::Relaxed);
-        }
     }
 }
 

@@ -25,9 +25,9 @@ use webrtc::peer_connection::{
 };
 
 use crate::config::IceConfig;
-use crate::room::ParticipantId;
+use crate::vocab::ParticipantId;
 
-pub use peer::{PeerCommand, PeerEvent, PeerHandle};
+pub use peer::{Candidate, PeerCommand, PeerEvent, PeerHandle, Refusal};
 use tap::TapInterceptor;
 pub use track::{PublishedTrack, TrackId};
 

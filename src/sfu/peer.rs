@@ -36,8 +36,7 @@ use super::bwe::{fit_layer, Estimator, FeedbackSink, UpstreamGaps};
 use super::simulcast::{choose_layer, layer_name, Rewriter};
 use super::track::{is_vp8_keyframe, rewrite_for_subscriber, Fanned, PublishedTrack, TrackId};
 use super::{SfuEngine, SfuError};
-use crate::room::ParticipantId;
-use crate::signal::protocol::{IceCandidate, MediaKind, PauseReason, Sdp, ServerMessage};
+use crate::vocab::{MediaKind, ParticipantId, PauseReason, SimulcastLayer, TrackSource};
 
 /// What the connection and the room may ask of a peer.
 #[derive(Debug)]
@@ -46,7 +45,7 @@ pub enum PeerCommand {
     Activate,
     RemoteOffer(String),
     RemoteAnswer(String),
-    RemoteCandidate(IceCandidate),
+    RemoteCandidate(Candidate),
     Subscribe(Arc<PublishedTrack>),
     Unsubscribe(TrackId),
     /// The transport just connected: subscribers need fresh keyframes.
@@ -65,11 +64,56 @@ impl std::fmt::Debug for PublishedTrack {
     }
 }
 
-/// What a peer reports to the connection task that owns it.
+/// An ICE candidate, field names as in the browser's `RTCIceCandidateInit`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Candidate {
+    pub candidate: String,
+    pub sdp_mid: Option<String>,
+    pub sdp_mline_index: Option<u16>,
+    pub username_fragment: Option<String>,
+}
+
+/// Why the peer could not do what its client asked; the message is for the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The server could not build a peer connection.
+    Internal,
+    /// A video preference for a track this peer does not send.
+    UnknownTrack,
+    /// An SDP or ICE step failed.
+    Negotiation,
+    /// Someone who may not publish offered to send.
+    Forbidden,
+    /// A value beyond a limit (ICE candidates).
+    OverLimit,
+}
+
+/// What a peer reports to the connection task that owns it, in the SFU's own terms: the
+/// connection turns these into wire messages.
 #[derive(Debug)]
 pub enum PeerEvent {
-    /// A message for this participant's client (offer, answer, candidate, track map).
-    Signal(ServerMessage),
+    /// SDP for the client: our offer, or our answer to its offer.
+    Offer(String),
+    Answer(String),
+    /// One of our ICE candidates for the client.
+    Candidate(Candidate),
+    /// The client is about to receive `track` (sent before the offer that carries it), in the
+    /// stream `stream_id`.
+    Forwarding {
+        publisher: ParticipantId,
+        stream_id: String,
+        track_id: TrackId,
+        kind: MediaKind,
+        source: TrackSource,
+    },
+    /// What reaches the client of a video now: the simulcast layer, or why it is paused.
+    VideoState {
+        track_id: TrackId,
+        layer: Option<SimulcastLayer>,
+        paused: Option<PauseReason>,
+    },
+    /// Something the client asked for was not done.
+    Refused(Refusal, String),
     TrackPublished(Arc<PublishedTrack>),
     TrackEnded(TrackId),
     /// The media transport failed or closed by itself.
@@ -111,13 +155,13 @@ impl PeerConnectionEventHandler for Handler {
     async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
         match event.candidate.to_json() {
             Ok(init) => {
-                let candidate = IceCandidate {
+                let candidate = Candidate {
                     candidate: init.candidate,
                     sdp_mid: init.sdp_mid,
                     sdp_mline_index: init.sdp_mline_index,
                     username_fragment: init.username_fragment,
                 };
-                let _ = self.events.send(PeerEvent::Signal(ServerMessage::IceCandidate { candidate }));
+                let _ = self.events.send(PeerEvent::Candidate(candidate));
             }
             Err(e) => debug!(error = %e, "local candidate not serialisable"),
         }
@@ -262,7 +306,7 @@ struct Dormant {
 impl Dormant {
     async fn run(self, mut rx: mpsc::UnboundedReceiver<PeerCommand>) {
         let mut offer: Option<String> = None;
-        let mut candidates: Vec<IceCandidate> = Vec::new();
+        let mut candidates: Vec<Candidate> = Vec::new();
         while let Some(cmd) = rx.recv().await {
             match cmd {
                 PeerCommand::Activate => {
@@ -270,10 +314,10 @@ impl Dormant {
                         Ok(task) => task,
                         Err(e) => {
                             warn!(error = %e, "could not create a peer connection");
-                            let _ = self.events.send(PeerEvent::Signal(ServerMessage::Error {
-                                code: crate::signal::protocol::ErrorCode::Internal,
-                                message: "the media relay could not set up a connection; leave and join again".into(),
-                            }));
+                            let _ = self.events.send(PeerEvent::Refused(
+                                Refusal::Internal,
+                                "the media relay could not set up a connection; leave and join again".into(),
+                            ));
                             return;
                         }
                     };
@@ -385,26 +429,24 @@ impl PeerTask {
                 PeerCommand::SetVideoPreference { track_id, max_height } => {
                     match self.subs.get(&track_id) {
                         Some((track, sub)) if track.kind == MediaKind::Video => sub.max_height.store(max_height, Ordering::Relaxed),
-                        _ => self.signal(ServerMessage::Error {
-                            code: crate::signal::protocol::ErrorCode::UnknownTrack,
-                            message: "no video with that trackId reaches this connection".into(),
-                        }),
+                        _ => self.refuse(Refusal::UnknownTrack, "no video with that trackId reaches this connection"),
                     }
                     Ok(())
                 }
             };
             if let Err(e) = result {
                 warn!(error = %e, "negotiation step failed");
-                self.signal(ServerMessage::Error {
-                    code: crate::signal::protocol::ErrorCode::Negotiation,
-                    message: format!("media negotiation failed: {e}"),
-                });
+                self.refuse(Refusal::Negotiation, format!("media negotiation failed: {e}"));
             }
         }
     }
 
-    fn signal(&self, msg: ServerMessage) {
-        let _ = self.events.send(PeerEvent::Signal(msg));
+    fn tell(&self, event: PeerEvent) {
+        let _ = self.events.send(event);
+    }
+
+    fn refuse(&self, why: Refusal, message: impl Into<String>) {
+        self.tell(PeerEvent::Refused(why, message.into()));
     }
 
     async fn on_remote_offer(&mut self, sdp: String) -> Result<(), SfuError> {
@@ -427,16 +469,13 @@ impl PeerTask {
         if !self.publishes {
             self.receive_nothing().await?;
             if sends {
-                self.signal(ServerMessage::Error {
-                    code: crate::signal::protocol::ErrorCode::Forbidden,
-                    message: "observers receive only: nothing you send reaches the group".into(),
-                });
+                self.refuse(Refusal::Forbidden, "observers receive only: nothing you send reaches the group");
             }
         }
         self.flush_candidates().await;
         let answer = self.pc.create_answer(None).await?;
         self.pc.set_local_description(answer.clone()).await?;
-        self.signal(ServerMessage::Answer(Sdp { sdp: answer.sdp }));
+        self.tell(PeerEvent::Answer(answer.sdp));
         self.established = true;
         if self.offer_needed {
             self.offer().await?;
@@ -472,16 +511,16 @@ impl PeerTask {
         Ok(())
     }
 
-    async fn on_remote_candidate(&mut self, c: IceCandidate) -> Result<(), SfuError> {
+    async fn on_remote_candidate(&mut self, c: Candidate) -> Result<(), SfuError> {
         if c.candidate.is_empty() {
             return Ok(()); // end-of-candidates: nothing to do for a full-ICE server
         }
         if self.remote_candidates >= MAX_REMOTE_CANDIDATES {
             if self.remote_candidates == MAX_REMOTE_CANDIDATES {
-                self.signal(ServerMessage::Error {
-                    code: crate::signal::protocol::ErrorCode::InvalidField,
-                    message: format!("at most {MAX_REMOTE_CANDIDATES} ICE candidates per negotiation; the rest are ignored"),
-                });
+                self.refuse(
+                    Refusal::OverLimit,
+                    format!("at most {MAX_REMOTE_CANDIDATES} ICE candidates per negotiation; the rest are ignored"),
+                );
             }
             self.remote_candidates += 1;
             return Ok(());
@@ -520,7 +559,7 @@ impl PeerTask {
         let offer = self.pc.create_offer(None).await?;
         self.pc.set_local_description(offer.clone()).await?;
         self.awaiting_answer = true;
-        self.signal(ServerMessage::Offer(Sdp { sdp: offer.sdp }));
+        self.tell(PeerEvent::Offer(offer.sdp));
         Ok(())
     }
 
@@ -563,8 +602,8 @@ impl PeerTask {
         let feedback = tokio::spawn(relay_feedback(track.clone(), local));
         self.subs.insert(track.id.clone(), (track.clone(), Subscription { sender, tasks: [forward, feedback], max_height, ssrc }));
         self.engine.stats.subscriptions.fetch_add(1, Ordering::Relaxed);
-        self.signal(ServerMessage::TrackPublished {
-            participant_id: track.publisher.clone(),
+        self.tell(PeerEvent::Forwarding {
+            publisher: track.publisher.clone(),
             stream_id,
             track_id: track.id.clone(),
             kind: track.kind,
@@ -683,12 +722,7 @@ struct Leg {
 impl Leg {
     fn tell(&self, layer: Option<usize>, paused: Option<PauseReason>) {
         let layer = if self.track.is_simulcast() { layer.map(layer_name) } else { None };
-        let _ = self.events.send(PeerEvent::Signal(ServerMessage::VideoState {
-            track_id: self.track.id.clone(),
-            layer,
-            paused: paused.is_some(),
-            reason: paused,
-        }));
+        let _ = self.events.send(PeerEvent::VideoState { track_id: self.track.id.clone(), layer, paused });
     }
 }
 

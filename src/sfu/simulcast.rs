@@ -5,7 +5,7 @@
 //! continuous stream. This module holds the decisions and the arithmetic; `track` and `peer`
 //! do the I/O.
 
-use crate::signal::protocol::SimulcastLayer;
+use crate::vocab::SimulcastLayer;
 
 /// Most layers a track may have.
 pub const MAX_LAYERS: usize = 3;

@@ -20,8 +20,8 @@ use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use super::audio_level::{ExtensionId, Loudness};
 use super::simulcast::{layer_of_rid, vp8_keyframe_size, MAX_LAYERS};
 use super::SfuStats;
-use crate::room::ParticipantId;
-use crate::signal::protocol::{MediaKind, TrackSource};
+use crate::vocab::ParticipantId;
+use crate::vocab::{MediaKind, TrackSource};
 
 /// Packets buffered per track before a slow subscriber starts losing them (about 1 s of video).
 const FANOUT_CAPACITY: usize = 512;
@@ -35,7 +35,7 @@ pub struct PublishedTrack {
     pub id: TrackId,
     pub publisher: ParticipantId,
     pub kind: MediaKind,
-    pub codec: RTCRtpCodec,
+    pub(super) codec: RTCRtpCodec,
     media_ssrc: u32,
     remote: Arc<dyn TrackRemote>,
     packets: broadcast::Sender<Fanned>,

@@ -17,14 +17,16 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info_span, Instrument};
 
-use super::protocol::{decode_client, encode_server, ClientMessage, EndReason, ErrorCode, RedirectReason, ServerMessage, PROTOCOL_VERSION};
+use super::protocol::{
+    decode_client, encode_server, ClientMessage, EndReason, ErrorCode, IceCandidate, RedirectReason, Sdp, ServerMessage, PROTOCOL_VERSION,
+};
 use crate::auth::AuthError;
 use crate::cluster::Placement;
 use crate::metrics::{CodeLabel, TypeLabel};
 use crate::room::actor::OUTBOX_CAPACITY;
 use crate::room::{JoinRequest, ParticipantId, RoomCommand, RoomError, RoomHandle, RoomId};
-use crate::server::AppState;
-use crate::sfu::{PeerCommand, PeerEvent, PeerHandle};
+use crate::sfu::{Candidate, PeerCommand, PeerEvent, PeerHandle, Refusal};
+use crate::state::AppState;
 
 /// How long a closing connection's writer may take to deliver what is queued.
 const WRITER_GRACE: Duration = Duration::from_secs(2);
@@ -213,7 +215,12 @@ impl Connection {
                 match other {
                     ClientMessage::Offer(sdp) => session.peer.send(PeerCommand::RemoteOffer(sdp.sdp)),
                     ClientMessage::Answer(sdp) => session.peer.send(PeerCommand::RemoteAnswer(sdp.sdp)),
-                    ClientMessage::IceCandidate { candidate } => session.peer.send(PeerCommand::RemoteCandidate(candidate)),
+                    ClientMessage::IceCandidate { candidate } => session.peer.send(PeerCommand::RemoteCandidate(Candidate {
+                        candidate: candidate.candidate,
+                        sdp_mid: candidate.sdp_mid,
+                        sdp_mline_index: candidate.sdp_mline_index,
+                        username_fragment: candidate.username_fragment,
+                    })),
                     // What this connection receives is its own peer's business.
                     ClientMessage::SetVideoPreference { track_id, max_height } => {
                         session.peer.send(PeerCommand::SetVideoPreference { track_id, max_height })
@@ -334,7 +341,33 @@ impl Connection {
     async fn on_peer_event(&mut self, event: PeerEvent) -> Flow {
         let Some(session) = &self.session else { return Flow::Continue };
         match event {
-            PeerEvent::Signal(msg) => self.send(msg).await,
+            PeerEvent::Offer(sdp) => self.send(ServerMessage::Offer(Sdp { sdp })).await,
+            PeerEvent::Answer(sdp) => self.send(ServerMessage::Answer(Sdp { sdp })).await,
+            PeerEvent::Candidate(c) => {
+                let candidate = IceCandidate {
+                    candidate: c.candidate,
+                    sdp_mid: c.sdp_mid,
+                    sdp_mline_index: c.sdp_mline_index,
+                    username_fragment: c.username_fragment,
+                };
+                self.send(ServerMessage::IceCandidate { candidate }).await
+            }
+            PeerEvent::Forwarding { publisher, stream_id, track_id, kind, source } => {
+                self.send(ServerMessage::TrackPublished { participant_id: publisher, stream_id, track_id, kind, source }).await
+            }
+            PeerEvent::VideoState { track_id, layer, paused } => {
+                self.send(ServerMessage::VideoState { track_id, layer, paused: paused.is_some(), reason: paused }).await
+            }
+            PeerEvent::Refused(why, message) => {
+                let code = match why {
+                    Refusal::Internal => ErrorCode::Internal,
+                    Refusal::UnknownTrack => ErrorCode::UnknownTrack,
+                    Refusal::Negotiation => ErrorCode::Negotiation,
+                    Refusal::Forbidden => ErrorCode::Forbidden,
+                    Refusal::OverLimit => ErrorCode::InvalidField,
+                };
+                self.error(code, message).await
+            }
             PeerEvent::TrackPublished(track) => {
                 session.room.send(RoomCommand::TrackPublished(session.participant.clone(), track)).await;
                 Flow::Continue

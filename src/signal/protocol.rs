@@ -7,8 +7,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::auth::Role;
-use crate::room::{ParticipantId, RoomId};
+pub use crate::vocab::{
+    CelebrationId, ChatMessageId, IceServer, MediaKind, MilestoneKind, ParticipantId, PauseReason, PollId, PollOptionId, ProposalId, Role,
+    RoomId, SimulcastLayer, SupportRequestId, TrackSource,
+};
 
 /// Bumped on any incompatible change. A client sends the version it speaks in `join`.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -30,25 +32,6 @@ pub struct IceCandidate {
     pub sdp_mline_index: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username_fragment: Option<String>,
-}
-
-/// Which kind of media a message is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum MediaKind {
-    Audio,
-    Video,
-}
-
-/// ICE server handed to clients so they can reach the relay through NATs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct IceServer {
-    pub urls: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub username: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub credential: Option<String>,
 }
 
 /// What everyone in a room may know about a participant.
@@ -74,35 +57,6 @@ pub struct ParticipantInfo {
     /// May share a screen: therapists always, participants when a therapist allows it.
     #[serde(default)]
     pub can_share_screen: bool,
-}
-
-/// A simulcast layer: quarter, half and full resolution.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum SimulcastLayer {
-    Low,
-    Medium,
-    High,
-}
-
-/// Why a subscriber's video is paused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum PauseReason {
-    /// The subscriber asked for none (`maxHeight: 0`, a hidden tile).
-    Preference,
-    /// The subscriber's connection cannot carry video now; audio goes on.
-    Bandwidth,
-}
-
-/// What a published track carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-pub enum TrackSource {
-    #[default]
-    Camera,
-    Microphone,
-    Screen,
 }
 
 /// Someone in the waiting room, as therapists see them.
@@ -163,52 +117,6 @@ pub struct Whereabouts {
 }
 
 // ---- poll data ----
-
-/// A poll's id: `poll-` and 16 random hex digits, unique across rooms and restarts.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct PollId(String);
-
-impl PollId {
-    pub fn random() -> Self {
-        Self(format!("poll-{:016x}", rand::random::<u64>()))
-    }
-
-    /// Wraps an id from a trusted source (the store) or a client (then only looked up).
-    pub fn from_raw(id: impl Into<String>) -> Self {
-        Self(id.into())
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Display for PollId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// An option's id within its poll: `o1` to `o10`, in the order the therapist wrote them.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct PollOptionId(String);
-
-impl PollOptionId {
-    /// The id of the option at `index` (0-based).
-    pub fn nth(index: usize) -> Self {
-        Self(format!("o{}", index + 1))
-    }
-
-    pub fn from_raw(id: impl Into<String>) -> Self {
-        Self(id.into())
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
 
 /// Who a poll goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -308,58 +216,6 @@ impl PollCloseReason {
 
 // ---- milestone data ----
 
-/// A celebration's id: `c-` and 16 random hex digits. Also the id of its history entry.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct CelebrationId(String);
-
-impl CelebrationId {
-    pub fn random() -> Self {
-        Self(format!("c-{:016x}", rand::random::<u64>()))
-    }
-
-    /// Wraps an id from the store, or from a client (then only looked up).
-    pub fn from_raw(id: impl Into<String>) -> Self {
-        Self(id.into())
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// A shared milestone waiting for a therapist: `mp-` and 16 random hex digits.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct ProposalId(String);
-
-impl ProposalId {
-    pub fn random() -> Self {
-        Self(format!("mp-{:016x}", rand::random::<u64>()))
-    }
-
-    pub fn from_raw(id: impl Into<String>) -> Self {
-        Self(id.into())
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum MilestoneKind {
-    /// `value` days sober (required).
-    DaysSober,
-    /// `value` sessions attended (required).
-    SessionsAttended,
-    /// Completed the programme (`value` optional, e.g. a phase).
-    ProgramCompletion,
-    /// Anything else; `label` (required) says what.
-    Custom,
-}
-
 /// How a participant likes to be celebrated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
@@ -427,41 +283,6 @@ pub struct MilestoneEntry {
 }
 
 // ---- chat and support data ----
-
-/// A chat message's id: `m-` and 16 random hex digits. Chat is never stored on disk.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct ChatMessageId(String);
-
-impl ChatMessageId {
-    pub fn random() -> Self {
-        Self(format!("m-{:016x}", rand::random::<u64>()))
-    }
-
-    /// Wraps an id from a client (then only looked up).
-    pub fn from_raw(id: impl Into<String>) -> Self {
-        Self(id.into())
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// A support request's id: `sr-` and 16 random hex digits.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct SupportRequestId(String);
-
-impl SupportRequestId {
-    pub fn random() -> Self {
-        Self(format!("sr-{:016x}", rand::random::<u64>()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
 
 /// One chat message as its recipients see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tracing::{debug, error, info, info_span, warn, Instrument};
 
 mod alerts;
@@ -16,7 +16,8 @@ mod screen;
 mod snapshot;
 mod speaker;
 
-use super::registry::RegistryInner;
+pub use super::handle::{JoinRequest, Outbox, RoomCommand, RoomError, RoomHandle, SessionEnd, Timer, OUTBOX_CAPACITY};
+use super::shared::RegistryInner;
 use super::{ParticipantId, RoomId};
 use crate::auth::{Grant, Role};
 use crate::cluster::Cluster;
@@ -25,101 +26,6 @@ use crate::signal::protocol::{
     ClientMessage, EndReason, ErrorCode, MediaKind, ParticipantInfo, RedirectReason, RoomState, ServerMessage, WaitingInfo,
     PROTOCOL_VERSION,
 };
-
-/// Where a room sends messages for one participant's socket.
-pub type Outbox = mpsc::Sender<ServerMessage>;
-
-/// Messages a room queues for one socket before it counts that socket as stalled.
-pub const OUTBOX_CAPACITY: usize = 256;
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RoomError {
-    #[error("the room is full ({0} participants)")]
-    Full(usize),
-    #[error("the room is locked; no one new can join")]
-    Locked,
-    #[error("you were removed from this session")]
-    Banned,
-    #[error("the room closed; try again")]
-    Closed,
-    #[error("someone with another role holds this participant id's place in the room")]
-    SeatTaken,
-}
-
-/// How a connection learns that the room ended its session (removed, declined, ended, ...).
-pub type SessionEnd = oneshot::Sender<EndReason>;
-
-pub struct JoinRequest {
-    pub grant: Grant,
-    pub outbox: Outbox,
-    pub peer: PeerHandle,
-    pub ended: SessionEnd,
-}
-
-pub enum RoomCommand {
-    Join(JoinRequest, oneshot::Sender<Result<(), RoomError>>),
-    Leave(ParticipantId),
-    /// The socket dropped without `leave`: hold the place for the reconnect grace period.
-    Disconnected(ParticipantId),
-    TrackPublished(ParticipantId, Arc<PublishedTrack>),
-    TrackEnded(ParticipantId, TrackId),
-    /// Anything else a member's client asked for; the room checks who may do what.
-    Client {
-        from: ParticipantId,
-        msg: ClientMessage,
-    },
-    /// A timer the room set for itself fired (the room task is the session's clock).
-    Timer(Timer),
-    /// Relay nodes: move this room off this node. `None`: this node drains, so save the state
-    /// and hand the room to another node; `Some(url)`: another node owns it already (its
-    /// websocket URL, if known). Every member is sent there and the room task ends here.
-    Evacuate(Option<String>),
-}
-
-/// Timers a room sets for itself with [`Room::schedule`]. Each feature adds its variant and
-/// checks on arrival that the timer still matters (a generation number or an id).
-#[derive(Debug, Clone)]
-pub enum Timer {
-    /// Breakouts: warn before closing (generation of the opening it belongs to).
-    BreakoutWarning(u64),
-    /// Breakouts: the duration ran out, or the close-all countdown ended.
-    BreakoutClose(u64),
-    /// A disconnected member's grace period ended (the epoch it was set for).
-    Grace(ParticipantId, u64),
-    /// Polls: a poll's time limit ran out.
-    PollClose(crate::signal::protocol::PollId),
-    /// Active speaker: look at the audio levels again.
-    Speakers,
-    /// Screen sharing: the announced share (its announcement number) should have arrived.
-    ScreenArrival(ParticipantId, u64),
-}
-
-#[derive(Clone)]
-pub struct RoomHandle {
-    tx: mpsc::Sender<RoomCommand>,
-}
-
-impl RoomHandle {
-    pub(super) fn is_closed(&self) -> bool {
-        self.tx.is_closed()
-    }
-
-    pub(super) fn same_room(&self, other: &RoomHandle) -> bool {
-        self.tx.same_channel(&other.tx)
-    }
-
-    /// Joins; on success the room has already queued `joined` on the outbox.
-    pub async fn join(&self, req: JoinRequest) -> Result<(), RoomError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx.send(RoomCommand::Join(req, reply)).await.map_err(|_| RoomError::Closed)?;
-        rx.await.unwrap_or(Err(RoomError::Closed))
-    }
-
-    /// Fire-and-forget commands; a room that has ended has nothing left to update.
-    pub async fn send(&self, cmd: RoomCommand) {
-        let _ = self.tx.send(cmd).await;
-    }
-}
 
 struct Member {
     info: ParticipantInfo,
@@ -1173,6 +1079,7 @@ impl StateSaver {
 mod tests {
     use super::*;
     use crate::signal::protocol::ServerMessage;
+    use tokio::sync::oneshot;
 
     fn registry() -> Arc<RegistryInner> {
         let settings = super::super::RoomSettings {
