@@ -311,7 +311,7 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
 #[tokio::test]
 async fn every_response_carries_the_security_headers() {
     let server = common::start_server().await;
-    let requests = [("GET", "/", 200), ("GET", "/app.js", 200), ("GET", "/healthz", 200), ("GET", "/api/info", 200), ("GET", "/api/badges/nope/x.svg", 404), ("GET", "/dev/token", 405)];
+    let requests = [("GET", "/", 200), ("GET", "/main.js", 200), ("GET", "/healthz", 200), ("GET", "/api/info", 200), ("GET", "/api/badges/nope/x.svg", 404), ("GET", "/dev/token", 405)];
     for (method, path, expected) in requests {
         let (status, head, _) = raw(server.addr(), method, path, &[], "").await;
         assert_eq!(status, expected, "{method} {path}");
