@@ -18,7 +18,7 @@
 
 import { announce } from '../lib/announce.js';
 import { el, visuallyHidden as vh } from '../lib/dom.js';
-import { clock, formatLeft } from '../lib/format.js';
+import { formatLeft } from '../lib/format.js';
 import { ICONS, svgIcon } from '../lib/icons.js';
 import { on } from '../core/bus.js';
 import { CODES } from '../core/codes.js';
@@ -71,7 +71,7 @@ const isTherapist = () => state.role === 'therapist';
 const me = () => state.participantId;
 
 // ---------------------------------------------------------------------------------------
-// Small DOM helpers (text only: nothing from the server is ever parsed as HTML).
+// Spoken times and room names.
 
 function spokenMinutes(minutes) {
   return minutes === 1 ? '1 minute' : `${minutes} minutes`;
@@ -279,7 +279,7 @@ const intro = el('p', { id: 'bo-intro', class: 'hint bo-intro', text: 'Split the
 const nameInput = el('input', {
   id: 'bo-name', type: 'text', maxlength: String(LIMITS.name), autocomplete: 'off', placeholder: 'For example: Garden',
 });
-const createError = el('p', { id: 'bo-create-error', class: 'bo-error', role: 'alert' });
+const createError = el('p', { id: 'bo-create-error', class: 'form-error bo-error', role: 'alert' });
 const createForm = el('form', { id: 'bo-create-form', class: 'bo-create', novalidate: true },
   el('label', { for: 'bo-name', text: 'New room name' }),
   el('div', { class: 'bo-inline' }, nameInput, el('button', { id: 'bo-add', type: 'submit', class: 'button small accent', text: 'Add room' })),
@@ -299,13 +299,13 @@ const assignBlock = el('div', { id: 'bo-assign', class: 'bo-block' },
   peopleList);
 
 const durationInput = el('input', {
-  id: 'bo-duration', type: 'number', min: '1', max: String(LIMITS.maxMinutes), step: '1', inputmode: 'numeric',
+  id: 'bo-duration', type: 'number', class: 'text-field', min: '1', max: String(LIMITS.maxMinutes), step: '1', inputmode: 'numeric',
   placeholder: 'No limit', 'aria-describedby': 'bo-duration-hint',
 });
 const warningSelect = el('select', { id: 'bo-warning', 'aria-describedby': 'bo-warning-hint' },
   WARNINGS.map(([value, text]) => el('option', { value, text, selected: value === '60' })));
 const allowReturn = el('input', { id: 'bo-allow-return', type: 'checkbox' });
-const openError = el('p', { id: 'bo-open-error', class: 'bo-error', role: 'alert' });
+const openError = el('p', { id: 'bo-open-error', class: 'form-error bo-error', role: 'alert' });
 const openButton = el('button', { id: 'bo-open', type: 'submit', class: 'button accent bo-open', text: 'Open breakout rooms' });
 const optionsForm = el('form', { id: 'bo-options', class: 'bo-block bo-options', novalidate: true },
   el('h3', { text: 'Options' }),
@@ -322,7 +322,7 @@ const optionsForm = el('form', { id: 'bo-options', class: 'bo-block bo-options',
   openError);
 
 const broadcastInput = el('textarea', {
-  id: 'bo-broadcast', rows: '2', maxlength: String(LIMITS.broadcast), 'aria-describedby': 'bo-broadcast-status',
+  id: 'bo-broadcast', class: 'text-field', rows: '2', maxlength: String(LIMITS.broadcast), 'aria-describedby': 'bo-broadcast-status',
 });
 const broadcastStatus = el('p', { id: 'bo-broadcast-status', class: 'hint', role: 'status' });
 const broadcastForm = el('form', { id: 'bo-broadcast-form', class: 'bo-block', novalidate: true },
@@ -332,11 +332,11 @@ const broadcastForm = el('form', { id: 'bo-broadcast-form', class: 'bo-block', n
   broadcastStatus);
 
 const closeSecs = el('input', {
-  id: 'bo-close-secs', type: 'number', min: '0', max: String(LIMITS.maxCountdown), step: '1', inputmode: 'numeric',
+  id: 'bo-close-secs', type: 'number', class: 'text-field', min: '0', max: String(LIMITS.maxCountdown), step: '1', inputmode: 'numeric',
   value: String(DEFAULT_CLOSE_COUNTDOWN), 'aria-describedby': 'bo-close-hint',
 });
 const closeButton = el('button', { id: 'bo-close', type: 'submit', class: 'button danger bo-close', text: 'Close all rooms' });
-const closeError = el('p', { id: 'bo-close-error', class: 'bo-error', role: 'alert' });
+const closeError = el('p', { id: 'bo-close-error', class: 'form-error bo-error', role: 'alert' });
 const closeForm = el('form', { id: 'bo-close-form', class: 'bo-block bo-close-form', novalidate: true },
   el('div', { class: 'bo-field' },
     el('label', { for: 'bo-close-secs', text: 'Countdown before everyone returns (seconds)' }),
@@ -635,7 +635,7 @@ function renderPanel() {
 // ---------------------------------------------------------------------------------------
 // Therapists: help requests.
 
-const helpStack = el('div', { id: 'help-alerts', class: 'help-alerts', role: 'alert', 'aria-live': 'assertive' });
+const helpStack = el('div', { id: 'help-alerts', class: 'urgent-alerts help-alerts', role: 'alert', 'aria-live': 'assertive' });
 
 function onHelpRequested(request) {
   if (!isTherapist()) return;
@@ -648,14 +648,14 @@ function onHelpRequested(request) {
     type: 'button', class: 'button help-go', 'data-action': 'go-to-room',
     onclick: () => { goTo(request.breakoutId || null); status.textContent = `Going to ${where}…`; goButton.disabled = true; },
   }, el('span', { text: 'Go to their room' }), vh(`, ${where}`));
-  const status = el('p', { class: 'help-alert-status' });
-  const node = el('section', { class: 'help-alert', 'data-participant-id': request.participantId, 'aria-label': `${request.name} asks for help` },
-    el('div', { class: 'help-alert-icon', 'aria-hidden': 'true' }, svgIcon(ICONS.help)),
-    el('div', { class: 'help-alert-body' },
-      el('p', { class: 'help-alert-title', text: `${request.name} asks for help` }),
-      el('p', { class: 'help-alert-detail', text: `In ${where}.${inThere ? ' You are already there.' : ''}` }),
+  const status = el('p', { class: 'urgent-alert-status help-alert-status' });
+  const node = el('section', { class: 'urgent-alert help-alert', 'data-participant-id': request.participantId, 'aria-label': `${request.name} asks for help` },
+    el('div', { class: 'urgent-alert-icon help-alert-icon', 'aria-hidden': 'true' }, svgIcon(ICONS.help)),
+    el('div', { class: 'urgent-alert-body help-alert-body' },
+      el('p', { class: 'urgent-alert-title help-alert-title', text: `${request.name} asks for help` }),
+      el('p', { class: 'urgent-alert-detail help-alert-detail', text: `In ${where}.${inThere ? ' You are already there.' : ''}` }),
       status,
-      el('div', { class: 'help-alert-actions' },
+      el('div', { class: 'urgent-alert-actions help-alert-actions' },
         inThere ? null : goButton,
         el('button', {
           type: 'button', class: 'button small help-dismiss', 'data-action': 'dismiss',

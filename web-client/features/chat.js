@@ -102,16 +102,16 @@ function renderUnread() {
 // The chat panel.
 
 const note = el('p', { id: 'chat-note', class: 'chat-note' });
-const pausedNote = el('p', { id: 'chat-paused', class: 'chat-paused', hidden: true });
+const pausedNote = el('p', { id: 'chat-paused', class: 'note-box chat-paused', hidden: true });
 const list = el('ol', { id: 'chat-list', class: 'chat-list', role: 'log', 'aria-live': 'polite', 'aria-label': 'Messages' });
 const empty = el('p', { id: 'chat-empty', class: 'empty', text: 'No messages yet.' });
 const toSelect = el('select', { id: 'chat-to' });
 const input = el('textarea', {
-  id: 'chat-input', rows: '2', maxlength: String(MAX_CHARS), autocomplete: 'off',
+  id: 'chat-input', class: 'text-field', rows: '2', maxlength: String(MAX_CHARS), autocomplete: 'off',
   'aria-describedby': 'chat-private-hint chat-count chat-error',
 });
 const count = el('p', { id: 'chat-count', class: 'hint chat-count', 'aria-live': 'polite' });
-const error = el('p', { id: 'chat-error', class: 'chat-error', role: 'alert' });
+const error = el('p', { id: 'chat-error', class: 'form-error chat-error', role: 'alert' });
 const privateHint = el('p', { id: 'chat-private-hint', class: 'chat-private-hint', hidden: true });
 const sendButton = el('button', { id: 'chat-send', type: 'submit', class: 'button small accent', text: 'Send' });
 const form = el('form', { id: 'chat-form', class: 'chat-form', novalidate: true, 'aria-label': 'Write a message' },
@@ -354,8 +354,8 @@ document.addEventListener('visibilitychange', () => {
 // ---------------------------------------------------------------------------------------
 // "I need support": the participant's side.
 
-const supportStatus = el('div', { id: 'support-status', class: 'support-status', role: 'status', hidden: true },
-  el('p', { class: 'support-status-text' }),
+const supportStatus = el('div', { id: 'support-status', class: 'status-bar support-status', role: 'status', hidden: true },
+  el('p', { class: 'status-bar-text support-status-text' }),
   el('button', { type: 'button', class: 'button small', text: 'OK', onclick: () => { supportStatus.hidden = true; } }));
 
 function requestSupport() {
@@ -395,7 +395,7 @@ function onSupportReceived() {
 // "I need support": the therapist's alert, and the private room.
 
 const alertStack = el('div', {
-  id: 'support-alerts', class: 'support-alerts', role: 'alert', 'aria-live': 'assertive',
+  id: 'support-alerts', class: 'urgent-alerts support-alerts', role: 'alert', 'aria-live': 'assertive',
 });
 const baseTitle = document.title;
 
@@ -414,7 +414,7 @@ function onSupportRequested(request) {
   mountAlerts();
   const existing = chat.alerts.get(request.participantId);
   if (existing) existing.node.remove();
-  const status = el('p', { class: 'support-alert-status' });
+  const status = el('p', { class: 'urgent-alert-status support-alert-status' });
   const openButton = el('button', {
     type: 'button', class: 'button support-open', 'data-action': 'open-private-room',
     onclick: () => {
@@ -428,13 +428,13 @@ function onSupportRequested(request) {
     type: 'button', class: 'button small support-dismiss', 'data-action': 'dismiss',
     onclick: () => resolveAlert(request.participantId),
   }, el('span', { text: 'Dismiss' }), el('span', { class: 'visually-hidden', text: ` the request from ${request.name}` }));
-  const node = el('section', { class: 'support-alert', 'data-participant-id': request.participantId, 'aria-label': `${request.name} needs support` },
-    el('div', { class: 'support-alert-icon', 'aria-hidden': 'true' }, svgIcon(ICONS.heart)),
-    el('div', { class: 'support-alert-body' },
-      el('p', { class: 'support-alert-title', text: `${request.name} needs support` }),
-      el('p', { class: 'support-alert-detail', text: `Asked at ${clock(request.atMs)}, ${whereLabel(request.breakoutId)}. Only therapists see this.` }),
+  const node = el('section', { class: 'urgent-alert support-alert', 'data-participant-id': request.participantId, 'aria-label': `${request.name} needs support` },
+    el('div', { class: 'urgent-alert-icon support-alert-icon', 'aria-hidden': 'true' }, svgIcon(ICONS.heart)),
+    el('div', { class: 'urgent-alert-body support-alert-body' },
+      el('p', { class: 'urgent-alert-title support-alert-title', text: `${request.name} needs support` }),
+      el('p', { class: 'urgent-alert-detail support-alert-detail', text: `Asked at ${clock(request.atMs)}, ${whereLabel(request.breakoutId)}. Only therapists see this.` }),
       status,
-      el('div', { class: 'support-alert-actions' }, openButton, dismiss)));
+      el('div', { class: 'urgent-alert-actions support-alert-actions' }, openButton, dismiss)));
   chat.alerts.set(request.participantId, { request, node, status, openButton });
   alertStack.append(node);
   renderTitle();
@@ -477,8 +477,8 @@ function chime() {
   }
 }
 
-const privateBar = el('div', { id: 'private-room-bar', class: 'private-room-bar', role: 'status', hidden: true },
-  el('p', { class: 'private-room-text' }));
+const privateBar = el('div', { id: 'private-room-bar', class: 'status-bar private-room-bar', role: 'status', hidden: true },
+  el('p', { class: 'status-bar-text private-room-text' }));
 const closePrivate = el('button', {
   id: 'private-room-close', type: 'button', class: 'button small', hidden: true,
   onclick: () => {

@@ -94,7 +94,7 @@ function renderSection() {
 
 function buildBuilder() {
   const question = el('textarea', {
-    id: 'poll-question', rows: '2', maxlength: String(LIMITS.question), required: true,
+    id: 'poll-question', class: 'text-field', rows: '2', maxlength: String(LIMITS.question), required: true,
     'aria-describedby': 'poll-question-hint',
   });
   const optionList = el('ol', { id: 'poll-option-list', class: 'poll-option-inputs' });
@@ -105,7 +105,7 @@ function buildBuilder() {
   const duration = el('select', { id: 'poll-duration' },
     TIME_LIMITS.map(([value, label]) => el('option', { value, text: label })));
   const allBreakouts = el('input', { type: 'checkbox', id: 'poll-all-breakouts', 'aria-describedby': 'poll-scope-hint' });
-  const error = el('p', { id: 'poll-builder-error', class: 'poll-error', role: 'alert' });
+  const error = el('p', { id: 'poll-builder-error', class: 'form-error poll-error', role: 'alert' });
   const launch = el('button', { id: 'poll-launch-button', type: 'submit', class: 'button primary', text: 'Launch poll' });
   const cancel = el('button', { id: 'poll-cancel-button', type: 'button', class: 'button small', text: 'Cancel' });
 

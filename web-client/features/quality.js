@@ -34,47 +34,52 @@ function prefer(participantId) {
   }, 300));
 }
 
-const observer = new ResizeObserver((entries) => {
-  for (const entry of entries) {
-    const id = entry.target.dataset.participantId;
-    if (id) prefer(id);
-  }
-});
+// Browsers without ResizeObserver keep the server's default layer (nothing is sent).
+if (typeof ResizeObserver !== 'undefined') start();
 
-function watch() {
-  for (const tile of tiles.querySelectorAll('.tile.remote')) {
-    if (!tile.dataset.qualityWatched) {
-      tile.dataset.qualityWatched = '1';
-      observer.observe(tile);
+function start() {
+  const observer = new ResizeObserver((entries) => {
+    for (const entry of entries) {
+      const id = entry.target.dataset.participantId;
+      if (id) prefer(id);
     }
-    if (tile.dataset.participantId) prefer(tile.dataset.participantId);
+  });
+
+  function watch() {
+    for (const tile of tiles.querySelectorAll('.tile.remote')) {
+      if (!tile.dataset.qualityWatched) {
+        tile.dataset.qualityWatched = '1';
+        observer.observe(tile);
+      }
+      if (tile.dataset.participantId) prefer(tile.dataset.participantId);
+    }
   }
+  new MutationObserver(watch).observe(tiles, { childList: true, subtree: true, attributes: true, attributeFilter: ['hidden'] });
+
+  on('trackPublished', (m) => {
+    if (m.kind !== 'video' || m.source === 'screen') return;
+    cameraTrack.set(m.participantId, m.trackId);
+    sent.delete(m.trackId);
+    watch();
+  });
+
+  on('videoState', (m) => {
+    const owner = [...cameraTrack].find(([, t]) => t === m.trackId);
+    const tile = owner && tileOf(owner[0]);
+    if (!tile) return;
+    const weak = Boolean(m.paused && m.reason === 'bandwidth');
+    let note = tile.querySelector('.bw-paused');
+    if (weak && !note) {
+      note = document.createElement('p');
+      note.className = 'bw-paused';
+      note.textContent = 'Video paused to keep your audio clear';
+      tile.querySelector('figure').appendChild(note);
+    }
+    if (note) note.hidden = !weak;
+    tile.classList.toggle('video-paused-bw', weak);
+    if (weak) log('video paused for bandwidth', m.trackId);
+  });
+
+  // A new connection starts over: the server knows no preference yet.
+  on('joined', () => { sent.clear(); cameraTrack.clear(); });
 }
-new MutationObserver(watch).observe(tiles, { childList: true, subtree: true, attributes: true, attributeFilter: ['hidden'] });
-
-on('trackPublished', (m) => {
-  if (m.kind !== 'video' || m.source === 'screen') return;
-  cameraTrack.set(m.participantId, m.trackId);
-  sent.delete(m.trackId);
-  watch();
-});
-
-on('videoState', (m) => {
-  const owner = [...cameraTrack].find(([, t]) => t === m.trackId);
-  const tile = owner && tileOf(owner[0]);
-  if (!tile) return;
-  const weak = Boolean(m.paused && m.reason === 'bandwidth');
-  let note = tile.querySelector('.bw-paused');
-  if (weak && !note) {
-    note = document.createElement('p');
-    note.className = 'bw-paused';
-    note.textContent = 'Video paused to keep your audio clear';
-    tile.querySelector('figure').appendChild(note);
-  }
-  if (note) note.hidden = !weak;
-  tile.classList.toggle('video-paused-bw', weak);
-  if (weak) log('video paused for bandwidth', m.trackId);
-});
-
-// A new connection starts over: the server knows no preference yet.
-on('joined', () => { sent.clear(); cameraTrack.clear(); });
