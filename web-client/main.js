@@ -10,7 +10,7 @@
 //              icons.js, format.js (times, counts, initials)
 //   core/      bus.js (server messages by type), state.js, connection.js (token, websocket,
 //              reconnects, redirects, errors), negotiation.js (the peer connection), media.js,
-//              session.js, tiles.js, roster.js, view.js, landing.js, app.js (page controls),
+//              session.js, tiles.js, roster.js, view.js, landing.js, page.js (page controls),
 //              codes.js (the error codes the client acts on), probe.js (window.hearth)
 //   features/  polls, milestones, chat, breakouts, screen, quality: each registers its own
 //              handlers on the bus and builds its own part of the page
@@ -24,7 +24,7 @@ import './core/negotiation.js';
 import './core/session.js';
 import './core/tiles.js';
 import { sealProbe } from './core/probe.js';
-import { init } from './core/app.js';
+import { init } from './core/page.js';
 
 import './features/polls.js';
 import './features/milestones.js';

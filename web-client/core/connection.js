@@ -11,16 +11,16 @@ import { IN_CALL, ROLE_LABEL, state } from './state.js';
 import { detachRemoteMedia } from './tiles.js';
 import { setStatus, showAlert, showMessage, showView, ui } from './view.js';
 
-export const PROTOCOL_VERSION = 1;
-export const PING_INTERVAL_MS = 20_000;
+const PROTOCOL_VERSION = 1;
+const PING_INTERVAL_MS = 20_000;
 // Two missed pings without any message from the server means the socket is dead even if the
 // browser has not noticed yet (phones switching networks do this a lot).
-export const SILENCE_LIMIT_MS = 50_000;
-export const RECONNECT_BASE_MS = 1_000;
-export const RECONNECT_MAX_MS = 15_000;
+const SILENCE_LIMIT_MS = 50_000;
+const RECONNECT_BASE_MS = 1_000;
+const RECONNECT_MAX_MS = 15_000;
 
 // Join refusals that retrying cannot fix. The person sees the message and nothing retries.
-export const FATAL_JOIN_ERRORS = new Set([
+const FATAL_JOIN_ERRORS = new Set([
   CODES.INVALID_FIELD, CODES.INVALID_MESSAGE, CODES.ROOM_FULL, CODES.UNSUPPORTED_VERSION, CODES.ALREADY_JOINED,
   CODES.TOKEN_MISSING, CODES.TOKEN_EXPIRED, CODES.TOKEN_INVALID, CODES.TOKEN_WRONG_ROOM, CODES.ROOM_LOCKED, CODES.BANNED,
 ]);
@@ -64,7 +64,7 @@ export const ERROR_HEADINGS = {
 // the history entry), so it does not show on a shared screen, in the history list or in a
 // copied address. The page keeps it in memory for reconnects, and in this tab's
 // sessionStorage so a reload still rejoins as the same person; closing the tab forgets it.
-export const TOKEN_KEY = 'hearth.joinToken';
+const TOKEN_KEY = 'hearth.joinToken';
 
 export function tokenFromFragment() {
   const params = new URLSearchParams(location.hash.replace(/^#/, ''));
@@ -120,7 +120,7 @@ export function tokenExpired(claims) {
 // The page's own server is the entry point (in a deployment, the load balancer). With
 // relay nodes, it may redirect us to the node that runs our room; we stay there until that
 // node goes away, then come back through the entry point.
-export function socketUrl() {
+function socketUrl() {
   if (state.nodeUrl) return state.nodeUrl;
   const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
   return `${scheme}//${location.host}/ws`;
@@ -177,7 +177,7 @@ export function closeSocket() {
   if (ws && ws.readyState <= WebSocket.OPEN) ws.close(1000, 'bye');
 }
 
-export function onSocketLost() {
+function onSocketLost() {
   state.ws = null;
   // After a redirect we go straight to the node named; any other loss means that node may
   // be gone, so the next attempt goes through the entry point again.
@@ -196,7 +196,7 @@ export function onSocketLost() {
   }
 }
 
-export function scheduleReconnect(now) {
+function scheduleReconnect(now) {
   // A redirect during the first join is part of connecting, not a reconnect.
   if (!(now && state.status === 'connecting')) setStatus('reconnecting');
   if (now) {
@@ -214,7 +214,7 @@ export function scheduleReconnect(now) {
   state.reconnectTimer = setTimeout(openSocket, delay);
 }
 
-export function startPing() {
+function startPing() {
   stopPing();
   state.pingTimer = setInterval(() => {
     if (Date.now() - state.lastHeardAt > SILENCE_LIMIT_MS) {
@@ -225,7 +225,7 @@ export function startPing() {
   }, PING_INTERVAL_MS);
 }
 
-export function stopPing() {
+function stopPing() {
   clearInterval(state.pingTimer);
   state.pingTimer = null;
 }
@@ -236,7 +236,7 @@ function handleMessage(message) {
   if (!emit(message.type, message)) log('ignoring unknown message type', message.type);
 }
 
-export function onServerError(message) {
+function onServerError(message) {
   log('server error', message.code, message.message);
   const code = message.code;
   // A video preference for a track that just went away: nothing for a person to do.
@@ -262,7 +262,7 @@ export function onServerError(message) {
 }
 
 // A join the server refused for good (bad or expired link, locked, removed...).
-export function refuseJoin(code, text) {
+function refuseJoin(code, text) {
   stopSession();
   if (state.devTokens && state.fromForm) {
     // On the development form the fix is usually a different room or name.
@@ -287,7 +287,7 @@ export function restartConnection(why) {
 
 // Relay nodes: our room runs on (or just moved to) another node. Join there with the same
 // token; the server closes this socket next.
-export function onRedirect(message) {
+function onRedirect(message) {
   let url;
   try {
     url = new URL(message.url);
@@ -309,7 +309,7 @@ export function onRedirect(message) {
   }
 }
 
-export function onGoodbye(message) {
+function onGoodbye(message) {
   log('goodbye:', message.reason);
   // The socket closes next; onclose starts reconnecting because the server usually returns.
   showAlert("The server is restarting. We'll reconnect you automatically when it's back.");

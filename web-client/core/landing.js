@@ -9,7 +9,7 @@ import { ROLE_LABEL, state } from './state.js';
 import { clearAlert, setStatus, showAlert, showMessage, showView, ui } from './view.js';
 
 // Same rule as the server's RoomId, checked here so a typo gets a friendly message.
-export const ROOM_ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
+const ROOM_ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
 
 // A token is ready: greet the person, join on one click.
 export function showLinkView({ left = false } = {}) {
@@ -29,7 +29,7 @@ export function showLinkView({ left = false } = {}) {
   ui.headings.link.focus();
 }
 
-export function useToken(token, { fromForm = false } = {}) {
+function useToken(token, { fromForm = false } = {}) {
   const claims = decodeToken(token);
   if (!claims) {
     setStatus('idle', 'Not connected.');
@@ -92,7 +92,7 @@ export async function onJoinSubmit(event) {
   }
 }
 
-export async function fetchInfo() {
+async function fetchInfo() {
   try {
     const response = await fetch('/api/info', { cache: 'no-store' });
     if (!response.ok) throw new Error(`HTTP ${response.status}`);

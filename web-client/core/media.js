@@ -21,7 +21,7 @@ export function ensureLocalMedia() {
   return state.mediaPromise;
 }
 
-export async function acquireLocalMedia() {
+async function acquireLocalMedia() {
   // Try the full set first, then fall back so a broken camera does not keep someone out.
   const attempts = [
     { audio: { echoCancellation: true, noiseSuppression: true }, video: { width: { ideal: 1280 }, height: { ideal: 720 }, facingMode: 'user' } },

@@ -14,7 +14,7 @@ import { onRemoteTrack } from './tiles.js';
 
 // If the server never answers an offer of ours (it drops offers that collide with its own),
 // we roll back after this long so negotiation can start over instead of hanging.
-export const OFFER_ANSWER_TIMEOUT_MS = 10_000;
+const OFFER_ANSWER_TIMEOUT_MS = 10_000;
 
 // ---------------------------------------------------------------------------------------
 // Peer connection and negotiation.
@@ -67,7 +67,7 @@ export function startPeer() {
   addLocalMedia(pc);
 }
 
-export async function addLocalMedia(pc) {
+async function addLocalMedia(pc) {
   const stream = publishes() ? await ensureLocalMedia() : null;
   if (pc !== state.pc) return;
   if (stream && stream.getTracks().length > 0) {
@@ -87,20 +87,20 @@ export async function addLocalMedia(pc) {
 // tile and their connection. How many depends on what the camera really delivers: three
 // (quarter, half, full) from 540 lines up, two (half, full) from 360, else one plain track.
 // (Asking a browser for more layers than the picture allows makes it drop the top one.)
-export const SIMULCAST_LAYERS = [
+const SIMULCAST_LAYERS = [
   { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150_000 },
   { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500_000 },
   { rid: 'f', scaleResolutionDownBy: 1, maxBitrate: 1_500_000 },
 ];
 
-export function simulcastLayersFor(track) {
+function simulcastLayersFor(track) {
   const height = (track.getSettings && track.getSettings().height) || 0;
   if (height >= 540) return SIMULCAST_LAYERS;
   if (height >= 360) return SIMULCAST_LAYERS.slice(1);
   return null;
 }
 
-export function addSimulcast(pc, track, stream) {
+function addSimulcast(pc, track, stream) {
   const sendEncodings = simulcastLayersFor(track);
   if (!sendEncodings) return false;
   try {
@@ -113,7 +113,7 @@ export function addSimulcast(pc, track, stream) {
   }
 }
 
-export async function makeOffer(pc) {
+async function makeOffer(pc) {
   if (pc !== state.pc) return;
   try {
     state.makingOffer = true;
@@ -131,7 +131,7 @@ export async function makeOffer(pc) {
   }
 }
 
-export function watchForAnswer(pc) {
+function watchForAnswer(pc) {
   clearTimeout(state.offerTimer);
   const offered = pc.localDescription;
   state.offerTimer = setTimeout(() => {
@@ -143,13 +143,13 @@ export function watchForAnswer(pc) {
   }, OFFER_ANSWER_TIMEOUT_MS);
 }
 
-export function queueSignal(task) {
+function queueSignal(task) {
   // Apply SDP and candidates strictly in arrival order; a failure must not block later ones.
   state.signalChain = state.signalChain.then(task).catch((err) => log('signaling step failed', err));
   return state.signalChain;
 }
 
-export async function onRemoteOffer(sdp) {
+async function onRemoteOffer(sdp) {
   const pc = state.pc;
   if (!pc) return;
   const collision = state.makingOffer || pc.signalingState !== 'stable';
@@ -164,7 +164,7 @@ export async function onRemoteOffer(sdp) {
   send({ type: 'answer', sdp: pc.localDescription.sdp });
 }
 
-export async function onRemoteAnswer(sdp) {
+async function onRemoteAnswer(sdp) {
   const pc = state.pc;
   if (!pc) return;
   if (pc.signalingState !== 'have-local-offer') {
@@ -177,7 +177,7 @@ export async function onRemoteAnswer(sdp) {
   await flushCandidates(pc);
 }
 
-export async function onRemoteCandidate(candidate) {
+async function onRemoteCandidate(candidate) {
   const pc = state.pc;
   if (!pc || !candidate) return;
   if (!pc.remoteDescription) {
@@ -187,13 +187,13 @@ export async function onRemoteCandidate(candidate) {
   await addCandidate(pc, candidate);
 }
 
-export async function flushCandidates(pc) {
+async function flushCandidates(pc) {
   const pending = state.pendingCandidates;
   state.pendingCandidates = [];
   for (const candidate of pending) await addCandidate(pc, candidate);
 }
 
-export async function addCandidate(pc, candidate) {
+async function addCandidate(pc, candidate) {
   try {
     await pc.addIceCandidate(candidate);
   } catch (err) {

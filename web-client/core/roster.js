@@ -53,7 +53,7 @@ export function renderLocalTile() {
 }
 
 // Control buttons carry a full label and, for narrow screens, a short one; CSS shows one.
-export function setLabel(button, label, short) {
+function setLabel(button, label, short) {
   button.querySelector('.label').textContent = label;
   const el = button.querySelector('.short');
   if (el) el.textContent = short || label;
@@ -88,7 +88,7 @@ export function renderModNotice() {
 // ---------------------------------------------------------------------------------------
 // The room: header chips, people list, therapist controls.
 
-export function everyone() {
+function everyone() {
   // Join order, as the server sends it; ourselves first.
   const selfInfo = state.self || {
     id: state.participantId, name: state.name, role: state.role, handRaised: state.handRaised,
@@ -138,7 +138,7 @@ export function renderRoster() {
 
 export const peopleRows = new Map(); // participantId -> li
 
-export function renderPeople(all) {
+function renderPeople(all) {
   const therapist = isTherapist();
   const focusedRow = rowOf(document.activeElement, ui.peopleList);
   // Raised hands first, so the therapist sees them at a glance; otherwise join order.
@@ -165,7 +165,7 @@ export function renderPeople(all) {
     : `${hands.length === 1 ? '1 raised hand' : `${hands.length} raised hands`}: ${hands.map((p) => (p.self ? 'you' : p.name)).join(', ')}`;
 }
 
-export function renderPersonRow(li, p, therapist) {
+function renderPersonRow(li, p, therapist) {
   const name = p.self ? `${p.name} (you)` : p.name;
   li.querySelector('.person-name').textContent = name;
   li.classList.toggle('hand-raised', Boolean(p.handRaised));
@@ -219,14 +219,14 @@ export function renderPersonRow(li, p, therapist) {
 }
 
 // Which row (and which of its buttons) holds focus, so a re-render can put it back.
-export function rowOf(element, list) {
+function rowOf(element, list) {
   if (!element || !list.contains(element)) return null;
   const li = element.closest('li');
   if (!li) return null;
   return { li, action: element.dataset.action || null };
 }
 
-export function keepFocus(li, action, fallback) {
+function keepFocus(li, action, fallback) {
   if (document.activeElement && !document.activeElement.hidden && li.contains(document.activeElement)
     && document.activeElement.offsetParent !== null) return;
   if (!li.isConnected) { fallback.focus(); return; }
@@ -236,7 +236,7 @@ export function keepFocus(li, action, fallback) {
   else fallback.focus();
 }
 
-export const waitingRows = new Map(); // participantId -> li
+const waitingRows = new Map(); // participantId -> li
 
 export function renderWaiting() {
   const therapist = isTherapist();
@@ -284,7 +284,7 @@ export function renderWaiting() {
   }
 }
 
-export function renderRoomControls() {
+function renderRoomControls() {
   const therapist = isTherapist();
   ui.waitingSection.hidden = !therapist;
   ui.roomControls.hidden = !therapist;

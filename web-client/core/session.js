@@ -14,9 +14,9 @@ import { clearRemoteTiles, dropTileIfIdle, onActiveSpeaker, removeTile, tiles } 
 import { clearAlert, setStatus, showMessage, ui } from './view.js';
 
 // How long a new arrival in the waiting room stays highlighted for the therapist.
-export const ARRIVAL_HIGHLIGHT_MS = 10_000;
+const ARRIVAL_HIGHLIGHT_MS = 10_000;
 
-export function onJoined(message) {
+function onJoined(message) {
   log('joined as', message.participantId, message.role, message.admitted ? 'admitted' : 'waiting');
   state.participantId = message.participantId;
   state.name = message.name || state.name;
@@ -49,7 +49,7 @@ export function onJoined(message) {
   startPeer();
 }
 
-export function onAdmitted(message) {
+function onAdmitted(message) {
   log('admitted');
   const wasWaiting = state.status === 'waiting';
   state.admitted = true;
@@ -68,7 +68,7 @@ export function onAdmitted(message) {
   if (wasWaiting || state.reconnectAttempt === 0) ui.roomHeading.focus();
 }
 
-export function normaliseRoom(room) {
+function normaliseRoom(room) {
   return {
     locked: Boolean(room && room.locked),
     waitingRoom: Boolean(room && room.waitingRoom),
@@ -76,7 +76,7 @@ export function normaliseRoom(room) {
   };
 }
 
-export function onRoomState(room) {
+function onRoomState(room) {
   const before = state.room;
   state.room = normaliseRoom(room);
   if (before.locked !== state.room.locked) {
@@ -91,7 +91,7 @@ export function onRoomState(room) {
   renderRoster();
 }
 
-export function onWaitingList(waiting) {
+function onWaitingList(waiting) {
   const known = new Set(state.waiting.map((w) => w.id));
   const now = Date.now();
   const arrived = waiting.filter((w) => !known.has(w.id));
@@ -109,7 +109,7 @@ export function onWaitingList(waiting) {
   renderWaiting();
 }
 
-export function onParticipantJoined(participant) {
+function onParticipantJoined(participant) {
   if (!participant) return;
   if (participant.id === state.participantId) {
     applySelf(participant);
@@ -122,7 +122,7 @@ export function onParticipantJoined(participant) {
   announce(`${participant.name}${role} joined the room.`);
 }
 
-export function onParticipantLeft(participantId) {
+function onParticipantLeft(participantId) {
   const participant = state.participants.get(participantId);
   state.participants.delete(participantId);
   for (const [streamId, owner] of state.streamOwners) {
@@ -135,7 +135,7 @@ export function onParticipantLeft(participantId) {
 }
 
 // We moved (into a breakout, a private room, back to the main room): who is there now.
-export function onSpaceChanged(message) {
+function onSpaceChanged(message) {
   // The speaker highlight belonged to the space we left.
   onActiveSpeaker(null);
   const before = state.space;
@@ -149,7 +149,7 @@ export function onSpaceChanged(message) {
 // whole list of who is there (us included) whenever it changes. Tiles of people who are no
 // longer with us go (the server also stops forwarding them); newcomers get a tile at once,
 // and their media follows by renegotiation.
-export function replaceRoster(list, { announceMoves = false, render = true } = {}) {
+function replaceRoster(list, { announceMoves = false, render = true } = {}) {
   const before = new Map(state.participants);
   if (announceMoves) state.spacesUsed = true;
   state.participants.clear();
@@ -174,7 +174,7 @@ export function replaceRoster(list, { announceMoves = false, render = true } = {
   }
 }
 
-export function onParticipantUpdated(participant) {
+function onParticipantUpdated(participant) {
   if (!participant) return;
   if (participant.id === state.participantId) {
     applySelf(participant);
@@ -189,7 +189,7 @@ export function onParticipantUpdated(participant) {
 }
 
 // The server's view of us: hand, and mutes only the therapist can lift.
-export function applySelf(info) {
+function applySelf(info) {
   state.self = info;
   state.handRaised = Boolean(info.handRaised);
   state.audioHardMuted = Boolean(info.audioHardMuted);
@@ -201,7 +201,7 @@ export function applySelf(info) {
   applyLocalMutes();
 }
 
-export function onMutedByModerator(kind, hard) {
+function onMutedByModerator(kind, hard) {
   log('muted by moderator', kind, hard ? 'hard' : 'asked');
   // Observers send nothing; "mute all" may still include them. Nothing to say.
   if (!publishes()) return;
@@ -220,7 +220,7 @@ export function onMutedByModerator(kind, hard) {
   renderModNotice();
 }
 
-export function onUnmutedByModerator(kind) {
+function onUnmutedByModerator(kind) {
   log('unmuted by moderator', kind);
   if (!publishes()) return;
   if (kind === 'audio') state.audioHardMuted = false;
@@ -233,7 +233,7 @@ export function onUnmutedByModerator(kind) {
   renderModNotice();
 }
 
-export function onSessionEnded(message) {
+function onSessionEnded(message) {
   const reason = message.reason;
   log('session ended:', reason);
   // Set before the socket closes so nothing tries to reconnect.
@@ -259,7 +259,7 @@ export function onSessionEnded(message) {
   showMessage(heading, text, { hint, action });
 }
 
-export function onTrackPublished(message) {
+function onTrackPublished(message) {
   // The SDP only carries stream ids; this tells us whose stream it is.
   state.streamOwners.set(message.streamId, message.participantId);
 }

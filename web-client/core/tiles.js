@@ -18,7 +18,8 @@ export function onRemoteTrack(event) {
   log('remote', track.kind, 'track for', owner);
   if (!owner) return;
   if (streamId.endsWith('~screen')) {
-    // A shared screen has a stream of its own and is shown apart from the camera (screen.js).
+    // A shared screen has a stream of its own and is shown apart from the camera
+    // (features/screen.js hears it as the bus event `local:screenTrack`).
     emit('local:screenTrack', { track, stream: remoteStream, participantId: owner });
     return;
   }
@@ -84,7 +85,7 @@ export function onActiveSpeaker(participantId) {
   }
 }
 
-export function markSpeaker(element, participantId) {
+function markSpeaker(element, participantId) {
   const speaking = Boolean(state.activeSpeaker) && participantId === state.activeSpeaker;
   element.classList.toggle('speaking', speaking);
   const badge = element.querySelector('.badge.speaking');
@@ -185,16 +186,16 @@ export function describe(name, p, participantId) {
 // fit on screen (2 people side by side, 3 in a row on a laptop, 2+1 on a phone...). With a
 // spotlight, that person spans the full width on top and the others form a strip below.
 // CSS alone cannot size by both the number of tiles and the viewport height.
-export const MIN_TILE_WIDTH = 150; // px; below this faces get too small, so the page scrolls instead
-export const TILE_ASPECT = 4 / 3;
-export const TILE_GAP = 12;
+const MIN_TILE_WIDTH = 150; // px; below this faces get too small, so the page scrolls instead
+const TILE_ASPECT = 4 / 3;
+const TILE_GAP = 12;
 
 // Side-by-side spotlight, if the stage is wide enough for a large spotlight plus a column of
 // others at least SIDE_MIN_WIDTH wide; the layout with the largest spotlight wins.
-export const SIDE_MIN_WIDTH = 110;
-export const SIDE_MAX_WIDTH = 240;
+const SIDE_MIN_WIDTH = 110;
+const SIDE_MAX_WIDTH = 240;
 
-export function spotlightSide(others, width, height) {
+function spotlightSide(others, width, height) {
   let best = null;
   for (let cols = 1; cols <= 3; cols += 1) {
     const rows = Math.ceil(others / cols);
@@ -207,7 +208,7 @@ export function spotlightSide(others, width, height) {
   return best;
 }
 
-export const WIDE = window.matchMedia('(min-width: 60rem)');
+const WIDE = window.matchMedia('(min-width: 60rem)');
 
 // On wide screens the sidebar sits beside the tiles and scrolls on its own, sized to end just
 // above the controls bar, so every therapist control is reachable.

@@ -24,7 +24,7 @@ import { on } from '../core/bus.js';
 import { CODES } from '../core/codes.js';
 import { send as sendToServer } from '../core/connection.js';
 import { exposeProbe } from '../core/probe.js';
-import { state } from '../core/state.js';
+import { isTherapist, state } from '../core/state.js';
 
 const LIMITS = { name: 60, broadcast: 500, maxMinutes: 240, maxCountdown: 300 };
 /** After asking for help, the button rests this long before it can be pressed again. */
@@ -67,7 +67,6 @@ const bo = {
   ticker: null,
 };
 
-const isTherapist = () => state.role === 'therapist';
 const me = () => state.participantId;
 
 // ---------------------------------------------------------------------------------------

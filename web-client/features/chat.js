@@ -21,7 +21,7 @@ import { on } from '../core/bus.js';
 import { CODES } from '../core/codes.js';
 import { send } from '../core/connection.js';
 import { exposeProbe } from '../core/probe.js';
-import { state } from '../core/state.js';
+import { isTherapist, state } from '../core/state.js';
 
 const MAX_CHARS = 1000;
 /** After asking for support, the button rests this long before it can be pressed again. */
@@ -59,7 +59,6 @@ const chat = {
   sessionOver: false,
 };
 
-const isTherapist = () => state.role === 'therapist';
 const me = () => state.participantId;
 const nameOf = (id) => (id === me() ? 'You' : (chat.people.get(id) || {}).name || 'Someone');
 const isPrivateSpace = (space) => Boolean(space && space.id.startsWith('private-'));

@@ -13,7 +13,7 @@ import { svgIcon } from '../lib/icons.js';
 import { on } from '../core/bus.js';
 import { CODES } from '../core/codes.js';
 import { send } from '../core/connection.js';
-import { participantList, state } from '../core/state.js';
+import { isTherapist, participantList, state } from '../core/state.js';
 
 const KINDS = {
   daysSober: { label: 'Days sober', needsValue: true, unit: ['day sober', 'days sober'] },
@@ -79,7 +79,6 @@ const ms = {
 
 const me = () => state.participantId;
 const myRole = () => state.role;
-const isTherapist = () => myRole() === 'therapist';
 
 function nameOf(id) {
   if (id === me()) return 'You';

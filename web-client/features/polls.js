@@ -14,7 +14,7 @@ import { on } from '../core/bus.js';
 import { CODES } from '../core/codes.js';
 import { send } from '../core/connection.js';
 import { exposeProbe } from '../core/probe.js';
-import { state } from '../core/state.js';
+import { isTherapist, state } from '../core/state.js';
 
 const LIMITS = { question: 300, option: 100, minOptions: 2, maxOptions: 10 };
 const TIME_LIMITS = [
@@ -38,7 +38,6 @@ let pending = null; // what we last asked for: { kind: 'create' } or { kind: 'vo
 let ticker = null;
 let uid = 0;
 
-const isTherapist = () => state.role === 'therapist';
 const canVote = () => state.role === 'participant';
 
 // ---------------------------------------------------------------------------------------
