@@ -313,7 +313,7 @@ async fn every_response_carries_the_security_headers() {
     let server = common::start_server().await;
     let requests = [
         ("GET", "/", 200),
-        ("GET", "/app.js", 200),
+        ("GET", "/main.js", 200),
         ("GET", "/healthz", 200),
         ("GET", "/api/info", 200),
         ("GET", "/api/badges/nope/x.svg", 404),

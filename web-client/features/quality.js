@@ -1,40 +1,43 @@
 // Video quality per tile: tells the server how large each person's video is shown (so it sends
 // the simulcast layer that fits, and nothing for a hidden tile), and shows a calm notice on a
 // tile whose video the server paused to keep the audio going on a weak connection.
-(() => {
-  'use strict';
 
-  const hearth = window.hearth;
-  if (!hearth || typeof ResizeObserver === 'undefined') return;
+import { on } from '../core/bus.js';
+import { send } from '../core/connection.js';
+import { log } from '../core/log.js';
 
-  const cameraTrack = new Map(); // participantId -> server track id of their camera
-  const sent = new Map(); // trackId -> last maxHeight sent
-  const pending = new Map(); // trackId -> timer
-  const tiles = document.getElementById('tiles');
+const cameraTrack = new Map(); // participantId -> server track id of their camera
+const sent = new Map(); // trackId -> last maxHeight sent
+const pending = new Map(); // trackId -> timer
+const tiles = document.getElementById('tiles');
 
-  function tileOf(participantId) {
-    return tiles.querySelector(`.tile.remote[data-participant-id="${CSS.escape(participantId)}"]`);
-  }
+function tileOf(participantId) {
+  return tiles.querySelector(`.tile.remote[data-participant-id="${CSS.escape(participantId)}"]`);
+}
 
-  // Device pixels of the tile's height; 0 when it is not shown at all.
-  function heightOf(tile) {
-    if (!tile || tile.hidden || tile.offsetParent === null) return 0;
-    return Math.round(tile.getBoundingClientRect().height * (window.devicePixelRatio || 1));
-  }
+// Device pixels of the tile's height; 0 when it is not shown at all.
+function heightOf(tile) {
+  if (!tile || tile.hidden || tile.offsetParent === null) return 0;
+  return Math.round(tile.getBoundingClientRect().height * (window.devicePixelRatio || 1));
+}
 
-  function prefer(participantId) {
-    const trackId = cameraTrack.get(participantId);
-    if (!trackId) return;
-    clearTimeout(pending.get(trackId));
-    // Debounced: a window being resized says many sizes in a row.
-    pending.set(trackId, setTimeout(() => {
-      const maxHeight = heightOf(tileOf(participantId));
-      if (sent.get(trackId) === maxHeight) return;
-      sent.set(trackId, maxHeight);
-      hearth.send({ type: 'setVideoPreference', trackId, maxHeight });
-    }, 300));
-  }
+function prefer(participantId) {
+  const trackId = cameraTrack.get(participantId);
+  if (!trackId) return;
+  clearTimeout(pending.get(trackId));
+  // Debounced: a window being resized says many sizes in a row.
+  pending.set(trackId, setTimeout(() => {
+    const maxHeight = heightOf(tileOf(participantId));
+    if (sent.get(trackId) === maxHeight) return;
+    sent.set(trackId, maxHeight);
+    send({ type: 'setVideoPreference', trackId, maxHeight });
+  }, 300));
+}
 
+// Browsers without ResizeObserver keep the server's default layer (nothing is sent).
+if (typeof ResizeObserver !== 'undefined') start();
+
+function start() {
   const observer = new ResizeObserver((entries) => {
     for (const entry of entries) {
       const id = entry.target.dataset.participantId;
@@ -53,14 +56,14 @@
   }
   new MutationObserver(watch).observe(tiles, { childList: true, subtree: true, attributes: true, attributeFilter: ['hidden'] });
 
-  hearth.onMessage('trackPublished', (m) => {
+  on('trackPublished', (m) => {
     if (m.kind !== 'video' || m.source === 'screen') return;
     cameraTrack.set(m.participantId, m.trackId);
     sent.delete(m.trackId);
     watch();
   });
 
-  hearth.onMessage('videoState', (m) => {
+  on('videoState', (m) => {
     const owner = [...cameraTrack].find(([, t]) => t === m.trackId);
     const tile = owner && tileOf(owner[0]);
     if (!tile) return;
@@ -74,9 +77,9 @@
     }
     if (note) note.hidden = !weak;
     tile.classList.toggle('video-paused-bw', weak);
-    if (weak) hearth.trace('video paused for bandwidth', m.trackId);
+    if (weak) log('video paused for bandwidth', m.trackId);
   });
 
   // A new connection starts over: the server knows no preference yet.
-  hearth.onMessage('joined', () => { sent.clear(); cameraTrack.clear(); });
-})();
+  on('joined', () => { sent.clear(); cameraTrack.clear(); });
+}

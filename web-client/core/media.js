@@ -1,0 +1,103 @@
+// Local media: the camera and microphone (one getUserMedia at a time, shared by the lobby
+// preview and the peer connection), our own mute choices, and the raised hand.
+
+import { announce } from '../lib/announce.js';
+import { send } from './connection.js';
+import { log } from './log.js';
+import { renderLocalTile, renderModNotice } from './roster.js';
+import { IN_CALL, state } from './state.js';
+import { showAlert, ui } from './view.js';
+
+// ---------------------------------------------------------------------------------------
+// Local media.
+
+// One request at a time: the lobby preview and the peer connection share the same stream.
+export function ensureLocalMedia() {
+  const live = state.localStream && state.localStream.getTracks().some((t) => t.readyState === 'live');
+  if (live) return Promise.resolve(state.localStream);
+  if (!state.mediaPromise) {
+    state.mediaPromise = acquireLocalMedia().finally(() => { state.mediaPromise = null; });
+  }
+  return state.mediaPromise;
+}
+
+async function acquireLocalMedia() {
+  // Try the full set first, then fall back so a broken camera does not keep someone out.
+  const attempts = [
+    { audio: { echoCancellation: true, noiseSuppression: true }, video: { width: { ideal: 1280 }, height: { ideal: 720 }, facingMode: 'user' } },
+    { audio: { echoCancellation: true, noiseSuppression: true }, video: false },
+    { audio: false, video: true },
+  ];
+  let lastError = null;
+  for (const constraints of attempts) {
+    try {
+      const stream = await navigator.mediaDevices.getUserMedia(constraints);
+      if (!IN_CALL.has(state.status)) {
+        // Left while the browser was asking: don't leave a camera running.
+        for (const track of stream.getTracks()) track.stop();
+        return null;
+      }
+      state.localStream = stream;
+      applyLocalMutes();
+      for (const video of [ui.localVideo, ui.previewVideo]) {
+        video.srcObject = stream;
+        video.play().catch(() => {});
+      }
+      renderLocalTile();
+      if (!constraints.video || !constraints.audio) {
+        showAlert(constraints.video
+          ? 'We could not use your microphone, so others will not hear you. You can still see and hear the group.'
+          : 'We could not use your camera, so others will not see you. They can still hear you.');
+      }
+      return stream;
+    } catch (err) {
+      lastError = err;
+      log('getUserMedia failed', JSON.stringify(constraints), err && err.name);
+    }
+  }
+  state.localStream = null;
+  renderLocalTile();
+  showAlert('We could not use your camera or microphone. You can still see and hear the group. '
+    + 'To take part, allow camera and microphone access in your browser settings, then rejoin.');
+  log('no local media', lastError && lastError.name);
+  return null;
+}
+
+export function stopLocalMedia() {
+  // Turning the camera light off when leaving matters: people need to trust it is off.
+  if (state.localStream) for (const track of state.localStream.getTracks()) track.stop();
+  state.localStream = null;
+  ui.localVideo.srcObject = null;
+  ui.previewVideo.srcObject = null;
+}
+
+export function applyLocalMutes() {
+  const stream = state.localStream;
+  if (!stream) return;
+  for (const track of stream.getAudioTracks()) track.enabled = !state.audioMuted;
+  for (const track of stream.getVideoTracks()) track.enabled = !state.videoMuted;
+}
+
+export function toggleMute(kind) {
+  const hard = kind === 'audio' ? state.audioHardMuted : state.videoHardMuted;
+  const muted = !(kind === 'audio' ? state.audioMuted : state.videoMuted);
+  if (!muted && hard) return; // the button is disabled; this is belt and braces
+  if (kind === 'audio') state.audioMuted = muted;
+  else state.videoMuted = muted;
+  state.modNotes[kind] = ''; // they acted on it; the note has done its job
+  applyLocalMutes();
+  // Before admission the server would refuse this; onAdmitted sends it then.
+  if (state.admitted && state.status === 'joined') send({ type: 'setMute', kind, muted });
+  renderLocalTile();
+  renderModNotice();
+  announce(kind === 'audio'
+    ? (muted ? 'Your microphone is off.' : 'Your microphone is on.')
+    : (muted ? 'Your camera is off.' : 'Your camera is on.'));
+}
+
+export function toggleHand() {
+  if (state.status !== 'joined') return;
+  // The button follows the server's answer (participantUpdated), not our guess.
+  if (state.handRaised) send({ type: 'lowerHand' });
+  else send({ type: 'raiseHand' });
+}

@@ -1,0 +1,74 @@
+// Wires the page's own controls (join form, mic, camera, hand, leave, therapist controls,
+// keyboard, window events) and shows the first screen.
+
+import { announce } from '../lib/announce.js';
+import { rememberToken, send } from './connection.js';
+import { onJoinSubmit, route } from './landing.js';
+import { toggleHand, toggleMute } from './media.js';
+import { onPeopleClick, onWaitingClick, peopleRows, renderLocalTile, renderRoster, showEndConfirm } from './roster.js';
+import { leave, startSession } from './session.js';
+import { IN_CALL, state } from './state.js';
+import { layoutTiles, playWithSound, sizeSidebar } from './tiles.js';
+import { setStatus, showView, ui } from './view.js';
+
+export function init() {
+  const room = new URLSearchParams(location.search).get('room');
+  if (room) ui.roomInput.value = room;
+  // We validate ourselves so the message lands in the calm alert area, not a browser bubble.
+  ui.joinForm.noValidate = true;
+  ui.joinForm.addEventListener('submit', onJoinSubmit);
+  ui.linkJoin.addEventListener('click', () => startSession());
+  ui.linkOtherButton.addEventListener('click', () => {
+    history.replaceState(null, '', `${location.pathname}${location.search}`);
+    rememberToken('');
+    setStatus('idle');
+    showView('form');
+  });
+  ui.micButton.addEventListener('click', () => toggleMute('audio'));
+  ui.camButton.addEventListener('click', () => toggleMute('video'));
+  ui.handButton.addEventListener('click', toggleHand);
+  ui.leaveButton.addEventListener('click', leave);
+  ui.soundButton.addEventListener('click', () => {
+    ui.soundButton.hidden = true;
+    for (const video of ui.tiles.querySelectorAll('.tile.remote video')) playWithSound(video);
+  });
+  ui.peopleList.addEventListener('click', onPeopleClick);
+  ui.waitingList.addEventListener('click', onWaitingClick);
+  ui.admitAll.addEventListener('click', () => send({ type: 'admitAll' }));
+  ui.waitingPill.addEventListener('click', () => {
+    ui.waitingSection.scrollIntoView({ block: 'start', behavior: 'smooth' });
+    ui.waitingHeading.focus({ preventScroll: true });
+  });
+  ui.lockButton.addEventListener('click', () => send({ type: 'lockRoom', locked: !state.room.locked }));
+  ui.waitingRoomButton.addEventListener('click', () => send({ type: 'setWaitingRoom', enabled: !state.room.waitingRoom }));
+  ui.muteAll.addEventListener('click', () => {
+    if (send({ type: 'muteAll', kind: 'audio', hard: false })) announce('Everyone else was asked to mute.');
+  });
+  ui.endButton.addEventListener('click', () => showEndConfirm(true));
+  ui.endCancel.addEventListener('click', () => showEndConfirm(false));
+  ui.endConfirmButton.addEventListener('click', () => send({ type: 'endSession' }));
+  document.addEventListener('keydown', (event) => {
+    // Escape backs out of a confirmation, like closing a dialog.
+    if (event.key !== 'Escape') return;
+    if (!ui.endConfirm.hidden) showEndConfirm(false);
+    else if (state.confirmRemove) {
+      const id = state.confirmRemove;
+      state.confirmRemove = null;
+      renderRoster();
+      const li = peopleRows.get(id);
+      if (li) li.querySelector('[data-action="remove"]').focus();
+    }
+  });
+  window.addEventListener('resize', layoutTiles);
+  window.addEventListener('scroll', sizeSidebar, { passive: true });
+  window.addEventListener('hashchange', () => {
+    // A new join link pasted into this tab: use it, unless a session is running.
+    if (!IN_CALL.has(state.status)) route();
+  });
+  window.addEventListener('pagehide', () => {
+    // Tell the room promptly instead of waiting for the server to notice the socket is gone.
+    if (IN_CALL.has(state.status)) send({ type: 'leave' });
+  });
+  renderLocalTile();
+  route();
+}

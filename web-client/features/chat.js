@@ -1,0 +1,674 @@
+// Hearth web client: in-call chat and the private "I need support" signal (issue 10).
+// A module: it hears the server through the bus (on(type, fn), core/bus.js) and talks to it
+// through send(message) (core/connection.js).
+//
+// - Chat: a panel in the sidebar, opened from a Chat button (with an unread counter) in the
+//   control bar. Messages go to everyone in the room you are in (the main room, a breakout or a
+//   private room), or privately to a therapist (to other participants only when the therapist
+//   allows it). Every message is shown as text (textContent), never as markup.
+// - Chat is ephemeral: the panel says that messages sent before you joined are not shown.
+// - "I need support" (participants): one calm button; the page confirms when the therapists
+//   were told. Therapists get an alert that cannot be missed (a fixed banner in a colour used
+//   nowhere else, a soft chime, the tab title, and an assertive screen reader alert) with one
+//   button to open a private room with that person, and a bar to close it again.
+// The server enforces every rule (roles, limits); this file mirrors them to help people.
+
+import { announce } from '../lib/announce.js';
+import { el } from '../lib/dom.js';
+import { clock } from '../lib/format.js';
+import { ICONS, svgIcon } from '../lib/icons.js';
+import { on } from '../core/bus.js';
+import { CODES } from '../core/codes.js';
+import { send } from '../core/connection.js';
+import { exposeProbe } from '../core/probe.js';
+import { isTherapist, state } from '../core/state.js';
+
+const MAX_CHARS = 1000;
+/** After asking for support, the button rests this long before it can be pressed again. */
+const SUPPORT_REST_MS = 30000;
+const CHAT_ERRORS = {
+  [CODES.CHAT_DISABLED]: 'The therapist has paused the chat for now.',
+  [CODES.INVALID_CHAT]: `A message can be 1 to ${MAX_CHARS} characters.`,
+  [CODES.RATE_LIMITED]: 'You are sending messages quickly. Please wait a few seconds, then try again.',
+  [CODES.PRIVATE_MESSAGES_OFF]: 'Private messages between participants are off. You can still write privately to the therapist.',
+  [CODES.UNKNOWN_PARTICIPANT]: 'That person is not in this room any more.',
+  [CODES.FORBIDDEN]: 'Only the therapist can do that.',
+};
+const SUPPORT_ERRORS = {
+  [CODES.PRIVATE_ROOM_BUSY]: 'A private room is already open. Close it first.',
+  [CODES.UNKNOWN_PARTICIPANT]: 'That person is not in the session any more.',
+  [CODES.UNKNOWN_PRIVATE_ROOM]: 'That private room has already closed.',
+};
+
+const chat = {
+  settings: { enabled: true, privateMessages: false, keepTranscript: false },
+  messages: new Map(), // id -> { entry, node }
+  unread: 0,
+  open: false,
+  admitted: false,
+  /** id -> { name, role } of everyone this page has heard of in the session. */
+  people: new Map(),
+  /** Ids of those in the same space as you (you included). */
+  here: new Set(),
+  /** The space you are in: null for the main room, else { id, name }. */
+  space: null,
+  /** What we last asked the server for, so an error lands next to the right control. */
+  pending: null,
+  support: { state: 'idle', timer: null },
+  alerts: new Map(), // participantId -> { request, node, status }
+  sessionOver: false,
+};
+
+const me = () => state.participantId;
+const nameOf = (id) => (id === me() ? 'You' : (chat.people.get(id) || {}).name || 'Someone');
+const isPrivateSpace = (space) => Boolean(space && space.id.startsWith('private-'));
+
+// ---------------------------------------------------------------------------------------
+// Small DOM helpers (text only: nothing from the server is ever parsed as HTML).
+
+// ---------------------------------------------------------------------------------------
+// The control bar: Chat (with the unread counter) and, for participants, I need support.
+
+const unreadBadge = el('span', { id: 'chat-unread', class: 'chat-unread', hidden: true });
+const chatButton = el('button', {
+  id: 'chat-button', type: 'button', class: 'button toggle chat-toggle', 'aria-expanded': 'false',
+  'aria-controls': 'chat-section', hidden: true, onclick: () => setOpen(!chat.open, true),
+}, svgIcon(ICONS.chat), el('span', { class: 'label', text: 'Chat' }), el('span', { class: 'short', text: 'Chat' }), unreadBadge);
+
+const supportButton = el('button', {
+  id: 'support-button', type: 'button', class: 'button support-button', hidden: true,
+  'aria-describedby': 'support-hint', onclick: () => requestSupport(),
+}, svgIcon(ICONS.heart), el('span', { class: 'label', text: 'I need support' }), el('span', { class: 'short', text: 'Support' }));
+const supportHint = el('span', { id: 'support-hint', class: 'visually-hidden', text: 'Tells only the therapist, privately.' });
+
+function mountControls() {
+  const controls = document.getElementById('controls');
+  if (!controls || chatButton.isConnected) return;
+  const leave = document.getElementById('leave-button');
+  controls.insertBefore(chatButton, leave || null);
+  controls.insertBefore(supportButton, leave || null);
+  controls.append(supportHint);
+}
+
+function renderUnread() {
+  unreadBadge.hidden = chat.unread === 0;
+  unreadBadge.textContent = chat.unread > 99 ? '99+' : String(chat.unread);
+  const label = chat.unread === 0 ? 'Chat' : `Chat, ${chat.unread} unread ${chat.unread === 1 ? 'message' : 'messages'}`;
+  chatButton.setAttribute('aria-label', label);
+}
+
+// ---------------------------------------------------------------------------------------
+// The chat panel.
+
+const note = el('p', { id: 'chat-note', class: 'chat-note' });
+const pausedNote = el('p', { id: 'chat-paused', class: 'note-box chat-paused', hidden: true });
+const list = el('ol', { id: 'chat-list', class: 'chat-list', role: 'log', 'aria-live': 'polite', 'aria-label': 'Messages' });
+const empty = el('p', { id: 'chat-empty', class: 'empty', text: 'No messages yet.' });
+const toSelect = el('select', { id: 'chat-to' });
+const input = el('textarea', {
+  id: 'chat-input', class: 'text-field', rows: '2', maxlength: String(MAX_CHARS), autocomplete: 'off',
+  'aria-describedby': 'chat-private-hint chat-count chat-error',
+});
+const count = el('p', { id: 'chat-count', class: 'hint chat-count', 'aria-live': 'polite' });
+const error = el('p', { id: 'chat-error', class: 'form-error chat-error', role: 'alert' });
+const privateHint = el('p', { id: 'chat-private-hint', class: 'chat-private-hint', hidden: true });
+const sendButton = el('button', { id: 'chat-send', type: 'submit', class: 'button small accent', text: 'Send' });
+const form = el('form', { id: 'chat-form', class: 'chat-form', novalidate: true, 'aria-label': 'Write a message' },
+  el('div', { class: 'chat-to-row' }, el('label', { for: 'chat-to', text: 'To' }), toSelect),
+  privateHint,
+  el('label', { for: 'chat-input', class: 'visually-hidden', text: 'Message' }),
+  input,
+  el('div', { class: 'chat-form-foot' }, count, sendButton),
+  error);
+
+const settingsBox = buildSettings();
+const closeButton = el('button', {
+  id: 'chat-close', type: 'button', class: 'button small', onclick: () => setOpen(false, true),
+}, el('span', { text: 'Hide' }), el('span', { class: 'visually-hidden', text: ' chat' }));
+const heading = el('h2', { id: 'chat-heading', tabindex: '-1', text: 'Chat' });
+const section = el('section', { id: 'chat-section', class: 'panel-section chat-section', 'aria-labelledby': 'chat-heading', hidden: true },
+  el('div', { class: 'section-head' }, heading, closeButton),
+  note,
+  settingsBox.box,
+  pausedNote,
+  empty,
+  list,
+  form);
+
+function mountPanel() {
+  if (section.isConnected) return;
+  const sidebar = document.getElementById('sidebar');
+  if (!sidebar) return;
+  const waiting = document.getElementById('waiting-section');
+  if (waiting && waiting.parentNode === sidebar) sidebar.insertBefore(section, waiting.nextSibling);
+  else sidebar.prepend(section);
+}
+
+function setOpen(open, byUser) {
+  chat.open = open;
+  section.hidden = !open;
+  chatButton.setAttribute('aria-expanded', String(open));
+  chatButton.setAttribute('aria-pressed', String(open));
+  if (open) {
+    chat.unread = 0;
+    renderUnread();
+    if (byUser) {
+      section.scrollIntoView({ block: 'nearest' });
+      if (!input.disabled) input.focus();
+      else heading.focus();
+    }
+    list.scrollTop = list.scrollHeight;
+  } else if (byUser) {
+    chatButton.focus();
+  }
+}
+
+function buildSettings() {
+  const make = (key, label, hint) => {
+    const id = `chat-setting-${key}`;
+    const button = el('button', {
+      id, type: 'button', class: 'switch', role: 'switch', 'aria-checked': 'false', 'aria-describedby': `${id}-hint`,
+      onclick: () => {
+        const enable = button.getAttribute('aria-checked') !== 'true';
+        send({ type: 'setChatSettings', [key]: enable });
+      },
+    }, el('span', { class: 'switch-track', 'aria-hidden': 'true' }), el('span', { text: label }));
+    return { key, button, row: el('div', { class: 'setting' }, button, el('p', { id: `${id}-hint`, class: 'hint', text: hint })) };
+  };
+  const switches = [
+    make('enabled', 'Chat', 'When off, only therapists can post.'),
+    make('privateMessages', 'Private messages between participants', 'Participants can always write privately to you.'),
+    make('keepTranscript', 'Keep messages for this session', 'People who join later can read them. Kept in memory only, never saved; gone when the session ends.'),
+  ];
+  const box = el('details', { id: 'chat-settings', class: 'chat-settings', hidden: true },
+    el('summary', { text: 'Chat settings' }),
+    switches.map((s) => s.row));
+  return {
+    box,
+    render() {
+      box.hidden = !isTherapist();
+      for (const s of switches) s.button.setAttribute('aria-checked', String(Boolean(chat.settings[s.key])));
+    },
+  };
+}
+
+function renderNotes() {
+  note.textContent = chat.settings.keepTranscript
+    ? 'This session keeps its messages until it ends, so people who join later can read them. Nothing is saved afterwards.'
+    : 'Messages sent before you joined are not shown. Nothing from this chat is saved.';
+  const paused = !chat.settings.enabled;
+  pausedNote.hidden = !paused;
+  pausedNote.textContent = isTherapist()
+    ? 'Chat is paused for participants. You can still post.'
+    : 'The therapist has paused the chat for now.';
+  const canWrite = !paused || isTherapist();
+  input.disabled = !canWrite;
+  toSelect.disabled = !canWrite;
+  sendButton.disabled = !canWrite;
+  settingsBox.render();
+  renderCount();
+}
+
+function renderCount() {
+  const n = [...input.value.trim()].length;
+  count.textContent = n > MAX_CHARS - 200 ? `${n} / ${MAX_CHARS}` : '';
+  count.classList.toggle('over', n > MAX_CHARS);
+}
+
+/** Who you may write to from here: everyone in your room, or privately one person. */
+function renderRecipients() {
+  const previous = toSelect.value;
+  const everyone = el('option', { value: '', text: roomLabel('Everyone in ') });
+  const therapist = isTherapist();
+  const candidates = [...chat.people.entries()]
+    .filter(([id]) => id !== me())
+    .filter(([id, p]) => {
+      if (therapist) return chat.here.has(id) || p.role === 'therapist';
+      if (p.role === 'therapist') return true;
+      return chat.settings.privateMessages && chat.here.has(id);
+    })
+    .sort(([, a], [, b]) => (a.role === 'therapist' ? 0 : 1) - (b.role === 'therapist' ? 0 : 1) || a.name.localeCompare(b.name));
+  const privately = el('optgroup', { label: 'Privately, only to' },
+    candidates.map(([id, p]) => el('option', { value: id, text: p.role === 'therapist' ? `${p.name} (therapist)` : p.name })));
+  toSelect.replaceChildren(everyone, ...(candidates.length ? [privately] : []));
+  toSelect.value = candidates.some(([id]) => id === previous) ? previous : '';
+  renderPrivateHint();
+}
+
+function renderPrivateHint() {
+  const to = toSelect.value;
+  privateHint.hidden = !to;
+  privateHint.textContent = to ? `Private: only ${nameOf(to)} will see this message.` : '';
+  form.classList.toggle('private', Boolean(to));
+}
+
+function roomLabel(prefix) {
+  if (!chat.space) return `${prefix}the main room`;
+  if (isPrivateSpace(chat.space)) return `${prefix}this private room`;
+  return `${prefix}${chat.space.name}`;
+}
+
+function renderEmpty() {
+  empty.hidden = list.children.length > 0;
+}
+
+function addMessage(entry, { history = false } = {}) {
+  if (chat.messages.has(entry.id)) return;
+  const mine = entry.from === me();
+  const meta = el('p', { class: 'chat-meta' }, el('span', { class: 'chat-from', text: mine ? 'You' : entry.fromName }));
+  if (entry.private) {
+    const other = mine ? `to ${nameOf(entry.to)}` : 'to you';
+    meta.append(el('span', { class: 'chat-private-tag', text: `Private, ${other}` }));
+  }
+  meta.append(el('time', { class: 'chat-time', datetime: new Date(entry.sentAtMs).toISOString(), text: clock(entry.sentAtMs) }));
+  const text = el('p', { class: 'chat-text', text: entry.text });
+  const node = el('li', {
+    class: `chat-msg${mine ? ' mine' : ''}${entry.private ? ' private' : ''}`, 'data-message-id': entry.id,
+  }, meta, text);
+  if (isTherapist()) {
+    node.append(el('button', {
+      type: 'button', class: 'button small chat-delete', 'data-action': 'delete',
+      onclick: () => {
+        chat.pending = { kind: 'delete', id: entry.id };
+        send({ type: 'deleteChatMessage', messageId: entry.id });
+      },
+    }, el('span', { text: 'Delete for everyone' }), el('span', { class: 'visually-hidden', text: `: message from ${mine ? 'you' : entry.fromName}` })));
+  }
+  chat.messages.set(entry.id, { entry, node });
+  const nearBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 80;
+  list.append(node);
+  if (nearBottom || mine) list.scrollTop = list.scrollHeight;
+  renderEmpty();
+  if (!mine && !history && (!chat.open || document.hidden)) {
+    chat.unread += 1;
+    renderUnread();
+    if (!chat.open) announce(`New ${entry.private ? 'private ' : ''}message from ${entry.fromName}.`);
+  }
+}
+
+function addDivider(text) {
+  list.append(el('li', { class: 'chat-divider', text }));
+  list.scrollTop = list.scrollHeight;
+  renderEmpty();
+}
+
+function removeMessage(id) {
+  const m = chat.messages.get(id);
+  if (!m) return;
+  m.node.classList.add('deleted');
+  m.node.querySelector('.chat-text').textContent = 'This message was removed by the therapist.';
+  const del = m.node.querySelector('.chat-delete');
+  if (del) del.remove();
+  m.entry.text = '';
+}
+
+function showError(text) {
+  error.textContent = text;
+}
+
+form.addEventListener('submit', (event) => {
+  event.preventDefault();
+  const text = input.value.trim();
+  if (!text) {
+    showError('Write a message first.');
+    input.focus();
+    return;
+  }
+  if ([...text].length > MAX_CHARS) {
+    showError(CHAT_ERRORS[CODES.INVALID_CHAT]);
+    input.focus();
+    return;
+  }
+  const message = { type: 'chat', text };
+  if (toSelect.value) message.to = toSelect.value;
+  if (!send(message)) {
+    showError('Not connected right now. Your message was not sent.');
+    return;
+  }
+  chat.pending = { kind: 'chat', text };
+  showError('');
+  input.value = '';
+  renderCount();
+  input.focus();
+});
+input.addEventListener('keydown', (event) => {
+  // Enter sends; Shift+Enter starts a new line.
+  if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
+    event.preventDefault();
+    form.requestSubmit();
+  }
+});
+toSelect.addEventListener('change', renderPrivateHint);
+input.addEventListener('input', () => {
+  renderCount();
+  if (error.textContent) showError('');
+});
+document.addEventListener('visibilitychange', () => {
+  if (!document.hidden && chat.open) {
+    chat.unread = 0;
+    renderUnread();
+  }
+});
+
+// ---------------------------------------------------------------------------------------
+// "I need support": the participant's side.
+
+const supportStatus = el('div', { id: 'support-status', class: 'status-bar support-status', role: 'status', hidden: true },
+  el('p', { class: 'status-bar-text support-status-text' }),
+  el('button', { type: 'button', class: 'button small', text: 'OK', onclick: () => { supportStatus.hidden = true; } }));
+
+function requestSupport() {
+  if (chat.support.state === 'sent') return;
+  if (!send({ type: 'requestSupport' })) {
+    showSupportStatus('Not connected right now. Please try again in a moment.');
+    return;
+  }
+  chat.support.state = 'sent';
+  supportButton.disabled = true;
+  supportButton.querySelector('.label').textContent = 'Asking for support…';
+  showSupportStatus('Letting the therapist know…');
+}
+
+function showSupportStatus(text) {
+  supportStatus.querySelector('.support-status-text').textContent = text;
+  supportStatus.hidden = false;
+  const room = document.getElementById('room-panel');
+  if (room && !supportStatus.isConnected) room.prepend(supportStatus);
+}
+
+function onSupportReceived() {
+  chat.support.state = 'received';
+  supportButton.querySelector('.label').textContent = 'Support requested';
+  supportButton.classList.add('requested');
+  showSupportStatus('The therapist has been told, privately. Only they know you asked. They will be with you as soon as they can.');
+  clearTimeout(chat.support.timer);
+  chat.support.timer = setTimeout(() => {
+    chat.support.state = 'idle';
+    supportButton.disabled = false;
+    supportButton.classList.remove('requested');
+    supportButton.querySelector('.label').textContent = 'I need support';
+  }, SUPPORT_REST_MS);
+}
+
+// ---------------------------------------------------------------------------------------
+// "I need support": the therapist's alert, and the private room.
+
+const alertStack = el('div', {
+  id: 'support-alerts', class: 'urgent-alerts support-alerts', role: 'alert', 'aria-live': 'assertive',
+});
+const baseTitle = document.title;
+
+function mountAlerts() {
+  if (!alertStack.isConnected) document.body.append(alertStack);
+}
+
+function whereLabel(breakoutId) {
+  if (!breakoutId) return 'in the main room';
+  if (breakoutId.startsWith('private-')) return 'in a private room';
+  return 'in a breakout room';
+}
+
+function onSupportRequested(request) {
+  if (!isTherapist()) return;
+  mountAlerts();
+  const existing = chat.alerts.get(request.participantId);
+  if (existing) existing.node.remove();
+  const status = el('p', { class: 'urgent-alert-status support-alert-status' });
+  const openButton = el('button', {
+    type: 'button', class: 'button support-open', 'data-action': 'open-private-room',
+    onclick: () => {
+      chat.pending = { kind: 'openPrivateRoom', participantId: request.participantId };
+      openButton.disabled = true;
+      status.textContent = `Opening a private room with ${request.name}…`;
+      send({ type: 'openPrivateRoom', participantId: request.participantId });
+    },
+  }, el('span', { text: `Open private room with ${request.name}` }));
+  const dismiss = el('button', {
+    type: 'button', class: 'button small support-dismiss', 'data-action': 'dismiss',
+    onclick: () => resolveAlert(request.participantId),
+  }, el('span', { text: 'Dismiss' }), el('span', { class: 'visually-hidden', text: ` the request from ${request.name}` }));
+  const node = el('section', { class: 'urgent-alert support-alert', 'data-participant-id': request.participantId, 'aria-label': `${request.name} needs support` },
+    el('div', { class: 'urgent-alert-icon support-alert-icon', 'aria-hidden': 'true' }, svgIcon(ICONS.heart)),
+    el('div', { class: 'urgent-alert-body support-alert-body' },
+      el('p', { class: 'urgent-alert-title support-alert-title', text: `${request.name} needs support` }),
+      el('p', { class: 'urgent-alert-detail support-alert-detail', text: `Asked at ${clock(request.atMs)}, ${whereLabel(request.breakoutId)}. Only therapists see this.` }),
+      status,
+      el('div', { class: 'urgent-alert-actions support-alert-actions' }, openButton, dismiss)));
+  chat.alerts.set(request.participantId, { request, node, status, openButton });
+  alertStack.append(node);
+  renderTitle();
+  chime();
+  // Focus stays where the therapist is (they may be typing): the banner and the screen
+  // reader alert do the telling.
+}
+
+function resolveAlert(participantId) {
+  const a = chat.alerts.get(participantId);
+  if (!a) return;
+  a.node.remove();
+  chat.alerts.delete(participantId);
+  renderTitle();
+}
+
+function renderTitle() {
+  document.title = chat.alerts.size > 0 ? `(${chat.alerts.size}) Support requested · ${baseTitle}` : baseTitle;
+}
+
+/** A soft two-note chime (no file to fetch). Silent if the browser does not allow sound. */
+let audio = null;
+function chime() {
+  try {
+    audio = audio || new (window.AudioContext || window.webkitAudioContext)();
+    const t = audio.currentTime;
+    for (const [i, f] of [[0, 660], [1, 880]]) {
+      const osc = audio.createOscillator();
+      const gain = audio.createGain();
+      osc.frequency.value = f;
+      gain.gain.setValueAtTime(0.0001, t + i * 0.25);
+      gain.gain.exponentialRampToValueAtTime(0.12, t + i * 0.25 + 0.03);
+      gain.gain.exponentialRampToValueAtTime(0.0001, t + i * 0.25 + 0.6);
+      osc.connect(gain).connect(audio.destination);
+      osc.start(t + i * 0.25);
+      osc.stop(t + i * 0.25 + 0.65);
+    }
+  } catch (err) {
+    console.debug('[hearth] no chime:', err);
+  }
+}
+
+const privateBar = el('div', { id: 'private-room-bar', class: 'status-bar private-room-bar', role: 'status', hidden: true },
+  el('p', { class: 'status-bar-text private-room-text' }));
+const closePrivate = el('button', {
+  id: 'private-room-close', type: 'button', class: 'button small', hidden: true,
+  onclick: () => {
+    if (!chat.space) return;
+    chat.pending = { kind: 'closePrivateRoom' };
+    send({ type: 'closePrivateRoom', spaceId: chat.space.id });
+  },
+}, el('span', { text: 'Close private room' }));
+privateBar.append(closePrivate);
+
+function renderPrivateBar() {
+  const room = document.getElementById('room-panel');
+  if (room && !privateBar.isConnected) {
+    const body = room.querySelector('.room-body');
+    room.insertBefore(privateBar, body || null);
+  }
+  const inPrivate = isPrivateSpace(chat.space);
+  privateBar.hidden = !inPrivate;
+  if (!inPrivate) return;
+  const others = [...chat.here].filter((id) => id !== me()).map(nameOf);
+  const withWhom = others.length ? others.join(' and ') : 'the therapist';
+  privateBar.querySelector('.private-room-text').textContent = isTherapist()
+    ? `Private room with ${withWhom}. The rest of the group cannot see or hear you two.`
+    : `You are in a private room with ${withWhom}. The rest of the group cannot see or hear you here.`;
+  closePrivate.hidden = !isTherapist();
+}
+
+// ---------------------------------------------------------------------------------------
+// People and spaces (for recipients and the private room bar).
+
+function remember(p) {
+  chat.people.set(p.id, { name: p.name, role: p.role });
+}
+
+function setHere(participants) {
+  chat.here = new Set(participants.map((p) => p.id));
+  for (const p of participants) remember(p);
+}
+
+function resetSession() {
+  chat.messages.clear();
+  list.replaceChildren();
+  chat.unread = 0;
+  chat.space = null;
+  chat.here = new Set();
+  chat.pending = null;
+  for (const id of [...chat.alerts.keys()]) resolveAlert(id);
+  supportStatus.hidden = true;
+  clearTimeout(chat.support.timer);
+  chat.support.state = 'idle';
+  supportButton.disabled = false;
+  supportButton.classList.remove('requested');
+  supportButton.querySelector('.label').textContent = 'I need support';
+  showError('');
+  renderUnread();
+  renderEmpty();
+}
+
+// ---------------------------------------------------------------------------------------
+// Server messages.
+
+on('joined', () => {
+  if (chat.sessionOver) resetSession();
+  chat.sessionOver = false;
+});
+
+on('admitted', ({ participants }) => {
+  chat.admitted = true;
+  mountControls();
+  mountPanel();
+  setHere(participants || []);
+  if (!chat.space) renderRecipients();
+  chatButton.hidden = false;
+  supportButton.hidden = state.role !== 'participant';
+  renderNotes();
+  renderUnread();
+  renderEmpty();
+  renderPrivateBar();
+});
+
+on('participantJoined', ({ participant }) => {
+  remember(participant);
+  chat.here.add(participant.id);
+  renderRecipients();
+});
+on('participantUpdated', ({ participant }) => remember(participant));
+on('participantLeft', ({ participantId }) => {
+  chat.here.delete(participantId);
+  chat.people.delete(participantId);
+  renderRecipients();
+  // Someone who asked for support and then left must not vanish from the therapist's view.
+  const a = chat.alerts.get(participantId);
+  if (a) {
+    a.status.textContent = `${a.request.name} has left the session.`;
+    a.openButton.disabled = true;
+  }
+});
+
+on('spaceChanged', ({ breakout, participants }) => {
+  const before = chat.space;
+  chat.space = breakout || null;
+  setHere(participants || []);
+  renderRecipients();
+  renderPrivateBar();
+  if ((before && before.id) !== (chat.space && chat.space.id)) {
+    if (isPrivateSpace(chat.space)) {
+      const others = (participants || []).filter((p) => p.id !== me()).map((p) => p.name);
+      addDivider(`You are now in a private room with ${others.join(' and ') || 'the therapist'}. Messages here are only between you.`);
+      for (const p of participants || []) resolveAlert(p.id);
+      if (!isTherapist()) {
+        supportStatus.hidden = true;
+        announce('You are now in a private room with the therapist.');
+      }
+    } else {
+      addDivider(`You are now in ${roomLabel('')}. Messages sent there before you arrived are not shown.`);
+    }
+  }
+});
+on('spaceRoster', ({ participants }) => {
+  setHere(participants || []);
+  renderRecipients();
+  renderPrivateBar();
+});
+
+on('chatSettings', (settings) => {
+  const before = chat.settings;
+  chat.settings = { enabled: settings.enabled, privateMessages: settings.privateMessages, keepTranscript: settings.keepTranscript };
+  renderNotes();
+  renderRecipients();
+  if (chat.admitted && before.enabled !== chat.settings.enabled) {
+    addDivider(chat.settings.enabled ? 'The therapist turned the chat back on.' : 'The therapist paused the chat.');
+  }
+});
+on('chatMessage', (entry) => {
+  if (chat.pending && chat.pending.kind === 'chat' && entry.from === me()) chat.pending = null;
+  addMessage(entry);
+});
+on('chatHistory', ({ messages }) => {
+  if (!messages || messages.length === 0) return;
+  addDivider('Earlier in this room:');
+  for (const entry of messages) addMessage(entry, { history: true });
+  addDivider('New messages:');
+});
+on('chatMessageDeleted', ({ messageId }) => removeMessage(messageId));
+
+on('supportRequested', onSupportRequested);
+on('supportReceived', onSupportReceived);
+
+on('error', ({ code, message }) => {
+  const pending = chat.pending;
+  if (!pending) return;
+  if (pending.kind === 'chat' && code in CHAT_ERRORS) {
+    chat.pending = null;
+    showError(CHAT_ERRORS[code]);
+    // Give the words back, so nothing typed is lost.
+    if (!input.value) input.value = pending.text;
+    renderCount();
+  } else if (pending.kind === 'delete' && code === CODES.UNKNOWN_CHAT_MESSAGE) {
+    chat.pending = null;
+    showError('That message is too old to delete, or was already deleted.');
+  } else if (pending.kind === 'openPrivateRoom') {
+    chat.pending = null;
+    const a = chat.alerts.get(pending.participantId);
+    if (a) {
+      a.status.textContent = SUPPORT_ERRORS[code] || message;
+      a.openButton.disabled = false;
+    }
+  } else if (pending.kind === 'closePrivateRoom') {
+    chat.pending = null;
+  }
+});
+
+on('sessionEnded', () => {
+  chat.sessionOver = true;
+  chat.admitted = false;
+});
+const leave = document.getElementById('leave-button');
+if (leave) leave.addEventListener('click', () => { chat.sessionOver = true; chat.admitted = false; });
+
+// Read-only view for tests and debugging.
+exposeProbe('chat', () => ({
+    settings: { ...chat.settings },
+    messages: [...chat.messages.values()].map((m) => ({ ...m.entry })),
+    unread: chat.unread,
+    open: chat.open,
+    space: chat.space && { ...chat.space },
+    alerts: [...chat.alerts.values()].map((a) => ({ ...a.request })),
+  }));
+
+mountControls();
+mountPanel();
+renderNotes();
+renderUnread();
+renderEmpty();
