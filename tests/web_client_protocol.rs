@@ -206,10 +206,8 @@ fn the_web_client_acts_only_on_error_codes_that_exist() {
         }
         // Codes are compared only through CODES: a bare literal would escape this check.
         for needle in ["code === ", "code !== ", "code == ", "code != "] {
-            for found in after_any(&code, needle, false) {
-                if let Ok(lit) = found {
-                    problems.push(format!("{file}: `{needle}'{lit}'` — compare error codes through CODES (core/codes.js)"));
-                }
+            for lit in after_any(&code, needle, false).into_iter().flatten() {
+                problems.push(format!("{file}: `{needle}'{lit}'` — compare error codes through CODES (core/codes.js)"));
             }
         }
         let mut from = 0;

@@ -337,9 +337,13 @@ pub enum EndReason {
     Moved,
 }
 
-/// Client → server.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Client → server. A message's `type` tag is its variant name in camelCase, written once by
+/// the derives: serde's for the wire, strum's for [`ClientMessage::kind`] and
+/// [`ClientMessage::TYPES`] (the same rule; a test decodes every documented example and checks
+/// the two agree).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, strum::IntoStaticStr, strum::VariantNames)]
 #[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
+#[strum(serialize_all = "camelCase")]
 pub enum ClientMessage {
     /// Enter a room. Must be the first message that changes state on a connection.
     Join {
@@ -607,64 +611,17 @@ pub enum ClientMessage {
 impl ClientMessage {
     /// The `type` tag, for metrics and logs (never the content).
     pub fn kind(&self) -> &'static str {
-        match self {
-            ClientMessage::Join { .. } => "join",
-            ClientMessage::Leave => "leave",
-            ClientMessage::Offer(_) => "offer",
-            ClientMessage::Answer(_) => "answer",
-            ClientMessage::IceCandidate { .. } => "iceCandidate",
-            ClientMessage::SetMute { .. } => "setMute",
-            ClientMessage::Ping { .. } => "ping",
-            ClientMessage::RaiseHand => "raiseHand",
-            ClientMessage::LowerHand { .. } => "lowerHand",
-            ClientMessage::Admit { .. } => "admit",
-            ClientMessage::AdmitAll => "admitAll",
-            ClientMessage::Decline { .. } => "decline",
-            ClientMessage::Mute { .. } => "mute",
-            ClientMessage::Unmute { .. } => "unmute",
-            ClientMessage::MuteAll { .. } => "muteAll",
-            ClientMessage::Remove { .. } => "remove",
-            ClientMessage::LockRoom { .. } => "lockRoom",
-            ClientMessage::SetWaitingRoom { .. } => "setWaitingRoom",
-            ClientMessage::Spotlight { .. } => "spotlight",
-            ClientMessage::EndSession => "endSession",
-            ClientMessage::CreateBreakout { .. } => "createBreakout",
-            ClientMessage::DeleteBreakout { .. } => "deleteBreakout",
-            ClientMessage::AssignBreakout { .. } => "assignBreakout",
-            ClientMessage::AutoAssignBreakouts => "autoAssignBreakouts",
-            ClientMessage::OpenBreakouts { .. } => "openBreakouts",
-            ClientMessage::BroadcastToBreakouts { .. } => "broadcastToBreakouts",
-            ClientMessage::CloseBreakouts { .. } => "closeBreakouts",
-            ClientMessage::GoToBreakout { .. } => "goToBreakout",
-            ClientMessage::AskForHelp => "askForHelp",
-            ClientMessage::ScreenShare { .. } => "screenShare",
-            ClientMessage::AllowScreenShare { .. } => "allowScreenShare",
-            ClientMessage::SetVideoPreference { .. } => "setVideoPreference",
-            ClientMessage::CreatePoll { .. } => "createPoll",
-            ClientMessage::Vote { .. } => "vote",
-            ClientMessage::ClosePoll { .. } => "closePoll",
-            ClientMessage::SharePollResults { .. } => "sharePollResults",
-            ClientMessage::SetCelebrationPreferences { .. } => "setCelebrationPreferences",
-            ClientMessage::GetCelebrationPreferences => "getCelebrationPreferences",
-            ClientMessage::Celebrate { .. } => "celebrate",
-            ClientMessage::ShareMilestone { .. } => "shareMilestone",
-            ClientMessage::ApproveMilestone { .. } => "approveMilestone",
-            ClientMessage::DeclineMilestone { .. } => "declineMilestone",
-            ClientMessage::Congratulate { .. } => "congratulate",
-            ClientMessage::GetMilestoneHistory { .. } => "getMilestoneHistory",
-            ClientMessage::Chat { .. } => "chat",
-            ClientMessage::SetChatSettings { .. } => "setChatSettings",
-            ClientMessage::DeleteChatMessage { .. } => "deleteChatMessage",
-            ClientMessage::RequestSupport => "requestSupport",
-            ClientMessage::OpenPrivateRoom { .. } => "openPrivateRoom",
-            ClientMessage::ClosePrivateRoom { .. } => "closePrivateRoom",
-        }
+        self.into()
     }
+
+    /// Every `type` a client may send.
+    pub const TYPES: &'static [&'static str] = <Self as strum::VariantNames>::VARIANTS;
 }
 
-/// Server → client.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Server → client. Tags as for [`ClientMessage`]: serde's camelCase, listed by strum.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, strum::IntoStaticStr, strum::VariantNames)]
 #[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
+#[strum(serialize_all = "camelCase")]
 pub enum ServerMessage {
     /// Reply to `join`: who you are, who is here, how to reach the relay.
     Joined {
@@ -919,8 +876,9 @@ pub enum RedirectReason {
 }
 
 /// Stable error codes; clients switch on these, never on the message text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(strum::IntoStaticStr, strum::VariantArray, Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum ErrorCode {
     /// The frame was not valid JSON (or not text).
     MalformedJson,
@@ -1017,106 +975,11 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in declaration order (tests check clients against it).
-    pub const ALL: &'static [ErrorCode] = &[
-        ErrorCode::MalformedJson,
-        ErrorCode::MissingType,
-        ErrorCode::UnknownType,
-        ErrorCode::InvalidMessage,
-        ErrorCode::MessageTooLarge,
-        ErrorCode::UnsupportedVersion,
-        ErrorCode::NotJoined,
-        ErrorCode::AlreadyJoined,
-        ErrorCode::InvalidField,
-        ErrorCode::RoomFull,
-        ErrorCode::Negotiation,
-        ErrorCode::ShuttingDown,
-        ErrorCode::ClusterUnavailable,
-        ErrorCode::UnknownTrack,
-        ErrorCode::Internal,
-        ErrorCode::TokenMissing,
-        ErrorCode::TokenExpired,
-        ErrorCode::TokenInvalid,
-        ErrorCode::TokenWrongRoom,
-        ErrorCode::Forbidden,
-        ErrorCode::RoomLocked,
-        ErrorCode::Banned,
-        ErrorCode::HardMuted,
-        ErrorCode::UnknownParticipant,
-        ErrorCode::RateLimited,
-        ErrorCode::NotAdmitted,
-        ErrorCode::UnknownBreakout,
-        ErrorCode::ReturnNotAllowed,
-        ErrorCode::InvalidPoll,
-        ErrorCode::UnknownPoll,
-        ErrorCode::PollOutOfScope,
-        ErrorCode::PollClosed,
-        ErrorCode::UnknownOption,
-        ErrorCode::InvalidVote,
-        ErrorCode::UnknownMilestone,
-        ErrorCode::NoTherapist,
-        ErrorCode::ChatDisabled,
-        ErrorCode::InvalidChat,
-        ErrorCode::PrivateMessagesOff,
-        ErrorCode::UnknownChatMessage,
-        ErrorCode::UnknownPrivateRoom,
-        ErrorCode::PrivateRoomBusy,
-        ErrorCode::ScreenShareNotReceived,
-        ErrorCode::SeatTaken,
-        ErrorCode::TooManyTracks,
-        ErrorCode::JoinTimeout,
-        ErrorCode::InvalidName,
-    ];
+    pub const ALL: &'static [ErrorCode] = <Self as strum::VariantArray>::VARIANTS;
 
+    /// The wire form (`snake_case`, as serde writes it).
     pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::MalformedJson => "malformed_json",
-            ErrorCode::MissingType => "missing_type",
-            ErrorCode::UnknownType => "unknown_type",
-            ErrorCode::InvalidMessage => "invalid_message",
-            ErrorCode::MessageTooLarge => "message_too_large",
-            ErrorCode::UnsupportedVersion => "unsupported_version",
-            ErrorCode::NotJoined => "not_joined",
-            ErrorCode::AlreadyJoined => "already_joined",
-            ErrorCode::InvalidField => "invalid_field",
-            ErrorCode::RoomFull => "room_full",
-            ErrorCode::Negotiation => "negotiation",
-            ErrorCode::ShuttingDown => "shutting_down",
-            ErrorCode::ClusterUnavailable => "cluster_unavailable",
-            ErrorCode::UnknownTrack => "unknown_track",
-            ErrorCode::Internal => "internal",
-            ErrorCode::TokenMissing => "token_missing",
-            ErrorCode::TokenExpired => "token_expired",
-            ErrorCode::TokenInvalid => "token_invalid",
-            ErrorCode::TokenWrongRoom => "token_wrong_room",
-            ErrorCode::Forbidden => "forbidden",
-            ErrorCode::RoomLocked => "room_locked",
-            ErrorCode::Banned => "banned",
-            ErrorCode::HardMuted => "hard_muted",
-            ErrorCode::UnknownParticipant => "unknown_participant",
-            ErrorCode::RateLimited => "rate_limited",
-            ErrorCode::NotAdmitted => "not_admitted",
-            ErrorCode::UnknownBreakout => "unknown_breakout",
-            ErrorCode::ReturnNotAllowed => "return_not_allowed",
-            ErrorCode::InvalidPoll => "invalid_poll",
-            ErrorCode::UnknownPoll => "unknown_poll",
-            ErrorCode::PollOutOfScope => "poll_out_of_scope",
-            ErrorCode::PollClosed => "poll_closed",
-            ErrorCode::UnknownOption => "unknown_option",
-            ErrorCode::InvalidVote => "invalid_vote",
-            ErrorCode::UnknownMilestone => "unknown_milestone",
-            ErrorCode::NoTherapist => "no_therapist",
-            ErrorCode::ChatDisabled => "chat_disabled",
-            ErrorCode::InvalidChat => "invalid_chat",
-            ErrorCode::PrivateMessagesOff => "private_messages_off",
-            ErrorCode::UnknownChatMessage => "unknown_chat_message",
-            ErrorCode::UnknownPrivateRoom => "unknown_private_room",
-            ErrorCode::PrivateRoomBusy => "private_room_busy",
-            ErrorCode::ScreenShareNotReceived => "screen_share_not_received",
-            ErrorCode::SeatTaken => "seat_taken",
-            ErrorCode::TooManyTracks => "too_many_tracks",
-            ErrorCode::JoinTimeout => "join_timeout",
-            ErrorCode::InvalidName => "invalid_name",
-        }
+        self.into()
     }
 }
 
@@ -1133,57 +996,6 @@ impl DecodeError {
         Self { code, message: clip_message(&message.into()) }
     }
 }
-
-/// Every `type` tag a client may send; used to tell "unknown type" from "bad fields".
-const CLIENT_TYPES: &[&str] = &[
-    "join",
-    "leave",
-    "offer",
-    "answer",
-    "iceCandidate",
-    "setMute",
-    "ping",
-    "raiseHand",
-    "lowerHand",
-    "admit",
-    "admitAll",
-    "decline",
-    "mute",
-    "unmute",
-    "muteAll",
-    "remove",
-    "lockRoom",
-    "setWaitingRoom",
-    "spotlight",
-    "endSession",
-    "createBreakout",
-    "deleteBreakout",
-    "assignBreakout",
-    "autoAssignBreakouts",
-    "openBreakouts",
-    "broadcastToBreakouts",
-    "closeBreakouts",
-    "goToBreakout",
-    "askForHelp",
-    "createPoll",
-    "vote",
-    "closePoll",
-    "sharePollResults",
-    "setCelebrationPreferences",
-    "getCelebrationPreferences",
-    "celebrate",
-    "shareMilestone",
-    "approveMilestone",
-    "declineMilestone",
-    "congratulate",
-    "getMilestoneHistory",
-    "chat",
-    "setChatSettings",
-    "deleteChatMessage",
-    "requestSupport",
-    "openPrivateRoom",
-    "closePrivateRoom",
-];
 
 /// Longest error message sent to a client, in characters.
 pub const MAX_ERROR_MESSAGE_CHARS: usize = 200;
@@ -1219,7 +1031,7 @@ fn classify(text: &str, err: serde_json::Error) -> DecodeError {
     let Some(ty) = value.get("type").and_then(|t| t.as_str()) else {
         return DecodeError::new(ErrorCode::MissingType, "message needs a string field `type`");
     };
-    if !CLIENT_TYPES.contains(&ty) {
+    if !ClientMessage::TYPES.contains(&ty) {
         let shown: String = ty.chars().take(40).collect();
         return DecodeError::new(ErrorCode::UnknownType, format!("unknown message type `{shown}`"));
     }
@@ -1266,7 +1078,7 @@ mod tests {
 
     #[test]
     fn every_client_type_is_listed() {
-        // A type missing from CLIENT_TYPES would be reported as unknown instead of invalid.
+        // A type missing from TYPES would be reported as unknown instead of invalid.
         let samples = [
             r#"{"type":"leave"}"#,
             r#"{"type":"raiseHand"}"#,
@@ -1277,7 +1089,7 @@ mod tests {
         ];
         for t in samples {
             let msg = decode_client(t, 1024).expect(t);
-            assert!(CLIENT_TYPES.contains(&msg.kind()), "{}", msg.kind());
+            assert!(ClientMessage::TYPES.contains(&msg.kind()), "{}", msg.kind());
         }
         assert_eq!(decode_client(r#"{"type":"mute"}"#, 1024).unwrap_err().code, ErrorCode::InvalidMessage);
     }
