@@ -83,6 +83,11 @@ impl Breakouts {
         self.next_id = next;
     }
 
+    #[cfg(test)]
+    pub(super) fn first_id(&self) -> Option<String> {
+        self.rooms.first().map(|(id, _)| id.clone())
+    }
+
     pub(super) fn name_of(&self, id: &str) -> Option<&str> {
         self.rooms.iter().find(|(b, _)| b == id).map(|(_, n)| n.as_str())
     }

@@ -11,6 +11,8 @@ mod alerts;
 mod breakout;
 mod chat;
 mod milestone;
+#[cfg(test)]
+mod model_tests;
 mod poll;
 mod screen;
 mod snapshot;
@@ -346,8 +348,11 @@ impl Room {
     /// Sends `timer` back to this room after `after`.
     fn schedule(&self, after: std::time::Duration, timer: Timer) {
         let me = self.me.clone();
+        // The deadline is taken now, not when the timer task first runs (on a busy machine, or
+        // under a test's paused clock, that can be later).
+        let deadline = tokio::time::Instant::now() + after;
         tokio::spawn(async move {
-            tokio::time::sleep(after).await;
+            tokio::time::sleep_until(deadline).await;
             if let Some(tx) = me.upgrade() {
                 let _ = tx.send(RoomCommand::Timer(timer)).await;
             }
