@@ -195,18 +195,6 @@ impl Config {
         Self::from_figment(Figment::from(Toml::string(DEFAULT_TOML)).merge(Toml::string(toml)))
     }
 
-    /// Embedded defaults with an ephemeral port: what integration tests run on.
-    pub fn for_tests() -> Self {
-        let mut c = Self::from_toml_overrides("").expect("embedded defaults are valid");
-        c.server.listen = "127.0.0.1:0".parse().expect("literal address");
-        c.server.shutdown_grace_ms = 200;
-        c.rooms.reconnect_grace_ms = 300;
-        c.store.path = unique_temp_path("hearth-test", "db");
-        // Every test client comes from 127.0.0.1; tests of the caps set their own.
-        c.limits.max_connections_per_ip = 10_000;
-        c
-    }
-
     fn from_figment(fig: Figment) -> Result<Self, ConfigError> {
         let config: Config = fig.extract().map_err(|e| ConfigError::Parse(describe_figment_error(&fig, e)))?;
         config.validate()?;
@@ -384,14 +372,6 @@ impl Config {
         }
         Ok(())
     }
-}
-
-/// A path in the temp folder no other call of this process returns.
-pub fn unique_temp_path(prefix: &str, ext: &str) -> PathBuf {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    std::env::temp_dir().join(format!("{prefix}-{}-{n}-{:08x}.{ext}", std::process::id(), rand::random::<u32>()))
 }
 
 /// Flattens figment's errors into one line, each naming the key and the value given for it.

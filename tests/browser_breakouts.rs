@@ -31,7 +31,6 @@ use std::time::{Duration, Instant};
 
 use hearth::auth::Role;
 use hearth::client::{MediaClient, MediaOptions};
-use hearth::config::Config;
 use hearth::room::ParticipantId;
 use hearth::signal::protocol::MediaKind;
 use serde_json::{json, Value};
@@ -129,7 +128,7 @@ async fn run() {
     let profiles = [TempDir::new("bo-therapist"), TempDir::new("bo-ana"), TempDir::new("bo-ben")];
     // No waiting room (this test is about breakouts), and a reconnect grace long enough that a
     // dropped connection is held (the test default is 300 ms).
-    let mut config = Config::for_tests();
+    let mut config = common::test_config();
     config.rooms.waiting_room = false;
     config.rooms.reconnect_grace_ms = 20_000;
     let server = common::start_with(config).await;

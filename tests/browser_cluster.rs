@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use hearth::auth::Role;
 use hearth::client::{MediaClient, MediaOptions};
-use hearth::config::Config;
 use hearth::room::RoomId;
 use hearth::server::RunningServer;
 use serde_json::{json, Value};
@@ -47,7 +46,7 @@ h.pc.getStats().then((stats) => {
 "#;
 
 async fn node(redis: &Redis, id: &str) -> RunningServer {
-    let mut c = Config::for_tests();
+    let mut c = common::test_config();
     c.rooms.waiting_room = false;
     c.rooms.reconnect_grace_ms = 5_000;
     c.cluster.redis_url = redis.url();

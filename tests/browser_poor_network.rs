@@ -22,8 +22,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::unique_temp_path;
 use hearth::auth::{Role, TokenIssuer};
-use hearth::config::unique_temp_path;
 
 /// The server listens on the namespace's address (not loopback), where the development
 /// secret is refused: a secret of the test's own.

@@ -24,7 +24,6 @@ use std::time::{Duration, Instant};
 
 use hearth::auth::Role;
 use hearth::client::{MediaClient, MediaOptions};
-use hearth::config::Config;
 use serde_json::{json, Value};
 
 const ROOM: &str = "browser-simulcast";
@@ -93,7 +92,7 @@ async fn a_browser_publishes_simulcast_and_the_layer_follows_the_tile() {
 async fn run() {
     let artifacts = artifacts_dir(SCREENSHOT_PREFIX);
     let profiles = [TempDir::new("sc-therapist"), TempDir::new("sc-pat")];
-    let mut config = Config::for_tests();
+    let mut config = common::test_config();
     config.rooms.waiting_room = false;
     let server = common::start_with(config).await;
     let driver = ChromeDriver::spawn(&artifacts.join("simulcast-chromedriver.log")).await;

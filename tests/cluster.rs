@@ -12,9 +12,10 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::unique_temp_path;
 use hearth::auth::{Role, TokenIssuer};
 use hearth::client::{MediaClient, MediaOptions};
-use hearth::config::{unique_temp_path, DEV_TOKEN_SECRET};
+use hearth::config::DEV_TOKEN_SECRET;
 use hearth::room::{ParticipantId, RoomId};
 use hearth::signal::protocol::{
     CelebrationAudience, CelebrationStyle, ClientMessage, MediaKind, PollId, PollScope, RedirectReason, ServerMessage,
@@ -369,7 +370,7 @@ async fn draining_node_moves_everyone() {
 async fn admin_endpoints_need_the_key_and_a_cluster() {
     const KEY: &str = "an-api-key-of-at-least-24-characters";
     // A node that runs alone has nothing to drain.
-    let mut alone = hearth::config::Config::for_tests();
+    let mut alone = common::test_config();
     alone.auth.api_key = KEY.into();
     let alone = common::start_with(alone).await;
     let auth = format!("Bearer {KEY}");
@@ -378,7 +379,7 @@ async fn admin_endpoints_need_the_key_and_a_cluster() {
     assert!(body.contains("not_clustered"));
 
     let redis = Redis::start();
-    let mut cfg = hearth::config::Config::for_tests();
+    let mut cfg = common::test_config();
     cfg.auth.api_key = KEY.into();
     cfg.cluster.redis_url = redis.url();
     cfg.cluster.node_id = "admin-node".into();
@@ -420,7 +421,7 @@ async fn admin_endpoints_need_the_key_and_a_cluster() {
 
 #[tokio::test]
 async fn unreachable_redis_stops_start_up_with_a_clear_error() {
-    let mut cfg = hearth::config::Config::for_tests();
+    let mut cfg = common::test_config();
     cfg.cluster.redis_url = format!("redis://127.0.0.1:{}/0", free_port());
     cfg.cluster.heartbeat_ms = 200;
     cfg.cluster.node_ttl_ms = 600;
@@ -437,7 +438,7 @@ async fn unreachable_redis_stops_start_up_with_a_clear_error() {
 async fn load_generator_rejoins_when_its_node_drains() {
     let redis = Redis::start();
     let node = |id: &str| {
-        let mut c = hearth::config::Config::for_tests();
+        let mut c = common::test_config();
         c.rooms.waiting_room = false;
         c.cluster.redis_url = redis.url();
         c.cluster.node_id = id.into();
@@ -479,7 +480,7 @@ async fn load_generator_rejoins_when_its_node_drains() {
 async fn a_burst_of_new_rooms_spreads_over_the_nodes() {
     let redis = Redis::start();
     let node = |id: &str| {
-        let mut c = hearth::config::Config::for_tests();
+        let mut c = common::test_config();
         c.cluster.redis_url = redis.url();
         c.cluster.node_id = id.into();
         // One heartbeat only (at start, CPU 0): placement then depends on claims alone.

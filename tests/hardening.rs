@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use hearth::auth::Role;
 use hearth::client::{MediaClient, MediaOptions, SignalClient};
-use hearth::config::Config;
 use hearth::room::{ParticipantId, RoomId};
 use hearth::server::RunningServer;
 use hearth::signal::protocol::{ClientMessage, ErrorCode, IceCandidate, MediaKind, ServerMessage, PROTOCOL_VERSION};
@@ -60,7 +59,7 @@ async fn health_is(server: &RunningServer, participants: u64, peers: u64) -> boo
 /// at once: the room closes its peer itself, not through the connection task.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removal_cuts_media_even_from_a_client_that_stalls_its_socket() {
-    let mut config = Config::for_tests();
+    let mut config = common::test_config();
     config.rooms.waiting_room = false;
     config.limits.max_message_bytes = 256 * 1024;
     let server = common::start_with(config).await;
@@ -174,7 +173,7 @@ async fn an_observer_is_never_received() {
 /// ICE candidates than the server takes get one clear error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tracks_and_candidates_per_participant_are_bounded() {
-    let mut config = Config::for_tests();
+    let mut config = common::test_config();
     config.rooms.waiting_room = false;
     config.limits.max_tracks_per_participant = 2;
     let server = common::start_with(config).await;

@@ -375,7 +375,7 @@ async fn preferences_and_history_survive_a_restart() {
     }
     server.shutdown().await;
 
-    let mut config = hearth::config::Config::for_tests();
+    let mut config = common::test_config();
     config.rooms.waiting_room = false;
     config.store.path = path;
     let server = common::start_with(config).await;
@@ -421,7 +421,7 @@ async fn preferences_and_history_survive_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_celebration_reaches_200_sockets() {
     const CLIENTS: usize = 200;
-    let mut config = hearth::config::Config::for_tests();
+    let mut config = common::test_config();
     config.rooms.waiting_room = false;
     config.limits.max_room_size = CLIENTS + 10;
     config.limits.joins_per_minute_per_ip = 10_000;

@@ -20,7 +20,7 @@ use hearth::store::PollRecord;
 const WAIT: Duration = Duration::from_secs(5);
 
 fn open_config() -> Config {
-    let mut c = Config::for_tests();
+    let mut c = common::test_config();
     c.rooms.waiting_room = false;
     c.limits.max_room_size = 64;
     c

@@ -69,7 +69,7 @@ async fn bad_frames_get_errors_and_the_connection_still_joins() {
 
 #[tokio::test]
 async fn roster_events_and_room_limit() {
-    let mut config = hearth::config::Config::for_tests();
+    let mut config = common::test_config();
     config.limits.max_room_size = 2;
     config.rooms.waiting_room = false;
     let server = common::start_with(config).await;

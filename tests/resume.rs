@@ -12,7 +12,7 @@ const WAIT: Duration = Duration::from_secs(10);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_socket_resumes_without_leave_and_media_returns() {
-    let mut config = hearth::config::Config::for_tests();
+    let mut config = common::test_config();
     config.rooms.waiting_room = false;
     config.rooms.reconnect_grace_ms = 10_000;
     let server = common::start_with(config).await;
@@ -60,7 +60,7 @@ async fn dropped_socket_resumes_without_leave_and_media_returns() {
 
 #[tokio::test]
 async fn grace_expiry_means_left_and_resume_keeps_the_breakout() {
-    let mut config = hearth::config::Config::for_tests();
+    let mut config = common::test_config();
     config.rooms.waiting_room = false;
     config.rooms.reconnect_grace_ms = 600;
     let server = common::start_with(config).await;

@@ -190,7 +190,7 @@ async fn waiting_room_decline_lock_remove_and_end() {
     server.shutdown().await;
 
     // ...and survives a restart.
-    let mut config = hearth::config::Config::for_tests();
+    let mut config = common::test_config();
     config.store.path = path;
     let server = common::start_with(config).await;
     let log = server.state().store.audit_log("g").await.unwrap();
@@ -251,7 +251,7 @@ async fn waiting_gets_no_media_and_hard_mute_stops_audio() {
 
 #[tokio::test]
 async fn message_and_join_rate_limits() {
-    let mut config = hearth::config::Config::for_tests();
+    let mut config = common::test_config();
     config.limits.messages_per_second = 5;
     config.limits.message_burst = 5;
     config.limits.joins_per_minute_per_ip = 3;

@@ -59,7 +59,7 @@ fn moderator_only(m: &ClientMessage) -> bool {
 }
 
 async fn run_seed(seed: u64) {
-    let mut config = hearth::config::Config::for_tests();
+    let mut config = common::test_config();
     config.rooms.reconnect_grace_ms = 0;
     config.limits.joins_per_minute_per_ip = 100_000;
     let server = common::start_with(config).await;

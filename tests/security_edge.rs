@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
 use hearth::auth::Role;
-use hearth::config::Config;
 use hearth::room::RoomId;
 use hearth::signal::protocol::{ClientMessage, PROTOCOL_VERSION};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -121,7 +120,7 @@ async fn error_replies_never_echo_large_input() {
 
 #[tokio::test]
 async fn websockets_are_capped_per_address_and_in_total() {
-    let mut config = Config::for_tests();
+    let mut config = common::test_config();
     config.limits.max_connections_per_ip = 3;
     let server = common::start_with(config).await;
     let mut open = Vec::new();
@@ -145,7 +144,7 @@ async fn websockets_are_capped_per_address_and_in_total() {
     drop((open, again));
     server.shutdown().await;
 
-    let mut config = Config::for_tests();
+    let mut config = common::test_config();
     config.limits.max_connections = 2;
     let server = common::start_with(config).await;
     let _a = ws(server.addr()).await;
@@ -158,7 +157,7 @@ async fn websockets_are_capped_per_address_and_in_total() {
 
 #[tokio::test]
 async fn a_socket_that_never_joins_is_closed() {
-    let mut config = Config::for_tests();
+    let mut config = common::test_config();
     config.limits.join_timeout_ms = 300;
     let server = common::start_with(config).await;
     let started = Instant::now();
@@ -221,7 +220,7 @@ async fn slowloris(addr: SocketAddr, give_up: Duration) -> Option<Duration> {
 
 #[tokio::test]
 async fn slow_headers_are_cut_off() {
-    let mut config = Config::for_tests();
+    let mut config = common::test_config();
     config.server.header_read_timeout_ms = 500;
     let server = common::start_with(config).await;
     let closed = slowloris(server.addr(), Duration::from_secs(8)).await;
@@ -235,7 +234,7 @@ async fn slow_headers_are_cut_off() {
 
 #[tokio::test]
 async fn good_joins_are_never_rate_limited_but_bad_tokens_are() {
-    let mut config = Config::for_tests();
+    let mut config = common::test_config();
     config.limits.joins_per_minute_per_ip = 3;
     let server = common::start_with(config).await;
     for i in 0..10 {
@@ -277,14 +276,14 @@ async fn bad_join_after_spending(server: &hearth::server::RunningServer, spent: 
 
 #[tokio::test]
 async fn forwarded_for_counts_only_from_trusted_proxies() {
-    let mut config = Config::for_tests();
+    let mut config = common::test_config();
     config.limits.joins_per_minute_per_ip = 2;
     let server = common::start_with(config).await;
     // Untrusted peer: the header is ignored, both "clients" are 127.0.0.1.
     assert_eq!(bad_join_after_spending(&server, "203.0.113.1", "203.0.113.2").await, "rate_limited");
     server.shutdown().await;
 
-    let mut config = Config::for_tests();
+    let mut config = common::test_config();
     config.limits.joins_per_minute_per_ip = 2;
     config.server.trusted_proxies = vec!["127.0.0.1".into()];
     let server = common::start_with(config).await;
@@ -351,7 +350,7 @@ async fn every_response_carries_the_security_headers() {
 
 #[tokio::test]
 async fn websocket_origin_is_checked() {
-    let mut config = Config::for_tests();
+    let mut config = common::test_config();
     config.server.allowed_origins = vec!["https://app.example.org".into()];
     let server = common::start_with(config).await;
     let addr = server.addr();
@@ -370,7 +369,7 @@ async fn websocket_origin_is_checked() {
     }
     server.shutdown().await;
 
-    let mut config = Config::for_tests();
+    let mut config = common::test_config();
     config.server.trusted_proxies = vec!["127.0.0.1".into()];
     let server = common::start_with(config).await;
     let proxied = [("origin", "https://video.example.org"), ("x-forwarded-host", "video.example.org"), ("x-forwarded-proto", "https")];
@@ -380,7 +379,7 @@ async fn websocket_origin_is_checked() {
 
 #[tokio::test]
 async fn metrics_need_the_key_when_one_is_set() {
-    let mut config = Config::for_tests();
+    let mut config = common::test_config();
     config.server.metrics_key = "a-metrics-key-for-tests-0123456789".into();
     let server = common::start_with(config).await;
     assert_eq!(raw(server.addr(), "GET", "/metrics", &[], "").await.0, 401);

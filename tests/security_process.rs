@@ -12,9 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::unique_temp_path;
 use hearth::auth::{Role, TokenIssuer};
 use hearth::client::SignalClient;
-use hearth::config::{unique_temp_path, DEV_TOKEN_SECRET};
+use hearth::config::DEV_TOKEN_SECRET;
 use hearth::room::{ParticipantId, RoomId};
 use hearth::signal::protocol::{ClientMessage, ErrorCode, MilestoneKind, PollScope, Sdp, ServerMessage, PROTOCOL_VERSION};
 

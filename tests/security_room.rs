@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use hearth::auth::{now_secs, Claims, Role};
 use hearth::client::SignalClient;
-use hearth::config::Config;
 use hearth::room::{ParticipantId, RoomId};
 use hearth::server::RunningServer;
 use hearth::signal::protocol::{ClientMessage, ErrorCode, MilestoneKind, PollScope, ServerMessage, PROTOCOL_VERSION};
@@ -256,7 +255,7 @@ const BIDI_NAME_JSON: &str = r#""Ana\u202Egnp.exe""#;
 
 #[tokio::test]
 async fn names_with_direction_overrides_are_refused_at_mint_and_at_join() {
-    let mut config = Config::for_tests();
+    let mut config = common::test_config();
     config.auth.api_key = "an-api-key-for-the-tests-0123456789".into();
     let server = common::start_with(config).await;
     for (path, auth) in [("/dev/token", None), ("/api/tokens", Some("Bearer an-api-key-for-the-tests-0123456789"))] {
@@ -295,7 +294,7 @@ async fn names_with_direction_overrides_are_refused_at_mint_and_at_join() {
     // The CLI refuses it too, with the reason.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
         .args(["token", "--room", "names", "--name", "Ana\u{202E}"])
-        .env("HEARTH_STORE__PATH", hearth::config::unique_temp_path("hearth-token-cli", "db"))
+        .env("HEARTH_STORE__PATH", common::unique_temp_path("hearth-token-cli", "db"))
         .output()
         .expect("hearth runs");
     assert!(!out.status.success(), "hearth token minted a bidi name");

@@ -29,7 +29,7 @@ async fn settle(server: &hearth::server::RunningServer) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_hundred_abrupt_cycles_leave_nothing_behind() {
-    let mut config = hearth::config::Config::for_tests();
+    let mut config = common::test_config();
     config.rooms.waiting_room = false;
     config.rooms.reconnect_grace_ms = 100;
     config.limits.joins_per_minute_per_ip = 100_000;

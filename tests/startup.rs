@@ -1,5 +1,7 @@
 //! Start-up errors are clear: they name what is wrong, through the real binary.
 
+mod common;
+
 use std::process::Command;
 
 fn hearth(envs: &[(&str, &str)], args: &[&str]) -> (bool, String) {
@@ -92,7 +94,7 @@ fn development_mode_is_not_an_open_door() {
 
 #[tokio::test]
 async fn a_real_secret_turns_development_tokens_off() {
-    let mut config = hearth::config::Config::for_tests();
+    let mut config = common::test_config();
     config.auth.token_secret = REAL_SECRET.into();
     assert!(!config.server.production);
     let server = hearth::server::start(config).await.expect("starts");
@@ -104,7 +106,7 @@ async fn a_real_secret_turns_development_tokens_off() {
     assert!(info.contains(r#""devTokens":false"#), "{info}");
     server.shutdown().await;
     // Development mode: minted, but never through a proxy in front of the loopback server.
-    let server = hearth::server::start(hearth::config::Config::for_tests()).await.expect("starts");
+    let server = hearth::server::start(common::test_config()).await.expect("starts");
     let (status, reply) = http_request(server.addr(), "POST", "/dev/token", body).await;
     assert_eq!(status, 200, "{reply}");
     let (status, _) = http_request_with(server.addr(), "POST", "/dev/token", &[("x-forwarded-for", "203.0.113.5")], body).await;

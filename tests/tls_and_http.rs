@@ -20,7 +20,7 @@ async fn wss_client_connects_and_joins() {
     let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
     std::fs::write(&cert_path, cert.cert.pem()).unwrap();
     std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
-    let mut config = hearth::config::Config::for_tests();
+    let mut config = common::test_config();
     config.server.tls_cert = cert_path;
     config.server.tls_key = key_path;
     let server = common::start_with(config).await;
@@ -57,7 +57,7 @@ async fn wss_client_connects_and_joins() {
 
 #[tokio::test]
 async fn unreadable_tls_files_stop_startup_with_a_clear_error() {
-    let mut config = hearth::config::Config::for_tests();
+    let mut config = common::test_config();
     config.server.tls_cert = "/nonexistent/cert.pem".into();
     config.server.tls_key = "/nonexistent/key.pem".into();
     let err = hearth::server::start(config).await.err().expect("start-up fails").to_string();
@@ -66,7 +66,7 @@ async fn unreadable_tls_files_stop_startup_with_a_clear_error() {
 
 #[tokio::test]
 async fn api_tokens_need_the_api_key() {
-    let mut config = hearth::config::Config::for_tests();
+    let mut config = common::test_config();
     config.auth.api_key = "an-api-key-for-tests-0123456789".into();
     let server = common::start_with(config).await;
     let body = r#"{"room":"g1","role":"therapist","name":"Dr Lee","ttlSeconds":600}"#;
@@ -100,7 +100,7 @@ async fn dev_tokens_only_outside_production() {
     assert!(info.contains(r#""devTokens":true"#), "{info}");
     server.shutdown().await;
 
-    let mut config = hearth::config::Config::for_tests();
+    let mut config = common::test_config();
     config.server.production = true;
     config.auth.token_secret = "a-production-secret-that-is-long-enough".into();
     let server = common::start_with(config).await;
@@ -123,7 +123,7 @@ async fn tls_responses_carry_hsts_and_slow_headers_are_cut_off() {
     let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
     std::fs::write(&cert_path, cert.cert.pem()).unwrap();
     std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
-    let mut config = hearth::config::Config::for_tests();
+    let mut config = common::test_config();
     config.server.tls_cert = cert_path;
     config.server.tls_key = key_path;
     config.server.header_read_timeout_ms = 500;

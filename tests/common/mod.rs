@@ -11,8 +11,29 @@ use hearth::config::Config;
 use hearth::room::RoomId;
 use hearth::server::RunningServer;
 
+/// A path in the temp folder no other call of this process returns.
+pub fn unique_temp_path(prefix: &str, ext: &str) -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!("{prefix}-{}-{n}-{:08x}.{ext}", std::process::id(), rand::random::<u32>()))
+}
+
+/// Embedded defaults fitted for tests: port 0, short grace periods, a database of its own,
+/// and no per-address connection cap (every test client comes from 127.0.0.1; tests of the
+/// caps set their own).
+pub fn test_config() -> Config {
+    let mut c = Config::from_toml_overrides("").expect("embedded defaults are valid");
+    c.server.listen = "127.0.0.1:0".parse().expect("literal address");
+    c.server.shutdown_grace_ms = 200;
+    c.rooms.reconnect_grace_ms = 300;
+    c.store.path = unique_temp_path("hearth-test", "db");
+    c.limits.max_connections_per_ip = 10_000;
+    c
+}
+
 pub async fn start_server() -> RunningServer {
-    start_with(Config::for_tests()).await
+    start_with(test_config()).await
 }
 
 pub async fn start_with(config: Config) -> RunningServer {
@@ -22,7 +43,7 @@ pub async fn start_with(config: Config) -> RunningServer {
 
 /// Embedded defaults but without the waiting room: for tests about media and signaling.
 pub async fn start_open_server() -> RunningServer {
-    let mut c = Config::for_tests();
+    let mut c = test_config();
     c.rooms.waiting_room = false;
     start_with(c).await
 }

@@ -1130,7 +1130,7 @@ mod tests {
     #[tokio::test]
     async fn a_panicking_command_ends_every_session_and_the_next_join_gets_a_fresh_room() {
         let registry = registry();
-        let sfu = crate::sfu::SfuEngine::new(crate::config::Config::for_tests().ice);
+        let sfu = crate::sfu::SfuEngine::new(crate::config::Config::from_toml_overrides("").expect("embedded defaults").ice);
         let id = RoomId::new("r").unwrap();
         let (mut room, rx, handle) = build(id.clone(), registry.clone());
         room.breakouts.set_next_id_for_test(u32::MAX);
