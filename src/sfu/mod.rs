@@ -75,6 +75,12 @@ pub struct SfuStats {
 /// the subscribers' own NACKs and keyframe requests take over.
 const NACKS_PER_PACKET: u16 = 5;
 
+/// Packets kept per outgoing stream for retransmission to a subscriber who NACKs them. 256 is
+/// about 1.7 s of 1.5 Mbit/s video (≈150 packets a second) and 5 s of audio: longer than a
+/// NACK's round trip on any network a session survives, after which a keyframe request is the
+/// cheaper repair. The crate's default (1,024) held ≈112 KiB per forwarded stream.
+const RETRANSMIT_BUFFER_PACKETS: u16 = 256;
+
 /// The codecs Hearth negotiates: Opus, and VP8 and H.264 for video, with NACK, PLI/FIR and
 /// REMB feedback but no RTX (RFC 4588). A browser's simulcast layer announces its RTX stream
 /// only by a `repaired-rtp-stream-id` extension, which the webrtc crate (0.21) does not map, so
@@ -153,7 +159,7 @@ impl SfuEngine {
         // every 100 ms for as long as the packet is in its window, which on a lossy uplink
         // became a storm (27,000 packets asked for in 20 s from one browser at 500 kbit/s).
         let registry = Registry::new()
-            .with(Slot::NackResponder, NackResponderBuilder::new().build())
+            .with(Slot::NackResponder, NackResponderBuilder::new().with_size(RETRANSMIT_BUFFER_PACKETS).build())
             .with(Slot::NackGenerator, NackGeneratorBuilder::new().with_max_nacks_per_packet(NACKS_PER_PACKET).build());
         let registry = configure_rtcp_reports(configure_twcc_receiver_only(registry, &mut media_engine)?);
         let registry = registry
