@@ -748,7 +748,13 @@ impl MediaClient {
         let pc = PeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().build())
             .with_media_engine(media_engine)
-            .with_setting_engine(SettingEngineBuilder::new().with_include_loopback_candidate(true).build())
+            // A peer-reflexive pair is nominated at once (the crate waits 1 s by default).
+            .with_setting_engine(
+                SettingEngineBuilder::new()
+                    .with_include_loopback_candidate(true)
+                    .with_prflx_acceptance_min_wait(Some(Duration::ZERO))
+                    .build(),
+            )
             .with_interceptor_registry(registry)
             .with_handler(handler as Arc<dyn PeerConnectionEventHandler>)
             .with_udp_addrs(vec!["127.0.0.1:0"])
