@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
-use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
@@ -741,10 +741,16 @@ impl MediaClient {
             }
         }
         let throttle: super::throttle::Limit = Arc::new(std::sync::atomic::AtomicU32::new(opts.throttle_kbps.unwrap_or(0)));
-        let registry = register_default_interceptors(Registry::new(), &mut media_engine)?.with(
-            rtc::interceptor::Slot::from(super::throttle::SLOT),
-            crate::sfu::tap::TapInterceptor::new(super::throttle::Throttle::new(throttle.clone())),
-        );
+        let registry = register_default_interceptors(Registry::new(), &mut media_engine)?
+            .with(
+                rtc::interceptor::Slot::from(super::throttle::SLOT),
+                crate::sfu::tap::TapInterceptor::new(super::throttle::Throttle::new(throttle.clone())),
+            )
+            // Keyframe requests from the server reach our tracks, which answer them.
+            .with(
+                rtc::interceptor::Slot::from(crate::sfu::keyframe::SLOT),
+                crate::sfu::tap::TapInterceptor::new(crate::sfu::keyframe::KeyframeRequestTap),
+            );
         let pc = PeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().build())
             .with_media_engine(media_engine)
@@ -919,13 +925,17 @@ impl MediaClient {
             };
             let keyframe_every = if kind == MediaKind::Video { opts.keyframe_every.max(1) } else { 1 };
             let sending = sending.clone();
+            let wanted = Arc::new(AtomicBool::new(false));
+            if kind == MediaKind::Video {
+                tasks.push(tokio::spawn(watch_keyframe_requests(track.clone(), wanted.clone())));
+            }
             match (&opts.video_profile, kind) {
                 (Some(profile), MediaKind::Video) => {
-                    tasks.push(tokio::spawn(send_video_frames(track, ssrc, pt, profile.clone(), sending)));
+                    tasks.push(tokio::spawn(send_video_frames(track, ssrc, pt, profile.clone(), sending, wanted)));
                 }
                 _ => {
                     let level = (kind == MediaKind::Audio).then(|| audio_level.clone());
-                    tasks.push(tokio::spawn(send_loop(track, ssrc, pps.max(1), size, pt, clock, keyframe_every, sending, level)))
+                    tasks.push(tokio::spawn(send_loop(track, ssrc, pps.max(1), size, pt, clock, keyframe_every, sending, level, wanted)))
                 }
             }
         }
@@ -1019,7 +1029,9 @@ impl MediaClient {
         let sender = self.pc.add_track(track.clone() as Arc<dyn TrackLocal>).await?;
         self.offer().await?;
         // A slide deck: few frames, a keyframe every second.
-        let task = tokio::spawn(send_loop(track, ssrc, 15, 600, 96, 90_000, 15, self.sending.clone(), None));
+        let wanted = Arc::new(AtomicBool::new(false));
+        tokio::spawn(watch_keyframe_requests(track.clone(), wanted.clone()));
+        let task = tokio::spawn(send_loop(track, ssrc, 15, 600, 96, 90_000, 15, self.sending.clone(), None, wanted));
         self.screen = Some((sender, task));
         Ok(label)
     }
@@ -1077,6 +1089,22 @@ impl MediaClient {
 }
 
 #[allow(clippy::too_many_arguments)]
+/// Notes PLI and FIR from the server on `track`, as a camera's encoder would, so the next frame
+/// `send_loop` makes is a keyframe. Ends with the track.
+async fn watch_keyframe_requests(track: Arc<TrackLocalStaticRTP>, wanted: Arc<AtomicBool>) {
+    use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+    use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+    while let Some(event) = track.poll().await {
+        if let TrackLocalEvent::OnRtcpPacket(packets) = event {
+            if packets.iter().any(|p| p.as_any().is::<PictureLossIndication>() || p.as_any().is::<FullIntraRequest>()) {
+                wanted.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+// The synthetic camera's knobs, one argument each; called from two places.
+#[allow(clippy::too_many_arguments)]
 async fn send_loop(
     track: Arc<TrackLocalStaticRTP>,
     ssrc: u32,
@@ -1087,6 +1115,7 @@ async fn send_loop(
     keyframe_every: u32,
     sending: Arc<AtomicBool>,
     audio_level: Option<Arc<AtomicU8>>,
+    keyframe_wanted: Arc<AtomicBool>,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(1) / pps);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -1099,7 +1128,8 @@ async fn send_loop(
         if !sending.load(Ordering::Relaxed) {
             continue;
         }
-        let keyframe = probe.is_multiple_of(u64::from(keyframe_every));
+        // A camera answers a keyframe request (PLI/FIR) with its next frame.
+        let keyframe = probe.is_multiple_of(u64::from(keyframe_every)) || keyframe_wanted.swap(false, Ordering::Relaxed);
         let packet = rtp::Packet {
             header: rtp::header::Header {
                 version: 2,
@@ -1132,7 +1162,14 @@ async fn send_loop(
 
 /// Sends frame-shaped video (see [`VideoProfile`]): all packets of a frame share a timestamp,
 /// the last carries the marker bit, and every packet carries its own probe.
-async fn send_video_frames(track: Arc<TrackLocalStaticRTP>, ssrc: u32, payload_type: u8, profile: VideoProfile, sending: Arc<AtomicBool>) {
+async fn send_video_frames(
+    track: Arc<TrackLocalStaticRTP>,
+    ssrc: u32,
+    payload_type: u8,
+    profile: VideoProfile,
+    sending: Arc<AtomicBool>,
+    keyframe_wanted: Arc<AtomicBool>,
+) {
     let fps = profile.fps.clamp(1, 120);
     let max_packet = profile.max_packet.max(PROBE_LEN);
     let (delta_size, key_size) = profile.frame_sizes();
@@ -1150,7 +1187,7 @@ async fn send_video_frames(track: Arc<TrackLocalStaticRTP>, ssrc: u32, payload_t
         if !sending.load(Ordering::Relaxed) {
             continue;
         }
-        let keyframe = frame.is_multiple_of(keyframe_interval);
+        let keyframe = frame.is_multiple_of(keyframe_interval) || keyframe_wanted.swap(false, Ordering::Relaxed);
         let size = if keyframe { key_size } else { delta_size };
         let parts = size.div_ceil(max_packet);
         for i in 0..parts {

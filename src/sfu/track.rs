@@ -27,6 +27,36 @@ use crate::vocab::{MediaKind, TrackSource};
 const FANOUT_CAPACITY: usize = 512;
 /// Keyframe requests to one publisher are coalesced to at most one per this interval.
 const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
+/// Requests for a keyframe after the last one arrived wait this long at most, so a burst of
+/// joiners is served by one keyframe instead of one each.
+const KEYFRAME_BATCH: Duration = Duration::from_millis(100);
+
+/// What to do with a keyframe request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyframeRequest {
+    Now,
+    /// A request is out and unanswered: its keyframe will serve this subscriber too.
+    Skip,
+    /// Send one request after this long (a keyframe came very recently).
+    After(Duration),
+}
+
+/// The coalescing rule for keyframe requests, given when the last request went out and whether
+/// a keyframe has arrived since a given instant. An unanswered request is repeated after
+/// [`KEYFRAME_REQUEST_INTERVAL`] (the publisher may have missed it); an answered one no longer
+/// serves new subscribers, so the next request goes out at once, batched by [`KEYFRAME_BATCH`].
+fn keyframe_request(now: Instant, last: Option<Instant>, keyframe_since: impl Fn(Instant) -> bool) -> KeyframeRequest {
+    let Some(last) = last else { return KeyframeRequest::Now };
+    let since = now.duration_since(last);
+    if !keyframe_since(last) {
+        return if since >= KEYFRAME_REQUEST_INTERVAL { KeyframeRequest::Now } else { KeyframeRequest::Skip };
+    }
+    if since >= KEYFRAME_BATCH {
+        KeyframeRequest::Now
+    } else {
+        KeyframeRequest::After(KEYFRAME_BATCH - since)
+    }
+}
 
 /// Identifies a published track: `<participant>/<kind>/<n>`; also the msid track id.
 pub type TrackId = String;
@@ -42,6 +72,10 @@ pub struct PublishedTrack {
     /// Cleared by a moderator's hard mute: packets are dropped at the source.
     forwarding: AtomicBool,
     last_keyframe_request: Mutex<Option<Instant>>,
+    /// When the last keyframe (any layer) arrived: ms since `born` plus one (0: never).
+    last_keyframe_ms: AtomicU64,
+    /// A batched keyframe request is scheduled.
+    keyframe_request_pending: AtomicBool,
     /// Server-wide counters.
     stats: Arc<SfuStats>,
     /// Audio: how loud the publisher is, from the audio-level header extension.
@@ -97,6 +131,8 @@ impl PublishedTrack {
             packets,
             forwarding: AtomicBool::new(true),
             last_keyframe_request: Mutex::new(None),
+            last_keyframe_ms: AtomicU64::new(0),
+            keyframe_request_pending: AtomicBool::new(false),
             stats,
             loudness: Loudness::default(),
             audio_level_id,
@@ -142,6 +178,9 @@ impl PublishedTrack {
                         self.layer_last_ms[layer].store(self.born.elapsed().as_millis() as u64 + 1, Ordering::Relaxed);
                         if let Some((_, height)) = vp8_keyframe_size(&packet.payload) {
                             self.layer_height[layer].store(u32::from(height), Ordering::Relaxed);
+                        }
+                        if is_vp8_keyframe(&packet.payload) {
+                            self.last_keyframe_ms.store(self.born.elapsed().as_millis() as u64 + 1, Ordering::Relaxed);
                         }
                     }
                     // A retransmission that arrives after the original would otherwise be
@@ -214,7 +253,7 @@ impl PublishedTrack {
     }
 
     /// Starts or stops forwarding this track to everyone (a moderator's hard mute).
-    pub fn set_forwarding(&self, on: bool) {
+    pub fn set_forwarding(self: &Arc<Self>, on: bool) {
         let was = self.forwarding.swap(on, Ordering::Relaxed);
         if on && !was && self.kind == MediaKind::Video {
             self.request_keyframe();
@@ -236,24 +275,51 @@ impl PublishedTrack {
     }
 
     /// A subscriber asked for a keyframe.
-    pub(crate) fn keyframe_requested_by_subscriber(&self) {
+    pub(crate) fn keyframe_requested_by_subscriber(self: &Arc<Self>) {
         self.stats.keyframe_requests_received.fetch_add(1, Ordering::Relaxed);
         self.request_keyframe();
     }
 
-    /// Asks the publisher for a keyframe (PLI), coalescing bursts from many subscribers.
-    pub fn request_keyframe(&self) {
+    /// Asks the publisher for a keyframe (PLI), coalescing bursts from many subscribers: a
+    /// request still unanswered serves everyone who asks after it (they are subscribed before
+    /// its keyframe arrives); once its keyframe has come, someone who asks next needs a new
+    /// one, which goes out at once, or within [`KEYFRAME_BATCH`] so a burst of joiners shares it.
+    pub fn request_keyframe(self: &Arc<Self>) {
         if self.kind != MediaKind::Video {
             return;
         }
-        {
+        let now = Instant::now();
+        let decision = {
             let Ok(mut last) = self.last_keyframe_request.lock() else { return };
-            let now = Instant::now();
-            if last.is_some_and(|t| now.duration_since(t) < KEYFRAME_REQUEST_INTERVAL) {
-                return;
+            let keyframe_after = |t: Instant| {
+                let at = self.last_keyframe_ms.load(Ordering::Relaxed);
+                at != 0 && self.born + Duration::from_millis(at - 1) >= t
+            };
+            let d = keyframe_request(now, *last, keyframe_after);
+            if d == KeyframeRequest::Now {
+                *last = Some(now);
             }
-            *last = Some(now);
+            d
+        };
+        match decision {
+            KeyframeRequest::Now => self.send_pli(),
+            KeyframeRequest::Skip => {}
+            KeyframeRequest::After(wait) => {
+                if !self.keyframe_request_pending.swap(true, Ordering::Relaxed) {
+                    let track = Arc::downgrade(self);
+                    tokio::spawn(async move {
+                        tokio::time::sleep(wait).await;
+                        if let Some(track) = track.upgrade() {
+                            track.keyframe_request_pending.store(false, Ordering::Relaxed);
+                            track.request_keyframe();
+                        }
+                    });
+                }
+            }
         }
+    }
+
+    fn send_pli(&self) {
         self.stats.keyframe_requests_sent.fetch_add(1, Ordering::Relaxed);
         let remote = self.remote.clone();
         // Every simulcast layer has its own SSRC and its own keyframes.
@@ -384,6 +450,23 @@ pub fn is_vp8_keyframe(payload: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keyframe_requests_are_coalesced_not_dropped() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let never = |_: Instant| false;
+        let answered = |_: Instant| true;
+        assert_eq!(keyframe_request(t0, None, never), KeyframeRequest::Now, "the first request goes out");
+        // Unanswered: later subscribers wait for the same keyframe; repeated after 500 ms.
+        assert_eq!(keyframe_request(ms(100), Some(t0), never), KeyframeRequest::Skip);
+        assert_eq!(keyframe_request(ms(499), Some(t0), never), KeyframeRequest::Skip);
+        assert_eq!(keyframe_request(ms(500), Some(t0), never), KeyframeRequest::Now);
+        // Answered: a subscriber who comes after the keyframe gets a new one soon, batched
+        // with whoever else comes within 100 ms of the last request.
+        assert_eq!(keyframe_request(ms(150), Some(t0), answered), KeyframeRequest::Now);
+        assert_eq!(keyframe_request(ms(40), Some(t0), answered), KeyframeRequest::After(Duration::from_millis(60)));
+    }
 
     #[test]
     fn seq_window_drops_duplicates_only() {
