@@ -120,6 +120,15 @@ async fn scenario(
         return Err("the participant sees a share button before being allowed".into());
     }
 
+    // Before any breakout exists, the therapist's breakout panel counts the main room from the
+    // roster (it once said "Main room 0" with three people there).
+    wait_for(
+        therapist,
+        "the main room card to list the three people",
+        "const c = document.querySelector('.bo-room.main'); return Boolean(c) && /^3/.test(c.querySelector('.count-badge').textContent) && c.querySelectorAll('.bo-members li').length === 3;",
+        &[],
+    )
+    .await?;
     click(therapist, "therapist", "#screen-button").await?;
     wait_for(therapist, "the 'you are sharing' bar", VISIBLE_JS, &[json!("#screen-sharing-bar")]).await?;
     wait_for_within(therapist, "the server's word that the share is forwarded", SHARING_CONFIRMED_JS, &[], MEDIA).await?;

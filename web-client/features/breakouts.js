@@ -455,13 +455,24 @@ function myPlace() {
   return w ? w.breakoutId : null;
 }
 
+/**
+ * Everyone in the session as the plan lists them. Before the first breakout exists the server
+ * sends no plan, so the main room is the roster: ourselves and everyone in our space.
+ */
+function whereabouts() {
+  const plan = bo.plan;
+  if (plan.rooms.length || plan.whereabouts.length) return plan.whereabouts;
+  const me = state.self ? [state.self] : [];
+  return [...me, ...state.participants.values()].map((p) => ({ participantId: p.id, name: p.name, role: p.role, breakoutId: null }));
+}
+
 /** Who is (open) or will be (not yet open) in each room, main room included (key ''). */
 function occupancy() {
   const plan = bo.plan;
   const byRoom = new Map([['', []], ...plan.rooms.map((r) => [r.id, []])]);
   const assigned = new Map();
   if (!plan.open) for (const r of plan.rooms) for (const id of r.members) assigned.set(id, r.id);
-  for (const w of plan.whereabouts) {
+  for (const w of whereabouts()) {
     const where = plan.open ? (w.breakoutId || '') : (assigned.get(w.participantId) || '');
     if (!byRoom.has(where)) byRoom.set(where, []);
     byRoom.get(where).push(w);
@@ -831,6 +842,14 @@ on('helpRequested', (request) => {
   seen('helpRequested');
   onHelpRequested(request);
 });
+
+// Without a plan the main room's card shows the roster, which these change.
+const rosterChanged = () => {
+  if (!bo.plan.rooms.length) renderPanel();
+};
+on('participantJoined', rosterChanged);
+on('participantLeft', rosterChanged);
+on('participantUpdated', rosterChanged);
 
 on('participantLeft', ({ participantId }) => {
   const a = bo.alerts.get(participantId);
