@@ -4,21 +4,18 @@
 
 mod common;
 
+use common::pid;
+
 use std::time::Duration;
 
 use hearth::auth::Role;
 use hearth::client::{MediaClient, MediaOptions};
-use hearth::room::ParticipantId;
 use hearth::signal::protocol::{ClientMessage, MediaKind, ServerMessage};
 
 const WAIT: Duration = Duration::from_secs(10);
 const QUIET: u8 = 127;
 const LOUD: u8 = 20;
 const MURMUR: u8 = 70;
-
-fn pid(s: &str) -> ParticipantId {
-    ParticipantId::from_trusted(s)
-}
 
 async fn speaker_becomes(c: &mut MediaClient, who: Option<&str>) -> Result<(), String> {
     let want = who.map(pid);

@@ -2,6 +2,8 @@
 
 mod common;
 
+use common::{expect_error, pid};
+
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -47,17 +49,6 @@ async fn space_changed(c: &mut SignalClient) -> Option<String> {
         ServerMessage::SpaceChanged { breakout, .. } => breakout.map(|b| b.id),
         _ => unreachable!(),
     }
-}
-
-async fn expect_error(c: &mut SignalClient, code: ErrorCode) {
-    match c.recv_until("error", WAIT, |m| matches!(m, ServerMessage::Error { .. })).await.unwrap() {
-        ServerMessage::Error { code: got, message } => assert_eq!(got, code, "{message}"),
-        _ => unreachable!(),
-    }
-}
-
-fn pid(s: &str) -> ParticipantId {
-    ParticipantId::from_trusted(s)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::{expect_error, pid};
+
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -20,10 +22,6 @@ use hearth::signal::protocol::{
 
 const WAIT: Duration = Duration::from_secs(10);
 const ROOM: &str = "chat";
-
-fn pid(s: &str) -> ParticipantId {
-    ParticipantId::from_trusted(s)
-}
 
 /// Joins an open room and reads up to the `chatSettings` sent on admission (a `chatHistory`,
 /// when there is one, comes right after it and is left unread).
@@ -85,13 +83,6 @@ fn texts(seen: &[ServerMessage]) -> Vec<&str> {
 async fn next_chat(c: &mut SignalClient) -> ChatEntry {
     match c.recv_until("chatMessage", WAIT, |m| matches!(m, ServerMessage::ChatMessage(_))).await.unwrap() {
         ServerMessage::ChatMessage(e) => e,
-        _ => unreachable!(),
-    }
-}
-
-async fn expect_error(c: &mut SignalClient, code: ErrorCode) {
-    match c.recv_until("error", WAIT, |m| matches!(m, ServerMessage::Error { .. })).await.unwrap() {
-        ServerMessage::Error { code: got, message } => assert_eq!(got, code, "{message}"),
         _ => unreachable!(),
     }
 }

@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::pid;
+
 use common::redis::Redis;
 
 use std::io::{BufRead, BufReader};
@@ -16,7 +18,7 @@ use common::unique_temp_path;
 use hearth::auth::{Role, TokenIssuer};
 use hearth::client::{MediaClient, MediaOptions};
 use hearth::config::DEV_TOKEN_SECRET;
-use hearth::room::{ParticipantId, RoomId};
+use hearth::room::RoomId;
 use hearth::signal::protocol::{
     CelebrationAudience, CelebrationStyle, ClientMessage, MediaKind, PollId, PollScope, RedirectReason, ServerMessage,
 };
@@ -87,10 +89,6 @@ fn opts(room: &str, role: Role, id: &str, entries: [&str; 2]) -> MediaOptions {
     let mut o = MediaOptions::light(entries[0], room, id).with_token(token);
     o.fallback_urls = vec![entries[1].to_string()];
     o
-}
-
-fn pid(s: &str) -> ParticipantId {
-    ParticipantId::from_trusted(s)
 }
 
 async fn admit(t: &MediaClient, ids: &[&str]) {

@@ -5,19 +5,17 @@
 
 mod common;
 
+use common::pid;
+
 use std::time::Duration;
 
 use hearth::auth::Role;
 use hearth::client::{MediaClient, MediaOptions, SignalClient};
-use hearth::room::{ParticipantId, RoomId};
+use hearth::room::RoomId;
 use hearth::server::RunningServer;
 use hearth::signal::protocol::{ClientMessage, ErrorCode, IceCandidate, MediaKind, ServerMessage, PROTOCOL_VERSION};
 
 const WAIT: Duration = Duration::from_secs(10);
-
-fn pid(s: &str) -> ParticipantId {
-    ParticipantId::from_trusted(s)
-}
 
 async fn join(server: &RunningServer, room: &str, id: &str, role: Role) -> MediaClient {
     let o = MediaOptions::light(common::ws_url(server), room, id).with_token(common::token_for(server, room, role, id, id));

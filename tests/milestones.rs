@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::{expect_error, pid};
+
 use std::time::Duration;
 
 use hearth::auth::Role;
@@ -24,20 +26,6 @@ async fn join(server: &RunningServer, role: Role, name: &str, id: &str) -> Signa
     c.send(&ClientMessage::Join { protocol_version: PROTOCOL_VERSION, room_id: RoomId::new(ROOM).unwrap(), token }).await.unwrap();
     c.recv_until("admitted", WAIT, |m| matches!(m, ServerMessage::Admitted { .. })).await.unwrap();
     c
-}
-
-fn pid(id: &str) -> ParticipantId {
-    ParticipantId::from_trusted(id)
-}
-
-async fn expect_error(c: &mut SignalClient, code: ErrorCode) -> String {
-    match c.recv_until("error", WAIT, |m| matches!(m, ServerMessage::Error { .. })).await.unwrap() {
-        ServerMessage::Error { code: got, message } => {
-            assert_eq!(got, code, "{message}");
-            message
-        }
-        _ => unreachable!(),
-    }
 }
 
 async fn set_prefs(c: &mut SignalClient, style: CelebrationStyle, audience: CelebrationAudience) {

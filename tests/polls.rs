@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::expect_error;
+
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -64,13 +66,6 @@ async fn results_where(c: &mut SignalClient, poll: &PollId, pred: impl Fn(&PollT
     match c.recv_until("pollResults", WAIT, |m| matches!(m, ServerMessage::PollResults(t) if &t.poll_id == poll && pred(t))).await.unwrap()
     {
         ServerMessage::PollResults(t) => t,
-        _ => unreachable!(),
-    }
-}
-
-async fn expect_error(c: &mut SignalClient, code: ErrorCode) {
-    match c.recv_until("error", WAIT, |m| matches!(m, ServerMessage::Error { .. })).await.unwrap() {
-        ServerMessage::Error { code: got, message } => assert_eq!(got, code, "{message}"),
         _ => unreachable!(),
     }
 }

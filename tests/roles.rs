@@ -2,6 +2,8 @@
 
 mod common;
 
+use common::expect_error;
+
 use std::time::Duration;
 
 use hearth::auth::{Claims, Role};
@@ -23,13 +25,6 @@ async fn join(server: &RunningServer, room: &str, role: Role, name: &str) -> (Si
     match c.recv_until("joined", WAIT, |m| matches!(m, ServerMessage::Joined { .. } | ServerMessage::Error { .. })).await.unwrap() {
         ServerMessage::Joined { participant_id, .. } => (c, participant_id),
         other => panic!("join refused: {other:?}"),
-    }
-}
-
-async fn expect_error(c: &mut SignalClient, code: ErrorCode) {
-    match c.recv_until("error", WAIT, |m| matches!(m, ServerMessage::Error { .. })).await.unwrap() {
-        ServerMessage::Error { code: got, .. } => assert_eq!(got, code),
-        _ => unreachable!(),
     }
 }
 

@@ -5,18 +5,15 @@
 
 mod common;
 
+use common::pid;
+
 use std::time::Duration;
 
 use hearth::auth::Role;
 use hearth::client::{MediaClient, MediaOptions};
-use hearth::room::ParticipantId;
 use hearth::signal::protocol::{ClientMessage, ErrorCode, MediaKind, ServerMessage, TrackSource};
 
 const WAIT: Duration = Duration::from_secs(10);
-
-fn pid(s: &str) -> ParticipantId {
-    ParticipantId::from_trusted(s)
-}
 
 /// Video packets `c` received on `who`'s screen stream.
 fn screen_packets(c: &MediaClient, who: &str) -> u64 {

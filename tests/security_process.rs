@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::pid;
+
 use common::redis::Redis;
 
 use std::io::{BufRead, BufReader};
@@ -16,7 +18,7 @@ use common::unique_temp_path;
 use hearth::auth::{Role, TokenIssuer};
 use hearth::client::SignalClient;
 use hearth::config::DEV_TOKEN_SECRET;
-use hearth::room::{ParticipantId, RoomId};
+use hearth::room::RoomId;
 use hearth::signal::protocol::{ClientMessage, ErrorCode, MilestoneKind, PollScope, Sdp, ServerMessage, PROTOCOL_VERSION};
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -106,10 +108,6 @@ impl Drop for Node {
 
 fn token(room: &str, role: Role, name: &str, id: &str) -> String {
     TokenIssuer::new(DEV_TOKEN_SECRET).mint(&RoomId::new(room).unwrap(), role, name, Some(id), Duration::from_secs(600)).unwrap().0
-}
-
-fn pid(s: &str) -> ParticipantId {
-    ParticipantId::from_trusted(s)
 }
 
 /// Connects to `ws`, joins, and returns the client with the first answer to the join.

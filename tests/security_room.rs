@@ -5,19 +5,17 @@
 
 mod common;
 
+use common::{expect_error, pid};
+
 use std::time::Duration;
 
 use hearth::auth::{now_secs, Claims, Role};
 use hearth::client::SignalClient;
-use hearth::room::{ParticipantId, RoomId};
+use hearth::room::RoomId;
 use hearth::server::RunningServer;
 use hearth::signal::protocol::{ClientMessage, ErrorCode, MilestoneKind, PollScope, ServerMessage, PROTOCOL_VERSION};
 
 const WAIT: Duration = Duration::from_secs(10);
-
-fn pid(s: &str) -> ParticipantId {
-    ParticipantId::from_trusted(s)
-}
 
 async fn connect_and_join(server: &RunningServer, room: &str, token: String) -> SignalClient {
     let mut c = SignalClient::connect(&common::ws_url(server)).await.unwrap();
@@ -56,13 +54,6 @@ async fn until_barrier(c: &mut SignalClient) -> Vec<ServerMessage> {
             ServerMessage::ChatSettings(_) => return seen,
             m => seen.push(m),
         }
-    }
-}
-
-async fn expect_error(c: &mut SignalClient, code: ErrorCode) {
-    match c.recv_until("error", WAIT, |m| matches!(m, ServerMessage::Error { .. })).await.unwrap() {
-        ServerMessage::Error { code: got, message } => assert_eq!(got, code, "{message}"),
-        _ => unreachable!(),
     }
 }
 

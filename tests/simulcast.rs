@@ -5,18 +5,15 @@
 
 mod common;
 
+use common::pid;
+
 use std::time::Duration;
 
 use hearth::auth::Role;
 use hearth::client::{MediaClient, MediaOptions};
-use hearth::room::ParticipantId;
 use hearth::signal::protocol::{ClientMessage, ErrorCode, MediaKind, PauseReason, ServerMessage, SimulcastLayer};
 
 const WAIT: Duration = Duration::from_secs(15);
-
-fn pid(s: &str) -> ParticipantId {
-    ParticipantId::from_trusted(s)
-}
 
 /// Video packets received from `who` by layer.
 fn layers(c: &MediaClient, who: &str) -> [u64; 3] {

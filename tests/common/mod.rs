@@ -60,6 +60,23 @@ pub fn token_for(server: &RunningServer, room: &str, role: Role, name: &str, par
     server.state().tokens.mint(&room, role, name, Some(participant), Duration::from_secs(600)).expect("mint").0
 }
 
+/// A participant id in a test (ids in tests are chosen, never minted).
+pub fn pid(s: &str) -> hearth::room::ParticipantId {
+    hearth::room::ParticipantId::from_trusted(s)
+}
+
+/// Waits (bounded) for the next `error` on `c`, asserts its code and returns its message.
+pub async fn expect_error(c: &mut hearth::client::SignalClient, code: hearth::signal::protocol::ErrorCode) -> String {
+    use hearth::signal::protocol::ServerMessage;
+    match c.recv_until("error", Duration::from_secs(10), |m| matches!(m, ServerMessage::Error { .. })).await {
+        Ok(ServerMessage::Error { code: got, message }) => {
+            assert_eq!(got, code, "{message}");
+            message
+        }
+        other => panic!("expected an error {code:?}, got {other:?}"),
+    }
+}
+
 pub fn ws_url(server: &RunningServer) -> String {
     format!("ws://{}/ws", server.addr())
 }

@@ -1087,25 +1087,7 @@ mod tests {
     use tokio::sync::oneshot;
 
     fn registry() -> Arc<RegistryInner> {
-        let settings = super::super::RoomSettings {
-            max_room_size: 10,
-            max_tracks_per_participant: 3,
-            waiting_room: false,
-            reconnect_grace: std::time::Duration::ZERO,
-            ice_servers: Vec::new(),
-            ballot_secret: [1; 32],
-            ban_ttl: std::time::Duration::from_secs(60),
-        };
-        Arc::new(RegistryInner {
-            rooms: dashmap::DashMap::new(),
-            participants: Default::default(),
-            by_role: Default::default(),
-            settings,
-            store: None,
-            cluster: std::sync::OnceLock::new(),
-            bans: Default::default(),
-            failures: Default::default(),
-        })
+        super::model_tests::context_with(false, std::time::Duration::ZERO)
     }
 
     struct Client {

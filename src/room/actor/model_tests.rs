@@ -14,12 +14,13 @@ use tokio::sync::{mpsc, oneshot};
 use super::*;
 use crate::signal::protocol::ServerMessage;
 
-fn context(waiting_room: bool) -> Arc<RegistryInner> {
+/// What rooms share, for tests: no store, no cluster, rooms of six.
+pub(super) fn context_with(waiting_room: bool, reconnect_grace: Duration) -> Arc<RegistryInner> {
     let settings = super::super::RoomSettings {
         max_room_size: 6,
         max_tracks_per_participant: 3,
         waiting_room,
-        reconnect_grace: Duration::from_secs(30),
+        reconnect_grace,
         ice_servers: Vec::new(),
         ballot_secret: [7; 32],
         ban_ttl: Duration::from_secs(3600),
@@ -119,7 +120,7 @@ fn allowed_while_waiting(m: &ServerMessage) -> bool {
 
 impl Model {
     fn new(waiting_room: bool) -> Self {
-        let ctx = context(waiting_room);
+        let ctx = context_with(waiting_room, Duration::from_secs(30));
         let (room, rx, handle) = build(RoomId::new("model").expect("room id"), ctx.clone());
         Self { room, rx, _handle: handle, ctx, conns: HashMap::new() }
     }
