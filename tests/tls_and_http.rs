@@ -12,10 +12,11 @@ use hearth::signal::protocol::{ClientMessage, ServerMessage, PROTOCOL_VERSION};
 
 use common::http;
 
-#[tokio::test]
-async fn wss_client_connects_and_joins() {
+/// A self-signed certificate for `localhost` in a folder of its own (removed by the caller), and
+/// a test config serving it.
+fn tls_config(name: &str) -> (rcgen::CertifiedKey<rcgen::KeyPair>, hearth::config::Config, std::path::PathBuf) {
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let dir = std::env::temp_dir().join(format!("hearth-tls-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
     std::fs::write(&cert_path, cert.cert.pem()).unwrap();
@@ -23,6 +24,12 @@ async fn wss_client_connects_and_joins() {
     let mut config = common::test_config();
     config.server.tls_cert = cert_path;
     config.server.tls_key = key_path;
+    (cert, config, dir)
+}
+
+#[tokio::test]
+async fn wss_client_connects_and_joins() {
+    let (cert, config, dir) = tls_config("hearth-tls");
     let server = common::start_with(config).await;
 
     let mut roots = rustls::RootCertStore::empty();
@@ -117,15 +124,7 @@ async fn dev_tokens_only_outside_production() {
 #[tokio::test]
 async fn tls_responses_carry_hsts_and_slow_headers_are_cut_off() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let dir = std::env::temp_dir().join(format!("hearth-tls-slow-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
-    let mut config = common::test_config();
-    config.server.tls_cert = cert_path;
-    config.server.tls_key = key_path;
+    let (cert, mut config, dir) = tls_config("hearth-tls-slow");
     config.server.header_read_timeout_ms = 500;
     let server = common::start_with(config).await;
     let mut roots = rustls::RootCertStore::empty();

@@ -420,32 +420,30 @@ impl PeerTask {
 
     /// Handles one command; a failed negotiation step is reported to the client.
     async fn step(&mut self, cmd: PeerCommand) {
-        {
-            let result = match cmd {
-                PeerCommand::Activate | PeerCommand::Close => Ok(()),
-                PeerCommand::RemoteOffer(sdp) => self.on_remote_offer(sdp).await,
-                PeerCommand::RemoteAnswer(sdp) => self.on_remote_answer(sdp).await,
-                PeerCommand::RemoteCandidate(c) => self.on_remote_candidate(c).await,
-                PeerCommand::Subscribe(track) => self.subscribe(track).await,
-                PeerCommand::Unsubscribe(id) => self.unsubscribe(&id).await,
-                PeerCommand::RequestKeyframes => {
-                    for (track, _) in self.subs.values() {
-                        track.request_keyframe();
-                    }
-                    Ok(())
+        let result = match cmd {
+            PeerCommand::Activate | PeerCommand::Close => Ok(()),
+            PeerCommand::RemoteOffer(sdp) => self.on_remote_offer(sdp).await,
+            PeerCommand::RemoteAnswer(sdp) => self.on_remote_answer(sdp).await,
+            PeerCommand::RemoteCandidate(c) => self.on_remote_candidate(c).await,
+            PeerCommand::Subscribe(track) => self.subscribe(track).await,
+            PeerCommand::Unsubscribe(id) => self.unsubscribe(&id).await,
+            PeerCommand::RequestKeyframes => {
+                for (track, _) in self.subs.values() {
+                    track.request_keyframe();
                 }
-                PeerCommand::SetVideoPreference { track_id, max_height } => {
-                    match self.subs.get(&track_id) {
-                        Some((track, sub)) if track.kind == MediaKind::Video => sub.max_height.store(max_height, Ordering::Relaxed),
-                        _ => self.refuse(Refusal::UnknownTrack, "no video with that trackId reaches this connection"),
-                    }
-                    Ok(())
-                }
-            };
-            if let Err(e) = result {
-                warn!(error = %e, "negotiation step failed");
-                self.refuse(Refusal::Negotiation, format!("media negotiation failed: {e}"));
+                Ok(())
             }
+            PeerCommand::SetVideoPreference { track_id, max_height } => {
+                match self.subs.get(&track_id) {
+                    Some((track, sub)) if track.kind == MediaKind::Video => sub.max_height.store(max_height, Ordering::Relaxed),
+                    _ => self.refuse(Refusal::UnknownTrack, "no video with that trackId reaches this connection"),
+                }
+                Ok(())
+            }
+        };
+        if let Err(e) = result {
+            warn!(error = %e, "negotiation step failed");
+            self.refuse(Refusal::Negotiation, format!("media negotiation failed: {e}"));
         }
     }
 
