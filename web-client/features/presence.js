@@ -44,9 +44,12 @@ function render() {
   bar.hidden = !note;
 }
 
-for (const type of ['admitted', 'participantJoined', 'participantLeft', 'participantUpdated', 'spaceChanged', 'spaceRoster']) {
-  on(type, render);
-}
+on('admitted', render);
+on('participantJoined', render);
+on('participantLeft', render);
+on('participantUpdated', render);
+on('spaceChanged', render);
+on('spaceRoster', render);
 const reset = () => {
   lastTherapist = null;
   shown = '';
