@@ -27,7 +27,7 @@ use hearth::signal::protocol::{
 use serde_json::{json, Value};
 
 const ROOM: &str = "milestones-browser";
-const TEST_DEADLINE: Duration = Duration::from_secs(120);
+const TEST_DEADLINE: Duration = Duration::from_secs(240);
 const WAIT: Duration = Duration::from_secs(5);
 /// Screenshots from this test start with this, so a new run can clear the last run's.
 const SCREENSHOT_PREFIX: &str = "milestones-";
