@@ -26,13 +26,14 @@ use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{
-    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceCandidateInit, RTCPeerConnectionIceEvent,
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceCandidateInit, RTCIceProtocol, RTCPeerConnectionIceEvent,
     RTCPeerConnectionState, RTCSessionDescription,
 };
 use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RtpSender};
 
 use super::audio_level::ExtensionId;
 use super::bwe::{fit_layer, Estimator, FeedbackSink, UpstreamGaps};
+use super::path::{classify, parse_candidate, PathGauge};
 use super::simulcast::{choose_layer, layer_name, Rewriter};
 use super::track::{is_vp8_keyframe, rewrite_for_subscriber, Fanned, PublishedTrack, TrackId};
 use super::{SfuEngine, SfuError};
@@ -281,6 +282,9 @@ struct PeerTask {
     feedback: Arc<FeedbackSink>,
     /// False for observers: nothing they send is received.
     publishes: bool,
+    /// The candidate types the client named for its addresses (bounded), and the path counted.
+    told: HashMap<std::net::SocketAddr, String>,
+    path: PathGauge,
 }
 
 /// Remote candidates (trickled or in an offer) one peer takes per remote description: a
@@ -383,6 +387,7 @@ impl Dormant {
             .with_interceptor_registry(registry)
             .with_handler(handler as Arc<dyn PeerConnectionEventHandler>)
             .with_udp_addrs(vec![engine.udp_addr()?])
+            .with_tcp_addrs(engine.ice_tcp_addrs()?)
             .build()
             .await?;
         let pc: Arc<dyn PeerConnection> = Arc::new(pc);
@@ -403,6 +408,8 @@ impl Dormant {
             audio_level_id,
             feedback,
             publishes: self.publishes,
+            told: HashMap::new(),
+            path: PathGauge::new(engine.stats.clone()),
         })
     }
 }
@@ -431,6 +438,7 @@ impl PeerTask {
                 for (track, _) in self.subs.values() {
                     track.request_keyframe();
                 }
+                self.note_path().await;
                 Ok(())
             }
             PeerCommand::SetVideoPreference { track_id, max_height } => {
@@ -466,6 +474,9 @@ impl PeerTask {
             return Err(SfuError::InvalidSdp(format!("{offered_candidates} ICE candidates; at most {MAX_REMOTE_CANDIDATES}")));
         }
         let sends = sdp.lines().any(|l| matches!(l.trim(), "a=sendrecv" | "a=sendonly"));
+        for line in sdp.lines().filter(|l| l.trim_start().starts_with("a=candidate:")) {
+            self.remember_candidate(line);
+        }
         // The client offers first, so its extension ids are the session's.
         self.audio_level_id.set(super::audio_level::extmap_id(&sdp));
         let offer = RTCSessionDescription::offer(sdp).map_err(|e| SfuError::InvalidSdp(e.to_string()))?;
@@ -532,6 +543,7 @@ impl PeerTask {
             return Ok(());
         }
         self.remote_candidates += 1;
+        self.remember_candidate(&c.candidate);
         let init = RTCIceCandidateInit {
             candidate: c.candidate,
             sdp_mid: c.sdp_mid,
@@ -545,6 +557,34 @@ impl PeerTask {
             self.early_candidates.push(init);
         }
         Ok(())
+    }
+
+    fn remember_candidate(&mut self, line: &str) {
+        if let Some((addr, typ)) = parse_candidate(line) {
+            if self.told.len() < 2 * MAX_REMOTE_CANDIDATES || self.told.contains_key(&addr) {
+                self.told.insert(addr, typ.to_string());
+            }
+        }
+    }
+
+    /// The transport connected (or reconnected): which path its selected pair takes.
+    async fn note_path(&mut self) {
+        let mut transport = None;
+        for t in self.pc.get_transceivers().await {
+            if let Ok(Some(receiver)) = t.receiver().await {
+                if let Ok(Some(dtls)) = receiver.transport().await {
+                    transport = Some(dtls.ice_transport());
+                    break;
+                }
+            }
+        }
+        let Some(ice) = transport else { return };
+        let Ok(Some(pair)) = ice.get_selected_candidate_pair().await else { return };
+        let (local, remote) = (pair.local(), pair.remote());
+        let remote_addr = remote.address.parse().ok().map(|ip| std::net::SocketAddr::new(ip, remote.port));
+        let path = classify(local.protocol == RTCIceProtocol::Tcp, &remote.typ.to_string(), remote_addr, &self.told);
+        debug!(path = path.as_str(), "media path");
+        self.path.set(Some(path));
     }
 
     async fn flush_candidates(&mut self) {

@@ -22,6 +22,7 @@ pub(super) fn context_with(waiting_room: bool, reconnect_grace: Duration) -> Arc
         waiting_room,
         reconnect_grace,
         ice_servers: Vec::new(),
+        turn: None,
         ballot_secret: [7; 32],
         ban_ttl: Duration::from_secs(3600),
     };
