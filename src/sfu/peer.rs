@@ -26,8 +26,8 @@ use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{
-    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceCandidateInit, RTCIceProtocol, RTCPeerConnectionIceEvent,
-    RTCPeerConnectionState, RTCSessionDescription,
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceCandidateInit, RTCPeerConnectionIceEvent,
+    RTCPeerConnectionState, RTCSessionDescription, RTCStatsReportEntry, StatsSelector,
 };
 use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RtpSender};
 
@@ -567,22 +567,32 @@ impl PeerTask {
         }
     }
 
-    /// The transport connected (or reconnected): which path its selected pair takes.
+    /// The transport connected (or reconnected): which path its selected pair takes, from the
+    /// connection's stats (the transport's selected pair and its two candidates).
     async fn note_path(&mut self) {
-        let mut transport = None;
-        for t in self.pc.get_transceivers().await {
-            if let Ok(Some(receiver)) = t.receiver().await {
-                if let Ok(Some(dtls)) = receiver.transport().await {
-                    transport = Some(dtls.ice_transport());
-                    break;
-                }
-            }
-        }
-        let Some(ice) = transport else { return };
-        let Ok(Some(pair)) = ice.get_selected_candidate_pair().await else { return };
-        let (local, remote) = (pair.local(), pair.remote());
-        let remote_addr = remote.address.parse().ok().map(|ip| std::net::SocketAddr::new(ip, remote.port));
-        let path = classify(local.protocol == RTCIceProtocol::Tcp, &remote.typ.to_string(), remote_addr, &self.told);
+        let report = self.pc.get_stats(Instant::now(), StatsSelector::None).await;
+        let selected = report.iter().find_map(|e| match e {
+            RTCStatsReportEntry::Transport(t) if !t.selected_candidate_pair_id.is_empty() => Some(t.selected_candidate_pair_id.clone()),
+            _ => None,
+        });
+        let Some(RTCStatsReportEntry::IceCandidatePair(pair)) = selected.as_deref().and_then(|id| report.get(id)) else {
+            debug!("connected without a selected candidate pair in the stats");
+            return;
+        };
+        // The pair names the agent's candidate ids; the report keys candidates with a prefix. A
+        // peer-reflexive remote candidate is in no report: then only what the client told helps.
+        let Some(RTCStatsReportEntry::LocalCandidate(local)) = report.get(&format!("RTCLocalIceCandidate_{}", pair.local_candidate_id))
+        else {
+            debug!("selected pair without its local candidate in the stats");
+            return;
+        };
+        let remote = match report.get(&format!("RTCRemoteIceCandidate_{}", pair.remote_candidate_id)) {
+            Some(RTCStatsReportEntry::RemoteCandidate(remote)) => Some(remote),
+            _ => None,
+        };
+        let remote_addr = remote.and_then(|r| r.address.as_deref()?.parse().ok().map(|ip| std::net::SocketAddr::new(ip, r.port)));
+        let remote_type = remote.map(|r| r.candidate_type.to_string()).unwrap_or_else(|| "prflx".to_string());
+        let path = classify(local.protocol.eq_ignore_ascii_case("tcp"), &remote_type, remote_addr, &self.told);
         debug!(path = path.as_str(), "media path");
         self.path.set(Some(path));
     }
