@@ -94,7 +94,10 @@ async fn credentials_only_once_admitted_and_fresh_on_every_reconnection() {
     sam.send(&join_msg("g", sam_token.clone())).await.unwrap();
     let joined = sam.recv_until("joined", WAIT, |m| matches!(m, ServerMessage::Joined { .. })).await.unwrap();
     assert!(matches!(joined, ServerMessage::Joined { admitted: false, .. }), "{joined:?}");
-    therapist.recv_until("waitingList", WAIT, |m| matches!(m, ServerMessage::WaitingList { waiting } if !waiting.is_empty())).await.unwrap();
+    therapist
+        .recv_until("waitingList", WAIT, |m| matches!(m, ServerMessage::WaitingList { waiting } if !waiting.is_empty()))
+        .await
+        .unwrap();
     let while_waiting = until_pong(&mut sam).await;
     assert!(!while_waiting.iter().any(|m| matches!(m, ServerMessage::Admitted { .. })), "no credentials while waiting: {while_waiting:?}");
 
@@ -131,8 +134,8 @@ struct Coturn {
 impl Coturn {
     fn start() -> Self {
         let turnserver = ["/usr/bin/turnserver", "/usr/sbin/turnserver"].into_iter().find(|p| std::path::Path::new(p).exists());
-        let turnserver =
-            turnserver.unwrap_or_else(|| panic!("this test needs coturn (`turnserver`); run scripts/install-test-deps.sh (Debian package coturn)"));
+        let turnserver = turnserver
+            .unwrap_or_else(|| panic!("this test needs coturn (`turnserver`); run scripts/install-test-deps.sh (Debian package coturn)"));
         let dir = common::browser::TempDir::new("coturn");
         let port = free_udp_and_tcp_port();
         let conf = dir.path().join("turnserver.conf");
@@ -220,7 +223,8 @@ async fn coturn_grants_fresh_credentials_and_refuses_expired_ones() {
     assert_eq!((typ, error), (0x0113, Some(401)), "coturn refuses credentials past their expiry");
 
     // Fresh expiry with the wrong password (minted with another secret) is refused too.
-    let other = TurnIssuer::new(&[format!("turn:{}", coturn.addr)], "another-secret-entirely-0123456789", Duration::from_secs(TTL_SECS)).unwrap();
+    let other =
+        TurnIssuer::new(&[format!("turn:{}", coturn.addr)], "another-secret-entirely-0123456789", Duration::from_secs(TTL_SECS)).unwrap();
     let forged = other.mint(&me, SystemTime::now());
     let (_, error) = allocate(coturn.addr, forged.username.as_deref().unwrap(), forged.credential.as_deref().unwrap());
     assert_eq!(error, Some(401), "credentials not made with the shared secret are refused");

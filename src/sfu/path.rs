@@ -3,9 +3,10 @@
 //! (`relay`, whatever carried the client's leg to it: UDP, TCP or TLS), or ICE over TCP to the
 //! server itself (`tcp`). Only counts: no address is kept or reported.
 //!
-//! The server is ICE-lite, so a client's first check often arrives before its trickled
-//! candidate and the crate files the pair's remote side as peer-reflexive. The candidates the
-//! client did send say what that address really is.
+//! The server is ICE-lite, so a client's first check can arrive before its trickled candidate
+//! and the crate files the pair's remote side as peer-reflexive. The candidates the client did
+//! send say what an address really is, when the crate reports it; a peer-reflexive remote it
+//! does not report counts as `srflx`.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
