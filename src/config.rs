@@ -32,6 +32,28 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub cluster: ClusterConfig,
     pub clinic: ClinicConfig,
+    pub turn: TurnConfig,
+}
+
+/// An existing TURN server (coturn with `use-auth-secret`) whose short-lived credentials
+/// admitted participants get (`src/turn.rs`). Off while `urls` is empty.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TurnConfig {
+    pub urls: Vec<String>,
+    pub secret: String,
+    pub credential_ttl_secs: u64,
+}
+
+impl std::fmt::Debug for TurnConfig {
+    // Secrets never reach logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TurnConfig")
+            .field("urls", &self.urls)
+            .field("secret", &"<redacted>")
+            .field("credential_ttl_secs", &self.credential_ttl_secs)
+            .finish()
+    }
 }
 
 /// Words the web client shows that belong to the clinic running Hearth, not to Hearth: what
@@ -129,6 +151,9 @@ pub struct IceConfig {
     pub announce_ips: Vec<IpAddr>,
     pub udp_port_min: u16,
     pub udp_port_max: u16,
+    /// Passive TCP candidates (RFC 6544) beside the UDP ones: one TCP listener per peer
+    /// connection, on the same port number as its UDP socket.
+    pub tcp: bool,
     pub ice_servers: Vec<IceServer>,
 }
 
@@ -382,6 +407,31 @@ impl Config {
                 }
             }
         }
+        let turn = &self.turn;
+        for u in &turn.urls {
+            let scheme_ok = ["turn:", "turns:"].iter().any(|p| u.starts_with(p) && u.len() > p.len());
+            if !scheme_ok || u.chars().any(char::is_whitespace) {
+                return Err(ConfigError::Invalid {
+                    key: "turn.urls",
+                    value: u.clone(),
+                    reason: "each must be a turn: or turns: URL such as turn:turn.example.org:3478?transport=udp or turns:turn.example.org:443?transport=tcp",
+                });
+            }
+        }
+        if !turn.urls.is_empty() && turn.secret.len() < 24 {
+            return Err(ConfigError::Invalid {
+                key: "turn.secret",
+                value: "<redacted>".into(),
+                reason: "with turn.urls set, must be coturn's static-auth-secret, at least 24 characters",
+            });
+        }
+        if !(60..=86_400).contains(&turn.credential_ttl_secs) {
+            return Err(ConfigError::Invalid {
+                key: "turn.credential_ttl_secs",
+                value: turn.credential_ttl_secs.to_string(),
+                reason: "must be between 60 and 86400 (a session, not a day more)",
+            });
+        }
         if self.auth.token_secret.len() < 32 {
             return Err(ConfigError::Invalid {
                 key: "auth.token_secret",
@@ -497,6 +547,26 @@ mod tests {
         let c = Config::from_toml_overrides("").unwrap();
         assert_eq!((c.limits.max_connections_per_ip, c.limits.max_connections, c.limits.join_timeout_ms), (20, 2000, 10000));
         assert_eq!(c.server.header_read_timeout_ms, 10000);
+    }
+
+    #[test]
+    fn turn_settings_are_checked() {
+        let c = Config::from_toml_overrides("").unwrap();
+        assert!(c.turn.urls.is_empty(), "no TURN server by default");
+        let err = Config::from_toml_overrides("[turn]\nurls = [\"stun:turn.example.org\"]\nsecret = \"a-coturn-secret-long-enough-123\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("turn.urls") && err.contains("stun:turn.example.org"), "{err}");
+        let err = Config::from_toml_overrides("[turn]\nurls = [\"turn:turn.example.org\"]\nsecret = \"short\"").unwrap_err().to_string();
+        assert!(err.contains("turn.secret") && !err.contains("short"), "{err}");
+        let err = Config::from_toml_overrides("[turn]\ncredential_ttl_secs = 5").unwrap_err().to_string();
+        assert!(err.contains("turn.credential_ttl_secs"), "{err}");
+        let c = Config::from_toml_overrides(
+            "[turn]\nurls = [\"turn:turn.example.org:3478\", \"turns:turn.example.org:443?transport=tcp\"]\nsecret = \"a-coturn-secret-long-enough-123\"",
+        )
+        .unwrap();
+        assert_eq!(c.turn.urls.len(), 2);
+        assert!(!format!("{c:?}").contains("a-coturn-secret"), "the secret stays out of Debug");
     }
 
     #[test]

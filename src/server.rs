@@ -417,6 +417,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         waiting_room: config.rooms.waiting_room,
         reconnect_grace: Duration::from_millis(config.rooms.reconnect_grace_ms),
         ice_servers: config.ice.ice_servers.clone(),
+        turn: crate::turn::TurnIssuer::new(&config.turn.urls, &config.turn.secret, Duration::from_secs(config.turn.credential_ttl_secs)),
         ballot_secret: ballot_secret(&config),
         ban_ttl: Duration::from_secs(config.cluster.state_ttl_secs.max(60)),
     };

@@ -14,7 +14,7 @@
 //              codes.js (the error codes the client acts on), probe.js (window.hearth),
 //              dialog.js (the confirmation dialog)
 //   features/  polls, milestones, chat, breakouts, screen, quality, cues,
-//              shortcuts, devices, presence: each registers its own
+//              shortcuts, devices, presence, network: each registers its own
 //              handlers on the bus and builds its own part of the page
 //
 // Order matters only in one way: the core modules register their bus handlers first, so every
@@ -38,6 +38,7 @@ import './features/cues.js';
 import './features/shortcuts.js';
 import './features/devices.js';
 import './features/presence.js';
+import './features/network.js';
 
 sealProbe();
 init();

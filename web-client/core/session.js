@@ -22,7 +22,6 @@ function onJoined(message) {
   state.participantId = message.participantId;
   state.name = message.name || state.name;
   state.role = message.role || state.role;
-  state.iceServers = message.iceServers || [];
   state.room = normaliseRoom(message.room);
   // Rejoining a room we were in: keep showing it until `admitted` (which follows at once).
   state.admitted = state.admitted && Boolean(message.admitted);
@@ -41,19 +40,22 @@ function onJoined(message) {
   clearAlert();
   ui.localTile.dataset.participantId = state.participantId;
   // When admitted is true, `admitted` with the roster follows at once; until then (or while
-  // waiting) the lobby shows. Media is negotiated now either way, so it is ready on admission.
+  // waiting) the lobby shows. The media connection starts on `admitted`, which carries the
+  // relay's ICE servers (TURN credentials are for admitted people only).
   setStatus(message.admitted ? 'connecting' : 'waiting');
   if (!message.admitted) {
+    teardownPeer();
     announce('You are in the waiting room. The therapist will let you in shortly.');
     ui.lobbyHeading.focus();
   }
-  startPeer();
 }
 
 function onAdmitted(message) {
   log('admitted');
   const wasWaiting = state.status === 'waiting';
   state.admitted = true;
+  state.iceServers = message.iceServers || [];
+  startPeer();
   state.room = normaliseRoom(message.room);
   // The main room's roster; `spaceChanged` follows at once if we belong in a breakout.
   state.space = null;
