@@ -3,6 +3,8 @@
 //!
 //! One server-side peer connection per participant ([`peer`]): it receives what the participant
 //! publishes and sends them everyone else's tracks. [`track`] fans RTP out without decoding.
+//! All connections share one UDP port ([`udp_mux`], `ice.udp_port`) unless `ice.single_port`
+//! is off.
 //! Who receives whom is not decided here: the room tells each peer to subscribe or unsubscribe.
 
 pub mod audio_level;
