@@ -120,7 +120,7 @@ impl Limiter {
             k.written = 0;
             k.suppressed = 0;
         }
-        out.sort_by(|a, b| b.count.cmp(&a.count));
+        out.sort_by_key(|s| std::cmp::Reverse(s.count));
         out
     }
 }

@@ -84,7 +84,7 @@ async fn strangers_on_the_media_port_change_nothing() {
         sent += 1;
         // In batches the socket's receive buffer holds whole: each datagram is then read, and
         // every one of them is dropped as belonging to no connection.
-        if sent % 20 == 0 {
+        if sent.is_multiple_of(20) {
             let dropped = common::eventually(Duration::from_secs(10), || {
                 server.state().sfu.stats.media_port_unrouted.load(Ordering::Relaxed) >= unrouted_before + sent
             })
