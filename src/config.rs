@@ -149,6 +149,11 @@ impl ServerConfig {
 pub struct IceConfig {
     pub bind_ip: IpAddr,
     pub announce_ips: Vec<IpAddr>,
+    /// Every peer connection shares this one UDP port (0: an ephemeral one, for tests).
+    pub udp_port: u16,
+    /// `false`: each peer connection takes a port of its own from `udp_port_min..=max`
+    /// instead of sharing `udp_port`.
+    pub single_port: bool,
     pub udp_port_min: u16,
     pub udp_port_max: u16,
     /// Passive TCP candidates (RFC 6544) beside the UDP ones: one TCP listener per peer

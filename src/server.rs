@@ -43,6 +43,8 @@ pub enum ServerError {
     Store(#[from] StoreError),
     #[error("cannot join the cluster: {0}")]
     Cluster(#[from] crate::cluster::ClusterError),
+    #[error(transparent)]
+    Media(#[from] crate::sfu::SfuError),
 }
 
 pub fn app(state: Arc<AppState>) -> Router {
@@ -422,7 +424,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         ban_ttl: Duration::from_secs(config.cluster.state_ttl_secs.max(60)),
     };
     let rooms = RoomRegistry::new(settings, Some(store.clone()));
-    let sfu = SfuEngine::new(config.ice.clone());
+    let sfu = SfuEngine::start(config.ice.clone())?;
     let metrics = crate::metrics::Metrics::new(sfu.stats.clone(), rooms.clone());
     let state = Arc::new(AppState {
         rooms,
