@@ -14,6 +14,8 @@
 //              codes.js (the error codes the client acts on), probe.js (window.hearth)
 //   features/  polls, milestones, chat, breakouts, screen, quality: each registers its own
 //              handlers on the bus and builds its own part of the page
+//   e2ee/      end-to-end encryption: sframe.js (RFC 9605 crypto), worker.js (the frame
+//              transforms), frames.js (attaching them), keys.js (key leader and members), ui.js
 //
 // Order matters only in one way: the core modules register their bus handlers first, so every
 // feature sees a message after the core has updated the state. ES modules evaluate in import
@@ -32,6 +34,7 @@ import './features/chat.js';
 import './features/breakouts.js';
 import './features/screen.js';
 import './features/quality.js';
+import './e2ee/ui.js';
 
 sealProbe();
 init();

@@ -72,6 +72,18 @@ pub struct MediaOptions {
     /// Drop inbound video beyond this many kbit/s, as a weak network would (see
     /// [`super::throttle`]); `None`: no limit. Changeable later with `set_throttle`.
     pub throttle_kbps: Option<u32>,
+    /// Keep the first this many packets of every received track as they arrived (a raw tap:
+    /// the end-to-end encryption tests read what the relay forwards). 0: keep none.
+    pub capture_packets: usize,
+}
+
+/// One RTP packet as it arrived, kept when [`MediaOptions::capture_packets`] asks for it.
+#[derive(Debug, Clone)]
+pub struct CapturedPacket {
+    pub sequence: u16,
+    pub timestamp: u32,
+    pub marker: bool,
+    pub payload: Bytes,
 }
 
 /// Where a simulcast layer's payload says which layer it is (after the probe).
@@ -146,6 +158,7 @@ impl MediaOptions {
             audio_level: None,
             simulcast: false,
             throttle_kbps: None,
+            capture_packets: 0,
         }
     }
 }
@@ -177,6 +190,8 @@ pub struct ReceivedTrack {
     /// Video packets by the simulcast layer their payload says they belong to (byte
     /// [`LAYER_MARKER`]; a non-simulcast publisher's video counts as layer 0).
     pub layers: [u64; 3],
+    /// The first packets as they arrived (see [`MediaOptions::capture_packets`]).
+    pub captured: Vec<CapturedPacket>,
     last_seq: Option<u16>,
     /// Which of the last `PROBE_WINDOW` probes (up to `probe_max`) have arrived, one bit each.
     recent: [u64; PROBE_WINDOW / 64],
@@ -300,6 +315,7 @@ struct Handler {
     out: mpsc::UnboundedSender<ClientMessage>,
     received: Received,
     latency_samples: usize,
+    capture_packets: usize,
     connected: Arc<AtomicBool>,
 }
 
@@ -331,10 +347,11 @@ impl PeerConnectionEventHandler for Handler {
         };
         let received = self.received.clone();
         let samples = self.latency_samples;
+        let capture = self.capture_packets;
         tokio::spawn(async move {
             while let Some(event) = track.poll().await {
                 match event {
-                    TrackRemoteEvent::OnRtpPacket(p) => record(&received, &key, &participant, kind, &p, samples),
+                    TrackRemoteEvent::OnRtpPacket(p) => record(&received, &key, &participant, kind, &p, samples, capture),
                     TrackRemoteEvent::OnEnded => break,
                     _ => {}
                 }
@@ -343,7 +360,7 @@ impl PeerConnectionEventHandler for Handler {
     }
 }
 
-fn record(received: &Received, key: &str, participant: &str, kind: MediaKind, p: &rtp::Packet, samples: usize) {
+fn record(received: &Received, key: &str, participant: &str, kind: MediaKind, p: &rtp::Packet, samples: usize, capture: usize) {
     let now = Instant::now();
     let Ok(mut map) = received.lock() else { return };
     let t = map.entry(key.to_string()).or_insert_with(|| ReceivedTrack {
@@ -361,9 +378,18 @@ fn record(received: &Received, key: &str, participant: &str, kind: MediaKind, p:
         late: 0,
         max_seq_step: 0,
         layers: [0; 3],
+        captured: Vec::new(),
         last_seq: None,
         recent: [0; PROBE_WINDOW / 64],
     });
+    if t.captured.len() < capture {
+        t.captured.push(CapturedPacket {
+            sequence: p.header.sequence_number,
+            timestamp: p.header.timestamp,
+            marker: p.header.marker,
+            payload: p.payload.clone(),
+        });
+    }
     if let Some(last) = t.last_seq {
         let delta = p.header.sequence_number.wrapping_sub(last);
         if delta == 0 || delta > 0x8000 {
@@ -722,8 +748,13 @@ impl MediaClient {
         let (out_tx, mut out_rx) = mpsc::unbounded_channel::<ClientMessage>();
         let (events_tx, events) = mpsc::unbounded_channel();
         let connected = Arc::new(AtomicBool::new(false));
-        let handler =
-            Arc::new(Handler { out: out_tx.clone(), received: received.clone(), latency_samples: opts.latency_samples, connected });
+        let handler = Arc::new(Handler {
+            out: out_tx.clone(),
+            received: received.clone(),
+            latency_samples: opts.latency_samples,
+            capture_packets: opts.capture_packets,
+            connected,
+        });
         let mut media_engine = MediaEngine::default();
         media_engine.register_default_codecs()?;
         media_engine.register_header_extension(
@@ -1246,6 +1277,7 @@ mod tests {
             late: 0,
             max_seq_step: 0,
             layers: [0; 3],
+            captured: Vec::new(),
             last_seq: None,
             recent: [0; PROBE_WINDOW / 64],
         }

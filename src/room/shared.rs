@@ -22,6 +22,8 @@ pub struct RoomSettings {
     pub max_tracks_per_participant: usize,
     /// Whether new rooms start with the waiting room on.
     pub waiting_room: bool,
+    /// New rooms' end-to-end encryption policy (`required` also keeps the waiting room on).
+    pub e2ee: crate::vocab::E2eeMode,
     pub reconnect_grace: std::time::Duration,
     pub ice_servers: Vec<IceServer>,
     /// Keys anonymous poll ballots (see `actor/poll.rs`): random per process on a single node,
