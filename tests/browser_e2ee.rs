@@ -26,7 +26,7 @@ use hearth::signal::protocol::MediaKind;
 use hearth::vocab::E2eeMode;
 use serde_json::{json, Value};
 
-const TEST_DEADLINE: Duration = Duration::from_secs(150);
+const TEST_DEADLINE: Duration = Duration::from_secs(300);
 const MEDIA: Duration = Duration::from_secs(40);
 
 /// RFC 9605 Appendix C: the header encodings (C.1) and suite 0x0004 (C.3), checked in the page.
@@ -168,8 +168,12 @@ async fn join_encrypted(page: &Client, who: &str, base: &str, token: &str, wait_
 }
 
 async fn join_with_hooks(page: &Client, who: &str, base: &str, token: &str, wait_joined: bool, hooks: &str) -> Result<(), String> {
-    page.goto(&format!("{base}/#token={token}")).await.map_err(|e| format!("{who}: opening the link: {e}"))?;
-    wait_for(page, &format!("the {who}'s link page"), VISIBLE_JS, &[json!("#link-join-button")]).await?;
+    let url = format!("{base}/#token={token}");
+    // A renderer busy on a loaded machine can miss webdriver's 20 s page-load limit once.
+    if page.goto(&url).await.is_err() {
+        page.goto(&url).await.map_err(|e| format!("{who}: opening the link: {e}"))?;
+    }
+    wait_for_within(page, &format!("the {who}'s link page"), VISIBLE_JS, &[json!("#link-join-button")], MEDIA).await?;
     page.execute(&format!("window.hearth.e2ee.test.configure({hooks});"), vec![]).await.map_err(|e| format!("{who}: test hooks: {e}"))?;
     click(page, who, "#link-join-button").await?;
     let want = if wait_joined { "joined" } else { "waiting" };
@@ -240,12 +244,13 @@ e.stats().then((stats) => done(stats.some((s) => s.op === 'decrypt' && s.kind ==
 async fn wait_async(page: &Client, what: &str, script: &str, within: Duration) -> Result<(), String> {
     let deadline = std::time::Instant::now() + within;
     loop {
-        let v = page.execute_async(script, vec![]).await.map_err(|e| format!("{what}: {e}"))?;
-        if v == json!(true) {
+        // On a loaded machine a script can time out once; that is "not yet", not a failure.
+        let v = page.execute_async(script, vec![]).await;
+        if matches!(v, Ok(Value::Bool(true))) {
             return Ok(());
         }
         if std::time::Instant::now() > deadline {
-            return Err(format!("timed out after {within:?} waiting for {what}"));
+            return Err(format!("timed out after {within:?} waiting for {what} (last: {v:?})"));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -547,8 +552,9 @@ async fn media_scenario(therapist: &Client, participant: &Client, server: &heart
 /// 1.5 Mbit/s and 30 fps) sent between two connections on the page, through the worker both
 /// ways with `api`; the worker's own timings per frame after an 8 s warm-up, over 15 s.
 const COST_JS: &str = r#"
-const done = arguments[arguments.length - 1];
+const done = (result) => { window.hearthCostResult = result; };
 const apiName = arguments[0];
+window.hearthCostResult = null;
 (async () => {
   const f = await import('/e2ee/frames.js');
   f.useTransformApi(apiName);
@@ -597,7 +603,7 @@ const apiName = arguments[0];
 /// frame went through; the figures are printed, not judged (the machine is shared).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_cost_per_720p_frame_is_measured() {
-    with_deadline(Duration::from_secs(120), "the worker cost measurement", async {
+    with_deadline(Duration::from_secs(240), "the worker cost measurement", async {
         let artifacts = artifacts_dir("e2ee-cost-");
         let server = common::start_open_server().await;
         let driver = ChromeDriver::spawn(&artifacts.join("e2ee-cost-chromedriver.log")).await;
@@ -607,7 +613,18 @@ async fn worker_cost_per_720p_frame_is_measured() {
         for api in ["script", "streams"] {
             // A fresh page (and worker) per API.
             page.goto(&format!("http://{}/", server.addr())).await.expect("open the page");
-            let got = page.execute_async(COST_JS, vec![json!(api)]).await.unwrap_or_else(|e| json!({ "error": e.to_string() }));
+            // Longer than a webdriver script may run: started here, its result read when ready.
+            page.execute(COST_JS, vec![json!(api)]).await.expect("start the measurement");
+            let deadline = std::time::Instant::now() + Duration::from_secs(90);
+            let got = loop {
+                let got =
+                    page.execute("return window.hearthCostResult;", vec![]).await.unwrap_or_else(|e| json!({ "error": e.to_string() }));
+                if !got.is_null() {
+                    break got;
+                }
+                assert!(std::time::Instant::now() < deadline, "the {api} measurement did not finish within 90 s");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            };
             results.push(got);
         }
         let _ = page.close().await;
@@ -618,7 +635,9 @@ async fn worker_cost_per_720p_frame_is_measured() {
             for op in ["encrypt", "decrypt"] {
                 let s = stats.iter().find(|s| s["op"] == op).unwrap_or_else(|| panic!("no {op} timings: {got}"));
                 assert!(s["ok"].as_u64().unwrap_or(0) > 100, "too few frames through {op}: {got}");
-                assert_eq!(s["ok"], s["seen"], "every frame {op}ed: {got}");
+                // `seen` may count a frame still in the worker when the figures were read.
+                assert!(s["seen"].as_u64().unwrap_or(0) - s["ok"].as_u64().unwrap_or(0) <= 2, "every frame {op}ed: {got}");
+                assert_eq!(s["dropped"], json!({}), "nothing dropped: {got}");
                 eprintln!(
                     "{} {op}: p50 {:.2} ms, p95 {:.2} ms over {} frames; received height {}, {} bytes a frame, {} cores",
                     got["api"],
@@ -700,7 +719,7 @@ async fn js(page: &Client, script: &str) -> Result<Value, String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_breakout_key_is_not_the_main_rooms_and_a_removed_participants_key_stops_working() {
-    with_deadline(Duration::from_secs(200), "the breakout and removal key test", async {
+    with_deadline(TEST_DEADLINE, "the breakout and removal key test", async {
         let artifacts = artifacts_dir("e2ee-keys-");
         let mut config = common::test_config();
         config.rooms.e2ee = E2eeMode::Required;

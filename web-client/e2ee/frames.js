@@ -131,6 +131,8 @@ export function workerStats() {
         resolve(m.stats);
       }
     });
+    // A worker too busy to answer within 5 s reads as "nothing yet", never as a hang.
+    setTimeout(() => { off(); resolve([]); }, 5000);
     w.postMessage({ what: 'stats', nonce });
   });
 }
