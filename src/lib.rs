@@ -32,4 +32,5 @@ pub mod sfu;
 pub mod signal;
 pub mod state;
 pub mod store;
+pub mod turn;
 pub mod vocab;

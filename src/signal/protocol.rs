@@ -699,12 +699,14 @@ pub enum ServerMessage {
         /// Empty while waiting.
         participants: Vec<ParticipantInfo>,
         room: RoomState,
-        ice_servers: Vec<IceServer>,
     },
-    /// You were let in from the waiting room.
+    /// You were let in from the waiting room (or, without one, right after `joined`).
     Admitted {
         participants: Vec<ParticipantInfo>,
         room: RoomState,
+        /// How to reach the relay: STUN, and TURN with credentials of your own that expire.
+        /// Only here, never before admission; fresh on every admission and reconnection.
+        ice_servers: Vec<IceServer>,
     },
     /// Therapists only: who is waiting.
     WaitingList {

@@ -7,7 +7,7 @@
 // In an end-to-end encrypted room every sender and receiver is piped through the frame
 // worker (e2ee/frames.js) before any media flows, and only VP8 and Opus are offered.
 
-import { on } from './bus.js';
+import { emit, on } from './bus.js';
 import { restartConnection, send } from './connection.js';
 import { log } from './log.js';
 import { ensureLocalMedia } from './media.js';
@@ -90,6 +90,8 @@ function createPeer(e2ee) {
   };
   pc.onsignalingstatechange = () => log('signaling', pc.signalingState);
 
+  // features/network.js watches whether (and how) this connection comes up.
+  emit('local:peerStarted', pc);
   addLocalMedia(pc);
 }
 

@@ -444,7 +444,6 @@ impl Room {
                 admitted,
                 participants: Vec::new(),
                 room: self.state.clone(),
-                ice_servers: self.settings.ice_servers.clone(),
             },
         );
         if admitted {
@@ -492,11 +491,10 @@ impl Room {
                 admitted,
                 participants: Vec::new(),
                 room: self.state.clone(),
-                ice_servers: self.settings.ice_servers.clone(),
             },
         );
         if admitted {
-            self.send_to(&id, ServerMessage::Admitted { participants: self.roster_of_space(&None), room: self.state.clone() });
+            self.send_admission(&id);
             // In a breakout, `announce_space` also sends that space's open polls.
             if space.is_some() {
                 self.announce_space(&id);
@@ -548,12 +546,20 @@ impl Room {
         for other in self.space_of(id).into_iter().filter(|p| p != id) {
             self.send_to(&other, ServerMessage::ParticipantJoined { participant: info.clone() });
         }
-        self.send_to(id, ServerMessage::Admitted { participants: self.roster_of_space(&None), room: self.state.clone() });
+        self.send_admission(id);
         self.connect_media(id);
         self.publish_waiting_list();
         self.place_admitted(id);
         self.polls.catch_up(&mut cx!(self), id);
         self.chat.admitted(&mut cx!(self), id);
+    }
+
+    /// `admitted` carries the ICE servers: TURN credentials go to admitted members only, minted
+    /// afresh each time.
+    fn send_admission(&mut self, id: &ParticipantId) {
+        let ice_servers =
+            self.settings.ice_servers_for(id, std::time::UNIX_EPOCH + std::time::Duration::from_millis(self.now.unix_ms.max(0) as u64));
+        self.send_to(id, ServerMessage::Admitted { participants: self.roster_of_space(&None), room: self.state.clone(), ice_servers });
     }
 
     /// Subscribes `id` to everyone it should receive, and everyone who should receive it to `id`.

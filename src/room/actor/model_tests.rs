@@ -25,6 +25,7 @@ pub(super) fn settings(waiting_room: bool, reconnect_grace: Duration) -> RoomSet
         e2ee: crate::vocab::E2eeMode::Off,
         reconnect_grace,
         ice_servers: Vec::new(),
+        turn: None,
         ballot_secret: [7; 32],
         ban_ttl: Duration::from_secs(3600),
     }
