@@ -108,6 +108,9 @@ pub struct LogConfig {
 pub struct RoomsConfig {
     pub waiting_room: bool,
     pub reconnect_grace_ms: u64,
+    /// New rooms' end-to-end encryption policy (a therapist may change it before admitting anyone).
+    #[serde(default)]
+    pub e2ee: crate::vocab::E2eeMode,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -417,6 +417,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         max_room_size: config.limits.max_room_size,
         max_tracks_per_participant: config.limits.max_tracks_per_participant,
         waiting_room: config.rooms.waiting_room,
+        e2ee: config.rooms.e2ee,
         reconnect_grace: Duration::from_millis(config.rooms.reconnect_grace_ms),
         ice_servers: config.ice.ice_servers.clone(),
         turn: crate::turn::TurnIssuer::new(&config.turn.urls, &config.turn.secret, Duration::from_secs(config.turn.credential_ttl_secs)),

@@ -16,6 +16,8 @@
 //   features/  polls, milestones, chat, breakouts, screen, quality, cues,
 //              shortcuts, devices, presence, network: each registers its own
 //              handlers on the bus and builds its own part of the page
+//   e2ee/      end-to-end encryption: sframe.js (RFC 9605 crypto), worker.js (the frame
+//              transforms), frames.js (attaching them), keys.js (key leader and members), ui.js
 //
 // Order matters only in one way: the core modules register their bus handlers first, so every
 // feature sees a message after the core has updated the state. ES modules evaluate in import
@@ -39,6 +41,7 @@ import './features/shortcuts.js';
 import './features/devices.js';
 import './features/presence.js';
 import './features/network.js';
+import './e2ee/ui.js';
 
 sealProbe();
 init();

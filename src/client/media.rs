@@ -75,6 +75,18 @@ pub struct MediaOptions {
     /// Send every video packet a second time after the next one, as a late retransmission
     /// arrives (the plain video of `video_pps`, not `video_profile`).
     pub resend_video: bool,
+    /// Keep the first this many packets of every received track as they arrived (a raw tap:
+    /// the end-to-end encryption tests read what the relay forwards). 0: keep none.
+    pub capture_packets: usize,
+}
+
+/// One RTP packet as it arrived, kept when [`MediaOptions::capture_packets`] asks for it.
+#[derive(Debug, Clone)]
+pub struct CapturedPacket {
+    pub sequence: u16,
+    pub timestamp: u32,
+    pub marker: bool,
+    pub payload: Bytes,
 }
 
 /// Where a simulcast layer's payload says which layer it is (after the probe).
@@ -150,6 +162,7 @@ impl MediaOptions {
             simulcast: false,
             throttle_kbps: None,
             resend_video: false,
+            capture_packets: 0,
         }
     }
 }
@@ -186,6 +199,8 @@ pub struct ReceivedTrack {
     /// Video packets by the simulcast layer their payload says they belong to (byte
     /// [`LAYER_MARKER`]; a non-simulcast publisher's video counts as layer 0).
     pub layers: [u64; 3],
+    /// The first packets as they arrived (see [`MediaOptions::capture_packets`]).
+    pub captured: Vec<CapturedPacket>,
     last_seq: Option<u16>,
     /// Which of the last `PROBE_WINDOW` probes (up to `probe_max`) have arrived, one bit each.
     recent: [u64; PROBE_WINDOW / 64],
@@ -345,6 +360,7 @@ struct Handler {
     out: mpsc::UnboundedSender<ClientMessage>,
     received: Received,
     latency_samples: usize,
+    capture_packets: usize,
     connected: Arc<AtomicBool>,
 }
 
@@ -376,10 +392,11 @@ impl PeerConnectionEventHandler for Handler {
         };
         let received = self.received.clone();
         let samples = self.latency_samples;
+        let capture = self.capture_packets;
         tokio::spawn(async move {
             while let Some(event) = track.poll().await {
                 match event {
-                    TrackRemoteEvent::OnRtpPacket(p) => record(&received, &key, &participant, kind, &p, samples),
+                    TrackRemoteEvent::OnRtpPacket(p) => record(&received, &key, &participant, kind, &p, samples, capture),
                     TrackRemoteEvent::OnEnded => break,
                     _ => {}
                 }
@@ -388,7 +405,7 @@ impl PeerConnectionEventHandler for Handler {
     }
 }
 
-fn record(received: &Received, key: &str, participant: &str, kind: MediaKind, p: &rtp::Packet, samples: usize) {
+fn record(received: &Received, key: &str, participant: &str, kind: MediaKind, p: &rtp::Packet, samples: usize, capture: usize) {
     let now = Instant::now();
     let Ok(mut map) = received.lock() else { return };
     let t = map.entry(key.to_string()).or_insert_with(|| ReceivedTrack {
@@ -408,9 +425,18 @@ fn record(received: &Received, key: &str, participant: &str, kind: MediaKind, p:
         late: 0,
         max_seq_step: 0,
         layers: [0; 3],
+        captured: Vec::new(),
         last_seq: None,
         recent: [0; PROBE_WINDOW / 64],
     });
+    if t.captured.len() < capture {
+        t.captured.push(CapturedPacket {
+            sequence: p.header.sequence_number,
+            timestamp: p.header.timestamp,
+            marker: p.header.marker,
+            payload: p.payload.clone(),
+        });
+    }
     if let Some(last) = t.last_seq {
         let delta = p.header.sequence_number.wrapping_sub(last);
         if delta == 0 || delta > 0x8000 {
@@ -777,8 +803,13 @@ impl MediaClient {
         let (out_tx, mut out_rx) = mpsc::unbounded_channel::<ClientMessage>();
         let (events_tx, events) = mpsc::unbounded_channel();
         let connected = Arc::new(AtomicBool::new(false));
-        let handler =
-            Arc::new(Handler { out: out_tx.clone(), received: received.clone(), latency_samples: opts.latency_samples, connected });
+        let handler = Arc::new(Handler {
+            out: out_tx.clone(),
+            received: received.clone(),
+            latency_samples: opts.latency_samples,
+            capture_packets: opts.capture_packets,
+            connected,
+        });
         let mut media_engine = MediaEngine::default();
         media_engine.register_default_codecs()?;
         media_engine.register_header_extension(
@@ -1351,6 +1382,7 @@ mod tests {
             late: 0,
             max_seq_step: 0,
             layers: [0; 3],
+            captured: Vec::new(),
             last_seq: None,
             recent: [0; PROBE_WINDOW / 64],
         }

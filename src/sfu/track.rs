@@ -295,6 +295,13 @@ impl PublishedTrack {
         }
     }
 
+    /// Whether the frames can be end-to-end encrypted the way Hearth's browsers do it: the
+    /// clear codec bytes the relay reads are defined for VP8 video and Opus audio only.
+    pub fn e2ee_codec(&self) -> bool {
+        let mime = &self.codec.mime_type;
+        mime.eq_ignore_ascii_case("video/vp8") || mime.eq_ignore_ascii_case("audio/opus")
+    }
+
     pub fn is_simulcast(&self) -> bool {
         self.simulcast.load(Ordering::Relaxed)
     }

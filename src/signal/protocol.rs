@@ -8,8 +8,8 @@
 use serde::{Deserialize, Serialize};
 
 pub use crate::vocab::{
-    CelebrationId, ChatMessageId, IceServer, MediaKind, MilestoneKind, ParticipantId, PauseReason, PollId, PollOptionId, ProposalId, Role,
-    RoomId, SimulcastLayer, SupportRequestId, TrackSource,
+    CelebrationId, ChatMessageId, E2eeMode, IceServer, MediaKind, MilestoneKind, ParticipantId, PauseReason, PollId, PollOptionId,
+    ProposalId, Role, RoomId, SimulcastLayer, SupportRequestId, TrackSource,
 };
 
 /// Bumped on any incompatible change. A client sends the version it speaks in `join`.
@@ -75,6 +75,9 @@ pub struct RoomState {
     pub locked: bool,
     pub waiting_room: bool,
     pub spotlight: Option<ParticipantId>,
+    /// End-to-end encryption of media: `off`, `preferred` or `required`.
+    #[serde(default)]
+    pub e2ee: E2eeMode,
 }
 
 /// A breakout room, as its members see it.
@@ -114,6 +117,44 @@ pub struct Whereabouts {
     pub name: String,
     pub role: Role,
     pub breakout_id: Option<String>,
+}
+
+// ---- end-to-end encryption (opaque to the server) ----
+
+/// One member's wrapped copy of a space key, inside `e2eeKeyBundle`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct E2eeWrap {
+    pub participant_id: ParticipantId,
+    /// base64url; the server never opens it.
+    pub wrap: String,
+}
+
+/// Who is in one space, for the key leader (therapists only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct E2eeSpace {
+    /// `main`, a breakout id or a private room id.
+    pub space: String,
+    pub members: Vec<E2eeMember>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct E2eeMember {
+    pub id: ParticipantId,
+    pub name: String,
+    pub role: Role,
+}
+
+/// Largest signed bundle (base64url characters): a 50-person member list with keys and names.
+pub const MAX_E2EE_BUNDLE_CHARS: usize = 16 * 1024;
+/// Largest public key, signature or wrap (base64url characters).
+pub const MAX_E2EE_KEY_CHARS: usize = 256;
+
+/// A blob the server relays without reading: non-empty base64url (no padding) of bounded size.
+pub fn is_e2ee_blob(text: &str, max_chars: usize) -> bool {
+    !text.is_empty() && text.len() <= max_chars && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 // ---- poll data ----
@@ -601,6 +642,29 @@ pub enum ClientMessage {
     ClosePrivateRoom {
         space_id: String,
     },
+    // ---- end-to-end encryption ----
+    /// Therapist, before anyone else is admitted: the room's encryption policy.
+    SetE2ee {
+        mode: E2eeMode,
+    },
+    /// Every client of an encrypted room, after `joined`: its key for this connection (and a
+    /// therapist's identity key signing it). Relayed to therapists; kept in memory only.
+    E2eeHello {
+        ecdh_pub: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        identity_key: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        identity_sig: Option<String>,
+    },
+    /// The key leader: a new key for one space, a signed member list and one wrap per member.
+    /// The server hands each member only its own wrap (`e2eeKeys`).
+    E2eeKeyBundle {
+        space: String,
+        epoch: u32,
+        bundle: String,
+        signature: String,
+        wraps: Vec<E2eeWrap>,
+    },
     /// Keep-alive; answered by `pong`.
     Ping {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -857,6 +921,37 @@ pub enum ServerMessage {
     ActiveSpeaker {
         participant_id: Option<ParticipantId>,
     },
+    // ---- end-to-end encryption ----
+    /// Therapists: a member's `e2eeHello` (also for people still waiting).
+    E2eePeerKey {
+        participant_id: ParticipantId,
+        ecdh_pub: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        identity_key: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        identity_sig: Option<String>,
+    },
+    /// Everyone: the therapist whose device makes the keys (the first admitted therapist that
+    /// sent an identity key), or all `null` when there is none.
+    E2eeLeader {
+        participant_id: Option<ParticipantId>,
+        identity_key: Option<String>,
+        ecdh_pub: Option<String>,
+        identity_sig: Option<String>,
+    },
+    /// One member: its own wrapped copy of a space key, with the leader's signed bundle.
+    E2eeKeys {
+        from: ParticipantId,
+        space: String,
+        epoch: u32,
+        bundle: String,
+        signature: String,
+        wrap: String,
+    },
+    /// Therapists: who is admitted in which space, whenever that changes.
+    E2eeSpaces {
+        spaces: Vec<E2eeSpace>,
+    },
     /// Relay nodes: this room is served by another node (in reply to `join`), or is moving
     /// there (a drain). Join again at `url` with the same token; the socket closes next.
     Redirect {
@@ -970,6 +1065,14 @@ pub enum ErrorCode {
     TooManyTracks,
     /// No `join` within `limits.join_timeout_ms` of opening the socket; it closes next.
     JoinTimeout,
+    /// An end-to-end encryption message with a key, signature or bundle that is not
+    /// base64url or is too large, or a space that does not exist.
+    InvalidE2ee,
+    /// The encryption policy changes only before anyone but therapists is admitted; a
+    /// `required` room keeps its waiting room on.
+    E2eeSettingLocked,
+    /// An end-to-end encrypted (`required`) room forwards only VP8 video and Opus audio.
+    E2eeCodec,
     /// A display name (in a token) that is empty, over 64 characters, or holds control or
     /// text-direction (bidi override) characters.
     InvalidName,

@@ -25,6 +25,7 @@ macro_rules! cx {
 mod alerts;
 mod breakout;
 mod chat;
+mod e2ee;
 mod effect;
 mod milestone;
 #[cfg(test)]
@@ -41,7 +42,7 @@ use super::{ParticipantId, RoomId};
 use crate::auth::{Grant, Role};
 use crate::sfu::{PeerCommand, PublishedTrack, TrackId};
 use crate::signal::protocol::{
-    ClientMessage, EndReason, ErrorCode, MediaKind, ParticipantInfo, RoomState, ServerMessage, WaitingInfo, PROTOCOL_VERSION,
+    ClientMessage, E2eeMode, EndReason, ErrorCode, MediaKind, ParticipantInfo, RoomState, ServerMessage, WaitingInfo, PROTOCOL_VERSION,
 };
 use effect::{Effect, Now};
 pub(super) use task::spawn;
@@ -183,11 +184,15 @@ pub(super) struct Room {
     chat: chat::Chat,
     speakers: speaker::Speakers,
     alerts: alerts::Alerts,
+    /// End-to-end encryption: the key relay's memory (never in the snapshot).
+    e2ee: e2ee::E2eeKeys,
 }
 
 impl Room {
     fn new(id: RoomId, settings: RoomSettings, has_store: bool, banned: impl IntoIterator<Item = ParticipantId>, now: Now) -> Self {
-        let state = RoomState { locked: false, waiting_room: settings.waiting_room, spotlight: None };
+        // `required` encryption keeps the waiting room on: the key leader admits everyone.
+        let e2ee = settings.e2ee;
+        let state = RoomState { locked: false, waiting_room: settings.waiting_room || e2ee == E2eeMode::Required, spotlight: None, e2ee };
         Self {
             id,
             members: HashMap::new(),
@@ -205,6 +210,7 @@ impl Room {
             chat: chat::Chat::default(),
             speakers: speaker::Speakers::default(),
             alerts: alerts::Alerts::default(),
+            e2ee: e2ee::E2eeKeys::default(),
         }
     }
 
@@ -226,6 +232,9 @@ impl Room {
         self.now = now;
         self.out.clear();
         let result = f(self);
+        if self.state.e2ee != E2eeMode::Off {
+            self.e2ee.after_input(&mut cx!(self));
+        }
         (result, std::mem::take(&mut self.out))
     }
 
@@ -327,6 +336,40 @@ impl Room {
         }
     }
 
+    // ---- end-to-end encryption ----
+
+    /// `setE2ee` is the room's policy; hellos and bundles go to the key relay (`e2ee.rs`).
+    fn on_e2ee(&mut self, from: &ParticipantId, msg: ClientMessage) {
+        let ClientMessage::SetE2ee { mode } = msg else {
+            if self.state.e2ee == E2eeMode::Off {
+                return self.error(from, ErrorCode::Forbidden, "this room is not end-to-end encrypted");
+            }
+            return self.e2ee.on_message(&mut cx!(self), from, msg);
+        };
+        if !self.members.get(from).is_some_and(|m| m.is_therapist() && m.admitted) {
+            return self.error(from, ErrorCode::Forbidden, "only a therapist can set the encryption policy");
+        }
+        if self.members.values().any(|m| m.admitted && !m.is_therapist()) {
+            return self.error(
+                from,
+                ErrorCode::E2eeSettingLocked,
+                "the encryption policy changes only before anyone but therapists is admitted",
+            );
+        }
+        self.state.e2ee = mode;
+        if mode == E2eeMode::Required {
+            self.state.waiting_room = true;
+        }
+        if mode == E2eeMode::Off {
+            self.e2ee.reset();
+        }
+        self.audit(from, "set_e2ee", None);
+        // Everyone, waiting people too: their client must know before it sends any media.
+        for id in self.order.clone() {
+            self.send_to(&id, ServerMessage::RoomStateChanged { room: self.state.clone() });
+        }
+    }
+
     // ---- membership ----
 
     /// Someone asks to join. On success the joining connection is attached to the place
@@ -352,6 +395,8 @@ impl Room {
                 warn!(participant = %id, "join for a seat held in another role refused");
                 return Err(RoomError::SeatTaken);
             }
+            // Keys announced by the previous connection are not this one's.
+            self.e2ee.joined(&id);
             self.resume(grant);
             return Ok(());
         }
@@ -604,6 +649,10 @@ impl Room {
                 format!("at most {max} tracks (a microphone, a camera and a screen) reach the group; this one does not"),
             );
         }
+        if self.state.e2ee == E2eeMode::Required && !track.e2ee_codec() {
+            warn!(participant = %id, "track in a codec that cannot be end-to-end encrypted not forwarded");
+            return self.error(id, ErrorCode::E2eeCodec, "this room is end-to-end encrypted: only VP8 video and Opus audio are forwarded");
+        }
         if !self.admit_track(id, &track) {
             return;
         }
@@ -677,6 +726,10 @@ impl Room {
         ) || matches!(&msg, ClientMessage::LowerHand { participant_id: Some(p) } if p != from);
         if moderator_only && !is_therapist {
             return self.error(from, ErrorCode::Forbidden, format!("only a therapist can use `{kind}`"));
+        }
+        // Keys are announced from the waiting room too, and the policy is set before admitting.
+        if let msg @ (ClientMessage::SetE2ee { .. } | ClientMessage::E2eeHello { .. } | ClientMessage::E2eeKeyBundle { .. }) = msg {
+            return self.on_e2ee(from, msg);
         }
         if !admitted {
             return self.error(from, ErrorCode::NotAdmitted, "you are in the waiting room; the therapist will let you in");
@@ -755,6 +808,9 @@ impl Room {
                 self.audit(from, if locked { "lock" } else { "unlock" }, None);
             }
             ClientMessage::SetWaitingRoom { enabled } => {
+                if !enabled && self.state.e2ee == E2eeMode::Required {
+                    return self.error(from, ErrorCode::E2eeSettingLocked, "an end-to-end encrypted room keeps its waiting room on");
+                }
                 self.state.waiting_room = enabled;
                 if !enabled {
                     for id in self.waiting_ids() {
@@ -825,6 +881,8 @@ impl Room {
             | ClientMessage::IceCandidate { .. }
             | ClientMessage::SetVideoPreference { .. }
             | ClientMessage::Ping { .. } => {}
+            // Handled before the admission check above.
+            ClientMessage::SetE2ee { .. } | ClientMessage::E2eeHello { .. } | ClientMessage::E2eeKeyBundle { .. } => {}
         }
     }
 

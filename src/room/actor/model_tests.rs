@@ -22,6 +22,7 @@ pub(super) fn settings(waiting_room: bool, reconnect_grace: Duration) -> RoomSet
         max_room_size: 6,
         max_tracks_per_participant: 3,
         waiting_room,
+        e2ee: crate::vocab::E2eeMode::Off,
         reconnect_grace,
         ice_servers: Vec::new(),
         turn: None,
@@ -149,7 +150,11 @@ fn op() -> impl Strategy<Value = Op> {
 
 /// What someone who was never admitted on a connection may be sent on it.
 fn allowed_while_waiting(m: &ServerMessage) -> bool {
-    matches!(m, ServerMessage::Joined { .. } | ServerMessage::Error { .. } | ServerMessage::SessionEnded { .. })
+    // Who holds the keys is told to everyone who joined: a waiting client checks it before admission.
+    matches!(
+        m,
+        ServerMessage::Joined { .. } | ServerMessage::Error { .. } | ServerMessage::SessionEnded { .. } | ServerMessage::E2eeLeader { .. }
+    )
 }
 
 impl Model {
@@ -713,4 +718,47 @@ fn a_celebration_reaches_only_the_audience_its_participant_chose() {
     assert!(celebrated(&model, 1), "p2 chose the group");
     model.client(&pid(1), celebrate(2));
     assert_eq!(model.last_error(1), Some(ErrorCode::Forbidden), "only a therapist celebrates");
+}
+
+#[test]
+fn e2ee_wraps_reach_only_their_member_and_no_key_reaches_the_snapshot() {
+    use crate::signal::protocol::E2eeWrap;
+    let mut s = settings(false, Duration::from_secs(30));
+    s.e2ee = crate::vocab::E2eeMode::Required;
+    let mut m = Model::with_settings(s);
+    for i in 0..3 {
+        m.join(i).expect("joins");
+    }
+    assert!(m.sent(1).iter().all(|msg| !matches!(msg, ServerMessage::Admitted { .. })), "a required room keeps its waiting room on");
+    let hello = |key: &str, identity: bool| ClientMessage::E2eeHello {
+        ecdh_pub: key.into(),
+        identity_key: identity.then(|| format!("{key}IDENTITY")),
+        identity_sig: identity.then(|| format!("{key}SIGNATURE")),
+    };
+    m.client(&therapist(), hello("THERAPISTPUB", true));
+    m.client(&pid(1), hello("ONEPUB", false));
+    m.client(&pid(2), hello("TWOPUB", false));
+    for i in 1..3 {
+        m.client(&therapist(), ClientMessage::Admit { participant_id: pid(i) });
+    }
+    let wrap = |i: usize, w: &str| E2eeWrap { participant_id: pid(i), wrap: w.into() };
+    m.client(
+        &therapist(),
+        ClientMessage::E2eeKeyBundle {
+            space: "main".into(),
+            epoch: 3,
+            bundle: "SIGNEDBUNDLE".into(),
+            signature: "BUNDLESIG".into(),
+            wraps: vec![wrap(1, "WRAPFORONE"), wrap(2, "WRAPFORTWO")],
+        },
+    );
+    let seen = |i: usize| serde_json::to_string(m.sent(i)).expect("json");
+    assert!(seen(1).contains("WRAPFORONE") && !seen(1).contains("WRAPFORTWO"), "{}", seen(1));
+    assert!(seen(2).contains("WRAPFORTWO") && !seen(2).contains("WRAPFORONE"), "{}", seen(2));
+    assert!(seen(0).contains("ONEPUB") && seen(0).contains("TWOPUB"), "the leader learns the members' keys");
+    assert!(!seen(1).contains("TWOPUB"), "members do not learn each other's keys through the server");
+    let snapshot = serde_json::to_string(&m.room.snapshot()).expect("snapshot json");
+    for secret in ["THERAPISTPUB", "IDENTITY", "SIGNATURE", "ONEPUB", "WRAPFOR", "SIGNEDBUNDLE", "BUNDLESIG"] {
+        assert!(!snapshot.contains(secret), "{secret} in the room's saved state: {snapshot}");
+    }
 }
