@@ -141,7 +141,13 @@ impl SfuEngine {
     /// An engine that binds nothing until a peer is activated: a port of its own per peer
     /// connection, whatever `ice.single_port` says (for tests of the room's rules).
     pub fn new(ice: IceConfig) -> Arc<Self> {
-        Arc::new(Self { next_port: AtomicU32::new(0), next_tcp_port: AtomicU32::new(0), ice, stats: Arc::new(SfuStats::default()), mux: None })
+        Arc::new(Self {
+            next_port: AtomicU32::new(0),
+            next_tcp_port: AtomicU32::new(0),
+            ice,
+            stats: Arc::new(SfuStats::default()),
+            mux: None,
+        })
     }
 
     /// The server's engine: with `ice.single_port`, binds the shared media port now, so a port
