@@ -12,7 +12,9 @@
 //              reconnects, redirects, errors), negotiation.js (the peer connection), media.js,
 //              session.js, tiles.js, roster.js, view.js, landing.js, page.js (page controls),
 //              codes.js (the error codes the client acts on), probe.js (window.hearth)
-//   features/  polls, milestones, chat, breakouts, screen, quality: each registers its own
+//   features/  polls, milestones, chat, breakouts, screen, quality, queue (speaking order),
+//              rounds (go-arounds), agreement (ground rules at the door), talktime
+//              (therapists' talk-time chart), agenda (items and segment timer): each registers its own
 //              handlers on the bus and builds its own part of the page
 //
 // Order matters only in one way: the core modules register their bus handlers first, so every
@@ -32,6 +34,11 @@ import './features/chat.js';
 import './features/breakouts.js';
 import './features/screen.js';
 import './features/quality.js';
+import './features/queue.js';
+import './features/rounds.js';
+import './features/agreement.js';
+import './features/talktime.js';
+import './features/agenda.js';
 
 sealProbe();
 init();

@@ -7,16 +7,22 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, info_span, warn, Instrument};
 
+mod agenda;
+mod agreement;
 mod alerts;
 mod breakout;
 mod chat;
+mod group;
 mod milestone;
 #[cfg(test)]
 mod model_tests;
 mod poll;
+mod queue;
+mod round;
 mod screen;
 mod snapshot;
 mod speaker;
+mod talktime;
 
 pub use super::handle::{JoinRequest, Outbox, RoomCommand, RoomError, RoomHandle, SessionEnd, Timer, OUTBOX_CAPACITY};
 use super::shared::RegistryInner;
@@ -97,6 +103,11 @@ pub(super) struct Room {
     chat: chat::Chat,
     speakers: speaker::Speakers,
     alerts: alerts::Alerts,
+    queues: queue::SpeakingQueues,
+    rounds: round::Rounds,
+    agenda: agenda::Agenda,
+    agreement: agreement::Agreement,
+    talk: talktime::TalkTime,
 }
 
 pub(super) fn spawn(id: RoomId, registry: Arc<RegistryInner>) -> RoomHandle {
@@ -126,6 +137,11 @@ fn build(id: RoomId, registry: Arc<RegistryInner>) -> (Room, mpsc::Receiver<Room
         chat: chat::Chat::default(),
         speakers: speaker::Speakers::default(),
         alerts: alerts::Alerts::default(),
+        queues: queue::SpeakingQueues::default(),
+        rounds: round::Rounds::default(),
+        agenda: agenda::Agenda::default(),
+        agreement: agreement::Agreement::default(),
+        talk: talktime::TalkTime::default(),
     };
     (room, rx, handle)
 }
@@ -308,6 +324,9 @@ impl Room {
         self.milestones = milestone::Milestones::default();
         self.chat = chat::Chat::default();
         self.speakers = speaker::Speakers::default();
+        self.queues = queue::SpeakingQueues::default();
+        self.agenda = agenda::Agenda::default();
+        self.agreement = agreement::Agreement::default();
         false
     }
 
@@ -371,6 +390,8 @@ impl Room {
             Timer::PollClose(poll) => self.poll_timer(&poll),
             Timer::Speakers => self.speaker_tick(),
             Timer::ScreenArrival(id, seq) => self.screen_arrival_check(&id, seq),
+            Timer::RoundTurn(space, generation) => self.round_timer(&space, generation),
+            Timer::AgendaWarning(generation) => self.agenda_timer(generation),
         }
     }
 
@@ -405,7 +426,10 @@ impl Room {
         if self.members.len() >= max {
             return Err(RoomError::Full(max));
         }
-        let admitted = remembered.admitted || grant.role == Role::Therapist || !self.state.waiting_room;
+        // An agreement not yet accepted holds everyone but therapists at the door, even with the
+        // waiting room off; someone admitted earlier this session is not asked again.
+        let at_door = grant.role != Role::Therapist && self.agreement.pending(&id);
+        let admitted = remembered.admitted || grant.role == Role::Therapist || (!self.state.waiting_room && !at_door);
         let info = ParticipantInfo {
             id: id.clone(),
             name: grant.name.clone(),
@@ -455,6 +479,7 @@ impl Room {
         } else {
             self.publish_waiting_list();
         }
+        self.agreement_on_join(&id);
         if grant.role == Role::Therapist {
             self.send_to(&id, ServerMessage::WaitingList { waiting: self.waiting_list() });
         }
@@ -519,7 +544,13 @@ impl Room {
             self.connect_media(&id);
             self.publish_update(&id);
             self.chat_resumed(&id);
+            if space.is_none() {
+                self.group_arrived(&id);
+            }
+            let agenda = self.agenda_message();
+            self.send_to(&id, agenda);
         }
+        self.agreement_on_join(&id);
         if role == Role::Therapist {
             self.send_to(&id, ServerMessage::WaitingList { waiting: self.waiting_list() });
             if !self.breakouts.is_empty() {
@@ -571,6 +602,14 @@ impl Room {
         self.place_admitted(id);
         self.send_open_polls(id);
         self.chat_admitted(id);
+        if self.members.get(id).is_some_and(|m| m.space.is_none()) {
+            self.group_arrived(id);
+        }
+        let agenda = self.agenda_message();
+        self.send_to(id, agenda);
+        if self.agreement.is_set() {
+            self.publish_agreement_statuses();
+        }
     }
 
     /// Subscribes `id` to everyone it should receive, and everyone who should receive it to `id`.
@@ -640,6 +679,13 @@ impl Room {
             self.publish_waiting_list();
         }
         self.chat_member_left(id);
+        if member.admitted && reason != Some(EndReason::Replaced) {
+            self.group_departed(id, &member.space);
+        }
+        self.agreement.left(id);
+        if self.agreement.is_set() {
+            self.publish_agreement_statuses();
+        }
         debug!(participant = %id, size = self.members.len(), "left");
     }
 
@@ -722,9 +768,24 @@ impl Room {
                 | ClientMessage::BroadcastToBreakouts { .. }
                 | ClientMessage::CloseBreakouts { .. }
                 | ClientMessage::AllowScreenShare { .. }
+                | ClientMessage::GiveFloor { .. }
+                | ClientMessage::StartRound { .. }
+                | ClientMessage::NextTurn
+                | ClientMessage::EndRound
+                | ClientMessage::SetAgenda { .. }
+                | ClientMessage::StartSegment { .. }
+                | ClientMessage::ExtendSegment { .. }
+                | ClientMessage::EndSegment
+                | ClientMessage::SaveAgendaTemplate { .. }
+                | ClientMessage::GetAgendaTemplates
+                | ClientMessage::SetAgreement { .. }
         ) || matches!(&msg, ClientMessage::LowerHand { participant_id: Some(p) } if p != from);
         if moderator_only && !is_therapist {
             return self.error(from, ErrorCode::Forbidden, format!("only a therapist can use `{kind}`"));
+        }
+        // The agreement is accepted at the door, before admission.
+        if let msg @ ClientMessage::AcceptAgreement { .. } = msg {
+            return self.on_group(from, msg);
         }
         if !admitted {
             return self.error(from, ErrorCode::NotAdmitted, "you are in the waiting room; the therapist will let you in");
@@ -737,6 +798,9 @@ impl Room {
                 self.set_hand(from, &target, false)
             }
             ClientMessage::Admit { participant_id } => {
+                if self.agreement_pending(&participant_id) && self.members.get(&participant_id).is_some_and(|m| !m.admitted) {
+                    return self.error(from, ErrorCode::AgreementPending, "they have not accepted the group's agreement yet");
+                }
                 if self.members.get(&participant_id).is_some_and(|m| !m.admitted) {
                     self.admit(&participant_id);
                     self.audit(from, "admit", Some(&participant_id));
@@ -745,8 +809,11 @@ impl Room {
                 }
             }
             ClientMessage::AdmitAll => {
+                // Only those who accepted the agreement (everyone, when there is none).
                 for id in self.waiting_ids() {
-                    self.admit(&id);
+                    if !self.agreement_pending(&id) {
+                        self.admit(&id);
+                    }
                 }
                 self.audit(from, "admit_all", None);
             }
@@ -806,7 +873,9 @@ impl Room {
                 self.state.waiting_room = enabled;
                 if !enabled {
                     for id in self.waiting_ids() {
-                        self.admit(&id);
+                        if !self.agreement_pending(&id) {
+                            self.admit(&id);
+                        }
                     }
                 }
                 self.send_admitted(ServerMessage::RoomStateChanged { room: self.state.clone() });
@@ -861,6 +930,19 @@ impl Room {
             | ClientMessage::OpenPrivateRoom { .. }
             | ClientMessage::ClosePrivateRoom { .. }) => self.on_chat(from, msg),
             msg @ (ClientMessage::ScreenShare { .. } | ClientMessage::AllowScreenShare { .. }) => self.on_screen(from, msg),
+            msg @ (ClientMessage::GiveFloor { .. }
+            | ClientMessage::StartRound { .. }
+            | ClientMessage::PassTurn
+            | ClientMessage::NextTurn
+            | ClientMessage::EndRound
+            | ClientMessage::SetAgreement { .. }
+            | ClientMessage::AcceptAgreement { .. }) => self.on_group(from, msg),
+            msg @ (ClientMessage::SetAgenda { .. }
+            | ClientMessage::StartSegment { .. }
+            | ClientMessage::ExtendSegment { .. }
+            | ClientMessage::EndSegment
+            | ClientMessage::SaveAgendaTemplate { .. }
+            | ClientMessage::GetAgendaTemplates) => self.on_agenda(from, msg),
             // Connection-level messages never reach the room.
             ClientMessage::Join { .. }
             | ClientMessage::Leave
@@ -896,6 +978,7 @@ impl Room {
             let Some(m) = self.members.get_mut(target) else { return };
             m.info.hand_raised = raised;
             self.publish_update(target);
+            self.hand_changed(target, raised);
         }
     }
 
@@ -982,9 +1065,18 @@ impl Room {
     }
 
     fn audit(&self, actor: &ParticipantId, action: &'static str, target: Option<&ParticipantId>) {
-        info!(actor = %actor, action, target = target.map(|t| t.as_str()), "moderation");
+        self.audit_record(actor, action, target.map(|t| t.as_str()));
+    }
+
+    /// An audit row whose target is not a participant (the agreement version someone accepted).
+    fn audit_detail(&self, actor: &ParticipantId, action: &'static str, detail: &str) {
+        self.audit_record(actor, action, Some(detail));
+    }
+
+    fn audit_record(&self, actor: &ParticipantId, action: &'static str, target: Option<&str>) {
+        info!(actor = %actor, action, target, "moderation");
         let Some(store) = self.registry.store.clone() else { return };
-        let (room, actor, target) = (self.id.to_string(), actor.to_string(), target.map(|t| t.to_string()));
+        let (room, actor, target) = (self.id.to_string(), actor.to_string(), target.map(str::to_string));
         tokio::spawn(async move {
             if let Err(e) = store.audit(&room, &actor, action, target.as_deref()).await {
                 warn!(error = %e, "audit record not written");

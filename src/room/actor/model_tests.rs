@@ -115,7 +115,11 @@ fn op() -> impl Strategy<Value = Op> {
 
 /// What someone who was never admitted on a connection may be sent on it.
 fn allowed_while_waiting(m: &ServerMessage) -> bool {
-    matches!(m, ServerMessage::Joined { .. } | ServerMessage::Error { .. } | ServerMessage::SessionEnded { .. })
+    // The agreement is the one thing shown at the door.
+    matches!(
+        m,
+        ServerMessage::Joined { .. } | ServerMessage::Error { .. } | ServerMessage::SessionEnded { .. } | ServerMessage::Agreement { .. }
+    )
 }
 
 impl Model {
