@@ -8,18 +8,17 @@ use rand::seq::SliceRandom;
 
 use super::agenda;
 use super::round::{self, RoundRefusal, TurnDeadline};
-use super::{Room, Timer};
+use super::{Effect, Room, Timer};
 use crate::auth::Role;
 use crate::room::ParticipantId;
 use crate::signal::protocol::{ClientMessage, ErrorCode, RoundOrder, ServerMessage};
-use crate::store::now_ms;
 
 type Space = Option<String>;
 
 impl Room {
     pub(super) fn on_group(&mut self, from: &ParticipantId, msg: ClientMessage) {
         let Some(space) = self.members.get(from).map(|m| m.space.clone()) else { return };
-        let now = tokio::time::Instant::now();
+        let now = self.now.at;
         match msg {
             ClientMessage::GiveFloor { participant_id, spotlight } => {
                 let target = match participant_id {
@@ -113,7 +112,7 @@ impl Room {
                 }
                 match self.agreement.accept(from, &version, location) {
                     Ok(()) => {
-                        self.audit_detail(from, "accept_agreement", &version);
+                        self.out.push(Effect::AuditNote { actor: from.clone(), action: "accept_agreement", note: version.clone() });
                         let msg = self.agreement.message_for(from);
                         self.send_to(from, msg);
                         self.publish_agreement_statuses();
@@ -146,20 +145,20 @@ impl Room {
     /// Sets the next turn's timer (if any) and tells the space.
     fn round_changed(&mut self, space: &Space, deadline: Option<TurnDeadline>) {
         if let Some(d) = deadline {
-            let after = d.at.saturating_duration_since(tokio::time::Instant::now());
+            let after = d.at.saturating_duration_since(self.now.at);
             self.schedule(after, Timer::RoundTurn(space.clone(), d.generation));
         }
         self.publish_round(space);
     }
 
     pub(super) fn round_timer(&mut self, space: &Space, generation: u64) {
-        if let Some(deadline) = self.rounds.time_up(space, generation, tokio::time::Instant::now()) {
+        if let Some(deadline) = self.rounds.time_up(space, generation, self.now.at) {
             self.round_changed(space, deadline);
         }
     }
 
     fn round_message(&self, space: &Space) -> ServerMessage {
-        ServerMessage::RoundUpdated { round: self.rounds.info(space, tokio::time::Instant::now(), now_ms() as u64) }
+        ServerMessage::RoundUpdated { round: self.rounds.info(space, self.now.at, self.now.unix_ms as u64) }
     }
 
     fn publish_round(&mut self, space: &Space) {
@@ -221,7 +220,7 @@ impl Room {
         for s in self.queues.left(id) {
             self.publish_queue(&s);
         }
-        if let Some(deadline) = self.rounds.departed(space, id, tokio::time::Instant::now()) {
+        if let Some(deadline) = self.rounds.departed(space, id, self.now.at) {
             self.round_changed(space, deadline);
         }
     }
@@ -278,7 +277,7 @@ impl Room {
 impl Room {
     /// The agenda messages (therapist only; checked in `Room::client`).
     pub(super) fn on_agenda(&mut self, from: &ParticipantId, msg: ClientMessage) {
-        let now = tokio::time::Instant::now();
+        let now = self.now.at;
         match msg {
             ClientMessage::SetAgenda { items } => {
                 let items: Vec<_> = items
@@ -294,7 +293,7 @@ impl Room {
                 self.agenda.set(items);
                 self.publish_agenda();
             }
-            ClientMessage::StartSegment { index } => match self.agenda.start(index, now, now_ms() as u64) {
+            ClientMessage::StartSegment { index } => match self.agenda.start(index, now, self.now.unix_ms as u64) {
                 Some(warning) => self.agenda_changed(warning),
                 None => self.error(from, ErrorCode::InvalidAgenda, "the agenda has no item with that number"),
             },
@@ -302,7 +301,7 @@ impl Room {
                 if minutes == 0 || minutes > agenda::MAX_EXTEND_MINUTES {
                     return self.error(from, ErrorCode::InvalidAgenda, format!("extend by 1 to {} minutes", agenda::MAX_EXTEND_MINUTES));
                 }
-                match self.agenda.extend(minutes, now, now_ms() as u64) {
+                match self.agenda.extend(minutes, now, self.now.unix_ms as u64) {
                     Some(warning) => self.agenda_changed(warning),
                     None => self.error(from, ErrorCode::InvalidAgenda, "no agenda item is running"),
                 }
@@ -334,48 +333,27 @@ impl Room {
         }
     }
 
-    /// Saves (when asked) and then sends `to` their templates, off the room task.
+    /// Saves (when asked) and then sends `to` their templates: store work, for the task.
     fn templates_reply(&mut self, to: &ParticipantId, save: Option<(String, Vec<crate::signal::protocol::AgendaItem>)>) {
-        let Some(outbox) = self.members.get(to).map(|m| m.outbox.clone()) else { return };
-        let Some(store) = self.registry.store.clone() else {
-            let _ = outbox.try_send(ServerMessage::AgendaTemplates { templates: Vec::new() });
-            return;
-        };
-        let therapist = to.to_string();
-        tokio::spawn(async move {
-            if let Some((name, items)) = save {
-                if let Err(e) = store.save_agenda_template(&therapist, &name, &items).await {
-                    tracing::warn!(error = %e, "agenda template not saved");
-                    let _ = outbox
-                        .try_send(ServerMessage::Error { code: ErrorCode::Internal, message: "the template could not be saved".into() });
-                    return;
-                }
-            }
-            match store.agenda_templates(&therapist).await {
-                Ok(templates) => {
-                    let _ = outbox.try_send(ServerMessage::AgendaTemplates { templates });
-                }
-                Err(e) => tracing::warn!(error = %e, "agenda templates not read"),
-            }
-        });
+        self.out.push(Effect::AgendaTemplates { therapist: to.clone(), save });
     }
 
     fn agenda_changed(&mut self, warning: Option<agenda::Warning>) {
         if let Some(w) = warning {
-            let after = w.at.saturating_duration_since(tokio::time::Instant::now());
+            let after = w.at.saturating_duration_since(self.now.at);
             self.schedule(after, Timer::AgendaWarning(w.generation));
         }
         self.publish_agenda();
     }
 
     pub(super) fn agenda_timer(&mut self, generation: u64) {
-        if let Some(seconds_left) = self.agenda.warning_due(generation, tokio::time::Instant::now()) {
+        if let Some(seconds_left) = self.agenda.warning_due(generation, self.now.at) {
             self.send_admitted(ServerMessage::AgendaWarning { seconds_left });
         }
     }
 
     pub(super) fn agenda_message(&self) -> ServerMessage {
-        ServerMessage::AgendaUpdated { agenda: self.agenda.info(tokio::time::Instant::now()) }
+        ServerMessage::AgendaUpdated { agenda: self.agenda.info(self.now.at) }
     }
 
     fn publish_agenda(&mut self) {

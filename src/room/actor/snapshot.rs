@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::agenda::{Agenda, AgendaSnap};
 use super::agreement::{Agreement, AgreementSnap};
 use super::queue::SpeakingQueues;
-use super::{Remembered, Room, Timer};
+use super::{Effect, Remembered, Room, Timer};
 use crate::room::ParticipantId;
 use crate::signal::protocol::{CelebrationPreferences, PollId, PollInfo};
 use crate::store::now_ms;
@@ -297,7 +297,7 @@ impl Room {
         RoomSnapshot {
             version: SNAPSHOT_VERSION,
             locked: false,
-            waiting_room: self.registry.settings.waiting_room,
+            waiting_room: self.settings.waiting_room,
             banned,
             remembered: BTreeMap::new(),
             breakouts: BreakoutsSnap::default(),
@@ -319,17 +319,18 @@ impl Room {
         self.state.waiting_room = snap.waiting_room;
         // Bans this node already knows for the room stay; the snapshot's join them.
         for id in &snap.banned {
-            self.registry.bans.insert(&self.id, id, ban_until(self.registry.settings.ban_ttl));
+            self.out.push(Effect::Ban(id.clone()));
         }
         self.banned.extend(snap.banned);
         self.remembered = snap.remembered.into_iter().collect();
-        let now = now_ms() as u64;
+        let now = self.now.unix_ms as u64;
         if let Some((generation, left_ms)) = self.breakouts.restore(snap.breakouts, now) {
             self.schedule(std::time::Duration::from_millis(left_ms), Timer::BreakoutClose(generation));
         }
-        let store = self.registry.store.clone();
-        let secret = self.registry.settings.ballot_secret;
-        for (id, left_ms) in self.polls.restore(snap.polls, &secret, store.as_ref(), self.id.as_str(), now) {
+        let secret = self.settings.ballot_secret;
+        let (timers, records) = self.polls.restore(snap.polls, &secret, self.id.as_str(), now);
+        self.out.extend(records.into_iter().map(|r| Effect::SavePoll(Box::new(r))));
+        for (id, left_ms) in timers {
             self.schedule(std::time::Duration::from_millis(left_ms), Timer::PollClose(id));
         }
         for (who, prefs) in snap.celebration_prefs {
@@ -338,12 +339,12 @@ impl Room {
         self.queues = snap.speaking_queue;
         let breakouts = &self.breakouts;
         self.queues.retain_spaces(|s| s.as_deref().is_none_or(|b| breakouts.exists(b)));
-        let (agenda, warning) = super::agenda::Agenda::restore(snap.agenda, tokio::time::Instant::now(), now);
+        let (agenda, warning) = Agenda::restore(snap.agenda, self.now.at, now);
         self.agenda = agenda;
         if let Some(w) = warning {
-            self.schedule(w.at.saturating_duration_since(tokio::time::Instant::now()), Timer::AgendaWarning(w.generation));
+            self.schedule(w.at.saturating_duration_since(self.now.at), Timer::AgendaWarning(w.generation));
         }
-        self.agreement = super::agreement::Agreement::restore(snap.agreement);
+        self.agreement = Agreement::restore(snap.agreement);
         tracing::info!("room state restored from the cluster");
     }
 }
@@ -403,7 +404,7 @@ mod tests {
         let snap: RoomSnapshot = serde_json::from_str(&crafted_json()).unwrap();
         let restored = std::panic::catch_unwind(|| {
             let mut polls = super::super::poll::Polls::default();
-            polls.restore(snap.polls, &[0; 32], None, "r", now_ms() as u64)
+            polls.restore(snap.polls, &[0; 32], "r", now_ms() as u64)
         });
         assert!(restored.is_err(), "the crafted snapshot no longer panics unvalidated; find another for the test");
     }
@@ -468,7 +469,7 @@ mod tests {
             let Ok(snap) = parse(&case) else { continue };
             let ok = std::panic::catch_unwind(|| {
                 let mut polls = super::super::poll::Polls::default();
-                polls.restore(snap.polls.clone(), &[0; 32], None, "r", now_ms() as u64);
+                polls.restore(snap.polls.clone(), &[0; 32], "r", now_ms() as u64);
                 polls.exercise();
                 let mut b = super::super::breakout::Breakouts::default();
                 b.restore(snap.breakouts.clone(), now_ms() as u64);
