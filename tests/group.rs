@@ -70,7 +70,9 @@ async fn the_queue_has_one_order_on_every_screen_under_concurrent_raises() {
     // Three raises at once, each from its own socket.
     let raise = ClientMessage::RaiseHand;
     let (ra, rb, rc) = tokio::join!(a.send(&raise), b.send(&raise), c.send(&raise));
-    (ra.unwrap(), rb.unwrap(), rc.unwrap());
+    ra.unwrap();
+    rb.unwrap();
+    rc.unwrap();
     let mut seen = Vec::new();
     for s in [&mut t, &mut a, &mut b, &mut c] {
         seen.push(queue_of(s, 3).await);
