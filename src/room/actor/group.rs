@@ -1,8 +1,10 @@
-//! Running a group, the room's side: the speaking queue, go-around rounds and the agreement at
-//! the door, wired to membership (admission, spaces, leaving) and to the wire. The rules of
-//! each live in their own type (`queue.rs`, `round.rs`, `agreement.rs`); this file decides who
-//! may ask for what and who is told. Who may moderate is checked in `Room::client` before any
-//! of this runs (participants get `forbidden`, nothing changes).
+//! Running a group, the room's side: the speaking queue, go-around rounds, the agenda, talk time
+//! and the agreement at the door, wired to membership (admission, spaces, leaving) and to the
+//! wire. The rules of each live in their own type (`queue.rs`, `round.rs`, `agenda.rs`,
+//! `talktime.rs`, `agreement.rs`), which take the time as an argument; this file decides who is
+//! told and turns store work into effects. Who may moderate is checked in `Room::client` before
+//! any of this runs (participants get `forbidden`, nothing changes). Talk time and locations go
+//! to therapists only.
 
 use rand::seq::SliceRandom;
 
