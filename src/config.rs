@@ -14,6 +14,9 @@ use crate::vocab::IceServer;
 /// The embedded defaults: `config/default.toml`, documented there key by key.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 
+/// Longest `clinic.*` text; longer would not fit calmly on a phone.
+pub const CLINIC_TEXT_MAX_CHARS: usize = 1000;
+
 /// The token secret shipped in the defaults; production mode refuses it.
 pub const DEV_TOKEN_SECRET: &str = "DEVELOPMENT-ONLY-hearth-secret-do-not-use-in-production";
 
@@ -28,6 +31,18 @@ pub struct Config {
     pub store: StoreConfig,
     pub limits: LimitsConfig,
     pub cluster: ClusterConfig,
+    pub clinic: ClinicConfig,
+}
+
+/// Words the web client shows that belong to the clinic running Hearth, not to Hearth: what
+/// to do without a join link, and where to find help after a session. Served by `/api/info`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClinicConfig {
+    /// On the page someone without a join link sees: how to reach the clinic.
+    pub no_link_text: String,
+    /// On every participant's end screen ("If you need help now: …").
+    pub support_resources_text: String,
 }
 
 /// Relay nodes sharing rooms through Redis (`src/cluster`). Off while `redis_url` is empty.
@@ -227,6 +242,17 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        for (key, text) in
+            [("clinic.no_link_text", &self.clinic.no_link_text), ("clinic.support_resources_text", &self.clinic.support_resources_text)]
+        {
+            if text.chars().count() > CLINIC_TEXT_MAX_CHARS {
+                return Err(ConfigError::Invalid {
+                    key,
+                    value: text.chars().take(40).collect::<String>() + "…",
+                    reason: "at most 1000 characters: it is shown on a small screen",
+                });
+            }
+        }
         let s = &self.server;
         for p in &s.trusted_proxies {
             if crate::vocab::IpNet::parse(p).is_none() {

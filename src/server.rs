@@ -104,10 +104,19 @@ struct Info {
     protocol_version: u32,
     /// Whether this server mints development tokens at /dev/token (never in production).
     dev_tokens: bool,
+    /// `clinic.no_link_text`: for the page shown without a join link.
+    no_link_text: String,
+    /// `clinic.support_resources_text`: for the end screen.
+    support_resources_text: String,
 }
 
 async fn info(State(state): State<Arc<AppState>>) -> Json<Info> {
-    Json(Info { protocol_version: crate::signal::protocol::PROTOCOL_VERSION, dev_tokens: state.config.dev_tokens() })
+    Json(Info {
+        protocol_version: crate::signal::protocol::PROTOCOL_VERSION,
+        dev_tokens: state.config.dev_tokens(),
+        no_link_text: state.config.clinic.no_link_text.clone(),
+        support_resources_text: state.config.clinic.support_resources_text.clone(),
+    })
 }
 
 /// An HTTP error with a stable code, as JSON.

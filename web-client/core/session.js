@@ -2,9 +2,10 @@
 // space we are in, moderation, the end), and starting, stopping and leaving it.
 
 import { announce } from '../lib/announce.js';
-import { on } from './bus.js';
+import { emit, on } from './bus.js';
 import { closeSocket, openSocket, send } from './connection.js';
 import { showLinkView } from './landing.js';
+import { dismissConfirm } from './dialog.js';
 import { log } from './log.js';
 import { applyLocalMutes, ensureLocalMedia, stopLocalMedia } from './media.js';
 import { startPeer, teardownPeer } from './negotiation.js';
@@ -106,7 +107,7 @@ function onWaitingList(waiting) {
     clearTimeout(state.arrivalTimer);
     state.arrivalTimer = setTimeout(() => { state.arrivals.clear(); renderWaiting(); }, ARRIVAL_HIGHLIGHT_MS);
   }
-  renderWaiting();
+  renderRoster(); // the waiting list, and the people count that mentions who waits
 }
 
 function onParticipantJoined(participant) {
@@ -256,7 +257,11 @@ function onSessionEnded(message) {
   const [heading, text, hint, action] = screens[reason]
     || ['Your session has ended', message.message || 'Your session has ended.', '', null];
   setStatus('ended', 'Session ended.');
-  showMessage(heading, text, { hint, action });
+  // Whoever leaves a group session may need somewhere to turn next: the clinic's resources
+  // go on every participant's end screen (not the therapist's, who runs the session).
+  const help = !isTherapist() && reason !== 'replaced' ? (state.clinic && state.clinic.supportResourcesText) || '' : '';
+  const closing = reason === 'ended' && message.closingMessage ? `\u201C${message.closingMessage}\u201D` : '';
+  showMessage(heading, text, { hint, action, more: closing, help });
 }
 
 function onTrackPublished(message) {
@@ -310,8 +315,7 @@ export function stopSession() {
   state.admitted = false;
   state.confirmRemove = null;
   ui.soundButton.hidden = true;
-  ui.endConfirm.hidden = true;
-  ui.endButton.hidden = false;
+  dismissConfirm();
 }
 
 export function leave() {
@@ -321,6 +325,7 @@ export function leave() {
   state.participantId = null;
   clearAlert();
   setStatus('left');
+  emit('local:left');
   showLinkView({ left: true });
 }
 

@@ -84,9 +84,10 @@ const supportHint = el('span', { id: 'support-hint', class: 'visually-hidden', t
 function mountControls() {
   const controls = document.getElementById('controls');
   if (!controls || chatButton.isConnected) return;
-  const leave = document.getElementById('leave-button');
-  controls.insertBefore(chatButton, leave || null);
-  controls.insertBefore(supportButton, leave || null);
+  // Before "More": the everyday buttons come first, the ways out last.
+  const more = document.getElementById('more');
+  controls.insertBefore(chatButton, more || null);
+  controls.insertBefore(supportButton, more || null);
   controls.append(supportHint);
 }
 
@@ -279,6 +280,13 @@ function addMessage(entry, { history = false } = {}) {
   list.append(node);
   if (nearBottom || mine) list.scrollTop = list.scrollHeight;
   renderEmpty();
+  // A private message is answered privately: the reply box turns to its sender, unless the
+  // person is already writing something (their choice of recipient then stands).
+  if (entry.private && !mine && !history && !input.value.trim()
+    && [...toSelect.options].some((o) => o.value === entry.from)) {
+    toSelect.value = entry.from;
+    renderPrivateHint();
+  }
   if (!mine && !history && (!chat.open || document.hidden)) {
     chat.unread += 1;
     renderUnread();
@@ -654,8 +662,7 @@ on('sessionEnded', () => {
   chat.sessionOver = true;
   chat.admitted = false;
 });
-const leave = document.getElementById('leave-button');
-if (leave) leave.addEventListener('click', () => { chat.sessionOver = true; chat.admitted = false; });
+on('local:left', () => { chat.sessionOver = true; chat.admitted = false; });
 
 // Read-only view for tests and debugging.
 exposeProbe('chat', () => ({
