@@ -14,7 +14,9 @@
 //              codes.js (the error codes the client acts on), probe.js (window.hearth),
 //              dialog.js (the confirmation dialog)
 //   features/  polls, milestones, chat, breakouts, screen, quality, cues,
-//              shortcuts, devices, presence, network: each registers its own
+//              shortcuts, devices, presence, queue (speaking order), rounds (go-arounds),
+//              agreement (ground rules at the door), talktime (therapists' talk-time chart),
+//              agenda (items and segment timer), network: each registers its own
 //              handlers on the bus and builds its own part of the page
 //   e2ee/      end-to-end encryption: sframe.js (RFC 9605 crypto), worker.js (the frame
 //              transforms), frames.js (attaching them), keys.js (key leader and members), ui.js
@@ -42,6 +44,11 @@ import './features/devices.js';
 import './features/presence.js';
 import './features/network.js';
 import './e2ee/ui.js';
+import './features/queue.js';
+import './features/rounds.js';
+import './features/agreement.js';
+import './features/talktime.js';
+import './features/agenda.js';
 
 sealProbe();
 init();

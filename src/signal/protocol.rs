@@ -378,6 +378,103 @@ pub enum EndReason {
     Moved,
 }
 
+// ---- running a group: speaking queue, rounds, ground rules ----
+
+/// One raised hand in a space's speaking queue. `seq` is stamped by the server when the hand
+/// went up (per space, never reused), so every screen orders the queue the same way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueuedHand {
+    pub participant_id: ParticipantId,
+    pub seq: u64,
+}
+
+/// The order of a go-around round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RoundOrder {
+    /// The space's roster, in join order.
+    #[default]
+    Roster,
+    /// Shuffled once by the server at the start; everyone sees the same order.
+    Random,
+    /// The speaking queue first (in its order), then everyone else in roster order.
+    Queue,
+}
+
+/// A go-around round as everyone in its space sees it. The server owns the order and the clock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoundInfo {
+    pub order: Vec<ParticipantId>,
+    /// Whose turn it is (`null`: the round is over).
+    pub current: Option<ParticipantId>,
+    /// Those who passed, and those who left before their turn (skipped).
+    pub passed: Vec<ParticipantId>,
+    pub skipped: Vec<ParticipantId>,
+    pub allow_pass: bool,
+    /// Length of each turn (`null`: until the speaker passes or the therapist moves on).
+    pub seconds_per_turn: Option<u32>,
+    /// When the current turn ends, milliseconds since the Unix epoch.
+    pub turn_ends_at_ms: Option<u64>,
+    /// Seconds left in the current turn when this was sent: clients count down from receipt,
+    /// which does not depend on their clock agreeing with the server's.
+    pub seconds_left: Option<u32>,
+}
+
+/// One item of a session's agenda.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgendaItem {
+    /// 1 to 80 characters.
+    pub title: String,
+    /// 1 to 240.
+    pub minutes: u32,
+}
+
+/// The session's agenda as everyone sees it: the items, the current segment and its clock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AgendaInfo {
+    pub items: Vec<AgendaItem>,
+    /// Index of the running segment (`null`: none).
+    pub current: Option<u32>,
+    /// Items already ended, by index.
+    pub done: Vec<u32>,
+    /// When the running segment's time is up, milliseconds since the Unix epoch.
+    pub ends_at_ms: Option<u64>,
+    /// Seconds left in the running segment when this was sent (0: over time).
+    pub seconds_left: Option<u32>,
+}
+
+/// An agenda a therapist saved to use again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgendaTemplate {
+    pub name: String,
+    pub items: Vec<AgendaItem>,
+}
+
+/// Therapists only: how long one member has spoken in this session, from the audio levels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TalkTimeEntry {
+    pub participant_id: ParticipantId,
+    pub seconds: u32,
+}
+
+/// Therapists only: where one person stands with the room's agreement, and where they said
+/// they are right now (memory only, gone at session end).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgreementStatus {
+    pub participant_id: ParticipantId,
+    /// Accepted the room's current agreement.
+    pub agreed: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+}
+
 /// Client → server. A message's `type` tag is its variant name in camelCase, written once by
 /// the derives: serde's for the wire, strum's for [`ClientMessage::kind`] and
 /// [`ClientMessage::TYPES`] (the same rule; a test decodes every documented example and checks
@@ -665,6 +762,67 @@ pub enum ClientMessage {
         signature: String,
         wraps: Vec<E2eeWrap>,
     },
+    // ---- running a group ----
+    /// Therapist: give the floor to `participantId`, or (absent) to the first hand in the
+    /// queue. Their hand goes down; with `spotlight` they are pinned on every screen for the
+    /// turn. Nobody is unmuted: the speaker unmutes themselves.
+    GiveFloor {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        participant_id: Option<ParticipantId>,
+        #[serde(default)]
+        spotlight: bool,
+    },
+    /// Therapist: start a go-around round in their space.
+    StartRound {
+        #[serde(default)]
+        order: RoundOrder,
+        /// 5 to 900; absent: no time limit.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seconds_per_turn: Option<u32>,
+        #[serde(default)]
+        allow_pass: bool,
+    },
+    /// The speaker: pass (or finish) one's turn, when the round allows passing.
+    PassTurn,
+    /// Therapist: move the round on to the next person.
+    NextTurn,
+    /// Therapist: end the round in their space.
+    EndRound,
+    /// Therapist: the session's agenda (replaces the last one; 0 to 20 items). A running
+    /// segment stops.
+    SetAgenda {
+        items: Vec<AgendaItem>,
+    },
+    /// Therapist: start the agenda item at `index` (ending the running one).
+    StartSegment {
+        index: u32,
+    },
+    /// Therapist: give the running segment `minutes` more (1 to 60).
+    ExtendSegment {
+        minutes: u32,
+    },
+    /// Therapist: end the running segment.
+    EndSegment,
+    /// Therapist: keep the current agenda's items under `name` (1 to 60 characters) for later
+    /// sessions; a template of the same name is replaced. Answered by `agendaTemplates`.
+    SaveAgendaTemplate {
+        name: String,
+    },
+    /// Therapist: one's saved agendas; answered by `agendaTemplates`.
+    GetAgendaTemplates,
+    /// Therapist: the room's ground rules (`null`: none), and whether to ask people where they
+    /// are. A changed text asks everyone waiting to accept again.
+    SetAgreement {
+        text: Option<String>,
+        #[serde(default)]
+        ask_location: bool,
+    },
+    /// Accept the agreement with the `version` you were shown; `location` when asked.
+    AcceptAgreement {
+        version: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        location: Option<String>,
+    },
     /// Keep-alive; answered by `pong`.
     Ping {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -885,6 +1043,50 @@ pub enum ServerMessage {
     ScreenShareForwarded {
         track_id: String,
     },
+    // ---- running a group ----
+    /// The speaking queue of your space and who has the floor, after every change and on
+    /// entering a space.
+    SpeakingQueue {
+        queue: Vec<QueuedHand>,
+        floor: Option<ParticipantId>,
+    },
+    /// The round in your space (`null`: none), after every change and on entering a space.
+    RoundUpdated {
+        round: Option<RoundInfo>,
+    },
+    /// The room's ground rules (to everyone not yet in, and on every change). `version` is the
+    /// text's hash; accept with it.
+    Agreement {
+        text: Option<String>,
+        version: Option<String>,
+        ask_location: bool,
+        /// You accepted this version already.
+        accepted: bool,
+    },
+    /// The agenda and the running segment's clock: to everyone admitted after every change,
+    /// and on admission (also to reconnects and late joiners).
+    AgendaUpdated {
+        agenda: AgendaInfo,
+    },
+    /// The running segment ends in `secondsLeft` (sent once per segment, to everyone admitted).
+    AgendaWarning {
+        seconds_left: u32,
+    },
+    /// Therapists: their saved agendas, by name.
+    AgendaTemplates {
+        templates: Vec<AgendaTemplate>,
+    },
+    /// Therapists only: seconds of speaking per participant in this session (everyone admitted,
+    /// in join order), every few seconds while it changes. Never sent to participants, never
+    /// stored.
+    TalkTime {
+        people: Vec<TalkTimeEntry>,
+    },
+    /// Therapists only: who (waiting or in) has accepted the agreement and where they said they
+    /// are, for everyone in the session but therapists; after every change.
+    AgreementStatuses {
+        people: Vec<AgreementStatus>,
+    },
     /// Maps a media stream id seen in SDP (`msid`) to the participant who publishes it.
     TrackPublished {
         participant_id: ParticipantId,
@@ -1076,6 +1278,23 @@ pub enum ErrorCode {
     /// A display name (in a token) that is empty, over 64 characters, or holds control or
     /// text-direction (bidi override) characters.
     InvalidName,
+    /// An agenda outside the limits (items, titles, minutes), or a segment index it does not
+    /// have, or no running segment to extend or end.
+    InvalidAgenda,
+    /// `giveFloor` without a name while nobody's hand is raised.
+    QueueEmpty,
+    /// A `startRound` outside the limits (seconds per turn, nobody to go around).
+    InvalidRound,
+    /// No round is running in your space.
+    NoRound,
+    /// `passTurn` when it is not your turn, or the round does not allow passing.
+    NotYourTurn,
+    /// An agreement text that is empty or too long, or a location that is.
+    InvalidAgreement,
+    /// `admit` of someone who has not accepted the room's agreement.
+    AgreementPending,
+    /// `acceptAgreement` with a version that is no longer the room's (it changed; read it again).
+    AgreementChanged,
 }
 
 impl ErrorCode {

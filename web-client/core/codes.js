@@ -46,4 +46,10 @@ export const CODES = Object.freeze({
   INVALID_NAME: 'invalid_name',
   SEAT_TAKEN: 'seat_taken',
   TOO_MANY_TRACKS: 'too_many_tracks',
+  QUEUE_EMPTY: 'queue_empty',
+  INVALID_AGENDA: 'invalid_agenda',
+  INVALID_ROUND: 'invalid_round',
+  AGREEMENT_PENDING: 'agreement_pending',
+  AGREEMENT_CHANGED: 'agreement_changed',
+  INVALID_AGREEMENT: 'invalid_agreement',
 });

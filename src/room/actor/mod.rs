@@ -22,18 +22,24 @@ macro_rules! cx {
     };
 }
 
+mod agenda;
+mod agreement;
 mod alerts;
 mod breakout;
 mod chat;
 mod e2ee;
 mod effect;
+mod group;
 mod milestone;
 #[cfg(test)]
 mod model_tests;
 mod poll;
+mod queue;
+mod round;
 mod screen;
 mod snapshot;
 mod speaker;
+mod talktime;
 mod task;
 
 pub use super::handle::{JoinRequest, Outbox, RoomCommand, RoomError, RoomHandle, SessionEnd, Timer, OUTBOX_CAPACITY};
@@ -186,6 +192,11 @@ pub(super) struct Room {
     alerts: alerts::Alerts,
     /// End-to-end encryption: the key relay's memory (never in the snapshot).
     e2ee: e2ee::E2eeKeys,
+    queues: queue::SpeakingQueues,
+    rounds: round::Rounds,
+    agenda: agenda::Agenda,
+    agreement: agreement::Agreement,
+    talk: talktime::TalkTime,
 }
 
 impl Room {
@@ -211,6 +222,11 @@ impl Room {
             speakers: speaker::Speakers::default(),
             alerts: alerts::Alerts::default(),
             e2ee: e2ee::E2eeKeys::default(),
+            queues: queue::SpeakingQueues::default(),
+            rounds: round::Rounds::default(),
+            agenda: agenda::Agenda::default(),
+            agreement: agreement::Agreement::default(),
+            talk: talktime::TalkTime::default(),
         }
     }
 
@@ -333,6 +349,8 @@ impl Room {
             Timer::PollClose(poll) => self.polls.on_timer(&mut cx!(self), &poll),
             Timer::Speakers => self.speaker_tick(),
             Timer::ScreenArrival(id, seq) => self.screen_arrival_check(&id, seq),
+            Timer::RoundTurn(space, generation) => self.round_timer(&space, generation),
+            Timer::AgendaWarning(generation) => self.agenda_timer(generation),
         }
     }
 
@@ -404,7 +422,10 @@ impl Room {
         if self.members.len() >= max {
             return Err(RoomError::Full(max));
         }
-        let admitted = remembered.admitted || grant.role == Role::Therapist || !self.state.waiting_room;
+        // An agreement not yet accepted holds everyone but therapists at the door, even with the
+        // waiting room off; someone admitted earlier this session is not asked again.
+        let at_door = grant.role != Role::Therapist && self.agreement.pending(&id);
+        let admitted = remembered.admitted || grant.role == Role::Therapist || (!self.state.waiting_room && !at_door);
         let info = ParticipantInfo {
             id: id.clone(),
             name: grant.name.clone(),
@@ -451,6 +472,7 @@ impl Room {
         } else {
             self.publish_waiting_list();
         }
+        self.agreement_on_join(&id);
         if grant.role == Role::Therapist {
             self.send_to(&id, ServerMessage::WaitingList { waiting: self.waiting_list() });
         }
@@ -504,7 +526,13 @@ impl Room {
             self.connect_media(&id);
             self.publish_update(&id);
             self.chat.resumed(&mut cx!(self), &id);
+            if space.is_none() {
+                self.group_arrived(&id);
+            }
+            let agenda = self.agenda_message();
+            self.send_to(&id, agenda);
         }
+        self.agreement_on_join(&id);
         if role == Role::Therapist {
             self.send_to(&id, ServerMessage::WaitingList { waiting: self.waiting_list() });
             if !self.breakouts.is_empty() {
@@ -552,6 +580,14 @@ impl Room {
         self.place_admitted(id);
         self.polls.catch_up(&mut cx!(self), id);
         self.chat.admitted(&mut cx!(self), id);
+        if self.members.get(id).is_some_and(|m| m.space.is_none()) {
+            self.group_arrived(id);
+        }
+        let agenda = self.agenda_message();
+        self.send_to(id, agenda);
+        if self.agreement.is_set() {
+            self.publish_agreement_statuses();
+        }
     }
 
     /// `admitted` carries the ICE servers: TURN credentials go to admitted members only, minted
@@ -635,6 +671,13 @@ impl Room {
         }
         for moves in self.chat.member_left(&cx!(self), id) {
             self.private_room_moves(moves);
+        }
+        if member.admitted && reason != Some(EndReason::Replaced) {
+            self.group_departed(id, &member.space);
+        }
+        self.agreement.left(id);
+        if self.agreement.is_set() {
+            self.publish_agreement_statuses();
         }
         debug!(participant = %id, size = self.members.len(), "left");
     }
@@ -723,6 +766,17 @@ impl Room {
                 | ClientMessage::BroadcastToBreakouts { .. }
                 | ClientMessage::CloseBreakouts { .. }
                 | ClientMessage::AllowScreenShare { .. }
+                | ClientMessage::GiveFloor { .. }
+                | ClientMessage::StartRound { .. }
+                | ClientMessage::NextTurn
+                | ClientMessage::EndRound
+                | ClientMessage::SetAgenda { .. }
+                | ClientMessage::StartSegment { .. }
+                | ClientMessage::ExtendSegment { .. }
+                | ClientMessage::EndSegment
+                | ClientMessage::SaveAgendaTemplate { .. }
+                | ClientMessage::GetAgendaTemplates
+                | ClientMessage::SetAgreement { .. }
         ) || matches!(&msg, ClientMessage::LowerHand { participant_id: Some(p) } if p != from);
         if moderator_only && !is_therapist {
             return self.error(from, ErrorCode::Forbidden, format!("only a therapist can use `{kind}`"));
@@ -730,6 +784,10 @@ impl Room {
         // Keys are announced from the waiting room too, and the policy is set before admitting.
         if let msg @ (ClientMessage::SetE2ee { .. } | ClientMessage::E2eeHello { .. } | ClientMessage::E2eeKeyBundle { .. }) = msg {
             return self.on_e2ee(from, msg);
+        }
+        // The agreement is accepted at the door, before admission.
+        if let msg @ ClientMessage::AcceptAgreement { .. } = msg {
+            return self.on_group(from, msg);
         }
         if !admitted {
             return self.error(from, ErrorCode::NotAdmitted, "you are in the waiting room; the therapist will let you in");
@@ -742,6 +800,9 @@ impl Room {
                 self.set_hand(from, &target, false)
             }
             ClientMessage::Admit { participant_id } => {
+                if self.agreement_pending(&participant_id) && self.members.get(&participant_id).is_some_and(|m| !m.admitted) {
+                    return self.error(from, ErrorCode::AgreementPending, "they have not accepted the group's agreement yet");
+                }
                 if self.members.get(&participant_id).is_some_and(|m| !m.admitted) {
                     self.admit(&participant_id);
                     self.audit(from, "admit", Some(&participant_id));
@@ -750,8 +811,11 @@ impl Room {
                 }
             }
             ClientMessage::AdmitAll => {
+                // Only those who accepted the agreement (everyone, when there is none).
                 for id in self.waiting_ids() {
-                    self.admit(&id);
+                    if !self.agreement_pending(&id) {
+                        self.admit(&id);
+                    }
                 }
                 self.audit(from, "admit_all", None);
             }
@@ -814,7 +878,9 @@ impl Room {
                 self.state.waiting_room = enabled;
                 if !enabled {
                     for id in self.waiting_ids() {
-                        self.admit(&id);
+                        if !self.agreement_pending(&id) {
+                            self.admit(&id);
+                        }
                     }
                 }
                 self.send_admitted(ServerMessage::RoomStateChanged { room: self.state.clone() });
@@ -873,6 +939,19 @@ impl Room {
                 }
             }
             msg @ (ClientMessage::ScreenShare { .. } | ClientMessage::AllowScreenShare { .. }) => self.on_screen(from, msg),
+            msg @ (ClientMessage::GiveFloor { .. }
+            | ClientMessage::StartRound { .. }
+            | ClientMessage::PassTurn
+            | ClientMessage::NextTurn
+            | ClientMessage::EndRound
+            | ClientMessage::SetAgreement { .. }
+            | ClientMessage::AcceptAgreement { .. }) => self.on_group(from, msg),
+            msg @ (ClientMessage::SetAgenda { .. }
+            | ClientMessage::StartSegment { .. }
+            | ClientMessage::ExtendSegment { .. }
+            | ClientMessage::EndSegment
+            | ClientMessage::SaveAgendaTemplate { .. }
+            | ClientMessage::GetAgendaTemplates) => self.on_agenda(from, msg),
             // Connection-level messages never reach the room.
             ClientMessage::Join { .. }
             | ClientMessage::Leave
@@ -910,6 +989,7 @@ impl Room {
             let Some(m) = self.members.get_mut(target) else { return };
             m.info.hand_raised = raised;
             self.publish_update(target);
+            self.hand_changed(target, raised);
         }
     }
 

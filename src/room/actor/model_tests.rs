@@ -150,10 +150,15 @@ fn op() -> impl Strategy<Value = Op> {
 
 /// What someone who was never admitted on a connection may be sent on it.
 fn allowed_while_waiting(m: &ServerMessage) -> bool {
-    // Who holds the keys is told to everyone who joined: a waiting client checks it before admission.
+    // Who holds the keys is told to everyone who joined (a waiting client checks it before
+    // admission), and the agreement is the one thing shown at the door.
     matches!(
         m,
-        ServerMessage::Joined { .. } | ServerMessage::Error { .. } | ServerMessage::SessionEnded { .. } | ServerMessage::E2eeLeader { .. }
+        ServerMessage::Joined { .. }
+            | ServerMessage::Error { .. }
+            | ServerMessage::SessionEnded { .. }
+            | ServerMessage::E2eeLeader { .. }
+            | ServerMessage::Agreement { .. }
     )
 }
 
@@ -292,11 +297,11 @@ impl Model {
                 Effect::Ban(id) => {
                     self.bans.insert(id);
                 }
-                Effect::Audit { action, .. } => self.audits.push(action),
+                Effect::Audit { action, .. } | Effect::AuditNote { action, .. } => self.audits.push(action),
                 Effect::Forwarding { track, on } => {
                     self.forwarding.insert(track.id.clone(), on);
                 }
-                Effect::SavePoll(_) | Effect::Milestone(_) => {}
+                Effect::SavePoll(_) | Effect::Milestone(_) | Effect::AgendaTemplates { .. } => {}
             }
         }
     }
@@ -761,4 +766,81 @@ fn e2ee_wraps_reach_only_their_member_and_no_key_reaches_the_snapshot() {
     for secret in ["THERAPISTPUB", "IDENTITY", "SIGNATURE", "ONEPUB", "WRAPFOR", "SIGNEDBUNDLE", "BUNDLESIG"] {
         assert!(!snapshot.contains(secret), "{secret} in the room's saved state: {snapshot}");
     }
+}
+
+/// The last round everyone in the main room was sent.
+fn last_round(model: &Model, i: usize) -> Option<crate::signal::protocol::RoundInfo> {
+    model.sent(i).iter().rev().find_map(|m| match m {
+        ServerMessage::RoundUpdated { round } => Some(round.clone()),
+        _ => None,
+    })?
+}
+
+#[test]
+fn a_round_moves_on_by_the_rooms_clock_and_participants_cannot_steer_it() {
+    use crate::signal::protocol::RoundOrder;
+    let mut model = Model::new(false);
+    for i in [0, 1, 2, 5] {
+        model.join(i).expect("joined");
+    }
+    let start = ClientMessage::StartRound { order: RoundOrder::Roster, seconds_per_turn: Some(60), allow_pass: false };
+    model.client(&pid(1), start.clone());
+    assert_eq!(model.last_error(1), Some(ErrorCode::Forbidden));
+    assert_eq!(last_round(&model, 1), None, "nothing changed");
+    model.client(&therapist(), start);
+    let r = last_round(&model, 2).expect("round");
+    assert_eq!((r.order.clone(), r.current.clone(), r.seconds_left), (vec![pid(1), pid(2)], Some(pid(1)), Some(60)), "participants only");
+    model.client(&pid(1), ClientMessage::PassTurn);
+    assert_eq!(model.last_error(1), Some(ErrorCode::NotYourTurn), "this round does not allow passing");
+    model.advance(Duration::from_secs(59));
+    assert_eq!(last_round(&model, 2).and_then(|r| r.current), Some(pid(1)));
+    model.advance(Duration::from_secs(1));
+    let r = last_round(&model, 5).expect("the observer sees it too");
+    assert_eq!((r.current, r.seconds_left), (Some(pid(2)), Some(60)), "the server's clock ended p1's turn");
+    // p2 drops out during their turn: the round is complete, and a timer left over does nothing.
+    model.input(Input::Leave(pid(2)));
+    assert_eq!(last_round(&model, 1).and_then(|r| r.current), None);
+    let before = model.sent(1).len();
+    model.advance(Duration::from_secs(120));
+    assert!(!model.sent(1)[before..].iter().any(|m| matches!(m, ServerMessage::RoundUpdated { .. })));
+}
+
+#[test]
+fn the_agenda_warns_a_minute_before_the_end_in_simulated_time() {
+    use crate::signal::protocol::AgendaItem;
+    let mut model = Model::new(false);
+    model.join(0).expect("therapist");
+    model.join(1).expect("p1");
+    model.client(&therapist(), ClientMessage::SetAgenda { items: vec![AgendaItem { title: "Check-in".into(), minutes: 5 }] });
+    model.client(&therapist(), ClientMessage::StartSegment { index: 0 });
+    model.client(&therapist(), ClientMessage::ExtendSegment { minutes: 1 });
+    let warned = |m: &Model| m.sent(1).iter().any(|m| matches!(m, ServerMessage::AgendaWarning { .. }));
+    model.advance(Duration::from_secs(4 * 60 + 59));
+    assert!(!warned(&model), "the first warning time passed with the extension");
+    model.advance(Duration::from_secs(61));
+    assert!(model.sent(1).iter().any(|m| matches!(m, ServerMessage::AgendaWarning { seconds_left: 60 })));
+    model.client(&pid(1), ClientMessage::EndSegment);
+    assert_eq!(model.last_error(1), Some(ErrorCode::Forbidden));
+}
+
+#[test]
+fn the_agreement_holds_people_at_the_door_until_they_accept() {
+    let mut model = Model::new(false);
+    model.join(0).expect("therapist");
+    model.client(&therapist(), ClientMessage::SetAgreement { text: Some("Stay private.".into()), ask_location: false });
+    model.join(1).expect("p1");
+    assert!(!model.admitted().contains(&pid(1)), "the waiting room is off, but the agreement holds");
+    let version = model
+        .sent(1)
+        .iter()
+        .find_map(|m| match m {
+            ServerMessage::Agreement { version, .. } => version.clone(),
+            _ => None,
+        })
+        .expect("shown the agreement");
+    model.client(&therapist(), ClientMessage::Admit { participant_id: pid(1) });
+    assert_eq!(model.last_error(0), Some(ErrorCode::AgreementPending));
+    model.client(&pid(1), ClientMessage::AcceptAgreement { version, location: None });
+    assert!(model.admitted().contains(&pid(1)), "accepted with the waiting room off: in");
+    assert!(model.audits.contains(&"accept_agreement"));
 }
