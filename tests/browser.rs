@@ -66,11 +66,11 @@ h.pc.getStats().then((stats) => {
 "#;
 
 /// The participant's page is in the waiting room: state, the calm message, the camera preview
-/// and its own mic/camera toggles, and no room yet.
+/// and its own mic/camera toggles, and no room yet (nor a peer connection: it starts on admission).
 const WAITING_JS: &str = r#"
 const h = window.hearth;
 const visible = (s) => { const el = document.querySelector(s); return Boolean(el && el.offsetParent !== null); };
-return h.state === 'waiting' && h.pc !== null
+return h.state === 'waiting' && !h.pc
   && visible('#lobby-panel') && !visible('#room-panel')
   && /therapist will let you in shortly/i.test(document.querySelector('#lobby-text').textContent)
   && visible('#preview-video') && document.querySelector('#preview-video').videoWidth > 0
