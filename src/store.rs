@@ -1,6 +1,7 @@
 //! The embedded store: SQLite (WAL) for the few records that must survive a restart — the
-//! audit log of moderator actions now; polls and milestones later. It holds ids, never display
-//! names or message contents. Queries run on the blocking pool, so async tasks never wait on
+//! audit log of moderator actions, polls, milestones, and session records (sessions,
+//! attendance, check-in values, support requests: [`records`]). It holds ids, never display
+//! names or message contents. Old records are purged after `store.retention_days`. Queries run on the blocking pool, so async tasks never wait on
 //! disk while holding anything.
 //!
 //! The texts therapists typed that the store must give back (a poll's question and options for
@@ -18,6 +19,12 @@ use serde::Serialize;
 
 use crate::signal::protocol::{CelebrationId, CelebrationPreferences, Milestone, MilestoneEntry};
 use crate::vocab::ParticipantId;
+
+pub mod records;
+pub use records::{
+    attendance_csv, AttendanceRecord, CheckInCountsRecord, CheckInValueRecord, IntervalRecord, Purged, Record, Recorder, SessionRecord,
+    SupportRecord,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -91,6 +98,7 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX milestones_participant ON milestones(participant, at_ms);
     CREATE INDEX milestones_room ON milestones(room, at_ms);",
+    records::MIGRATION,
 ];
 
 #[derive(Clone)]

@@ -7,6 +7,7 @@
 //! each member's peer.
 
 pub mod actor;
+pub mod attendance;
 mod handle;
 mod registry;
 mod shared;
