@@ -12,7 +12,7 @@
 //              reconnects, redirects, errors), negotiation.js (the peer connection), media.js,
 //              session.js, tiles.js, roster.js, view.js, landing.js, page.js (page controls),
 //              codes.js (the error codes the client acts on), probe.js (window.hearth)
-//   features/  polls, milestones, chat, breakouts, screen, quality: each registers its own
+//   features/  polls, milestones, chat, breakouts, screen, quality, checkin: each registers its own
 //              handlers on the bus and builds its own part of the page
 //
 // Order matters only in one way: the core modules register their bus handlers first, so every
@@ -32,6 +32,7 @@ import './features/chat.js';
 import './features/breakouts.js';
 import './features/screen.js';
 import './features/quality.js';
+import './features/checkin.js';
 
 sealProbe();
 init();

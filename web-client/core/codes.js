@@ -46,4 +46,9 @@ export const CODES = Object.freeze({
   INVALID_NAME: 'invalid_name',
   SEAT_TAKEN: 'seat_taken',
   TOO_MANY_TRACKS: 'too_many_tracks',
+  UNKNOWN_SUPPORT_REQUEST: 'unknown_support_request',
+  SUPPORT_OPEN: 'support_open',
+  INVALID_CHECK_IN: 'invalid_check_in',
+  UNKNOWN_CHECK_IN: 'unknown_check_in',
+  INVALID_CHECK_IN_VALUE: 'invalid_check_in_value',
 });

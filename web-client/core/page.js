@@ -46,7 +46,9 @@ export function init() {
   });
   ui.endButton.addEventListener('click', () => showEndConfirm(true));
   ui.endCancel.addEventListener('click', () => showEndConfirm(false));
-  ui.endConfirmButton.addEventListener('click', () => send({ type: 'endSession' }));
+  // The confirmation names open support requests when there are any (features/chat.js): then
+  // confirming it is the confirmation the server asks for.
+  ui.endConfirmButton.addEventListener('click', () => send({ type: 'endSession', confirm: Number(ui.endConfirm.dataset.supportOpen || 0) > 0 }));
   document.addEventListener('keydown', (event) => {
     // Escape backs out of a confirmation, like closing a dialog.
     if (event.key !== 'Escape') return;
