@@ -7,7 +7,9 @@
 //! has nobody admitted left (after `endSession`, or when the last person left or their
 //! reconnect grace ran out). A reconnect within the grace is one interval with `reconnects`
 //! counted, not two; a drop whose grace runs out ends the interval when the connection
-//! dropped, not when the grace ran out. Ids, roles, times and codes only.
+//! dropped, not when the grace ran out. A participant is late when they arrived (knocked) more
+//! than `rooms.late_after_secs` after the session started: waiting to be admitted is not being
+//! late. Ids, roles, times and codes only.
 //!
 //! It is part of the room's snapshot, so a session that moves between relay nodes stays one
 //! session.
@@ -159,7 +161,7 @@ impl Attendance {
         }
         if p.admitted_ms.is_none() {
             p.admitted_ms = Some(now);
-            p.late = role == Role::Participant && now - started > late_after_ms;
+            p.late = role == Role::Participant && p.arrived_ms - started > late_after_ms;
         }
         p.outcome = None;
         p.left_ms = None;

@@ -48,7 +48,7 @@ pub struct AttendanceRecord {
     pub admitted_ms: Option<i64>,
     /// Time spent in the waiting room, over the whole session.
     pub waited_ms: i64,
-    /// Admitted more than `rooms.late_after_secs` after the session started.
+    /// Arrived more than `rooms.late_after_secs` after the session started (participants).
     pub late: bool,
     /// Connections that dropped and came back within the reconnect grace (same interval).
     pub reconnects: u32,
