@@ -135,14 +135,6 @@ impl PeerHandle {
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
     }
-
-    /// A handle whose commands the caller reads itself: for tests of the room's rules,
-    /// which check what the room asks of each peer without any media.
-    #[cfg(test)]
-    pub(crate) fn for_test() -> (Self, mpsc::UnboundedReceiver<PeerCommand>) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        (Self { tx }, rx)
-    }
 }
 
 struct Handler {

@@ -67,7 +67,8 @@ pub struct PublishedTrack {
     pub kind: MediaKind,
     pub(super) codec: RTCRtpCodec,
     media_ssrc: u32,
-    remote: Arc<dyn TrackRemote>,
+    /// `None` only for tracks made by tests of the room's rules, which carry no media.
+    remote: Option<Arc<dyn TrackRemote>>,
     packets: broadcast::Sender<Fanned>,
     /// Cleared by a moderator's hard mute: packets are dropped at the source.
     forwarding: AtomicBool,
@@ -127,7 +128,7 @@ impl PublishedTrack {
             kind,
             codec,
             media_ssrc,
-            remote,
+            remote: Some(remote),
             packets,
             forwarding: AtomicBool::new(true),
             last_keyframe_request: Mutex::new(None),
@@ -147,12 +148,43 @@ impl PublishedTrack {
         })
     }
 
+    /// A track without media, for tests of the room's rules (who subscribes to what).
+    #[cfg(test)]
+    pub(crate) fn for_test(id: &str, publisher: ParticipantId, kind: MediaKind) -> Arc<Self> {
+        let (packets, _) = broadcast::channel(1);
+        Arc::new(Self {
+            id: id.to_string(),
+            publisher,
+            kind,
+            codec: RTCRtpCodec::default(),
+            media_ssrc: 0,
+            remote: None,
+            packets,
+            forwarding: AtomicBool::new(true),
+            last_keyframe_request: Mutex::new(None),
+            last_keyframe_ms: AtomicU64::new(0),
+            keyframe_request_pending: AtomicBool::new(false),
+            stats: Arc::default(),
+            loudness: Loudness::default(),
+            audio_level_id: Arc::default(),
+            client_track_id: id.to_string(),
+            client_stream_id: String::new(),
+            screen: AtomicBool::new(false),
+            simulcast: AtomicBool::new(false),
+            layer_ssrc: Default::default(),
+            layer_height: Default::default(),
+            layer_last_ms: Default::default(),
+            born: Instant::now(),
+        })
+    }
+
     /// Reads RTP from the publisher until the track ends. Runs as the track's own task.
     pub(crate) async fn pump(self: Arc<Self>) {
         // Sequence numbers are per layer, so duplicates are too.
         let mut seen: [SeqWindow; MAX_LAYERS] = Default::default();
         let mut layers: HashMap<u32, usize> = HashMap::new();
-        while let Some(event) = self.remote.poll().await {
+        let Some(remote) = self.remote.clone() else { return };
+        while let Some(event) = remote.poll().await {
             match event {
                 TrackRemoteEvent::OnOpen(init) => {
                     if let Some(rid) = init.rid.as_deref().filter(|r| !r.is_empty()) {
@@ -321,7 +353,7 @@ impl PublishedTrack {
 
     fn send_pli(&self) {
         self.stats.keyframe_requests_sent.fetch_add(1, Ordering::Relaxed);
-        let remote = self.remote.clone();
+        let Some(remote) = self.remote.clone() else { return };
         // Every simulcast layer has its own SSRC and its own keyframes.
         let mut ssrcs: Vec<u32> = self.layer_ssrc.iter().map(|s| s.load(Ordering::Relaxed)).filter(|s| *s != 0).collect();
         if ssrcs.is_empty() {

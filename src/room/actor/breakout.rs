@@ -18,12 +18,11 @@ use std::time::Duration;
 use rand::seq::SliceRandom;
 
 use super::snapshot::BreakoutsSnap;
-use super::{forwards, Room, Timer};
+use super::{forwards, Cx, Effect, Room, Timer};
 use crate::auth::Role;
 use crate::room::ParticipantId;
 use crate::sfu::PeerCommand;
 use crate::signal::protocol::{BreakoutInfo, BreakoutPlan, BreakoutRef, ClientMessage, ErrorCode, ServerMessage, Whereabouts};
-use crate::store::now_ms;
 
 /// Most breakout rooms one session may have.
 pub(super) const MAX_BREAKOUTS: usize = 50;
@@ -141,7 +140,7 @@ impl Room {
                 self.breakouts.rooms.retain(|(b, _)| b != &breakout_id);
                 self.breakouts.assignment.retain(|_, b| b != &breakout_id);
                 // Its polls close while its members are still there to hear it.
-                self.close_space_polls(std::slice::from_ref(&breakout_id));
+                self.polls.close_spaces(&mut cx!(self), std::slice::from_ref(&breakout_id));
                 let inside: Vec<_> =
                     self.members.values().filter(|m| m.space.as_deref() == Some(&breakout_id)).map(|m| (m.info.id.clone(), None)).collect();
                 self.move_many(inside);
@@ -205,7 +204,7 @@ impl Room {
                 self.breakouts.allow_return = allow_return;
                 self.breakouts.generation += 1;
                 let generation = self.breakouts.generation;
-                self.breakouts.closes_at_ms = duration_secs.map(|d| now_ms() as u64 + u64::from(d) * 1000);
+                self.breakouts.closes_at_ms = duration_secs.map(|d| self.now.unix_ms as u64 + u64::from(d) * 1000);
                 if let Some(d) = duration_secs {
                     let warn = warning_secs.unwrap_or(DEFAULT_WARNING_SECS).min(d);
                     if warn > 0 && warn < d {
@@ -235,7 +234,7 @@ impl Room {
                 let secs = countdown_secs.unwrap_or(DEFAULT_CLOSE_COUNTDOWN_SECS).min(300);
                 self.breakouts.generation += 1;
                 let generation = self.breakouts.generation;
-                self.breakouts.closes_at_ms = Some(now_ms() as u64 + u64::from(secs) * 1000);
+                self.breakouts.closes_at_ms = Some(self.now.unix_ms as u64 + u64::from(secs) * 1000);
                 self.send_admitted(ServerMessage::BreakoutsClosing { seconds_left: secs });
                 self.schedule(Duration::from_secs(u64::from(secs)), Timer::BreakoutClose(generation));
                 self.audit(from, "breakout_close", None);
@@ -243,7 +242,7 @@ impl Room {
             }
             ClientMessage::GoToBreakout { breakout_id } => self.go_to_breakout(from, breakout_id),
             ClientMessage::AskForHelp => {
-                if !self.alerts.allow(from, super::alerts::Alert::AskForHelp, tokio::time::Instant::now()) {
+                if !self.alerts.allow(from, super::alerts::Alert::AskForHelp, self.now.at) {
                     return self.error(from, ErrorCode::RateLimited, super::alerts::refusal(super::alerts::Alert::AskForHelp));
                 }
                 let Some(m) = self.members.get(from) else { return };
@@ -294,7 +293,7 @@ impl Room {
         if generation != self.breakouts.generation || !self.breakouts.open {
             return;
         }
-        let left = self.breakouts.closes_at_ms.map(|t| t.saturating_sub(now_ms() as u64).div_ceil(1000) as u32).unwrap_or(0);
+        let left = self.breakouts.closes_at_ms.map(|t| t.saturating_sub(self.now.unix_ms as u64).div_ceil(1000) as u32).unwrap_or(0);
         self.send_admitted(ServerMessage::BreakoutWarning { seconds_left: left });
     }
 
@@ -307,7 +306,7 @@ impl Room {
         self.breakouts.closes_at_ms = None;
         self.breakouts.generation += 1;
         let spaces: Vec<String> = self.breakouts.rooms.iter().map(|(b, _)| b.clone()).collect();
-        self.close_space_polls(&spaces);
+        self.polls.close_spaces(&mut cx!(self), &spaces);
         let away: Vec<_> =
             self.order.iter().filter(|id| self.members.get(*id).is_some_and(|m| m.space.is_some())).map(|id| (id.clone(), None)).collect();
         self.move_many(away);
@@ -322,7 +321,7 @@ impl Room {
             self.chat.forget_space(b);
             self.speakers.forget_space(b);
         }
-        self.forget_empty_private_rooms();
+        self.chat.forget_empty_private_rooms(&self.members);
     }
 
     /// Where a newly admitted (or reconnected) member belongs.
@@ -355,12 +354,12 @@ impl Room {
             for other in self.members.values() {
                 if forwards(other, member) {
                     for t in &other.tracks {
-                        member.peer.send(PeerCommand::Unsubscribe(t.id.clone()));
+                        self.out.push(Effect::Peer { to: id.clone(), cmd: PeerCommand::Unsubscribe(t.id.clone()) });
                     }
                 }
                 if forwards(member, other) {
                     for t in &member.tracks {
-                        other.peer.send(PeerCommand::Unsubscribe(t.id.clone()));
+                        self.out.push(Effect::Peer { to: other.info.id.clone(), cmd: PeerCommand::Unsubscribe(t.id.clone()) });
                     }
                 }
             }
@@ -402,8 +401,8 @@ impl Room {
             allow_return: self.breakouts.allow_return,
         };
         self.send_to(id, msg);
-        self.send_chat_history(id);
-        self.send_open_polls(id);
+        self.chat.send_history(&mut cx!(self), id);
+        self.polls.catch_up(&mut cx!(self), id);
     }
 
     pub(super) fn roster_of_space(&self, space: &Option<String>) -> Vec<crate::signal::protocol::ParticipantInfo> {

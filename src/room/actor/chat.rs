@@ -14,19 +14,22 @@
 //!
 //! "I need support" alerts the therapists only and acknowledges the participant; the audit log
 //! gets the participant's id, nothing else. A therapist answers with one action,
-//! `openPrivateRoom`: a space of two (`private-N`, not a breakout) that both move into with
-//! [`Room::move_many`], so media and chat follow; `closePrivateRoom` returns the participant to
-//! where they belong and the therapist to the main room.
+//! `openPrivateRoom`: a space of two (`private-N`, not a breakout) that both move into (the room
+//! moves them, so media and chat follow); `closePrivateRoom` returns the participant to where
+//! they belong and the therapist to the main room.
+//!
+//! [`Chat`] holds all of it; its methods get the room's context ([`Cx`]) and ask the room for
+//! moves rather than making them.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::Room;
+use super::alerts::{Alert, Alerts};
+use super::{Cx, Member};
 use crate::room::ParticipantId;
 use crate::signal::protocol::{ChatEntry, ChatMessageId, ChatSettings, ClientMessage, ErrorCode, ServerMessage, SupportRequestId};
-use crate::store::now_ms;
 
 /// Longest chat message, in characters (after trimming).
 pub const MAX_CHAT_CHARS: usize = 1000;
@@ -120,9 +123,22 @@ fn clean_text(text: &str) -> Option<String> {
     (n > 0 && n <= MAX_CHAT_CHARS).then(|| text.to_string())
 }
 
-impl Room {
-    pub(super) fn on_chat(&mut self, from: &ParticipantId, msg: ClientMessage) {
-        let Some(sender) = self.members.get(from) else { return };
+/// Where a private room sends someone: a space, or back to where the room's plan puts them
+/// (their breakout while breakouts are open, else the main room).
+pub(super) enum Dest {
+    Space(Option<String>),
+    Home,
+}
+
+/// The moves a private room opening or closing asks of the room, which owns membership and
+/// media routing (private rooms are spaces like breakouts).
+pub(super) type Moves = Vec<(ParticipantId, Dest)>;
+
+impl Chat {
+    /// Handles the chat messages (see the protocol). `Some(moves)` when a private room opened
+    /// or closed: the room moves those people and updates the breakout plan.
+    pub(super) fn on_message(&mut self, cx: &mut Cx, alerts: &mut Alerts, from: &ParticipantId, msg: ClientMessage) -> Option<Moves> {
+        let sender = cx.members.get(from)?;
         let is_therapist = sender.is_therapist();
         let therapist_only = matches!(
             msg,
@@ -132,86 +148,93 @@ impl Room {
                 | ClientMessage::ClosePrivateRoom { .. }
         );
         if therapist_only && !is_therapist {
-            return self.error(from, ErrorCode::Forbidden, format!("only a therapist can use `{}`", msg.kind()));
+            cx.error(from, ErrorCode::Forbidden, format!("only a therapist can use `{}`", msg.kind()));
+            return None;
         }
         match msg {
-            ClientMessage::Chat { text, to } => self.post_chat(from, &text, to),
+            ClientMessage::Chat { text, to } => self.post(cx, from, &text, to),
             ClientMessage::SetChatSettings { enabled, private_messages, keep_transcript } => {
-                let s = &mut self.chat.settings;
+                let s = &mut self.settings;
                 s.enabled = enabled.unwrap_or(s.enabled);
                 s.private_messages = private_messages.unwrap_or(s.private_messages);
                 s.keep_transcript = keep_transcript.unwrap_or(s.keep_transcript);
                 if !s.keep_transcript {
-                    self.chat.transcript.clear();
+                    self.transcript.clear();
                 }
-                let settings = self.chat.settings;
-                self.audit(from, "chat_settings", None);
-                self.send_admitted(ServerMessage::ChatSettings(settings));
+                cx.audit(from, "chat_settings", None);
+                let admitted: Vec<_> = cx.members.values().filter(|m| m.admitted).map(|m| m.info.id.clone()).collect();
+                for p in admitted {
+                    cx.send(&p, ServerMessage::ChatSettings(self.settings));
+                }
             }
             ClientMessage::DeleteChatMessage { message_id } => {
-                let Some(delivered) = self.chat.delivered.remove(&message_id) else {
-                    return self.error(from, ErrorCode::UnknownChatMessage, "no recent message with that id");
+                let Some(delivered) = self.delivered.remove(&message_id) else {
+                    cx.error(from, ErrorCode::UnknownChatMessage, "no recent message with that id");
+                    return None;
                 };
-                self.chat.delivered_order.retain(|m| m != &message_id);
-                if let Some(kept) = self.chat.transcript.get_mut(&delivered.space) {
+                self.delivered_order.retain(|m| m != &message_id);
+                if let Some(kept) = self.transcript.get_mut(&delivered.space) {
                     kept.retain(|e| e.id != message_id);
                 }
-                self.audit(from, "chat_delete", None);
+                cx.audit(from, "chat_delete", None);
                 let mut to: Vec<_> = delivered.recipients.into_iter().collect();
                 if !to.contains(from) {
                     to.push(from.clone());
                 }
                 for p in to {
-                    self.send_to(&p, ServerMessage::ChatMessageDeleted { message_id: message_id.clone() });
+                    cx.send(&p, ServerMessage::ChatMessageDeleted { message_id: message_id.clone() });
                 }
             }
-            ClientMessage::RequestSupport => self.request_support(from),
-            ClientMessage::OpenPrivateRoom { participant_id } => self.open_private_room(from, &participant_id),
+            ClientMessage::RequestSupport => Self::request_support(cx, alerts, from),
+            ClientMessage::OpenPrivateRoom { participant_id } => return self.open_private_room(cx, from, &participant_id),
             ClientMessage::ClosePrivateRoom { space_id } => {
-                if !self.chat.private_rooms.contains_key(&space_id) {
-                    return self.error(from, ErrorCode::UnknownPrivateRoom, "no open private room with that id");
+                if !self.private_rooms.contains_key(&space_id) {
+                    cx.error(from, ErrorCode::UnknownPrivateRoom, "no open private room with that id");
+                    return None;
                 }
-                self.close_private_room(&space_id);
-                self.audit(from, "private_room_close", None);
+                let moves = self.close_private_room(cx, &space_id);
+                cx.audit(from, "private_room_close", None);
+                return Some(moves);
             }
             _ => {}
         }
+        None
     }
 
-    fn post_chat(&mut self, from: &ParticipantId, text: &str, to: Option<ParticipantId>) {
-        let Some(sender) = self.members.get(from) else { return };
+    fn post(&mut self, cx: &mut Cx, from: &ParticipantId, text: &str, to: Option<ParticipantId>) {
+        let Some(sender) = cx.members.get(from) else { return };
         let (is_therapist, from_name, space) = (sender.is_therapist(), sender.info.name.clone(), sender.space.clone());
-        if !self.chat.settings.enabled && !is_therapist {
-            return self.error(from, ErrorCode::ChatDisabled, "the therapist turned chat off");
+        if !self.settings.enabled && !is_therapist {
+            return cx.error(from, ErrorCode::ChatDisabled, "the therapist turned chat off");
         }
         let Some(text) = clean_text(text) else {
-            return self.error(from, ErrorCode::InvalidChat, format!("a message is 1 to {MAX_CHAT_CHARS} characters"));
+            return cx.error(from, ErrorCode::InvalidChat, format!("a message is 1 to {MAX_CHAT_CHARS} characters"));
         };
         let recipients: Vec<ParticipantId> = match &to {
-            None => self.space_of(from),
+            None => cx.space_of(from),
             Some(target) => {
-                let Some(t) = self.members.get(target).filter(|m| m.admitted && &m.info.id != from) else {
-                    return self.error(from, ErrorCode::UnknownParticipant, "nobody with that id is in the room");
+                let Some(t) = cx.members.get(target).filter(|m| m.admitted && &m.info.id != from) else {
+                    return cx.error(from, ErrorCode::UnknownParticipant, "nobody with that id is in the room");
                 };
                 // Anyone may write to a therapist, and a therapist to anyone, wherever they are;
                 // between participants only in the same space and when the therapist allows it.
                 if !is_therapist && !t.is_therapist() {
-                    if !self.chat.settings.private_messages {
-                        return self.error(
+                    if !self.settings.private_messages {
+                        return cx.error(
                             from,
                             ErrorCode::PrivateMessagesOff,
                             "private messages between participants are off; you can message the therapist",
                         );
                     }
                     if t.space != space {
-                        return self.error(from, ErrorCode::UnknownParticipant, "that person is in another room");
+                        return cx.error(from, ErrorCode::UnknownParticipant, "that person is in another room");
                     }
                 }
                 vec![from.clone(), target.clone()]
             }
         };
-        if !self.chat.allow(from, Instant::now()) {
-            return self.error(from, ErrorCode::RateLimited, "you are sending messages quickly; wait a few seconds");
+        if !self.allow(from, cx.now.at) {
+            return cx.error(from, ErrorCode::RateLimited, "you are sending messages quickly; wait a few seconds");
         }
         let entry = ChatEntry {
             id: ChatMessageId::random(),
@@ -220,144 +243,133 @@ impl Room {
             text,
             private: to.is_some(),
             to,
-            sent_at_ms: now_ms() as u64,
+            sent_at_ms: cx.now.unix_ms as u64,
         };
-        self.chat.remember(&entry, space, recipients.iter().cloned().collect());
+        self.remember(&entry, space, recipients.iter().cloned().collect());
         for p in recipients {
-            self.send_to(&p, ServerMessage::ChatMessage(entry.clone()));
+            cx.send(&p, ServerMessage::ChatMessage(entry.clone()));
         }
     }
 
     /// On admission: the settings, and the kept messages of the main room (a member placed
-    /// straight into a breakout got that breakout's from [`Room::move_many`]).
-    pub(super) fn chat_admitted(&mut self, id: &ParticipantId) {
-        self.send_to(id, ServerMessage::ChatSettings(self.chat.settings));
-        if self.members.get(id).is_some_and(|m| m.space.is_none()) {
-            self.send_chat_history(id);
+    /// straight into a breakout got that breakout's when they moved there).
+    pub(super) fn admitted(&mut self, cx: &mut Cx, id: &ParticipantId) {
+        cx.send(id, ServerMessage::ChatSettings(self.settings));
+        if cx.members.get(id).is_some_and(|m| m.space.is_none()) {
+            self.send_history(cx, id);
         }
     }
 
     /// A new connection took over `id`'s place (same space): the settings, and the kept
     /// messages of that space (the new connection has seen nothing yet).
-    pub(super) fn chat_resumed(&mut self, id: &ParticipantId) {
-        self.send_to(id, ServerMessage::ChatSettings(self.chat.settings));
-        self.send_chat_history(id);
+    pub(super) fn resumed(&mut self, cx: &mut Cx, id: &ParticipantId) {
+        cx.send(id, ServerMessage::ChatSettings(self.settings));
+        self.send_history(cx, id);
     }
 
     /// With `keepTranscript`: what was said in `id`'s space (private messages only to their
     /// parties). Those who get a message this way also get its deletion.
-    pub(super) fn send_chat_history(&mut self, id: &ParticipantId) {
-        if !self.chat.settings.keep_transcript {
+    pub(super) fn send_history(&mut self, cx: &mut Cx, id: &ParticipantId) {
+        if !self.settings.keep_transcript {
             return;
         }
-        let Some(space) = self.members.get(id).map(|m| m.space.clone()) else { return };
+        let Some(space) = cx.members.get(id).map(|m| m.space.clone()) else { return };
         let messages: Vec<ChatEntry> = self
-            .chat
             .transcript
             .get(&space)
             .map(|kept| kept.iter().filter(|e| !e.private || &e.from == id || e.to.as_ref() == Some(id)).cloned().collect())
             .unwrap_or_default();
         for e in &messages {
-            if let Some(d) = self.chat.delivered.get_mut(&e.id) {
+            if let Some(d) = self.delivered.get_mut(&e.id) {
                 d.recipients.insert(id.clone());
             }
         }
-        self.send_to(id, ServerMessage::ChatHistory { messages });
+        cx.send(id, ServerMessage::ChatHistory { messages });
     }
 
-    fn request_support(&mut self, from: &ParticipantId) {
-        let Some(m) = self.members.get(from) else { return };
+    fn request_support(cx: &mut Cx, alerts: &mut Alerts, from: &ParticipantId) {
+        let Some(m) = cx.members.get(from) else { return };
         if m.is_therapist() {
-            return self.error(from, ErrorCode::Forbidden, "therapists are alerted by support requests; they do not send them");
+            return cx.error(from, ErrorCode::Forbidden, "therapists are alerted by support requests; they do not send them");
         }
-        if !self.alerts.allow(from, super::alerts::Alert::RequestSupport, Instant::now()) {
-            return self.error(from, ErrorCode::RateLimited, super::alerts::refusal(super::alerts::Alert::RequestSupport));
+        if !alerts.allow(from, Alert::RequestSupport, cx.now.at) {
+            return cx.error(from, ErrorCode::RateLimited, super::alerts::refusal(Alert::RequestSupport));
         }
-        let Some(m) = self.members.get(from) else { return };
         let request_id = SupportRequestId::random();
         let alert = ServerMessage::SupportRequested {
             request_id: request_id.clone(),
             participant_id: from.clone(),
             name: m.info.name.clone(),
             breakout_id: m.space.clone(),
-            at_ms: now_ms() as u64,
+            at_ms: cx.now.unix_ms as u64,
         };
-        for t in self.therapists() {
-            self.send_to(&t, alert.clone());
+        for t in cx.therapists() {
+            cx.send(&t, alert.clone());
         }
-        self.audit(from, "support_request", None);
-        self.send_to(from, ServerMessage::SupportReceived { request_id });
+        cx.audit(from, "support_request", None);
+        cx.send(from, ServerMessage::SupportReceived { request_id });
     }
 
-    fn open_private_room(&mut self, from: &ParticipantId, participant: &ParticipantId) {
-        match self.members.get(participant) {
+    fn open_private_room(&mut self, cx: &mut Cx, from: &ParticipantId, participant: &ParticipantId) -> Option<Moves> {
+        match cx.members.get(participant) {
             Some(m) if m.admitted && !m.is_therapist() => {}
-            _ => return self.error(from, ErrorCode::UnknownParticipant, "no participant with that id is in the room"),
+            _ => {
+                cx.error(from, ErrorCode::UnknownParticipant, "no participant with that id is in the room");
+                return None;
+            }
         }
-        self.forget_empty_private_rooms();
-        if self.in_private_room(from) {
-            return self.error(from, ErrorCode::PrivateRoomBusy, "you are already in a private room; close it first");
+        self.forget_empty_private_rooms(cx.members);
+        if self.in_private_room(cx, from) {
+            cx.error(from, ErrorCode::PrivateRoomBusy, "you are already in a private room; close it first");
+            return None;
         }
-        if self.in_private_room(participant) {
-            return self.error(from, ErrorCode::PrivateRoomBusy, "they are already in a private room with a therapist");
+        if self.in_private_room(cx, participant) {
+            cx.error(from, ErrorCode::PrivateRoomBusy, "they are already in a private room with a therapist");
+            return None;
         }
-        self.chat.next_private += 1;
-        let space = format!("{PRIVATE_PREFIX}{}", self.chat.next_private);
-        self.chat.private_rooms.insert(space.clone(), PrivateRoom { therapist: from.clone(), participant: participant.clone() });
-        self.audit(from, "private_room_open", Some(participant));
-        self.move_many(vec![(from.clone(), Some(space.clone())), (participant.clone(), Some(space))]);
-        if !self.breakouts.is_empty() {
-            self.publish_breakout_plan();
-        }
+        self.next_private += 1;
+        let space = format!("{PRIVATE_PREFIX}{}", self.next_private);
+        self.private_rooms.insert(space.clone(), PrivateRoom { therapist: from.clone(), participant: participant.clone() });
+        cx.audit(from, "private_room_open", Some(participant));
+        Some(vec![(from.clone(), Dest::Space(Some(space.clone()))), (participant.clone(), Dest::Space(Some(space)))])
     }
 
-    fn in_private_room(&self, id: &ParticipantId) -> bool {
-        self.members.get(id).and_then(|m| m.space.as_ref()).is_some_and(|s| self.chat.private_rooms.contains_key(s))
+    fn in_private_room(&self, cx: &Cx, id: &ParticipantId) -> bool {
+        cx.members.get(id).and_then(|m| m.space.as_ref()).is_some_and(|s| self.private_rooms.contains_key(s))
     }
 
     /// Forgets private rooms nobody is in any more: opening or closing breakouts moves everyone,
     /// private rooms included, and a therapist may step out to visit a breakout.
-    pub(super) fn forget_empty_private_rooms(&mut self) {
-        let empty: Vec<String> = self
-            .chat
-            .private_rooms
-            .keys()
-            .filter(|s| !self.members.values().any(|m| m.space.as_deref() == Some(s.as_str())))
-            .cloned()
-            .collect();
+    pub(super) fn forget_empty_private_rooms(&mut self, members: &HashMap<ParticipantId, Member>) {
+        let empty: Vec<String> =
+            self.private_rooms.keys().filter(|s| !members.values().any(|m| m.space.as_deref() == Some(s.as_str()))).cloned().collect();
         for s in empty {
-            self.chat.private_rooms.remove(&s);
-            self.chat.transcript.remove(&Some(s));
+            self.private_rooms.remove(&s);
+            self.transcript.remove(&Some(s));
         }
     }
 
-    /// Ends a private room: its participant returns to where they belong (their breakout while
-    /// breakouts are open, else the main room), its therapist to the main room. Whoever already
-    /// left it stays where they went. Its transcript is forgotten.
-    fn close_private_room(&mut self, space: &str) {
-        let Some(room) = self.chat.private_rooms.remove(space) else { return };
-        self.chat.transcript.remove(&Some(space.to_string()));
-        let inside = |r: &Room, id: &ParticipantId| r.members.get(id).is_some_and(|m| m.space.as_deref() == Some(space));
+    /// Ends a private room: its participant returns to where they belong, its therapist to the
+    /// main room. Whoever already left it stays where they went. Its transcript is forgotten.
+    fn close_private_room(&mut self, cx: &Cx, space: &str) -> Moves {
+        let Some(room) = self.private_rooms.remove(space) else { return Vec::new() };
+        self.transcript.remove(&Some(space.to_string()));
+        let inside = |id: &ParticipantId| cx.members.get(id).is_some_and(|m| m.space.as_deref() == Some(space));
         let mut moves = Vec::new();
-        if inside(self, &room.participant) {
-            moves.push((room.participant.clone(), self.breakouts.space_for(&room.participant)));
+        if inside(&room.participant) {
+            moves.push((room.participant.clone(), Dest::Home));
         }
-        if inside(self, &room.therapist) {
-            moves.push((room.therapist.clone(), None));
+        if inside(&room.therapist) {
+            moves.push((room.therapist.clone(), Dest::Space(None)));
         }
-        self.move_many(moves);
-        if !self.breakouts.is_empty() {
-            self.publish_breakout_plan();
-        }
+        moves
     }
 
     /// A member left the room for good (a dropped connection that resumes within the grace
     /// period never gets here): a private room they were in closes, so the other party is not
-    /// left alone in it.
-    pub(super) fn chat_member_left(&mut self, id: &ParticipantId) {
-        for space in self.chat.private_rooms_with(id) {
-            self.close_private_room(&space);
-        }
+    /// left alone in it. The moves of each room that closed.
+    pub(super) fn member_left(&mut self, cx: &Cx, id: &ParticipantId) -> Vec<Moves> {
+        self.private_rooms_with(id).into_iter().map(|space| self.close_private_room(cx, &space)).collect()
     }
 }
 

@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::warn;
 
-use super::{Outbox, Room, RoomCommand};
+use super::{Effect, Outbox, Room, RoomCommand};
 use crate::auth::Role;
 use crate::badge;
 use crate::room::ParticipantId;
@@ -29,7 +29,7 @@ use crate::signal::protocol::{
     CelebrationAudience, CelebrationId, CelebrationPreferences, CelebrationStyle, ClientMessage, ErrorCode, Milestone, MilestoneEntry,
     MilestoneKind, ProposalId, ServerMessage,
 };
-use crate::store::{now_ms, MilestoneQuery, Store};
+use crate::store::{MilestoneQuery, Store};
 
 /// Longest label (what a custom milestone is), in characters.
 const LABEL_MAX: usize = 40;
@@ -48,7 +48,7 @@ const RECENT_CELEBRATIONS: usize = 64;
 
 /// Preferences as this room knows them; `chosen: false` are the defaults.
 #[derive(Debug, Clone, Copy, Default)]
-struct Prefs {
+pub(super) struct Prefs {
     prefs: CelebrationPreferences,
     chosen: bool,
 }
@@ -66,7 +66,8 @@ struct Recent {
 }
 
 /// Store work, done in order by the room's store task.
-enum Job {
+#[derive(Debug)]
+pub(super) enum Job {
     SavePrefs(ParticipantId, CelebrationPreferences),
     /// Load `who`'s preferences, then hand `msg` from `from` back to the room.
     LoadPrefs {
@@ -78,25 +79,41 @@ enum Job {
         room: String,
         entry: MilestoneEntry,
     },
+    /// Read a history; the reply goes to `to`'s outbox as it is when the job is queued.
     History {
         query: MilestoneQuery,
-        to: Outbox,
+        to: ParticipantId,
         participant_id: Option<ParticipantId>,
         group: bool,
     },
 }
 
+impl Job {
+    /// Whose outbox the job's reply goes to, if it has one.
+    pub(super) fn reply_to(&self) -> Option<&ParticipantId> {
+        match self {
+            Job::History { to, .. } => Some(to),
+            _ => None,
+        }
+    }
+}
+
+/// Preferences as the room knows them, shared with the store task, which fills it on a miss.
+pub(super) type SharedPrefs = Arc<Mutex<HashMap<ParticipantId, Prefs>>>;
+
+/// The queue of the room's milestone store task: a job, and the outbox for its reply.
+pub(super) type StoreJobs = mpsc::UnboundedSender<(Job, Option<Outbox>)>;
+
 #[derive(Default)]
 pub(super) struct Milestones {
     /// Shared with the store task, which fills it on a miss. A std mutex: it is never held
     /// across an `.await`, only for a map lookup or insert.
-    prefs: Arc<Mutex<HashMap<ParticipantId, Prefs>>>,
+    prefs: SharedPrefs,
     proposals: HashMap<ProposalId, Proposal>,
     recent: HashMap<CelebrationId, Recent>,
     recent_order: VecDeque<CelebrationId>,
     /// When each person's recent congratulations were sent.
     congratulations: HashMap<ParticipantId, VecDeque<Instant>>,
-    store_jobs: Option<mpsc::UnboundedSender<Job>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -111,12 +128,6 @@ impl Milestones {
 
     fn known_prefs(&self, who: &ParticipantId) -> Option<Prefs> {
         lock(&self.prefs).get(who).copied()
-    }
-
-    fn queue(&mut self, store: &Store, me: &mpsc::WeakSender<RoomCommand>, job: Job) {
-        let prefs = self.prefs.clone();
-        let jobs = self.store_jobs.get_or_insert_with(|| spawn_store_task(store.clone(), prefs, me.clone()));
-        let _ = jobs.send(job);
     }
 
     fn remember(&mut self, id: CelebrationId, recent: Recent) {
@@ -143,15 +154,12 @@ impl Milestones {
     }
 }
 
-fn spawn_store_task(
-    store: Store,
-    prefs: Arc<Mutex<HashMap<ParticipantId, Prefs>>>,
-    me: mpsc::WeakSender<RoomCommand>,
-) -> mpsc::UnboundedSender<Job> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
+/// The room's milestone store task (run by the room task): jobs are done in the order queued.
+pub(super) fn spawn_store_task(store: Store, prefs: SharedPrefs, me: mpsc::WeakSender<RoomCommand>) -> StoreJobs {
+    let (tx, mut rx) = mpsc::unbounded_channel::<(Job, Option<Outbox>)>();
     tokio::spawn(async move {
         // Ends once the room is gone and every queued job is done.
-        while let Some(job) = rx.recv().await {
+        while let Some((job, reply_to)) = rx.recv().await {
             match job {
                 Job::SavePrefs(who, p) => {
                     if let Err(e) = store.set_celebration_prefs(who.as_str(), p).await {
@@ -179,7 +187,8 @@ fn spawn_store_task(
                         warn!(error = %e, "milestone not recorded");
                     }
                 }
-                Job::History { query, to, participant_id, group } => {
+                Job::History { query, participant_id, group, .. } => {
+                    let Some(to) = reply_to else { continue };
                     let reply = match store.milestone_history(query).await {
                         Ok(entries) => ServerMessage::MilestoneHistory { participant_id, group, entries },
                         Err(e) => {
@@ -279,7 +288,7 @@ impl Room {
                 if pending >= PENDING_PER_PARTICIPANT {
                     return self.error(from, ErrorCode::RateLimited, "your therapist has not seen your last milestones yet");
                 }
-                if !self.alerts.allow(from, super::alerts::Alert::ShareMilestone, Instant::now()) {
+                if !self.alerts.allow(from, super::alerts::Alert::ShareMilestone, self.now.at) {
                     return self.error(from, ErrorCode::RateLimited, super::alerts::refusal(super::alerts::Alert::ShareMilestone));
                 }
                 let proposal_id = ProposalId::random();
@@ -332,7 +341,7 @@ impl Room {
                     return self.error(from, ErrorCode::Forbidden, "you cannot congratulate yourself");
                 }
                 let audience: Vec<ParticipantId> = recent.audience.iter().cloned().collect();
-                if !self.milestones.allow_congratulation(from, Instant::now()) {
+                if !self.milestones.allow_congratulation(from, self.now.at) {
                     let (n, secs) = (CONGRATULATIONS_PER_WINDOW, CONGRATULATION_WINDOW.as_secs());
                     return self.error(from, ErrorCode::RateLimited, format!("at most {n} congratulations every {secs} seconds"));
                 }
@@ -367,8 +376,8 @@ impl Room {
                         return self.error(from, ErrorCode::Forbidden, "you can see only your own milestones");
                     }
                 };
-                let Some(to) = self.members.get(from).map(|m| m.outbox.clone()) else { return };
-                if self.registry.store.is_none() {
+                let to = from.clone();
+                if !self.has_store {
                     self.send_to(from, ServerMessage::MilestoneHistory { participant_id, group: *group, entries: Vec::new() });
                     return;
                 }
@@ -384,8 +393,14 @@ impl Room {
     }
 
     fn queue_store_job(&mut self, job: Job) {
-        let Some(store) = self.registry.store.clone() else { return };
-        self.milestones.queue(&store, &self.me, job);
+        if self.has_store {
+            self.out.push(Effect::Milestone(job));
+        }
+    }
+
+    /// The preferences map the store task fills (see [`spawn_store_task`]).
+    pub(super) fn milestone_prefs(&self) -> SharedPrefs {
+        self.milestones.prefs.clone()
     }
 
     /// A preference chosen on this room's previous node: known here at once, and written to
@@ -401,7 +416,7 @@ impl Room {
         if let Some(p) = self.milestones.known_prefs(who) {
             return Some(p);
         }
-        if self.registry.store.is_none() {
+        if !self.has_store {
             return Some(*lock(&self.milestones.prefs).entry(who.clone()).or_default());
         }
         self.queue_store_job(Job::LoadPrefs { who: who.clone(), from: from.clone(), msg: msg.clone() });
@@ -444,7 +459,7 @@ impl Room {
             self.send_to(id, out.clone());
         }
         self.milestones.remember(celebration_id.clone(), Recent { participant: who.clone(), audience: seen });
-        let entry = MilestoneEntry { celebration_id, participant_id: who.clone(), milestone, at_ms: now_ms() };
+        let entry = MilestoneEntry { celebration_id, participant_id: who.clone(), milestone, at_ms: self.now.unix_ms };
         self.queue_store_job(Job::Record { room: self.id.to_string(), entry });
     }
 }

@@ -1,15 +1,31 @@
-//! One room's task: it alone owns the room's membership, admission and moderation state, and
+//! One room's rules: it alone owns the room's membership, admission and moderation state, and
 //! decides who receives whom. Every rule about roles is checked here, whatever the client says.
+//!
+//! The room is a state machine. [`Room`] (this file and one file per feature) is the core: it
+//! is given each input with the time it happens at ([`Now`]) and answers with [`Effect`]s (send
+//! this message, subscribe that peer, set a timer, write an audit record); it never sends,
+//! spawns or reads a clock. The room task (`task.rs`) reads commands from the room's channel,
+//! performs the effects in order, and owns every channel, the store writers and the timers; a
+//! send that finds an outbox full comes back as `Input::Stalled` (see `task.rs`). Tests drive
+//! the core directly in simulated time (`model_tests.rs`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
-use tracing::{debug, error, info, info_span, warn, Instrument};
+use tracing::{debug, error, info, warn};
+
+/// The context a feature handles something in (see [`Cx`]). A macro rather than a method, so
+/// the room's other fields (the feature's own state among them) stay free to borrow.
+macro_rules! cx {
+    ($room:expr) => {
+        Cx { room: &$room.id, members: &$room.members, order: &$room.order, settings: &$room.settings, now: $room.now, out: &mut $room.out }
+    };
+}
 
 mod alerts;
 mod breakout;
 mod chat;
+mod effect;
 mod milestone;
 #[cfg(test)]
 mod model_tests;
@@ -17,25 +33,23 @@ mod poll;
 mod screen;
 mod snapshot;
 mod speaker;
+mod task;
 
 pub use super::handle::{JoinRequest, Outbox, RoomCommand, RoomError, RoomHandle, SessionEnd, Timer, OUTBOX_CAPACITY};
-use super::shared::RegistryInner;
+use super::shared::RoomSettings;
 use super::{ParticipantId, RoomId};
 use crate::auth::{Grant, Role};
-use crate::cluster::Cluster;
-use crate::sfu::{PeerCommand, PeerHandle, PublishedTrack, TrackId};
+use crate::sfu::{PeerCommand, PublishedTrack, TrackId};
 use crate::signal::protocol::{
-    ClientMessage, EndReason, ErrorCode, MediaKind, ParticipantInfo, RedirectReason, RoomState, ServerMessage, WaitingInfo,
-    PROTOCOL_VERSION,
+    ClientMessage, EndReason, ErrorCode, MediaKind, ParticipantInfo, RoomState, ServerMessage, WaitingInfo, PROTOCOL_VERSION,
 };
+use effect::{Effect, Now};
+pub(super) use task::spawn;
 
 struct Member {
     info: ParticipantInfo,
     admitted: bool,
-    outbox: Outbox,
-    peer: PeerHandle,
     tracks: Vec<Arc<PublishedTrack>>,
-    ended: Option<SessionEnd>,
     /// Which space the member is in: `None` is the main room, otherwise a breakout.
     space: Option<String>,
     /// False while the socket is gone and the place is held for the reconnect grace period.
@@ -77,6 +91,74 @@ fn forwards(from: &Member, to: &Member) -> bool {
     from.admitted && to.admitted && from.info.role.publishes() && from.info.id != to.info.id && from.space == to.space
 }
 
+/// What happens to a room, besides joins (which bring a connection along: [`Room::join`]).
+#[derive(Debug)]
+pub(super) enum Input {
+    Leave(ParticipantId),
+    /// The socket dropped without `leave`: hold the place for the reconnect grace period.
+    Disconnected(ParticipantId),
+    TrackPublished(ParticipantId, Arc<PublishedTrack>),
+    TrackEnded(ParticipantId, TrackId),
+    Client {
+        from: ParticipantId,
+        msg: ClientMessage,
+    },
+    Timer(Timer),
+    /// A message to this member found its outbox full: a client that stopped reading.
+    Stalled(ParticipantId),
+}
+
+/// What a feature (polls, chat, ...) sees of the room while it handles something: who is in
+/// (read only; membership is the room's), the settings, the time, and where its effects go.
+pub(super) struct Cx<'a> {
+    room: &'a RoomId,
+    members: &'a HashMap<ParticipantId, Member>,
+    /// Join order, so what features list is stable.
+    order: &'a [ParticipantId],
+    settings: &'a RoomSettings,
+    now: Now,
+    out: &'a mut Vec<Effect>,
+}
+
+impl Cx<'_> {
+    /// Queues `msg` for a member (nobody else has an outbox).
+    fn send(&mut self, to: &ParticipantId, msg: ServerMessage) {
+        if self.members.contains_key(to) {
+            self.out.push(Effect::Send { to: to.clone(), msg });
+        }
+    }
+
+    fn error(&mut self, to: &ParticipantId, code: ErrorCode, message: impl Into<String>) {
+        self.send(to, ServerMessage::Error { code, message: message.into() });
+    }
+
+    /// Hands `timer` back to the room `after` from now.
+    fn schedule(&mut self, after: std::time::Duration, timer: Timer) {
+        self.out.push(Effect::Timer { at: self.now.at + after, timer });
+    }
+
+    fn audit(&mut self, actor: &ParticipantId, action: &'static str, target: Option<&ParticipantId>) {
+        self.out.push(Effect::Audit { actor: actor.clone(), action, target: target.cloned() });
+    }
+
+    /// Admitted therapists (all spaces): they moderate the whole session.
+    fn therapists(&self) -> Vec<ParticipantId> {
+        self.members.values().filter(|m| m.admitted && m.is_therapist()).map(|m| m.info.id.clone()).collect()
+    }
+
+    /// Admitted members who share `id`'s space, `id` included.
+    fn space_of(&self, id: &ParticipantId) -> Vec<ParticipantId> {
+        space_of(self.members, self.order, id)
+    }
+}
+
+/// Admitted members who share `id`'s space (the main room or the same breakout), `id`
+/// included, in join order. Chat, polls and celebrations scope to this.
+fn space_of(members: &HashMap<ParticipantId, Member>, order: &[ParticipantId], id: &ParticipantId) -> Vec<ParticipantId> {
+    let Some(me) = members.get(id) else { return Vec::new() };
+    order.iter().filter_map(|p| members.get(p)).filter(|m| m.admitted && m.space == me.space).map(|m| m.info.id.clone()).collect()
+}
+
 pub(super) struct Room {
     id: RoomId,
     members: HashMap<ParticipantId, Member>,
@@ -88,9 +170,13 @@ pub(super) struct Room {
     /// must neither send an admitted person back to the waiting room nor lift a hard mute, nor
     /// take back a permission to share the screen.
     remembered: HashMap<ParticipantId, Remembered>,
-    registry: Arc<RegistryInner>,
-    /// Our own command channel, weak so that it does not keep the room alive.
-    me: mpsc::WeakSender<RoomCommand>,
+    settings: RoomSettings,
+    /// Whether this node keeps a store (milestone history and preferences live there).
+    has_store: bool,
+    /// When the input being handled happens.
+    now: Now,
+    /// Effects of the input being handled, in order.
+    out: Vec<Effect>,
     breakouts: breakout::Breakouts,
     polls: poll::Polls,
     milestones: milestone::Milestones,
@@ -99,233 +185,123 @@ pub(super) struct Room {
     alerts: alerts::Alerts,
 }
 
-pub(super) fn spawn(id: RoomId, registry: Arc<RegistryInner>) -> RoomHandle {
-    let (room, rx, handle) = build(id, registry);
-    start(room, rx, handle)
-}
-
-/// A room and its channel, not yet running.
-fn build(id: RoomId, registry: Arc<RegistryInner>) -> (Room, mpsc::Receiver<RoomCommand>, RoomHandle) {
-    let (tx, rx) = mpsc::channel(1024);
-    let handle = RoomHandle { tx };
-    let state = RoomState { locked: false, waiting_room: registry.settings.waiting_room, spotlight: None };
-    let room = Room {
-        id: id.clone(),
-        members: HashMap::new(),
-        order: Vec::new(),
-        state,
-        // Bans outlive the room's task: someone removed earlier in the session stays out
-        // after everyone left and the room is made again.
-        banned: registry.bans.of(&id).into_iter().collect(),
-        remembered: HashMap::new(),
-        registry: registry.clone(),
-        me: handle.tx.downgrade(),
-        breakouts: breakout::Breakouts::default(),
-        polls: poll::Polls::default(),
-        milestones: milestone::Milestones::default(),
-        chat: chat::Chat::default(),
-        speakers: speaker::Speakers::default(),
-        alerts: alerts::Alerts::default(),
-    };
-    (room, rx, handle)
-}
-
-/// Runs a built room under its watcher (see [`watch`]).
-fn start(room: Room, rx: mpsc::Receiver<RoomCommand>, handle: RoomHandle) -> RoomHandle {
-    let (id, registry) = (room.id.clone(), room.registry.clone());
-    let task = tokio::spawn(room.run(rx, handle.clone()).instrument(info_span!("room", room = %id)));
-    tokio::spawn(watch(id, registry, handle.clone(), task));
-    handle
-}
-
-/// The backstop for a room task that panicked outside the guarded command handling (see
-/// [`Room::fail`]): it leaves the registry, so the next join makes a fresh room instead of
-/// queueing on a dead one, and is counted.
-async fn watch(id: RoomId, registry: Arc<RegistryInner>, me: RoomHandle, task: tokio::task::JoinHandle<()>) {
-    if let Err(e) = task.await {
-        if e.is_panic() {
-            registry.failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            error!(room = %id, "room task panicked; removed so the next join starts a fresh room");
-            registry.rooms.remove_if(&id, |_, h| h.same_room(&me));
-        }
-    }
-}
-
 impl Room {
-    async fn run(mut self, mut rx: mpsc::Receiver<RoomCommand>, me: RoomHandle) {
-        info!("room opened");
-        let cluster = self.registry.cluster.get().cloned();
-        let mut saver = None;
-        if let Some(c) = &cluster {
-            let mut last = None;
-            match c.load_state(&self.id).await {
-                // Anyone who can write to Redis can write this: it is checked like client input.
-                Ok(Some(json)) => match snapshot::parse(&json) {
-                    Ok(snap) => {
-                        if self.restore_guarded(snap) {
-                            last = Some(json);
-                        }
-                    }
-                    Err(e) => warn!(error = %e, "saved room state refused; starting fresh"),
-                },
-                Ok(None) => {}
-                Err(e) => warn!(error = %e, "saved room state not loaded; starting fresh"),
-            }
-            saver = Some(StateSaver::spawn(c.clone(), self.id.clone(), last));
+    fn new(id: RoomId, settings: RoomSettings, has_store: bool, banned: impl IntoIterator<Item = ParticipantId>, now: Now) -> Self {
+        let state = RoomState { locked: false, waiting_room: settings.waiting_room, spotlight: None };
+        Self {
+            id,
+            members: HashMap::new(),
+            order: Vec::new(),
+            state,
+            banned: banned.into_iter().collect(),
+            remembered: HashMap::new(),
+            settings,
+            has_store,
+            now,
+            out: Vec::new(),
+            breakouts: breakout::Breakouts::default(),
+            polls: poll::Polls::default(),
+            milestones: milestone::Milestones::default(),
+            chat: chat::Chat::default(),
+            speakers: speaker::Speakers::default(),
+            alerts: alerts::Alerts::default(),
         }
-        let mut evacuated = false;
-        let mut failed = false;
+    }
+
+    fn id(&self) -> &RoomId {
+        &self.id
+    }
+
+    fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    fn has_bans(&self) -> bool {
+        !self.banned.is_empty()
+    }
+
+    /// Runs `f` on the room at time `now` and returns what it returned with the effects it
+    /// asked for. Every entry into the core goes through here.
+    fn with<R>(&mut self, now: Now, f: impl FnOnce(&mut Room) -> R) -> (R, Vec<Effect>) {
+        self.now = now;
+        self.out.clear();
+        let result = f(self);
+        (result, std::mem::take(&mut self.out))
+    }
+
+    /// The room starts: the active-speaker clock begins ticking.
+    fn start(&mut self) {
         self.schedule(speaker::TICK, Timer::Speakers);
-        while let Some(cmd) = rx.recv().await {
-            match cmd {
-                RoomCommand::Evacuate(to) => {
-                    self.evacuate(to, cluster.as_deref(), saver.take()).await;
-                    evacuated = true;
-                }
-                // A bug in one command must not leave a room that accepts commands and does
-                // nothing: the room ends every session (clients rejoin a fresh room) instead.
-                cmd => {
-                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.handle(cmd))).is_err() {
-                        self.fail();
-                        failed = true;
-                    }
-                }
-            }
-            if let (Some(saver), false, false) = (saver.as_mut(), evacuated, failed) {
-                saver.offer(&self.snapshot());
-            }
-            if self.members.is_empty() {
-                if !evacuated && !failed {
-                    self.close_all_polls();
-                }
-                if let (Some(c), Some(saver)) = (&cluster, saver.take()) {
-                    saver.finish().await;
-                    if !evacuated {
-                        // The session is over here: only its bans outlive it (for
-                        // `cluster.state_ttl_secs`), so a removed person cannot come back once
-                        // everyone has left, whichever node makes the room again.
-                        let result = if self.banned.is_empty() { c.forget(&self.id).await } else { self.keep_only_bans(c).await };
-                        if let Err(e) = result {
-                            warn!(error = %e, "room state not cleared in the cluster");
-                        }
-                    }
-                }
-                // Leave the registry first so new joins create a fresh room, then refuse
-                // whatever was already queued here (those callers retry).
-                self.registry.rooms.remove_if(&self.id, |_, h| h.same_room(&me));
-                rx.close();
-                while let Ok(cmd) = rx.try_recv() {
-                    if let RoomCommand::Join(_, reply) = cmd {
-                        let _ = reply.send(Err(RoomError::Closed));
-                    }
-                }
-                break;
-            }
-        }
-        info!("room closed");
     }
 
-    fn handle(&mut self, cmd: RoomCommand) {
-        match cmd {
-            RoomCommand::Join(req, reply) => {
-                let result = self.join(req);
-                let _ = reply.send(result);
+    fn handle(&mut self, input: Input) {
+        match input {
+            Input::Leave(id) => self.remove_member(&id, None),
+            Input::Disconnected(id) => self.disconnected(&id),
+            Input::TrackPublished(id, track) => self.track_published(&id, track),
+            Input::TrackEnded(id, track_id) => self.track_ended(&id, &track_id),
+            Input::Client { from, msg } => self.client(&from, msg),
+            Input::Timer(timer) => self.on_timer(timer),
+            Input::Stalled(id) => {
+                warn!(participant = %id, "outbox full; disconnecting stalled client");
+                self.remove_member(&id, Some(EndReason::Stalled));
             }
-            RoomCommand::Leave(id) => self.remove_member(&id, None),
-            RoomCommand::Disconnected(id) => self.disconnected(&id),
-            RoomCommand::TrackPublished(id, track) => self.track_published(&id, track),
-            RoomCommand::TrackEnded(id, track_id) => self.track_ended(&id, &track_id),
-            RoomCommand::Client { from, msg } => self.client(&from, msg),
-            RoomCommand::Timer(timer) => self.on_timer(timer),
-            // Handled in `run`: it awaits the cluster.
-            RoomCommand::Evacuate(_) => {}
         }
     }
 
-    /// Sends every member to the room's next node and empties the room (see
-    /// [`RoomCommand::Evacuate`]). Nobody is told that anyone left: they all meet again there.
-    async fn evacuate(&mut self, to: Option<String>, cluster: Option<&Cluster>, saver: Option<StateSaver>) {
-        // No write of this node's may land after the next owner has started.
-        if let Some(saver) = saver {
-            saver.finish().await;
-        }
-        let (url, reason) = match (to, cluster) {
-            (Some(url), _) if !url.is_empty() => (Some(url), RedirectReason::Moved),
-            // Owned elsewhere, address unknown: clients reconnect through their entry point.
-            (Some(_), _) => (None, RedirectReason::Moved),
-            (None, Some(c)) => {
-                match serde_json::to_string(&self.snapshot()) {
-                    Ok(json) => {
-                        if let Err(e) = c.save_state(&self.id, &json).await {
-                            warn!(error = %e, "room state not saved before the hand-over");
-                        }
-                    }
-                    Err(e) => warn!(error = %e, "room state not serialisable"),
-                }
-                let url = match c.hand_over(&self.id).await {
-                    Ok(url) => url,
-                    Err(e) => {
-                        warn!(error = %e, "room not handed over");
-                        None
-                    }
-                };
-                if url.is_none() {
-                    // Nobody to hand it to: whoever joins first claims it again.
-                    let _ = c.release(&self.id).await;
-                }
-                (url, RedirectReason::Draining)
-            }
-            (None, None) => (None, RedirectReason::Draining),
-        };
-        info!(moved = url.is_some(), members = self.members.len(), "room leaves this node");
+    // ---- effects ----
+
+    fn send_to(&mut self, id: &ParticipantId, msg: ServerMessage) {
+        cx!(self).send(id, msg);
+    }
+
+    fn peer(&mut self, to: &ParticipantId, cmd: PeerCommand) {
+        self.out.push(Effect::Peer { to: to.clone(), cmd });
+    }
+
+    /// Hands `timer` back to the room `after` from now.
+    fn schedule(&mut self, after: std::time::Duration, timer: Timer) {
+        cx!(self).schedule(after, timer);
+    }
+
+    fn audit(&mut self, actor: &ParticipantId, action: &'static str, target: Option<&ParticipantId>) {
+        cx!(self).audit(actor, action, target);
+    }
+
+    /// The session is over (everyone left): open polls close with the counts they have.
+    fn close_all_polls(&mut self) {
+        self.polls.close_all(&mut cx!(self));
+    }
+
+    /// Sends every member to the room's next node (`msg`: a redirect or a goodbye) and empties
+    /// the room. Nobody is told that anyone left: they all meet again there.
+    fn evacuate(&mut self, msg: ServerMessage) {
+        info!(members = self.members.len(), "room leaves this node");
         for id in std::mem::take(&mut self.order) {
-            let Some(mut m) = self.members.remove(&id) else { continue };
-            self.registry.count(m.info.role, false);
-            let msg = match &url {
-                Some(url) => ServerMessage::Redirect { url: url.clone(), reason },
-                None => ServerMessage::Goodbye { reason: "this relay node is going offline; reconnecting you".into() },
-            };
-            let _ = m.outbox.try_send(msg);
-            if let Some(ended) = m.ended.take() {
-                let _ = ended.send(EndReason::Moved);
-            }
+            let Some(m) = self.members.remove(&id) else { continue };
+            self.out.push(Effect::Count { role: m.info.role, joined: false });
+            self.out.push(Effect::End { who: id.clone(), msg: msg.clone(), reason: EndReason::Moved });
+            self.out.push(Effect::Detach(id));
         }
     }
 
-    /// Restores a validated snapshot; if restoring still fails (a bug), the room starts fresh
-    /// rather than half-restored. Returns whether the snapshot was taken.
-    fn restore_guarded(&mut self, snap: snapshot::RoomSnapshot) -> bool {
-        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.restore(snap))).is_ok() {
-            return true;
-        }
-        self.registry.failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        error!("restoring the saved room state failed; starting fresh");
-        self.state = RoomState { locked: false, waiting_room: self.registry.settings.waiting_room, spotlight: None };
-        self.banned = self.registry.bans.of(&self.id).into_iter().collect();
-        self.remembered.clear();
-        self.breakouts = breakout::Breakouts::default();
-        self.polls = poll::Polls::default();
-        self.milestones = milestone::Milestones::default();
-        self.chat = chat::Chat::default();
-        self.speakers = speaker::Speakers::default();
-        false
+    /// After a failed restore: the state of a fresh room, keeping only `banned`.
+    fn reset(&mut self, banned: Vec<ParticipantId>) {
+        *self = Room::new(self.id.clone(), self.settings.clone(), self.has_store, banned, self.now);
     }
 
     /// A command panicked: the room's state can no longer be trusted, so every member's session
     /// ends with a `goodbye` (clients reconnect, as after a node restart) and the room task ends;
-    /// the next join makes a fresh room. Counted in `hearth_room_failures_total`.
+    /// the next join makes a fresh room. Counted in `hearth_room_failures_total` by the task.
     fn fail(&mut self) {
-        self.registry.failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         error!(members = self.members.len(), "room failed; ending every session so clients rejoin a fresh room");
         self.order.clear();
-        for (_, mut m) in self.members.drain() {
-            self.registry.count(m.info.role, false);
-            let _ =
-                m.outbox.try_send(ServerMessage::Goodbye { reason: "the session had a problem on the server; reconnecting you".into() });
-            if let Some(ended) = m.ended.take() {
-                let _ = ended.send(EndReason::Moved);
-            }
-            m.peer.send(PeerCommand::Close);
+        let goodbye = ServerMessage::Goodbye { reason: "the session had a problem on the server; reconnecting you".into() };
+        for (id, m) in std::mem::take(&mut self.members) {
+            self.out.push(Effect::Count { role: m.info.role, joined: false });
+            self.out.push(Effect::End { who: id.clone(), msg: goodbye.clone(), reason: EndReason::Moved });
+            self.out.push(Effect::Peer { to: id.clone(), cmd: PeerCommand::Close });
+            self.out.push(Effect::Detach(id));
         }
     }
 
@@ -333,30 +309,7 @@ impl Room {
     /// nodes, the room's saved state) so that it holds after the room task ends.
     fn ban(&mut self, id: &ParticipantId) {
         self.banned.insert(id.clone());
-        self.registry.bans.insert(&self.id, id, snapshot::ban_until(self.registry.settings.ban_ttl));
-    }
-
-    /// Relay nodes, the room ended: what stays in Redis is its bans and nothing else.
-    async fn keep_only_bans(&self, c: &Cluster) -> Result<(), crate::cluster::ClusterError> {
-        let snap = self.bans_only_snapshot();
-        if let Ok(json) = serde_json::to_string(&snap) {
-            c.save_state(&self.id, &json).await?;
-        }
-        c.release(&self.id).await
-    }
-
-    /// Sends `timer` back to this room after `after`.
-    fn schedule(&self, after: std::time::Duration, timer: Timer) {
-        let me = self.me.clone();
-        // The deadline is taken now, not when the timer task first runs (on a busy machine, or
-        // under a test's paused clock, that can be later).
-        let deadline = tokio::time::Instant::now() + after;
-        tokio::spawn(async move {
-            tokio::time::sleep_until(deadline).await;
-            if let Some(tx) = me.upgrade() {
-                let _ = tx.send(RoomCommand::Timer(timer)).await;
-            }
-        });
+        self.out.push(Effect::Ban(id.clone()));
     }
 
     fn on_timer(&mut self, timer: Timer) {
@@ -368,7 +321,7 @@ impl Room {
                     self.remove_member(&id, None);
                 }
             }
-            Timer::PollClose(poll) => self.poll_timer(&poll),
+            Timer::PollClose(poll) => self.polls.on_timer(&mut cx!(self), &poll),
             Timer::Speakers => self.speaker_tick(),
             Timer::ScreenArrival(id, seq) => self.screen_arrival_check(&id, seq),
         }
@@ -376,8 +329,9 @@ impl Room {
 
     // ---- membership ----
 
-    fn join(&mut self, req: JoinRequest) -> Result<(), RoomError> {
-        let grant = req.grant;
+    /// Someone asks to join. On success the joining connection is attached to the place
+    /// (`Effect::Attach`) and `joined` is queued on it.
+    fn join(&mut self, grant: Grant) -> Result<(), RoomError> {
         let id = grant.participant.clone();
         if self.banned.contains(&id) {
             return Err(RoomError::Banned);
@@ -398,10 +352,10 @@ impl Room {
                 warn!(participant = %id, "join for a seat held in another role refused");
                 return Err(RoomError::SeatTaken);
             }
-            self.resume(grant, req.outbox, req.peer, req.ended);
+            self.resume(grant);
             return Ok(());
         }
-        let max = self.registry.settings.max_room_size;
+        let max = self.settings.max_room_size;
         if self.members.len() >= max {
             return Err(RoomError::Full(max));
         }
@@ -422,10 +376,7 @@ impl Room {
         let member = Member {
             info,
             admitted: false,
-            outbox: req.outbox,
-            peer: req.peer,
             tracks: Vec::new(),
-            ended: Some(req.ended),
             space: None,
             connected: true,
             epoch: 0,
@@ -434,7 +385,8 @@ impl Room {
         };
         self.members.insert(id.clone(), member);
         self.order.push(id.clone());
-        self.registry.count(grant.role, true);
+        self.out.push(Effect::Attach(id.clone()));
+        self.out.push(Effect::Count { role: grant.role, joined: true });
         self.send_to(
             &id,
             ServerMessage::Joined {
@@ -447,7 +399,7 @@ impl Room {
                 admitted,
                 participants: Vec::new(),
                 room: self.state.clone(),
-                ice_servers: self.registry.settings.ice_servers.clone(),
+                ice_servers: self.settings.ice_servers.clone(),
             },
         );
         if admitted {
@@ -463,37 +415,27 @@ impl Room {
     }
 
     /// A known participant id connected again: the new connection takes over the place.
-    fn resume(&mut self, grant: Grant, outbox: Outbox, peer: PeerHandle, ended: SessionEnd) {
+    fn resume(&mut self, grant: Grant) {
         let id = grant.participant.clone();
         let Some(m) = self.members.get_mut(&id) else { return };
         if m.connected {
             // Another live connection (a second tab): it ends, this one takes over.
-            let _ = m.outbox.try_send(ServerMessage::SessionEnded {
-                reason: EndReason::Replaced,
-                message: "You joined from another window or device.".into(),
-            });
-            if let Some(old) = m.ended.take() {
-                let _ = old.send(EndReason::Replaced);
-            }
+            let msg =
+                ServerMessage::SessionEnded { reason: EndReason::Replaced, message: "You joined from another window or device.".into() };
+            self.out.push(Effect::End { who: id.clone(), msg, reason: EndReason::Replaced });
         }
-        m.peer.send(PeerCommand::Close);
+        self.out.push(Effect::Peer { to: id.clone(), cmd: PeerCommand::Close });
+        self.out.push(Effect::Attach(id.clone()));
         let old_tracks = std::mem::take(&mut m.tracks);
         // A share does not survive its peer connection; the client shares again if it wants.
         m.extra_video.clear();
         m.screen = None;
         m.info.screen_sharing = false;
-        m.outbox = outbox;
-        m.peer = peer;
-        m.ended = Some(ended);
         m.connected = true;
         m.epoch += 1;
         m.info.reconnecting = false;
         let (admitted, space, role) = (m.admitted, m.space.clone(), m.info.role);
-        for t in &old_tracks {
-            for other in self.members.values().filter(|o| o.info.id != id) {
-                other.peer.send(PeerCommand::Unsubscribe(t.id.clone()));
-            }
-        }
+        self.unsubscribe_all(&id, &old_tracks);
         self.send_to(
             &id,
             ServerMessage::Joined {
@@ -505,7 +447,7 @@ impl Room {
                 admitted,
                 participants: Vec::new(),
                 room: self.state.clone(),
-                ice_servers: self.registry.settings.ice_servers.clone(),
+                ice_servers: self.settings.ice_servers.clone(),
             },
         );
         if admitted {
@@ -514,11 +456,11 @@ impl Room {
             if space.is_some() {
                 self.announce_space(&id);
             } else {
-                self.send_open_polls(&id);
+                self.polls.catch_up(&mut cx!(self), &id);
             }
             self.connect_media(&id);
             self.publish_update(&id);
-            self.chat_resumed(&id);
+            self.chat.resumed(&mut cx!(self), &id);
         }
         if role == Role::Therapist {
             self.send_to(&id, ServerMessage::WaitingList { waiting: self.waiting_list() });
@@ -532,7 +474,7 @@ impl Room {
     /// The socket dropped: the place is held (others see `reconnecting`) until the grace
     /// period ends. Someone still waiting simply leaves.
     fn disconnected(&mut self, id: &ParticipantId) {
-        let grace = self.registry.settings.reconnect_grace;
+        let grace = self.settings.reconnect_grace;
         let Some(m) = self.members.get_mut(id) else { return };
         if !m.admitted || grace.is_zero() {
             return self.remove_member(id, None);
@@ -544,11 +486,7 @@ impl Room {
         m.info.screen_sharing = false;
         let epoch = m.epoch;
         let old_tracks = std::mem::take(&mut m.tracks);
-        for t in &old_tracks {
-            for other in self.members.values().filter(|o| &o.info.id != id) {
-                other.peer.send(PeerCommand::Unsubscribe(t.id.clone()));
-            }
-        }
+        self.unsubscribe_all(id, &old_tracks);
         self.publish_update(id);
         self.schedule(grace, Timer::Grace(id.clone(), epoch));
         debug!(participant = %id, "disconnected; holding the place");
@@ -569,25 +507,35 @@ impl Room {
         self.connect_media(id);
         self.publish_waiting_list();
         self.place_admitted(id);
-        self.send_open_polls(id);
-        self.chat_admitted(id);
+        self.polls.catch_up(&mut cx!(self), id);
+        self.chat.admitted(&mut cx!(self), id);
     }
 
     /// Subscribes `id` to everyone it should receive, and everyone who should receive it to `id`.
     /// The member's peer connection exists from here on: nobody waiting has one.
-    fn connect_media(&self, id: &ParticipantId) {
+    fn connect_media(&mut self, id: &ParticipantId) {
         let Some(member) = self.members.get(id) else { return };
-        member.peer.send(PeerCommand::Activate);
+        let out = &mut self.out;
+        out.push(Effect::Peer { to: id.clone(), cmd: PeerCommand::Activate });
         for other in self.members.values() {
             if forwards(other, member) {
                 for t in &other.tracks {
-                    member.peer.send(PeerCommand::Subscribe(t.clone()));
+                    out.push(Effect::Peer { to: id.clone(), cmd: PeerCommand::Subscribe(t.clone()) });
                 }
             }
             if forwards(member, other) {
                 for t in &member.tracks {
-                    other.peer.send(PeerCommand::Subscribe(t.clone()));
+                    out.push(Effect::Peer { to: other.info.id.clone(), cmd: PeerCommand::Subscribe(t.clone()) });
                 }
+            }
+        }
+    }
+
+    /// Everyone but `publisher` stops receiving `tracks`.
+    fn unsubscribe_all(&mut self, publisher: &ParticipantId, tracks: &[Arc<PublishedTrack>]) {
+        for t in tracks {
+            for other in self.members.values().filter(|o| &o.info.id != publisher) {
+                self.out.push(Effect::Peer { to: other.info.id.clone(), cmd: PeerCommand::Unsubscribe(t.id.clone()) });
             }
         }
     }
@@ -595,18 +543,14 @@ impl Room {
     /// Removes a member: for a plain leave `reason` is `None`; otherwise the member is told why
     /// and its connection is ended.
     fn remove_member(&mut self, id: &ParticipantId, reason: Option<EndReason>) {
-        let Some(mut member) = self.members.remove(id) else { return };
+        let Some(member) = self.members.remove(id) else { return };
         self.order.retain(|p| p != id);
-        self.registry.count(member.info.role, false);
+        self.out.push(Effect::Count { role: member.info.role, joined: false });
         // The room cuts the media itself, whatever the member's connection task is doing (a
         // client that floods its socket and never reads can hold that task up): its peer
         // closes, and with it every subscription to and from it.
-        member.peer.send(PeerCommand::Close);
-        for t in &member.tracks {
-            for m in self.members.values() {
-                m.peer.send(PeerCommand::Unsubscribe(t.id.clone()));
-            }
-        }
+        self.peer(id, PeerCommand::Close);
+        self.unsubscribe_all(id, &member.tracks);
         if let Some(reason) = reason {
             let message = match reason {
                 EndReason::Declined => "The therapist did not admit you to this session.",
@@ -616,11 +560,10 @@ impl Room {
                 EndReason::Stalled => "Your connection could not keep up.",
                 EndReason::Moved => "The session moved to another server; reconnecting you.",
             };
-            let _ = member.outbox.try_send(ServerMessage::SessionEnded { reason, message: message.into() });
-            if let Some(ended) = member.ended.take() {
-                let _ = ended.send(reason);
-            }
+            let msg = ServerMessage::SessionEnded { reason, message: message.into() };
+            self.out.push(Effect::End { who: id.clone(), msg, reason });
         }
+        self.out.push(Effect::Detach(id.clone()));
         if member.admitted && reason != Some(EndReason::Replaced) {
             if self.state.spotlight.as_ref() == Some(id) {
                 self.state.spotlight = None;
@@ -639,12 +582,14 @@ impl Room {
         } else if !member.admitted {
             self.publish_waiting_list();
         }
-        self.chat_member_left(id);
+        for moves in self.chat.member_left(&cx!(self), id) {
+            self.private_room_moves(moves);
+        }
         debug!(participant = %id, size = self.members.len(), "left");
     }
 
     fn track_published(&mut self, id: &ParticipantId, track: Arc<PublishedTrack>) {
-        let max = self.registry.settings.max_tracks_per_participant;
+        let max = self.settings.max_tracks_per_participant;
         if self.members.get(id).is_some_and(|m| m.tracks.len() >= max) {
             warn!(participant = %id, max, "track over the per-participant limit not forwarded");
             return self.error(
@@ -658,14 +603,15 @@ impl Room {
         }
         let screen = track.source() == crate::signal::protocol::TrackSource::Screen;
         let Some(member) = self.members.get_mut(id) else { return };
-        if member.hard_muted(track.kind) {
-            track.set_forwarding(false);
-        }
+        let muted = member.hard_muted(track.kind);
         member.tracks.push(track.clone());
+        if muted {
+            self.out.push(Effect::Forwarding { track: track.clone(), on: false });
+        }
         let Some(member) = self.members.get(id) else { return };
         for other in self.members.values() {
             if forwards(member, other) {
-                other.peer.send(PeerCommand::Subscribe(track.clone()));
+                self.out.push(Effect::Peer { to: other.info.id.clone(), cmd: PeerCommand::Subscribe(track.clone()) });
             }
         }
         if screen {
@@ -684,9 +630,9 @@ impl Room {
             member.info.screen_sharing = false;
             member.screen = None;
         }
-        for (pid, m) in &self.members {
+        for pid in self.members.keys() {
             if pid != id {
-                m.peer.send(PeerCommand::Unsubscribe(track_id.clone()));
+                self.out.push(Effect::Peer { to: pid.clone(), cmd: PeerCommand::Unsubscribe(track_id.clone()) });
             }
         }
         if ended_screen {
@@ -845,7 +791,7 @@ impl Room {
             msg @ (ClientMessage::CreatePoll { .. }
             | ClientMessage::Vote { .. }
             | ClientMessage::ClosePoll { .. }
-            | ClientMessage::SharePollResults { .. }) => self.on_poll(from, msg),
+            | ClientMessage::SharePollResults { .. }) => self.polls.on_message(&mut cx!(self), from, msg),
             msg @ (ClientMessage::SetCelebrationPreferences { .. }
             | ClientMessage::GetCelebrationPreferences
             | ClientMessage::Celebrate { .. }
@@ -859,7 +805,11 @@ impl Room {
             | ClientMessage::DeleteChatMessage { .. }
             | ClientMessage::RequestSupport
             | ClientMessage::OpenPrivateRoom { .. }
-            | ClientMessage::ClosePrivateRoom { .. }) => self.on_chat(from, msg),
+            | ClientMessage::ClosePrivateRoom { .. }) => {
+                if let Some(moves) = self.chat.on_message(&mut cx!(self), &mut self.alerts, from, msg) {
+                    self.private_room_moves(moves);
+                }
+            }
             msg @ (ClientMessage::ScreenShare { .. } | ClientMessage::AllowScreenShare { .. }) => self.on_screen(from, msg),
             // Connection-level messages never reach the room.
             ClientMessage::Join { .. }
@@ -890,7 +840,7 @@ impl Room {
         };
         if m.info.hand_raised != raised {
             // Raising one's own hand alerts the therapists: limited like the other alerts.
-            if raised && _by == target && !self.alerts.allow(target, alerts::Alert::RaiseHand, tokio::time::Instant::now()) {
+            if raised && _by == target && !self.alerts.allow(target, alerts::Alert::RaiseHand, self.now.at) {
                 return self.error(_by, ErrorCode::RateLimited, alerts::refusal(alerts::Alert::RaiseHand));
             }
             let Some(m) = self.members.get_mut(target) else { return };
@@ -913,7 +863,7 @@ impl Room {
         }
         if hard {
             for t in m.tracks.iter().filter(|t| t.kind == kind) {
-                t.set_forwarding(false);
+                self.out.push(Effect::Forwarding { track: t.clone(), on: false });
             }
             let r = self.remembered.entry(id.clone()).or_default();
             match kind {
@@ -934,7 +884,7 @@ impl Room {
         // Forwarding resumes, but the participant's own mute stays until they lift it: the
         // server never turns someone's microphone or camera back on for them.
         for t in m.tracks.iter().filter(|t| t.kind == kind) {
-            t.set_forwarding(true);
+            self.out.push(Effect::Forwarding { track: t.clone(), on: true });
         }
         let r = self.remembered.entry(id.clone()).or_default();
         match kind {
@@ -981,28 +931,6 @@ impl Room {
         self.send_to(to, ServerMessage::Error { code, message: message.into() });
     }
 
-    fn audit(&self, actor: &ParticipantId, action: &'static str, target: Option<&ParticipantId>) {
-        info!(actor = %actor, action, target = target.map(|t| t.as_str()), "moderation");
-        let Some(store) = self.registry.store.clone() else { return };
-        let (room, actor, target) = (self.id.to_string(), actor.to_string(), target.map(|t| t.to_string()));
-        tokio::spawn(async move {
-            if let Err(e) = store.audit(&room, &actor, action, target.as_deref()).await {
-                warn!(error = %e, "audit record not written");
-            }
-        });
-    }
-
-    fn send_to(&mut self, id: &ParticipantId, msg: ServerMessage) {
-        let stalled = match self.members.get(id) {
-            Some(m) => matches!(m.outbox.try_send(msg), Err(mpsc::error::TrySendError::Full(_))),
-            None => false,
-        };
-        if stalled {
-            warn!(participant = %id, "outbox full; disconnecting stalled client");
-            self.remove_member(id, Some(EndReason::Stalled));
-        }
-    }
-
     fn send_admitted(&mut self, msg: ServerMessage) {
         let ids: Vec<_> = self.members.values().filter(|m| m.admitted).map(|m| m.info.id.clone()).collect();
         for id in ids {
@@ -1013,13 +941,25 @@ impl Room {
     /// Admitted members who share `id`'s space (the main room or the same breakout), `id`
     /// included. Chat, polls and celebrations scope to this.
     fn space_of(&self, id: &ParticipantId) -> Vec<ParticipantId> {
-        let Some(me) = self.members.get(id) else { return Vec::new() };
-        self.order
-            .iter()
-            .filter_map(|p| self.members.get(p))
-            .filter(|m| m.admitted && m.space == me.space)
-            .map(|m| m.info.id.clone())
-            .collect()
+        space_of(&self.members, &self.order, id)
+    }
+
+    /// Moves people into or out of a private room, as the chat asked.
+    fn private_room_moves(&mut self, moves: chat::Moves) {
+        let moves = moves
+            .into_iter()
+            .map(|(id, dest)| {
+                let space = match dest {
+                    chat::Dest::Space(space) => space,
+                    chat::Dest::Home => self.breakouts.space_for(&id),
+                };
+                (id, space)
+            })
+            .collect();
+        self.move_many(moves);
+        if !self.breakouts.is_empty() {
+            self.publish_breakout_plan();
+        }
     }
 
     /// The name members see for a space id: a breakout's, or a private room's.
@@ -1042,49 +982,12 @@ fn mute_action(kind: MediaKind, hard: bool) -> &'static str {
     }
 }
 
-/// Writes the room's snapshot to the cluster when it changes, off the room task: the newest
-/// snapshot wins, and an unchanged room writes nothing.
-struct StateSaver {
-    tx: tokio::sync::watch::Sender<Option<String>>,
-    last: Option<String>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl StateSaver {
-    fn spawn(cluster: Arc<Cluster>, room: RoomId, last: Option<String>) -> Self {
-        let (tx, mut rx) = tokio::sync::watch::channel::<Option<String>>(None);
-        let (c, r) = (cluster, room);
-        let task = tokio::spawn(async move {
-            while rx.changed().await.is_ok() {
-                let Some(json) = rx.borrow_and_update().clone() else { continue };
-                if let Err(e) = c.save_state(&r, &json).await {
-                    warn!(error = %e, "room state not saved to the cluster");
-                }
-            }
-        });
-        Self { tx, last, task }
-    }
-
-    fn offer(&mut self, snap: &snapshot::RoomSnapshot) {
-        let Ok(json) = serde_json::to_string(snap) else { return };
-        if self.last.as_deref() != Some(json.as_str()) {
-            self.last = Some(json.clone());
-            let _ = self.tx.send(Some(json));
-        }
-    }
-
-    /// Waits for the last offered snapshot to be written.
-    async fn finish(self) {
-        drop(self.tx);
-        let _ = self.task.await;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::room::shared::RegistryInner;
     use crate::signal::protocol::ServerMessage;
-    use tokio::sync::oneshot;
+    use tokio::sync::{mpsc, oneshot};
 
     fn registry() -> Arc<RegistryInner> {
         super::model_tests::context_with(false, std::time::Duration::ZERO)
@@ -1114,9 +1017,9 @@ mod tests {
         let registry = registry();
         let sfu = crate::sfu::SfuEngine::new(crate::config::Config::from_toml_overrides("").expect("embedded defaults").ice);
         let id = RoomId::new("r").unwrap();
-        let (mut room, rx, handle) = build(id.clone(), registry.clone());
+        let (mut room, rx, handle) = task::build(id.clone(), registry.clone());
         room.breakouts.set_next_id_for_test(u32::MAX);
-        let handle = start(room, rx, handle);
+        let handle = task::start(room, registry.clone(), rx, handle);
         registry.rooms.insert(id.clone(), handle.clone());
         let mut t = join(&handle, &sfu, "t", Role::Therapist).await;
         let mut p = join(&handle, &sfu, "p", Role::Participant).await;

@@ -1,22 +1,24 @@
-//! The room's rules driven directly, without sockets, peers or sleeps: commands go into
-//! [`Room::handle`], time is tokio's paused clock moved by the test, and what the room asks of
-//! each member's socket and peer is read from plain channels. A property test runs random
-//! command sequences and checks after every step what must always hold: nobody waiting sees
-//! the room or gets a media connection, the counts add up, a ban keeps someone out, and a
-//! participant's moderator action changes nothing.
+//! The room's rules driven directly: no task, no channels, no sockets, no sleeps. Inputs go into
+//! the core with a simulated time, and the effects that come back are replayed into a model of
+//! the world: what each connection was sent, what each peer was asked to subscribe to, the
+//! node's counters, the bans, the timers (fired in order as the simulated clock moves).
+//!
+//! A property test runs random sessions and checks after every step what must always hold:
+//! nobody waiting is sent the room or gets media, every admitted member's subscriptions are
+//! exactly what `forwards()` says, the counts add up, a ban keeps someone out, and a
+//! participant's moderator action changes nothing. Unit tests below pin single rules.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use proptest::prelude::*;
-use tokio::sync::{mpsc, oneshot};
 
 use super::*;
-use crate::signal::protocol::ServerMessage;
+use crate::signal::protocol::{CelebrationAudience, CelebrationStyle, MilestoneKind, PollCloseReason, ServerMessage};
 
-/// What rooms share, for tests: no store, no cluster, rooms of six.
-pub(super) fn context_with(waiting_room: bool, reconnect_grace: Duration) -> Arc<RegistryInner> {
-    let settings = super::super::RoomSettings {
+/// Settings for tests: rooms of six, a 30 s reconnect grace.
+pub(super) fn settings(waiting_room: bool, reconnect_grace: Duration) -> RoomSettings {
+    RoomSettings {
         max_room_size: 6,
         max_tracks_per_participant: 3,
         waiting_room,
@@ -24,12 +26,16 @@ pub(super) fn context_with(waiting_room: bool, reconnect_grace: Duration) -> Arc
         ice_servers: Vec::new(),
         ballot_secret: [7; 32],
         ban_ttl: Duration::from_secs(3600),
-    };
-    Arc::new(RegistryInner {
+    }
+}
+
+/// What rooms share, for tests of the room task: no store, no cluster.
+pub(super) fn context_with(waiting_room: bool, reconnect_grace: Duration) -> Arc<crate::room::shared::RegistryInner> {
+    Arc::new(crate::room::shared::RegistryInner {
         rooms: dashmap::DashMap::new(),
         participants: Default::default(),
         by_role: Default::default(),
-        settings,
+        settings: settings(waiting_room, reconnect_grace),
         store: None,
         cluster: std::sync::OnceLock::new(),
         bans: Default::default(),
@@ -37,23 +43,35 @@ pub(super) fn context_with(waiting_room: bool, reconnect_grace: Duration) -> Arc
     })
 }
 
-/// One connection of one person, as the room sees it: what it was sent, what its peer was
-/// asked to do.
+/// One connection of one person, as the effects describe it.
+#[derive(Default)]
 struct Conn {
-    outbox: mpsc::Receiver<ServerMessage>,
-    peer: mpsc::UnboundedReceiver<PeerCommand>,
-    _ended: oneshot::Receiver<EndReason>,
     admitted_seen: bool,
     activated: bool,
     sent: Vec<ServerMessage>,
+    ended: Option<EndReason>,
 }
 
+/// The core and the world its effects built.
 struct Model {
     room: Room,
-    rx: mpsc::Receiver<RoomCommand>,
-    _handle: RoomHandle,
-    ctx: Arc<RegistryInner>,
+    start: Now,
+    now: Now,
+    /// Timers set and not yet fired, in the order set.
+    timers: Vec<(tokio::time::Instant, Timer)>,
+    /// The connection each participant id is attached to.
     conns: HashMap<ParticipantId, Conn>,
+    /// Connections that ended, kept for what they were sent.
+    past: Vec<(ParticipantId, Conn)>,
+    /// Each peer's subscriptions, replayed from `Subscribe`/`Unsubscribe`.
+    subs: HashMap<ParticipantId, BTreeSet<TrackId>>,
+    counted: HashMap<Role, i64>,
+    bans: HashSet<ParticipantId>,
+    audits: Vec<&'static str>,
+    forwarding: HashMap<TrackId, bool>,
+    next_track: usize,
+    /// Inputs handled (joins and fired timers included).
+    steps: u64,
 }
 
 /// People in the tests: 0 the therapist, 1–4 participants, 5 an observer.
@@ -65,8 +83,12 @@ fn person(i: usize) -> (ParticipantId, Role) {
     }
 }
 
+fn pid(i: usize) -> ParticipantId {
+    person(i).0
+}
+
 fn therapist() -> ParticipantId {
-    person(0).0
+    pid(0)
 }
 
 #[derive(Debug, Clone)]
@@ -78,20 +100,26 @@ enum Op {
     Remove(usize),
     Leave(usize),
     Disconnect(usize),
+    Stall(usize),
     Lock(bool),
     WaitingRoom(bool),
     HardMute(usize),
+    Unmute(usize),
+    Publish(usize, MediaKind),
+    Unpublish(usize),
     /// A participant (1–4) tries a therapist's action on someone.
     Usurp(usize, usize),
     CreateBreakout,
     Assign(usize),
     OpenBreakouts,
     CloseBreakouts,
+    GoBack(usize),
     Chat(usize),
     Advance(u16),
 }
 
 fn op() -> impl Strategy<Value = Op> {
+    let kind = prop_oneof![Just(MediaKind::Audio), Just(MediaKind::Video)];
     prop_oneof![
         4 => (0..6usize).prop_map(Op::Join),
         3 => (1..6usize).prop_map(Op::Admit),
@@ -100,14 +128,19 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (1..6usize).prop_map(Op::Remove),
         1 => (0..6usize).prop_map(Op::Leave),
         1 => (0..6usize).prop_map(Op::Disconnect),
+        1 => (0..6usize).prop_map(Op::Stall),
         1 => any::<bool>().prop_map(Op::Lock),
         1 => any::<bool>().prop_map(Op::WaitingRoom),
         1 => (1..5usize).prop_map(Op::HardMute),
+        1 => (1..5usize).prop_map(Op::Unmute),
+        4 => (0..6usize, kind).prop_map(|(i, k)| Op::Publish(i, k)),
+        1 => (0..6usize).prop_map(Op::Unpublish),
         2 => (1..5usize, 0..6usize).prop_map(|(a, b)| Op::Usurp(a, b)),
         1 => Just(Op::CreateBreakout),
-        1 => (1..5usize).prop_map(Op::Assign),
+        2 => (1..5usize).prop_map(Op::Assign),
         1 => Just(Op::OpenBreakouts),
         1 => Just(Op::CloseBreakouts),
+        1 => (1..5usize).prop_map(Op::GoBack),
         1 => (0..5usize).prop_map(Op::Chat),
         1 => (1..60u16).prop_map(Op::Advance),
     ]
@@ -120,83 +153,207 @@ fn allowed_while_waiting(m: &ServerMessage) -> bool {
 
 impl Model {
     fn new(waiting_room: bool) -> Self {
-        let ctx = context_with(waiting_room, Duration::from_secs(30));
-        let (room, rx, handle) = build(RoomId::new("model").expect("room id"), ctx.clone());
-        Self { room, rx, _handle: handle, ctx, conns: HashMap::new() }
+        Self::with_settings(settings(waiting_room, Duration::from_secs(30)))
+    }
+
+    fn with_settings(settings: RoomSettings) -> Self {
+        let start = Now { at: tokio::time::Instant::from_std(std::time::Instant::now()), unix_ms: 1_750_000_000_000 };
+        let mut room = Room::new(RoomId::new("model").expect("room id"), settings, false, Vec::new(), start);
+        let (_, effects) = room.with(start, Room::start);
+        let mut model = Self {
+            room,
+            start,
+            now: start,
+            timers: Vec::new(),
+            conns: HashMap::new(),
+            past: Vec::new(),
+            subs: HashMap::new(),
+            counted: HashMap::new(),
+            bans: HashSet::new(),
+            audits: Vec::new(),
+            forwarding: HashMap::new(),
+            next_track: 0,
+            steps: 0,
+        };
+        model.replay(effects);
+        model
+    }
+
+    fn input(&mut self, input: Input) {
+        self.steps += 1;
+        let now = self.now;
+        let (_, effects) = self.room.with(now, |r| r.handle(input));
+        self.replay(effects);
     }
 
     fn client(&mut self, from: &ParticipantId, msg: ClientMessage) {
-        self.room.handle(RoomCommand::Client { from: from.clone(), msg });
+        self.input(Input::Client { from: from.clone(), msg });
     }
 
     fn join(&mut self, i: usize) -> Result<(), RoomError> {
+        self.steps += 1;
         let (id, role) = person(i);
-        let (peer, peer_rx) = crate::sfu::PeerHandle::for_test();
-        let (tx, outbox) = mpsc::channel(OUTBOX_CAPACITY);
-        let (end_tx, ended) = oneshot::channel();
-        let (reply, mut reply_rx) = oneshot::channel();
-        let grant = Grant { participant: id.clone(), room: self.room.id.clone(), role, name: format!("Name {i}"), expires_at: u64::MAX };
-        self.room.handle(RoomCommand::Join(JoinRequest { grant, outbox: tx, peer, ended: end_tx }, reply));
-        let result = reply_rx.try_recv().unwrap_or(Err(RoomError::Closed));
-        if result.is_ok() {
-            let conn = Conn { outbox, peer: peer_rx, _ended: ended, admitted_seen: false, activated: false, sent: Vec::new() };
-            self.conns.insert(id, conn);
-        }
+        let grant = Grant { participant: id, room: self.room.id.clone(), role, name: format!("Name {i}"), expires_at: u64::MAX };
+        let now = self.now;
+        let (result, effects) = self.room.with(now, |r| r.join(grant));
+        self.replay(effects);
         result
+    }
+
+    fn publish(&mut self, i: usize, kind: MediaKind) -> TrackId {
+        self.next_track += 1;
+        let id = format!("{}/{kind:?}/{}", pid(i), self.next_track);
+        let track = crate::sfu::PublishedTrack::for_test(&id, pid(i), kind);
+        self.input(Input::TrackPublished(pid(i), track));
+        id
+    }
+
+    /// Moves the simulated clock `d` on, firing every timer due on the way, in time order.
+    fn advance(&mut self, d: Duration) {
+        let until = self.now.at + d;
+        loop {
+            let due =
+                self.timers.iter().enumerate().filter(|(_, (at, _))| *at <= until).min_by_key(|(n, (at, _))| (*at, *n)).map(|(n, _)| n);
+            let Some(n) = due else { break };
+            let (at, timer) = self.timers.remove(n);
+            self.now = self.start.after(at - self.start.at);
+            self.input(Input::Timer(timer));
+        }
+        self.now = self.start.after(until - self.start.at);
+    }
+
+    /// Applies effects to the model of the world, checking those that must never happen.
+    fn replay(&mut self, effects: Vec<Effect>) {
+        for e in effects {
+            match e {
+                Effect::Attach(id) => {
+                    if let Some(old) = self.conns.insert(id.clone(), Conn::default()) {
+                        self.past.push((id.clone(), old));
+                    }
+                    // A new connection has a new peer, which subscribes to nothing yet.
+                    self.subs.remove(&id);
+                }
+                Effect::Detach(id) => {
+                    if let Some(old) = self.conns.remove(&id) {
+                        self.past.push((id.clone(), old));
+                    }
+                    self.subs.remove(&id);
+                }
+                Effect::Send { to, msg } => {
+                    let conn = self.conns.get_mut(&to).unwrap_or_else(|| panic!("{to} sent {msg:?} without a connection"));
+                    if matches!(msg, ServerMessage::Admitted { .. }) {
+                        conn.admitted_seen = true;
+                    }
+                    assert!(conn.admitted_seen || allowed_while_waiting(&msg), "{to} was sent {msg:?} before being admitted");
+                    if matches!(msg, ServerMessage::WaitingList { .. }) {
+                        assert_eq!(to, therapist(), "only therapists see the waiting list");
+                    }
+                    conn.sent.push(msg);
+                }
+                Effect::End { who, msg, reason } => {
+                    let conn = self.conns.get_mut(&who).unwrap_or_else(|| panic!("{who}'s session ended without a connection"));
+                    conn.sent.push(msg);
+                    conn.ended = Some(reason);
+                }
+                Effect::Peer { to, cmd } => {
+                    let Some(conn) = self.conns.get_mut(&to) else {
+                        panic!("{to}'s peer asked {cmd:?} without a connection");
+                    };
+                    match cmd {
+                        // Closing a peer is always allowed (a waiting person leaves, is declined).
+                        PeerCommand::Close => {
+                            self.subs.remove(&to);
+                        }
+                        PeerCommand::Activate => {
+                            assert!(conn.admitted_seen, "{to}'s peer activated before admission");
+                            conn.activated = true;
+                        }
+                        PeerCommand::Subscribe(t) => {
+                            assert!(conn.admitted_seen, "{to} subscribed to {} before admission", t.id);
+                            assert!(self.subs.entry(to.clone()).or_default().insert(t.id.clone()), "{to} subscribed twice to {}", t.id);
+                        }
+                        PeerCommand::Unsubscribe(t) => {
+                            self.subs.entry(to.clone()).or_default().remove(&t);
+                        }
+                        other => panic!("the room asked {to}'s peer {other:?}"),
+                    }
+                }
+                Effect::Timer { at, timer } => {
+                    assert!(at >= self.now.at, "a timer set in the past: {timer:?}");
+                    self.timers.push((at, timer));
+                }
+                Effect::Count { role, joined } => *self.counted.entry(role).or_default() += if joined { 1 } else { -1 },
+                Effect::Ban(id) => {
+                    self.bans.insert(id);
+                }
+                Effect::Audit { action, .. } => self.audits.push(action),
+                Effect::Forwarding { track, on } => {
+                    self.forwarding.insert(track.id.clone(), on);
+                }
+                Effect::SavePoll(_) | Effect::Milestone(_) => {}
+            }
+        }
     }
 
     fn breakout_id(&self) -> Option<String> {
         self.room.breakouts.first_id()
     }
 
-    async fn apply(&mut self, op: &Op) {
+    fn apply(&mut self, op: &Op) {
         let t = therapist();
         match op {
             Op::Join(i) => {
                 let _ = self.join(*i);
             }
-            Op::Admit(i) => self.client(&t, ClientMessage::Admit { participant_id: person(*i).0 }),
+            Op::Admit(i) => self.client(&t, ClientMessage::Admit { participant_id: pid(*i) }),
             Op::AdmitAll => self.client(&t, ClientMessage::AdmitAll),
-            Op::Decline(i, f) => self.client(&t, ClientMessage::Decline { participant_id: person(*i).0, r#final: *f }),
-            Op::Remove(i) => self.client(&t, ClientMessage::Remove { participant_id: person(*i).0 }),
-            Op::Leave(i) => {
-                self.room.handle(RoomCommand::Leave(person(*i).0));
-            }
-            Op::Disconnect(i) => {
-                self.room.handle(RoomCommand::Disconnected(person(*i).0));
-            }
+            Op::Decline(i, f) => self.client(&t, ClientMessage::Decline { participant_id: pid(*i), r#final: *f }),
+            Op::Remove(i) => self.client(&t, ClientMessage::Remove { participant_id: pid(*i) }),
+            Op::Leave(i) => self.input(Input::Leave(pid(*i))),
+            Op::Disconnect(i) => self.input(Input::Disconnected(pid(*i))),
+            Op::Stall(i) => self.input(Input::Stalled(pid(*i))),
             Op::Lock(locked) => self.client(&t, ClientMessage::LockRoom { locked: *locked }),
             Op::WaitingRoom(enabled) => self.client(&t, ClientMessage::SetWaitingRoom { enabled: *enabled }),
-            Op::HardMute(i) => self.client(&t, ClientMessage::Mute { participant_id: person(*i).0, kind: MediaKind::Audio, hard: true }),
+            Op::HardMute(i) => self.client(&t, ClientMessage::Mute { participant_id: pid(*i), kind: MediaKind::Audio, hard: true }),
+            Op::Unmute(i) => self.client(&t, ClientMessage::Unmute { participant_id: pid(*i), kind: MediaKind::Audio }),
+            Op::Publish(i, kind) => {
+                if self.room.members.contains_key(&pid(*i)) {
+                    self.publish(*i, *kind);
+                }
+            }
+            Op::Unpublish(i) => {
+                let first = self.room.members.get(&pid(*i)).and_then(|m| m.tracks.first()).map(|t| t.id.clone());
+                if let Some(track) = first {
+                    self.input(Input::TrackEnded(pid(*i), track));
+                }
+            }
             Op::Usurp(a, b) => {
-                let (before, locked) = (self.admitted(), self.room.state.locked);
-                let (who, target) = (person(*a).0, person(*b).0);
+                let (before, state, bans) = (self.admitted(), self.room.state.clone(), self.bans.clone());
+                let (who, target) = (pid(*a), pid(*b));
+                let audits = self.audits.len();
                 self.client(&who, ClientMessage::Admit { participant_id: target.clone() });
                 self.client(&who, ClientMessage::Remove { participant_id: target.clone() });
-                self.client(&who, ClientMessage::LockRoom { locked: !locked });
+                self.client(&who, ClientMessage::LockRoom { locked: !state.locked });
+                self.client(&who, ClientMessage::SetWaitingRoom { enabled: !state.waiting_room });
+                self.client(&who, ClientMessage::Mute { participant_id: target.clone(), kind: MediaKind::Audio, hard: true });
+                self.client(&who, ClientMessage::EndSession);
                 assert_eq!(self.admitted(), before, "{who}'s moderator actions changed who is in");
-                assert_eq!(self.room.state.locked, locked, "{who} changed the lock");
+                assert_eq!(self.room.state, state, "{who} changed the room's state");
+                assert_eq!(self.bans, bans, "{who} banned someone");
+                assert_eq!(self.audits.len(), audits, "{who}'s refused actions were audited");
             }
             Op::CreateBreakout => self.client(&t, ClientMessage::CreateBreakout { name: "Garden".into() }),
             Op::Assign(i) => {
                 let breakout_id = self.breakout_id();
-                self.client(&t, ClientMessage::AssignBreakout { participant_id: person(*i).0, breakout_id });
+                self.client(&t, ClientMessage::AssignBreakout { participant_id: pid(*i), breakout_id });
             }
             Op::OpenBreakouts => {
-                self.client(&t, ClientMessage::OpenBreakouts { duration_secs: Some(120), warning_secs: None, allow_return: false })
+                self.client(&t, ClientMessage::OpenBreakouts { duration_secs: Some(120), warning_secs: None, allow_return: true })
             }
             Op::CloseBreakouts => self.client(&t, ClientMessage::CloseBreakouts { countdown_secs: None }),
-            Op::Chat(i) => self.client(&person(*i).0, ClientMessage::Chat { text: "hello".into(), to: None }),
-            Op::Advance(secs) => {
-                tokio::time::advance(Duration::from_secs(u64::from(*secs))).await;
-                // Timer tasks wake and post their commands; the room handles them in order.
-                for _ in 0..8 {
-                    tokio::task::yield_now().await;
-                }
-                while let Ok(cmd) = self.rx.try_recv() {
-                    self.room.handle(cmd);
-                }
-            }
+            Op::GoBack(i) => self.client(&pid(*i), ClientMessage::GoToBreakout { breakout_id: None }),
+            Op::Chat(i) => self.client(&pid(*i), ClientMessage::Chat { text: "hello".into(), to: None }),
+            Op::Advance(secs) => self.advance(Duration::from_secs(u64::from(*secs))),
         }
     }
 
@@ -204,114 +361,355 @@ impl Model {
         self.room.members.values().filter(|m| m.admitted).map(|m| m.info.id.clone()).collect()
     }
 
+    /// What `to` should receive: every track of everyone whose media `forwards()` to it.
+    fn expected_subs(&self, to: &Member) -> BTreeSet<TrackId> {
+        self.room.members.values().filter(|from| forwards(from, to)).flat_map(|from| from.tracks.iter().map(|t| t.id.clone())).collect()
+    }
+
     /// What must hold after every step.
-    fn check(&mut self, step: usize, op: &Op) {
-        let ctx = &self.ctx;
-        for (id, conn) in self.conns.iter_mut() {
-            while let Ok(m) = conn.outbox.try_recv() {
-                if matches!(m, ServerMessage::Admitted { .. }) {
-                    conn.admitted_seen = true;
-                }
-                if !conn.admitted_seen {
-                    assert!(allowed_while_waiting(&m), "step {step} {op:?}: {id} was sent {m:?} before being admitted");
-                }
-                if matches!(m, ServerMessage::WaitingList { .. }) {
-                    assert_eq!(person(0).0, *id, "step {step}: only therapists see the waiting list");
-                }
-                conn.sent.push(m);
-            }
-            while let Ok(cmd) = conn.peer.try_recv() {
-                // Closing a peer is always allowed (a waiting person leaves, is declined).
-                if matches!(cmd, PeerCommand::Close) {
-                    continue;
-                }
-                if matches!(cmd, PeerCommand::Activate) {
-                    conn.activated = true;
-                }
-                assert!(conn.admitted_seen, "step {step} {op:?}: {id}'s peer was asked {cmd:?} before admission");
-            }
-        }
+    fn check(&self, step: usize, op: &Op) {
         for m in self.room.members.values() {
-            let conn = self.conns.get(&m.info.id).expect("every member has a connection");
+            let id = &m.info.id;
+            let conn = self.conns.get(id).unwrap_or_else(|| panic!("step {step} {op:?}: member {id} has no connection"));
+            let subs = self.subs.get(id).cloned().unwrap_or_default();
             if m.admitted && m.connected {
-                assert!(conn.admitted_seen && conn.activated, "step {step} {op:?}: {} admitted without roster or media", m.info.id);
+                assert!(conn.admitted_seen && conn.activated, "step {step} {op:?}: {id} admitted without roster or media");
+                assert_eq!(subs, self.expected_subs(m), "step {step} {op:?}: {id}'s subscriptions are not what forwards() says");
             }
             if !m.admitted {
-                assert!(!conn.activated, "step {step} {op:?}: {} waits with a media connection", m.info.id);
+                assert!(!conn.activated, "step {step} {op:?}: {id} waits with a media connection");
+                assert!(subs.is_empty(), "step {step} {op:?}: {id} waits and receives {subs:?}");
             }
-            assert!(!self.room.banned.contains(&m.info.id), "step {step} {op:?}: banned {} is in the room", m.info.id);
+            assert!(!self.room.banned.contains(id), "step {step} {op:?}: banned {id} is in the room");
+            for t in &m.tracks {
+                let hard = m.hard_muted(t.kind);
+                assert_eq!(self.forwarding.get(&t.id).copied().unwrap_or(true), !hard, "step {step} {op:?}: {}'s forwarding", t.id);
+            }
         }
-        let counted = ctx.participants.load(std::sync::atomic::Ordering::Relaxed);
-        assert_eq!(counted, self.room.members.len(), "step {step} {op:?}: participant count");
-        let by_role: usize = ctx.by_role.iter().map(|c| c.load(std::sync::atomic::Ordering::Relaxed)).sum();
-        assert_eq!(by_role, counted, "step {step}: counts by role add up");
+        assert!(self.conns.keys().all(|id| self.room.members.contains_key(id)), "step {step} {op:?}: a connection outlived its member");
+        let counted: i64 = self.counted.values().sum();
+        assert_eq!(counted, self.room.members.len() as i64, "step {step} {op:?}: participant count");
+        for role in [Role::Therapist, Role::Participant, Role::Observer] {
+            let n = self.room.members.values().filter(|m| m.info.role == role).count() as i64;
+            assert_eq!(self.counted.get(&role).copied().unwrap_or(0), n, "step {step} {op:?}: {role:?} count");
+        }
+        assert_eq!(
+            self.bans,
+            self.room.banned.iter().cloned().collect::<HashSet<_>>(),
+            "step {step} {op:?}: bans recorded beyond the room"
+        );
         let order: BTreeSet<_> = self.room.order.iter().cloned().collect();
         let members: BTreeSet<_> = self.room.members.keys().cloned().collect();
         assert_eq!(order, members, "step {step} {op:?}: join order and members agree");
         assert_eq!(self.room.order.len(), members.len(), "step {step}: nobody twice in the join order");
-        assert!(self.room.members.len() <= ctx.settings.max_room_size);
+        assert!(self.room.members.len() <= self.room.settings.max_room_size);
+    }
+
+    fn sent(&self, i: usize) -> &[ServerMessage] {
+        &self.conns[&pid(i)].sent
+    }
+
+    /// Everything `i` was sent on the current connection since the last call.
+    fn take_sent(&mut self, i: usize) -> Vec<ServerMessage> {
+        self.conns.get_mut(&pid(i)).map(|c| std::mem::take(&mut c.sent)).unwrap_or_default()
+    }
+
+    fn last_error(&self, i: usize) -> Option<ErrorCode> {
+        self.sent(i).iter().rev().find_map(|m| match m {
+            ServerMessage::Error { code, .. } => Some(*code),
+            _ => None,
+        })
+    }
+
+    fn subs_of(&self, i: usize) -> BTreeSet<TrackId> {
+        self.subs.get(&pid(i)).cloned().unwrap_or_default()
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().expect("a runtime")
-}
+/// Inputs the property test has driven and how long it took, summed over its cases.
+static STEPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static NANOS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
-    fn random_sessions_keep_the_rooms_rules(waiting_room in any::<bool>(), ops in proptest::collection::vec(op(), 1..60)) {
-        runtime().block_on(async {
-            let mut model = Model::new(waiting_room);
-            for (step, op) in ops.iter().enumerate() {
-                model.apply(op).await;
-                model.check(step, op);
-            }
-        });
+    fn random_sessions_keep_the_rooms_rules(waiting_room in any::<bool>(), ops in proptest::collection::vec(op(), 1..80)) {
+        let t0 = std::time::Instant::now();
+        let mut model = Model::new(waiting_room);
+        for (step, op) in ops.iter().enumerate() {
+            model.apply(op);
+            model.check(step, op);
+        }
+        use std::sync::atomic::Ordering::Relaxed;
+        let steps = STEPS.fetch_add(model.steps, Relaxed) + model.steps;
+        let nanos = NANOS.fetch_add(t0.elapsed().as_nanos() as u64, Relaxed) + t0.elapsed().as_nanos() as u64;
+        if steps > 0 && nanos > 0 {
+            // Printed by every case; the last line is the run's total (`-- --nocapture`).
+            println!("model: {steps} inputs in {:.3} s, {:.0} inputs/s (invariants checked after each operation)", nanos as f64 / 1e9, steps as f64 / (nanos as f64 / 1e9));
+        }
     }
 }
 
 #[test]
 fn a_removed_participant_stays_out_and_a_waiting_one_sees_nothing() {
-    runtime().block_on(async {
-        let mut model = Model::new(true);
-        model.join(0).expect("therapist");
-        model.join(1).expect("p1 waits");
-        model.join(2).expect("p2 waits");
-        model.check(0, &Op::Join(2));
-        model.apply(&Op::Admit(1)).await;
-        model.apply(&Op::Chat(1)).await;
-        model.check(1, &Op::Admit(1));
-        assert!(model.conns[&person(2).0].sent.iter().all(allowed_while_waiting), "p2 saw the room while waiting");
-        model.apply(&Op::Remove(1)).await;
-        model.check(2, &Op::Remove(1));
-        assert_eq!(model.join(1), Err(RoomError::Banned));
-        // Time passes (grace periods, timers): still out, still waiting.
-        model.apply(&Op::Advance(45)).await;
-        model.check(3, &Op::Advance(45));
-        assert_eq!(model.join(1), Err(RoomError::Banned));
-        assert!(!model.room.members[&person(2).0].admitted);
-    });
+    let mut model = Model::new(true);
+    model.join(0).expect("therapist");
+    model.join(1).expect("p1 waits");
+    model.join(2).expect("p2 waits");
+    model.check(0, &Op::Join(2));
+    model.apply(&Op::Admit(1));
+    model.apply(&Op::Chat(1));
+    model.check(1, &Op::Admit(1));
+    assert!(model.sent(2).iter().all(allowed_while_waiting), "p2 saw the room while waiting");
+    model.apply(&Op::Remove(1));
+    model.check(2, &Op::Remove(1));
+    assert_eq!(model.join(1), Err(RoomError::Banned));
+    // Time passes (grace periods, timers): still out, still waiting.
+    model.apply(&Op::Advance(45));
+    model.check(3, &Op::Advance(45));
+    assert_eq!(model.join(1), Err(RoomError::Banned));
+    assert!(!model.room.members[&pid(2)].admitted);
+    assert!(model.bans.contains(&pid(1)), "the ban reaches the registry, beyond the room task");
 }
 
 #[test]
 fn a_held_place_ends_when_the_grace_period_passes_in_simulated_time() {
-    runtime().block_on(async {
-        let mut model = Model::new(false);
-        model.join(0).expect("therapist");
-        model.join(1).expect("p1");
-        model.apply(&Op::Disconnect(1)).await;
-        assert!(model.room.members.contains_key(&person(1).0), "the place is held");
-        model.apply(&Op::Advance(29)).await;
-        assert!(model.room.members.contains_key(&person(1).0), "still held before the grace ends");
-        model.apply(&Op::Advance(2)).await;
-        assert!(!model.room.members.contains_key(&person(1).0), "gone after 30 s");
-        model.check(0, &Op::Advance(2));
-        let left = model.conns[&therapist()]
-            .sent
-            .iter()
-            .any(|m| matches!(m, ServerMessage::ParticipantLeft { participant_id } if *participant_id == person(1).0));
-        assert!(left, "the therapist is told");
+    let mut model = Model::new(false);
+    model.join(0).expect("therapist");
+    model.join(1).expect("p1");
+    model.apply(&Op::Disconnect(1));
+    assert!(model.room.members.contains_key(&pid(1)), "the place is held");
+    model.advance(Duration::from_secs(29));
+    assert!(model.room.members.contains_key(&pid(1)), "still held before the grace ends");
+    model.advance(Duration::from_secs(2));
+    assert!(!model.room.members.contains_key(&pid(1)), "gone after 30 s");
+    model.check(0, &Op::Advance(2));
+    let left = model.sent(0).iter().any(|m| matches!(m, ServerMessage::ParticipantLeft { participant_id } if *participant_id == pid(1)));
+    assert!(left, "the therapist is told");
+}
+
+#[test]
+fn admission_waits_for_the_therapist_and_brings_roster_and_media() {
+    let mut model = Model::new(true);
+    model.join(0).expect("therapist");
+    let tmic = model.publish(0, MediaKind::Audio);
+    model.join(1).expect("p1");
+    assert!(!model.room.members[&pid(1)].admitted, "the waiting room holds participants");
+    let waiting = model.sent(0).iter().rev().find_map(|m| match m {
+        ServerMessage::WaitingList { waiting } => Some(waiting.iter().map(|w| w.id.clone()).collect::<Vec<_>>()),
+        _ => None,
     });
+    assert_eq!(waiting, Some(vec![pid(1)]), "the therapist sees who waits");
+    // Waiting, p1 publishes: nobody receives it, and p1 receives nobody.
+    let pmic = model.publish(1, MediaKind::Audio);
+    assert!(model.subs_of(0).is_empty() && model.subs_of(1).is_empty());
+    model.client(&pid(1), ClientMessage::RaiseHand);
+    assert_eq!(model.last_error(1), Some(ErrorCode::NotAdmitted));
+    model.client(&therapist(), ClientMessage::Admit { participant_id: pid(1) });
+    assert!(model.room.members[&pid(1)].admitted);
+    assert!(model.sent(1).iter().any(|m| matches!(m, ServerMessage::Admitted { .. })));
+    assert_eq!(model.subs_of(1), BTreeSet::from([tmic]));
+    assert_eq!(model.subs_of(0), BTreeSet::from([pmic]));
+    assert_eq!(model.audits, ["admit"]);
+    // The therapist's own token is always admitted at once; an unknown id is refused.
+    model.client(&therapist(), ClientMessage::Admit { participant_id: pid(3) });
+    assert_eq!(model.last_error(0), Some(ErrorCode::UnknownParticipant));
+    model.check(0, &Op::Admit(1));
+}
+
+#[test]
+fn a_locked_room_keeps_newcomers_out_but_not_the_therapist_or_someone_already_in() {
+    let mut model = Model::new(false);
+    model.join(1).expect("p1 before the lock");
+    model.join(0).expect("therapist");
+    model.client(&therapist(), ClientMessage::LockRoom { locked: true });
+    assert_eq!(model.join(2), Err(RoomError::Locked));
+    assert!(!model.room.members.contains_key(&pid(2)), "a refused join changes nothing");
+    // p1's page reloads: a reconnect, not a new join.
+    model.apply(&Op::Disconnect(1));
+    assert_eq!(model.join(1), Ok(()));
+    assert!(model.room.members[&pid(1)].admitted);
+    // Another therapist tab takes over the therapist's own seat.
+    assert_eq!(model.join(0), Ok(()));
+    // A participant's token for the therapist's id does not take the seat.
+    let grant =
+        Grant { participant: therapist(), room: model.room.id.clone(), role: Role::Participant, name: "x".into(), expires_at: u64::MAX };
+    let now = model.now;
+    let (result, effects) = model.room.with(now, |r| r.join(grant));
+    assert_eq!(result, Err(RoomError::SeatTaken));
+    assert!(effects.is_empty(), "a refused join asks nothing of anyone: {effects:?}");
+    model.client(&therapist(), ClientMessage::LockRoom { locked: false });
+    assert_eq!(model.join(2), Ok(()));
+    model.check(0, &Op::Lock(false));
+}
+
+#[test]
+fn a_hard_mute_holds_until_the_therapist_lifts_it_even_across_a_reconnect() {
+    let mut model = Model::new(false);
+    model.join(0).expect("therapist");
+    model.join(1).expect("p1");
+    let mic = model.publish(1, MediaKind::Audio);
+    model.client(&therapist(), ClientMessage::Mute { participant_id: pid(1), kind: MediaKind::Audio, hard: true });
+    assert_eq!(model.forwarding.get(&mic), Some(&false), "the hard-muted microphone stops at the server");
+    assert!(model.sent(1).iter().any(|m| matches!(m, ServerMessage::MutedByModerator { hard: true, .. })));
+    model.client(&pid(1), ClientMessage::SetMute { kind: MediaKind::Audio, muted: false });
+    assert_eq!(model.last_error(1), Some(ErrorCode::HardMuted));
+    assert!(model.room.members[&pid(1)].info.audio_muted);
+    // A reload does not lift it.
+    model.apply(&Op::Disconnect(1));
+    model.join(1).expect("back");
+    let mic2 = model.publish(1, MediaKind::Audio);
+    assert_eq!(model.forwarding.get(&mic2), Some(&false), "a new microphone after the reload is held too");
+    model.client(&therapist(), ClientMessage::Unmute { participant_id: pid(1), kind: MediaKind::Audio });
+    assert_eq!(model.forwarding.get(&mic2), Some(&true));
+    // The server never turns a microphone back on: the participant's own mute stays.
+    assert!(model.room.members[&pid(1)].info.audio_muted);
+    model.client(&pid(1), ClientMessage::SetMute { kind: MediaKind::Audio, muted: false });
+    assert!(!model.room.members[&pid(1)].info.audio_muted);
+    model.check(0, &Op::Unmute(1));
+}
+
+#[test]
+fn a_resume_within_grace_keeps_the_place_and_nobody_sees_a_leave() {
+    let mut model = Model::new(false);
+    model.join(0).expect("therapist");
+    model.join(1).expect("p1");
+    model.join(2).expect("p2");
+    let cam = model.publish(1, MediaKind::Video);
+    assert!(model.subs_of(2).contains(&cam));
+    model.take_sent(2);
+    model.apply(&Op::Disconnect(1));
+    assert!(model.room.members[&pid(1)].info.reconnecting);
+    assert!(!model.subs_of(2).contains(&cam), "a dropped connection's media stops");
+    model.advance(Duration::from_secs(20));
+    model.join(1).expect("resumed within grace");
+    let p1 = &model.room.members[&pid(1)];
+    assert!(p1.admitted && p1.connected && !p1.info.reconnecting);
+    assert!(model.sent(1).iter().any(|m| matches!(m, ServerMessage::Admitted { .. })), "the roster again");
+    let to_p2 = model.take_sent(2);
+    assert!(
+        !to_p2.iter().any(|m| matches!(m, ServerMessage::ParticipantLeft { .. } | ServerMessage::ParticipantJoined { .. })),
+        "{to_p2:?}"
+    );
+    // The old grace timer fires later and changes nothing.
+    model.advance(Duration::from_secs(30));
+    assert!(model.room.members.contains_key(&pid(1)));
+    let cam2 = model.publish(1, MediaKind::Video);
+    assert!(model.subs_of(2).contains(&cam2));
+    model.check(0, &Op::Join(1));
+}
+
+#[test]
+fn a_stalled_client_is_evicted_and_the_others_are_told() {
+    let mut model = Model::new(false);
+    model.join(0).expect("therapist");
+    model.join(1).expect("p1");
+    let mic = model.publish(1, MediaKind::Audio);
+    assert!(model.subs_of(0).contains(&mic));
+    model.input(Input::Stalled(pid(1)));
+    assert!(!model.room.members.contains_key(&pid(1)));
+    assert!(model.past.iter().any(|(id, c)| *id == pid(1) && c.ended == Some(EndReason::Stalled)));
+    assert!(!model.subs_of(0).contains(&mic), "its media is cut");
+    assert!(model.sent(0).iter().any(|m| matches!(m, ServerMessage::ParticipantLeft { participant_id } if *participant_id == pid(1))));
+    assert_eq!(model.join(1), Ok(()), "a stall is no ban");
+}
+
+#[test]
+fn in_breakouts_media_follows_the_room() {
+    let mut model = Model::new(false);
+    for i in 0..4 {
+        model.join(i).expect("joined");
+    }
+    let mics: Vec<TrackId> = (0..4).map(|i| model.publish(i, MediaKind::Audio)).collect();
+    model.client(&therapist(), ClientMessage::CreateBreakout { name: "Garden".into() });
+    let garden = model.breakout_id().expect("a breakout");
+    for i in [1, 2] {
+        model.client(&therapist(), ClientMessage::AssignBreakout { participant_id: pid(i), breakout_id: Some(garden.clone()) });
+    }
+    assert_eq!(model.subs_of(1).len(), 3, "assigned, not yet moved: everyone hears everyone");
+    model.client(&therapist(), ClientMessage::OpenBreakouts { duration_secs: Some(600), warning_secs: Some(60), allow_return: false });
+    assert_eq!(model.subs_of(1), BTreeSet::from([mics[2].clone()]), "p1 hears only p2 in the garden");
+    assert_eq!(model.subs_of(0), BTreeSet::from([mics[3].clone()]), "the main room hears only itself");
+    model.check(0, &Op::OpenBreakouts);
+    // Staying is the rule: p1 may not go back.
+    model.client(&pid(1), ClientMessage::GoToBreakout { breakout_id: None });
+    assert_eq!(model.last_error(1), Some(ErrorCode::ReturnNotAllowed));
+    // The warning comes at 540 s, everyone is back at 600 s: all in simulated time.
+    model.advance(Duration::from_secs(539));
+    assert!(!model.sent(1).iter().any(|m| matches!(m, ServerMessage::BreakoutWarning { .. })));
+    model.advance(Duration::from_secs(1));
+    assert!(model.sent(1).iter().any(|m| matches!(m, ServerMessage::BreakoutWarning { seconds_left: 60 })));
+    model.advance(Duration::from_secs(60));
+    assert!(model.room.members.values().all(|m| m.space.is_none()), "everyone is back");
+    assert_eq!(model.subs_of(1).len(), 3, "and hears everyone again");
+    model.check(1, &Op::Advance(60));
+}
+
+#[test]
+fn poll_rules_votes_scope_and_the_time_limit() {
+    let mut model = Model::new(false);
+    model.join(0).expect("therapist");
+    model.join(1).expect("p1");
+    model.join(5).expect("observer");
+    let create = |duration_secs| ClientMessage::CreatePoll {
+        question: "How are you?".into(),
+        options: vec!["Fine".into(), "Tired".into()],
+        multiple: false,
+        anonymous: false,
+        duration_secs,
+        scope: None,
+    };
+    model.client(&pid(1), create(None));
+    assert_eq!(model.last_error(1), Some(ErrorCode::Forbidden), "participants do not run polls");
+    model.client(&therapist(), create(Some(30)));
+    let poll = model
+        .sent(1)
+        .iter()
+        .find_map(|m| match m {
+            ServerMessage::PollStarted { poll } => Some(poll.clone()),
+            _ => None,
+        })
+        .expect("p1 sees the poll");
+    let option = poll.options[0].id.clone();
+    model.client(&pid(5), ClientMessage::Vote { poll_id: poll.id.clone(), option_ids: vec![option.clone()] });
+    assert_eq!(model.last_error(5), Some(ErrorCode::Forbidden), "observers do not vote");
+    model.client(&pid(1), ClientMessage::Vote { poll_id: poll.id.clone(), option_ids: vec![option.clone()] });
+    assert!(model.sent(1).iter().any(|m| matches!(m, ServerMessage::VoteAccepted { .. })));
+    model.advance(Duration::from_secs(29));
+    assert!(!model.sent(1).iter().any(|m| matches!(m, ServerMessage::PollClosed { .. })));
+    model.advance(Duration::from_secs(1));
+    let closed = model.sent(0).iter().find_map(|m| match m {
+        ServerMessage::PollClosed { reason, results, .. } => Some((*reason, results.as_ref().map(|r| r.total_voters))),
+        _ => None,
+    });
+    assert_eq!(closed, Some((PollCloseReason::Timer, Some(1))), "closed by its timer after 30 s with one voter");
+    model.client(&pid(1), ClientMessage::Vote { poll_id: poll.id.clone(), option_ids: vec![option] });
+    assert_eq!(model.last_error(1), Some(ErrorCode::PollClosed));
+}
+
+#[test]
+fn a_celebration_reaches_only_the_audience_its_participant_chose() {
+    let mut model = Model::new(false);
+    for i in 0..3 {
+        model.join(i).expect("joined");
+    }
+    let celebrate = |who: usize| ClientMessage::Celebrate {
+        participant_id: pid(who),
+        kind: MilestoneKind::SessionsAttended,
+        value: Some(10),
+        label: None,
+        message: None,
+    };
+    let celebrated = |m: &Model, i: usize| m.sent(i).iter().any(|m| matches!(m, ServerMessage::Celebration { .. }));
+    // Nobody chose yet: the therapists and the participant only.
+    model.client(&therapist(), celebrate(1));
+    assert!(celebrated(&model, 1) && celebrated(&model, 0));
+    assert!(!celebrated(&model, 2), "the default audience is the therapists only");
+    model.client(&pid(2), ClientMessage::SetCelebrationPreferences { style: CelebrationStyle::Big, audience: CelebrationAudience::Group });
+    model.take_sent(1);
+    model.client(&therapist(), celebrate(2));
+    assert!(celebrated(&model, 1), "p2 chose the group");
+    model.client(&pid(1), celebrate(2));
+    assert_eq!(model.last_error(1), Some(ErrorCode::Forbidden), "only a therapist celebrates");
 }

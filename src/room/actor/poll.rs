@@ -18,14 +18,14 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use super::snapshot::{BallotsSnap, PollSnap, PollTimers};
-use super::{Room, Timer};
+use super::{Cx, Effect, Timer};
 use crate::auth::Role;
 use crate::room::ParticipantId;
 use crate::signal::protocol::{
     ClientMessage, ErrorCode, PollCloseReason, PollId, PollInfo, PollOption, PollOptionCount, PollOptionId, PollOptionVoters, PollScope,
     PollTally, PollVoter, ServerMessage,
 };
-use crate::store::{now_ms, PollChoiceRecord, PollOptionRecord, PollRecord, Store};
+use crate::store::{PollChoiceRecord, PollOptionRecord, PollRecord, Store};
 
 pub const MAX_QUESTION_CHARS: usize = 300;
 pub const MAX_OPTION_CHARS: usize = 100;
@@ -45,14 +45,12 @@ fn refuse<T>(code: ErrorCode, message: impl Into<String>) -> Result<T, Refusal> 
     Err((code, message.into()))
 }
 
-/// Every poll of one room, and the room's writer to the store.
+/// Every poll of one room.
 #[derive(Default)]
 pub(super) struct Polls {
     by_id: HashMap<PollId, Poll>,
     /// Creation order, for stable catch-up on admission.
     order: Vec<PollId>,
-    /// Snapshots to persist, in order; the writer task starts with the first one.
-    writer: Option<mpsc::UnboundedSender<PollRecord>>,
 }
 
 impl Polls {
@@ -71,14 +69,6 @@ impl Polls {
             }
             self.order.retain(|id| self.by_id.contains_key(id));
         }
-    }
-
-    /// Queues a snapshot for the store. Snapshots are written in the order queued, and of
-    /// several snapshots of one poll waiting together only the newest is written.
-    fn persist(&mut self, store: Option<&Store>, record: PollRecord) {
-        let Some(store) = store else { return };
-        let writer = self.writer.get_or_insert_with(|| spawn_writer(store.clone()));
-        let _ = writer.send(record);
     }
 }
 
@@ -114,9 +104,11 @@ impl Polls {
     }
 
     /// Takes over open polls from a previous node: they go on here (and into this node's
-    /// store, so their results are kept when they close). Returns the timers still to run.
-    pub(super) fn restore(&mut self, snaps: Vec<PollSnap>, secret: &[u8; 32], store: Option<&Store>, room: &str, now: u64) -> PollTimers {
+    /// store, so their results are kept when they close). Returns the timers still to run and
+    /// the records for this node's store.
+    pub(super) fn restore(&mut self, snaps: Vec<PollSnap>, secret: &[u8; 32], room: &str, now: u64) -> (PollTimers, Vec<PollRecord>) {
         let mut timers = Vec::new();
+        let mut records = Vec::new();
         for snap in snaps {
             let ballots = match snap.ballots {
                 // Names were not saved: the therapists' tallies take them from who is here.
@@ -155,11 +147,10 @@ impl Polls {
             if let Some(at) = poll.info.closes_at {
                 timers.push((poll.info.id.clone(), at.saturating_sub(now)));
             }
-            let record = poll.record(room);
+            records.push(poll.record(room));
             self.insert(poll);
-            self.persist(store, record);
         }
-        timers
+        (timers, records)
     }
 }
 
@@ -193,7 +184,9 @@ fn unhex(s: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-fn spawn_writer(store: Store) -> mpsc::UnboundedSender<PollRecord> {
+/// The room's writer of poll records (run by the room task): records are written in the order
+/// queued, and of several records of one poll waiting together only the newest is written.
+pub(super) fn spawn_writer(store: Store) -> mpsc::UnboundedSender<PollRecord> {
     let (tx, mut rx) = mpsc::unbounded_channel::<PollRecord>();
     tokio::spawn(async move {
         while let Some(first) = rx.recv().await {
@@ -515,88 +508,88 @@ fn tag(key: &hmac::Key, voter: &ParticipantId) -> [u8; 32] {
     out
 }
 
-impl Room {
+impl Polls {
     /// Routes the poll messages (see the protocol); everything is checked before anything
     /// changes, and a refusal reaches only the sender.
-    pub(super) fn on_poll(&mut self, from: &ParticipantId, msg: ClientMessage) {
+    pub(super) fn on_message(&mut self, cx: &mut Cx, from: &ParticipantId, msg: ClientMessage) {
         let kind = msg.kind();
-        let Some(sender) = self.members.get(from) else { return };
+        let Some(sender) = cx.members.get(from) else { return };
         let (role, space, name) = (sender.info.role, sender.space.clone(), sender.info.name.clone());
         let therapist_only = !matches!(msg, ClientMessage::Vote { .. });
         if therapist_only && role != Role::Therapist {
-            return self.error(from, ErrorCode::Forbidden, format!("only a therapist can use `{kind}`"));
+            return cx.error(from, ErrorCode::Forbidden, format!("only a therapist can use `{kind}`"));
         }
         match msg {
             ClientMessage::CreatePoll { question, options, multiple, anonymous, duration_secs, scope } => {
                 let new = match validate_new(&question, &options, multiple, anonymous, duration_secs, scope) {
                     Ok(new) => new,
-                    Err((code, message)) => return self.error(from, code, message),
+                    Err((code, message)) => return cx.error(from, code, message),
                 };
-                if self.polls.open_count() >= MAX_OPEN_POLLS {
-                    return self.error(from, ErrorCode::InvalidPoll, format!("{MAX_OPEN_POLLS} polls are open; close one first"));
+                if self.open_count() >= MAX_OPEN_POLLS {
+                    return cx.error(from, ErrorCode::InvalidPoll, format!("{MAX_OPEN_POLLS} polls are open; close one first"));
                 }
                 let audience = match new.scope {
                     PollScope::Room => Audience::Space(space),
                     PollScope::AllBreakouts => Audience::Everyone,
                 };
                 let duration = new.duration;
-                let poll = Poll::new(PollId::random(), new, audience, from.clone(), now_ms(), &self.registry.settings.ballot_secret);
+                let poll = Poll::new(PollId::random(), new, audience, from.clone(), cx.now.unix_ms, &cx.settings.ballot_secret);
                 let id = poll.info.id.clone();
                 let info = poll.info.clone();
-                let record = poll.record(self.id.as_str());
-                self.polls.insert(poll);
-                self.polls.persist(self.registry.store.as_ref(), record);
+                let record = poll.record(cx.room.as_str());
+                self.insert(poll);
+                cx.out.push(Effect::SavePoll(Box::new(record)));
                 if let Some(d) = duration {
-                    self.schedule(d, Timer::PollClose(id.clone()));
+                    cx.schedule(d, Timer::PollClose(id.clone()));
                 }
-                self.audit(from, "create_poll", None);
+                cx.audit(from, "create_poll", None);
                 debug!(poll = %id, "poll started");
-                for p in self.poll_audience(&id) {
-                    self.send_to(&p, ServerMessage::PollStarted { poll: info.clone() });
+                for p in self.audience(cx, &id) {
+                    cx.send(&p, ServerMessage::PollStarted { poll: info.clone() });
                 }
-                self.send_poll_results(&id);
+                self.send_results(cx, &id);
             }
             ClientMessage::Vote { poll_id, option_ids } => {
-                let Some(poll) = self.polls.by_id.get(&poll_id) else {
-                    return self.error(from, ErrorCode::UnknownPoll, "no poll with that id in this room");
+                let Some(poll) = self.by_id.get(&poll_id) else {
+                    return cx.error(from, ErrorCode::UnknownPoll, "no poll with that id in this room");
                 };
                 if role != Role::Participant {
                     let who = if role == Role::Therapist { "therapists run polls" } else { "observers watch" };
-                    return self.error(from, ErrorCode::Forbidden, format!("{who}; they do not vote"));
+                    return cx.error(from, ErrorCode::Forbidden, format!("{who}; they do not vote"));
                 }
                 if !poll.audience.includes(&space) {
-                    return self.error(from, ErrorCode::PollOutOfScope, "this poll is for another room of the session");
+                    return cx.error(from, ErrorCode::PollOutOfScope, "this poll is for another room of the session");
                 }
-                let Some(poll) = self.polls.by_id.get_mut(&poll_id) else { return };
+                let Some(poll) = self.by_id.get_mut(&poll_id) else { return };
                 let accepted = match poll.vote(from, &name, &option_ids) {
                     Ok(choice) => choice,
-                    Err((code, message)) => return self.error(from, code, message),
+                    Err((code, message)) => return cx.error(from, code, message),
                 };
-                let record = poll.record(self.id.as_str());
-                self.polls.persist(self.registry.store.as_ref(), record);
-                self.send_to(from, ServerMessage::VoteAccepted { poll_id: poll_id.clone(), option_ids: accepted });
-                self.send_poll_results(&poll_id);
+                let record = poll.record(cx.room.as_str());
+                cx.out.push(Effect::SavePoll(Box::new(record)));
+                cx.send(from, ServerMessage::VoteAccepted { poll_id: poll_id.clone(), option_ids: accepted });
+                self.send_results(cx, &poll_id);
             }
             ClientMessage::ClosePoll { poll_id } => {
-                match self.polls.by_id.get(&poll_id) {
-                    None => return self.error(from, ErrorCode::UnknownPoll, "no poll with that id in this room"),
-                    Some(p) if !p.is_open() => return self.error(from, ErrorCode::PollClosed, "this poll has already closed"),
+                match self.by_id.get(&poll_id) {
+                    None => return cx.error(from, ErrorCode::UnknownPoll, "no poll with that id in this room"),
+                    Some(p) if !p.is_open() => return cx.error(from, ErrorCode::PollClosed, "this poll has already closed"),
                     Some(_) => {}
                 }
-                self.audit(from, "close_poll", None);
-                self.close_poll(&poll_id, PollCloseReason::Closed);
+                cx.audit(from, "close_poll", None);
+                self.close_poll(cx, &poll_id, PollCloseReason::Closed);
             }
             ClientMessage::SharePollResults { poll_id } => {
-                let Some(poll) = self.polls.by_id.get_mut(&poll_id) else {
-                    return self.error(from, ErrorCode::UnknownPoll, "no poll with that id in this room");
+                let Some(poll) = self.by_id.get_mut(&poll_id) else {
+                    return cx.error(from, ErrorCode::UnknownPoll, "no poll with that id in this room");
                 };
                 poll.shared = true;
                 let tally = poll.tally(false);
-                let record = poll.record(self.id.as_str());
-                self.polls.persist(self.registry.store.as_ref(), record);
-                self.audit(from, "share_poll_results", None);
-                for p in self.poll_audience(&poll_id) {
-                    self.send_to(&p, ServerMessage::PollResultsShared(tally.clone()));
+                let record = poll.record(cx.room.as_str());
+                cx.out.push(Effect::SavePoll(Box::new(record)));
+                cx.audit(from, "share_poll_results", None);
+                for p in self.audience(cx, &poll_id) {
+                    cx.send(&p, ServerMessage::PollResultsShared(tally.clone()));
                 }
             }
             _ => {}
@@ -604,52 +597,50 @@ impl Room {
     }
 
     /// A poll's timer ran out (a no-op when it was closed by hand first).
-    pub(super) fn poll_timer(&mut self, id: &PollId) {
-        if self.polls.by_id.get(id).is_some_and(Poll::is_open) {
-            self.close_poll(id, PollCloseReason::Timer);
+    pub(super) fn on_timer(&mut self, cx: &mut Cx, id: &PollId) {
+        if self.by_id.get(id).is_some_and(Poll::is_open) {
+            self.close_poll(cx, id, PollCloseReason::Timer);
         }
     }
 
     /// The session is over (everyone left): open polls close with the counts they have.
-    pub(super) fn close_all_polls(&mut self) {
-        let open: Vec<PollId> =
-            self.polls.order.iter().filter(|id| self.polls.by_id.get(*id).is_some_and(Poll::is_open)).cloned().collect();
+    pub(super) fn close_all(&mut self, cx: &mut Cx) {
+        let open: Vec<PollId> = self.order.iter().filter(|id| self.by_id.get(*id).is_some_and(Poll::is_open)).cloned().collect();
         for id in open {
-            self.close_poll(&id, PollCloseReason::SessionEnded);
+            self.close_poll(cx, &id, PollCloseReason::SessionEnded);
         }
     }
 
     /// Breakouts `spaces` are ending: their polls close now (their members, still inside, hear
     /// it), so a reopened breakout with the same id does not bring them back.
-    pub(super) fn close_space_polls(&mut self, spaces: &[String]) {
+    pub(super) fn close_spaces(&mut self, cx: &mut Cx, spaces: &[String]) {
         let ending: Vec<PollId> = self
-            .polls
             .order
             .iter()
-            .filter_map(|id| self.polls.by_id.get(id))
+            .filter_map(|id| self.by_id.get(id))
             .filter(|p| p.is_open() && matches!(&p.audience, Audience::Space(Some(s)) if spaces.contains(s)))
             .map(|p| p.info.id.clone())
             .collect();
         for id in ending {
-            self.close_poll(&id, PollCloseReason::Closed);
+            self.close_poll(cx, &id, PollCloseReason::Closed);
         }
     }
 
     /// Catches a member up on the open polls meant for them: on admission (a reconnect included)
     /// or on moving to another space. Therapists also get the live counts; a participant who
     /// already voted gets their choice back.
-    pub(super) fn send_open_polls(&mut self, id: &ParticipantId) {
-        let Some(member) = self.members.get(id).filter(|m| m.admitted) else { return };
+    pub(super) fn catch_up(&self, cx: &mut Cx, id: &ParticipantId) {
+        let Some(member) = cx.members.get(id).filter(|m| m.admitted) else { return };
         let therapist = member.is_therapist();
         let space = member.space.clone();
         let mut messages = Vec::new();
-        for poll in self.polls.order.iter().filter_map(|p| self.polls.by_id.get(p)) {
+        for poll in self.order.iter().filter_map(|p| self.by_id.get(p)) {
             if !poll.is_open() || !(therapist || poll.audience.includes(&space)) {
                 continue;
             }
             messages.push(ServerMessage::PollStarted { poll: poll.info.clone() });
             if therapist {
-                messages.push(ServerMessage::PollResults(self.full_tally(poll)));
+                messages.push(ServerMessage::PollResults(Self::full_tally(cx, poll)));
                 continue;
             }
             if let Some(option_ids) = poll.choice_of(id) {
@@ -660,32 +651,32 @@ impl Room {
             }
         }
         for m in messages {
-            self.send_to(id, m);
+            cx.send(id, m);
         }
     }
 
-    fn close_poll(&mut self, id: &PollId, reason: PollCloseReason) {
-        let Some(poll) = self.polls.by_id.get_mut(id) else { return };
-        poll.close(reason, now_ms());
-        let Some(poll) = self.polls.by_id.get(id) else { return };
-        let full = self.full_tally(poll);
+    fn close_poll(&mut self, cx: &mut Cx, id: &PollId, reason: PollCloseReason) {
+        let Some(poll) = self.by_id.get_mut(id) else { return };
+        poll.close(reason, cx.now.unix_ms);
+        let Some(poll) = self.by_id.get(id) else { return };
+        let full = Self::full_tally(cx, poll);
         let shared = poll.shared.then(|| poll.tally(false));
-        let record = poll.record(self.id.as_str());
-        self.polls.persist(self.registry.store.as_ref(), record);
+        let record = poll.record(cx.room.as_str());
+        cx.out.push(Effect::SavePoll(Box::new(record)));
         debug!(poll = %id, reason = reason.as_str(), "poll closed");
-        let therapists = self.therapists();
-        for p in self.poll_audience(id) {
+        let therapists = cx.therapists();
+        for p in self.audience(cx, id) {
             let results = if therapists.contains(&p) { Some(full.clone()) } else { shared.clone() };
-            self.send_to(&p, ServerMessage::PollClosed { poll_id: id.clone(), reason, results });
+            cx.send(&p, ServerMessage::PollClosed { poll_id: id.clone(), reason, results });
         }
     }
 
     /// The therapists' tally: for named polls, each voter's name as the room knows them now
     /// (a poll restored from another node has ids only until they are back).
-    fn full_tally(&self, poll: &Poll) -> PollTally {
+    fn full_tally(cx: &Cx, poll: &Poll) -> PollTally {
         let mut tally = poll.tally(true);
         for voter in tally.by_option.iter_mut().flatten().flat_map(|o| o.voters.iter_mut()) {
-            if let Some(m) = self.members.get(&voter.participant_id) {
+            if let Some(m) = cx.members.get(&voter.participant_id) {
                 voter.name.clone_from(&m.info.name);
             }
         }
@@ -693,20 +684,20 @@ impl Room {
     }
 
     /// Therapists: the live counts (with who chose what, for named polls).
-    fn send_poll_results(&mut self, id: &PollId) {
-        let Some(poll) = self.polls.by_id.get(id) else { return };
-        let tally = self.full_tally(poll);
-        for t in self.therapists() {
-            self.send_to(&t, ServerMessage::PollResults(tally.clone()));
+    fn send_results(&self, cx: &mut Cx, id: &PollId) {
+        let Some(poll) = self.by_id.get(id) else { return };
+        let tally = Self::full_tally(cx, poll);
+        for t in cx.therapists() {
+            cx.send(&t, ServerMessage::PollResults(tally.clone()));
         }
     }
 
     /// Everyone a poll's messages go to: admitted members of its audience, and every therapist.
-    fn poll_audience(&self, id: &PollId) -> Vec<ParticipantId> {
-        let Some(poll) = self.polls.by_id.get(id) else { return Vec::new() };
-        self.order
+    fn audience(&self, cx: &Cx, id: &PollId) -> Vec<ParticipantId> {
+        let Some(poll) = self.by_id.get(id) else { return Vec::new() };
+        cx.order
             .iter()
-            .filter_map(|p| self.members.get(p))
+            .filter_map(|p| cx.members.get(p))
             .filter(|m| m.admitted && (m.is_therapist() || poll.audience.includes(&m.space)))
             .map(|m| m.info.id.clone())
             .collect()

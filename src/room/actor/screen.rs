@@ -14,7 +14,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Room, Timer};
+use super::{Effect, Room, Timer};
 use crate::room::ParticipantId;
 use crate::sfu::{PeerCommand, PublishedTrack};
 use crate::signal::protocol::{ClientMessage, ErrorCode, MediaKind, ServerMessage, TrackSource};
@@ -127,7 +127,7 @@ impl Room {
         let was_sharing = std::mem::replace(&mut m.info.screen_sharing, false);
         for t in &screens {
             for other in self.members.values().filter(|o| &o.info.id != id) {
-                other.peer.send(PeerCommand::Unsubscribe(t.id.clone()));
+                self.out.push(Effect::Peer { to: other.info.id.clone(), cmd: PeerCommand::Unsubscribe(t.id.clone()) });
             }
         }
         if was_sharing || !screens.is_empty() {

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Remembered, Room, Timer};
+use super::{Effect, Remembered, Room, Timer};
 use crate::room::ParticipantId;
 use crate::signal::protocol::{CelebrationPreferences, PollId, PollInfo};
 use crate::store::now_ms;
@@ -279,7 +279,7 @@ impl Room {
         RoomSnapshot {
             version: SNAPSHOT_VERSION,
             locked: false,
-            waiting_room: self.registry.settings.waiting_room,
+            waiting_room: self.settings.waiting_room,
             banned,
             remembered: BTreeMap::new(),
             breakouts: BreakoutsSnap::default(),
@@ -298,17 +298,18 @@ impl Room {
         self.state.waiting_room = snap.waiting_room;
         // Bans this node already knows for the room stay; the snapshot's join them.
         for id in &snap.banned {
-            self.registry.bans.insert(&self.id, id, ban_until(self.registry.settings.ban_ttl));
+            self.out.push(Effect::Ban(id.clone()));
         }
         self.banned.extend(snap.banned);
         self.remembered = snap.remembered.into_iter().collect();
-        let now = now_ms() as u64;
+        let now = self.now.unix_ms as u64;
         if let Some((generation, left_ms)) = self.breakouts.restore(snap.breakouts, now) {
             self.schedule(std::time::Duration::from_millis(left_ms), Timer::BreakoutClose(generation));
         }
-        let store = self.registry.store.clone();
-        let secret = self.registry.settings.ballot_secret;
-        for (id, left_ms) in self.polls.restore(snap.polls, &secret, store.as_ref(), self.id.as_str(), now) {
+        let secret = self.settings.ballot_secret;
+        let (timers, records) = self.polls.restore(snap.polls, &secret, self.id.as_str(), now);
+        self.out.extend(records.into_iter().map(|r| Effect::SavePoll(Box::new(r))));
+        for (id, left_ms) in timers {
             self.schedule(std::time::Duration::from_millis(left_ms), Timer::PollClose(id));
         }
         for (who, prefs) in snap.celebration_prefs {
@@ -373,7 +374,7 @@ mod tests {
         let snap: RoomSnapshot = serde_json::from_str(&crafted_json()).unwrap();
         let restored = std::panic::catch_unwind(|| {
             let mut polls = super::super::poll::Polls::default();
-            polls.restore(snap.polls, &[0; 32], None, "r", now_ms() as u64)
+            polls.restore(snap.polls, &[0; 32], "r", now_ms() as u64)
         });
         assert!(restored.is_err(), "the crafted snapshot no longer panics unvalidated; find another for the test");
     }
@@ -438,7 +439,7 @@ mod tests {
             let Ok(snap) = parse(&case) else { continue };
             let ok = std::panic::catch_unwind(|| {
                 let mut polls = super::super::poll::Polls::default();
-                polls.restore(snap.polls.clone(), &[0; 32], None, "r", now_ms() as u64);
+                polls.restore(snap.polls.clone(), &[0; 32], "r", now_ms() as u64);
                 polls.exercise();
                 let mut b = super::super::breakout::Breakouts::default();
                 b.restore(snap.breakouts.clone(), now_ms() as u64);
