@@ -539,8 +539,19 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         ice_servers: config.ice.ice_servers.clone(),
         ballot_secret: ballot_secret(&config),
         ban_ttl: Duration::from_secs(config.cluster.state_ttl_secs.max(60)),
+        late_after: Duration::from_secs(config.rooms.late_after_secs),
+        support_resources: config.support.resources_text.clone(),
     };
-    let rooms = RoomRegistry::new(settings, Some(store.clone()));
+    let w = &config.webhook;
+    let webhook = (!w.url.is_empty()).then(|| {
+        crate::webhook::Webhook::new(crate::webhook::WebhookSettings {
+            url: w.url.clone(),
+            secret: w.secret.clone(),
+            max_attempts: w.max_attempts,
+            first_retry: Duration::from_millis(w.first_retry_ms),
+        })
+    });
+    let rooms = RoomRegistry::new(settings, Some(store.clone()), webhook);
     let sfu = SfuEngine::new(config.ice.clone());
     let metrics = crate::metrics::Metrics::new(sfu.stats.clone(), rooms.clone());
     let state = Arc::new(AppState {

@@ -266,6 +266,22 @@ impl Attendance {
         (out, Some((session, people)))
     }
 
+    /// Whether state read back from a snapshot (input, see `actor/snapshot.rs`) is sound:
+    /// valid ids, at most `max` people, bounded intervals with short ascii space labels.
+    pub fn valid(&self, max: usize) -> bool {
+        let id_ok = |id: &ParticipantId| crate::room::valid_participant_id(id.as_str());
+        let people_ok = self.running.as_ref().is_none_or(|r| {
+            r.id.as_str().len() <= 40
+                && r.people.len() <= max
+                && r.people.iter().all(|p| {
+                    id_ok(&p.id)
+                        && p.intervals.len() <= 1000
+                        && p.intervals.iter().all(|i| i.space.len() <= 80 && i.space.bytes().all(|b| b.is_ascii_graphic()))
+                })
+        });
+        people_ok && self.knocks.len() <= max && self.knocks.iter().all(|k| id_ok(&k.id))
+    }
+
     fn with_person(&mut self, id: &ParticipantId, f: impl FnOnce(&mut Person) -> bool) -> Vec<Record> {
         let Some(run) = self.running.as_mut() else { return Vec::new() };
         let Some(p) = run.people.iter_mut().find(|p| &p.id == id) else { return Vec::new() };

@@ -155,6 +155,26 @@ impl CheckIns {
         Ok((round.info, h))
     }
 
+    /// Whether state read back from a snapshot is sound: a round within the limits, counts that
+    /// fit its scale, answers within it, at most `max` people.
+    pub fn valid(&self, max: usize) -> bool {
+        let round_ok = self.open.as_ref().is_none_or(|r| {
+            let i = &r.info;
+            let steps = usize::from(i.max.saturating_sub(i.min)) + 1;
+            i.min < i.max
+                && steps <= usize::from(MAX_STEPS)
+                && i.question.chars().count() <= MAX_QUESTION_CHARS
+                && i.min_label.chars().count() <= MAX_LABEL_CHARS
+                && i.max_label.chars().count() <= MAX_LABEL_CHARS
+                && r.counts.len() == steps
+                && r.named.len() <= max
+                && r.answered.len() <= max
+                && r.named.values().flatten().all(|v| (i.min..=i.max).contains(v))
+                && (!i.anonymous || r.named.is_empty())
+        });
+        round_ok && self.checked_in.len() <= max
+    }
+
     /// The open round's id, if any (closed when the session ends).
     pub fn open_id(&self) -> Option<CheckInId> {
         self.open.as_ref().map(|r| r.info.check_in_id.clone())

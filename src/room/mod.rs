@@ -8,6 +8,8 @@
 
 pub mod actor;
 pub mod attendance;
+pub mod checkin;
+pub mod support;
 mod handle;
 mod registry;
 mod shared;

@@ -139,6 +139,14 @@ impl SupportDesk {
         self.requests.iter().filter(|r| r.acknowledged.is_none()).count()
     }
 
+    /// Whether state read back from a snapshot is sound: at most `max` requests, valid ids.
+    pub fn valid(&self, max: usize) -> bool {
+        self.requests.len() <= max
+            && self.requests.iter().all(|r| {
+                crate::room::valid_participant_id(r.participant.as_str()) && r.id.as_str().len() <= 40 && r.resolved.is_none()
+            })
+    }
+
     /// The session ended: every request leaves the desk as it stands (unresolved ones are
     /// stored without an outcome, for the follow-up after the session).
     pub fn drain(&mut self) -> Vec<Request> {

@@ -30,6 +30,7 @@ mod milestone;
 #[cfg(test)]
 mod model_tests;
 mod poll;
+mod records;
 mod screen;
 mod snapshot;
 mod speaker;
@@ -183,6 +184,7 @@ pub(super) struct Room {
     chat: chat::Chat,
     speakers: speaker::Speakers,
     alerts: alerts::Alerts,
+    records: records::Records,
 }
 
 impl Room {
@@ -205,6 +207,7 @@ impl Room {
             chat: chat::Chat::default(),
             speakers: speaker::Speakers::default(),
             alerts: alerts::Alerts::default(),
+            records: records::Records::default(),
         }
     }
 
@@ -400,11 +403,13 @@ impl Room {
                 participants: Vec::new(),
                 room: self.state.clone(),
                 ice_servers: self.settings.ice_servers.clone(),
+                session_id: self.records.session_id(),
             },
         );
         if admitted {
             self.admit(&id);
         } else {
+            self.records.knocked(&mut cx!(self), &id);
             self.publish_waiting_list();
         }
         if grant.role == Role::Therapist {
@@ -448,10 +453,12 @@ impl Room {
                 participants: Vec::new(),
                 room: self.state.clone(),
                 ice_servers: self.settings.ice_servers.clone(),
+                session_id: self.records.session_id(),
             },
         );
         if admitted {
-            self.send_to(&id, ServerMessage::Admitted { participants: self.roster_of_space(&None), room: self.state.clone() });
+            let session_id = self.records.session_id();
+            self.send_to(&id, ServerMessage::Admitted { participants: self.roster_of_space(&None), room: self.state.clone(), session_id });
             // In a breakout, `announce_space` also sends that space's open polls.
             if space.is_some() {
                 self.announce_space(&id);
@@ -467,7 +474,11 @@ impl Room {
             if !self.breakouts.is_empty() {
                 self.publish_breakout_plan();
             }
+        } else if !self.breakouts.is_empty() {
+            // Therapists in every space see that this member is back.
+            self.publish_breakout_plan();
         }
+        self.records.resumed(&mut cx!(self), &id);
         debug!(participant = %id, "resumed");
     }
 
@@ -488,6 +499,11 @@ impl Room {
         let old_tracks = std::mem::take(&mut m.tracks);
         self.unsubscribe_all(id, &old_tracks);
         self.publish_update(id);
+        // Therapists in every space see that this member is reconnecting, not only their own.
+        if !self.breakouts.is_empty() {
+            self.publish_breakout_plan();
+        }
+        self.records.dropped(&mut cx!(self), id);
         self.schedule(grace, Timer::Grace(id.clone(), epoch));
         debug!(participant = %id, "disconnected; holding the place");
     }
@@ -503,7 +519,11 @@ impl Room {
         for other in self.space_of(id).into_iter().filter(|p| p != id) {
             self.send_to(&other, ServerMessage::ParticipantJoined { participant: info.clone() });
         }
-        self.send_to(id, ServerMessage::Admitted { participants: self.roster_of_space(&None), room: self.state.clone() });
+        // The session (a new one if none runs) counts them from here.
+        self.records.admitted(&mut cx!(self), id);
+        let session_id = self.records.session_id();
+        self.send_to(id, ServerMessage::Admitted { participants: self.roster_of_space(&None), room: self.state.clone(), session_id });
+        self.records.caught_up(&mut cx!(self), id);
         self.connect_media(id);
         self.publish_waiting_list();
         self.place_admitted(id);
@@ -585,6 +605,7 @@ impl Room {
         for moves in self.chat.member_left(&cx!(self), id) {
             self.private_room_moves(moves);
         }
+        self.records.left(&mut cx!(self), &member, reason);
         debug!(participant = %id, size = self.members.len(), "left");
     }
 
@@ -659,7 +680,11 @@ impl Room {
                 | ClientMessage::LockRoom { .. }
                 | ClientMessage::SetWaitingRoom { .. }
                 | ClientMessage::Spotlight { .. }
-                | ClientMessage::EndSession
+                | ClientMessage::EndSession { .. }
+                | ClientMessage::AcknowledgeSupport { .. }
+                | ClientMessage::ResolveSupport { .. }
+                | ClientMessage::StartCheckIn { .. }
+                | ClientMessage::CloseCheckIn { .. }
                 | ClientMessage::CreateBreakout { .. }
                 | ClientMessage::DeleteBreakout { .. }
                 | ClientMessage::AssignBreakout { .. }
@@ -772,7 +797,10 @@ impl Room {
                 self.state.spotlight = participant_id;
                 self.send_admitted(ServerMessage::RoomStateChanged { room: self.state.clone() });
             }
-            ClientMessage::EndSession => {
+            ClientMessage::EndSession { confirm } => {
+                if !self.records.may_end(&mut cx!(self), from, confirm) {
+                    return;
+                }
                 self.audit(from, "end_session", None);
                 for id in self.order.clone() {
                     self.remove_member(&id, Some(EndReason::Ended));
@@ -803,14 +831,19 @@ impl Room {
             msg @ (ClientMessage::Chat { .. }
             | ClientMessage::SetChatSettings { .. }
             | ClientMessage::DeleteChatMessage { .. }
-            | ClientMessage::RequestSupport
             | ClientMessage::OpenPrivateRoom { .. }
             | ClientMessage::ClosePrivateRoom { .. }) => {
-                if let Some(moves) = self.chat.on_message(&mut cx!(self), &mut self.alerts, from, msg) {
+                if let Some(moves) = self.chat.on_message(&mut cx!(self), from, msg) {
                     self.private_room_moves(moves);
                 }
             }
             msg @ (ClientMessage::ScreenShare { .. } | ClientMessage::AllowScreenShare { .. }) => self.on_screen(from, msg),
+            msg @ (ClientMessage::RequestSupport
+            | ClientMessage::AcknowledgeSupport { .. }
+            | ClientMessage::ResolveSupport { .. }
+            | ClientMessage::StartCheckIn { .. }
+            | ClientMessage::AnswerCheckIn { .. }
+            | ClientMessage::CloseCheckIn { .. }) => self.records.on_message(&mut cx!(self), &mut self.alerts, from, msg),
             // Connection-level messages never reach the room.
             ClientMessage::Join { .. }
             | ClientMessage::Leave
