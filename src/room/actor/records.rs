@@ -50,8 +50,8 @@ fn record(cx: &mut Cx, records: Vec<Record>) {
     cx.out.extend(records.into_iter().map(Effect::Record));
 }
 
-fn therapist_connected(cx: &Cx) -> bool {
-    cx.members.values().any(|m| m.admitted && m.connected && m.is_therapist())
+fn therapists_connected(cx: &Cx) -> usize {
+    cx.members.values().filter(|m| m.admitted && m.connected && m.is_therapist()).count()
 }
 
 impl Records {
@@ -97,7 +97,10 @@ impl Records {
                 cx.send(id, alert(cx, r));
             }
             cx.send(id, self.list(cx));
-            self.tell_requesters(cx);
+            // The first therapist connected: requesters who were told nobody was learn otherwise.
+            if therapists_connected(cx) == 1 {
+                self.tell_requesters(cx);
+            }
         } else if self.support.of(id).is_some() {
             self.tell_requester(cx, id);
         }
@@ -112,7 +115,7 @@ impl Records {
     pub(super) fn dropped(&mut self, cx: &mut Cx, id: &ParticipantId) {
         let r = self.attendance.dropped(id, cx.now.unix_ms);
         record(cx, r);
-        if cx.members.get(id).is_some_and(Member::is_therapist) {
+        if cx.members.get(id).is_some_and(Member::is_therapist) && therapists_connected(cx) == 0 {
             self.tell_requesters(cx);
         }
     }
@@ -153,7 +156,7 @@ impl Records {
         if !self.support.unresolved().is_empty() {
             self.publish_list(cx);
         }
-        if member.is_therapist() {
+        if member.is_therapist() && therapists_connected(cx) == 0 {
             self.tell_requesters(cx);
         }
         if !cx.members.values().any(|m| m.admitted) {
@@ -208,7 +211,7 @@ impl Records {
     }
 
     fn tell_requester(&self, cx: &mut Cx, id: &ParticipantId) {
-        let connected = therapist_connected(cx);
+        let connected = therapists_connected(cx) > 0;
         let Some(r) = self.support.of(id) else { return };
         let msg = ServerMessage::SupportStatus {
             request_id: r.id.clone(),
@@ -218,8 +221,8 @@ impl Records {
         cx.send(id, msg);
     }
 
-    /// Whether a therapist is connected may have changed: requesters nobody has seen yet are
-    /// told the truth again.
+    /// Whether any therapist is connected changed: requesters nobody has seen yet are told the
+    /// truth again.
     fn tell_requesters(&self, cx: &mut Cx) {
         for r in self.support.unresolved().iter().filter(|r| r.state() == SupportState::Open && !r.requester_left) {
             self.tell_requester(cx, &r.participant);
