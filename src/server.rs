@@ -411,8 +411,7 @@ async fn participant_trend(
     if grant.role != Role::Therapist && grant.participant.as_str() != participant {
         return Err(ApiError(StatusCode::FORBIDDEN, "forbidden", "you can read your own trend only".into()));
     }
-    let values =
-        state.store.check_in_values(room.as_str(), &participant).await.map_err(|e| internal(e, "the trend could not be read"))?;
+    let values = state.store.check_in_values(room.as_str(), &participant).await.map_err(|e| internal(e, "the trend could not be read"))?;
     Ok(Json(serde_json::json!({ "participantId": participant, "values": values })).into_response())
 }
 

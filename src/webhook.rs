@@ -39,10 +39,8 @@ pub struct WebhookSettings {
     pub first_retry: Duration,
 }
 
-type HttpClient = hyper_util::client::legacy::Client<
-    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-    Full<Bytes>,
->;
+type HttpClient =
+    hyper_util::client::legacy::Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Full<Bytes>>;
 
 /// Sends session summaries; cheap to clone.
 #[derive(Clone)]

@@ -126,7 +126,13 @@ async fn a_scripted_session_gives_exactly_its_attendance_in_json_and_csv_and_sur
 
     // A drops and comes back within the grace: one interval, one reconnect.
     drop(a);
-    t.recv_until("a reconnecting", WAIT, |m| matches!(m, ServerMessage::ParticipantUpdated { participant } if participant.id.as_str() == "p-a" && participant.reconnecting)).await.unwrap();
+    t.recv_until(
+        "a reconnecting",
+        WAIT,
+        |m| matches!(m, ServerMessage::ParticipantUpdated { participant } if participant.id.as_str() == "p-a" && participant.reconnecting),
+    )
+    .await
+    .unwrap();
     let (mut a, joined) = connect(&server, ROOM, a_token).await;
     assert!(matches!(&joined, ServerMessage::Joined { admitted: true, session_id: Some(s), .. } if *s == session), "{joined:?}");
 
@@ -149,7 +155,9 @@ async fn a_scripted_session_gives_exactly_its_attendance_in_json_and_csv_and_sur
     d.recv_until("removed", WAIT, |m| matches!(m, ServerMessage::SessionEnded { reason: EndReason::Removed, .. })).await.unwrap();
     // A leaves; the therapist ends the session for B and themselves.
     a.send(&ClientMessage::Leave).await.unwrap();
-    t.recv_until("a left", WAIT, |m| matches!(m, ServerMessage::ParticipantLeft { participant_id } if participant_id.as_str() == "p-a")).await.unwrap();
+    t.recv_until("a left", WAIT, |m| matches!(m, ServerMessage::ParticipantLeft { participant_id } if participant_id.as_str() == "p-a"))
+        .await
+        .unwrap();
     t.send(&ClientMessage::EndSession { confirm: false }).await.unwrap();
     b.recv_until("ended", WAIT, |m| matches!(m, ServerMessage::SessionEnded { reason: EndReason::Ended, .. })).await.unwrap();
 
@@ -193,7 +201,10 @@ async fn a_scripted_session_gives_exactly_its_attendance_in_json_and_csv_and_sur
     let (status, csv) = get(&server, &format!("{path}?format=csv"), API_KEY).await;
     assert_eq!(status, 200, "{csv}");
     let rows: Vec<Vec<&str>> = csv.lines().map(|l| l.split(',').collect()).collect();
-    assert_eq!(rows[0].join(","), "session_id,room,participant_id,role,arrived_ms,admitted_ms,waited_ms,late,reconnects,space,from_ms,to_ms,left_ms,outcome");
+    assert_eq!(
+        rows[0].join(","),
+        "session_id,room,participant_id,role,arrived_ms,admitted_ms,waited_ms,late,reconnects,space,from_ms,to_ms,left_ms,outcome"
+    );
     let summary: Vec<String> = rows[1..].iter().map(|r| [r[2], r[3], r[7], r[8], r[9], r[13]].join(" ")).collect();
     assert_eq!(
         summary,
@@ -251,7 +262,11 @@ async fn support_list_where(
     t: &mut SignalClient,
     pred: impl Fn(&[hearth::signal::protocol::SupportRequestInfo]) -> bool,
 ) -> Vec<hearth::signal::protocol::SupportRequestInfo> {
-    match t.recv_until("supportRequests", WAIT, |m| matches!(m, ServerMessage::SupportRequests { requests } if pred(requests))).await.unwrap() {
+    match t
+        .recv_until("supportRequests", WAIT, |m| matches!(m, ServerMessage::SupportRequests { requests } if pred(requests)))
+        .await
+        .unwrap()
+    {
         ServerMessage::SupportRequests { requests } => requests,
         _ => unreachable!(),
     }
@@ -272,7 +287,13 @@ async fn a_support_request_made_while_no_therapist_is_connected_reaches_the_next
 
     // The therapist's connection drops: they are in their grace, not connected.
     drop(t);
-    p.recv_until("t reconnecting", WAIT, |m| matches!(m, ServerMessage::ParticipantUpdated { participant } if participant.id.as_str() == "t-1" && participant.reconnecting)).await.unwrap();
+    p.recv_until(
+        "t reconnecting",
+        WAIT,
+        |m| matches!(m, ServerMessage::ParticipantUpdated { participant } if participant.id.as_str() == "t-1" && participant.reconnecting),
+    )
+    .await
+    .unwrap();
     p.send(&ClientMessage::RequestSupport).await.unwrap();
     let (delivery, resources) = support_status(&mut p).await;
     assert_eq!(delivery, SupportDelivery::NoTherapist, "not told it was received while nobody was there");
@@ -296,12 +317,17 @@ async fn a_support_request_made_while_no_therapist_is_connected_reaches_the_next
     t.send(&ClientMessage::AcknowledgeSupport { request_id: request_id.clone() }).await.unwrap();
     assert_eq!(support_status(&mut p).await.0, SupportDelivery::Seen, "seen only after an acknowledgement");
     let list = support_list_where(&mut t2, |l| l.iter().any(|r| r.state != SupportState::Open)).await;
-    assert_eq!((list.len(), list[0].state, list[0].acknowledged_by.as_ref().map(|a| a.as_str())), (1, SupportState::Acknowledged, Some("t-1")));
+    assert_eq!(
+        (list.len(), list[0].state, list[0].acknowledged_by.as_ref().map(|a| a.as_str())),
+        (1, SupportState::Acknowledged, Some("t-1"))
+    );
 
     // Participants may not acknowledge or resolve; unknown ids are refused.
     p.send(&ClientMessage::ResolveSupport { request_id: request_id.clone(), outcome: SupportOutcome::Escalated }).await.unwrap();
     common::expect_error(&mut p, ErrorCode::Forbidden).await;
-    t.send(&ClientMessage::AcknowledgeSupport { request_id: hearth::signal::protocol::SupportRequestId::from_raw("sr-nope") }).await.unwrap();
+    t.send(&ClientMessage::AcknowledgeSupport { request_id: hearth::signal::protocol::SupportRequestId::from_raw("sr-nope") })
+        .await
+        .unwrap();
     common::expect_error(&mut t, ErrorCode::UnknownSupportRequest).await;
 
     // The requester leaves for good with the request still open: the therapists are alerted.
@@ -583,7 +609,12 @@ async fn the_webhook_gets_a_signed_summary_after_retries_and_a_failing_receiver_
     t.send(&ClientMessage::RaiseHand).await.unwrap_or(());
     assert!(common::eventually(WAIT, || rx.got.lock().unwrap().len() >= 3).await);
     assert_eq!(rx.got.lock().unwrap().iter().filter(|r| r.2 == 500).count(), 3, "gave up after max_attempts");
-    let (status, body) = get(&server, &format!("/api/rooms/{ROOM}/sessions/{first}/attendance"), &common::token_for(&server, ROOM, Role::Therapist, "T", "t-1")).await;
+    let (status, body) = get(
+        &server,
+        &format!("/api/rooms/{ROOM}/sessions/{first}/attendance"),
+        &common::token_for(&server, ROOM, Role::Therapist, "T", "t-1"),
+    )
+    .await;
     assert_eq!(status, 200, "the records are kept whatever the webhook did: {body}");
     server.shutdown().await;
 }
@@ -609,7 +640,9 @@ async fn retention_purges_old_records_at_start() {
     let server = common::start_with(config).await;
     let s = server.state().store.clone();
     // The old session is purged at start, the new one kept.
-    until(|| async { (s.sessions("kept").await.unwrap_or_default().iter().map(|s| s.id.clone()).collect::<Vec<_>>() == ["s-new"]).then_some(()) })
-        .await;
+    until(|| async {
+        (s.sessions("kept").await.unwrap_or_default().iter().map(|s| s.id.clone()).collect::<Vec<_>>() == ["s-new"]).then_some(())
+    })
+    .await;
     server.shutdown().await;
 }

@@ -124,15 +124,7 @@ impl Attendance {
 
     /// Someone was admitted (or entered without a waiting room) into `space`. Starts a session
     /// if none runs.
-    pub fn admitted(
-        &mut self,
-        room: &RoomId,
-        id: &ParticipantId,
-        role: Role,
-        space: String,
-        now: i64,
-        late_after_ms: i64,
-    ) -> Vec<Record> {
+    pub fn admitted(&mut self, room: &RoomId, id: &ParticipantId, role: Role, space: String, now: i64, late_after_ms: i64) -> Vec<Record> {
         let mut out = Vec::new();
         if self.running.is_none() {
             let run = Running { id: SessionId::random(), started_ms: now, people: Vec::new(), ending: false };

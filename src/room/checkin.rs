@@ -107,7 +107,11 @@ impl CheckIns {
     /// `who` answers (`None`: passes). A named answer may change; an anonymous one may not
     /// (the round does not know which count to take it from).
     pub fn answer(&mut self, who: &ParticipantId, id: &CheckInId, value: Option<u8>) -> Result<Answered, (ErrorCode, String)> {
-        let round = self.open.as_mut().filter(|r| &r.info.check_in_id == id).ok_or((ErrorCode::UnknownCheckIn, "no open check-in with that id".to_string()))?;
+        let round = self
+            .open
+            .as_mut()
+            .filter(|r| &r.info.check_in_id == id)
+            .ok_or((ErrorCode::UnknownCheckIn, "no open check-in with that id".to_string()))?;
         if let Some(v) = value {
             if v < round.info.min || v > round.info.max {
                 return Err((

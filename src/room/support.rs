@@ -142,9 +142,10 @@ impl SupportDesk {
     /// Whether state read back from a snapshot is sound: at most `max` requests, valid ids.
     pub fn valid(&self, max: usize) -> bool {
         self.requests.len() <= max
-            && self.requests.iter().all(|r| {
-                crate::room::valid_participant_id(r.participant.as_str()) && r.id.as_str().len() <= 40 && r.resolved.is_none()
-            })
+            && self
+                .requests
+                .iter()
+                .all(|r| crate::room::valid_participant_id(r.participant.as_str()) && r.id.as_str().len() <= 40 && r.resolved.is_none())
     }
 
     /// The session ended: every request leaves the desk as it stands (unresolved ones are

@@ -8,8 +8,8 @@
 use serde::{Deserialize, Serialize};
 
 pub use crate::vocab::{
-    CelebrationId, ChatMessageId, CheckInId, SessionId, IceServer, MediaKind, MilestoneKind, ParticipantId, PauseReason, PollId, PollOptionId, ProposalId, Role,
-    RoomId, SimulcastLayer, SupportRequestId, TrackSource,
+    CelebrationId, ChatMessageId, CheckInId, IceServer, MediaKind, MilestoneKind, ParticipantId, PauseReason, PollId, PollOptionId,
+    ProposalId, Role, RoomId, SessionId, SimulcastLayer, SupportRequestId, TrackSource,
 };
 
 /// Bumped on any incompatible change. A client sends the version it speaks in `join`.

@@ -263,9 +263,8 @@ impl Store {
     pub async fn sessions(&self, room: &str) -> Result<Vec<SessionRecord>, StoreError> {
         let room = room.to_string();
         self.with(move |c| {
-            let mut stmt = c.prepare(
-                "SELECT id, room, started_ms, ended_ms, end_reason FROM sessions WHERE room = ?1 ORDER BY started_ms, rowid",
-            )?;
+            let mut stmt =
+                c.prepare("SELECT id, room, started_ms, ended_ms, end_reason FROM sessions WHERE room = ?1 ORDER BY started_ms, rowid")?;
             let rows = stmt.query_map(params![room], |r| {
                 Ok(SessionRecord { id: r.get(0)?, room: r.get(1)?, started_ms: r.get(2)?, ended_ms: r.get(3)?, end_reason: r.get(4)? })
             })?;
@@ -374,10 +373,8 @@ impl Store {
         self.with(move |c| {
             let tx = c.transaction()?;
             let mut p = Purged {
-                attendance: tx.execute(
-                    "DELETE FROM attendance WHERE session IN (SELECT id FROM sessions WHERE started_ms < ?1)",
-                    params![cutoff],
-                )?,
+                attendance: tx
+                    .execute("DELETE FROM attendance WHERE session IN (SELECT id FROM sessions WHERE started_ms < ?1)", params![cutoff])?,
                 ..Purged::default()
             };
             p.sessions = tx.execute("DELETE FROM sessions WHERE started_ms < ?1", params![cutoff])?;
@@ -608,8 +605,11 @@ mod tests {
         let old = now_ms() - 10 * 86_400_000;
         let new = now_ms();
         for (id, t) in [("s-old", old), ("s-new", new)] {
-            write_now(&s, Record::Session(SessionRecord { id: id.into(), room: "g".into(), started_ms: t, ended_ms: None, end_reason: None }))
-                .await;
+            write_now(
+                &s,
+                Record::Session(SessionRecord { id: id.into(), room: "g".into(), started_ms: t, ended_ms: None, end_reason: None }),
+            )
+            .await;
             write_now(&s, Record::Attendance(person(id, "p-a", t))).await;
             write_now(
                 &s,
@@ -641,15 +641,14 @@ mod tests {
             )
             .await;
         }
-        s.with(move |c| c.execute("INSERT INTO audit (at_ms, room, actor, action) VALUES (?1, 'g', 't', 'mute')", params![old]).map(|_| ()))
-            .await
-            .unwrap();
+        s.with(move |c| {
+            c.execute("INSERT INTO audit (at_ms, room, actor, action) VALUES (?1, 'g', 't', 'mute')", params![old]).map(|_| ())
+        })
+        .await
+        .unwrap();
         assert_eq!(s.purge_older_than(0).await.unwrap().total(), 0, "0 keeps everything");
         let purged = s.purge_older_than(7).await.unwrap();
-        assert_eq!(
-            purged,
-            Purged { sessions: 1, attendance: 1, check_ins: 1, support_requests: 1, audit: 1, polls: 0, milestones: 0 }
-        );
+        assert_eq!(purged, Purged { sessions: 1, attendance: 1, check_ins: 1, support_requests: 1, audit: 1, polls: 0, milestones: 0 });
         assert_eq!(s.sessions("g").await.unwrap().iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["s-new"]);
         assert_eq!(s.check_in_values("g", "p-a").await.unwrap().len(), 1);
         assert_eq!(s.support_requests("g").await.unwrap().len(), 1);

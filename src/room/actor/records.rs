@@ -238,8 +238,9 @@ impl Records {
             return cx.error(from, ErrorCode::RateLimited, super::alerts::refusal(Alert::RequestSupport));
         }
         let (request, new) = self.support.open(from, cx.now.unix_ms);
+        // Every press that alerts the therapists is audited, a repeat of an open request too.
+        cx.audit(from, "support_request", None);
         if new {
-            cx.audit(from, "support_request", None);
             let session = self.session_id();
             record(cx, vec![Record::Support(request.record(cx.room, session.as_ref()))]);
         }
@@ -383,5 +384,11 @@ fn info(cx: &Cx, r: &Request) -> SupportRequestInfo {
 
 fn alert(cx: &Cx, r: &Request) -> ServerMessage {
     let i = info(cx, r);
-    ServerMessage::SupportRequested { request_id: i.request_id, participant_id: i.participant_id, name: i.name, breakout_id: i.breakout_id, at_ms: i.at_ms }
+    ServerMessage::SupportRequested {
+        request_id: i.request_id,
+        participant_id: i.participant_id,
+        name: i.name,
+        breakout_id: i.breakout_id,
+        at_ms: i.at_ms,
+    }
 }
