@@ -504,14 +504,17 @@ async fn check_in_values_reach_therapists_only_and_trends_span_sessions() {
 /// request's headers and body.
 struct Receiver {
     url: String,
-    got: Arc<Mutex<Vec<(Vec<(String, String)>, String, u16)>>>,
+    got: Arc<Mutex<Vec<Hit>>>,
 }
+
+/// One request the receiver got: its headers (names lower-cased), its body, the status sent.
+type Hit = (Vec<(String, String)>, String, u16);
 
 async fn receiver(fail_first: usize) -> Receiver {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let got: Arc<Mutex<Vec<(Vec<(String, String)>, String, u16)>>> = Arc::default();
+    let got: Arc<Mutex<Vec<Hit>>> = Arc::default();
     let store = got.clone();
     tokio::spawn(async move {
         loop {
@@ -644,5 +647,42 @@ async fn retention_purges_old_records_at_start() {
         (s.sessions("kept").await.unwrap_or_default().iter().map(|s| s.id.clone()).collect::<Vec<_>>() == ["s-new"]).then_some(())
     })
     .await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn therapists_in_the_main_room_see_a_member_drop_in_a_breakout() {
+    const ROOM: &str = "whereabouts";
+    let mut config = common::test_config();
+    config.rooms.waiting_room = false;
+    config.rooms.reconnect_grace_ms = 10_000;
+    let server = common::start_with(config).await;
+    let (mut t, _) = enter(&server, ROOM, Role::Therapist, "t-1").await;
+    let p_token = common::token_for(&server, ROOM, Role::Participant, "P", "p-1");
+    let (mut p, _) = connect(&server, ROOM, p_token.clone()).await;
+    admitted(&mut p).await;
+    t.send(&ClientMessage::CreateBreakout { name: "Pairs".into() }).await.unwrap();
+    let plan = t
+        .recv_until("breakout", WAIT, |m| matches!(m, ServerMessage::BreakoutsUpdated { breakouts } if !breakouts.rooms.is_empty()))
+        .await
+        .unwrap();
+    let ServerMessage::BreakoutsUpdated { breakouts } = plan else { unreachable!() };
+    let b = breakouts.rooms[0].id.clone();
+    t.send(&ClientMessage::AssignBreakout { participant_id: common::pid("p-1"), breakout_id: Some(b.clone()) }).await.unwrap();
+    t.send(&ClientMessage::OpenBreakouts { duration_secs: None, warning_secs: None, allow_return: false }).await.unwrap();
+    p.recv_until("in the breakout", WAIT, |m| matches!(m, ServerMessage::SpaceChanged { breakout: Some(_), .. })).await.unwrap();
+    let in_breakout = |m: &ServerMessage, reconnecting: bool| {
+        matches!(m, ServerMessage::BreakoutsUpdated { breakouts } if breakouts.open && breakouts.whereabouts.iter().any(|w| {
+            w.participant_id.as_str() == "p-1" && w.breakout_id.as_deref() == Some(b.as_str()) && w.reconnecting == reconnecting
+        }))
+    };
+    t.recv_until("p-1 in the breakout", WAIT, |m| in_breakout(m, false)).await.unwrap();
+
+    // p-1's connection drops in the breakout: the therapist, in the main room, sees it.
+    drop(p);
+    t.recv_until("p-1 reconnecting", WAIT, |m| in_breakout(m, true)).await.unwrap();
+    let (mut p, _) = connect(&server, ROOM, p_token).await;
+    admitted(&mut p).await;
+    t.recv_until("p-1 back", WAIT, |m| in_breakout(m, false)).await.unwrap();
     server.shutdown().await;
 }

@@ -144,10 +144,9 @@ impl CheckIns {
     /// Closes the open round with that id: its final counts, and its named values (to keep for
     /// this session's check-out).
     pub fn close(&mut self, id: &CheckInId) -> Result<(CheckInInfo, CheckInHistogram), (ErrorCode, String)> {
-        if !self.open.as_ref().is_some_and(|r| &r.info.check_in_id == id) {
+        let Some(round) = self.open.take_if(|r| &r.info.check_in_id == id) else {
             return Err((ErrorCode::UnknownCheckIn, "no open check-in with that id".into()));
-        }
-        let Some(round) = self.open.take() else { return Err((ErrorCode::UnknownCheckIn, "no open check-in".into())) };
+        };
         if round.info.phase == CheckInPhase::CheckIn && !round.info.anonymous {
             for (who, v) in &round.named {
                 if let Some(v) = v {

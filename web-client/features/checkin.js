@@ -319,7 +319,17 @@ on('checkInClosed', ({ histogram }) => {
     const counts = histogram.counts.map((n, i) => (n ? `${histogram.min + i}: ${n}` : '')).filter(Boolean).join(', ');
     announce(`The therapist shared the counts: ${counts || 'no numbers'}${histogram.passed ? `, ${histogram.passed} passed` : ''}.`);
   }
-  if (closed && !closed.anonymous) refreshTrends();
+  // The round's named answers join the trends at once (the server stored the same values).
+  if (closed && !closed.anonymous) {
+    const point = (value) => ({ sessionId: ci.sessionId, phase: closed.phase, value, atMs: Date.now() });
+    const add = (id, value) => {
+      if (value === null || value === undefined) return;
+      ci.trends.set(id, [...(ci.trends.get(id) || []), point(value)]);
+    };
+    if (isTherapist()) for (const [id, v] of ci.values) add(id, v.value);
+    else if (typeof ci.mine === 'number') add(state.participantId, ci.mine);
+    renderTrends();
+  }
 });
 on('sessionEnded', () => {
   ci.open = null;
