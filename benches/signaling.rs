@@ -107,7 +107,6 @@ fn server_messages() -> Vec<(&'static str, ServerMessage)> {
                 "admitted": true,
                 "participants": roster,
                 "room": RoomState::default(),
-                "iceServers": [],
             }))
             .expect("joined matches the protocol"),
         ),

@@ -3,6 +3,8 @@
 #   chromium + chromium-driver  (tests/browser.rs drives a headless browser)
 #   redis-server                 (needed by the Redis-backed tests)
 #   iproute2                     (ip netns, tc: tests/browser_poor_network.rs limits a link)
+#   coturn                       (turnserver: tests/turn.rs and tests/browser_restricted_network.rs)
+#   iptables                     (tests/browser_restricted_network.rs blocks UDP in a namespace)
 # Idempotent: installs only what is missing. Uses sudo only when not already root.
 set -euo pipefail
 
@@ -20,8 +22,15 @@ if ! have ip || ! { have tc || [ -x /usr/sbin/tc ] || [ -x /sbin/tc ]; }; then
   packages+=(iproute2)
 fi
 
+if ! have turnserver; then
+  packages+=(coturn)
+fi
+if ! have iptables && [ ! -x /usr/sbin/iptables ] && [ ! -x /sbin/iptables ]; then
+  packages+=(iptables)
+fi
+
 if [ "${#packages[@]}" -eq 0 ]; then
-  echo "install-test-deps: chromium, chromedriver, redis-server and iproute2 are already installed; nothing to do."
+  echo "install-test-deps: chromium, chromedriver, redis-server, iproute2, coturn and iptables are already installed; nothing to do."
   exit 0
 fi
 

@@ -14,6 +14,9 @@ use crate::vocab::IceServer;
 /// The embedded defaults: `config/default.toml`, documented there key by key.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 
+/// Longest `clinic.*` text; longer would not fit calmly on a phone.
+pub const CLINIC_TEXT_MAX_CHARS: usize = 1000;
+
 /// The token secret shipped in the defaults; production mode refuses it.
 pub const DEV_TOKEN_SECRET: &str = "DEVELOPMENT-ONLY-hearth-secret-do-not-use-in-production";
 
@@ -28,6 +31,8 @@ pub struct Config {
     pub store: StoreConfig,
     pub limits: LimitsConfig,
     pub cluster: ClusterConfig,
+    pub clinic: ClinicConfig,
+    pub turn: TurnConfig,
     pub support: SupportConfig,
     pub webhook: WebhookConfig,
 }
@@ -59,6 +64,38 @@ impl std::fmt::Debug for WebhookConfig {
             .field("first_retry_ms", &self.first_retry_ms)
             .finish()
     }
+}
+
+/// An existing TURN server (coturn with `use-auth-secret`) whose short-lived credentials
+/// admitted participants get (`src/turn.rs`). Off while `urls` is empty.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TurnConfig {
+    pub urls: Vec<String>,
+    pub secret: String,
+    pub credential_ttl_secs: u64,
+}
+
+impl std::fmt::Debug for TurnConfig {
+    // Secrets never reach logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TurnConfig")
+            .field("urls", &self.urls)
+            .field("secret", &"<redacted>")
+            .field("credential_ttl_secs", &self.credential_ttl_secs)
+            .finish()
+    }
+}
+
+/// Words the web client shows that belong to the clinic running Hearth, not to Hearth: what
+/// to do without a join link, and where to find help after a session. Served by `/api/info`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClinicConfig {
+    /// On the page someone without a join link sees: how to reach the clinic.
+    pub no_link_text: String,
+    /// On every participant's end screen ("If you need help now: …").
+    pub support_resources_text: String,
 }
 
 /// Relay nodes sharing rooms through Redis (`src/cluster`). Off while `redis_url` is empty.
@@ -102,7 +139,7 @@ pub struct LogConfig {
 pub struct RoomsConfig {
     pub waiting_room: bool,
     pub reconnect_grace_ms: u64,
-    /// Admitted this long after the session started: flagged late in the attendance.
+    /// Arrived this long after the session started: flagged late in the attendance.
     pub late_after_secs: u64,
 }
 
@@ -149,6 +186,9 @@ pub struct IceConfig {
     pub announce_ips: Vec<IpAddr>,
     pub udp_port_min: u16,
     pub udp_port_max: u16,
+    /// Passive TCP candidates (RFC 6544) beside the UDP ones: one TCP listener per peer
+    /// connection, on the same port number as its UDP socket.
+    pub tcp: bool,
     pub ice_servers: Vec<IceServer>,
 }
 
@@ -262,6 +302,17 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        for (key, text) in
+            [("clinic.no_link_text", &self.clinic.no_link_text), ("clinic.support_resources_text", &self.clinic.support_resources_text)]
+        {
+            if text.chars().count() > CLINIC_TEXT_MAX_CHARS {
+                return Err(ConfigError::Invalid {
+                    key,
+                    value: text.chars().take(40).collect::<String>() + "…",
+                    reason: "at most 1000 characters: it is shown on a small screen",
+                });
+            }
+        }
         let s = &self.server;
         for p in &s.trusted_proxies {
             if crate::vocab::IpNet::parse(p).is_none() {
@@ -423,6 +474,31 @@ impl Config {
                 }
             }
         }
+        let turn = &self.turn;
+        for u in &turn.urls {
+            let scheme_ok = ["turn:", "turns:"].iter().any(|p| u.starts_with(p) && u.len() > p.len());
+            if !scheme_ok || u.chars().any(char::is_whitespace) {
+                return Err(ConfigError::Invalid {
+                    key: "turn.urls",
+                    value: u.clone(),
+                    reason: "each must be a turn: or turns: URL such as turn:turn.example.org:3478?transport=udp or turns:turn.example.org:443?transport=tcp",
+                });
+            }
+        }
+        if !turn.urls.is_empty() && turn.secret.len() < 24 {
+            return Err(ConfigError::Invalid {
+                key: "turn.secret",
+                value: "<redacted>".into(),
+                reason: "with turn.urls set, must be coturn's static-auth-secret, at least 24 characters",
+            });
+        }
+        if !(60..=86_400).contains(&turn.credential_ttl_secs) {
+            return Err(ConfigError::Invalid {
+                key: "turn.credential_ttl_secs",
+                value: turn.credential_ttl_secs.to_string(),
+                reason: "must be between 60 and 86400 (a session, not a day more)",
+            });
+        }
         if self.auth.token_secret.len() < 32 {
             return Err(ConfigError::Invalid {
                 key: "auth.token_secret",
@@ -538,6 +614,26 @@ mod tests {
         let c = Config::from_toml_overrides("").unwrap();
         assert_eq!((c.limits.max_connections_per_ip, c.limits.max_connections, c.limits.join_timeout_ms), (20, 2000, 10000));
         assert_eq!(c.server.header_read_timeout_ms, 10000);
+    }
+
+    #[test]
+    fn turn_settings_are_checked() {
+        let c = Config::from_toml_overrides("").unwrap();
+        assert!(c.turn.urls.is_empty(), "no TURN server by default");
+        let err = Config::from_toml_overrides("[turn]\nurls = [\"stun:turn.example.org\"]\nsecret = \"a-coturn-secret-long-enough-123\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("turn.urls") && err.contains("stun:turn.example.org"), "{err}");
+        let err = Config::from_toml_overrides("[turn]\nurls = [\"turn:turn.example.org\"]\nsecret = \"short\"").unwrap_err().to_string();
+        assert!(err.contains("turn.secret") && !err.contains("short"), "{err}");
+        let err = Config::from_toml_overrides("[turn]\ncredential_ttl_secs = 5").unwrap_err().to_string();
+        assert!(err.contains("turn.credential_ttl_secs"), "{err}");
+        let c = Config::from_toml_overrides(
+            "[turn]\nurls = [\"turn:turn.example.org:3478\", \"turns:turn.example.org:443?transport=tcp\"]\nsecret = \"a-coturn-secret-long-enough-123\"",
+        )
+        .unwrap();
+        assert_eq!(c.turn.urls.len(), 2);
+        assert!(!format!("{c:?}").contains("a-coturn-secret"), "the secret stays out of Debug");
     }
 
     #[test]

@@ -33,5 +33,6 @@ pub mod sfu;
 pub mod signal;
 pub mod state;
 pub mod store;
+pub mod turn;
 pub mod vocab;
 pub mod webhook;

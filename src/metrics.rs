@@ -77,6 +77,19 @@ impl Collector for StateCollector {
             }
         }
         gauge(&mut e, "hearth_peer_connections", "Server-side peer connections", s.peers.load(Ordering::Relaxed) as i64)?;
+        {
+            let g = ConstGauge::new(0i64);
+            let mut family = e.encode_descriptor(
+                "hearth_peers_by_path",
+                "Connected peers by the path their media takes: host (UDP straight to the server), srflx (through the client's NAT), relay (through TURN), tcp (ICE over TCP)",
+                None,
+                g.metric_type(),
+            )?;
+            for path in crate::sfu::path::MediaPath::ALL {
+                let labels = [("path", path.as_str())];
+                ConstGauge::new(s.peers_by_path[path as usize].load(Ordering::Relaxed) as i64).encode(family.encode_family(&labels)?)?;
+            }
+        }
         gauge(&mut e, "hearth_published_tracks", "Tracks participants publish", s.published_tracks.load(Ordering::Relaxed) as i64)?;
         gauge(
             &mut e,

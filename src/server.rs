@@ -108,10 +108,19 @@ struct Info {
     protocol_version: u32,
     /// Whether this server mints development tokens at /dev/token (never in production).
     dev_tokens: bool,
+    /// `clinic.no_link_text`: for the page shown without a join link.
+    no_link_text: String,
+    /// `clinic.support_resources_text`: for the end screen.
+    support_resources_text: String,
 }
 
 async fn info(State(state): State<Arc<AppState>>) -> Json<Info> {
-    Json(Info { protocol_version: crate::signal::protocol::PROTOCOL_VERSION, dev_tokens: state.config.dev_tokens() })
+    Json(Info {
+        protocol_version: crate::signal::protocol::PROTOCOL_VERSION,
+        dev_tokens: state.config.dev_tokens(),
+        no_link_text: state.config.clinic.no_link_text.clone(),
+        support_resources_text: state.config.clinic.support_resources_text.clone(),
+    })
 }
 
 /// An HTTP error with a stable code, as JSON.
@@ -536,6 +545,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         waiting_room: config.rooms.waiting_room,
         reconnect_grace: Duration::from_millis(config.rooms.reconnect_grace_ms),
         ice_servers: config.ice.ice_servers.clone(),
+        turn: crate::turn::TurnIssuer::new(&config.turn.urls, &config.turn.secret, Duration::from_secs(config.turn.credential_ttl_secs)),
         ballot_secret: ballot_secret(&config),
         ban_ttl: Duration::from_secs(config.cluster.state_ttl_secs.max(60)),
         late_after: Duration::from_secs(config.rooms.late_after_secs),

@@ -85,13 +85,13 @@ return Boolean(row && row.offsetParent !== null
   && document.querySelector('#waiting-count').textContent.trim() === '1');
 "#;
 
-/// The participant's page shows the hard mute: the notice, and a pressed, disabled mic button.
+/// The participant's page shows the hard mute: the notice, and a disabled mic button that says why.
 const HARD_MUTED_JS: &str = r#"
 const notice = document.querySelector('#mod-notice');
 const mic = document.querySelector('#mic-button');
 return Boolean(window.hearth.audioHardMuted && window.hearth.audioMuted
   && notice && !notice.hidden && /The therapist muted your microphone/.test(notice.textContent)
-  && mic.disabled && mic.getAttribute('aria-pressed') === 'true');
+  && mic.disabled && mic.dataset.off === 'true' && mic.querySelector('.label').textContent === 'Muted by therapist');
 "#;
 
 /// The therapist's people list shows `arguments[0]` as muted by the therapist, with the button
@@ -267,6 +267,7 @@ async fn scenario(
     }
 
     // The therapist hard-mutes the participant's microphone from the people list.
+    open_person_menu(therapist, "therapist", &participant_id).await?;
     let mute = format!("#people-list li[data-participant-id=\"{participant_id}\"] button[data-action=\"hard-mute\"]");
     click(therapist, "therapist", &mute).await?;
     wait_for(participant, "the participant's page to show the hard mute", HARD_MUTED_JS, &[]).await?;
@@ -277,6 +278,7 @@ async fn scenario(
     click(participant, "participant", "#hand-button").await?;
     wait_for(therapist, "the raised hand on the therapist's page", THERAPIST_SEES_HAND_JS, &[json!(participant_id), json!(PARTICIPANT)])
         .await?;
+    open_person_menu(therapist, "therapist", &participant_id).await?;
     let spotlight = format!("#people-list li[data-participant-id=\"{participant_id}\"] button[data-action=\"spotlight\"]");
     click(therapist, "therapist", &spotlight).await?;
     let on_therapist = format!("{PARTICIPANT} is in the spotlight");

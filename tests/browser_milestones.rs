@@ -27,7 +27,7 @@ use hearth::signal::protocol::{
 use serde_json::{json, Value};
 
 const ROOM: &str = "milestones-browser";
-const TEST_DEADLINE: Duration = Duration::from_secs(120);
+const TEST_DEADLINE: Duration = Duration::from_secs(240);
 const WAIT: Duration = Duration::from_secs(5);
 /// Screenshots from this test start with this, so a new run can clear the last run's.
 const SCREENSHOT_PREFIX: &str = "milestones-";
@@ -102,11 +102,20 @@ async fn join_page(client: &Client, server: &RunningServer, role: Role, name: &s
     wait_for(client, &format!("{name} in the room"), "return window.hearth.state === 'joined' && window.hearth.admitted;", &[]).await?;
     wait_for(
         client,
-        &format!("{name}'s Milestones button"),
-        "const b = document.querySelector('#ms-open-button'); return Boolean(b && b.offsetParent);",
+        &format!("{name}'s Milestones item in the More menu"),
+        "const b = document.querySelector('#more-menu #ms-open-button'); const m = document.querySelector('#more-button'); \
+         return Boolean(b && !b.hidden && m && m.offsetParent);",
         &[],
     )
     .await
+}
+
+/// Opens the Milestones dialog from the control bar's More menu.
+async fn open_milestones(client: &Client, who: &str) -> Result<(), String> {
+    click(client, who, "#more-button").await?;
+    wait_for(client, "the More menu", "const b = document.querySelector('#ms-open-button'); return Boolean(b && b.offsetParent);", &[])
+        .await?;
+    click(client, who, "#ms-open-button").await
 }
 
 async fn headless(server: &RunningServer, name: &str, id: &str) -> SignalClient {
@@ -125,6 +134,7 @@ async fn set_prefs(c: &mut SignalClient, style: CelebrationStyle, audience: Cele
 
 /// The therapist celebrates `id` from the people list with the dialog.
 async fn celebrate_from_people_list(t: &Client, id: &str, kind: &str, value: Option<u32>, message: &str) -> Result<(), String> {
+    open_person_menu(t, "therapist", id).await?;
     let button = format!("#people-list li[data-participant-id=\"{id}\"] button.ms-celebrate");
     wait_for(
         t,
@@ -197,9 +207,13 @@ async fn scenario(therapist: &Client, ben: &Client, cy: &Client, server: &Runnin
     join_page(therapist, server, Role::Therapist, "Dr. Rivera", "t-rivera").await?;
     join_page(ben, server, Role::Participant, "Ben", "p-ben").await?;
     join_page(cy, server, Role::Participant, "Cy", "p-cy").await?;
-    // Ben has never chosen: the page asks, once, and he puts it off.
-    wait_for(ben, "the first-time question", "return Boolean(document.querySelector('#ms-prompt'));", &[]).await?;
-    click(ben, "ben", "#ms-prompt button.button:not(.accent)").await?;
+    // Ben has never chosen: nothing pops up to ask him (it covered the controls), but the
+    // Milestones item in the More menu says there is a choice to make.
+    wait_for(ben, "the quiet hint to choose", "return Boolean(document.querySelector('#ms-open-button .ms-ask'));", &[]).await?;
+    let asked = ben.execute("return Boolean(document.querySelector('#ms-prompt, .ms-toast'));", vec![]).await.map_err(|e| e.to_string())?;
+    if asked != json!(false) {
+        return Err("nothing may ask Ben unprompted on arrival".into());
+    }
     let mut ana = headless(server, "Ana", "p-ana").await;
 
     // Quiet: a small banner over the top of the grid.
@@ -322,7 +336,7 @@ async fn scenario(therapist: &Client, ben: &Client, cy: &Client, server: &Runnin
     overlay(ben, "ben", "standard").await?;
     dismiss(ben, "ben").await?;
     dismiss(therapist, "therapist").await?;
-    click(ben, "ben", "#ms-open-button").await?;
+    open_milestones(ben, "ben").await?;
     wait_for(ben, "Ben's timeline", "return document.querySelectorAll('#ms-timeline .ms-entry').length === 2 && Boolean(document.querySelector('#ms-timeline svg.ms-chart polyline'));", &[]).await?;
     save_screenshot(ben, &shot("peer-timeline")).await;
     // He chooses: big, for the group; the page confirms.
@@ -334,7 +348,7 @@ async fn scenario(therapist: &Client, ben: &Client, cy: &Client, server: &Runnin
     ben.execute("document.querySelector('#ms-prefs-section').scrollIntoView();", vec![]).await.map_err(|e| e.to_string())?;
     save_screenshot(ben, &shot("peer-preferences")).await;
     // The therapist's group timeline lists everyone's.
-    click(therapist, "therapist", "#ms-open-button").await?;
+    open_milestones(therapist, "therapist").await?;
     wait_for(therapist, "the group timeline", "return document.querySelectorAll('#ms-group-timeline .ms-entry').length === 5;", &[])
         .await?;
     save_screenshot(therapist, &shot("therapist-group-timeline")).await;

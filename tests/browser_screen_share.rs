@@ -166,6 +166,7 @@ async fn scenario(
     wait_for(participant, "the screen on the stage beside the camera tile", SEES_SCREEN_JS, &[json!("t-rivera")]).await?;
 
     // One click in the people list lets the participant share.
+    open_person_menu(therapist, "therapist", "p-pat").await?;
     let allow = r#"#people-list li[data-participant-id="p-pat"] button[data-action="screen"]"#;
     click(therapist, "therapist", allow).await?;
     wait_for(participant, "the participant's share button once allowed", VISIBLE_JS, &[json!("#screen-button")]).await?;

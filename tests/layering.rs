@@ -9,7 +9,7 @@ use std::path::Path;
 const LAYERS: &[&[&str]] = &[
     &["vocab", "procfs", "log_escape"],
     &["signal::protocol"],
-    &["config", "auth", "store", "badge"],
+    &["config", "auth", "store", "badge", "turn"],
     &["edge", "sfu", "cluster", "webhook"],
     &["room::handle"],
     &["room::shared"],

@@ -7,12 +7,14 @@
 // role; the server enforces every rule, this page only reflects what the server says.
 //
 //   lib/       one copy of each helper: dom.js (el, byId, qs…), announce.js (the live region),
-//              icons.js, format.js (times, counts, initials)
+//              icons.js, format.js (times, counts, initials), toast.js (passing notes)
 //   core/      bus.js (server messages by type), state.js, connection.js (token, websocket,
 //              reconnects, redirects, errors), negotiation.js (the peer connection), media.js,
 //              session.js, tiles.js, roster.js, view.js, landing.js, page.js (page controls),
-//              codes.js (the error codes the client acts on), probe.js (window.hearth)
-//   features/  polls, milestones, chat, breakouts, screen, quality, checkin: each registers its own
+//              codes.js (the error codes the client acts on), probe.js (window.hearth),
+//              dialog.js (the confirmation dialog)
+//   features/  polls, milestones, chat, breakouts, screen, quality, cues,
+//              shortcuts, devices, presence, network, checkin: each registers its own
 //              handlers on the bus and builds its own part of the page
 //
 // Order matters only in one way: the core modules register their bus handlers first, so every
@@ -32,6 +34,11 @@ import './features/chat.js';
 import './features/breakouts.js';
 import './features/screen.js';
 import './features/quality.js';
+import './features/cues.js';
+import './features/shortcuts.js';
+import './features/devices.js';
+import './features/presence.js';
+import './features/network.js';
 import './features/checkin.js';
 
 sealProbe();

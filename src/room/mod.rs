@@ -1,10 +1,11 @@
 //! Rooms: membership, roster and who receives whose media.
 //!
 //! Each room is one task ([`actor`]) that owns its state and takes commands over a channel, so
-//! moderation, breakouts and relay nodes add commands rather than locks. The [`RoomRegistry`]
-//! maps room ids to running room tasks. Nothing here touches sockets or the webrtc crate: the
-//! room sends protocol messages to each member's outbox and subscribe/unsubscribe commands to
-//! each member's peer.
+//! moderation, breakouts and relay nodes add commands rather than locks. Inside, the room's
+//! rules are a state machine that returns effects, and a thin task performs them (see
+//! `actor/task.rs`). The [`RoomRegistry`] maps room ids to running room tasks. Nothing here
+//! touches sockets or the webrtc crate: the task sends protocol messages to each member's
+//! outbox and subscribe/unsubscribe commands to each member's peer.
 
 pub mod actor;
 pub mod attendance;

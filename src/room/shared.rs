@@ -12,6 +12,7 @@ use super::handle::RoomHandle;
 use crate::auth::Role;
 use crate::cluster::Cluster;
 use crate::store::Store;
+use crate::turn::TurnIssuer;
 use crate::vocab::{IceServer, ParticipantId, RoomId};
 
 /// Settings every room reads; fixed for the server's lifetime.
@@ -23,7 +24,10 @@ pub struct RoomSettings {
     /// Whether new rooms start with the waiting room on.
     pub waiting_room: bool,
     pub reconnect_grace: std::time::Duration,
+    /// STUN (or TURN with fixed credentials) for every admitted client.
     pub ice_servers: Vec<IceServer>,
+    /// Mints each admitted client TURN credentials of its own.
+    pub turn: Option<TurnIssuer>,
     /// Keys anonymous poll ballots (see `actor/poll.rs`): random per process on a single node,
     /// derived from the shared token secret when relay nodes must carry open polls over.
     pub ballot_secret: [u8; 32],
@@ -34,6 +38,16 @@ pub struct RoomSettings {
     pub late_after: Duration,
     /// What someone who asks for support is shown at once (`support.resources_text`).
     pub support_resources: String,
+}
+
+impl RoomSettings {
+    /// The ICE servers for an admitted member: the configured ones and, with a TURN server,
+    /// credentials for `id` that expire a TTL after `now`.
+    pub fn ice_servers_for(&self, id: &ParticipantId, now: std::time::SystemTime) -> Vec<IceServer> {
+        let mut servers = self.ice_servers.clone();
+        servers.extend(self.turn.as_ref().map(|t| t.mint(id, now)));
+        servers
+    }
 }
 
 /// Room ids whose bans are kept at most, and banned ids per room: bounds that no real clinic

@@ -9,12 +9,13 @@ pub mod audio_level;
 pub mod bwe;
 pub mod keep_rid;
 pub mod keyframe;
+pub mod path;
 pub mod peer;
 pub mod simulcast;
 pub mod tap;
 pub mod track;
 
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -69,6 +70,8 @@ pub struct SfuStats {
     /// Video subscriptions paused right now because the subscriber's connection cannot carry
     /// even the lowest layer.
     pub bandwidth_paused: AtomicUsize,
+    /// Connected peers by the path their media takes, indexed by [`path::MediaPath`].
+    pub peers_by_path: [AtomicUsize; 4],
 }
 
 /// How often the server asks a publisher for one missing packet (100 ms apart), after which
@@ -112,12 +115,13 @@ fn register_codecs(media_engine: &mut MediaEngine) -> Result<(), SfuError> {
 pub struct SfuEngine {
     ice: IceConfig,
     next_port: AtomicU32,
+    next_tcp_port: AtomicU32,
     pub stats: Arc<SfuStats>,
 }
 
 impl SfuEngine {
     pub fn new(ice: IceConfig) -> Arc<Self> {
-        Arc::new(Self { next_port: AtomicU32::new(0), ice, stats: Arc::new(SfuStats::default()) })
+        Arc::new(Self { next_port: AtomicU32::new(0), next_tcp_port: AtomicU32::new(0), ice, stats: Arc::new(SfuStats::default()) })
     }
 
     /// Starts a participant's peer task. It stays dormant (no socket, no connection) until the
@@ -202,6 +206,30 @@ impl SfuEngine {
             // Probe so a busy port is skipped; the peer binds it right after.
             if UdpSocket::bind(addr).is_ok() {
                 return Ok(addr);
+            }
+        }
+        Err(SfuError::NoFreePort { min, max })
+    }
+
+    /// ICE over TCP (RFC 6544): with `ice.tcp`, the address a new peer also listens on, whose
+    /// passive TCP candidate lets a client that can only reach the server over TCP connect
+    /// without TURN (the browser dials it, the crate frames ICE, DTLS and SRTP over the stream).
+    /// The webrtc crate (0.21) has no TCP mux: each peer has a listener of its own, from the
+    /// same port range as UDP (or an ephemeral port).
+    fn ice_tcp_addrs(&self) -> Result<Vec<SocketAddr>, SfuError> {
+        if !self.ice.tcp {
+            return Ok(Vec::new());
+        }
+        let (min, max) = (self.ice.udp_port_min, self.ice.udp_port_max);
+        if min == 0 {
+            return Ok(vec![SocketAddr::new(self.ice.bind_ip, 0)]);
+        }
+        let span = u32::from(max - min) + 1;
+        for _ in 0..span {
+            let offset = self.next_tcp_port.fetch_add(1, Ordering::Relaxed) % span;
+            let addr = SocketAddr::new(self.ice.bind_ip, min + offset as u16);
+            if TcpListener::bind(addr).is_ok() {
+                return Ok(vec![addr]);
             }
         }
         Err(SfuError::NoFreePort { min, max })

@@ -27,12 +27,13 @@ use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceCandidateInit, RTCPeerConnectionIceEvent,
-    RTCPeerConnectionState, RTCSessionDescription,
+    RTCPeerConnectionState, RTCSessionDescription, RTCStatsReportEntry, StatsSelector,
 };
 use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RtpSender};
 
 use super::audio_level::ExtensionId;
 use super::bwe::{fit_layer, Estimator, FeedbackSink, UpstreamGaps};
+use super::path::{classify, parse_candidate, PathGauge};
 use super::simulcast::{choose_layer, layer_name, Rewriter};
 use super::track::{is_vp8_keyframe, rewrite_for_subscriber, Fanned, PublishedTrack, TrackId};
 use super::{SfuEngine, SfuError};
@@ -273,6 +274,9 @@ struct PeerTask {
     feedback: Arc<FeedbackSink>,
     /// False for observers: nothing they send is received.
     publishes: bool,
+    /// The candidate types the client named for its addresses (bounded), and the path counted.
+    told: HashMap<std::net::SocketAddr, String>,
+    path: PathGauge,
 }
 
 /// Remote candidates (trickled or in an offer) one peer takes per remote description: a
@@ -375,6 +379,7 @@ impl Dormant {
             .with_interceptor_registry(registry)
             .with_handler(handler as Arc<dyn PeerConnectionEventHandler>)
             .with_udp_addrs(vec![engine.udp_addr()?])
+            .with_tcp_addrs(engine.ice_tcp_addrs()?)
             .build()
             .await?;
         let pc: Arc<dyn PeerConnection> = Arc::new(pc);
@@ -395,6 +400,8 @@ impl Dormant {
             audio_level_id,
             feedback,
             publishes: self.publishes,
+            told: HashMap::new(),
+            path: PathGauge::new(engine.stats.clone()),
         })
     }
 }
@@ -423,6 +430,7 @@ impl PeerTask {
                 for (track, _) in self.subs.values() {
                     track.request_keyframe();
                 }
+                self.note_path().await;
                 Ok(())
             }
             PeerCommand::SetVideoPreference { track_id, max_height } => {
@@ -458,6 +466,9 @@ impl PeerTask {
             return Err(SfuError::InvalidSdp(format!("{offered_candidates} ICE candidates; at most {MAX_REMOTE_CANDIDATES}")));
         }
         let sends = sdp.lines().any(|l| matches!(l.trim(), "a=sendrecv" | "a=sendonly"));
+        for line in sdp.lines().filter(|l| l.trim_start().starts_with("a=candidate:")) {
+            self.remember_candidate(line);
+        }
         // The client offers first, so its extension ids are the session's.
         self.audio_level_id.set(super::audio_level::extmap_id(&sdp));
         let offer = RTCSessionDescription::offer(sdp).map_err(|e| SfuError::InvalidSdp(e.to_string()))?;
@@ -524,6 +535,7 @@ impl PeerTask {
             return Ok(());
         }
         self.remote_candidates += 1;
+        self.remember_candidate(&c.candidate);
         let init = RTCIceCandidateInit {
             candidate: c.candidate,
             sdp_mid: c.sdp_mid,
@@ -537,6 +549,44 @@ impl PeerTask {
             self.early_candidates.push(init);
         }
         Ok(())
+    }
+
+    fn remember_candidate(&mut self, line: &str) {
+        if let Some((addr, typ)) = parse_candidate(line) {
+            if self.told.len() < 2 * MAX_REMOTE_CANDIDATES || self.told.contains_key(&addr) {
+                self.told.insert(addr, typ.to_string());
+            }
+        }
+    }
+
+    /// The transport connected (or reconnected): which path its selected pair takes, from the
+    /// connection's stats (the transport's selected pair and its two candidates).
+    async fn note_path(&mut self) {
+        let report = self.pc.get_stats(Instant::now(), StatsSelector::None).await;
+        let selected = report.iter().find_map(|e| match e {
+            RTCStatsReportEntry::Transport(t) if !t.selected_candidate_pair_id.is_empty() => Some(t.selected_candidate_pair_id.clone()),
+            _ => None,
+        });
+        let Some(RTCStatsReportEntry::IceCandidatePair(pair)) = selected.as_deref().and_then(|id| report.get(id)) else {
+            debug!("connected without a selected candidate pair in the stats");
+            return;
+        };
+        // The pair names the agent's candidate ids; the report keys candidates with a prefix. A
+        // peer-reflexive remote candidate is in no report: then only what the client told helps.
+        let Some(RTCStatsReportEntry::LocalCandidate(local)) = report.get(&format!("RTCLocalIceCandidate_{}", pair.local_candidate_id))
+        else {
+            debug!("selected pair without its local candidate in the stats");
+            return;
+        };
+        let remote = match report.get(&format!("RTCRemoteIceCandidate_{}", pair.remote_candidate_id)) {
+            Some(RTCStatsReportEntry::RemoteCandidate(remote)) => Some(remote),
+            _ => None,
+        };
+        let remote_addr = remote.and_then(|r| r.address.as_deref()?.parse().ok().map(|ip| std::net::SocketAddr::new(ip, r.port)));
+        let remote_type = remote.map(|r| r.candidate_type.to_string()).unwrap_or_else(|| "prflx".to_string());
+        let path = classify(local.protocol.eq_ignore_ascii_case("tcp"), &remote_type, remote_addr, &self.told);
+        debug!(path = path.as_str(), "media path");
+        self.path.set(Some(path));
     }
 
     async fn flush_candidates(&mut self) {

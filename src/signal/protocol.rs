@@ -790,18 +790,20 @@ pub enum ServerMessage {
         /// Empty while waiting.
         participants: Vec<ParticipantInfo>,
         room: RoomState,
-        ice_servers: Vec<IceServer>,
         /// The session running in the room (absent while none runs: nobody admitted yet).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         session_id: Option<SessionId>,
     },
-    /// You were let in from the waiting room.
+    /// You were let in from the waiting room (or, without one, right after `joined`).
     Admitted {
         participants: Vec<ParticipantInfo>,
         room: RoomState,
         /// The session you are now part of (attendance and check-ins are filed under it).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         session_id: Option<SessionId>,
+        /// How to reach the relay: STUN, and TURN with credentials of your own that expire.
+        /// Only here, never before admission; fresh on every admission and reconnection.
+        ice_servers: Vec<IceServer>,
     },
     /// Therapists only: who is waiting.
     WaitingList {

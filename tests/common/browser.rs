@@ -49,17 +49,25 @@ pub struct BrowserOptions {
     pub reduced_motion: bool,
     /// More Chromium flags (screen capture, ...).
     pub extra_args: Vec<String>,
+    /// Emulate a phone's screen of exactly `width`×`height` CSS pixels (a headless window is
+    /// never narrower than 500 px, so a plain window size cannot make a 390 px viewport).
+    pub phone: bool,
 }
 
 impl Default for BrowserOptions {
     fn default() -> Self {
-        Self { width: 1280, height: 900, reduced_motion: false, extra_args: Vec::new() }
+        Self { width: 1280, height: 900, reduced_motion: false, extra_args: Vec::new(), phone: false }
     }
 }
 
 impl BrowserOptions {
     pub fn size(width: u32, height: u32) -> Self {
         Self { width, height, ..Self::default() }
+    }
+
+    /// A phone's viewport of exactly `width`×`height` (see [`BrowserOptions::phone`]).
+    pub fn phone(width: u32, height: u32) -> Self {
+        Self { width, height, phone: true, ..Self::default() }
     }
 }
 
@@ -92,7 +100,11 @@ pub async fn open_browser_with(webdriver: &str, profile: &Path, opts: &BrowserOp
     }
     args.extend(opts.extra_args.iter().cloned());
     let mut caps = Capabilities::new();
-    caps.insert("goog:chromeOptions".into(), json!({ "binary": CHROMIUM, "args": args }));
+    let mut chrome = json!({ "binary": CHROMIUM, "args": args });
+    if opts.phone {
+        chrome["mobileEmulation"] = json!({ "deviceMetrics": { "width": opts.width, "height": opts.height, "pixelRatio": 1.0 } });
+    }
+    caps.insert("goog:chromeOptions".into(), chrome);
     let client = ClientBuilder::rustls()
         .expect("TLS setup for the webdriver client")
         .capabilities(caps)
@@ -351,4 +363,20 @@ pub async fn wrap_up(pages: &[(&str, &Client)], artifacts: &Path, prefix: &str, 
     for (_, client) in pages {
         let _ = (*client).clone().close().await;
     }
+}
+
+/// Therapists: opens the "…" menu of `participant_id`'s row in the people list (if it is not
+/// open already), where the row's actions (mute, spotlight, celebrate, remove…) are.
+pub async fn open_person_menu(client: &Client, who: &str, participant_id: &str) -> Result<(), String> {
+    let more = format!("#people-list li[data-participant-id=\"{participant_id}\"] button.person-more");
+    wait_for(client, &format!("{who}: the … button of {participant_id}'s row"), VISIBLE_JS, &[json!(more)]).await?;
+    let open = client
+        .execute("return document.querySelector(arguments[0]).getAttribute('aria-expanded') === 'true';", vec![json!(more)])
+        .await
+        .map_err(|e| format!("{who}: reading the … button: {e}"))?;
+    if open != json!(true) {
+        click(client, who, &more).await?;
+    }
+    let actions = format!("#people-list li[data-participant-id=\"{participant_id}\"] .person-actions");
+    wait_for(client, &format!("{who}: the actions of {participant_id}'s row"), VISIBLE_JS, &[json!(actions)]).await
 }

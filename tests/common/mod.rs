@@ -1,6 +1,7 @@
 //! Shared test harness: the real server on 127.0.0.1:0, and helpers to reach it.
 #![allow(dead_code)]
 
+pub mod a11y;
 pub mod browser;
 pub mod redis;
 

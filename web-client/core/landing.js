@@ -107,6 +107,10 @@ async function fetchInfo() {
 export async function route() {
   const info = await fetchInfo();
   state.devTokens = Boolean(info && info.devTokens);
+  state.clinic = {
+    noLinkText: (info && info.noLinkText) || '',
+    supportResourcesText: (info && info.supportResourcesText) || '',
+  };
   const token = tokenFromFragment();
   if (token) {
     if (useToken(token)) {
@@ -128,6 +132,10 @@ export async function route() {
   }
   setStatus('idle');
   showMessage('Ask your therapist for your join link',
-    'To join a session you need your personal join link. Your therapist sends it to you before the session.',
-    { hint: 'If you already have one, open it from your email or message; this page will then let you in.' });
+    'Hearth is where your therapy group meets by video, privately, in the browser. To join a session '
+      + 'you need your personal join link; your therapist sends it to you before the session.',
+    {
+      hint: 'If you already have one, open it from your email or message; this page will then let you in.',
+      more: state.clinic.noLinkText || 'If you cannot find it, please contact your clinic or your therapist.',
+    });
 }

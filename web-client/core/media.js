@@ -101,3 +101,28 @@ export function toggleHand() {
   if (state.handRaised) send({ type: 'lowerHand' });
   else send({ type: 'raiseHand' });
 }
+
+// ---------------------------------------------------------------------------------------
+// Choosing another camera or microphone (features/devices.js): the new track takes the old
+// one's place in the stream and, without renegotiating, in the peer connection.
+
+export async function switchDevice(kind, deviceId) {
+  const stream = state.localStream;
+  if (!stream) throw new Error('no camera or microphone in use');
+  const constraints = kind === 'audio'
+    ? { audio: { deviceId: { exact: deviceId }, echoCancellation: true, noiseSuppression: true } }
+    : { video: { deviceId: { exact: deviceId }, width: { ideal: 1280 }, height: { ideal: 720 } } };
+  const fresh = await navigator.mediaDevices.getUserMedia(constraints);
+  const track = fresh.getTracks()[0];
+  const old = kind === 'audio' ? stream.getAudioTracks()[0] : stream.getVideoTracks()[0];
+  const sender = state.pc && old && state.pc.getSenders().find((s) => s.track === old);
+  if (sender) await sender.replaceTrack(track);
+  if (old) {
+    stream.removeTrack(old);
+    old.stop();
+  }
+  stream.addTrack(track);
+  applyLocalMutes();
+  log('switched', kind, 'device');
+  return track;
+}

@@ -5,7 +5,7 @@
 // The server is impolite and drops our colliding offer, so we simply offer again once the
 // browser tells us negotiation is still needed. The camera is published as simulcast layers.
 
-import { on } from './bus.js';
+import { emit, on } from './bus.js';
 import { restartConnection, send } from './connection.js';
 import { log } from './log.js';
 import { ensureLocalMedia } from './media.js';
@@ -64,6 +64,8 @@ export function startPeer() {
   };
   pc.onsignalingstatechange = () => log('signaling', pc.signalingState);
 
+  // features/network.js watches whether (and how) this connection comes up.
+  emit('local:peerStarted', pc);
   addLocalMedia(pc);
 }
 

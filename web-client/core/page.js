@@ -5,11 +5,48 @@ import { announce } from '../lib/announce.js';
 import { rememberToken, send } from './connection.js';
 import { onJoinSubmit, route } from './landing.js';
 import { toggleHand, toggleMute } from './media.js';
-import { onPeopleClick, onWaitingClick, peopleRows, renderLocalTile, renderRoster, showEndConfirm } from './roster.js';
+import { confirmAction } from './dialog.js';
+import { onPeopleClick, onWaitingClick, peopleRows, renderLocalTile, renderRoster } from './roster.js';
 import { leave, startSession } from './session.js';
 import { IN_CALL, state } from './state.js';
 import { layoutTiles, playWithSound, sizeSidebar } from './tiles.js';
 import { setStatus, showView, ui } from './view.js';
+
+// Phones put Leave within a thumb of everything else: there a tap asks first.
+const PHONE = window.matchMedia('(max-width: 40rem)');
+
+async function onLeaveClick() {
+  if (PHONE.matches && state.admitted) {
+    const sure = await confirmAction({
+      heading: 'Leave the session?',
+      body: 'You can join again with the same link while the session is on.',
+      confirm: 'Leave',
+    });
+    if (!sure) return;
+  }
+  leave();
+}
+
+async function onEndSessionClick() {
+  const sure = await confirmAction({
+    heading: 'End the session for everyone?',
+    body: 'Everyone is disconnected, and the session cannot be joined again.',
+    confirm: 'End session',
+  });
+  if (sure) send({ type: 'endSession' });
+}
+
+/** Opens or closes the "More" menu; closing puts focus back on its button unless told not to. */
+export function setMoreOpen(open, refocus = true) {
+  ui.moreMenu.hidden = !open;
+  ui.moreButton.setAttribute('aria-expanded', String(open));
+  if (open) {
+    const first = [...ui.moreMenu.querySelectorAll('button')].find((b) => !b.hidden);
+    if (first) first.focus();
+  } else if (refocus) {
+    ui.moreButton.focus();
+  }
+}
 
 export function init() {
   const room = new URLSearchParams(location.search).get('room');
@@ -27,7 +64,14 @@ export function init() {
   ui.micButton.addEventListener('click', () => toggleMute('audio'));
   ui.camButton.addEventListener('click', () => toggleMute('video'));
   ui.handButton.addEventListener('click', toggleHand);
-  ui.leaveButton.addEventListener('click', leave);
+  ui.leaveButton.addEventListener('click', onLeaveClick);
+  ui.endSessionButton.addEventListener('click', onEndSessionClick);
+  ui.moreButton.addEventListener('click', () => setMoreOpen(ui.moreMenu.hidden));
+  // A choice in the menu closes it; so does a click anywhere else.
+  ui.moreMenu.addEventListener('click', (event) => { if (event.target.closest('button')) setMoreOpen(false, false); });
+  document.addEventListener('click', (event) => {
+    if (!ui.moreMenu.hidden && !event.target.closest('#more')) setMoreOpen(false, false);
+  });
   ui.soundButton.addEventListener('click', () => {
     ui.soundButton.hidden = true;
     for (const video of ui.tiles.querySelectorAll('.tile.remote video')) playWithSound(video);
@@ -44,21 +88,22 @@ export function init() {
   ui.muteAll.addEventListener('click', () => {
     if (send({ type: 'muteAll', kind: 'audio', hard: false })) announce('Everyone else was asked to mute.');
   });
-  ui.endButton.addEventListener('click', () => showEndConfirm(true));
-  ui.endCancel.addEventListener('click', () => showEndConfirm(false));
-  // The confirmation names open support requests when there are any (features/chat.js): then
-  // confirming it is the confirmation the server asks for.
-  ui.endConfirmButton.addEventListener('click', () => send({ type: 'endSession', confirm: Number(ui.endConfirm.dataset.supportOpen || 0) > 0 }));
   document.addEventListener('keydown', (event) => {
     // Escape backs out of a confirmation, like closing a dialog.
     if (event.key !== 'Escape') return;
-    if (!ui.endConfirm.hidden) showEndConfirm(false);
+    if (!ui.moreMenu.hidden) setMoreOpen(false);
     else if (state.confirmRemove) {
       const id = state.confirmRemove;
       state.confirmRemove = null;
       renderRoster();
       const li = peopleRows.get(id);
       if (li) li.querySelector('[data-action="remove"]').focus();
+    } else if (state.openMenu) {
+      const id = state.openMenu;
+      state.openMenu = null;
+      renderRoster();
+      const li = peopleRows.get(id);
+      if (li) li.querySelector('.person-more').focus();
     }
   });
   window.addEventListener('resize', layoutTiles);

@@ -32,24 +32,29 @@ export function renderLocalTile() {
   el.querySelector('.role-badge').hidden = true;
   el.setAttribute('aria-label', describe('You', self, state.participantId));
 
-  ui.micButton.setAttribute('aria-pressed', String(state.audioMuted));
-  ui.camButton.setAttribute('aria-pressed', String(state.videoMuted));
+  // The label says what a press will do ("Unmute" while muted), so the buttons carry no
+  // aria-pressed (a pressed "Unmute" would say the opposite); data-off styles them and the
+  // slashed icon shows the current state.
+  ui.micButton.dataset.off = String(state.audioMuted);
+  ui.camButton.dataset.off = String(state.videoMuted);
   // Before media is known the buttons stay usable so a choice can be made up front. A hard
   // mute disables the way back on; the notice says why.
   ui.micButton.disabled = (Boolean(stream) && !hasAudio) || state.audioHardMuted;
   ui.camButton.disabled = (Boolean(stream) && !hasVideo) || state.videoHardMuted;
   ui.micButton.classList.toggle('locked', state.audioHardMuted);
   ui.camButton.classList.toggle('locked', state.videoHardMuted);
-  setLabel(ui.micButton, state.audioHardMuted ? 'Muted by therapist' : 'Mute microphone',
-    state.audioHardMuted ? 'Muted' : 'Mute');
-  setLabel(ui.camButton, state.videoHardMuted ? 'Camera off by therapist' : 'Turn off camera',
-    'Camera off');
+  if (state.audioHardMuted) setLabel(ui.micButton, 'Muted by therapist', 'Muted');
+  else if (state.audioMuted) setLabel(ui.micButton, 'Unmute', 'Unmute');
+  else setLabel(ui.micButton, 'Mute', 'Mute');
+  if (state.videoHardMuted) setLabel(ui.camButton, 'Camera off by therapist', 'Cam off');
+  else if (state.videoMuted) setLabel(ui.camButton, 'Turn on camera', 'Start video');
+  else setLabel(ui.camButton, 'Turn off camera', 'Stop video');
   ui.micButton.hidden = !publishes();
   ui.camButton.hidden = !publishes();
   // Therapists speak when they like; the hand is for participants and observers.
   ui.handButton.hidden = state.status !== 'joined' || isTherapist();
   ui.handButton.setAttribute('aria-pressed', String(state.handRaised));
-  setLabel(ui.handButton, state.handRaised ? 'Lower hand' : 'Raise hand');
+  setLabel(ui.handButton, state.handRaised ? 'Lower hand' : 'Raise hand', 'Hand');
 }
 
 // Control buttons carry a full label and, for narrow screens, a short one; CSS shows one.
@@ -114,9 +119,13 @@ export function renderRoster() {
   const count = all.length;
   // Once people move between rooms (breakouts), say which room the count is for.
   const where = state.space ? 'in this room' : state.spacesUsed ? 'in the main room' : 'here';
-  ui.peopleCount.textContent = count > 1 ? `${count} people ${where}, including you.`
-    : where === 'here' ? 'Just you so far. Others will appear here when they join.'
-      : `Just you ${where} right now.`;
+  // Never "just you so far" while people wait to be let in.
+  const waiting = isTherapist() ? state.waiting.length : 0;
+  const waitingNote = waiting === 0 ? '' : waiting === 1 ? ' 1 person is waiting to join.' : ` ${waiting} people are waiting to join.`;
+  ui.peopleCount.textContent = (count > 1 ? `${count} people ${where}, including you.`
+    : waiting > 0 ? `Just you ${where === 'here' ? 'in the room' : where} so far.`
+      : where === 'here' ? 'Just you so far. Others will appear here when they join.'
+        : `Just you ${where} right now.`) + waitingNote;
   ui.roomName.textContent = state.roomId;
 
   ui.lockedChip.hidden = !state.room.locked;
@@ -141,8 +150,10 @@ export const peopleRows = new Map(); // participantId -> li
 function renderPeople(all) {
   const therapist = isTherapist();
   const focusedRow = rowOf(document.activeElement, ui.peopleList);
-  // Raised hands first, so the therapist sees them at a glance; otherwise join order.
-  const ordered = [...all].sort((a, b) => Number(Boolean(b.handRaised)) - Number(Boolean(a.handRaised)));
+  // Raised hands first, in the order they went up (who was first speaks first); then join order.
+  noteHandOrder(all);
+  const rank = (p) => (p.handRaised ? handOrder.indexOf(p.id) : handOrder.length);
+  const ordered = [...all].sort((a, b) => rank(a) - rank(b));
   const ids = new Set(ordered.map((p) => p.id));
   for (const [id, li] of peopleRows) {
     if (!ids.has(id)) { li.remove(); peopleRows.delete(id); }
@@ -162,7 +173,25 @@ function renderPeople(all) {
   const hands = ordered.filter((p) => p.handRaised);
   ui.handsSummary.hidden = hands.length === 0;
   ui.handsSummary.querySelector('.text').textContent = hands.length === 0 ? ''
-    : `${hands.length === 1 ? '1 raised hand' : `${hands.length} raised hands`}: ${hands.map((p) => (p.self ? 'you' : p.name)).join(', ')}`;
+    : hands.length === 1 ? '1 raised hand:' : `${hands.length} raised hands, in the order raised:`;
+  ui.handsOrder.replaceChildren(...hands.map((p) => {
+    const li = document.createElement('li');
+    li.textContent = p.self ? 'you' : p.name;
+    return li;
+  }));
+}
+
+// The order hands went up, as this page saw them (the server keeps only up or down); hands
+// already up when we arrived keep the roster's order.
+const handOrder = [];
+function noteHandOrder(all) {
+  const up = new Set(all.filter((p) => p.handRaised).map((p) => p.id));
+  for (let i = handOrder.length - 1; i >= 0; i -= 1) {
+    if (!up.has(handOrder[i])) handOrder.splice(i, 1);
+  }
+  for (const p of all) {
+    if (p.handRaised && !handOrder.includes(p.id)) handOrder.push(p.id);
+  }
 }
 
 function renderPersonRow(li, p, therapist) {
@@ -191,7 +220,10 @@ function renderPersonRow(li, p, therapist) {
   const confirming = therapist && state.confirmRemove === p.id;
   actions.hidden = !therapist || confirming;
   confirm.hidden = !confirming;
-  if (!therapist) return;
+  if (!therapist) {
+    li.querySelector('.person-more').hidden = true;
+    return;
+  }
   for (const who of li.querySelectorAll('.who')) who.textContent = `, ${p.self ? 'you' : p.name}`;
   const moderated = p.role === 'participant' && !p.self;
   const button = (action) => li.querySelector(`[data-action="${action}"]`);
@@ -212,7 +244,14 @@ function renderPersonRow(li, p, therapist) {
   set('screen', moderated, p.canShareScreen ? 'Stop screen sharing' : 'Allow screen sharing')
     .classList.toggle('engaged', Boolean(p.canShareScreen));
   set('remove', p.role !== 'therapist' && !p.self);
-  actions.hidden = confirming || ![...actions.children].some((b) => !b.hidden);
+  const any = [...actions.children].some((b) => !b.hidden);
+  const more = li.querySelector('.person-more');
+  const open = state.openMenu === p.id && any && !confirming;
+  more.hidden = !any;
+  more.setAttribute('aria-expanded', String(open));
+  more.querySelector('.who-menu').textContent = `Actions for ${p.self ? 'you' : p.name}`;
+  actions.setAttribute('aria-label', `Actions for ${p.self ? 'you' : p.name}`);
+  actions.hidden = !open;
   if (confirming) {
     li.querySelector('.confirm-text').textContent = `Remove ${p.name} from this session? They will not be able to rejoin it.`;
   }
@@ -306,7 +345,8 @@ export function renderCall() {
   ui.roleChip.querySelector('.text').textContent = state.role === 'therapist' ? 'Therapist'
     : state.role === 'observer' ? 'Observer' : '';
   ui.preview.hidden = !publishes();
-  setLabel(ui.leaveButton, inRoom ? 'Leave room' : 'Leave');
+  setLabel(ui.leaveButton, 'Leave', 'Leave');
+  ui.endSessionButton.hidden = !inRoom || !isTherapist();
   if (state.status === 'waiting') {
     ui.lobbyHeading.textContent = "You're in the waiting room";
     ui.lobbyText.textContent = publishes()
@@ -338,7 +378,19 @@ export function onPeopleClick(event) {
   const p = id === state.participantId ? state.self : state.participants.get(id);
   if (!id) return;
   const action = button.dataset.action;
+  // The menu stays open after an action, so the therapist sees it took ("Mute" becomes
+  // "Allow unmute"); "…" again or Escape closes it.
   switch (action) {
+    case 'menu':
+      state.openMenu = state.openMenu === id ? null : id;
+      renderRoster();
+      if (state.openMenu) {
+        const first = [...li.querySelectorAll('.person-actions button')].find((b) => !b.hidden);
+        if (first) first.focus();
+      } else {
+        button.focus();
+      }
+      break;
     case 'lower-hand': send({ type: 'lowerHand', participantId: id }); break;
     case 'ask-mute': send({ type: 'mute', participantId: id, kind: 'audio', hard: false }); break;
     case 'hard-mute':
@@ -383,8 +435,3 @@ export function onWaitingClick(event) {
   if (button.dataset.action === 'decline') send({ type: 'decline', participantId: id });
 }
 
-export function showEndConfirm(open) {
-  ui.endConfirm.hidden = !open;
-  ui.endButton.hidden = open;
-  (open ? ui.endCancel : ui.endButton).focus();
-}

@@ -2,9 +2,10 @@
 // space we are in, moderation, the end), and starting, stopping and leaving it.
 
 import { announce } from '../lib/announce.js';
-import { on } from './bus.js';
+import { emit, on } from './bus.js';
 import { closeSocket, openSocket, send } from './connection.js';
 import { showLinkView } from './landing.js';
+import { dismissConfirm } from './dialog.js';
 import { log } from './log.js';
 import { applyLocalMutes, ensureLocalMedia, stopLocalMedia } from './media.js';
 import { startPeer, teardownPeer } from './negotiation.js';
@@ -21,7 +22,6 @@ function onJoined(message) {
   state.participantId = message.participantId;
   state.name = message.name || state.name;
   state.role = message.role || state.role;
-  state.iceServers = message.iceServers || [];
   state.room = normaliseRoom(message.room);
   // Rejoining a room we were in: keep showing it until `admitted` (which follows at once).
   state.admitted = state.admitted && Boolean(message.admitted);
@@ -40,19 +40,22 @@ function onJoined(message) {
   clearAlert();
   ui.localTile.dataset.participantId = state.participantId;
   // When admitted is true, `admitted` with the roster follows at once; until then (or while
-  // waiting) the lobby shows. Media is negotiated now either way, so it is ready on admission.
+  // waiting) the lobby shows. The media connection starts on `admitted`, which carries the
+  // relay's ICE servers (TURN credentials are for admitted people only).
   setStatus(message.admitted ? 'connecting' : 'waiting');
   if (!message.admitted) {
+    teardownPeer();
     announce('You are in the waiting room. The therapist will let you in shortly.');
     ui.lobbyHeading.focus();
   }
-  startPeer();
 }
 
 function onAdmitted(message) {
   log('admitted');
   const wasWaiting = state.status === 'waiting';
   state.admitted = true;
+  state.iceServers = message.iceServers || [];
+  startPeer();
   state.room = normaliseRoom(message.room);
   // The main room's roster; `spaceChanged` follows at once if we belong in a breakout.
   state.space = null;
@@ -106,7 +109,7 @@ function onWaitingList(waiting) {
     clearTimeout(state.arrivalTimer);
     state.arrivalTimer = setTimeout(() => { state.arrivals.clear(); renderWaiting(); }, ARRIVAL_HIGHLIGHT_MS);
   }
-  renderWaiting();
+  renderRoster(); // the waiting list, and the people count that mentions who waits
 }
 
 function onParticipantJoined(participant) {
@@ -256,7 +259,11 @@ function onSessionEnded(message) {
   const [heading, text, hint, action] = screens[reason]
     || ['Your session has ended', message.message || 'Your session has ended.', '', null];
   setStatus('ended', 'Session ended.');
-  showMessage(heading, text, { hint, action });
+  // Whoever leaves a group session may need somewhere to turn next: the clinic's resources
+  // go on every participant's end screen (not the therapist's, who runs the session).
+  const help = !isTherapist() && reason !== 'replaced' ? (state.clinic && state.clinic.supportResourcesText) || '' : '';
+  const closing = reason === 'ended' && message.closingMessage ? `\u201C${message.closingMessage}\u201D` : '';
+  showMessage(heading, text, { hint, action, more: closing, help });
 }
 
 function onTrackPublished(message) {
@@ -310,8 +317,7 @@ export function stopSession() {
   state.admitted = false;
   state.confirmRemove = null;
   ui.soundButton.hidden = true;
-  ui.endConfirm.hidden = true;
-  ui.endButton.hidden = false;
+  dismissConfirm();
 }
 
 export function leave() {
@@ -321,6 +327,7 @@ export function leave() {
   state.participantId = null;
   clearAlert();
   setStatus('left');
+  emit('local:left');
   showLinkView({ left: true });
 }
 

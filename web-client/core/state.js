@@ -5,6 +5,8 @@ export const state = {
   // 'idle' | 'connecting' | 'waiting' | 'joined' | 'reconnecting' | 'left' | 'ended'
   status: 'idle',
   devTokens: false,
+  // The clinic's own words from /api/info (clinic.* in the server's configuration).
+  clinic: { noLinkText: '', supportResourcesText: '' },
   token: '',
   claims: null, // decoded token payload: { sub, room, role, name, exp }
   fromForm: false,
@@ -32,6 +34,7 @@ export const state = {
   videoHardMuted: false,
   handRaised: false,
   modNotes: { audio: '', video: '' }, // transient moderator notes ("asked you to mute")
+  openMenu: null, // therapists: whose row in the people list shows its actions
   confirmRemove: null, // participantId whose Remove is awaiting confirmation
   makingOffer: false,
   offerTimer: null,

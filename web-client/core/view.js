@@ -39,6 +39,8 @@ export const ui = {
   roleInput: $('role-input'),
   messageText: $('message-text'),
   messageHint: $('message-hint'),
+  messageMore: $('message-more'),
+  messageHelp: $('message-help'),
   messageAction: $('message-action'),
   modNotice: $('mod-notice'),
   lobby: $('lobby-panel'),
@@ -70,15 +72,15 @@ export const ui = {
   peopleHeading: $('people-heading'),
   peopleTotal: $('people-total'),
   handsSummary: $('hands-summary'),
+  handsOrder: $('hands-order'),
   peopleList: $('people-list'),
   roomControls: $('room-controls'),
   lockButton: $('lock-button'),
   waitingRoomButton: $('waiting-room-button'),
   muteAll: $('mute-all-button'),
-  endButton: $('end-button'),
-  endConfirm: $('end-confirm'),
-  endConfirmButton: $('end-confirm-button'),
-  endCancel: $('end-cancel-button'),
+  endSessionButton: $('end-session-button'),
+  moreButton: $('more-button'),
+  moreMenu: $('more-menu'),
   micButton: $('mic-button'),
   camButton: $('cam-button'),
   handButton: $('hand-button'),
@@ -126,12 +128,18 @@ export function clearAlert() {
   ui.alert.textContent = '';
 }
 
-// A final or informational screen: no link, a bad link, the session is over.
-export function showMessage(heading, text, { hint = '', action = null } = {}) {
+// A final or informational screen: no link, a bad link, the session is over. `more` is a
+// paragraph of its own (the clinic's words, the therapist's closing message); `help` is the
+// clinic's support resources, set apart so it is found at once.
+export function showMessage(heading, text, { hint = '', action = null, more = '', help = '' } = {}) {
   ui.headings.message.textContent = heading;
   ui.messageText.textContent = text;
   ui.messageHint.textContent = hint;
   ui.messageHint.hidden = !hint;
+  ui.messageMore.textContent = more;
+  ui.messageMore.hidden = !more;
+  ui.messageHelp.textContent = help;
+  ui.messageHelp.hidden = !help;
   ui.messageAction.hidden = !action;
   ui.messageAction.onclick = null;
   if (action) {

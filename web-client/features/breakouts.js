@@ -260,11 +260,24 @@ function resetHelp() {
   helpButton.querySelector('.label').textContent = 'Ask for help';
 }
 
+// A broadcast is about now ("5 minutes left"): after a while it turns grey and says when it
+// was sent, so an old message is never read as a new one.
+const BROADCAST_FRESH_MS = 3 * 60_000;
+let broadcastTimer = null;
+
 function showBroadcast(from, text) {
   mountBanner();
+  const sentAt = new Date();
   broadcastFrom.textContent = `Message to all rooms from ${from}`;
   broadcastText.textContent = text;
+  broadcastBanner.classList.remove('stale');
   broadcastBanner.hidden = false;
+  clearTimeout(broadcastTimer);
+  broadcastTimer = setTimeout(() => {
+    broadcastBanner.classList.add('stale');
+    const at = sentAt.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+    broadcastFrom.textContent = `Earlier message to all rooms from ${from} (sent at ${at})`;
+  }, BROADCAST_FRESH_MS);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -709,6 +722,7 @@ function reset() {
   resetHelp();
   setSpaceStatus('');
   broadcastBanner.hidden = true;
+  clearTimeout(broadcastTimer);
   stopTicker();
 }
 
@@ -772,6 +786,14 @@ on('spaceChanged', (m) => {
   renderBanner();
   renderPanel();
   startTicker();
+});
+
+// A help request is answered when a therapist comes into the room: the confirmation ends.
+on('spaceRoster', ({ participants }) => {
+  if (bo.help.state !== 'sent' || !bo.space) return;
+  if (!(participants || []).some((p) => p.role === 'therapist')) return;
+  resetHelp();
+  setSpaceStatus('The therapist is here with you.', { ok: true });
 });
 
 on('breakoutsUpdated', ({ breakouts }) => {
@@ -883,15 +905,12 @@ on('sessionEnded', () => {
   renderPanel();
   renderBanner();
 });
-const leave = document.getElementById('leave-button');
-if (leave) {
-  leave.addEventListener('click', () => {
-    bo.admitted = false;
-    reset();
-    renderPanel();
-    renderBanner();
-  });
-}
+on('local:left', () => {
+  bo.admitted = false;
+  reset();
+  renderPanel();
+  renderBanner();
+});
 
 // Read-only view for tests and debugging.
 exposeProbe('breakouts', () => ({

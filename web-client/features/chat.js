@@ -20,6 +20,7 @@ import { clock } from '../lib/format.js';
 import { ICONS, svgIcon } from '../lib/icons.js';
 import { on } from '../core/bus.js';
 import { CODES } from '../core/codes.js';
+import { confirmAction } from '../core/dialog.js';
 import { send } from '../core/connection.js';
 import { exposeProbe } from '../core/probe.js';
 import { isTherapist, state } from '../core/state.js';
@@ -83,9 +84,10 @@ const supportHint = el('span', { id: 'support-hint', class: 'visually-hidden', t
 function mountControls() {
   const controls = document.getElementById('controls');
   if (!controls || chatButton.isConnected) return;
-  const leave = document.getElementById('leave-button');
-  controls.insertBefore(chatButton, leave || null);
-  controls.insertBefore(supportButton, leave || null);
+  // Before "More": the everyday buttons come first, the ways out last.
+  const more = document.getElementById('more');
+  controls.insertBefore(chatButton, more || null);
+  controls.insertBefore(supportButton, more || null);
   controls.append(supportHint);
 }
 
@@ -278,6 +280,13 @@ function addMessage(entry, { history = false } = {}) {
   list.append(node);
   if (nearBottom || mine) list.scrollTop = list.scrollHeight;
   renderEmpty();
+  // A private message is answered privately: the reply box turns to its sender, unless the
+  // person is already writing something (their choice of recipient then stands).
+  if (entry.private && !mine && !history && !input.value.trim()
+    && [...toSelect.options].some((o) => o.value === entry.from)) {
+    toSelect.value = entry.from;
+    renderPrivateHint();
+  }
   if (!mine && !history && (!chat.open || document.hidden)) {
     chat.unread += 1;
     renderUnread();
@@ -503,7 +512,6 @@ function onSupportRequests({ requests }) {
     ensureAlert(r);
   }
   for (const id of [...chat.alerts.keys()]) if (!live.has(id)) resolveAlert(id);
-  renderEndWarning();
 }
 
 function onRequesterLeft({ participantId }) {
@@ -522,18 +530,6 @@ function resolveAlert(participantId) {
   renderTitle();
 }
 
-/** The end-session confirmation names the requests still open; confirming it is the
- *  confirmation the server asks for (`endSession` with `confirm`). */
-function renderEndWarning() {
-  const box = document.getElementById('end-confirm');
-  const text = document.getElementById('end-confirm-text');
-  if (!box || !text) return;
-  const open = chat.alerts.size;
-  box.dataset.supportOpen = String(open);
-  text.textContent = open === 0
-    ? 'End the session for everyone? All connections close.'
-    : `${open === 1 ? 'One support request is' : `${open} support requests are`} still open. End the session for everyone anyway? All connections close; the open ${open === 1 ? 'request is' : 'requests are'} kept for follow-up.`;
-}
 
 function renderTitle() {
   document.title = chat.alerts.size > 0 ? `(${chat.alerts.size}) Support requested · ${baseTitle}` : baseTitle;
@@ -610,7 +606,6 @@ function resetSession() {
   chat.here = new Set();
   chat.pending = null;
   for (const id of [...chat.alerts.keys()]) resolveAlert(id);
-  renderEndWarning();
   supportStatus.hidden = true;
   chat.support.state = 'idle';
   supportButton.disabled = false;
@@ -735,23 +730,22 @@ on('error', ({ code, message }) => {
     chat.pending = null;
   }
 });
-on('error', ({ code }) => {
-  // The server knows of open requests this page had not heard of yet: show the warning.
+on('error', async ({ code, message }) => {
+  // Ending the session while support requests are open needs one more, explicit yes.
   if (code !== CODES.SUPPORT_OPEN) return;
-  renderEndWarning();
-  const box = document.getElementById('end-confirm');
-  if (box) {
-    box.dataset.supportOpen = String(Math.max(1, chat.alerts.size));
-    box.hidden = false;
-  }
+  const sure = await confirmAction({
+    heading: 'Support requests are still open',
+    body: `${message} Each open request is kept for follow-up after the session.`,
+    confirm: 'End session anyway',
+  });
+  if (sure) send({ type: 'endSession', confirm: true });
 });
 
 on('sessionEnded', () => {
   chat.sessionOver = true;
   chat.admitted = false;
 });
-const leave = document.getElementById('leave-button');
-if (leave) leave.addEventListener('click', () => { chat.sessionOver = true; chat.admitted = false; });
+on('local:left', () => { chat.sessionOver = true; chat.admitted = false; });
 
 // Read-only view for tests and debugging.
 exposeProbe('chat', () => ({

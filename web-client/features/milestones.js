@@ -72,7 +72,6 @@ const ms = {
   myProposals: new Map(),
   history: null,
   groupHistory: null,
-  promptDismissed: false,
 };
 
 // ---- small helpers ----
@@ -207,7 +206,7 @@ function hide() {
   const hadFocus = overlay && overlay.contains(document.activeElement);
   if (overlay) overlay.remove();
   if (hadFocus) {
-    const fallback = document.getElementById('ms-open-button') || document.querySelector('#controls button');
+    const fallback = document.getElementById('more-button') || document.querySelector('#controls button');
     if (fallback) fallback.focus();
   }
   if (ms.queue.length) window.setTimeout(showNext, 400);
@@ -300,15 +299,16 @@ function toast(text, detail, actions) {
 
 function openButton() {
   if (document.getElementById('ms-open-button')) return;
-  const controls = document.getElementById('controls');
-  if (!controls) return;
+  // In the control bar's "More" menu: used now and then, not every minute.
+  const menu = document.getElementById('more-menu');
+  if (!menu) return;
   const button = el('button', {
-    id: 'ms-open-button', type: 'button', class: 'button ms-open', onclick: () => openDialog(), 'aria-haspopup': 'dialog',
+    id: 'ms-open-button', type: 'button', class: 'menu-item ms-open', 'aria-haspopup': 'dialog',
+    onclick: () => openDialog(ms.prefs && !ms.prefs.chosen && myRole() === 'participant' ? 'prefs' : undefined),
   },
   el('span', { class: 'ms-open-icon', 'aria-hidden': 'true', text: '\u2605' }),
-  el('span', { class: 'label', text: 'Milestones' }), el('span', { class: 'short', text: 'Milestones' }));
-  const leave = document.getElementById('leave-button');
-  controls.insertBefore(button, leave || null);
+  el('span', { class: 'label', text: 'Milestones and celebrations' }));
+  menu.append(button);
 }
 
 function radios(name, options, current) {
@@ -433,18 +433,22 @@ function onPreferences(m) {
   if (status) status.textContent = 'Saved.';
   const defaults = document.querySelector('#ms-prefs-section .ms-default-hint');
   if (defaults && m.chosen) defaults.remove();
-  const prompt = document.getElementById('ms-prompt');
-  if (prompt && m.chosen) prompt.remove();
-  if (!m.chosen && myRole() === 'participant' && !ms.promptDismissed) showPrompt();
+  renderAsk();
 }
 
-function showPrompt() {
-  if (document.getElementById('ms-prompt')) return;
-  const actions = el('div', { class: 'ms-toast-actions' },
-    el('button', { type: 'button', class: 'button small accent', text: 'Choose', onclick: () => { t.remove(); openDialog('prefs'); } }),
-    el('button', { type: 'button', class: 'button small', text: 'Not now', onclick: () => { ms.promptDismissed = true; t.remove(); } }));
-  const t = toast('How would you like your milestones celebrated?', 'Until you choose, only you and your therapist see them.', actions);
-  t.id = 'ms-prompt';
+// Never asked unprompted (a question popping up on arrival covered the controls): until the
+// person chooses, the menu item says there is a choice to make, and the dialog opens on it.
+function renderAsk() {
+  const button = document.getElementById('ms-open-button');
+  if (!button) return;
+  const open = !(ms.prefs && ms.prefs.chosen) && myRole() === 'participant';
+  let hint = button.querySelector('.ms-ask');
+  if (open && !hint) {
+    hint = el('span', { class: 'ms-ask', text: 'Choose how you are celebrated' });
+    button.append(hint);
+  } else if (!open && hint) {
+    hint.remove();
+  }
 }
 
 // ---- timeline ----
@@ -554,8 +558,9 @@ function decoratePeople() {
       type: 'button', class: 'button small ms-celebrate', 'data-milestone-action': 'celebrate',
       onclick: (e) => { e.stopPropagation(); openCelebrate(id); },
     }, el('span', { class: 'label', text: 'Celebrate\u2026' }), el('span', { class: 'visually-hidden', text: ` ${p.name}` }));
+    // Before "Remove…", which stays last, apart.
     const actions = row.querySelector('.person-actions') || row;
-    actions.append(button);
+    actions.insertBefore(button, actions.querySelector('[data-action="remove"]'));
   }
 }
 

@@ -25,10 +25,10 @@ const share = {
 
 function build() {
   const controls = document.getElementById('controls');
-  const leave = document.getElementById('leave-button');
+  const more = document.getElementById('more');
   ui.button = el('button', { type: 'button', id: 'screen-button', class: 'button toggle', 'aria-pressed': 'false', hidden: true },
     svgIcon(ICONS.screen), el('span', { class: 'label', text: 'Share screen' }), el('span', { class: 'short', text: 'Share' }));
-  controls.insertBefore(ui.button, leave);
+  controls.insertBefore(ui.button, more);
   ui.button.addEventListener('click', () => (share.mine ? stopSharing('stopped') : startSharing()));
 
   ui.bar = el('div', { id: 'screen-sharing-bar', class: 'screen-bar', role: 'status', hidden: true },

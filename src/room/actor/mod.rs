@@ -402,7 +402,6 @@ impl Room {
                 admitted,
                 participants: Vec::new(),
                 room: self.state.clone(),
-                ice_servers: self.settings.ice_servers.clone(),
                 session_id: self.records.session_id(),
             },
         );
@@ -452,13 +451,11 @@ impl Room {
                 admitted,
                 participants: Vec::new(),
                 room: self.state.clone(),
-                ice_servers: self.settings.ice_servers.clone(),
                 session_id: self.records.session_id(),
             },
         );
         if admitted {
-            let session_id = self.records.session_id();
-            self.send_to(&id, ServerMessage::Admitted { participants: self.roster_of_space(&None), room: self.state.clone(), session_id });
+            self.send_admission(&id);
             // In a breakout, `announce_space` also sends that space's open polls.
             if space.is_some() {
                 self.announce_space(&id);
@@ -521,14 +518,23 @@ impl Room {
         }
         // The session (a new one if none runs) counts them from here.
         self.records.admitted(&mut cx!(self), id);
-        let session_id = self.records.session_id();
-        self.send_to(id, ServerMessage::Admitted { participants: self.roster_of_space(&None), room: self.state.clone(), session_id });
+        self.send_admission(id);
         self.records.caught_up(&mut cx!(self), id);
         self.connect_media(id);
         self.publish_waiting_list();
         self.place_admitted(id);
         self.polls.catch_up(&mut cx!(self), id);
         self.chat.admitted(&mut cx!(self), id);
+    }
+
+    /// `admitted` carries the ICE servers: TURN credentials go to admitted members only, minted
+    /// afresh each time.
+    fn send_admission(&mut self, id: &ParticipantId) {
+        let ice_servers =
+            self.settings.ice_servers_for(id, std::time::UNIX_EPOCH + std::time::Duration::from_millis(self.now.unix_ms.max(0) as u64));
+        let session_id = self.records.session_id();
+        let msg = ServerMessage::Admitted { participants: self.roster_of_space(&None), room: self.state.clone(), ice_servers, session_id };
+        self.send_to(id, msg);
     }
 
     /// Subscribes `id` to everyone it should receive, and everyone who should receive it to `id`.

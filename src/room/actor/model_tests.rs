@@ -24,6 +24,7 @@ pub(super) fn settings(waiting_room: bool, reconnect_grace: Duration) -> RoomSet
         waiting_room,
         reconnect_grace,
         ice_servers: Vec::new(),
+        turn: None,
         ballot_secret: [7; 32],
         ban_ttl: Duration::from_secs(3600),
         late_after: Duration::from_secs(300),
