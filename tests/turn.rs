@@ -244,7 +244,7 @@ mod stun {
         out.extend_from_slice(&typ.to_be_bytes());
         out.extend_from_slice(&(value.len() as u16).to_be_bytes());
         out.extend_from_slice(value);
-        while out.len() % 4 != 0 {
+        while !out.len().is_multiple_of(4) {
             out.push(0);
         }
     }
