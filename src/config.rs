@@ -141,6 +141,9 @@ pub struct RoomsConfig {
     pub reconnect_grace_ms: u64,
     /// Arrived this long after the session started: flagged late in the attendance.
     pub late_after_secs: u64,
+    /// New rooms' end-to-end encryption policy (a therapist may change it before admitting anyone).
+    #[serde(default)]
+    pub e2ee: crate::vocab::E2eeMode,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -184,6 +187,11 @@ impl ServerConfig {
 pub struct IceConfig {
     pub bind_ip: IpAddr,
     pub announce_ips: Vec<IpAddr>,
+    /// Every peer connection shares this one UDP port (0: an ephemeral one, for tests).
+    pub udp_port: u16,
+    /// `false`: each peer connection takes a port of its own from `udp_port_min..=max`
+    /// instead of sharing `udp_port`.
+    pub single_port: bool,
     pub udp_port_min: u16,
     pub udp_port_max: u16,
     /// Passive TCP candidates (RFC 6544) beside the UDP ones: one TCP listener per peer

@@ -25,6 +25,7 @@ pub mod config;
 pub mod edge;
 pub mod load;
 pub mod log_escape;
+pub mod log_limit;
 pub mod metrics;
 pub mod procfs;
 pub mod room;

@@ -81,12 +81,21 @@ async fn run() -> anyhow::Result<()> {
     // log line or drive a terminal. No ANSI colours: they are escapes too, and logs are read
     // from files and journals more than from terminals.
     let writer = hearth::log_escape::Escaping(std::io::stderr);
-    match config.log.format {
-        hearth::config::LogFormat::Json => {
-            tracing_subscriber::fmt().json().with_ansi(false).with_writer(writer).with_env_filter(filter).init()
+    // Repeated warnings of one kind are written a few times per window and then summarised
+    // (`log_limit`): overload must not turn into a log line per packet.
+    {
+        use tracing_subscriber::filter::FilterExt as _;
+        use tracing_subscriber::layer::SubscriberExt as _;
+        use tracing_subscriber::util::SubscriberInitExt as _;
+        use tracing_subscriber::Layer as _;
+        let filter = filter.and(hearth::log_limit::RateLimit::global());
+        let layer = tracing_subscriber::fmt::layer().with_ansi(false).with_writer(writer);
+        match config.log.format {
+            hearth::config::LogFormat::Json => tracing_subscriber::registry().with(layer.json().with_filter(filter)).init(),
+            hearth::config::LogFormat::Text => tracing_subscriber::registry().with(layer.with_filter(filter)).init(),
         }
-        hearth::config::LogFormat::Text => tracing_subscriber::fmt().with_ansi(false).with_writer(writer).with_env_filter(filter).init(),
     }
+    hearth::log_limit::spawn_reporter();
     match cli.command.unwrap_or(Command::Serve) {
         Command::Token { .. } => Ok(()),
         Command::CheckConfig => {

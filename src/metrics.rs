@@ -130,6 +130,24 @@ impl Collector for StateCollector {
         )?;
         counter(
             &mut e,
+            "hearth_media_port_unrouted",
+            "Datagrams on the shared media port that belonged to no connection (dropped)",
+            load(&s.media_port_unrouted),
+        )?;
+        counter(
+            &mut e,
+            "hearth_media_port_overflow",
+            "Datagrams on the shared media port dropped because a connection's queue was full",
+            load(&s.media_port_overflow),
+        )?;
+        counter(
+            &mut e,
+            "hearth_log_lines_suppressed",
+            "Repeated warning and error lines not written (summarised every 10 s instead)",
+            crate::log_limit::suppressed_total(),
+        )?;
+        counter(
+            &mut e,
             "hearth_room_failures",
             "Room tasks that failed and were ended (members reconnect to a fresh room)",
             self.rooms.room_failures(),

@@ -43,6 +43,8 @@ pub enum ServerError {
     Store(#[from] StoreError),
     #[error("cannot join the cluster: {0}")]
     Cluster(#[from] crate::cluster::ClusterError),
+    #[error(transparent)]
+    Media(#[from] crate::sfu::SfuError),
 }
 
 pub fn app(state: Arc<AppState>) -> Router {
@@ -543,6 +545,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         max_room_size: config.limits.max_room_size,
         max_tracks_per_participant: config.limits.max_tracks_per_participant,
         waiting_room: config.rooms.waiting_room,
+        e2ee: config.rooms.e2ee,
         reconnect_grace: Duration::from_millis(config.rooms.reconnect_grace_ms),
         ice_servers: config.ice.ice_servers.clone(),
         turn: crate::turn::TurnIssuer::new(&config.turn.urls, &config.turn.secret, Duration::from_secs(config.turn.credential_ttl_secs)),
@@ -561,7 +564,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         })
     });
     let rooms = RoomRegistry::new(settings, Some(store.clone()), webhook);
-    let sfu = SfuEngine::new(config.ice.clone());
+    let sfu = SfuEngine::start(config.ice.clone())?;
     let metrics = crate::metrics::Metrics::new(sfu.stats.clone(), rooms.clone());
     let state = Arc::new(AppState {
         rooms,

@@ -1,7 +1,7 @@
 //! The embedded store: SQLite (WAL) for the few records that must survive a restart — the
-//! audit log of moderator actions, polls, milestones, and session records (sessions,
-//! attendance, check-in values, support requests: [`records`]). It holds ids, never display
-//! names or message contents. Old records are purged after `store.retention_days`. Queries run on the blocking pool, so async tasks never wait on
+//! audit log of moderator actions, polls, milestones, therapists' agenda templates, and session
+//! records (sessions, attendance, check-in values, support requests: [`records`]). It holds ids,
+//! never display names or message contents. Old records are purged after `store.retention_days`. Queries run on the blocking pool, so async tasks never wait on
 //! disk while holding anything.
 //!
 //! The texts therapists typed that the store must give back (a poll's question and options for
@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
-use crate::signal::protocol::{CelebrationId, CelebrationPreferences, Milestone, MilestoneEntry};
+use crate::signal::protocol::{AgendaItem, AgendaTemplate, CelebrationId, CelebrationPreferences, Milestone, MilestoneEntry};
 use crate::vocab::ParticipantId;
 
 pub mod records;
@@ -98,6 +98,14 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX milestones_participant ON milestones(participant, at_ms);
     CREATE INDEX milestones_room ON milestones(room, at_ms);",
+    // Agenda templates per therapist (participant id); the items (titles and minutes) sealed.
+    "CREATE TABLE agenda_templates (
+        therapist TEXT NOT NULL,
+        name TEXT NOT NULL,
+        items TEXT NOT NULL,
+        updated_ms INTEGER NOT NULL,
+        PRIMARY KEY (therapist, name)
+    );",
     records::MIGRATION,
 ];
 
@@ -166,6 +174,13 @@ pub struct AuditRecord {
     pub actor: String,
     pub action: String,
     pub target: Option<String>,
+}
+
+/// A template's row key: a digest of the therapist and the name (the name is in the sealed
+/// row; this only keeps one row per name).
+fn agenda_key(therapist: &str, name: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, format!("{therapist}\n{name}").as_bytes());
+    digest.as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 pub fn now_ms() -> i64 {
@@ -456,6 +471,43 @@ impl Store {
         .await
     }
 
+    /// Keeps `items` as `therapist`'s agenda template `name` (replacing one of that name). The
+    /// name and the items are sealed together, bound to the therapist.
+    pub async fn save_agenda_template(&self, therapist: &str, name: &str, items: &[AgendaItem]) -> Result<(), StoreError> {
+        let json = serde_json::to_string(&AgendaTemplate { name: name.to_string(), items: items.to_vec() })
+            .map_err(|e| StoreError::Task(e.to_string()))?;
+        let sealed = self.seal(therapist, &json);
+        // The key is a digest of the name, so the name itself is not on disk in the clear.
+        let key = agenda_key(therapist, name);
+        let therapist = therapist.to_string();
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO agenda_templates (therapist, name, items, updated_ms) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(therapist, name) DO UPDATE SET items = excluded.items, updated_ms = excluded.updated_ms",
+                params![therapist, key, sealed, now_ms()],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    /// `therapist`'s agenda templates, by name. Rows that cannot be read are left out.
+    pub async fn agenda_templates(&self, therapist: &str) -> Result<Vec<AgendaTemplate>, StoreError> {
+        let texts = self.texts.clone();
+        let therapist = therapist.to_string();
+        self.with(move |c| {
+            let mut stmt = c.prepare("SELECT items FROM agenda_templates WHERE therapist = ?1")?;
+            let rows = stmt.query_map(params![therapist], |r| r.get::<_, String>(0))?;
+            let mut out: Vec<AgendaTemplate> = rows
+                .filter_map(Result::ok)
+                .filter_map(|stored| serde_json::from_str(&Self::unseal(&texts, &therapist, stored)).ok())
+                .collect();
+            out.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(out)
+        })
+        .await
+    }
+
     /// Records a celebrated milestone of `room` (the celebration's message is not kept).
     pub async fn record_milestone(&self, room: &str, entry: &MilestoneEntry) -> Result<(), StoreError> {
         let room = room.to_string();
@@ -551,6 +603,31 @@ mod tests {
         let log = s.audit_log("g1").await.unwrap();
         assert_eq!(log.len(), 1);
         assert_eq!((log[0].actor.as_str(), log[0].action.as_str(), log[0].target.as_deref()), ("t-1", "mute", Some("p-2")));
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[tokio::test]
+    async fn agenda_templates_are_per_therapist_replaced_by_name_and_sealed() {
+        let path = std::env::temp_dir().join(format!("hearth-store-agenda-{}.db", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let s = Store::open(&path).unwrap().with_text_key(TextKey::derive("a-test-secret-that-is-long-enough-1234"));
+        let item = |t: &str, m| AgendaItem { title: t.into(), minutes: m };
+        s.save_agenda_template("t-1", "Tuesday IOP", &[item("Kumquat check-in", 10)]).await.unwrap();
+        s.save_agenda_template("t-1", "Tuesday IOP", &[item("Kumquat check-in", 15), item("Skills", 30)]).await.unwrap();
+        s.save_agenda_template("t-2", "Other", &[item("Mine", 5)]).await.unwrap();
+        let mine = s.agenda_templates("t-1").await.unwrap();
+        assert_eq!(
+            mine,
+            vec![AgendaTemplate { name: "Tuesday IOP".into(), items: vec![item("Kumquat check-in", 15), item("Skills", 30)] }]
+        );
+        assert_eq!(s.agenda_templates("t-3").await.unwrap(), vec![]);
+        drop(s);
+        let mut disk = Vec::new();
+        for suffix in ["", "-wal"] {
+            disk.extend(std::fs::read(format!("{}{suffix}", path.display())).unwrap_or_default());
+        }
+        let disk = String::from_utf8_lossy(&disk);
+        assert!(!disk.contains("Kumquat") && !disk.contains("Tuesday IOP"), "agenda texts on disk in the clear");
         let _ = std::fs::remove_file(&path);
     }
 

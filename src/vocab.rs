@@ -253,6 +253,20 @@ pub enum MediaKind {
     Video,
 }
 
+/// A room's end-to-end encryption policy (see docs/threat-model.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum E2eeMode {
+    /// Media is encrypted hop by hop only (DTLS-SRTP): the server could see and hear it.
+    #[default]
+    Off,
+    /// Clients encrypt frames when they can; one that cannot is shown as not encrypted.
+    Preferred,
+    /// Every client encrypts or does not take part: the waiting room stays on, only VP8 and Opus
+    /// are forwarded, and clients never play frames they could not decrypt.
+    Required,
+}
+
 /// What a published track carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]

@@ -43,6 +43,7 @@ impl Node {
         let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .env("HEARTH_SERVER__LISTEN", "127.0.0.1:0")
+            .env("HEARTH_ICE__UDP_PORT", "0")
             .env("HEARTH_SERVER__SHUTDOWN_GRACE_MS", "300")
             .env("HEARTH_STORE__PATH", unique_temp_path(&format!("hearth-cluster-{id}"), "db"))
             .env("HEARTH_ROOMS__RECONNECT_GRACE_MS", "2000")

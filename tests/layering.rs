@@ -7,7 +7,7 @@ use std::path::Path;
 
 /// Layers from the ground up. A module may import modules of lower layers only (and itself).
 const LAYERS: &[&[&str]] = &[
-    &["vocab", "procfs", "log_escape"],
+    &["vocab", "procfs", "log_escape", "log_limit"],
     &["signal::protocol"],
     &["config", "auth", "store", "badge", "turn"],
     &["edge", "sfu", "cluster", "webhook"],

@@ -40,6 +40,7 @@ impl Node {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_hearth"));
         cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
             .env("HEARTH_SERVER__LISTEN", "127.0.0.1:0")
+            .env("HEARTH_ICE__UDP_PORT", "0")
             .env("HEARTH_SERVER__SHUTDOWN_GRACE_MS", "300")
             .env("HEARTH_STORE__PATH", &db)
             .env("HEARTH_ROOMS__RECONNECT_GRACE_MS", "2000")
@@ -399,4 +400,79 @@ async fn a_ban_outlasts_the_room_and_its_node() {
     }
     let (_t, first) = join(&b.ws(), room, t_tok).await;
     assert!(matches!(first, ServerMessage::Joined { .. }), "{first:?}");
+}
+
+#[tokio::test]
+async fn a_location_given_at_the_door_stays_out_of_redis_disk_and_logs_and_the_queue_moves_nodes() {
+    let redis = Redis::start();
+    let mut con = redis_con(&redis).await;
+    let room = "door-and-queue";
+    let location = "Quillback Lane 42, back bedroom";
+    let (t_tok, p_tok) = (token(room, Role::Therapist, "T", "t-1"), token(room, Role::Participant, "P", "p-1"));
+    let mut a = Node::clustered("door-a", &redis, &[]);
+    let mut t = join_here(&a.ws(), room, &t_tok).await;
+    t.send(&ClientMessage::SetAgreement { text: Some("Stay private.".into()), ask_location: true }).await.unwrap();
+    let mut p = join_here(&a.ws(), room, &p_tok).await;
+    let version = match p.recv_until("agreement", WAIT, |m| matches!(m, ServerMessage::Agreement { version: Some(_), .. })).await.unwrap() {
+        ServerMessage::Agreement { version: Some(v), .. } => v,
+        _ => unreachable!(),
+    };
+    p.send(&ClientMessage::AcceptAgreement { version, location: Some(location.into()) }).await.unwrap();
+    t.recv_until(
+        "location",
+        WAIT,
+        |m| matches!(m, ServerMessage::AgreementStatuses { people } if people.iter().any(|s| s.location.as_deref() == Some(location))),
+    )
+    .await
+    .unwrap();
+    t.send(&ClientMessage::Admit { participant_id: pid("p-1") }).await.unwrap();
+    p.recv_until("admitted", WAIT, |m| matches!(m, ServerMessage::Admitted { .. })).await.unwrap();
+    p.send(&ClientMessage::RaiseHand).await.unwrap();
+    let key = format!("hearth:room:{room}:state");
+    let deadline = Instant::now() + WAIT;
+    let state = loop {
+        let state: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut con).await.unwrap();
+        if let Some(s) = state.filter(|s| s.contains("speakingQueue") && s.contains("\"p-1\"")) {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the queue never reached Redis");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(!state.contains("Quillback"), "the location is in Redis: {state}");
+
+    // The room moves to another node: the hand keeps its place there.
+    let b = Node::clustered("door-b", &redis, &[]);
+    let _ = a.child.kill();
+    let _ = a.child.wait();
+    drop((t, p));
+    let mut t = join_here(&b.ws(), room, &t_tok).await;
+    let mut p = join_here(&b.ws(), room, &p_tok).await;
+    p.recv_until("admitted", WAIT, |m| matches!(m, ServerMessage::Admitted { .. })).await.unwrap();
+    t.recv_until(
+        "queue",
+        WAIT,
+        |m| matches!(m, ServerMessage::SpeakingQueue { queue, .. } if queue.len() == 1 && queue[0].participant_id == pid("p-1")),
+    )
+    .await
+    .unwrap();
+    let mut b = b;
+    p.send(&ClientMessage::Leave).await.unwrap();
+    t.send(&ClientMessage::Leave).await.unwrap();
+    b.wait_log("room closed").await;
+    b.stop();
+    a.stop();
+
+    let mut seen = a.stderr() + &b.stderr();
+    for db in [&a.db, &b.db] {
+        for suffix in ["", "-wal", "-shm"] {
+            seen.push_str(&String::from_utf8_lossy(&std::fs::read(format!("{}{suffix}", db.display())).unwrap_or_default()));
+        }
+    }
+    assert!(seen.contains("DEBUG"), "the nodes ran with debug logging");
+    assert!(!seen.contains("Quillback"), "the location is in a log or a database");
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(&mut con).await.unwrap();
+    for k in keys {
+        let v: Option<String> = redis::cmd("GET").arg(&k).query_async(&mut con).await.unwrap_or(None);
+        assert!(!v.unwrap_or_default().contains("Quillback"), "the location is in Redis under {k}");
+    }
 }

@@ -9,6 +9,8 @@ fn hearth(envs: &[(&str, &str)], args: &[&str]) -> (bool, String) {
     cmd.args(args).env_remove("HEARTH_CONFIG").current_dir(env!("CARGO_MANIFEST_DIR"));
     let store = std::env::temp_dir().join(format!("hearth-startup-{}.db", std::process::id()));
     cmd.env("HEARTH_STORE__PATH", &store);
+    // Test servers run side by side: the shared media port on an ephemeral port.
+    cmd.env("HEARTH_ICE__UDP_PORT", "0");
     for (k, v) in envs {
         cmd.env(k, v);
     }
@@ -147,6 +149,7 @@ async fn json_logs_carry_ids_but_never_names() {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("HEARTH_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("HEARTH_ICE__UDP_PORT", "0")
         .env("HEARTH_STORE__PATH", &store)
         .env("HEARTH_LOG__FORMAT", "json")
         .env("HEARTH_LOG", "debug,webrtc=warn,rtc=warn")

@@ -14,8 +14,12 @@
 //              codes.js (the error codes the client acts on), probe.js (window.hearth),
 //              dialog.js (the confirmation dialog)
 //   features/  polls, milestones, chat, breakouts, screen, quality, cues,
-//              shortcuts, devices, presence, network, checkin: each registers its own
+//              shortcuts, devices, presence, queue (speaking order), rounds (go-arounds),
+//              agreement (ground rules at the door), talktime (therapists' talk-time chart),
+//              agenda (items and segment timer), network, checkin: each registers its own
 //              handlers on the bus and builds its own part of the page
+//   e2ee/      end-to-end encryption: sframe.js (RFC 9605 crypto), worker.js (the frame
+//              transforms), frames.js (attaching them), keys.js (key leader and members), ui.js
 //
 // Order matters only in one way: the core modules register their bus handlers first, so every
 // feature sees a message after the core has updated the state. ES modules evaluate in import
@@ -39,6 +43,12 @@ import './features/shortcuts.js';
 import './features/devices.js';
 import './features/presence.js';
 import './features/network.js';
+import './e2ee/ui.js';
+import './features/queue.js';
+import './features/rounds.js';
+import './features/agreement.js';
+import './features/talktime.js';
+import './features/agenda.js';
 import './features/checkin.js';
 
 sealProbe();

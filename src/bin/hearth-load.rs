@@ -73,6 +73,12 @@ struct Cli {
     throttle_kbps: Option<u32>,
     #[arg(long, default_value_t = 1, requires = "throttle_kbps")]
     throttled_subscribers: usize,
+    /// A group starting together: a therapist joins each room first, everyone else waits in
+    /// the waiting room; the publishers are admitted together, then all subscribers with one
+    /// admitAll. Reports the time from that admitAll to each subscriber's first keyframe of
+    /// every publisher. With --url the server must run with rooms.waiting_room = true.
+    #[arg(long)]
+    admit_all: bool,
     /// Write the report here as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -102,7 +108,7 @@ async fn main() -> anyhow::Result<()> {
             (url.clone(), cli.server_pid, None)
         }
         None => {
-            let (child, addr) = spawn_server(&cli.server_bin, &server_log, &scratch).await?;
+            let (child, addr) = spawn_server(&cli.server_bin, &server_log, &scratch, cli.admit_all).await?;
             (format!("ws://{addr}/ws"), child.id(), Some(child))
         }
     };
@@ -124,6 +130,7 @@ async fn main() -> anyhow::Result<()> {
     cfg.simulcast = cli.simulcast;
     cfg.throttle_kbps = cli.throttle_kbps;
     cfg.throttled_subscribers = cli.throttled_subscribers;
+    cfg.admit_all = cli.admit_all;
     if let Some(secret) = &cli.token_secret {
         cfg.token_secret = secret.clone();
     }
@@ -152,7 +159,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// Starts `bin` on a free loopback port and waits until it accepts connections.
-async fn spawn_server(bin: &PathBuf, log: &PathBuf, scratch: &Path) -> anyhow::Result<(Child, SocketAddr)> {
+async fn spawn_server(bin: &PathBuf, log: &PathBuf, scratch: &Path, waiting_room: bool) -> anyhow::Result<(Child, SocketAddr)> {
     if !bin.is_file() {
         bail!("{} not found: build it with `cargo build --release --bin hearth`, or pass --server-bin or --url", bin.display());
     }
@@ -166,12 +173,15 @@ async fn spawn_server(bin: &PathBuf, log: &PathBuf, scratch: &Path) -> anyhow::R
         .env("HEARTH_SERVER__LISTEN", addr.to_string())
         .env("HEARTH_SERVER__WEB_ROOT", &web_root)
         .env("HEARTH_ICE__BIND_IP", "127.0.0.1")
+        // Beside a development server that may hold the default media port.
+        .env("HEARTH_ICE__UDP_PORT", "0")
         .env("HEARTH_STORE__PATH", scratch.join("hearth.db"))
-        // Development secret (the load generator mints tokens with it), nobody to admit anyone
-        // from a waiting room, and every simulated participant comes from 127.0.0.1.
+        // Development secret (the load generator mints tokens with it), a waiting room only
+        // when a simulated therapist admits people, and every simulated participant comes
+        // from 127.0.0.1.
         .env("HEARTH_SERVER__PRODUCTION", "false")
         .env("HEARTH_AUTH__TOKEN_SECRET", hearth::config::DEV_TOKEN_SECRET)
-        .env("HEARTH_ROOMS__WAITING_ROOM", "false")
+        .env("HEARTH_ROOMS__WAITING_ROOM", waiting_room.to_string())
         .env("HEARTH_LIMITS__JOINS_PER_MINUTE_PER_IP", "100000")
         .env("HEARTH_LIMITS__MAX_CONNECTIONS_PER_IP", "100000")
         .env("HEARTH_LIMITS__MAX_CONNECTIONS", "100000")

@@ -2,7 +2,7 @@
 //! RTP and records what arrives from whom.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -72,6 +72,21 @@ pub struct MediaOptions {
     /// Drop inbound video beyond this many kbit/s, as a weak network would (see
     /// [`super::throttle`]); `None`: no limit. Changeable later with `set_throttle`.
     pub throttle_kbps: Option<u32>,
+    /// Send every video packet a second time after the next one, as a late retransmission
+    /// arrives (the plain video of `video_pps`, not `video_profile`).
+    pub resend_video: bool,
+    /// Keep the first this many packets of every received track as they arrived (a raw tap:
+    /// the end-to-end encryption tests read what the relay forwards). 0: keep none.
+    pub capture_packets: usize,
+}
+
+/// One RTP packet as it arrived, kept when [`MediaOptions::capture_packets`] asks for it.
+#[derive(Debug, Clone)]
+pub struct CapturedPacket {
+    pub sequence: u16,
+    pub timestamp: u32,
+    pub marker: bool,
+    pub payload: Bytes,
 }
 
 /// Where a simulcast layer's payload says which layer it is (after the probe).
@@ -146,6 +161,8 @@ impl MediaOptions {
             audio_level: None,
             simulcast: false,
             throttle_kbps: None,
+            resend_video: false,
+            capture_packets: 0,
         }
     }
 }
@@ -162,6 +179,11 @@ pub struct ReceivedTrack {
     pub seq_regressions: u64,
     pub first_at: Option<Instant>,
     pub last_at: Option<Instant>,
+    /// Video: when the last packet (marker bit) of the first keyframe arrived, i.e. when a
+    /// decoder could show the first picture.
+    pub first_keyframe_at: Option<Instant>,
+    /// Video: the RTP timestamp of the first keyframe's first packet, until its last arrives.
+    keyframe_started: Option<u32>,
     /// Lowest and highest probe sequence seen, and how many distinct ones (for loss).
     pub probe_min: u64,
     pub probe_max: u64,
@@ -177,6 +199,8 @@ pub struct ReceivedTrack {
     /// Video packets by the simulcast layer their payload says they belong to (byte
     /// [`LAYER_MARKER`]; a non-simulcast publisher's video counts as layer 0).
     pub layers: [u64; 3],
+    /// The first packets as they arrived (see [`MediaOptions::capture_packets`]).
+    pub captured: Vec<CapturedPacket>,
     last_seq: Option<u16>,
     /// Which of the last `PROBE_WINDOW` probes (up to `probe_max`) have arrived, one bit each.
     recent: [u64; PROBE_WINDOW / 64],
@@ -268,6 +292,42 @@ pub struct MediaClient {
     screen: Option<(Arc<dyn RtpSender>, JoinHandle<()>)>,
     /// Inbound video limit, kbit/s (0: none).
     throttle: super::throttle::Limit,
+    /// The last REMB the server sent us, bits per second (0: none yet).
+    remb: Arc<AtomicU64>,
+    /// Every UDP port the server named in its candidates (descriptions and trickled).
+    server_ports: Arc<Mutex<std::collections::BTreeSet<u16>>>,
+}
+
+/// The UDP ports of the candidates in `text` (an SDP, or one candidate line).
+fn udp_candidate_ports(text: &str) -> Vec<u16> {
+    text.lines()
+        .filter_map(|l| {
+            let l = l.trim().trim_start_matches("a=");
+            let fields: Vec<&str> = l.strip_prefix("candidate:")?.split(' ').collect();
+            fields.get(2).filter(|t| t.eq_ignore_ascii_case("udp"))?;
+            fields.get(5)?.parse().ok()
+        })
+        .collect()
+}
+
+/// Registry position of [`RembWatch`]: wire-most, beside the throttle.
+const REMB_SLOT: usize = 150;
+
+/// Notes the bitrate of every REMB the server sends (what it says our video may use).
+struct RembWatch(Arc<AtomicU64>);
+
+impl crate::sfu::tap::Tap for RembWatch {
+    fn read(&mut self, msg: &mut rtc::interceptor::TaggedPacket) -> bool {
+        use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
+        if let rtc::interceptor::Packet::Rtcp(packets) = &msg.message.packet {
+            for p in packets {
+                if let Some(remb) = p.as_any().downcast_ref::<ReceiverEstimatedMaximumBitrate>() {
+                    self.0.store(remb.bitrate as u64, Ordering::Relaxed);
+                }
+            }
+        }
+        true
+    }
 }
 
 /// `audio_level` value meaning "send no audio-level extension".
@@ -300,6 +360,7 @@ struct Handler {
     out: mpsc::UnboundedSender<ClientMessage>,
     received: Received,
     latency_samples: usize,
+    capture_packets: usize,
     connected: Arc<AtomicBool>,
 }
 
@@ -331,10 +392,11 @@ impl PeerConnectionEventHandler for Handler {
         };
         let received = self.received.clone();
         let samples = self.latency_samples;
+        let capture = self.capture_packets;
         tokio::spawn(async move {
             while let Some(event) = track.poll().await {
                 match event {
-                    TrackRemoteEvent::OnRtpPacket(p) => record(&received, &key, &participant, kind, &p, samples),
+                    TrackRemoteEvent::OnRtpPacket(p) => record(&received, &key, &participant, kind, &p, samples, capture),
                     TrackRemoteEvent::OnEnded => break,
                     _ => {}
                 }
@@ -343,7 +405,7 @@ impl PeerConnectionEventHandler for Handler {
     }
 }
 
-fn record(received: &Received, key: &str, participant: &str, kind: MediaKind, p: &rtp::Packet, samples: usize) {
+fn record(received: &Received, key: &str, participant: &str, kind: MediaKind, p: &rtp::Packet, samples: usize, capture: usize) {
     let now = Instant::now();
     let Ok(mut map) = received.lock() else { return };
     let t = map.entry(key.to_string()).or_insert_with(|| ReceivedTrack {
@@ -354,6 +416,8 @@ fn record(received: &Received, key: &str, participant: &str, kind: MediaKind, p:
         seq_regressions: 0,
         first_at: None,
         last_at: None,
+        first_keyframe_at: None,
+        keyframe_started: None,
         probe_min: u64::MAX,
         probe_max: 0,
         latencies_us: Vec::new(),
@@ -361,9 +425,18 @@ fn record(received: &Received, key: &str, participant: &str, kind: MediaKind, p:
         late: 0,
         max_seq_step: 0,
         layers: [0; 3],
+        captured: Vec::new(),
         last_seq: None,
         recent: [0; PROBE_WINDOW / 64],
     });
+    if t.captured.len() < capture {
+        t.captured.push(CapturedPacket {
+            sequence: p.header.sequence_number,
+            timestamp: p.header.timestamp,
+            marker: p.header.marker,
+            payload: p.payload.clone(),
+        });
+    }
     if let Some(last) = t.last_seq {
         let delta = p.header.sequence_number.wrapping_sub(last);
         if delta == 0 || delta > 0x8000 {
@@ -378,6 +451,14 @@ fn record(received: &Received, key: &str, participant: &str, kind: MediaKind, p:
     if kind == MediaKind::Video {
         if let Some(&layer) = p.payload.get(LAYER_MARKER).filter(|l| **l < 3) {
             t.layers[usize::from(layer)] += 1;
+        }
+        if t.first_keyframe_at.is_none() {
+            if t.keyframe_started.is_none() && crate::sfu::track::is_vp8_keyframe(&p.payload) {
+                t.keyframe_started = Some(p.header.timestamp);
+            }
+            if p.header.marker && t.keyframe_started == Some(p.header.timestamp) {
+                t.first_keyframe_at = Some(now);
+            }
         }
     }
     t.first_at.get_or_insert(now);
@@ -722,8 +803,13 @@ impl MediaClient {
         let (out_tx, mut out_rx) = mpsc::unbounded_channel::<ClientMessage>();
         let (events_tx, events) = mpsc::unbounded_channel();
         let connected = Arc::new(AtomicBool::new(false));
-        let handler =
-            Arc::new(Handler { out: out_tx.clone(), received: received.clone(), latency_samples: opts.latency_samples, connected });
+        let handler = Arc::new(Handler {
+            out: out_tx.clone(),
+            received: received.clone(),
+            latency_samples: opts.latency_samples,
+            capture_packets: opts.capture_packets,
+            connected,
+        });
         let mut media_engine = MediaEngine::default();
         media_engine.register_default_codecs()?;
         media_engine.register_header_extension(
@@ -741,11 +827,20 @@ impl MediaClient {
             }
         }
         let throttle: super::throttle::Limit = Arc::new(std::sync::atomic::AtomicU32::new(opts.throttle_kbps.unwrap_or(0)));
+        let remb: Arc<AtomicU64> = Arc::default();
+        let server_ports: Arc<Mutex<std::collections::BTreeSet<u16>>> = Arc::default();
+        let seen_ports = server_ports.clone();
+        let note_ports = move |text: &str| {
+            if let Ok(mut ports) = seen_ports.lock() {
+                ports.extend(udp_candidate_ports(text));
+            }
+        };
         let registry = register_default_interceptors(Registry::new(), &mut media_engine)?
             .with(
                 rtc::interceptor::Slot::from(super::throttle::SLOT),
                 crate::sfu::tap::TapInterceptor::new(super::throttle::Throttle::new(throttle.clone())),
             )
+            .with(rtc::interceptor::Slot::from(REMB_SLOT), crate::sfu::tap::TapInterceptor::new(RembWatch(remb.clone())))
             // Keyframe requests from the server reach our tracks, which answer them.
             .with(
                 rtc::interceptor::Slot::from(crate::sfu::keyframe::SLOT),
@@ -840,6 +935,7 @@ impl MediaClient {
                 let result: Result<(), webrtc::error::Error> = async {
                     match msg {
                         ServerMessage::Answer(sdp) => {
+                            note_ports(&sdp.sdp);
                             let mut offer_out = signal_negotiation.0.lock().await;
                             let sdp = without_receive_simulcast(&sdp.sdp);
                             let applied = signal_pc.set_remote_description(RTCSessionDescription::answer(sdp)?).await;
@@ -849,6 +945,7 @@ impl MediaClient {
                             has_remote = true;
                         }
                         ServerMessage::Offer(sdp) => {
+                            note_ports(&sdp.sdp);
                             let offer_out = signal_negotiation.0.lock().await;
                             // Glare: the server (impolite) ignored our offer. We are polite: roll
                             // ours back, answer theirs, then offer our change again.
@@ -868,6 +965,7 @@ impl MediaClient {
                             }
                         }
                         ServerMessage::IceCandidate { candidate } => {
+                            note_ports(&candidate.candidate);
                             let init = RTCIceCandidateInit {
                                 candidate: candidate.candidate,
                                 sdp_mid: candidate.sdp_mid,
@@ -935,7 +1033,20 @@ impl MediaClient {
                 }
                 _ => {
                     let level = (kind == MediaKind::Audio).then(|| audio_level.clone());
-                    tasks.push(tokio::spawn(send_loop(track, ssrc, pps.max(1), size, pt, clock, keyframe_every, sending, level, wanted)))
+                    let resend = kind == MediaKind::Video && opts.resend_video;
+                    tasks.push(tokio::spawn(send_loop(
+                        track,
+                        ssrc,
+                        pps.max(1),
+                        size,
+                        pt,
+                        clock,
+                        keyframe_every,
+                        sending,
+                        level,
+                        wanted,
+                        resend,
+                    )))
                 }
             }
         }
@@ -958,6 +1069,8 @@ impl MediaClient {
             audio_level,
             screen: None,
             throttle,
+            remb,
+            server_ports,
             negotiation,
             raw: raw_tx,
             stop_reading,
@@ -1010,6 +1123,16 @@ impl MediaClient {
         self.audio_level.store(level.map_or(NO_AUDIO_LEVEL, |l| l.min(127)), Ordering::Relaxed);
     }
 
+    /// Every UDP port the server's candidates named so far.
+    pub fn server_candidate_ports(&self) -> Vec<u16> {
+        self.server_ports.lock().map(|p| p.iter().copied().collect()).unwrap_or_default()
+    }
+
+    /// The last REMB from the server: how many bits per second our video may use.
+    pub fn last_remb_bps(&self) -> Option<u64> {
+        Some(self.remb.load(Ordering::Relaxed)).filter(|b| *b != 0)
+    }
+
     /// Limits inbound video to `kbps` (a weak network); `None` lifts the limit.
     pub fn set_throttle(&self, kbps: Option<u32>) {
         self.throttle.store(kbps.unwrap_or(0), Ordering::Relaxed);
@@ -1031,7 +1154,7 @@ impl MediaClient {
         // A slide deck: few frames, a keyframe every second.
         let wanted = Arc::new(AtomicBool::new(false));
         tokio::spawn(watch_keyframe_requests(track.clone(), wanted.clone()));
-        let task = tokio::spawn(send_loop(track, ssrc, 15, 600, 96, 90_000, 15, self.sending.clone(), None, wanted));
+        let task = tokio::spawn(send_loop(track, ssrc, 15, 600, 96, 90_000, 15, self.sending.clone(), None, wanted, false));
         self.screen = Some((sender, task));
         Ok(label)
     }
@@ -1116,7 +1239,9 @@ async fn send_loop(
     sending: Arc<AtomicBool>,
     audio_level: Option<Arc<AtomicU8>>,
     keyframe_wanted: Arc<AtomicBool>,
+    resend: bool,
 ) {
+    let mut previous: Option<rtp::Packet> = None;
     let mut tick = tokio::time::interval(Duration::from_secs(1) / pps);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seq: u16 = rand::random();
@@ -1148,7 +1273,16 @@ async fn send_loop(
                 let ext = HeaderExtension::AudioLevel(AudioLevelExtension { level, voice: level < 127 });
                 track.write_rtp_with_extensions(packet, &[ext]).await
             }
-            None => track.write_rtp(packet).await,
+            None => {
+                let copy = resend.then(|| packet.clone());
+                let written = track.write_rtp(packet).await;
+                // The packet before this one again: a retransmission arriving late.
+                if let Some(again) = previous.take() {
+                    let _ = track.write_rtp(again).await;
+                }
+                previous = copy;
+                written
+            }
         };
         // Before negotiation completes the track is unbound and the write fails: that packet
         // is simply not sent, as a camera's frame would not be.
@@ -1239,6 +1373,8 @@ mod tests {
             seq_regressions: 0,
             first_at: None,
             last_at: None,
+            first_keyframe_at: None,
+            keyframe_started: None,
             probe_min: u64::MAX,
             probe_max: 0,
             latencies_us: Vec::new(),
@@ -1246,6 +1382,7 @@ mod tests {
             late: 0,
             max_seq_step: 0,
             layers: [0; 3],
+            captured: Vec::new(),
             last_seq: None,
             recent: [0; PROBE_WINDOW / 64],
         }

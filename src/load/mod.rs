@@ -69,6 +69,12 @@ pub struct LoadConfig {
     /// (kbit/s), dropped on their side before their feedback is made (a weak network).
     pub throttle_kbps: Option<u32>,
     pub throttled_subscribers: usize,
+    /// A therapy group starting: a therapist joins each room first, everyone else waits in
+    /// the waiting room (the server runs with it on). The publishers are admitted together,
+    /// and once their media flows the subscribers are admitted together with one `admitAll`;
+    /// the report says how long each admitted subscriber waited for every publisher's first
+    /// keyframe ([`report::AdmitAll`]).
+    pub admit_all: bool,
 }
 
 impl LoadConfig {
@@ -89,11 +95,12 @@ impl LoadConfig {
             simulcast: false,
             throttle_kbps: None,
             throttled_subscribers: 0,
+            admit_all: false,
         }
     }
 
     pub fn participants(&self) -> usize {
-        self.rooms * (self.publishers + self.subscribers)
+        self.rooms * (self.publishers + self.subscribers + usize::from(self.admit_all))
     }
 
     fn validate(&self) -> Result<(), LoadError> {
@@ -105,7 +112,7 @@ impl LoadConfig {
         if self.rooms == 0 || self.rooms > MAX_ROOMS {
             return bad(format!("rooms must be 1..={MAX_ROOMS}"));
         }
-        if self.publishers == 0 || self.publishers + self.subscribers > MAX_PER_ROOM {
+        if self.publishers == 0 || self.publishers + self.subscribers + usize::from(self.admit_all) > MAX_PER_ROOM {
             return bad(format!("need at least one publisher and at most {MAX_PER_ROOM} participants per room"));
         }
         if self.participants() > MAX_PARTICIPANTS {
@@ -137,6 +144,8 @@ pub enum LoadError {
     Token(#[from] crate::auth::AuthError),
     #[error("participant {0} was put in the waiting room; run the server with rooms.waiting_room = false")]
     Waiting(String),
+    #[error("participant {0} was not put in the waiting room; --admit-all needs a server with rooms.waiting_room = true")]
+    NotWaiting(String),
     #[error(transparent)]
     Proc(#[from] procfs::ProcError),
 }
@@ -159,11 +168,17 @@ pub async fn run(cfg: &LoadConfig) -> Result<LoadReport, LoadError> {
 
     let mut people: Vec<Participant> = Vec::with_capacity(cfg.participants());
     let result = async {
-        join_all(cfg, &mut people).await?;
+        let admitted = if cfg.admit_all {
+            Some(join_admitting_all(cfg, &mut people).await?)
+        } else {
+            join_all(cfg, &mut people).await.map(|_| None)?
+        };
         let mut rejoins = report::Rejoins::default();
         wait_until_flowing(cfg, &mut people, &mut rejoins).await?;
         keep_connected(&mut people, cfg.warmup, &mut rejoins).await?;
-        measure(cfg, &mut people, server_idle, rejoins).await
+        let mut report = measure(cfg, &mut people, server_idle, rejoins).await?;
+        report.admit_all = admitted;
+        Ok(report)
     }
     .await;
     // Leave even when measuring failed, so the server is left empty.
@@ -174,35 +189,16 @@ pub async fn run(cfg: &LoadConfig) -> Result<LoadReport, LoadError> {
 }
 
 async fn join_all(cfg: &LoadConfig, people: &mut Vec<Participant>) -> Result<(), LoadError> {
-    // Latency samples are kept per remote track from the start of the window; bound them to
-    // about 20 million in all (160 MB) however many tracks and seconds a run has.
-    let tracks = (cfg.rooms * (cfg.publishers + cfg.subscribers) * cfg.publishers * TRACKS_PER_PUBLISHER).max(1);
-    let latency_cap = (20_000_000 / tracks).clamp(100, 200_000);
+    let latency_cap = latency_cap(cfg);
     let issuer = TokenIssuer::new(&cfg.token_secret);
-    // Valid for the whole run, however long the setup takes.
-    let ttl = cfg.duration + cfg.warmup + Duration::from_secs(3600);
     for room in 0..cfg.rooms {
         let room_name = format!("{}-{room}", cfg.room_prefix);
         let room_id = RoomId::new(room_name.clone()).map_err(|e| LoadError::Bounds(e.to_string()))?;
         // Publishers first, so every subscriber's join time is measured against live media.
         for i in 0..cfg.publishers + cfg.subscribers {
             let publisher = i < cfg.publishers;
-            let name = if publisher { format!("pub{i}") } else { format!("sub{}", i - cfg.publishers) };
-            // Subscribers join as observers: the role that receives and never publishes.
-            let role = if publisher { Role::Participant } else { Role::Observer };
-            let (token, _) = issuer.mint(&room_id, role, &name, None, ttl)?;
-            let mut opts = MediaOptions::light(&cfg.url, &room_name, &name).with_token(token);
-            opts.publish_audio = publisher;
-            opts.publish_video = publisher;
-            opts.audio_pps = AUDIO_PPS;
-            opts.audio_payload = AUDIO_PAYLOAD;
-            opts.video_profile = Some(cfg.video.clone());
-            opts.latency_samples = latency_cap;
-            opts.fallback_urls = cfg.fallback_urls.clone();
-            opts.simulcast = publisher && cfg.simulcast;
-            if !publisher && i - cfg.publishers < cfg.throttled_subscribers {
-                opts.throttle_kbps = cfg.throttle_kbps;
-            }
+            let opts = participant_options(cfg, &issuer, &room_id, i, latency_cap)?;
+            let name = opts.name.clone();
             let client = MediaClient::join_any(opts, REJOIN_PATIENCE)
                 .await
                 .map_err(|source| LoadError::Join { name: format!("{room_name}/{name}"), source: Box::new(source) })?;
@@ -217,6 +213,164 @@ async fn join_all(cfg: &LoadConfig, people: &mut Vec<Participant>) -> Result<(),
         info!(room = %room_name, participants = cfg.publishers + cfg.subscribers, "room joined");
     }
     Ok(())
+}
+
+/// Latency samples are kept per remote track from the start of the window; bound them to about
+/// 20 million in all (160 MB) however many tracks and seconds a run has.
+fn latency_cap(cfg: &LoadConfig) -> usize {
+    let tracks = (cfg.participants() * cfg.publishers * TRACKS_PER_PUBLISHER).max(1);
+    (20_000_000 / tracks).clamp(100, 200_000)
+}
+
+/// Valid for the whole run, however long the setup takes.
+fn token_ttl(cfg: &LoadConfig) -> Duration {
+    cfg.duration + cfg.warmup + Duration::from_secs(3600)
+}
+
+/// How participant `i` of a room joins: the first `cfg.publishers` publish audio and video,
+/// the rest join as observers (the role that receives and never publishes).
+fn participant_options(
+    cfg: &LoadConfig,
+    issuer: &TokenIssuer,
+    room: &RoomId,
+    i: usize,
+    latency_cap: usize,
+) -> Result<MediaOptions, LoadError> {
+    let publisher = i < cfg.publishers;
+    let name = if publisher { format!("pub{i}") } else { format!("sub{}", i - cfg.publishers) };
+    let role = if publisher { Role::Participant } else { Role::Observer };
+    let (token, _) = issuer.mint(room, role, &name, None, token_ttl(cfg))?;
+    let mut opts = MediaOptions::light(&cfg.url, room.as_str(), &name).with_token(token);
+    opts.publish_audio = publisher;
+    opts.publish_video = publisher;
+    opts.audio_pps = AUDIO_PPS;
+    opts.audio_payload = AUDIO_PAYLOAD;
+    opts.video_profile = Some(cfg.video.clone());
+    opts.latency_samples = latency_cap;
+    opts.fallback_urls = cfg.fallback_urls.clone();
+    opts.simulcast = publisher && cfg.simulcast;
+    if !publisher && i - cfg.publishers < cfg.throttled_subscribers {
+        opts.throttle_kbps = cfg.throttle_kbps;
+    }
+    Ok(opts)
+}
+
+/// How long the admitted subscribers may take to see every publisher before the run gives up
+/// waiting and reports who is missing.
+const ADMISSION_PATIENCE: Duration = Duration::from_secs(20);
+
+/// The `admit_all` setup: per room a therapist, then the publishers (waiting, admitted
+/// together), their media flowing, then the subscribers (waiting, admitted together). Measures
+/// from the therapist's `admitAll` to each subscriber's first complete keyframe of each
+/// publisher's video.
+async fn join_admitting_all(cfg: &LoadConfig, people: &mut Vec<Participant>) -> Result<report::AdmitAll, LoadError> {
+    let issuer = TokenIssuer::new(&cfg.token_secret);
+    let latency_cap = latency_cap(cfg);
+    let mut last_publisher = Vec::new();
+    let mut pairs = Vec::new();
+    let mut subscribers = 0;
+    let mut complete = 0;
+    for room in 0..cfg.rooms {
+        let room_name = format!("{}-{room}", cfg.room_prefix);
+        let room_id = RoomId::new(room_name.clone()).map_err(|e| LoadError::Bounds(e.to_string()))?;
+        let (token, _) = issuer.mint(&room_id, Role::Therapist, "host", None, token_ttl(cfg))?;
+        let mut host_opts = MediaOptions::light(&cfg.url, &room_name, "host").with_token(token);
+        host_opts.publish_audio = false;
+        host_opts.publish_video = false;
+        host_opts.fallback_urls = cfg.fallback_urls.clone();
+        let host = MediaClient::join_any(host_opts, REJOIN_PATIENCE)
+            .await
+            .map_err(|source| LoadError::Join { name: format!("{room_name}/host"), source: Box::new(source) })?;
+        let first = people.len();
+        people.push(Participant { client: host, joined_into_media: false, expects: cfg.publishers * TRACKS_PER_PUBLISHER });
+        admit_group(cfg, &issuer, &room_id, people, first, 0..cfg.publishers, latency_cap).await?;
+        let publishers = first + 1..first + 1 + cfg.publishers;
+        // Publishers see each other (and the host sees them) before anyone else is let in, so
+        // the subscribers meet a session whose video is already flowing.
+        let deadline = Instant::now() + ADMISSION_PATIENCE;
+        while Instant::now() < deadline && !people[first..publishers.end].iter().all(|p| video_from_all(&p.client, p.expects)) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let admitted_at =
+            admit_group(cfg, &issuer, &room_id, people, first, cfg.publishers..cfg.publishers + cfg.subscribers, latency_cap).await?;
+        let subs = publishers.end..people.len();
+        let publisher_ids: Vec<String> = people[publishers.clone()].iter().map(|p| p.client.participant_id.to_string()).collect();
+        let deadline = admitted_at + ADMISSION_PATIENCE;
+        loop {
+            let done = people[subs.clone()].iter().all(|p| first_keyframes(&p.client, &publisher_ids).iter().all(Option::is_some));
+            if done || Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for p in &people[subs] {
+            subscribers += 1;
+            let times = first_keyframes(&p.client, &publisher_ids);
+            let ms = |t: Instant| t.saturating_duration_since(admitted_at).as_micros() as u64;
+            pairs.extend(times.iter().flatten().map(|t| ms(*t)));
+            if times.iter().all(Option::is_some) {
+                complete += 1;
+                last_publisher.extend(times.iter().flatten().max().map(|t| ms(*t)));
+            }
+        }
+        info!(room = %room_name, subscribers = cfg.subscribers, "admitted together");
+    }
+    Ok(report::AdmitAll {
+        subscribers,
+        complete,
+        last_publisher_ms: Percentiles::of(last_publisher, 1e-3),
+        pairs_ms: Percentiles::of(pairs, 1e-3),
+    })
+}
+
+/// Joins participants `range` of a room (they wait), then has the room's therapist (at
+/// `people[host]`) admit them all with one `admitAll`; returns when that was sent.
+async fn admit_group(
+    cfg: &LoadConfig,
+    issuer: &TokenIssuer,
+    room: &RoomId,
+    people: &mut Vec<Participant>,
+    host: usize,
+    range: std::ops::Range<usize>,
+    latency_cap: usize,
+) -> Result<Instant, LoadError> {
+    for i in range {
+        let opts = participant_options(cfg, issuer, room, i, latency_cap)?;
+        let name = format!("{room}/{}", opts.name);
+        let client = MediaClient::join_any(opts, REJOIN_PATIENCE)
+            .await
+            .map_err(|source| LoadError::Join { name: name.clone(), source: Box::new(source) })?;
+        if client.admitted {
+            client.close().await;
+            return Err(LoadError::NotWaiting(name));
+        }
+        let others = if i < cfg.publishers { cfg.publishers - 1 } else { cfg.publishers };
+        people.push(Participant { client, joined_into_media: false, expects: others * TRACKS_PER_PUBLISHER });
+    }
+    // Their offers went out right after `joined`; give the last one a moment to reach the
+    // server, as a therapist glancing at the waiting list would.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    people[host].client.send(crate::signal::protocol::ClientMessage::AdmitAll);
+    Ok(Instant::now())
+}
+
+/// Whether `client` receives video from as many remote tracks as half of `expects` (a video
+/// per publisher).
+fn video_from_all(client: &MediaClient, expects: usize) -> bool {
+    client.received().values().filter(|t| t.kind == MediaKind::Video && t.first_keyframe_at.is_some()).count()
+        >= expects / TRACKS_PER_PUBLISHER
+}
+
+/// Per publisher (by participant id), when `client` completed its first keyframe of that
+/// publisher's video.
+fn first_keyframes(client: &MediaClient, publishers: &[String]) -> Vec<Option<Instant>> {
+    let received = client.received();
+    publishers
+        .iter()
+        .map(|id| {
+            received.values().filter(|t| t.kind == MediaKind::Video && &t.participant == id).filter_map(|t| t.first_keyframe_at).min()
+        })
+        .collect()
 }
 
 /// Waits (bounded) until every participant receives every track it should.
@@ -468,6 +622,7 @@ async fn measure(
         load_generator_cpu_s: b.own.cpu_seconds - a.own.cpu_seconds,
         machine_busy: a.machine.busy_fraction_until(&b.machine),
         rejoins,
+        admit_all: None,
         throttled_subscribers: if cfg.throttle_kbps.is_some() { cfg.rooms * cfg.throttled_subscribers.min(cfg.subscribers) } else { 0 },
         video_paused_subscribers: paused,
         udp: report::Udp {

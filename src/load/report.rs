@@ -26,10 +26,26 @@ pub struct LoadReport {
     pub udp: Udp,
     /// Relay nodes: participants who lost their node during the run and rejoined.
     pub rejoins: Rejoins,
+    /// The `admit_all` run: how long subscribers admitted together waited for video.
+    pub admit_all: Option<AdmitAll>,
     /// Poor networks: subscribers given a throttle, and those whose video the server had
     /// paused (to keep their audio) when the window closed.
     pub throttled_subscribers: usize,
     pub video_paused_subscribers: usize,
+}
+
+/// Subscribers admitted together with one `admitAll`, from that message to each one's first
+/// complete keyframe of each publisher's video (what a decoder needs for a first picture).
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct AdmitAll {
+    pub subscribers: usize,
+    /// Subscribers who got a first keyframe from every publisher within the run's patience.
+    pub complete: usize,
+    /// Per complete subscriber, the last publisher's first keyframe: its max is the last of
+    /// everyone admitted together.
+    pub last_publisher_ms: Percentiles,
+    /// Every (subscriber, publisher) pair.
+    pub pairs_ms: Percentiles,
 }
 
 /// Rejoins during the window, and the longest one (socket lost noticed → joined again).
@@ -212,6 +228,17 @@ impl LoadReport {
             ms(jv.max),
             j.samples
         );
+        if let Some(a) = &self.admit_all {
+            out += &format!(
+                "  admit all      {}/{} admitted together saw every publisher; last publisher's first keyframe p50 {} max {} ms; all pairs p50 {} max {} ms\n",
+                a.complete,
+                a.subscribers,
+                ms(a.last_publisher_ms.p50),
+                ms(a.last_publisher_ms.max),
+                ms(a.pairs_ms.p50),
+                ms(a.pairs_ms.max)
+            );
+        }
         let l = &f.video_layer_packets;
         if l[1] + l[2] > 0 || self.throttled_subscribers > 0 {
             out += &format!(

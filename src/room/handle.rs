@@ -77,6 +77,10 @@ pub enum Timer {
     Speakers,
     /// Screen sharing: the announced share (its announcement number) should have arrived.
     ScreenArrival(ParticipantId, u64),
+    /// Rounds: a turn's time is up (the space, and the turn's generation).
+    RoundTurn(Option<String>, u64),
+    /// Agenda: warn before the running item ends (the warning's generation).
+    AgendaWarning(u64),
 }
 
 #[derive(Clone)]

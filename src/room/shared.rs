@@ -23,6 +23,8 @@ pub struct RoomSettings {
     pub max_tracks_per_participant: usize,
     /// Whether new rooms start with the waiting room on.
     pub waiting_room: bool,
+    /// New rooms' end-to-end encryption policy (`required` also keeps the waiting room on).
+    pub e2ee: crate::vocab::E2eeMode,
     pub reconnect_grace: std::time::Duration,
     /// STUN (or TURN with fixed credentials) for every admitted client.
     pub ice_servers: Vec<IceServer>,

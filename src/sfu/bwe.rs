@@ -13,7 +13,10 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// Tokio's clock, so the pause and probe timeline can be tested in simulated time.
+use tokio::time::Instant;
 
 use rtc::interceptor::{Packet, TaggedPacket};
 use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
@@ -196,15 +199,16 @@ impl Estimator {
                 if self.probing_since.take().is_some_and(|t| t.elapsed() < PROBE_VERDICT) {
                     self.probe_every = (self.probe_every * 2).min(MAX_PROBE_EVERY);
                 }
-            } else if loss < LOW_LOSS {
-                // Clean while carrying video: a report about nothing (paused) says nothing.
-                if sent > 0 {
-                    self.clean_reports += 1;
-                    // A link clean for a few reports in a row has recovered: probes may come
-                    // quickly again, whatever they met before.
-                    if self.clean_reports >= CLEAN_TO_RECOVER {
-                        self.probe_every = PROBE_EVERY;
-                    }
+            } else if loss < LOW_LOSS && sent > 0 {
+                // Clean while carrying video. A report about nothing (paused) says nothing
+                // about the link: growing on those resumed a paused leg within a report or
+                // two, only for the next loss to pause it again (a receiver short of CPU
+                // flapped 8-12 times in 10 s). A paused leg comes back by a probe only.
+                self.clean_reports += 1;
+                // A link clean for a few reports in a row has recovered: probes may come
+                // quickly again, whatever they met before.
+                if self.clean_reports >= CLEAN_TO_RECOVER {
+                    self.probe_every = PROBE_EVERY;
                 }
                 if self.probing_since.is_some_and(|t| t.elapsed() >= PROBE_VERDICT) {
                     self.probing_since = None;
@@ -257,6 +261,43 @@ impl Estimator {
     pub fn reset_probe_timer(&mut self) {
         self.last_probe = Instant::now();
     }
+}
+
+/// The layer a video leg should forward next (`None`: paused), given the layer the tile wants
+/// (`preferred`, `None`: not shown), each layer's bitrate as it arrives (`None` until a first
+/// window is measured), which layers send, and the layer wanted until now. Held below the
+/// tile's layer, it now and then tries the next one up; paused for bandwidth, it tries the
+/// lowest layer again every [`PROBE_EVERY`] (longer while tries fail), and at no other time.
+pub fn want_layer(
+    estimator: &mut Estimator,
+    preferred: Option<usize>,
+    layer_bps: Option<&[f64; 3]>,
+    available: &[bool; 3],
+    was: Option<usize>,
+) -> Option<usize> {
+    let mut fitted = match (preferred, layer_bps) {
+        (Some(p), Some(bps)) => fit_layer(p, bps, available, estimator.estimate()),
+        (other, _) => other,
+    };
+    let bps = |i: usize| layer_bps.map_or(0.0, |b| b[i]);
+    if let (Some(p), Some(f)) = (preferred, fitted) {
+        if let Some(up) = (f + 1..=p).find(|&i| available[i]) {
+            if estimator.up_probe_due(bps(up) * 1.2) {
+                fitted = Some(up);
+            }
+        }
+    }
+    let wanted = match (preferred, fitted) {
+        (Some(_), None) => match available.iter().position(|a| *a) {
+            Some(lowest) if estimator.probe_due(bps(lowest) * 1.3) => Some(lowest),
+            _ => None,
+        },
+        (_, fitted) => fitted,
+    };
+    if wanted != was {
+        estimator.reset_probe_timer();
+    }
+    wanted
 }
 
 /// Sequence numbers a leg skipped because the packets never reached this server (a lossy
@@ -333,10 +374,14 @@ mod tests {
         assert_eq!(e.estimate(), Some(750_000.0));
         e.update(Feedback { reports: 1, loss: 0.5, ..Default::default() }, 1_000_000.0, &mut UpstreamGaps::default());
         assert_eq!(e.estimate(), Some(750_000.0), "the same report counts once");
-        e.update(Feedback { reports: 2, loss: 0.0, ..Default::default() }, 700_000.0, &mut UpstreamGaps::default());
+        let mut sending = UpstreamGaps::default();
+        sending.forwarded(1);
+        e.update(Feedback { reports: 2, loss: 0.0, ..Default::default() }, 700_000.0, &mut sending);
         assert_eq!(e.estimate(), Some(937_500.0));
+        e.update(Feedback { reports: 3, loss: 0.0, ..Default::default() }, 0.0, &mut UpstreamGaps::default());
+        assert_eq!(e.estimate(), Some(937_500.0), "a clean report about nothing sent (paused) says nothing");
         e.update(
-            Feedback { reports: 3, loss: 0.05, remb_bps: Some(300_000.0), ..Default::default() },
+            Feedback { reports: 4, loss: 0.05, remb_bps: Some(300_000.0), ..Default::default() },
             700_000.0,
             &mut UpstreamGaps::default(),
         );
@@ -370,6 +415,67 @@ mod tests {
             e.update(Feedback { reports: r, loss: 0.0, ..Default::default() }, 150_000.0, &mut sending());
         }
         assert_eq!(e.probe_every, PROBE_EVERY);
+    }
+
+    /// A receiver whose process is short of CPU: its socket overflows whenever video reaches
+    /// it (30 % lost), and its reports are clean while nothing is sent. The leg looks at its
+    /// feedback every 200 ms (as `forward` does) and gets a report each time. Video must pause
+    /// and stay paused until a probe, probes 3 s apart and then further apart while they fail,
+    /// never the pause-and-resume-within-a-quarter-second that flapped 8-12 times in 10 s.
+    /// Once the receiver has its CPU back, video returns by itself and stays.
+    #[tokio::test(start_paused = true)]
+    async fn a_starved_receiver_is_paused_and_probed_not_flapped() {
+        const TICK: Duration = Duration::from_millis(200);
+        let layer_bps = [150_000.0, 500_000.0, 1_500_000.0];
+        let available = [true; 3];
+        let start = Instant::now();
+        let mut e = Estimator::default();
+        let mut wanted = Some(2);
+        let mut reports = 0;
+        let mut seq = 0u16;
+        let mut paused_at: Option<Instant> = None;
+        let mut first_pause: Option<Duration> = None;
+        let mut resumes: Vec<(Duration, Duration)> = Vec::new(); // (when, after how long paused)
+        let starved_for = Duration::from_secs(20);
+        while start.elapsed() < Duration::from_secs(40) {
+            tokio::time::advance(TICK).await;
+            let starved = start.elapsed() <= starved_for;
+            let mut upstream = UpstreamGaps::default();
+            let sending_bps = wanted.map_or(0.0, |l| layer_bps[l]);
+            if wanted.is_some() {
+                for _ in 0..10 {
+                    seq = seq.wrapping_add(1);
+                    upstream.forwarded(seq);
+                }
+            }
+            reports += 1;
+            let loss = if starved && wanted.is_some() { 0.3 } else { 0.0 };
+            e.update(Feedback { reports, loss, ..Default::default() }, sending_bps, &mut upstream);
+            let was = wanted;
+            wanted = want_layer(&mut e, Some(2), Some(&layer_bps), &available, was);
+            match (was, wanted) {
+                (Some(_), None) => {
+                    paused_at = Some(Instant::now());
+                    first_pause.get_or_insert(start.elapsed());
+                }
+                (None, Some(_)) => {
+                    let paused = paused_at.map_or(Duration::ZERO, |p| Instant::now() - p);
+                    resumes.push((start.elapsed(), paused));
+                }
+                _ => {}
+            }
+        }
+        assert!(first_pause.is_some_and(|p| p < Duration::from_secs(2)), "video paused soon: {first_pause:?}");
+        let while_starved: Vec<_> = resumes.iter().filter(|(at, _)| *at <= starved_for).collect();
+        assert!(
+            while_starved.iter().all(|(_, paused)| *paused >= PROBE_EVERY),
+            "every resume while starved is a probe, at least {PROBE_EVERY:?} after the pause: {resumes:?}"
+        );
+        assert!(while_starved.len() <= 3, "probes back off while they fail (3 s, 6 s, 12 s): {resumes:?}");
+        assert!(!while_starved.is_empty(), "the lowest layer is tried again while paused: {resumes:?}");
+        assert!(wanted.is_some(), "video is back once the receiver has its CPU again: {resumes:?}");
+        let last_resume = resumes.last().map_or(Duration::ZERO, |(at, _)| *at);
+        assert!(last_resume <= starved_for + MAX_PROBE_EVERY + TICK, "back within one longest probe interval: {resumes:?}");
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //!
 //! One server-side peer connection per participant ([`peer`]): it receives what the participant
 //! publishes and sends them everyone else's tracks. [`track`] fans RTP out without decoding.
+//! All connections share one UDP port ([`udp_mux`], `ice.udp_port`) unless `ice.single_port`
+//! is off.
 //! Who receives whom is not decided here: the room tells each peer to subscribe or unsubscribe.
 
 pub mod audio_level;
@@ -14,6 +16,7 @@ pub mod peer;
 pub mod simulcast;
 pub mod tap;
 pub mod track;
+pub mod udp_mux;
 
 use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -42,6 +45,8 @@ pub enum SfuError {
     PeerClosed,
     #[error("invalid session description: {0}")]
     InvalidSdp(String),
+    #[error("cannot bind the media port {addr}: {source}")]
+    MediaPort { addr: SocketAddr, source: std::io::Error },
 }
 
 /// Counters the whole server shares, read by `/healthz` and `/metrics`. Plain atomics: the
@@ -72,6 +77,10 @@ pub struct SfuStats {
     pub bandwidth_paused: AtomicUsize,
     /// Connected peers by the path their media takes, indexed by [`path::MediaPath`].
     pub peers_by_path: [AtomicUsize; 4],
+    /// Datagrams on the shared media port that belonged to no connection (strangers, late
+    /// packets of closed connections), and datagrams dropped because a connection's queue was full.
+    pub media_port_unrouted: AtomicU64,
+    pub media_port_overflow: AtomicU64,
 }
 
 /// How often the server asks a publisher for one missing packet (100 ms apart), after which
@@ -111,17 +120,53 @@ fn register_codecs(media_engine: &mut MediaEngine) -> Result<(), SfuError> {
     Ok(())
 }
 
+/// The one UDP port all media uses (`ice.udp_port` on `ice.bind_ip`). Setting up the shared
+/// port is this function and [`udp_mux`]; nothing else in the engine knows about it.
+fn bind_media_port(ice: &IceConfig, stats: Arc<SfuStats>) -> Result<Arc<udp_mux::UdpMux>, SfuError> {
+    let addr = SocketAddr::new(ice.bind_ip, ice.udp_port);
+    udp_mux::UdpMux::bind(addr, stats).map_err(|source| SfuError::MediaPort { addr, source })
+}
+
 /// Builds peer connections with the configured ICE settings.
 pub struct SfuEngine {
     ice: IceConfig,
     next_port: AtomicU32,
     next_tcp_port: AtomicU32,
     pub stats: Arc<SfuStats>,
+    /// The one media port every connection shares (`ice.single_port`).
+    mux: Option<Arc<udp_mux::UdpMux>>,
 }
 
 impl SfuEngine {
+    /// An engine that binds nothing until a peer is activated: a port of its own per peer
+    /// connection, whatever `ice.single_port` says (for tests of the room's rules).
     pub fn new(ice: IceConfig) -> Arc<Self> {
-        Arc::new(Self { next_port: AtomicU32::new(0), next_tcp_port: AtomicU32::new(0), ice, stats: Arc::new(SfuStats::default()) })
+        Arc::new(Self {
+            next_port: AtomicU32::new(0),
+            next_tcp_port: AtomicU32::new(0),
+            ice,
+            stats: Arc::new(SfuStats::default()),
+            mux: None,
+        })
+    }
+
+    /// The server's engine: with `ice.single_port`, binds the shared media port now, so a port
+    /// in use fails the start rather than the first admission. Needs a tokio runtime.
+    pub fn start(ice: IceConfig) -> Result<Arc<Self>, SfuError> {
+        let stats = Arc::new(SfuStats::default());
+        let mux = if ice.single_port { Some(bind_media_port(&ice, stats.clone())?) } else { None };
+        Ok(Arc::new(Self { next_port: AtomicU32::new(0), next_tcp_port: AtomicU32::new(0), ice, stats, mux }))
+    }
+
+    /// The shared media port's address, when there is one.
+    pub fn media_port(&self) -> Option<SocketAddr> {
+        self.mux.as_ref().map(|m| m.local_addr())
+    }
+
+    /// A new connection's share of the media port, and the runtime that gives it: `None`
+    /// when each connection binds a port of its own.
+    fn media_route(&self) -> Option<(Arc<udp_mux::PeerRoute>, Arc<dyn webrtc::runtime::Runtime>)> {
+        self.mux.as_ref().map(|m| m.route())
     }
 
     /// Starts a participant's peer task. It stays dormant (no socket, no connection) until the
@@ -194,9 +239,10 @@ impl SfuEngine {
     }
 
     /// The UDP address a new peer binds: an ephemeral port, or the next free one in the range.
+    /// With the shared port, the crate still binds (and we close) an ephemeral one.
     fn udp_addr(&self) -> Result<SocketAddr, SfuError> {
         let (min, max) = (self.ice.udp_port_min, self.ice.udp_port_max);
-        if min == 0 {
+        if min == 0 || self.mux.is_some() {
             return Ok(SocketAddr::new(self.ice.bind_ip, 0));
         }
         let span = u32::from(max - min) + 1;

@@ -32,10 +32,11 @@ use webrtc::peer_connection::{
 use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RtpSender};
 
 use super::audio_level::ExtensionId;
-use super::bwe::{fit_layer, Estimator, FeedbackSink, UpstreamGaps};
+use super::bwe::{want_layer, Estimator, FeedbackSink, UpstreamGaps};
 use super::path::{classify, parse_candidate, PathGauge};
 use super::simulcast::{choose_layer, layer_name, Rewriter};
 use super::track::{is_vp8_keyframe, rewrite_for_subscriber, Fanned, PublishedTrack, TrackId};
+use super::udp_mux::PeerRoute;
 use super::{SfuEngine, SfuError};
 use crate::vocab::{MediaKind, ParticipantId, PauseReason, SimulcastLayer, TrackSource};
 
@@ -149,6 +150,8 @@ struct Handler {
     connected: Arc<AtomicBool>,
     audio_level_id: Arc<ExtensionId>,
     publishes: bool,
+    /// This connection's share of the shared media port, if there is one.
+    route: Option<Arc<PeerRoute>>,
 }
 
 #[async_trait::async_trait]
@@ -157,7 +160,10 @@ impl PeerConnectionEventHandler for Handler {
         match event.candidate.to_json() {
             Ok(init) => {
                 let candidate = Candidate {
-                    candidate: init.candidate,
+                    candidate: match &self.route {
+                        Some(route) => route.public_candidate(&init.candidate),
+                        None => init.candidate,
+                    },
                     sdp_mid: init.sdp_mid,
                     sdp_mline_index: init.sdp_mline_index,
                     username_fragment: init.username_fragment,
@@ -219,9 +225,13 @@ impl PeerConnectionEventHandler for Handler {
         stats.published_tracks.fetch_add(1, Ordering::Relaxed);
         let events = self.events.clone();
         let pump = track.clone();
+        let regulate = (kind == MediaKind::Video).then(|| tokio::spawn(track.clone().regulate_publisher()));
         tokio::spawn(
             async move {
                 pump.pump().await;
+                if let Some(task) = regulate {
+                    task.abort();
+                }
                 stats.published_tracks.fetch_sub(1, Ordering::Relaxed);
                 let _ = events.send(PeerEvent::TrackEnded(id));
             }
@@ -277,6 +287,8 @@ struct PeerTask {
     /// The candidate types the client named for its addresses (bounded), and the path counted.
     told: HashMap<std::net::SocketAddr, String>,
     path: PathGauge,
+    /// This connection's share of the shared media port, if there is one.
+    route: Option<Arc<PeerRoute>>,
 }
 
 /// Remote candidates (trickled or in an offer) one peer takes per remote description: a
@@ -361,7 +373,9 @@ impl Dormant {
         let (media_engine, registry) = engine.media_engine_and_registry(feedback.clone())?;
         let connected = Arc::new(AtomicBool::new(false));
         let audio_level_id = Arc::new(ExtensionId::default());
+        let (route, runtime) = engine.media_route().unzip();
         let handler = Arc::new(Handler {
+            route: route.clone(),
             participant: self.participant.clone(),
             events: self.events.clone(),
             commands: self.commands.clone(),
@@ -372,16 +386,18 @@ impl Dormant {
             audio_level_id: audio_level_id.clone(),
             publishes: self.publishes,
         });
-        let pc = PeerConnectionBuilder::new()
+        let mut builder = PeerConnectionBuilder::new()
             .with_configuration(engine.configuration())
             .with_media_engine(media_engine)
             .with_setting_engine(engine.setting_engine())
             .with_interceptor_registry(registry)
             .with_handler(handler as Arc<dyn PeerConnectionEventHandler>)
             .with_udp_addrs(vec![engine.udp_addr()?])
-            .with_tcp_addrs(engine.ice_tcp_addrs()?)
-            .build()
-            .await?;
+            .with_tcp_addrs(engine.ice_tcp_addrs()?);
+        if let Some(runtime) = runtime {
+            builder = builder.with_runtime(runtime);
+        }
+        let pc = builder.build().await?;
         let pc: Arc<dyn PeerConnection> = Arc::new(pc);
         engine.stats.peers.fetch_add(1, Ordering::Relaxed);
         Ok(PeerTask {
@@ -402,6 +418,7 @@ impl Dormant {
             publishes: self.publishes,
             told: HashMap::new(),
             path: PathGauge::new(engine.stats.clone()),
+            route,
         })
     }
 }
@@ -455,6 +472,19 @@ impl PeerTask {
         self.tell(PeerEvent::Refused(why, message.into()));
     }
 
+    /// A local description just set, as the client must see it: on the shared media port,
+    /// STUN naming its ufrag reaches this connection from now on, and its candidates carry
+    /// the shared port.
+    fn for_client(&self, sdp: String) -> String {
+        match &self.route {
+            Some(route) => {
+                route.learn_ufrags(&sdp);
+                route.public_sdp(&sdp)
+            }
+            None => sdp,
+        }
+    }
+
     async fn on_remote_offer(&mut self, sdp: String) -> Result<(), SfuError> {
         if self.awaiting_answer {
             // Glare: we are impolite. The client rolls back and answers our offer, then offers again.
@@ -484,7 +514,8 @@ impl PeerTask {
         self.flush_candidates().await;
         let answer = self.pc.create_answer(None).await?;
         self.pc.set_local_description(answer.clone()).await?;
-        self.tell(PeerEvent::Answer(answer.sdp));
+        let sdp = self.for_client(answer.sdp);
+        self.tell(PeerEvent::Answer(sdp));
         self.established = true;
         if self.offer_needed {
             self.offer().await?;
@@ -607,7 +638,8 @@ impl PeerTask {
         let offer = self.pc.create_offer(None).await?;
         self.pc.set_local_description(offer.clone()).await?;
         self.awaiting_answer = true;
-        self.tell(PeerEvent::Offer(offer.sdp));
+        let sdp = self.for_client(offer.sdp);
+        self.tell(PeerEvent::Offer(sdp));
         Ok(())
     }
 
@@ -709,6 +741,24 @@ impl Drop for PausedGauge {
     }
 }
 
+/// A leg's estimate as the publisher's REMB sees it (see `PublishedTrack::regulate_publisher`).
+struct Downlink {
+    track: Arc<PublishedTrack>,
+    leg: u32,
+}
+
+impl Downlink {
+    fn report(&self, estimate: Option<f64>) {
+        self.track.report_downlink(self.leg, estimate);
+    }
+}
+
+impl Drop for Downlink {
+    fn drop(&mut self) {
+        self.track.forget_downlink(self.leg);
+    }
+}
+
 /// How often a leg looks at its feedback.
 const BWE_EVERY: Duration = Duration::from_millis(200);
 
@@ -797,6 +847,8 @@ async fn forward(leg: Leg, mut rx: broadcast::Receiver<Fanned>) {
     let mut last_estimate = Instant::now();
     // Counted in the server-wide gauge while true, however this task ends (an aborted task too).
     let mut bandwidth_paused = PausedGauge { stats: track.stats().clone(), on: false };
+    // This leg's say in the publisher's REMB, withdrawn however this task ends.
+    let downlink = Downlink { track: track.clone(), leg: leg.ssrc };
     loop {
         let (layer, mut packet) = match rx.recv().await {
             Ok(p) => p,
@@ -822,33 +874,12 @@ async fn forward(leg: Leg, mut rx: broadcast::Receiver<Fanned>) {
             if last_estimate.elapsed() >= BWE_EVERY {
                 last_estimate = Instant::now();
                 estimator.update(leg.feedback.get(leg.ssrc), rates.sending_bps(), &mut upstream);
-            }
-            let mut fitted = match preferred {
-                Some(p) if rates.known() => fit_layer(p, &rates.layer_bps, &available, estimator.estimate()),
-                other => other,
-            };
-            // Held below the tile's layer: now and then try the next one up.
-            if let (Some(p), Some(f)) = (preferred, fitted) {
-                if let Some(up) = (f + 1..=p).find(|&i| available[i]) {
-                    if estimator.up_probe_due(rates.layer_bps[up] * 1.2) {
-                        fitted = Some(up);
-                    }
-                }
+                downlink.report(estimator.estimate());
             }
             let was = wanted;
-            wanted = match (preferred, fitted) {
-                // Paused for bandwidth: now and then try the lowest layer again.
-                (Some(_), None) => {
-                    let lowest = available.iter().position(|a| *a);
-                    match lowest {
-                        Some(l) if estimator.probe_due(rates.layer_bps[l] * 1.3) => Some(l),
-                        _ => None,
-                    }
-                }
-                (_, fitted) => fitted,
-            };
+            let rates_known = rates.known().then_some(&rates.layer_bps);
+            wanted = want_layer(&mut estimator, preferred, rates_known, &available, was);
             if wanted != was {
-                estimator.reset_probe_timer();
                 tracing::debug!(?was, ?wanted, ?preferred, ?available, estimate = ?estimator.estimate(), rates = ?rates.layer_bps, "layer wanted");
             }
             if wanted.is_none() {

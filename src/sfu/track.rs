@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
 use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::RTCRtpCodec;
 use tokio::sync::broadcast;
@@ -98,6 +99,37 @@ pub struct PublishedTrack {
     /// when its own estimate drops, and nobody must wait for a layer that stopped.
     layer_last_ms: [AtomicU64; MAX_LAYERS],
     born: Instant,
+    /// Video: what each subscriber's leg (by its SSRC) estimates it can carry (`None`: no
+    /// limit known), for the REMB sent to the publisher ([`PublishedTrack::regulate_publisher`]).
+    downlinks: Mutex<HashMap<u32, Option<f64>>>,
+}
+
+/// How often a video publisher is told (REMB) how much its subscribers can take.
+const REMB_EVERY: Duration = Duration::from_secs(1);
+/// The REMB a publisher gets is never below this: a subscriber who cannot carry even this much
+/// has its video paused (its audio kept) rather than dragging everyone's picture down with it.
+pub const REMB_FLOOR_BPS: f64 = 150_000.0;
+/// Nor above this: a camera's full layer (browsers cap simulcast's top layer at 1.5 Mbit/s)
+/// with room for its lower layers.
+pub const REMB_CEILING_BPS: f64 = 2_500_000.0;
+
+/// The bitrate to offer a video publisher, from what its subscribers' legs estimate (`None`
+/// for a leg: no limit known). Without simulcast the one stream must fit the weakest downlink
+/// (the minimum); with simulcast lower layers serve weaker downlinks, so the strongest decides
+/// (the maximum). Bounded by [`REMB_FLOOR_BPS`] and [`REMB_CEILING_BPS`]; no subscriber, or
+/// none with a limit, gives the ceiling.
+pub fn publisher_bitrate(legs: impl IntoIterator<Item = Option<f64>>, simulcast: bool) -> f64 {
+    let mut known = Vec::new();
+    for leg in legs {
+        match leg {
+            Some(bps) => known.push(bps),
+            // A leg without a limit can take anything: with simulcast it decides alone.
+            None if simulcast => return REMB_CEILING_BPS,
+            None => {}
+        }
+    }
+    let pick = if simulcast { known.iter().copied().reduce(f64::max) } else { known.iter().copied().reduce(f64::min) };
+    pick.unwrap_or(REMB_CEILING_BPS).clamp(REMB_FLOOR_BPS, REMB_CEILING_BPS)
 }
 
 /// A simulcast layer silent this long is not switched to.
@@ -145,6 +177,7 @@ impl PublishedTrack {
             layer_height: Default::default(),
             layer_last_ms: Default::default(),
             born: Instant::now(),
+            downlinks: Mutex::default(),
         })
     }
 
@@ -175,6 +208,7 @@ impl PublishedTrack {
             layer_height: Default::default(),
             layer_last_ms: Default::default(),
             born: Instant::now(),
+            downlinks: Mutex::default(),
         })
     }
 
@@ -259,6 +293,13 @@ impl PublishedTrack {
             TrackSource::Screen => format!("{}~screen", self.publisher),
             _ => self.publisher.to_string(),
         }
+    }
+
+    /// Whether the frames can be end-to-end encrypted the way Hearth's browsers do it: the
+    /// clear codec bytes the relay reads are defined for VP8 video and Opus audio only.
+    pub fn e2ee_codec(&self) -> bool {
+        let mime = &self.codec.mime_type;
+        mime.eq_ignore_ascii_case("video/vp8") || mime.eq_ignore_ascii_case("audio/opus")
     }
 
     pub fn is_simulcast(&self) -> bool {
@@ -351,14 +392,58 @@ impl PublishedTrack {
         }
     }
 
-    fn send_pli(&self) {
-        self.stats.keyframe_requests_sent.fetch_add(1, Ordering::Relaxed);
-        let Some(remote) = self.remote.clone() else { return };
-        // Every simulcast layer has its own SSRC and its own keyframes.
+    /// A subscriber's leg (our SSRC `leg` towards it) can carry about `estimate` bits per
+    /// second of this video (`None`: no limit known).
+    pub(crate) fn report_downlink(&self, leg: u32, estimate: Option<f64>) {
+        if let Ok(mut map) = self.downlinks.lock() {
+            map.insert(leg, estimate);
+        }
+    }
+
+    /// The leg on `leg` ended.
+    pub(crate) fn forget_downlink(&self, leg: u32) {
+        if let Ok(mut map) = self.downlinks.lock() {
+            map.remove(&leg);
+        }
+    }
+
+    /// What this video's publisher is told it may send now.
+    pub fn publisher_bitrate(&self) -> f64 {
+        let legs: Vec<Option<f64>> = self.downlinks.lock().map(|m| m.values().copied().collect()).unwrap_or_default();
+        publisher_bitrate(legs, self.is_simulcast())
+    }
+
+    /// Tells the publisher (REMB, every [`REMB_EVERY`]) how much its subscribers can take, so
+    /// its encoder follows the downlinks instead of its own default. Runs beside `pump` for
+    /// video and ends with it.
+    pub(crate) async fn regulate_publisher(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(REMB_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let ssrcs = self.ssrcs();
+            let remb = ReceiverEstimatedMaximumBitrate { sender_ssrc: 0, bitrate: self.publisher_bitrate() as f32, ssrcs };
+            let Some(remote) = &self.remote else { return };
+            if let Err(e) = remote.write_rtcp(vec![Box::new(remb)]).await {
+                tracing::debug!(error = %e, "REMB not sent");
+            }
+        }
+    }
+
+    /// The publisher's SSRCs for this track: every simulcast layer's, or the one stream's.
+    fn ssrcs(&self) -> Vec<u32> {
         let mut ssrcs: Vec<u32> = self.layer_ssrc.iter().map(|s| s.load(Ordering::Relaxed)).filter(|s| *s != 0).collect();
         if ssrcs.is_empty() {
             ssrcs.push(self.media_ssrc);
         }
+        ssrcs
+    }
+
+    fn send_pli(&self) {
+        self.stats.keyframe_requests_sent.fetch_add(1, Ordering::Relaxed);
+        let Some(remote) = self.remote.clone() else { return };
+        // Every simulcast layer has its own SSRC and its own keyframes.
+        let ssrcs = self.ssrcs();
         tokio::spawn(async move {
             let plis: Vec<Box<dyn rtc::rtcp::Packet>> = ssrcs
                 .into_iter()
@@ -498,6 +583,19 @@ mod tests {
         // with whoever else comes within 100 ms of the last request.
         assert_eq!(keyframe_request(ms(150), Some(t0), answered), KeyframeRequest::Now);
         assert_eq!(keyframe_request(ms(40), Some(t0), answered), KeyframeRequest::After(Duration::from_millis(60)));
+    }
+
+    #[test]
+    fn the_publisher_is_offered_what_its_subscribers_can_carry() {
+        assert_eq!(publisher_bitrate([], false), REMB_CEILING_BPS, "nobody watching: no limit of ours");
+        assert_eq!(publisher_bitrate([None, None], false), REMB_CEILING_BPS);
+        // One stream: the weakest downlink decides, but never below the floor.
+        assert_eq!(publisher_bitrate([None, Some(800_000.0), Some(400_000.0)], false), 400_000.0);
+        assert_eq!(publisher_bitrate([Some(800_000.0), Some(20_000.0)], false), REMB_FLOOR_BPS);
+        // Simulcast: lower layers serve the weak, the strongest decides.
+        assert_eq!(publisher_bitrate([Some(800_000.0), Some(400_000.0)], true), 800_000.0);
+        assert_eq!(publisher_bitrate([Some(400_000.0), None], true), REMB_CEILING_BPS);
+        assert_eq!(publisher_bitrate([Some(9e9)], false), REMB_CEILING_BPS, "bounded above");
     }
 
     #[test]

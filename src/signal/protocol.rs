@@ -8,8 +8,8 @@
 use serde::{Deserialize, Serialize};
 
 pub use crate::vocab::{
-    CelebrationId, ChatMessageId, CheckInId, IceServer, MediaKind, MilestoneKind, ParticipantId, PauseReason, PollId, PollOptionId,
-    ProposalId, Role, RoomId, SessionId, SimulcastLayer, SupportRequestId, TrackSource,
+    CelebrationId, ChatMessageId, CheckInId, E2eeMode, IceServer, MediaKind, MilestoneKind, ParticipantId, PauseReason, PollId,
+    PollOptionId, ProposalId, Role, RoomId, SessionId, SimulcastLayer, SupportRequestId, TrackSource,
 };
 
 /// Bumped on any incompatible change. A client sends the version it speaks in `join`.
@@ -75,6 +75,9 @@ pub struct RoomState {
     pub locked: bool,
     pub waiting_room: bool,
     pub spotlight: Option<ParticipantId>,
+    /// End-to-end encryption of media: `off`, `preferred` or `required`.
+    #[serde(default)]
+    pub e2ee: E2eeMode,
 }
 
 /// A breakout room, as its members see it.
@@ -117,6 +120,44 @@ pub struct Whereabouts {
     /// Their connection dropped and their place is held (therapists see it in every space).
     #[serde(default)]
     pub reconnecting: bool,
+}
+
+// ---- end-to-end encryption (opaque to the server) ----
+
+/// One member's wrapped copy of a space key, inside `e2eeKeyBundle`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct E2eeWrap {
+    pub participant_id: ParticipantId,
+    /// base64url; the server never opens it.
+    pub wrap: String,
+}
+
+/// Who is in one space, for the key leader (therapists only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct E2eeSpace {
+    /// `main`, a breakout id or a private room id.
+    pub space: String,
+    pub members: Vec<E2eeMember>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct E2eeMember {
+    pub id: ParticipantId,
+    pub name: String,
+    pub role: Role,
+}
+
+/// Largest signed bundle (base64url characters): a 50-person member list with keys and names.
+pub const MAX_E2EE_BUNDLE_CHARS: usize = 16 * 1024;
+/// Largest public key, signature or wrap (base64url characters).
+pub const MAX_E2EE_KEY_CHARS: usize = 256;
+
+/// A blob the server relays without reading: non-empty base64url (no padding) of bounded size.
+pub fn is_e2ee_blob(text: &str, max_chars: usize) -> bool {
+    !text.is_empty() && text.len() <= max_chars && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 // ---- poll data ----
@@ -451,6 +492,103 @@ pub enum EndReason {
     Moved,
 }
 
+// ---- running a group: speaking queue, rounds, ground rules ----
+
+/// One raised hand in a space's speaking queue. `seq` is stamped by the server when the hand
+/// went up (per space, never reused), so every screen orders the queue the same way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueuedHand {
+    pub participant_id: ParticipantId,
+    pub seq: u64,
+}
+
+/// The order of a go-around round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RoundOrder {
+    /// The space's roster, in join order.
+    #[default]
+    Roster,
+    /// Shuffled once by the server at the start; everyone sees the same order.
+    Random,
+    /// The speaking queue first (in its order), then everyone else in roster order.
+    Queue,
+}
+
+/// A go-around round as everyone in its space sees it. The server owns the order and the clock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoundInfo {
+    pub order: Vec<ParticipantId>,
+    /// Whose turn it is (`null`: the round is over).
+    pub current: Option<ParticipantId>,
+    /// Those who passed, and those who left before their turn (skipped).
+    pub passed: Vec<ParticipantId>,
+    pub skipped: Vec<ParticipantId>,
+    pub allow_pass: bool,
+    /// Length of each turn (`null`: until the speaker passes or the therapist moves on).
+    pub seconds_per_turn: Option<u32>,
+    /// When the current turn ends, milliseconds since the Unix epoch.
+    pub turn_ends_at_ms: Option<u64>,
+    /// Seconds left in the current turn when this was sent: clients count down from receipt,
+    /// which does not depend on their clock agreeing with the server's.
+    pub seconds_left: Option<u32>,
+}
+
+/// One item of a session's agenda.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgendaItem {
+    /// 1 to 80 characters.
+    pub title: String,
+    /// 1 to 240.
+    pub minutes: u32,
+}
+
+/// The session's agenda as everyone sees it: the items, the current segment and its clock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AgendaInfo {
+    pub items: Vec<AgendaItem>,
+    /// Index of the running segment (`null`: none).
+    pub current: Option<u32>,
+    /// Items already ended, by index.
+    pub done: Vec<u32>,
+    /// When the running segment's time is up, milliseconds since the Unix epoch.
+    pub ends_at_ms: Option<u64>,
+    /// Seconds left in the running segment when this was sent (0: over time).
+    pub seconds_left: Option<u32>,
+}
+
+/// An agenda a therapist saved to use again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgendaTemplate {
+    pub name: String,
+    pub items: Vec<AgendaItem>,
+}
+
+/// Therapists only: how long one member has spoken in this session, from the audio levels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TalkTimeEntry {
+    pub participant_id: ParticipantId,
+    pub seconds: u32,
+}
+
+/// Therapists only: where one person stands with the room's agreement, and where they said
+/// they are right now (memory only, gone at session end).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgreementStatus {
+    pub participant_id: ParticipantId,
+    /// Accepted the room's current agreement.
+    pub agreed: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+}
+
 /// Client → server. A message's `type` tag is its variant name in camelCase, written once by
 /// the derives: serde's for the wire, strum's for [`ClientMessage::kind`] and
 /// [`ClientMessage::TYPES`] (the same rule; a test decodes every documented example and checks
@@ -756,6 +894,90 @@ pub enum ClientMessage {
         #[serde(default)]
         share: bool,
     },
+    // ---- end-to-end encryption ----
+    /// Therapist, before anyone else is admitted: the room's encryption policy.
+    SetE2ee {
+        mode: E2eeMode,
+    },
+    /// Every client of an encrypted room, after `joined`: its key for this connection (and a
+    /// therapist's identity key signing it). Relayed to therapists; kept in memory only.
+    E2eeHello {
+        ecdh_pub: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        identity_key: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        identity_sig: Option<String>,
+    },
+    /// The key leader: a new key for one space, a signed member list and one wrap per member.
+    /// The server hands each member only its own wrap (`e2eeKeys`).
+    E2eeKeyBundle {
+        space: String,
+        epoch: u32,
+        bundle: String,
+        signature: String,
+        wraps: Vec<E2eeWrap>,
+    },
+    // ---- running a group ----
+    /// Therapist: give the floor to `participantId`, or (absent) to the first hand in the
+    /// queue. Their hand goes down; with `spotlight` they are pinned on every screen for the
+    /// turn. Nobody is unmuted: the speaker unmutes themselves.
+    GiveFloor {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        participant_id: Option<ParticipantId>,
+        #[serde(default)]
+        spotlight: bool,
+    },
+    /// Therapist: start a go-around round in their space.
+    StartRound {
+        #[serde(default)]
+        order: RoundOrder,
+        /// 5 to 900; absent: no time limit.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seconds_per_turn: Option<u32>,
+        #[serde(default)]
+        allow_pass: bool,
+    },
+    /// The speaker: pass (or finish) one's turn, when the round allows passing.
+    PassTurn,
+    /// Therapist: move the round on to the next person.
+    NextTurn,
+    /// Therapist: end the round in their space.
+    EndRound,
+    /// Therapist: the session's agenda (replaces the last one; 0 to 20 items). A running
+    /// segment stops.
+    SetAgenda {
+        items: Vec<AgendaItem>,
+    },
+    /// Therapist: start the agenda item at `index` (ending the running one).
+    StartSegment {
+        index: u32,
+    },
+    /// Therapist: give the running segment `minutes` more (1 to 60).
+    ExtendSegment {
+        minutes: u32,
+    },
+    /// Therapist: end the running segment.
+    EndSegment,
+    /// Therapist: keep the current agenda's items under `name` (1 to 60 characters) for later
+    /// sessions; a template of the same name is replaced. Answered by `agendaTemplates`.
+    SaveAgendaTemplate {
+        name: String,
+    },
+    /// Therapist: one's saved agendas; answered by `agendaTemplates`.
+    GetAgendaTemplates,
+    /// Therapist: the room's ground rules (`null`: none), and whether to ask people where they
+    /// are. A changed text asks everyone waiting to accept again.
+    SetAgreement {
+        text: Option<String>,
+        #[serde(default)]
+        ask_location: bool,
+    },
+    /// Accept the agreement with the `version` you were shown; `location` when asked.
+    AcceptAgreement {
+        version: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        location: Option<String>,
+    },
     /// Keep-alive; answered by `pong`.
     Ping {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1025,6 +1247,50 @@ pub enum ServerMessage {
     ScreenShareForwarded {
         track_id: String,
     },
+    // ---- running a group ----
+    /// The speaking queue of your space and who has the floor, after every change and on
+    /// entering a space.
+    SpeakingQueue {
+        queue: Vec<QueuedHand>,
+        floor: Option<ParticipantId>,
+    },
+    /// The round in your space (`null`: none), after every change and on entering a space.
+    RoundUpdated {
+        round: Option<RoundInfo>,
+    },
+    /// The room's ground rules (to everyone not yet in, and on every change). `version` is the
+    /// text's hash; accept with it.
+    Agreement {
+        text: Option<String>,
+        version: Option<String>,
+        ask_location: bool,
+        /// You accepted this version already.
+        accepted: bool,
+    },
+    /// The agenda and the running segment's clock: to everyone admitted after every change,
+    /// and on admission (also to reconnects and late joiners).
+    AgendaUpdated {
+        agenda: AgendaInfo,
+    },
+    /// The running segment ends in `secondsLeft` (sent once per segment, to everyone admitted).
+    AgendaWarning {
+        seconds_left: u32,
+    },
+    /// Therapists: their saved agendas, by name.
+    AgendaTemplates {
+        templates: Vec<AgendaTemplate>,
+    },
+    /// Therapists only: seconds of speaking per participant in this session (everyone admitted,
+    /// in join order), every few seconds while it changes. Never sent to participants, never
+    /// stored.
+    TalkTime {
+        people: Vec<TalkTimeEntry>,
+    },
+    /// Therapists only: who (waiting or in) has accepted the agreement and where they said they
+    /// are, for everyone in the session but therapists; after every change.
+    AgreementStatuses {
+        people: Vec<AgreementStatus>,
+    },
     /// Maps a media stream id seen in SDP (`msid`) to the participant who publishes it.
     TrackPublished {
         participant_id: ParticipantId,
@@ -1060,6 +1326,37 @@ pub enum ServerMessage {
     /// levels; `null` when nobody is. Sent on change only, at most a few times a second.
     ActiveSpeaker {
         participant_id: Option<ParticipantId>,
+    },
+    // ---- end-to-end encryption ----
+    /// Therapists: a member's `e2eeHello` (also for people still waiting).
+    E2eePeerKey {
+        participant_id: ParticipantId,
+        ecdh_pub: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        identity_key: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        identity_sig: Option<String>,
+    },
+    /// Everyone: the therapist whose device makes the keys (the first admitted therapist that
+    /// sent an identity key), or all `null` when there is none.
+    E2eeLeader {
+        participant_id: Option<ParticipantId>,
+        identity_key: Option<String>,
+        ecdh_pub: Option<String>,
+        identity_sig: Option<String>,
+    },
+    /// One member: its own wrapped copy of a space key, with the leader's signed bundle.
+    E2eeKeys {
+        from: ParticipantId,
+        space: String,
+        epoch: u32,
+        bundle: String,
+        signature: String,
+        wrap: String,
+    },
+    /// Therapists: who is admitted in which space, whenever that changes.
+    E2eeSpaces {
+        spaces: Vec<E2eeSpace>,
     },
     /// Relay nodes: this room is served by another node (in reply to `join`), or is moving
     /// there (a drain). Join again at `url` with the same token; the socket closes next.
@@ -1174,6 +1471,14 @@ pub enum ErrorCode {
     TooManyTracks,
     /// No `join` within `limits.join_timeout_ms` of opening the socket; it closes next.
     JoinTimeout,
+    /// An end-to-end encryption message with a key, signature or bundle that is not
+    /// base64url or is too large, or a space that does not exist.
+    InvalidE2ee,
+    /// The encryption policy changes only before anyone but therapists is admitted; a
+    /// `required` room keeps its waiting room on.
+    E2eeSettingLocked,
+    /// An end-to-end encrypted (`required`) room forwards only VP8 video and Opus audio.
+    E2eeCodec,
     /// A display name (in a token) that is empty, over 64 characters, or holds control or
     /// text-direction (bidi override) characters.
     InvalidName,
@@ -1187,6 +1492,23 @@ pub enum ErrorCode {
     UnknownCheckIn,
     /// A check-in value outside its scale.
     InvalidCheckInValue,
+    /// An agenda outside the limits (items, titles, minutes), or a segment index it does not
+    /// have, or no running segment to extend or end.
+    InvalidAgenda,
+    /// `giveFloor` without a name while nobody's hand is raised.
+    QueueEmpty,
+    /// A `startRound` outside the limits (seconds per turn, nobody to go around).
+    InvalidRound,
+    /// No round is running in your space.
+    NoRound,
+    /// `passTurn` when it is not your turn, or the round does not allow passing.
+    NotYourTurn,
+    /// An agreement text that is empty or too long, or a location that is.
+    InvalidAgreement,
+    /// `admit` of someone who has not accepted the room's agreement.
+    AgreementPending,
+    /// `acceptAgreement` with a version that is no longer the room's (it changed; read it again).
+    AgreementChanged,
 }
 
 impl ErrorCode {

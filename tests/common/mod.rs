@@ -30,6 +30,8 @@ pub fn test_config() -> Config {
     c.rooms.reconnect_grace_ms = 300;
     c.store.path = unique_temp_path("hearth-test", "db");
     c.limits.max_connections_per_ip = 10_000;
+    // The shared media port on an ephemeral port: test servers run side by side.
+    c.ice.udp_port = 0;
     c
 }
 

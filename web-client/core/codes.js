@@ -51,4 +51,10 @@ export const CODES = Object.freeze({
   INVALID_CHECK_IN: 'invalid_check_in',
   UNKNOWN_CHECK_IN: 'unknown_check_in',
   INVALID_CHECK_IN_VALUE: 'invalid_check_in_value',
+  QUEUE_EMPTY: 'queue_empty',
+  INVALID_AGENDA: 'invalid_agenda',
+  INVALID_ROUND: 'invalid_round',
+  AGREEMENT_PENDING: 'agreement_pending',
+  AGREEMENT_CHANGED: 'agreement_changed',
+  INVALID_AGREEMENT: 'invalid_agreement',
 });

@@ -4,12 +4,15 @@
 // when an offer from the server collides with one of ours, ours gives way (implicit rollback).
 // The server is impolite and drops our colliding offer, so we simply offer again once the
 // browser tells us negotiation is still needed. The camera is published as simulcast layers.
+// In an end-to-end encrypted room every sender and receiver is piped through the frame
+// worker (e2ee/frames.js) before any media flows, and only VP8 and Opus are offered.
 
 import { emit, on } from './bus.js';
 import { restartConnection, send } from './connection.js';
 import { log } from './log.js';
 import { ensureLocalMedia } from './media.js';
-import { publishes, state } from './state.js';
+import { attachAll, attachReceiver, chooseTransformApi, peerConfig, transformApi } from '../e2ee/frames.js';
+import { IN_CALL, publishes, state } from './state.js';
 import { onRemoteTrack } from './tiles.js';
 
 // If the server never answers an offer of ours (it drops offers that collide with its own),
@@ -19,14 +22,34 @@ const OFFER_ANSWER_TIMEOUT_MS = 10_000;
 // ---------------------------------------------------------------------------------------
 // Peer connection and negotiation.
 
+const encrypted = new WeakSet(); // peer connections of end-to-end encrypted rooms
+
 export function startPeer() {
   teardownPeer();
-  const pc = new RTCPeerConnection({ iceServers: state.iceServers });
-  state.pc = pc;
+  const e2ee = Boolean(state.room.e2ee && state.room.e2ee !== 'off');
+  const generation = {};
+  state.peerGeneration = generation;
   state.makingOffer = false;
   state.pendingCandidates = [];
-  state.signalChain = Promise.resolve();
   state.iceRestarted = false;
+  if (!e2ee || transformApi()) {
+    state.signalChain = Promise.resolve();
+    createPeer(e2ee);
+    return;
+  }
+  // The encryption API must be known before the connection exists; the server's offers and
+  // candidates wait in the signal chain until it does.
+  state.signalChain = chooseTransformApi()
+    .then(() => {
+      if (state.peerGeneration === generation && IN_CALL.has(state.status)) createPeer(e2ee);
+    })
+    .catch((err) => log('could not start the peer connection', err));
+}
+
+function createPeer(e2ee) {
+  const pc = new RTCPeerConnection({ iceServers: state.iceServers, ...(e2ee ? peerConfig() : {}) });
+  if (e2ee) encrypted.add(pc);
+  state.pc = pc;
 
   pc.onnegotiationneeded = () => makeOffer(pc);
   pc.onicecandidate = ({ candidate }) => {
@@ -35,7 +58,10 @@ export function startPeer() {
     const init = candidate ? candidate.toJSON() : { candidate: '' };
     send({ type: 'iceCandidate', candidate: init });
   };
-  pc.ontrack = (event) => onRemoteTrack(event);
+  pc.ontrack = (event) => {
+    if (encrypted.has(pc)) attachReceiver(event.receiver);
+    onRemoteTrack(event);
+  };
   pc.onconnectionstatechange = () => {
     log('peer connection', pc.connectionState);
     if (pc !== state.pc) return;
@@ -83,6 +109,31 @@ async function addLocalMedia(pc) {
     pc.addTransceiver('audio', { direction: 'recvonly' });
     pc.addTransceiver('video', { direction: 'recvonly' });
   }
+  protect(pc);
+}
+
+// What a local track is to the frame worker: its key differs for microphone, camera and screen.
+function contextOf(track) {
+  if (track.kind === 'audio') return 'audio';
+  return state.localStream && state.localStream.getVideoTracks().includes(track) ? 'camera' : 'screen';
+}
+
+// Encrypted rooms: pipe every sender and receiver not piped yet, and offer only VP8 and Opus
+// (the clear bytes the SFU reads are VP8's; the server refuses other codecs there too).
+function protect(pc) {
+  if (!encrypted.has(pc)) return;
+  attachAll(pc, contextOf);
+  for (const t of pc.getTransceivers()) {
+    if (t.currentDirection === 'stopped' || !t.setCodecPreferences) continue;
+    const kind = t.receiver.track.kind;
+    const wanted = kind === 'audio' ? 'audio/opus' : 'video/vp8';
+    const codecs = (RTCRtpReceiver.getCapabilities(kind) || { codecs: [] }).codecs.filter((c) => c.mimeType.toLowerCase() === wanted);
+    try {
+      if (codecs.length) t.setCodecPreferences(codecs);
+    } catch (err) {
+      log('could not limit codecs', err && err.name);
+    }
+  }
 }
 
 // The camera as simulcast layers, so the server can send each person the one that fits their
@@ -119,6 +170,7 @@ async function makeOffer(pc) {
   if (pc !== state.pc) return;
   try {
     state.makingOffer = true;
+    protect(pc);
     await pc.setLocalDescription();
     // A server offer may have rolled ours back while we were waiting; then there is nothing
     // to send and negotiationneeded will fire again when it is our turn.
@@ -159,6 +211,7 @@ async function onRemoteOffer(sdp) {
   clearTimeout(state.offerTimer);
   // In have-local-offer this rolls our offer back implicitly before applying theirs.
   await pc.setRemoteDescription({ type: 'offer', sdp });
+  protect(pc);
   await flushCandidates(pc);
   await pc.setLocalDescription();
   if (pc !== state.pc) return;
@@ -206,6 +259,7 @@ async function addCandidate(pc, candidate) {
 
 export function teardownPeer() {
   clearTimeout(state.offerTimer);
+  state.peerGeneration = null;
   const pc = state.pc;
   state.pc = null;
   state.makingOffer = false;

@@ -76,6 +76,7 @@ function normaliseRoom(room) {
     locked: Boolean(room && room.locked),
     waitingRoom: Boolean(room && room.waitingRoom),
     spotlight: (room && room.spotlight) || null,
+    e2ee: (room && room.e2ee) || 'off',
   };
 }
 

@@ -18,7 +18,7 @@ export const state = {
   participantId: null,
   admitted: false,
   iceServers: [],
-  room: { locked: false, waitingRoom: true, spotlight: null },
+  room: { locked: false, waitingRoom: true, spotlight: null, e2ee: 'off' },
   self: null, // our own ParticipantInfo, as the server last described it
   participants: new Map(), // everyone else in our space: participantId -> ParticipantInfo
   space: null, // the breakout (or private room) we are in, { id, name }; null: the main room
@@ -36,6 +36,7 @@ export const state = {
   modNotes: { audio: '', video: '' }, // transient moderator notes ("asked you to mute")
   openMenu: null, // therapists: whose row in the people list shows its actions
   confirmRemove: null, // participantId whose Remove is awaiting confirmation
+  peerGeneration: null, // which startPeer() may still create the connection
   makingOffer: false,
   offerTimer: null,
   iceRestarted: false,

@@ -91,7 +91,7 @@ impl Breakouts {
         self.rooms.iter().find(|(b, _)| b == id).map(|(_, n)| n.as_str())
     }
 
-    fn exists(&self, id: &str) -> bool {
+    pub(super) fn exists(&self, id: &str) -> bool {
         self.name_of(id).is_some()
     }
 
@@ -369,6 +369,7 @@ impl Room {
                 m.info.hand_raised = false;
             }
             self.records.moved(&mut cx!(self), &id, &space);
+            self.group_departed(&id, &old);
             self.connect_media(&id);
             for s in [old, space] {
                 if !touched.contains(&s) {
@@ -404,6 +405,7 @@ impl Room {
         self.send_to(id, msg);
         self.chat.send_history(&mut cx!(self), id);
         self.polls.catch_up(&mut cx!(self), id);
+        self.group_arrived(id);
     }
 
     pub(super) fn roster_of_space(&self, space: &Option<String>) -> Vec<crate::signal::protocol::ParticipantInfo> {

@@ -14,7 +14,7 @@ use super::milestone::Job;
 use super::Timer;
 use crate::auth::Role;
 use crate::sfu::{PeerCommand, PublishedTrack};
-use crate::signal::protocol::{EndReason, ServerMessage};
+use crate::signal::protocol::{AgendaItem, EndReason, ServerMessage};
 use crate::store::{PollRecord, Record};
 use crate::vocab::ParticipantId;
 
@@ -65,6 +65,12 @@ pub(super) enum Effect {
     Ban(ParticipantId),
     /// A moderation record for the audit log.
     Audit { actor: ParticipantId, action: &'static str, target: Option<ParticipantId> },
+    /// An audit record whose target is not a participant: the agreement version someone
+    /// accepted.
+    AuditNote { actor: ParticipantId, action: &'static str, note: String },
+    /// A therapist's agenda templates (store work, in order): keep `save` (name, items) when
+    /// given, then send the therapist their list.
+    AgendaTemplates { therapist: ParticipantId, save: Option<(String, Vec<AgendaItem>)> },
     /// A poll's current record, for the store (written in order).
     SavePoll(Box<PollRecord>),
     /// Milestone store work (preferences, celebrations, history), done in order.

@@ -22,18 +22,25 @@ macro_rules! cx {
     };
 }
 
+mod agenda;
+mod agreement;
 mod alerts;
 mod breakout;
 mod chat;
+mod e2ee;
 mod effect;
+mod group;
 mod milestone;
 #[cfg(test)]
 mod model_tests;
 mod poll;
+mod queue;
 mod records;
+mod round;
 mod screen;
 mod snapshot;
 mod speaker;
+mod talktime;
 mod task;
 
 pub use super::handle::{JoinRequest, Outbox, RoomCommand, RoomError, RoomHandle, SessionEnd, Timer, OUTBOX_CAPACITY};
@@ -42,7 +49,7 @@ use super::{ParticipantId, RoomId};
 use crate::auth::{Grant, Role};
 use crate::sfu::{PeerCommand, PublishedTrack, TrackId};
 use crate::signal::protocol::{
-    ClientMessage, EndReason, ErrorCode, MediaKind, ParticipantInfo, RoomState, ServerMessage, WaitingInfo, PROTOCOL_VERSION,
+    ClientMessage, E2eeMode, EndReason, ErrorCode, MediaKind, ParticipantInfo, RoomState, ServerMessage, WaitingInfo, PROTOCOL_VERSION,
 };
 use effect::{Effect, Now};
 pub(super) use task::spawn;
@@ -185,11 +192,20 @@ pub(super) struct Room {
     speakers: speaker::Speakers,
     alerts: alerts::Alerts,
     records: records::Records,
+    /// End-to-end encryption: the key relay's memory (never in the snapshot).
+    e2ee: e2ee::E2eeKeys,
+    queues: queue::SpeakingQueues,
+    rounds: round::Rounds,
+    agenda: agenda::Agenda,
+    agreement: agreement::Agreement,
+    talk: talktime::TalkTime,
 }
 
 impl Room {
     fn new(id: RoomId, settings: RoomSettings, has_store: bool, banned: impl IntoIterator<Item = ParticipantId>, now: Now) -> Self {
-        let state = RoomState { locked: false, waiting_room: settings.waiting_room, spotlight: None };
+        // `required` encryption keeps the waiting room on: the key leader admits everyone.
+        let e2ee = settings.e2ee;
+        let state = RoomState { locked: false, waiting_room: settings.waiting_room || e2ee == E2eeMode::Required, spotlight: None, e2ee };
         Self {
             id,
             members: HashMap::new(),
@@ -208,6 +224,12 @@ impl Room {
             speakers: speaker::Speakers::default(),
             alerts: alerts::Alerts::default(),
             records: records::Records::default(),
+            e2ee: e2ee::E2eeKeys::default(),
+            queues: queue::SpeakingQueues::default(),
+            rounds: round::Rounds::default(),
+            agenda: agenda::Agenda::default(),
+            agreement: agreement::Agreement::default(),
+            talk: talktime::TalkTime::default(),
         }
     }
 
@@ -229,6 +251,9 @@ impl Room {
         self.now = now;
         self.out.clear();
         let result = f(self);
+        if self.state.e2ee != E2eeMode::Off {
+            self.e2ee.after_input(&mut cx!(self));
+        }
         (result, std::mem::take(&mut self.out))
     }
 
@@ -327,6 +352,42 @@ impl Room {
             Timer::PollClose(poll) => self.polls.on_timer(&mut cx!(self), &poll),
             Timer::Speakers => self.speaker_tick(),
             Timer::ScreenArrival(id, seq) => self.screen_arrival_check(&id, seq),
+            Timer::RoundTurn(space, generation) => self.round_timer(&space, generation),
+            Timer::AgendaWarning(generation) => self.agenda_timer(generation),
+        }
+    }
+
+    // ---- end-to-end encryption ----
+
+    /// `setE2ee` is the room's policy; hellos and bundles go to the key relay (`e2ee.rs`).
+    fn on_e2ee(&mut self, from: &ParticipantId, msg: ClientMessage) {
+        let ClientMessage::SetE2ee { mode } = msg else {
+            if self.state.e2ee == E2eeMode::Off {
+                return self.error(from, ErrorCode::Forbidden, "this room is not end-to-end encrypted");
+            }
+            return self.e2ee.on_message(&mut cx!(self), from, msg);
+        };
+        if !self.members.get(from).is_some_and(|m| m.is_therapist() && m.admitted) {
+            return self.error(from, ErrorCode::Forbidden, "only a therapist can set the encryption policy");
+        }
+        if self.members.values().any(|m| m.admitted && !m.is_therapist()) {
+            return self.error(
+                from,
+                ErrorCode::E2eeSettingLocked,
+                "the encryption policy changes only before anyone but therapists is admitted",
+            );
+        }
+        self.state.e2ee = mode;
+        if mode == E2eeMode::Required {
+            self.state.waiting_room = true;
+        }
+        if mode == E2eeMode::Off {
+            self.e2ee.reset();
+        }
+        self.audit(from, "set_e2ee", None);
+        // Everyone, waiting people too: their client must know before it sends any media.
+        for id in self.order.clone() {
+            self.send_to(&id, ServerMessage::RoomStateChanged { room: self.state.clone() });
         }
     }
 
@@ -355,6 +416,8 @@ impl Room {
                 warn!(participant = %id, "join for a seat held in another role refused");
                 return Err(RoomError::SeatTaken);
             }
+            // Keys announced by the previous connection are not this one's.
+            self.e2ee.joined(&id);
             self.resume(grant);
             return Ok(());
         }
@@ -362,7 +425,10 @@ impl Room {
         if self.members.len() >= max {
             return Err(RoomError::Full(max));
         }
-        let admitted = remembered.admitted || grant.role == Role::Therapist || !self.state.waiting_room;
+        // An agreement not yet accepted holds everyone but therapists at the door, even with the
+        // waiting room off; someone admitted earlier this session is not asked again.
+        let at_door = grant.role != Role::Therapist && self.agreement.pending(&id);
+        let admitted = remembered.admitted || grant.role == Role::Therapist || (!self.state.waiting_room && !at_door);
         let info = ParticipantInfo {
             id: id.clone(),
             name: grant.name.clone(),
@@ -411,6 +477,7 @@ impl Room {
             self.records.knocked(&mut cx!(self), &id);
             self.publish_waiting_list();
         }
+        self.agreement_on_join(&id);
         if grant.role == Role::Therapist {
             self.send_to(&id, ServerMessage::WaitingList { waiting: self.waiting_list() });
         }
@@ -465,7 +532,13 @@ impl Room {
             self.connect_media(&id);
             self.publish_update(&id);
             self.chat.resumed(&mut cx!(self), &id);
+            if space.is_none() {
+                self.group_arrived(&id);
+            }
+            let agenda = self.agenda_message();
+            self.send_to(&id, agenda);
         }
+        self.agreement_on_join(&id);
         if role == Role::Therapist {
             self.send_to(&id, ServerMessage::WaitingList { waiting: self.waiting_list() });
             if !self.breakouts.is_empty() {
@@ -525,6 +598,14 @@ impl Room {
         self.place_admitted(id);
         self.polls.catch_up(&mut cx!(self), id);
         self.chat.admitted(&mut cx!(self), id);
+        if self.members.get(id).is_some_and(|m| m.space.is_none()) {
+            self.group_arrived(id);
+        }
+        let agenda = self.agenda_message();
+        self.send_to(id, agenda);
+        if self.agreement.is_set() {
+            self.publish_agreement_statuses();
+        }
     }
 
     /// `admitted` carries the ICE servers: TURN credentials go to admitted members only, minted
@@ -612,6 +693,13 @@ impl Room {
             self.private_room_moves(moves);
         }
         self.records.left(&mut cx!(self), &member, reason);
+        if member.admitted && reason != Some(EndReason::Replaced) {
+            self.group_departed(id, &member.space);
+        }
+        self.agreement.left(id);
+        if self.agreement.is_set() {
+            self.publish_agreement_statuses();
+        }
         debug!(participant = %id, size = self.members.len(), "left");
     }
 
@@ -624,6 +712,10 @@ impl Room {
                 ErrorCode::TooManyTracks,
                 format!("at most {max} tracks (a microphone, a camera and a screen) reach the group; this one does not"),
             );
+        }
+        if self.state.e2ee == E2eeMode::Required && !track.e2ee_codec() {
+            warn!(participant = %id, "track in a codec that cannot be end-to-end encrypted not forwarded");
+            return self.error(id, ErrorCode::E2eeCodec, "this room is end-to-end encrypted: only VP8 video and Opus audio are forwarded");
         }
         if !self.admit_track(id, &track) {
             return;
@@ -699,9 +791,28 @@ impl Room {
                 | ClientMessage::BroadcastToBreakouts { .. }
                 | ClientMessage::CloseBreakouts { .. }
                 | ClientMessage::AllowScreenShare { .. }
+                | ClientMessage::GiveFloor { .. }
+                | ClientMessage::StartRound { .. }
+                | ClientMessage::NextTurn
+                | ClientMessage::EndRound
+                | ClientMessage::SetAgenda { .. }
+                | ClientMessage::StartSegment { .. }
+                | ClientMessage::ExtendSegment { .. }
+                | ClientMessage::EndSegment
+                | ClientMessage::SaveAgendaTemplate { .. }
+                | ClientMessage::GetAgendaTemplates
+                | ClientMessage::SetAgreement { .. }
         ) || matches!(&msg, ClientMessage::LowerHand { participant_id: Some(p) } if p != from);
         if moderator_only && !is_therapist {
             return self.error(from, ErrorCode::Forbidden, format!("only a therapist can use `{kind}`"));
+        }
+        // Keys are announced from the waiting room too, and the policy is set before admitting.
+        if let msg @ (ClientMessage::SetE2ee { .. } | ClientMessage::E2eeHello { .. } | ClientMessage::E2eeKeyBundle { .. }) = msg {
+            return self.on_e2ee(from, msg);
+        }
+        // The agreement is accepted at the door, before admission.
+        if let msg @ ClientMessage::AcceptAgreement { .. } = msg {
+            return self.on_group(from, msg);
         }
         if !admitted {
             return self.error(from, ErrorCode::NotAdmitted, "you are in the waiting room; the therapist will let you in");
@@ -714,6 +825,9 @@ impl Room {
                 self.set_hand(from, &target, false)
             }
             ClientMessage::Admit { participant_id } => {
+                if self.agreement_pending(&participant_id) && self.members.get(&participant_id).is_some_and(|m| !m.admitted) {
+                    return self.error(from, ErrorCode::AgreementPending, "they have not accepted the group's agreement yet");
+                }
                 if self.members.get(&participant_id).is_some_and(|m| !m.admitted) {
                     self.admit(&participant_id);
                     self.audit(from, "admit", Some(&participant_id));
@@ -722,8 +836,11 @@ impl Room {
                 }
             }
             ClientMessage::AdmitAll => {
+                // Only those who accepted the agreement (everyone, when there is none).
                 for id in self.waiting_ids() {
-                    self.admit(&id);
+                    if !self.agreement_pending(&id) {
+                        self.admit(&id);
+                    }
                 }
                 self.audit(from, "admit_all", None);
             }
@@ -780,10 +897,15 @@ impl Room {
                 self.audit(from, if locked { "lock" } else { "unlock" }, None);
             }
             ClientMessage::SetWaitingRoom { enabled } => {
+                if !enabled && self.state.e2ee == E2eeMode::Required {
+                    return self.error(from, ErrorCode::E2eeSettingLocked, "an end-to-end encrypted room keeps its waiting room on");
+                }
                 self.state.waiting_room = enabled;
                 if !enabled {
                     for id in self.waiting_ids() {
-                        self.admit(&id);
+                        if !self.agreement_pending(&id) {
+                            self.admit(&id);
+                        }
                     }
                 }
                 self.send_admitted(ServerMessage::RoomStateChanged { room: self.state.clone() });
@@ -850,6 +972,19 @@ impl Room {
             | ClientMessage::StartCheckIn { .. }
             | ClientMessage::AnswerCheckIn { .. }
             | ClientMessage::CloseCheckIn { .. }) => self.records.on_message(&mut cx!(self), &mut self.alerts, from, msg),
+            msg @ (ClientMessage::GiveFloor { .. }
+            | ClientMessage::StartRound { .. }
+            | ClientMessage::PassTurn
+            | ClientMessage::NextTurn
+            | ClientMessage::EndRound
+            | ClientMessage::SetAgreement { .. }
+            | ClientMessage::AcceptAgreement { .. }) => self.on_group(from, msg),
+            msg @ (ClientMessage::SetAgenda { .. }
+            | ClientMessage::StartSegment { .. }
+            | ClientMessage::ExtendSegment { .. }
+            | ClientMessage::EndSegment
+            | ClientMessage::SaveAgendaTemplate { .. }
+            | ClientMessage::GetAgendaTemplates) => self.on_agenda(from, msg),
             // Connection-level messages never reach the room.
             ClientMessage::Join { .. }
             | ClientMessage::Leave
@@ -858,6 +993,8 @@ impl Room {
             | ClientMessage::IceCandidate { .. }
             | ClientMessage::SetVideoPreference { .. }
             | ClientMessage::Ping { .. } => {}
+            // Handled before the admission check above.
+            ClientMessage::SetE2ee { .. } | ClientMessage::E2eeHello { .. } | ClientMessage::E2eeKeyBundle { .. } => {}
         }
     }
 
@@ -885,6 +1022,7 @@ impl Room {
             let Some(m) = self.members.get_mut(target) else { return };
             m.info.hand_raised = raised;
             self.publish_update(target);
+            self.hand_changed(target, raised);
         }
     }
 

@@ -22,6 +22,7 @@ pub(super) fn settings(waiting_room: bool, reconnect_grace: Duration) -> RoomSet
         max_room_size: 6,
         max_tracks_per_participant: 3,
         waiting_room,
+        e2ee: crate::vocab::E2eeMode::Off,
         reconnect_grace,
         ice_servers: Vec::new(),
         turn: None,
@@ -153,7 +154,16 @@ fn op() -> impl Strategy<Value = Op> {
 
 /// What someone who was never admitted on a connection may be sent on it.
 fn allowed_while_waiting(m: &ServerMessage) -> bool {
-    matches!(m, ServerMessage::Joined { .. } | ServerMessage::Error { .. } | ServerMessage::SessionEnded { .. })
+    // Who holds the keys is told to everyone who joined (a waiting client checks it before
+    // admission), and the agreement is the one thing shown at the door.
+    matches!(
+        m,
+        ServerMessage::Joined { .. }
+            | ServerMessage::Error { .. }
+            | ServerMessage::SessionEnded { .. }
+            | ServerMessage::E2eeLeader { .. }
+            | ServerMessage::Agreement { .. }
+    )
 }
 
 impl Model {
@@ -291,11 +301,15 @@ impl Model {
                 Effect::Ban(id) => {
                     self.bans.insert(id);
                 }
-                Effect::Audit { action, .. } => self.audits.push(action),
+                Effect::Audit { action, .. } | Effect::AuditNote { action, .. } => self.audits.push(action),
                 Effect::Forwarding { track, on } => {
                     self.forwarding.insert(track.id.clone(), on);
                 }
-                Effect::SavePoll(_) | Effect::Milestone(_) | Effect::Record(_) | Effect::SessionEnded(_) => {}
+                Effect::SavePoll(_)
+                | Effect::Milestone(_)
+                | Effect::AgendaTemplates { .. }
+                | Effect::Record(_)
+                | Effect::SessionEnded(_) => {}
             }
         }
     }
@@ -717,4 +731,124 @@ fn a_celebration_reaches_only_the_audience_its_participant_chose() {
     assert!(celebrated(&model, 1), "p2 chose the group");
     model.client(&pid(1), celebrate(2));
     assert_eq!(model.last_error(1), Some(ErrorCode::Forbidden), "only a therapist celebrates");
+}
+
+#[test]
+fn e2ee_wraps_reach_only_their_member_and_no_key_reaches_the_snapshot() {
+    use crate::signal::protocol::E2eeWrap;
+    let mut s = settings(false, Duration::from_secs(30));
+    s.e2ee = crate::vocab::E2eeMode::Required;
+    let mut m = Model::with_settings(s);
+    for i in 0..3 {
+        m.join(i).expect("joins");
+    }
+    assert!(m.sent(1).iter().all(|msg| !matches!(msg, ServerMessage::Admitted { .. })), "a required room keeps its waiting room on");
+    let hello = |key: &str, identity: bool| ClientMessage::E2eeHello {
+        ecdh_pub: key.into(),
+        identity_key: identity.then(|| format!("{key}IDENTITY")),
+        identity_sig: identity.then(|| format!("{key}SIGNATURE")),
+    };
+    m.client(&therapist(), hello("THERAPISTPUB", true));
+    m.client(&pid(1), hello("ONEPUB", false));
+    m.client(&pid(2), hello("TWOPUB", false));
+    for i in 1..3 {
+        m.client(&therapist(), ClientMessage::Admit { participant_id: pid(i) });
+    }
+    let wrap = |i: usize, w: &str| E2eeWrap { participant_id: pid(i), wrap: w.into() };
+    m.client(
+        &therapist(),
+        ClientMessage::E2eeKeyBundle {
+            space: "main".into(),
+            epoch: 3,
+            bundle: "SIGNEDBUNDLE".into(),
+            signature: "BUNDLESIG".into(),
+            wraps: vec![wrap(1, "WRAPFORONE"), wrap(2, "WRAPFORTWO")],
+        },
+    );
+    let seen = |i: usize| serde_json::to_string(m.sent(i)).expect("json");
+    assert!(seen(1).contains("WRAPFORONE") && !seen(1).contains("WRAPFORTWO"), "{}", seen(1));
+    assert!(seen(2).contains("WRAPFORTWO") && !seen(2).contains("WRAPFORONE"), "{}", seen(2));
+    assert!(seen(0).contains("ONEPUB") && seen(0).contains("TWOPUB"), "the leader learns the members' keys");
+    assert!(!seen(1).contains("TWOPUB"), "members do not learn each other's keys through the server");
+    let snapshot = serde_json::to_string(&m.room.snapshot()).expect("snapshot json");
+    for secret in ["THERAPISTPUB", "IDENTITY", "SIGNATURE", "ONEPUB", "WRAPFOR", "SIGNEDBUNDLE", "BUNDLESIG"] {
+        assert!(!snapshot.contains(secret), "{secret} in the room's saved state: {snapshot}");
+    }
+}
+
+/// The last round everyone in the main room was sent.
+fn last_round(model: &Model, i: usize) -> Option<crate::signal::protocol::RoundInfo> {
+    model.sent(i).iter().rev().find_map(|m| match m {
+        ServerMessage::RoundUpdated { round } => Some(round.clone()),
+        _ => None,
+    })?
+}
+
+#[test]
+fn a_round_moves_on_by_the_rooms_clock_and_participants_cannot_steer_it() {
+    use crate::signal::protocol::RoundOrder;
+    let mut model = Model::new(false);
+    for i in [0, 1, 2, 5] {
+        model.join(i).expect("joined");
+    }
+    let start = ClientMessage::StartRound { order: RoundOrder::Roster, seconds_per_turn: Some(60), allow_pass: false };
+    model.client(&pid(1), start.clone());
+    assert_eq!(model.last_error(1), Some(ErrorCode::Forbidden));
+    assert_eq!(last_round(&model, 1), None, "nothing changed");
+    model.client(&therapist(), start);
+    let r = last_round(&model, 2).expect("round");
+    assert_eq!((r.order.clone(), r.current.clone(), r.seconds_left), (vec![pid(1), pid(2)], Some(pid(1)), Some(60)), "participants only");
+    model.client(&pid(1), ClientMessage::PassTurn);
+    assert_eq!(model.last_error(1), Some(ErrorCode::NotYourTurn), "this round does not allow passing");
+    model.advance(Duration::from_secs(59));
+    assert_eq!(last_round(&model, 2).and_then(|r| r.current), Some(pid(1)));
+    model.advance(Duration::from_secs(1));
+    let r = last_round(&model, 5).expect("the observer sees it too");
+    assert_eq!((r.current, r.seconds_left), (Some(pid(2)), Some(60)), "the server's clock ended p1's turn");
+    // p2 drops out during their turn: the round is complete, and a timer left over does nothing.
+    model.input(Input::Leave(pid(2)));
+    assert_eq!(last_round(&model, 1).and_then(|r| r.current), None);
+    let before = model.sent(1).len();
+    model.advance(Duration::from_secs(120));
+    assert!(!model.sent(1)[before..].iter().any(|m| matches!(m, ServerMessage::RoundUpdated { .. })));
+}
+
+#[test]
+fn the_agenda_warns_a_minute_before_the_end_in_simulated_time() {
+    use crate::signal::protocol::AgendaItem;
+    let mut model = Model::new(false);
+    model.join(0).expect("therapist");
+    model.join(1).expect("p1");
+    model.client(&therapist(), ClientMessage::SetAgenda { items: vec![AgendaItem { title: "Check-in".into(), minutes: 5 }] });
+    model.client(&therapist(), ClientMessage::StartSegment { index: 0 });
+    model.client(&therapist(), ClientMessage::ExtendSegment { minutes: 1 });
+    let warned = |m: &Model| m.sent(1).iter().any(|m| matches!(m, ServerMessage::AgendaWarning { .. }));
+    model.advance(Duration::from_secs(4 * 60 + 59));
+    assert!(!warned(&model), "the first warning time passed with the extension");
+    model.advance(Duration::from_secs(61));
+    assert!(model.sent(1).iter().any(|m| matches!(m, ServerMessage::AgendaWarning { seconds_left: 60 })));
+    model.client(&pid(1), ClientMessage::EndSegment);
+    assert_eq!(model.last_error(1), Some(ErrorCode::Forbidden));
+}
+
+#[test]
+fn the_agreement_holds_people_at_the_door_until_they_accept() {
+    let mut model = Model::new(false);
+    model.join(0).expect("therapist");
+    model.client(&therapist(), ClientMessage::SetAgreement { text: Some("Stay private.".into()), ask_location: false });
+    model.join(1).expect("p1");
+    assert!(!model.admitted().contains(&pid(1)), "the waiting room is off, but the agreement holds");
+    let version = model
+        .sent(1)
+        .iter()
+        .find_map(|m| match m {
+            ServerMessage::Agreement { version, .. } => version.clone(),
+            _ => None,
+        })
+        .expect("shown the agreement");
+    model.client(&therapist(), ClientMessage::Admit { participant_id: pid(1) });
+    assert_eq!(model.last_error(0), Some(ErrorCode::AgreementPending));
+    model.client(&pid(1), ClientMessage::AcceptAgreement { version, location: None });
+    assert!(model.admitted().contains(&pid(1)), "accepted with the waiting room off: in");
+    assert!(model.audits.contains(&"accept_agreement"));
 }

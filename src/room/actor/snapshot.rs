@@ -1,6 +1,7 @@
 //! The part of a room's state that must outlive the node it runs on (relay nodes):
 //! admissions and hard mutes, bans, lock and waiting room, breakouts and assignments, open
-//! polls with their ballots, and the celebration preferences people chose here.
+//! polls with their ballots, the celebration preferences people chose here, the speaking queue,
+//! the agenda, and the agreement with who accepted it (never a location, never talk time).
 //!
 //! The room serialises this after every change and the cluster keeps it in Redis; a room
 //! re-created on another node starts from it. Members, media and chat are not in it: people
@@ -16,6 +17,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::agenda::{Agenda, AgendaSnap};
+use super::agreement::{Agreement, AgreementSnap};
+use super::queue::SpeakingQueues;
 use super::{Effect, Remembered, Room, Timer};
 use crate::room::ParticipantId;
 use crate::signal::protocol::{CelebrationPreferences, PollId, PollInfo};
@@ -110,6 +114,9 @@ impl RoomSnapshot {
             check(ids.insert(poll.info.id.as_str()), "polls.info.id")?;
             poll.validate(&self.breakouts, now_ms)?;
         }
+        check(self.speaking_queue.valid(MAX_ENTRIES), "speakingQueue")?;
+        check(Agenda::valid_snapshot(&self.agenda, now_ms, MAX_TIMER_AHEAD_MS), "agenda")?;
+        check(Agreement::valid_snapshot(&self.agreement, MAX_ENTRIES), "agreement")?;
         Ok(())
     }
 }
@@ -220,6 +227,14 @@ pub(super) struct RoomSnapshot {
     /// Absent in state saved before sessions were kept.
     #[serde(default)]
     pub records: super::records::Records,
+    /// Absent in state saved before these were kept.
+    #[serde(default)]
+    pub speaking_queue: SpeakingQueues,
+    #[serde(default)]
+    pub agenda: AgendaSnap,
+    /// The agreement and who accepted which version; never anyone's location.
+    #[serde(default)]
+    pub agreement: AgreementSnap,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -275,6 +290,9 @@ impl Room {
             polls: self.polls.snapshot(),
             celebration_prefs: self.milestones.chosen_prefs(),
             records: self.records.clone(),
+            speaking_queue: self.queues.clone(),
+            agenda: self.agenda.snapshot(),
+            agreement: self.agreement.snapshot(),
         }
     }
 
@@ -292,6 +310,9 @@ impl Room {
             polls: Vec::new(),
             celebration_prefs: BTreeMap::new(),
             records: Default::default(),
+            speaking_queue: SpeakingQueues::default(),
+            agenda: AgendaSnap::default(),
+            agreement: AgreementSnap::default(),
         }
     }
 
@@ -323,6 +344,15 @@ impl Room {
         for (who, prefs) in snap.celebration_prefs {
             self.restore_prefs(who, prefs);
         }
+        self.queues = snap.speaking_queue;
+        let breakouts = &self.breakouts;
+        self.queues.retain_spaces(|s| s.as_deref().is_none_or(|b| breakouts.exists(b)));
+        let (agenda, warning) = Agenda::restore(snap.agenda, self.now.at, now);
+        self.agenda = agenda;
+        if let Some(w) = warning {
+            self.schedule(w.at.saturating_duration_since(self.now.at), Timer::AgendaWarning(w.generation));
+        }
+        self.agreement = Agreement::restore(snap.agreement);
         tracing::info!("room state restored from the cluster");
     }
 }

@@ -94,6 +94,8 @@ impl Room {
             };
             levels.entry(m.space.clone()).or_default().push((m.info.id.clone(), level));
         }
+        let speaking: Vec<ParticipantId> = levels.values().flatten().filter(|(_, l)| *l >= SPEECH).map(|(id, _)| id.clone()).collect();
+        self.talk_tick(&speaking);
         let mut changes = Vec::new();
         let spaces: Vec<Option<String>> = levels.keys().cloned().chain(self.speakers.by_space.keys().cloned()).collect();
         for space in spaces {

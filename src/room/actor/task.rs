@@ -107,7 +107,9 @@ impl Performer {
                 Effect::Timer { at, timer } => self.set_timer(at, timer),
                 Effect::Count { role, joined } => self.registry.count(role, joined),
                 Effect::Ban(id) => self.registry.bans.insert(&self.room, &id, snapshot::ban_until(self.registry.settings.ban_ttl)),
-                Effect::Audit { actor, action, target } => self.audit(actor, action, target),
+                Effect::Audit { actor, action, target } => self.audit(actor, action, target.map(|t| t.to_string())),
+                Effect::AuditNote { actor, action, note } => self.audit(actor, action, Some(note)),
+                Effect::AgendaTemplates { therapist, save } => self.agenda_templates(therapist, save),
                 Effect::SavePoll(record) => {
                     let Some(store) = &self.registry.store else { continue };
                     let writer = self.poll_writer.get_or_insert_with(|| super::poll::spawn_writer(store.clone()));
@@ -145,13 +147,39 @@ impl Performer {
         });
     }
 
-    fn audit(&self, actor: ParticipantId, action: &'static str, target: Option<ParticipantId>) {
-        info!(actor = %actor, action, target = target.as_ref().map(|t| t.as_str()), "moderation");
+    fn audit(&self, actor: ParticipantId, action: &'static str, target: Option<String>) {
+        info!(actor = %actor, action, target = target.as_deref(), "moderation");
         let Some(store) = self.registry.store.clone() else { return };
         let room = self.room.to_string();
         tokio::spawn(async move {
-            if let Err(e) = store.audit(&room, actor.as_str(), action, target.as_ref().map(|t| t.as_str())).await {
+            if let Err(e) = store.audit(&room, actor.as_str(), action, target.as_deref()).await {
                 warn!(error = %e, "audit record not written");
+            }
+        });
+    }
+
+    /// Saves a template (when asked), then sends the therapist their templates, off the room
+    /// task. The reply goes straight to their outbox: a full one just misses it.
+    fn agenda_templates(&self, therapist: ParticipantId, save: Option<(String, Vec<crate::signal::protocol::AgendaItem>)>) {
+        let Some(outbox) = self.conns.get(&therapist).map(|c| c.outbox.clone()) else { return };
+        let Some(store) = self.registry.store.clone() else {
+            let _ = outbox.try_send(ServerMessage::AgendaTemplates { templates: Vec::new() });
+            return;
+        };
+        tokio::spawn(async move {
+            if let Some((name, items)) = save {
+                if let Err(e) = store.save_agenda_template(therapist.as_str(), &name, &items).await {
+                    warn!(error = %e, "agenda template not saved");
+                    let message = "the template could not be saved; try again".to_string();
+                    let _ = outbox.try_send(ServerMessage::Error { code: crate::signal::protocol::ErrorCode::Internal, message });
+                    return;
+                }
+            }
+            match store.agenda_templates(therapist.as_str()).await {
+                Ok(templates) => {
+                    let _ = outbox.try_send(ServerMessage::AgendaTemplates { templates });
+                }
+                Err(e) => warn!(error = %e, "agenda templates not read"),
             }
         });
     }

@@ -1,0 +1,40 @@
+//! A therapy group starting with "Admit all": ten people admitted together each receive a
+//! first keyframe from every publisher, through the real server and the load generator's
+//! `admit_all` mode (the same code path as `hearth-load --admit-all`).
+
+mod common;
+
+use std::time::Duration;
+
+use hearth::client::media::VideoProfile;
+use hearth::load::{self, LoadConfig};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_admitted_together_each_see_every_publisher() {
+    // The embedded defaults: the waiting room is on.
+    let server = common::start_server().await;
+    let mut cfg = LoadConfig::new(common::ws_url(&server));
+    cfg.token_secret = server.state().config.auth.token_secret.clone();
+    cfg.admit_all = true;
+    cfg.publishers = 3;
+    cfg.subscribers = 10;
+    cfg.duration = Duration::from_secs(1);
+    cfg.warmup = Duration::ZERO;
+    cfg.video = VideoProfile::camera(300);
+
+    let report = tokio::time::timeout(Duration::from_secs(90), load::run(&cfg)).await.expect("bounded run").expect("run succeeds");
+    eprintln!("{}", report.summary());
+    let admitted = report.admit_all.expect("an admit-all report");
+    assert_eq!(admitted.subscribers, 10);
+    // A condition with a deadline (the run waits up to 20 s), not a timing assertion: the
+    // figures are hearth-load's to measure (docs/performance.md).
+    assert_eq!(admitted.complete, 10, "every admitted subscriber decoded a first keyframe of every publisher");
+    assert_eq!(admitted.pairs_ms.samples, 30, "10 subscribers x 3 publishers");
+    assert!(admitted.last_publisher_ms.max.is_some());
+    // The therapist, the publishers and the subscribers all receive everything.
+    assert_eq!(report.forwarded.streams, report.forwarded.expected_streams);
+
+    let emptied = common::eventually(Duration::from_secs(5), || server.state().rooms.participant_count() == 0).await;
+    assert!(emptied, "everyone left");
+    server.shutdown().await;
+}
