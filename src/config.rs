@@ -33,6 +33,37 @@ pub struct Config {
     pub cluster: ClusterConfig,
     pub clinic: ClinicConfig,
     pub turn: TurnConfig,
+    pub support: SupportConfig,
+    pub webhook: WebhookConfig,
+}
+
+/// "I need support": what the requester is shown at once, whoever is connected.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupportConfig {
+    pub resources_text: String,
+}
+
+/// The signed `POST` sent when a session ends (`src/webhook.rs`). Off while `url` is empty.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub url: String,
+    pub secret: String,
+    pub max_attempts: u32,
+    pub first_retry_ms: u64,
+}
+
+impl std::fmt::Debug for WebhookConfig {
+    // The signing secret never reaches logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("url", &self.url)
+            .field("secret", &"<redacted>")
+            .field("max_attempts", &self.max_attempts)
+            .field("first_retry_ms", &self.first_retry_ms)
+            .finish()
+    }
 }
 
 /// An existing TURN server (coturn with `use-auth-secret`) whose short-lived credentials
@@ -108,6 +139,8 @@ pub struct LogConfig {
 pub struct RoomsConfig {
     pub waiting_room: bool,
     pub reconnect_grace_ms: u64,
+    /// Arrived this long after the session started: flagged late in the attendance.
+    pub late_after_secs: u64,
     /// New rooms' end-to-end encryption policy (a therapist may change it before admitting anyone).
     #[serde(default)]
     pub e2ee: crate::vocab::E2eeMode,
@@ -117,6 +150,8 @@ pub struct RoomsConfig {
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
     pub path: PathBuf,
+    /// Records older than this many days are purged (daily, and at start); 0 keeps them.
+    pub retention_days: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -344,6 +379,38 @@ impl Config {
             if v == 0 {
                 return Err(ConfigError::Invalid { key, value: v.to_string(), reason: "must be at least 1" });
             }
+        }
+        let w = &self.webhook;
+        if !w.url.is_empty() {
+            let parsed = url::Url::parse(&w.url).ok().filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+            if parsed.is_none() {
+                return Err(ConfigError::Invalid {
+                    key: "webhook.url",
+                    value: w.url.clone(),
+                    reason: "must be empty (off) or an http(s) URL such as https://records.example.org/hearth",
+                });
+            }
+            if w.secret.len() < 24 {
+                return Err(ConfigError::Invalid {
+                    key: "webhook.secret",
+                    value: "<redacted>".into(),
+                    reason: "a webhook URL needs a signing secret of at least 24 characters",
+                });
+            }
+            if !(1..=20).contains(&w.max_attempts) || w.first_retry_ms == 0 {
+                return Err(ConfigError::Invalid {
+                    key: "webhook.max_attempts/webhook.first_retry_ms",
+                    value: format!("{}/{}", w.max_attempts, w.first_retry_ms),
+                    reason: "attempts must be between 1 and 20 and the first retry delay at least 1 ms",
+                });
+            }
+        }
+        if self.support.resources_text.chars().count() > 1000 {
+            return Err(ConfigError::Invalid {
+                key: "support.resources_text",
+                value: "<too long>".into(),
+                reason: "at most 1000 characters (people in distress read it at a glance)",
+            });
         }
         if !self.auth.api_key.is_empty() && self.auth.api_key.len() < 24 {
             return Err(ConfigError::Invalid {

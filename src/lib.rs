@@ -9,6 +9,7 @@
 //! - [`room`]: rooms as tasks: membership, roster, who receives whose media.
 //! - [`sfu`]: the media relay; every use of the `webrtc` crate on the server lives here.
 //! - [`cluster`]: relay nodes sharing rooms through Redis (placement, heartbeat, drain).
+//! - [`webhook`]: the signed session summary posted to the operator's records system.
 //! - [`log_escape`]: the log writer that escapes control and bidi characters in every event.
 //! - [`client`]: a headless participant (signaling + webrtc peer + synthetic media) for tests
 //!   and the load generator.
@@ -35,3 +36,4 @@ pub mod state;
 pub mod store;
 pub mod turn;
 pub mod vocab;
+pub mod webhook;

@@ -107,6 +107,9 @@ async fn run() -> anyhow::Result<()> {
             if shown.cluster.redis_url.contains('@') {
                 shown.cluster.redis_url = "<redacted: contains credentials>".into();
             }
+            if !shown.webhook.secret.is_empty() {
+                shown.webhook.secret = "<redacted>".into();
+            }
             if !shown.server.metrics_key.is_empty() {
                 shown.server.metrics_key = "<redacted>".into();
             }

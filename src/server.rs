@@ -63,6 +63,10 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/api/tokens", post(mint_token))
         .route("/dev/token", post(dev_token))
         .route("/api/rooms/{room}/polls", get(room_polls))
+        .route("/api/rooms/{room}/sessions", get(room_sessions))
+        .route("/api/rooms/{room}/sessions/{session}/attendance", get(session_attendance))
+        .route("/api/rooms/{room}/sessions/{session}/checkins", get(session_check_ins))
+        .route("/api/rooms/{room}/trends/{participant}", get(participant_trend))
         .route("/api/admin/drain", post(admin_drain))
         .route("/api/admin/cluster", get(admin_cluster))
         .fallback_service(static_files);
@@ -276,8 +280,28 @@ async fn room_polls(
     headers: HeaderMap,
 ) -> Result<Json<Vec<crate::store::PollRecord>>, ApiError> {
     let room = RoomId::new(room).map_err(|e| ApiError(StatusCode::BAD_REQUEST, "invalid_room", e.to_string()))?;
+    require_room_therapist(&state, &headers, &room, "only a therapist of this room can read its polls")?;
+    let polls = state.store.polls(room.as_str()).await.map_err(|e| internal(e, "the poll summary could not be read"))?;
+    Ok(Json(polls))
+}
+
+fn internal(e: StoreError, what: &str) -> ApiError {
+    tracing::error!(error = %e, "{what}");
+    ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", what.into())
+}
+
+/// `Authorization: Bearer <token>` holds a therapist join token for `room`.
+fn require_room_therapist(state: &AppState, headers: &HeaderMap, room: &RoomId, refusal: &str) -> Result<(), ApiError> {
+    if room_grant(state, headers, room)?.role != Role::Therapist {
+        return Err(ApiError(StatusCode::FORBIDDEN, "forbidden", refusal.into()));
+    }
+    Ok(())
+}
+
+/// The join token in `Authorization: Bearer <token>`, verified for `room`.
+fn room_grant(state: &AppState, headers: &HeaderMap, room: &RoomId) -> Result<crate::auth::Grant, ApiError> {
     let token = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
-    let grant = state.tokens.verify(token, &room).map_err(|e| {
+    let grant = state.tokens.verify(token, room).map_err(|e| {
         let code = match e {
             crate::auth::AuthError::Missing => "token_missing",
             crate::auth::AuthError::Expired => "token_expired",
@@ -288,14 +312,118 @@ async fn room_polls(
         let status = if code == "token_wrong_room" { StatusCode::FORBIDDEN } else { StatusCode::UNAUTHORIZED };
         ApiError(status, code, e.to_string())
     })?;
-    if grant.role != Role::Therapist {
-        return Err(ApiError(StatusCode::FORBIDDEN, "forbidden", "only a therapist of this room can read its polls".into()));
+    Ok(grant)
+}
+
+/// The room's therapists (join token) or the operator (`auth.api_key`) may read its records.
+fn require_records_reader(state: &AppState, headers: &HeaderMap, room: &RoomId) -> Result<(), ApiError> {
+    let key = &state.config.auth.api_key;
+    if !key.is_empty() && bearer_matches(headers, key) {
+        return Ok(());
     }
-    let polls = state.store.polls(room.as_str()).await.map_err(|e| {
-        tracing::error!(error = %e, "poll summary failed");
-        ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the poll summary could not be read".into())
-    })?;
-    Ok(Json(polls))
+    require_room_therapist(state, headers, room, "only a therapist of this room (or the API key) can read its attendance")
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExportQuery {
+    #[serde(default)]
+    format: Option<String>,
+}
+
+/// `json` (the default) or `csv`; anything else is refused.
+fn wants_csv(query: Result<axum::extract::Query<ExportQuery>, axum::extract::rejection::QueryRejection>) -> Result<bool, ApiError> {
+    let axum::extract::Query(q) = query.map_err(|e| ApiError(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()))?;
+    match q.format.as_deref() {
+        None | Some("json") => Ok(false),
+        Some("csv") => Ok(true),
+        Some(other) => Err(ApiError(StatusCode::BAD_REQUEST, "invalid_request", format!("format `{other}` is not one of json, csv"))),
+    }
+}
+
+fn csv_response(body: String, file: String) -> Response {
+    let disposition = format!("attachment; filename=\"{file}\"");
+    let mut response = ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response();
+    if let Ok(v) = HeaderValue::from_str(&disposition) {
+        response.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+    }
+    response
+}
+
+/// GET /api/rooms/{room}/sessions[?format=csv]: the room's sessions, oldest first.
+async fn room_sessions(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Path(room): axum::extract::Path<String>,
+    query: Result<axum::extract::Query<ExportQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let room = RoomId::new(room).map_err(|e| ApiError(StatusCode::BAD_REQUEST, "invalid_room", e.to_string()))?;
+    let csv = wants_csv(query)?;
+    require_records_reader(&state, &headers, &room)?;
+    let sessions = state.store.sessions(room.as_str()).await.map_err(|e| internal(e, "the sessions could not be read"))?;
+    if !csv {
+        return Ok(Json(sessions).into_response());
+    }
+    let mut body = String::from("session_id,room,started_ms,ended_ms,end_reason\n");
+    for s in &sessions {
+        let ended = s.ended_ms.map(|v| v.to_string()).unwrap_or_default();
+        body.push_str(&format!("{},{},{},{ended},{}\n", s.id, s.room, s.started_ms, s.end_reason.as_deref().unwrap_or("")));
+    }
+    Ok(csv_response(body, format!("{room}-sessions.csv")))
+}
+
+/// GET /api/rooms/{room}/sessions/{session}/attendance[?format=csv]: one session's attendance
+/// (and, in JSON, its support requests: ids, times, outcome codes).
+async fn session_attendance(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Path((room, session)): axum::extract::Path<(String, String)>,
+    query: Result<axum::extract::Query<ExportQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let room = RoomId::new(room).map_err(|e| ApiError(StatusCode::BAD_REQUEST, "invalid_room", e.to_string()))?;
+    let csv = wants_csv(query)?;
+    require_records_reader(&state, &headers, &room)?;
+    let found = state.store.attendance(room.as_str(), &session).await.map_err(|e| internal(e, "the attendance could not be read"))?;
+    let Some((record, people)) = found else {
+        return Err(ApiError(StatusCode::NOT_FOUND, "unknown_session", "this room has no session with that id".into()));
+    };
+    if csv {
+        return Ok(csv_response(crate::store::attendance_csv(&record, &people), format!("{}-attendance.csv", record.id)));
+    }
+    let support = state.store.support_requests(room.as_str()).await.map_err(|e| internal(e, "the support requests could not be read"))?;
+    let support: Vec<_> = support.into_iter().filter(|s| s.session_id.as_deref() == Some(record.id.as_str())).collect();
+    Ok(Json(serde_json::json!({ "session": record, "attendance": people, "supportRequests": support })).into_response())
+}
+
+/// GET /api/rooms/{room}/sessions/{session}/checkins: the session's named check-in and
+/// check-out values (therapists of the room, or the API key); the per-session group chart.
+async fn session_check_ins(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Path((room, session)): axum::extract::Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let room = RoomId::new(room).map_err(|e| ApiError(StatusCode::BAD_REQUEST, "invalid_room", e.to_string()))?;
+    require_records_reader(&state, &headers, &room)?;
+    let values =
+        state.store.session_check_ins(room.as_str(), &session).await.map_err(|e| internal(e, "the check-ins could not be read"))?;
+    Ok(Json(serde_json::json!({ "sessionId": session, "values": values })).into_response())
+}
+
+/// GET /api/rooms/{room}/trends/{participant}: one person's named check-in and check-out values
+/// in this room, oldest first. A participant may read only their own; therapists of the room
+/// anyone's. Anonymous check-ins keep no values, so they are not in it.
+async fn participant_trend(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Path((room, participant)): axum::extract::Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let room = RoomId::new(room).map_err(|e| ApiError(StatusCode::BAD_REQUEST, "invalid_room", e.to_string()))?;
+    let grant = room_grant(&state, &headers, &room)?;
+    if grant.role != Role::Therapist && grant.participant.as_str() != participant {
+        return Err(ApiError(StatusCode::FORBIDDEN, "forbidden", "you can read your own trend only".into()));
+    }
+    let values = state.store.check_in_values(room.as_str(), &participant).await.map_err(|e| internal(e, "the trend could not be read"))?;
+    Ok(Json(serde_json::json!({ "participantId": participant, "values": values })).into_response())
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -423,8 +551,19 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         turn: crate::turn::TurnIssuer::new(&config.turn.urls, &config.turn.secret, Duration::from_secs(config.turn.credential_ttl_secs)),
         ballot_secret: ballot_secret(&config),
         ban_ttl: Duration::from_secs(config.cluster.state_ttl_secs.max(60)),
+        late_after: Duration::from_secs(config.rooms.late_after_secs),
+        support_resources: config.support.resources_text.clone(),
     };
-    let rooms = RoomRegistry::new(settings, Some(store.clone()));
+    let w = &config.webhook;
+    let webhook = (!w.url.is_empty()).then(|| {
+        crate::webhook::Webhook::new(crate::webhook::WebhookSettings {
+            url: w.url.clone(),
+            secret: w.secret.clone(),
+            max_attempts: w.max_attempts,
+            first_retry: Duration::from_millis(w.first_retry_ms),
+        })
+    });
+    let rooms = RoomRegistry::new(settings, Some(store.clone()), webhook);
     let sfu = SfuEngine::start(config.ice.clone())?;
     let metrics = crate::metrics::Metrics::new(sfu.stats.clone(), rooms.clone());
     let state = Arc::new(AppState {
@@ -442,7 +581,14 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     if state.config.cluster.enabled() {
         join_cluster(&state, addr).await?;
     }
+    if !state.config.cluster.enabled() {
+        // A lone node's sessions in the store still open were cut off by its last stop.
+        if let Err(e) = state.store.close_interrupted_sessions().await {
+            tracing::warn!(error = %e, "interrupted sessions not closed");
+        }
+    }
     spawn_maintenance(state.clone());
+    spawn_retention(state.clone());
     let header_timeout = match state.config.server.header_read_timeout_ms {
         0 => None,
         ms => Some(Duration::from_millis(ms)),
@@ -500,6 +646,26 @@ fn spawn_maintenance(state: Arc<AppState>) {
                         Err(e) => tracing::debug!(error = %e, "node list for the origin check failed"),
                     }
                 }
+            }
+        }
+    });
+}
+
+/// `store.retention_days`: purges old records at start, then once a day.
+fn spawn_retention(state: Arc<AppState>) {
+    let days = state.config.store.retention_days;
+    if days == 0 {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut daily = tokio::time::interval(Duration::from_secs(24 * 3600));
+        loop {
+            tokio::select! {
+                _ = state.shutdown.cancelled() => return,
+                _ = daily.tick() => match state.store.purge_older_than(days).await {
+                    Ok(purged) => tracing::info!(days, deleted = purged.total(), "retention purge"),
+                    Err(e) => tracing::warn!(error = %e, "retention purge failed"),
+                },
             }
         }
     });

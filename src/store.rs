@@ -1,6 +1,7 @@
 //! The embedded store: SQLite (WAL) for the few records that must survive a restart — the
-//! audit log of moderator actions, polls, milestones and therapists' agenda templates. It holds
-//! ids, never display names or message contents. Queries run on the blocking pool, so async tasks never wait on
+//! audit log of moderator actions, polls, milestones, therapists' agenda templates, and session
+//! records (sessions, attendance, check-in values, support requests: [`records`]). It holds ids,
+//! never display names or message contents. Old records are purged after `store.retention_days`. Queries run on the blocking pool, so async tasks never wait on
 //! disk while holding anything.
 //!
 //! The texts therapists typed that the store must give back (a poll's question and options for
@@ -18,6 +19,12 @@ use serde::Serialize;
 
 use crate::signal::protocol::{AgendaItem, AgendaTemplate, CelebrationId, CelebrationPreferences, Milestone, MilestoneEntry};
 use crate::vocab::ParticipantId;
+
+pub mod records;
+pub use records::{
+    attendance_csv, AttendanceRecord, CheckInCountsRecord, CheckInValueRecord, IntervalRecord, Purged, Record, Recorder, SessionRecord,
+    SupportRecord,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -99,6 +106,7 @@ const MIGRATIONS: &[&str] = &[
         updated_ms INTEGER NOT NULL,
         PRIMARY KEY (therapist, name)
     );",
+    records::MIGRATION,
 ];
 
 #[derive(Clone)]

@@ -97,6 +97,18 @@ string_id!(
     prefix = "sr"
 );
 
+string_id!(
+    /// A session's id: `s-` and 16 random hex digits. A session runs from the first admission
+    /// into an empty room to its end; attendance and check-ins are filed under it.
+    SessionId,
+    prefix = "s"
+);
+string_id!(
+    /// A check-in or check-out round's id: `ci-` and 16 random hex digits.
+    CheckInId,
+    prefix = "ci"
+);
+
 /// A room id: 1 to 64 characters of `A-Z a-z 0-9 - _ .`, so it is safe in URLs, logs and keys.
 /// Unlike the other ids it comes from clients and is validated on the way in.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -3,9 +3,12 @@
 //! chat is opened shows it as text (no element is made from it) under the "messages sent
 //! before you joined are not shown" note. The participant writes privately to the therapist,
 //! whose page shows it marked private and deletes Alex's message for everyone. Then the
-//! participant presses "I need support": their page confirms receipt, and the therapist's page
-//! shows the support alert (a fixed banner and a screen reader alert). One click on "Open
-//! private room" moves both into a private room (a bar says so); closing it brings them back.
+//! participant presses "I need support": their page says the request was sent but not yet seen,
+//! with the crisis resources, and the therapist's page shows the support item (a fixed banner,
+//! a screen reader alert, the tab title). One click on "Open private room" moves both into a
+//! private room (a bar says so); closing it brings them back. The item stands until the
+//! therapist acknowledges it (only then is the participant told it was seen) and resolves it
+//! with an outcome.
 //!
 //! Same harness as `tests/browser.rs`: needs `/usr/bin/chromium` and `/usr/bin/chromedriver`
 //! (`scripts/install-test-deps.sh`), and fails rather than skips without them. Screenshots and
@@ -72,7 +75,8 @@ return Boolean(m && m.classList.contains('deleted')
 const SUPPORT_CONFIRMED_JS: &str = r#"
 const s = document.querySelector('#support-status');
 const b = document.querySelector('#support-button');
-return Boolean(s && !s.hidden && /The therapist has been told, privately/.test(s.textContent)
+return Boolean(s && !s.hidden && /sent to the therapist, privately\. They have not seen it yet/.test(s.textContent)
+  && s.querySelector('.support-resources').textContent.length > 10 && !s.querySelector('.support-resources').hidden
   && b.disabled && b.querySelector('.label').textContent === 'Support requested');
 "#;
 
@@ -89,11 +93,23 @@ return stack.getAttribute('role') === 'alert'
   && /Support requested/.test(document.title);
 "#;
 
-/// Both are in the private room: the bar says so; the therapist's alert is gone.
+/// Both are in the private room: the bar says so.
 const IN_PRIVATE_JS: &str = r#"
 const bar = document.querySelector('#private-room-bar');
-return Boolean(bar && !bar.hidden && /private room/i.test(bar.textContent)
-  && !document.querySelector('#support-alerts .support-alert'));
+return Boolean(bar && !bar.hidden && /private room/i.test(bar.textContent));
+"#;
+
+/// The participant's page says, only now, that the therapist has seen the request.
+const SEEN_JS: &str = r#"
+const s = document.querySelector('#support-status');
+return Boolean(s && !s.hidden && /Your therapist has seen this/.test(s.textContent));
+"#;
+
+/// The therapist's item stays, calmer, until resolved: acknowledged, with the outcome choice.
+const ACKED_ITEM_JS: &str = r#"
+const a = document.querySelector('#support-alerts .support-alert');
+return Boolean(a && a.classList.contains('acknowledged') && a.querySelector('[data-action="acknowledge"]').hidden
+  && /^Seen by/.test(a.querySelector('.support-alert-state').textContent) && a.querySelector('select.support-outcome'));
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -224,7 +240,7 @@ async fn scenario(
     }
     // Alex, another participant, heard nothing of it.
     let heard = alex.recv_until("anything about support", Duration::from_millis(500), |m| {
-        matches!(m, ServerMessage::SupportRequested { .. } | ServerMessage::SupportReceived { .. })
+        matches!(m, ServerMessage::SupportRequested { .. } | ServerMessage::SupportStatus { .. } | ServerMessage::SupportRequests { .. })
     });
     if let Ok(m) = heard.await {
         return Err(format!("another participant received {m:?}"));
@@ -241,6 +257,20 @@ async fn scenario(
         wait_for(client, &format!("the {who} back in the main room"), "return document.querySelector('#private-room-bar').hidden;", &[])
             .await?;
     }
+    // The request is still standing: the therapist acknowledges it (the participant is told
+    // only now), then resolves it with an outcome; the item and the tab title clear.
+    press(therapist, "therapist", "#support-alerts button[data-action=\"acknowledge\"]", Key::Enter).await?;
+    wait_for(participant, "the participant told it was seen", SEEN_JS, &[]).await?;
+    wait_for(therapist, "the acknowledged item", ACKED_ITEM_JS, &[]).await?;
+    save_screenshot_of(therapist, "#support-alerts .support-alert", &shot("therapist-support-item-acknowledged")).await;
+    save_screenshot(participant, &shot("participant-support-seen")).await;
+    therapist
+        .execute("document.querySelector('#support-alerts select.support-outcome').value = 'followUpNeeded';", vec![])
+        .await
+        .map_err(|e| format!("therapist: choosing the outcome: {e}"))?;
+    press(therapist, "therapist", "#support-alerts button[data-action=\"resolve\"]", Key::Enter).await?;
+    wait_for(therapist, "the resolved item gone", "return !document.querySelector('#support-alerts .support-alert');", &[]).await?;
+    wait_for(participant, "the participant told it was closed", "return /closed your request/.test(document.querySelector('#support-status').textContent) && !document.querySelector('#support-button').disabled;", &[]).await?;
     drop(alex);
     Ok(())
 }

@@ -17,7 +17,8 @@ use hearth::client::{MediaClient, MediaOptions, SignalClient};
 use hearth::room::{ParticipantId, RoomId};
 use hearth::server::RunningServer;
 use hearth::signal::protocol::{
-    BreakoutRef, ChatEntry, ChatMessageId, ChatSettings, ClientMessage, ErrorCode, MediaKind, ServerMessage, PROTOCOL_VERSION,
+    BreakoutRef, ChatEntry, ChatMessageId, ChatSettings, ClientMessage, ErrorCode, MediaKind, ServerMessage, SupportDelivery,
+    PROTOCOL_VERSION,
 };
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -303,7 +304,9 @@ async fn support_requests_reach_therapists_only() {
     p1.send(&ClientMessage::RequestSupport).await.unwrap();
     let (seen_t1, mut seen) = barrier(&mut t1, &mut [&mut t2, &mut p1, &mut p2, &mut o]).await;
     // Roster news of later joiners is queued too; only support messages matter here.
-    let support = |m: &ServerMessage| matches!(m, ServerMessage::SupportRequested { .. } | ServerMessage::SupportReceived { .. });
+    let support = |m: &ServerMessage| {
+        matches!(m, ServerMessage::SupportRequested { .. } | ServerMessage::SupportStatus { .. } | ServerMessage::SupportRequests { .. })
+    };
     for s in seen.iter_mut() {
         s.retain(support);
     }
@@ -316,7 +319,11 @@ async fn support_requests_reach_therapists_only() {
     assert_eq!((participant_id.as_str(), name.as_str(), breakout_id.as_deref()), ("p1", "One", None));
     assert!(*at_ms > 0);
     assert_eq!(alert(&seen[0]).len(), 1, "the co-therapist too");
-    assert_eq!(seen[1], [ServerMessage::SupportReceived { request_id: request_id.clone() }], "the requester: an ack, nothing more");
+    let [ServerMessage::SupportStatus { request_id: told, delivery: SupportDelivery::Alerted, resources_text }] = &seen[1][..] else {
+        panic!("the requester: where the request stands, nothing more: {:?}", seen[1])
+    };
+    assert_eq!(told, request_id);
+    assert!(!resources_text.is_empty(), "with the crisis resources");
     assert!(seen[2].is_empty(), "another participant hears nothing: {:?}", seen[2]);
     assert!(seen[3].is_empty(), "an observer hears nothing: {:?}", seen[3]);
 
@@ -406,7 +413,7 @@ async fn one_action_private_room_isolates_media() {
 
     // p1 asks for support; the therapist answers with one action.
     p1.send(ClientMessage::RequestSupport);
-    p1.wait_for("supportReceived", WAIT, |m| matches!(m, ServerMessage::SupportReceived { .. })).await.unwrap();
+    p1.wait_for("supportStatus", WAIT, |m| matches!(m, ServerMessage::SupportStatus { .. })).await.unwrap();
     t.wait_for("supportRequested", WAIT, |m| matches!(m, ServerMessage::SupportRequested { .. })).await.unwrap();
     t.send(ClientMessage::OpenPrivateRoom { participant_id: pid("p1") });
     let mut space = String::new();

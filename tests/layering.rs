@@ -10,7 +10,7 @@ const LAYERS: &[&[&str]] = &[
     &["vocab", "procfs", "log_escape", "log_limit"],
     &["signal::protocol"],
     &["config", "auth", "store", "badge", "turn"],
-    &["edge", "sfu", "cluster"],
+    &["edge", "sfu", "cluster", "webhook"],
     &["room::handle"],
     &["room::shared"],
     &["room::actor"],

@@ -8,9 +8,12 @@
 //! outbox and subscribe/unsubscribe commands to each member's peer.
 
 pub mod actor;
+pub mod attendance;
+pub mod checkin;
 mod handle;
 mod registry;
 mod shared;
+pub mod support;
 
 pub use crate::vocab::{
     is_forbidden_in_names, valid_participant_id, validate_display_name, InvalidId, InvalidName, ParticipantId, RoomId, MAX_NAME_CHARS,

@@ -25,7 +25,10 @@ impl std::fmt::Debug for RoomRegistry {
 }
 
 impl RoomRegistry {
-    pub fn new(settings: RoomSettings, store: Option<Store>) -> Self {
+    /// `webhook`: where session summaries go when a session ends. With a store, session
+    /// records are written through one ordered queue (which needs a tokio runtime).
+    pub fn new(settings: RoomSettings, store: Option<Store>, webhook: Option<crate::webhook::Webhook>) -> Self {
+        let recorder = store.clone().map(crate::store::Recorder::spawn);
         Self {
             inner: Arc::new(RegistryInner {
                 rooms: DashMap::new(),
@@ -33,6 +36,8 @@ impl RoomRegistry {
                 by_role: Default::default(),
                 settings,
                 store,
+                recorder,
+                webhook,
                 cluster: std::sync::OnceLock::new(),
                 bans: Bans::default(),
                 failures: AtomicU64::new(0),

@@ -36,6 +36,10 @@ pub struct RoomSettings {
     /// How long a removal (or final decline) keeps someone out of a room id after the room
     /// task ended: the session's bans outlive everyone leaving (`cluster.state_ttl_secs`).
     pub ban_ttl: Duration,
+    /// A participant arriving this long after their session started is flagged late.
+    pub late_after: Duration,
+    /// What someone who asks for support is shown at once (`support.resources_text`).
+    pub support_resources: String,
 }
 
 impl RoomSettings {
@@ -103,6 +107,10 @@ pub(super) struct RegistryInner {
     pub(super) by_role: [AtomicUsize; 3],
     pub(super) settings: RoomSettings,
     pub(super) store: Option<Store>,
+    /// The ordered queue of session records (with a store).
+    pub(super) recorder: Option<crate::store::Recorder>,
+    /// Where session summaries go when a session ends (`webhook.url`).
+    pub(super) webhook: Option<crate::webhook::Webhook>,
     /// Relay nodes: where rooms save the state that must outlive this node.
     pub(super) cluster: std::sync::OnceLock<Arc<Cluster>>,
     /// Bans that outlive a room's task (see [`Bans`]).

@@ -8,8 +8,8 @@
 use serde::{Deserialize, Serialize};
 
 pub use crate::vocab::{
-    CelebrationId, ChatMessageId, E2eeMode, IceServer, MediaKind, MilestoneKind, ParticipantId, PauseReason, PollId, PollOptionId,
-    ProposalId, Role, RoomId, SimulcastLayer, SupportRequestId, TrackSource,
+    CelebrationId, ChatMessageId, CheckInId, E2eeMode, IceServer, MediaKind, MilestoneKind, ParticipantId, PauseReason, PollId,
+    PollOptionId, ProposalId, Role, RoomId, SessionId, SimulcastLayer, SupportRequestId, TrackSource,
 };
 
 /// Bumped on any incompatible change. A client sends the version it speaks in `join`.
@@ -117,6 +117,9 @@ pub struct Whereabouts {
     pub name: String,
     pub role: Role,
     pub breakout_id: Option<String>,
+    /// Their connection dropped and their place is held (therapists see it in every space).
+    #[serde(default)]
+    pub reconnecting: bool,
 }
 
 // ---- end-to-end encryption (opaque to the server) ----
@@ -360,6 +363,117 @@ impl Default for ChatSettings {
     }
 }
 
+// ---- support requests ----
+
+/// Where a support request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SupportState {
+    /// No therapist has seen it yet.
+    Open,
+    /// A therapist saw it and is on it.
+    Acknowledged,
+    /// Done, with an outcome.
+    Resolved,
+}
+
+/// How a therapist closed a support request (stored; the only thing stored besides ids and
+/// times).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SupportOutcome {
+    ResolvedInSession,
+    FollowUpNeeded,
+    Escalated,
+}
+
+impl SupportOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SupportOutcome::ResolvedInSession => "resolvedInSession",
+            SupportOutcome::FollowUpNeeded => "followUpNeeded",
+            SupportOutcome::Escalated => "escalated",
+        }
+    }
+}
+
+/// What the requester is told, truthfully: whether anyone has seen the request yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SupportDelivery {
+    /// No therapist is connected right now; it reaches the first one who connects.
+    NoTherapist,
+    /// Sent to the connected therapists; none has acknowledged it yet.
+    Alerted,
+    /// A therapist has seen it.
+    Seen,
+    /// A therapist closed it.
+    Resolved,
+}
+
+/// One open (or acknowledged) support request, as therapists see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SupportRequestInfo {
+    pub request_id: SupportRequestId,
+    pub participant_id: ParticipantId,
+    pub name: String,
+    /// The space they are in (`null`: the main room).
+    pub breakout_id: Option<String>,
+    pub at_ms: u64,
+    pub state: SupportState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged_by: Option<ParticipantId>,
+    /// `false` once the requester has left the session (their request stays until resolved).
+    pub requester_present: bool,
+}
+
+// ---- check-in and check-out ----
+
+/// A check-in at the start of a session, or a check-out at its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum CheckInPhase {
+    CheckIn,
+    CheckOut,
+}
+
+impl CheckInPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckInPhase::CheckIn => "checkIn",
+            CheckInPhase::CheckOut => "checkOut",
+        }
+    }
+}
+
+/// A check-in round as everyone admitted sees it: a scale from `min` to `max`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckInInfo {
+    pub check_in_id: CheckInId,
+    pub phase: CheckInPhase,
+    /// The question, e.g. "How is your mood right now?" (at most 200 characters).
+    pub question: String,
+    pub min: u8,
+    pub max: u8,
+    /// Words for the two ends, e.g. "very low" and "very good".
+    pub min_label: String,
+    pub max_label: String,
+    /// `true`: only counts are kept and shown, never who answered what, and no trend.
+    pub anonymous: bool,
+}
+
+/// How many people chose each value (`counts[i]` chose `min + i`), and how many passed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckInHistogram {
+    pub check_in_id: CheckInId,
+    pub min: u8,
+    pub counts: Vec<u32>,
+    pub passed: u32,
+}
+
 /// Why the server ended someone's session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -558,8 +672,12 @@ pub enum ClientMessage {
     Spotlight {
         participant_id: Option<ParticipantId>,
     },
-    /// End the session for everyone.
-    EndSession,
+    /// End the session for everyone. While support requests are not resolved it is refused
+    /// (`support_open`) unless `confirm` is true.
+    EndSession {
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        confirm: bool,
+    },
     // ---- breakout rooms ----
     /// Therapist: add a breakout room.
     CreateBreakout {
@@ -739,6 +857,43 @@ pub enum ClientMessage {
     ClosePrivateRoom {
         space_id: String,
     },
+    /// Therapist: "I have seen this" for a support request; the requester is told.
+    AcknowledgeSupport {
+        request_id: SupportRequestId,
+    },
+    /// Therapist: close a support request with its outcome (acknowledging it if need be).
+    ResolveSupport {
+        request_id: SupportRequestId,
+        outcome: SupportOutcome,
+    },
+    // ---- check-in and check-out ----
+    /// Therapist: open the session's check-in or check-out, a scale from `min` to `max`
+    /// (defaults 0 and 10; at most 20 steps). One round open at a time.
+    StartCheckIn {
+        phase: CheckInPhase,
+        question: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        min: Option<u8>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max: Option<u8>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        min_label: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_label: Option<String>,
+        #[serde(default)]
+        anonymous: bool,
+    },
+    /// Answer the open check-in (`value: null` passes); a new answer replaces the old one.
+    AnswerCheckIn {
+        check_in_id: CheckInId,
+        value: Option<u8>,
+    },
+    /// Therapist: close the check-in; `share: true` shows the group the histogram (counts only).
+    CloseCheckIn {
+        check_in_id: CheckInId,
+        #[serde(default)]
+        share: bool,
+    },
     // ---- end-to-end encryption ----
     /// Therapist, before anyone else is admitted: the room's encryption policy.
     SetE2ee {
@@ -857,11 +1012,17 @@ pub enum ServerMessage {
         /// Empty while waiting.
         participants: Vec<ParticipantInfo>,
         room: RoomState,
+        /// The session running in the room (absent while none runs: nobody admitted yet).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session_id: Option<SessionId>,
     },
     /// You were let in from the waiting room (or, without one, right after `joined`).
     Admitted {
         participants: Vec<ParticipantInfo>,
         room: RoomState,
+        /// The session you are now part of (attendance and check-ins are filed under it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session_id: Option<SessionId>,
         /// How to reach the relay: STUN, and TURN with credentials of your own that expire.
         /// Only here, never before admission; fresh on every admission and reconnection.
         ice_servers: Vec<IceServer>,
@@ -1018,9 +1179,52 @@ pub enum ServerMessage {
         breakout_id: Option<String>,
         at_ms: u64,
     },
-    /// The requester: the therapists were alerted.
-    SupportReceived {
+    /// The requester: where their request stands, truthfully (`noTherapist` until one is
+    /// connected, `seen` only after a therapist acknowledged it), with the crisis resources
+    /// (`support.resources_text`). Sent at once and again at every change.
+    SupportStatus {
         request_id: SupportRequestId,
+        delivery: SupportDelivery,
+        resources_text: String,
+    },
+    /// Therapists only: every support request of the session not yet resolved, after every
+    /// change and when a therapist joins or reconnects.
+    SupportRequests {
+        requests: Vec<SupportRequestInfo>,
+    },
+    /// Therapists only: someone left the session for good while their support request was still
+    /// open.
+    SupportRequesterLeft {
+        request_id: SupportRequestId,
+        participant_id: ParticipantId,
+    },
+    // ---- check-in and check-out ----
+    /// A check-in or check-out opened (also sent on admission while one is open).
+    CheckInStarted {
+        check_in: CheckInInfo,
+    },
+    /// To the one who answered only: their answer counts (`null`: they passed).
+    CheckInAnswered {
+        check_in_id: CheckInId,
+        value: Option<u8>,
+    },
+    /// Therapists only, named check-ins: one person's answer and, at check-out, the change
+    /// since this session's check-in (`change`). Earlier sessions are in the person's trend.
+    CheckInValue {
+        check_in_id: CheckInId,
+        participant_id: ParticipantId,
+        value: Option<u8>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        change: Option<i16>,
+    },
+    /// Therapists: the counts after every answer (for anonymous check-ins the only live view).
+    CheckInCounts(CheckInHistogram),
+    /// The check-in closed: to therapists with the counts; to everyone else with the counts only
+    /// when the therapist shared them (`histogram: null` otherwise).
+    CheckInClosed {
+        check_in_id: CheckInId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        histogram: Option<CheckInHistogram>,
     },
     ParticipantJoined {
         participant: ParticipantInfo,
@@ -1278,6 +1482,16 @@ pub enum ErrorCode {
     /// A display name (in a token) that is empty, over 64 characters, or holds control or
     /// text-direction (bidi override) characters.
     InvalidName,
+    /// No support request with that id in this session (or it is already resolved).
+    UnknownSupportRequest,
+    /// `endSession` while support requests are still open: send it again with `confirm: true`.
+    SupportOpen,
+    /// A `startCheckIn` outside the limits (question, scale), or one is already open.
+    InvalidCheckIn,
+    /// No open check-in with that id.
+    UnknownCheckIn,
+    /// A check-in value outside its scale.
+    InvalidCheckInValue,
     /// An agenda outside the limits (items, titles, minutes), or a segment index it does not
     /// have, or no running segment to extend or end.
     InvalidAgenda,

@@ -578,7 +578,9 @@ function renderPeople() {
       row = { li, select, label, signature: null };
       personRows.set(w.participantId, row);
     }
-    row.label.textContent = w.role === 'observer' ? `${w.name} (observer)` : w.name;
+    // Their connection dropped (in any space): the therapist sees it here, in words.
+    row.label.textContent = `${w.role === 'observer' ? `${w.name} (observer)` : w.name}${w.reconnecting ? ' (reconnecting…)' : ''}`;
+    row.li.classList.toggle('reconnecting', Boolean(w.reconnecting));
     const place = plan.open ? (w.breakoutId || '') : (assigned.get(w.participantId) || '');
     const optionsKey = `${signature}#${place.startsWith('private-') ? place : ''}`;
     if (row.signature !== optionsKey) {

@@ -7,10 +7,11 @@
 //   private room), or privately to a therapist (to other participants only when the therapist
 //   allows it). Every message is shown as text (textContent), never as markup.
 // - Chat is ephemeral: the panel says that messages sent before you joined are not shown.
-// - "I need support" (participants): one calm button; the page confirms when the therapists
-//   were told. Therapists get an alert that cannot be missed (a fixed banner in a colour used
-//   nowhere else, a soft chime, the tab title, and an assertive screen reader alert) with one
-//   button to open a private room with that person, and a bar to close it again.
+// - "I need support" (participants): one calm button; the page says truthfully where the
+//   request stands (nobody connected, sent, seen by the therapist) and shows the crisis
+//   resources at once. Therapists get a standing item that cannot be missed (a fixed banner in
+//   a colour used nowhere else, a soft chime, the tab title, and an assertive screen reader
+//   alert) until they resolve it with an outcome: "I have seen this", a private room, Resolve.
 // The server enforces every rule (roles, limits); this file mirrors them to help people.
 
 import { announce } from '../lib/announce.js';
@@ -19,13 +20,12 @@ import { clock } from '../lib/format.js';
 import { ICONS, svgIcon } from '../lib/icons.js';
 import { on } from '../core/bus.js';
 import { CODES } from '../core/codes.js';
+import { confirmAction } from '../core/dialog.js';
 import { send } from '../core/connection.js';
 import { exposeProbe } from '../core/probe.js';
 import { isTherapist, state } from '../core/state.js';
 
 const MAX_CHARS = 1000;
-/** After asking for support, the button rests this long before it can be pressed again. */
-const SUPPORT_REST_MS = 30000;
 const CHAT_ERRORS = {
   [CODES.CHAT_DISABLED]: 'The therapist has paused the chat for now.',
   [CODES.INVALID_CHAT]: `A message can be 1 to ${MAX_CHARS} characters.`,
@@ -54,7 +54,7 @@ const chat = {
   space: null,
   /** What we last asked the server for, so an error lands next to the right control. */
   pending: null,
-  support: { state: 'idle', timer: null },
+  support: { state: 'idle', delivery: null },
   alerts: new Map(), // participantId -> { request, node, status }
   sessionOver: false,
 };
@@ -359,14 +359,23 @@ document.addEventListener('visibilitychange', () => {
 });
 
 // ---------------------------------------------------------------------------------------
-// "I need support": the participant's side.
+// "I need support": the participant's side. The request is state on the server: the page says
+// only what the server says about it (`supportStatus`), and shows the crisis resources at once.
 
+const SUPPORT_TEXT = {
+  noTherapist: 'No therapist is connected right now. Your request is kept and goes to the therapist as soon as one connects.',
+  alerted: 'Your request was sent to the therapist, privately. They have not seen it yet.',
+  seen: 'Your therapist has seen this. They will be with you as soon as they can.',
+  resolved: 'Your therapist closed your request. You can ask again at any time.',
+};
 const supportStatus = el('div', { id: 'support-status', class: 'status-bar support-status', role: 'status', hidden: true },
-  el('p', { class: 'status-bar-text support-status-text' }),
+  el('div', { class: 'support-status-body' },
+    el('p', { class: 'status-bar-text support-status-text' }),
+    el('p', { class: 'support-resources', hidden: true })),
   el('button', { type: 'button', class: 'button small', text: 'OK', onclick: () => { supportStatus.hidden = true; } }));
 
 function requestSupport() {
-  if (chat.support.state === 'sent') return;
+  if (chat.support.state === 'sent' || chat.support.state === 'open') return;
   if (!send({ type: 'requestSupport' })) {
     showSupportStatus('Not connected right now. Please try again in a moment.');
     return;
@@ -374,37 +383,46 @@ function requestSupport() {
   chat.support.state = 'sent';
   supportButton.disabled = true;
   supportButton.querySelector('.label').textContent = 'Asking for support…';
-  showSupportStatus('Letting the therapist know…');
+  showSupportStatus('Sending your request…');
 }
 
-function showSupportStatus(text) {
+function showSupportStatus(text, resources) {
   supportStatus.querySelector('.support-status-text').textContent = text;
+  const res = supportStatus.querySelector('.support-resources');
+  if (resources !== undefined) {
+    res.textContent = resources || '';
+    res.hidden = !resources;
+  }
   supportStatus.hidden = false;
   const room = document.getElementById('room-panel');
   if (room && !supportStatus.isConnected) room.prepend(supportStatus);
 }
 
-function onSupportReceived() {
-  chat.support.state = 'received';
-  supportButton.querySelector('.label').textContent = 'Support requested';
-  supportButton.classList.add('requested');
-  showSupportStatus('The therapist has been told, privately. Only they know you asked. They will be with you as soon as they can.');
-  clearTimeout(chat.support.timer);
-  chat.support.timer = setTimeout(() => {
-    chat.support.state = 'idle';
-    supportButton.disabled = false;
-    supportButton.classList.remove('requested');
-    supportButton.querySelector('.label').textContent = 'I need support';
-  }, SUPPORT_REST_MS);
+function onSupportStatus({ delivery, resourcesText }) {
+  const done = delivery === 'resolved';
+  chat.support.state = done ? 'idle' : 'open';
+  chat.support.delivery = delivery;
+  supportButton.disabled = !done;
+  supportButton.classList.toggle('requested', !done);
+  supportButton.querySelector('.label').textContent = done ? 'I need support' : 'Support requested';
+  showSupportStatus(SUPPORT_TEXT[delivery] || SUPPORT_TEXT.alerted, resourcesText);
 }
 
 // ---------------------------------------------------------------------------------------
-// "I need support": the therapist's alert, and the private room.
+// "I need support": the therapist's side. Each request not yet resolved is a standing item
+// (not a toast) until a therapist resolves it with an outcome; a new one chimes and shows in
+// the tab title. The list comes from the server (`supportRequests`), so a reload or a second
+// therapist sees the same.
 
 const alertStack = el('div', {
   id: 'support-alerts', class: 'urgent-alerts support-alerts', role: 'alert', 'aria-live': 'assertive',
 });
 const baseTitle = document.title;
+const OUTCOMES = [
+  ['resolvedInSession', 'Resolved in session'],
+  ['followUpNeeded', 'Follow-up needed'],
+  ['escalated', 'Escalated'],
+];
 
 function mountAlerts() {
   if (!alertStack.isConnected) document.body.append(alertStack);
@@ -416,12 +434,17 @@ function whereLabel(breakoutId) {
   return 'in a breakout room';
 }
 
-function onSupportRequested(request) {
-  if (!isTherapist()) return;
+function ensureAlert(request) {
   mountAlerts();
   const existing = chat.alerts.get(request.participantId);
+  if (existing && existing.request.requestId === request.requestId) {
+    existing.request = { ...existing.request, ...request };
+    renderAlert(existing);
+    return existing;
+  }
   if (existing) existing.node.remove();
   const status = el('p', { class: 'urgent-alert-status support-alert-status' });
+  const state = el('p', { class: 'support-alert-state' });
   const openButton = el('button', {
     type: 'button', class: 'button support-open', 'data-action': 'open-private-room',
     onclick: () => {
@@ -431,23 +454,72 @@ function onSupportRequested(request) {
       send({ type: 'openPrivateRoom', participantId: request.participantId });
     },
   }, el('span', { text: `Open private room with ${request.name}` }));
-  const dismiss = el('button', {
-    type: 'button', class: 'button small support-dismiss', 'data-action': 'dismiss',
-    onclick: () => resolveAlert(request.participantId),
-  }, el('span', { text: 'Dismiss' }), el('span', { class: 'visually-hidden', text: ` the request from ${request.name}` }));
-  const node = el('section', { class: 'urgent-alert support-alert', 'data-participant-id': request.participantId, 'aria-label': `${request.name} needs support` },
+  const ackButton = el('button', {
+    type: 'button', class: 'button support-ack', 'data-action': 'acknowledge',
+    onclick: () => send({ type: 'acknowledgeSupport', requestId: a.request.requestId }),
+  }, el('span', { text: 'I have seen this' }), el('span', { class: 'visually-hidden', text: ` (tells ${request.name})` }));
+  const outcomeId = `support-outcome-${request.requestId}`;
+  const outcome = el('select', { id: outcomeId, class: 'text-field support-outcome' },
+    OUTCOMES.map(([value, label]) => el('option', { value, text: label })));
+  const resolveButton = el('button', {
+    type: 'button', class: 'button small support-resolve', 'data-action': 'resolve',
+    onclick: () => send({ type: 'resolveSupport', requestId: a.request.requestId, outcome: outcome.value }),
+  }, el('span', { text: 'Resolve' }), el('span', { class: 'visually-hidden', text: ` the request from ${request.name}` }));
+  const node = el('section', { class: 'urgent-alert support-alert', 'data-participant-id': request.participantId, 'data-request-id': request.requestId, 'aria-label': `${request.name} needs support` },
     el('div', { class: 'urgent-alert-icon support-alert-icon', 'aria-hidden': 'true' }, svgIcon(ICONS.heart)),
     el('div', { class: 'urgent-alert-body support-alert-body' },
       el('p', { class: 'urgent-alert-title support-alert-title', text: `${request.name} needs support` }),
       el('p', { class: 'urgent-alert-detail support-alert-detail', text: `Asked at ${clock(request.atMs)}, ${whereLabel(request.breakoutId)}. Only therapists see this.` }),
+      state,
       status,
-      el('div', { class: 'urgent-alert-actions support-alert-actions' }, openButton, dismiss)));
-  chat.alerts.set(request.participantId, { request, node, status, openButton });
+      el('div', { class: 'urgent-alert-actions support-alert-actions' }, ackButton, openButton,
+        el('span', { class: 'support-resolve-group' },
+          el('label', { for: outcomeId, class: 'support-outcome-label', text: 'Outcome' }), outcome, resolveButton))));
+  const a = { request, node, status, state, openButton, ackButton };
+  chat.alerts.set(request.participantId, a);
   alertStack.append(node);
+  renderAlert(a);
   renderTitle();
+  return a;
+}
+
+function renderAlert(a) {
+  const r = a.request;
+  const acked = r.state === 'acknowledged';
+  a.node.classList.toggle('acknowledged', acked);
+  a.ackButton.hidden = acked;
+  const who = r.acknowledgedBy === me() ? 'you' : 'a therapist';
+  let text = acked ? `Seen by ${who}; ${r.name} was told.` : `Not seen yet: ${r.name} is waiting for a therapist to answer.`;
+  if (r.requesterPresent === false) text += ` ${r.name} has left the session with this request open: follow up after the session.`;
+  a.state.textContent = text;
+  a.openButton.disabled = r.requesterPresent === false;
+}
+
+function onSupportRequested(request) {
+  if (!isTherapist()) return;
+  ensureAlert({ state: 'open', requesterPresent: true, ...request });
   chime();
   // Focus stays where the therapist is (they may be typing): the banner and the screen
   // reader alert do the telling.
+}
+
+/** The standing list: every request not yet resolved, as the server holds it. */
+function onSupportRequests({ requests }) {
+  if (!isTherapist()) return;
+  const live = new Set();
+  for (const r of requests || []) {
+    live.add(r.participantId);
+    ensureAlert(r);
+  }
+  for (const id of [...chat.alerts.keys()]) if (!live.has(id)) resolveAlert(id);
+}
+
+function onRequesterLeft({ participantId }) {
+  const a = chat.alerts.get(participantId);
+  if (!a) return;
+  a.request = { ...a.request, requesterPresent: false };
+  renderAlert(a);
+  chime();
 }
 
 function resolveAlert(participantId) {
@@ -457,6 +529,7 @@ function resolveAlert(participantId) {
   chat.alerts.delete(participantId);
   renderTitle();
 }
+
 
 function renderTitle() {
   document.title = chat.alerts.size > 0 ? `(${chat.alerts.size}) Support requested · ${baseTitle}` : baseTitle;
@@ -534,7 +607,6 @@ function resetSession() {
   chat.pending = null;
   for (const id of [...chat.alerts.keys()]) resolveAlert(id);
   supportStatus.hidden = true;
-  clearTimeout(chat.support.timer);
   chat.support.state = 'idle';
   supportButton.disabled = false;
   supportButton.classList.remove('requested');
@@ -594,7 +666,6 @@ on('spaceChanged', ({ breakout, participants }) => {
     if (isPrivateSpace(chat.space)) {
       const others = (participants || []).filter((p) => p.id !== me()).map((p) => p.name);
       addDivider(`You are now in a private room with ${others.join(' and ') || 'the therapist'}. Messages here are only between you.`);
-      for (const p of participants || []) resolveAlert(p.id);
       if (!isTherapist()) {
         supportStatus.hidden = true;
         announce('You are now in a private room with the therapist.');
@@ -632,7 +703,9 @@ on('chatHistory', ({ messages }) => {
 on('chatMessageDeleted', ({ messageId }) => removeMessage(messageId));
 
 on('supportRequested', onSupportRequested);
-on('supportReceived', onSupportReceived);
+on('supportRequests', onSupportRequests);
+on('supportRequesterLeft', onRequesterLeft);
+on('supportStatus', onSupportStatus);
 
 on('error', ({ code, message }) => {
   const pending = chat.pending;
@@ -657,6 +730,16 @@ on('error', ({ code, message }) => {
     chat.pending = null;
   }
 });
+on('error', async ({ code, message }) => {
+  // Ending the session while support requests are open needs one more, explicit yes.
+  if (code !== CODES.SUPPORT_OPEN) return;
+  const sure = await confirmAction({
+    heading: 'Support requests are still open',
+    body: `${message} Each open request is kept for follow-up after the session.`,
+    confirm: 'End session anyway',
+  });
+  if (sure) send({ type: 'endSession', confirm: true });
+});
 
 on('sessionEnded', () => {
   chat.sessionOver = true;
@@ -672,6 +755,7 @@ exposeProbe('chat', () => ({
     open: chat.open,
     space: chat.space && { ...chat.space },
     alerts: [...chat.alerts.values()].map((a) => ({ ...a.request })),
+    support: { ...chat.support },
   }));
 
 mountControls();

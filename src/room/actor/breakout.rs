@@ -368,6 +368,7 @@ impl Room {
                 // The hand was raised for the space they left; the rosters below carry this.
                 m.info.hand_raised = false;
             }
+            self.records.moved(&mut cx!(self), &id, &space);
             self.group_departed(&id, &old);
             self.connect_media(&id);
             for s in [old, space] {
@@ -444,6 +445,7 @@ impl Room {
                 name: m.info.name.clone(),
                 role: m.info.role,
                 breakout_id: m.space.clone(),
+                reconnecting: !m.connected,
             })
             .collect();
         let plan = BreakoutPlan { open: b.open, rooms, closes_at_ms: b.closes_at_ms, allow_return: b.allow_return, whereabouts };

@@ -1,4 +1,4 @@
-//! In-call chat and the private "I need support" signal.
+//! In-call chat and the private room a therapist opens for someone who asked for support.
 //!
 //! Chat scopes to the sender's space (the main room, a breakout or a private room): a message
 //! goes to everyone admitted there, or privately to one person and back to the sender.
@@ -12,8 +12,7 @@
 //! space gets them as `chatHistory` (private ones only when they are a party). Turning the
 //! setting off forgets the transcript at once.
 //!
-//! "I need support" alerts the therapists only and acknowledges the participant; the audit log
-//! gets the participant's id, nothing else. A therapist answers with one action,
+//! "I need support" itself is a request with a state (`records.rs`). A therapist answers with one action,
 //! `openPrivateRoom`: a space of two (`private-N`, not a breakout) that both move into (the room
 //! moves them, so media and chat follow); `closePrivateRoom` returns the participant to where
 //! they belong and the therapist to the main room.
@@ -26,10 +25,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::alerts::{Alert, Alerts};
 use super::{Cx, Member};
 use crate::room::ParticipantId;
-use crate::signal::protocol::{ChatEntry, ChatMessageId, ChatSettings, ClientMessage, ErrorCode, ServerMessage, SupportRequestId};
+use crate::signal::protocol::{ChatEntry, ChatMessageId, ChatSettings, ClientMessage, ErrorCode, ServerMessage};
 
 /// Longest chat message, in characters (after trimming).
 pub const MAX_CHAT_CHARS: usize = 1000;
@@ -137,7 +135,7 @@ pub(super) type Moves = Vec<(ParticipantId, Dest)>;
 impl Chat {
     /// Handles the chat messages (see the protocol). `Some(moves)` when a private room opened
     /// or closed: the room moves those people and updates the breakout plan.
-    pub(super) fn on_message(&mut self, cx: &mut Cx, alerts: &mut Alerts, from: &ParticipantId, msg: ClientMessage) -> Option<Moves> {
+    pub(super) fn on_message(&mut self, cx: &mut Cx, from: &ParticipantId, msg: ClientMessage) -> Option<Moves> {
         let sender = cx.members.get(from)?;
         let is_therapist = sender.is_therapist();
         let therapist_only = matches!(
@@ -185,7 +183,6 @@ impl Chat {
                     cx.send(&p, ServerMessage::ChatMessageDeleted { message_id: message_id.clone() });
                 }
             }
-            ClientMessage::RequestSupport => Self::request_support(cx, alerts, from),
             ClientMessage::OpenPrivateRoom { participant_id } => return self.open_private_room(cx, from, &participant_id),
             ClientMessage::ClosePrivateRoom { space_id } => {
                 if !self.private_rooms.contains_key(&space_id) {
@@ -285,29 +282,6 @@ impl Chat {
             }
         }
         cx.send(id, ServerMessage::ChatHistory { messages });
-    }
-
-    fn request_support(cx: &mut Cx, alerts: &mut Alerts, from: &ParticipantId) {
-        let Some(m) = cx.members.get(from) else { return };
-        if m.is_therapist() {
-            return cx.error(from, ErrorCode::Forbidden, "therapists are alerted by support requests; they do not send them");
-        }
-        if !alerts.allow(from, Alert::RequestSupport, cx.now.at) {
-            return cx.error(from, ErrorCode::RateLimited, super::alerts::refusal(Alert::RequestSupport));
-        }
-        let request_id = SupportRequestId::random();
-        let alert = ServerMessage::SupportRequested {
-            request_id: request_id.clone(),
-            participant_id: from.clone(),
-            name: m.info.name.clone(),
-            breakout_id: m.space.clone(),
-            at_ms: cx.now.unix_ms as u64,
-        };
-        for t in cx.therapists() {
-            cx.send(&t, alert.clone());
-        }
-        cx.audit(from, "support_request", None);
-        cx.send(from, ServerMessage::SupportReceived { request_id });
     }
 
     fn open_private_room(&mut self, cx: &mut Cx, from: &ParticipantId, participant: &ParticipantId) -> Option<Moves> {

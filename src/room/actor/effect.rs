@@ -15,7 +15,7 @@ use super::Timer;
 use crate::auth::Role;
 use crate::sfu::{PeerCommand, PublishedTrack};
 use crate::signal::protocol::{AgendaItem, EndReason, ServerMessage};
-use crate::store::PollRecord;
+use crate::store::{PollRecord, Record};
 use crate::vocab::ParticipantId;
 
 /// The time an input happens at: the monotonic instant timers are measured from, and the wall
@@ -75,4 +75,9 @@ pub(super) enum Effect {
     SavePoll(Box<PollRecord>),
     /// Milestone store work (preferences, celebrations, history), done in order.
     Milestone(Job),
+    /// A session record (session, attendance, check-in, support request) for the store's
+    /// ordered queue.
+    Record(Record),
+    /// The session ended: its summary for the webhook (when one is configured).
+    SessionEnded(Box<crate::webhook::SessionSummary>),
 }

@@ -35,6 +35,7 @@ mod milestone;
 mod model_tests;
 mod poll;
 mod queue;
+mod records;
 mod round;
 mod screen;
 mod snapshot;
@@ -190,6 +191,7 @@ pub(super) struct Room {
     chat: chat::Chat,
     speakers: speaker::Speakers,
     alerts: alerts::Alerts,
+    records: records::Records,
     /// End-to-end encryption: the key relay's memory (never in the snapshot).
     e2ee: e2ee::E2eeKeys,
     queues: queue::SpeakingQueues,
@@ -221,6 +223,7 @@ impl Room {
             chat: chat::Chat::default(),
             speakers: speaker::Speakers::default(),
             alerts: alerts::Alerts::default(),
+            records: records::Records::default(),
             e2ee: e2ee::E2eeKeys::default(),
             queues: queue::SpeakingQueues::default(),
             rounds: round::Rounds::default(),
@@ -465,11 +468,13 @@ impl Room {
                 admitted,
                 participants: Vec::new(),
                 room: self.state.clone(),
+                session_id: self.records.session_id(),
             },
         );
         if admitted {
             self.admit(&id);
         } else {
+            self.records.knocked(&mut cx!(self), &id);
             self.publish_waiting_list();
         }
         self.agreement_on_join(&id);
@@ -513,6 +518,7 @@ impl Room {
                 admitted,
                 participants: Vec::new(),
                 room: self.state.clone(),
+                session_id: self.records.session_id(),
             },
         );
         if admitted {
@@ -538,7 +544,11 @@ impl Room {
             if !self.breakouts.is_empty() {
                 self.publish_breakout_plan();
             }
+        } else if !self.breakouts.is_empty() {
+            // Therapists in every space see that this member is back.
+            self.publish_breakout_plan();
         }
+        self.records.resumed(&mut cx!(self), &id);
         debug!(participant = %id, "resumed");
     }
 
@@ -559,6 +569,11 @@ impl Room {
         let old_tracks = std::mem::take(&mut m.tracks);
         self.unsubscribe_all(id, &old_tracks);
         self.publish_update(id);
+        // Therapists in every space see that this member is reconnecting, not only their own.
+        if !self.breakouts.is_empty() {
+            self.publish_breakout_plan();
+        }
+        self.records.dropped(&mut cx!(self), id);
         self.schedule(grace, Timer::Grace(id.clone(), epoch));
         debug!(participant = %id, "disconnected; holding the place");
     }
@@ -574,7 +589,10 @@ impl Room {
         for other in self.space_of(id).into_iter().filter(|p| p != id) {
             self.send_to(&other, ServerMessage::ParticipantJoined { participant: info.clone() });
         }
+        // The session (a new one if none runs) counts them from here.
+        self.records.admitted(&mut cx!(self), id);
         self.send_admission(id);
+        self.records.caught_up(&mut cx!(self), id);
         self.connect_media(id);
         self.publish_waiting_list();
         self.place_admitted(id);
@@ -595,7 +613,9 @@ impl Room {
     fn send_admission(&mut self, id: &ParticipantId) {
         let ice_servers =
             self.settings.ice_servers_for(id, std::time::UNIX_EPOCH + std::time::Duration::from_millis(self.now.unix_ms.max(0) as u64));
-        self.send_to(id, ServerMessage::Admitted { participants: self.roster_of_space(&None), room: self.state.clone(), ice_servers });
+        let session_id = self.records.session_id();
+        let msg = ServerMessage::Admitted { participants: self.roster_of_space(&None), room: self.state.clone(), ice_servers, session_id };
+        self.send_to(id, msg);
     }
 
     /// Subscribes `id` to everyone it should receive, and everyone who should receive it to `id`.
@@ -672,6 +692,7 @@ impl Room {
         for moves in self.chat.member_left(&cx!(self), id) {
             self.private_room_moves(moves);
         }
+        self.records.left(&mut cx!(self), &member, reason);
         if member.admitted && reason != Some(EndReason::Replaced) {
             self.group_departed(id, &member.space);
         }
@@ -757,7 +778,11 @@ impl Room {
                 | ClientMessage::LockRoom { .. }
                 | ClientMessage::SetWaitingRoom { .. }
                 | ClientMessage::Spotlight { .. }
-                | ClientMessage::EndSession
+                | ClientMessage::EndSession { .. }
+                | ClientMessage::AcknowledgeSupport { .. }
+                | ClientMessage::ResolveSupport { .. }
+                | ClientMessage::StartCheckIn { .. }
+                | ClientMessage::CloseCheckIn { .. }
                 | ClientMessage::CreateBreakout { .. }
                 | ClientMessage::DeleteBreakout { .. }
                 | ClientMessage::AssignBreakout { .. }
@@ -900,7 +925,10 @@ impl Room {
                 self.state.spotlight = participant_id;
                 self.send_admitted(ServerMessage::RoomStateChanged { room: self.state.clone() });
             }
-            ClientMessage::EndSession => {
+            ClientMessage::EndSession { confirm } => {
+                if !self.records.may_end(&mut cx!(self), from, confirm) {
+                    return;
+                }
                 self.audit(from, "end_session", None);
                 for id in self.order.clone() {
                     self.remove_member(&id, Some(EndReason::Ended));
@@ -931,14 +959,19 @@ impl Room {
             msg @ (ClientMessage::Chat { .. }
             | ClientMessage::SetChatSettings { .. }
             | ClientMessage::DeleteChatMessage { .. }
-            | ClientMessage::RequestSupport
             | ClientMessage::OpenPrivateRoom { .. }
             | ClientMessage::ClosePrivateRoom { .. }) => {
-                if let Some(moves) = self.chat.on_message(&mut cx!(self), &mut self.alerts, from, msg) {
+                if let Some(moves) = self.chat.on_message(&mut cx!(self), from, msg) {
                     self.private_room_moves(moves);
                 }
             }
             msg @ (ClientMessage::ScreenShare { .. } | ClientMessage::AllowScreenShare { .. }) => self.on_screen(from, msg),
+            msg @ (ClientMessage::RequestSupport
+            | ClientMessage::AcknowledgeSupport { .. }
+            | ClientMessage::ResolveSupport { .. }
+            | ClientMessage::StartCheckIn { .. }
+            | ClientMessage::AnswerCheckIn { .. }
+            | ClientMessage::CloseCheckIn { .. }) => self.records.on_message(&mut cx!(self), &mut self.alerts, from, msg),
             msg @ (ClientMessage::GiveFloor { .. }
             | ClientMessage::StartRound { .. }
             | ClientMessage::PassTurn

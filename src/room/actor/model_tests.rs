@@ -28,6 +28,8 @@ pub(super) fn settings(waiting_room: bool, reconnect_grace: Duration) -> RoomSet
         turn: None,
         ballot_secret: [7; 32],
         ban_ttl: Duration::from_secs(3600),
+        late_after: Duration::from_secs(300),
+        support_resources: "Call your local crisis line.".into(),
     }
 }
 
@@ -39,6 +41,8 @@ pub(super) fn context_with(waiting_room: bool, reconnect_grace: Duration) -> Arc
         by_role: Default::default(),
         settings: settings(waiting_room, reconnect_grace),
         store: None,
+        recorder: None,
+        webhook: None,
         cluster: std::sync::OnceLock::new(),
         bans: Default::default(),
         failures: Default::default(),
@@ -301,7 +305,11 @@ impl Model {
                 Effect::Forwarding { track, on } => {
                     self.forwarding.insert(track.id.clone(), on);
                 }
-                Effect::SavePoll(_) | Effect::Milestone(_) | Effect::AgendaTemplates { .. } => {}
+                Effect::SavePoll(_)
+                | Effect::Milestone(_)
+                | Effect::AgendaTemplates { .. }
+                | Effect::Record(_)
+                | Effect::SessionEnded(_) => {}
             }
         }
     }
@@ -347,7 +355,7 @@ impl Model {
                 self.client(&who, ClientMessage::LockRoom { locked: !state.locked });
                 self.client(&who, ClientMessage::SetWaitingRoom { enabled: !state.waiting_room });
                 self.client(&who, ClientMessage::Mute { participant_id: target.clone(), kind: MediaKind::Audio, hard: true });
-                self.client(&who, ClientMessage::EndSession);
+                self.client(&who, ClientMessage::EndSession { confirm: true });
                 assert_eq!(self.admitted(), before, "{who}'s moderator actions changed who is in");
                 assert_eq!(self.room.state, state, "{who} changed the room's state");
                 assert_eq!(self.bans, bans, "{who} banned someone");

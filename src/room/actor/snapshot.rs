@@ -106,6 +106,7 @@ impl RoomSnapshot {
         check(self.banned.len() <= MAX_ENTRIES && self.banned.iter().all(valid_id), "banned")?;
         check(self.remembered.len() <= MAX_ENTRIES && self.remembered.keys().all(valid_id), "remembered")?;
         check(self.celebration_prefs.len() <= MAX_ENTRIES && self.celebration_prefs.keys().all(valid_id), "celebrationPrefs")?;
+        check(self.records.valid(MAX_ENTRIES), "records")?;
         self.breakouts.validate(now_ms)?;
         check(self.polls.len() <= super::poll::MAX_OPEN_POLLS, "polls")?;
         let mut ids = std::collections::HashSet::new();
@@ -222,6 +223,10 @@ pub(super) struct RoomSnapshot {
     pub breakouts: BreakoutsSnap,
     pub polls: Vec<PollSnap>,
     pub celebration_prefs: BTreeMap<ParticipantId, CelebrationPreferences>,
+    /// The running session: attendance, support requests, check-ins (ids, times, numbers).
+    /// Absent in state saved before sessions were kept.
+    #[serde(default)]
+    pub records: super::records::Records,
     /// Absent in state saved before these were kept.
     #[serde(default)]
     pub speaking_queue: SpeakingQueues,
@@ -284,6 +289,7 @@ impl Room {
             breakouts: self.breakouts.snapshot(),
             polls: self.polls.snapshot(),
             celebration_prefs: self.milestones.chosen_prefs(),
+            records: self.records.clone(),
             speaking_queue: self.queues.clone(),
             agenda: self.agenda.snapshot(),
             agreement: self.agreement.snapshot(),
@@ -303,6 +309,7 @@ impl Room {
             breakouts: BreakoutsSnap::default(),
             polls: Vec::new(),
             celebration_prefs: BTreeMap::new(),
+            records: Default::default(),
             speaking_queue: SpeakingQueues::default(),
             agenda: AgendaSnap::default(),
             agreement: AgreementSnap::default(),
@@ -333,6 +340,7 @@ impl Room {
         for (id, left_ms) in timers {
             self.schedule(std::time::Duration::from_millis(left_ms), Timer::PollClose(id));
         }
+        self.records = snap.records;
         for (who, prefs) in snap.celebration_prefs {
             self.restore_prefs(who, prefs);
         }

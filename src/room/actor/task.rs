@@ -122,6 +122,16 @@ impl Performer {
                     let jobs = self.milestone_jobs.get_or_insert_with(|| spawn_store_task(store.clone(), prefs, self.me.clone()));
                     let _ = jobs.send((job, reply_to));
                 }
+                Effect::Record(record) => {
+                    if let Some(recorder) = &self.registry.recorder {
+                        recorder.record(record);
+                    }
+                }
+                Effect::SessionEnded(summary) => {
+                    if let Some(webhook) = &self.registry.webhook {
+                        webhook.deliver(*summary);
+                    }
+                }
             }
         }
     }
