@@ -131,6 +131,9 @@ pub struct MintRequest {
     pub participant_id: Option<String>,
     #[serde(default)]
     pub ttl_seconds: Option<u64>,
+    /// Family guests: the participant id of their sponsor (required for them only).
+    #[serde(default)]
+    pub sponsor: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -146,8 +149,11 @@ pub struct MintResponse {
 
 fn mint(state: &AppState, req: MintRequest, default_ttl: u64) -> Result<Json<MintResponse>, ApiError> {
     let room = RoomId::new(req.room).map_err(|e| ApiError(StatusCode::BAD_REQUEST, "invalid_room", e.to_string()))?;
+    // A guest's link is short-lived unless asked otherwise, whatever the default for members.
+    let default_ttl = if req.role == Role::FamilyGuest { default_ttl.min(crate::auth::GUEST_MAX_TTL.as_secs()) } else { default_ttl };
     let ttl = Duration::from_secs(req.ttl_seconds.unwrap_or(default_ttl));
-    let (token, claims) = state.tokens.mint(&room, req.role, &req.name, req.participant_id.as_deref(), ttl).map_err(|e| match e {
+    let minted = state.tokens.mint_with_sponsor(&room, req.role, &req.name, req.participant_id.as_deref(), ttl, req.sponsor.as_deref());
+    let (token, claims) = minted.map_err(|e| match e {
         crate::auth::AuthError::InvalidName(_) => ApiError(StatusCode::BAD_REQUEST, "invalid_name", e.to_string()),
         e => ApiError(StatusCode::BAD_REQUEST, "invalid_request", e.to_string()),
     })?;

@@ -52,14 +52,30 @@ async fn bad_tokens_are_refused_with_distinct_codes() {
     let issuer = &server.state().tokens;
     let now = hearth::auth::now_secs();
     let forged = issuer
-        .sign(&Claims { sub: "p-x".into(), room: "g".into(), role: Role::Therapist, name: "P".into(), exp: now + 60, iat: now })
+        .sign(&Claims {
+            sub: "p-x".into(),
+            room: "g".into(),
+            role: Role::Therapist,
+            name: "P".into(),
+            exp: now + 60,
+            iat: now,
+            sponsor: None,
+        })
         .unwrap();
     let mut parts: Vec<&str> = good.split('.').collect();
     parts[1] = forged.split('.').nth(1).unwrap();
     c.send(&join_msg("g", parts.join("."))).await.unwrap();
     expect_error(&mut c, ErrorCode::TokenInvalid).await;
     let expired = issuer
-        .sign(&Claims { sub: "p-y".into(), room: "g".into(), role: Role::Participant, name: "P".into(), exp: now - 600, iat: now - 900 })
+        .sign(&Claims {
+            sub: "p-y".into(),
+            room: "g".into(),
+            role: Role::Participant,
+            name: "P".into(),
+            exp: now - 600,
+            iat: now - 900,
+            sponsor: None,
+        })
         .unwrap();
     c.send(&join_msg("g", expired)).await.unwrap();
     expect_error(&mut c, ErrorCode::TokenExpired).await;
@@ -303,5 +319,130 @@ async fn reconnect_keeps_admission_and_hard_mute() {
     assert!(me.audio_hard_muted && me.audio_muted, "the hard mute outlives the reload");
     ivy.send(&ClientMessage::SetMute { kind: MediaKind::Audio, muted: false }).await.unwrap();
     expect_error(&mut ivy, ErrorCode::HardMuted).await;
+    server.shutdown().await;
+}
+
+/// Receives on `c` (bounded), logging every frame, until one matches `pred`.
+async fn recv_logged(
+    c: &mut SignalClient,
+    log: &mut Vec<ServerMessage>,
+    what: &str,
+    pred: impl Fn(&ServerMessage) -> bool,
+) -> ServerMessage {
+    loop {
+        let m = tokio::time::timeout(WAIT, c.recv()).await.unwrap_or_else(|_| panic!("no {what} in time")).unwrap();
+        let m = m.unwrap_or_else(|| panic!("socket closed before {what}"));
+        log.push(m.clone());
+        if pred(&m) {
+            return m;
+        }
+    }
+}
+
+/// A family guest minted through `/api/tokens` waits as their sponsor's guest, is admitted only
+/// into the family space the therapist opens, and leaves when it closes; over every frame their
+/// socket received, no other member's id, name or message appears.
+#[tokio::test]
+async fn a_family_guest_receives_nothing_of_the_rest_of_the_group() {
+    let mut config = common::test_config();
+    config.auth.api_key = "an-api-key-for-the-tests-0123456789".into();
+    let server = common::start_with(config).await;
+    let room = "fam";
+    let url = common::ws_url(&server);
+    let connect = |token: String| {
+        let url = url.clone();
+        async move {
+            let mut c = SignalClient::connect(&url).await.unwrap();
+            c.send(&join_msg(room, token)).await.unwrap();
+            c
+        }
+    };
+    let mut t = connect(common::token(&server, room, Role::Therapist, "Dr T")).await;
+    t.recv_until("joined", WAIT, |m| matches!(m, ServerMessage::Joined { .. })).await.unwrap();
+    let mut sponsor = connect(common::token_for(&server, room, Role::Participant, "Sam Sponsor", "sponsor-1")).await;
+    let mut other = connect(common::token_for(&server, room, Role::Participant, "Olivia Other", "other-2")).await;
+    for (c, id) in [(&mut sponsor, "sponsor-1"), (&mut other, "other-2")] {
+        t.send(&ClientMessage::Admit { participant_id: common::pid(id) }).await.unwrap();
+        c.recv_until("admitted", WAIT, |m| matches!(m, ServerMessage::Admitted { .. })).await.unwrap();
+    }
+
+    // The guest's link, minted by the operator's backend with the sponsor's id.
+    let headers = [("Authorization", "Bearer an-api-key-for-the-tests-0123456789"), ("Content-Type", "application/json")];
+    let body = r#"{"room":"fam","role":"familyGuest","name":"Gail Guest","sponsor":"sponsor-1","ttlSeconds":3600}"#;
+    let (status, minted) = common::http(server.addr(), "POST", "/api/tokens", &headers, body).await;
+    assert_eq!(status, 200, "{minted}");
+    let minted: serde_json::Value = serde_json::from_str(&minted).unwrap();
+    let no_sponsor = r#"{"room":"fam","role":"familyGuest","name":"Gail Guest"}"#;
+    assert_eq!(common::http(server.addr(), "POST", "/api/tokens", &headers, no_sponsor).await.0, 400, "a guest needs a sponsor");
+    let too_long = r#"{"room":"fam","role":"familyGuest","name":"Gail Guest","sponsor":"sponsor-1","ttlSeconds":86400}"#;
+    assert_eq!(common::http(server.addr(), "POST", "/api/tokens", &headers, too_long).await.0, 400, "a guest's link is short");
+
+    let mut log = Vec::new();
+    let mut guest = connect(minted["token"].as_str().unwrap().to_string()).await;
+    let guest_id = match recv_logged(&mut guest, &mut log, "joined", |m| matches!(m, ServerMessage::Joined { .. })).await {
+        ServerMessage::Joined { participant_id, admitted, .. } => {
+            assert!(!admitted, "a guest always waits");
+            participant_id
+        }
+        _ => unreachable!(),
+    };
+    let listed = t
+        .recv_until(
+            "the guest listed",
+            WAIT,
+            |m| matches!(m, ServerMessage::WaitingList { waiting } if waiting.iter().any(|w| w.id == guest_id)),
+        )
+        .await
+        .unwrap();
+    let ServerMessage::WaitingList { waiting } = listed else { unreachable!() };
+    let entry = waiting.iter().find(|w| w.id == guest_id).unwrap();
+    assert_eq!((entry.role, entry.sponsor_name.as_deref()), (Role::FamilyGuest, Some("Sam Sponsor")));
+
+    // No family space yet: admitting the guest is refused and they keep waiting.
+    t.send(&ClientMessage::Admit { participant_id: guest_id.clone() }).await.unwrap();
+    expect_error(&mut t, ErrorCode::InvalidField).await;
+    // A participant may not open one.
+    other.send(&ClientMessage::OpenFamilySpace { sponsor_id: common::pid("sponsor-1") }).await.unwrap();
+    expect_error(&mut other, ErrorCode::Forbidden).await;
+
+    t.send(&ClientMessage::OpenFamilySpace { sponsor_id: common::pid("sponsor-1") }).await.unwrap();
+    sponsor.recv_until("moved", WAIT, |m| matches!(m, ServerMessage::SpaceChanged { breakout: Some(_), .. })).await.unwrap();
+    t.send(&ClientMessage::Admit { participant_id: guest_id.clone() }).await.unwrap();
+    let admitted = recv_logged(&mut guest, &mut log, "admitted", |m| matches!(m, ServerMessage::Admitted { .. })).await;
+    let ServerMessage::Admitted { participants, .. } = admitted else { unreachable!() };
+    let mut roster: Vec<_> = participants.iter().map(|p| p.id.as_str().to_string()).collect();
+    roster.sort();
+    assert!(!roster.contains(&"other-2".to_string()), "{roster:?}");
+
+    // The group goes on without them.
+    other.send(&ClientMessage::Chat { text: "something only the group hears".into(), to: None }).await.unwrap();
+    other.recv_until("own chat", WAIT, |m| matches!(m, ServerMessage::ChatMessage { .. })).await.unwrap();
+    other.send(&ClientMessage::RaiseHand).await.unwrap();
+    other.send(&ClientMessage::Chat { text: "psst".into(), to: Some(guest_id.clone()) }).await.unwrap();
+    expect_error(&mut other, ErrorCode::Forbidden).await;
+    t.send(&ClientMessage::Spotlight { participant_id: Some(common::pid("other-2")) }).await.unwrap();
+    t.recv_until("spotlight", WAIT, |m| matches!(m, ServerMessage::RoomStateChanged { .. })).await.unwrap();
+    // The guest may not write privately to another member, nor share a screen.
+    guest.send(&ClientMessage::Chat { text: "hi".into(), to: Some(common::pid("other-2")) }).await.unwrap();
+    recv_logged(&mut guest, &mut log, "forbidden", |m| matches!(m, ServerMessage::Error { code: ErrorCode::Forbidden, .. })).await;
+    guest.send(&ClientMessage::Chat { text: "hello family".into(), to: None }).await.unwrap();
+    recv_logged(&mut guest, &mut log, "own chat", |m| matches!(m, ServerMessage::ChatMessage { .. })).await;
+
+    t.send(&ClientMessage::CloseFamilySpace { sponsor_id: common::pid("sponsor-1") }).await.unwrap();
+    recv_logged(&mut guest, &mut log, "session ended", |m| matches!(m, ServerMessage::SessionEnded { .. })).await;
+    sponsor.recv_until("back", WAIT, |m| matches!(m, ServerMessage::SpaceChanged { breakout: None, .. })).await.unwrap();
+    while let Ok(Ok(Some(m))) = tokio::time::timeout(WAIT, guest.recv()).await {
+        log.push(m);
+    }
+    assert!(log.iter().any(|m| matches!(m, ServerMessage::SpaceChanged { breakout: Some(_), .. })), "the guest was in the family space");
+    for m in &log {
+        let json = serde_json::to_string(m).unwrap();
+        for secret in ["other-2", "Olivia Other", "something only the group hears"] {
+            assert!(!json.contains(secret), "the guest received `{secret}`: {json}");
+        }
+    }
+    let audit = server.state().store.audit_log(room).await.unwrap();
+    let open = audit.iter().find(|r| r.action == "family_space_open").expect("audited");
+    assert_eq!(open.actor_role.as_deref(), Some("therapist"));
     server.shutdown().await;
 }

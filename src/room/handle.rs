@@ -77,6 +77,8 @@ pub enum Timer {
     Speakers,
     /// Screen sharing: the announced share (its announcement number) should have arrived.
     ScreenArrival(ParticipantId, u64),
+    /// A family guest's token expires now.
+    GuestExpiry(ParticipantId),
 }
 
 #[derive(Clone)]

@@ -84,7 +84,7 @@ pub(super) struct RegistryInner {
     pub(super) rooms: DashMap<RoomId, RoomHandle>,
     pub(super) participants: AtomicUsize,
     /// Participants by role: therapist, participant, observer.
-    pub(super) by_role: [AtomicUsize; 3],
+    pub(super) by_role: [AtomicUsize; Role::ALL.len()],
     pub(super) settings: RoomSettings,
     pub(super) store: Option<Store>,
     /// Relay nodes: where rooms save the state that must outlive this node.
@@ -98,11 +98,7 @@ pub(super) struct RegistryInner {
 impl RegistryInner {
     /// Counts a participant in (`joined`) or out.
     pub(super) fn count(&self, role: Role, joined: bool) {
-        let i = match role {
-            Role::Therapist => 0,
-            Role::Participant => 1,
-            Role::Observer => 2,
-        };
+        let i = role.index();
         if joined {
             self.participants.fetch_add(1, Ordering::Relaxed);
             self.by_role[i].fetch_add(1, Ordering::Relaxed);

@@ -57,6 +57,9 @@ pub struct ParticipantInfo {
     /// May share a screen: therapists always, participants when a therapist allows it.
     #[serde(default)]
     pub can_share_screen: bool,
+    /// Family guests only: the participant whose guest they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sponsor: Option<ParticipantId>,
 }
 
 /// Someone in the waiting room, as therapists see them.
@@ -66,6 +69,12 @@ pub struct WaitingInfo {
     pub id: ParticipantId,
     pub name: String,
     pub role: Role,
+    /// Family guests only: the sponsor's id and display name ("Guest of <sponsor>"); the name
+    /// is absent while the sponsor is not in the room.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sponsor: Option<ParticipantId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sponsor_name: Option<String>,
 }
 
 /// Room-wide settings every admitted member sees.
@@ -600,6 +609,17 @@ pub enum ClientMessage {
     /// Therapist: end a private room; the participant returns where they belong.
     ClosePrivateRoom {
         space_id: String,
+    },
+    // ---- family spaces ----
+    /// Therapist: open a family space for a participant (the sponsor): the sponsor and the
+    /// therapist move in, and the sponsor's guests can then be admitted into it.
+    OpenFamilySpace {
+        sponsor_id: ParticipantId,
+    },
+    /// Therapist: close a sponsor's family space: the guests leave, the others return where
+    /// they belong.
+    CloseFamilySpace {
+        sponsor_id: ParticipantId,
     },
     /// Keep-alive; answered by `pong`.
     Ping {

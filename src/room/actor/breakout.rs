@@ -149,8 +149,12 @@ impl Room {
                 self.publish_breakout_plan();
             }
             ClientMessage::AssignBreakout { participant_id, breakout_id } => {
-                if !self.members.get(&participant_id).is_some_and(|m| m.admitted) {
-                    return self.error(from, ErrorCode::UnknownParticipant, "nobody with that id is in the room");
+                match self.members.get(&participant_id) {
+                    Some(m) if m.admitted && m.info.role == Role::FamilyGuest => {
+                        return self.error(from, ErrorCode::Forbidden, "a family guest stays in their family space");
+                    }
+                    Some(m) if m.admitted => {}
+                    _ => return self.error(from, ErrorCode::UnknownParticipant, "nobody with that id is in the room"),
                 }
                 match &breakout_id {
                     Some(b) if !self.breakouts.exists(b) => {
@@ -176,7 +180,9 @@ impl Room {
                 let mut people: Vec<_> = self
                     .order
                     .iter()
-                    .filter(|id| self.members.get(*id).is_some_and(|m| m.admitted && m.info.role != Role::Therapist))
+                    .filter(|id| {
+                        self.members.get(*id).is_some_and(|m| m.admitted && !m.info.role.facilitates() && m.info.role != Role::FamilyGuest)
+                    })
                     .cloned()
                     .collect();
                 people.shuffle(&mut rand::rng());
@@ -248,7 +254,7 @@ impl Room {
                 let Some(m) = self.members.get(from) else { return };
                 let msg =
                     ServerMessage::HelpRequested { participant_id: from.clone(), name: m.info.name.clone(), breakout_id: m.space.clone() };
-                for t in self.therapists() {
+                for t in self.facilitators() {
                     self.send_to(&t, msg.clone());
                 }
                 self.audit(from, "ask_for_help", None);
@@ -259,7 +265,8 @@ impl Room {
 
     fn go_to_breakout(&mut self, from: &ParticipantId, target: Option<String>) {
         let Some(m) = self.members.get(from) else { return };
-        let is_therapist = m.is_therapist();
+        // Staff visit any breakout.
+        let is_therapist = m.info.role.facilitates();
         if let Some(b) = &target {
             if !self.breakouts.exists(b) {
                 return self.error(from, ErrorCode::UnknownBreakout, "no breakout with that id");
@@ -445,7 +452,7 @@ impl Room {
             })
             .collect();
         let plan = BreakoutPlan { open: b.open, rooms, closes_at_ms: b.closes_at_ms, allow_return: b.allow_return, whereabouts };
-        for t in self.therapists() {
+        for t in self.facilitators() {
             self.send_to(&t, ServerMessage::BreakoutsUpdated { breakouts: plan.clone() });
         }
     }

@@ -64,7 +64,8 @@ pub(super) enum Effect {
     /// `id` is banned from this room id beyond the room task's life.
     Ban(ParticipantId),
     /// A moderation record for the audit log.
-    Audit { actor: ParticipantId, action: &'static str, target: Option<ParticipantId> },
+    /// `role`: the actor's, when they are still in the room.
+    Audit { actor: ParticipantId, role: Option<Role>, action: &'static str, target: Option<ParticipantId> },
     /// A poll's current record, for the store (written in order).
     SavePoll(Box<PollRecord>),
     /// Milestone store work (preferences, celebrations, history), done in order.

@@ -236,14 +236,6 @@ impl Room {
         let Some(sender) = self.members.get(from) else { return };
         let role = sender.info.role;
         let sender_name = sender.info.name.clone();
-        let kind = msg.kind();
-        let therapist_only = matches!(
-            msg,
-            ClientMessage::Celebrate { .. } | ClientMessage::ApproveMilestone { .. } | ClientMessage::DeclineMilestone { .. }
-        );
-        if therapist_only && role != Role::Therapist {
-            return self.error(from, ErrorCode::Forbidden, format!("only a therapist can use `{kind}`"));
-        }
         match &msg {
             ClientMessage::SetCelebrationPreferences { style, audience } => {
                 let prefs = CelebrationPreferences { style: *style, audience: *audience };
@@ -270,9 +262,6 @@ impl Room {
                 self.audit(from, "celebrate", Some(participant_id));
             }
             ClientMessage::ShareMilestone { kind, value, label, message } => {
-                if role != Role::Participant {
-                    return self.error(from, ErrorCode::Forbidden, "only participants share their own milestones");
-                }
                 let parsed = milestone_from(*kind, *value, label).and_then(|m| Ok((m, clean(message, NOTE_MAX, "message")?)));
                 let (milestone, note) = match parsed {
                     Ok(ok) => ok,
@@ -387,9 +376,10 @@ impl Room {
         }
     }
 
-    /// Only admitted participants (not therapists or observers) have milestones celebrated.
+    /// Only admitted participants (peer-support staff among them; not staff, observers or
+    /// guests) have milestones celebrated.
     fn celebratable(&self, id: &ParticipantId) -> bool {
-        self.members.get(id).is_some_and(|m| m.admitted && m.info.role == Role::Participant)
+        self.members.get(id).is_some_and(|m| m.admitted && m.info.role.takes_part())
     }
 
     fn queue_store_job(&mut self, job: Job) {
@@ -438,7 +428,9 @@ impl Room {
         let to_group = prefs.style != CelebrationStyle::None && prefs.audience == CelebrationAudience::Group;
         let mut audience = vec![who.clone()];
         let mut seen: HashSet<ParticipantId> = audience.iter().cloned().collect();
+        // Family guests never see the group's celebrations, even a sponsor's in their space.
         let space = if to_group { self.space_of(who) } else { Vec::new() };
+        let space: Vec<_> = space.into_iter().filter(|p| self.members.get(p).is_some_and(|m| m.info.role != Role::FamilyGuest)).collect();
         for id in self.therapists().into_iter().chain(space) {
             if seen.insert(id.clone()) {
                 audience.push(id);

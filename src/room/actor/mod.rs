@@ -26,9 +26,11 @@ mod alerts;
 mod breakout;
 mod chat;
 mod effect;
+mod family;
 mod milestone;
 #[cfg(test)]
 mod model_tests;
+pub mod permissions;
 mod poll;
 mod screen;
 mod snapshot;
@@ -138,7 +140,8 @@ impl Cx<'_> {
     }
 
     fn audit(&mut self, actor: &ParticipantId, action: &'static str, target: Option<&ParticipantId>) {
-        self.out.push(Effect::Audit { actor: actor.clone(), action, target: target.cloned() });
+        let role = self.members.get(actor).map(|m| m.info.role);
+        self.out.push(Effect::Audit { actor: actor.clone(), role, action, target: target.cloned() });
     }
 
     /// Admitted therapists (all spaces): they moderate the whole session.
@@ -146,10 +149,19 @@ impl Cx<'_> {
         self.members.values().filter(|m| m.admitted && m.is_therapist()).map(|m| m.info.id.clone()).collect()
     }
 
+    /// Admitted staff (therapists and co-facilitators): help and support requests reach them.
+    fn facilitators(&self) -> Vec<ParticipantId> {
+        facilitators(self.members)
+    }
+
     /// Admitted members who share `id`'s space, `id` included.
     fn space_of(&self, id: &ParticipantId) -> Vec<ParticipantId> {
         space_of(self.members, self.order, id)
     }
+}
+
+fn facilitators(members: &HashMap<ParticipantId, Member>) -> Vec<ParticipantId> {
+    members.values().filter(|m| m.admitted && m.info.role.facilitates()).map(|m| m.info.id.clone()).collect()
 }
 
 /// Admitted members who share `id`'s space (the main room or the same breakout), `id`
@@ -183,6 +195,7 @@ pub(super) struct Room {
     chat: chat::Chat,
     speakers: speaker::Speakers,
     alerts: alerts::Alerts,
+    families: family::Families,
 }
 
 impl Room {
@@ -205,6 +218,7 @@ impl Room {
             chat: chat::Chat::default(),
             speakers: speaker::Speakers::default(),
             alerts: alerts::Alerts::default(),
+            families: family::Families::default(),
         }
     }
 
@@ -324,6 +338,7 @@ impl Room {
             Timer::PollClose(poll) => self.polls.on_timer(&mut cx!(self), &poll),
             Timer::Speakers => self.speaker_tick(),
             Timer::ScreenArrival(id, seq) => self.screen_arrival_check(&id, seq),
+            Timer::GuestExpiry(id) => self.guest_expired(&id),
         }
     }
 
@@ -339,7 +354,7 @@ impl Room {
         let remembered = self.remembered.get(&id).copied().unwrap_or_default();
         // Therapists may always enter, so a locked room cannot lock out its own moderator; and
         // someone already admitted who reconnects is not a new join.
-        if self.state.locked && grant.role != Role::Therapist && !remembered.admitted && !self.members.contains_key(&id) {
+        if self.state.locked && !grant.role.facilitates() && !remembered.admitted && !self.members.contains_key(&id) {
             return Err(RoomError::Locked);
         }
         // The same participant on a new connection (a reconnect, a second tab) takes over
@@ -359,7 +374,9 @@ impl Room {
         if self.members.len() >= max {
             return Err(RoomError::Full(max));
         }
-        let admitted = remembered.admitted || grant.role == Role::Therapist || !self.state.waiting_room;
+        // Staff enter at once; a family guest always waits, for a therapist to admit them into
+        // their family space.
+        let admitted = grant.role != Role::FamilyGuest && (remembered.admitted || grant.role.facilitates() || !self.state.waiting_room);
         let info = ParticipantInfo {
             id: id.clone(),
             name: grant.name.clone(),
@@ -371,7 +388,8 @@ impl Room {
             hand_raised: false,
             reconnecting: false,
             screen_sharing: false,
-            can_share_screen: grant.role == Role::Therapist || remembered.can_share_screen,
+            can_share_screen: grant.role.facilitates() || remembered.can_share_screen,
+            sponsor: grant.sponsor.clone(),
         };
         let member = Member {
             info,
@@ -398,16 +416,20 @@ impl Room {
                 // When true, `admitted` with the roster follows at once.
                 admitted,
                 participants: Vec::new(),
-                room: self.state.clone(),
+                room: self.state_for(grant.role),
                 ice_servers: self.settings.ice_servers.clone(),
             },
         );
+        if grant.role == Role::FamilyGuest {
+            let left_ms = (grant.expires_at.saturating_mul(1000)).saturating_sub(self.now.unix_ms as u64);
+            self.schedule(std::time::Duration::from_millis(left_ms), Timer::GuestExpiry(id.clone()));
+        }
         if admitted {
             self.admit(&id);
         } else {
             self.publish_waiting_list();
         }
-        if grant.role == Role::Therapist {
+        if grant.role.facilitates() {
             self.send_to(&id, ServerMessage::WaitingList { waiting: self.waiting_list() });
         }
         debug!(participant = %id, size = self.members.len(), admitted, "joined");
@@ -446,12 +468,14 @@ impl Room {
                 role,
                 admitted,
                 participants: Vec::new(),
-                room: self.state.clone(),
+                room: self.state_for(role),
                 ice_servers: self.settings.ice_servers.clone(),
             },
         );
         if admitted {
-            self.send_to(&id, ServerMessage::Admitted { participants: self.roster_of_space(&None), room: self.state.clone() });
+            // A guest's roster is their family space's, never the main room's.
+            let roster = if role == Role::FamilyGuest { self.roster_of_space(&space) } else { self.roster_of_space(&None) };
+            self.send_to(&id, ServerMessage::Admitted { participants: roster, room: self.state_for(role) });
             // In a breakout, `announce_space` also sends that space's open polls.
             if space.is_some() {
                 self.announce_space(&id);
@@ -462,7 +486,7 @@ impl Room {
             self.publish_update(&id);
             self.chat.resumed(&mut cx!(self), &id);
         }
-        if role == Role::Therapist {
+        if role.facilitates() {
             self.send_to(&id, ServerMessage::WaitingList { waiting: self.waiting_list() });
             if !self.breakouts.is_empty() {
                 self.publish_breakout_plan();
@@ -492,23 +516,53 @@ impl Room {
         debug!(participant = %id, "disconnected; holding the place");
     }
 
-    fn admit(&mut self, id: &ParticipantId) {
-        let Some(member) = self.members.get_mut(id) else { return };
+    /// Admits someone waiting. A family guest goes into their sponsor's open family space and
+    /// nowhere else: without one they stay waiting (false).
+    fn admit(&mut self, id: &ParticipantId) -> bool {
+        let Some(member) = self.members.get(id) else { return false };
         if member.admitted {
-            return;
+            return false;
         }
+        let family = match (member.info.role, &member.info.sponsor) {
+            (Role::FamilyGuest, Some(sponsor)) => match self.families.space_of_sponsor(sponsor) {
+                Some(space) => Some(space),
+                None => return false,
+            },
+            (Role::FamilyGuest, None) => return false,
+            _ => None,
+        };
+        let Some(member) = self.members.get_mut(id) else { return false };
         member.admitted = true;
+        if family.is_some() {
+            // Placed before anyone is told or media flows, so nothing of the main room reaches them.
+            member.space = family.clone();
+        }
+        let role = member.info.role;
         let info = member.info.clone();
         self.remembered.entry(id.clone()).or_default().admitted = true;
         for other in self.space_of(id).into_iter().filter(|p| p != id) {
             self.send_to(&other, ServerMessage::ParticipantJoined { participant: info.clone() });
         }
-        self.send_to(id, ServerMessage::Admitted { participants: self.roster_of_space(&None), room: self.state.clone() });
+        self.send_to(id, ServerMessage::Admitted { participants: self.roster_of_space(&family), room: self.state_for(role) });
         self.connect_media(id);
         self.publish_waiting_list();
-        self.place_admitted(id);
+        if family.is_some() {
+            self.announce_space(id);
+        } else {
+            self.place_admitted(id);
+        }
         self.polls.catch_up(&mut cx!(self), id);
         self.chat.admitted(&mut cx!(self), id);
+        true
+    }
+
+    /// The room state as `role` may see it: a family guest is not told who is spotlighted.
+    fn state_for(&self, role: Role) -> RoomState {
+        let mut state = self.state.clone();
+        if role == Role::FamilyGuest {
+            state.spotlight = None;
+        }
+        state
     }
 
     /// Subscribes `id` to everyone it should receive, and everyone who should receive it to `id`.
@@ -543,6 +597,24 @@ impl Room {
     /// Removes a member: for a plain leave `reason` is `None`; otherwise the member is told why
     /// and its connection is ended.
     fn remove_member(&mut self, id: &ParticipantId, reason: Option<EndReason>) {
+        let message = reason.map(|reason| match reason {
+            EndReason::Declined => "The therapist did not admit you to this session.",
+            EndReason::Removed => "The therapist removed you from this session.",
+            EndReason::Ended => "The therapist ended the session. Thank you for being here.",
+            EndReason::Replaced => "You joined from another window or device.",
+            EndReason::Stalled => "Your connection could not keep up.",
+            EndReason::Moved => "The session moved to another server; reconnecting you.",
+        });
+        self.remove_member_with(id, reason.zip(message));
+    }
+
+    /// Removes a member whose session ends for `reason`, told in `message`.
+    fn remove_member_saying(&mut self, id: &ParticipantId, reason: EndReason, message: &'static str) {
+        self.remove_member_with(id, Some((reason, message)));
+    }
+
+    fn remove_member_with(&mut self, id: &ParticipantId, end: Option<(EndReason, &'static str)>) {
+        let reason = end.map(|(r, _)| r);
         let Some(member) = self.members.remove(id) else { return };
         self.order.retain(|p| p != id);
         self.out.push(Effect::Count { role: member.info.role, joined: false });
@@ -551,15 +623,7 @@ impl Room {
         // closes, and with it every subscription to and from it.
         self.peer(id, PeerCommand::Close);
         self.unsubscribe_all(id, &member.tracks);
-        if let Some(reason) = reason {
-            let message = match reason {
-                EndReason::Declined => "The therapist did not admit you to this session.",
-                EndReason::Removed => "The therapist removed you from this session.",
-                EndReason::Ended => "The therapist ended the session. Thank you for being here.",
-                EndReason::Replaced => "You joined from another window or device.",
-                EndReason::Stalled => "Your connection could not keep up.",
-                EndReason::Moved => "The session moved to another server; reconnecting you.",
-            };
+        if let Some((reason, message)) = end {
             let msg = ServerMessage::SessionEnded { reason, message: message.into() };
             self.out.push(Effect::End { who: id.clone(), msg, reason });
         }
@@ -644,33 +708,12 @@ impl Room {
 
     fn client(&mut self, from: &ParticipantId, msg: ClientMessage) {
         let Some(sender) = self.members.get(from) else { return };
-        let is_therapist = sender.is_therapist();
-        let admitted = sender.admitted;
-        let kind = msg.kind();
-        let moderator_only = matches!(
-            msg,
-            ClientMessage::Admit { .. }
-                | ClientMessage::AdmitAll
-                | ClientMessage::Decline { .. }
-                | ClientMessage::Mute { .. }
-                | ClientMessage::Unmute { .. }
-                | ClientMessage::MuteAll { .. }
-                | ClientMessage::Remove { .. }
-                | ClientMessage::LockRoom { .. }
-                | ClientMessage::SetWaitingRoom { .. }
-                | ClientMessage::Spotlight { .. }
-                | ClientMessage::EndSession
-                | ClientMessage::CreateBreakout { .. }
-                | ClientMessage::DeleteBreakout { .. }
-                | ClientMessage::AssignBreakout { .. }
-                | ClientMessage::AutoAssignBreakouts
-                | ClientMessage::OpenBreakouts { .. }
-                | ClientMessage::BroadcastToBreakouts { .. }
-                | ClientMessage::CloseBreakouts { .. }
-                | ClientMessage::AllowScreenShare { .. }
-        ) || matches!(&msg, ClientMessage::LowerHand { participant_id: Some(p) } if p != from);
-        if moderator_only && !is_therapist {
-            return self.error(from, ErrorCode::Forbidden, format!("only a therapist can use `{kind}`"));
+        let (role, admitted) = (sender.info.role, sender.admitted);
+        // The one place role rules live: the permission table.
+        let action = permissions::action(&msg, from, |p| self.members.get(p).map(|m| m.info.role));
+        if !permissions::allows(action, role) {
+            let case = action.split_once(' ').map(|(_, case)| format!(" {case}")).unwrap_or_default();
+            return self.error(from, ErrorCode::Forbidden, format!("the role {} may not use `{}`{case}", role.as_str(), msg.kind()));
         }
         if !admitted {
             return self.error(from, ErrorCode::NotAdmitted, "you are in the waiting room; the therapist will let you in");
@@ -684,7 +727,13 @@ impl Room {
             }
             ClientMessage::Admit { participant_id } => {
                 if self.members.get(&participant_id).is_some_and(|m| !m.admitted) {
-                    self.admit(&participant_id);
+                    if !self.admit(&participant_id) {
+                        return self.error(
+                            from,
+                            ErrorCode::InvalidField,
+                            "a family guest is admitted into their sponsor's family space: open it first",
+                        );
+                    }
                     self.audit(from, "admit", Some(&participant_id));
                 } else {
                     self.error(from, ErrorCode::UnknownParticipant, "nobody with that id is waiting");
@@ -811,6 +860,7 @@ impl Room {
                 }
             }
             msg @ (ClientMessage::ScreenShare { .. } | ClientMessage::AllowScreenShare { .. }) => self.on_screen(from, msg),
+            msg @ (ClientMessage::OpenFamilySpace { .. } | ClientMessage::CloseFamilySpace { .. }) => self.on_family(from, msg),
             // Connection-level messages never reach the room.
             ClientMessage::Join { .. }
             | ClientMessage::Leave
@@ -905,14 +955,20 @@ impl Room {
         self.waiting_ids()
             .iter()
             .filter_map(|id| self.members.get(id))
-            .map(|m| WaitingInfo { id: m.info.id.clone(), name: m.info.name.clone(), role: m.info.role })
+            .map(|m| WaitingInfo {
+                id: m.info.id.clone(),
+                name: m.info.name.clone(),
+                role: m.info.role,
+                sponsor: m.info.sponsor.clone(),
+                sponsor_name: m.info.sponsor.as_ref().and_then(|s| self.members.get(s)).map(|s| s.info.name.clone()),
+            })
             .collect()
     }
 
     fn publish_waiting_list(&mut self) {
         let msg = ServerMessage::WaitingList { waiting: self.waiting_list() };
-        let therapists: Vec<_> = self.members.values().filter(|m| m.is_therapist()).map(|m| m.info.id.clone()).collect();
-        for id in therapists {
+        let staff: Vec<_> = self.members.values().filter(|m| m.info.role.facilitates()).map(|m| m.info.id.clone()).collect();
+        for id in staff {
             self.send_to(&id, msg.clone());
         }
     }
@@ -931,8 +987,10 @@ impl Room {
         self.send_to(to, ServerMessage::Error { code, message: message.into() });
     }
 
+    /// Sends to every admitted member of the group: family guests hear nothing room-wide.
     fn send_admitted(&mut self, msg: ServerMessage) {
-        let ids: Vec<_> = self.members.values().filter(|m| m.admitted).map(|m| m.info.id.clone()).collect();
+        let ids: Vec<_> =
+            self.members.values().filter(|m| m.admitted && m.info.role != Role::FamilyGuest).map(|m| m.info.id.clone()).collect();
         for id in ids {
             self.send_to(&id, msg.clone());
         }
@@ -964,12 +1022,22 @@ impl Room {
 
     /// The name members see for a space id: a breakout's, or a private room's.
     pub(super) fn space_name(&self, space: &str) -> Option<String> {
-        self.breakouts.name_of(space).or_else(|| self.chat.private_room_name(space)).map(str::to_string)
+        self.breakouts
+            .name_of(space)
+            .or_else(|| self.chat.private_room_name(space))
+            .or_else(|| self.families.name_of(space))
+            .map(str::to_string)
     }
 
     /// Admitted therapists (all spaces): they moderate the whole session.
     fn therapists(&self) -> Vec<ParticipantId> {
         self.members.values().filter(|m| m.admitted && m.is_therapist()).map(|m| m.info.id.clone()).collect()
+    }
+
+    /// Admitted staff (therapists and co-facilitators): the waiting list, help requests and the
+    /// breakout plan reach them.
+    fn facilitators(&self) -> Vec<ParticipantId> {
+        facilitators(&self.members)
     }
 }
 
@@ -1004,7 +1072,7 @@ mod tests {
         let peer = sfu.create_peer(participant.clone(), events, true);
         let (tx, outbox) = mpsc::channel(OUTBOX_CAPACITY);
         let (end_tx, ended) = oneshot::channel();
-        let grant = Grant { participant, room: RoomId::new("r").unwrap(), role, name: id.into(), expires_at: u64::MAX };
+        let grant = Grant { participant, room: RoomId::new("r").unwrap(), role, name: id.into(), expires_at: u64::MAX, sponsor: None };
         room.join(JoinRequest { grant, outbox: tx, peer, ended: end_tx }).await.expect("joined");
         Client { outbox, ended }
     }

@@ -193,7 +193,8 @@ impl Model {
     fn join(&mut self, i: usize) -> Result<(), RoomError> {
         self.steps += 1;
         let (id, role) = person(i);
-        let grant = Grant { participant: id, room: self.room.id.clone(), role, name: format!("Name {i}"), expires_at: u64::MAX };
+        let grant =
+            Grant { participant: id, room: self.room.id.clone(), role, name: format!("Name {i}"), expires_at: u64::MAX, sponsor: None };
         let now = self.now;
         let (result, effects) = self.room.with(now, |r| r.join(grant));
         self.replay(effects);
@@ -533,8 +534,14 @@ fn a_locked_room_keeps_newcomers_out_but_not_the_therapist_or_someone_already_in
     // Another therapist tab takes over the therapist's own seat.
     assert_eq!(model.join(0), Ok(()));
     // A participant's token for the therapist's id does not take the seat.
-    let grant =
-        Grant { participant: therapist(), room: model.room.id.clone(), role: Role::Participant, name: "x".into(), expires_at: u64::MAX };
+    let grant = Grant {
+        participant: therapist(),
+        room: model.room.id.clone(),
+        role: Role::Participant,
+        name: "x".into(),
+        expires_at: u64::MAX,
+        sponsor: None,
+    };
     let now = model.now;
     let (result, effects) = model.room.with(now, |r| r.join(grant));
     assert_eq!(result, Err(RoomError::SeatTaken));
@@ -712,4 +719,237 @@ fn a_celebration_reaches_only_the_audience_its_participant_chose() {
     assert!(celebrated(&model, 1), "p2 chose the group");
     model.client(&pid(1), celebrate(2));
     assert_eq!(model.last_error(1), Some(ErrorCode::Forbidden), "only a therapist celebrates");
+}
+
+impl Model {
+    /// Joins someone with any role (and a sponsor, for a family guest) under id `id`.
+    fn join_as(&mut self, id: &str, role: Role, sponsor: Option<&str>) -> ParticipantId {
+        let participant = ParticipantId::from_trusted(id);
+        let grant = Grant {
+            participant: participant.clone(),
+            room: self.room.id.clone(),
+            role,
+            name: format!("Name {id}"),
+            expires_at: (self.now.unix_ms as u64) / 1000 + 3600,
+            sponsor: sponsor.map(ParticipantId::from_trusted),
+        };
+        let now = self.now;
+        let (result, effects) = self.room.with(now, |r| r.join(grant));
+        self.replay(effects);
+        result.expect("joined");
+        participant
+    }
+
+    fn subs_of_id(&self, id: &ParticipantId) -> BTreeSet<TrackId> {
+        self.subs.get(id).cloned().unwrap_or_default()
+    }
+
+    fn sent_to(&self, id: &ParticipantId) -> Vec<ServerMessage> {
+        let past = self.past.iter().filter(|(p, _)| p == id).flat_map(|(_, c)| c.sent.clone());
+        past.chain(self.conns.get(id).map(|c| c.sent.clone()).unwrap_or_default()).collect()
+    }
+}
+
+/// One example of every client message: the documented ones (docs/protocol.md), and the cases
+/// whose arguments or target change who may send them.
+fn every_client_message(t: &ParticipantId, p: &ParticipantId, g: &ParticipantId) -> Vec<ClientMessage> {
+    let docs = include_str!("../../../docs/protocol.md");
+    let mut out: Vec<ClientMessage> = Vec::new();
+    for span in docs.split('`').skip(1).step_by(2).filter(|s| s.starts_with("{\"type\":\"")) {
+        if let Ok(msg) = serde_json::from_str::<ClientMessage>(span) {
+            if !out.iter().any(|m| m.kind() == msg.kind()) {
+                out.push(msg);
+            }
+        }
+    }
+    out.extend([
+        ClientMessage::LowerHand { participant_id: Some(p.clone()) },
+        ClientMessage::LowerHand { participant_id: None },
+        ClientMessage::Decline { participant_id: p.clone(), r#final: true },
+        ClientMessage::Mute { participant_id: p.clone(), kind: MediaKind::Audio, hard: true },
+        ClientMessage::Mute { participant_id: p.clone(), kind: MediaKind::Audio, hard: false },
+        ClientMessage::MuteAll { kind: MediaKind::Audio, hard: true },
+        ClientMessage::GetMilestoneHistory { participant_id: None, group: true },
+        ClientMessage::GetMilestoneHistory { participant_id: Some(p.clone()), group: false },
+        ClientMessage::Chat { text: "hi".into(), to: Some(t.clone()) },
+        ClientMessage::Chat { text: "hi".into(), to: Some(p.clone()) },
+        ClientMessage::Chat { text: "hi".into(), to: Some(g.clone()) },
+        ClientMessage::Remove { participant_id: p.clone() },
+        ClientMessage::OpenFamilySpace { sponsor_id: p.clone() },
+    ]);
+    out
+}
+
+/// Every client message from every role: what the permission table allows is not refused as
+/// `forbidden`; what it does not is refused with `forbidden` alone, and the room's state is
+/// exactly what it was.
+#[test]
+fn every_message_from_every_role_is_allowed_or_forbidden_with_nothing_changed() {
+    let (t, p, g) = (ParticipantId::from_trusted("t"), ParticipantId::from_trusted("p1"), ParticipantId::from_trusted("g"));
+    let messages = every_client_message(&t, &p, &g);
+    for kind in ClientMessage::TYPES {
+        assert!(messages.iter().any(|m| m.kind() == *kind), "no example of `{kind}`");
+    }
+    let mut checked = 0;
+    for role in Role::ALL {
+        for msg in &messages {
+            let mut model = Model::new(true);
+            model.join_as("t", Role::Therapist, None);
+            model.join_as("p1", Role::Participant, None);
+            model.client(&t, ClientMessage::Admit { participant_id: p.clone() });
+            // The sender: a guest of p1 inside p1's family space, or a member in the main room.
+            let x = if role == Role::FamilyGuest {
+                model.join_as("g", Role::FamilyGuest, Some("p1"));
+                model.client(&t, ClientMessage::OpenFamilySpace { sponsor_id: p.clone() });
+                model.client(&t, ClientMessage::Admit { participant_id: g.clone() });
+                g.clone()
+            } else {
+                model.join_as("g", Role::FamilyGuest, Some("p1"));
+                let x = model.join_as("x", role, None);
+                model.client(&t, ClientMessage::Admit { participant_id: x.clone() });
+                x
+            };
+            assert!(model.room.members[&x].admitted, "{role:?} admitted");
+            let role_of = |id: &ParticipantId| model.room.members.get(id).map(|m| m.info.role);
+            let action = permissions::action(msg, &x, role_of);
+            let before = serde_json::to_string(&model.room.snapshot()).expect("snapshot");
+            let members_before = format!("{:?}", model.room.members.values().map(|m| (&m.info, m.admitted, &m.space)).collect::<Vec<_>>());
+            let now = model.now;
+            let (_, effects) = model.room.with(now, |r| r.handle(Input::Client { from: x.clone(), msg: msg.clone() }));
+            let forbidden =
+                |e: &Effect| matches!(e, Effect::Send { to, msg: ServerMessage::Error { code: ErrorCode::Forbidden, .. } } if to == &x);
+            if permissions::allows(action, role) {
+                // Allowed by the table; a feature may still refuse on its own state (a screen
+                // share nobody allowed yet), but never because of the role the table let through.
+                let stateful = matches!(msg, ClientMessage::ScreenShare { .. }) && !model.room.members[&x].info.can_share_screen;
+                assert!(stateful || !effects.iter().any(forbidden), "{role:?} may send {action}, yet: {effects:?}");
+            } else {
+                assert_eq!(effects.len(), 1, "{role:?} {action}: one effect, the refusal: {effects:?}");
+                assert!(forbidden(&effects[0]), "{role:?} {action}: refused as forbidden: {effects:?}");
+                let after = serde_json::to_string(&model.room.snapshot()).expect("snapshot");
+                let members_after =
+                    format!("{:?}", model.room.members.values().map(|m| (&m.info, m.admitted, &m.space)).collect::<Vec<_>>());
+                assert_eq!(before, after, "{role:?} {action} changed the room");
+                assert_eq!(members_before, members_after, "{role:?} {action} changed a member");
+            }
+            model.replay(effects);
+            checked += 1;
+        }
+    }
+    assert!(checked >= ClientMessage::TYPES.len() * Role::ALL.len());
+}
+
+/// A family guest waits until their sponsor's family space is open, is admitted into it and
+/// nowhere else, and over everything they are sent never meets another member: no id, name,
+/// track or message of theirs. Closing the space ends the guest's session.
+#[test]
+fn a_family_guest_meets_only_their_family_space() {
+    let mut model = Model::new(true);
+    let t = model.join_as("t", Role::Therapist, None);
+    let sponsor = model.join_as("sponsor-1", Role::Participant, None);
+    let other = model.join_as("other-2", Role::Participant, None);
+    for p in [&sponsor, &other] {
+        model.client(&t, ClientMessage::Admit { participant_id: p.clone() });
+    }
+    let g = model.join_as("guest-3", Role::FamilyGuest, Some("sponsor-1"));
+    let waiting = model.sent_to(&t).into_iter().rev().find_map(|m| match m {
+        ServerMessage::WaitingList { waiting } => Some(waiting),
+        _ => None,
+    });
+    let entry = waiting.expect("waiting list").into_iter().find(|w| w.id == g).expect("the guest waits");
+    assert_eq!(entry.sponsor_name.as_deref(), Some("Name sponsor-1"), "listed as the sponsor's guest");
+    // Not before the family space is open, and not by admitting everyone.
+    model.client(&t, ClientMessage::Admit { participant_id: g.clone() });
+    model.client(&t, ClientMessage::AdmitAll);
+    assert!(!model.room.members[&g].admitted, "no family space: the guest keeps waiting");
+    // The group goes on: the other member publishes, speaks up, is spotlighted, polled, celebrated.
+    let track = {
+        model.next_track += 1;
+        let id = format!("other-2/audio/{}", model.next_track);
+        model.input(Input::TrackPublished(other.clone(), crate::sfu::PublishedTrack::for_test(&id, other.clone(), MediaKind::Audio)));
+        id
+    };
+    model.client(&t, ClientMessage::OpenFamilySpace { sponsor_id: sponsor.clone() });
+    model.client(&t, ClientMessage::Admit { participant_id: g.clone() });
+    assert!(model.room.members[&g].admitted);
+    assert_eq!(model.room.members[&g].space, model.room.members[&sponsor].space, "with their sponsor");
+    assert_ne!(model.room.members[&g].space, model.room.members[&other].space);
+    model.client(&other, ClientMessage::Chat { text: "my news".into(), to: None });
+    model.client(&other, ClientMessage::RaiseHand);
+    model.client(&t, ClientMessage::Spotlight { participant_id: Some(other.clone()) });
+    model.client(&other, ClientMessage::SetCelebrationPreferences { style: CelebrationStyle::Big, audience: CelebrationAudience::Group });
+    model.client(
+        &t,
+        ClientMessage::Celebrate {
+            participant_id: other.clone(),
+            kind: MilestoneKind::SessionsAttended,
+            value: Some(3),
+            label: None,
+            message: None,
+        },
+    );
+    model.client(
+        &t,
+        ClientMessage::CreatePoll {
+            question: "How is everyone?".into(),
+            options: vec!["Good".into(), "Tired".into()],
+            multiple: false,
+            anonymous: false,
+            duration_secs: None,
+            scope: Some(crate::signal::protocol::PollScope::AllBreakouts),
+        },
+    );
+    model.client(&t, ClientMessage::LockRoom { locked: true });
+    model.client(&other, ClientMessage::Chat { text: "to the guest".into(), to: Some(g.clone()) });
+    model.client(&g, ClientMessage::Chat { text: "hello family".into(), to: None });
+    model.client(&g, ClientMessage::Chat { text: "to them".into(), to: Some(other.clone()) });
+    assert!(model.subs_of_id(&g).iter().all(|s| s != &track), "no media of the other member");
+    model.client(&t, ClientMessage::CloseFamilySpace { sponsor_id: sponsor.clone() });
+    assert!(!model.room.members.contains_key(&g), "closing the space ends the guest's session");
+    let frames = model.sent_to(&g);
+    assert!(frames.iter().any(|m| matches!(m, ServerMessage::SpaceChanged { .. })), "the guest was placed in the family space");
+    assert!(frames.iter().any(|m| matches!(m, ServerMessage::SessionEnded { .. })));
+    for m in &frames {
+        let json = serde_json::to_string(m).expect("json");
+        for secret in ["other-2", "Name other-2", "my news", "How is everyone?", &track] {
+            assert!(!json.contains(secret), "the guest received `{secret}`: {json}");
+        }
+    }
+    // The sponsor is back in the main room with the others.
+    assert_eq!(model.room.members[&sponsor].space, None);
+}
+
+/// A guest's token runs out: their session ends even inside an open family space.
+#[test]
+fn a_family_guest_leaves_when_their_token_expires() {
+    let mut model = Model::new(true);
+    let t = model.join_as("t", Role::Therapist, None);
+    let sponsor = model.join_as("s", Role::Participant, None);
+    model.client(&t, ClientMessage::Admit { participant_id: sponsor.clone() });
+    let g = model.join_as("g", Role::FamilyGuest, Some("s"));
+    model.client(&t, ClientMessage::OpenFamilySpace { sponsor_id: sponsor.clone() });
+    model.client(&t, ClientMessage::Admit { participant_id: g.clone() });
+    model.advance(Duration::from_secs(3599));
+    assert!(model.room.members.contains_key(&g));
+    model.advance(Duration::from_secs(2));
+    assert!(!model.room.members.contains_key(&g), "ended at expiry");
+}
+
+/// A co-facilitator runs the group's admission and asks to mute, and receives help requests,
+/// but cannot remove or hard-mute; the audit records say who acted in which role.
+#[test]
+fn a_co_facilitator_admits_and_is_audited_as_one() {
+    let mut model = Model::new(true);
+    let c = model.join_as("c", Role::CoFacilitator, None);
+    assert!(model.room.members[&c].admitted, "staff do not wait");
+    let p = model.join_as("p", Role::Participant, None);
+    let now = model.now;
+    let (_, effects) =
+        model.room.with(now, |r| r.handle(Input::Client { from: c.clone(), msg: ClientMessage::Admit { participant_id: p.clone() } }));
+    assert!(effects.iter().any(|e| matches!(e, Effect::Audit { role: Some(Role::CoFacilitator), action: "admit", .. })), "{effects:?}");
+    model.replay(effects);
+    model.client(&c, ClientMessage::Remove { participant_id: p.clone() });
+    assert!(model.room.members.contains_key(&p));
+    model.client(&p, ClientMessage::AskForHelp);
+    assert!(model.sent_to(&c).iter().any(|m| matches!(m, ServerMessage::HelpRequested { .. })), "help reaches the co-facilitator");
 }
