@@ -18,15 +18,14 @@
 //! - Alex's connection drops without leaving: the others' pages keep Alex's tile, marked
 //!   "Reconnecting…".
 //!
-//! Same harness as `tests/browser.rs`: needs `/usr/bin/chromium` and `/usr/bin/chromedriver`
-//! (`scripts/install-test-deps.sh`), and fails rather than skips without them. Screenshots and
-//! the chromedriver log go to `target/test-artifacts/` (files starting `breakouts-`).
+//! Written with the browser fixture (`tests/common/fixture.rs`); screenshots and logs go to
+//! `target/test-artifacts/breakouts/`.
 
 mod common;
 
 use common::browser::*;
+use common::fixture::*;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use hearth::auth::Role;
@@ -46,8 +45,6 @@ const BROADCAST: &str = "Two minutes left: please start wrapping up.";
 /// How long media may take after a (re)negotiation.
 const MEDIA_DEADLINE: Duration = Duration::from_secs(20);
 const TEST_DEADLINE: Duration = Duration::from_secs(120);
-/// Screenshots from this test start with this, so a new run can clear the last run's.
-const SCREENSHOT_PREFIX: &str = "breakouts-";
 
 /// What the page shows: its state, the visible remote tiles (with per-tile video statistics),
 /// the space banner and the people list. Resolves with one JSON object.
@@ -120,53 +117,27 @@ return { cards, state: chip.hidden ? '' : chip.textContent.trim() };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn breakout_rooms_in_the_browser() {
-    with_deadline(TEST_DEADLINE, "browser breakouts test", run()).await;
-}
-
-async fn run() {
-    let artifacts = artifacts_dir(SCREENSHOT_PREFIX);
-    let profiles = [TempDir::new("bo-therapist"), TempDir::new("bo-ana"), TempDir::new("bo-ben")];
     // No waiting room (this test is about breakouts), and a reconnect grace long enough that a
     // dropped connection is held (the test default is 300 ms).
-    let mut config = common::test_config();
-    config.rooms.waiting_room = false;
+    let mut config = open_config();
     config.rooms.reconnect_grace_ms = 20_000;
-    let server = common::start_with(config).await;
-    let driver = ChromeDriver::spawn(&artifacts.join("breakouts-chromedriver.log")).await;
-    let (therapist, ana, ben) = tokio::join!(
-        open_browser(&driver.url, profiles[0].path()),
-        open_browser(&driver.url, profiles[1].path()),
-        open_browser(&driver.url, profiles[2].path())
-    );
-
-    let started = Instant::now();
-    let outcome = scenario(&therapist, &ana, &ben, &server, &artifacts).await;
-    eprintln!("scenario took {:.1?}", started.elapsed());
-    wrap_up(&[("therapist", &therapist), ("ana", &ana), ("ben", &ben)], &artifacts, SCREENSHOT_PREFIX, outcome.is_err()).await;
-    server.shutdown().await;
-    drop(driver);
-    if let Err(message) = outcome {
-        panic!("{message}");
-    }
+    let mut fx = BrowserTest::with_server("breakouts", TEST_DEADLINE, config).await;
+    let [therapist, ana, ben] = fx.open([PageSpec::desktop("therapist"), PageSpec::desktop("ana"), PageSpec::desktop("ben")]).await;
+    let outcome = fx.within(scenario(&fx, &therapist, &ana, &ben)).await;
+    fx.finish(outcome).await;
 }
 
-async fn scenario(
-    therapist: &Client,
-    ana: &Client,
-    ben: &Client,
-    server: &hearth::server::RunningServer,
-    artifacts: &Path,
-) -> Result<(), String> {
-    let base = format!("http://{}", server.addr());
-    let shot = |name: &str| artifacts.join(format!("{SCREENSHOT_PREFIX}{name}.png"));
+async fn scenario(fx: &BrowserTest, therapist: &Client, ana: &Client, ben: &Client) -> Result<(), String> {
+    let server = fx.server();
+    let shot = |name: &str| fx.shot_path(name);
     let t0 = Instant::now();
     let step = |what: &str| eprintln!("[{:>5.1?}] {what}", t0.elapsed());
 
     // Everyone joins with their link; Alex joins headless.
     let (t, a, b) = tokio::join!(
-        join_page(therapist, "therapist", &base, server, Role::Therapist, THERAPIST),
-        join_page(ana, "ana", &base, server, Role::Participant, ANA),
-        join_page(ben, "ben", &base, server, Role::Participant, BEN)
+        fx.join(therapist, "therapist", ROOM, Role::Therapist, THERAPIST),
+        fx.join(ana, "ana", ROOM, Role::Participant, ANA),
+        fx.join(ben, "ben", ROOM, Role::Participant, BEN)
     );
     t?;
     a?;
@@ -224,10 +195,9 @@ async fn scenario(
     // Options: 5 minutes; open.
     fill(therapist, "#bo-duration", "5").await?;
     dismiss_toasts(therapist).await;
-    therapist.set_window_size(1280, 1800).await.map_err(|e| format!("therapist: resizing: {e}"))?;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    resize(therapist, "therapist", (1280, 1800)).await?;
     save_screenshot_of(therapist, "#breakouts-section", &shot("therapist-plan")).await;
-    therapist.set_window_size(1280, 900).await.map_err(|e| format!("therapist: resizing back: {e}"))?;
+    resize(therapist, "therapist", DESKTOP).await?;
     press(therapist, "therapist", "#bo-open", Key::Enter).await?;
 
     // Ana: in Garden, with a countdown, sees Alex only, and Alex's video arrives.
@@ -282,24 +252,13 @@ async fn scenario(
     save_screenshot(ana, &shot("participant")).await;
     step("breakouts open and checked");
     // The whole panel: a window tall enough that the sidebar does not scroll.
-    therapist.set_window_size(1280, 1800).await.map_err(|e| format!("therapist: resizing: {e}"))?;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    resize(therapist, "therapist", (1280, 1800)).await?;
     save_screenshot_of(therapist, "#breakouts-section", &shot("therapist")).await;
-    therapist.set_window_size(1280, 900).await.map_err(|e| format!("therapist: resizing back: {e}"))?;
+    resize(therapist, "therapist", DESKTOP).await?;
 
     // Phones: the banner and the panel fit 360 px.
     for (who, client) in [("therapist", therapist), ("participant", ana)] {
-        client.set_window_size(360, 780).await.map_err(|e| format!("{who}: resizing to phone size: {e}"))?;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let overflow = client
-            .execute("return document.documentElement.scrollWidth > window.innerWidth;", vec![])
-            .await
-            .map_err(|e| format!("{who}: measuring the page: {e}"))?;
-        save_screenshot(client, &shot(&format!("{who}-phone"))).await;
-        client.set_window_size(1280, 900).await.map_err(|e| format!("{who}: resizing back: {e}"))?;
-        if overflow != json!(false) {
-            return Err(format!("the {who}'s page scrolls sideways at 360 px"));
-        }
+        fx.fits_narrow_phone(client, who).await?;
     }
 
     // A broadcast reaches every room as a banner; the therapist's panel confirms it.
@@ -431,17 +390,6 @@ async fn scenario(
     save_screenshot(ana, &shot("participant-peer-reconnecting")).await;
     step("Alex shown reconnecting");
     Ok(())
-}
-
-async fn join_page(
-    client: &Client,
-    who: &str,
-    base: &str,
-    server: &hearth::server::RunningServer,
-    role: Role,
-    (id, name): (&str, &str),
-) -> Result<(), String> {
-    join_with_link(client, who, base, &common::token_for(server, ROOM, role, name, id)).await
 }
 
 fn sorted(names: &[&str]) -> Vec<String> {

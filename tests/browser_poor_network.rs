@@ -12,11 +12,14 @@
 //!
 //! Needs root (for `ip netns` and `tc`, from Debian's iproute2, which `scripts/test.sh`
 //! installs) and Debian's `chromium` and `chromium-driver`; fails with a clear message
-//! without them. Screenshots and logs go to `target/test-artifacts/` (files `poor-network-*`).
+//! without them. Written with the browser fixture
+//! (`tests/common/fixture.rs`); screenshots and logs (the server's too) go to
+//! `target/test-artifacts/poor-network/`.
 
 mod common;
 
 use common::browser::*;
+use common::fixture::*;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -38,7 +41,6 @@ const MEDIA_DEADLINE: Duration = Duration::from_secs(20);
 /// After the link recovers: probes back off while it is bad, up to 12 s apart.
 const RECOVERY_DEADLINE: Duration = Duration::from_secs(40);
 const TEST_DEADLINE: Duration = Duration::from_secs(180);
-const PREFIX: &str = "poor-network-";
 /// The server's sending while the link is bad. It carries both pages' downlinks: two audio
 /// streams (about 45 kbit/s each with headers) fit, the lowest video layer (130-150 kbit/s)
 /// on top does not.
@@ -154,10 +156,8 @@ struct Server {
 }
 
 impl Server {
-    fn start(ns: &Netns) -> Result<Self, String> {
-        let log_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
-        let _ = std::fs::create_dir_all(&log_dir);
-        let log = std::fs::File::create(log_dir.join(format!("{PREFIX}server.log"))).map_err(|e| e.to_string())?;
+    fn start(ns: &Netns, artifacts: &std::path::Path) -> Result<Self, String> {
+        let log = std::fs::File::create(artifacts.join("server.log")).map_err(|e| e.to_string())?;
         let mut child = Command::new("ip")
             .args(["netns", "exec", &ns.name, env!("CARGO_BIN_EXE_hearth")])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -198,36 +198,21 @@ fn token((id, name): (&str, &str), role: Role) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thin_downlink_pauses_video_keeps_audio_and_recovers() {
-    with_deadline(TEST_DEADLINE, "poor-network browser test", run_test()).await;
-}
-
-async fn run_test() {
+    let mut fx = BrowserTest::new("poor-network", TEST_DEADLINE).await;
     let ns = Netns::create().unwrap_or_else(|e| panic!("this test needs root and iproute2 (ip netns, tc): {e}"));
-    let server = Server::start(&ns).unwrap_or_else(|e| panic!("{e}"));
-    let artifacts = artifacts_dir(PREFIX);
-    let profiles = [TempDir::new("pn-therapist"), TempDir::new("pn-pat")];
+    let server = Server::start(&ns, fx.artifacts()).unwrap_or_else(|e| panic!("{e}"));
     // The server is not on loopback, so the page is not a secure context by default and would
     // get no camera; this is what a TLS deployment gives for real.
     let secure = format!("--unsafely-treat-insecure-origin-as-secure={}", server.base);
-    let therapist_opts = BrowserOptions { extra_args: vec![secure.clone()], ..BrowserOptions::default() };
-    let pat_opts = BrowserOptions { extra_args: vec![secure], ..BrowserOptions::size(360, 780) };
-    let driver = ChromeDriver::spawn(&artifacts.join(format!("{PREFIX}chromedriver.log"))).await;
-    let (therapist, pat) = tokio::join!(
-        open_browser_with(&driver.url, profiles[0].path(), &therapist_opts),
-        open_browser_with(&driver.url, profiles[1].path(), &pat_opts)
-    );
-
-    let outcome = scenario(&therapist, &pat, &server, &ns, &artifacts).await;
-    wrap_up(&[("therapist", &therapist), ("pat", &pat)], &artifacts, PREFIX, outcome.is_err()).await;
-    drop(driver);
-    drop(server);
-    drop(ns);
-    if let Err(message) = outcome {
-        panic!("{message} (server log: target/test-artifacts/{PREFIX}server.log)");
-    }
+    let [therapist, pat] =
+        fx.open([PageSpec::desktop("therapist").arg(secure.clone()), PageSpec::sized("pat", (360, 780)).arg(secure)]).await;
+    let outcome = fx.within(scenario(&fx, &therapist, &pat, &server, &ns)).await;
+    // The server process and the namespace go after the browsers (the fixture's wrap-up).
+    let _keep = (server, ns);
+    fx.finish(outcome).await;
 }
 
-async fn scenario(therapist: &Client, pat: &Client, server: &Server, ns: &Netns, artifacts: &std::path::Path) -> Result<(), String> {
+async fn scenario(fx: &BrowserTest, therapist: &Client, pat: &Client, server: &Server, ns: &Netns) -> Result<(), String> {
     let t0 = Instant::now();
     let step = |what: &str| eprintln!("[{:>5.1?}] {what}", t0.elapsed());
     join_with_link(therapist, "therapist", &server.base, &token(THERAPIST, Role::Therapist)).await?;
@@ -253,7 +238,7 @@ async fn scenario(therapist: &Client, pat: &Client, server: &Server, ns: &Netns,
     if paused["note"] != "Video paused to keep your audio clear" {
         return Err(format!("the paused tile should say why, in words: {paused}"));
     }
-    save_screenshot(pat, &artifacts.join(format!("{PREFIX}pat-paused.png"))).await;
+    fx.shot(pat, "pat-paused").await;
     let audio = paused["audio"].as_u64().unwrap_or(0);
     // About 50 packets a second; well over half must get through while video is paused.
     tokio::time::sleep(Duration::from_secs(3)).await;
