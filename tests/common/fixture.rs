@@ -264,7 +264,15 @@ impl BrowserTest {
 /// since (so layout scripts reacting to the resize have run).
 pub async fn resize(client: &Client, who: &str, (width, height): (u32, u32)) -> Result<(), String> {
     client.set_window_size(width, height).await.map_err(|e| format!("{who}: resizing to {width}×{height}: {e}"))?;
-    wait_for(client, &format!("{who}'s page {width} px wide"), "return window.outerWidth === arguments[0];", &[json!(width)]).await?;
+    // The viewport, not the window: headless Chromium keeps a narrow window 500 px wide outside
+    // while its viewport takes the width asked for.
+    wait_for(
+        client,
+        &format!("{who}'s page {width} px wide"),
+        "return window.innerWidth === arguments[0] || `inner ${window.innerWidth}, outer ${window.outerWidth}`;",
+        &[json!(width)],
+    )
+    .await?;
     client
         .execute_async("const done = arguments[0]; requestAnimationFrame(() => requestAnimationFrame(() => done(true)));", vec![])
         .await
