@@ -78,17 +78,18 @@ async fn scenario(
     observer.goto(&format!("{base}/#token={token}")).await.map_err(|e| format!("observer: opening the link: {e}"))?;
     wait_for(observer, "the observer's link page", "return Boolean(document.querySelector('#link-join-button'));", &[]).await?;
     click(observer, "observer", "#link-join-button").await?;
-    // Waiting, the observer's offer is out and unanswered (nothing is answered before admission).
-    let offered =
-        "return window.hearth.state === 'waiting' && Boolean(window.hearth.pc) && window.hearth.pc.signalingState === 'have-local-offer';";
-    wait_for(observer, "the observer's offer while waiting", offered, &[]).await?;
-    let offer = observer.execute(DIRECTIONS_JS, vec![]).await.map_err(|e| format!("observer: {e}"))?;
-    eprintln!("observer's offer: {offer}");
-    check_receive_only(&offer, "offer")?;
+    // Waiting: no peer connection at all (it starts on admission, with the TURN credentials).
+    let waiting = "return window.hearth.state === 'waiting' && !window.hearth.pc;";
+    wait_for(observer, "the observer waiting with no peer connection", waiting, &[]).await?;
     wait_for(therapist, "the observer in the waiting list", "return document.querySelectorAll('#waiting-list li').length === 1;", &[])
         .await?;
     therapist.execute("window.hearth.send({ type: 'admitAll' }); return true;", vec![]).await.map_err(|e| format!("therapist: {e}"))?;
     wait_for(observer, "the observer to be admitted", "return window.hearth.state === 'joined';", &[]).await?;
+    let described = "return Boolean(window.hearth.pc) && Boolean(window.hearth.pc.localDescription);";
+    wait_for(observer, "the observer's first description after admission", described, &[]).await?;
+    let offer = observer.execute(DIRECTIONS_JS, vec![]).await.map_err(|e| format!("observer: {e}"))?;
+    eprintln!("observer's first description: {offer}");
+    check_receive_only(&offer, "first description")?;
     let receives = async {
         loop {
             if let Ok(Value::Bool(true)) = observer.execute_async(RECEIVES_JS, vec![]).await {
