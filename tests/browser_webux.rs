@@ -466,9 +466,11 @@ async fn check_devices(ana: &Client, screenshot: &Path) -> Result<(), String> {
         wait_for(
             ana,
             "the connection to send the chosen microphone",
-            "const s = window.hearth.pc.getSenders().find((s) => s.track && s.track.kind === 'audio'); \
-             return Boolean(s && s.track.getSettings().deviceId === arguments[0] && s.track.readyState === 'live') \
-               && document.querySelector('#dev-status').textContent === 'Microphone changed.';",
+            // In the waiting room there is no connection yet (it starts on admission).
+            "const changed = document.querySelector('#dev-status').textContent === 'Microphone changed.'; \
+             const pc = window.hearth.pc; if (!pc) return changed; \
+             const s = pc.getSenders().find((s) => s.track && s.track.kind === 'audio'); \
+             return Boolean(s && s.track.getSettings().deviceId === arguments[0] && s.track.readyState === 'live') && changed;",
             &[json!(other)],
         )
         .await?;

@@ -421,6 +421,12 @@ impl PublishedTrack {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            // A simulcast publisher is left to its own estimate: a REMB below the sum of its
+            // layers makes Chromium drop the top ones for every subscriber, while each
+            // subscriber's layer choice already fits its own downlink.
+            if self.layer_ssrc.iter().any(|s| s.load(Ordering::Relaxed) != 0) {
+                continue;
+            }
             let ssrcs = self.ssrcs();
             let remb = ReceiverEstimatedMaximumBitrate { sender_ssrc: 0, bitrate: self.publisher_bitrate() as f32, ssrcs };
             let Some(remote) = &self.remote else { return };
