@@ -419,6 +419,15 @@ async fn scenario(therapist: &Client, ana: &Client, server: &RunningServer, arti
     save_screenshot(therapist, &shot("therapist-end-confirm")).await;
     assert_accessible(therapist, "the end-session confirmation").await?;
     click(therapist, "therapist", "#confirm-yes").await?;
+    // Ana's support request is still open: ending asks once more (support requests are kept).
+    wait_for(
+        therapist,
+        "the open-support confirmation",
+        "const d = document.querySelector('#confirm-dialog'); return d.open && /Support requests are still open/.test(d.textContent);",
+        &[],
+    )
+    .await?;
+    click(therapist, "therapist", "#confirm-yes").await?;
     wait_for(ana, "Ana's end screen", "return window.hearth.state === 'ended';", &[]).await?;
     let help = text_of(ana, "#message-help").await?;
     if help != SUPPORT_TEXT {
