@@ -11,4 +11,4 @@ bash scripts/install-test-deps.sh
 # them here, so say so instead of failing on a missing tool.)
 if cargo fmt --version >/dev/null 2>&1; then cargo fmt --check; else echo "test.sh: rustfmt missing; formatting not checked" >&2; fi
 if cargo clippy --version >/dev/null 2>&1; then cargo clippy --locked --all-targets -- -D warnings; else echo "test.sh: clippy missing; lints not checked" >&2; fi
-cargo test --locked "$@"
+cargo test --locked --no-fail-fast "$@"

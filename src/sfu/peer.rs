@@ -274,6 +274,12 @@ struct PeerTask {
     offer_needed: bool,
     /// The first client offer has been answered; until then the server does not offer.
     established: bool,
+    /// Subscriptions that arrived before the client's first offer. They are added once that
+    /// offer is answered: a sending transceiver created earlier would be paired with one of the
+    /// m-lines the client offered for its own camera or microphone (the crate matches a
+    /// mid-less transceiver of the same kind), and that forwarding then hangs on how the
+    /// client treats a track arriving on its own sender's m-line.
+    pending: Vec<Arc<PublishedTrack>>,
     has_remote_description: bool,
     early_candidates: Vec<RTCIceCandidateInit>,
     /// Remote candidates taken since the last remote description (see [`MAX_REMOTE_CANDIDATES`]).
@@ -409,6 +415,7 @@ impl Dormant {
             awaiting_answer: false,
             offer_needed: false,
             established: false,
+            pending: Vec::new(),
             has_remote_description: false,
             early_candidates: Vec::new(),
             remote_candidates: 0,
@@ -517,6 +524,13 @@ impl PeerTask {
         let sdp = self.for_client(answer.sdp);
         self.tell(PeerEvent::Answer(sdp));
         self.established = true;
+        let pending = std::mem::take(&mut self.pending);
+        if !pending.is_empty() {
+            for track in pending {
+                self.add_leg(track).await?;
+            }
+            self.offer_needed = true;
+        }
         if self.offer_needed {
             self.offer().await?;
         }
@@ -647,6 +661,19 @@ impl PeerTask {
         if self.subs.contains_key(&track.id) || track.publisher == self.participant {
             return Ok(());
         }
+        if !self.established {
+            if !self.pending.iter().any(|t| t.id == track.id) {
+                self.pending.push(track);
+            }
+            return Ok(());
+        }
+        self.add_leg(track).await?;
+        self.offer().await
+    }
+
+    /// Adds the sending side of one subscription and starts forwarding into it; the caller
+    /// offers.
+    async fn add_leg(&mut self, track: Arc<PublishedTrack>) -> Result<(), SfuError> {
         let ssrc = rand::random::<u32>();
         let kind = match track.kind {
             MediaKind::Audio => RtpCodecKind::Audio,
@@ -689,10 +716,11 @@ impl PeerTask {
             kind: track.kind,
             source: track.source(),
         });
-        self.offer().await
+        Ok(())
     }
 
     async fn unsubscribe(&mut self, id: &str) -> Result<(), SfuError> {
+        self.pending.retain(|t| t.id != id);
         let Some((_, sub)) = self.subs.remove(id) else { return Ok(()) };
         self.engine.stats.subscriptions.fetch_sub(1, Ordering::Relaxed);
         self.feedback.forget(sub.ssrc);
