@@ -37,7 +37,8 @@ pub struct Config {
     pub webhook: WebhookConfig,
 }
 
-/// "I need support": what the requester is shown at once, whoever is connected.
+/// "I need support": what the requester is shown at once, whoever is connected; the same words
+/// close every participant's end screen.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SupportConfig {
@@ -88,14 +89,13 @@ impl std::fmt::Debug for TurnConfig {
 }
 
 /// Words the web client shows that belong to the clinic running Hearth, not to Hearth: what
-/// to do without a join link, and where to find help after a session. Served by `/api/info`.
+/// to do without a join link. Served by `/api/info` (with `support.resources_text`, which the
+/// end screen shows).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClinicConfig {
     /// On the page someone without a join link sees: how to reach the clinic.
     pub no_link_text: String,
-    /// On every participant's end screen ("If you need help now: …").
-    pub support_resources_text: String,
 }
 
 /// Relay nodes sharing rooms through Redis (`src/cluster`). Off while `redis_url` is empty.
@@ -310,9 +310,7 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        for (key, text) in
-            [("clinic.no_link_text", &self.clinic.no_link_text), ("clinic.support_resources_text", &self.clinic.support_resources_text)]
-        {
+        for (key, text) in [("clinic.no_link_text", &self.clinic.no_link_text)] {
             if text.chars().count() > CLINIC_TEXT_MAX_CHARS {
                 return Err(ConfigError::Invalid {
                     key,

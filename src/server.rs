@@ -112,7 +112,7 @@ struct Info {
     dev_tokens: bool,
     /// `clinic.no_link_text`: for the page shown without a join link.
     no_link_text: String,
-    /// `clinic.support_resources_text`: for the end screen.
+    /// `support.resources_text`: for the end screen, as for a support request.
     support_resources_text: String,
 }
 
@@ -121,7 +121,7 @@ async fn info(State(state): State<Arc<AppState>>) -> Json<Info> {
         protocol_version: crate::signal::protocol::PROTOCOL_VERSION,
         dev_tokens: state.config.dev_tokens(),
         no_link_text: state.config.clinic.no_link_text.clone(),
-        support_resources_text: state.config.clinic.support_resources_text.clone(),
+        support_resources_text: state.config.support.resources_text.clone(),
     })
 }
 
@@ -160,7 +160,7 @@ pub struct MintResponse {
 }
 
 fn mint(state: &AppState, req: MintRequest, default_ttl: u64) -> Result<Json<MintResponse>, ApiError> {
-    let room = RoomId::new(req.room).map_err(|e| ApiError(StatusCode::BAD_REQUEST, "invalid_room", e.to_string()))?;
+    let room = parse_room(req.room)?;
     let ttl = Duration::from_secs(req.ttl_seconds.unwrap_or(default_ttl));
     let (token, claims) = state.tokens.mint(&room, req.role, &req.name, req.participant_id.as_deref(), ttl).map_err(|e| match e {
         crate::auth::AuthError::InvalidName(_) => ApiError(StatusCode::BAD_REQUEST, "invalid_name", e.to_string()),
@@ -198,10 +198,14 @@ fn require_api_key(state: &AppState, headers: &HeaderMap, what: &str) -> Result<
     Ok(())
 }
 
+/// What `Authorization: Bearer <credential>` carries, if anything.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "))
+}
+
 /// `Authorization: Bearer <key>` with exactly `key`, compared in constant time.
 fn bearer_matches(headers: &HeaderMap, key: &str) -> bool {
-    let given = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    given.is_some_and(|g| constant_time_eq(g.as_bytes(), key.as_bytes()))
+    bearer(headers).is_some_and(|g| constant_time_eq(g.as_bytes(), key.as_bytes()))
 }
 
 /// POST /api/admin/drain (API key): this relay node takes no new rooms and, after
@@ -279,7 +283,7 @@ async fn room_polls(
     axum::extract::Path(room): axum::extract::Path<String>,
     headers: HeaderMap,
 ) -> Result<Json<Vec<crate::store::PollRecord>>, ApiError> {
-    let room = RoomId::new(room).map_err(|e| ApiError(StatusCode::BAD_REQUEST, "invalid_room", e.to_string()))?;
+    let room = parse_room(room)?;
     require_room_therapist(&state, &headers, &room, "only a therapist of this room can read its polls")?;
     let polls = state.store.polls(room.as_str()).await.map_err(|e| internal(e, "the poll summary could not be read"))?;
     Ok(Json(polls))
@@ -300,8 +304,7 @@ fn require_room_therapist(state: &AppState, headers: &HeaderMap, room: &RoomId, 
 
 /// The join token in `Authorization: Bearer <token>`, verified for `room`.
 fn room_grant(state: &AppState, headers: &HeaderMap, room: &RoomId) -> Result<crate::auth::Grant, ApiError> {
-    let token = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
-    let grant = state.tokens.verify(token, room).map_err(|e| {
+    let grant = state.tokens.verify(bearer(headers).unwrap_or(""), room).map_err(|e| {
         let code = match e {
             crate::auth::AuthError::Missing => "token_missing",
             crate::auth::AuthError::Expired => "token_expired",
@@ -315,13 +318,20 @@ fn room_grant(state: &AppState, headers: &HeaderMap, room: &RoomId) -> Result<cr
     Ok(grant)
 }
 
-/// The room's therapists (join token) or the operator (`auth.api_key`) may read its records.
-fn require_records_reader(state: &AppState, headers: &HeaderMap, room: &RoomId) -> Result<(), ApiError> {
+fn parse_room(room: String) -> Result<RoomId, ApiError> {
+    RoomId::new(room).map_err(|e| ApiError(StatusCode::BAD_REQUEST, "invalid_room", e.to_string()))
+}
+
+/// The room whose records are asked for, once the caller is one of its therapists (join token)
+/// or the operator (`auth.api_key`): every records export starts here.
+fn records_room(state: &AppState, headers: &HeaderMap, room: String) -> Result<RoomId, ApiError> {
+    let room = parse_room(room)?;
     let key = &state.config.auth.api_key;
     if !key.is_empty() && bearer_matches(headers, key) {
-        return Ok(());
+        return Ok(room);
     }
-    require_room_therapist(state, headers, room, "only a therapist of this room (or the API key) can read its attendance")
+    require_room_therapist(state, headers, &room, "only a therapist of this room (or the API key) can read its attendance")?;
+    Ok(room)
 }
 
 #[derive(Deserialize)]
@@ -357,9 +367,8 @@ async fn room_sessions(
     query: Result<axum::extract::Query<ExportQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let room = RoomId::new(room).map_err(|e| ApiError(StatusCode::BAD_REQUEST, "invalid_room", e.to_string()))?;
     let csv = wants_csv(query)?;
-    require_records_reader(&state, &headers, &room)?;
+    let room = records_room(&state, &headers, room)?;
     let sessions = state.store.sessions(room.as_str()).await.map_err(|e| internal(e, "the sessions could not be read"))?;
     if !csv {
         return Ok(Json(sessions).into_response());
@@ -380,9 +389,8 @@ async fn session_attendance(
     query: Result<axum::extract::Query<ExportQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let room = RoomId::new(room).map_err(|e| ApiError(StatusCode::BAD_REQUEST, "invalid_room", e.to_string()))?;
     let csv = wants_csv(query)?;
-    require_records_reader(&state, &headers, &room)?;
+    let room = records_room(&state, &headers, room)?;
     let found = state.store.attendance(room.as_str(), &session).await.map_err(|e| internal(e, "the attendance could not be read"))?;
     let Some((record, people)) = found else {
         return Err(ApiError(StatusCode::NOT_FOUND, "unknown_session", "this room has no session with that id".into()));
@@ -402,8 +410,7 @@ async fn session_check_ins(
     axum::extract::Path((room, session)): axum::extract::Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let room = RoomId::new(room).map_err(|e| ApiError(StatusCode::BAD_REQUEST, "invalid_room", e.to_string()))?;
-    require_records_reader(&state, &headers, &room)?;
+    let room = records_room(&state, &headers, room)?;
     let values =
         state.store.session_check_ins(room.as_str(), &session).await.map_err(|e| internal(e, "the check-ins could not be read"))?;
     Ok(Json(serde_json::json!({ "sessionId": session, "values": values })).into_response())
@@ -417,7 +424,7 @@ async fn participant_trend(
     axum::extract::Path((room, participant)): axum::extract::Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let room = RoomId::new(room).map_err(|e| ApiError(StatusCode::BAD_REQUEST, "invalid_room", e.to_string()))?;
+    let room = parse_room(room)?;
     let grant = room_grant(&state, &headers, &room)?;
     if grant.role != Role::Therapist && grant.participant.as_str() != participant {
         return Err(ApiError(StatusCode::FORBIDDEN, "forbidden", "you can read your own trend only".into()));

@@ -121,7 +121,7 @@ impl Size {
 async fn run(artifacts: &Path, size: Size) {
     let profiles = [TempDir::new("webux-therapist"), TempDir::new("webux-ana")];
     let mut config = common::test_config();
-    config.clinic.support_resources_text = SUPPORT_TEXT.to_string();
+    config.support.resources_text = SUPPORT_TEXT.to_string();
     let server = common::start_with(config).await;
     let driver = ChromeDriver::spawn(&artifacts.join(format!("webux-{}-chromedriver.log", size.name))).await;
     let window = if size.phone() { BrowserOptions::phone(size.width, size.height) } else { BrowserOptions::size(size.width, size.height) };

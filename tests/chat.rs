@@ -409,6 +409,12 @@ async fn one_action_private_room_isolates_media() {
             .all(|c| all.iter().filter(|p| **p != c.participant_id).all(|p| c.packets_from(p, MediaKind::Audio) >= 10))
     })
     .await;
+    if !ok {
+        for c in [&t, &p1, &p2, &p3] {
+            let got: Vec<_> = c.received().values().map(|r| (r.participant.clone(), r.kind, r.packets)).collect();
+            eprintln!("{} received: {got:?}", c.participant_id);
+        }
+    }
     assert!(ok, "before: everyone hears everyone");
 
     // p1 asks for support; the therapist answers with one action.

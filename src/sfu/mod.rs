@@ -43,6 +43,8 @@ pub enum SfuError {
     NoFreePort { min: u16, max: u16 },
     #[error("peer connection is closed")]
     PeerClosed,
+    #[error("a new transceiver came without its sender")]
+    NoSender,
     #[error("invalid session description: {0}")]
     InvalidSdp(String),
     #[error("cannot bind the media port {addr}: {source}")]

@@ -29,7 +29,7 @@ use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceCandidateInit, RTCPeerConnectionIceEvent,
     RTCPeerConnectionState, RTCSessionDescription, RTCStatsReportEntry, StatsSelector,
 };
-use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RtpSender};
+use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit, RtpSender};
 
 use super::audio_level::ExtensionId;
 use super::bwe::{want_layer, Estimator, FeedbackSink, UpstreamGaps};
@@ -526,8 +526,13 @@ impl PeerTask {
         self.established = true;
         let pending = std::mem::take(&mut self.pending);
         if !pending.is_empty() {
+            // One subscription that cannot be added (a codec this client did not offer) must
+            // not keep the others from it.
             for track in pending {
-                self.add_leg(track).await?;
+                if let Err(e) = self.add_leg(track).await {
+                    warn!(error = %e, "subscription not added");
+                    self.refuse(Refusal::Negotiation, format!("one forwarded track could not be added: {e}"));
+                }
             }
             self.offer_needed = true;
         }
@@ -671,6 +676,18 @@ impl PeerTask {
         self.offer().await
     }
 
+    /// A transceiver of its own for one subscription. `add_track` would reuse any sender-less
+    /// transceiver of the same kind, which includes the ones receiving the client's own
+    /// microphone and camera; a forwarded track on the client's own m-line made that client's
+    /// published track stop reaching anyone now and then (about one run in six of
+    /// `media::three_peers…` under load). It stays `sendrecv` because a client's `addTrack`
+    /// (a browser's screen share, say) may in turn reuse this m-line to send.
+    async fn sending_transceiver(&self, local: Arc<TrackLocalStaticRTP>) -> Result<Arc<dyn RtpSender>, SfuError> {
+        let init = RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Sendrecv, ..Default::default() };
+        let transceiver = self.pc.add_transceiver_from_track(local as Arc<dyn TrackLocal>, Some(init)).await?;
+        transceiver.sender().await?.ok_or(SfuError::NoSender)
+    }
+
     /// Adds the sending side of one subscription and starts forwarding into it; the caller
     /// offers.
     async fn add_leg(&mut self, track: Arc<PublishedTrack>) -> Result<(), SfuError> {
@@ -691,7 +708,7 @@ impl PeerTask {
                 ..Default::default()
             }],
         )));
-        let sender = self.pc.add_track(local.clone() as Arc<dyn TrackLocal>).await?;
+        let sender = self.sending_transceiver(local.clone()).await?;
         self.feedback.register(ssrc);
         let max_height = Arc::new(AtomicU32::new(NO_PREFERENCE));
         let leg = Leg {

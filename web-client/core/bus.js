@@ -19,6 +19,14 @@ export function on(type, fn) {
   handlers.get(type).push(fn);
 }
 
+/** The server messages after which who is here, or where, may have changed. */
+export const ROSTER_CHANGES = ['admitted', 'participantJoined', 'participantLeft', 'participantUpdated', 'spaceChanged', 'spaceRoster'];
+
+/** Calls `fn()` after every message that may change who is here (views drawn from the roster). */
+export function onRosterChange(fn) {
+  for (const type of ROSTER_CHANGES) on(type, () => fn());
+}
+
 /** Runs every handler of `type` with `payload`; false when no one listens for it. */
 export function emit(type, payload) {
   const list = handlers.get(type);

@@ -21,6 +21,7 @@ import { send } from '../core/connection.js';
 import { log } from '../core/log.js';
 import { state } from '../core/state.js';
 import { frameWorker, onWorkerMessage } from './frames.js';
+import { concat } from './sframe.js';
 
 const REKEY_DEBOUNCE_MS = 300;
 const ACTIVATE_AFTER_ADD_MS = 1000;
@@ -70,16 +71,6 @@ export function unb64(text) {
 
 const hex = (bytes) => [...new Uint8Array(bytes)].map((b) => b.toString(16).padStart(2, '0')).join('');
 const sha256 = async (bytes) => new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
-
-function concat(...parts) {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
 
 const ECDSA = { name: 'ECDSA', namedCurve: 'P-256' };
 const ECDSA_SIGN = { name: 'ECDSA', hash: 'SHA-256' };

@@ -115,7 +115,8 @@ export function nonceFor(salt, ctr) {
   return nonce;
 }
 
-function concat(...parts) {
+/** The bytes of every part, one after another, in one new array. */
+export function concat(...parts) {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;
   for (const p of parts) {

@@ -6,7 +6,7 @@
 
 import { announce } from '../lib/announce.js';
 import { el } from '../lib/dom.js';
-import { on } from '../core/bus.js';
+import { on, onRosterChange } from '../core/bus.js';
 import { closeSocket } from '../core/connection.js';
 import { exposeProbe } from '../core/probe.js';
 import { state } from '../core/state.js';
@@ -167,12 +167,8 @@ on('joined', (m) => {
   }
   render();
 });
-on('admitted', render);
 on('roomStateChanged', render);
-on('spaceChanged', render);
-on('spaceRoster', render);
-on('participantJoined', render);
-on('participantLeft', render);
+onRosterChange(render);
 
 exposeProbe('e2ee', () => ({
   mode: e2ee.mode,

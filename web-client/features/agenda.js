@@ -6,7 +6,7 @@
 // for them on the server.
 
 import { announce } from '../lib/announce.js';
-import { el } from '../lib/dom.js';
+import { el, placeBefore } from '../lib/dom.js';
 import { formatLeft } from '../lib/format.js';
 import { on } from '../core/bus.js';
 import { CODES } from '../core/codes.js';
@@ -48,14 +48,8 @@ const panel = el('section', { id: 'agenda-section', class: 'panel-section agenda
   el('h2', { id: 'agenda-heading', text: 'Agenda' }), list, el('div', { class: 'round-actions' }, extendButton, endButton), setForm, templates);
 
 function mount() {
-  if (!bar.isConnected) {
-    const tiles = document.getElementById('tiles');
-    if (tiles) tiles.parentElement.insertBefore(bar, tiles);
-  }
-  if (!panel.isConnected) {
-    const controls = document.getElementById('room-controls');
-    if (controls) controls.parentElement.insertBefore(panel, controls);
-  }
+  placeBefore(bar, 'tiles');
+  placeBefore(panel, 'room-controls');
 }
 
 function tick() {

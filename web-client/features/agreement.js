@@ -5,7 +5,7 @@
 // they are. The location is shown to therapists only and kept in no storage of this page.
 
 import { announce } from '../lib/announce.js';
-import { el } from '../lib/dom.js';
+import { el, placeBefore } from '../lib/dom.js';
 import { on } from '../core/bus.js';
 import { CODES } from '../core/codes.js';
 import { send } from '../core/connection.js';
@@ -48,10 +48,7 @@ function mount() {
     const preview = document.getElementById('preview');
     if (lobby && preview) lobby.insertBefore(door, preview);
   }
-  if (!editPanel.isConnected) {
-    const controls = document.getElementById('room-controls');
-    if (controls) controls.parentElement.insertBefore(editPanel, controls);
-  }
+  placeBefore(editPanel, 'room-controls');
 }
 
 // Beside each person (waiting list and people list): agreed or not, and where they are.

@@ -5,7 +5,7 @@
 
 import { el } from '../lib/dom.js';
 import { announce } from '../lib/announce.js';
-import { on } from '../core/bus.js';
+import { on, onRosterChange } from '../core/bus.js';
 import { exposeProbe } from '../core/probe.js';
 import { isTherapist, participantList, state } from '../core/state.js';
 
@@ -44,12 +44,7 @@ function render() {
   bar.hidden = !note;
 }
 
-on('admitted', render);
-on('participantJoined', render);
-on('participantLeft', render);
-on('participantUpdated', render);
-on('spaceChanged', render);
-on('spaceRoster', render);
+onRosterChange(render);
 const reset = () => {
   lastTherapist = null;
   shown = '';

@@ -6,7 +6,7 @@
 
 import { announce } from '../lib/announce.js';
 import { el } from '../lib/dom.js';
-import { on } from '../core/bus.js';
+import { on, onRosterChange } from '../core/bus.js';
 import { CODES } from '../core/codes.js';
 import { send } from '../core/connection.js';
 import { exposeProbe } from '../core/probe.js';
@@ -84,12 +84,7 @@ on('speakingQueue', (m) => {
   render();
 });
 nextButton.addEventListener('click', () => giveFloor(null));
-on('admitted', render);
-on('participantJoined', render);
-on('participantLeft', render);
-on('participantUpdated', render);
-on('spaceChanged', render);
-on('spaceRoster', render);
+onRosterChange(render);
 on('sessionEnded', () => { q.queue = []; q.floor = null; render(); });
 on('error', (m) => {
   if (m.code === CODES.QUEUE_EMPTY) announce('No hands are raised.');

@@ -7,9 +7,9 @@
 // stays large.
 
 import { announce } from '../lib/announce.js';
-import { el } from '../lib/dom.js';
+import { el, placeBefore } from '../lib/dom.js';
 import { formatLeft } from '../lib/format.js';
-import { on } from '../core/bus.js';
+import { on, onRosterChange } from '../core/bus.js';
 import { CODES } from '../core/codes.js';
 import { send } from '../core/connection.js';
 import { exposeProbe } from '../core/probe.js';
@@ -48,14 +48,8 @@ const panel = el('section', { id: 'rounds-section', class: 'panel-section rounds
   el('h2', { id: 'rounds-heading', text: 'Go-around round' }), startForm);
 
 function mount() {
-  if (!bar.isConnected) {
-    const tiles = document.getElementById('tiles');
-    if (tiles) tiles.parentElement.insertBefore(bar, tiles);
-  }
-  if (!panel.isConnected) {
-    const controls = document.getElementById('room-controls');
-    if (controls) controls.parentElement.insertBefore(panel, controls);
-  }
+  placeBefore(bar, 'tiles');
+  placeBefore(panel, 'room-controls');
 }
 
 const nameFor = (id) => (id === state.participantId ? 'You' : nameOf(id));
@@ -136,11 +130,7 @@ startForm.addEventListener('submit', (event) => {
 passButton.addEventListener('click', () => send({ type: 'passTurn' }));
 nextButton.addEventListener('click', () => send({ type: 'nextTurn' }));
 endButton.addEventListener('click', () => send({ type: 'endRound' }));
-on('admitted', render);
-on('participantJoined', render);
-on('participantLeft', render);
-on('spaceChanged', render);
-on('spaceRoster', render);
+onRosterChange(render);
 on('sessionEnded', () => { r.round = null; r.endsAt = null; render(); });
 on('error', (m) => {
   if (m.code === CODES.INVALID_ROUND) startError.textContent = m.message;

@@ -5,6 +5,16 @@
 /** The element with this id. */
 export const byId = (id) => document.getElementById(id);
 
+/**
+ * Puts `node` just before the element with id `anchorId`, once: nothing while the anchor is not
+ * on the page yet or `node` is already placed (features mount lazily, on first render).
+ */
+export function placeBefore(node, anchorId) {
+  if (node.isConnected) return;
+  const anchor = byId(anchorId);
+  if (anchor && anchor.parentElement) anchor.parentElement.insertBefore(node, anchor);
+}
+
 /** The first element matching `selector` (in `root`, the document by default). */
 export const qs = (selector, root = document) => root.querySelector(selector);
 
