@@ -7,13 +7,17 @@
 //! At most [`ALERTS_PER_WINDOW`] of each kind per [`ALERT_WINDOW`] per participant; beyond that
 //! the sender gets `rate_limited` and nothing else happens (no alert, no audit row). Counted by
 //! participant id in the room, so a reconnect (a new socket, the same id) does not reset it.
+//!
+//! [`Alerts`] owns only the counts; each feature asks [`Alerts::permit`] before it alerts.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::Cx;
 use crate::room::ParticipantId;
+use crate::signal::protocol::ErrorCode;
 
 /// Alerts of one kind one participant may raise per [`ALERT_WINDOW`].
 pub const ALERTS_PER_WINDOW: usize = 3;
@@ -48,6 +52,16 @@ impl Alerts {
         }
         times.push_back(now);
         true
+    }
+
+    /// Counts an alert of `kind` from `from` at the context's time; over the limit, `from` is
+    /// told `rate_limited` with [`refusal`], nothing is counted, and this returns `false`.
+    pub(super) fn permit(&mut self, cx: &mut Cx, from: &ParticipantId, kind: Alert) -> bool {
+        if self.allow(from, kind, cx.now.at) {
+            return true;
+        }
+        cx.error(from, ErrorCode::RateLimited, refusal(kind));
+        false
     }
 }
 

@@ -39,6 +39,7 @@ mod records;
 mod round;
 mod screen;
 mod snapshot;
+mod space;
 mod speaker;
 mod talktime;
 mod task;
@@ -64,10 +65,6 @@ struct Member {
     connected: bool,
     /// Counts connections taking over this place, so a stale grace timer is ignored.
     epoch: u64,
-    /// The screen share the client announced, until it ends.
-    screen: Option<screen::Announced>,
-    /// Video tracks held back: unannounced beside a camera (see `screen.rs`).
-    extra_video: Vec<Arc<PublishedTrack>>,
 }
 
 impl Member {
@@ -158,6 +155,14 @@ impl Cx<'_> {
     fn space_of(&self, id: &ParticipantId) -> Vec<ParticipantId> {
         space_of(self.members, self.order, id)
     }
+
+    /// Queues `msg` for every admitted member (all spaces).
+    fn send_admitted(&mut self, msg: ServerMessage) {
+        let ids: Vec<_> = self.members.values().filter(|m| m.admitted).map(|m| m.info.id.clone()).collect();
+        for id in ids {
+            self.send(&id, msg.clone());
+        }
+    }
 }
 
 /// Admitted members who share `id`'s space (the main room or the same breakout), `id`
@@ -179,8 +184,6 @@ pub(super) struct Room {
     /// take back a permission to share the screen.
     remembered: HashMap<ParticipantId, Remembered>,
     settings: RoomSettings,
-    /// Whether this node keeps a store (milestone history and preferences live there).
-    has_store: bool,
     /// When the input being handled happens.
     now: Now,
     /// Effects of the input being handled, in order.
@@ -190,6 +193,7 @@ pub(super) struct Room {
     milestones: milestone::Milestones,
     chat: chat::Chat,
     speakers: speaker::Speakers,
+    screens: screen::Screens,
     alerts: alerts::Alerts,
     records: records::Records,
     /// End-to-end encryption: the key relay's memory (never in the snapshot).
@@ -214,14 +218,14 @@ impl Room {
             banned: banned.into_iter().collect(),
             remembered: HashMap::new(),
             settings,
-            has_store,
             now,
             out: Vec::new(),
             breakouts: breakout::Breakouts::default(),
             polls: poll::Polls::default(),
-            milestones: milestone::Milestones::default(),
+            milestones: milestone::Milestones::new(has_store),
             chat: chat::Chat::default(),
             speakers: speaker::Speakers::default(),
+            screens: screen::Screens::default(),
             alerts: alerts::Alerts::default(),
             records: records::Records::default(),
             e2ee: e2ee::E2eeKeys::default(),
@@ -315,7 +319,7 @@ impl Room {
 
     /// After a failed restore: the state of a fresh room, keeping only `banned`.
     fn reset(&mut self, banned: Vec<ParticipantId>) {
-        *self = Room::new(self.id.clone(), self.settings.clone(), self.has_store, banned, self.now);
+        *self = Room::new(self.id.clone(), self.settings.clone(), self.milestones.has_store(), banned, self.now);
     }
 
     /// A command panicked: the room's state can no longer be trusted, so every member's session
@@ -342,16 +346,24 @@ impl Room {
 
     fn on_timer(&mut self, timer: Timer) {
         match timer {
-            Timer::BreakoutWarning(generation) => self.breakout_warning(generation),
-            Timer::BreakoutClose(generation) => self.breakout_timer_close(generation),
+            Timer::BreakoutWarning(generation) => self.breakouts.on_warning(&mut cx!(self), generation),
+            Timer::BreakoutClose(generation) => {
+                if let Some(change) = self.breakouts.on_close(&cx!(self), generation) {
+                    self.breakout_change(change);
+                }
+            }
             Timer::Grace(id, epoch) => {
                 if self.members.get(&id).is_some_and(|m| !m.connected && m.epoch == epoch) {
                     self.remove_member(&id, None);
                 }
             }
             Timer::PollClose(poll) => self.polls.on_timer(&mut cx!(self), &poll),
-            Timer::Speakers => self.speaker_tick(),
-            Timer::ScreenArrival(id, seq) => self.screen_arrival_check(&id, seq),
+            Timer::Speakers => {
+                let levels = speaker::Speakers::levels(&cx!(self));
+                self.talk_tick(&speaker::Speakers::speaking(&levels));
+                self.speakers.tick(&mut cx!(self), levels);
+            }
+            Timer::ScreenArrival(id, seq) => self.screens.arrival_check(&mut cx!(self), &id, seq),
             Timer::RoundTurn(space, generation) => self.round_timer(&space, generation),
             Timer::AgendaWarning(generation) => self.agenda_timer(generation),
         }
@@ -442,16 +454,7 @@ impl Room {
             screen_sharing: false,
             can_share_screen: grant.role == Role::Therapist || remembered.can_share_screen,
         };
-        let member = Member {
-            info,
-            admitted: false,
-            tracks: Vec::new(),
-            space: None,
-            connected: true,
-            epoch: 0,
-            screen: None,
-            extra_video: Vec::new(),
-        };
+        let member = Member { info, admitted: false, tracks: Vec::new(), space: None, connected: true, epoch: 0 };
         self.members.insert(id.clone(), member);
         self.order.push(id.clone());
         self.out.push(Effect::Attach(id.clone()));
@@ -499,13 +502,12 @@ impl Room {
         self.out.push(Effect::Attach(id.clone()));
         let old_tracks = std::mem::take(&mut m.tracks);
         // A share does not survive its peer connection; the client shares again if it wants.
-        m.extra_video.clear();
-        m.screen = None;
         m.info.screen_sharing = false;
         m.connected = true;
         m.epoch += 1;
         m.info.reconnecting = false;
         let (admitted, space, role) = (m.admitted, m.space.clone(), m.info.role);
+        self.screens.forget(&id);
         self.unsubscribe_all(&id, &old_tracks);
         self.send_to(
             &id,
@@ -562,11 +564,10 @@ impl Room {
         }
         m.connected = false;
         m.info.reconnecting = true;
-        m.extra_video.clear();
-        m.screen = None;
         m.info.screen_sharing = false;
         let epoch = m.epoch;
         let old_tracks = std::mem::take(&mut m.tracks);
+        self.screens.forget(id);
         self.unsubscribe_all(id, &old_tracks);
         self.publish_update(id);
         // Therapists in every space see that this member is reconnecting, not only their own.
@@ -652,6 +653,7 @@ impl Room {
     fn remove_member(&mut self, id: &ParticipantId, reason: Option<EndReason>) {
         let Some(member) = self.members.remove(id) else { return };
         self.order.retain(|p| p != id);
+        self.screens.forget(id);
         self.out.push(Effect::Count { role: member.info.role, joined: false });
         // The room cuts the media itself, whatever the member's connection task is doing (a
         // client that floods its socket and never reads can hold that task up): its peer
@@ -735,20 +737,68 @@ impl Room {
         }
         if screen {
             self.publish_update(id);
-            self.screen_forwarded(id, &track);
+            screen::Screens::forwarded(&mut cx!(self), id, &track);
+        }
+    }
+
+    /// Whether a newly published track of `id` is forwarded (see `screen.rs`).
+    fn admit_track(&mut self, id: &ParticipantId, track: &Arc<PublishedTrack>) -> bool {
+        let Some(m) = self.members.get_mut(id) else { return false };
+        match self.screens.admit_track(m, track) {
+            screen::Admission::Forward => true,
+            screen::Admission::Screen => {
+                m.info.screen_sharing = true;
+                true
+            }
+            screen::Admission::HoldBack => false,
+        }
+    }
+
+    /// Applies what the screen-share rules asked for (see `screen.rs`).
+    fn screen_change(&mut self, change: screen::Change) {
+        match change {
+            screen::Change::Forward(id, track) => self.track_published(&id, track),
+            screen::Change::Stop(id) => self.stop_screen(&id),
+            screen::Change::Permission { by, participant_id, allowed } => {
+                let Some(m) = self.members.get_mut(&participant_id) else { return };
+                m.info.can_share_screen = allowed;
+                self.remembered.entry(participant_id.clone()).or_default().can_share_screen = allowed;
+                if !allowed {
+                    self.stop_screen(&participant_id);
+                }
+                self.audit(&by, if allowed { "allow_screen_share" } else { "revoke_screen_share" }, Some(&participant_id));
+                self.publish_update(&participant_id);
+            }
+        }
+    }
+
+    /// Ends `id`'s screen share: nobody receives it any more.
+    fn stop_screen(&mut self, id: &ParticipantId) {
+        self.screens.stopped(id);
+        let Some(m) = self.members.get_mut(id) else { return };
+        let (screens, keep): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut m.tracks).into_iter().partition(|t| t.source() == crate::signal::protocol::TrackSource::Screen);
+        m.tracks = keep;
+        let was_sharing = std::mem::replace(&mut m.info.screen_sharing, false);
+        for t in &screens {
+            for other in self.members.values().filter(|o| &o.info.id != id) {
+                self.out.push(Effect::Peer { to: other.info.id.clone(), cmd: PeerCommand::Unsubscribe(t.id.clone()) });
+            }
+        }
+        if was_sharing || !screens.is_empty() {
+            self.publish_update(id);
         }
     }
 
     fn track_ended(&mut self, id: &ParticipantId, track_id: &TrackId) {
         let Some(member) = self.members.get_mut(id) else { return };
-        member.extra_video.retain(|t| &t.id != track_id);
         let ended_screen = member.tracks.iter().any(|t| &t.id == track_id && t.source() == crate::signal::protocol::TrackSource::Screen);
         member.tracks.retain(|t| &t.id != track_id);
         if ended_screen {
             // The browser's own "Stop sharing" ends the track without a message.
             member.info.screen_sharing = false;
-            member.screen = None;
         }
+        self.screens.track_ended(id, track_id, ended_screen);
         for pid in self.members.keys() {
             if pid != id {
                 self.out.push(Effect::Peer { to: pid.clone(), cmd: PeerCommand::Unsubscribe(track_id.clone()) });
@@ -943,7 +993,11 @@ impl Room {
             | ClientMessage::BroadcastToBreakouts { .. }
             | ClientMessage::CloseBreakouts { .. }
             | ClientMessage::GoToBreakout { .. }
-            | ClientMessage::AskForHelp) => self.on_breakout(from, msg),
+            | ClientMessage::AskForHelp) => {
+                if let Some(change) = self.breakouts.on_message(&mut cx!(self), &mut self.alerts, from, msg) {
+                    self.breakout_change(change);
+                }
+            }
             msg @ (ClientMessage::CreatePoll { .. }
             | ClientMessage::Vote { .. }
             | ClientMessage::ClosePoll { .. }
@@ -955,7 +1009,7 @@ impl Room {
             | ClientMessage::ApproveMilestone { .. }
             | ClientMessage::DeclineMilestone { .. }
             | ClientMessage::Congratulate { .. }
-            | ClientMessage::GetMilestoneHistory { .. }) => self.on_milestone(from, msg),
+            | ClientMessage::GetMilestoneHistory { .. }) => self.milestones.on_message(&mut cx!(self), &mut self.alerts, from, msg),
             msg @ (ClientMessage::Chat { .. }
             | ClientMessage::SetChatSettings { .. }
             | ClientMessage::DeleteChatMessage { .. }
@@ -965,7 +1019,11 @@ impl Room {
                     self.private_room_moves(moves);
                 }
             }
-            msg @ (ClientMessage::ScreenShare { .. } | ClientMessage::AllowScreenShare { .. }) => self.on_screen(from, msg),
+            msg @ (ClientMessage::ScreenShare { .. } | ClientMessage::AllowScreenShare { .. }) => {
+                if let Some(change) = self.screens.on_message(&mut cx!(self), from, msg) {
+                    self.screen_change(change);
+                }
+            }
             msg @ (ClientMessage::RequestSupport
             | ClientMessage::AcknowledgeSupport { .. }
             | ClientMessage::ResolveSupport { .. }
@@ -1016,8 +1074,8 @@ impl Room {
         };
         if m.info.hand_raised != raised {
             // Raising one's own hand alerts the therapists: limited like the other alerts.
-            if raised && _by == target && !self.alerts.allow(target, alerts::Alert::RaiseHand, self.now.at) {
-                return self.error(_by, ErrorCode::RateLimited, alerts::refusal(alerts::Alert::RaiseHand));
+            if raised && _by == target && !self.alerts.permit(&mut cx!(self), target, alerts::Alert::RaiseHand) {
+                return;
             }
             let Some(m) = self.members.get_mut(target) else { return };
             m.info.hand_raised = raised;
@@ -1109,10 +1167,7 @@ impl Room {
     }
 
     fn send_admitted(&mut self, msg: ServerMessage) {
-        let ids: Vec<_> = self.members.values().filter(|m| m.admitted).map(|m| m.info.id.clone()).collect();
-        for id in ids {
-            self.send_to(&id, msg.clone());
-        }
+        cx!(self).send_admitted(msg);
     }
 
     /// Admitted members who share `id`'s space (the main room or the same breakout), `id`

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::{Room, Timer};
+use super::{Cx, Timer};
 use crate::room::ParticipantId;
 use crate::signal::protocol::{MediaKind, ServerMessage};
 
@@ -81,11 +81,15 @@ impl SpaceSpeaker {
     }
 }
 
-impl Room {
-    /// Looks at every space's levels and tells members whose space's speaker changed.
-    pub(super) fn speaker_tick(&mut self) {
-        let mut levels: HashMap<Option<String>, Vec<(ParticipantId, u8)>> = HashMap::new();
-        for m in self.members.values().filter(|m| m.admitted && m.connected && m.info.role.publishes()) {
+/// Each space's members who may be heard and how loud they are this tick.
+pub(super) type Levels = HashMap<Option<String>, Vec<(ParticipantId, u8)>>;
+
+impl Speakers {
+    /// This tick's loudness of every member whose audio is forwarded, by space (silenced
+    /// members count as 0, so a space whose speaker went quiet is still looked at).
+    pub(super) fn levels(cx: &Cx) -> Levels {
+        let mut levels: Levels = HashMap::new();
+        for m in cx.members.values().filter(|m| m.admitted && m.connected && m.info.role.publishes()) {
             let silenced = m.info.audio_muted || m.hard_muted(MediaKind::Audio);
             let level = if silenced {
                 0
@@ -94,28 +98,37 @@ impl Room {
             };
             levels.entry(m.space.clone()).or_default().push((m.info.id.clone(), level));
         }
-        let speaking: Vec<ParticipantId> = levels.values().flatten().filter(|(_, l)| *l >= SPEECH).map(|(id, _)| id.clone()).collect();
-        self.talk_tick(&speaking);
+        levels
+    }
+
+    /// Who is above the speech threshold in `levels` (talk time counts them).
+    pub(super) fn speaking(levels: &Levels) -> Vec<ParticipantId> {
+        levels.values().flatten().filter(|(_, l)| *l >= SPEECH).map(|(id, _)| id.clone()).collect()
+    }
+
+    /// Feeds one tick's `levels` to every space, tells members whose space's speaker changed,
+    /// and sets the next tick.
+    pub(super) fn tick(&mut self, cx: &mut Cx, levels: Levels) {
         let mut changes = Vec::new();
-        let spaces: Vec<Option<String>> = levels.keys().cloned().chain(self.speakers.by_space.keys().cloned()).collect();
+        let spaces: Vec<Option<String>> = levels.keys().cloned().chain(self.by_space.keys().cloned()).collect();
         for space in spaces {
             let in_space = levels.get(&space).map(Vec::as_slice).unwrap_or_default();
             let loudest = in_space.iter().filter(|(_, l)| *l >= SPEECH).max_by_key(|(_, l)| *l).cloned();
-            let state = self.speakers.by_space.entry(space.clone()).or_default();
+            let state = self.by_space.entry(space.clone()).or_default();
             let current_level = state.current.as_ref().and_then(|c| in_space.iter().find(|(id, _)| id == c)).map_or(0, |(_, l)| *l);
             if let Some(change) = state.tick(loudest, current_level) {
                 changes.push((space, change));
             }
         }
-        self.speakers.by_space.retain(|space, s| s.current.is_some() || levels.contains_key(space));
+        self.by_space.retain(|space, s| s.current.is_some() || levels.contains_key(space));
         for (space, speaker) in changes {
             let told: Vec<ParticipantId> =
-                self.members.values().filter(|m| m.admitted && m.space == space).map(|m| m.info.id.clone()).collect();
+                cx.members.values().filter(|m| m.admitted && m.space == space).map(|m| m.info.id.clone()).collect();
             for id in told {
-                self.send_to(&id, ServerMessage::ActiveSpeaker { participant_id: speaker.clone() });
+                cx.send(&id, ServerMessage::ActiveSpeaker { participant_id: speaker.clone() });
             }
         }
-        self.schedule(TICK, Timer::Speakers);
+        cx.schedule(TICK, Timer::Speakers);
     }
 }
 

@@ -118,7 +118,7 @@ impl Performer {
                 Effect::Milestone(job) => {
                     let Some(store) = &self.registry.store else { continue };
                     let reply_to = job.reply_to().and_then(|id| self.conns.get(id)).map(|c| c.outbox.clone());
-                    let prefs = core.milestone_prefs();
+                    let prefs = core.milestones.shared_prefs();
                     let jobs = self.milestone_jobs.get_or_insert_with(|| spawn_store_task(store.clone(), prefs, self.me.clone()));
                     let _ = jobs.send((job, reply_to));
                 }
