@@ -94,4 +94,30 @@ mod tests {
         assert!(a.allow(&ParticipantId::from_trusted("q"), Alert::RequestSupport, t0), "per participant");
         assert!(a.allow(&p, Alert::RequestSupport, t0 + ALERT_WINDOW), "the window slides");
     }
+
+    #[test]
+    fn a_refused_alert_tells_the_sender_why_and_counts_nothing() {
+        let mut w = super::super::World::new();
+        let p = w.admit("p", crate::auth::Role::Participant, None);
+        let mut a = Alerts::default();
+        for _ in 0..ALERTS_PER_WINDOW {
+            assert!(a.permit(&mut w.cx(), &p, Alert::AskForHelp));
+        }
+        assert!(w.take().is_empty(), "a permitted alert asks for nothing itself");
+        w.advance(ALERT_WINDOW / 2);
+        assert!(!a.permit(&mut w.cx(), &p, Alert::AskForHelp));
+        let sent = w.sent_to(&p);
+        assert!(
+            matches!(&sent[..], [crate::signal::protocol::ServerMessage::Error { code: ErrorCode::RateLimited, message }] if *message == refusal(Alert::AskForHelp)),
+            "{sent:?}"
+        );
+        w.take();
+        // The refusal was not counted: once the first three leave the window, the whole
+        // budget is back (a counted refusal would still hold one place).
+        w.advance(ALERT_WINDOW / 2);
+        for _ in 0..ALERTS_PER_WINDOW {
+            assert!(a.permit(&mut w.cx(), &p, Alert::AskForHelp));
+        }
+        assert!(w.take().is_empty());
+    }
 }

@@ -391,3 +391,120 @@ impl Breakouts {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::World;
+    use super::*;
+
+    fn ask(b: &mut Breakouts, w: &mut World, from: &ParticipantId, msg: ClientMessage) -> Option<Change> {
+        b.on_message(&mut w.cx(), &mut Alerts::default(), from, msg)
+    }
+
+    fn audited(c: &Option<Change>) -> Option<&'static str> {
+        match c.as_ref().and_then(|c| c.audit.as_ref()) {
+            Some(Effect::Audit { action, .. }) => Some(action),
+            _ => None,
+        }
+    }
+
+    /// The plan's rules, without a room: what is refused, what moves are asked for and when,
+    /// and the timers of an opening.
+    #[test]
+    fn the_plan_answers_with_the_moves_the_room_makes() {
+        let mut w = World::new();
+        let t = w.admit("t", Role::Therapist, None);
+        let p1 = w.admit("p1", Role::Participant, None);
+        let p2 = w.admit("p2", Role::Participant, None);
+        let mut b = Breakouts::default();
+
+        assert!(ask(&mut b, &mut w, &t, ClientMessage::CreateBreakout { name: "  ".into() }).is_none());
+        assert_eq!(w.errors_to(&t), vec![ErrorCode::InvalidField]);
+        w.take();
+        let created = ask(&mut b, &mut w, &t, ClientMessage::CreateBreakout { name: " Pairs ".into() });
+        assert_eq!(audited(&created), Some("breakout_create"));
+        assert_eq!((b.first_id().as_deref(), b.name_of("b1")), (Some("b1"), Some("Pairs")));
+
+        // Assigned while closed: remembered, nobody moves yet.
+        let assign = |who: &ParticipantId| ClientMessage::AssignBreakout { participant_id: who.clone(), breakout_id: Some("b1".into()) };
+        let c = ask(&mut b, &mut w, &t, assign(&p1));
+        assert_eq!(audited(&c), Some("breakout_assign"));
+        assert!(c.is_some_and(|c| c.moves.is_empty()));
+        assert_eq!(b.space_for(&p1), None, "closed: everyone is in the main room");
+        let stranger = ParticipantId::from_trusted("nobody");
+        assert!(ask(&mut b, &mut w, &t, assign(&stranger)).is_none());
+        assert_eq!(w.errors_to(&t), vec![ErrorCode::UnknownParticipant]);
+        w.take();
+        assert!(ask(&mut b, &mut w, &p1, ClientMessage::GoToBreakout { breakout_id: Some("b1".into()) }).is_none());
+        assert_eq!(w.errors_to(&p1), vec![ErrorCode::UnknownBreakout], "not open yet");
+        w.take();
+
+        // Opening for ten minutes: the assigned move, a warning a minute before, then the close.
+        let open = ClientMessage::OpenBreakouts { duration_secs: Some(600), warning_secs: None, allow_return: false };
+        let c = ask(&mut b, &mut w, &t, open);
+        assert_eq!(audited(&c), Some("breakout_open"));
+        assert_eq!(c.map(|c| c.moves), Some(vec![(p1.clone(), Some("b1".to_string()))]));
+        let start = w.now;
+        let timers: Vec<_> = w
+            .take()
+            .into_iter()
+            .filter_map(|e| match e {
+                Effect::Timer { at, timer } => Some((at - start.at, timer)),
+                _ => None,
+            })
+            .collect();
+        let generation = match &timers[..] {
+            [(warn_after, Timer::BreakoutWarning(g)), (close_after, Timer::BreakoutClose(h))] if g == h => {
+                assert_eq!((warn_after.as_secs(), close_after.as_secs()), (540, 600));
+                *g
+            }
+            other => panic!("a warning and a close: {other:?}"),
+        };
+        w.member(&p1).space = Some("b1".into());
+        assert_eq!(b.space_for(&p1).as_deref(), Some("b1"));
+
+        // Nobody leaves their breakout or enters another's unless allowed; a therapist goes anywhere.
+        assert!(ask(&mut b, &mut w, &p1, ClientMessage::GoToBreakout { breakout_id: None }).is_none());
+        assert!(ask(&mut b, &mut w, &p2, ClientMessage::GoToBreakout { breakout_id: Some("b1".into()) }).is_none());
+        assert_eq!((w.errors_to(&p1), w.errors_to(&p2)), (vec![ErrorCode::ReturnNotAllowed], vec![ErrorCode::ReturnNotAllowed]));
+        w.take();
+        let c = ask(&mut b, &mut w, &t, ClientMessage::GoToBreakout { breakout_id: Some("b1".into()) });
+        assert_eq!(c.map(|c| c.moves), Some(vec![(t.clone(), Some("b1".to_string()))]));
+
+        // The warning says what is left by the room's clock; a stale close changes nothing.
+        w.advance(Duration::from_secs(540));
+        b.on_warning(&mut w.cx(), generation);
+        assert!(matches!(w.sent_to(&p2)[..], [ServerMessage::BreakoutWarning { seconds_left: 60 }]));
+        w.take();
+        assert!(b.on_close(&w.cx(), generation - 1).is_none());
+        w.advance(Duration::from_secs(60));
+        let closed = b.on_close(&w.cx(), generation).expect("the opening's close");
+        assert_eq!(closed.ended, vec!["b1".to_string()]);
+        assert_eq!(closed.moves, vec![(p1.clone(), None)], "everyone away comes back, in join order");
+        assert!(closed.audit.is_none(), "the clock closed them, not a person");
+        assert!(b.on_close(&w.cx(), generation).is_none(), "once");
+        assert_eq!(b.space_for(&p1), None);
+    }
+
+    /// Only therapists are told the plan; before opening it lists who is assigned where.
+    #[test]
+    fn the_plan_goes_to_therapists_with_assignments_before_opening() {
+        let mut w = World::new();
+        let t = w.admit("t", Role::Therapist, None);
+        let p = w.admit("p", Role::Participant, None);
+        let mut b = Breakouts::default();
+        ask(&mut b, &mut w, &t, ClientMessage::CreateBreakout { name: "Pairs".into() });
+        ask(&mut b, &mut w, &t, ClientMessage::AssignBreakout { participant_id: p.clone(), breakout_id: Some("b1".into()) });
+        w.take();
+        b.publish_plan(&mut w.cx());
+        assert!(w.sent_to(&p).is_empty());
+        match &w.sent_to(&t)[..] {
+            [ServerMessage::BreakoutsUpdated { breakouts }] => {
+                assert!(!breakouts.open);
+                assert_eq!(breakouts.rooms[0].members, vec![p.clone()]);
+                assert_eq!(breakouts.whereabouts.len(), 2);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

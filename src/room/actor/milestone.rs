@@ -484,7 +484,9 @@ impl Milestones {
 
 #[cfg(test)]
 mod tests {
+    use super::super::World;
     use super::*;
+    use crate::signal::protocol::Reaction;
 
     #[test]
     fn milestones_are_validated() {
@@ -512,5 +514,95 @@ mod tests {
         assert!(!m.allow_congratulation(&a, t0 + Duration::from_secs(9)));
         assert!(m.allow_congratulation(&b, t0), "per sender");
         assert!(m.allow_congratulation(&a, t0 + CONGRATULATION_WINDOW));
+    }
+
+    fn celebrate(who: &ParticipantId) -> ClientMessage {
+        ClientMessage::Celebrate {
+            participant_id: who.clone(),
+            kind: MilestoneKind::DaysSober,
+            value: Some(30),
+            label: None,
+            message: None,
+        }
+    }
+
+    /// Who a celebration went to, read from what each member was sent.
+    fn celebration_to(w: &World, ids: &[&ParticipantId]) -> (Option<CelebrationId>, Vec<ParticipantId>) {
+        let mut id = None;
+        let mut to = Vec::new();
+        for p in ids {
+            for m in w.sent_to(p) {
+                if let ServerMessage::Celebration { celebration_id, .. } = m {
+                    id = Some(celebration_id);
+                    to.push((*p).clone());
+                }
+            }
+        }
+        (id, to)
+    }
+
+    /// A celebration reaches the audience its participant chose and never wider (the default
+    /// is the therapists only); only those who saw it may congratulate, and back to them.
+    #[test]
+    fn a_celebration_and_its_congratulations_stay_within_the_chosen_audience() {
+        let mut w = World::new();
+        let t = w.admit("t", Role::Therapist, None);
+        let p1 = w.admit("p1", Role::Participant, None);
+        let p2 = w.admit("p2", Role::Participant, None);
+        let away = w.admit("p3", Role::Participant, Some("b1"));
+        let everyone = [&t, &p1, &p2, &away];
+        let mut m = Milestones::new(false);
+        let mut alerts = Alerts::default();
+
+        m.on_message(&mut w.cx(), &mut alerts, &t, celebrate(&p1));
+        assert_eq!(celebration_to(&w, &everyone).1, vec![t.clone(), p1.clone()], "the default: therapists only");
+        w.take();
+
+        m.on_message(&mut w.cx(), &mut alerts, &p1, celebrate(&p2));
+        assert_eq!(w.errors_to(&p1), vec![ErrorCode::Forbidden], "a participant does not celebrate others");
+        w.take();
+
+        let group = ClientMessage::SetCelebrationPreferences { style: CelebrationStyle::Big, audience: CelebrationAudience::Group };
+        m.on_message(&mut w.cx(), &mut alerts, &p1, group);
+        w.take();
+        m.on_message(&mut w.cx(), &mut alerts, &t, celebrate(&p1));
+        let (id, to) = celebration_to(&w, &everyone);
+        assert_eq!(to, vec![t.clone(), p1.clone(), p2.clone()], "the group is p1's space, not another breakout");
+        let id = id.expect("celebrated");
+        w.take();
+
+        let congratulate =
+            |id: &CelebrationId| ClientMessage::Congratulate { celebration_id: id.clone(), reaction: Reaction::Clap, message: None };
+        m.on_message(&mut w.cx(), &mut alerts, &away, congratulate(&id));
+        assert_eq!(w.errors_to(&away), vec![ErrorCode::UnknownMilestone], "not shown to them: it does not exist");
+        w.take();
+        m.on_message(&mut w.cx(), &mut alerts, &p1, congratulate(&id));
+        assert_eq!(w.errors_to(&p1), vec![ErrorCode::Forbidden]);
+        w.take();
+        m.on_message(&mut w.cx(), &mut alerts, &p2, congratulate(&id));
+        for p in everyone {
+            let got = w.sent_to(p).iter().any(|m| matches!(m, ServerMessage::Congratulation { .. }));
+            assert_eq!(got, p != &away, "{p}");
+        }
+    }
+
+    /// With a store, preferences this room has not seen are loaded first: nothing goes out
+    /// until the store task hands the request back.
+    #[test]
+    fn unknown_preferences_are_loaded_before_celebrating() {
+        let mut w = World::new();
+        let t = w.admit("t", Role::Therapist, None);
+        let p = w.admit("p", Role::Participant, None);
+        let mut m = Milestones::new(true);
+        m.on_message(&mut w.cx(), &mut Alerts::default(), &t, celebrate(&p));
+        match &w.take()[..] {
+            [Effect::Milestone(Job::LoadPrefs { who, from, .. })] => assert_eq!((who, from), (&p, &t)),
+            other => panic!("only the load: {other:?}"),
+        }
+        // The store task found nothing saved: the defaults, and the request again.
+        lock(&m.prefs).entry(p.clone()).or_default();
+        m.on_message(&mut w.cx(), &mut Alerts::default(), &t, celebrate(&p));
+        assert_eq!(celebration_to(&w, &[&t, &p]).1, vec![t.clone(), p.clone()]);
+        assert!(w.take().iter().any(|e| matches!(e, Effect::Milestone(Job::Record { .. }))), "recorded in the store");
     }
 }

@@ -1205,6 +1205,89 @@ impl Room {
     }
 }
 
+/// Members without a room, for the features' own unit tests: a [`Cx`] over them, and what the
+/// feature asked for.
+#[cfg(test)]
+struct World {
+    id: RoomId,
+    members: HashMap<ParticipantId, Member>,
+    order: Vec<ParticipantId>,
+    settings: RoomSettings,
+    now: Now,
+    out: Vec<Effect>,
+}
+
+#[cfg(test)]
+impl World {
+    fn new() -> Self {
+        let settings = model_tests::settings(false, std::time::Duration::ZERO);
+        let now = Now { at: tokio::time::Instant::now(), unix_ms: 1_700_000_000_000 };
+        Self { id: RoomId::new("r").expect("a valid id"), members: HashMap::new(), order: Vec::new(), settings, now, out: Vec::new() }
+    }
+
+    /// Someone admitted into `space` (`None`: the main room).
+    fn admit(&mut self, id: &str, role: Role, space: Option<&str>) -> ParticipantId {
+        let pid = ParticipantId::from_trusted(id);
+        let info = ParticipantInfo {
+            id: pid.clone(),
+            name: format!("{id} name"),
+            role,
+            audio_muted: false,
+            video_muted: false,
+            audio_hard_muted: false,
+            video_hard_muted: false,
+            hand_raised: false,
+            reconnecting: false,
+            screen_sharing: false,
+            can_share_screen: role == Role::Therapist,
+        };
+        let member = Member { info, admitted: true, tracks: Vec::new(), space: space.map(str::to_string), connected: true, epoch: 0 };
+        self.members.insert(pid.clone(), member);
+        self.order.push(pid.clone());
+        pid
+    }
+
+    fn member(&mut self, id: &ParticipantId) -> &mut Member {
+        self.members.get_mut(id).expect("a member of this world")
+    }
+
+    fn cx(&mut self) -> Cx<'_> {
+        cx!(self)
+    }
+
+    /// Moves the clock on by `d`.
+    fn advance(&mut self, d: std::time::Duration) {
+        self.now = self.now.after(d);
+    }
+
+    /// The effects asked for since the last call.
+    fn take(&mut self) -> Vec<Effect> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Of the effects asked for since the last [`World::take`], the messages sent to `to`.
+    fn sent_to(&self, to: &ParticipantId) -> Vec<ServerMessage> {
+        self.out
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Send { to: t, msg } if t == to => Some(msg.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Of the effects asked for since the last [`World::take`], the error codes sent to `to`.
+    fn errors_to(&self, to: &ParticipantId) -> Vec<ErrorCode> {
+        self.sent_to(to)
+            .into_iter()
+            .filter_map(|m| match m {
+                ServerMessage::Error { code, .. } => Some(code),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
 fn mute_action(kind: MediaKind, hard: bool) -> &'static str {
     match (kind, hard) {
         (MediaKind::Audio, true) => "hard_mute_audio",

@@ -200,3 +200,86 @@ impl Screens {
         cx.error(id, ErrorCode::ScreenShareNotReceived, "your screen share did not reach the server; stop sharing and try again");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Effect, World};
+    use super::*;
+    use crate::auth::Role;
+
+    fn announce(track: &str) -> ClientMessage {
+        ClientMessage::ScreenShare { client_track_id: track.into(), client_stream_id: None, active: true }
+    }
+
+    #[test]
+    fn only_an_allowed_member_may_announce_and_only_once() {
+        let mut w = World::new();
+        let t = w.admit("t", Role::Therapist, None);
+        let p = w.admit("p", Role::Participant, None);
+        let mut s = Screens::default();
+        assert!(s.on_message(&mut w.cx(), &p, announce("x")).is_none());
+        assert_eq!(w.errors_to(&p), vec![ErrorCode::Forbidden]);
+        w.take();
+        assert!(s.on_message(&mut w.cx(), &t, announce(&"x".repeat(MAX_TRACK_ID + 1))).is_none());
+        assert_eq!(w.errors_to(&t), vec![ErrorCode::InvalidField]);
+        w.take();
+        w.member(&t).info.screen_sharing = true;
+        assert!(s.on_message(&mut w.cx(), &t, announce("x")).is_none());
+        assert_eq!(w.errors_to(&t), vec![ErrorCode::InvalidField], "already sharing");
+        w.take();
+
+        // Permission is asked of the room; a therapist's own is not the therapist's to change.
+        let allow = |id: &ParticipantId, allowed| ClientMessage::AllowScreenShare { participant_id: id.clone(), allowed };
+        assert!(s.on_message(&mut w.cx(), &t, allow(&t, true)).is_none());
+        assert_eq!(w.errors_to(&t), vec![ErrorCode::InvalidField]);
+        w.take();
+        let change = s.on_message(&mut w.cx(), &t, allow(&p, false));
+        assert!(
+            matches!(change, Some(Change::Permission { allowed: false, ref participant_id, .. }) if *participant_id == p),
+            "{change:?}"
+        );
+        assert!(w.take().is_empty(), "the room audits and tells, after revoking");
+    }
+
+    /// A second video beside a camera is held back; announced afterwards it is forwarded as the
+    /// share. An announced share that never arrives is reported once, at its deadline.
+    #[test]
+    fn held_back_video_becomes_the_share_once_announced() {
+        let mut w = World::new();
+        let t = w.admit("t", Role::Therapist, None);
+        let mut s = Screens::default();
+        let camera = PublishedTrack::for_test("cam", t.clone(), MediaKind::Video);
+        assert_eq!(s.admit_track(w.member(&t), &camera), Admission::Forward);
+        w.member(&t).tracks.push(camera);
+        let second = PublishedTrack::for_test("scr", t.clone(), MediaKind::Video);
+        assert_eq!(s.admit_track(w.member(&t), &second), Admission::HoldBack);
+        let audio = PublishedTrack::for_test("mic", t.clone(), MediaKind::Audio);
+        assert_eq!(s.admit_track(w.member(&t), &audio), Admission::Forward);
+
+        let change = s.on_message(&mut w.cx(), &t, announce("scr"));
+        let Some(Change::Forward(who, track)) = change else { panic!("the held track goes out: {change:?}") };
+        assert_eq!((who, track.id.as_str()), (t.clone(), "scr"));
+        assert_eq!(s.admit_track(w.member(&t), &track), Admission::Screen);
+        assert_eq!(track.source(), TrackSource::Screen);
+        assert!(w.take().is_empty(), "no arrival check for a share that is here");
+
+        // Stopped; announced again, the track does not come.
+        s.stopped(&t);
+        w.member(&t).info.screen_sharing = false;
+        assert!(s.on_message(&mut w.cx(), &t, announce("late")).is_none());
+        let seq = match &w.take()[..] {
+            [Effect::Timer { timer: Timer::ScreenArrival(id, seq), at }] if *id == t => {
+                assert_eq!(*at, w.now.at + ARRIVAL_DEADLINE);
+                *seq
+            }
+            other => panic!("one arrival check: {other:?}"),
+        };
+        s.arrival_check(&mut w.cx(), &t, seq.wrapping_add(1));
+        assert!(w.take().is_empty(), "another announcement's check changes nothing");
+        s.arrival_check(&mut w.cx(), &t, seq);
+        assert_eq!(w.errors_to(&t), vec![ErrorCode::ScreenShareNotReceived]);
+        w.take();
+        s.arrival_check(&mut w.cx(), &t, seq);
+        assert!(w.take().is_empty(), "told once");
+    }
+}

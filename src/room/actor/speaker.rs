@@ -134,7 +134,9 @@ impl Speakers {
 
 #[cfg(test)]
 mod tests {
+    use super::super::{Effect, World};
     use super::*;
+    use crate::auth::Role;
 
     fn p(s: &str) -> ParticipantId {
         ParticipantId::from_trusted(s)
@@ -155,5 +157,50 @@ mod tests {
             assert_eq!(s.tick(None, 0), None);
         }
         assert_eq!(s.tick(None, 0), Some(None));
+    }
+
+    fn speaker_told(w: &World, to: &ParticipantId) -> Vec<Option<ParticipantId>> {
+        w.sent_to(to)
+            .into_iter()
+            .filter_map(|m| match m {
+                ServerMessage::ActiveSpeaker { participant_id } => Some(participant_id),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Each space has its own speaker and only its members hear of it; every tick sets the
+    /// next; a closed breakout's speaker is forgotten.
+    #[test]
+    fn each_space_hears_only_of_its_own_speaker() {
+        let mut w = World::new();
+        let t = w.admit("t", Role::Therapist, None);
+        let a = w.admit("a", Role::Participant, None);
+        let b = w.admit("b", Role::Participant, Some("b1"));
+        let c = w.admit("c", Role::Participant, Some("b1"));
+        let mut s = Speakers::default();
+        let levels: Levels =
+            [(None, vec![(t.clone(), 0), (a.clone(), 100)]), (Some("b1".into()), vec![(b.clone(), 90), (c.clone(), 0)])].into();
+        assert_eq!(Speakers::speaking(&levels).len(), 2);
+        s.tick(&mut w.cx(), levels);
+        assert_eq!(speaker_told(&w, &t), vec![Some(a.clone())]);
+        assert_eq!(speaker_told(&w, &a), vec![Some(a.clone())]);
+        assert_eq!(speaker_told(&w, &b), vec![Some(b.clone())]);
+        assert_eq!(speaker_told(&w, &c), vec![Some(b.clone())]);
+        let timers: Vec<_> = w.take().into_iter().filter(|e| matches!(e, Effect::Timer { timer: Timer::Speakers, .. })).collect();
+        assert_eq!(timers.len(), 1, "one next tick");
+
+        // The same levels again: nothing new to tell.
+        let levels: Levels =
+            [(None, vec![(t.clone(), 0), (a.clone(), 100)]), (Some("b1".into()), vec![(b.clone(), 90), (c.clone(), 0)])].into();
+        s.tick(&mut w.cx(), levels);
+        assert!(speaker_told(&w, &t).is_empty() && speaker_told(&w, &b).is_empty());
+        w.take();
+
+        // The breakout closes: its speaker goes, and a reopened one starts with nobody.
+        s.forget_space("b1");
+        let levels: Levels = [(Some("b1".into()), vec![(c.clone(), 90)])].into();
+        s.tick(&mut w.cx(), levels);
+        assert_eq!(speaker_told(&w, &c), vec![Some(c.clone())], "the first clear voice takes it at once");
     }
 }
