@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use tracing::warn;
 
 use super::alerts::{Alert, Alerts};
-use super::{Cx, Effect, Outbox, RoomCommand};
+use super::{Cx, Effect, Outbox, RoomCommand, RoomInput};
 use crate::auth::Role;
 use crate::badge;
 use crate::room::ParticipantId;
@@ -190,7 +190,7 @@ pub(super) fn spawn_store_task(store: Store, prefs: SharedPrefs, me: mpsc::WeakS
                     // Never over a value set meanwhile in this room: that one is newer.
                     lock(&prefs).entry(who).or_insert(loaded);
                     if let Some(room) = me.upgrade() {
-                        let _ = room.send(RoomCommand::Client { from, msg }).await;
+                        let _ = room.send(RoomInput::Client { from, msg }.into()).await;
                     }
                 }
                 Job::Record { room, entry } => {

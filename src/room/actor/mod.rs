@@ -6,7 +6,7 @@
 //! this message, subscribe that peer, set a timer, write an audit record); it never sends,
 //! spawns or reads a clock. The room task (`task.rs`) reads commands from the room's channel,
 //! performs the effects in order, and owns every channel, the store writers and the timers; a
-//! send that finds an outbox full comes back as `Input::Stalled` (see `task.rs`). Tests drive
+//! send that finds an outbox full comes back as `Room::stalled` (see `task.rs`). Tests drive
 //! the core directly in simulated time (`model_tests.rs`).
 
 use std::collections::{HashMap, HashSet};
@@ -44,7 +44,7 @@ mod speaker;
 mod talktime;
 mod task;
 
-pub use super::handle::{JoinRequest, Outbox, RoomCommand, RoomError, RoomHandle, SessionEnd, Timer, OUTBOX_CAPACITY};
+pub use super::handle::{JoinRequest, Outbox, RoomCommand, RoomError, RoomHandle, RoomInput, SessionEnd, Timer, OUTBOX_CAPACITY};
 use super::shared::RoomSettings;
 use super::{ParticipantId, RoomId};
 use crate::auth::{Grant, Role};
@@ -94,23 +94,6 @@ pub(super) struct Remembered {
 /// Whether `from`'s media goes to `to`: both admitted, `from` may publish, not oneself.
 fn forwards(from: &Member, to: &Member) -> bool {
     from.admitted && to.admitted && from.info.role.publishes() && from.info.id != to.info.id && from.space == to.space
-}
-
-/// What happens to a room, besides joins (which bring a connection along: [`Room::join`]).
-#[derive(Debug)]
-pub(super) enum Input {
-    Leave(ParticipantId),
-    /// The socket dropped without `leave`: hold the place for the reconnect grace period.
-    Disconnected(ParticipantId),
-    TrackPublished(ParticipantId, Arc<PublishedTrack>),
-    TrackEnded(ParticipantId, TrackId),
-    Client {
-        from: ParticipantId,
-        msg: ClientMessage,
-    },
-    Timer(Timer),
-    /// A message to this member found its outbox full: a client that stopped reading.
-    Stalled(ParticipantId),
 }
 
 /// What a feature (polls, chat, ...) sees of the room while it handles something: who is in
@@ -266,19 +249,22 @@ impl Room {
         self.schedule(speaker::TICK, Timer::Speakers);
     }
 
-    fn handle(&mut self, input: Input) {
+    fn handle(&mut self, input: RoomInput) {
         match input {
-            Input::Leave(id) => self.remove_member(&id, None),
-            Input::Disconnected(id) => self.disconnected(&id),
-            Input::TrackPublished(id, track) => self.track_published(&id, track),
-            Input::TrackEnded(id, track_id) => self.track_ended(&id, &track_id),
-            Input::Client { from, msg } => self.client(&from, msg),
-            Input::Timer(timer) => self.on_timer(timer),
-            Input::Stalled(id) => {
-                warn!(participant = %id, "outbox full; disconnecting stalled client");
-                self.remove_member(&id, Some(EndReason::Stalled));
-            }
+            RoomInput::Leave(id) => self.remove_member(&id, None),
+            RoomInput::Disconnected(id) => self.disconnected(&id),
+            RoomInput::TrackPublished(id, track) => self.track_published(&id, track),
+            RoomInput::TrackEnded(id, track_id) => self.track_ended(&id, &track_id),
+            RoomInput::Client { from, msg } => self.client(&from, msg),
+            RoomInput::Timer(timer) => self.on_timer(timer),
         }
+    }
+
+    /// A message to this member found its outbox full: a client that stopped reading. Only the
+    /// task knows (see `task.rs`).
+    fn stalled(&mut self, id: &ParticipantId) {
+        warn!(participant = %id, "outbox full; disconnecting stalled client");
+        self.remove_member(id, Some(EndReason::Stalled));
     }
 
     // ---- effects ----
@@ -1341,7 +1327,7 @@ mod tests {
         assert_eq!(registry.participants.load(std::sync::atomic::Ordering::Relaxed), 2);
 
         let from = ParticipantId::from_trusted("t");
-        handle.send(RoomCommand::Client { from, msg: ClientMessage::CreateBreakout { name: "Pairs".into() } }).await;
+        handle.send(RoomInput::Client { from, msg: ClientMessage::CreateBreakout { name: "Pairs".into() } }).await;
         for c in [&mut t, &mut p] {
             let ended = tokio::time::timeout(std::time::Duration::from_secs(5), &mut c.ended).await.expect("session ended");
             assert_eq!(ended, Ok(EndReason::Moved));
