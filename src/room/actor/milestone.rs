@@ -12,6 +12,10 @@
 //! celebration). When a celebration needs preferences this room has not seen yet, the task
 //! loads them and re-queues the request behind the load; the room handles it again, now
 //! knowing the preferences.
+//!
+//! [`Milestones`] holds all of it (preferences as known here, proposals waiting, recent
+//! celebrations and their audiences, the congratulation limit) and handles the messages with
+//! the room's context (`Cx`); sharing a milestone counts against the room's [`Alerts`].
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -6,6 +6,9 @@
 //! Only admitted members whose audio is forwarded count: nobody in the waiting room, no one a
 //! therapist hard-muted, no one muted by their own choice (their level still arrives when a
 //! browser keeps sending silence frames, but it says nothing about speech).
+//!
+//! [`Speakers`] keeps each space's speaker and its hysteresis; on each tick the room hands it
+//! the members' levels ([`Speakers::levels`]), and talk time counts the same voices.
 
 use std::collections::HashMap;
 use std::time::Duration;
