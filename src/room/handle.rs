@@ -43,6 +43,19 @@ pub struct JoinRequest {
 
 pub enum RoomCommand {
     Join(JoinRequest, oneshot::Sender<Result<(), RoomError>>),
+    /// Anything else that happens in the room: the room core takes it as it is.
+    Input(RoomInput),
+    /// Relay nodes: move this room off this node. `None`: this node drains, so save the state
+    /// and hand the room to another node; `Some(url)`: another node owns it already (its
+    /// websocket URL, if known). Every member is sent there and the room task ends here.
+    Evacuate(Option<String>),
+}
+
+/// What happens in a room besides joins (which bring a connection along) and evacuation
+/// (which needs the cluster): the room core's inputs, sent by members' connections and by the
+/// room's own timers and store task.
+#[derive(Debug)]
+pub enum RoomInput {
     Leave(ParticipantId),
     /// The socket dropped without `leave`: hold the place for the reconnect grace period.
     Disconnected(ParticipantId),
@@ -55,10 +68,12 @@ pub enum RoomCommand {
     },
     /// A timer the room set for itself fired (the room task is the session's clock).
     Timer(Timer),
-    /// Relay nodes: move this room off this node. `None`: this node drains, so save the state
-    /// and hand the room to another node; `Some(url)`: another node owns it already (its
-    /// websocket URL, if known). Every member is sent there and the room task ends here.
-    Evacuate(Option<String>),
+}
+
+impl From<RoomInput> for RoomCommand {
+    fn from(input: RoomInput) -> Self {
+        RoomCommand::Input(input)
+    }
 }
 
 /// Timers a room sets for itself with [`Room::schedule`]. Each feature adds its variant and
@@ -105,7 +120,7 @@ impl RoomHandle {
     }
 
     /// Fire-and-forget commands; a room that has ended has nothing left to update.
-    pub async fn send(&self, cmd: RoomCommand) {
-        let _ = self.tx.send(cmd).await;
+    pub async fn send(&self, cmd: impl Into<RoomCommand>) {
+        let _ = self.tx.send(cmd.into()).await;
     }
 }

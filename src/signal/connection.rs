@@ -24,7 +24,7 @@ use crate::auth::AuthError;
 use crate::cluster::Placement;
 use crate::metrics::{CodeLabel, TypeLabel};
 use crate::room::actor::OUTBOX_CAPACITY;
-use crate::room::{JoinRequest, ParticipantId, RoomCommand, RoomError, RoomHandle, RoomId};
+use crate::room::{JoinRequest, ParticipantId, RoomError, RoomHandle, RoomId, RoomInput};
 use crate::sfu::{Candidate, PeerCommand, PeerEvent, PeerHandle, Refusal};
 use crate::state::AppState;
 
@@ -226,7 +226,7 @@ impl Connection {
                         session.peer.send(PeerCommand::SetVideoPreference { track_id, max_height })
                     }
                     ClientMessage::Join { .. } | ClientMessage::Ping { .. } | ClientMessage::Leave => {}
-                    room_level => session.room.send(RoomCommand::Client { from: session.participant.clone(), msg: room_level }).await,
+                    room_level => session.room.send(RoomInput::Client { from: session.participant.clone(), msg: room_level }).await,
                 }
                 Flow::Continue
             }
@@ -369,11 +369,11 @@ impl Connection {
                 self.error(code, message).await
             }
             PeerEvent::TrackPublished(track) => {
-                session.room.send(RoomCommand::TrackPublished(session.participant.clone(), track)).await;
+                session.room.send(RoomInput::TrackPublished(session.participant.clone(), track)).await;
                 Flow::Continue
             }
             PeerEvent::TrackEnded(id) => {
-                session.room.send(RoomCommand::TrackEnded(session.participant.clone(), id)).await;
+                session.room.send(RoomInput::TrackEnded(session.participant.clone(), id)).await;
                 Flow::Continue
             }
             PeerEvent::Failed => self.error(ErrorCode::Negotiation, "the media connection failed; leave and join again").await,
@@ -382,7 +382,7 @@ impl Connection {
 
     async fn leave(&mut self) {
         if let Some(session) = self.session.take() {
-            session.room.send(RoomCommand::Leave(session.participant.clone())).await;
+            session.room.send(RoomInput::Leave(session.participant.clone())).await;
             session.peer.send(PeerCommand::Close);
         }
     }
@@ -390,7 +390,7 @@ impl Connection {
     /// The socket went away without `leave`.
     async fn disconnect(&mut self) {
         if let Some(session) = self.session.take() {
-            session.room.send(RoomCommand::Disconnected(session.participant.clone())).await;
+            session.room.send(RoomInput::Disconnected(session.participant.clone())).await;
             session.peer.send(PeerCommand::Close);
         }
     }

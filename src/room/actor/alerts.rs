@@ -7,13 +7,17 @@
 //! At most [`ALERTS_PER_WINDOW`] of each kind per [`ALERT_WINDOW`] per participant; beyond that
 //! the sender gets `rate_limited` and nothing else happens (no alert, no audit row). Counted by
 //! participant id in the room, so a reconnect (a new socket, the same id) does not reset it.
+//!
+//! [`Alerts`] owns only the counts; each feature asks [`Alerts::permit`] before it alerts.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::Cx;
 use crate::room::ParticipantId;
+use crate::signal::protocol::ErrorCode;
 
 /// Alerts of one kind one participant may raise per [`ALERT_WINDOW`].
 pub const ALERTS_PER_WINDOW: usize = 3;
@@ -49,6 +53,16 @@ impl Alerts {
         times.push_back(now);
         true
     }
+
+    /// Counts an alert of `kind` from `from` at the context's time; over the limit, `from` is
+    /// told `rate_limited` with [`refusal`], nothing is counted, and this returns `false`.
+    pub(super) fn permit(&mut self, cx: &mut Cx, from: &ParticipantId, kind: Alert) -> bool {
+        if self.allow(from, kind, cx.now.at) {
+            return true;
+        }
+        cx.error(from, ErrorCode::RateLimited, refusal(kind));
+        false
+    }
 }
 
 /// The refusal people read. A call for help that is refused must say honestly that the
@@ -79,5 +93,31 @@ mod tests {
         assert!(a.allow(&p, Alert::AskForHelp, t0 + Duration::from_secs(10)), "another kind has its own budget");
         assert!(a.allow(&ParticipantId::from_trusted("q"), Alert::RequestSupport, t0), "per participant");
         assert!(a.allow(&p, Alert::RequestSupport, t0 + ALERT_WINDOW), "the window slides");
+    }
+
+    #[test]
+    fn a_refused_alert_tells_the_sender_why_and_counts_nothing() {
+        let mut w = super::super::World::new();
+        let p = w.admit("p", crate::auth::Role::Participant, None);
+        let mut a = Alerts::default();
+        for _ in 0..ALERTS_PER_WINDOW {
+            assert!(a.permit(&mut w.cx(), &p, Alert::AskForHelp));
+        }
+        assert!(w.take().is_empty(), "a permitted alert asks for nothing itself");
+        w.advance(ALERT_WINDOW / 2);
+        assert!(!a.permit(&mut w.cx(), &p, Alert::AskForHelp));
+        let sent = w.sent_to(&p);
+        assert!(
+            matches!(&sent[..], [crate::signal::protocol::ServerMessage::Error { code: ErrorCode::RateLimited, message }] if *message == refusal(Alert::AskForHelp)),
+            "{sent:?}"
+        );
+        w.take();
+        // The refusal was not counted: once the first three leave the window, the whole
+        // budget is back (a counted refusal would still hold one place).
+        w.advance(ALERT_WINDOW / 2);
+        for _ in 0..ALERTS_PER_WINDOW {
+            assert!(a.permit(&mut w.cx(), &p, Alert::AskForHelp));
+        }
+        assert!(w.take().is_empty());
     }
 }

@@ -11,18 +11,22 @@
 //! empty by the moves are dropped, so a breakout reopened with the same id starts empty. A
 //! raised hand belongs to the space it was raised in: moving to another space lowers it (the
 //! therapist in the main room would otherwise see a hand that was meant for the breakout).
+//!
+//! [`Breakouts`] owns the plan: the breakouts, the assignments, whether they are open, the
+//! timers' generation. Its rules answer with a [`Change`]; moving members (their media, their
+//! hand, what each feature tells them on arrival) is the room's (`space.rs`).
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use rand::seq::SliceRandom;
 
+use super::alerts::{Alert, Alerts};
 use super::snapshot::BreakoutsSnap;
-use super::{forwards, Cx, Effect, Room, Timer};
+use super::{Cx, Effect, Timer};
 use crate::auth::Role;
 use crate::room::ParticipantId;
-use crate::sfu::PeerCommand;
-use crate::signal::protocol::{BreakoutInfo, BreakoutPlan, BreakoutRef, ClientMessage, ErrorCode, ServerMessage, Whereabouts};
+use crate::signal::protocol::{BreakoutInfo, BreakoutPlan, ClientMessage, ErrorCode, ServerMessage, Whereabouts};
 
 /// Most breakout rooms one session may have.
 pub(super) const MAX_BREAKOUTS: usize = 50;
@@ -109,170 +113,194 @@ impl Breakouts {
     }
 }
 
-impl Room {
-    pub(super) fn on_breakout(&mut self, from: &ParticipantId, msg: ClientMessage) {
+/// What a breakout rule asks of the room, which alone moves members between spaces. The room
+/// closes the polls of the `ended` breakouts (while their members are still there to hear it),
+/// makes the `moves` in order, forgets what was said in the `ended` breakouts, writes `audit`,
+/// and tells the therapists the new plan.
+#[derive(Debug, Default)]
+pub(super) struct Change {
+    pub(super) ended: Vec<String>,
+    /// Who goes where (`None`: the main room).
+    pub(super) moves: Vec<(ParticipantId, Option<String>)>,
+    pub(super) audit: Option<Effect>,
+}
+
+impl Change {
+    fn audited(actor: &ParticipantId, action: &'static str, target: Option<&ParticipantId>) -> Self {
+        Self { audit: Some(Effect::Audit { actor: actor.clone(), action, target: target.cloned() }), ..Self::default() }
+    }
+
+    fn with_moves(mut self, moves: Vec<(ParticipantId, Option<String>)>) -> Self {
+        self.moves = moves;
+        self
+    }
+}
+
+/// Answers a refused request: `to` is told why and nothing changes.
+fn refuse(cx: &mut Cx, to: &ParticipantId, code: ErrorCode, message: impl Into<String>) -> Option<Change> {
+    cx.error(to, code, message);
+    None
+}
+
+impl Breakouts {
+    /// The breakout messages (moderator-only ones are checked in `Room::client`).
+    pub(super) fn on_message(&mut self, cx: &mut Cx, alerts: &mut Alerts, from: &ParticipantId, msg: ClientMessage) -> Option<Change> {
         match msg {
             ClientMessage::CreateBreakout { name } => {
                 let name = name.trim().to_string();
                 if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
-                    return self.error(from, ErrorCode::InvalidField, "a breakout name is 1 to 60 characters");
+                    return refuse(cx, from, ErrorCode::InvalidField, "a breakout name is 1 to 60 characters");
                 }
                 if name.chars().any(crate::room::is_forbidden_in_names) {
-                    return self.error(
+                    return refuse(
+                        cx,
                         from,
                         ErrorCode::InvalidField,
                         "a breakout name must not contain control or text-direction characters",
                     );
                 }
-                if self.breakouts.rooms.len() >= MAX_BREAKOUTS {
-                    return self.error(from, ErrorCode::InvalidField, format!("at most {MAX_BREAKOUTS} breakout rooms"));
+                if self.rooms.len() >= MAX_BREAKOUTS {
+                    return refuse(cx, from, ErrorCode::InvalidField, format!("at most {MAX_BREAKOUTS} breakout rooms"));
                 }
-                self.breakouts.next_id += 1;
-                let id = format!("b{}", self.breakouts.next_id);
-                self.breakouts.rooms.push((id, name));
-                self.audit(from, "breakout_create", None);
-                self.publish_breakout_plan();
+                self.next_id += 1;
+                let id = format!("b{}", self.next_id);
+                self.rooms.push((id, name));
+                Some(Change::audited(from, "breakout_create", None))
             }
             ClientMessage::DeleteBreakout { breakout_id } => {
-                if !self.breakouts.exists(&breakout_id) {
-                    return self.error(from, ErrorCode::UnknownBreakout, "no breakout with that id");
+                if !self.exists(&breakout_id) {
+                    return refuse(cx, from, ErrorCode::UnknownBreakout, "no breakout with that id");
                 }
-                self.breakouts.rooms.retain(|(b, _)| b != &breakout_id);
-                self.breakouts.assignment.retain(|_, b| b != &breakout_id);
-                // Its polls close while its members are still there to hear it.
-                self.polls.close_spaces(&mut cx!(self), std::slice::from_ref(&breakout_id));
+                self.rooms.retain(|(b, _)| b != &breakout_id);
+                self.assignment.retain(|_, b| b != &breakout_id);
                 let inside: Vec<_> =
-                    self.members.values().filter(|m| m.space.as_deref() == Some(&breakout_id)).map(|m| (m.info.id.clone(), None)).collect();
-                self.move_many(inside);
-                self.forget_spaces(std::slice::from_ref(&breakout_id));
-                self.audit(from, "breakout_delete", None);
-                self.publish_breakout_plan();
+                    cx.members.values().filter(|m| m.space.as_deref() == Some(&breakout_id)).map(|m| (m.info.id.clone(), None)).collect();
+                Some(Change { ended: vec![breakout_id], ..Change::audited(from, "breakout_delete", None) }.with_moves(inside))
             }
             ClientMessage::AssignBreakout { participant_id, breakout_id } => {
-                if !self.members.get(&participant_id).is_some_and(|m| m.admitted) {
-                    return self.error(from, ErrorCode::UnknownParticipant, "nobody with that id is in the room");
+                if !cx.members.get(&participant_id).is_some_and(|m| m.admitted) {
+                    return refuse(cx, from, ErrorCode::UnknownParticipant, "nobody with that id is in the room");
                 }
                 match &breakout_id {
-                    Some(b) if !self.breakouts.exists(b) => {
-                        return self.error(from, ErrorCode::UnknownBreakout, "no breakout with that id");
+                    Some(b) if !self.exists(b) => {
+                        return refuse(cx, from, ErrorCode::UnknownBreakout, "no breakout with that id");
                     }
                     Some(b) => {
-                        self.breakouts.assignment.insert(participant_id.clone(), b.clone());
+                        self.assignment.insert(participant_id.clone(), b.clone());
                     }
                     None => {
-                        self.breakouts.assignment.remove(&participant_id);
+                        self.assignment.remove(&participant_id);
                     }
                 }
-                if self.breakouts.open {
-                    self.move_to_space(&participant_id, breakout_id);
+                let change = Change::audited(from, "breakout_assign", Some(&participant_id));
+                if self.open {
+                    return Some(change.with_moves(vec![(participant_id, breakout_id)]));
                 }
-                self.audit(from, "breakout_assign", Some(&participant_id));
-                self.publish_breakout_plan();
+                Some(change)
             }
             ClientMessage::AutoAssignBreakouts => {
-                if self.breakouts.rooms.is_empty() {
-                    return self.error(from, ErrorCode::UnknownBreakout, "create breakout rooms first");
+                if self.rooms.is_empty() {
+                    return refuse(cx, from, ErrorCode::UnknownBreakout, "create breakout rooms first");
                 }
-                let mut people: Vec<_> = self
+                let mut people: Vec<_> = cx
                     .order
                     .iter()
-                    .filter(|id| self.members.get(*id).is_some_and(|m| m.admitted && m.info.role != Role::Therapist))
+                    .filter(|id| cx.members.get(*id).is_some_and(|m| m.admitted && m.info.role != Role::Therapist))
                     .cloned()
                     .collect();
                 people.shuffle(&mut rand::rng());
-                let rooms: Vec<String> = self.breakouts.rooms.iter().map(|(b, _)| b.clone()).collect();
+                let rooms: Vec<String> = self.rooms.iter().map(|(b, _)| b.clone()).collect();
                 let mut moves = Vec::new();
                 for (i, id) in people.into_iter().enumerate() {
                     let b = rooms[i % rooms.len()].clone();
-                    self.breakouts.assignment.insert(id.clone(), b.clone());
+                    self.assignment.insert(id.clone(), b.clone());
                     moves.push((id, Some(b)));
                 }
-                if self.breakouts.open {
-                    self.move_many(moves);
+                let change = Change::audited(from, "breakout_auto_assign", None);
+                if self.open {
+                    return Some(change.with_moves(moves));
                 }
-                self.audit(from, "breakout_auto_assign", None);
-                self.publish_breakout_plan();
+                Some(change)
             }
             ClientMessage::OpenBreakouts { duration_secs, warning_secs, allow_return } => {
-                if self.breakouts.rooms.is_empty() {
-                    return self.error(from, ErrorCode::UnknownBreakout, "create breakout rooms first");
+                if self.rooms.is_empty() {
+                    return refuse(cx, from, ErrorCode::UnknownBreakout, "create breakout rooms first");
                 }
                 if duration_secs.is_some_and(|d| d == 0 || d > MAX_DURATION_SECS) {
-                    return self.error(from, ErrorCode::InvalidField, format!("duration is 1 to {MAX_DURATION_SECS} seconds"));
+                    return refuse(cx, from, ErrorCode::InvalidField, format!("duration is 1 to {MAX_DURATION_SECS} seconds"));
                 }
-                self.breakouts.open = true;
-                self.breakouts.allow_return = allow_return;
-                self.breakouts.generation += 1;
-                let generation = self.breakouts.generation;
-                self.breakouts.closes_at_ms = duration_secs.map(|d| self.now.unix_ms as u64 + u64::from(d) * 1000);
+                self.open = true;
+                self.allow_return = allow_return;
+                self.generation += 1;
+                let generation = self.generation;
+                self.closes_at_ms = duration_secs.map(|d| cx.now.unix_ms as u64 + u64::from(d) * 1000);
                 if let Some(d) = duration_secs {
                     let warn = warning_secs.unwrap_or(DEFAULT_WARNING_SECS).min(d);
                     if warn > 0 && warn < d {
-                        self.schedule(Duration::from_secs(u64::from(d - warn)), Timer::BreakoutWarning(generation));
+                        cx.schedule(Duration::from_secs(u64::from(d - warn)), Timer::BreakoutWarning(generation));
                     }
-                    self.schedule(Duration::from_secs(u64::from(d)), Timer::BreakoutClose(generation));
+                    cx.schedule(Duration::from_secs(u64::from(d)), Timer::BreakoutClose(generation));
                 }
                 let moves: Vec<_> =
-                    self.order.iter().filter_map(|id| self.breakouts.assignment.get(id).map(|b| (id.clone(), Some(b.clone())))).collect();
-                self.move_many(moves);
-                self.audit(from, "breakout_open", None);
-                self.publish_breakout_plan();
+                    cx.order.iter().filter_map(|id| self.assignment.get(id).map(|b| (id.clone(), Some(b.clone())))).collect();
+                Some(Change::audited(from, "breakout_open", None).with_moves(moves))
             }
             ClientMessage::BroadcastToBreakouts { text } => {
                 let text = text.trim().to_string();
                 if text.is_empty() || text.chars().count() > 500 {
-                    return self.error(from, ErrorCode::InvalidField, "a broadcast is 1 to 500 characters");
+                    return refuse(cx, from, ErrorCode::InvalidField, "a broadcast is 1 to 500 characters");
                 }
-                let name = self.members.get(from).map(|m| m.info.name.clone()).unwrap_or_default();
-                self.send_admitted(ServerMessage::BreakoutBroadcast { from: name, text });
-                self.audit(from, "breakout_broadcast", None);
+                let name = cx.members.get(from).map(|m| m.info.name.clone()).unwrap_or_default();
+                cx.send_admitted(ServerMessage::BreakoutBroadcast { from: name, text });
+                cx.audit(from, "breakout_broadcast", None);
+                None
             }
             ClientMessage::CloseBreakouts { countdown_secs } => {
-                if !self.breakouts.open {
-                    return self.error(from, ErrorCode::UnknownBreakout, "the breakouts are not open");
+                if !self.open {
+                    return refuse(cx, from, ErrorCode::UnknownBreakout, "the breakouts are not open");
                 }
                 let secs = countdown_secs.unwrap_or(DEFAULT_CLOSE_COUNTDOWN_SECS).min(300);
-                self.breakouts.generation += 1;
-                let generation = self.breakouts.generation;
-                self.breakouts.closes_at_ms = Some(self.now.unix_ms as u64 + u64::from(secs) * 1000);
-                self.send_admitted(ServerMessage::BreakoutsClosing { seconds_left: secs });
-                self.schedule(Duration::from_secs(u64::from(secs)), Timer::BreakoutClose(generation));
-                self.audit(from, "breakout_close", None);
-                self.publish_breakout_plan();
+                self.generation += 1;
+                let generation = self.generation;
+                self.closes_at_ms = Some(cx.now.unix_ms as u64 + u64::from(secs) * 1000);
+                cx.send_admitted(ServerMessage::BreakoutsClosing { seconds_left: secs });
+                cx.schedule(Duration::from_secs(u64::from(secs)), Timer::BreakoutClose(generation));
+                Some(Change::audited(from, "breakout_close", None))
             }
-            ClientMessage::GoToBreakout { breakout_id } => self.go_to_breakout(from, breakout_id),
+            ClientMessage::GoToBreakout { breakout_id } => self.go_to(cx, from, breakout_id),
             ClientMessage::AskForHelp => {
-                if !self.alerts.allow(from, super::alerts::Alert::AskForHelp, self.now.at) {
-                    return self.error(from, ErrorCode::RateLimited, super::alerts::refusal(super::alerts::Alert::AskForHelp));
+                if !alerts.permit(cx, from, Alert::AskForHelp) {
+                    return None;
                 }
-                let Some(m) = self.members.get(from) else { return };
+                let m = cx.members.get(from)?;
                 let msg =
                     ServerMessage::HelpRequested { participant_id: from.clone(), name: m.info.name.clone(), breakout_id: m.space.clone() };
-                for t in self.therapists() {
-                    self.send_to(&t, msg.clone());
+                for t in cx.therapists() {
+                    cx.send(&t, msg.clone());
                 }
-                self.audit(from, "ask_for_help", None);
+                cx.audit(from, "ask_for_help", None);
+                None
             }
-            _ => {}
+            _ => None,
         }
     }
 
-    fn go_to_breakout(&mut self, from: &ParticipantId, target: Option<String>) {
-        let Some(m) = self.members.get(from) else { return };
+    fn go_to(&mut self, cx: &mut Cx, from: &ParticipantId, target: Option<String>) -> Option<Change> {
+        let m = cx.members.get(from)?;
         let is_therapist = m.is_therapist();
         if let Some(b) = &target {
-            if !self.breakouts.exists(b) {
-                return self.error(from, ErrorCode::UnknownBreakout, "no breakout with that id");
+            if !self.exists(b) {
+                return refuse(cx, from, ErrorCode::UnknownBreakout, "no breakout with that id");
             }
         }
-        if !self.breakouts.open && target.is_some() {
-            return self.error(from, ErrorCode::UnknownBreakout, "the breakouts are not open");
+        if !self.open && target.is_some() {
+            return refuse(cx, from, ErrorCode::UnknownBreakout, "the breakouts are not open");
         }
         if !is_therapist {
-            let assigned = self.breakouts.assignment.get(from).cloned();
+            let assigned = self.assignment.get(from).cloned();
             let allowed = match &target {
                 // Back to the main room only when the therapist allowed it.
-                None => self.breakouts.allow_return,
+                None => self.allow_return,
                 // Only to one's own breakout (after stepping out of it).
                 Some(b) => assigned.as_ref() == Some(b),
             };
@@ -282,163 +310,72 @@ impl Room {
                 } else {
                     "you can only go to the breakout you were assigned to"
                 };
-                return self.error(from, ErrorCode::ReturnNotAllowed, why);
+                return refuse(cx, from, ErrorCode::ReturnNotAllowed, why);
             }
         }
-        self.move_to_space(from, target);
-        self.publish_breakout_plan();
+        Some(Change::default().with_moves(vec![(from.clone(), target)]))
     }
 
-    pub(super) fn breakout_warning(&mut self, generation: u64) {
-        if generation != self.breakouts.generation || !self.breakouts.open {
+    /// The warning timer of opening `generation` fired.
+    pub(super) fn on_warning(&self, cx: &mut Cx, generation: u64) {
+        if generation != self.generation || !self.open {
             return;
         }
-        let left = self.breakouts.closes_at_ms.map(|t| t.saturating_sub(self.now.unix_ms as u64).div_ceil(1000) as u32).unwrap_or(0);
-        self.send_admitted(ServerMessage::BreakoutWarning { seconds_left: left });
+        let left = self.closes_at_ms.map(|t| t.saturating_sub(cx.now.unix_ms as u64).div_ceil(1000) as u32).unwrap_or(0);
+        cx.send_admitted(ServerMessage::BreakoutWarning { seconds_left: left });
     }
 
     /// The duration ran out or the close-all countdown ended: everyone returns.
-    pub(super) fn breakout_timer_close(&mut self, generation: u64) {
-        if generation != self.breakouts.generation || !self.breakouts.open {
-            return;
+    pub(super) fn on_close(&mut self, cx: &Cx, generation: u64) -> Option<Change> {
+        if generation != self.generation || !self.open {
+            return None;
         }
-        self.breakouts.open = false;
-        self.breakouts.closes_at_ms = None;
-        self.breakouts.generation += 1;
-        let spaces: Vec<String> = self.breakouts.rooms.iter().map(|(b, _)| b.clone()).collect();
-        self.polls.close_spaces(&mut cx!(self), &spaces);
+        self.open = false;
+        self.closes_at_ms = None;
+        self.generation += 1;
+        let ended: Vec<String> = self.rooms.iter().map(|(b, _)| b.clone()).collect();
         let away: Vec<_> =
-            self.order.iter().filter(|id| self.members.get(*id).is_some_and(|m| m.space.is_some())).map(|id| (id.clone(), None)).collect();
-        self.move_many(away);
-        self.forget_spaces(&spaces);
-        self.publish_breakout_plan();
+            cx.order.iter().filter(|id| cx.members.get(*id).is_some_and(|m| m.space.is_some())).map(|id| (id.clone(), None)).collect();
+        Some(Change { ended, moves: away, audit: None })
     }
 
-    /// The breakouts `spaces` ended and everyone has left them: nothing said or shown there
-    /// outlives them (see the module comment). Private rooms emptied by the moves go too.
-    fn forget_spaces(&mut self, spaces: &[String]) {
-        for b in spaces {
-            self.chat.forget_space(b);
-            self.speakers.forget_space(b);
-        }
-        self.chat.forget_empty_private_rooms(&self.members);
-    }
-
-    /// Where a newly admitted (or reconnected) member belongs.
-    pub(super) fn place_admitted(&mut self, id: &ParticipantId) {
-        if let Some(b) = self.breakouts.space_for(id) {
-            self.move_to_space(id, Some(b));
-        }
-        if !self.breakouts.rooms.is_empty() {
-            self.publish_breakout_plan();
+    /// When `space` (a breakout) closes, if a time is set; `None` for any other space.
+    pub(super) fn closes_at_ms(&self, space: &Option<String>) -> Option<u64> {
+        if space.as_deref().is_some_and(|b| self.exists(b)) {
+            self.closes_at_ms
+        } else {
+            None
         }
     }
 
-    /// Moves one member to another space and tells everyone concerned.
-    pub(super) fn move_to_space(&mut self, id: &ParticipantId, space: Option<String>) {
-        self.move_many(vec![(id.clone(), space)]);
+    /// Whether people may go back to the main room on their own.
+    pub(super) fn allow_return(&self) -> bool {
+        self.allow_return
     }
 
-    /// Moves members between spaces: media is re-routed (each peer renegotiates), then each
-    /// moved member gets its new space's roster and everyone left behind or joined gets theirs,
-    /// once, after all the moves (so nobody sees a half-filled breakout).
-    pub(super) fn move_many(&mut self, moves: Vec<(ParticipantId, Option<String>)>) {
-        let mut moved = Vec::new();
-        let mut touched: Vec<Option<String>> = Vec::new();
-        for (id, space) in moves {
-            let Some(member) = self.members.get(&id) else { continue };
-            if member.space == space || !member.admitted {
-                continue;
-            }
-            let old = member.space.clone();
-            for other in self.members.values() {
-                if forwards(other, member) {
-                    for t in &other.tracks {
-                        self.out.push(Effect::Peer { to: id.clone(), cmd: PeerCommand::Unsubscribe(t.id.clone()) });
-                    }
-                }
-                if forwards(member, other) {
-                    for t in &member.tracks {
-                        self.out.push(Effect::Peer { to: other.info.id.clone(), cmd: PeerCommand::Unsubscribe(t.id.clone()) });
-                    }
-                }
-            }
-            if let Some(m) = self.members.get_mut(&id) {
-                m.space = space.clone();
-                // The hand was raised for the space they left; the rosters below carry this.
-                m.info.hand_raised = false;
-            }
-            self.records.moved(&mut cx!(self), &id, &space);
-            self.group_departed(&id, &old);
-            self.connect_media(&id);
-            for s in [old, space] {
-                if !touched.contains(&s) {
-                    touched.push(s);
-                }
-            }
-            moved.push(id);
-        }
-        for id in &moved {
-            self.announce_space(id);
-        }
-        for s in touched {
-            let roster = self.roster_of_space(&s);
-            let msg = ServerMessage::SpaceRoster { participants: roster.clone() };
-            for p in roster.into_iter().map(|p| p.id).filter(|p| !moved.contains(p)) {
-                self.send_to(&p, msg.clone());
-            }
-        }
-    }
-
-    /// Tells a member which space they are in, who is there, and (when the room keeps a
-    /// transcript) what was said there.
-    pub(super) fn announce_space(&mut self, id: &ParticipantId) {
-        let Some(space) = self.members.get(id).map(|m| m.space.clone()) else { return };
-        let breakout = space.as_ref().and_then(|b| self.space_name(b).map(|name| BreakoutRef { id: b.clone(), name }));
-        let closes_at_ms = if space.as_deref().is_some_and(|b| self.breakouts.exists(b)) { self.breakouts.closes_at_ms } else { None };
-        let msg = ServerMessage::SpaceChanged {
-            breakout,
-            participants: self.roster_of_space(&space),
-            closes_at_ms,
-            allow_return: self.breakouts.allow_return,
-        };
-        self.send_to(id, msg);
-        self.chat.send_history(&mut cx!(self), id);
-        self.polls.catch_up(&mut cx!(self), id);
-        self.group_arrived(id);
-    }
-
-    pub(super) fn roster_of_space(&self, space: &Option<String>) -> Vec<crate::signal::protocol::ParticipantInfo> {
-        self.order
-            .iter()
-            .filter_map(|id| self.members.get(id))
-            .filter(|m| m.admitted && &m.space == space)
-            .map(|m| m.info.clone())
-            .collect()
-    }
-
-    pub(super) fn publish_breakout_plan(&mut self) {
-        let b = &self.breakouts;
-        let rooms = b
+    /// Tells the therapists the plan: the breakouts, who is (or will be) in each, and where
+    /// everyone admitted is.
+    pub(super) fn publish_plan(&self, cx: &mut Cx) {
+        let rooms = self
             .rooms
             .iter()
             .map(|(id, name)| {
-                let members = self
+                let members = cx
                     .order
                     .iter()
                     .filter(|p| {
-                        let here = self.members.get(*p).and_then(|m| m.space.as_ref()) == Some(id);
-                        here || (!b.open && b.assignment.get(*p) == Some(id))
+                        let here = cx.members.get(*p).and_then(|m| m.space.as_ref()) == Some(id);
+                        here || (!self.open && self.assignment.get(*p) == Some(id))
                     })
                     .cloned()
                     .collect();
                 BreakoutInfo { id: id.clone(), name: name.clone(), members }
             })
             .collect();
-        let whereabouts = self
+        let whereabouts = cx
             .order
             .iter()
-            .filter_map(|id| self.members.get(id))
+            .filter_map(|id| cx.members.get(id))
             .filter(|m| m.admitted)
             .map(|m| Whereabouts {
                 participant_id: m.info.id.clone(),
@@ -448,9 +385,126 @@ impl Room {
                 reconnecting: !m.connected,
             })
             .collect();
-        let plan = BreakoutPlan { open: b.open, rooms, closes_at_ms: b.closes_at_ms, allow_return: b.allow_return, whereabouts };
-        for t in self.therapists() {
-            self.send_to(&t, ServerMessage::BreakoutsUpdated { breakouts: plan.clone() });
+        let plan = BreakoutPlan { open: self.open, rooms, closes_at_ms: self.closes_at_ms, allow_return: self.allow_return, whereabouts };
+        for t in cx.therapists() {
+            cx.send(&t, ServerMessage::BreakoutsUpdated { breakouts: plan.clone() });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::World;
+    use super::*;
+
+    fn ask(b: &mut Breakouts, w: &mut World, from: &ParticipantId, msg: ClientMessage) -> Option<Change> {
+        b.on_message(&mut w.cx(), &mut Alerts::default(), from, msg)
+    }
+
+    fn audited(c: &Option<Change>) -> Option<&'static str> {
+        match c.as_ref().and_then(|c| c.audit.as_ref()) {
+            Some(Effect::Audit { action, .. }) => Some(action),
+            _ => None,
+        }
+    }
+
+    /// The plan's rules, without a room: what is refused, what moves are asked for and when,
+    /// and the timers of an opening.
+    #[test]
+    fn the_plan_answers_with_the_moves_the_room_makes() {
+        let mut w = World::new();
+        let t = w.admit("t", Role::Therapist, None);
+        let p1 = w.admit("p1", Role::Participant, None);
+        let p2 = w.admit("p2", Role::Participant, None);
+        let mut b = Breakouts::default();
+
+        assert!(ask(&mut b, &mut w, &t, ClientMessage::CreateBreakout { name: "  ".into() }).is_none());
+        assert_eq!(w.errors_to(&t), vec![ErrorCode::InvalidField]);
+        w.take();
+        let created = ask(&mut b, &mut w, &t, ClientMessage::CreateBreakout { name: " Pairs ".into() });
+        assert_eq!(audited(&created), Some("breakout_create"));
+        assert_eq!((b.first_id().as_deref(), b.name_of("b1")), (Some("b1"), Some("Pairs")));
+
+        // Assigned while closed: remembered, nobody moves yet.
+        let assign = |who: &ParticipantId| ClientMessage::AssignBreakout { participant_id: who.clone(), breakout_id: Some("b1".into()) };
+        let c = ask(&mut b, &mut w, &t, assign(&p1));
+        assert_eq!(audited(&c), Some("breakout_assign"));
+        assert!(c.is_some_and(|c| c.moves.is_empty()));
+        assert_eq!(b.space_for(&p1), None, "closed: everyone is in the main room");
+        let stranger = ParticipantId::from_trusted("nobody");
+        assert!(ask(&mut b, &mut w, &t, assign(&stranger)).is_none());
+        assert_eq!(w.errors_to(&t), vec![ErrorCode::UnknownParticipant]);
+        w.take();
+        assert!(ask(&mut b, &mut w, &p1, ClientMessage::GoToBreakout { breakout_id: Some("b1".into()) }).is_none());
+        assert_eq!(w.errors_to(&p1), vec![ErrorCode::UnknownBreakout], "not open yet");
+        w.take();
+
+        // Opening for ten minutes: the assigned move, a warning a minute before, then the close.
+        let open = ClientMessage::OpenBreakouts { duration_secs: Some(600), warning_secs: None, allow_return: false };
+        let c = ask(&mut b, &mut w, &t, open);
+        assert_eq!(audited(&c), Some("breakout_open"));
+        assert_eq!(c.map(|c| c.moves), Some(vec![(p1.clone(), Some("b1".to_string()))]));
+        let start = w.now;
+        let timers: Vec<_> = w
+            .take()
+            .into_iter()
+            .filter_map(|e| match e {
+                Effect::Timer { at, timer } => Some((at - start.at, timer)),
+                _ => None,
+            })
+            .collect();
+        let generation = match &timers[..] {
+            [(warn_after, Timer::BreakoutWarning(g)), (close_after, Timer::BreakoutClose(h))] if g == h => {
+                assert_eq!((warn_after.as_secs(), close_after.as_secs()), (540, 600));
+                *g
+            }
+            other => panic!("a warning and a close: {other:?}"),
+        };
+        w.member(&p1).space = Some("b1".into());
+        assert_eq!(b.space_for(&p1).as_deref(), Some("b1"));
+
+        // Nobody leaves their breakout or enters another's unless allowed; a therapist goes anywhere.
+        assert!(ask(&mut b, &mut w, &p1, ClientMessage::GoToBreakout { breakout_id: None }).is_none());
+        assert!(ask(&mut b, &mut w, &p2, ClientMessage::GoToBreakout { breakout_id: Some("b1".into()) }).is_none());
+        assert_eq!((w.errors_to(&p1), w.errors_to(&p2)), (vec![ErrorCode::ReturnNotAllowed], vec![ErrorCode::ReturnNotAllowed]));
+        w.take();
+        let c = ask(&mut b, &mut w, &t, ClientMessage::GoToBreakout { breakout_id: Some("b1".into()) });
+        assert_eq!(c.map(|c| c.moves), Some(vec![(t.clone(), Some("b1".to_string()))]));
+
+        // The warning says what is left by the room's clock; a stale close changes nothing.
+        w.advance(Duration::from_secs(540));
+        b.on_warning(&mut w.cx(), generation);
+        assert!(matches!(w.sent_to(&p2)[..], [ServerMessage::BreakoutWarning { seconds_left: 60 }]));
+        w.take();
+        assert!(b.on_close(&w.cx(), generation - 1).is_none());
+        w.advance(Duration::from_secs(60));
+        let closed = b.on_close(&w.cx(), generation).expect("the opening's close");
+        assert_eq!(closed.ended, vec!["b1".to_string()]);
+        assert_eq!(closed.moves, vec![(p1.clone(), None)], "everyone away comes back, in join order");
+        assert!(closed.audit.is_none(), "the clock closed them, not a person");
+        assert!(b.on_close(&w.cx(), generation).is_none(), "once");
+        assert_eq!(b.space_for(&p1), None);
+    }
+
+    /// Only therapists are told the plan; before opening it lists who is assigned where.
+    #[test]
+    fn the_plan_goes_to_therapists_with_assignments_before_opening() {
+        let mut w = World::new();
+        let t = w.admit("t", Role::Therapist, None);
+        let p = w.admit("p", Role::Participant, None);
+        let mut b = Breakouts::default();
+        ask(&mut b, &mut w, &t, ClientMessage::CreateBreakout { name: "Pairs".into() });
+        ask(&mut b, &mut w, &t, ClientMessage::AssignBreakout { participant_id: p.clone(), breakout_id: Some("b1".into()) });
+        w.take();
+        b.publish_plan(&mut w.cx());
+        assert!(w.sent_to(&p).is_empty());
+        match &w.sent_to(&t)[..] {
+            [ServerMessage::BreakoutsUpdated { breakouts }] => {
+                assert!(!breakouts.open);
+                assert_eq!(breakouts.rooms[0].members, vec![p.clone()]);
+                assert_eq!(breakouts.whereabouts.len(), 2);
+            }
+            other => panic!("{other:?}"),
         }
     }
 }

@@ -43,7 +43,7 @@ impl Now {
 #[derive(Debug)]
 pub(super) enum Effect {
     /// Queue `msg` on `to`'s outbox. A full outbox means a client that stopped reading: the
-    /// task feeds `Input::Stalled(to)` back to the room at once, before the next effect.
+    /// task tells the room at once (`Room::stalled`), before the next effect.
     Send { to: ParticipantId, msg: ServerMessage },
     /// `to`'s session is over: `msg` is queued if there is room (never counted as a stall),
     /// then the connection is told `reason`.

@@ -12,6 +12,10 @@
 //! celebration). When a celebration needs preferences this room has not seen yet, the task
 //! loads them and re-queues the request behind the load; the room handles it again, now
 //! knowing the preferences.
+//!
+//! [`Milestones`] holds all of it (preferences as known here, proposals waiting, recent
+//! celebrations and their audiences, the congratulation limit) and handles the messages with
+//! the room's context (`Cx`); sharing a milestone counts against the room's [`Alerts`].
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -21,7 +25,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::warn;
 
-use super::{Effect, Outbox, Room, RoomCommand};
+use super::alerts::{Alert, Alerts};
+use super::{Cx, Effect, Outbox, RoomCommand, RoomInput};
 use crate::auth::Role;
 use crate::badge;
 use crate::room::ParticipantId;
@@ -106,6 +111,8 @@ pub(super) type StoreJobs = mpsc::UnboundedSender<(Job, Option<Outbox>)>;
 
 #[derive(Default)]
 pub(super) struct Milestones {
+    /// Whether this node keeps a store (preferences and history live there).
+    has_store: bool,
     /// Shared with the store task, which fills it on a miss. A std mutex: it is never held
     /// across an `.await`, only for a map lookup or insert.
     prefs: SharedPrefs,
@@ -121,6 +128,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Milestones {
+    pub(super) fn new(has_store: bool) -> Self {
+        Self { has_store, ..Self::default() }
+    }
+
+    pub(super) fn has_store(&self) -> bool {
+        self.has_store
+    }
+
     /// Preferences people chose (not the defaults), for the room's shared state.
     pub(super) fn chosen_prefs(&self) -> std::collections::BTreeMap<ParticipantId, CelebrationPreferences> {
         lock(&self.prefs).iter().filter(|(_, p)| p.chosen).map(|(id, p)| (id.clone(), p.prefs)).collect()
@@ -179,7 +194,7 @@ pub(super) fn spawn_store_task(store: Store, prefs: SharedPrefs, me: mpsc::WeakS
                     // Never over a value set meanwhile in this room: that one is newer.
                     lock(&prefs).entry(who).or_insert(loaded);
                     if let Some(room) = me.upgrade() {
-                        let _ = room.send(RoomCommand::Client { from, msg }).await;
+                        let _ = room.send(RoomInput::Client { from, msg }.into()).await;
                     }
                 }
                 Job::Record { room, entry } => {
@@ -231,9 +246,9 @@ fn milestone_from(kind: MilestoneKind, value: Option<u32>, label: &Option<String
     Ok(Milestone { kind, value: value.filter(|v| *v > 0), label })
 }
 
-impl Room {
-    pub(super) fn on_milestone(&mut self, from: &ParticipantId, msg: ClientMessage) {
-        let Some(sender) = self.members.get(from) else { return };
+impl Milestones {
+    pub(super) fn on_message(&mut self, cx: &mut Cx, alerts: &mut Alerts, from: &ParticipantId, msg: ClientMessage) {
+        let Some(sender) = cx.members.get(from) else { return };
         let role = sender.info.role;
         let sender_name = sender.info.name.clone();
         let kind = msg.kind();
@@ -242,54 +257,54 @@ impl Room {
             ClientMessage::Celebrate { .. } | ClientMessage::ApproveMilestone { .. } | ClientMessage::DeclineMilestone { .. }
         );
         if therapist_only && role != Role::Therapist {
-            return self.error(from, ErrorCode::Forbidden, format!("only a therapist can use `{kind}`"));
+            return cx.error(from, ErrorCode::Forbidden, format!("only a therapist can use `{kind}`"));
         }
         match &msg {
             ClientMessage::SetCelebrationPreferences { style, audience } => {
                 let prefs = CelebrationPreferences { style: *style, audience: *audience };
-                lock(&self.milestones.prefs).insert(from.clone(), Prefs { prefs, chosen: true });
-                self.queue_store_job(Job::SavePrefs(from.clone(), prefs));
-                self.send_to(from, ServerMessage::CelebrationPreferences { style: *style, audience: *audience, chosen: true });
+                lock(&self.prefs).insert(from.clone(), Prefs { prefs, chosen: true });
+                self.queue_store_job(cx, Job::SavePrefs(from.clone(), prefs));
+                cx.send(from, ServerMessage::CelebrationPreferences { style: *style, audience: *audience, chosen: true });
             }
             ClientMessage::GetCelebrationPreferences => {
-                let Some(p) = self.prefs_or_load(from, from, &msg) else { return };
+                let Some(p) = self.prefs_or_load(cx, from, from, &msg) else { return };
                 let (style, audience) = (p.prefs.style, p.prefs.audience);
-                self.send_to(from, ServerMessage::CelebrationPreferences { style, audience, chosen: p.chosen });
+                cx.send(from, ServerMessage::CelebrationPreferences { style, audience, chosen: p.chosen });
             }
             ClientMessage::Celebrate { participant_id, kind, value, label, message } => {
                 let parsed = milestone_from(*kind, *value, label).and_then(|m| Ok((m, clean(message, NOTE_MAX, "message")?)));
                 let (milestone, note) = match parsed {
                     Ok(ok) => ok,
-                    Err(e) => return self.error(from, ErrorCode::InvalidField, e),
+                    Err(e) => return cx.error(from, ErrorCode::InvalidField, e),
                 };
-                if !self.celebratable(participant_id) {
-                    return self.error(from, ErrorCode::UnknownParticipant, "no participant with that id is in the session");
+                if !Self::celebratable(cx, participant_id) {
+                    return cx.error(from, ErrorCode::UnknownParticipant, "no participant with that id is in the session");
                 }
-                let Some(p) = self.prefs_or_load(participant_id, from, &msg) else { return };
-                self.celebrate(participant_id, milestone, note, p.prefs);
-                self.audit(from, "celebrate", Some(participant_id));
+                let Some(p) = self.prefs_or_load(cx, participant_id, from, &msg) else { return };
+                self.celebrate(cx, participant_id, milestone, note, p.prefs);
+                cx.audit(from, "celebrate", Some(participant_id));
             }
             ClientMessage::ShareMilestone { kind, value, label, message } => {
                 if role != Role::Participant {
-                    return self.error(from, ErrorCode::Forbidden, "only participants share their own milestones");
+                    return cx.error(from, ErrorCode::Forbidden, "only participants share their own milestones");
                 }
                 let parsed = milestone_from(*kind, *value, label).and_then(|m| Ok((m, clean(message, NOTE_MAX, "message")?)));
                 let (milestone, note) = match parsed {
                     Ok(ok) => ok,
-                    Err(e) => return self.error(from, ErrorCode::InvalidField, e),
+                    Err(e) => return cx.error(from, ErrorCode::InvalidField, e),
                 };
-                let therapists = self.therapists();
+                let therapists = cx.therapists();
                 if therapists.is_empty() {
-                    return self.error(from, ErrorCode::NoTherapist, "no therapist is here to see it yet; share it when they are");
+                    return cx.error(from, ErrorCode::NoTherapist, "no therapist is here to see it yet; share it when they are");
                 }
-                let members = &self.members;
-                self.milestones.proposals.retain(|_, p| members.contains_key(&p.participant));
-                let pending = self.milestones.proposals.values().filter(|p| &p.participant == from).count();
+                let members = cx.members;
+                self.proposals.retain(|_, p| members.contains_key(&p.participant));
+                let pending = self.proposals.values().filter(|p| &p.participant == from).count();
                 if pending >= PENDING_PER_PARTICIPANT {
-                    return self.error(from, ErrorCode::RateLimited, "your therapist has not seen your last milestones yet");
+                    return cx.error(from, ErrorCode::RateLimited, "your therapist has not seen your last milestones yet");
                 }
-                if !self.alerts.allow(from, super::alerts::Alert::ShareMilestone, self.now.at) {
-                    return self.error(from, ErrorCode::RateLimited, super::alerts::refusal(super::alerts::Alert::ShareMilestone));
+                if !alerts.permit(cx, from, Alert::ShareMilestone) {
+                    return;
                 }
                 let proposal_id = ProposalId::random();
                 let proposed = ServerMessage::MilestoneProposed {
@@ -299,51 +314,51 @@ impl Room {
                     milestone: milestone.clone(),
                     message: note.clone(),
                 };
-                self.milestones.proposals.insert(proposal_id, Proposal { participant: from.clone(), milestone, message: note });
+                self.proposals.insert(proposal_id, Proposal { participant: from.clone(), milestone, message: note });
                 for t in therapists {
-                    self.send_to(&t, proposed.clone());
+                    cx.send(&t, proposed.clone());
                 }
-                self.send_to(from, proposed);
+                cx.send(from, proposed);
             }
             ClientMessage::ApproveMilestone { proposal_id } => {
-                let Some(who) = self.milestones.proposals.get(proposal_id).map(|p| p.participant.clone()) else {
-                    return self.error(from, ErrorCode::UnknownMilestone, "no shared milestone with that id is waiting");
+                let Some(who) = self.proposals.get(proposal_id).map(|p| p.participant.clone()) else {
+                    return cx.error(from, ErrorCode::UnknownMilestone, "no shared milestone with that id is waiting");
                 };
-                if !self.celebratable(&who) {
-                    self.milestones.proposals.remove(proposal_id);
-                    self.resolve_proposal(proposal_id, &who, false);
-                    return self.error(from, ErrorCode::UnknownParticipant, "they are no longer in the session");
+                if !Self::celebratable(cx, &who) {
+                    self.proposals.remove(proposal_id);
+                    Self::resolve_proposal(cx, proposal_id, &who, false);
+                    return cx.error(from, ErrorCode::UnknownParticipant, "they are no longer in the session");
                 }
-                let Some(p) = self.prefs_or_load(&who, from, &msg) else { return };
-                let Some(proposal) = self.milestones.proposals.remove(proposal_id) else { return };
-                self.resolve_proposal(proposal_id, &who, true);
-                self.celebrate(&who, proposal.milestone, proposal.message, p.prefs);
-                self.audit(from, "approve_milestone", Some(&who));
+                let Some(p) = self.prefs_or_load(cx, &who, from, &msg) else { return };
+                let Some(proposal) = self.proposals.remove(proposal_id) else { return };
+                Self::resolve_proposal(cx, proposal_id, &who, true);
+                self.celebrate(cx, &who, proposal.milestone, proposal.message, p.prefs);
+                cx.audit(from, "approve_milestone", Some(&who));
             }
             ClientMessage::DeclineMilestone { proposal_id } => {
-                let Some(proposal) = self.milestones.proposals.remove(proposal_id) else {
-                    return self.error(from, ErrorCode::UnknownMilestone, "no shared milestone with that id is waiting");
+                let Some(proposal) = self.proposals.remove(proposal_id) else {
+                    return cx.error(from, ErrorCode::UnknownMilestone, "no shared milestone with that id is waiting");
                 };
-                self.resolve_proposal(proposal_id, &proposal.participant, false);
-                self.audit(from, "decline_milestone", Some(&proposal.participant));
+                Self::resolve_proposal(cx, proposal_id, &proposal.participant, false);
+                cx.audit(from, "decline_milestone", Some(&proposal.participant));
             }
             ClientMessage::Congratulate { celebration_id, reaction, message } => {
                 let note = match clean(message, CONGRATULATION_MAX, "message") {
                     Ok(n) => n,
-                    Err(e) => return self.error(from, ErrorCode::InvalidField, e),
+                    Err(e) => return cx.error(from, ErrorCode::InvalidField, e),
                 };
                 // Only someone who was shown the celebration may answer it; to anyone else it
                 // does not exist.
-                let Some(recent) = self.milestones.recent.get(celebration_id).filter(|r| r.audience.contains(from)) else {
-                    return self.error(from, ErrorCode::UnknownMilestone, "no recent celebration with that id was shown to you");
+                let Some(recent) = self.recent.get(celebration_id).filter(|r| r.audience.contains(from)) else {
+                    return cx.error(from, ErrorCode::UnknownMilestone, "no recent celebration with that id was shown to you");
                 };
                 if &recent.participant == from {
-                    return self.error(from, ErrorCode::Forbidden, "you cannot congratulate yourself");
+                    return cx.error(from, ErrorCode::Forbidden, "you cannot congratulate yourself");
                 }
                 let audience: Vec<ParticipantId> = recent.audience.iter().cloned().collect();
-                if !self.milestones.allow_congratulation(from, self.now.at) {
+                if !self.allow_congratulation(from, cx.now.at) {
                     let (n, secs) = (CONGRATULATIONS_PER_WINDOW, CONGRATULATION_WINDOW.as_secs());
-                    return self.error(from, ErrorCode::RateLimited, format!("at most {n} congratulations every {secs} seconds"));
+                    return cx.error(from, ErrorCode::RateLimited, format!("at most {n} congratulations every {secs} seconds"));
                 }
                 let out = ServerMessage::Congratulation {
                     celebration_id: celebration_id.clone(),
@@ -353,15 +368,15 @@ impl Room {
                     message: note,
                 };
                 for id in audience {
-                    self.send_to(&id, out.clone());
+                    cx.send(&id, out.clone());
                 }
             }
             ClientMessage::GetMilestoneHistory { participant_id, group } => {
                 let therapist = role == Role::Therapist;
-                let room = self.id.to_string();
+                let room = cx.room.to_string();
                 let (query, participant_id) = if *group {
                     if !therapist {
-                        return self.error(from, ErrorCode::Forbidden, "only a therapist can see the group's milestones");
+                        return cx.error(from, ErrorCode::Forbidden, "only a therapist can see the group's milestones");
                     }
                     (MilestoneQuery::Room(room), None)
                 } else {
@@ -373,73 +388,80 @@ impl Room {
                         // Someone else's, as far as this group goes.
                         (MilestoneQuery::Participant { participant: who.to_string(), room: Some(room) }, Some(who))
                     } else {
-                        return self.error(from, ErrorCode::Forbidden, "you can see only your own milestones");
+                        return cx.error(from, ErrorCode::Forbidden, "you can see only your own milestones");
                     }
                 };
                 let to = from.clone();
                 if !self.has_store {
-                    self.send_to(from, ServerMessage::MilestoneHistory { participant_id, group: *group, entries: Vec::new() });
+                    cx.send(from, ServerMessage::MilestoneHistory { participant_id, group: *group, entries: Vec::new() });
                     return;
                 }
-                self.queue_store_job(Job::History { query, to, participant_id, group: *group });
+                self.queue_store_job(cx, Job::History { query, to, participant_id, group: *group });
             }
             _ => {}
         }
     }
 
     /// Only admitted participants (not therapists or observers) have milestones celebrated.
-    fn celebratable(&self, id: &ParticipantId) -> bool {
-        self.members.get(id).is_some_and(|m| m.admitted && m.info.role == Role::Participant)
+    fn celebratable(cx: &Cx, id: &ParticipantId) -> bool {
+        cx.members.get(id).is_some_and(|m| m.admitted && m.info.role == Role::Participant)
     }
 
-    fn queue_store_job(&mut self, job: Job) {
+    fn queue_store_job(&self, cx: &mut Cx, job: Job) {
         if self.has_store {
-            self.out.push(Effect::Milestone(job));
+            cx.out.push(Effect::Milestone(job));
         }
     }
 
     /// The preferences map the store task fills (see [`spawn_store_task`]).
-    pub(super) fn milestone_prefs(&self) -> SharedPrefs {
-        self.milestones.prefs.clone()
+    pub(super) fn shared_prefs(&self) -> SharedPrefs {
+        self.prefs.clone()
     }
 
     /// A preference chosen on this room's previous node: known here at once, and written to
     /// this node's store so it is remembered here too.
-    pub(super) fn restore_prefs(&mut self, who: ParticipantId, prefs: CelebrationPreferences) {
-        lock(&self.milestones.prefs).insert(who.clone(), Prefs { prefs, chosen: true });
-        self.queue_store_job(Job::SavePrefs(who, prefs));
+    pub(super) fn restore_prefs(&mut self, cx: &mut Cx, who: ParticipantId, prefs: CelebrationPreferences) {
+        lock(&self.prefs).insert(who.clone(), Prefs { prefs, chosen: true });
+        self.queue_store_job(cx, Job::SavePrefs(who, prefs));
     }
 
     /// `who`'s preferences if this room knows them. Otherwise the store task loads them and
     /// hands `msg` (from `from`) back to the room afterwards, and this returns `None`.
-    fn prefs_or_load(&mut self, who: &ParticipantId, from: &ParticipantId, msg: &ClientMessage) -> Option<Prefs> {
-        if let Some(p) = self.milestones.known_prefs(who) {
+    fn prefs_or_load(&self, cx: &mut Cx, who: &ParticipantId, from: &ParticipantId, msg: &ClientMessage) -> Option<Prefs> {
+        if let Some(p) = self.known_prefs(who) {
             return Some(p);
         }
         if !self.has_store {
-            return Some(*lock(&self.milestones.prefs).entry(who.clone()).or_default());
+            return Some(*lock(&self.prefs).entry(who.clone()).or_default());
         }
-        self.queue_store_job(Job::LoadPrefs { who: who.clone(), from: from.clone(), msg: msg.clone() });
+        self.queue_store_job(cx, Job::LoadPrefs { who: who.clone(), from: from.clone(), msg: msg.clone() });
         None
     }
 
-    fn resolve_proposal(&mut self, proposal_id: &ProposalId, proposer: &ParticipantId, approved: bool) {
+    fn resolve_proposal(cx: &mut Cx, proposal_id: &ProposalId, proposer: &ParticipantId, approved: bool) {
         let msg = ServerMessage::MilestoneProposalResolved { proposal_id: proposal_id.clone(), approved };
-        let mut to = self.therapists();
+        let mut to = cx.therapists();
         to.push(proposer.clone());
         for id in to {
-            self.send_to(&id, msg.clone());
+            cx.send(&id, msg.clone());
         }
     }
 
     /// Sends the celebration to the audience `prefs` allow, never wider, and records it.
-    fn celebrate(&mut self, who: &ParticipantId, milestone: Milestone, message: Option<String>, prefs: CelebrationPreferences) {
-        let Some(name) = self.members.get(who).map(|m| m.info.name.clone()) else { return };
+    fn celebrate(
+        &mut self,
+        cx: &mut Cx,
+        who: &ParticipantId,
+        milestone: Milestone,
+        message: Option<String>,
+        prefs: CelebrationPreferences,
+    ) {
+        let Some(name) = cx.members.get(who).map(|m| m.info.name.clone()) else { return };
         let to_group = prefs.style != CelebrationStyle::None && prefs.audience == CelebrationAudience::Group;
         let mut audience = vec![who.clone()];
         let mut seen: HashSet<ParticipantId> = audience.iter().cloned().collect();
-        let space = if to_group { self.space_of(who) } else { Vec::new() };
-        for id in self.therapists().into_iter().chain(space) {
+        let space = if to_group { cx.space_of(who) } else { Vec::new() };
+        for id in cx.therapists().into_iter().chain(space) {
             if seen.insert(id.clone()) {
                 audience.push(id);
             }
@@ -456,17 +478,19 @@ impl Room {
             badge_svg: badge::svg(&milestone),
         };
         for id in &audience {
-            self.send_to(id, out.clone());
+            cx.send(id, out.clone());
         }
-        self.milestones.remember(celebration_id.clone(), Recent { participant: who.clone(), audience: seen });
-        let entry = MilestoneEntry { celebration_id, participant_id: who.clone(), milestone, at_ms: self.now.unix_ms };
-        self.queue_store_job(Job::Record { room: self.id.to_string(), entry });
+        self.remember(celebration_id.clone(), Recent { participant: who.clone(), audience: seen });
+        let entry = MilestoneEntry { celebration_id, participant_id: who.clone(), milestone, at_ms: cx.now.unix_ms };
+        self.queue_store_job(cx, Job::Record { room: cx.room.to_string(), entry });
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::World;
     use super::*;
+    use crate::signal::protocol::Reaction;
 
     #[test]
     fn milestones_are_validated() {
@@ -494,5 +518,95 @@ mod tests {
         assert!(!m.allow_congratulation(&a, t0 + Duration::from_secs(9)));
         assert!(m.allow_congratulation(&b, t0), "per sender");
         assert!(m.allow_congratulation(&a, t0 + CONGRATULATION_WINDOW));
+    }
+
+    fn celebrate(who: &ParticipantId) -> ClientMessage {
+        ClientMessage::Celebrate {
+            participant_id: who.clone(),
+            kind: MilestoneKind::DaysSober,
+            value: Some(30),
+            label: None,
+            message: None,
+        }
+    }
+
+    /// Who a celebration went to, read from what each member was sent.
+    fn celebration_to(w: &World, ids: &[&ParticipantId]) -> (Option<CelebrationId>, Vec<ParticipantId>) {
+        let mut id = None;
+        let mut to = Vec::new();
+        for p in ids {
+            for m in w.sent_to(p) {
+                if let ServerMessage::Celebration { celebration_id, .. } = m {
+                    id = Some(celebration_id);
+                    to.push((*p).clone());
+                }
+            }
+        }
+        (id, to)
+    }
+
+    /// A celebration reaches the audience its participant chose and never wider (the default
+    /// is the therapists only); only those who saw it may congratulate, and back to them.
+    #[test]
+    fn a_celebration_and_its_congratulations_stay_within_the_chosen_audience() {
+        let mut w = World::new();
+        let t = w.admit("t", Role::Therapist, None);
+        let p1 = w.admit("p1", Role::Participant, None);
+        let p2 = w.admit("p2", Role::Participant, None);
+        let away = w.admit("p3", Role::Participant, Some("b1"));
+        let everyone = [&t, &p1, &p2, &away];
+        let mut m = Milestones::new(false);
+        let mut alerts = Alerts::default();
+
+        m.on_message(&mut w.cx(), &mut alerts, &t, celebrate(&p1));
+        assert_eq!(celebration_to(&w, &everyone).1, vec![t.clone(), p1.clone()], "the default: therapists only");
+        w.take();
+
+        m.on_message(&mut w.cx(), &mut alerts, &p1, celebrate(&p2));
+        assert_eq!(w.errors_to(&p1), vec![ErrorCode::Forbidden], "a participant does not celebrate others");
+        w.take();
+
+        let group = ClientMessage::SetCelebrationPreferences { style: CelebrationStyle::Big, audience: CelebrationAudience::Group };
+        m.on_message(&mut w.cx(), &mut alerts, &p1, group);
+        w.take();
+        m.on_message(&mut w.cx(), &mut alerts, &t, celebrate(&p1));
+        let (id, to) = celebration_to(&w, &everyone);
+        assert_eq!(to, vec![t.clone(), p1.clone(), p2.clone()], "the group is p1's space, not another breakout");
+        let id = id.expect("celebrated");
+        w.take();
+
+        let congratulate =
+            |id: &CelebrationId| ClientMessage::Congratulate { celebration_id: id.clone(), reaction: Reaction::Clap, message: None };
+        m.on_message(&mut w.cx(), &mut alerts, &away, congratulate(&id));
+        assert_eq!(w.errors_to(&away), vec![ErrorCode::UnknownMilestone], "not shown to them: it does not exist");
+        w.take();
+        m.on_message(&mut w.cx(), &mut alerts, &p1, congratulate(&id));
+        assert_eq!(w.errors_to(&p1), vec![ErrorCode::Forbidden]);
+        w.take();
+        m.on_message(&mut w.cx(), &mut alerts, &p2, congratulate(&id));
+        for p in everyone {
+            let got = w.sent_to(p).iter().any(|m| matches!(m, ServerMessage::Congratulation { .. }));
+            assert_eq!(got, p != &away, "{p}");
+        }
+    }
+
+    /// With a store, preferences this room has not seen are loaded first: nothing goes out
+    /// until the store task hands the request back.
+    #[test]
+    fn unknown_preferences_are_loaded_before_celebrating() {
+        let mut w = World::new();
+        let t = w.admit("t", Role::Therapist, None);
+        let p = w.admit("p", Role::Participant, None);
+        let mut m = Milestones::new(true);
+        m.on_message(&mut w.cx(), &mut Alerts::default(), &t, celebrate(&p));
+        match &w.take()[..] {
+            [Effect::Milestone(Job::LoadPrefs { who, from, .. })] => assert_eq!((who, from), (&p, &t)),
+            other => panic!("only the load: {other:?}"),
+        }
+        // The store task found nothing saved: the defaults, and the request again.
+        lock(&m.prefs).entry(p.clone()).or_default();
+        m.on_message(&mut w.cx(), &mut Alerts::default(), &t, celebrate(&p));
+        assert_eq!(celebration_to(&w, &[&t, &p]).1, vec![t.clone(), p.clone()]);
+        assert!(w.take().iter().any(|e| matches!(e, Effect::Milestone(Job::Record { .. }))), "recorded in the store");
     }
 }

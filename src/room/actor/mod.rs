@@ -6,7 +6,7 @@
 //! this message, subscribe that peer, set a timer, write an audit record); it never sends,
 //! spawns or reads a clock. The room task (`task.rs`) reads commands from the room's channel,
 //! performs the effects in order, and owns every channel, the store writers and the timers; a
-//! send that finds an outbox full comes back as `Input::Stalled` (see `task.rs`). Tests drive
+//! send that finds an outbox full comes back as `Room::stalled` (see `task.rs`). Tests drive
 //! the core directly in simulated time (`model_tests.rs`).
 
 use std::collections::{HashMap, HashSet};
@@ -39,11 +39,12 @@ mod records;
 mod round;
 mod screen;
 mod snapshot;
+mod space;
 mod speaker;
 mod talktime;
 mod task;
 
-pub use super::handle::{JoinRequest, Outbox, RoomCommand, RoomError, RoomHandle, SessionEnd, Timer, OUTBOX_CAPACITY};
+pub use super::handle::{JoinRequest, Outbox, RoomCommand, RoomError, RoomHandle, RoomInput, SessionEnd, Timer, OUTBOX_CAPACITY};
 use super::shared::RoomSettings;
 use super::{ParticipantId, RoomId};
 use crate::auth::{Grant, Role};
@@ -64,10 +65,6 @@ struct Member {
     connected: bool,
     /// Counts connections taking over this place, so a stale grace timer is ignored.
     epoch: u64,
-    /// The screen share the client announced, until it ends.
-    screen: Option<screen::Announced>,
-    /// Video tracks held back: unannounced beside a camera (see `screen.rs`).
-    extra_video: Vec<Arc<PublishedTrack>>,
 }
 
 impl Member {
@@ -97,23 +94,6 @@ pub(super) struct Remembered {
 /// Whether `from`'s media goes to `to`: both admitted, `from` may publish, not oneself.
 fn forwards(from: &Member, to: &Member) -> bool {
     from.admitted && to.admitted && from.info.role.publishes() && from.info.id != to.info.id && from.space == to.space
-}
-
-/// What happens to a room, besides joins (which bring a connection along: [`Room::join`]).
-#[derive(Debug)]
-pub(super) enum Input {
-    Leave(ParticipantId),
-    /// The socket dropped without `leave`: hold the place for the reconnect grace period.
-    Disconnected(ParticipantId),
-    TrackPublished(ParticipantId, Arc<PublishedTrack>),
-    TrackEnded(ParticipantId, TrackId),
-    Client {
-        from: ParticipantId,
-        msg: ClientMessage,
-    },
-    Timer(Timer),
-    /// A message to this member found its outbox full: a client that stopped reading.
-    Stalled(ParticipantId),
 }
 
 /// What a feature (polls, chat, ...) sees of the room while it handles something: who is in
@@ -158,6 +138,14 @@ impl Cx<'_> {
     fn space_of(&self, id: &ParticipantId) -> Vec<ParticipantId> {
         space_of(self.members, self.order, id)
     }
+
+    /// Queues `msg` for every admitted member (all spaces).
+    fn send_admitted(&mut self, msg: ServerMessage) {
+        let ids: Vec<_> = self.members.values().filter(|m| m.admitted).map(|m| m.info.id.clone()).collect();
+        for id in ids {
+            self.send(&id, msg.clone());
+        }
+    }
 }
 
 /// Admitted members who share `id`'s space (the main room or the same breakout), `id`
@@ -179,8 +167,6 @@ pub(super) struct Room {
     /// take back a permission to share the screen.
     remembered: HashMap<ParticipantId, Remembered>,
     settings: RoomSettings,
-    /// Whether this node keeps a store (milestone history and preferences live there).
-    has_store: bool,
     /// When the input being handled happens.
     now: Now,
     /// Effects of the input being handled, in order.
@@ -190,6 +176,7 @@ pub(super) struct Room {
     milestones: milestone::Milestones,
     chat: chat::Chat,
     speakers: speaker::Speakers,
+    screens: screen::Screens,
     alerts: alerts::Alerts,
     records: records::Records,
     /// End-to-end encryption: the key relay's memory (never in the snapshot).
@@ -214,14 +201,14 @@ impl Room {
             banned: banned.into_iter().collect(),
             remembered: HashMap::new(),
             settings,
-            has_store,
             now,
             out: Vec::new(),
             breakouts: breakout::Breakouts::default(),
             polls: poll::Polls::default(),
-            milestones: milestone::Milestones::default(),
+            milestones: milestone::Milestones::new(has_store),
             chat: chat::Chat::default(),
             speakers: speaker::Speakers::default(),
+            screens: screen::Screens::default(),
             alerts: alerts::Alerts::default(),
             records: records::Records::default(),
             e2ee: e2ee::E2eeKeys::default(),
@@ -262,19 +249,22 @@ impl Room {
         self.schedule(speaker::TICK, Timer::Speakers);
     }
 
-    fn handle(&mut self, input: Input) {
+    fn handle(&mut self, input: RoomInput) {
         match input {
-            Input::Leave(id) => self.remove_member(&id, None),
-            Input::Disconnected(id) => self.disconnected(&id),
-            Input::TrackPublished(id, track) => self.track_published(&id, track),
-            Input::TrackEnded(id, track_id) => self.track_ended(&id, &track_id),
-            Input::Client { from, msg } => self.client(&from, msg),
-            Input::Timer(timer) => self.on_timer(timer),
-            Input::Stalled(id) => {
-                warn!(participant = %id, "outbox full; disconnecting stalled client");
-                self.remove_member(&id, Some(EndReason::Stalled));
-            }
+            RoomInput::Leave(id) => self.remove_member(&id, None),
+            RoomInput::Disconnected(id) => self.disconnected(&id),
+            RoomInput::TrackPublished(id, track) => self.track_published(&id, track),
+            RoomInput::TrackEnded(id, track_id) => self.track_ended(&id, &track_id),
+            RoomInput::Client { from, msg } => self.client(&from, msg),
+            RoomInput::Timer(timer) => self.on_timer(timer),
         }
+    }
+
+    /// A message to this member found its outbox full: a client that stopped reading. Only the
+    /// task knows (see `task.rs`).
+    fn stalled(&mut self, id: &ParticipantId) {
+        warn!(participant = %id, "outbox full; disconnecting stalled client");
+        self.remove_member(id, Some(EndReason::Stalled));
     }
 
     // ---- effects ----
@@ -315,7 +305,7 @@ impl Room {
 
     /// After a failed restore: the state of a fresh room, keeping only `banned`.
     fn reset(&mut self, banned: Vec<ParticipantId>) {
-        *self = Room::new(self.id.clone(), self.settings.clone(), self.has_store, banned, self.now);
+        *self = Room::new(self.id.clone(), self.settings.clone(), self.milestones.has_store(), banned, self.now);
     }
 
     /// A command panicked: the room's state can no longer be trusted, so every member's session
@@ -342,16 +332,24 @@ impl Room {
 
     fn on_timer(&mut self, timer: Timer) {
         match timer {
-            Timer::BreakoutWarning(generation) => self.breakout_warning(generation),
-            Timer::BreakoutClose(generation) => self.breakout_timer_close(generation),
+            Timer::BreakoutWarning(generation) => self.breakouts.on_warning(&mut cx!(self), generation),
+            Timer::BreakoutClose(generation) => {
+                if let Some(change) = self.breakouts.on_close(&cx!(self), generation) {
+                    self.breakout_change(change);
+                }
+            }
             Timer::Grace(id, epoch) => {
                 if self.members.get(&id).is_some_and(|m| !m.connected && m.epoch == epoch) {
                     self.remove_member(&id, None);
                 }
             }
             Timer::PollClose(poll) => self.polls.on_timer(&mut cx!(self), &poll),
-            Timer::Speakers => self.speaker_tick(),
-            Timer::ScreenArrival(id, seq) => self.screen_arrival_check(&id, seq),
+            Timer::Speakers => {
+                let levels = speaker::Speakers::levels(&cx!(self));
+                self.talk_tick(&speaker::Speakers::speaking(&levels));
+                self.speakers.tick(&mut cx!(self), levels);
+            }
+            Timer::ScreenArrival(id, seq) => self.screens.arrival_check(&mut cx!(self), &id, seq),
             Timer::RoundTurn(space, generation) => self.round_timer(&space, generation),
             Timer::AgendaWarning(generation) => self.agenda_timer(generation),
         }
@@ -442,16 +440,7 @@ impl Room {
             screen_sharing: false,
             can_share_screen: grant.role == Role::Therapist || remembered.can_share_screen,
         };
-        let member = Member {
-            info,
-            admitted: false,
-            tracks: Vec::new(),
-            space: None,
-            connected: true,
-            epoch: 0,
-            screen: None,
-            extra_video: Vec::new(),
-        };
+        let member = Member { info, admitted: false, tracks: Vec::new(), space: None, connected: true, epoch: 0 };
         self.members.insert(id.clone(), member);
         self.order.push(id.clone());
         self.out.push(Effect::Attach(id.clone()));
@@ -499,13 +488,12 @@ impl Room {
         self.out.push(Effect::Attach(id.clone()));
         let old_tracks = std::mem::take(&mut m.tracks);
         // A share does not survive its peer connection; the client shares again if it wants.
-        m.extra_video.clear();
-        m.screen = None;
         m.info.screen_sharing = false;
         m.connected = true;
         m.epoch += 1;
         m.info.reconnecting = false;
         let (admitted, space, role) = (m.admitted, m.space.clone(), m.info.role);
+        self.screens.forget(&id);
         self.unsubscribe_all(&id, &old_tracks);
         self.send_to(
             &id,
@@ -562,11 +550,10 @@ impl Room {
         }
         m.connected = false;
         m.info.reconnecting = true;
-        m.extra_video.clear();
-        m.screen = None;
         m.info.screen_sharing = false;
         let epoch = m.epoch;
         let old_tracks = std::mem::take(&mut m.tracks);
+        self.screens.forget(id);
         self.unsubscribe_all(id, &old_tracks);
         self.publish_update(id);
         // Therapists in every space see that this member is reconnecting, not only their own.
@@ -652,6 +639,7 @@ impl Room {
     fn remove_member(&mut self, id: &ParticipantId, reason: Option<EndReason>) {
         let Some(member) = self.members.remove(id) else { return };
         self.order.retain(|p| p != id);
+        self.screens.forget(id);
         self.out.push(Effect::Count { role: member.info.role, joined: false });
         // The room cuts the media itself, whatever the member's connection task is doing (a
         // client that floods its socket and never reads can hold that task up): its peer
@@ -735,20 +723,68 @@ impl Room {
         }
         if screen {
             self.publish_update(id);
-            self.screen_forwarded(id, &track);
+            screen::Screens::forwarded(&mut cx!(self), id, &track);
+        }
+    }
+
+    /// Whether a newly published track of `id` is forwarded (see `screen.rs`).
+    fn admit_track(&mut self, id: &ParticipantId, track: &Arc<PublishedTrack>) -> bool {
+        let Some(m) = self.members.get_mut(id) else { return false };
+        match self.screens.admit_track(m, track) {
+            screen::Admission::Forward => true,
+            screen::Admission::Screen => {
+                m.info.screen_sharing = true;
+                true
+            }
+            screen::Admission::HoldBack => false,
+        }
+    }
+
+    /// Applies what the screen-share rules asked for (see `screen.rs`).
+    fn screen_change(&mut self, change: screen::Change) {
+        match change {
+            screen::Change::Forward(id, track) => self.track_published(&id, track),
+            screen::Change::Stop(id) => self.stop_screen(&id),
+            screen::Change::Permission { by, participant_id, allowed } => {
+                let Some(m) = self.members.get_mut(&participant_id) else { return };
+                m.info.can_share_screen = allowed;
+                self.remembered.entry(participant_id.clone()).or_default().can_share_screen = allowed;
+                if !allowed {
+                    self.stop_screen(&participant_id);
+                }
+                self.audit(&by, if allowed { "allow_screen_share" } else { "revoke_screen_share" }, Some(&participant_id));
+                self.publish_update(&participant_id);
+            }
+        }
+    }
+
+    /// Ends `id`'s screen share: nobody receives it any more.
+    fn stop_screen(&mut self, id: &ParticipantId) {
+        self.screens.stopped(id);
+        let Some(m) = self.members.get_mut(id) else { return };
+        let (screens, keep): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut m.tracks).into_iter().partition(|t| t.source() == crate::signal::protocol::TrackSource::Screen);
+        m.tracks = keep;
+        let was_sharing = std::mem::replace(&mut m.info.screen_sharing, false);
+        for t in &screens {
+            for other in self.members.values().filter(|o| &o.info.id != id) {
+                self.out.push(Effect::Peer { to: other.info.id.clone(), cmd: PeerCommand::Unsubscribe(t.id.clone()) });
+            }
+        }
+        if was_sharing || !screens.is_empty() {
+            self.publish_update(id);
         }
     }
 
     fn track_ended(&mut self, id: &ParticipantId, track_id: &TrackId) {
         let Some(member) = self.members.get_mut(id) else { return };
-        member.extra_video.retain(|t| &t.id != track_id);
         let ended_screen = member.tracks.iter().any(|t| &t.id == track_id && t.source() == crate::signal::protocol::TrackSource::Screen);
         member.tracks.retain(|t| &t.id != track_id);
         if ended_screen {
             // The browser's own "Stop sharing" ends the track without a message.
             member.info.screen_sharing = false;
-            member.screen = None;
         }
+        self.screens.track_ended(id, track_id, ended_screen);
         for pid in self.members.keys() {
             if pid != id {
                 self.out.push(Effect::Peer { to: pid.clone(), cmd: PeerCommand::Unsubscribe(track_id.clone()) });
@@ -943,7 +979,11 @@ impl Room {
             | ClientMessage::BroadcastToBreakouts { .. }
             | ClientMessage::CloseBreakouts { .. }
             | ClientMessage::GoToBreakout { .. }
-            | ClientMessage::AskForHelp) => self.on_breakout(from, msg),
+            | ClientMessage::AskForHelp) => {
+                if let Some(change) = self.breakouts.on_message(&mut cx!(self), &mut self.alerts, from, msg) {
+                    self.breakout_change(change);
+                }
+            }
             msg @ (ClientMessage::CreatePoll { .. }
             | ClientMessage::Vote { .. }
             | ClientMessage::ClosePoll { .. }
@@ -955,7 +995,7 @@ impl Room {
             | ClientMessage::ApproveMilestone { .. }
             | ClientMessage::DeclineMilestone { .. }
             | ClientMessage::Congratulate { .. }
-            | ClientMessage::GetMilestoneHistory { .. }) => self.on_milestone(from, msg),
+            | ClientMessage::GetMilestoneHistory { .. }) => self.milestones.on_message(&mut cx!(self), &mut self.alerts, from, msg),
             msg @ (ClientMessage::Chat { .. }
             | ClientMessage::SetChatSettings { .. }
             | ClientMessage::DeleteChatMessage { .. }
@@ -965,7 +1005,11 @@ impl Room {
                     self.private_room_moves(moves);
                 }
             }
-            msg @ (ClientMessage::ScreenShare { .. } | ClientMessage::AllowScreenShare { .. }) => self.on_screen(from, msg),
+            msg @ (ClientMessage::ScreenShare { .. } | ClientMessage::AllowScreenShare { .. }) => {
+                if let Some(change) = self.screens.on_message(&mut cx!(self), from, msg) {
+                    self.screen_change(change);
+                }
+            }
             msg @ (ClientMessage::RequestSupport
             | ClientMessage::AcknowledgeSupport { .. }
             | ClientMessage::ResolveSupport { .. }
@@ -1016,8 +1060,8 @@ impl Room {
         };
         if m.info.hand_raised != raised {
             // Raising one's own hand alerts the therapists: limited like the other alerts.
-            if raised && _by == target && !self.alerts.allow(target, alerts::Alert::RaiseHand, self.now.at) {
-                return self.error(_by, ErrorCode::RateLimited, alerts::refusal(alerts::Alert::RaiseHand));
+            if raised && _by == target && !self.alerts.permit(&mut cx!(self), target, alerts::Alert::RaiseHand) {
+                return;
             }
             let Some(m) = self.members.get_mut(target) else { return };
             m.info.hand_raised = raised;
@@ -1109,10 +1153,7 @@ impl Room {
     }
 
     fn send_admitted(&mut self, msg: ServerMessage) {
-        let ids: Vec<_> = self.members.values().filter(|m| m.admitted).map(|m| m.info.id.clone()).collect();
-        for id in ids {
-            self.send_to(&id, msg.clone());
-        }
+        cx!(self).send_admitted(msg);
     }
 
     /// Admitted members who share `id`'s space (the main room or the same breakout), `id`
@@ -1147,6 +1188,89 @@ impl Room {
     /// Admitted therapists (all spaces): they moderate the whole session.
     fn therapists(&self) -> Vec<ParticipantId> {
         self.members.values().filter(|m| m.admitted && m.is_therapist()).map(|m| m.info.id.clone()).collect()
+    }
+}
+
+/// Members without a room, for the features' own unit tests: a [`Cx`] over them, and what the
+/// feature asked for.
+#[cfg(test)]
+struct World {
+    id: RoomId,
+    members: HashMap<ParticipantId, Member>,
+    order: Vec<ParticipantId>,
+    settings: RoomSettings,
+    now: Now,
+    out: Vec<Effect>,
+}
+
+#[cfg(test)]
+impl World {
+    fn new() -> Self {
+        let settings = model_tests::settings(false, std::time::Duration::ZERO);
+        let now = Now { at: tokio::time::Instant::now(), unix_ms: 1_700_000_000_000 };
+        Self { id: RoomId::new("r").expect("a valid id"), members: HashMap::new(), order: Vec::new(), settings, now, out: Vec::new() }
+    }
+
+    /// Someone admitted into `space` (`None`: the main room).
+    fn admit(&mut self, id: &str, role: Role, space: Option<&str>) -> ParticipantId {
+        let pid = ParticipantId::from_trusted(id);
+        let info = ParticipantInfo {
+            id: pid.clone(),
+            name: format!("{id} name"),
+            role,
+            audio_muted: false,
+            video_muted: false,
+            audio_hard_muted: false,
+            video_hard_muted: false,
+            hand_raised: false,
+            reconnecting: false,
+            screen_sharing: false,
+            can_share_screen: role == Role::Therapist,
+        };
+        let member = Member { info, admitted: true, tracks: Vec::new(), space: space.map(str::to_string), connected: true, epoch: 0 };
+        self.members.insert(pid.clone(), member);
+        self.order.push(pid.clone());
+        pid
+    }
+
+    fn member(&mut self, id: &ParticipantId) -> &mut Member {
+        self.members.get_mut(id).expect("a member of this world")
+    }
+
+    fn cx(&mut self) -> Cx<'_> {
+        cx!(self)
+    }
+
+    /// Moves the clock on by `d`.
+    fn advance(&mut self, d: std::time::Duration) {
+        self.now = self.now.after(d);
+    }
+
+    /// The effects asked for since the last call.
+    fn take(&mut self) -> Vec<Effect> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Of the effects asked for since the last [`World::take`], the messages sent to `to`.
+    fn sent_to(&self, to: &ParticipantId) -> Vec<ServerMessage> {
+        self.out
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Send { to: t, msg } if t == to => Some(msg.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Of the effects asked for since the last [`World::take`], the error codes sent to `to`.
+    fn errors_to(&self, to: &ParticipantId) -> Vec<ErrorCode> {
+        self.sent_to(to)
+            .into_iter()
+            .filter_map(|m| match m {
+                ServerMessage::Error { code, .. } => Some(code),
+                _ => None,
+            })
+            .collect()
     }
 }
 
@@ -1203,7 +1327,7 @@ mod tests {
         assert_eq!(registry.participants.load(std::sync::atomic::Ordering::Relaxed), 2);
 
         let from = ParticipantId::from_trusted("t");
-        handle.send(RoomCommand::Client { from, msg: ClientMessage::CreateBreakout { name: "Pairs".into() } }).await;
+        handle.send(RoomInput::Client { from, msg: ClientMessage::CreateBreakout { name: "Pairs".into() } }).await;
         for c in [&mut t, &mut p] {
             let ended = tokio::time::timeout(std::time::Duration::from_secs(5), &mut c.ended).await.expect("session ended");
             assert_eq!(ended, Ok(EndReason::Moved));

@@ -194,15 +194,23 @@ impl Model {
         model
     }
 
-    fn input(&mut self, input: Input) {
+    fn input(&mut self, input: RoomInput) {
         self.steps += 1;
         let now = self.now;
         let (_, effects) = self.room.with(now, |r| r.handle(input));
         self.replay(effects);
     }
 
+    /// The task found `i`'s outbox full.
+    fn stalled(&mut self, i: usize) {
+        self.steps += 1;
+        let now = self.now;
+        let (_, effects) = self.room.with(now, |r| r.stalled(&pid(i)));
+        self.replay(effects);
+    }
+
     fn client(&mut self, from: &ParticipantId, msg: ClientMessage) {
-        self.input(Input::Client { from: from.clone(), msg });
+        self.input(RoomInput::Client { from: from.clone(), msg });
     }
 
     fn join(&mut self, i: usize) -> Result<(), RoomError> {
@@ -219,7 +227,7 @@ impl Model {
         self.next_track += 1;
         let id = format!("{}/{kind:?}/{}", pid(i), self.next_track);
         let track = crate::sfu::PublishedTrack::for_test(&id, pid(i), kind);
-        self.input(Input::TrackPublished(pid(i), track));
+        self.input(RoomInput::TrackPublished(pid(i), track));
         id
     }
 
@@ -232,7 +240,7 @@ impl Model {
             let Some(n) = due else { break };
             let (at, timer) = self.timers.remove(n);
             self.now = self.start.after(at - self.start.at);
-            self.input(Input::Timer(timer));
+            self.input(RoomInput::Timer(timer));
         }
         self.now = self.start.after(until - self.start.at);
     }
@@ -328,9 +336,9 @@ impl Model {
             Op::AdmitAll => self.client(&t, ClientMessage::AdmitAll),
             Op::Decline(i, f) => self.client(&t, ClientMessage::Decline { participant_id: pid(*i), r#final: *f }),
             Op::Remove(i) => self.client(&t, ClientMessage::Remove { participant_id: pid(*i) }),
-            Op::Leave(i) => self.input(Input::Leave(pid(*i))),
-            Op::Disconnect(i) => self.input(Input::Disconnected(pid(*i))),
-            Op::Stall(i) => self.input(Input::Stalled(pid(*i))),
+            Op::Leave(i) => self.input(RoomInput::Leave(pid(*i))),
+            Op::Disconnect(i) => self.input(RoomInput::Disconnected(pid(*i))),
+            Op::Stall(i) => self.stalled(*i),
             Op::Lock(locked) => self.client(&t, ClientMessage::LockRoom { locked: *locked }),
             Op::WaitingRoom(enabled) => self.client(&t, ClientMessage::SetWaitingRoom { enabled: *enabled }),
             Op::HardMute(i) => self.client(&t, ClientMessage::Mute { participant_id: pid(*i), kind: MediaKind::Audio, hard: true }),
@@ -343,7 +351,7 @@ impl Model {
             Op::Unpublish(i) => {
                 let first = self.room.members.get(&pid(*i)).and_then(|m| m.tracks.first()).map(|t| t.id.clone());
                 if let Some(track) = first {
-                    self.input(Input::TrackEnded(pid(*i), track));
+                    self.input(RoomInput::TrackEnded(pid(*i), track));
                 }
             }
             Op::Usurp(a, b) => {
@@ -626,7 +634,7 @@ fn a_stalled_client_is_evicted_and_the_others_are_told() {
     model.join(1).expect("p1");
     let mic = model.publish(1, MediaKind::Audio);
     assert!(model.subs_of(0).contains(&mic));
-    model.input(Input::Stalled(pid(1)));
+    model.stalled(1);
     assert!(!model.room.members.contains_key(&pid(1)));
     assert!(model.past.iter().any(|(id, c)| *id == pid(1) && c.ended == Some(EndReason::Stalled)));
     assert!(!model.subs_of(0).contains(&mic), "its media is cut");
@@ -806,7 +814,7 @@ fn a_round_moves_on_by_the_rooms_clock_and_participants_cannot_steer_it() {
     let r = last_round(&model, 5).expect("the observer sees it too");
     assert_eq!((r.current, r.seconds_left), (Some(pid(2)), Some(60)), "the server's clock ended p1's turn");
     // p2 drops out during their turn: the round is complete, and a timer left over does nothing.
-    model.input(Input::Leave(pid(2)));
+    model.input(RoomInput::Leave(pid(2)));
     assert_eq!(last_round(&model, 1).and_then(|r| r.current), None);
     let before = model.sent(1).len();
     model.advance(Duration::from_secs(120));

@@ -7,8 +7,8 @@
 //! Anonymous polls keep no record of who chose what, in memory or on disk: see
 //! [`Ballots::Anonymous`] and `docs/polls.md` for the guarantee and its limits.
 //!
-//! [`Poll`] is plain data with pure methods (tested below without sockets); the `impl Room`
-//! part routes messages, checks roles and scope, and tells people.
+//! [`Poll`] is plain data with pure methods (tested below without sockets); [`Polls`] routes
+//! messages, checks roles and scope, and tells people, through the room's context (`Cx`).
 
 use std::collections::HashMap;
 use std::time::Duration;

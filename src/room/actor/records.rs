@@ -234,8 +234,8 @@ impl Records {
         if cx.members.get(from).is_some_and(Member::is_therapist) {
             return cx.error(from, ErrorCode::Forbidden, "therapists are alerted by support requests; they do not send them");
         }
-        if !alerts.allow(from, Alert::RequestSupport, cx.now.at) {
-            return cx.error(from, ErrorCode::RateLimited, super::alerts::refusal(Alert::RequestSupport));
+        if !alerts.permit(cx, from, Alert::RequestSupport) {
+            return;
         }
         let (request, new) = self.support.open(from, cx.now.unix_ms);
         // Every press that alerts the therapists is audited, a repeat of an open request too.

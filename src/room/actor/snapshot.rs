@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::agenda::{Agenda, AgendaSnap};
 use super::agreement::{Agreement, AgreementSnap};
 use super::queue::SpeakingQueues;
-use super::{Effect, Remembered, Room, Timer};
+use super::{Cx, Effect, Remembered, Room, Timer};
 use crate::room::ParticipantId;
 use crate::signal::protocol::{CelebrationPreferences, PollId, PollInfo};
 use crate::store::now_ms;
@@ -342,7 +342,7 @@ impl Room {
         }
         self.records = snap.records;
         for (who, prefs) in snap.celebration_prefs {
-            self.restore_prefs(who, prefs);
+            self.milestones.restore_prefs(&mut cx!(self), who, prefs);
         }
         self.queues = snap.speaking_queue;
         let breakouts = &self.breakouts;

@@ -6,11 +6,14 @@
 //! Only admitted members whose audio is forwarded count: nobody in the waiting room, no one a
 //! therapist hard-muted, no one muted by their own choice (their level still arrives when a
 //! browser keeps sending silence frames, but it says nothing about speech).
+//!
+//! [`Speakers`] keeps each space's speaker and its hysteresis; on each tick the room hands it
+//! the members' levels ([`Speakers::levels`]), and talk time counts the same voices.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::{Room, Timer};
+use super::{Cx, Timer};
 use crate::room::ParticipantId;
 use crate::signal::protocol::{MediaKind, ServerMessage};
 
@@ -81,11 +84,15 @@ impl SpaceSpeaker {
     }
 }
 
-impl Room {
-    /// Looks at every space's levels and tells members whose space's speaker changed.
-    pub(super) fn speaker_tick(&mut self) {
-        let mut levels: HashMap<Option<String>, Vec<(ParticipantId, u8)>> = HashMap::new();
-        for m in self.members.values().filter(|m| m.admitted && m.connected && m.info.role.publishes()) {
+/// Each space's members who may be heard and how loud they are this tick.
+pub(super) type Levels = HashMap<Option<String>, Vec<(ParticipantId, u8)>>;
+
+impl Speakers {
+    /// This tick's loudness of every member whose audio is forwarded, by space (silenced
+    /// members count as 0, so a space whose speaker went quiet is still looked at).
+    pub(super) fn levels(cx: &Cx) -> Levels {
+        let mut levels: Levels = HashMap::new();
+        for m in cx.members.values().filter(|m| m.admitted && m.connected && m.info.role.publishes()) {
             let silenced = m.info.audio_muted || m.hard_muted(MediaKind::Audio);
             let level = if silenced {
                 0
@@ -94,34 +101,45 @@ impl Room {
             };
             levels.entry(m.space.clone()).or_default().push((m.info.id.clone(), level));
         }
-        let speaking: Vec<ParticipantId> = levels.values().flatten().filter(|(_, l)| *l >= SPEECH).map(|(id, _)| id.clone()).collect();
-        self.talk_tick(&speaking);
+        levels
+    }
+
+    /// Who is above the speech threshold in `levels` (talk time counts them).
+    pub(super) fn speaking(levels: &Levels) -> Vec<ParticipantId> {
+        levels.values().flatten().filter(|(_, l)| *l >= SPEECH).map(|(id, _)| id.clone()).collect()
+    }
+
+    /// Feeds one tick's `levels` to every space, tells members whose space's speaker changed,
+    /// and sets the next tick.
+    pub(super) fn tick(&mut self, cx: &mut Cx, levels: Levels) {
         let mut changes = Vec::new();
-        let spaces: Vec<Option<String>> = levels.keys().cloned().chain(self.speakers.by_space.keys().cloned()).collect();
+        let spaces: Vec<Option<String>> = levels.keys().cloned().chain(self.by_space.keys().cloned()).collect();
         for space in spaces {
             let in_space = levels.get(&space).map(Vec::as_slice).unwrap_or_default();
             let loudest = in_space.iter().filter(|(_, l)| *l >= SPEECH).max_by_key(|(_, l)| *l).cloned();
-            let state = self.speakers.by_space.entry(space.clone()).or_default();
+            let state = self.by_space.entry(space.clone()).or_default();
             let current_level = state.current.as_ref().and_then(|c| in_space.iter().find(|(id, _)| id == c)).map_or(0, |(_, l)| *l);
             if let Some(change) = state.tick(loudest, current_level) {
                 changes.push((space, change));
             }
         }
-        self.speakers.by_space.retain(|space, s| s.current.is_some() || levels.contains_key(space));
+        self.by_space.retain(|space, s| s.current.is_some() || levels.contains_key(space));
         for (space, speaker) in changes {
             let told: Vec<ParticipantId> =
-                self.members.values().filter(|m| m.admitted && m.space == space).map(|m| m.info.id.clone()).collect();
+                cx.members.values().filter(|m| m.admitted && m.space == space).map(|m| m.info.id.clone()).collect();
             for id in told {
-                self.send_to(&id, ServerMessage::ActiveSpeaker { participant_id: speaker.clone() });
+                cx.send(&id, ServerMessage::ActiveSpeaker { participant_id: speaker.clone() });
             }
         }
-        self.schedule(TICK, Timer::Speakers);
+        cx.schedule(TICK, Timer::Speakers);
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::{Effect, World};
     use super::*;
+    use crate::auth::Role;
 
     fn p(s: &str) -> ParticipantId {
         ParticipantId::from_trusted(s)
@@ -142,5 +160,50 @@ mod tests {
             assert_eq!(s.tick(None, 0), None);
         }
         assert_eq!(s.tick(None, 0), Some(None));
+    }
+
+    fn speaker_told(w: &World, to: &ParticipantId) -> Vec<Option<ParticipantId>> {
+        w.sent_to(to)
+            .into_iter()
+            .filter_map(|m| match m {
+                ServerMessage::ActiveSpeaker { participant_id } => Some(participant_id),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Each space has its own speaker and only its members hear of it; every tick sets the
+    /// next; a closed breakout's speaker is forgotten.
+    #[test]
+    fn each_space_hears_only_of_its_own_speaker() {
+        let mut w = World::new();
+        let t = w.admit("t", Role::Therapist, None);
+        let a = w.admit("a", Role::Participant, None);
+        let b = w.admit("b", Role::Participant, Some("b1"));
+        let c = w.admit("c", Role::Participant, Some("b1"));
+        let mut s = Speakers::default();
+        let levels: Levels =
+            [(None, vec![(t.clone(), 0), (a.clone(), 100)]), (Some("b1".into()), vec![(b.clone(), 90), (c.clone(), 0)])].into();
+        assert_eq!(Speakers::speaking(&levels).len(), 2);
+        s.tick(&mut w.cx(), levels);
+        assert_eq!(speaker_told(&w, &t), vec![Some(a.clone())]);
+        assert_eq!(speaker_told(&w, &a), vec![Some(a.clone())]);
+        assert_eq!(speaker_told(&w, &b), vec![Some(b.clone())]);
+        assert_eq!(speaker_told(&w, &c), vec![Some(b.clone())]);
+        let timers: Vec<_> = w.take().into_iter().filter(|e| matches!(e, Effect::Timer { timer: Timer::Speakers, .. })).collect();
+        assert_eq!(timers.len(), 1, "one next tick");
+
+        // The same levels again: nothing new to tell.
+        let levels: Levels =
+            [(None, vec![(t.clone(), 0), (a.clone(), 100)]), (Some("b1".into()), vec![(b.clone(), 90), (c.clone(), 0)])].into();
+        s.tick(&mut w.cx(), levels);
+        assert!(speaker_told(&w, &t).is_empty() && speaker_told(&w, &b).is_empty());
+        w.take();
+
+        // The breakout closes: its speaker goes, and a reopened one starts with nobody.
+        s.forget_space("b1");
+        let levels: Levels = [(Some("b1".into()), vec![(c.clone(), 90)])].into();
+        s.tick(&mut w.cx(), levels);
+        assert_eq!(speaker_told(&w, &c), vec![Some(c.clone())], "the first clear voice takes it at once");
     }
 }

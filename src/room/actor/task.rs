@@ -7,8 +7,8 @@
 //! no rule: every decision is the core's.
 //!
 //! The stall rule needs a send's result: a full outbox is a client that stopped reading. The
-//! task performs effects in order and, when a send finds an outbox full, hands the core
-//! `Input::Stalled` at once; the core evicts the member and the eviction's effects are performed
+//! task performs effects in order and, when a send finds an outbox full, tells the core at
+//! once (`Room::stalled`); the core evicts the member and the eviction's effects are performed
 //! before the rest of the batch. What the rest of the batch still says about the evicted member
 //! (messages or peer commands for it, others' subscriptions to its tracks) is dropped, as if it
 //! had left before that command.
@@ -22,7 +22,7 @@ use tracing::{error, info, info_span, warn, Instrument};
 use super::effect::{Effect, Now};
 use super::milestone::{spawn_store_task, StoreJobs};
 use super::snapshot;
-use super::{Input, JoinRequest, Outbox, Room, RoomCommand, RoomError, RoomHandle, SessionEnd, Timer};
+use super::{JoinRequest, Outbox, Room, RoomCommand, RoomError, RoomHandle, RoomInput, SessionEnd, Timer};
 use crate::cluster::Cluster;
 use crate::room::shared::RegistryInner;
 use crate::sfu::{PeerCommand, PeerHandle};
@@ -68,7 +68,7 @@ impl Performer {
                     if let Err(mpsc::error::TrySendError::Full(_)) = conn.outbox.try_send(msg) {
                         warn!(participant = %to, "outbox full; disconnecting stalled client");
                         evicted.insert(to.clone());
-                        let (_, more) = core.with(Now::real(), |r| r.handle(Input::Stalled(to)));
+                        let (_, more) = core.with(Now::real(), |r| r.stalled(&to));
                         for e in more.into_iter().rev() {
                             queue.push_front(e);
                         }
@@ -118,7 +118,7 @@ impl Performer {
                 Effect::Milestone(job) => {
                     let Some(store) = &self.registry.store else { continue };
                     let reply_to = job.reply_to().and_then(|id| self.conns.get(id)).map(|c| c.outbox.clone());
-                    let prefs = core.milestone_prefs();
+                    let prefs = core.milestones.shared_prefs();
                     let jobs = self.milestone_jobs.get_or_insert_with(|| spawn_store_task(store.clone(), prefs, self.me.clone()));
                     let _ = jobs.send((job, reply_to));
                 }
@@ -142,7 +142,7 @@ impl Performer {
         tokio::spawn(async move {
             tokio::time::sleep_until(at).await;
             if let Some(tx) = me.upgrade() {
-                let _ = tx.send(RoomCommand::Timer(timer)).await;
+                let _ = tx.send(RoomInput::Timer(timer).into()).await;
             }
         });
     }
@@ -265,16 +265,7 @@ async fn run(mut room: Room, mut io: Performer, mut rx: mpsc::Receiver<RoomComma
                 // Only now: the room has queued `joined` (and more) on the outbox.
                 let _ = reply.send(result);
             }
-            cmd => {
-                let input = match cmd {
-                    RoomCommand::Leave(id) => Input::Leave(id),
-                    RoomCommand::Disconnected(id) => Input::Disconnected(id),
-                    RoomCommand::TrackPublished(id, track) => Input::TrackPublished(id, track),
-                    RoomCommand::TrackEnded(id, track) => Input::TrackEnded(id, track),
-                    RoomCommand::Client { from, msg } => Input::Client { from, msg },
-                    RoomCommand::Timer(timer) => Input::Timer(timer),
-                    RoomCommand::Join(..) | RoomCommand::Evacuate(_) => continue,
-                };
+            RoomCommand::Input(input) => {
                 guarded(&mut room, &mut io, now, |r| r.handle(input), &mut failed);
             }
         }
