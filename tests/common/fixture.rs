@@ -358,7 +358,7 @@ fn device_camera_for_all() -> bool {
 
 /// Writes a YUV4MPEG2 file Chromium plays in a loop as its camera
 /// (`--use-file-for-fake-video-capture`): one second of a light block crossing a grey picture.
-pub fn write_moving_y4m(path: &Path, width: u32, height: u32, fps: u32) {
+fn write_moving_y4m(path: &Path, width: u32, height: u32, fps: u32) {
     let (w, h) = (width as usize, height as usize);
     let mut data = format!("YUV4MPEG2 W{w} H{h} F{fps}:1 Ip A1:1 C420jpeg\n").into_bytes();
     let block = h / 3;

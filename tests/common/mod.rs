@@ -1,9 +1,8 @@
 //! Shared test harness: the real server on 127.0.0.1:0, and helpers to reach it.
 //!
 //! Protocol tests join with [`join`] (or [`try_join`] for a refusal, [`join_media`] for a
-//! webrtc-crate peer) and wait for a message with [`next`] / [`next_msg!`]: one deadline
-//! ([`WAIT`]) for every wait, other messages on the way skipped. Browser tests use
-//! [`fixture::BrowserTest`].
+//! webrtc-crate peer), with one deadline ([`WAIT`]) for any message the server owes. Browser
+//! tests use [`fixture::BrowserTest`].
 #![allow(dead_code)]
 
 pub mod a11y;
@@ -72,31 +71,6 @@ pub fn token_for(server: &RunningServer, room: &str, role: Role, name: &str, par
 
 /// How long a protocol test waits for any one message the server owes it.
 pub const WAIT: Duration = Duration::from_secs(10);
-
-/// Waits (up to [`WAIT`]) for the next message of wire type `kind` (`"chatSettings"`, ...),
-/// skipping others; an unknown type name fails at once rather than after the deadline.
-pub async fn next(c: &mut hearth::client::SignalClient, kind: &str) -> hearth::signal::protocol::ServerMessage {
-    use hearth::signal::protocol::ServerMessage;
-    use strum::VariantNames;
-    assert!(ServerMessage::VARIANTS.contains(&kind), "`{kind}` is not a server message type");
-    c.recv_until(kind, WAIT, |m| <&'static str>::from(m) == kind).await.unwrap_or_else(|e| panic!("waiting for `{kind}`: {e}"))
-}
-
-/// Waits (up to [`WAIT`]) for the next message matching a pattern, skipping others, and
-/// evaluates to the expression after `=>` with the pattern's bindings:
-/// `let poll = next_msg!(c, ServerMessage::PollStarted { poll } => poll);`
-#[macro_export]
-macro_rules! next_msg {
-    ($c:expr, $pat:pat => $out:expr) => {{
-        #[allow(unused_variables)]
-        let wanted = |m: &hearth::signal::protocol::ServerMessage| matches!(m, $pat);
-        match $c.recv_until(stringify!($pat), $crate::common::WAIT, wanted).await {
-            Ok($pat) => $out,
-            Ok(_) => unreachable!("recv_until returns a matching message"),
-            Err(e) => panic!("waiting for {}: {e}", stringify!($pat)),
-        }
-    }};
-}
 
 /// A socket that joined a room, and the participant id the server gave it.
 pub struct Joined {
