@@ -14,7 +14,7 @@
 //! }
 //!
 //! async fn scenario(fx: &BrowserTest, therapist: &Client, pat: &Client) -> Result<(), String> {
-//!     fx.join(therapist, "therapist", Role::Therapist, ("t-rivera", "Dr. Rivera"), ROOM).await?;
+//!     fx.join(therapist, "therapist", ROOM, Role::Therapist, ("t-rivera", "Dr. Rivera")).await?;
 //!     wait_for(pat, "the chat button", VISIBLE_JS, &[json!("#chat-button")]).await?;
 //!     fx.shot(pat, "joined").await;
 //!     Ok(())
@@ -29,6 +29,12 @@
 //!   `sized`, `reduced_motion` and `arg` (more Chromium flags) adjust a spec. [`resize`] changes a page's
 //!   window and waits until the page has laid itself out; [`BrowserTest::fits_narrow_phone`]
 //!   checks a page does not scroll sideways at 360 px.
+//! - **Joining:** [`BrowserTest::join`] opens a personal link and waits for the room;
+//!   [`BrowserTest::enter`] only presses the link's button (a page that is to wait);
+//!   [`BrowserTest::link`] is the link itself. [`BrowserTest::open_on`] opens pages through a
+//!   chromedriver the test started (inside a network namespace, say).
+//! - **Timeline:** [`BrowserTest::step`] prints seconds since the test started, to read a slow
+//!   run from.
 //! - **Waiting:** every wait has a deadline ([`wait_for`] and friends in `browser.rs`, [`UI_DEADLINE`]
 //!   by default); the whole test has one too: [`BrowserTest::within`] turns running out of it
 //!   into an ordinary failure, so the wrap-up still runs.
