@@ -2,6 +2,8 @@
 
 mod common;
 
+use common::join;
+
 use common::{expect_error, pid};
 
 use std::collections::HashMap;
@@ -9,9 +11,8 @@ use std::time::Duration;
 
 use hearth::auth::Role;
 use hearth::client::{MediaClient, MediaOptions, SignalClient};
-use hearth::room::{ParticipantId, RoomId};
-use hearth::server::RunningServer;
-use hearth::signal::protocol::{BreakoutPlan, ClientMessage, ErrorCode, MediaKind, ServerMessage, PROTOCOL_VERSION};
+use hearth::room::ParticipantId;
+use hearth::signal::protocol::{BreakoutPlan, ClientMessage, ErrorCode, MediaKind, ServerMessage};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -34,14 +35,6 @@ async fn create_breakouts(t: &mut SignalClient, names: &[&str]) -> Vec<String> {
             return plan.rooms.iter().map(|r| r.id.clone()).collect();
         }
     }
-}
-
-async fn join(server: &RunningServer, room: &str, role: Role, name: &str, id: &str) -> SignalClient {
-    let mut c = SignalClient::connect(&common::ws_url(server)).await.unwrap();
-    let token = common::token_for(server, room, role, name, id);
-    c.send(&ClientMessage::Join { protocol_version: PROTOCOL_VERSION, room_id: RoomId::new(room).unwrap(), token }).await.unwrap();
-    c.recv_until("admitted", WAIT, |m| matches!(m, ServerMessage::Admitted { .. })).await.unwrap();
-    c
 }
 
 async fn space_changed(c: &mut SignalClient) -> Option<String> {

@@ -6,18 +6,15 @@
 //! participant from the people list, and the participant's page must say so and lock its
 //! unmute button.
 //!
-//! Needs `/usr/bin/chromium` and `/usr/bin/chromedriver` (Debian packages `chromium` and
-//! `chromium-driver`); `scripts/install-test-deps.sh` installs them. Without them this test
-//! fails on purpose: a silently skipped browser test would hide a broken client.
-//!
-//! Artifacts (screenshots, chromedriver log) go to `target/test-artifacts/`. The pages' own
-//! logs (`window.hearth.log`) are printed on failure, or always with `HEARTH_BROWSER_LOGS=1`.
+//! Written with the browser fixture (`tests/common/fixture.rs`, which says what a browser test
+//! needs installed); screenshots, the chromedriver log and the pages' own logs go to
+//! `target/test-artifacts/browser/`.
 
 mod common;
 
 use common::browser::*;
+use common::fixture::*;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use hearth::auth::Role;
@@ -31,8 +28,6 @@ const MEDIA_DEADLINE: Duration = Duration::from_secs(30);
 /// Upper bound for the whole test, so a hung browser or server cannot hang CI.
 const TEST_DEADLINE: Duration = Duration::from_secs(90);
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
-/// Screenshots from this test start with this, so a new run can clear the last run's.
-const SCREENSHOT_PREFIX: &str = "browser-";
 
 /// Reads inbound RTP stats and what the page shows; resolves with one JSON object.
 const MEDIA_PROBE_JS: &str = r#"
@@ -126,52 +121,22 @@ return Boolean(tile && tile.classList.contains('spotlit')
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn therapist_admits_a_waiting_participant_then_mutes_them() {
-    with_deadline(TEST_DEADLINE, "browser test", run()).await;
-}
-
-async fn run() {
-    let artifacts = artifacts_dir(SCREENSHOT_PREFIX);
-    // Declared before the chromedriver guard so they are removed after the browsers are gone.
-    let therapist_profile = TempDir::new("therapist");
-    let participant_profile = TempDir::new("participant");
-
-    let server = common::start_server().await;
-    let health = common::health(&server).await;
+    let mut fx = BrowserTest::with_server("browser", TEST_DEADLINE, common::test_config()).await;
+    let health = common::health(fx.server()).await;
     assert_eq!(health["status"], "ok", "fresh server is healthy: {health}");
-
-    let driver = ChromeDriver::spawn(&artifacts.join("chromedriver.log")).await;
-    let window = BrowserOptions::size(1280, 800);
     // The participant's microphone plays a steady tone: clearly speaking (active speaker).
-    let voice = participant_profile.path().join("voice.wav");
+    let voice = fx.artifacts().join("voice.wav");
     write_tone_wav(&voice, 10, 0.3);
-    let speaking = BrowserOptions { extra_args: vec![format!("--use-file-for-fake-audio-capture={}", voice.display())], ..window.clone() };
-    let (therapist, participant) = tokio::join!(
-        open_browser_with(&driver.url, therapist_profile.path(), &window),
-        open_browser_with(&driver.url, participant_profile.path(), &speaking)
-    );
-
-    let started = Instant::now();
-    let outcome = scenario(&therapist, &participant, &server, &artifacts).await;
-    eprintln!("scenario took {:.1?}", started.elapsed());
-
-    wrap_up(&[("therapist", &therapist), ("participant", &participant)], &artifacts, SCREENSHOT_PREFIX, outcome.is_err()).await;
-    server.shutdown().await;
-    drop(driver);
-
-    if let Err(message) = outcome {
-        panic!("{message}");
-    }
+    let speaking = PageSpec::desktop("participant").arg(format!("--use-file-for-fake-audio-capture={}", voice.display()));
+    let [therapist, participant] = fx.open([PageSpec::desktop("therapist"), speaking]).await;
+    let outcome = fx.within(scenario(&fx, &therapist, &participant)).await;
+    fx.finish(outcome).await;
 }
 
-/// The whole scenario; Err says what was expected and what was last observed.
-async fn scenario(
-    therapist: &Client,
-    participant: &Client,
-    server: &hearth::server::RunningServer,
-    artifacts: &Path,
-) -> Result<(), String> {
-    let base = format!("http://{}", server.addr());
-    let shot = |name: &str| artifacts.join(format!("{SCREENSHOT_PREFIX}{name}.png"));
+async fn scenario(fx: &BrowserTest, therapist: &Client, participant: &Client) -> Result<(), String> {
+    let server = fx.server();
+    let base = fx.base_url();
+    let shot = |name: &str| fx.shot_path(name);
 
     // The therapist opens their personal join link: the page greets them, one click joins.
     let token = common::token(server, ROOM, Role::Therapist, THERAPIST);
@@ -294,16 +259,7 @@ async fn scenario(
 
     // Phones: the same pages at 360 px wide.
     for (who, client) in [("therapist", therapist), ("participant", participant)] {
-        client.set_window_size(360, 780).await.map_err(|e| format!("{who}: resizing to phone size: {e}"))?;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let overflow = client
-            .execute("return document.documentElement.scrollWidth > window.innerWidth;", vec![])
-            .await
-            .map_err(|e| format!("{who}: measuring the page: {e}"))?;
-        save_screenshot(client, &shot(&format!("{who}-phone"))).await;
-        if overflow != json!(false) {
-            return Err(format!("the {who}'s page scrolls sideways at 360 px"));
-        }
+        fx.fits_narrow_phone(client, who).await?;
     }
     Ok(())
 }

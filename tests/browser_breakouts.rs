@@ -18,15 +18,14 @@
 //! - Alex's connection drops without leaving: the others' pages keep Alex's tile, marked
 //!   "Reconnecting…".
 //!
-//! Same harness as `tests/browser.rs`: needs `/usr/bin/chromium` and `/usr/bin/chromedriver`
-//! (`scripts/install-test-deps.sh`), and fails rather than skips without them. Screenshots and
-//! the chromedriver log go to `target/test-artifacts/` (files starting `breakouts-`).
+//! Written with the browser fixture (`tests/common/fixture.rs`); screenshots and logs go to
+//! `target/test-artifacts/breakouts/`.
 
 mod common;
 
 use common::browser::*;
+use common::fixture::*;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use hearth::auth::Role;
@@ -46,8 +45,6 @@ const BROADCAST: &str = "Two minutes left: please start wrapping up.";
 /// How long media may take after a (re)negotiation.
 const MEDIA_DEADLINE: Duration = Duration::from_secs(20);
 const TEST_DEADLINE: Duration = Duration::from_secs(120);
-/// Screenshots from this test start with this, so a new run can clear the last run's.
-const SCREENSHOT_PREFIX: &str = "breakouts-";
 
 /// What the page shows: its state, the visible remote tiles (with per-tile video statistics),
 /// the space banner and the people list. Resolves with one JSON object.
@@ -76,6 +73,7 @@ const sharedTracks = streams.flatMap((a, i) => streams.slice(i + 1).flatMap((b) 
 const banner = document.querySelector('#space-banner');
 const page = {
   state: h ? h.state : 'no window.hearth',
+  status: document.querySelector('#status').textContent.trim(),
   tiles,
   names: tiles.map((t) => t.name).sort(),
   banner: shown(banner) ? document.querySelector('#space-title').textContent.trim() : null,
@@ -120,53 +118,26 @@ return { cards, state: chip.hidden ? '' : chip.textContent.trim() };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn breakout_rooms_in_the_browser() {
-    with_deadline(TEST_DEADLINE, "browser breakouts test", run()).await;
-}
-
-async fn run() {
-    let artifacts = artifacts_dir(SCREENSHOT_PREFIX);
-    let profiles = [TempDir::new("bo-therapist"), TempDir::new("bo-ana"), TempDir::new("bo-ben")];
     // No waiting room (this test is about breakouts), and a reconnect grace long enough that a
     // dropped connection is held (the test default is 300 ms).
-    let mut config = common::test_config();
-    config.rooms.waiting_room = false;
+    let mut config = open_config();
     config.rooms.reconnect_grace_ms = 20_000;
-    let server = common::start_with(config).await;
-    let driver = ChromeDriver::spawn(&artifacts.join("breakouts-chromedriver.log")).await;
-    let (therapist, ana, ben) = tokio::join!(
-        open_browser(&driver.url, profiles[0].path()),
-        open_browser(&driver.url, profiles[1].path()),
-        open_browser(&driver.url, profiles[2].path())
-    );
-
-    let started = Instant::now();
-    let outcome = scenario(&therapist, &ana, &ben, &server, &artifacts).await;
-    eprintln!("scenario took {:.1?}", started.elapsed());
-    wrap_up(&[("therapist", &therapist), ("ana", &ana), ("ben", &ben)], &artifacts, SCREENSHOT_PREFIX, outcome.is_err()).await;
-    server.shutdown().await;
-    drop(driver);
-    if let Err(message) = outcome {
-        panic!("{message}");
-    }
+    let mut fx = BrowserTest::with_server("breakouts", TEST_DEADLINE, config).await;
+    let [therapist, ana, ben] = fx.open([PageSpec::desktop("therapist"), PageSpec::desktop("ana"), PageSpec::desktop("ben")]).await;
+    let outcome = fx.within(scenario(&fx, &therapist, &ana, &ben)).await;
+    fx.finish(outcome).await;
 }
 
-async fn scenario(
-    therapist: &Client,
-    ana: &Client,
-    ben: &Client,
-    server: &hearth::server::RunningServer,
-    artifacts: &Path,
-) -> Result<(), String> {
-    let base = format!("http://{}", server.addr());
-    let shot = |name: &str| artifacts.join(format!("{SCREENSHOT_PREFIX}{name}.png"));
-    let t0 = Instant::now();
-    let step = |what: &str| eprintln!("[{:>5.1?}] {what}", t0.elapsed());
+async fn scenario(fx: &BrowserTest, therapist: &Client, ana: &Client, ben: &Client) -> Result<(), String> {
+    let server = fx.server();
+    let shot = |name: &str| fx.shot_path(name);
+    let step = |what: &str| fx.step(what);
 
     // Everyone joins with their link; Alex joins headless.
     let (t, a, b) = tokio::join!(
-        join_page(therapist, "therapist", &base, server, Role::Therapist, THERAPIST),
-        join_page(ana, "ana", &base, server, Role::Participant, ANA),
-        join_page(ben, "ben", &base, server, Role::Participant, BEN)
+        fx.join(therapist, "therapist", ROOM, Role::Therapist, THERAPIST),
+        fx.join(ana, "ana", ROOM, Role::Participant, ANA),
+        fx.join(ben, "ben", ROOM, Role::Participant, BEN)
     );
     t?;
     a?;
@@ -224,16 +195,16 @@ async fn scenario(
     // Options: 5 minutes; open.
     fill(therapist, "#bo-duration", "5").await?;
     dismiss_toasts(therapist).await;
-    therapist.set_window_size(1280, 1800).await.map_err(|e| format!("therapist: resizing: {e}"))?;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    resize(therapist, "therapist", (1280, 1800)).await?;
     save_screenshot_of(therapist, "#breakouts-section", &shot("therapist-plan")).await;
-    therapist.set_window_size(1280, 900).await.map_err(|e| format!("therapist: resizing back: {e}"))?;
+    resize(therapist, "therapist", DESKTOP).await?;
     press(therapist, "therapist", "#bo-open", Key::Enter).await?;
+    let opened = Instant::now();
 
     // Ana: in Garden, with a countdown, sees Alex only, and Alex's video arrives.
     let in_garden = format!("You are in breakout: {GARDEN}");
     let ana_in_garden = until(ana, "Ana's page in Garden with only Alex", UI_DEADLINE, |p| {
-        p["banner"] == in_garden.as_str() && countdown_near(p, 300) && names(p) == sorted(&[ALEX.1])
+        p["banner"] == in_garden.as_str() && countdown_near(p, 300, opened) && names(p) == sorted(&[ALEX.1])
     })
     .await?;
     for hidden in [BEN.0, THERAPIST.0] {
@@ -248,11 +219,12 @@ async fn scenario(
     let ana_alex =
         until(ana, "Alex's video packets on Ana's page", MEDIA_DEADLINE, |p| tile_stat(p, ALEX.0, "packets") > first + 30).await?;
     eprintln!("Ana receives Alex in Garden: {}", tile_of(&ana_alex, ALEX.0));
+    step("Ana in Garden, receiving Alex");
     // Ben: in Library, alone: the grid shows just his own tile.
     let in_library = format!("You are in breakout: {LIBRARY}");
     until(ben, "Ben's page in Library, alone", UI_DEADLINE, |p| {
         p["banner"] == in_library.as_str()
-            && countdown_near(p, 300)
+            && countdown_near(p, 300, opened)
             && names(p).is_empty()
             && p["peopleCount"] == "Just you in this room right now."
     })
@@ -282,24 +254,13 @@ async fn scenario(
     save_screenshot(ana, &shot("participant")).await;
     step("breakouts open and checked");
     // The whole panel: a window tall enough that the sidebar does not scroll.
-    therapist.set_window_size(1280, 1800).await.map_err(|e| format!("therapist: resizing: {e}"))?;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    resize(therapist, "therapist", (1280, 1800)).await?;
     save_screenshot_of(therapist, "#breakouts-section", &shot("therapist")).await;
-    therapist.set_window_size(1280, 900).await.map_err(|e| format!("therapist: resizing back: {e}"))?;
+    resize(therapist, "therapist", DESKTOP).await?;
 
     // Phones: the banner and the panel fit 360 px.
     for (who, client) in [("therapist", therapist), ("participant", ana)] {
-        client.set_window_size(360, 780).await.map_err(|e| format!("{who}: resizing to phone size: {e}"))?;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let overflow = client
-            .execute("return document.documentElement.scrollWidth > window.innerWidth;", vec![])
-            .await
-            .map_err(|e| format!("{who}: measuring the page: {e}"))?;
-        save_screenshot(client, &shot(&format!("{who}-phone"))).await;
-        client.set_window_size(1280, 900).await.map_err(|e| format!("{who}: resizing back: {e}"))?;
-        if overflow != json!(false) {
-            return Err(format!("the {who}'s page scrolls sideways at 360 px"));
-        }
+        fx.fits_narrow_phone(client, who).await?;
     }
 
     // A broadcast reaches every room as a banner; the therapist's panel confirms it.
@@ -365,11 +326,11 @@ async fn scenario(
             && p["banner"] == in_garden.as_str()
     })
     .await?;
-    save_screenshot(ana, &shot("participant-reconnecting")).await;
-    let status = text_of(ana, "#status").await?;
-    if status != "Reconnecting…" {
-        return Err(format!("Ana's status should say Reconnecting…, says {status:?} ({reconnecting})"));
+    // Read in the same probe as the state: the page may be back before another command runs.
+    if reconnecting["status"] != "Reconnecting…" {
+        return Err(format!("Ana's status should say Reconnecting…, says {} ({reconnecting})", reconnecting["status"]));
     }
+    save_screenshot(ana, &shot("participant-reconnecting")).await;
     until(ana, "Ana back in Garden after reconnecting", MEDIA_DEADLINE, |p| {
         p["state"] == "joined"
             && p["gridReconnecting"] == false
@@ -433,17 +394,6 @@ async fn scenario(
     Ok(())
 }
 
-async fn join_page(
-    client: &Client,
-    who: &str,
-    base: &str,
-    server: &hearth::server::RunningServer,
-    role: Role,
-    (id, name): (&str, &str),
-) -> Result<(), String> {
-    join_with_link(client, who, base, &common::token_for(server, ROOM, role, name, id)).await
-}
-
 fn sorted(names: &[&str]) -> Vec<String> {
     let mut v: Vec<String> = names.iter().map(|s| s.to_string()).collect();
     v.sort();
@@ -483,14 +433,15 @@ fn decoding(page: &Value, id: &str) -> bool {
     tile_stat(page, id, "frames") > 0 && tile_stat(page, id, "shownFrames") > 0 && tile_stat(page, id, "width") > 0
 }
 
-/// The countdown reads m:ss left, within 15 s below `secs`.
-fn countdown_near(page: &Value, secs: u64) -> bool {
+/// The countdown reads m:ss left, `secs` counted down from `since` (give or take 5 s): on a
+/// busy machine the checks before this one can take a while.
+fn countdown_near(page: &Value, secs: u64, since: Instant) -> bool {
     let Some(text) = page["time"].as_str() else { return false };
     let Some(clock) = text.strip_suffix(" left") else { return false };
     let Some((m, s)) = clock.split_once(':') else { return false };
     let (Ok(m), Ok(s)) = (m.parse::<u64>(), s.parse::<u64>()) else { return false };
     let left = m * 60 + s;
-    left <= secs && left + 15 >= secs
+    left <= secs && left + since.elapsed().as_secs() + 5 >= secs
 }
 
 /// Closes other features' floating toasts (the milestones question), so they do not cover

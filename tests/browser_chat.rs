@@ -10,16 +10,15 @@
 //! therapist acknowledges it (only then is the participant told it was seen) and resolves it
 //! with an outcome.
 //!
-//! Same harness as `tests/browser.rs`: needs `/usr/bin/chromium` and `/usr/bin/chromedriver`
-//! (`scripts/install-test-deps.sh`), and fails rather than skips without them. Screenshots and
-//! the chromedriver log go to `target/test-artifacts/` (files starting `chat-`).
+//! Written with the browser fixture (`tests/common/fixture.rs`); screenshots and logs go to
+//! `target/test-artifacts/chat/`.
 
 mod common;
 
 use common::browser::*;
+use common::fixture::*;
 
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hearth::auth::Role;
 use hearth::client::SignalClient;
@@ -34,8 +33,6 @@ const ALEX: (&str, &str) = ("p-alex", "Alex");
 const MARKUP: &str = "Hi all <b>not bold</b> <img src=x onerror=alert(1)>";
 const PRIVATE_TEXT: &str = "Can we talk after the session?";
 const TEST_DEADLINE: Duration = Duration::from_secs(90);
-/// Screenshots from this test start with this, so a new run can clear the last run's.
-const SCREENSHOT_PREFIX: &str = "chat-";
 
 /// The unread counter on the Chat button says `arguments[0]`.
 const UNREAD_JS: &str = r#"
@@ -114,47 +111,21 @@ return Boolean(a && a.classList.contains('acknowledged') && a.querySelector('[da
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_and_support_in_the_browser() {
-    with_deadline(TEST_DEADLINE, "browser chat test", run()).await;
+    let mut fx = BrowserTest::with_server("chat", TEST_DEADLINE, open_config()).await;
+    let [therapist, participant] = fx.open([PageSpec::desktop("therapist"), PageSpec::desktop("participant")]).await;
+    let outcome = fx.within(scenario(&fx, &therapist, &participant)).await;
+    fx.finish(outcome).await;
 }
 
-async fn run() {
-    let artifacts = artifacts_dir(SCREENSHOT_PREFIX);
-    let therapist_profile = TempDir::new("chat-therapist");
-    let participant_profile = TempDir::new("chat-participant");
-    let server = common::start_open_server().await;
-    let driver = ChromeDriver::spawn(&artifacts.join("chat-chromedriver.log")).await;
-    let (therapist, participant) =
-        tokio::join!(open_browser(&driver.url, therapist_profile.path()), open_browser(&driver.url, participant_profile.path()));
-
-    let started = Instant::now();
-    let outcome = scenario(&therapist, &participant, &server, &artifacts).await;
-    eprintln!("scenario took {:.1?}", started.elapsed());
-    wrap_up(&[("therapist", &therapist), ("participant", &participant)], &artifacts, SCREENSHOT_PREFIX, outcome.is_err()).await;
-    server.shutdown().await;
-    drop(driver);
-    if let Err(message) = outcome {
-        panic!("{message}");
-    }
-}
-
-async fn scenario(
-    therapist: &Client,
-    participant: &Client,
-    server: &hearth::server::RunningServer,
-    artifacts: &Path,
-) -> Result<(), String> {
-    let base = format!("http://{}", server.addr());
-    let shot = |name: &str| artifacts.join(format!("{SCREENSHOT_PREFIX}{name}.png"));
+async fn scenario(fx: &BrowserTest, therapist: &Client, participant: &Client) -> Result<(), String> {
+    let server = fx.server();
+    let shot = |name: &str| fx.shot_path(name);
 
     // Both open their join links and join (no waiting room on this server).
-    for (client, who, role, (id, name)) in
+    for (client, who, role, person) in
         [(therapist, "therapist", Role::Therapist, THERAPIST), (participant, "participant", Role::Participant, PARTICIPANT)]
     {
-        let token = common::token_for(server, ROOM, role, name, id);
-        client.goto(&format!("{base}/#token={token}")).await.map_err(|e| format!("{who}: opening the link: {e}"))?;
-        wait_for(client, &format!("the {who}'s link page"), VISIBLE_JS, &[json!("#link-join-button")]).await?;
-        click(client, who, "#link-join-button").await?;
-        wait_for(client, &format!("the {who} to be in the room"), "return window.hearth.state === 'joined';", &[]).await?;
+        fx.join(client, who, ROOM, role, person).await?;
         wait_for(client, &format!("the {who}'s Chat button"), VISIBLE_JS, &[json!("#chat-button")]).await?;
     }
     // Only participants have the support button.
@@ -226,17 +197,7 @@ async fn scenario(
     save_screenshot(participant, &shot("participant-support-received")).await;
     // On phones (360 px) the alert and the control bar still fit.
     for (who, client) in [("therapist", therapist), ("participant", participant)] {
-        client.set_window_size(360, 780).await.map_err(|e| format!("{who}: resizing to phone size: {e}"))?;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let overflow = client
-            .execute("return document.documentElement.scrollWidth > window.innerWidth;", vec![])
-            .await
-            .map_err(|e| format!("{who}: measuring the page: {e}"))?;
-        save_screenshot(client, &shot(&format!("{who}-phone"))).await;
-        if overflow != json!(false) {
-            return Err(format!("the {who}'s page scrolls sideways at 360 px"));
-        }
-        client.set_window_size(1280, 900).await.map_err(|e| format!("{who}: resizing back: {e}"))?;
+        fx.fits_narrow_phone(client, who).await?;
     }
     // Alex, another participant, heard nothing of it.
     let heard = alex.recv_until("anything about support", Duration::from_millis(500), |m| {
@@ -280,5 +241,3 @@ async fn scenario(
 async fn dismiss_toasts(client: &Client) {
     let _ = client.execute("document.querySelectorAll('.ms-toast').forEach((t) => t.remove());", vec![]).await;
 }
-
-// Browser plumbing (as in tests/browser.rs).

@@ -3,30 +3,25 @@
 //! two earlier sessions on record (written to the store before the server starts), so after
 //! the round closes the therapist's people list shows Sam's trend as a small SVG chart of three
 //! points (check-ins as circles, check-outs as squares) with a text alternative naming every
-//! value, and the check-in panel shows this session's chart. Screenshots of both go to
-//! `target/test-artifacts/` (files starting `checkin-`).
-//!
-//! Same harness as `tests/browser.rs`: needs `/usr/bin/chromium` and `/usr/bin/chromedriver`
-//! (`scripts/install-test-deps.sh`), and fails rather than skips without them.
+//! value, and the check-in panel shows this session's chart. Written with the browser fixture
+//! (`tests/common/fixture.rs`); screenshots of both go to `target/test-artifacts/checkin/`.
 
 mod common;
 
 use common::browser::*;
+use common::fixture::*;
 
 use std::path::Path;
 use std::time::Duration;
 
 use hearth::auth::Role;
-use hearth::client::SignalClient;
-use hearth::room::RoomId;
-use hearth::signal::protocol::{ClientMessage, ServerMessage, PROTOCOL_VERSION};
+use hearth::signal::protocol::{ClientMessage, ServerMessage};
 use hearth::store::{CheckInValueRecord, Record, Recorder, SessionRecord, Store};
 use serde_json::json;
 
 const ROOM: &str = "browser-checkin";
 const TEST_DEADLINE: Duration = Duration::from_secs(90);
 const WAIT: Duration = Duration::from_secs(20);
-const SCREENSHOT_PREFIX: &str = "checkin-";
 
 /// Sam's answer is in the therapist's live list, only there.
 const ANSWER_SHOWN_JS: &str = r#"
@@ -56,25 +51,12 @@ return Boolean(fig && fig.querySelector('svg circle.trend-in')
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_therapist_runs_a_check_in_and_sees_each_members_trend_as_a_chart() {
-    with_deadline(TEST_DEADLINE, "browser check-in test", run()).await;
-}
-
-async fn run() {
-    let artifacts = artifacts_dir(SCREENSHOT_PREFIX);
-    let profile = TempDir::new("checkin-therapist");
-    let mut config = common::test_config();
-    config.rooms.waiting_room = false;
+    let config = open_config();
     seed_history(&config.store.path).await;
-    let server = common::start_with(config).await;
-    let driver = ChromeDriver::spawn(&artifacts.join("checkin-chromedriver.log")).await;
-    let therapist = open_browser(&driver.url, profile.path()).await;
-    let outcome = scenario(&therapist, &server, &artifacts).await;
-    wrap_up(&[("therapist", &therapist)], &artifacts, SCREENSHOT_PREFIX, outcome.is_err()).await;
-    server.shutdown().await;
-    drop(driver);
-    if let Err(message) = outcome {
-        panic!("{message}");
-    }
+    let mut fx = BrowserTest::with_server("checkin", TEST_DEADLINE, config).await;
+    let [therapist] = fx.open([PageSpec::desktop("therapist")]).await;
+    let outcome = fx.within(scenario(&fx, &therapist)).await;
+    fx.finish(outcome).await;
 }
 
 /// Two earlier sessions of Sam's: check-in 3, check-out 5 (the first); check-in 4 (the second).
@@ -111,18 +93,9 @@ async fn seed_history(path: &Path) {
     }
 }
 
-async fn scenario(therapist: &Client, server: &hearth::server::RunningServer, artifacts: &Path) -> Result<(), String> {
-    let base = format!("http://{}", server.addr());
-    let shot = |name: &str| artifacts.join(format!("{SCREENSHOT_PREFIX}{name}.png"));
-    let token = common::token_for(server, ROOM, Role::Therapist, "Dr. Rivera", "t-rivera");
-    join_with_link(therapist, "therapist", &base, &token).await?;
-
-    let mut sam = SignalClient::connect(&common::ws_url(server)).await.map_err(|e| format!("sam: {e}"))?;
-    let sam_token = common::token_for(server, ROOM, Role::Participant, "Sam", "p-sam");
-    sam.send(&ClientMessage::Join { protocol_version: PROTOCOL_VERSION, room_id: RoomId::new(ROOM).unwrap(), token: sam_token })
-        .await
-        .map_err(|e| format!("sam: {e}"))?;
-    sam.recv_until("admitted", WAIT, |m| matches!(m, ServerMessage::Admitted { .. })).await.map_err(|e| format!("sam: {e}"))?;
+async fn scenario(fx: &BrowserTest, therapist: &Client) -> Result<(), String> {
+    fx.join(therapist, "therapist", ROOM, Role::Therapist, ("t-rivera", "Dr. Rivera")).await?;
+    let mut sam = common::join(fx.server(), ROOM, Role::Participant, "Sam", "p-sam").await;
 
     // The therapist starts the check-in from the panel; Sam answers 6.
     wait_for(therapist, "the check-in panel", VISIBLE_JS, &[json!("#checkin-start")]).await?;
@@ -131,14 +104,14 @@ async fn scenario(therapist: &Client, server: &hearth::server::RunningServer, ar
     let Ok(ServerMessage::CheckInStarted { check_in }) = started else { return Err(format!("sam: no check-in: {started:?}")) };
     sam.send(&ClientMessage::AnswerCheckIn { check_in_id: check_in.check_in_id, value: Some(6) }).await.map_err(|e| format!("sam: {e}"))?;
     wait_for(therapist, "Sam's answer in the therapist's list", ANSWER_SHOWN_JS, &[]).await?;
-    save_screenshot_of(therapist, "#checkin-section", &shot("therapist-answers")).await;
+    fx.shot_of(therapist, "#checkin-section", "therapist-answers").await;
 
     // Closed: the trend in the people list and this session's chart.
     click(therapist, "therapist", "#checkin-close").await?;
     wait_for(therapist, "Sam's trend chart in the people list", TREND_SHOWN_JS, &[]).await?;
     wait_for(therapist, "the session chart", SESSION_CHART_JS, &[]).await?;
-    save_screenshot_of(therapist, "#people-section", &shot("therapist-trend")).await;
-    save_screenshot_of(therapist, "#checkin-section", &shot("therapist-session-chart")).await;
-    save_screenshot(therapist, &shot("therapist-page")).await;
+    fx.shot_of(therapist, "#people-section", "therapist-trend").await;
+    fx.shot_of(therapist, "#checkin-section", "therapist-session-chart").await;
+    fx.shot(therapist, "therapist-page").await;
     Ok(())
 }

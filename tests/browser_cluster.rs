@@ -6,11 +6,13 @@
 //! the therapist's video arriving again, without any click.
 //!
 //! Needs Chromium, chromedriver (`scripts/install-test-deps.sh`) and redis-server.
-//! Screenshots: `target/test-artifacts/cluster-*.png`.
+//! Written with the browser fixture (`tests/common/fixture.rs`); screenshots and logs go to
+//! `target/test-artifacts/cluster/`.
 
 mod common;
 
 use common::browser::*;
+use common::fixture::*;
 use common::redis::Redis;
 
 use std::time::{Duration, Instant};
@@ -22,7 +24,6 @@ use hearth::server::RunningServer;
 use serde_json::{json, Value};
 
 const ROOM: &str = "browser-cluster";
-const SCREENSHOT_PREFIX: &str = "cluster-";
 const MEDIA_DEADLINE: Duration = Duration::from_secs(30);
 const TEST_DEADLINE: Duration = Duration::from_secs(120);
 
@@ -58,11 +59,7 @@ async fn node(redis: &Redis, id: &str) -> RunningServer {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_web_client_follows_its_room_between_nodes() {
-    with_deadline(TEST_DEADLINE, "the browser cluster test", run()).await;
-}
-
-async fn run() {
-    let artifacts = artifacts_dir(SCREENSHOT_PREFIX);
+    let mut fx = BrowserTest::new("cluster", TEST_DEADLINE).await;
     let redis = Redis::start();
     let a = node(&redis, "web-a").await;
     let b = node(&redis, "web-b").await;
@@ -75,32 +72,16 @@ async fn run() {
     let therapist = MediaClient::join_any(opts, Duration::from_secs(15)).await.expect("therapist joins");
     let owner_is_a = therapist.node_url == wa;
     let (owner, entry) = if owner_is_a { (a, b) } else { (b, a) };
+    // The entry node outlives the scenario; the wrap-up shuts it down.
+    fx.adopt(entry);
 
-    let profile = TempDir::new("cluster-pat");
-    let driver = ChromeDriver::spawn(&artifacts.join("cluster-chromedriver.log")).await;
-    let page = open_browser(&driver.url, profile.path()).await;
-    let outcome = scenario(&page, therapist, owner, &entry, &artifacts).await;
-    if outcome.is_err() {
-        save_screenshot(&page, &artifacts.join(format!("{SCREENSHOT_PREFIX}failure.png"))).await;
-    }
-    if outcome.is_err() || std::env::var_os("HEARTH_BROWSER_LOGS").is_some() {
-        eprintln!("---- page log ----\n{}", page_log(&page).await);
-    }
-    let _ = page.close().await;
-    entry.shutdown().await;
-    drop(driver);
-    if let Err(message) = outcome {
-        panic!("{message}");
-    }
+    let [page] = fx.open([PageSpec::desktop("pat")]).await;
+    let outcome = fx.within(scenario(&fx, &page, therapist, owner)).await;
+    fx.finish(outcome).await;
 }
 
-async fn scenario(
-    page: &Client,
-    therapist: MediaClient,
-    owner: RunningServer,
-    entry: &RunningServer,
-    artifacts: &std::path::Path,
-) -> Result<(), String> {
+async fn scenario(fx: &BrowserTest, page: &Client, therapist: MediaClient, owner: RunningServer) -> Result<(), String> {
+    let entry = fx.server();
     let owner_ws = common::ws_url(&owner);
     let entry_ws = common::ws_url(entry);
     // The link is served by the node that does NOT run the room.
@@ -117,7 +98,7 @@ async fn scenario(
     if !log.contains("redirected to") {
         return Err(format!("the page did not follow a redirect:\n{log}"));
     }
-    save_screenshot(page, &artifacts.join(format!("{SCREENSHOT_PREFIX}joined.png"))).await;
+    fx.shot(page, "joined").await;
 
     // The room's node goes away. Its clients are told goodbye; the page returns through its
     // entry point, the room is placed there and restored, and the therapist rejoins too.
@@ -133,7 +114,7 @@ async fn scenario(
         p["state"] == "joined" && p["packets"].as_u64().unwrap_or(0) > 10 && p["tiles"].as_array().is_some_and(|t| t.len() == 1)
     })
     .await?;
-    save_screenshot(page, &artifacts.join(format!("{SCREENSHOT_PREFIX}after-move.png"))).await;
+    fx.shot(page, "after-move").await;
     let room = RoomId::new(ROOM).map_err(|e| e.to_string())?;
     if !entry.state().rooms.is_running(&room) {
         return Err("the room is not running on the remaining node".into());

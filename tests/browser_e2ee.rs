@@ -10,14 +10,15 @@
 //!   (positive control: then they decode to red in WebCodecs) and not with another key, and
 //!   which, as received, do not decode to red.
 //!
-//! Needs Chromium and chromedriver (`scripts/install-test-deps.sh`). Screenshots:
-//! `target/test-artifacts/e2ee-*.png`.
+//! Written with the browser fixture (`tests/common/fixture.rs`); screenshots go to
+//! `target/test-artifacts/e2ee-media/`.
 
 mod common;
 
 use common::browser::*;
+use common::fixture::*;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hearth::auth::Role;
@@ -67,36 +68,34 @@ const done = arguments[arguments.length - 1];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sframe_reproduces_the_rfc_9605_vectors_in_chromium() {
-    with_deadline(Duration::from_secs(60), "the SFrame vector test", async {
-        let artifacts = artifacts_dir("e2ee-vectors-");
-        let server = common::start_open_server().await;
-        let driver = ChromeDriver::spawn(&artifacts.join("e2ee-vectors-chromedriver.log")).await;
-        let profile = TempDir::new("e2ee-vectors");
-        let page = open_browser(&driver.url, profile.path()).await;
-        page.goto(&format!("http://{}/", server.addr())).await.expect("open the page");
-        let got = page.execute_async(VECTORS_JS, vec![]).await.unwrap_or_else(|e| json!({ "error": e.to_string() }));
-        let _ = page.close().await;
-        server.shutdown().await;
-        assert!(got.get("error").is_none(), "{got}");
-        assert_eq!(got["key"], "d34f547f4ca4f9a7447006fe7fcbf768", "sframe_key");
-        assert_eq!(got["salt"], "75234edefe07819026751816", "sframe_salt");
-        assert_eq!(got["nonce"], "75234edefe07819026755d71", "nonce");
-        assert_eq!(got["ct"], "9901234567b7412c2513a1b66dbb48841bbaf17f598751176ad847681a69c6d0b091c07018ce4adb34eb", "ciphertext");
-        assert_eq!(got["pt"], "draft-ietf-sframe-enc");
-        assert_eq!(got["tampered"], "refused", "a flipped tag bit must not open");
-        let expected =
-            ["00", "08ff", "1a010000", "80ff", "9901000100", "af010000ffffffffffffffff", "c00100000000", "aeffffff01000000000000"];
-        for (h, want) in got["headers"].as_array().expect("headers").iter().zip(expected) {
-            assert_eq!(h["encoded"], want, "{h}");
-            assert_eq!(h["roundTrip"], true, "{h}");
-        }
-        assert_eq!(got["frameClearKept"], true);
-        assert_eq!(got["frameRoundTrip"], true);
-        let api = got["api"].as_str().unwrap_or_default();
-        eprintln!("transform API chosen: {api}; probe: {}; {}", got["probe"], got["chromium"]);
-        assert!(api == "script" || api == "streams", "no encoded-transform API runs here: {}", got["probe"]);
-    })
-    .await;
+    let mut fx = BrowserTest::with_server("e2ee-vectors", Duration::from_secs(60), open_config()).await;
+    let [page] = fx.open([PageSpec::desktop("page")]).await;
+    let mut got = Value::Null;
+    let outcome = fx
+        .within(async {
+            page.goto(&fx.base_url()).await.map_err(|e| format!("opening the page: {e}"))?;
+            got = page.execute_async(VECTORS_JS, vec![]).await.unwrap_or_else(|e| json!({ "error": e.to_string() }));
+            Ok(())
+        })
+        .await;
+    fx.finish(outcome).await;
+    assert!(got.get("error").is_none(), "{got}");
+    assert_eq!(got["key"], "d34f547f4ca4f9a7447006fe7fcbf768", "sframe_key");
+    assert_eq!(got["salt"], "75234edefe07819026751816", "sframe_salt");
+    assert_eq!(got["nonce"], "75234edefe07819026755d71", "nonce");
+    assert_eq!(got["ct"], "9901234567b7412c2513a1b66dbb48841bbaf17f598751176ad847681a69c6d0b091c07018ce4adb34eb", "ciphertext");
+    assert_eq!(got["pt"], "draft-ietf-sframe-enc");
+    assert_eq!(got["tampered"], "refused", "a flipped tag bit must not open");
+    let expected = ["00", "08ff", "1a010000", "80ff", "9901000100", "af010000ffffffffffffffff", "c00100000000", "aeffffff01000000000000"];
+    for (h, want) in got["headers"].as_array().expect("headers").iter().zip(expected) {
+        assert_eq!(h["encoded"], want, "{h}");
+        assert_eq!(h["roundTrip"], true, "{h}");
+    }
+    assert_eq!(got["frameClearKept"], true);
+    assert_eq!(got["frameRoundTrip"], true);
+    let api = got["api"].as_str().unwrap_or_default();
+    eprintln!("transform API chosen: {api}; probe: {}; {}", got["probe"], got["chromium"]);
+    assert!(api == "script" || api == "streams", "no encoded-transform API runs here: {}", got["probe"]);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -156,22 +155,59 @@ async fn colour_hits(page: &Client, of: &str, want: [f64; 3], n: usize) -> Resul
     Ok((hits, seen))
 }
 
-async fn open_with_camera(driver: &ChromeDriver, profile: &TempDir, y4m: &Path) -> Client {
-    let opts =
-        BrowserOptions { extra_args: vec![format!("--use-file-for-fake-video-capture={}", y4m.display())], ..BrowserOptions::default() };
-    open_browser_with(&driver.url, profile.path(), &opts).await
+/// A test in a `required` room, with the two camera files its pages play: red (the
+/// therapist's) and blue (everyone else's), kept with the test's artifacts.
+async fn encrypted_test(name: &str) -> (BrowserTest, PathBuf, PathBuf) {
+    let mut config = common::test_config();
+    config.rooms.e2ee = E2eeMode::Required;
+    let fx = BrowserTest::with_server(name, TEST_DEADLINE, config).await;
+    let (red, blue) = (fx.artifacts().join("red.y4m"), fx.artifacts().join("blue.y4m"));
+    write_solid_y4m(&red, (RED[0], RED[1], RED[2]));
+    write_solid_y4m(&blue, (BLUE[0], BLUE[1], BLUE[2]));
+    (fx, red, blue)
 }
 
-/// Opens the link with the page's test hooks set before it joins (secrets kept extractable).
-async fn join_encrypted(page: &Client, who: &str, base: &str, token: &str, wait_joined: bool) -> Result<(), String> {
-    join_with_hooks(page, who, base, token, wait_joined, "{ extractable: true }").await
+/// A desktop page whose fake camera plays `y4m`.
+fn with_camera(who: &str, y4m: &Path) -> PageSpec {
+    PageSpec::desktop(who).arg(format!("--use-file-for-fake-video-capture={}", y4m.display()))
 }
 
-async fn join_with_hooks(page: &Client, who: &str, base: &str, token: &str, wait_joined: bool, hooks: &str) -> Result<(), String> {
-    let url = format!("{base}/#token={token}");
+/// The therapist joins `room`; the participant (`required` keeps the waiting room on) waits
+/// and is admitted; both pages keep their secrets extractable.
+async fn therapist_admits_participant(fx: &BrowserTest, room: &str, therapist: &Client, participant: &Client) -> Result<(), String> {
+    let hooks = "{ extractable: true }";
+    join_with_hooks(therapist, "therapist", &fx.link(room, Role::Therapist, ("t-lee", "Dr Lee")), true, hooks).await?;
+    join_with_hooks(participant, "participant", &fx.link(room, Role::Participant, ("p-sam", "Sam")), false, hooks).await?;
+    admit(therapist, "p-sam").await?;
+    wait_for(participant, "the participant admitted", "return window.hearth.state === 'joined';", &[]).await
+}
+
+async fn admit(therapist: &Client, id: &str) -> Result<(), String> {
+    js(therapist, &format!("window.hearth.send({{ type: 'admit', participantId: '{id}' }});")).await.map(|_| ())
+}
+
+/// A webrtc-crate member that publishes nothing, never announces a key (so the leader gives
+/// it none) and keeps up to `capture` packets as received: a raw tap at the relay. The
+/// therapist's page admits it.
+async fn admitted_tap(fx: &BrowserTest, room: &str, therapist: &Client, capture: usize) -> Result<MediaClient, String> {
+    let server = fx.server();
+    let tap_token = common::token_for(server, room, Role::Participant, "Tap", "p-tap");
+    let mut opts = MediaOptions::light(common::ws_url(server), room, "p-tap").with_token(tap_token);
+    opts.publish_audio = false;
+    opts.publish_video = false;
+    opts.capture_packets = capture;
+    let tap_join = tokio::spawn(MediaClient::join(opts));
+    wait_for(therapist, "the tap in the waiting room", "return window.hearth.waiting.some((w) => w.id === 'p-tap');", &[]).await?;
+    admit(therapist, "p-tap").await?;
+    tap_join.await.map_err(|e| e.to_string())?.map_err(|e| format!("the tap could not join: {e}"))
+}
+
+/// Opens the link `url` with the page's test `hooks` set before it joins, and waits until it
+/// is in the room (`wait_joined`) or waiting.
+async fn join_with_hooks(page: &Client, who: &str, url: &str, wait_joined: bool, hooks: &str) -> Result<(), String> {
     // A renderer busy on a loaded machine can miss webdriver's 20 s page-load limit once.
-    if page.goto(&url).await.is_err() {
-        page.goto(&url).await.map_err(|e| format!("{who}: opening the link: {e}"))?;
+    if page.goto(url).await.is_err() {
+        page.goto(url).await.map_err(|e| format!("{who}: opening the link: {e}"))?;
     }
     wait_for_within(page, &format!("the {who}'s link page"), VISIBLE_JS, &[json!("#link-join-button")], MEDIA).await?;
     page.execute(&format!("window.hearth.e2ee.test.configure({hooks});"), vec![]).await.map_err(|e| format!("{who}: test hooks: {e}"))?;
@@ -183,16 +219,10 @@ async fn join_with_hooks(page: &Client, who: &str, base: &str, token: &str, wait
 /// A member the leader gives no key (it never announces one: a ghost the server forwards
 /// media to): its page never shows the therapist's colour, says "no key" on the tile, never
 /// sends a frame, and is absent from the signed list on the others' pages.
-async fn keyless_scenario(
-    therapist: &Client,
-    participant: &Client,
-    eve: &Client,
-    server: &hearth::server::RunningServer,
-) -> Result<(), String> {
-    let base = format!("http://{}", server.addr());
-    let token = common::token_for(server, "e2ee-media", Role::Participant, "Eve", "p-eve");
-    join_with_hooks(eve, "keyless member", &base, &token, false, "{ announce: false }").await?;
-    therapist.execute("window.hearth.send({ type: 'admit', participantId: 'p-eve' });", vec![]).await.map_err(|e| e.to_string())?;
+async fn keyless_scenario(fx: &BrowserTest, therapist: &Client, participant: &Client, eve: &Client) -> Result<(), String> {
+    let link = fx.link(MEDIA_ROOM, Role::Participant, ("p-eve", "Eve"));
+    join_with_hooks(eve, "keyless member", &link, false, "{ announce: false }").await?;
+    admit(therapist, "p-eve").await?;
     wait_for(eve, "the keyless member admitted", "return window.hearth.state === 'joined';", &[]).await?;
     wait_for_within(
         eve,
@@ -387,52 +417,25 @@ fn b64url(bytes: &[u8]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_see_each_others_colour_and_a_tap_at_the_relay_gets_only_ciphertext() {
-    with_deadline(TEST_DEADLINE, "the encrypted media test", async {
-        let artifacts = artifacts_dir("e2ee-media-");
-        let mut config = common::test_config();
-        config.rooms.e2ee = E2eeMode::Required;
-        let server = common::start_with(config).await;
-        let red = common::unique_temp_path("hearth-red", "y4m");
-        let blue = common::unique_temp_path("hearth-blue", "y4m");
-        write_solid_y4m(&red, (RED[0], RED[1], RED[2]));
-        write_solid_y4m(&blue, (BLUE[0], BLUE[1], BLUE[2]));
-        let driver = ChromeDriver::spawn(&artifacts.join("e2ee-media-chromedriver.log")).await;
-        let (tp, pp) = (TempDir::new("e2ee-therapist"), TempDir::new("e2ee-participant"));
-        let therapist = open_with_camera(&driver, &tp, &red).await;
-        let participant = open_with_camera(&driver, &pp, &blue).await;
-        let mut outcome = media_scenario(&therapist, &participant, &server).await;
-        let ep = TempDir::new("e2ee-eve");
-        let eve = open_with_camera(&driver, &ep, &blue).await;
-        if outcome.is_ok() {
-            outcome = keyless_scenario(&therapist, &participant, &eve, &server).await;
-        }
-        let failed = outcome.is_err();
-        if !failed {
-            save_screenshot(&participant, &artifacts.join("e2ee-media-participant.png")).await;
-            save_screenshot(&eve, &artifacts.join("e2ee-media-keyless.png")).await;
-        }
-        wrap_up(&[("therapist", &therapist), ("participant", &participant), ("eve", &eve)], &artifacts, "e2ee-media-", failed).await;
-        server.shutdown().await;
-        drop(driver);
-        let _ = std::fs::remove_file(&red);
-        let _ = std::fs::remove_file(&blue);
-        if let Err(message) = outcome {
-            panic!("{message}");
-        }
-    })
-    .await;
+    let (mut fx, red, blue) = encrypted_test("e2ee-media").await;
+    let [therapist, participant] = fx.open([with_camera("therapist", &red), with_camera("participant", &blue)]).await;
+    let mut outcome = fx.within(media_scenario(&fx, &therapist, &participant)).await;
+    // The keyless member's browser only now: three at once would load the machine for nothing.
+    let [eve] = fx.open([with_camera("eve", &blue)]).await;
+    if outcome.is_ok() {
+        outcome = fx.within(keyless_scenario(&fx, &therapist, &participant, &eve)).await;
+    }
+    if outcome.is_ok() {
+        fx.shot(&participant, "participant").await;
+        fx.shot(&eve, "keyless").await;
+    }
+    fx.finish(outcome).await;
 }
 
-async fn media_scenario(therapist: &Client, participant: &Client, server: &hearth::server::RunningServer) -> Result<(), String> {
-    const ROOM: &str = "e2ee-media";
-    let base = format!("http://{}", server.addr());
-    let t_token = common::token_for(server, ROOM, Role::Therapist, "Dr Lee", "t-lee");
-    let p_token = common::token_for(server, ROOM, Role::Participant, "Sam", "p-sam");
-    join_encrypted(therapist, "therapist", &base, &t_token, true).await?;
-    // `required` keeps the waiting room on.
-    join_encrypted(participant, "participant", &base, &p_token, false).await?;
-    therapist.execute("window.hearth.send({ type: 'admit', participantId: 'p-sam' });", vec![]).await.map_err(|e| e.to_string())?;
-    wait_for(participant, "the participant admitted", "return window.hearth.state === 'joined';", &[]).await?;
+const MEDIA_ROOM: &str = "e2ee-media";
+
+async fn media_scenario(fx: &BrowserTest, therapist: &Client, participant: &Client) -> Result<(), String> {
+    therapist_admits_participant(fx, MEDIA_ROOM, therapist, participant).await?;
 
     // Keys in place and frames through the worker both ways, then the colours by content.
     wait_async(therapist, "the therapist sending with a key and decrypting video", KEYED_JS, MEDIA).await?;
@@ -476,7 +479,7 @@ async fn media_scenario(therapist: &Client, participant: &Client, server: &heart
         &[json!(code_text)],
     )
     .await?;
-    save_screenshot(participant, &artifacts_dir("e2ee-panel-").join("e2ee-panel-participant.png")).await;
+    fx.shot(participant, "panel-participant").await;
     click(participant, "participant", "#e2ee-confirm").await?;
     wait_for(
         participant,
@@ -487,15 +490,7 @@ async fn media_scenario(therapist: &Client, participant: &Client, server: &heart
     .await?;
 
     // The raw tap: admitted, never announces a key, so the leader gives it none.
-    let tap_token = common::token_for(server, ROOM, Role::Participant, "Tap", "p-tap");
-    let mut opts = MediaOptions::light(common::ws_url(server), ROOM, "p-tap").with_token(tap_token);
-    opts.publish_audio = false;
-    opts.publish_video = false;
-    opts.capture_packets = 400;
-    let tap_join = tokio::spawn(MediaClient::join(opts));
-    wait_for(therapist, "the tap in the waiting room", "return window.hearth.waiting.some((w) => w.id === 'p-tap');", &[]).await?;
-    therapist.execute("window.hearth.send({ type: 'admit', participantId: 'p-tap' });", vec![]).await.map_err(|e| e.to_string())?;
-    let tap = tap_join.await.map_err(|e| e.to_string())?.map_err(|e| format!("the tap could not join: {e}"))?;
+    let tap = admitted_tap(fx, MEDIA_ROOM, therapist, 400).await?;
     let deadline = std::time::Instant::now() + MEDIA;
     let packets = loop {
         let video: Vec<CapturedPacket> = tap
@@ -603,55 +598,55 @@ window.hearthCostResult = null;
 /// frame went through; the figures are printed, not judged (the machine is shared).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_cost_per_720p_frame_is_measured() {
-    with_deadline(Duration::from_secs(240), "the worker cost measurement", async {
-        let artifacts = artifacts_dir("e2ee-cost-");
-        let server = common::start_open_server().await;
-        let driver = ChromeDriver::spawn(&artifacts.join("e2ee-cost-chromedriver.log")).await;
-        let profile = TempDir::new("e2ee-cost");
-        let page = open_browser(&driver.url, profile.path()).await;
-        let mut results = Vec::new();
-        for api in ["script", "streams"] {
-            // A fresh page (and worker) per API.
-            page.goto(&format!("http://{}/", server.addr())).await.expect("open the page");
-            // Longer than a webdriver script may run: started here, its result read when ready.
-            page.execute(COST_JS, vec![json!(api)]).await.expect("start the measurement");
-            let deadline = std::time::Instant::now() + Duration::from_secs(90);
-            let got = loop {
-                let got =
-                    page.execute("return window.hearthCostResult;", vec![]).await.unwrap_or_else(|e| json!({ "error": e.to_string() }));
-                if !got.is_null() {
-                    break got;
-                }
-                assert!(std::time::Instant::now() < deadline, "the {api} measurement did not finish within 90 s");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            };
-            results.push(got);
-        }
-        let _ = page.close().await;
-        server.shutdown().await;
-        for got in &results {
-            assert!(got.get("error").is_none(), "{got}");
-            let stats = got["stats"].as_array().expect("stats");
-            for op in ["encrypt", "decrypt"] {
-                let s = stats.iter().find(|s| s["op"] == op).unwrap_or_else(|| panic!("no {op} timings: {got}"));
-                assert!(s["ok"].as_u64().unwrap_or(0) > 100, "too few frames through {op}: {got}");
-                // `seen` may count a frame still in the worker when the figures were read.
-                assert!(s["seen"].as_u64().unwrap_or(0) - s["ok"].as_u64().unwrap_or(0) <= 2, "every frame {op}ed: {got}");
-                assert_eq!(s["dropped"], json!({}), "nothing dropped: {got}");
-                eprintln!(
-                    "{} {op}: p50 {:.2} ms, p95 {:.2} ms over {} frames; received height {}, {} bytes a frame, {} cores",
-                    got["api"],
-                    s["p50Ms"].as_f64().unwrap_or(-1.0),
-                    s["p95Ms"].as_f64().unwrap_or(-1.0),
-                    s["samples"],
-                    got["height"],
-                    got["avgFrameBytes"],
-                    got["cores"]
-                );
+    let mut fx = BrowserTest::with_server("e2ee-cost", Duration::from_secs(240), open_config()).await;
+    let [page] = fx.open([PageSpec::desktop("page")]).await;
+    let mut results = Vec::new();
+    let outcome = fx
+        .within(async {
+            for api in ["script", "streams"] {
+                // A fresh page (and worker) per API.
+                page.goto(&fx.base_url()).await.map_err(|e| format!("opening the page: {e}"))?;
+                // Longer than a webdriver script may run: started here, its result read when ready.
+                page.execute(COST_JS, vec![json!(api)]).await.map_err(|e| format!("starting the measurement: {e}"))?;
+                let deadline = std::time::Instant::now() + Duration::from_secs(90);
+                let got = loop {
+                    let got =
+                        page.execute("return window.hearthCostResult;", vec![]).await.unwrap_or_else(|e| json!({ "error": e.to_string() }));
+                    if !got.is_null() {
+                        break got;
+                    }
+                    if std::time::Instant::now() >= deadline {
+                        return Err(format!("the {api} measurement did not finish within 90 s"));
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                };
+                results.push(got);
             }
+            Ok(())
+        })
+        .await;
+    fx.finish(outcome).await;
+    for got in &results {
+        assert!(got.get("error").is_none(), "{got}");
+        let stats = got["stats"].as_array().expect("stats");
+        for op in ["encrypt", "decrypt"] {
+            let s = stats.iter().find(|s| s["op"] == op).unwrap_or_else(|| panic!("no {op} timings: {got}"));
+            assert!(s["ok"].as_u64().unwrap_or(0) > 100, "too few frames through {op}: {got}");
+            // `seen` may count a frame still in the worker when the figures were read.
+            assert!(s["seen"].as_u64().unwrap_or(0) - s["ok"].as_u64().unwrap_or(0) <= 2, "every frame {op}ed: {got}");
+            assert_eq!(s["dropped"], json!({}), "nothing dropped: {got}");
+            eprintln!(
+                "{} {op}: p50 {:.2} ms, p95 {:.2} ms over {} frames; received height {}, {} bytes a frame, {} cores",
+                got["api"],
+                s["p50Ms"].as_f64().unwrap_or(-1.0),
+                s["p95Ms"].as_f64().unwrap_or(-1.0),
+                s["samples"],
+                got["height"],
+                got["avgFrameBytes"],
+                got["cores"]
+            );
         }
-    })
-    .await;
+    }
 }
 
 /// In the page: which of `frames` (base64url) open with `secrets` (exportEpochSecrets() rows),
@@ -719,49 +714,16 @@ async fn js(page: &Client, script: &str) -> Result<Value, String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_breakout_key_is_not_the_main_rooms_and_a_removed_participants_key_stops_working() {
-    with_deadline(TEST_DEADLINE, "the breakout and removal key test", async {
-        let artifacts = artifacts_dir("e2ee-keys-");
-        let mut config = common::test_config();
-        config.rooms.e2ee = E2eeMode::Required;
-        let server = common::start_with(config).await;
-        let red = common::unique_temp_path("hearth-red", "y4m");
-        let blue = common::unique_temp_path("hearth-blue", "y4m");
-        write_solid_y4m(&red, (RED[0], RED[1], RED[2]));
-        write_solid_y4m(&blue, (BLUE[0], BLUE[1], BLUE[2]));
-        let driver = ChromeDriver::spawn(&artifacts.join("e2ee-keys-chromedriver.log")).await;
-        let (tp, pp) = (TempDir::new("e2ee-keys-therapist"), TempDir::new("e2ee-keys-participant"));
-        let therapist = open_with_camera(&driver, &tp, &red).await;
-        let participant = open_with_camera(&driver, &pp, &blue).await;
-        let outcome = keys_scenario(&therapist, &participant, &server).await;
-        wrap_up(&[("therapist", &therapist), ("participant", &participant)], &artifacts, "e2ee-keys-", outcome.is_err()).await;
-        server.shutdown().await;
-        drop(driver);
-        let _ = std::fs::remove_file(&red);
-        let _ = std::fs::remove_file(&blue);
-        if let Err(message) = outcome {
-            panic!("{message}");
-        }
-    })
-    .await;
+    let (mut fx, red, blue) = encrypted_test("e2ee-keys").await;
+    let [therapist, participant] = fx.open([with_camera("therapist", &red), with_camera("participant", &blue)]).await;
+    let outcome = fx.within(keys_scenario(&fx, &therapist, &participant)).await;
+    fx.finish(outcome).await;
 }
 
-async fn keys_scenario(therapist: &Client, participant: &Client, server: &hearth::server::RunningServer) -> Result<(), String> {
+async fn keys_scenario(fx: &BrowserTest, therapist: &Client, participant: &Client) -> Result<(), String> {
     const ROOM: &str = "e2ee-keys";
-    let base = format!("http://{}", server.addr());
-    let t_token = common::token_for(server, ROOM, Role::Therapist, "Dr Lee", "t-lee");
-    let p_token = common::token_for(server, ROOM, Role::Participant, "Sam", "p-sam");
-    join_encrypted(therapist, "therapist", &base, &t_token, true).await?;
-    join_encrypted(participant, "participant", &base, &p_token, false).await?;
-    js(therapist, "window.hearth.send({ type: 'admit', participantId: 'p-sam' });").await?;
-    let tap_token = common::token_for(server, ROOM, Role::Participant, "Tap", "p-tap");
-    let mut opts = MediaOptions::light(common::ws_url(server), ROOM, "p-tap").with_token(tap_token);
-    opts.publish_audio = false;
-    opts.publish_video = false;
-    opts.capture_packets = 100_000;
-    let tap_join = tokio::spawn(MediaClient::join(opts));
-    wait_for(therapist, "the tap in the waiting room", "return window.hearth.waiting.some((w) => w.id === 'p-tap');", &[]).await?;
-    js(therapist, "window.hearth.send({ type: 'admit', participantId: 'p-tap' });").await?;
-    let tap = tap_join.await.map_err(|e| e.to_string())?.map_err(|e| format!("the tap could not join: {e}"))?;
+    therapist_admits_participant(fx, ROOM, therapist, participant).await?;
+    let tap = admitted_tap(fx, ROOM, therapist, 100_000).await?;
     wait_async(participant, "the participant keyed", KEYED_JS, MEDIA).await?;
 
     // Breakout b1: the participant and the tap. The participant's frames there carry b1's

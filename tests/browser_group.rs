@@ -4,26 +4,21 @@
 //! chart shows that participant's speech (a steady tone as their microphone) and not the
 //! silent one's.
 //!
-//! Same harness as `tests/browser.rs`: needs `/usr/bin/chromium` and `/usr/bin/chromedriver`
-//! (`scripts/install-test-deps.sh`). Screenshots go to `target/test-artifacts/` (files starting
-//! `group-`): `group-round-phone.png` and `group-talk-time.png`.
+//! Written with the browser fixture (`tests/common/fixture.rs`). Screenshots go to
+//! `target/test-artifacts/group/`: `round-phone.png` and `talk-time.png`.
 
 mod common;
 
 use common::browser::*;
+use common::fixture::*;
 
-use std::path::Path;
 use std::time::Duration;
 
 use hearth::auth::Role;
-use hearth::client::SignalClient;
-use hearth::room::RoomId;
-use hearth::signal::protocol::{ClientMessage, ServerMessage, PROTOCOL_VERSION};
 use serde_json::json;
 
 const ROOM: &str = "browser-group";
 const TEST_DEADLINE: Duration = Duration::from_secs(120);
-const SCREENSHOT_PREFIX: &str = "group-";
 
 /// The round bar on the phone: its turn line says `arguments[0]`, the countdown reads m:ss, the
 /// order lists two people, and nothing is wider than the screen.
@@ -49,57 +44,27 @@ return Number(row.dataset.seconds) >= arguments[1] && row.querySelector('.talk-f
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_round_on_a_phone_and_the_therapists_talk_time_chart() {
-    with_deadline(TEST_DEADLINE, "browser group test", run()).await;
-}
-
-async fn run() {
-    let artifacts = artifacts_dir(SCREENSHOT_PREFIX);
-    let therapist_profile = TempDir::new("group-therapist");
-    let phone_profile = TempDir::new("group-phone");
-    let voice = artifacts.join("group-voice.wav");
+    let mut fx = BrowserTest::with_server("group", TEST_DEADLINE, open_config()).await;
+    let voice = fx.artifacts().join("voice.wav");
     write_tone_wav(&voice, 10, 0.3);
-    let server = common::start_open_server().await;
-    let driver = ChromeDriver::spawn(&artifacts.join("group-chromedriver.log")).await;
-    let phone_opts = BrowserOptions {
-        extra_args: vec![format!("--use-file-for-fake-audio-capture={}", voice.display())],
-        ..BrowserOptions::size(390, 844)
-    };
-    let (therapist, phone) = tokio::join!(
-        open_browser(&driver.url, therapist_profile.path()),
-        open_browser_with(&driver.url, phone_profile.path(), &phone_opts)
-    );
-    let outcome = scenario(&therapist, &phone, &server, &artifacts).await;
-    wrap_up(&[("therapist", &therapist), ("phone", &phone)], &artifacts, SCREENSHOT_PREFIX, outcome.is_err()).await;
-    server.shutdown().await;
-    drop(driver);
-    if let Err(message) = outcome {
-        panic!("{message}");
-    }
+    let phone = PageSpec::phone("phone").arg(format!("--use-file-for-fake-audio-capture={}", voice.display()));
+    let [therapist, phone] = fx.open([PageSpec::desktop("therapist"), phone]).await;
+    let outcome = fx.within(scenario(&fx, &therapist, &phone)).await;
+    fx.finish(outcome).await;
 }
 
-async fn scenario(therapist: &Client, phone: &Client, server: &hearth::server::RunningServer, artifacts: &Path) -> Result<(), String> {
-    let base = format!("http://{}", server.addr());
-    let shot = |name: &str| artifacts.join(format!("{SCREENSHOT_PREFIX}{name}.png"));
-    join_with_link(therapist, "therapist", &base, &common::token_for(server, ROOM, Role::Therapist, "Dr. Rivera", "t-1")).await?;
-    join_with_link(phone, "phone", &base, &common::token_for(server, ROOM, Role::Participant, "Pat", "p-pat")).await?;
+async fn scenario(fx: &BrowserTest, therapist: &Client, phone: &Client) -> Result<(), String> {
+    fx.join(therapist, "therapist", ROOM, Role::Therapist, ("t-1", "Dr. Rivera")).await?;
+    fx.join(phone, "phone", ROOM, Role::Participant, ("p-pat", "Pat")).await?;
     // A second, silent participant without a browser.
-    let mut quinn = SignalClient::connect(&common::ws_url(server)).await.map_err(|e| e.to_string())?;
-    let token = common::token_for(server, ROOM, Role::Participant, "Quinn", "p-quinn");
-    quinn
-        .send(&ClientMessage::Join { protocol_version: PROTOCOL_VERSION, room_id: RoomId::new(ROOM).unwrap(), token })
-        .await
-        .map_err(|e| e.to_string())?;
-    quinn
-        .recv_until("admitted", Duration::from_secs(10), |m| matches!(m, ServerMessage::Admitted { .. }))
-        .await
-        .map_err(|e| e.to_string())?;
+    let _quinn = common::join(fx.server(), ROOM, Role::Participant, "Quinn", "p-quinn").await;
 
     // The therapist starts a round: everyone in join order, a minute each, passing allowed.
     wait_for(therapist, "the round form", VISIBLE_JS, &[json!("#round-start")]).await?;
     fill(therapist, "#round-seconds", "60").await?;
     click(therapist, "therapist", "#round-start button[type=submit]").await?;
     wait_for(phone, "the phone's turn with a countdown", PHONE_SEES_TURN_JS, &[json!("It is your turn")]).await?;
-    save_screenshot(phone, &shot("round-phone")).await;
+    fx.shot(phone, "round-phone").await;
 
     // Pat's tone counts as speech; Quinn has said nothing.
     wait_for_within(
@@ -110,8 +75,8 @@ async fn scenario(therapist: &Client, phone: &Client, server: &hearth::server::R
         Duration::from_secs(30),
     )
     .await?;
-    save_screenshot(therapist, &shot("talk-time")).await;
-    save_screenshot_of(therapist, "#talk-section", &shot("talk-time-chart")).await;
+    fx.shot(therapist, "talk-time").await;
+    fx.shot_of(therapist, "#talk-section", "talk-time-chart").await;
     let participant_chart =
         phone.execute("return window.hearth.talkTime.length === 0 && document.getElementById('talk-section').hidden;", vec![]).await;
     if !matches!(participant_chart, Ok(serde_json::Value::Bool(true))) {

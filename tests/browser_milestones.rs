@@ -6,15 +6,15 @@
 //! celebration reaches him without confetti or animation. Last, Ben's own timeline (badges and
 //! a chart) after the therapist celebrates him.
 //!
-//! Screenshots (`milestones-*.png`) of the overlay in each style as seen by a peer, and of the
-//! therapist's and the participant's dialogs, go to `target/test-artifacts/`. Needs
-//! `/usr/bin/chromium` and `/usr/bin/chromedriver`, like tests/browser.rs.
+//! Written with the browser fixture (`tests/common/fixture.rs`). Screenshots of the overlay in
+//! each style as seen by a peer, and of the therapist's and the participant's dialogs, go to
+//! `target/test-artifacts/milestones/`.
 
 mod common;
 
 use common::browser::*;
+use common::fixture::*;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use hearth::auth::Role;
@@ -29,8 +29,6 @@ use serde_json::{json, Value};
 const ROOM: &str = "milestones-browser";
 const TEST_DEADLINE: Duration = Duration::from_secs(240);
 const WAIT: Duration = Duration::from_secs(5);
-/// Screenshots from this test start with this, so a new run can clear the last run's.
-const SCREENSHOT_PREFIX: &str = "milestones-";
 
 /// The overlay on this page: its style, the texts it shows, what was announced, whether it
 /// has a dismiss button, reactions, confetti, and whether it lies over the video grid.
@@ -61,45 +59,17 @@ return {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn celebrations_in_the_browser() {
-    with_deadline(TEST_DEADLINE, "browser test", run()).await;
-}
-
-async fn run() {
-    let artifacts = artifacts_dir(SCREENSHOT_PREFIX);
-    let profiles = [TempDir::new("ms-therapist"), TempDir::new("ms-ben"), TempDir::new("ms-cy")];
-    let server = common::start_open_server().await;
-    let driver = ChromeDriver::spawn(&artifacts.join("milestones-chromedriver.log")).await;
-    let window = BrowserOptions::size(1280, 800);
+    let mut fx = BrowserTest::with_server("milestones", TEST_DEADLINE, open_config()).await;
     // Cy's browser asks for reduced motion.
-    let calm = BrowserOptions { reduced_motion: true, ..window.clone() };
-    let (therapist, ben, cy) = tokio::join!(
-        open_browser_with(&driver.url, profiles[0].path(), &window),
-        open_browser_with(&driver.url, profiles[1].path(), &window),
-        open_browser_with(&driver.url, profiles[2].path(), &calm),
-    );
-    let started = Instant::now();
-    let outcome = scenario(&therapist, &ben, &cy, &server, &artifacts).await;
-    eprintln!("scenario took {:.1?}", started.elapsed());
-    wrap_up(&[("therapist", &therapist), ("ben", &ben), ("cy", &cy)], &artifacts, SCREENSHOT_PREFIX, outcome.is_err()).await;
-    server.shutdown().await;
-    drop(driver);
-    if let Err(message) = outcome {
-        panic!("{message}");
-    }
+    let pages = [PageSpec::desktop("therapist"), PageSpec::desktop("ben"), PageSpec::desktop("cy").reduced_motion()];
+    let [therapist, ben, cy] = fx.open(pages).await;
+    let outcome = fx.within(scenario(&fx, &therapist, &ben, &cy)).await;
+    fx.finish(outcome).await;
 }
 
-async fn join_page(client: &Client, server: &RunningServer, role: Role, name: &str, id: &str) -> Result<(), String> {
-    let token = common::token_for(server, ROOM, role, name, id);
-    client.goto(&format!("http://{}/#token={token}", server.addr())).await.map_err(|e| format!("{name}: opening the link: {e}"))?;
-    wait_for(
-        client,
-        &format!("{name}'s link page"),
-        "return Boolean(document.querySelector('#link-join-button') && document.querySelector('#link-join-button').offsetParent);",
-        &[],
-    )
-    .await?;
-    click(client, name, "#link-join-button").await?;
-    wait_for(client, &format!("{name} in the room"), "return window.hearth.state === 'joined' && window.hearth.admitted;", &[]).await?;
+async fn join_page(fx: &BrowserTest, client: &Client, role: Role, name: &str, id: &str) -> Result<(), String> {
+    fx.join(client, name, ROOM, role, (id, name)).await?;
+    wait_for(client, &format!("{name} admitted"), "return window.hearth.admitted;", &[]).await?;
     wait_for(
         client,
         &format!("{name}'s Milestones item in the More menu"),
@@ -202,11 +172,12 @@ async fn dismiss(client: &Client, who: &str) -> Result<(), String> {
     }
 }
 
-async fn scenario(therapist: &Client, ben: &Client, cy: &Client, server: &RunningServer, artifacts: &Path) -> Result<(), String> {
-    let shot = |name: &str| artifacts.join(format!("{SCREENSHOT_PREFIX}{name}.png"));
-    join_page(therapist, server, Role::Therapist, "Dr. Rivera", "t-rivera").await?;
-    join_page(ben, server, Role::Participant, "Ben", "p-ben").await?;
-    join_page(cy, server, Role::Participant, "Cy", "p-cy").await?;
+async fn scenario(fx: &BrowserTest, therapist: &Client, ben: &Client, cy: &Client) -> Result<(), String> {
+    let server = fx.server();
+    let shot = |name: &str| fx.shot_path(name);
+    join_page(fx, therapist, Role::Therapist, "Dr. Rivera", "t-rivera").await?;
+    join_page(fx, ben, Role::Participant, "Ben", "p-ben").await?;
+    join_page(fx, cy, Role::Participant, "Cy", "p-cy").await?;
     // Ben has never chosen: nothing pops up to ask him (it covered the controls), but the
     // Milestones item in the More menu says there is a choice to make.
     wait_for(ben, "the quiet hint to choose", "return Boolean(document.querySelector('#ms-open-button .ms-ask'));", &[]).await?;
@@ -214,6 +185,7 @@ async fn scenario(therapist: &Client, ben: &Client, cy: &Client, server: &Runnin
     if asked != json!(false) {
         return Err("nothing may ask Ben unprompted on arrival".into());
     }
+    fx.step("everyone joined");
     let mut ana = headless(server, "Ana", "p-ana").await;
 
     // Quiet: a small banner over the top of the grid.
@@ -250,6 +222,7 @@ async fn scenario(therapist: &Client, ben: &Client, cy: &Client, server: &Runnin
     dismiss(ben, "ben").await?;
     dismiss(cy, "cy").await?;
     dismiss(therapist, "therapist").await?;
+    fx.step("quiet");
 
     // Standard: a card over the grid, with the therapist's message and a message box.
     set_prefs(&mut ana, CelebrationStyle::Standard, CelebrationAudience::Group).await?;
@@ -268,6 +241,7 @@ async fn scenario(therapist: &Client, ben: &Client, cy: &Client, server: &Runnin
     for (c, who) in [(ben, "ben"), (cy, "cy"), (therapist, "therapist")] {
         dismiss(c, who).await?;
     }
+    fx.step("standard");
 
     // Big, through the approval flow: Ana shares, the therapist approves on the page.
     set_prefs(&mut ana, CelebrationStyle::Big, CelebrationAudience::Group).await?;
@@ -317,6 +291,7 @@ async fn scenario(therapist: &Client, ben: &Client, cy: &Client, server: &Runnin
     for (c, who) in [(ben, "ben"), (cy, "cy"), (therapist, "therapist")] {
         dismiss(c, who).await?;
     }
+    fx.step("big, approved; reduced motion");
 
     // Ben's own timeline. He never chose, so his celebrations reach only him and therapists.
     celebrate_from_people_list(therapist, "p-ben", "daysSober", Some(10), "Ten days.").await?;
@@ -347,16 +322,18 @@ async fn scenario(therapist: &Client, ben: &Client, cy: &Client, server: &Runnin
         .await?;
     ben.execute("document.querySelector('#ms-prefs-section').scrollIntoView();", vec![]).await.map_err(|e| e.to_string())?;
     save_screenshot(ben, &shot("peer-preferences")).await;
+    fx.step("Ben's timeline and preferences");
     // The therapist's group timeline lists everyone's.
     open_milestones(therapist, "therapist").await?;
     wait_for(therapist, "the group timeline", "return document.querySelectorAll('#ms-group-timeline .ms-entry').length === 5;", &[])
         .await?;
     save_screenshot(therapist, &shot("therapist-group-timeline")).await;
 
+    fx.step("the group timeline");
     // On a phone the card fits the screen: nothing scrolls sideways.
     click(therapist, "therapist", "#ms-dialog .ms-dialog-close").await?;
     click(ben, "ben", "#ms-dialog .ms-dialog-close").await?;
-    ben.set_window_size(360, 780).await.map_err(|e| format!("ben: resizing to phone size: {e}"))?;
+    resize(ben, "ben", NARROW_PHONE).await?;
     celebrate_from_people_list(therapist, "p-ana", "daysSober", Some(60), "Two months!").await?;
     overlay(ben, "ben", "big").await?;
     tokio::time::sleep(Duration::from_millis(900)).await;
@@ -366,6 +343,7 @@ async fn scenario(therapist: &Client, ben: &Client, cy: &Client, server: &Runnin
     if overflow != json!(false) {
         return Err("the big overlay makes the page scroll sideways at 360 px".into());
     }
+    fx.step("big on a phone");
     Ok(())
 }
 

@@ -1,11 +1,12 @@
 //! An observer in a real browser publishes nothing and knows it: the web client's offer has
 //! only receiving media sections (no sender carries a track), the server's answer receives
-//! nothing from it, and it still sees and hears the therapist. Needs Chromium (see
-//! `tests/browser.rs`).
+//! nothing from it, and it still sees and hears the therapist. Written with the browser
+//! fixture (`tests/common/fixture.rs`).
 
 mod common;
 
 use common::browser::*;
+use common::fixture::*;
 
 use std::time::Duration;
 
@@ -14,7 +15,6 @@ use serde_json::Value;
 
 const ROOM: &str = "observer-room";
 const TEST_DEADLINE: Duration = Duration::from_secs(90);
-const SCREENSHOT_PREFIX: &str = "observer-";
 
 /// The observer decodes the therapist's video and receives audio.
 const RECEIVES_JS: &str = r#"
@@ -47,37 +47,16 @@ return {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_observer_offers_to_receive_only() {
-    with_deadline(TEST_DEADLINE, "browser observer test", run()).await;
+    // With the waiting room: the observer is admitted by the therapist.
+    let mut fx = BrowserTest::with_server("observer", TEST_DEADLINE, common::test_config()).await;
+    let [therapist, observer] = fx.open([PageSpec::desktop("therapist"), PageSpec::desktop("observer")]).await;
+    let outcome = fx.within(scenario(&fx, &therapist, &observer)).await;
+    fx.finish(outcome).await;
 }
 
-async fn run() {
-    let artifacts = artifacts_dir(SCREENSHOT_PREFIX);
-    let therapist_profile = TempDir::new("observer-therapist");
-    let observer_profile = TempDir::new("observer-observer");
-    let server = common::start_server().await;
-    let driver = ChromeDriver::spawn(&artifacts.join("observer-chromedriver.log")).await;
-    let (therapist, observer) =
-        tokio::join!(open_browser(&driver.url, therapist_profile.path()), open_browser(&driver.url, observer_profile.path()));
-    let outcome = scenario(&therapist, &observer, &server).await;
-    wrap_up(&[("therapist", &therapist), ("observer", &observer)], &artifacts, SCREENSHOT_PREFIX, outcome.is_err()).await;
-    server.shutdown().await;
-    drop(driver);
-    if let Err(message) = outcome {
-        panic!("{message}");
-    }
-}
-
-async fn scenario(
-    therapist: &fantoccini::Client,
-    observer: &fantoccini::Client,
-    server: &hearth::server::RunningServer,
-) -> Result<(), String> {
-    let base = format!("http://{}", server.addr());
-    join_with_link(therapist, "therapist", &base, &common::token(server, ROOM, Role::Therapist, "Dr. Lee")).await?;
-    let token = common::token(server, ROOM, Role::Observer, "Student");
-    observer.goto(&format!("{base}/#token={token}")).await.map_err(|e| format!("observer: opening the link: {e}"))?;
-    wait_for(observer, "the observer's link page", "return Boolean(document.querySelector('#link-join-button'));", &[]).await?;
-    click(observer, "observer", "#link-join-button").await?;
+async fn scenario(fx: &BrowserTest, therapist: &Client, observer: &Client) -> Result<(), String> {
+    fx.join(therapist, "therapist", ROOM, Role::Therapist, ("t-lee", "Dr. Lee")).await?;
+    fx.enter(observer, "observer", ROOM, Role::Observer, ("o-student", "Student")).await?;
     // Waiting: no peer connection at all (it starts on admission, with the TURN credentials).
     let waiting = "return window.hearth.state === 'waiting' && !window.hearth.pc;";
     wait_for(observer, "the observer waiting with no peer connection", waiting, &[]).await?;

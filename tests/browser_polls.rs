@@ -4,28 +4,25 @@
 //! shares the results (the participant sees the chart) and closes the poll (the participant's
 //! card says so and stops taking votes).
 //!
-//! Same harness as `tests/browser.rs`: needs `/usr/bin/chromium` and `/usr/bin/chromedriver`
-//! (`scripts/install-test-deps.sh`), and fails rather than skips without them. Screenshots and
-//! the chromedriver log go to `target/test-artifacts/` (files starting `polls-`).
+//! Written with the browser fixture (`tests/common/fixture.rs`); screenshots and logs go to
+//! `target/test-artifacts/polls/`.
 
 mod common;
 
 use common::browser::*;
+use common::fixture::*;
 
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hearth::auth::Role;
 use serde_json::{json, Value};
 
 const ROOM: &str = "browser-polls";
-const THERAPIST: &str = "Dr. Rivera";
-const PARTICIPANT: &str = "Pat";
+const THERAPIST: (&str, &str) = ("t-rivera", "Dr. Rivera");
+const PARTICIPANT: (&str, &str) = ("p-pat", "Pat");
 const QUESTION: &str = "What helped you most this week?";
 const ANSWERS: [&str; 3] = ["Sleep", "Talking to a friend", "A walk outside"];
 const TEST_DEADLINE: Duration = Duration::from_secs(90);
-/// Screenshots from this test start with this, so a new run can clear the last run's.
-const SCREENSHOT_PREFIX: &str = "polls-";
 
 /// The participant's page shows one open poll card with the question, the three answers as
 /// radio buttons, the "change your vote" hint and a countdown.
@@ -82,47 +79,20 @@ return Boolean(card && card.classList.contains('closed')
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poll_is_launched_answered_and_charted_in_the_browser() {
-    with_deadline(TEST_DEADLINE, "browser polls test", run()).await;
+    let mut fx = BrowserTest::with_server("polls", TEST_DEADLINE, open_config()).await;
+    let [therapist, participant] = fx.open([PageSpec::desktop("therapist"), PageSpec::desktop("participant")]).await;
+    let outcome = fx.within(scenario(&fx, &therapist, &participant)).await;
+    fx.finish(outcome).await;
 }
 
-async fn run() {
-    let artifacts = artifacts_dir(SCREENSHOT_PREFIX);
-    let therapist_profile = TempDir::new("polls-therapist");
-    let participant_profile = TempDir::new("polls-participant");
-    let server = common::start_open_server().await;
-    let driver = ChromeDriver::spawn(&artifacts.join("polls-chromedriver.log")).await;
-    let (therapist, participant) =
-        tokio::join!(open_browser(&driver.url, therapist_profile.path()), open_browser(&driver.url, participant_profile.path()));
-
-    let started = Instant::now();
-    let outcome = scenario(&therapist, &participant, &server, &artifacts).await;
-    eprintln!("scenario took {:.1?}", started.elapsed());
-    wrap_up(&[("therapist", &therapist), ("participant", &participant)], &artifacts, SCREENSHOT_PREFIX, outcome.is_err()).await;
-    server.shutdown().await;
-    drop(driver);
-    if let Err(message) = outcome {
-        panic!("{message}");
-    }
-}
-
-async fn scenario(
-    therapist: &Client,
-    participant: &Client,
-    server: &hearth::server::RunningServer,
-    artifacts: &Path,
-) -> Result<(), String> {
-    let base = format!("http://{}", server.addr());
-    let shot = |name: &str| artifacts.join(format!("{SCREENSHOT_PREFIX}{name}.png"));
+async fn scenario(fx: &BrowserTest, therapist: &Client, participant: &Client) -> Result<(), String> {
+    let shot = |name: &str| fx.shot_path(name);
 
     // Both open their join links and join (no waiting room on this server).
-    for (client, who, role, name) in
+    for (client, who, role, person) in
         [(therapist, "therapist", Role::Therapist, THERAPIST), (participant, "participant", Role::Participant, PARTICIPANT)]
     {
-        let token = common::token(server, ROOM, role, name);
-        client.goto(&format!("{base}/#token={token}")).await.map_err(|e| format!("{who}: opening the link: {e}"))?;
-        wait_for(client, &format!("the {who}'s link page"), VISIBLE_JS, &[json!("#link-join-button")]).await?;
-        click(client, who, "#link-join-button").await?;
-        wait_for(client, &format!("the {who} to be in the room"), "return window.hearth.state === 'joined';", &[]).await?;
+        fx.join(client, who, ROOM, role, person).await?;
     }
     // Participants see no poll section until there is a poll; therapists see the builder button.
     wait_for(therapist, "the therapist's New poll button", VISIBLE_JS, &[json!("#poll-new-button")]).await?;

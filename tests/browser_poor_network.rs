@@ -12,16 +12,18 @@
 //!
 //! Needs root (for `ip netns` and `tc`, from Debian's iproute2, which `scripts/test.sh`
 //! installs) and Debian's `chromium` and `chromium-driver`; fails with a clear message
-//! without them. Screenshots and logs go to `target/test-artifacts/` (files `poor-network-*`).
+//! without them. Written with the browser fixture
+//! (`tests/common/fixture.rs`); screenshots and logs (the server's too) go to
+//! `target/test-artifacts/poor-network/`.
 
 mod common;
 
 use common::browser::*;
+use common::fixture::*;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::netns::{start_hearth, Netns, Proc};
 use common::unique_temp_path;
 use hearth::auth::{Role, TokenIssuer};
 
@@ -38,7 +40,6 @@ const MEDIA_DEADLINE: Duration = Duration::from_secs(20);
 /// After the link recovers: probes back off while it is bad, up to 12 s apart.
 const RECOVERY_DEADLINE: Duration = Duration::from_secs(40);
 const TEST_DEADLINE: Duration = Duration::from_secs(180);
-const PREFIX: &str = "poor-network-";
 /// The server's sending while the link is bad. It carries both pages' downlinks: two audio
 /// streams (about 45 kbit/s each with headers) fit, the lowest video layer (130-150 kbit/s)
 /// on top does not.
@@ -69,125 +70,28 @@ h.pc.getStats().then((stats) => {
 }).catch((e) => { out.error = String(e); done(out); });
 "#;
 
-/// A network namespace with a veth pair to it; removed on drop.
-struct Netns {
-    name: String,
-    inner_dev: String,
-    outer_dev: String,
-    inner_ip: String,
-}
-
-fn run(program: &str, args: &[&str]) -> Result<(), String> {
-    let out = Command::new(program).args(args).output().map_err(|e| format!("cannot run {program}: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!("`{program} {}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
-    }
-}
-
-impl Netns {
-    fn create() -> Result<Self, String> {
-        let n = std::process::id() % 250 + 1;
-        let ns = Self {
-            name: format!("hearth-pn-{n}"),
-            inner_dev: format!("hpn{n}i"),
-            outer_dev: format!("hpn{n}o"),
-            inner_ip: format!("10.231.{n}.2"),
-        };
-        let outer_ip = format!("10.231.{n}.1/24");
-        let inner_cidr = format!("{}/24", ns.inner_ip);
-        // A namespace left over by a killed earlier run of this test.
-        let _ = run("ip", &["netns", "del", &ns.name]);
-        let _ = run("ip", &["link", "del", &ns.outer_dev]);
-        run("ip", &["netns", "add", &ns.name])?;
-        run("ip", &["link", "add", &ns.outer_dev, "type", "veth", "peer", "name", &ns.inner_dev])?;
-        run("ip", &["link", "set", &ns.inner_dev, "netns", &ns.name])?;
-        run("ip", &["addr", "add", &outer_ip, "dev", &ns.outer_dev])?;
-        run("ip", &["link", "set", &ns.outer_dev, "up"])?;
-        ns.exec(&["ip", "addr", "add", &inner_cidr, "dev", &ns.inner_dev])?;
-        ns.exec(&["ip", "link", "set", &ns.inner_dev, "up"])?;
-        ns.exec(&["ip", "link", "set", "lo", "up"])?;
-        // Without any route out, the media stack's socket set-up fails (ENODEV).
-        ns.exec(&["ip", "route", "add", "default", "via", &format!("10.231.{n}.1")])?;
-        Ok(ns)
-    }
-
-    fn exec(&self, args: &[&str]) -> Result<(), String> {
-        let mut all = vec!["netns", "exec", &self.name];
-        all.extend_from_slice(args);
-        run("ip", &all)
-    }
-
-    /// Limits what leaves the namespace (the server's sending) to `kbit` per second.
-    fn limit(&self, kbit: u32) -> Result<(), String> {
-        let rate = format!("{kbit}kbit");
-        self.exec(&["tc", "qdisc", "replace", "dev", &self.inner_dev, "root", "tbf", "rate", &rate, "burst", "6kb", "latency", "80ms"])
-    }
-
-    fn unlimit(&self) -> Result<(), String> {
-        self.exec(&["tc", "qdisc", "del", "dev", &self.inner_dev, "root"])
-    }
-
-    /// Limits what enters the namespace (the browsers' sending) to `kbit` per second.
-    fn limit_uplink(&self, kbit: u32) -> Result<(), String> {
-        let rate = format!("{kbit}kbit");
-        run("tc", &["qdisc", "replace", "dev", &self.outer_dev, "root", "tbf", "rate", &rate, "burst", "20kb", "latency", "50ms"])
-    }
-
-    fn unlimit_uplink(&self) -> Result<(), String> {
-        run("tc", &["qdisc", "del", "dev", &self.outer_dev, "root"])
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = run("ip", &["netns", "del", &self.name]);
-        let _ = run("ip", &["link", "del", &self.outer_dev]);
-    }
-}
-
 /// The `hearth` binary inside the namespace.
 struct Server {
-    child: Child,
+    _proc: Proc,
     base: String,
 }
 
 impl Server {
-    fn start(ns: &Netns) -> Result<Self, String> {
-        let log_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
-        let _ = std::fs::create_dir_all(&log_dir);
-        let log = std::fs::File::create(log_dir.join(format!("{PREFIX}server.log"))).map_err(|e| e.to_string())?;
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &ns.name, env!("CARGO_BIN_EXE_hearth")])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
+    fn start(ns: &Netns, artifacts: &std::path::Path) -> Result<Self, String> {
+        let mut command = ns.command(env!("CARGO_BIN_EXE_hearth"));
+        command
             .env("HEARTH_SERVER__LISTEN", format!("{}:0", ns.inner_ip))
             .env("HEARTH_AUTH__TOKEN_SECRET", TOKEN_SECRET)
             .env("HEARTH_SERVER__SHUTDOWN_GRACE_MS", "300")
             .env("HEARTH_ICE__BIND_IP", &ns.inner_ip)
             .env("HEARTH_ROOMS__WAITING_ROOM", "false")
             .env("HEARTH_STORE__PATH", unique_temp_path("hearth-poor-network", "db"))
-            .env("HEARTH_LOG", "info,hearth::sfu=debug,rtc=error,webrtc=error,webrtc::peer_connection::driver=off")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .map_err(|e| format!("cannot start hearth in the namespace: {e}"))?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).map_err(|e| e.to_string())?;
-        let base = line.trim().rsplit(' ').next().unwrap_or_default().to_string();
+            .env("HEARTH_LOG", "info,hearth::sfu=debug,rtc=error,webrtc=error,webrtc::peer_connection::driver=off");
+        let (proc, base) = start_hearth(command, &artifacts.join("server.log"))?;
         if !base.starts_with(&format!("http://{}:", ns.inner_ip)) {
-            let _ = child.kill();
-            return Err(format!("hearth did not start in the namespace: {line:?}"));
+            return Err(format!("hearth did not start in the namespace: {base:?}"));
         }
-        Ok(Self { child, base })
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        Ok(Self { _proc: proc, base })
     }
 }
 
@@ -198,36 +102,25 @@ fn token((id, name): (&str, &str), role: Role) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thin_downlink_pauses_video_keeps_audio_and_recovers() {
-    with_deadline(TEST_DEADLINE, "poor-network browser test", run_test()).await;
-}
-
-async fn run_test() {
-    let ns = Netns::create().unwrap_or_else(|e| panic!("this test needs root and iproute2 (ip netns, tc): {e}"));
-    let server = Server::start(&ns).unwrap_or_else(|e| panic!("{e}"));
-    let artifacts = artifacts_dir(PREFIX);
-    let profiles = [TempDir::new("pn-therapist"), TempDir::new("pn-pat")];
+    let mut fx = BrowserTest::new("poor-network", TEST_DEADLINE).await;
+    let ns = Netns::create("pn", 231).unwrap_or_else(|e| panic!("this test needs root and iproute2 (ip netns, tc): {e}"));
+    let server = Server::start(&ns, fx.artifacts()).unwrap_or_else(|e| panic!("{e}"));
     // The server is not on loopback, so the page is not a secure context by default and would
     // get no camera; this is what a TLS deployment gives for real.
     let secure = format!("--unsafely-treat-insecure-origin-as-secure={}", server.base);
-    let therapist_opts = BrowserOptions { extra_args: vec![secure.clone()], ..BrowserOptions::default() };
-    let pat_opts = BrowserOptions { extra_args: vec![secure], ..BrowserOptions::size(360, 780) };
-    let driver = ChromeDriver::spawn(&artifacts.join(format!("{PREFIX}chromedriver.log"))).await;
-    let (therapist, pat) = tokio::join!(
-        open_browser_with(&driver.url, profiles[0].path(), &therapist_opts),
-        open_browser_with(&driver.url, profiles[1].path(), &pat_opts)
-    );
-
-    let outcome = scenario(&therapist, &pat, &server, &ns, &artifacts).await;
-    wrap_up(&[("therapist", &therapist), ("pat", &pat)], &artifacts, PREFIX, outcome.is_err()).await;
-    drop(driver);
-    drop(server);
-    drop(ns);
-    if let Err(message) = outcome {
-        panic!("{message} (server log: target/test-artifacts/{PREFIX}server.log)");
-    }
+    let [therapist, pat] = fx
+        .open([
+            PageSpec::desktop("therapist").arg(secure.clone()).device_camera(),
+            PageSpec::sized("pat", (360, 780)).arg(secure).device_camera(),
+        ])
+        .await;
+    let outcome = fx.within(scenario(&fx, &therapist, &pat, &server, &ns)).await;
+    // The server process and the namespace go after the browsers (the fixture's wrap-up).
+    let _keep = (server, ns);
+    fx.finish(outcome).await;
 }
 
-async fn scenario(therapist: &Client, pat: &Client, server: &Server, ns: &Netns, artifacts: &std::path::Path) -> Result<(), String> {
+async fn scenario(fx: &BrowserTest, therapist: &Client, pat: &Client, server: &Server, ns: &Netns) -> Result<(), String> {
     let t0 = Instant::now();
     let step = |what: &str| eprintln!("[{:>5.1?}] {what}", t0.elapsed());
     join_with_link(therapist, "therapist", &server.base, &token(THERAPIST, Role::Therapist)).await?;
@@ -253,7 +146,7 @@ async fn scenario(therapist: &Client, pat: &Client, server: &Server, ns: &Netns,
     if paused["note"] != "Video paused to keep your audio clear" {
         return Err(format!("the paused tile should say why, in words: {paused}"));
     }
-    save_screenshot(pat, &artifacts.join(format!("{PREFIX}pat-paused.png"))).await;
+    fx.shot(pat, "pat-paused").await;
     let audio = paused["audio"].as_u64().unwrap_or(0);
     // About 50 packets a second; well over half must get through while video is paused.
     tokio::time::sleep(Duration::from_secs(3)).await;

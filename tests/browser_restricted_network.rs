@@ -12,17 +12,19 @@
 //! 5. lets out only the page: nothing connects, and within 10 s the page says so plainly.
 //!
 //! Needs root (`ip netns`, `iptables`), Debian's `chromium`, `chromium-driver` and `coturn`
-//! (`scripts/install-test-deps.sh`); fails with a clear message without them. Logs and
-//! screenshots go to `target/test-artifacts/` (files `restricted-*`).
+//! (`scripts/install-test-deps.sh`); fails with a clear message without them. Written with the
+//! browser fixture (`tests/common/fixture.rs`) and `tests/common/netns.rs`; logs (the server's,
+//! coturn's, both chromedrivers') and screenshots go to `target/test-artifacts/restricted/`.
 
 mod common;
 
 use common::browser::*;
+use common::fixture::*;
+use common::netns::{rule, start_hearth, Netns, Proc};
 
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hearth::auth::{Role, TokenIssuer};
@@ -32,7 +34,6 @@ use serde_json::{json, Value};
 const TOKEN_SECRET: &str = "restricted-network-test-secret-not-the-development-one";
 const TURN_SECRET: &str = "restricted-network-coturn-secret-0123456789";
 const ROOM: &str = "restricted";
-const PREFIX: &str = "restricted-";
 /// Generous: other tests build and run beside this one on two cores.
 const MEDIA_DEADLINE: Duration = Duration::from_secs(45);
 const TEST_DEADLINE: Duration = Duration::from_secs(420);
@@ -68,89 +69,6 @@ h.pc.getStats().then((stats) => {
 }).catch((e) => { out.error = String(e); done(out); });
 "#;
 
-fn run(program: &str, args: &[&str]) -> Result<(), String> {
-    let out = Command::new(program).args(args).output().map_err(|e| format!("cannot run {program}: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!("`{program} {}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
-    }
-}
-
-/// Pat's network: a namespace with a veth pair to it; removed on drop.
-struct Netns {
-    name: String,
-    outer_dev: String,
-    /// The address everything outside listens on (the namespace's gateway).
-    outer_ip: String,
-    inner_ip: String,
-}
-
-impl Netns {
-    fn create() -> Result<Self, String> {
-        // From the pid, so tests running at once on this machine do not collide.
-        let n = std::process::id() % 250 + 1;
-        let ns = Self {
-            name: format!("hearth-rn-{n}"),
-            outer_dev: format!("hrn{n}o"),
-            outer_ip: format!("10.232.{n}.1"),
-            inner_ip: format!("10.232.{n}.2"),
-        };
-        let inner_dev = format!("hrn{n}i");
-        let _ = run("ip", &["netns", "del", &ns.name]);
-        let _ = run("ip", &["link", "del", &ns.outer_dev]);
-        run("ip", &["netns", "add", &ns.name])?;
-        run("ip", &["link", "add", &ns.outer_dev, "type", "veth", "peer", "name", &inner_dev])?;
-        run("ip", &["link", "set", &inner_dev, "netns", &ns.name])?;
-        run("ip", &["addr", "add", &format!("{}/24", ns.outer_ip), "dev", &ns.outer_dev])?;
-        run("ip", &["link", "set", &ns.outer_dev, "up"])?;
-        ns.exec(&["ip", "addr", "add", &format!("{}/24", ns.inner_ip), "dev", &inner_dev])?;
-        ns.exec(&["ip", "link", "set", &inner_dev, "up"])?;
-        ns.exec(&["ip", "link", "set", "lo", "up"])?;
-        ns.exec(&["ip", "route", "add", "default", "via", &ns.outer_ip])?;
-        Ok(ns)
-    }
-
-    fn exec(&self, args: &[&str]) -> Result<(), String> {
-        let mut all = vec!["netns", "exec", &self.name];
-        all.extend_from_slice(args);
-        run("ip", &all)
-    }
-
-    /// Replaces the namespace's outbound rules: always loopback and chromedriver's answers to
-    /// the test, then `allow` (iptables rule tails, e.g. `-p tcp --dport 443`), then
-    /// everything else dropped, or accepted when `default_accept`.
-    fn firewall(&self, chromedriver_port: u16, allow: &[Vec<String>], default_accept: bool) -> Result<(), String> {
-        self.exec(&["iptables", "-F", "OUTPUT"])?;
-        self.exec(&["iptables", "-P", "OUTPUT", if default_accept { "ACCEPT" } else { "DROP" }])?;
-        self.exec(&["iptables", "-A", "OUTPUT", "-o", "lo", "-j", "ACCEPT"])?;
-        let port = chromedriver_port.to_string();
-        self.exec(&["iptables", "-A", "OUTPUT", "-p", "tcp", "--sport", &port, "-j", "ACCEPT"])?;
-        for rule in allow {
-            let mut args = vec!["iptables", "-A", "OUTPUT"];
-            args.extend(rule.iter().map(String::as_str));
-            self.exec(&args)?;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = run("ip", &["netns", "del", &self.name]);
-        let _ = run("ip", &["link", "del", &self.outer_dev]);
-    }
-}
-
-/// An iptables rule tail; accepting unless it says otherwise.
-fn rule(text: &str) -> Vec<String> {
-    let mut r: Vec<String> = text.split_whitespace().map(String::from).collect();
-    if !r.iter().any(|w| w == "-j") {
-        r.extend(["-j".to_string(), "ACCEPT".to_string()]);
-    }
-    r
-}
-
 /// A port free for UDP and TCP on `ip`.
 fn free_port_on(ip: &str) -> u16 {
     loop {
@@ -159,22 +77,6 @@ fn free_port_on(ip: &str) -> u16 {
         if std::net::TcpListener::bind((ip, port)).is_ok() {
             return port;
         }
-    }
-}
-
-/// A process of ours, killed on drop.
-struct Proc(Child);
-
-impl Proc {
-    fn pid(&self) -> u32 {
-        self.0.id()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
@@ -219,7 +121,7 @@ fn start_coturn(ip: &str, dir: &Path, artifacts: &Path) -> Result<Turn, String> 
     );
     let conf_path = dir.join("turnserver.conf");
     std::fs::write(&conf_path, conf).map_err(|e| e.to_string())?;
-    let log = std::fs::File::create(artifacts.join(format!("{PREFIX}coturn.log"))).map_err(|e| e.to_string())?;
+    let log = std::fs::File::create(artifacts.join("coturn.log")).map_err(|e| e.to_string())?;
     let child = Command::new(turnserver)
         .arg("-c")
         .arg(&conf_path)
@@ -228,7 +130,7 @@ fn start_coturn(ip: &str, dir: &Path, artifacts: &Path) -> Result<Turn, String> 
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| format!("cannot run {turnserver}: {e}"))?;
-    Ok(Turn { proc: Proc(child), port, tls_port })
+    Ok(Turn { proc: Proc::new(child), port, tls_port })
 }
 
 struct Server {
@@ -237,7 +139,8 @@ struct Server {
     port: u16,
 }
 
-fn start_hearth(ip: &str, turn: &Turn, dir: &Path, artifacts: &Path) -> Result<Server, String> {
+/// The `hearth` binary outside the namespace, on its gateway address, with ICE over TCP and coturn.
+fn start_hearth_outside(ip: &str, turn: &Turn, dir: &Path, artifacts: &Path) -> Result<Server, String> {
     let config = format!(
         "[server]\nlisten = \"{ip}:0\"\nshutdown_grace_ms = 300\n\
          [auth]\ntoken_secret = \"{TOKEN_SECRET}\"\n\
@@ -252,53 +155,36 @@ fn start_hearth(ip: &str, turn: &Turn, dir: &Path, artifacts: &Path) -> Result<S
     );
     let config_path = dir.join("hearth.toml");
     std::fs::write(&config_path, config).map_err(|e| e.to_string())?;
-    let log = std::fs::File::create(artifacts.join(format!("{PREFIX}server.log"))).map_err(|e| e.to_string())?;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hearth"));
+    command
         .arg("--config")
         .arg(&config_path)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("HEARTH_LOG", "info,hearth::sfu=debug,rtc=error,webrtc=error,webrtc::peer_connection::driver=off")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .map_err(|e| format!("cannot start hearth: {e}"))?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).map_err(|e| e.to_string())?;
-    let base = line.trim().rsplit(' ').next().unwrap_or_default().to_string();
-    let proc = Proc(child);
-    let port = base.rsplit(':').next().and_then(|p| p.parse().ok()).ok_or_else(|| format!("hearth did not start: {line:?}"))?;
+        .env("HEARTH_LOG", "info,hearth::sfu=debug,rtc=error,webrtc=error,webrtc::peer_connection::driver=off");
+    let (proc, base) = start_hearth(command, &artifacts.join("server.log"))?;
+    let port = base.rsplit(':').next().and_then(|p| p.parse().ok()).ok_or_else(|| format!("no port in {base:?}"))?;
     Ok(Server { proc, base, port })
 }
 
-/// Chromedriver inside the namespace, reachable from the test on the namespace's address.
+/// Chromedriver inside the namespace, reachable from the test on the namespace's address; its
+/// process group (the browsers it started) is killed on drop.
 struct NsDriver {
-    proc: Proc,
+    _proc: Proc,
     url: String,
     port: u16,
 }
 
-impl Drop for NsDriver {
-    fn drop(&mut self) {
-        // Its own process group (below): the browsers it started go with it.
-        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.proc.pid())]).status();
-    }
-}
-
 async fn ns_driver(ns: &Netns, log: &Path) -> Result<NsDriver, String> {
     let port = free_port();
-    let mut command = Command::new("ip");
+    let mut command = ns.command(CHROMEDRIVER);
     command
-        .args(["netns", "exec", &ns.name, CHROMEDRIVER])
         .arg(format!("--port={port}"))
         .arg(format!("--allowed-ips={}", ns.outer_ip))
         .arg(format!("--log-path={}", log.display()))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    std::os::unix::process::CommandExt::process_group(&mut command, 0);
-    let child = command.spawn().map_err(|e| format!("cannot run chromedriver in the namespace: {e}"))?;
-    let driver = NsDriver { proc: Proc(child), url: format!("http://{}:{port}", ns.inner_ip), port };
+    let proc = Proc::spawn_group(command).map_err(|e| format!("cannot run chromedriver in the namespace: {e}"))?;
+    let driver = NsDriver { _proc: proc, url: format!("http://{}:{port}", ns.inner_ip), port };
     let addr: SocketAddr = format!("{}:{port}", ns.inner_ip).parse().map_err(|e| format!("{e}"))?;
     let deadline = Instant::now() + Duration::from_secs(10);
     while tokio::net::TcpStream::connect(addr).await.is_err() {
@@ -343,37 +229,22 @@ async fn peers_on_path(base: &str, path: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn joins_through_turn_over_tcp_and_tls_and_ice_tcp_and_says_when_nothing_connects() {
-    with_deadline(TEST_DEADLINE, "restricted-network browser test", run_test()).await;
-}
-
-async fn run_test() {
-    let ns = Netns::create().unwrap_or_else(|e| panic!("this test needs root, iproute2 and iptables: {e}"));
-    let artifacts = artifacts_dir(PREFIX);
+    let ns = Netns::create("rn", 232).unwrap_or_else(|e| panic!("this test needs root, iproute2 and iptables: {e}"));
+    let mut fx = BrowserTest::new("restricted", TEST_DEADLINE).await;
     let dir = TempDir::new("restricted");
-    let turn = start_coturn(&ns.outer_ip, dir.path(), &artifacts).unwrap_or_else(|e| panic!("{e}"));
-    let server = start_hearth(&ns.outer_ip, &turn, dir.path(), &artifacts).unwrap_or_else(|e| panic!("{e}"));
+    let turn = start_coturn(&ns.outer_ip, dir.path(), fx.artifacts()).unwrap_or_else(|e| panic!("{e}"));
+    let server = start_hearth_outside(&ns.outer_ip, &turn, dir.path(), fx.artifacts()).unwrap_or_else(|e| panic!("{e}"));
     let secure = format!("--unsafely-treat-insecure-origin-as-secure={}", server.base);
-    let profiles = [TempDir::new("rn-therapist"), TempDir::new("rn-pat")];
-    let driver = ChromeDriver::spawn(&artifacts.join(format!("{PREFIX}chromedriver.log"))).await;
-    let pat_driver = ns_driver(&ns, &artifacts.join(format!("{PREFIX}pat-chromedriver.log"))).await.unwrap_or_else(|e| panic!("{e}"));
+    let pat_driver = ns_driver(&ns, &fx.artifacts().join("pat-chromedriver.log")).await.unwrap_or_else(|e| panic!("{e}"));
     // coturn's TLS certificate is self-signed, as a test's must be.
-    let pat_opts =
-        BrowserOptions { extra_args: vec![secure.clone(), "--ignore-certificate-errors".into()], ..BrowserOptions::size(390, 844) };
-    let therapist_opts = BrowserOptions { extra_args: vec![secure], ..BrowserOptions::default() };
-    let (therapist, pat) = tokio::join!(
-        open_browser_with(&driver.url, profiles[0].path(), &therapist_opts),
-        open_browser_with(&pat_driver.url, profiles[1].path(), &pat_opts)
-    );
-    let outcome = scenario(&therapist, &pat, &server, &turn, &ns, pat_driver.port, &artifacts).await;
-    wrap_up(&[("therapist", &therapist), ("pat", &pat)], &artifacts, PREFIX, outcome.is_err()).await;
-    drop(pat_driver);
-    drop(driver);
-    drop(server);
-    drop(turn);
-    drop(ns);
-    if let Err(message) = outcome {
-        panic!("{message} (logs: target/test-artifacts/{PREFIX}server.log, {PREFIX}coturn.log)");
-    }
+    let [pat] = fx
+        .open_on(&pat_driver.url, [PageSpec::sized("pat", PHONE).arg(secure.clone()).arg("--ignore-certificate-errors").device_camera()])
+        .await;
+    let [therapist] = fx.open([PageSpec::desktop("therapist").arg(secure).device_camera()]).await;
+    let outcome = fx.within(scenario(&fx, &therapist, &pat, &server, &turn, &ns, pat_driver.port)).await;
+    // Pat's driver, the server, coturn and the namespace go after the browsers.
+    let _keep = (pat_driver, server, turn, ns, dir);
+    fx.finish(outcome).await;
 }
 
 /// Pat joins afresh (a new participant each time, so no reconnection is resumed) and waits
@@ -411,16 +282,15 @@ async fn measure(pat: &Client, server: &Server, turn: &Turn) -> (f64, f64, f64) 
 }
 
 async fn scenario(
+    fx: &BrowserTest,
     therapist: &Client,
     pat: &Client,
     server: &Server,
     turn: &Turn,
     ns: &Netns,
     driver_port: u16,
-    artifacts: &Path,
 ) -> Result<(), String> {
-    let t0 = Instant::now();
-    let step = |what: &str| eprintln!("[{:>5.1?}] {what}", t0.elapsed());
+    let step = |what: &str| fx.step(what);
     join_with_link(therapist, "therapist", &server.base, &token("t-rivera", "Dr. Rivera", Role::Therapist)).await?;
     let page = format!("-p tcp --dport {}", server.port);
 
@@ -443,7 +313,7 @@ async fn scenario(
     if relayed["note"] != "Connected through a relay: video may be lower quality." {
         return Err(format!("a relayed connection is said, calmly: {relayed}"));
     }
-    save_screenshot(pat, &artifacts.join(format!("{PREFIX}pat-relay.png"))).await;
+    fx.shot(pat, "pat-relay").await;
     let (relay_rtt, relay_cpu, turn_cpu) = measure(pat, server, turn).await;
     eprintln!(
         "MEASURED over {MEASURE:?}, one participant receiving the therapist: direct rtt {direct_rtt:.1} ms, server cpu {direct_cpu:.2} s; \
@@ -489,6 +359,6 @@ async fn scenario(
     if !text.contains("cannot connect your audio and video") || !text.contains("mobile data") {
         return Err(format!("the page should say plainly what happened and what to try: {text}"));
     }
-    save_screenshot(pat, &artifacts.join(format!("{PREFIX}pat-stuck.png"))).await;
+    fx.shot(pat, "pat-stuck").await;
     Ok(())
 }

@@ -6,12 +6,13 @@
 //! again on the participant's page; the participant has no share button until the therapist
 //! allows it in one click; stopping removes the screen from the participant's page.
 //!
-//! Needs Chromium and chromedriver (`scripts/install-test-deps.sh`). Screenshots:
-//! `target/test-artifacts/screen-*.png`.
+//! Written with the browser fixture (`tests/common/fixture.rs`); screenshots and logs go to
+//! `target/test-artifacts/screen/`.
 
 mod common;
 
 use common::browser::*;
+use common::fixture::*;
 
 use std::time::Duration;
 
@@ -19,7 +20,6 @@ use hearth::auth::Role;
 use serde_json::{json, Value};
 
 const ROOM: &str = "browser-screen";
-const SCREENSHOT_PREFIX: &str = "screen-";
 const TEST_DEADLINE: Duration = Duration::from_secs(120);
 const MEDIA: Duration = Duration::from_secs(30);
 
@@ -60,52 +60,19 @@ window.hearth.pc.getStats().then((stats) => {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shared_screen_appears_large_on_the_other_page() {
-    with_deadline(TEST_DEADLINE, "the screen share browser test", run()).await;
-}
-
-async fn run() {
-    let artifacts = artifacts_dir(SCREENSHOT_PREFIX);
-    let server = common::start_open_server().await;
-    let driver = ChromeDriver::spawn(&artifacts.join("screen-chromedriver.log")).await;
-    let (tp, pp, sp) = (TempDir::new("screen-therapist"), TempDir::new("screen-pat"), TempDir::new("screen-sam"));
+    let mut fx = BrowserTest::with_server("screen", TEST_DEADLINE, open_config()).await;
     // Headless Chromium grants getDisplayMedia and captures a fake screen with these flags.
-    let sharing = BrowserOptions {
-        extra_args: vec!["--auto-select-desktop-capture-source=Entire screen".into(), "--auto-accept-this-tab-capture".into()],
-        ..BrowserOptions::default()
-    };
-    let (therapist, participant, sam) = tokio::join!(
-        open_browser_with(&driver.url, tp.path(), &sharing),
-        open_browser(&driver.url, pp.path()),
-        open_browser(&driver.url, sp.path())
-    );
-    let outcome = scenario(&therapist, &participant, &sam, &server, &artifacts).await;
-    wrap_up(&[("therapist", &therapist), ("participant", &participant), ("sam", &sam)], &artifacts, SCREENSHOT_PREFIX, outcome.is_err())
-        .await;
-    server.shutdown().await;
-    drop(driver);
-    if let Err(message) = outcome {
-        panic!("{message}");
-    }
+    let sharing =
+        PageSpec::desktop("therapist").arg("--auto-select-desktop-capture-source=Entire screen").arg("--auto-accept-this-tab-capture");
+    let [therapist, participant, sam] = fx.open([sharing, PageSpec::desktop("participant"), PageSpec::desktop("sam")]).await;
+    let outcome = fx.within(scenario(&fx, &therapist, &participant, &sam)).await;
+    fx.finish(outcome).await;
 }
 
-async fn join(page: &Client, who: &str, server: &hearth::server::RunningServer, role: Role, id: &str, name: &str) -> Result<(), String> {
-    let token = common::token_for(server, ROOM, role, name, id);
-    page.goto(&format!("http://{}/#token={token}", server.addr())).await.map_err(|e| format!("{who}: opening the link: {e}"))?;
-    wait_for(page, &format!("the {who}'s link page"), VISIBLE_JS, &[json!("#link-join-button")]).await?;
-    click(page, who, "#link-join-button").await?;
-    wait_for(page, &format!("the {who} in the room"), "return window.hearth.state === 'joined';", &[]).await
-}
-
-async fn scenario(
-    therapist: &Client,
-    participant: &Client,
-    sam: &Client,
-    server: &hearth::server::RunningServer,
-    artifacts: &std::path::Path,
-) -> Result<(), String> {
-    join(therapist, "therapist", server, Role::Therapist, "t-rivera", "Dr. Rivera").await?;
-    join(participant, "participant", server, Role::Participant, "p-pat", "Pat").await?;
-    join(sam, "second participant", server, Role::Participant, "p-sam", "Sam").await?;
+async fn scenario(fx: &BrowserTest, therapist: &Client, participant: &Client, sam: &Client) -> Result<(), String> {
+    fx.join(therapist, "therapist", ROOM, Role::Therapist, ("t-rivera", "Dr. Rivera")).await?;
+    fx.join(participant, "participant", ROOM, Role::Participant, ("p-pat", "Pat")).await?;
+    fx.join(sam, "second participant", ROOM, Role::Participant, ("p-sam", "Sam")).await?;
     // Everyone sees everyone's camera first, so the therapist's connection carries the
     // server's transceivers for both participants before the share.
     for (page, who, other) in
@@ -135,8 +102,8 @@ async fn scenario(
     wait_for_within(participant, "the therapist's screen, large, beside the camera tile", SEES_SCREEN_JS, &[json!("t-rivera")], MEDIA)
         .await?;
     wait_for_within(sam, "the therapist's screen on Sam's page too", SEES_SCREEN_JS, &[json!("t-rivera")], MEDIA).await?;
-    save_screenshot(participant, &artifacts.join(format!("{SCREENSHOT_PREFIX}participant-sees-share.png"))).await;
-    save_screenshot(therapist, &artifacts.join(format!("{SCREENSHOT_PREFIX}therapist-sharing.png"))).await;
+    fx.shot(participant, "participant-sees-share").await;
+    fx.shot(therapist, "therapist-sharing").await;
 
     // The therapist's connection drops: once back, the share goes on by itself (the captured
     // screen is still live) and the participant sees it moving again. (The browser may reuse

@@ -11,15 +11,14 @@
 //! - Pat's window grows to desktop size: the server switches to a taller layer, Pat decodes a
 //!   taller picture with no stall; shrinking again switches back down.
 //!
-//! Same harness as `tests/browser.rs` (needs Debian's `chromium` and `chromium-driver`; fails
-//! rather than skips without them). Screenshots and the chromedriver log go to
-//! `target/test-artifacts/` (files starting `simulcast-`).
+//! Written with the browser fixture (`tests/common/fixture.rs`); screenshots and logs go to
+//! `target/test-artifacts/simulcast/`.
 
 mod common;
 
 use common::browser::*;
+use common::fixture::*;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use hearth::auth::Role;
@@ -32,7 +31,6 @@ const PAT: (&str, &str) = ("p-pat", "Pat");
 const ALEX: (&str, &str) = ("p-alex", "Alex");
 const MEDIA_DEADLINE: Duration = Duration::from_secs(20);
 const TEST_DEADLINE: Duration = Duration::from_secs(120);
-const SCREENSHOT_PREFIX: &str = "simulcast-";
 
 /// The publisher's side: every video layer it sends (rid, picture height, frames encoded).
 const OUTBOUND_JS: &str = r#"
@@ -86,32 +84,17 @@ window.hearth.onMessage('videoState', (m) => window.__videoStates.push(m));
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_publishes_simulcast_and_the_layer_follows_the_tile() {
-    with_deadline(TEST_DEADLINE, "browser simulcast test", run()).await;
+    let mut fx = BrowserTest::with_server("simulcast", TEST_DEADLINE, open_config()).await;
+    let [therapist, pat] =
+        fx.open([PageSpec::desktop("therapist").device_camera(), PageSpec::sized("pat", (360, 780)).device_camera()]).await;
+    let outcome = fx.within(scenario(&fx, &therapist, &pat)).await;
+    fx.finish(outcome).await;
 }
 
-async fn run() {
-    let artifacts = artifacts_dir(SCREENSHOT_PREFIX);
-    let profiles = [TempDir::new("sc-therapist"), TempDir::new("sc-pat")];
-    let mut config = common::test_config();
-    config.rooms.waiting_room = false;
-    let server = common::start_with(config).await;
-    let driver = ChromeDriver::spawn(&artifacts.join("simulcast-chromedriver.log")).await;
-    let phone = BrowserOptions::size(360, 780);
-    let (therapist, pat) =
-        tokio::join!(open_browser(&driver.url, profiles[0].path()), open_browser_with(&driver.url, profiles[1].path(), &phone));
-
-    let outcome = scenario(&therapist, &pat, &server, &artifacts).await;
-    wrap_up(&[("therapist", &therapist), ("pat", &pat)], &artifacts, SCREENSHOT_PREFIX, outcome.is_err()).await;
-    server.shutdown().await;
-    drop(driver);
-    if let Err(message) = outcome {
-        panic!("{message}");
-    }
-}
-
-async fn scenario(therapist: &Client, pat: &Client, server: &hearth::server::RunningServer, artifacts: &Path) -> Result<(), String> {
-    let base = format!("http://{}", server.addr());
-    let shot = |name: &str| artifacts.join(format!("{SCREENSHOT_PREFIX}{name}.png"));
+async fn scenario(fx: &BrowserTest, therapist: &Client, pat: &Client) -> Result<(), String> {
+    let server = fx.server();
+    let base = fx.base_url();
+    let shot = |name: &str| fx.shot_path(name);
     let t0 = Instant::now();
     let step = |what: &str| eprintln!("[{:>5.1?}] {what}", t0.elapsed());
 

@@ -12,28 +12,27 @@
 //! asks first; Ana's end screen carries the clinic's support resources; every page has a
 //! favicon.
 //!
-//! Screenshots (`webux-<size>-<step>.png`) go to `target/test-artifacts/`. Needs
-//! `/usr/bin/chromium` and `/usr/bin/chromedriver`, like tests/browser.rs.
+//! Written with the browser fixture (`tests/common/fixture.rs`); screenshots (`<step>.png`) go
+//! to `target/test-artifacts/webux-<size>/` and `target/test-artifacts/webux-keyboard/`.
 
 mod common;
 
 use common::a11y::assert_accessible;
 use common::browser::*;
+use common::fixture::*;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fantoccini::wd::TimeoutConfiguration;
 use hearth::auth::Role;
 use hearth::client::SignalClient;
-use hearth::room::RoomId;
 use hearth::server::RunningServer;
-use hearth::signal::protocol::{ClientMessage, ServerMessage, PROTOCOL_VERSION};
+use hearth::signal::protocol::{ClientMessage, ServerMessage};
 use serde_json::{json, Value};
 
 const TEST_DEADLINE: Duration = Duration::from_secs(480);
 const WAIT: Duration = Duration::from_secs(10);
-const SCREENSHOT_PREFIX: &str = "webux-";
 const SUPPORT_TEXT: &str = "If you need help now: call the clinic on 0100 000 000, or 988 at any hour.";
 
 /// Whether `#support-button` can be seen and pressed: "ok", or what is wrong (hidden, off
@@ -97,12 +96,8 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_call_at_desktop_and_phone_size() {
     let _one_at_a_time = SERIAL.lock().await;
-    with_deadline(TEST_DEADLINE, "browser test", async {
-        let artifacts = artifacts_dir(SCREENSHOT_PREFIX);
-        run(&artifacts, Size { name: "desktop", width: 1280, height: 800 }).await;
-        run(&artifacts, Size { name: "phone", width: 390, height: 844 }).await;
-    })
-    .await;
+    run(Size { name: "desktop", width: DESKTOP.0, height: DESKTOP.1 }).await;
+    run(Size { name: "phone", width: PHONE.0, height: PHONE.1 }).await;
 }
 
 #[derive(Clone, Copy)]
@@ -118,43 +113,24 @@ impl Size {
     }
 }
 
-async fn run(artifacts: &Path, size: Size) {
-    let profiles = [TempDir::new("webux-therapist"), TempDir::new("webux-ana")];
+async fn run(size: Size) {
     let mut config = common::test_config();
     config.support.resources_text = SUPPORT_TEXT.to_string();
-    let server = common::start_with(config).await;
-    let driver = ChromeDriver::spawn(&artifacts.join(format!("webux-{}-chromedriver.log", size.name))).await;
-    let window = if size.phone() { BrowserOptions::phone(size.width, size.height) } else { BrowserOptions::size(size.width, size.height) };
-    let (therapist, ana) = tokio::join!(
-        open_browser_with(&driver.url, profiles[0].path(), &window),
-        open_browser_with(&driver.url, profiles[1].path(), &window),
-    );
+    let mut fx = BrowserTest::with_server(&format!("webux-{}", size.name), TEST_DEADLINE, config).await;
+    let page = |who: &str| if size.phone() { PageSpec::phone(who) } else { PageSpec::desktop(who) };
+    let [therapist, ana] = fx.open([page("therapist"), page("ana")]).await;
     // A busy machine can hold a page's main thread for seconds; scripts get longer than usual.
     for page in [&therapist, &ana] {
         let timeouts = TimeoutConfiguration::new(Some(Duration::from_secs(30)), Some(Duration::from_secs(30)), Some(Duration::ZERO));
         page.update_timeouts(timeouts).await.expect("set webdriver timeouts");
     }
-    let started = Instant::now();
-    let prefix = format!("{SCREENSHOT_PREFIX}{}-", size.name);
-    let outcome = scenario(&therapist, &ana, &server, artifacts, size).await;
-    eprintln!("{} scenario took {:.1?}", size.name, started.elapsed());
-    wrap_up(&[("therapist", &therapist), ("ana", &ana)], artifacts, &prefix, outcome.is_err()).await;
-    server.shutdown().await;
-    drop(driver);
-    if let Err(message) = outcome {
-        panic!("{} ({}×{}): {message}", size.name, size.width, size.height);
-    }
+    let outcome = fx.within(scenario(&fx, &therapist, &ana, size)).await;
+    fx.finish(outcome.map_err(|message| format!("{} ({}×{}): {message}", size.name, size.width, size.height))).await;
 }
 
 /// A participant without a browser who joins and waits to be admitted.
 async fn headless(server: &RunningServer, room: &str, name: &str, id: &str) -> SignalClient {
-    let mut c = SignalClient::connect(&common::ws_url(server)).await.expect("websocket");
-    let token = common::token_for(server, room, Role::Participant, name, id);
-    c.send(&ClientMessage::Join { protocol_version: PROTOCOL_VERSION, room_id: RoomId::new(room).expect("room id"), token })
-        .await
-        .expect("join");
-    c.recv_until("joined", WAIT, |m| matches!(m, ServerMessage::Joined { .. })).await.expect("joined");
-    c
+    common::join_upto(server, room, Role::Participant, name, id, "joined").await
 }
 
 /// Ana's support button passes SUPPORT_JS now (it is checked after every step).
@@ -176,10 +152,11 @@ async fn label_of(client: &Client, css: &str) -> Result<String, String> {
     Ok(v.as_str().unwrap_or_default().to_string())
 }
 
-async fn scenario(therapist: &Client, ana: &Client, server: &RunningServer, artifacts: &Path, size: Size) -> Result<(), String> {
-    let shot = |name: &str| artifacts.join(format!("{SCREENSHOT_PREFIX}{}-{name}.png", size.name));
+async fn scenario(fx: &BrowserTest, therapist: &Client, ana: &Client, size: Size) -> Result<(), String> {
+    let server = fx.server();
+    let shot = |name: &str| fx.shot_path(name);
     let room = format!("webux-{}", size.name);
-    let base = format!("http://{}", server.addr());
+    let base = fx.base_url();
 
     // Every page has its icon (a missing one logged a 404 on every load).
     let (status, body) = common::http(server.addr(), "GET", "/favicon.svg", &[], "").await;
@@ -502,21 +479,10 @@ async fn check_devices(ana: &Client, screenshot: &Path) -> Result<(), String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyboard_only_join_hand_poll_support() {
     let _one_at_a_time = SERIAL.lock().await;
-    with_deadline(TEST_DEADLINE, "browser test", async {
-        let artifacts = artifacts_dir("webux_keyboard-");
-        let profile = TempDir::new("webux-keyboard");
-        let server = common::start_server().await;
-        let driver = ChromeDriver::spawn(&artifacts.join("webux_keyboard-chromedriver.log")).await;
-        let ana = open_browser_with(&driver.url, profile.path(), &BrowserOptions::size(1280, 800)).await;
-        let outcome = keyboard_scenario(&ana, &server, &artifacts).await;
-        wrap_up(&[("ana", &ana)], &artifacts, "webux_keyboard-", outcome.is_err()).await;
-        server.shutdown().await;
-        drop(driver);
-        if let Err(message) = outcome {
-            panic!("{message}");
-        }
-    })
-    .await;
+    let mut fx = BrowserTest::with_server("webux-keyboard", TEST_DEADLINE, common::test_config()).await;
+    let [ana] = fx.open([PageSpec::desktop("ana")]).await;
+    let outcome = fx.within(keyboard_scenario(&fx, &ana)).await;
+    fx.finish(outcome).await;
 }
 
 /// Presses Tab (from wherever focus is) until `css` has focus; at most 80 presses.
@@ -539,16 +505,11 @@ async fn key(client: &Client, k: impl ToString) -> Result<(), String> {
     focused.send_keys(&k.to_string()).await.map_err(|e| format!("pressing a key: {e}"))
 }
 
-async fn keyboard_scenario(ana: &Client, server: &RunningServer, artifacts: &Path) -> Result<(), String> {
-    let shot = |name: &str| artifacts.join(format!("webux_keyboard-{name}.png"));
+async fn keyboard_scenario(fx: &BrowserTest, ana: &Client) -> Result<(), String> {
+    let server = fx.server();
+    let shot = |name: &str| fx.shot_path(name);
     let room = "webux-keyboard";
-    let mut therapist = SignalClient::connect(&common::ws_url(server)).await.map_err(|e| e.to_string())?;
-    let token = common::token_for(server, room, Role::Therapist, "Dr Lee", "t-lee");
-    therapist
-        .send(&ClientMessage::Join { protocol_version: PROTOCOL_VERSION, room_id: RoomId::new(room).expect("room id"), token })
-        .await
-        .map_err(|e| e.to_string())?;
-    therapist.recv_until("joined", WAIT, |m| matches!(m, ServerMessage::Joined { .. })).await.map_err(|e| e.to_string())?;
+    let mut therapist = common::join_upto(server, room, Role::Therapist, "Dr Lee", "t-lee", "joined").await;
 
     let ana_token = common::token_for(server, room, Role::Participant, "Ana", "p-ana");
     ana.goto(&format!("http://{}/#token={ana_token}", server.addr())).await.map_err(|e| format!("opening the link: {e}"))?;

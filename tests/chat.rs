@@ -7,31 +7,25 @@
 
 mod common;
 
-use common::{expect_error, pid};
+use common::{expect_error, pid, WAIT};
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use hearth::auth::Role;
 use hearth::client::{MediaClient, MediaOptions, SignalClient};
-use hearth::room::{ParticipantId, RoomId};
+use hearth::room::ParticipantId;
 use hearth::server::RunningServer;
 use hearth::signal::protocol::{
     BreakoutRef, ChatEntry, ChatMessageId, ChatSettings, ClientMessage, ErrorCode, MediaKind, ServerMessage, SupportDelivery,
-    PROTOCOL_VERSION,
 };
 
-const WAIT: Duration = Duration::from_secs(10);
 const ROOM: &str = "chat";
 
 /// Joins an open room and reads up to the `chatSettings` sent on admission (a `chatHistory`,
 /// when there is one, comes right after it and is left unread).
 async fn join(server: &RunningServer, role: Role, name: &str, id: &str) -> SignalClient {
-    let mut c = SignalClient::connect(&common::ws_url(server)).await.unwrap();
-    let token = common::token_for(server, ROOM, role, name, id);
-    c.send(&ClientMessage::Join { protocol_version: PROTOCOL_VERSION, room_id: RoomId::new(ROOM).unwrap(), token }).await.unwrap();
-    c.recv_until("chatSettings", WAIT, |m| matches!(m, ServerMessage::ChatSettings(_))).await.unwrap();
-    c
+    common::join_upto(server, ROOM, role, name, id, "chatSettings").await
 }
 
 fn say(text: &str) -> ClientMessage {

@@ -5,22 +5,17 @@
 
 mod common;
 
-use common::pid;
+use common::{join_media, pid};
 
 use std::time::Duration;
 
 use hearth::auth::Role;
-use hearth::client::{MediaClient, MediaOptions, SignalClient};
+use hearth::client::SignalClient;
 use hearth::room::RoomId;
 use hearth::server::RunningServer;
 use hearth::signal::protocol::{ClientMessage, ErrorCode, IceCandidate, MediaKind, ServerMessage, PROTOCOL_VERSION};
 
 const WAIT: Duration = Duration::from_secs(10);
-
-async fn join(server: &RunningServer, room: &str, id: &str, role: Role) -> MediaClient {
-    let o = MediaOptions::light(common::ws_url(server), room, id).with_token(common::token_for(server, room, role, id, id));
-    MediaClient::join(o).await.unwrap_or_else(|e| panic!("{id} joins: {e}"))
-}
 
 /// Waits until `f()` stops growing: the same value over a 1 s window, within `wait`.
 async fn stops_growing(wait: Duration, f: impl Fn() -> u64) -> bool {
@@ -61,9 +56,9 @@ async fn removal_cuts_media_even_from_a_client_that_stalls_its_socket() {
     config.rooms.waiting_room = false;
     config.limits.max_message_bytes = 256 * 1024;
     let server = common::start_with(config).await;
-    let t = join(&server, "stall", "t", Role::Therapist).await;
-    let p = join(&server, "stall", "p", Role::Participant).await;
-    let q = join(&server, "stall", "q", Role::Participant).await;
+    let t = join_media(&server, "stall", Role::Therapist, "t").await;
+    let p = join_media(&server, "stall", Role::Participant, "p").await;
+    let q = join_media(&server, "stall", Role::Participant, "q").await;
     for (c, other) in [(&p, "t"), (&p, "q"), (&q, "t"), (&t, "p")] {
         assert!(
             common::eventually(WAIT, || c.packets_from(&pid(other), MediaKind::Audio) > 20).await,
@@ -98,8 +93,8 @@ async fn removal_cuts_media_even_from_a_client_that_stalls_its_socket() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_never_takes_over_a_seat_of_another_role() {
     let server = common::start_open_server().await;
-    let mut t = join(&server, "seats", "t", Role::Therapist).await;
-    let p = join(&server, "seats", "p", Role::Participant).await;
+    let mut t = join_media(&server, "seats", Role::Therapist, "t").await;
+    let p = join_media(&server, "seats", Role::Participant, "p").await;
     assert!(common::eventually(WAIT, || t.packets_from(&pid("p"), MediaKind::Audio) > 10).await);
     for (id, role) in [("p", Role::Therapist), ("p", Role::Observer), ("t", Role::Participant)] {
         let mut c = SignalClient::connect(&common::ws_url(&server)).await.unwrap();
@@ -124,8 +119,8 @@ async fn a_token_never_takes_over_a_seat_of_another_role() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nobody_waiting_has_a_peer_connection() {
     let server = common::start_server().await;
-    let mut t = join(&server, "lobby", "t", Role::Therapist).await;
-    let p = join(&server, "lobby", "p", Role::Participant).await;
+    let mut t = join_media(&server, "lobby", Role::Therapist, "t").await;
+    let p = join_media(&server, "lobby", Role::Participant, "p").await;
     assert!(!p.admitted);
     t.wait_for("p waiting", WAIT, |m| matches!(m, ServerMessage::WaitingList { waiting } if waiting.len() == 1)).await.unwrap();
     // The client offered at once; the server holds it and creates nothing.
@@ -144,10 +139,10 @@ async fn nobody_waiting_has_a_peer_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_observer_is_never_received() {
     let server = common::start_open_server().await;
-    let t = join(&server, "watch", "t", Role::Therapist).await;
-    let q = join(&server, "watch", "q", Role::Participant).await;
+    let t = join_media(&server, "watch", Role::Therapist, "t").await;
+    let q = join_media(&server, "watch", Role::Participant, "q").await;
     // This observer's client offers a microphone and a camera anyway.
-    let mut o = join(&server, "watch", "o", Role::Observer).await;
+    let mut o = join_media(&server, "watch", Role::Observer, "o").await;
     let m = o.wait_for("refusal", WAIT, |m| matches!(m, ServerMessage::Error { .. })).await.unwrap();
     assert!(matches!(m, ServerMessage::Error { code: ErrorCode::Forbidden, .. }), "{m:?}");
     assert!(common::eventually(WAIT, || o.packets_from(&pid("t"), MediaKind::Video) > 10).await, "the observer receives");
@@ -175,9 +170,9 @@ async fn tracks_and_candidates_per_participant_are_bounded() {
     config.rooms.waiting_room = false;
     config.limits.max_tracks_per_participant = 2;
     let server = common::start_with(config).await;
-    let mut t = join(&server, "bounded", "t", Role::Therapist).await;
-    let p = join(&server, "bounded", "p", Role::Participant).await;
-    let q = join(&server, "bounded", "q", Role::Participant).await;
+    let mut t = join_media(&server, "bounded", Role::Therapist, "t").await;
+    let p = join_media(&server, "bounded", Role::Participant, "p").await;
+    let q = join_media(&server, "bounded", Role::Participant, "q").await;
     assert!(common::eventually(WAIT, || q.packets_from(&pid("t"), MediaKind::Video) > 10).await);
     // A microphone and a camera are the two allowed; a screen share is one too many.
     t.start_screen_share().await.expect("the client tries");

@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use hearth::auth::Role;
 use hearth::client::SignalClient;
-use hearth::room::{ParticipantId, RoomId};
+use hearth::room::ParticipantId;
 use hearth::server::RunningServer;
 use hearth::signal::protocol::{
     decode_client, CelebrationAudience, CelebrationId, CelebrationStyle, ClientMessage, ErrorCode, MilestoneKind, ProposalId, Reaction,
-    ServerMessage, PROTOCOL_VERSION,
+    ServerMessage,
 };
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -21,11 +21,7 @@ const ROOM: &str = "group-m";
 
 /// Joins `ROOM` on an open server (no waiting room) and waits until admitted.
 async fn join(server: &RunningServer, role: Role, name: &str, id: &str) -> SignalClient {
-    let mut c = SignalClient::connect(&common::ws_url(server)).await.unwrap();
-    let token = common::token_for(server, ROOM, role, name, id);
-    c.send(&ClientMessage::Join { protocol_version: PROTOCOL_VERSION, room_id: RoomId::new(ROOM).unwrap(), token }).await.unwrap();
-    c.recv_until("admitted", WAIT, |m| matches!(m, ServerMessage::Admitted { .. })).await.unwrap();
-    c
+    common::join(server, ROOM, role, name, id).await
 }
 
 async fn set_prefs(c: &mut SignalClient, style: CelebrationStyle, audience: CelebrationAudience) {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::expect_error;
+use common::{expect_error, join, WAIT};
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -12,31 +12,15 @@ use futures::future::join_all;
 use hearth::auth::Role;
 use hearth::client::SignalClient;
 use hearth::config::Config;
-use hearth::room::RoomId;
 use hearth::server::RunningServer;
-use hearth::signal::protocol::{
-    ClientMessage, ErrorCode, PollCloseReason, PollId, PollInfo, PollOptionId, PollTally, ServerMessage, PROTOCOL_VERSION,
-};
+use hearth::signal::protocol::{ClientMessage, ErrorCode, PollCloseReason, PollId, PollInfo, PollOptionId, PollTally, ServerMessage};
 use hearth::store::PollRecord;
-
-const WAIT: Duration = Duration::from_secs(5);
 
 fn open_config() -> Config {
     let mut c = common::test_config();
     c.rooms.waiting_room = false;
     c.limits.max_room_size = 64;
     c
-}
-
-/// Connects and joins `room` as `participant` (no waiting room in these tests).
-async fn join(server: &RunningServer, room: &str, role: Role, name: &str, participant: &str) -> SignalClient {
-    let mut c = SignalClient::connect(&common::ws_url(server)).await.unwrap();
-    let token = common::token_for(server, room, role, name, participant);
-    c.send(&ClientMessage::Join { protocol_version: PROTOCOL_VERSION, room_id: RoomId::new(room).unwrap(), token }).await.unwrap();
-    match c.recv_until("admitted", WAIT, |m| matches!(m, ServerMessage::Admitted { .. } | ServerMessage::Error { .. })).await.unwrap() {
-        ServerMessage::Admitted { .. } => c,
-        other => panic!("join refused: {other:?}"),
-    }
 }
 
 fn create(question: &str, options: &[&str], multiple: bool, anonymous: bool, duration_secs: Option<u32>) -> ClientMessage {

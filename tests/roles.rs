@@ -20,11 +20,9 @@ fn join_msg(room: &str, token: String) -> ClientMessage {
 
 /// Connects and joins; returns the client and its participant id (waiting or not).
 async fn join(server: &RunningServer, room: &str, role: Role, name: &str) -> (SignalClient, ParticipantId) {
-    let mut c = SignalClient::connect(&common::ws_url(server)).await.unwrap();
-    c.send(&join_msg(room, common::token(server, room, role, name))).await.unwrap();
-    match c.recv_until("joined", WAIT, |m| matches!(m, ServerMessage::Joined { .. } | ServerMessage::Error { .. })).await.unwrap() {
-        ServerMessage::Joined { participant_id, .. } => (c, participant_id),
-        other => panic!("join refused: {other:?}"),
+    match common::try_join(server, room, role, name, None, "joined").await {
+        Ok(joined) => (joined.client, joined.id),
+        Err(code) => panic!("join refused: {code:?}"),
     }
 }
 

@@ -10,7 +10,7 @@ use common::pid;
 use std::time::Duration;
 
 use hearth::auth::Role;
-use hearth::client::{MediaClient, MediaOptions};
+use hearth::client::MediaClient;
 use hearth::signal::protocol::{ClientMessage, ErrorCode, MediaKind, ServerMessage, TrackSource};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -54,11 +54,7 @@ async fn updated(c: &mut MediaClient, who: &str, pred: impl Fn(&hearth::signal::
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn screen_sharing_is_forwarded_allowed_revoked_and_stopped() {
     let server = common::start_open_server().await;
-    let url = common::ws_url(&server);
-    let join = |id: &'static str, role| {
-        let o = MediaOptions::light(&url, "screens", id).with_token(common::token_for(&server, "screens", role, id, id));
-        async move { MediaClient::join(o).await.expect("joins") }
-    };
+    let join = |id: &'static str, role| common::join_media(&server, "screens", role, id);
     let mut t = join("t", Role::Therapist).await;
     let mut p = join("p", Role::Participant).await;
     let mut q = join("q", Role::Participant).await;
@@ -151,11 +147,7 @@ async fn screen_sharing_is_forwarded_allowed_revoked_and_stopped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shares_reach_later_joiners_and_follow_breakouts() {
     let server = common::start_open_server().await;
-    let url = common::ws_url(&server);
-    let join = |id: &'static str, role| {
-        let o = MediaOptions::light(&url, "screens-later", id).with_token(common::token_for(&server, "screens-later", role, id, id));
-        async move { MediaClient::join(o).await.expect("joins") }
-    };
+    let join = |id: &'static str, role| common::join_media(&server, "screens-later", role, id);
     let mut t = join("t", Role::Therapist).await;
     t.start_screen_share().await.expect("share alone");
     forwarded(&mut t).await;
@@ -204,11 +196,7 @@ async fn shares_reach_later_joiners_and_follow_breakouts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_share_that_never_arrives_is_reported() {
     let server = common::start_open_server().await;
-    let url = common::ws_url(&server);
-    let join = |id: &'static str, role| {
-        let o = MediaOptions::light(&url, "screens-missing", id).with_token(common::token_for(&server, "screens-missing", role, id, id));
-        async move { MediaClient::join(o).await.expect("joins") }
-    };
+    let join = |id: &'static str, role| common::join_media(&server, "screens-missing", role, id);
     let mut t = join("t", Role::Therapist).await;
     let p = join("p", Role::Participant).await;
     let _q = join("q", Role::Participant).await;

@@ -23,22 +23,14 @@ async fn connect_and_join(server: &RunningServer, room: &str, token: String) -> 
     c
 }
 
-/// Joins and waits for `joined`, or returns the error the join got.
+/// Joins and waits for `joined`, or returns the error the join got (the id is also the name).
 async fn try_join(server: &RunningServer, room: &str, role: Role, id: &str) -> Result<SignalClient, ErrorCode> {
-    let mut c = connect_and_join(server, room, common::token_for(server, room, role, id, id)).await;
-    match c.recv_until("joined or error", WAIT, |m| matches!(m, ServerMessage::Joined { .. } | ServerMessage::Error { .. })).await.unwrap()
-    {
-        ServerMessage::Joined { .. } => Ok(c),
-        ServerMessage::Error { code, .. } => Err(code),
-        _ => unreachable!(),
-    }
+    common::try_join(server, room, role, id, Some(id), "joined").await.map(|joined| joined.client)
 }
 
 /// Joins an open room and reads up to the `chatSettings` sent on admission.
 async fn join_admitted(server: &RunningServer, room: &str, role: Role, id: &str) -> SignalClient {
-    let mut c = connect_and_join(server, room, common::token_for(server, room, role, id, id)).await;
-    c.recv_until("chatSettings", WAIT, |m| matches!(m, ServerMessage::ChatSettings(_))).await.unwrap();
-    c
+    common::join_upto(server, room, role, id, id, "chatSettings").await
 }
 
 fn no_change() -> ClientMessage {

@@ -1,7 +1,7 @@
-//! The headless-browser harness every browser test shares: a chromedriver of our own on a free
-//! port, Debian's Chromium with fake camera and microphone, throw-away profiles, and small
-//! page helpers (wait for a script to say true, click, type, press a key, screenshots, the
-//! page's own log).
+//! The headless-browser plumbing under the browser fixture (`fixture.rs`, which tests use): a
+//! chromedriver of our own on a free port, Debian's Chromium with fake camera and microphone,
+//! throw-away profiles, and small page helpers (wait for a script to say true, click, type,
+//! press a key, screenshots, the page's own log).
 //!
 //! Needs `/usr/bin/chromium` and `/usr/bin/chromedriver` (Debian packages `chromium` and
 //! `chromium-driver`); `scripts/install-test-deps.sh` installs them. Without them a browser
@@ -71,11 +71,7 @@ impl BrowserOptions {
     }
 }
 
-/// A headless Chromium with fake media devices, 1280×900.
-pub async fn open_browser(webdriver: &str, profile: &Path) -> Client {
-    open_browser_with(webdriver, profile, &BrowserOptions::default()).await
-}
-
+/// A headless Chromium with fake media devices, opened through `webdriver` with `opts`.
 pub async fn open_browser_with(webdriver: &str, profile: &Path, opts: &BrowserOptions) -> Client {
     // Both rustls providers are compiled in (webrtc and hyper-rustls each enable one), so it
     // cannot pick a default itself and fantoccini's TLS setup would panic; chromedriver is
@@ -199,22 +195,6 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free local port").port()
 }
 
-/// `target/test-artifacts/`, without the screenshots an earlier run of the same test left
-/// there (names starting with `prefix`), which would be mistaken for this run's.
-pub fn artifacts_dir(prefix: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("test-artifacts");
-    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
-    if let Ok(entries) = fs::read_dir(&dir) {
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().to_string();
-            if name.starts_with(prefix) && name.ends_with(".png") {
-                let _ = fs::remove_file(entry.path());
-            }
-        }
-    }
-    dir
-}
-
 /// The page's own log (`window.hearth.log`), for failure reports.
 pub async fn page_log(client: &Client) -> String {
     match client.execute("return (window.hearth && window.hearth.log || []).join('\\n');", vec![]).await {
@@ -335,34 +315,15 @@ pub fn write_tone_wav(path: &Path, seconds: u32, amplitude: f64) {
 
 /// Opens a personal join link (`#token=...`) and joins with its one button.
 pub async fn join_with_link(client: &Client, who: &str, base: &str, token: &str) -> Result<(), String> {
-    client.goto(&format!("{base}/#token={token}")).await.map_err(|e| format!("{who}: opening the link: {e}"))?;
-    wait_for(client, &format!("the {who}'s link page"), VISIBLE_JS, &[json!("#link-join-button")]).await?;
-    click(client, who, "#link-join-button").await?;
+    enter_with_link(client, who, base, token).await?;
     wait_for(client, &format!("the {who} to be in the room"), "return window.hearth.state === 'joined';", &[]).await
 }
 
-/// Runs a browser test's body under a deadline, so a hung browser or server cannot hang CI.
-pub async fn with_deadline(deadline: Duration, what: &str, body: impl std::future::Future<Output = ()>) {
-    require_browser();
-    if tokio::time::timeout(deadline, body).await.is_err() {
-        panic!("{what} did not finish within {deadline:?}");
-    }
-}
-
-/// After a scenario: when it failed, a screenshot of every page (`<prefix><who>-failure.png`)
-/// and every page's own log (printed always with `HEARTH_BROWSER_LOGS=1`); then the pages close.
-pub async fn wrap_up(pages: &[(&str, &Client)], artifacts: &Path, prefix: &str, failed: bool) {
-    for (who, client) in pages {
-        if failed {
-            save_screenshot(client, &artifacts.join(format!("{prefix}{who}-failure.png"))).await;
-        }
-        if failed || std::env::var_os("HEARTH_BROWSER_LOGS").is_some() {
-            eprintln!("---- {who}: window.hearth.log ----\n{}", page_log(client).await);
-        }
-    }
-    for (_, client) in pages {
-        let _ = (*client).clone().close().await;
-    }
+/// Opens a personal join link and presses its one button, without waiting for the outcome.
+pub async fn enter_with_link(client: &Client, who: &str, base: &str, token: &str) -> Result<(), String> {
+    client.goto(&format!("{base}/#token={token}")).await.map_err(|e| format!("{who}: opening the link: {e}"))?;
+    wait_for(client, &format!("the {who}'s link page"), VISIBLE_JS, &[json!("#link-join-button")]).await?;
+    click(client, who, "#link-join-button").await
 }
 
 /// Therapists: opens the "…" menu of `participant_id`'s row in the people list (if it is not

@@ -1,8 +1,14 @@
 //! Shared test harness: the real server on 127.0.0.1:0, and helpers to reach it.
+//!
+//! Protocol tests join with [`join`] (or [`try_join`] for a refusal, [`join_media`] for a
+//! webrtc-crate peer), with one deadline ([`WAIT`]) for any message the server owes. Browser
+//! tests use [`fixture::BrowserTest`].
 #![allow(dead_code)]
 
 pub mod a11y;
 pub mod browser;
+pub mod fixture;
+pub mod netns;
 pub mod redis;
 
 use std::time::Duration;
@@ -63,6 +69,72 @@ pub fn token_for(server: &RunningServer, room: &str, role: Role, name: &str, par
     server.state().tokens.mint(&room, role, name, Some(participant), Duration::from_secs(600)).expect("mint").0
 }
 
+/// How long a protocol test waits for any one message the server owes it.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A socket that joined a room, and the participant id the server gave it.
+pub struct Joined {
+    pub client: hearth::client::SignalClient,
+    pub id: hearth::room::ParticipantId,
+}
+
+/// Connects, joins `room` as `role` named `name` (with participant id `id`, or one the token
+/// issuer picks), and reads up to the first message of type `upto`: `"joined"` for a seat in
+/// the room or its waiting list, `"admitted"` for admission, `"chatSettings"` for everything the
+/// room sends on admission but its chat history. A refusal on the way is returned as its code.
+pub async fn try_join(
+    server: &RunningServer,
+    room: &str,
+    role: Role,
+    name: &str,
+    id: Option<&str>,
+    upto: &str,
+) -> Result<Joined, hearth::signal::protocol::ErrorCode> {
+    use hearth::signal::protocol::{ClientMessage, ServerMessage, PROTOCOL_VERSION};
+    let mut client = hearth::client::SignalClient::connect(&ws_url(server)).await.expect("connect");
+    let token = match id {
+        Some(id) => token_for(server, room, role, name, id),
+        None => token(server, room, role, name),
+    };
+    client
+        .send(&ClientMessage::Join { protocol_version: PROTOCOL_VERSION, room_id: RoomId::new(room).expect("room id"), token })
+        .await
+        .expect("send join");
+    let id = match client.recv_until("joined", WAIT, |m| matches!(m, ServerMessage::Joined { .. } | ServerMessage::Error { .. })).await {
+        Ok(ServerMessage::Joined { participant_id, .. }) => participant_id,
+        Ok(ServerMessage::Error { code, .. }) => return Err(code),
+        other => panic!("{name}: no reply to join: {other:?}"),
+    };
+    if upto != "joined" {
+        assert!(<ServerMessage as strum::VariantNames>::VARIANTS.contains(&upto), "`{upto}` is not a server message type");
+        let reply = client.recv_until(upto, WAIT, |m| <&'static str>::from(m) == upto || matches!(m, ServerMessage::Error { .. })).await;
+        match reply {
+            Ok(ServerMessage::Error { code, .. }) => return Err(code),
+            Ok(_) => {}
+            Err(e) => panic!("{name}: waiting for `{upto}` after joining: {e}"),
+        }
+    }
+    Ok(Joined { client, id })
+}
+
+/// Joins `room` with participant id `id` and waits until admitted; panics on a refusal.
+pub async fn join(server: &RunningServer, room: &str, role: Role, name: &str, id: &str) -> hearth::client::SignalClient {
+    join_upto(server, room, role, name, id, "admitted").await
+}
+
+/// As [`join`], reading up to the first message of type `upto` (see [`try_join`]).
+pub async fn join_upto(server: &RunningServer, room: &str, role: Role, name: &str, id: &str, upto: &str) -> hearth::client::SignalClient {
+    match try_join(server, room, role, name, Some(id), upto).await {
+        Ok(joined) => joined.client,
+        Err(code) => panic!("{name}: join refused with {code:?}"),
+    }
+}
+
+/// A webrtc-crate peer (light synthetic media) that joined `room` as participant `id` (also its name).
+pub async fn join_media(server: &RunningServer, room: &str, role: Role, id: &str) -> hearth::client::MediaClient {
+    let options = hearth::client::MediaOptions::light(ws_url(server), room, id).with_token(token_for(server, room, role, id, id));
+    hearth::client::MediaClient::join(options).await.unwrap_or_else(|e| panic!("{id} joins: {e}"))
+}
 /// A participant id in a test (ids in tests are chosen, never minted).
 pub fn pid(s: &str) -> hearth::room::ParticipantId {
     hearth::room::ParticipantId::from_trusted(s)
