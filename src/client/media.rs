@@ -2,7 +2,7 @@
 //! RTP and records what arrives from whom.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -296,6 +296,10 @@ pub struct MediaClient {
     remb: Arc<AtomicU64>,
     /// Every UDP port the server named in its candidates (descriptions and trickled).
     server_ports: Arc<Mutex<std::collections::BTreeSet<u16>>>,
+    /// Offers the server made us (renegotiations).
+    server_offers: Arc<AtomicU32>,
+    /// Keyframe requests (PLI/FIR) the server sent our camera.
+    keyframe_requests: Arc<AtomicU64>,
 }
 
 /// The UDP ports of the candidates in `text` (an SDP, or one candidate line).
@@ -515,6 +519,8 @@ struct Negotiation(Arc<tokio::sync::Mutex<bool>>, Arc<tokio::sync::Notify>);
 
 /// How long a new offer waits for the answer to the previous one before going anyway.
 const ANSWER_WAIT: Duration = Duration::from_secs(10);
+/// How often the client's ICE agent sends a connectivity check while connecting.
+const ICE_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 
 impl Negotiation {
     async fn offer(&self, pc: &Arc<dyn PeerConnection>, out: &mpsc::UnboundedSender<ClientMessage>) -> Result<(), ClientError> {
@@ -854,6 +860,11 @@ impl MediaClient {
                 SettingEngineBuilder::new()
                     .with_include_loopback_candidate(true)
                     .with_prflx_acceptance_min_wait(Some(Duration::ZERO))
+                    // Checks paced at RFC 8445's Ta (50 ms), as browsers pace them, not the crate's
+                    // 200 ms: the controlling agent nominates a pair on the tick after its first
+                    // successful check, so every join waited one interval beyond the round trip.
+                    // As many attempts as the crate's default allows in 1.4 s.
+                    .with_ice_connection_attempts(Some(ICE_CHECK_INTERVAL), Some(28))
                     .build(),
             )
             .with_interceptor_registry(registry)
@@ -890,6 +901,9 @@ impl MediaClient {
         }
         let negotiation = Negotiation::default();
         negotiation.offer(&pc, &out_tx).await?;
+        let server_offers: Arc<AtomicU32> = Arc::default();
+        let keyframe_requests: Arc<AtomicU64> = Arc::default();
+        let offers_seen = server_offers.clone();
 
         let mut tasks = Vec::new();
         let (mut sink, mut stream) = sig.into_split();
@@ -945,6 +959,7 @@ impl MediaClient {
                             has_remote = true;
                         }
                         ServerMessage::Offer(sdp) => {
+                            offers_seen.fetch_add(1, Ordering::Relaxed);
                             note_ports(&sdp.sdp);
                             let offer_out = signal_negotiation.0.lock().await;
                             // Glare: the server (impolite) ignored our offer. We are polite: roll
@@ -1025,7 +1040,7 @@ impl MediaClient {
             let sending = sending.clone();
             let wanted = Arc::new(AtomicBool::new(false));
             if kind == MediaKind::Video {
-                tasks.push(tokio::spawn(watch_keyframe_requests(track.clone(), wanted.clone())));
+                tasks.push(tokio::spawn(watch_keyframe_requests(track.clone(), wanted.clone(), keyframe_requests.clone())));
             }
             match (&opts.video_profile, kind) {
                 (Some(profile), MediaKind::Video) => {
@@ -1071,6 +1086,8 @@ impl MediaClient {
             throttle,
             remb,
             server_ports,
+            server_offers,
+            keyframe_requests,
             negotiation,
             raw: raw_tx,
             stop_reading,
@@ -1133,6 +1150,16 @@ impl MediaClient {
         Some(self.remb.load(Ordering::Relaxed)).filter(|b| *b != 0)
     }
 
+    /// How many offers the server has made this client (each a renegotiation round trip).
+    pub fn server_offers(&self) -> u32 {
+        self.server_offers.load(Ordering::Relaxed)
+    }
+
+    /// How many keyframe requests (PLI/FIR) the server has sent this client's camera.
+    pub fn keyframe_requests_received(&self) -> u64 {
+        self.keyframe_requests.load(Ordering::Relaxed)
+    }
+
     /// Limits inbound video to `kbps` (a weak network); `None` lifts the limit.
     pub fn set_throttle(&self, kbps: Option<u32>) {
         self.throttle.store(kbps.unwrap_or(0), Ordering::Relaxed);
@@ -1153,7 +1180,7 @@ impl MediaClient {
         self.offer().await?;
         // A slide deck: few frames, a keyframe every second.
         let wanted = Arc::new(AtomicBool::new(false));
-        tokio::spawn(watch_keyframe_requests(track.clone(), wanted.clone()));
+        tokio::spawn(watch_keyframe_requests(track.clone(), wanted.clone(), Arc::default()));
         let task = tokio::spawn(send_loop(track, ssrc, 15, 600, 96, 90_000, 15, self.sending.clone(), None, wanted, false));
         self.screen = Some((sender, task));
         Ok(label)
@@ -1211,16 +1238,16 @@ impl MediaClient {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 /// Notes PLI and FIR from the server on `track`, as a camera's encoder would, so the next frame
-/// `send_loop` makes is a keyframe. Ends with the track.
-async fn watch_keyframe_requests(track: Arc<TrackLocalStaticRTP>, wanted: Arc<AtomicBool>) {
+/// `send_loop` makes is a keyframe, and counts them in `counted`. Ends with the track.
+async fn watch_keyframe_requests(track: Arc<TrackLocalStaticRTP>, wanted: Arc<AtomicBool>, counted: Arc<AtomicU64>) {
     use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
     use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
     while let Some(event) = track.poll().await {
         if let TrackLocalEvent::OnRtcpPacket(packets) = event {
             if packets.iter().any(|p| p.as_any().is::<PictureLossIndication>() || p.as_any().is::<FullIntraRequest>()) {
                 wanted.store(true, Ordering::Relaxed);
+                counted.fetch_add(1, Ordering::Relaxed);
             }
         }
     }

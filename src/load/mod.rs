@@ -268,6 +268,8 @@ async fn join_admitting_all(cfg: &LoadConfig, people: &mut Vec<Participant>) -> 
     let latency_cap = latency_cap(cfg);
     let mut last_publisher = Vec::new();
     let mut pairs = Vec::new();
+    let mut server_offers = Vec::new();
+    let mut keyframe_requests = Vec::new();
     let mut subscribers = 0;
     let mut complete = 0;
     for room in 0..cfg.rooms {
@@ -291,6 +293,7 @@ async fn join_admitting_all(cfg: &LoadConfig, people: &mut Vec<Participant>) -> 
         while Instant::now() < deadline && !people[first..publishers.end].iter().all(|p| video_from_all(&p.client, p.expects)) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        let requests_before: Vec<u64> = people[publishers.clone()].iter().map(|p| p.client.keyframe_requests_received()).collect();
         let admitted_at =
             admit_group(cfg, &issuer, &room_id, people, first, cfg.publishers..cfg.publishers + cfg.subscribers, latency_cap).await?;
         let subs = publishers.end..people.len();
@@ -303,8 +306,12 @@ async fn join_admitting_all(cfg: &LoadConfig, people: &mut Vec<Participant>) -> 
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        for (p, before) in people[publishers.clone()].iter().zip(requests_before) {
+            keyframe_requests.push(p.client.keyframe_requests_received().saturating_sub(before));
+        }
         for p in &people[subs] {
             subscribers += 1;
+            server_offers.push(u64::from(p.client.server_offers()));
             let times = first_keyframes(&p.client, &publisher_ids);
             let ms = |t: Instant| t.saturating_duration_since(admitted_at).as_micros() as u64;
             pairs.extend(times.iter().flatten().map(|t| ms(*t)));
@@ -320,6 +327,8 @@ async fn join_admitting_all(cfg: &LoadConfig, people: &mut Vec<Participant>) -> 
         complete,
         last_publisher_ms: Percentiles::of(last_publisher, 1e-3),
         pairs_ms: Percentiles::of(pairs, 1e-3),
+        server_offers: Percentiles::of(server_offers, 1.0),
+        keyframe_requests: Percentiles::of(keyframe_requests, 1.0),
     })
 }
 

@@ -46,6 +46,12 @@ pub struct AdmitAll {
     pub last_publisher_ms: Percentiles,
     /// Every (subscriber, publisher) pair.
     pub pairs_ms: Percentiles,
+    /// Per subscriber, the offers the server made it before it saw every publisher: each is a
+    /// renegotiation round trip (one carries every track when subscriptions are batched).
+    pub server_offers: Percentiles,
+    /// Per publisher, the keyframe requests it received from the admission until every
+    /// subscriber saw it: one per subscriber would mean the server does not coalesce.
+    pub keyframe_requests: Percentiles,
 }
 
 /// Rejoins during the window, and the longest one (socket lost noticed → joined again).
@@ -174,6 +180,10 @@ fn ms(v: Option<f64>) -> String {
     v.map_or("-".into(), |v| format!("{v:.1}"))
 }
 
+fn count(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{v:.0}"))
+}
+
 impl LoadReport {
     /// A few lines for a person at a terminal.
     pub fn summary(&self) -> String {
@@ -237,6 +247,13 @@ impl LoadReport {
                 ms(a.last_publisher_ms.max),
                 ms(a.pairs_ms.p50),
                 ms(a.pairs_ms.max)
+            );
+            out += &format!(
+                "                 server offers per subscriber p50 {} max {}; keyframe requests per publisher p50 {} max {}\n",
+                count(a.server_offers.p50),
+                count(a.server_offers.max),
+                count(a.keyframe_requests.p50),
+                count(a.keyframe_requests.max)
             );
         }
         let l = &f.video_layer_packets;

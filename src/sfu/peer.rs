@@ -7,10 +7,13 @@
 //! [`PeerCommand::Activate`] on admission. While dormant, the client's offer (the latest) and
 //! a bounded number of its candidates wait; they are answered on admission. A peer of someone
 //! who may not publish (an observer) never receives media: its answer has no receiving
-//! section and an offer that tries to send is refused with `forbidden`. Negotiation: the client offers first (its own tracks); after that the server
-//! offers whenever its set of outgoing tracks changes. The server is the impolite side of
-//! "perfect negotiation": a client offer that collides with a server offer in flight is ignored,
-//! and the client (polite) rolls back and answers ours.
+//! section and an offer that tries to send is refused with `forbidden`.
+//!
+//! Negotiation: the client offers first (its own tracks); after that the server offers whenever
+//! its set of outgoing tracks changes, once for all the commands already queued (a group
+//! admitted together gets every track in one offer, not a round trip per track). The server
+//! is the impolite side of "perfect negotiation": a client offer that collides with a server
+//! offer in flight is ignored, and the client (polite) rolls back and answers ours.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -432,13 +435,35 @@ impl Dormant {
 
 impl PeerTask {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<PeerCommand>) {
-        while let Some(cmd) = rx.recv().await {
-            if matches!(cmd, PeerCommand::Close) {
-                break;
+        'commands: loop {
+            self.negotiate().await;
+            let Some(mut cmd) = rx.recv().await else { break };
+            // Commands already queued are taken before offering, so one offer carries them
+            // all: a group admitted at once subscribes each newcomer to every published track
+            // in one burst, and an offer per track would cost a round trip each.
+            loop {
+                if matches!(cmd, PeerCommand::Close) {
+                    break 'commands;
+                }
+                self.step(cmd).await;
+                match rx.try_recv() {
+                    Ok(next) => cmd = next,
+                    Err(_) => break,
+                }
             }
-            self.step(cmd).await;
         }
         self.close().await;
+    }
+
+    /// Offers the outgoing track set if it changed and the signaling state allows.
+    async fn negotiate(&mut self) {
+        if !self.offer_needed {
+            return;
+        }
+        if let Err(e) = self.offer().await {
+            warn!(error = %e, "negotiation step failed");
+            self.refuse(Refusal::Negotiation, format!("media negotiation failed: {e}"));
+        }
     }
 
     /// Handles one command; a failed negotiation step is reported to the client.
@@ -524,20 +549,16 @@ impl PeerTask {
         let sdp = self.for_client(answer.sdp);
         self.tell(PeerEvent::Answer(sdp));
         self.established = true;
-        let pending = std::mem::take(&mut self.pending);
-        if !pending.is_empty() {
-            // One subscription that cannot be added (a codec this client did not offer) must
-            // not keep the others from it.
-            for track in pending {
-                if let Err(e) = self.add_leg(track).await {
+        // One subscription that cannot be added (a codec this client did not offer) must not
+        // keep the others from it.
+        for track in std::mem::take(&mut self.pending) {
+            match self.add_leg(track).await {
+                Ok(()) => self.offer_needed = true,
+                Err(e) => {
                     warn!(error = %e, "subscription not added");
                     self.refuse(Refusal::Negotiation, format!("one forwarded track could not be added: {e}"));
                 }
             }
-            self.offer_needed = true;
-        }
-        if self.offer_needed {
-            self.offer().await?;
         }
         Ok(())
     }
@@ -552,9 +573,6 @@ impl PeerTask {
         self.awaiting_answer = false;
         self.has_remote_description = true;
         self.flush_candidates().await;
-        if self.offer_needed {
-            self.offer().await?;
-        }
         Ok(())
     }
 
@@ -647,7 +665,8 @@ impl PeerTask {
         }
     }
 
-    /// Makes a server offer now if the signaling state allows, or remembers to.
+    /// Makes a server offer now if the signaling state allows; otherwise `offer_needed` stays
+    /// set and [`PeerTask::negotiate`] tries again after the next commands.
     async fn offer(&mut self) -> Result<(), SfuError> {
         if !self.established || self.awaiting_answer {
             self.offer_needed = true;
@@ -673,7 +692,8 @@ impl PeerTask {
             return Ok(());
         }
         self.add_leg(track).await?;
-        self.offer().await
+        self.offer_needed = true;
+        Ok(())
     }
 
     /// A transceiver of its own for one subscription. `add_track` would reuse any sender-less
@@ -689,7 +709,7 @@ impl PeerTask {
     }
 
     /// Adds the sending side of one subscription and starts forwarding into it; the caller
-    /// offers.
+    /// sets `offer_needed`.
     async fn add_leg(&mut self, track: Arc<PublishedTrack>) -> Result<(), SfuError> {
         let ssrc = rand::random::<u32>();
         let kind = match track.kind {
@@ -743,7 +763,8 @@ impl PeerTask {
         self.feedback.forget(sub.ssrc);
         let sender = sub.stop();
         self.pc.remove_track(&sender).await?;
-        self.offer().await
+        self.offer_needed = true;
+        Ok(())
     }
 
     async fn close(mut self) {

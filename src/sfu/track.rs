@@ -153,40 +153,29 @@ impl PublishedTrack {
         client_track_id: String,
         client_stream_id: String,
     ) -> Arc<Self> {
-        let (packets, _) = broadcast::channel(FANOUT_CAPACITY);
-        Arc::new(Self {
-            id,
-            publisher,
-            kind,
-            codec,
-            media_ssrc,
-            remote: Some(remote),
-            packets,
-            forwarding: AtomicBool::new(true),
-            last_keyframe_request: Mutex::new(None),
-            last_keyframe_ms: AtomicU64::new(0),
-            keyframe_request_pending: AtomicBool::new(false),
-            stats,
-            loudness: Loudness::default(),
-            audio_level_id,
-            client_track_id,
-            client_stream_id,
-            screen: AtomicBool::new(false),
-            simulcast: AtomicBool::new(false),
-            layer_ssrc: Default::default(),
-            layer_height: Default::default(),
-            layer_last_ms: Default::default(),
-            born: Instant::now(),
-            downlinks: Mutex::default(),
-        })
+        let mut track = Self::bare(id, publisher, kind, FANOUT_CAPACITY);
+        track.codec = codec;
+        track.media_ssrc = media_ssrc;
+        track.remote = Some(remote);
+        track.stats = stats;
+        track.audio_level_id = audio_level_id;
+        track.client_track_id = client_track_id;
+        track.client_stream_id = client_stream_id;
+        Arc::new(track)
     }
 
     /// A track without media, for tests of the room's rules (who subscribes to what).
     #[cfg(test)]
     pub(crate) fn for_test(id: &str, publisher: ParticipantId, kind: MediaKind) -> Arc<Self> {
-        let (packets, _) = broadcast::channel(1);
-        Arc::new(Self {
-            id: id.to_string(),
+        Arc::new(Self::bare(id.to_string(), publisher, kind, 1))
+    }
+
+    /// A track with nothing attached yet: no remote, default codec, its own counters.
+    fn bare(id: TrackId, publisher: ParticipantId, kind: MediaKind, capacity: usize) -> Self {
+        let (packets, _) = broadcast::channel(capacity);
+        Self {
+            client_track_id: id.clone(),
+            id,
             publisher,
             kind,
             codec: RTCRtpCodec::default(),
@@ -200,7 +189,6 @@ impl PublishedTrack {
             stats: Arc::default(),
             loudness: Loudness::default(),
             audio_level_id: Arc::default(),
-            client_track_id: id.to_string(),
             client_stream_id: String::new(),
             screen: AtomicBool::new(false),
             simulcast: AtomicBool::new(false),
@@ -209,7 +197,7 @@ impl PublishedTrack {
             layer_last_ms: Default::default(),
             born: Instant::now(),
             downlinks: Mutex::default(),
-        })
+        }
     }
 
     /// Reads RTP from the publisher until the track ends. Runs as the track's own task.
@@ -424,7 +412,7 @@ impl PublishedTrack {
             // A simulcast publisher is left to its own estimate: a REMB below the sum of its
             // layers makes Chromium drop the top ones for every subscriber, while each
             // subscriber's layer choice already fits its own downlink.
-            if self.layer_ssrc.iter().any(|s| s.load(Ordering::Relaxed) != 0) {
+            if self.layer_ssrcs().next().is_some() {
                 continue;
             }
             let ssrcs = self.ssrcs();
@@ -438,11 +426,16 @@ impl PublishedTrack {
 
     /// The publisher's SSRCs for this track: every simulcast layer's, or the one stream's.
     fn ssrcs(&self) -> Vec<u32> {
-        let mut ssrcs: Vec<u32> = self.layer_ssrc.iter().map(|s| s.load(Ordering::Relaxed)).filter(|s| *s != 0).collect();
+        let mut ssrcs: Vec<u32> = self.layer_ssrcs().collect();
         if ssrcs.is_empty() {
             ssrcs.push(self.media_ssrc);
         }
         ssrcs
+    }
+
+    /// The SSRCs of the simulcast layers seen so far (none without simulcast).
+    fn layer_ssrcs(&self) -> impl Iterator<Item = u32> + '_ {
+        self.layer_ssrc.iter().map(|s| s.load(Ordering::Relaxed)).filter(|s| *s != 0)
     }
 
     fn send_pli(&self) {
