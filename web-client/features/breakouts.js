@@ -1,4 +1,4 @@
-// Hearth web client: breakout rooms (issue 4). A module: it hears the server through
+// Hearth web client: breakout rooms. A module: it hears the server through
 // the bus (on(type, fn)) and talks to it through send(message) (core/connection.js). The core
 // itself makes the video grid and the people list follow the space you are in (spaceChanged,
 // spaceRoster); this file shows where you are and lets the therapist run the rooms.

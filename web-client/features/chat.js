@@ -1,4 +1,4 @@
-// Hearth web client: in-call chat and the private "I need support" signal (issue 10).
+// Hearth web client: in-call chat and the private "I need support" signal.
 // A module: it hears the server through the bus (on(type, fn), core/bus.js) and talks to it
 // through send(message) (core/connection.js).
 //

@@ -1,4 +1,4 @@
-// Hearth milestone celebrations (issue 6): the overlay over the video grid, congratulations,
+// Hearth milestone celebrations: the overlay over the video grid, congratulations,
 // preferences, sharing a milestone, the therapist's controls and a participant's timeline.
 //
 // It talks to the page only through the bus (on(type, fn)), send(message) and the read-only

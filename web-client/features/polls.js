@@ -1,4 +1,4 @@
-// Hearth web client: in-call polls (issue 5). A module: it hears the server through
+// Hearth web client: in-call polls. A module: it hears the server through
 // the bus (on(type, fn), core/bus.js) and talks to it through send(message) (core/connection.js).
 //
 // Participants get a card per open poll: radio buttons (one answer) or checkboxes (several), a
