@@ -784,6 +784,49 @@ fn e2ee_wraps_reach_only_their_member_and_no_key_reaches_the_snapshot() {
     }
 }
 
+/// A room that moves to another relay node keeps its encryption policy, whatever that node's
+/// default: an encrypted group does not come back in the clear, and keeps its waiting room.
+#[test]
+fn a_moved_room_keeps_its_encryption_policy_and_nothing_more() {
+    use crate::vocab::E2eeMode;
+    let mut s = settings(false, Duration::from_secs(30));
+    s.e2ee = E2eeMode::Required;
+    let mut before = Model::with_settings(s);
+    before.join(0).expect("joins");
+    before.client(
+        &therapist(),
+        ClientMessage::E2eeHello { ecdh_pub: "PUB".into(), identity_key: Some("ID".into()), identity_sig: Some("SIG".into()) },
+    );
+    let json = serde_json::to_string(&before.room.snapshot()).expect("snapshot json");
+    for secret in ["PUB", "\"ID\"", "SIG"] {
+        assert!(!json.contains(secret), "{secret} in the saved state: {json}");
+    }
+    let snap = super::snapshot::parse(&json).expect("a node's own snapshot parses");
+    assert_eq!(snap.e2ee, Some(E2eeMode::Required));
+
+    // The next node's default is no encryption and no waiting room.
+    let mut after = Model::new(false);
+    assert_eq!(after.room.state.e2ee, E2eeMode::Off);
+    let now = after.room.now;
+    let ((), _) = after.room.with(now, |r| r.restore(snap));
+    assert_eq!(after.room.state.e2ee, E2eeMode::Required, "the policy moved with the room");
+    assert!(after.room.state.waiting_room, "a required room keeps its waiting room");
+    after.join(1).expect("joins");
+    assert!(
+        after.sent(1).iter().all(|m| !matches!(m, ServerMessage::Admitted { .. })),
+        "a participant arriving at the new node waits, as in any encrypted room"
+    );
+
+    // Snapshots saved before the policy was kept leave the new node's default.
+    let mut old = serde_json::to_value(before.room.snapshot()).expect("value");
+    old.as_object_mut().expect("object").remove("e2ee");
+    let old = super::snapshot::parse(&old.to_string()).expect("an older snapshot parses");
+    let mut fresh = Model::new(false);
+    let now = fresh.room.now;
+    let ((), _) = fresh.room.with(now, |r| r.restore(old));
+    assert_eq!(fresh.room.state.e2ee, E2eeMode::Off);
+}
+
 /// The last round everyone in the main room was sent.
 fn last_round(model: &Model, i: usize) -> Option<crate::signal::protocol::RoundInfo> {
     model.sent(i).iter().rev().find_map(|m| match m {

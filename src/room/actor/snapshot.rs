@@ -1,7 +1,8 @@
 //! The part of a room's state that must outlive the node it runs on (relay nodes):
 //! admissions and hard mutes, bans, lock and waiting room, breakouts and assignments, open
 //! polls with their ballots, the celebration preferences people chose here, the speaking queue,
-//! the agenda, and the agreement with who accepted it (never a location, never talk time).
+//! the agenda, the agreement with who accepted it (never a location, never talk time), and the
+//! end-to-end encryption policy (never a key).
 //!
 //! The room serialises this after every change and the cluster keeps it in Redis; a room
 //! re-created on another node starts from it. Members, media and chat are not in it: people
@@ -235,6 +236,11 @@ pub(super) struct RoomSnapshot {
     /// The agreement and who accepted which version; never anyone's location.
     #[serde(default)]
     pub agreement: AgreementSnap,
+    /// The room's end-to-end encryption policy (never a key: those live in members' browsers
+    /// and in no saved state). Absent in state saved before it was kept: the new node's
+    /// default then applies.
+    #[serde(default)]
+    pub e2ee: Option<crate::vocab::E2eeMode>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -293,6 +299,7 @@ impl Room {
             speaking_queue: self.queues.clone(),
             agenda: self.agenda.snapshot(),
             agreement: self.agreement.snapshot(),
+            e2ee: Some(self.state.e2ee),
         }
     }
 
@@ -313,6 +320,7 @@ impl Room {
             speaking_queue: SpeakingQueues::default(),
             agenda: AgendaSnap::default(),
             agreement: AgreementSnap::default(),
+            e2ee: None,
         }
     }
 
@@ -324,6 +332,12 @@ impl Room {
         }
         self.state.locked = snap.locked;
         self.state.waiting_room = snap.waiting_room;
+        if let Some(mode) = snap.e2ee {
+            // A room that moved keeps its policy: an encrypted group must not come back in the
+            // clear because its new node's default differs.
+            self.state.e2ee = mode;
+            self.state.waiting_room |= mode == crate::vocab::E2eeMode::Required;
+        }
         // Bans this node already knows for the room stay; the snapshot's join them.
         for id in &snap.banned {
             self.out.push(Effect::Ban(id.clone()));
