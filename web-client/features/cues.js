@@ -4,6 +4,7 @@
 // Owns only its sounds and notes; the waiting list and hands are drawn by core/roster.js.
 
 import { toast } from '../lib/toast.js';
+import { playTones } from '../lib/tone.js';
 import { on } from '../core/bus.js';
 import { log } from '../core/log.js';
 import { exposeProbe } from '../core/probe.js';
@@ -21,20 +22,8 @@ function play(kind) {
   played.push(kind);
   try {
     audio = audio || new AudioContext();
-    const now = audio.currentTime;
-    for (const [freq, at] of CHIMES[kind]) {
-      const osc = audio.createOscillator();
-      const gain = audio.createGain();
-      osc.type = 'sine';
-      osc.frequency.value = freq;
-      // Soft attack and a long fade: a chime, not a beep.
-      gain.gain.setValueAtTime(0, now + at);
-      gain.gain.linearRampToValueAtTime(0.08, now + at + 0.02);
-      gain.gain.exponentialRampToValueAtTime(0.0001, now + at + 0.9);
-      osc.connect(gain).connect(audio.destination);
-      osc.start(now + at);
-      osc.stop(now + at + 1);
-    }
+    // Soft attack and a long fade: a chime, not a beep.
+    playTones(audio, CHIMES[kind], { peak: 0.08, attack: 0.02, fade: 0.9, length: 1 });
   } catch (err) {
     log('cue could not sound', err);
   }

@@ -5,6 +5,7 @@
 
 import { byId, el } from '../lib/dom.js';
 import { announce } from '../lib/announce.js';
+import { playTones } from '../lib/tone.js';
 import { log } from '../core/log.js';
 import { switchDevice } from '../core/media.js';
 import { exposeProbe } from '../core/probe.js';
@@ -163,18 +164,7 @@ testButton.addEventListener('click', async () => {
   } catch (err) {
     log('test sound on the chosen speaker failed', err);
   }
-  const now = context.currentTime;
-  for (const [freq, at] of [[523, 0], [659, 0.25], [784, 0.5]]) {
-    const osc = context.createOscillator();
-    const gain = context.createGain();
-    osc.frequency.value = freq;
-    gain.gain.setValueAtTime(0, now + at);
-    gain.gain.linearRampToValueAtTime(0.15, now + at + 0.03);
-    gain.gain.exponentialRampToValueAtTime(0.0001, now + at + 0.6);
-    osc.connect(gain).connect(context.destination);
-    osc.start(now + at);
-    osc.stop(now + at + 0.65);
-  }
+  playTones(context, [[523, 0], [659, 0.25], [784, 0.5]], { peak: 0.15, attack: 0.03, fade: 0.6, length: 0.65 });
   status.textContent = 'Playing a test sound. If you did not hear it, choose another speaker or turn up the volume.';
   setTimeout(() => context.close().catch(() => {}), 1500);
 });
