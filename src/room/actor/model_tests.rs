@@ -29,6 +29,7 @@ pub(super) fn settings(waiting_room: bool, reconnect_grace: Duration) -> RoomSet
         ballot_secret: [7; 32],
         ban_ttl: Duration::from_secs(3600),
         late_after: Duration::from_secs(300),
+        talk_time_in_attendance: false,
         support_resources: "Call your local crisis line.".into(),
     }
 }
@@ -316,6 +317,8 @@ impl Model {
                 Effect::SavePoll(_)
                 | Effect::Milestone(_)
                 | Effect::AgendaTemplates { .. }
+                | Effect::SavePartners(_)
+                | Effect::Read(_)
                 | Effect::Record(_)
                 | Effect::SessionEnded(_) => {}
             }

@@ -1,8 +1,10 @@
 //! The part of a room's state that must outlive the node it runs on (relay nodes):
 //! admissions and hard mutes, bans, lock and waiting room, breakouts and assignments, open
-//! polls with their ballots, the celebration preferences people chose here, the speaking queue,
-//! the agenda, the agreement with who accepted it (never a location, never talk time), and the
-//! end-to-end encryption policy (never a key).
+//! polls with their ballots, the celebration preferences people chose here, the running
+//! session's records (attendance, support requests, check-ins), the speaking queue, go-around
+//! rounds (a running turn's end as wall time), the agenda, the agreement with who accepted it
+//! (never a location, never live talk time), and the end-to-end encryption policy (never a key).
+//! Accountability partner groups are not in it: they are read from the store.
 //!
 //! The room serialises this after every change and the cluster keeps it in Redis; a room
 //! re-created on another node starts from it. Members, media and chat are not in it: people
@@ -116,6 +118,7 @@ impl RoomSnapshot {
             poll.validate(&self.breakouts, now_ms)?;
         }
         check(self.speaking_queue.valid(MAX_ENTRIES), "speakingQueue")?;
+        check(super::round::Rounds::valid_snapshot(&self.rounds, now_ms, MAX_ENTRIES), "rounds")?;
         check(Agenda::valid_snapshot(&self.agenda, now_ms, MAX_TIMER_AHEAD_MS), "agenda")?;
         check(Agreement::valid_snapshot(&self.agreement, MAX_ENTRIES), "agreement")?;
         Ok(())
@@ -232,6 +235,8 @@ pub(super) struct RoomSnapshot {
     #[serde(default)]
     pub speaking_queue: SpeakingQueues,
     #[serde(default)]
+    pub rounds: super::round::RoundsSnap,
+    #[serde(default)]
     pub agenda: AgendaSnap,
     /// The agreement and who accepted which version; never anyone's location.
     #[serde(default)]
@@ -297,6 +302,7 @@ impl Room {
             celebration_prefs: self.milestones.chosen_prefs(),
             records: self.records.clone(),
             speaking_queue: self.queues.clone(),
+            rounds: self.rounds.snapshot(),
             agenda: self.agenda.snapshot(),
             agreement: self.agreement.snapshot(),
             e2ee: Some(self.state.e2ee),
@@ -318,6 +324,7 @@ impl Room {
             celebration_prefs: BTreeMap::new(),
             records: Default::default(),
             speaking_queue: SpeakingQueues::default(),
+            rounds: Default::default(),
             agenda: AgendaSnap::default(),
             agreement: AgreementSnap::default(),
             e2ee: None,
@@ -355,12 +362,20 @@ impl Room {
             self.schedule(std::time::Duration::from_millis(left_ms), Timer::PollClose(id));
         }
         self.records = snap.records;
+        // This node's store gets the running session as it stands, so its attendance can be
+        // read here whole (the people who left before the move included).
+        self.out.extend(self.records.attendance.records(&self.id).into_iter().map(Effect::Record));
         for (who, prefs) in snap.celebration_prefs {
             self.milestones.restore_prefs(&mut cx!(self), who, prefs);
         }
         self.queues = snap.speaking_queue;
         let breakouts = &self.breakouts;
         self.queues.retain_spaces(|s| s.as_deref().is_none_or(|b| breakouts.exists(b)));
+        for (space, deadline) in self.rounds.restore(snap.rounds, self.now) {
+            self.schedule(deadline.at.saturating_duration_since(self.now.at), Timer::RoundTurn(space, deadline.generation));
+        }
+        let breakouts = &self.breakouts;
+        self.rounds.retain_spaces(|s| s.as_deref().is_none_or(|b| breakouts.exists(b)));
         let (agenda, warning) = Agenda::restore(snap.agenda, self.now.at, now);
         self.agenda = agenda;
         if let Some(w) = warning {
