@@ -145,14 +145,22 @@ async fn partners_scenario(fx: &BrowserTest, therapist: &Client, phone: &Client)
             .await
             .map_err(|e| e.to_string())?;
     }
-    co.recv_until("the plan", Duration::from_secs(10), |m| {
-        matches!(m, ServerMessage::BreakoutsUpdated { breakouts } if breakouts.rooms.iter().all(|r| r.members.len() == 2))
-    })
+    co.recv_until(
+        "the plan",
+        Duration::from_secs(10),
+        |m| matches!(m, ServerMessage::BreakoutsUpdated { breakouts } if breakouts.rooms.iter().all(|r| r.members.len() == 2)),
+    )
     .await
     .map_err(|e| e.to_string())?;
     fx.step("breakouts planned; the therapist saves them as partners");
 
-    wait_for(therapist, "the save button", "const b = document.getElementById('partners-save'); return b && !b.disabled && b.offsetParent !== null;", &[]).await?;
+    wait_for(
+        therapist,
+        "the save button",
+        "const b = document.getElementById('partners-save'); return b && !b.disabled && b.offsetParent !== null;",
+        &[],
+    )
+    .await?;
     click(therapist, "therapist", "#partners-save").await?;
     wait_for(therapist, "two saved groups", THERAPIST_SEES_GROUPS_JS, &[json!(2), json!("Group 1: Ana and Ben")]).await?;
     wait_for(phone, "Ana's partner line", PHONE_SEES_PARTNER_JS, &[json!("Your accountability partner: Ben.")]).await?;
@@ -162,14 +170,28 @@ async fn partners_scenario(fx: &BrowserTest, therapist: &Client, phone: &Client)
     if let Some(mut dee) = others.pop() {
         dee.send(&ClientMessage::Leave).await.map_err(|e| e.to_string())?;
     }
-    co.recv_until("Dee left", Duration::from_secs(10), |m| matches!(m, ServerMessage::ParticipantLeft { participant_id } if participant_id.as_str() == "p-dee"))
-        .await
-        .map_err(|e| e.to_string())?;
+    co.recv_until(
+        "Dee left",
+        Duration::from_secs(10),
+        |m| matches!(m, ServerMessage::ParticipantLeft { participant_id } if participant_id.as_str() == "p-dee"),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     click(therapist, "therapist", "#partners-open").await?;
-    wait_for(phone, "Ana in a partner breakout", "return document.body.textContent.includes(arguments[0]);", &[json!("You are in breakout: Partners 1")])
-        .await?;
-    wait_for(therapist, "the therapist sees them open", "return document.getElementById('partners-status').textContent === arguments[0];", &[json!("Partner breakout rooms are open.")])
-        .await?;
+    wait_for(
+        phone,
+        "Ana in a partner breakout",
+        "return document.body.textContent.includes(arguments[0]);",
+        &[json!("You are in breakout: Partners 1")],
+    )
+    .await?;
+    wait_for(
+        therapist,
+        "the therapist sees them open",
+        "return document.getElementById('partners-status').textContent === arguments[0];",
+        &[json!("Partner breakout rooms are open.")],
+    )
+    .await?;
     fx.shot_of(therapist, "#partners-section", "partners-therapist").await;
     let probe = phone.execute("return window.hearth.partners;", vec![]).await.map_err(|e| e.to_string())?;
     if probe["groups"] != json!([]) || probe["mine"] != json!(["p-ben"]) {

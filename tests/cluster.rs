@@ -576,7 +576,10 @@ async fn a_drained_room_keeps_its_round_and_one_sessions_attendance() {
     }
     let session = session.expect("a session runs");
     clients[0].send(&ClientMessage::StartRound { order: RoundOrder::Roster, seconds_per_turn: Some(120), allow_pass: true }).await.unwrap();
-    clients[1].recv_until("p-1's turn", WAIT, |m| matches!(m, ServerMessage::RoundUpdated { round: Some(r) } if r.current == Some(pid("p-1")))).await.unwrap();
+    clients[1]
+        .recv_until("p-1's turn", WAIT, |m| matches!(m, ServerMessage::RoundUpdated { round: Some(r) } if r.current == Some(pid("p-1"))))
+        .await
+        .unwrap();
     clients[1].send(&ClientMessage::PassTurn).await.unwrap();
     let mut p3 = clients.pop().expect("p-3");
     p3.send(&ClientMessage::Leave).await.unwrap();
@@ -603,7 +606,10 @@ async fn a_drained_room_keeps_its_round_and_one_sessions_attendance() {
     }
     let after = back[0].recv_until("round", WAIT, |m| matches!(m, ServerMessage::RoundUpdated { round: Some(_) })).await.unwrap();
     let ServerMessage::RoundUpdated { round: Some(after) } = after else { unreachable!() };
-    assert_eq!((&after.order, &after.current, &after.passed, &after.skipped), (&before.order, &before.current, &before.passed, &before.skipped));
+    assert_eq!(
+        (&after.order, &after.current, &after.passed, &after.skipped),
+        (&before.order, &before.current, &before.passed, &before.skipped)
+    );
     assert_eq!(after.turn_ends_at_ms, before.turn_ends_at_ms, "the same turn, on the same clock");
     assert!(after.seconds_left.is_some_and(|s| s <= before.seconds_left.unwrap_or(0) && s > 60), "{after:?}");
 

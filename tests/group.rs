@@ -416,19 +416,21 @@ async fn partner_groups_outlive_the_session_open_breakouts_in_one_action_and_sta
         now.push((id, c, seen));
     }
     let (_, a, seen_a) = &mut now[0];
-    record_until(a, seen_a, "partners again", |m| matches!(m, ServerMessage::YourPartners { partner_ids } if *partner_ids == ids(&["p-b"])))
-        .await;
+    record_until(
+        a,
+        seen_a,
+        "partners again",
+        |m| matches!(m, ServerMessage::YourPartners { partner_ids } if *partner_ids == ids(&["p-b"])),
+    )
+    .await;
     t.send(&ClientMessage::OpenPartnerBreakouts { absent: AbsentPartners::JoinAnother, duration_secs: Some(600), allow_return: false })
         .await
         .unwrap();
-    let plan = match t
-        .recv_until("plan", WAIT, |m| matches!(m, ServerMessage::BreakoutsUpdated { breakouts } if breakouts.open))
-        .await
-        .unwrap()
-    {
-        ServerMessage::BreakoutsUpdated { breakouts } => breakouts,
-        _ => unreachable!(),
-    };
+    let plan =
+        match t.recv_until("plan", WAIT, |m| matches!(m, ServerMessage::BreakoutsUpdated { breakouts } if breakouts.open)).await.unwrap() {
+            ServerMessage::BreakoutsUpdated { breakouts } => breakouts,
+            _ => unreachable!(),
+        };
     assert_eq!(plan.rooms.len(), 1, "{plan:?}");
     let mut members = plan.rooms[0].members.clone();
     members.sort();
@@ -436,7 +438,8 @@ async fn partner_groups_outlive_the_session_open_breakouts_in_one_action_and_sta
     for (id, c, seen) in now.iter_mut() {
         if *id == "p-e" {
             // Unpaired: stays in the main room, where the roster empties.
-            record_until(c, seen, "main roster", |m| matches!(m, ServerMessage::SpaceRoster { participants } if participants.len() == 2)).await;
+            record_until(c, seen, "main roster", |m| matches!(m, ServerMessage::SpaceRoster { participants } if participants.len() == 2))
+                .await;
         } else {
             record_until(c, seen, "into the partner breakout", |m| {
                 matches!(m, ServerMessage::SpaceChanged { breakout: Some(b), participants, .. } if b.name == "Partners 1" && participants.len() == 3)
@@ -453,7 +456,8 @@ async fn partner_groups_outlive_the_session_open_breakouts_in_one_action_and_sta
     // each was told only their own partners.
     for (id, c, seen) in now.iter_mut() {
         record_all(c, seen).await;
-        let mine = groups.iter().find(|g| g.contains(&pid(id))).map(|g| g.iter().filter(|p| p.as_str() != *id).cloned().collect::<Vec<_>>());
+        let mine =
+            groups.iter().find(|g| g.contains(&pid(id))).map(|g| g.iter().filter(|p| p.as_str() != *id).cloned().collect::<Vec<_>>());
         let told: Vec<_> = seen
             .iter()
             .filter_map(|m| match m {

@@ -530,8 +530,9 @@ fn attendance_of(c: &Connection, session: &str) -> Result<Vec<AttendanceRecord>,
 /// would is quoted anyway rather than trusted.
 pub fn attendance_csv(session: &SessionRecord, people: &[AttendanceRecord]) -> String {
     let talk = people.iter().any(|p| p.talk_seconds.is_some());
-    let mut out =
-        String::from("session_id,room,participant_id,role,arrived_ms,admitted_ms,waited_ms,late,reconnects,space,from_ms,to_ms,left_ms,outcome");
+    let mut out = String::from(
+        "session_id,room,participant_id,role,arrived_ms,admitted_ms,waited_ms,late,reconnects,space,from_ms,to_ms,left_ms,outcome",
+    );
     out.push_str(if talk { ",talk_seconds\n" } else { "\n" });
     let opt = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
     for p in people {

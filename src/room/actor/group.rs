@@ -373,7 +373,11 @@ impl Room {
                     return self.error(from, ErrorCode::InvalidPartners, message);
                 }
                 if groups.iter().flatten().any(|p| self.members.get(p).is_some_and(|m| m.info.role != Role::Participant)) {
-                    return self.error(from, ErrorCode::InvalidPartners, "partner groups are for participants, not therapists or observers");
+                    return self.error(
+                        from,
+                        ErrorCode::InvalidPartners,
+                        "partner groups are for participants, not therapists or observers",
+                    );
                 }
                 let before = self.partner_lists();
                 self.partners.set(groups.clone());

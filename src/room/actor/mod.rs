@@ -31,9 +31,9 @@ mod e2ee;
 mod effect;
 mod group;
 mod milestone;
-mod partners;
 #[cfg(test)]
 mod model_tests;
+mod partners;
 mod poll;
 mod queue;
 mod records;

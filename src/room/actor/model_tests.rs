@@ -1009,4 +1009,3 @@ fn a_moved_room_keeps_its_round_and_rewrites_its_session() {
     let r = last_round(&after, 0).expect("still there");
     assert_eq!(r.current, None, "p1's turn ended on the new node's timer, and p2 had left");
 }
-

@@ -48,10 +48,7 @@ impl TalkTime {
 
     /// The totals of `people`, in their order (zero for those who have not spoken).
     pub(super) fn entries(&self, people: &[ParticipantId]) -> Vec<TalkTimeEntry> {
-        people
-            .iter()
-            .map(|p| TalkTimeEntry { participant_id: p.clone(), seconds: self.seconds(p) })
-            .collect()
+        people.iter().map(|p| TalkTimeEntry { participant_id: p.clone(), seconds: self.seconds(p) }).collect()
     }
 }
 
