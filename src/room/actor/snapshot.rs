@@ -427,6 +427,26 @@ mod tests {
         assert_eq!(snap.polls.len(), 2);
     }
 
+    /// A round as a node saves it, in the breakout `b1`: `p-1` speaks, with no time limit.
+    fn with_round(round: &str) -> String {
+        valid_json().replace(r#""celebrationPrefs":{}"#, &format!(r#""celebrationPrefs":{{}},"rounds":{{"b1":{round}}}"#))
+    }
+
+    #[test]
+    fn a_saved_round_is_read_like_input() {
+        let ok = r#"{"order":["p-1","p-2"],"at":0,"passed":[],"skipped":[],"allowPass":true,"seconds":null,"turnEndsMs":null}"#;
+        assert_eq!(parse(&with_round(ok)).expect("valid").rounds.len(), 1);
+        for bad in [
+            ok.replace(r#""at":0"#, r#""at":3"#),
+            ok.replace(r#""skipped":[]"#, r#""skipped":["p-9"]"#),
+            ok.replace(r#"["p-1","p-2"]"#, r#"["p-1","p-1"]"#),
+            ok.replace(r#""seconds":null"#, r#""seconds":1"#),
+            ok.replace(r#""seconds":null"#, r#""seconds":60"#),
+        ] {
+            assert_eq!(parse(&with_round(&bad)).unwrap_err(), SnapshotError::Invalid("rounds"), "{bad}");
+        }
+    }
+
     /// The input that panicked the room task before snapshots were validated: a named ballot
     /// pointing at an option the poll does not have (restoring wrote the poll's record, which
     /// indexes the options by it).
