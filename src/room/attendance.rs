@@ -60,7 +60,7 @@ struct Person {
     left_ms: Option<i64>,
     outcome: Option<Outcome>,
     /// Seconds spoken this session, when the clinic keeps talk time in the records.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     talk_seconds: Option<u32>,
 }
 
@@ -235,6 +235,12 @@ impl Attendance {
         if let Some(p) = self.running.as_mut().and_then(|r| r.people.iter_mut().find(|p| &p.id == id)) {
             p.talk_seconds = Some(seconds);
         }
+    }
+
+    /// The talk time of everyone still in the session, as last saved.
+    pub fn talk_so_far(&self) -> Vec<(ParticipantId, u32)> {
+        let Some(run) = &self.running else { return Vec::new() };
+        run.people.iter().filter(|p| p.outcome.is_none()).filter_map(|p| p.talk_seconds.map(|s| (p.id.clone(), s))).collect()
     }
 
     /// Someone left the room for good (`outcome` says how).

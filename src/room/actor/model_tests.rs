@@ -1009,3 +1009,28 @@ fn a_moved_room_keeps_its_round_and_rewrites_its_session() {
     let r = last_round(&after, 0).expect("still there");
     assert_eq!(r.current, None, "p1's turn ended on the new node's timer, and p2 had left");
 }
+
+/// With the clinic keeping talk time, a participant's total so far moves with the room's saved
+/// state and the new node counts on from it; without, the saved state holds none.
+#[test]
+fn kept_talk_time_moves_with_the_room_and_only_then() {
+    for keep in [true, false] {
+        let mut s = settings(false, Duration::from_secs(30));
+        s.talk_time_in_attendance = keep;
+        let mut before = Model::with_settings(s.clone());
+        before.join(0).expect("therapist");
+        before.join(1).expect("p1");
+        before.room.talk.tick([&pid(1)], Duration::from_secs(42));
+        let json = serde_json::to_string(&before.room.snapshot()).expect("snapshot");
+        assert_eq!(json.contains("talkSeconds"), keep, "{json}");
+        let mut after = Model::with_settings(s);
+        let now = after.room.now;
+        let snap = super::snapshot::parse(&json).expect("parses");
+        let ((), effects) = after.room.with(now, |r| r.restore(snap));
+        after.replay(effects);
+        assert_eq!(after.room.talk.seconds(&pid(1)), if keep { 42 } else { 0 });
+        after.join(1).expect("p1 is back");
+        after.input(RoomInput::Leave(pid(1)));
+        assert_eq!(last_attendance(&after, &pid(1)).talk_seconds, keep.then_some(42));
+    }
+}

@@ -300,13 +300,26 @@ impl Room {
             breakouts: self.breakouts.snapshot(),
             polls: self.polls.snapshot(),
             celebration_prefs: self.milestones.chosen_prefs(),
-            records: self.records.clone(),
+            records: self.records_to_keep(),
             speaking_queue: self.queues.clone(),
             rounds: self.rounds.snapshot(),
             agenda: self.agenda.snapshot(),
             agreement: self.agreement.snapshot(),
             e2ee: Some(self.state.e2ee),
         }
+    }
+
+    /// The session's records as saved: when the clinic keeps talk time, each participant's
+    /// total so far is in their record, so it survives a move to another node.
+    fn records_to_keep(&self) -> super::records::Records {
+        let mut records = self.records.clone();
+        if self.settings.talk_time_in_attendance {
+            let present = self.members.values().filter(|m| m.admitted && m.info.role == crate::auth::Role::Participant);
+            for m in present {
+                records.attendance.talked(&m.info.id, self.talk.seconds(&m.info.id));
+            }
+        }
+        records
     }
 
     /// What a room that ended leaves behind on relay nodes: its bans, nothing else.
@@ -362,6 +375,11 @@ impl Room {
             self.schedule(std::time::Duration::from_millis(left_ms), Timer::PollClose(id));
         }
         self.records = snap.records;
+        if self.settings.talk_time_in_attendance {
+            for (id, seconds) in self.records.attendance.talk_so_far() {
+                self.talk.resume(id, seconds);
+            }
+        }
         // This node's store gets the running session as it stands, so its attendance can be
         // read here whole (the people who left before the move included).
         self.out.extend(self.records.attendance.records(&self.id).into_iter().map(Effect::Record));

@@ -3,8 +3,9 @@
 //! hard-muted or self-muted counts zero whatever their browser sends. The totals live in the
 //! room's memory only: never in the snapshot or a log, never sent to a participant; they end
 //! with the session. Only when the clinic turns on `rooms.talk_time_in_attendance` does each
-//! participant's total go into their attendance record (when they leave), and from there to
-//! the store, the export and the webhook.
+//! participant's total go into their attendance record (when they leave, and in the room's
+//! saved state so that it survives a move to another relay node), and from there to the store,
+//! the export and the webhook.
 //!
 //! Owns only the counting; who is a therapist and who is told is the room's.
 
@@ -39,6 +40,12 @@ impl TalkTime {
             return true;
         }
         false
+    }
+
+    /// Counting goes on from `seconds` for `id` (a room that moved nodes, with the clinic
+    /// keeping talk time in the records).
+    pub(super) fn resume(&mut self, id: ParticipantId, seconds: u32) {
+        self.spoken.insert(id, Duration::from_secs(u64::from(seconds)));
     }
 
     /// `id`'s total so far, in whole seconds.
