@@ -299,6 +299,9 @@ async fn run(mut room: Room, mut io: Performer, mut rx: mpsc::Receiver<RoomComma
     io.perform(&mut room, effects);
     while let Some(cmd) = rx.recv().await {
         let now = Now::real();
+        // A store read the room asked for when it started may come back before the first
+        // join: the room is empty then, but not over (closing it would drop its saved state).
+        let mut may_close = true;
         match cmd {
             RoomCommand::Evacuate(to) => {
                 evacuate(&mut room, &mut io, to, cluster.as_deref(), saver.take()).await;
@@ -313,13 +316,14 @@ async fn run(mut room: Room, mut io: Performer, mut rx: mpsc::Receiver<RoomComma
                 let _ = reply.send(result);
             }
             RoomCommand::Input(input) => {
+                may_close = !matches!(input, RoomInput::Loaded(_));
                 guarded(&mut room, &mut io, now, |r| r.handle(input), &mut failed);
             }
         }
         if let (Some(saver), false, false) = (saver.as_mut(), evacuated, failed) {
             saver.offer(&room.snapshot());
         }
-        if room.is_empty() {
+        if room.is_empty() && (may_close || evacuated || failed) {
             if !evacuated && !failed {
                 let (_, effects) = room.with(Now::real(), Room::close_all_polls);
                 io.perform(&mut room, effects);
