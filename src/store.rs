@@ -107,6 +107,9 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (therapist, name)
     );",
     records::MIGRATION,
+    // The role the actor held (a co-facilitator's admit reads differently from a therapist's);
+    // rows written before it have none.
+    "ALTER TABLE audit ADD COLUMN actor_role TEXT;",
 ];
 
 #[derive(Clone)]
@@ -172,6 +175,9 @@ pub struct AuditRecord {
     pub at_ms: i64,
     pub room: String,
     pub actor: String,
+    /// The actor's role (`therapist`, `coFacilitator`, ...); absent in rows written before
+    /// roles were recorded.
+    pub actor_role: Option<String>,
     pub action: String,
     pub target: Option<String>,
 }
@@ -283,12 +289,13 @@ impl Store {
         .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
-    pub async fn audit(&self, room: &str, actor: &str, action: &str, target: Option<&str>) -> Result<(), StoreError> {
+    pub async fn audit(&self, room: &str, actor: &str, actor_role: Option<&str>, action: &str, target: Option<&str>) -> Result<(), StoreError> {
         let (room, actor, action, target) = (room.to_string(), actor.to_string(), action.to_string(), target.map(str::to_string));
+        let actor_role = actor_role.map(str::to_string);
         self.with(move |c| {
             c.execute(
-                "INSERT INTO audit (at_ms, room, actor, action, target) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![now_ms(), room, actor, action, target],
+                "INSERT INTO audit (at_ms, room, actor, actor_role, action, target) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![now_ms(), room, actor, actor_role, action, target],
             )
             .map(|_| ())
         })
@@ -298,9 +305,16 @@ impl Store {
     pub async fn audit_log(&self, room: &str) -> Result<Vec<AuditRecord>, StoreError> {
         let room = room.to_string();
         self.with(move |c| {
-            let mut stmt = c.prepare("SELECT at_ms, room, actor, action, target FROM audit WHERE room = ?1 ORDER BY id")?;
+            let mut stmt = c.prepare("SELECT at_ms, room, actor, action, target, actor_role FROM audit WHERE room = ?1 ORDER BY id")?;
             let rows = stmt.query_map(params![room], |r| {
-                Ok(AuditRecord { at_ms: r.get(0)?, room: r.get(1)?, actor: r.get(2)?, action: r.get(3)?, target: r.get(4)? })
+                Ok(AuditRecord {
+                    at_ms: r.get(0)?,
+                    room: r.get(1)?,
+                    actor: r.get(2)?,
+                    action: r.get(3)?,
+                    target: r.get(4)?,
+                    actor_role: r.get(5)?,
+                })
             })?;
             rows.collect()
         })
@@ -597,12 +611,13 @@ mod tests {
         let _ = std::fs::remove_file(&path);
         {
             let s = Store::open(&path).unwrap();
-            s.audit("g1", "t-1", "mute", Some("p-2")).await.unwrap();
+            s.audit("g1", "t-1", Some("coFacilitator"), "mute", Some("p-2")).await.unwrap();
         }
         let s = Store::open(&path).unwrap();
         let log = s.audit_log("g1").await.unwrap();
         assert_eq!(log.len(), 1);
         assert_eq!((log[0].actor.as_str(), log[0].action.as_str(), log[0].target.as_deref()), ("t-1", "mute", Some("p-2")));
+        assert_eq!(log[0].actor_role.as_deref(), Some("coFacilitator"));
         let _ = std::fs::remove_file(&path);
     }
 

@@ -11,7 +11,6 @@ use rand::seq::SliceRandom;
 use super::agenda;
 use super::round::{self, RoundRefusal, TurnDeadline};
 use super::{Effect, Room, Timer};
-use crate::auth::Role;
 use crate::room::ParticipantId;
 use crate::signal::protocol::{ClientMessage, ErrorCode, RoundOrder, ServerMessage};
 
@@ -60,7 +59,7 @@ impl Room {
                 let roster: Vec<ParticipantId> = self
                     .space_of(from)
                     .into_iter()
-                    .filter(|p| self.members.get(p).is_some_and(|m| m.info.role == Role::Participant))
+                    .filter(|p| self.members.get(p).is_some_and(|m| m.info.role.takes_part()))
                     .collect();
                 let queue = self.queues.ids(&space);
                 let mut order_ids = round::order_for(order, &roster, &queue);
@@ -114,7 +113,7 @@ impl Room {
                 }
                 match self.agreement.accept(from, &version, location) {
                     Ok(()) => {
-                        self.out.push(Effect::AuditNote { actor: from.clone(), action: "accept_agreement", note: version.clone() });
+                        self.out.push(Effect::AuditNote { actor: from.clone(), role: self.role_of(from), action: "accept_agreement", note: version.clone() });
                         let msg = self.agreement.message_for(from);
                         self.send_to(from, msg);
                         self.publish_agreement_statuses();
@@ -133,7 +132,7 @@ impl Room {
 
     /// Whether `id` must still accept the agreement before being admitted (therapists never).
     pub(super) fn agreement_pending(&self, id: &ParticipantId) -> bool {
-        self.members.get(id).is_some_and(|m| !m.is_therapist()) && self.agreement.pending(id)
+        self.members.get(id).is_some_and(|m| !m.info.role.facilitates()) && self.agreement.pending(id)
     }
 
     fn round_refused(&mut self, to: &ParticipantId, refusal: RoundRefusal) {
@@ -205,7 +204,7 @@ impl Room {
     /// round, and a running round takes them in at the end.
     pub(super) fn group_arrived(&mut self, id: &ParticipantId) {
         let Some(m) = self.members.get(id).filter(|m| m.admitted) else { return };
-        let (space, takes_turns) = (m.space.clone(), m.info.role == Role::Participant);
+        let (space, takes_turns) = (m.space.clone(), m.info.role.takes_part());
         if takes_turns && self.rounds.arrived(&space, id) {
             self.publish_round(&space);
         } else {
@@ -265,7 +264,7 @@ impl Room {
             let people: Vec<_> = self
                 .order
                 .iter()
-                .filter(|p| self.members.get(*p).is_some_and(|m| m.admitted && m.info.role == Role::Participant))
+                .filter(|p| self.members.get(*p).is_some_and(|m| m.admitted && m.info.role.takes_part()))
                 .cloned()
                 .collect();
             let msg = ServerMessage::TalkTime { people: self.talk.entries(&people) };
