@@ -289,7 +289,14 @@ impl Store {
         .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
-    pub async fn audit(&self, room: &str, actor: &str, actor_role: Option<&str>, action: &str, target: Option<&str>) -> Result<(), StoreError> {
+    pub async fn audit(
+        &self,
+        room: &str,
+        actor: &str,
+        actor_role: Option<&str>,
+        action: &str,
+        target: Option<&str>,
+    ) -> Result<(), StoreError> {
         let (room, actor, action, target) = (room.to_string(), actor.to_string(), action.to_string(), target.map(str::to_string));
         let actor_role = actor_role.map(str::to_string);
         self.with(move |c| {

@@ -230,7 +230,8 @@ pub enum Role {
 
 impl Role {
     /// Every role, in the order tables print them.
-    pub const ALL: [Role; 6] = [Role::Therapist, Role::CoFacilitator, Role::PeerSupport, Role::Participant, Role::Observer, Role::FamilyGuest];
+    pub const ALL: [Role; 6] =
+        [Role::Therapist, Role::CoFacilitator, Role::PeerSupport, Role::Participant, Role::Observer, Role::FamilyGuest];
 
     /// The role's place in [`Role::ALL`] (per-role counters).
     pub fn index(self) -> usize {
@@ -272,9 +273,10 @@ impl Role {
 impl std::str::FromStr for Role {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Role::ALL.into_iter().find(|r| r.as_str() == s).ok_or_else(|| {
-            format!("unknown role `{s}` (therapist, coFacilitator, peerSupport, participant, observer or familyGuest)")
-        })
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| format!("unknown role `{s}` (therapist, coFacilitator, peerSupport, participant, observer or familyGuest)"))
     }
 }
 

@@ -50,14 +50,30 @@ async fn bad_tokens_are_refused_with_distinct_codes() {
     let issuer = &server.state().tokens;
     let now = hearth::auth::now_secs();
     let forged = issuer
-        .sign(&Claims { sub: "p-x".into(), room: "g".into(), role: Role::Therapist, name: "P".into(), exp: now + 60, iat: now, sponsor: None })
+        .sign(&Claims {
+            sub: "p-x".into(),
+            room: "g".into(),
+            role: Role::Therapist,
+            name: "P".into(),
+            exp: now + 60,
+            iat: now,
+            sponsor: None,
+        })
         .unwrap();
     let mut parts: Vec<&str> = good.split('.').collect();
     parts[1] = forged.split('.').nth(1).unwrap();
     c.send(&join_msg("g", parts.join("."))).await.unwrap();
     expect_error(&mut c, ErrorCode::TokenInvalid).await;
     let expired = issuer
-        .sign(&Claims { sub: "p-y".into(), room: "g".into(), role: Role::Participant, name: "P".into(), exp: now - 600, iat: now - 900, sponsor: None })
+        .sign(&Claims {
+            sub: "p-y".into(),
+            room: "g".into(),
+            role: Role::Participant,
+            name: "P".into(),
+            exp: now - 600,
+            iat: now - 900,
+            sponsor: None,
+        })
         .unwrap();
     c.send(&join_msg("g", expired)).await.unwrap();
     expect_error(&mut c, ErrorCode::TokenExpired).await;
@@ -355,7 +371,11 @@ async fn a_family_guest_receives_nothing_of_the_rest_of_the_group() {
         _ => unreachable!(),
     };
     let listed = t
-        .recv_until("the guest listed", WAIT, |m| matches!(m, ServerMessage::WaitingList { waiting } if waiting.iter().any(|w| w.id == guest_id)))
+        .recv_until(
+            "the guest listed",
+            WAIT,
+            |m| matches!(m, ServerMessage::WaitingList { waiting } if waiting.iter().any(|w| w.id == guest_id)),
+        )
         .await
         .unwrap();
     let ServerMessage::WaitingList { waiting } = listed else { unreachable!() };
@@ -440,7 +460,9 @@ async fn a_co_facilitator_admits_and_the_audit_log_records_their_role() {
     let why = expect_error(&mut c, ErrorCode::Forbidden).await;
     assert!(why.contains("coFacilitator"), "{why}");
     c.send(&ClientMessage::Mute { participant_id: p_id.clone(), kind: MediaKind::Audio, hard: false }).await.unwrap();
-    c.recv_until("asked to mute", WAIT, |m| matches!(m, ServerMessage::ParticipantUpdated { participant } if participant.audio_muted)).await.unwrap();
+    c.recv_until("asked to mute", WAIT, |m| matches!(m, ServerMessage::ParticipantUpdated { participant } if participant.audio_muted))
+        .await
+        .unwrap();
     let store = server.state().store.clone();
     let deadline = tokio::time::Instant::now() + WAIT;
     let rows = loop {

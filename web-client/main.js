@@ -50,6 +50,7 @@ import './features/agreement.js';
 import './features/talktime.js';
 import './features/agenda.js';
 import './features/checkin.js';
+import './features/family.js';
 
 sealProbe();
 init();

@@ -56,11 +56,8 @@ impl Room {
                         format!("a turn is {} to {} seconds, or has no limit", round::MIN_TURN_SECS, round::MAX_TURN_SECS),
                     );
                 }
-                let roster: Vec<ParticipantId> = self
-                    .space_of(from)
-                    .into_iter()
-                    .filter(|p| self.members.get(p).is_some_and(|m| m.info.role.takes_part()))
-                    .collect();
+                let roster: Vec<ParticipantId> =
+                    self.space_of(from).into_iter().filter(|p| self.members.get(p).is_some_and(|m| m.info.role.takes_part())).collect();
                 let queue = self.queues.ids(&space);
                 let mut order_ids = round::order_for(order, &roster, &queue);
                 if order == RoundOrder::Random {
@@ -113,7 +110,12 @@ impl Room {
                 }
                 match self.agreement.accept(from, &version, location) {
                     Ok(()) => {
-                        self.out.push(Effect::AuditNote { actor: from.clone(), role: self.role_of(from), action: "accept_agreement", note: version.clone() });
+                        self.out.push(Effect::AuditNote {
+                            actor: from.clone(),
+                            role: self.role_of(from),
+                            action: "accept_agreement",
+                            note: version.clone(),
+                        });
                         let msg = self.agreement.message_for(from);
                         self.send_to(from, msg);
                         self.publish_agreement_statuses();

@@ -452,8 +452,8 @@ impl Room {
         let at_door = !grant.role.facilitates() && self.agreement.pending(&id);
         // Staff enter at once; a family guest always waits, to be admitted into their family
         // space and nowhere else.
-        let admitted = grant.role != Role::FamilyGuest
-            && (remembered.admitted || grant.role.facilitates() || (!self.state.waiting_room && !at_door));
+        let admitted =
+            grant.role != Role::FamilyGuest && (remembered.admitted || grant.role.facilitates() || (!self.state.waiting_room && !at_door));
         let info = ParticipantInfo {
             id: id.clone(),
             name: grant.name.clone(),

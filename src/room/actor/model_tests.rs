@@ -564,8 +564,14 @@ fn a_locked_room_keeps_newcomers_out_but_not_the_therapist_or_someone_already_in
     // Another therapist tab takes over the therapist's own seat.
     assert_eq!(model.join(0), Ok(()));
     // A participant's token for the therapist's id does not take the seat.
-    let grant =
-        Grant { participant: therapist(), room: model.room.id.clone(), role: Role::Participant, name: "x".into(), expires_at: u64::MAX, sponsor: None };
+    let grant = Grant {
+        participant: therapist(),
+        room: model.room.id.clone(),
+        role: Role::Participant,
+        name: "x".into(),
+        expires_at: u64::MAX,
+        sponsor: None,
+    };
     let now = model.now;
     let (result, effects) = model.room.with(now, |r| r.join(grant));
     assert_eq!(result, Err(RoomError::SeatTaken));
@@ -1104,7 +1110,13 @@ fn a_family_guest_meets_only_their_family_space() {
     model.client(&other, ClientMessage::SetCelebrationPreferences { style: CelebrationStyle::Big, audience: CelebrationAudience::Group });
     model.client(
         &t,
-        ClientMessage::Celebrate { participant_id: sponsor.clone(), kind: MilestoneKind::SessionsAttended, value: Some(3), label: None, message: None },
+        ClientMessage::Celebrate {
+            participant_id: sponsor.clone(),
+            kind: MilestoneKind::SessionsAttended,
+            value: Some(3),
+            label: None,
+            message: None,
+        },
     );
     model.client(
         &t,

@@ -18,10 +18,10 @@ use serde::{Deserialize, Serialize};
 
 use super::effect::Effect;
 use super::{Cx, Member};
+use crate::auth::Role;
 use crate::room::attendance::{Attendance, Outcome};
 use crate::room::checkin::CheckIns;
 use crate::room::support::{Request, SupportDesk};
-use crate::auth::Role;
 use crate::room::ParticipantId;
 use crate::signal::protocol::{
     CheckInId, ClientMessage, EndReason, ErrorCode, ServerMessage, SessionId, SupportDelivery, SupportOutcome, SupportRequestId,
@@ -367,12 +367,8 @@ impl Records {
                 self.peer_routing = peer_support;
                 cx.audit(from, if peer_support { "support_route_peers" } else { "support_route_staff" }, None);
                 // Peer-support staff get the open requests, or stop being shown them.
-                let peers: Vec<_> = cx
-                    .members
-                    .values()
-                    .filter(|m| m.admitted && m.info.role == Role::PeerSupport)
-                    .map(|m| m.info.id.clone())
-                    .collect();
+                let peers: Vec<_> =
+                    cx.members.values().filter(|m| m.admitted && m.info.role == Role::PeerSupport).map(|m| m.info.id.clone()).collect();
                 let list = if peer_support { self.list(cx) } else { ServerMessage::SupportRequests { requests: Vec::new() } };
                 for p in peers {
                     cx.send(&p, list.clone());
