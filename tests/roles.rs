@@ -325,8 +325,8 @@ async fn recv_logged(c: &mut SignalClient, log: &mut Vec<String>, what: &str, pr
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let m = tokio::time::timeout(left, c.recv()).await.unwrap_or_else(|_| panic!("no {what} in time")).unwrap();
-        let m = m.unwrap_or_else(|| panic!("socket closed before {what}"));
+        let Ok(received) = tokio::time::timeout(left, c.recv()).await else { panic!("no {what} in time") };
+        let m = received.unwrap().unwrap_or_else(|| panic!("socket closed before {what}"));
         log.push(serde_json::to_string(&m).unwrap());
         if pred(&m) {
             return m;
