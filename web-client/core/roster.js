@@ -5,7 +5,7 @@
 import { placeInOrder } from '../lib/dom.js';
 import { initials } from '../lib/format.js';
 import { send } from './connection.js';
-import { IN_CALL, ROLE_LABEL, isTherapist, nameOf, publishes, state } from './state.js';
+import { IN_CALL, ROLE_LABEL, isStaff, isTherapist, nameOf, publishes, state } from './state.js';
 import { describe, ensureTile, layoutTiles, renderTile, renderTileBadges, tiles } from './tiles.js';
 import { ui } from './view.js';
 
@@ -120,7 +120,7 @@ export function renderRoster() {
   // Once people move between rooms (breakouts), say which room the count is for.
   const where = state.space ? 'in this room' : state.spacesUsed ? 'in the main room' : 'here';
   // Never "just you so far" while people wait to be let in.
-  const waiting = isTherapist() ? state.waiting.length : 0;
+  const waiting = isStaff() ? state.waiting.length : 0;
   const waitingNote = waiting === 0 ? '' : waiting === 1 ? ' 1 person is waiting to join.' : ` ${waiting} people are waiting to join.`;
   ui.peopleCount.textContent = (count > 1 ? `${count} people ${where}, including you.`
     : waiting > 0 ? `Just you ${where === 'here' ? 'in the room' : where} so far.`
@@ -278,7 +278,7 @@ function keepFocus(li, action, fallback) {
 const waitingRows = new Map(); // participantId -> li
 
 export function renderWaiting() {
-  const therapist = isTherapist();
+  const therapist = isStaff();
   const count = state.waiting.length;
   const fresh = state.arrivals.size > 0;
   ui.waitingPill.hidden = !therapist || count === 0 || !IN_CALL.has(state.status);
@@ -331,7 +331,7 @@ export function renderWaiting() {
 
 function renderRoomControls() {
   const therapist = isTherapist();
-  ui.waitingSection.hidden = !therapist;
+  ui.waitingSection.hidden = !isStaff();
   ui.roomControls.hidden = !therapist;
   ui.lockButton.setAttribute('aria-checked', String(state.room.locked));
   ui.waitingRoomButton.setAttribute('aria-checked', String(state.room.waitingRoom));
@@ -437,7 +437,7 @@ export function onPeopleClick(event) {
 
 export function onWaitingClick(event) {
   const button = event.target.closest('button[data-action]');
-  if (!button || !isTherapist()) return;
+  if (!button || !isStaff()) return;
   const id = button.closest('li').dataset.participantId;
   if (button.dataset.action === 'admit') send({ type: 'admit', participantId: id });
   if (button.dataset.action === 'decline') send({ type: 'decline', participantId: id });

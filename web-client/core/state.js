@@ -68,6 +68,9 @@ export const ROLE_LABEL = {
 export const IN_CALL = new Set(['connecting', 'waiting', 'joined', 'reconnecting']);
 
 export const isTherapist = () => state.role === 'therapist';
+// Therapists and co-facilitators: they see the waiting room and admit (the server's permission
+// table says what else each may do).
+export const isStaff = () => state.role === 'therapist' || state.role === 'coFacilitator';
 export const publishes = () => state.role !== 'observer';
 
 /** Everyone else in our space, in join order. */
