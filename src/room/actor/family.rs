@@ -19,7 +19,7 @@ use crate::room::ParticipantId;
 use crate::signal::protocol::{ClientMessage, EndReason, ErrorCode};
 
 /// Prefix of family space ids; breakouts are `b1`, private rooms `private-1`.
-const FAMILY_PREFIX: &str = "family-";
+pub(super) const FAMILY_PREFIX: &str = "family-";
 const FAMILY_SPACE_NAME: &str = "Family space";
 
 #[derive(Default)]

@@ -148,7 +148,9 @@ impl BreakoutsSnap {
     }
 
     fn has_space(&self, space: &str) -> bool {
-        self.rooms.iter().any(|(b, _)| b == space) || space_number(space, super::chat::PRIVATE_PREFIX).is_some()
+        self.rooms.iter().any(|(b, _)| b == space)
+            || space_number(space, super::chat::PRIVATE_PREFIX).is_some()
+            || space_number(space, super::family::FAMILY_PREFIX).is_some()
     }
 }
 
