@@ -1,7 +1,8 @@
 //! A family session in real browsers: a family guest (a token with role `familyGuest` and
 //! claim `sponsor`) waits labelled "Guest of <sponsor>"; the therapist opens the sponsor's
 //! family space from the guest's row, admits the guest into it, and ends it. The guest's page
-//! never shows anyone else of the group. Screenshots: the therapist's family-space controls and
+//! never shows anyone else of the group. A co-facilitator admits the group from their own
+//! waiting room. Screenshots: the therapist's family-space controls and
 //! the guest's view (`target/test-artifacts/family/`). Written with the browser fixture
 //! (`tests/common/fixture.rs`).
 
@@ -22,22 +23,25 @@ const TEST_DEADLINE: Duration = Duration::from_secs(120);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_therapist_opens_a_family_space_for_a_guest_and_ends_it() {
     let mut fx = BrowserTest::with_server("family", TEST_DEADLINE, common::test_config()).await;
-    let [therapist, guest] = fx.open([PageSpec::desktop("therapist"), PageSpec::phone("guest")]).await;
-    let outcome = fx.within(scenario(&fx, &therapist, &guest)).await;
+    let [therapist, co, guest] = fx.open([PageSpec::desktop("therapist"), PageSpec::desktop("co"), PageSpec::phone("guest")]).await;
+    let outcome = fx.within(scenario(&fx, &therapist, &co, &guest)).await;
     fx.finish(outcome).await;
 }
 
-async fn send(page: &Client, who: &str, msg: serde_json::Value) -> Result<(), String> {
-    page.execute("window.hearth.send(arguments[0]); return true;", vec![msg]).await.map(|_| ()).map_err(|e| format!("{who}: {e}"))
-}
-
-async fn scenario(fx: &BrowserTest, therapist: &Client, guest: &Client) -> Result<(), String> {
+async fn scenario(fx: &BrowserTest, therapist: &Client, co: &Client, guest: &Client) -> Result<(), String> {
     fx.join(therapist, "therapist", ROOM, Role::Therapist, ("t-rivera", "Dr. Rivera")).await?;
+    // Staff enter without waiting.
+    fx.join(co, "co-facilitator", ROOM, Role::CoFacilitator, ("c-kim", "Kim Co")).await?;
     // The group: the sponsor and another member, headless (they need no camera here).
     let mut sponsor = common::join_upto(fx.server(), ROOM, Role::Participant, "Sam Sponsor", "sponsor-1", "joined").await;
     let _other = common::join_upto(fx.server(), ROOM, Role::Participant, "Olivia Other", "other-2", "joined").await;
-    wait_for(therapist, "two people waiting", "return document.querySelectorAll('#waiting-list li').length === 2;", &[]).await?;
-    send(therapist, "therapist", json!({ "type": "admitAll" })).await?;
+    wait_for(co, "two people waiting", "return document.querySelectorAll('#waiting-list li').length === 2;", &[]).await?;
+    fx.shot(co, "co-facilitator-waiting-room").await;
+    for id in ["sponsor-1", "other-2"] {
+        click(co, "co-facilitator", &format!("#waiting-list li[data-participant-id=\"{id}\"] [data-action=\"admit\"]")).await?;
+        let gone = format!("return !document.querySelector('#waiting-list li[data-participant-id=\"{id}\"]');");
+        wait_for(co, "the admitted row gone", &gone, &[]).await?;
+    }
     sponsor
         .recv_until("admitted", common::WAIT, |m| matches!(m, hearth::signal::protocol::ServerMessage::Admitted { .. }))
         .await
@@ -57,6 +61,10 @@ async fn scenario(fx: &BrowserTest, therapist: &Client, guest: &Client) -> Resul
                     return Boolean(row) && row.querySelector('.role-inline').textContent === 'Guest of Sam Sponsor';";
     wait_for(therapist, "the guest labelled with their sponsor", labelled, &[]).await?;
     wait_for(therapist, "the family-space button", VISIBLE_JS, &[json!("#waiting-list [data-action=\"family\"]")]).await?;
+    // Only a therapist opens a family space: the co-facilitator sees the guest, not the button.
+    wait_for(co, "the guest in the co-facilitator's list", labelled, &[]).await?;
+    let hidden = "return document.querySelector('#waiting-list [data-action=\"family\"]').hidden;";
+    wait_for(co, "no family-space button for a co-facilitator", hidden, &[]).await?;
     fx.shot(therapist, "therapist-guest-waiting").await;
     fx.shot(guest, "guest-waiting").await;
 
