@@ -477,3 +477,54 @@ async fn a_co_facilitator_admits_and_the_audit_log_records_their_role() {
     assert!(!rows.iter().any(|r| r.action == "remove"));
     server.shutdown().await;
 }
+
+/// `rooms.co_facilitator_withhold` narrows what co-facilitators may do (here: admit), and a row
+/// they never have (remove) stops the server at start-up with the reason.
+#[tokio::test]
+async fn a_deployment_narrows_co_facilitators_and_cannot_widen_them() {
+    let mut config = common::test_config();
+    config.rooms.co_facilitator_withhold = vec!["remove".into()];
+    let err = hearth::server::start(config).await.err().expect("refused at start-up").to_string();
+    assert!(err.contains("co_facilitator_withhold") && err.contains("remove"), "{err}");
+
+    let mut config = common::test_config();
+    config.rooms.co_facilitator_withhold = vec!["admit".into()];
+    let server = common::start_with(config).await;
+    let mut t = common::join(&server, "narrow", Role::Therapist, "Dr T", "t-1").await;
+    let mut c = common::join(&server, "narrow", Role::CoFacilitator, "Chris Co", "co-1").await;
+    let (_p, p_id) = join(&server, "narrow", Role::Participant, "Pat").await;
+    c.recv_until("waiting list", WAIT, |m| matches!(m, ServerMessage::WaitingList { waiting } if !waiting.is_empty())).await.unwrap();
+    c.send(&ClientMessage::Admit { participant_id: p_id.clone() }).await.unwrap();
+    expect_error(&mut c, ErrorCode::Forbidden).await;
+    t.send(&ClientMessage::Admit { participant_id: p_id.clone() }).await.unwrap();
+    t.recv_until("admitted by the therapist", WAIT, |m| matches!(m, ServerMessage::ParticipantJoined { .. })).await.unwrap();
+    server.shutdown().await;
+}
+
+/// Support requests reach peer-support staff only while a therapist routes them there; the
+/// co-facilitator gets them always.
+#[tokio::test]
+async fn support_requests_reach_peer_support_staff_when_the_therapist_routes_them() {
+    let server = common::start_open_server().await;
+    let room = "peers";
+    let mut t = common::join(&server, room, Role::Therapist, "Dr T", "t-1").await;
+    let mut c = common::join(&server, room, Role::CoFacilitator, "Chris Co", "co-1").await;
+    let mut s = common::join(&server, room, Role::PeerSupport, "Sasha Peer", "peer-1").await;
+    let mut p = common::join(&server, room, Role::Participant, "Pat", "p-1").await;
+    let mut q = common::join(&server, room, Role::Participant, "Quinn", "q-1").await;
+    let requested = |m: &ServerMessage| matches!(m, ServerMessage::SupportRequested { .. });
+    p.send(&ClientMessage::RequestSupport).await.unwrap();
+    t.recv_until("p's request", WAIT, requested).await.unwrap();
+    c.recv_until("p's request, co-facilitator", WAIT, requested).await.unwrap();
+    // Peer support may not route requests to themselves.
+    s.send(&ClientMessage::RouteSupport { peer_support: true }).await.unwrap();
+    expect_error(&mut s, ErrorCode::Forbidden).await;
+    t.send(&ClientMessage::RouteSupport { peer_support: true }).await.unwrap();
+    s.recv_until("the open requests", WAIT, |m| matches!(m, ServerMessage::SupportRequests { requests } if requests.len() == 1))
+        .await
+        .unwrap();
+    q.send(&ClientMessage::RequestSupport).await.unwrap();
+    let alert = s.recv_until("q's request, peer support", WAIT, requested).await.unwrap();
+    assert!(matches!(alert, ServerMessage::SupportRequested { participant_id, .. } if participant_id.as_str() == "q-1"));
+    server.shutdown().await;
+}

@@ -41,7 +41,7 @@ pub struct RoomSettings {
     /// What someone who asks for support is shown at once (`support.resources_text`).
     pub support_resources: String,
     /// Rows of the permission table this deployment takes from co-facilitators
-    /// (`roles.co_facilitator_withhold`, checked at start-up).
+    /// (`rooms.co_facilitator_withhold`, checked at start-up).
     pub co_facilitator_withheld: Vec<&'static str>,
 }
 

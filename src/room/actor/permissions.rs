@@ -9,7 +9,7 @@
 //! (admission, a breakout being open, a screen share allowed, rate limits) stay with the
 //! feature that owns that state.
 //!
-//! A deployment may take rows away from co-facilitators (`roles.co_facilitator_withhold`,
+//! A deployment may take rows away from co-facilitators (`rooms.co_facilitator_withhold`,
 //! checked at start-up by [`co_facilitator_withheld`]), never give them more than this table.
 //!
 //! Adding a message: add its row to [`TABLE`], then run `cargo test --test protocol_docs` and
@@ -160,7 +160,7 @@ pub fn allows(action: &str, role: Role, withheld: &[&'static str]) -> bool {
     TABLE.iter().find(|r| r.action == action).is_some_and(|r| r.roles.contains(&role))
 }
 
-/// Checks `roles.co_facilitator_withhold`: every entry must be a row co-facilitators have in
+/// Checks `rooms.co_facilitator_withhold`: every entry must be a row co-facilitators have in
 /// [`TABLE`] (a deployment narrows their rights; it cannot widen them or name a message that
 /// does not exist).
 pub fn co_facilitator_withheld(names: &[String]) -> Result<Vec<&'static str>, String> {
@@ -168,7 +168,7 @@ pub fn co_facilitator_withheld(names: &[String]) -> Result<Vec<&'static str>, St
         .iter()
         .map(|name| {
             TABLE.iter().find(|r| r.action == name && r.roles.contains(&Role::CoFacilitator)).map(|r| r.action).ok_or_else(|| {
-                format!("roles.co_facilitator_withhold: `{name}` is not something a co-facilitator may do (see the permission table in docs/protocol.md)")
+                format!("rooms.co_facilitator_withhold: `{name}` is not something a co-facilitator may do (see the permission table in docs/protocol.md)")
             })
         })
         .collect()
