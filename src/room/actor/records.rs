@@ -41,13 +41,15 @@ pub(super) struct Records {
     pub peer_routing: bool,
 }
 
-/// The space id as attendance records write it: `main`, `breakout:<id>`, `private:<n>`.
+/// The space id as attendance records write it: `main`, `breakout:<id>`, `private:<n>`,
+/// `family:<n>`.
 fn space_label(space: &Option<String>) -> String {
     match space {
         None => "main".to_string(),
-        Some(s) => match s.strip_prefix(super::chat::PRIVATE_PREFIX) {
-            Some(n) => format!("private:{n}"),
-            None => format!("breakout:{s}"),
+        Some(s) => match (s.strip_prefix(super::chat::PRIVATE_PREFIX), s.strip_prefix(super::family::FAMILY_PREFIX)) {
+            (Some(n), _) => format!("private:{n}"),
+            (_, Some(n)) => format!("family:{n}"),
+            _ => format!("breakout:{s}"),
         },
     }
 }
