@@ -34,6 +34,7 @@ mod group;
 mod milestone;
 #[cfg(test)]
 mod model_tests;
+mod partners;
 pub mod permissions;
 mod poll;
 mod queue;
@@ -46,7 +47,7 @@ mod speaker;
 mod talktime;
 mod task;
 
-pub use super::handle::{JoinRequest, Outbox, RoomCommand, RoomError, RoomHandle, RoomInput, SessionEnd, Timer, OUTBOX_CAPACITY};
+pub use super::handle::{JoinRequest, Loaded, Outbox, RoomCommand, RoomError, RoomHandle, RoomInput, SessionEnd, Timer, OUTBOX_CAPACITY};
 use super::shared::RoomSettings;
 use super::{ParticipantId, RoomId};
 use crate::auth::{Grant, Role};
@@ -204,6 +205,9 @@ pub(super) struct Room {
     agreement: agreement::Agreement,
     talk: talktime::TalkTime,
     families: family::Families,
+    partners: partners::Partners,
+    /// The store is there to read saved state from (partner groups, earlier check-ins).
+    has_store: bool,
 }
 
 impl Room {
@@ -236,6 +240,8 @@ impl Room {
             agreement: agreement::Agreement::default(),
             talk: talktime::TalkTime::default(),
             families: family::Families::default(),
+            partners: partners::Partners::default(),
+            has_store,
         }
     }
 
@@ -266,6 +272,9 @@ impl Room {
     /// The room starts: the active-speaker clock begins ticking.
     fn start(&mut self) {
         self.schedule(speaker::TICK, Timer::Speakers);
+        if self.has_store {
+            self.out.push(Effect::Read(effect::Read::Partners));
+        }
     }
 
     fn handle(&mut self, input: RoomInput) {
@@ -276,6 +285,7 @@ impl Room {
             RoomInput::TrackEnded(id, track_id) => self.track_ended(&id, &track_id),
             RoomInput::Client { from, msg } => self.client(&from, msg),
             RoomInput::Timer(timer) => self.on_timer(timer),
+            RoomInput::Loaded(loaded) => self.loaded(loaded),
         }
     }
 
@@ -557,6 +567,7 @@ impl Room {
             if role != Role::FamilyGuest {
                 let agenda = self.agenda_message();
                 self.send_to(&id, agenda);
+                self.partners_on_admission(&id);
             }
         }
         self.agreement_on_join(&id);
@@ -642,6 +653,7 @@ impl Room {
         }
         let agenda = self.agenda_message();
         self.send_to(id, agenda);
+        self.partners_on_admission(id);
         if self.agreement.is_set() {
             self.publish_agreement_statuses();
         }
@@ -760,7 +772,14 @@ impl Room {
         for moves in self.chat.member_left(&cx!(self), id) {
             self.private_room_moves(moves);
         }
-        self.records.left(&mut cx!(self), &member, reason);
+        let talk =
+            (self.settings.talk_time_in_attendance && member.admitted && member.info.role.takes_part()).then(|| self.talk.seconds(id));
+        let session = self.records.session_id();
+        self.records.left(&mut cx!(self), &member, reason, talk);
+        if session.is_some() && self.records.session_id().is_none() {
+            // The session ended: its talk time with it.
+            self.talk = talktime::TalkTime::default();
+        }
         if member.admitted && reason != Some(EndReason::Replaced) {
             self.group_departed(id, &member.space);
         }
@@ -1085,6 +1104,7 @@ impl Room {
             | ClientMessage::EndSegment
             | ClientMessage::SaveAgendaTemplate { .. }
             | ClientMessage::GetAgendaTemplates) => self.on_agenda(from, msg),
+            msg @ (ClientMessage::SavePartners { .. } | ClientMessage::OpenPartnerBreakouts { .. }) => self.on_partners(from, msg),
             // Connection-level messages never reach the room.
             ClientMessage::Join { .. }
             | ClientMessage::Leave

@@ -129,6 +129,8 @@ pub const TABLE: &[Row] = &[
     row("getAgendaTemplates", THERAPIST),
     row("setAgreement", THERAPIST),
     row("acceptAgreement", ANYONE),
+    row("savePartners", THERAPIST),
+    row("openPartnerBreakouts", STAFF),
 ];
 
 /// The row `msg` from `from` falls under. `role_of` tells the role of someone in the room (a
@@ -227,10 +229,21 @@ mod tests {
             "startCheckIn",
             "getMilestoneHistory (another's or the group's)",
             "openFamilySpace",
+            "savePartners",
         ] {
             assert!(!allows(never, Role::CoFacilitator, &[]), "{never}");
         }
-        for may in ["admit", "decline", "mute", "lowerHand (another's)", "giveFloor", "startRound", "openBreakouts", "openPrivateRoom"] {
+        for may in [
+            "admit",
+            "decline",
+            "mute",
+            "lowerHand (another's)",
+            "giveFloor",
+            "startRound",
+            "openBreakouts",
+            "openPartnerBreakouts",
+            "openPrivateRoom",
+        ] {
             assert!(allows(may, Role::CoFacilitator, &[]), "{may}");
         }
         let withheld = co_facilitator_withheld(&["openBreakouts".into()]).unwrap();
