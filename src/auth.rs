@@ -1,6 +1,8 @@
 //! Join tokens and roles. A token (HS256 JWT signed with `auth.token_secret`) is the only way
 //! into a room: it names the room, the role, the display name and the participant id, and it
-//! expires. This module verifies and mints tokens; it knows nothing of sockets or rooms' state.
+//! expires. A family guest's token also names its `sponsor` (the participant whose relative
+//! they are) and lives at most [`GUEST_MAX_TTL`]. This module verifies and mints tokens; it
+//! knows nothing of sockets or rooms' state.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -15,6 +17,9 @@ use crate::vocab::{valid_participant_id, validate_display_name, InvalidName, Par
 const LEEWAY_SECS: u64 = 5;
 /// Longest lifetime a token may be minted with.
 pub const MAX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Longest lifetime of a family guest's token: a family session is part of one meeting, and a
+/// link forwarded later must not open the group to someone outside it.
+pub const GUEST_MAX_TTL: Duration = Duration::from_secs(4 * 3600);
 
 /// The signed content of a join token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,6 +32,9 @@ pub struct Claims {
     /// Expiry, seconds since the Unix epoch.
     pub exp: u64,
     pub iat: u64,
+    /// Family guests only: the participant id of the member who invited them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sponsor: Option<String>,
 }
 
 /// What a verified token grants.
@@ -37,6 +45,8 @@ pub struct Grant {
     pub role: Role,
     pub name: String,
     pub expires_at: u64,
+    /// Family guests: whose guest they are (always set for them, never for anyone else).
+    pub sponsor: Option<ParticipantId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -90,9 +100,35 @@ impl TokenIssuer {
         participant: Option<&str>,
         ttl: Duration,
     ) -> Result<(String, Claims), AuthError> {
+        self.mint_with_sponsor(room, role, name, participant, ttl, None)
+    }
+
+    /// Mints a token; a family guest's names its `sponsor` (required for them, refused for
+    /// anyone else) and lives at most [`GUEST_MAX_TTL`].
+    pub fn mint_with_sponsor(
+        &self,
+        room: &RoomId,
+        role: Role,
+        name: &str,
+        participant: Option<&str>,
+        ttl: Duration,
+        sponsor: Option<&str>,
+    ) -> Result<(String, Claims), AuthError> {
         if ttl.is_zero() || ttl > MAX_TTL {
             return Err(AuthError::Mint(format!("ttl must be between 1 s and {} days", MAX_TTL.as_secs() / 86400)));
         }
+        let sponsor = match (role, sponsor) {
+            (Role::FamilyGuest, None) => {
+                return Err(AuthError::Mint("a family guest's token needs a sponsor (their participant's id)".into()));
+            }
+            (Role::FamilyGuest, Some(_)) if ttl > GUEST_MAX_TTL => {
+                return Err(AuthError::Mint(format!("a family guest's token lives at most {} hours", GUEST_MAX_TTL.as_secs() / 3600)));
+            }
+            (Role::FamilyGuest, Some(s)) if valid_participant_id(s) && Some(s) != participant => Some(s.to_string()),
+            (Role::FamilyGuest, Some(_)) => return Err(AuthError::Mint("sponsor must be another participant's id".into())),
+            (_, Some(_)) => return Err(AuthError::Mint("only a family guest's token names a sponsor".into())),
+            (_, None) => None,
+        };
         let name = validate_display_name(name).map_err(AuthError::InvalidName)?;
         let sub = match participant {
             Some(id) if valid_participant_id(id) => id.to_string(),
@@ -100,7 +136,7 @@ impl TokenIssuer {
             None => ParticipantId::random().to_string(),
         };
         let iat = now_secs();
-        let claims = Claims { sub, room: room.to_string(), role, name, exp: iat + ttl.as_secs(), iat };
+        let claims = Claims { sub, room: room.to_string(), role, name, exp: iat + ttl.as_secs(), iat, sponsor };
         Ok((self.sign(&claims)?, claims))
     }
 
@@ -128,7 +164,17 @@ impl TokenIssuer {
         // Signed by a backend that let through a name we would not mint: refused with its own
         // code, so the operator can tell it from a forged token.
         let name = validate_display_name(&c.name).map_err(AuthError::InvalidName)?;
-        Ok(Grant { participant: ParticipantId::from_trusted(c.sub), room: room.clone(), role: c.role, name, expires_at: c.exp })
+        // A guest's token from another backend is held to the bounds of one minted here: a
+        // sponsor who is someone else, and an expiry within the guest's limit.
+        let sponsor = match (c.role, c.sponsor) {
+            (Role::FamilyGuest, Some(s)) if valid_participant_id(&s) && s != c.sub => Some(ParticipantId::from_trusted(s)),
+            (Role::FamilyGuest, _) | (_, Some(_)) => return Err(AuthError::Invalid),
+            (_, None) => None,
+        };
+        if c.role == Role::FamilyGuest && c.exp > now_secs() + GUEST_MAX_TTL.as_secs() + LEEWAY_SECS {
+            return Err(AuthError::Invalid);
+        }
+        Ok(Grant { participant: ParticipantId::from_trusted(c.sub), room: room.clone(), role: c.role, name, expires_at: c.exp, sponsor })
     }
 }
 
@@ -177,5 +223,28 @@ mod tests {
         assert_eq!(bidi.unwrap_err(), AuthError::InvalidName(InvalidName::Forbidden));
         assert!(t.mint(&room("g"), Role::Participant, "a", Some("bad id!"), Duration::from_secs(60)).is_err());
         assert!(t.mint(&room("g"), Role::Participant, "a", None, Duration::ZERO).is_err());
+    }
+
+    #[test]
+    fn a_family_guest_names_a_sponsor_and_expires_soon() {
+        let t = TokenIssuer::new("a-test-secret-that-is-long-enough-1234");
+        let hour = Duration::from_secs(3600);
+        assert!(t.mint(&room("g"), Role::FamilyGuest, "Kim", None, hour).is_err(), "no sponsor");
+        assert!(t.mint_with_sponsor(&room("g"), Role::FamilyGuest, "Kim", None, GUEST_MAX_TTL + hour, Some("p-1")).is_err(), "too long");
+        assert!(t.mint_with_sponsor(&room("g"), Role::Participant, "Kim", None, hour, Some("p-1")).is_err(), "sponsor on a member");
+        assert!(t.mint_with_sponsor(&room("g"), Role::FamilyGuest, "Kim", Some("p-1"), hour, Some("p-1")).is_err(), "their own sponsor");
+        let (token, mut claims) = t.mint_with_sponsor(&room("g"), Role::FamilyGuest, "Kim", None, hour, Some("p-1")).unwrap();
+        let g = t.verify(&token, &room("g")).unwrap();
+        assert_eq!((g.role, g.sponsor.as_ref().map(|s| s.as_str())), (Role::FamilyGuest, Some("p-1")));
+        // Signed elsewhere with a week's lifetime, or without a sponsor: refused.
+        claims.exp = now_secs() + 7 * 24 * 3600;
+        assert_eq!(t.verify(&t.sign(&claims).unwrap(), &room("g")), Err(AuthError::Invalid));
+        claims.exp = now_secs() + 60;
+        claims.sponsor = None;
+        assert_eq!(t.verify(&t.sign(&claims).unwrap(), &room("g")), Err(AuthError::Invalid));
+        // A sponsor on anyone else's token: refused.
+        claims.role = Role::CoFacilitator;
+        claims.sponsor = Some("p-1".into());
+        assert_eq!(t.verify(&t.sign(&claims).unwrap(), &room("g")), Err(AuthError::Invalid));
     }
 }

@@ -148,6 +148,10 @@ pub struct RoomsConfig {
     /// New rooms' end-to-end encryption policy (a therapist may change it before admitting anyone).
     #[serde(default)]
     pub e2ee: crate::vocab::E2eeMode,
+    /// Rows of the permission table this deployment takes from co-facilitators (checked at
+    /// start-up against the table: it narrows their rights, never widens them).
+    #[serde(default)]
+    pub co_facilitator_withhold: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

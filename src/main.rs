@@ -26,9 +26,13 @@ enum Command {
         /// Room id the token admits to.
         #[arg(long)]
         room: String,
-        /// therapist, participant or observer.
+        /// therapist, coFacilitator, peerSupport, participant, observer or familyGuest.
         #[arg(long, default_value = "participant")]
         role: hearth::auth::Role,
+        /// Family guests: the participant id of the member whose guest they are (their link
+        /// lives at most 4 hours).
+        #[arg(long)]
+        sponsor: Option<String>,
         /// Display name shown to the group.
         #[arg(long)]
         name: String,
@@ -65,10 +69,10 @@ fn main() -> std::process::ExitCode {
 async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = hearth::config::Config::load(cli.config.as_deref())?;
-    if let Some(Command::Token { room, role, name, participant, ttl, base_url }) = &cli.command {
+    if let Some(Command::Token { room, role, name, participant, sponsor, ttl, base_url }) = &cli.command {
         let room = hearth::room::RoomId::new(room.clone())?;
         let issuer = hearth::auth::TokenIssuer::new(&config.auth.token_secret);
-        let (token, claims) = issuer.mint(&room, *role, name, participant.as_deref(), (*ttl).into())?;
+        let (token, claims) = issuer.mint_with_sponsor(&room, *role, name, participant.as_deref(), (*ttl).into(), sponsor.as_deref())?;
         println!("{token}");
         eprintln!("participant id: {}  expires: {} (unix)", claims.sub, claims.exp);
         eprintln!("join link: {}/#token={token}", base_url.trim_end_matches('/'));

@@ -45,6 +45,8 @@ pub enum ServerError {
     Cluster(#[from] crate::cluster::ClusterError),
     #[error(transparent)]
     Media(#[from] crate::sfu::SfuError),
+    #[error("invalid configuration: {0}")]
+    Config(String),
 }
 
 pub fn app(state: Arc<AppState>) -> Router {
@@ -146,6 +148,9 @@ pub struct MintRequest {
     pub participant_id: Option<String>,
     #[serde(default)]
     pub ttl_seconds: Option<u64>,
+    /// Family guests: the participant id of their sponsor (required for them only).
+    #[serde(default)]
+    pub sponsor: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -161,8 +166,11 @@ pub struct MintResponse {
 
 fn mint(state: &AppState, req: MintRequest, default_ttl: u64) -> Result<Json<MintResponse>, ApiError> {
     let room = parse_room(req.room)?;
+    // A guest's link is short-lived unless asked otherwise, whatever the default for members.
+    let default_ttl = if req.role == Role::FamilyGuest { default_ttl.min(crate::auth::GUEST_MAX_TTL.as_secs()) } else { default_ttl };
     let ttl = Duration::from_secs(req.ttl_seconds.unwrap_or(default_ttl));
-    let (token, claims) = state.tokens.mint(&room, req.role, &req.name, req.participant_id.as_deref(), ttl).map_err(|e| match e {
+    let minted = state.tokens.mint_with_sponsor(&room, req.role, &req.name, req.participant_id.as_deref(), ttl, req.sponsor.as_deref());
+    let (token, claims) = minted.map_err(|e| match e {
         crate::auth::AuthError::InvalidName(_) => ApiError(StatusCode::BAD_REQUEST, "invalid_name", e.to_string()),
         e => ApiError(StatusCode::BAD_REQUEST, "invalid_request", e.to_string()),
     })?;
@@ -561,6 +569,8 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         late_after: Duration::from_secs(config.rooms.late_after_secs),
         talk_time_in_attendance: config.rooms.talk_time_in_attendance,
         support_resources: config.support.resources_text.clone(),
+        co_facilitator_withheld: crate::room::permissions::co_facilitator_withheld(&config.rooms.co_facilitator_withhold)
+            .map_err(ServerError::Config)?,
     };
     let w = &config.webhook;
     let webhook = (!w.url.is_empty()).then(|| {

@@ -115,6 +115,9 @@ const MIGRATIONS: &[&str] = &[
     );",
     // Seconds of speech per person and session, when `rooms.talk_time_in_attendance` is on.
     "ALTER TABLE attendance ADD COLUMN talk_seconds INTEGER;",
+    // The role the actor held (a co-facilitator's admit reads differently from a therapist's);
+    // rows written before it have none.
+    "ALTER TABLE audit ADD COLUMN actor_role TEXT;",
 ];
 
 #[derive(Clone)]
@@ -180,6 +183,9 @@ pub struct AuditRecord {
     pub at_ms: i64,
     pub room: String,
     pub actor: String,
+    /// The actor's role (`therapist`, `coFacilitator`, ...); absent in rows written before
+    /// roles were recorded.
+    pub actor_role: Option<String>,
     pub action: String,
     pub target: Option<String>,
 }
@@ -291,12 +297,20 @@ impl Store {
         .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
-    pub async fn audit(&self, room: &str, actor: &str, action: &str, target: Option<&str>) -> Result<(), StoreError> {
+    pub async fn audit(
+        &self,
+        room: &str,
+        actor: &str,
+        actor_role: Option<&str>,
+        action: &str,
+        target: Option<&str>,
+    ) -> Result<(), StoreError> {
         let (room, actor, action, target) = (room.to_string(), actor.to_string(), action.to_string(), target.map(str::to_string));
+        let actor_role = actor_role.map(str::to_string);
         self.with(move |c| {
             c.execute(
-                "INSERT INTO audit (at_ms, room, actor, action, target) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![now_ms(), room, actor, action, target],
+                "INSERT INTO audit (at_ms, room, actor, actor_role, action, target) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![now_ms(), room, actor, actor_role, action, target],
             )
             .map(|_| ())
         })
@@ -306,9 +320,16 @@ impl Store {
     pub async fn audit_log(&self, room: &str) -> Result<Vec<AuditRecord>, StoreError> {
         let room = room.to_string();
         self.with(move |c| {
-            let mut stmt = c.prepare("SELECT at_ms, room, actor, action, target FROM audit WHERE room = ?1 ORDER BY id")?;
+            let mut stmt = c.prepare("SELECT at_ms, room, actor, action, target, actor_role FROM audit WHERE room = ?1 ORDER BY id")?;
             let rows = stmt.query_map(params![room], |r| {
-                Ok(AuditRecord { at_ms: r.get(0)?, room: r.get(1)?, actor: r.get(2)?, action: r.get(3)?, target: r.get(4)? })
+                Ok(AuditRecord {
+                    at_ms: r.get(0)?,
+                    room: r.get(1)?,
+                    actor: r.get(2)?,
+                    action: r.get(3)?,
+                    target: r.get(4)?,
+                    actor_role: r.get(5)?,
+                })
             })?;
             rows.collect()
         })
@@ -631,18 +652,44 @@ fn migrate(conn: &Connection) -> Result<(), rusqlite::Error> {
 mod tests {
     use super::*;
 
+    /// A database every migration but the last ran on (the release before) opens and migrates
+    /// on: its audit rows keep no role, new ones carry it, and partner groups still save.
+    #[tokio::test]
+    async fn a_database_from_the_release_before_migrates_on() {
+        let path = std::env::temp_dir().join(format!("hearth-store-upgrade-{}-{:08x}.db", std::process::id(), rand::random::<u32>()));
+        let _ = std::fs::remove_file(&path);
+        {
+            let conn = Connection::open(&path).unwrap();
+            for (i, sql) in MIGRATIONS[..MIGRATIONS.len() - 1].iter().enumerate() {
+                conn.execute_batch(&format!("BEGIN; {sql}; PRAGMA user_version = {}; COMMIT;", i + 1)).unwrap();
+            }
+            conn.execute("INSERT INTO audit (at_ms, room, actor, action, target) VALUES (1, 'g1', 't-1', 'mute', 'p-2')", []).unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        s.audit("g1", "c-1", Some("coFacilitator"), "admit", Some("p-3")).await.unwrap();
+        let log = s.audit_log("g1").await.unwrap();
+        let roles: Vec<_> = log.iter().map(|r| (r.actor.as_str(), r.actor_role.as_deref())).collect();
+        assert_eq!(roles, vec![("t-1", None), ("c-1", Some("coFacilitator"))]);
+        let groups = vec![vec![ParticipantId::from_trusted("p-a"), ParticipantId::from_trusted("p-b")]];
+        s.save_partners("g1", &groups).await.unwrap();
+        assert_eq!(s.partners("g1").await.unwrap().len(), 1);
+        drop(s);
+        let _ = std::fs::remove_file(&path);
+    }
+
     #[tokio::test]
     async fn audit_survives_reopen() {
         let path = std::env::temp_dir().join(format!("hearth-store-unit-{}.db", std::process::id()));
         let _ = std::fs::remove_file(&path);
         {
             let s = Store::open(&path).unwrap();
-            s.audit("g1", "t-1", "mute", Some("p-2")).await.unwrap();
+            s.audit("g1", "t-1", Some("coFacilitator"), "mute", Some("p-2")).await.unwrap();
         }
         let s = Store::open(&path).unwrap();
         let log = s.audit_log("g1").await.unwrap();
         assert_eq!(log.len(), 1);
         assert_eq!((log[0].actor.as_str(), log[0].action.as_str(), log[0].target.as_deref()), ("t-1", "mute", Some("p-2")));
+        assert_eq!(log[0].actor_role.as_deref(), Some("coFacilitator"));
         let _ = std::fs::remove_file(&path);
     }
 

@@ -204,20 +204,54 @@ pub fn validate_display_name(name: &str) -> Result<String, InvalidName> {
     Ok(name.to_string())
 }
 
+/// Who someone is in a room. What each role may send is one table,
+/// `room::permissions`; these methods say what the roles are, not what they may send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Role {
-    /// Moderates: admits, mutes, removes, locks, ends, runs breakouts, polls, celebrations.
+    /// Runs the session: admits, mutes, removes, locks, ends, breakouts, polls, celebrations,
+    /// family spaces.
     Therapist,
+    /// Runs the group beside a therapist (admits, asks to mute, the floor and rounds, breakouts,
+    /// support requests and private rooms) but does not remove, ban, lock, hard-mute, end the
+    /// session or see what only a clinician sees.
+    CoFacilitator,
+    /// A participant employed as a peer-support specialist: takes part like anyone, moderates
+    /// nothing, and receives support requests when a therapist routes them there.
+    PeerSupport,
     /// Joins through the waiting room, publishes and receives media.
     Participant,
     /// Receives media only; publishes nothing and moderates nothing.
     Observer,
+    /// A relative of a participant (the token's `sponsor`), for a family space only: never in
+    /// the main room or a breakout, never meets the rest of the group.
+    FamilyGuest,
 }
 
 impl Role {
+    /// Every role, in the order tables print them.
+    pub const ALL: [Role; 6] =
+        [Role::Therapist, Role::CoFacilitator, Role::PeerSupport, Role::Participant, Role::Observer, Role::FamilyGuest];
+
+    /// The role's place in [`Role::ALL`] (per-role counters).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The licensed clinician: the room's irreversible decisions and what only they may see.
     pub fn is_moderator(self) -> bool {
         self == Role::Therapist
+    }
+
+    /// Staff who run the group (a therapist or a co-facilitator): they enter without waiting,
+    /// see the waiting list and the breakout plan, and receive help and support requests.
+    pub fn facilitates(self) -> bool {
+        matches!(self, Role::Therapist | Role::CoFacilitator)
+    }
+
+    /// A member of the group who takes part: votes, takes turns, shares and is celebrated.
+    pub fn takes_part(self) -> bool {
+        matches!(self, Role::Participant | Role::PeerSupport)
     }
 
     pub fn publishes(self) -> bool {
@@ -227,8 +261,11 @@ impl Role {
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Therapist => "therapist",
+            Role::CoFacilitator => "coFacilitator",
+            Role::PeerSupport => "peerSupport",
             Role::Participant => "participant",
             Role::Observer => "observer",
+            Role::FamilyGuest => "familyGuest",
         }
     }
 }
@@ -236,12 +273,10 @@ impl Role {
 impl std::str::FromStr for Role {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "therapist" => Ok(Role::Therapist),
-            "participant" => Ok(Role::Participant),
-            "observer" => Ok(Role::Observer),
-            other => Err(format!("unknown role `{other}` (therapist, participant or observer)")),
-        }
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| format!("unknown role `{s}` (therapist, coFacilitator, peerSupport, participant, observer or familyGuest)"))
     }
 }
 

@@ -84,3 +84,14 @@ fn tags_are_the_variants_in_camel_case() {
     assert!(ClientMessage::TYPES.contains(&"screenShare") && ClientMessage::TYPES.contains(&"allowScreenShare"));
     assert_eq!(ErrorCode::ScreenShareNotReceived.as_str(), serde_json::to_value(ErrorCode::ScreenShareNotReceived).unwrap());
 }
+
+/// The permission table in docs/protocol.md is the one the server enforces.
+#[test]
+fn the_permission_table_in_the_docs_is_the_servers() {
+    let text = docs();
+    let (begin, end) = ("<!-- permissions:begin -->\n", "<!-- permissions:end -->");
+    let start = text.find(begin).expect("permissions:begin marker") + begin.len();
+    let stop = text.find(end).expect("permissions:end marker");
+    let table = hearth::room::permissions::markdown();
+    assert_eq!(&text[start..stop], table, "docs/protocol.md's permission table differs from the server's; paste this:\n{table}");
+}

@@ -50,14 +50,30 @@ async fn bad_tokens_are_refused_with_distinct_codes() {
     let issuer = &server.state().tokens;
     let now = hearth::auth::now_secs();
     let forged = issuer
-        .sign(&Claims { sub: "p-x".into(), room: "g".into(), role: Role::Therapist, name: "P".into(), exp: now + 60, iat: now })
+        .sign(&Claims {
+            sub: "p-x".into(),
+            room: "g".into(),
+            role: Role::Therapist,
+            name: "P".into(),
+            exp: now + 60,
+            iat: now,
+            sponsor: None,
+        })
         .unwrap();
     let mut parts: Vec<&str> = good.split('.').collect();
     parts[1] = forged.split('.').nth(1).unwrap();
     c.send(&join_msg("g", parts.join("."))).await.unwrap();
     expect_error(&mut c, ErrorCode::TokenInvalid).await;
     let expired = issuer
-        .sign(&Claims { sub: "p-y".into(), room: "g".into(), role: Role::Participant, name: "P".into(), exp: now - 600, iat: now - 900 })
+        .sign(&Claims {
+            sub: "p-y".into(),
+            room: "g".into(),
+            role: Role::Participant,
+            name: "P".into(),
+            exp: now - 600,
+            iat: now - 900,
+            sponsor: None,
+        })
         .unwrap();
     c.send(&join_msg("g", expired)).await.unwrap();
     expect_error(&mut c, ErrorCode::TokenExpired).await;
@@ -301,5 +317,214 @@ async fn reconnect_keeps_admission_and_hard_mute() {
     assert!(me.audio_hard_muted && me.audio_muted, "the hard mute outlives the reload");
     ivy.send(&ClientMessage::SetMute { kind: MediaKind::Audio, muted: false }).await.unwrap();
     expect_error(&mut ivy, ErrorCode::HardMuted).await;
+    server.shutdown().await;
+}
+
+/// Receives on `c` (bounded), keeping every frame in `log`, until one matches `pred`.
+async fn recv_logged(c: &mut SignalClient, log: &mut Vec<String>, what: &str, pred: impl Fn(&ServerMessage) -> bool) -> ServerMessage {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let Ok(received) = tokio::time::timeout(left, c.recv()).await else { panic!("no {what} in time") };
+        let m = received.unwrap().unwrap_or_else(|| panic!("socket closed before {what}"));
+        log.push(serde_json::to_string(&m).unwrap());
+        if pred(&m) {
+            return m;
+        }
+    }
+}
+
+/// A family guest minted through `/api/tokens` waits as their sponsor's guest, is admitted only
+/// into the family space the therapist opens, and leaves when it closes. The group goes on
+/// meanwhile (a member publishing audio and video, chatting, spotlighted, polled); over every
+/// frame the guest's socket received, no other member's id, name, track or message appears.
+#[tokio::test]
+async fn a_family_guest_receives_nothing_of_the_rest_of_the_group() {
+    let mut config = common::test_config();
+    config.auth.api_key = "an-api-key-for-the-tests-0123456789".into();
+    config.rooms.waiting_room = false;
+    let server = common::start_with(config).await;
+    let room = "fam";
+    let mut t = common::join(&server, room, Role::Therapist, "Dr T", "therapist-0").await;
+    let mut sponsor = common::join(&server, room, Role::Participant, "Sam Sponsor", "sponsor-1").await;
+    // The other member publishes media: a track of theirs would show in an offer to the guest.
+    let mut other = common::join_media(&server, room, Role::Participant, "other-2").await;
+
+    let headers = [("Authorization", "Bearer an-api-key-for-the-tests-0123456789"), ("Content-Type", "application/json")];
+    let body = r#"{"room":"fam","role":"familyGuest","name":"Gail Guest","sponsor":"sponsor-1","ttlSeconds":3600}"#;
+    let (status, minted) = common::http(server.addr(), "POST", "/api/tokens", &headers, body).await;
+    assert_eq!(status, 200, "{minted}");
+    let minted: serde_json::Value = serde_json::from_str(&minted).unwrap();
+    let no_sponsor = r#"{"room":"fam","role":"familyGuest","name":"Gail Guest"}"#;
+    assert_eq!(common::http(server.addr(), "POST", "/api/tokens", &headers, no_sponsor).await.0, 400, "a guest needs a sponsor");
+    let too_long = r#"{"room":"fam","role":"familyGuest","name":"Gail Guest","sponsor":"sponsor-1","ttlSeconds":86400}"#;
+    assert_eq!(common::http(server.addr(), "POST", "/api/tokens", &headers, too_long).await.0, 400, "a guest's link is short");
+
+    let mut log = Vec::new();
+    let mut guest = SignalClient::connect(&common::ws_url(&server)).await.unwrap();
+    guest.send(&join_msg(room, minted["token"].as_str().unwrap().to_string())).await.unwrap();
+    let guest_id = match recv_logged(&mut guest, &mut log, "joined", |m| matches!(m, ServerMessage::Joined { .. })).await {
+        ServerMessage::Joined { participant_id, admitted, .. } => {
+            assert!(!admitted, "a guest always waits, waiting room or not");
+            participant_id
+        }
+        _ => unreachable!(),
+    };
+    let listed = t
+        .recv_until(
+            "the guest listed",
+            WAIT,
+            |m| matches!(m, ServerMessage::WaitingList { waiting } if waiting.iter().any(|w| w.id == guest_id)),
+        )
+        .await
+        .unwrap();
+    let ServerMessage::WaitingList { waiting } = listed else { unreachable!() };
+    let entry = waiting.iter().find(|w| w.id == guest_id).unwrap();
+    assert_eq!((entry.role, entry.sponsor_name.as_deref()), (Role::FamilyGuest, Some("Sam Sponsor")), "Guest of Sam Sponsor");
+
+    // No family space yet: admitting the guest is refused and they keep waiting; a participant
+    // may not open one.
+    t.send(&ClientMessage::Admit { participant_id: guest_id.clone() }).await.unwrap();
+    expect_error(&mut t, ErrorCode::InvalidField).await;
+    sponsor.send(&ClientMessage::OpenFamilySpace { sponsor_id: common::pid("sponsor-1") }).await.unwrap();
+    expect_error(&mut sponsor, ErrorCode::Forbidden).await;
+
+    t.send(&ClientMessage::OpenFamilySpace { sponsor_id: common::pid("sponsor-1") }).await.unwrap();
+    sponsor.recv_until("moved", WAIT, |m| matches!(m, ServerMessage::SpaceChanged { breakout: Some(_), .. })).await.unwrap();
+    t.send(&ClientMessage::Admit { participant_id: guest_id.clone() }).await.unwrap();
+    let admitted = recv_logged(&mut guest, &mut log, "admitted", |m| matches!(m, ServerMessage::Admitted { .. })).await;
+    let ServerMessage::Admitted { participants, .. } = admitted else { unreachable!() };
+    let mut roster: Vec<_> = participants.iter().map(|p| p.id.to_string()).collect();
+    roster.sort();
+    let mut expected = vec![guest_id.to_string(), "sponsor-1".to_string(), "therapist-0".to_string()];
+    expected.sort();
+    assert_eq!(roster, expected, "the family space: the guest, their sponsor and the therapist who opened it");
+
+    // The group goes on without them.
+    other.send(ClientMessage::Chat { text: "something only the group hears".into(), to: None });
+    other.wait_for("own chat", WAIT, |m| matches!(m, ServerMessage::ChatMessage { .. })).await.unwrap();
+    other.send(ClientMessage::RaiseHand);
+    other.send(ClientMessage::Chat { text: "psst".into(), to: Some(guest_id.clone()) });
+    other.wait_for("refused", WAIT, |m| matches!(m, ServerMessage::Error { code: ErrorCode::Forbidden, .. })).await.unwrap();
+    let mut t2 = common::join(&server, room, Role::Therapist, "Dr Two", "therapist-9").await;
+    t2.send(&ClientMessage::Spotlight { participant_id: Some(common::pid("other-2")) }).await.unwrap();
+    t2.recv_until("spotlight", WAIT, |m| matches!(m, ServerMessage::RoomStateChanged { .. })).await.unwrap();
+    // The guest may not write privately to another member, vote, nor share a screen.
+    guest.send(&ClientMessage::Chat { text: "hi".into(), to: Some(common::pid("other-2")) }).await.unwrap();
+    recv_logged(&mut guest, &mut log, "forbidden", |m| matches!(m, ServerMessage::Error { code: ErrorCode::Forbidden, .. })).await;
+    guest.send(&ClientMessage::Chat { text: "hello family".into(), to: None }).await.unwrap();
+    recv_logged(&mut guest, &mut log, "own chat", |m| matches!(m, ServerMessage::ChatMessage { .. })).await;
+    sponsor.recv_until("the guest's chat", WAIT, |m| matches!(m, ServerMessage::ChatMessage(c) if c.text == "hello family")).await.unwrap();
+
+    t.send(&ClientMessage::CloseFamilySpace { sponsor_id: common::pid("sponsor-1") }).await.unwrap();
+    recv_logged(&mut guest, &mut log, "session ended", |m| matches!(m, ServerMessage::SessionEnded { .. })).await;
+    sponsor.recv_until("back", WAIT, |m| matches!(m, ServerMessage::SpaceChanged { breakout: None, .. })).await.unwrap();
+    // Whatever else reached the guest's socket before it closed.
+    while let Ok(Ok(Some(m))) = tokio::time::timeout(Duration::from_millis(500), guest.recv()).await {
+        log.push(serde_json::to_string(&m).unwrap());
+    }
+    assert!(log.iter().any(|m| m.contains("\"spaceChanged\"") && m.contains("Family space")), "the guest was in the family space");
+    for frame in &log {
+        for secret in ["other-2", "therapist-9", "Dr Two", "something only the group hears", "psst"] {
+            assert!(!frame.contains(secret), "the guest received `{secret}`: {frame}");
+        }
+    }
+    let audit = server.state().store.audit_log(room).await.unwrap();
+    let open = audit.iter().find(|r| r.action == "family_space_open").expect("audited");
+    assert_eq!(open.actor_role.as_deref(), Some("therapist"));
+    other.close().await;
+    server.shutdown().await;
+}
+
+/// A co-facilitator minted through the CLI admits from the waiting room and asks to mute, is
+/// refused a removal, and the audit log says which role acted.
+#[tokio::test]
+async fn a_co_facilitator_admits_and_the_audit_log_records_their_role() {
+    let server = common::start_server().await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args(["token", "--room", "co", "--role", "coFacilitator", "--name", "Chris Co", "--participant", "co-1"])
+        .env("HEARTH_STORE__PATH", common::unique_temp_path("hearth-token-cli", "db"))
+        .env("HEARTH_AUTH__TOKEN_SECRET", &server.state().config.auth.token_secret)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let mut c = SignalClient::connect(&common::ws_url(&server)).await.unwrap();
+    c.send(&join_msg("co", token)).await.unwrap();
+    c.recv_until("admitted at once", WAIT, |m| matches!(m, ServerMessage::Admitted { .. })).await.unwrap();
+    let (_p, p_id) = join(&server, "co", Role::Participant, "Pat").await;
+    c.recv_until("waiting list", WAIT, |m| matches!(m, ServerMessage::WaitingList { waiting } if !waiting.is_empty())).await.unwrap();
+    c.send(&ClientMessage::Admit { participant_id: p_id.clone() }).await.unwrap();
+    c.recv_until("joined the room", WAIT, |m| matches!(m, ServerMessage::ParticipantJoined { .. })).await.unwrap();
+    c.send(&ClientMessage::Remove { participant_id: p_id.clone() }).await.unwrap();
+    let why = expect_error(&mut c, ErrorCode::Forbidden).await;
+    assert!(why.contains("coFacilitator"), "{why}");
+    c.send(&ClientMessage::Mute { participant_id: p_id.clone(), kind: MediaKind::Audio, hard: false }).await.unwrap();
+    c.recv_until("asked to mute", WAIT, |m| matches!(m, ServerMessage::ParticipantUpdated { participant } if participant.audio_muted))
+        .await
+        .unwrap();
+    let store = server.state().store.clone();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let rows = loop {
+        let rows = store.audit_log("co").await.unwrap();
+        if rows.iter().any(|r| r.action == "ask_mute_audio") || tokio::time::Instant::now() > deadline {
+            break rows;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let admit = rows.iter().find(|r| r.action == "admit").expect("admit audited");
+    assert_eq!((admit.actor.as_str(), admit.actor_role.as_deref()), ("co-1", Some("coFacilitator")));
+    assert!(!rows.iter().any(|r| r.action == "remove"));
+    server.shutdown().await;
+}
+
+/// `rooms.co_facilitator_withhold` narrows what co-facilitators may do (here: admit), and a row
+/// they never have (remove) stops the server at start-up with the reason.
+#[tokio::test]
+async fn a_deployment_narrows_co_facilitators_and_cannot_widen_them() {
+    let mut config = common::test_config();
+    config.rooms.co_facilitator_withhold = vec!["remove".into()];
+    let err = hearth::server::start(config).await.err().expect("refused at start-up").to_string();
+    assert!(err.contains("co_facilitator_withhold") && err.contains("remove"), "{err}");
+
+    let mut config = common::test_config();
+    config.rooms.co_facilitator_withhold = vec!["admit".into()];
+    let server = common::start_with(config).await;
+    let mut t = common::join(&server, "narrow", Role::Therapist, "Dr T", "t-1").await;
+    let mut c = common::join(&server, "narrow", Role::CoFacilitator, "Chris Co", "co-1").await;
+    let (_p, p_id) = join(&server, "narrow", Role::Participant, "Pat").await;
+    c.recv_until("waiting list", WAIT, |m| matches!(m, ServerMessage::WaitingList { waiting } if !waiting.is_empty())).await.unwrap();
+    c.send(&ClientMessage::Admit { participant_id: p_id.clone() }).await.unwrap();
+    expect_error(&mut c, ErrorCode::Forbidden).await;
+    t.send(&ClientMessage::Admit { participant_id: p_id.clone() }).await.unwrap();
+    t.recv_until("admitted by the therapist", WAIT, |m| matches!(m, ServerMessage::ParticipantJoined { .. })).await.unwrap();
+    server.shutdown().await;
+}
+
+/// Support requests reach peer-support staff only while a therapist routes them there; the
+/// co-facilitator gets them always.
+#[tokio::test]
+async fn support_requests_reach_peer_support_staff_when_the_therapist_routes_them() {
+    let server = common::start_open_server().await;
+    let room = "peers";
+    let mut t = common::join(&server, room, Role::Therapist, "Dr T", "t-1").await;
+    let mut c = common::join(&server, room, Role::CoFacilitator, "Chris Co", "co-1").await;
+    let mut s = common::join(&server, room, Role::PeerSupport, "Sasha Peer", "peer-1").await;
+    let mut p = common::join(&server, room, Role::Participant, "Pat", "p-1").await;
+    let mut q = common::join(&server, room, Role::Participant, "Quinn", "q-1").await;
+    let requested = |m: &ServerMessage| matches!(m, ServerMessage::SupportRequested { .. });
+    p.send(&ClientMessage::RequestSupport).await.unwrap();
+    t.recv_until("p's request", WAIT, requested).await.unwrap();
+    c.recv_until("p's request, co-facilitator", WAIT, requested).await.unwrap();
+    // Peer support may not route requests to themselves.
+    s.send(&ClientMessage::RouteSupport { peer_support: true }).await.unwrap();
+    expect_error(&mut s, ErrorCode::Forbidden).await;
+    t.send(&ClientMessage::RouteSupport { peer_support: true }).await.unwrap();
+    s.recv_until("the open requests", WAIT, |m| matches!(m, ServerMessage::SupportRequests { requests } if requests.len() == 1))
+        .await
+        .unwrap();
+    q.send(&ClientMessage::RequestSupport).await.unwrap();
+    let alert = s.recv_until("q's request, peer support", WAIT, requested).await.unwrap();
+    assert!(matches!(alert, ServerMessage::SupportRequested { participant_id, .. } if participant_id.as_str() == "q-1"));
     server.shutdown().await;
 }

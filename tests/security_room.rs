@@ -269,6 +269,7 @@ async fn names_with_direction_overrides_are_refused_at_mint_and_at_join() {
         name: "Sam\u{202E}".into(),
         exp: now + 600,
         iat: now,
+        sponsor: None,
     };
     let token = server.state().tokens.sign(&claims).unwrap();
     let mut c = connect_and_join(&server, "names", token).await;

@@ -52,6 +52,7 @@ import './features/talktime.js';
 import './features/agenda.js';
 import './features/checkin.js';
 import './features/partners.js';
+import './features/family.js';
 
 sealProbe();
 init();

@@ -108,6 +108,8 @@ pub enum Timer {
     RoundTurn(Option<String>, u64),
     /// Agenda: warn before the running item ends (the warning's generation).
     AgendaWarning(u64),
+    /// A family guest's token expires now.
+    GuestExpiry(ParticipantId),
 }
 
 #[derive(Clone)]

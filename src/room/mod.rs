@@ -18,5 +18,6 @@ pub mod support;
 pub use crate::vocab::{
     is_forbidden_in_names, valid_participant_id, validate_display_name, InvalidId, InvalidName, ParticipantId, RoomId, MAX_NAME_CHARS,
 };
+pub use actor::permissions;
 pub use actor::{JoinRequest, RoomCommand, RoomError, RoomHandle, RoomInput, SessionEnd};
 pub use registry::{RoomRegistry, RoomSettings};

@@ -83,9 +83,8 @@ impl RoomRegistry {
     }
 
     /// Connected participants of each role.
-    pub fn participants_by_role(&self) -> [(Role, usize); 3] {
-        let n = |i: usize| self.inner.by_role[i].load(Ordering::Relaxed);
-        [(Role::Therapist, n(0)), (Role::Participant, n(1)), (Role::Observer, n(2))]
+    pub fn participants_by_role(&self) -> [(Role, usize); Role::ALL.len()] {
+        Role::ALL.map(|r| (r, self.inner.by_role[r.index()].load(Ordering::Relaxed)))
     }
 
     /// Room tasks that failed (panicked) and were ended, since start.

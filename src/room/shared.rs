@@ -42,6 +42,9 @@ pub struct RoomSettings {
     pub talk_time_in_attendance: bool,
     /// What someone who asks for support is shown at once (`support.resources_text`).
     pub support_resources: String,
+    /// Rows of the permission table this deployment takes from co-facilitators
+    /// (`rooms.co_facilitator_withhold`, checked at start-up).
+    pub co_facilitator_withheld: Vec<&'static str>,
 }
 
 impl RoomSettings {
@@ -105,8 +108,8 @@ impl Bans {
 pub(super) struct RegistryInner {
     pub(super) rooms: DashMap<RoomId, RoomHandle>,
     pub(super) participants: AtomicUsize,
-    /// Participants by role: therapist, participant, observer.
-    pub(super) by_role: [AtomicUsize; 3],
+    /// Participants by role, in the order of `Role::ALL`.
+    pub(super) by_role: [AtomicUsize; Role::ALL.len()],
     pub(super) settings: RoomSettings,
     pub(super) store: Option<Store>,
     /// The ordered queue of session records (with a store).
@@ -124,11 +127,7 @@ pub(super) struct RegistryInner {
 impl RegistryInner {
     /// Counts a participant in (`joined`) or out.
     pub(super) fn count(&self, role: Role, joined: bool) {
-        let i = match role {
-            Role::Therapist => 0,
-            Role::Participant => 1,
-            Role::Observer => 2,
-        };
+        let i = role.index();
         if joined {
             self.participants.fetch_add(1, Ordering::Relaxed);
             self.by_role[i].fetch_add(1, Ordering::Relaxed);

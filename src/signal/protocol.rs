@@ -66,6 +66,12 @@ pub struct WaitingInfo {
     pub id: ParticipantId,
     pub name: String,
     pub role: Role,
+    /// Family guests only: their sponsor's id and display name ("Guest of <sponsor>"); the
+    /// name is absent while the sponsor is not in the room.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sponsor: Option<ParticipantId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sponsor_name: Option<String>,
 }
 
 /// Room-wide settings every admitted member sees.
@@ -877,6 +883,22 @@ pub enum ClientMessage {
     ResolveSupport {
         request_id: SupportRequestId,
         outcome: SupportOutcome,
+    },
+    /// Therapist: whether support requests also reach the admitted peer-support staff (off
+    /// when a room starts).
+    RouteSupport {
+        peer_support: bool,
+    },
+    // ---- family spaces ----
+    /// Therapist: open a family space for a participant (the sponsor): the sponsor and the
+    /// therapist move in, and the sponsor's family guests can then be admitted into it.
+    OpenFamilySpace {
+        sponsor_id: ParticipantId,
+    },
+    /// Therapist: close a sponsor's family space: their guests' sessions end, the others return
+    /// where they belong.
+    CloseFamilySpace {
+        sponsor_id: ParticipantId,
     },
     // ---- check-in and check-out ----
     /// Therapist: open the session's check-in or check-out, a scale from `min` to `max`

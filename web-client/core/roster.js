@@ -5,7 +5,7 @@
 import { placeInOrder } from '../lib/dom.js';
 import { initials } from '../lib/format.js';
 import { send } from './connection.js';
-import { IN_CALL, ROLE_LABEL, isTherapist, nameOf, publishes, state } from './state.js';
+import { IN_CALL, ROLE_LABEL, isStaff, isTherapist, nameOf, publishes, state } from './state.js';
 import { describe, ensureTile, layoutTiles, renderTile, renderTileBadges, tiles } from './tiles.js';
 import { ui } from './view.js';
 
@@ -120,7 +120,7 @@ export function renderRoster() {
   // Once people move between rooms (breakouts), say which room the count is for.
   const where = state.space ? 'in this room' : state.spacesUsed ? 'in the main room' : 'here';
   // Never "just you so far" while people wait to be let in.
-  const waiting = isTherapist() ? state.waiting.length : 0;
+  const waiting = isStaff() ? state.waiting.length : 0;
   const waitingNote = waiting === 0 ? '' : waiting === 1 ? ' 1 person is waiting to join.' : ` ${waiting} people are waiting to join.`;
   ui.peopleCount.textContent = (count > 1 ? `${count} people ${where}, including you.`
     : waiting > 0 ? `Just you ${where === 'here' ? 'in the room' : where} so far.`
@@ -278,7 +278,7 @@ function keepFocus(li, action, fallback) {
 const waitingRows = new Map(); // participantId -> li
 
 export function renderWaiting() {
-  const therapist = isTherapist();
+  const therapist = isStaff();
   const count = state.waiting.length;
   const fresh = state.arrivals.size > 0;
   ui.waitingPill.hidden = !therapist || count === 0 || !IN_CALL.has(state.status);
@@ -307,10 +307,16 @@ export function renderWaiting() {
     }
     li.querySelector('.person-name').textContent = w.name;
     const role = li.querySelector('.role-inline');
+    const guest = w.role === 'familyGuest';
     role.hidden = w.role === 'participant';
-    role.textContent = ROLE_LABEL[w.role] || w.role;
+    role.textContent = guest ? `Guest of ${w.sponsorName || 'a member who is not here'}` : ROLE_LABEL[w.role] || w.role;
     role.classList.toggle('observer', w.role === 'observer');
     for (const who of li.querySelectorAll('.who')) who.textContent = `, ${w.name}`;
+    // A guest is admitted into their sponsor's family space, which the therapist opens first.
+    li.dataset.sponsor = w.sponsor || '';
+    const family = li.querySelector('[data-action="family"]');
+    family.hidden = !guest || !w.sponsorName || state.familySponsor === w.sponsor || state.role !== 'therapist';
+    li.querySelector('.family-who').textContent = guest ? ` with ${w.sponsorName || ''}` : '';
     li.classList.toggle('arrived', state.arrivals.has(w.id));
   }
   placeInOrder(ui.waitingList, state.waiting.map((w) => waitingRows.get(w.id)));
@@ -325,7 +331,7 @@ export function renderWaiting() {
 
 function renderRoomControls() {
   const therapist = isTherapist();
-  ui.waitingSection.hidden = !therapist;
+  ui.waitingSection.hidden = !isStaff();
   ui.roomControls.hidden = !therapist;
   ui.lockButton.setAttribute('aria-checked', String(state.room.locked));
   ui.waitingRoomButton.setAttribute('aria-checked', String(state.room.waitingRoom));
@@ -342,17 +348,19 @@ export function renderCall() {
   ui.roomPanel.hidden = !inRoom;
   ui.controls.hidden = !inCall;
   ui.roleChip.hidden = !inCall || state.role === 'participant';
-  ui.roleChip.querySelector('.text').textContent = state.role === 'therapist' ? 'Therapist'
-    : state.role === 'observer' ? 'Observer' : '';
+  ui.roleChip.querySelector('.text').textContent = state.role === 'participant' ? '' : ROLE_LABEL[state.role] || '';
   ui.preview.hidden = !publishes();
   setLabel(ui.leaveButton, 'Leave', 'Leave');
   ui.endSessionButton.hidden = !inRoom || !isTherapist();
   if (state.status === 'waiting') {
     ui.lobbyHeading.textContent = "You're in the waiting room";
-    ui.lobbyText.textContent = publishes()
-      ? 'The therapist will let you in shortly. Meanwhile you can check how you look here; '
-        + 'no one else can see or hear you yet.'
-      : 'The therapist will let you in shortly. As an observer, others will not see or hear you.';
+    ui.lobbyText.textContent = state.role === 'familyGuest'
+      ? 'You are a family guest. The therapist will bring you into a private family space with your '
+        + 'family member shortly; no one else can see or hear you.'
+      : publishes()
+        ? 'The therapist will let you in shortly. Meanwhile you can check how you look here; '
+          + 'no one else can see or hear you yet.'
+        : 'The therapist will let you in shortly. As an observer, others will not see or hear you.';
   } else {
     ui.lobbyHeading.textContent = state.status === 'reconnecting' ? 'Reconnecting…' : 'Getting ready…';
     ui.lobbyText.textContent = publishes()
@@ -429,9 +437,10 @@ export function onPeopleClick(event) {
 
 export function onWaitingClick(event) {
   const button = event.target.closest('button[data-action]');
-  if (!button || !isTherapist()) return;
+  if (!button || !isStaff()) return;
   const id = button.closest('li').dataset.participantId;
   if (button.dataset.action === 'admit') send({ type: 'admit', participantId: id });
   if (button.dataset.action === 'decline') send({ type: 'decline', participantId: id });
+  if (button.dataset.action === 'family') send({ type: 'openFamilySpace', sponsorId: button.closest('li').dataset.sponsor });
 }
 

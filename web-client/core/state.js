@@ -23,7 +23,8 @@ export const state = {
   participants: new Map(), // everyone else in our space: participantId -> ParticipantInfo
   space: null, // the breakout (or private room) we are in, { id, name }; null: the main room
   spacesUsed: false, // people have moved between spaces this session (breakouts, private rooms)
-  waiting: [], // therapists only: [{ id, name, role }]
+  waiting: [], // therapists only: [{ id, name, role, sponsor?, sponsorName? }]
+  familySponsor: null, // the participant whose family space we are in (features/family.js)
   arrivals: new Map(), // waiting participantId -> time first seen (for the highlight)
   streamOwners: new Map(), // streamId -> participantId, from trackPublished
   localStream: null,
@@ -54,12 +55,22 @@ export const state = {
   lastHeardAt: 0,
 };
 
-export const ROLE_LABEL = { therapist: 'Therapist', participant: 'Participant', observer: 'Observer' };
+export const ROLE_LABEL = {
+  therapist: 'Therapist',
+  coFacilitator: 'Co-facilitator',
+  peerSupport: 'Peer support',
+  participant: 'Participant',
+  observer: 'Observer',
+  familyGuest: 'Family guest',
+};
 
 // The statuses in which the call view shows (and a lost socket reconnects).
 export const IN_CALL = new Set(['connecting', 'waiting', 'joined', 'reconnecting']);
 
 export const isTherapist = () => state.role === 'therapist';
+// Therapists and co-facilitators: they see the waiting room and admit (the server's permission
+// table says what else each may do).
+export const isStaff = () => state.role === 'therapist' || state.role === 'coFacilitator';
 export const publishes = () => state.role !== 'observer';
 
 /** Everyone else in our space, in join order. */

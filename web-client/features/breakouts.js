@@ -746,7 +746,8 @@ on('spaceChanged', (m) => {
   const b = m.breakout || null;
   const before = bo.space;
   const wasPrivate = bo.inPrivate;
-  bo.inPrivate = Boolean(b && b.id.startsWith('private-'));
+  // Private rooms and family spaces are not breakouts: their own panels say where you are.
+  bo.inPrivate = Boolean(b && (b.id.startsWith('private-') || b.id.startsWith('family-')));
   bo.space = b && !bo.inPrivate ? { id: b.id, name: b.name } : null;
   bo.allowReturn = Boolean(m.allowReturn);
   const pending = bo.pending && bo.pending.kind === 'goTo' ? bo.pending : null;

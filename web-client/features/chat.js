@@ -23,7 +23,9 @@ import { CODES } from '../core/codes.js';
 import { confirmAction } from '../core/dialog.js';
 import { send } from '../core/connection.js';
 import { exposeProbe } from '../core/probe.js';
-import { isTherapist, state } from '../core/state.js';
+import { isStaff, isTherapist, state } from '../core/state.js';
+
+const responds = () => isStaff() || state.role === 'peerSupport';
 
 const MAX_CHARS = 1000;
 const CHAT_ERRORS = {
@@ -431,6 +433,7 @@ function mountAlerts() {
 function whereLabel(breakoutId) {
   if (!breakoutId) return 'in the main room';
   if (breakoutId.startsWith('private-')) return 'in a private room';
+  if (breakoutId.startsWith('family-')) return 'in a family space';
   return 'in a breakout room';
 }
 
@@ -469,12 +472,16 @@ function ensureAlert(request) {
     el('div', { class: 'urgent-alert-icon support-alert-icon', 'aria-hidden': 'true' }, svgIcon(ICONS.heart)),
     el('div', { class: 'urgent-alert-body support-alert-body' },
       el('p', { class: 'urgent-alert-title support-alert-title', text: `${request.name} needs support` }),
-      el('p', { class: 'urgent-alert-detail support-alert-detail', text: `Asked at ${clock(request.atMs)}, ${whereLabel(request.breakoutId)}. Only therapists see this.` }),
+      el('p', { class: 'urgent-alert-detail support-alert-detail', text: `Asked at ${clock(request.atMs)}, ${whereLabel(request.breakoutId)}. Only staff see this.` }),
       state,
       status,
       el('div', { class: 'urgent-alert-actions support-alert-actions' }, ackButton, openButton,
         el('span', { class: 'support-resolve-group' },
           el('label', { for: outcomeId, class: 'support-outcome-label', text: 'Outcome' }), outcome, resolveButton))));
+  // What each responder may do (the server's permission table): a co-facilitator acknowledges
+  // and opens a private room, only a therapist records the outcome; peer support reads.
+  openButton.hidden = !isStaff();
+  node.querySelector('.support-resolve-group').hidden = !isTherapist();
   const a = { request, node, status, state, openButton, ackButton };
   chat.alerts.set(request.participantId, a);
   alertStack.append(node);
@@ -487,7 +494,7 @@ function renderAlert(a) {
   const r = a.request;
   const acked = r.state === 'acknowledged';
   a.node.classList.toggle('acknowledged', acked);
-  a.ackButton.hidden = acked;
+  a.ackButton.hidden = acked || !isStaff();
   const who = r.acknowledgedBy === me() ? 'you' : 'a therapist';
   let text = acked ? `Seen by ${who}; ${r.name} was told.` : `Not seen yet: ${r.name} is waiting for a therapist to answer.`;
   if (r.requesterPresent === false) text += ` ${r.name} has left the session with this request open: follow up after the session.`;
@@ -495,8 +502,10 @@ function renderAlert(a) {
   a.openButton.disabled = r.requesterPresent === false;
 }
 
+// The server sends requests only to those who respond to them: therapists, co-facilitators, and
+// peer-support staff while a therapist routes requests to them.
 function onSupportRequested(request) {
-  if (!isTherapist()) return;
+  if (!responds()) return;
   ensureAlert({ state: 'open', requesterPresent: true, ...request });
   chime();
   // Focus stays where the therapist is (they may be typing): the banner and the screen
@@ -505,7 +514,7 @@ function onSupportRequested(request) {
 
 /** The standing list: every request not yet resolved, as the server holds it. */
 function onSupportRequests({ requests }) {
-  if (!isTherapist()) return;
+  if (!responds()) return;
   const live = new Set();
   for (const r of requests || []) {
     live.add(r.participantId);

@@ -1,12 +1,13 @@
 // Accountability partners: members who check in on each other week after week.
 //
-// Therapists: a small "Accountability partners" section in the sidebar lists the room's saved
-// partner groups (`partners`, kept by the server across sessions), saves the breakout rooms as
-// they are now as the partner groups ("Save current breakout rooms as partners"), and opens
-// breakout rooms with exactly those groups in one action, with a choice of where someone whose
-// partners are all absent goes (join another group, or stay in the main room).
+// Staff: a small "Accountability partners" section in the sidebar lists the room's saved
+// partner groups (`partners`, kept by the server across sessions) and opens breakout rooms with
+// exactly those groups in one action, with a choice of where someone whose partners are all
+// absent goes (join another group, or stay in the main room). Saving the breakout rooms as they
+// are now as the partner groups ("Save current breakout rooms as partners") is the therapist's
+// alone; a co-facilitator does not see that button.
 //
-// Participants: one line under the room's title, "Your partners: Ana and Ben", from
+// Participants and peer-support staff: one line under the room's title, "Your partners: Ana and Ben", from
 // `yourPartners` (the server sends each person their own partners and nobody else's pairing).
 // The server enforces every rule; this file only shows them.
 
@@ -16,14 +17,14 @@ import { on } from '../core/bus.js';
 import { CODES } from '../core/codes.js';
 import { send } from '../core/connection.js';
 import { exposeProbe } from '../core/probe.js';
-import { isTherapist, state } from '../core/state.js';
+import { isStaff, isTherapist, state } from '../core/state.js';
 
 const pa = {
-  /** Therapists: the saved groups (participant ids). */
+  /** Staff: the saved groups (participant ids). */
   groups: [],
   /** Participants: the others in my group. */
   mine: [],
-  /** Therapists: the breakout plan as the server last sent it. */
+  /** Staff: the breakout plan as the server last sent it. */
   plan: { open: false, rooms: [] },
   /** Names seen this session, by participant id (partners may be in another space). */
   names: new Map(),
@@ -50,7 +51,7 @@ function renderMine() {
     const chips = document.getElementById('room-chips');
     if (chips) chips.after(mineLine);
   }
-  const show = !isTherapist() && state.admitted && pa.mine.length > 0;
+  const show = !isStaff() && state.admitted && pa.mine.length > 0;
   mineLine.hidden = !show;
   if (!show) return;
   const known = pa.mine.map(nameFor);
@@ -61,7 +62,7 @@ function renderMine() {
   mineLine.textContent = `${text}.`;
 }
 
-// ---- therapists: the panel ----
+// ---- staff: the panel ----
 
 const absentChoice = el('select', { id: 'partners-absent' },
   el('option', { value: 'joinAnother', text: 'Join another partner group' }),
@@ -105,11 +106,12 @@ function setStatus(text) {
   statusLine.textContent = text;
 }
 
-/** The breakout plan's rooms as groups of the participants in them (two or more). */
+/** The breakout plan's rooms as groups of those in them who take part (two or more). */
 function currentBreakoutGroups() {
   const roles = new Map(pa.plan.whereabouts ? pa.plan.whereabouts.map((w) => [w.participantId, w.role]) : []);
+  const takesPart = (id) => ['participant', 'peerSupport'].includes(roles.get(id) || 'participant');
   return pa.plan.rooms
-    .map((r) => r.members.filter((id) => (roles.get(id) || 'participant') === 'participant'))
+    .map((r) => r.members.filter(takesPart))
     .filter((g) => g.length >= 2);
 }
 
@@ -120,8 +122,9 @@ function renderPanel() {
     if (bo) bo.after(panel);
     else if (people) people.after(panel);
   }
-  panel.hidden = !(isTherapist() && state.admitted);
+  panel.hidden = !(isStaff() && state.admitted);
   if (panel.hidden) return;
+  saveButton.hidden = !isTherapist();
   emptyNote.hidden = pa.groups.length > 0;
   groupList.replaceChildren(...pa.groups.map((g, i) => el('li', { 'data-group': String(i + 1) },
     `Group ${i + 1}: ${spokenList(g.map((id) => nameFor(id) || `someone not here (${id})`))}`)));
@@ -165,7 +168,7 @@ on('yourPartners', ({ partnerIds }) => {
   if (pa.mine.length && !had) announce(mineLine.textContent);
 });
 on('error', ({ code, message }) => {
-  if (!isTherapist() || !['Saving…', 'Opening…'].includes(pa.status)) return;
+  if (!isStaff() || !['Saving…', 'Opening…'].includes(pa.status)) return;
   if (code === CODES.INVALID_PARTNERS || code === CODES.INVALID_FIELD) setStatus(message);
 });
 on('sessionEnded', () => {

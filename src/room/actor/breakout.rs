@@ -127,7 +127,8 @@ pub(super) struct Change {
 
 impl Change {
     fn audited(actor: &ParticipantId, action: &'static str, target: Option<&ParticipantId>) -> Self {
-        Self { audit: Some(Effect::Audit { actor: actor.clone(), action, target: target.cloned() }), ..Self::default() }
+        // The room fills in the actor's role when it writes the record.
+        Self { audit: Some(Effect::Audit { actor: actor.clone(), role: None, action, target: target.cloned() }), ..Self::default() }
     }
 
     fn with_moves(mut self, moves: Vec<(ParticipantId, Option<String>)>) -> Self {
@@ -178,8 +179,12 @@ impl Breakouts {
                 Some(Change { ended: vec![breakout_id], ..Change::audited(from, "breakout_delete", None) }.with_moves(inside))
             }
             ClientMessage::AssignBreakout { participant_id, breakout_id } => {
-                if !cx.members.get(&participant_id).is_some_and(|m| m.admitted) {
-                    return refuse(cx, from, ErrorCode::UnknownParticipant, "nobody with that id is in the room");
+                match cx.members.get(&participant_id) {
+                    Some(m) if m.admitted && m.info.role == Role::FamilyGuest => {
+                        return refuse(cx, from, ErrorCode::InvalidField, "a family guest stays in their family space");
+                    }
+                    Some(m) if m.admitted => {}
+                    _ => return refuse(cx, from, ErrorCode::UnknownParticipant, "nobody with that id is in the room"),
                 }
                 match &breakout_id {
                     Some(b) if !self.exists(b) => {
@@ -205,7 +210,9 @@ impl Breakouts {
                 let mut people: Vec<_> = cx
                     .order
                     .iter()
-                    .filter(|id| cx.members.get(*id).is_some_and(|m| m.admitted && m.info.role != Role::Therapist))
+                    .filter(|id| {
+                        cx.members.get(*id).is_some_and(|m| m.admitted && !m.info.role.facilitates() && m.info.role != Role::FamilyGuest)
+                    })
                     .cloned()
                     .collect();
                 people.shuffle(&mut rand::rng());
@@ -262,7 +269,7 @@ impl Breakouts {
                 let m = cx.members.get(from)?;
                 let msg =
                     ServerMessage::HelpRequested { participant_id: from.clone(), name: m.info.name.clone(), breakout_id: m.space.clone() };
-                for t in cx.therapists() {
+                for t in cx.facilitators() {
                     cx.send(&t, msg.clone());
                 }
                 cx.audit(from, "ask_for_help", None);
@@ -330,7 +337,8 @@ impl Breakouts {
 
     fn go_to(&mut self, cx: &mut Cx, from: &ParticipantId, target: Option<String>) -> Option<Change> {
         let m = cx.members.get(from)?;
-        let is_therapist = m.is_therapist();
+        // Staff visit any breakout.
+        let is_therapist = m.info.role.facilitates();
         if let Some(b) = &target {
             if !self.exists(b) {
                 return refuse(cx, from, ErrorCode::UnknownBreakout, "no breakout with that id");
@@ -429,7 +437,7 @@ impl Breakouts {
             })
             .collect();
         let plan = BreakoutPlan { open: self.open, rooms, closes_at_ms: self.closes_at_ms, allow_return: self.allow_return, whereabouts };
-        for t in cx.therapists() {
+        for t in cx.facilitators() {
             cx.send(&t, ServerMessage::BreakoutsUpdated { breakouts: plan.clone() });
         }
     }

@@ -63,11 +63,11 @@ pub(super) enum Effect {
     Count { role: Role, joined: bool },
     /// `id` is banned from this room id beyond the room task's life.
     Ban(ParticipantId),
-    /// A moderation record for the audit log.
-    Audit { actor: ParticipantId, action: &'static str, target: Option<ParticipantId> },
+    /// A moderation record for the audit log; `role` is the actor's, while they are in the room.
+    Audit { actor: ParticipantId, role: Option<Role>, action: &'static str, target: Option<ParticipantId> },
     /// An audit record whose target is not a participant: the agreement version someone
     /// accepted.
-    AuditNote { actor: ParticipantId, action: &'static str, note: String },
+    AuditNote { actor: ParticipantId, role: Option<Role>, action: &'static str, note: String },
     /// A therapist's agenda templates (store work, in order): keep `save` (name, items) when
     /// given, then send the therapist their list.
     AgendaTemplates { therapist: ParticipantId, save: Option<(String, Vec<AgendaItem>)> },

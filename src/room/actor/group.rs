@@ -3,16 +3,18 @@
 //! leaving) and to the wire. The rules of each live in their own type (`queue.rs`, `round.rs`,
 //! `agenda.rs`, `talktime.rs`, `agreement.rs`, `partners.rs`), which take the time as an
 //! argument; this file decides who is told and turns store work into effects. Who may moderate
-//! is checked in `Room::client` before any of this runs (participants get `forbidden`, nothing changes). Talk time, locations and
-//! partner groups go to therapists only; a participant learns their own partners, nobody else's.
+//! is checked in `Room::client` before any of this runs (the permission table: a role without
+//! the row gets `forbidden`, nothing changes). Talk time and locations go to therapists only,
+//! partner groups to staff (therapists and co-facilitators, who may open partner breakouts);
+//! a member who takes part learns their own partners, nobody else's, and a family guest none.
 
 use rand::seq::SliceRandom;
 
 use super::agenda;
+use super::family::FAMILY_PREFIX;
 use super::partners;
 use super::round::{self, RoundRefusal, TurnDeadline};
 use super::{Cx, Effect, Loaded, Room, Timer};
-use crate::auth::Role;
 use crate::room::ParticipantId;
 use crate::signal::protocol::{ClientMessage, ErrorCode, RoundOrder, ServerMessage};
 
@@ -57,11 +59,8 @@ impl Room {
                         format!("a turn is {} to {} seconds, or has no limit", round::MIN_TURN_SECS, round::MAX_TURN_SECS),
                     );
                 }
-                let roster: Vec<ParticipantId> = self
-                    .space_of(from)
-                    .into_iter()
-                    .filter(|p| self.members.get(p).is_some_and(|m| m.info.role == Role::Participant))
-                    .collect();
+                let roster: Vec<ParticipantId> =
+                    self.space_of(from).into_iter().filter(|p| self.members.get(p).is_some_and(|m| m.info.role.takes_part())).collect();
                 let queue = self.queues.ids(&space);
                 let mut order_ids = round::order_for(order, &roster, &queue);
                 if order == RoundOrder::Random {
@@ -114,7 +113,12 @@ impl Room {
                 }
                 match self.agreement.accept(from, &version, location) {
                     Ok(()) => {
-                        self.out.push(Effect::AuditNote { actor: from.clone(), action: "accept_agreement", note: version.clone() });
+                        self.out.push(Effect::AuditNote {
+                            actor: from.clone(),
+                            role: self.role_of(from),
+                            action: "accept_agreement",
+                            note: version.clone(),
+                        });
                         let msg = self.agreement.message_for(from);
                         self.send_to(from, msg);
                         self.publish_agreement_statuses();
@@ -133,7 +137,7 @@ impl Room {
 
     /// Whether `id` must still accept the agreement before being admitted (therapists never).
     pub(super) fn agreement_pending(&self, id: &ParticipantId) -> bool {
-        self.members.get(id).is_some_and(|m| !m.is_therapist()) && self.agreement.pending(id)
+        self.members.get(id).is_some_and(|m| !m.info.role.facilitates()) && self.agreement.pending(id)
     }
 
     fn round_refused(&mut self, to: &ParticipantId, refusal: RoundRefusal) {
@@ -205,7 +209,7 @@ impl Room {
     /// round, and a running round takes them in at the end.
     pub(super) fn group_arrived(&mut self, id: &ParticipantId) {
         let Some(m) = self.members.get(id).filter(|m| m.admitted) else { return };
-        let (space, takes_turns) = (m.space.clone(), m.info.role == Role::Participant);
+        let (space, takes_turns) = (m.space.clone(), m.info.role.takes_part());
         if takes_turns && self.rounds.arrived(&space, id) {
             self.publish_round(&space);
         } else {
@@ -265,7 +269,7 @@ impl Room {
             let people: Vec<_> = self
                 .order
                 .iter()
-                .filter(|p| self.members.get(*p).is_some_and(|m| m.admitted && m.info.role == Role::Participant))
+                .filter(|p| self.members.get(*p).is_some_and(|m| m.admitted && m.info.role.takes_part()))
                 .cloned()
                 .collect();
             let msg = ServerMessage::TalkTime { people: self.talk.entries(&people) };
@@ -365,18 +369,19 @@ impl Room {
 }
 
 impl Room {
-    /// Accountability partners (therapist only; checked in `Room::client`).
+    /// Accountability partners (saving is the therapist's, opening their breakouts staff's;
+    /// checked in `Room::client`).
     pub(super) fn on_partners(&mut self, from: &ParticipantId, msg: ClientMessage) {
         match msg {
             ClientMessage::SavePartners { groups } => {
                 if let Err(message) = partners::check(&groups) {
                     return self.error(from, ErrorCode::InvalidPartners, message);
                 }
-                if groups.iter().flatten().any(|p| self.members.get(p).is_some_and(|m| m.info.role != Role::Participant)) {
+                if groups.iter().flatten().any(|p| self.members.get(p).is_some_and(|m| !m.info.role.takes_part())) {
                     return self.error(
                         from,
                         ErrorCode::InvalidPartners,
-                        "partner groups are for participants, not therapists or observers",
+                        "partner groups are for participants, not staff, observers or family guests",
                     );
                 }
                 let before = self.partner_lists();
@@ -389,10 +394,15 @@ impl Room {
                 if self.partners.groups().is_empty() {
                     return self.error(from, ErrorCode::InvalidPartners, "save partner groups first");
                 }
+                // Someone with their family stays there: the family part is not cut short.
                 let present: Vec<_> = self
                     .order
                     .iter()
-                    .filter(|p| self.members.get(*p).is_some_and(|m| m.admitted && m.info.role == Role::Participant))
+                    .filter(|p| {
+                        self.members.get(*p).is_some_and(|m| {
+                            m.admitted && m.info.role.takes_part() && !m.space.as_deref().is_some_and(|s| s.starts_with(FAMILY_PREFIX))
+                        })
+                    })
                     .cloned()
                     .collect();
                 let groups = self.partners.plan(&present, absent);
@@ -404,19 +414,20 @@ impl Room {
         }
     }
 
-    /// Each admitted participant's partners, to tell only those whose list changes.
+    /// Each admitted member's partners (those who take part), to tell only those whose list
+    /// changes.
     fn partner_lists(&self) -> Vec<(ParticipantId, Vec<ParticipantId>)> {
         self.order
             .iter()
-            .filter(|p| self.members.get(*p).is_some_and(|m| m.admitted && m.info.role == Role::Participant))
+            .filter(|p| self.members.get(*p).is_some_and(|m| m.admitted && m.info.role.takes_part()))
             .map(|p| (p.clone(), self.partners.of(p)))
             .collect()
     }
 
-    /// Therapists get the groups; each participant whose partners changed gets theirs alone.
+    /// Staff get the groups; each member whose partners changed gets theirs alone.
     fn publish_partners(&mut self, before: Vec<(ParticipantId, Vec<ParticipantId>)>) {
         let msg = ServerMessage::Partners { groups: self.partners.groups().to_vec() };
-        for t in self.therapists() {
+        for t in super::facilitators(&self.members) {
             self.send_to(&t, msg.clone());
         }
         for (p, old) in before {
@@ -427,14 +438,14 @@ impl Room {
         }
     }
 
-    /// `id` was admitted or came back: a therapist gets the groups, a participant with partners
-    /// learns who they are.
+    /// `id` was admitted or came back: staff get the groups, a member with partners learns who
+    /// they are (a family guest, nothing).
     pub(super) fn partners_on_admission(&mut self, id: &ParticipantId) {
         let Some(m) = self.members.get(id) else { return };
-        if m.is_therapist() {
+        if m.info.role.facilitates() {
             let msg = ServerMessage::Partners { groups: self.partners.groups().to_vec() };
             self.send_to(id, msg);
-        } else if m.info.role == Role::Participant {
+        } else if m.info.role.takes_part() {
             let partner_ids = self.partners.of(id);
             if !partner_ids.is_empty() {
                 self.send_to(id, ServerMessage::YourPartners { partner_ids });

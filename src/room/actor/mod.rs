@@ -29,11 +29,13 @@ mod breakout;
 mod chat;
 mod e2ee;
 mod effect;
+mod family;
 mod group;
 mod milestone;
 #[cfg(test)]
 mod model_tests;
 mod partners;
+pub mod permissions;
 mod poll;
 mod queue;
 mod records;
@@ -66,6 +68,8 @@ struct Member {
     connected: bool,
     /// Counts connections taking over this place, so a stale grace timer is ignored.
     epoch: u64,
+    /// Family guests: the participant whose guest they are (from their token).
+    sponsor: Option<ParticipantId>,
 }
 
 impl Member {
@@ -127,7 +131,8 @@ impl Cx<'_> {
     }
 
     fn audit(&mut self, actor: &ParticipantId, action: &'static str, target: Option<&ParticipantId>) {
-        self.out.push(Effect::Audit { actor: actor.clone(), action, target: target.cloned() });
+        let role = self.members.get(actor).map(|m| m.info.role);
+        self.out.push(Effect::Audit { actor: actor.clone(), role, action, target: target.cloned() });
     }
 
     /// Admitted therapists (all spaces): they moderate the whole session.
@@ -135,18 +140,30 @@ impl Cx<'_> {
         self.members.values().filter(|m| m.admitted && m.is_therapist()).map(|m| m.info.id.clone()).collect()
     }
 
+    /// Admitted staff (therapists and co-facilitators): help requests and the breakout plan
+    /// reach them.
+    fn facilitators(&self) -> Vec<ParticipantId> {
+        facilitators(self.members)
+    }
+
     /// Admitted members who share `id`'s space, `id` included.
     fn space_of(&self, id: &ParticipantId) -> Vec<ParticipantId> {
         space_of(self.members, self.order, id)
     }
 
-    /// Queues `msg` for every admitted member (all spaces).
+    /// Queues `msg` for every admitted member of the group (all spaces); family guests hear
+    /// nothing room-wide.
     fn send_admitted(&mut self, msg: ServerMessage) {
-        let ids: Vec<_> = self.members.values().filter(|m| m.admitted).map(|m| m.info.id.clone()).collect();
+        let ids: Vec<_> =
+            self.members.values().filter(|m| m.admitted && m.info.role != Role::FamilyGuest).map(|m| m.info.id.clone()).collect();
         for id in ids {
             self.send(&id, msg.clone());
         }
     }
+}
+
+fn facilitators(members: &HashMap<ParticipantId, Member>) -> Vec<ParticipantId> {
+    members.values().filter(|m| m.admitted && m.info.role.facilitates()).map(|m| m.info.id.clone()).collect()
 }
 
 /// Admitted members who share `id`'s space (the main room or the same breakout), `id`
@@ -187,6 +204,7 @@ pub(super) struct Room {
     agenda: agenda::Agenda,
     agreement: agreement::Agreement,
     talk: talktime::TalkTime,
+    families: family::Families,
     partners: partners::Partners,
     /// The store is there to read saved state from (partner groups, earlier check-ins).
     has_store: bool,
@@ -221,6 +239,7 @@ impl Room {
             agenda: agenda::Agenda::default(),
             agreement: agreement::Agreement::default(),
             talk: talktime::TalkTime::default(),
+            families: family::Families::default(),
             partners: partners::Partners::default(),
             has_store,
         }
@@ -362,6 +381,7 @@ impl Room {
             Timer::ScreenArrival(id, seq) => self.screens.arrival_check(&mut cx!(self), &id, seq),
             Timer::RoundTurn(space, generation) => self.round_timer(&space, generation),
             Timer::AgendaWarning(generation) => self.agenda_timer(generation),
+            Timer::GuestExpiry(id) => self.guest_expiry(&id),
         }
     }
 
@@ -395,7 +415,8 @@ impl Room {
         self.audit(from, "set_e2ee", None);
         // Everyone, waiting people too: their client must know before it sends any media.
         for id in self.order.clone() {
-            self.send_to(&id, ServerMessage::RoomStateChanged { room: self.state.clone() });
+            let room = self.state_for(&id);
+            self.send_to(&id, ServerMessage::RoomStateChanged { room });
         }
     }
 
@@ -411,7 +432,7 @@ impl Room {
         let remembered = self.remembered.get(&id).copied().unwrap_or_default();
         // Therapists may always enter, so a locked room cannot lock out its own moderator; and
         // someone already admitted who reconnects is not a new join.
-        if self.state.locked && grant.role != Role::Therapist && !remembered.admitted && !self.members.contains_key(&id) {
+        if self.state.locked && !grant.role.facilitates() && !remembered.admitted && !self.members.contains_key(&id) {
             return Err(RoomError::Locked);
         }
         // The same participant on a new connection (a reconnect, a second tab) takes over
@@ -426,6 +447,9 @@ impl Room {
             }
             // Keys announced by the previous connection are not this one's.
             self.e2ee.joined(&id);
+            if grant.role == Role::FamilyGuest {
+                self.guest_arrived(&id, grant.expires_at);
+            }
             self.resume(grant);
             return Ok(());
         }
@@ -435,8 +459,11 @@ impl Room {
         }
         // An agreement not yet accepted holds everyone but therapists at the door, even with the
         // waiting room off; someone admitted earlier this session is not asked again.
-        let at_door = grant.role != Role::Therapist && self.agreement.pending(&id);
-        let admitted = remembered.admitted || grant.role == Role::Therapist || (!self.state.waiting_room && !at_door);
+        let at_door = !grant.role.facilitates() && self.agreement.pending(&id);
+        // Staff enter at once; a family guest always waits, to be admitted into their family
+        // space and nowhere else.
+        let admitted =
+            grant.role != Role::FamilyGuest && (remembered.admitted || grant.role.facilitates() || (!self.state.waiting_room && !at_door));
         let info = ParticipantInfo {
             id: id.clone(),
             name: grant.name.clone(),
@@ -448,9 +475,10 @@ impl Room {
             hand_raised: false,
             reconnecting: false,
             screen_sharing: false,
-            can_share_screen: grant.role == Role::Therapist || remembered.can_share_screen,
+            can_share_screen: grant.role.facilitates() || remembered.can_share_screen,
         };
-        let member = Member { info, admitted: false, tracks: Vec::new(), space: None, connected: true, epoch: 0 };
+        let sponsor = grant.sponsor.clone();
+        let member = Member { info, admitted: false, tracks: Vec::new(), space: None, connected: true, epoch: 0, sponsor };
         self.members.insert(id.clone(), member);
         self.order.push(id.clone());
         self.out.push(Effect::Attach(id.clone()));
@@ -466,10 +494,13 @@ impl Room {
                 // When true, `admitted` with the roster follows at once.
                 admitted,
                 participants: Vec::new(),
-                room: self.state.clone(),
+                room: self.state_for(&id),
                 session_id: self.records.session_id(),
             },
         );
+        if grant.role == Role::FamilyGuest {
+            self.guest_arrived(&id, grant.expires_at);
+        }
         if admitted {
             self.admit(&id);
         } else {
@@ -477,7 +508,7 @@ impl Room {
             self.publish_waiting_list();
         }
         self.agreement_on_join(&id);
-        if grant.role == Role::Therapist {
+        if grant.role.facilitates() {
             self.send_to(&id, ServerMessage::WaitingList { waiting: self.waiting_list() });
         }
         debug!(participant = %id, size = self.members.len(), admitted, "joined");
@@ -515,7 +546,7 @@ impl Room {
                 role,
                 admitted,
                 participants: Vec::new(),
-                room: self.state.clone(),
+                room: self.state_for(&id),
                 session_id: self.records.session_id(),
             },
         );
@@ -533,12 +564,14 @@ impl Room {
             if space.is_none() {
                 self.group_arrived(&id);
             }
-            let agenda = self.agenda_message();
-            self.send_to(&id, agenda);
-            self.partners_on_admission(&id);
+            if role != Role::FamilyGuest {
+                let agenda = self.agenda_message();
+                self.send_to(&id, agenda);
+                self.partners_on_admission(&id);
+            }
         }
         self.agreement_on_join(&id);
-        if role == Role::Therapist {
+        if role.facilitates() {
             self.send_to(&id, ServerMessage::WaitingList { waiting: self.waiting_list() });
             if !self.breakouts.is_empty() {
                 self.publish_breakout_plan();
@@ -576,12 +609,26 @@ impl Room {
         debug!(participant = %id, "disconnected; holding the place");
     }
 
-    fn admit(&mut self, id: &ParticipantId) {
-        let Some(member) = self.members.get_mut(id) else { return };
+    /// Admits someone waiting. A family guest goes into their sponsor's open family space and
+    /// nowhere else: without one they stay waiting (false).
+    fn admit(&mut self, id: &ParticipantId) -> bool {
+        let Some(member) = self.members.get(id) else { return false };
         if member.admitted {
-            return;
+            return false;
         }
+        let family = match member.info.role {
+            Role::FamilyGuest => match member.sponsor.as_ref().and_then(|s| self.families.space_of_sponsor(s)) {
+                Some(space) => Some(space),
+                None => return false,
+            },
+            _ => None,
+        };
+        let Some(member) = self.members.get_mut(id) else { return false };
         member.admitted = true;
+        if family.is_some() {
+            // Placed before anyone is told or media flows, so nothing of the group reaches them.
+            member.space = family.clone();
+        }
         let info = member.info.clone();
         self.remembered.entry(id.clone()).or_default().admitted = true;
         for other in self.space_of(id).into_iter().filter(|p| p != id) {
@@ -593,6 +640,11 @@ impl Room {
         self.records.caught_up(&mut cx!(self), id);
         self.connect_media(id);
         self.publish_waiting_list();
+        if family.is_some() {
+            self.announce_space(id);
+            self.chat.admitted(&mut cx!(self), id);
+            return true;
+        }
         self.place_admitted(id);
         self.polls.catch_up(&mut cx!(self), id);
         self.chat.admitted(&mut cx!(self), id);
@@ -605,6 +657,21 @@ impl Room {
         if self.agreement.is_set() {
             self.publish_agreement_statuses();
         }
+        true
+    }
+
+    /// The room state as `id` may see it: a family guest is not told who is spotlighted.
+    fn state_for(&self, id: &ParticipantId) -> RoomState {
+        let mut state = self.state.clone();
+        if self.role_of(id) == Some(Role::FamilyGuest) {
+            state.spotlight = None;
+        }
+        state
+    }
+
+    /// The role of someone in the room.
+    pub(super) fn role_of(&self, id: &ParticipantId) -> Option<Role> {
+        self.members.get(id).map(|m| m.info.role)
     }
 
     /// `admitted` carries the ICE servers: TURN credentials go to admitted members only, minted
@@ -613,7 +680,9 @@ impl Room {
         let ice_servers =
             self.settings.ice_servers_for(id, std::time::UNIX_EPOCH + std::time::Duration::from_millis(self.now.unix_ms.max(0) as u64));
         let session_id = self.records.session_id();
-        let msg = ServerMessage::Admitted { participants: self.roster_of_space(&None), room: self.state.clone(), ice_servers, session_id };
+        // A guest's roster is their family space's, never the main room's.
+        let space = self.members.get(id).filter(|m| m.info.role == Role::FamilyGuest).and_then(|m| m.space.clone());
+        let msg = ServerMessage::Admitted { participants: self.roster_of_space(&space), room: self.state_for(id), ice_servers, session_id };
         self.send_to(id, msg);
     }
 
@@ -649,24 +718,35 @@ impl Room {
     /// Removes a member: for a plain leave `reason` is `None`; otherwise the member is told why
     /// and its connection is ended.
     fn remove_member(&mut self, id: &ParticipantId, reason: Option<EndReason>) {
+        let message = reason.map(|reason| match reason {
+            EndReason::Declined => "The therapist did not admit you to this session.",
+            EndReason::Removed => "The therapist removed you from this session.",
+            EndReason::Ended => "The therapist ended the session. Thank you for being here.",
+            EndReason::Replaced => "You joined from another window or device.",
+            EndReason::Stalled => "Your connection could not keep up.",
+            EndReason::Moved => "The session moved to another server; reconnecting you.",
+        });
+        self.remove_member_with(id, reason.zip(message));
+    }
+
+    /// Removes a member whose session ends for `reason`, told in `message`.
+    fn remove_member_saying(&mut self, id: &ParticipantId, reason: EndReason, message: &'static str) {
+        self.remove_member_with(id, Some((reason, message)));
+    }
+
+    fn remove_member_with(&mut self, id: &ParticipantId, end: Option<(EndReason, &'static str)>) {
+        let reason = end.map(|(r, _)| r);
         let Some(member) = self.members.remove(id) else { return };
         self.order.retain(|p| p != id);
         self.screens.forget(id);
+        self.families.forget(id);
         self.out.push(Effect::Count { role: member.info.role, joined: false });
         // The room cuts the media itself, whatever the member's connection task is doing (a
         // client that floods its socket and never reads can hold that task up): its peer
         // closes, and with it every subscription to and from it.
         self.peer(id, PeerCommand::Close);
         self.unsubscribe_all(id, &member.tracks);
-        if let Some(reason) = reason {
-            let message = match reason {
-                EndReason::Declined => "The therapist did not admit you to this session.",
-                EndReason::Removed => "The therapist removed you from this session.",
-                EndReason::Ended => "The therapist ended the session. Thank you for being here.",
-                EndReason::Replaced => "You joined from another window or device.",
-                EndReason::Stalled => "Your connection could not keep up.",
-                EndReason::Moved => "The session moved to another server; reconnecting you.",
-            };
+        if let Some((reason, message)) = end {
             let msg = ServerMessage::SessionEnded { reason, message: message.into() };
             self.out.push(Effect::End { who: id.clone(), msg, reason });
         }
@@ -692,8 +772,8 @@ impl Room {
         for moves in self.chat.member_left(&cx!(self), id) {
             self.private_room_moves(moves);
         }
-        let talk = (self.settings.talk_time_in_attendance && member.admitted && member.info.role == Role::Participant)
-            .then(|| self.talk.seconds(id));
+        let talk =
+            (self.settings.talk_time_in_attendance && member.admitted && member.info.role.takes_part()).then(|| self.talk.seconds(id));
         let session = self.records.session_id();
         self.records.left(&mut cx!(self), &member, reason, talk);
         if session.is_some() && self.records.session_id().is_none() {
@@ -818,50 +898,12 @@ impl Room {
 
     fn client(&mut self, from: &ParticipantId, msg: ClientMessage) {
         let Some(sender) = self.members.get(from) else { return };
-        let is_therapist = sender.is_therapist();
-        let admitted = sender.admitted;
-        let kind = msg.kind();
-        let moderator_only = matches!(
-            msg,
-            ClientMessage::Admit { .. }
-                | ClientMessage::AdmitAll
-                | ClientMessage::Decline { .. }
-                | ClientMessage::Mute { .. }
-                | ClientMessage::Unmute { .. }
-                | ClientMessage::MuteAll { .. }
-                | ClientMessage::Remove { .. }
-                | ClientMessage::LockRoom { .. }
-                | ClientMessage::SetWaitingRoom { .. }
-                | ClientMessage::Spotlight { .. }
-                | ClientMessage::EndSession { .. }
-                | ClientMessage::AcknowledgeSupport { .. }
-                | ClientMessage::ResolveSupport { .. }
-                | ClientMessage::StartCheckIn { .. }
-                | ClientMessage::CloseCheckIn { .. }
-                | ClientMessage::CreateBreakout { .. }
-                | ClientMessage::DeleteBreakout { .. }
-                | ClientMessage::AssignBreakout { .. }
-                | ClientMessage::AutoAssignBreakouts
-                | ClientMessage::OpenBreakouts { .. }
-                | ClientMessage::BroadcastToBreakouts { .. }
-                | ClientMessage::CloseBreakouts { .. }
-                | ClientMessage::AllowScreenShare { .. }
-                | ClientMessage::GiveFloor { .. }
-                | ClientMessage::StartRound { .. }
-                | ClientMessage::NextTurn
-                | ClientMessage::EndRound
-                | ClientMessage::SetAgenda { .. }
-                | ClientMessage::StartSegment { .. }
-                | ClientMessage::ExtendSegment { .. }
-                | ClientMessage::EndSegment
-                | ClientMessage::SaveAgendaTemplate { .. }
-                | ClientMessage::GetAgendaTemplates
-                | ClientMessage::SetAgreement { .. }
-                | ClientMessage::SavePartners { .. }
-                | ClientMessage::OpenPartnerBreakouts { .. }
-        ) || matches!(&msg, ClientMessage::LowerHand { participant_id: Some(p) } if p != from);
-        if moderator_only && !is_therapist {
-            return self.error(from, ErrorCode::Forbidden, format!("only a therapist can use `{kind}`"));
+        let (role, admitted) = (sender.info.role, sender.admitted);
+        // The one place role rules live: the permission table, before anything else.
+        let action = permissions::action(&msg, from, |p| self.role_of(p));
+        if !permissions::allows(action, role, &self.settings.co_facilitator_withheld) {
+            let case = action.split_once(' ').map(|(_, case)| format!(" {case}")).unwrap_or_default();
+            return self.error(from, ErrorCode::Forbidden, format!("the role {} may not use `{}`{case}", role.as_str(), msg.kind()));
         }
         // Keys are announced from the waiting room too, and the policy is set before admitting.
         if let msg @ (ClientMessage::SetE2ee { .. } | ClientMessage::E2eeHello { .. } | ClientMessage::E2eeKeyBundle { .. }) = msg {
@@ -886,16 +928,23 @@ impl Room {
                     return self.error(from, ErrorCode::AgreementPending, "they have not accepted the group's agreement yet");
                 }
                 if self.members.get(&participant_id).is_some_and(|m| !m.admitted) {
-                    self.admit(&participant_id);
+                    if !self.admit(&participant_id) {
+                        return self.error(
+                            from,
+                            ErrorCode::InvalidField,
+                            "a family guest is admitted into their sponsor's family space: open it first",
+                        );
+                    }
                     self.audit(from, "admit", Some(&participant_id));
                 } else {
                     self.error(from, ErrorCode::UnknownParticipant, "nobody with that id is waiting");
                 }
             }
             ClientMessage::AdmitAll => {
-                // Only those who accepted the agreement (everyone, when there is none).
+                // Only those who accepted the agreement (everyone, when there is none); family
+                // guests are admitted one by one, into their family space.
                 for id in self.waiting_ids() {
-                    if !self.agreement_pending(&id) {
+                    if !self.agreement_pending(&id) && self.role_of(&id) != Some(Role::FamilyGuest) {
                         self.admit(&id);
                     }
                 }
@@ -931,7 +980,7 @@ impl Room {
                 let targets: Vec<_> = self
                     .order
                     .iter()
-                    .filter(|id| self.members.get(*id).is_some_and(|m| m.admitted && m.info.role == Role::Participant))
+                    .filter(|id| self.members.get(*id).is_some_and(|m| m.admitted && m.info.role.takes_part()))
                     .cloned()
                     .collect();
                 for id in targets {
@@ -960,7 +1009,7 @@ impl Room {
                 self.state.waiting_room = enabled;
                 if !enabled {
                     for id in self.waiting_ids() {
-                        if !self.agreement_pending(&id) {
+                        if !self.agreement_pending(&id) && self.role_of(&id) != Some(Role::FamilyGuest) {
                             self.admit(&id);
                         }
                     }
@@ -971,6 +1020,9 @@ impl Room {
             ClientMessage::Spotlight { participant_id } => {
                 if let Some(p) = &participant_id {
                     match self.members.get(p) {
+                        Some(m) if m.admitted && m.info.role == Role::FamilyGuest => {
+                            return self.error(from, ErrorCode::InvalidField, "a family guest is seen only in their family space");
+                        }
                         Some(m) if m.admitted && m.info.role.publishes() => {}
                         Some(m) if m.admitted => {
                             return self.error(from, ErrorCode::InvalidField, "an observer has no video to spotlight");
@@ -1034,9 +1086,11 @@ impl Room {
             msg @ (ClientMessage::RequestSupport
             | ClientMessage::AcknowledgeSupport { .. }
             | ClientMessage::ResolveSupport { .. }
+            | ClientMessage::RouteSupport { .. }
             | ClientMessage::StartCheckIn { .. }
             | ClientMessage::AnswerCheckIn { .. }
             | ClientMessage::CloseCheckIn { .. }) => self.records.on_message(&mut cx!(self), &mut self.alerts, from, msg),
+            msg @ (ClientMessage::OpenFamilySpace { .. } | ClientMessage::CloseFamilySpace { .. }) => self.on_family(from, msg),
             msg @ (ClientMessage::GiveFloor { .. }
             | ClientMessage::StartRound { .. }
             | ClientMessage::PassTurn
@@ -1148,14 +1202,21 @@ impl Room {
         self.waiting_ids()
             .iter()
             .filter_map(|id| self.members.get(id))
-            .map(|m| WaitingInfo { id: m.info.id.clone(), name: m.info.name.clone(), role: m.info.role })
+            .map(|m| WaitingInfo {
+                id: m.info.id.clone(),
+                name: m.info.name.clone(),
+                role: m.info.role,
+                sponsor: m.sponsor.clone(),
+                sponsor_name: m.sponsor.as_ref().and_then(|s| self.members.get(s)).map(|s| s.info.name.clone()),
+            })
             .collect()
     }
 
+    /// The waiting list goes to staff (therapists and co-facilitators), who admit.
     fn publish_waiting_list(&mut self) {
         let msg = ServerMessage::WaitingList { waiting: self.waiting_list() };
-        let therapists: Vec<_> = self.members.values().filter(|m| m.is_therapist()).map(|m| m.info.id.clone()).collect();
-        for id in therapists {
+        let staff: Vec<_> = self.members.values().filter(|m| m.info.role.facilitates()).map(|m| m.info.id.clone()).collect();
+        for id in staff {
             self.send_to(&id, msg.clone());
         }
     }
@@ -1204,7 +1265,11 @@ impl Room {
 
     /// The name members see for a space id: a breakout's, or a private room's.
     pub(super) fn space_name(&self, space: &str) -> Option<String> {
-        self.breakouts.name_of(space).or_else(|| self.chat.private_room_name(space)).map(str::to_string)
+        self.breakouts
+            .name_of(space)
+            .or_else(|| self.chat.private_room_name(space))
+            .or_else(|| self.families.name_of(space))
+            .map(str::to_string)
     }
 
     /// Admitted therapists (all spaces): they moderate the whole session.
@@ -1247,9 +1312,10 @@ impl World {
             hand_raised: false,
             reconnecting: false,
             screen_sharing: false,
-            can_share_screen: role == Role::Therapist,
+            can_share_screen: role.facilitates(),
         };
-        let member = Member { info, admitted: true, tracks: Vec::new(), space: space.map(str::to_string), connected: true, epoch: 0 };
+        let member =
+            Member { info, admitted: true, tracks: Vec::new(), space: space.map(str::to_string), connected: true, epoch: 0, sponsor: None };
         self.members.insert(pid.clone(), member);
         self.order.push(pid.clone());
         pid
@@ -1327,7 +1393,7 @@ mod tests {
         let peer = sfu.create_peer(participant.clone(), events, true);
         let (tx, outbox) = mpsc::channel(OUTBOX_CAPACITY);
         let (end_tx, ended) = oneshot::channel();
-        let grant = Grant { participant, room: RoomId::new("r").unwrap(), role, name: id.into(), expires_at: u64::MAX };
+        let grant = Grant { participant, room: RoomId::new("r").unwrap(), role, name: id.into(), expires_at: u64::MAX, sponsor: None };
         room.join(JoinRequest { grant, outbox: tx, peer, ended: end_tx }).await.expect("joined");
         Client { outbox, ended }
     }

@@ -31,6 +31,7 @@ pub(super) fn settings(waiting_room: bool, reconnect_grace: Duration) -> RoomSet
         late_after: Duration::from_secs(300),
         talk_time_in_attendance: false,
         support_resources: "Call your local crisis line.".into(),
+        co_facilitator_withheld: Vec::new(),
     }
 }
 
@@ -220,7 +221,8 @@ impl Model {
     fn join(&mut self, i: usize) -> Result<(), RoomError> {
         self.steps += 1;
         let (id, role) = person(i);
-        let grant = Grant { participant: id, room: self.room.id.clone(), role, name: format!("Name {i}"), expires_at: u64::MAX };
+        let grant =
+            Grant { participant: id, room: self.room.id.clone(), role, name: format!("Name {i}"), expires_at: u64::MAX, sponsor: None };
         let now = self.now;
         let (result, effects) = self.room.with(now, |r| r.join(grant));
         self.replay(effects);
@@ -273,7 +275,9 @@ impl Model {
                     }
                     assert!(conn.admitted_seen || allowed_while_waiting(&msg), "{to} was sent {msg:?} before being admitted");
                     if matches!(msg, ServerMessage::WaitingList { .. }) {
-                        assert_eq!(to, therapist(), "only therapists see the waiting list");
+                        // The role this connection joined with (the member may leave later in the batch).
+                        let staff = conn.sent.iter().any(|m| matches!(m, ServerMessage::Joined { role, .. } if role.facilitates()));
+                        assert!(staff, "only staff see the waiting list, not {to}");
                     }
                     conn.sent.push(msg);
                 }
@@ -566,8 +570,14 @@ fn a_locked_room_keeps_newcomers_out_but_not_the_therapist_or_someone_already_in
     // Another therapist tab takes over the therapist's own seat.
     assert_eq!(model.join(0), Ok(()));
     // A participant's token for the therapist's id does not take the seat.
-    let grant =
-        Grant { participant: therapist(), room: model.room.id.clone(), role: Role::Participant, name: "x".into(), expires_at: u64::MAX };
+    let grant = Grant {
+        participant: therapist(),
+        room: model.room.id.clone(),
+        role: Role::Participant,
+        name: "x".into(),
+        expires_at: u64::MAX,
+        sponsor: None,
+    };
     let now = model.now;
     let (result, effects) = model.room.with(now, |r| r.join(grant));
     assert_eq!(result, Err(RoomError::SeatTaken));
@@ -908,6 +918,350 @@ fn the_agreement_holds_people_at_the_door_until_they_accept() {
     model.client(&pid(1), ClientMessage::AcceptAgreement { version, location: None });
     assert!(model.admitted().contains(&pid(1)), "accepted with the waiting room off: in");
     assert!(model.audits.contains(&"accept_agreement"));
+}
+
+impl Model {
+    /// Joins someone with any role (and a sponsor, for a family guest) under id `id`; their
+    /// token expires an hour from now.
+    fn join_as(&mut self, id: &str, role: Role, sponsor: Option<&str>) -> ParticipantId {
+        let participant = ParticipantId::from_trusted(id);
+        let grant = Grant {
+            participant: participant.clone(),
+            room: self.room.id.clone(),
+            role,
+            name: format!("Name {id}"),
+            expires_at: (self.now.unix_ms as u64) / 1000 + 3600,
+            sponsor: sponsor.map(ParticipantId::from_trusted),
+        };
+        let now = self.now;
+        let (result, effects) = self.room.with(now, |r| r.join(grant));
+        self.replay(effects);
+        result.expect("joined");
+        participant
+    }
+
+    /// Everything `id` was sent, on every connection they had.
+    fn sent_to(&self, id: &ParticipantId) -> Vec<ServerMessage> {
+        let past = self.past.iter().filter(|(p, _)| p == id).flat_map(|(_, c)| c.sent.clone());
+        past.chain(self.conns.get(id).map(|c| c.sent.clone()).unwrap_or_default()).collect()
+    }
+
+    /// The room as a member sees it and as a relay node saves it, for "nothing changed".
+    fn state_dump(&self) -> String {
+        let snapshot = serde_json::to_string(&self.room.snapshot()).expect("snapshot");
+        let mut members: Vec<_> =
+            self.room.members.values().map(|m| format!("{:?} {} {:?} {}", m.info, m.admitted, m.space, m.tracks.len())).collect();
+        members.sort();
+        format!("{snapshot}\n{members:?}\n{:?}\n{:?}", self.room.state, self.room.order)
+    }
+}
+
+/// One example of every client message: each documented one (docs/protocol.md), and the cases
+/// whose arguments or recipient change who may send them. `t` is a therapist, `p` a
+/// participant, `g` a family guest.
+fn every_client_message(t: &ParticipantId, p: &ParticipantId, g: &ParticipantId) -> Vec<ClientMessage> {
+    let docs = include_str!("../../../docs/protocol.md");
+    let mut out: Vec<ClientMessage> = Vec::new();
+    for span in docs.split('`').skip(1).step_by(2).filter(|s| s.starts_with("{\"type\":\"")) {
+        if let Ok(msg) = serde_json::from_str::<ClientMessage>(span) {
+            if !out.iter().any(|m| m.kind() == msg.kind()) {
+                out.push(msg);
+            }
+        }
+    }
+    out.extend([
+        ClientMessage::LowerHand { participant_id: Some(p.clone()) },
+        ClientMessage::LowerHand { participant_id: None },
+        ClientMessage::Decline { participant_id: p.clone(), r#final: true },
+        ClientMessage::Decline { participant_id: p.clone(), r#final: false },
+        ClientMessage::Mute { participant_id: p.clone(), kind: MediaKind::Audio, hard: true },
+        ClientMessage::Mute { participant_id: p.clone(), kind: MediaKind::Audio, hard: false },
+        ClientMessage::MuteAll { kind: MediaKind::Audio, hard: true },
+        ClientMessage::MuteAll { kind: MediaKind::Audio, hard: false },
+        ClientMessage::GetMilestoneHistory { participant_id: None, group: true },
+        ClientMessage::GetMilestoneHistory { participant_id: Some(p.clone()), group: false },
+        ClientMessage::GetMilestoneHistory { participant_id: None, group: false },
+        ClientMessage::Chat { text: "hi".into(), to: None },
+        ClientMessage::Chat { text: "hi".into(), to: Some(t.clone()) },
+        ClientMessage::Chat { text: "hi".into(), to: Some(p.clone()) },
+        ClientMessage::Chat { text: "hi".into(), to: Some(g.clone()) },
+        ClientMessage::Remove { participant_id: p.clone() },
+        ClientMessage::OpenFamilySpace { sponsor_id: p.clone() },
+    ]);
+    out
+}
+
+/// What a feature may still refuse as `forbidden` when the table allows the role: a rule of
+/// its own state, not of the role (a screen share nobody allowed yet, encryption keys in a room
+/// that is not encrypted, a key bundle from someone who is not the key leader).
+fn refused_by_state(msg: &ClientMessage) -> bool {
+    matches!(msg, ClientMessage::ScreenShare { .. } | ClientMessage::E2eeHello { .. } | ClientMessage::E2eeKeyBundle { .. })
+}
+
+/// Every client message type from every role: what the permission table allows is not
+/// refused as `forbidden` (but for a feature's own state); what it does not allow is refused
+/// with `forbidden` alone, and the room is exactly what it was. The list of messages comes from
+/// the protocol: a message type without an example, or a row no example reaches, fails here.
+#[test]
+fn every_message_from_every_role_is_allowed_or_forbidden_with_nothing_changed() {
+    let (t, p, g) = (ParticipantId::from_trusted("t"), ParticipantId::from_trusted("p1"), ParticipantId::from_trusted("g"));
+    let messages = every_client_message(&t, &p, &g);
+    for kind in ClientMessage::TYPES {
+        assert!(messages.iter().any(|m| m.kind() == *kind), "no example of `{kind}` (document one in docs/protocol.md)");
+    }
+    let mut rows_reached = HashSet::new();
+    let (mut allowed, mut refused) = (0, 0);
+    for role in Role::ALL {
+        for msg in &messages {
+            let mut model = Model::new(true);
+            model.join_as("t", Role::Therapist, None);
+            model.join_as("p1", Role::Participant, None);
+            model.client(&t, ClientMessage::Admit { participant_id: p.clone() });
+            model.join_as("g", Role::FamilyGuest, Some("p1"));
+            // The sender: the guest of p1 inside p1's family space, or a member in the main room.
+            let x = if role == Role::FamilyGuest {
+                model.client(&t, ClientMessage::OpenFamilySpace { sponsor_id: p.clone() });
+                model.client(&t, ClientMessage::Admit { participant_id: g.clone() });
+                g.clone()
+            } else {
+                let x = model.join_as("x", role, None);
+                model.client(&t, ClientMessage::Admit { participant_id: x.clone() });
+                x
+            };
+            assert!(model.room.members[&x].admitted, "{role:?} admitted");
+            let action = permissions::action(msg, &x, |id| model.room.role_of(id));
+            rows_reached.insert(action);
+            let before = model.state_dump();
+            let now = model.now;
+            let (_, effects) = model.room.with(now, |r| r.handle(RoomInput::Client { from: x.clone(), msg: msg.clone() }));
+            let forbidden =
+                |e: &Effect| matches!(e, Effect::Send { to, msg: ServerMessage::Error { code: ErrorCode::Forbidden, .. } } if to == &x);
+            if permissions::allows(action, role, &[]) {
+                assert!(refused_by_state(msg) || !effects.iter().any(forbidden), "{role:?} may send {action}, yet: {effects:?}");
+                allowed += 1;
+            } else {
+                assert_eq!(effects.len(), 1, "{role:?} {action}: one effect, the refusal: {effects:?}");
+                assert!(forbidden(&effects[0]), "{role:?} {action}: refused as forbidden: {effects:?}");
+                assert_eq!(before, model.state_dump(), "{role:?} {action} changed the room");
+                refused += 1;
+            }
+            model.replay(effects);
+        }
+    }
+    for row in permissions::TABLE {
+        assert!(rows_reached.contains(row.action), "no example reaches the row `{}`", row.action);
+    }
+    assert_eq!(allowed + refused, messages.len() * Role::ALL.len());
+    assert!(allowed > 0 && refused > 0);
+}
+
+/// A deployment that withholds a row from co-facilitators: refused to them, still the
+/// therapist's.
+#[test]
+fn a_deployment_can_withhold_a_row_from_co_facilitators() {
+    let mut settings = settings(true, Duration::from_secs(30));
+    settings.co_facilitator_withheld = permissions::co_facilitator_withheld(&["admit".into()]).expect("theirs to lose");
+    let mut model = Model::with_settings(settings);
+    let t = model.join_as("t", Role::Therapist, None);
+    let c = model.join_as("c", Role::CoFacilitator, None);
+    let p = model.join_as("p", Role::Participant, None);
+    model.client(&c, ClientMessage::Admit { participant_id: p.clone() });
+    assert!(!model.room.members[&p].admitted);
+    assert!(matches!(model.sent_to(&c).last(), Some(ServerMessage::Error { code: ErrorCode::Forbidden, .. })));
+    model.client(&t, ClientMessage::Admit { participant_id: p.clone() });
+    assert!(model.room.members[&p].admitted);
+}
+
+/// A family guest waits until their sponsor's family space is open, is admitted into it and
+/// nowhere else, and over everything they are sent never meets another member: no id, name,
+/// track or message of theirs. Closing the space ends the guest's session.
+#[test]
+fn a_family_guest_meets_only_their_family_space() {
+    let mut model = Model::new(true);
+    let t = model.join_as("t", Role::Therapist, None);
+    let sponsor = model.join_as("sponsor-1", Role::Participant, None);
+    let other = model.join_as("other-2", Role::Participant, None);
+    for p in [&sponsor, &other] {
+        model.client(&t, ClientMessage::Admit { participant_id: p.clone() });
+    }
+    let g = model.join_as("guest-3", Role::FamilyGuest, Some("sponsor-1"));
+    let waiting = model.sent_to(&t).into_iter().rev().find_map(|m| match m {
+        ServerMessage::WaitingList { waiting } => Some(waiting),
+        _ => None,
+    });
+    let entry = waiting.expect("waiting list").into_iter().find(|w| w.id == g).expect("the guest waits");
+    assert_eq!(entry.sponsor_name.as_deref(), Some("Name sponsor-1"), "listed as the sponsor's guest");
+    // Not before the family space is open, and not by admitting everyone.
+    model.client(&t, ClientMessage::Admit { participant_id: g.clone() });
+    model.client(&t, ClientMessage::AdmitAll);
+    model.client(&t, ClientMessage::SetWaitingRoom { enabled: false });
+    assert!(!model.room.members[&g].admitted, "no family space: the guest keeps waiting");
+    model.client(&t, ClientMessage::SetWaitingRoom { enabled: true });
+    let track = {
+        model.next_track += 1;
+        let id = format!("other-2/audio/{}", model.next_track);
+        model.input(RoomInput::TrackPublished(other.clone(), crate::sfu::PublishedTrack::for_test(&id, other.clone(), MediaKind::Audio)));
+        id
+    };
+    model.client(&t, ClientMessage::OpenFamilySpace { sponsor_id: sponsor.clone() });
+    model.client(&t, ClientMessage::Admit { participant_id: g.clone() });
+    assert!(model.room.members[&g].admitted);
+    assert_eq!(model.room.members[&g].space, model.room.members[&sponsor].space, "with their sponsor");
+    assert_ne!(model.room.members[&g].space, model.room.members[&other].space);
+    // The group goes on: the other member speaks up, is spotlighted, polled, celebrated.
+    model.client(&other, ClientMessage::Chat { text: "my news".into(), to: None });
+    model.client(&other, ClientMessage::RaiseHand);
+    model.client(&t, ClientMessage::Spotlight { participant_id: Some(other.clone()) });
+    model.client(&t, ClientMessage::Spotlight { participant_id: Some(g.clone()) });
+    model.client(&other, ClientMessage::SetCelebrationPreferences { style: CelebrationStyle::Big, audience: CelebrationAudience::Group });
+    model.client(
+        &t,
+        ClientMessage::Celebrate {
+            participant_id: sponsor.clone(),
+            kind: MilestoneKind::SessionsAttended,
+            value: Some(3),
+            label: None,
+            message: None,
+        },
+    );
+    model.client(
+        &t,
+        ClientMessage::CreatePoll {
+            question: "How is everyone?".into(),
+            options: vec!["Good".into(), "Tired".into()],
+            multiple: false,
+            anonymous: false,
+            duration_secs: None,
+            scope: Some(crate::signal::protocol::PollScope::AllBreakouts),
+        },
+    );
+    model.client(&t, ClientMessage::LockRoom { locked: true });
+    model.client(&other, ClientMessage::Chat { text: "to the guest".into(), to: Some(g.clone()) });
+    model.client(&g, ClientMessage::Chat { text: "hello family".into(), to: None });
+    model.client(&g, ClientMessage::Chat { text: "to them".into(), to: Some(other.clone()) });
+    model.client(&g, ClientMessage::Vote { poll_id: crate::signal::protocol::PollId::random(), option_ids: vec![] });
+    assert!(!model.subs.get(&g).is_some_and(|s| s.contains(&track)), "no media of the other member");
+    model.client(&t, ClientMessage::CloseFamilySpace { sponsor_id: sponsor.clone() });
+    assert!(!model.room.members.contains_key(&g), "closing the space ends the guest's session");
+    assert_eq!(model.room.members[&sponsor].space, None, "the sponsor is back with the group");
+    let frames = model.sent_to(&g);
+    assert!(frames.iter().any(|m| matches!(m, ServerMessage::SpaceChanged { .. })), "the guest was placed in the family space");
+    assert!(frames.iter().any(|m| matches!(m, ServerMessage::SessionEnded { .. })));
+    for m in &frames {
+        let json = serde_json::to_string(m).expect("json");
+        for secret in ["other-2", "Name other-2", "my news", "How is everyone?", &track] {
+            assert!(!json.contains(secret), "the guest received `{secret}`: {json}");
+        }
+    }
+    assert!(model.audits.contains(&"family_space_open") && model.audits.contains(&"family_space_close"));
+}
+
+/// A guest's token runs out: their session ends even inside an open family space.
+#[test]
+fn a_family_guest_leaves_when_their_token_expires() {
+    let mut model = Model::new(true);
+    let t = model.join_as("t", Role::Therapist, None);
+    let sponsor = model.join_as("s", Role::Participant, None);
+    model.client(&t, ClientMessage::Admit { participant_id: sponsor.clone() });
+    let g = model.join_as("g", Role::FamilyGuest, Some("s"));
+    model.client(&t, ClientMessage::OpenFamilySpace { sponsor_id: sponsor.clone() });
+    model.client(&t, ClientMessage::Admit { participant_id: g.clone() });
+    model.advance(Duration::from_secs(3598));
+    assert!(model.room.members.contains_key(&g));
+    model.advance(Duration::from_secs(3));
+    assert!(!model.room.members.contains_key(&g), "ended at expiry");
+    assert!(model.room.members.contains_key(&sponsor));
+}
+
+/// A co-facilitator runs admission, asks to mute and receives help and support requests, but
+/// cannot remove or hard-mute; the audit records carry who acted in which role.
+#[test]
+fn a_co_facilitator_admits_and_is_audited_as_one() {
+    let mut model = Model::new(true);
+    let c = model.join_as("c", Role::CoFacilitator, None);
+    assert!(model.room.members[&c].admitted, "staff do not wait");
+    let p = model.join_as("p", Role::Participant, None);
+    assert!(model.sent_to(&c).iter().any(|m| matches!(m, ServerMessage::WaitingList { waiting } if waiting.iter().any(|w| w.id == p))));
+    let now = model.now;
+    let (_, effects) =
+        model.room.with(now, |r| r.handle(RoomInput::Client { from: c.clone(), msg: ClientMessage::Admit { participant_id: p.clone() } }));
+    assert!(effects.iter().any(|e| matches!(e, Effect::Audit { role: Some(Role::CoFacilitator), action: "admit", .. })), "{effects:?}");
+    model.replay(effects);
+    model.client(&c, ClientMessage::Remove { participant_id: p.clone() });
+    model.client(&c, ClientMessage::Mute { participant_id: p.clone(), kind: MediaKind::Audio, hard: true });
+    assert!(model.room.members.contains_key(&p) && !model.room.members[&p].info.audio_hard_muted);
+    model.client(&c, ClientMessage::Mute { participant_id: p.clone(), kind: MediaKind::Audio, hard: false });
+    assert!(model.room.members[&p].info.audio_muted, "asked to mute");
+    model.client(&p, ClientMessage::RequestSupport);
+    assert!(model.sent_to(&c).iter().any(|m| matches!(m, ServerMessage::SupportRequested { .. })), "support reaches the co-facilitator");
+}
+
+/// Partner groups with the roles: only the therapist saves them, and only for members who take
+/// part; a co-facilitator is shown them and opens their breakouts; a member with their family
+/// stays in the family space (their partner joins another group), and the family guest is
+/// neither told of partners nor placed.
+#[test]
+fn partners_with_co_facilitators_and_family_guests() {
+    use crate::signal::protocol::AbsentPartners;
+    let mut settings = settings(true, Duration::from_secs(30));
+    settings.max_room_size = 8;
+    let mut model = Model::with_settings(settings);
+    let t = model.join_as("t", Role::Therapist, None);
+    let c = model.join_as("c", Role::CoFacilitator, None);
+    let ps: Vec<_> = ["p1", "p2", "p3", "p4"].into_iter().map(|id| model.join_as(id, Role::Participant, None)).collect();
+    for p in &ps {
+        model.client(&t, ClientMessage::Admit { participant_id: p.clone() });
+    }
+    let g = model.join_as("g", Role::FamilyGuest, Some("p2"));
+    model.client(&t, ClientMessage::OpenFamilySpace { sponsor_id: ps[1].clone() });
+    model.client(&t, ClientMessage::Admit { participant_id: g.clone() });
+    let family = model.room.members[&g].space.clone();
+    assert!(family.is_some() && model.room.members[&ps[1]].space == family);
+
+    let groups = vec![vec![ps[0].clone(), ps[1].clone()], vec![ps[2].clone(), ps[3].clone()]];
+    model.client(&c, ClientMessage::SavePartners { groups: groups.clone() });
+    assert!(matches!(model.sent_to(&c).last(), Some(ServerMessage::Error { code: ErrorCode::Forbidden, .. })), "saving is the therapist's");
+    assert!(model.room.partners.groups().is_empty());
+    model.client(&t, ClientMessage::SavePartners { groups: vec![vec![ps[0].clone(), g.clone()]] });
+    assert!(matches!(model.sent_to(&t).last(), Some(ServerMessage::Error { code: ErrorCode::InvalidPartners, .. })), "no guest in a group");
+    model.client(&t, ClientMessage::SavePartners { groups: vec![vec![ps[0].clone(), c.clone()]] });
+    assert!(matches!(model.sent_to(&t).last(), Some(ServerMessage::Error { code: ErrorCode::InvalidPartners, .. })), "no staff in a group");
+    model.client(&t, ClientMessage::SavePartners { groups: groups.clone() });
+    assert!(
+        model.sent_to(&c).iter().any(|m| matches!(m, ServerMessage::Partners { groups: got } if *got == groups)),
+        "staff see the groups"
+    );
+    assert!(model
+        .sent_to(&ps[1])
+        .iter()
+        .any(|m| matches!(m, ServerMessage::YourPartners { partner_ids } if *partner_ids == vec![ps[0].clone()])));
+
+    model.client(&c, ClientMessage::OpenPartnerBreakouts { absent: AbsentPartners::JoinAnother, duration_secs: None, allow_return: false });
+    assert!(!model.room.breakouts.is_empty(), "a co-facilitator opens partner breakouts");
+    assert_eq!(model.room.members[&ps[1]].space, family, "the sponsor stays with their family");
+    assert_eq!(model.room.members[&g].space, family, "the guest is not placed");
+    let p3 = model.room.members[&ps[2]].space.clone();
+    assert!(p3.is_some() && model.room.members[&ps[0]].space == p3, "p1, whose partner is away, joins the other group");
+    assert!(model.audits.contains(&"partner_breakouts_open"));
+    for m in model.sent_to(&g) {
+        assert!(!matches!(m, ServerMessage::Partners { .. } | ServerMessage::YourPartners { .. }), "the guest was told of partners: {m:?}");
+    }
+}
+
+/// Peer-support staff receive support requests only while a therapist routes them there.
+#[test]
+fn support_requests_reach_peer_support_staff_only_when_routed() {
+    let mut model = Model::new(false);
+    let t = model.join_as("t", Role::Therapist, None);
+    let s = model.join_as("s", Role::PeerSupport, None);
+    let p = model.join_as("p", Role::Participant, None);
+    let q = model.join_as("q", Role::Participant, None);
+    model.client(&p, ClientMessage::RequestSupport);
+    assert!(!model.sent_to(&s).iter().any(|m| matches!(m, ServerMessage::SupportRequested { .. })), "not routed yet");
+    model.client(&t, ClientMessage::RouteSupport { peer_support: true });
+    model.client(&q, ClientMessage::RequestSupport);
+    assert!(model.sent_to(&s).iter().any(|m| matches!(m, ServerMessage::SupportRequested { .. })), "routed to peer support");
+    assert!(model.sent_to(&t).iter().filter(|m| matches!(m, ServerMessage::SupportRequested { .. })).count() >= 2, "the therapist still");
 }
 
 /// The last attendance record written for `id`.

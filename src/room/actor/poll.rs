@@ -512,13 +512,9 @@ impl Polls {
     /// Routes the poll messages (see the protocol); everything is checked before anything
     /// changes, and a refusal reaches only the sender.
     pub(super) fn on_message(&mut self, cx: &mut Cx, from: &ParticipantId, msg: ClientMessage) {
-        let kind = msg.kind();
+        // Who may run polls and who votes is the permission table's (checked before this).
         let Some(sender) = cx.members.get(from) else { return };
-        let (role, space, name) = (sender.info.role, sender.space.clone(), sender.info.name.clone());
-        let therapist_only = !matches!(msg, ClientMessage::Vote { .. });
-        if therapist_only && role != Role::Therapist {
-            return cx.error(from, ErrorCode::Forbidden, format!("only a therapist can use `{kind}`"));
-        }
+        let (space, name) = (sender.space.clone(), sender.info.name.clone());
         match msg {
             ClientMessage::CreatePoll { question, options, multiple, anonymous, duration_secs, scope } => {
                 let new = match validate_new(&question, &options, multiple, anonymous, duration_secs, scope) {
@@ -553,10 +549,6 @@ impl Polls {
                 let Some(poll) = self.by_id.get(&poll_id) else {
                     return cx.error(from, ErrorCode::UnknownPoll, "no poll with that id in this room");
                 };
-                if role != Role::Participant {
-                    let who = if role == Role::Therapist { "therapists run polls" } else { "observers watch" };
-                    return cx.error(from, ErrorCode::Forbidden, format!("{who}; they do not vote"));
-                }
                 if !poll.audience.includes(&space) {
                     return cx.error(from, ErrorCode::PollOutOfScope, "this poll is for another room of the session");
                 }
@@ -630,7 +622,8 @@ impl Polls {
     /// or on moving to another space. Therapists also get the live counts; a participant who
     /// already voted gets their choice back.
     pub(super) fn catch_up(&self, cx: &mut Cx, id: &ParticipantId) {
-        let Some(member) = cx.members.get(id).filter(|m| m.admitted) else { return };
+        // Family guests see no poll: the group's questions are the group's.
+        let Some(member) = cx.members.get(id).filter(|m| m.admitted && m.info.role != Role::FamilyGuest) else { return };
         let therapist = member.is_therapist();
         let space = member.space.clone();
         let mut messages = Vec::new();
@@ -698,7 +691,7 @@ impl Polls {
         cx.order
             .iter()
             .filter_map(|p| cx.members.get(p))
-            .filter(|m| m.admitted && (m.is_therapist() || poll.audience.includes(&m.space)))
+            .filter(|m| m.admitted && m.info.role != Role::FamilyGuest && (m.is_therapist() || poll.audience.includes(&m.space)))
             .map(|m| m.info.id.clone())
             .collect()
     }

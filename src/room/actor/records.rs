@@ -7,8 +7,10 @@
 //! membership (it reads it through [`Cx`]) and never waits on the disk or the network.
 //!
 //! Who hears what: a person's check-in value goes to therapists only (and back to the person);
-//! the group sees at most the counts, when a therapist shares them. A support request is
-//! re-sent to every therapist who is admitted or reconnects until one acknowledges it, and the
+//! the group sees at most the counts, when a therapist shares them; family guests see no
+//! check-in. A support request goes to the responders (therapists, co-facilitators, and
+//! peer-support staff while a therapist routes requests to them), is re-sent to every
+//! responder who is admitted or reconnects until one acknowledges it, and the
 //! requester is told the truth each time that changes (nobody connected, alerted, seen,
 //! resolved) with the crisis resources.
 
@@ -16,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::effect::Effect;
 use super::{Cx, Member};
+use crate::auth::Role;
 use crate::room::attendance::{Attendance, Outcome};
 use crate::room::checkin::CheckIns;
 use crate::room::support::{Request, SupportDesk};
@@ -33,15 +36,20 @@ pub(super) struct Records {
     pub attendance: Attendance,
     pub support: SupportDesk,
     pub checkins: CheckIns,
+    /// Support requests also reach admitted peer-support staff (`routeSupport`).
+    #[serde(default)]
+    pub peer_routing: bool,
 }
 
-/// The space id as attendance records write it: `main`, `breakout:<id>`, `private:<n>`.
+/// The space id as attendance records write it: `main`, `breakout:<id>`, `private:<n>`,
+/// `family:<n>`.
 fn space_label(space: &Option<String>) -> String {
     match space {
         None => "main".to_string(),
-        Some(s) => match s.strip_prefix(super::chat::PRIVATE_PREFIX) {
-            Some(n) => format!("private:{n}"),
-            None => format!("breakout:{s}"),
+        Some(s) => match (s.strip_prefix(super::chat::PRIVATE_PREFIX), s.strip_prefix(super::family::FAMILY_PREFIX)) {
+            (Some(n), _) => format!("private:{n}"),
+            (_, Some(n)) => format!("family:{n}"),
+            _ => format!("breakout:{s}"),
         },
     }
 }
@@ -50,11 +58,21 @@ fn record(cx: &mut Cx, records: Vec<Record>) {
     cx.out.extend(records.into_iter().map(Effect::Record));
 }
 
-fn therapists_connected(cx: &Cx) -> usize {
-    cx.members.values().filter(|m| m.admitted && m.connected && m.is_therapist()).count()
-}
-
 impl Records {
+    /// Whether support requests reach `m`.
+    fn responds(&self, m: &Member) -> bool {
+        m.info.role.facilitates() || (self.peer_routing && m.info.role == Role::PeerSupport)
+    }
+
+    /// Admitted members support requests reach.
+    fn responders(&self, cx: &Cx) -> Vec<ParticipantId> {
+        cx.order.iter().filter_map(|p| cx.members.get(p)).filter(|m| m.admitted && self.responds(m)).map(|m| m.info.id.clone()).collect()
+    }
+
+    fn responders_connected(&self, cx: &Cx) -> usize {
+        cx.members.values().filter(|m| m.admitted && m.connected && self.responds(m)).count()
+    }
+
     /// Whether a snapshot's records are sound (see `snapshot.rs`).
     pub(super) fn valid(&self, max: usize) -> bool {
         self.attendance.valid(max) && self.support.valid(max) && self.checkins.valid(max)
@@ -88,8 +106,9 @@ impl Records {
     /// for therapists, every request nobody has acknowledged (as an alert) and the list; for a
     /// requester, where their request stands.
     pub(super) fn caught_up(&mut self, cx: &mut Cx, id: &ParticipantId) {
-        let Some(therapist) = cx.members.get(id).map(Member::is_therapist) else { return };
-        if let Some(info) = self.checkins.open_info() {
+        let Some(member) = cx.members.get(id) else { return };
+        let (therapist, guest) = (self.responds(member), member.info.role == Role::FamilyGuest);
+        if let Some(info) = self.checkins.open_info().filter(|_| !guest) {
             cx.send(id, ServerMessage::CheckInStarted { check_in: info.clone() });
         }
         if therapist {
@@ -98,7 +117,7 @@ impl Records {
             }
             cx.send(id, self.list(cx));
             // The first therapist connected: requesters who were told nobody was learn otherwise.
-            if therapists_connected(cx) == 1 {
+            if self.responders_connected(cx) == 1 {
                 self.tell_requesters(cx);
             }
         } else if self.support.of(id).is_some() {
@@ -115,7 +134,7 @@ impl Records {
     pub(super) fn dropped(&mut self, cx: &mut Cx, id: &ParticipantId) {
         let r = self.attendance.dropped(id, cx.now.unix_ms);
         record(cx, r);
-        if cx.members.get(id).is_some_and(Member::is_therapist) && therapists_connected(cx) == 0 {
+        if cx.members.get(id).is_some_and(|m| self.responds(m)) && self.responders_connected(cx) == 0 {
             self.tell_requesters(cx);
         }
     }
@@ -152,7 +171,7 @@ impl Records {
         let session = self.session_id();
         for req in self.support.requester_left(id) {
             let msg = ServerMessage::SupportRequesterLeft { request_id: req.id.clone(), participant_id: id.clone() };
-            for t in cx.therapists() {
+            for t in self.responders(cx) {
                 cx.send(&t, msg.clone());
             }
             record(cx, vec![Record::Support(req.record(cx.room, session.as_ref()))]);
@@ -160,7 +179,7 @@ impl Records {
         if !self.support.unresolved().is_empty() {
             self.publish_list(cx);
         }
-        if member.is_therapist() && therapists_connected(cx) == 0 {
+        if self.responds(member) && self.responders_connected(cx) == 0 {
             self.tell_requesters(cx);
         }
         if !cx.members.values().any(|m| m.admitted) {
@@ -209,13 +228,13 @@ impl Records {
 
     fn publish_list(&self, cx: &mut Cx) {
         let list = self.list(cx);
-        for t in cx.therapists() {
+        for t in self.responders(cx) {
             cx.send(&t, list.clone());
         }
     }
 
     fn tell_requester(&self, cx: &mut Cx, id: &ParticipantId) {
-        let connected = therapists_connected(cx) > 0;
+        let connected = self.responders_connected(cx) > 0;
         let Some(r) = self.support.of(id) else { return };
         let msg = ServerMessage::SupportStatus {
             request_id: r.id.clone(),
@@ -235,9 +254,6 @@ impl Records {
 
     fn request(&mut self, cx: &mut Cx, alerts: &mut super::alerts::Alerts, from: &ParticipantId) {
         use super::alerts::Alert;
-        if cx.members.get(from).is_some_and(Member::is_therapist) {
-            return cx.error(from, ErrorCode::Forbidden, "therapists are alerted by support requests; they do not send them");
-        }
         if !alerts.permit(cx, from, Alert::RequestSupport) {
             return;
         }
@@ -249,7 +265,7 @@ impl Records {
             record(cx, vec![Record::Support(request.record(cx.room, session.as_ref()))]);
         }
         let msg = alert(cx, &request);
-        for t in cx.therapists() {
+        for t in self.responders(cx).into_iter().filter(|t| t != from) {
             cx.send(&t, msg.clone());
         }
         self.publish_list(cx);
@@ -304,7 +320,12 @@ impl Records {
             };
             record(cx, vec![Record::CheckInCounts(counts)]);
         }
-        let admitted: Vec<_> = cx.members.values().filter(|m| m.admitted).map(|m| (m.info.id.clone(), m.is_therapist())).collect();
+        let admitted: Vec<_> = cx
+            .members
+            .values()
+            .filter(|m| m.admitted && m.info.role != Role::FamilyGuest)
+            .map(|m| (m.info.id.clone(), m.is_therapist()))
+            .collect();
         for (p, therapist) in admitted {
             let histogram = (therapist || share).then(|| histogram.clone());
             cx.send(&p, ServerMessage::CheckInClosed { check_in_id: info.check_in_id.clone(), histogram });
@@ -373,6 +394,17 @@ impl Records {
             ClientMessage::RequestSupport => self.request(cx, alerts, from),
             ClientMessage::AcknowledgeSupport { request_id } => self.acknowledge(cx, from, &request_id),
             ClientMessage::ResolveSupport { request_id, outcome } => self.resolve(cx, from, &request_id, outcome),
+            ClientMessage::RouteSupport { peer_support } => {
+                self.peer_routing = peer_support;
+                cx.audit(from, if peer_support { "support_route_peers" } else { "support_route_staff" }, None);
+                // Peer-support staff get the open requests, or stop being shown them.
+                let peers: Vec<_> =
+                    cx.members.values().filter(|m| m.admitted && m.info.role == Role::PeerSupport).map(|m| m.info.id.clone()).collect();
+                let list = if peer_support { self.list(cx) } else { ServerMessage::SupportRequests { requests: Vec::new() } };
+                for p in peers {
+                    cx.send(&p, list.clone());
+                }
+            }
             ClientMessage::StartCheckIn { phase, question, min, max, min_label, max_label, anonymous } => {
                 match self.checkins.start(phase, &question, min, max, min_label, max_label, anonymous) {
                     Ok(info) => {
@@ -380,7 +412,12 @@ impl Records {
                         if let (false, Some(session)) = (info.anonymous, self.session_id()) {
                             cx.out.push(Effect::Read(super::effect::Read::PreviousCheckIns(info.check_in_id.clone(), session)));
                         }
-                        let admitted: Vec<_> = cx.members.values().filter(|m| m.admitted).map(|m| m.info.id.clone()).collect();
+                        let admitted: Vec<_> = cx
+                            .members
+                            .values()
+                            .filter(|m| m.admitted && m.info.role != Role::FamilyGuest)
+                            .map(|m| m.info.id.clone())
+                            .collect();
                         for p in admitted {
                             cx.send(&p, ServerMessage::CheckInStarted { check_in: info.clone() });
                         }

@@ -133,8 +133,8 @@ impl Screens {
                     cx.error(from, ErrorCode::UnknownParticipant, "nobody with that id is in the room");
                     return None;
                 };
-                if m.is_therapist() {
-                    cx.error(from, ErrorCode::InvalidField, "therapists may always share their screen");
+                if m.info.role.facilitates() {
+                    cx.error(from, ErrorCode::InvalidField, "therapists and co-facilitators may always share their screen");
                     return None;
                 }
                 Some(Change::Permission { by: from.clone(), participant_id, allowed })

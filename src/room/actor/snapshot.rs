@@ -151,7 +151,9 @@ impl BreakoutsSnap {
     }
 
     fn has_space(&self, space: &str) -> bool {
-        self.rooms.iter().any(|(b, _)| b == space) || space_number(space, super::chat::PRIVATE_PREFIX).is_some()
+        self.rooms.iter().any(|(b, _)| b == space)
+            || space_number(space, super::chat::PRIVATE_PREFIX).is_some()
+            || space_number(space, super::family::FAMILY_PREFIX).is_some()
     }
 }
 
@@ -314,7 +316,7 @@ impl Room {
     fn records_to_keep(&self) -> super::records::Records {
         let mut records = self.records.clone();
         if self.settings.talk_time_in_attendance {
-            let present = self.members.values().filter(|m| m.admitted && m.info.role == crate::auth::Role::Participant);
+            let present = self.members.values().filter(|m| m.admitted && m.info.role.takes_part());
             for m in present {
                 records.attendance.talked(&m.info.id, self.talk.seconds(&m.info.id));
             }

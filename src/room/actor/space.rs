@@ -22,7 +22,10 @@ impl Room {
         if !ended.is_empty() {
             self.forget_spaces(&ended);
         }
-        self.out.extend(audit);
+        self.out.extend(audit.map(|a| match a {
+            Effect::Audit { actor, role: None, action, target } => Effect::Audit { role: self.role_of(&actor), actor, action, target },
+            other => other,
+        }));
         self.publish_breakout_plan();
     }
 

@@ -28,7 +28,7 @@ use crate::room::shared::RegistryInner;
 use crate::sfu::{PeerCommand, PeerHandle};
 use crate::signal::protocol::{RedirectReason, ServerMessage};
 use crate::store::PollRecord;
-use crate::vocab::{ParticipantId, RoomId};
+use crate::vocab::{ParticipantId, Role, RoomId};
 
 /// One member's connection, as the task holds it.
 struct Conn {
@@ -108,8 +108,8 @@ impl Performer {
                 Effect::Timer { at, timer } => self.set_timer(at, timer),
                 Effect::Count { role, joined } => self.registry.count(role, joined),
                 Effect::Ban(id) => self.registry.bans.insert(&self.room, &id, snapshot::ban_until(self.registry.settings.ban_ttl)),
-                Effect::Audit { actor, action, target } => self.audit(actor, action, target.map(|t| t.to_string())),
-                Effect::AuditNote { actor, action, note } => self.audit(actor, action, Some(note)),
+                Effect::Audit { actor, role, action, target } => self.audit(actor, role, action, target.map(|t| t.to_string())),
+                Effect::AuditNote { actor, role, action, note } => self.audit(actor, role, action, Some(note)),
                 Effect::AgendaTemplates { therapist, save } => self.agenda_templates(therapist, save),
                 Effect::SavePartners(groups) => {
                     let Some(store) = &self.registry.store else { continue };
@@ -178,12 +178,13 @@ impl Performer {
         });
     }
 
-    fn audit(&self, actor: ParticipantId, action: &'static str, target: Option<String>) {
-        info!(actor = %actor, action, target = target.as_deref(), "moderation");
+    fn audit(&self, actor: ParticipantId, role: Option<Role>, action: &'static str, target: Option<String>) {
+        let role = role.map(Role::as_str);
+        info!(actor = %actor, role, action, target = target.as_deref(), "moderation");
         let Some(store) = self.registry.store.clone() else { return };
         let room = self.room.to_string();
         tokio::spawn(async move {
-            if let Err(e) = store.audit(&room, actor.as_str(), action, target.as_deref()).await {
+            if let Err(e) = store.audit(&room, actor.as_str(), role, action, target.as_deref()).await {
                 warn!(error = %e, "audit record not written");
             }
         });
