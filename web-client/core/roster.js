@@ -215,8 +215,14 @@ function renderPersonRow(li, p, therapist) {
   cam.hidden = !publisher || !(p.videoMuted || p.videoHardMuted);
   cam.textContent = p.videoHardMuted ? 'Camera off by therapist' : 'Camera off';
 
-  const actions = li.querySelector('.person-actions');
-  const confirm = li.querySelector('.confirm');
+  // The actions and the removal confirmation move to the person's video tile when its "…"
+  // opened them: one menu, in whichever place the therapist asked.
+  if (!li.actionsEl) {
+    li.actionsEl = li.querySelector('.person-actions');
+    li.confirmEl = li.querySelector('.confirm');
+  }
+  const actions = li.actionsEl;
+  const confirm = li.confirmEl;
   const confirming = therapist && state.confirmRemove === p.id;
   actions.hidden = !therapist || confirming;
   confirm.hidden = !confirming;
@@ -224,9 +230,9 @@ function renderPersonRow(li, p, therapist) {
     li.querySelector('.person-more').hidden = true;
     return;
   }
-  for (const who of li.querySelectorAll('.who')) who.textContent = `, ${p.self ? 'you' : p.name}`;
+  for (const who of [...actions.querySelectorAll('.who'), ...confirm.querySelectorAll('.who')]) who.textContent = `, ${p.self ? 'you' : p.name}`;
   const moderated = p.role === 'participant' && !p.self;
-  const button = (action) => li.querySelector(`[data-action="${action}"]`);
+  const button = (action) => actions.querySelector(`[data-action="${action}"]`);
   const set = (action, visible, label) => {
     const b = button(action);
     b.hidden = !visible;
@@ -247,13 +253,23 @@ function renderPersonRow(li, p, therapist) {
   const any = [...actions.children].some((b) => !b.hidden);
   const more = li.querySelector('.person-more');
   const open = state.openMenu === p.id && any && !confirming;
+  const tile = p.self ? null : tiles.get(p.id);
+  const tileMore = tile && tile.element.querySelector('.tile-more');
+  const onTile = Boolean(tile) && state.menuOn === 'tile' && state.openMenu === p.id;
+  const host = onTile ? tile.element.querySelector('.tile-menu') : li;
+  if (actions.parentElement !== host) host.append(actions, confirm);
   more.hidden = !any;
-  more.setAttribute('aria-expanded', String(open));
+  more.setAttribute('aria-expanded', String(open && !onTile));
   more.querySelector('.who-menu').textContent = `Actions for ${p.self ? 'you' : p.name}`;
+  if (tileMore) {
+    tileMore.hidden = !any;
+    tileMore.setAttribute('aria-expanded', String(open && onTile));
+    tileMore.querySelector('.who-menu').textContent = `Actions for ${p.name}`;
+  }
   actions.setAttribute('aria-label', `Actions for ${p.self ? 'you' : p.name}`);
   actions.hidden = !open;
   if (confirming) {
-    li.querySelector('.confirm-text').textContent = `Remove ${p.name} from this session? They will not be able to rejoin it.`;
+    confirm.querySelector('.confirm-text').textContent = `Remove ${p.name} from this session? They will not be able to rejoin it.`;
   }
 }
 
@@ -347,12 +363,25 @@ export function renderCall() {
   ui.preview.hidden = !publishes();
   setLabel(ui.leaveButton, 'Leave', 'Leave');
   ui.endSessionButton.hidden = !inRoom || !isTherapist();
+  const door = state.door;
+  ui.lobbyGroup.hidden = !door.groupName;
+  ui.lobbyGroup.textContent = door.groupName || '';
+  ui.lobbyWelcome.hidden = !(state.status === 'waiting' && door.welcome);
+  ui.lobbyWelcomeText.textContent = door.welcome || '';
+  ui.lobbyWelcomeBy.textContent = door.therapistName ? `A welcome from ${door.therapistName}` : 'A welcome from your therapist';
+  ui.lobbyTherapist.hidden = state.status !== 'waiting';
   if (state.status === 'waiting') {
-    ui.lobbyHeading.textContent = "You're in the waiting room";
+    const who = door.therapistName || 'The therapist';
+    ui.lobbyHeading.textContent = door.groupName ? `You're in the waiting room for ${door.groupName}` : "You're in the waiting room";
+    // Whether anyone is here to let them in: never "shortly" to an empty room.
+    ui.lobbyTherapist.textContent = door.therapistHere
+      ? `${who} is here and will let you in shortly.`
+      : door.therapistName
+        ? `${who} has not arrived yet. You can wait here; you will be let in when they arrive.`
+        : 'No therapist has arrived yet. You can wait here; you will be let in when they arrive.';
     ui.lobbyText.textContent = publishes()
-      ? 'The therapist will let you in shortly. Meanwhile you can check how you look here; '
-        + 'no one else can see or hear you yet.'
-      : 'The therapist will let you in shortly. As an observer, others will not see or hear you.';
+      ? 'Meanwhile you can check how you look here; no one else can see or hear you yet.'
+      : 'As an observer, others will not see or hear you.';
   } else {
     ui.lobbyHeading.textContent = state.status === 'reconnecting' ? 'Reconnecting…' : 'Getting ready…';
     ui.lobbyText.textContent = publishes()
@@ -373,6 +402,7 @@ export function renderCall() {
 export function onPeopleClick(event) {
   const button = event.target.closest('button[data-action]');
   if (!button || !isTherapist()) return;
+  // A row of the people list, or a video tile whose "…" holds the same menu.
   const li = button.closest('li');
   const id = li && li.dataset.participantId;
   const p = id === state.participantId ? state.self : state.participants.get(id);
@@ -381,8 +411,10 @@ export function onPeopleClick(event) {
   // The menu stays open after an action, so the therapist sees it took ("Mute" becomes
   // "Allow unmute"); "…" again or Escape closes it.
   switch (action) {
-    case 'menu':
-      state.openMenu = state.openMenu === id ? null : id;
+    case 'menu': {
+      const where = button.classList.contains('tile-more') ? 'tile' : 'row';
+      state.openMenu = state.openMenu === id && state.menuOn === where ? null : id;
+      state.menuOn = where;
       renderRoster();
       if (state.openMenu) {
         const first = [...li.querySelectorAll('.person-actions button')].find((b) => !b.hidden);
@@ -391,6 +423,7 @@ export function onPeopleClick(event) {
         button.focus();
       }
       break;
+    }
     case 'lower-hand': send({ type: 'lowerHand', participantId: id }); break;
     case 'ask-mute': send({ type: 'mute', participantId: id, kind: 'audio', hard: false }); break;
     case 'hard-mute':

@@ -45,6 +45,7 @@ pub(super) fn context_with(waiting_room: bool, reconnect_grace: Duration) -> Arc
         webhook: None,
         cluster: std::sync::OnceLock::new(),
         bans: Default::default(),
+        doors: Default::default(),
         failures: Default::default(),
     })
 }
@@ -155,7 +156,7 @@ fn op() -> impl Strategy<Value = Op> {
 /// What someone who was never admitted on a connection may be sent on it.
 fn allowed_while_waiting(m: &ServerMessage) -> bool {
     // Who holds the keys is told to everyone who joined (a waiting client checks it before
-    // admission), and the agreement is the one thing shown at the door.
+    // admission), and the agreement and the waiting room's welcome are what the door shows.
     matches!(
         m,
         ServerMessage::Joined { .. }
@@ -163,6 +164,7 @@ fn allowed_while_waiting(m: &ServerMessage) -> bool {
             | ServerMessage::SessionEnded { .. }
             | ServerMessage::E2eeLeader { .. }
             | ServerMessage::Agreement { .. }
+            | ServerMessage::WaitingRoom { .. }
     )
 }
 
@@ -216,7 +218,8 @@ impl Model {
     fn join(&mut self, i: usize) -> Result<(), RoomError> {
         self.steps += 1;
         let (id, role) = person(i);
-        let grant = Grant { participant: id, room: self.room.id.clone(), role, name: format!("Name {i}"), expires_at: u64::MAX };
+        let grant =
+            Grant { participant: id, room: self.room.id.clone(), role, name: format!("Name {i}"), expires_at: u64::MAX, issued_at: 0 };
         let now = self.now;
         let (result, effects) = self.room.with(now, |r| r.join(grant));
         self.replay(effects);
@@ -317,7 +320,8 @@ impl Model {
                 | Effect::Milestone(_)
                 | Effect::AgendaTemplates { .. }
                 | Effect::Record(_)
-                | Effect::SessionEnded(_) => {}
+                | Effect::SessionEnded(_)
+                | Effect::RememberDoor(_) => {}
             }
         }
     }
@@ -363,7 +367,7 @@ impl Model {
                 self.client(&who, ClientMessage::LockRoom { locked: !state.locked });
                 self.client(&who, ClientMessage::SetWaitingRoom { enabled: !state.waiting_room });
                 self.client(&who, ClientMessage::Mute { participant_id: target.clone(), kind: MediaKind::Audio, hard: true });
-                self.client(&who, ClientMessage::EndSession { confirm: true });
+                self.client(&who, ClientMessage::EndSession { confirm: true, closing_message: None });
                 assert_eq!(self.admitted(), before, "{who}'s moderator actions changed who is in");
                 assert_eq!(self.room.state, state, "{who} changed the room's state");
                 assert_eq!(self.bans, bans, "{who} banned someone");
@@ -553,6 +557,10 @@ fn a_locked_room_keeps_newcomers_out_but_not_the_therapist_or_someone_already_in
     model.client(&therapist(), ClientMessage::LockRoom { locked: true });
     assert_eq!(model.join(2), Err(RoomError::Locked));
     assert!(!model.room.members.contains_key(&pid(2)), "a refused join changes nothing");
+    // The therapist hears of the late arrival; nobody else does.
+    let turned_away = |m: &ServerMessage| matches!(m, ServerMessage::TurnedAway { participant_id, .. } if *participant_id == pid(2));
+    assert!(model.sent(0).iter().any(turned_away), "the therapist is told who was turned away");
+    assert!(!model.sent(1).iter().any(turned_away), "another participant is not");
     // p1's page reloads: a reconnect, not a new join.
     model.apply(&Op::Disconnect(1));
     assert_eq!(model.join(1), Ok(()));
@@ -560,8 +568,14 @@ fn a_locked_room_keeps_newcomers_out_but_not_the_therapist_or_someone_already_in
     // Another therapist tab takes over the therapist's own seat.
     assert_eq!(model.join(0), Ok(()));
     // A participant's token for the therapist's id does not take the seat.
-    let grant =
-        Grant { participant: therapist(), room: model.room.id.clone(), role: Role::Participant, name: "x".into(), expires_at: u64::MAX };
+    let grant = Grant {
+        participant: therapist(),
+        room: model.room.id.clone(),
+        role: Role::Participant,
+        name: "x".into(),
+        expires_at: u64::MAX,
+        issued_at: 0,
+    };
     let now = model.now;
     let (result, effects) = model.room.with(now, |r| r.join(grant));
     assert_eq!(result, Err(RoomError::SeatTaken));
