@@ -129,8 +129,8 @@ async fn scenario(fx: &BrowserTest, therapist: &Client, ana: &Client, size: &str
         "const t = (s) => document.querySelector(s).textContent; \
          return t('#lobby-group') === 'Tuesday evening group' && t('#lobby-therapist') === 'Dr Lee is here and will let you in shortly.' \
            && t('#lobby-welcome-text') === arguments[0] && !document.querySelector('#lobby-welcome').hidden \
-           && !document.body.textContent.includes(arguments[1]);",
-        &[json!(WELCOME), json!(format!("Room {room}"))],
+           && !document.querySelector('#lobby-panel').innerText.includes(arguments[1]);",
+        &[json!(WELCOME), json!(room)],
     )
     .await?;
     save_screenshot(ana, &shot("ana-waiting")).await;

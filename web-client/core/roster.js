@@ -372,7 +372,7 @@ export function renderCall() {
   ui.lobbyTherapist.hidden = state.status !== 'waiting';
   if (state.status === 'waiting') {
     const who = door.therapistName || 'The therapist';
-    ui.lobbyHeading.textContent = door.groupName ? `You're in the waiting room for ${door.groupName}` : "You're in the waiting room";
+    ui.lobbyHeading.textContent = "You're in the waiting room";
     // Whether anyone is here to let them in: never "shortly" to an empty room.
     ui.lobbyTherapist.textContent = door.therapistHere
       ? `${who} is here and will let you in shortly.`

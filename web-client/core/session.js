@@ -256,7 +256,7 @@ function onWaitingRoom(message) {
     stopSession();
     setStatus('ended', 'Session ended.');
     const help = (state.clinic && state.clinic.supportResourcesText) || '';
-    showMessage('This session has ended', `The session this link was for is over${state.door.therapistName ? `; ${state.door.therapistName} ended it` : ''}. Thank you for coming.`, {
+    showMessage('This session has ended', `The session this link was for${state.door.therapistName ? `, with ${state.door.therapistName},` : ''} is over. Thank you for coming.`, {
       hint: 'If you expected a session now, please contact your therapist or clinic for a new link.',
       help,
       action: { label: 'Check again', run: () => startSession() },

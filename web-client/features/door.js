@@ -47,6 +47,7 @@ function openInvite() {
   inviteCopy.hidden = true;
   inviteLink.value = '';
   inviteStatus.textContent = '';
+  inviteCreate.textContent = 'Create link';
   openDialog(inviteDialog, inviteName);
 }
 
@@ -73,6 +74,7 @@ async function createInvite() {
     inviteStatus.textContent = name
       ? `A link for ${name} is ready. It works until ${new Date(answer.expiresAt * 1000).toLocaleString()}.`
       : `A link is ready; they will type their name when they open it. It works until ${new Date(answer.expiresAt * 1000).toLocaleString()}.`;
+    inviteCreate.textContent = 'Create another link';
     inviteLink.focus();
     inviteLink.select();
   } catch (err) {
