@@ -70,7 +70,6 @@ impl Room {
         for t in cx!(self).therapists() {
             self.send_to(&t, msg.clone());
         }
-        self.audit(&grant.participant, "turned_away_locked", None);
     }
 
     /// A therapist ended the session: links minted before now are for a session that is over.
