@@ -1,7 +1,8 @@
 // The door, as a therapist runs it: "Invite someone…" mints a join link with the therapist's own
 // token (POST /api/rooms/{room}/invites), "Waiting room welcome…" sets the group's name and a
 // welcome (`setWelcome`), and late arrivals a locked room turned away (`turnedAway`) are shown
-// here, to therapists only, with a way to unlock. What the waiting room itself shows is the
+// here, to therapists only, with a way to unlock. In an encrypted room the leader's invite
+// links pin its key. What the waiting room itself shows is the
 // core's (session.js and roster.js read `waitingRoom`). Owns the two dialogs and the list.
 
 import { announce } from '../lib/announce.js';
@@ -13,6 +14,7 @@ import { send } from '../core/connection.js';
 import { log } from '../core/log.js';
 import { exposeProbe } from '../core/probe.js';
 import { isTherapist, state } from '../core/state.js';
+import { e2ee, isLeader } from '../e2ee/keys.js';
 
 const inviteDialog = byId('invite-dialog');
 const inviteName = byId('invite-name');
@@ -68,7 +70,10 @@ async function createInvite() {
       inviteStatus.textContent = answer.message ? `The link could not be made: ${answer.message}.` : 'The link could not be made. Please try again.';
       return;
     }
-    inviteLink.value = `${location.origin}${answer.invitePath}`;
+    // In an encrypted room the leader's link pins its key: the invited browser checks it and
+    // refuses an unencrypted room (see e2ee/keys.js).
+    const pin = state.room.e2ee !== 'off' && isLeader() && e2ee.leader ? `&e2ee=1&leader=${e2ee.leader.fingerprint}` : '';
+    inviteLink.value = `${location.origin}${answer.invitePath}${pin}`;
     inviteResult.hidden = false;
     inviteCopy.hidden = false;
     inviteStatus.textContent = name
