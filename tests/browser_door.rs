@@ -84,7 +84,8 @@ async fn scenario(fx: &BrowserTest, therapist: &Client, ana: &Client, size: &str
         therapist,
         "the welcome saved",
         "return window.hearth.door.groupName === 'Tuesday evening group' && !document.querySelector('#welcome-dialog').open \
-         && document.activeElement.id === 'welcome-button';",
+         && document.activeElement.id === 'welcome-button' \
+         && document.querySelector('#room-heading').innerText.trim() === 'Tuesday evening group';",
         &[],
     )
     .await?;
@@ -139,7 +140,14 @@ async fn scenario(fx: &BrowserTest, therapist: &Client, ana: &Client, size: &str
     fx.step("admitted; the therapist opens Ana's actions from her tile");
     wait_for(therapist, "Ana waiting", "return window.hearth.waiting.some((w) => w.name === 'Ana');", &[]).await?;
     js(therapist, "therapist", "const w = window.hearth.waiting.find((w) => w.name === 'Ana'); window.hearth.send({ type: 'admit', participantId: w.id }); return true;").await?;
-    wait_for(ana, "Ana admitted", "return window.hearth.state === 'joined' && window.hearth.admitted;", &[]).await?;
+    wait_for(
+        ana,
+        "Ana admitted, the group's name over the call",
+        "return window.hearth.state === 'joined' && window.hearth.admitted \
+           && document.querySelector('#room-heading').innerText.trim() === 'Tuesday evening group';",
+        &[],
+    )
+    .await?;
     let ana_id = js(ana, "ana", "return window.hearth.participantId;").await?;
     let ana_id = ana_id.as_str().unwrap_or_default().to_string();
     let tile = format!("#tiles .tile[data-participant-id=\"{ana_id}\"]");

@@ -126,7 +126,9 @@ export function renderRoster() {
     : waiting > 0 ? `Just you ${where === 'here' ? 'in the room' : where} so far.`
       : where === 'here' ? 'Just you so far. Others will appear here when they join.'
         : `Just you ${where} right now.`) + waitingNote;
-  ui.roomName.textContent = state.roomId;
+  // The group's name once the therapist has given it; the room's code until then.
+  ui.roomLabel.hidden = Boolean(state.door.groupName);
+  ui.roomName.textContent = state.door.groupName || state.roomId;
 
   ui.lockedChip.hidden = !state.room.locked;
   const spot = state.room.spotlight;

@@ -10,7 +10,7 @@ import { log } from './log.js';
 import { applyLocalMutes, ensureLocalMedia, stopLocalMedia } from './media.js';
 import { startPeer, teardownPeer } from './negotiation.js';
 import { renderCall, renderLocalTile, renderModNotice, renderRoster, renderWaiting } from './roster.js';
-import { ROLE_LABEL, isTherapist, nameOf, publishes, state } from './state.js';
+import { IN_CALL, ROLE_LABEL, isTherapist, nameOf, publishes, state } from './state.js';
 import { clearRemoteTiles, dropTileIfIdle, onActiveSpeaker, removeTile, tiles } from './tiles.js';
 import { clearAlert, setStatus, showMessage, ui } from './view.js';
 
@@ -248,7 +248,10 @@ function onWaitingRoom(message) {
     welcome: message.welcome || null,
     sessionEnded: Boolean(message.sessionEnded),
   };
-  if (state.status !== 'waiting') return;
+  if (state.status !== 'waiting') {
+    if (IN_CALL.has(state.status)) renderRoster(); // the heading names the group
+    return;
+  }
   if (state.door.sessionEnded) {
     log('the session of this link has ended');
     send({ type: 'leave' });

@@ -60,6 +60,7 @@ export const ui = {
   roomPanel: $('room-panel'),
   roomHeading: $('room-heading'),
   roomName: $('room-name'),
+  roomLabel: $('room-label'),
   peopleCount: $('people-count'),
   lockedChip: $('locked-chip'),
   spotlightChip: $('spotlight-chip'),
