@@ -259,7 +259,11 @@ function renderPersonRow(li, p, therapist) {
   const tileMore = tile && tile.element.querySelector('.tile-more');
   const onTile = Boolean(tile) && state.menuOn === 'tile' && state.openMenu === p.id;
   const host = onTile ? tile.element.querySelector('.tile-menu') : li;
-  if (actions.parentElement !== host) host.append(actions, confirm);
+  if (actions.parentElement !== host) {
+    // Back in the row: right under its name, before anything features added (a trend chart).
+    if (onTile) host.append(actions, confirm);
+    else li.querySelector('.person-main').after(actions, confirm);
+  }
   more.hidden = !any;
   more.setAttribute('aria-expanded', String(open && !onTile));
   more.querySelector('.who-menu').textContent = `Actions for ${p.self ? 'you' : p.name}`;

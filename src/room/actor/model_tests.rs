@@ -917,3 +917,38 @@ fn the_agreement_holds_people_at_the_door_until_they_accept() {
     assert!(model.admitted().contains(&pid(1)), "accepted with the waiting room off: in");
     assert!(model.audits.contains(&"accept_agreement"));
 }
+
+#[test]
+fn the_door_says_a_links_session_ended_until_a_therapist_starts_the_next_and_ending_carries_the_closing_message() {
+    let mut model = Model::new(true);
+    let memory = crate::room::shared::DoorMemory {
+        group_name: Some("Tuesday group".into()),
+        welcome: None,
+        therapist_name: Some("Dr Lee".into()),
+        ended_at: Some(1_000),
+    };
+    model.room.door = super::door::Door::new(memory);
+    let door = |m: &ServerMessage| match m {
+        ServerMessage::WaitingRoom { group_name, therapist_name, therapist_here, session_ended, .. } => {
+            Some((group_name.clone(), therapist_name.clone(), *therapist_here, *session_ended))
+        }
+        _ => None,
+    };
+    // The model's links are minted at 0, before that end: the session they were for is over.
+    model.join(1).expect("p1 waits");
+    let said = model.sent(1).iter().filter_map(door).last();
+    assert_eq!(said, Some((Some("Tuesday group".into()), Some("Dr Lee".into()), false, true)));
+    model.join(0).expect("therapist");
+    assert_eq!(model.sent(1).iter().filter_map(door).last().map(|d| (d.2, d.3)), Some((true, false)), "a new session admits old links");
+    // A closing message outside the rules ends nothing.
+    model.client(&therapist(), ClientMessage::EndSession { confirm: true, closing_message: Some("x".repeat(601)) });
+    assert_eq!(model.last_error(0), Some(ErrorCode::InvalidField));
+    assert!(model.room.members.contains_key(&pid(1)));
+    model.client(&therapist(), ClientMessage::EndSession { confirm: true, closing_message: Some(" Thank you. ".into()) });
+    let (_, gone) = model.past.iter().rev().find(|(id, _)| *id == pid(1)).expect("p1's ended connection");
+    let ended = gone.sent.iter().find_map(|m| match m {
+        ServerMessage::SessionEnded { reason: EndReason::Ended, closing_message, .. } => Some(closing_message.clone()),
+        _ => None,
+    });
+    assert_eq!(ended, Some(Some("Thank you.".into())));
+}
