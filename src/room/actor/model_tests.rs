@@ -936,10 +936,14 @@ fn the_door_says_a_links_session_ended_until_a_therapist_starts_the_next_and_end
     };
     // The model's links are minted at 0, before that end: the session they were for is over.
     model.join(1).expect("p1 waits");
-    let said = model.sent(1).iter().filter_map(door).last();
+    let said = model.sent(1).iter().filter_map(door).next_back();
     assert_eq!(said, Some((Some("Tuesday group".into()), Some("Dr Lee".into()), false, true)));
     model.join(0).expect("therapist");
-    assert_eq!(model.sent(1).iter().filter_map(door).last().map(|d| (d.2, d.3)), Some((true, false)), "a new session admits old links");
+    assert_eq!(
+        model.sent(1).iter().filter_map(door).next_back().map(|d| (d.2, d.3)),
+        Some((true, false)),
+        "a new session admits old links"
+    );
     // A closing message outside the rules ends nothing.
     model.client(&therapist(), ClientMessage::EndSession { confirm: true, closing_message: Some("x".repeat(601)) });
     assert_eq!(model.last_error(0), Some(ErrorCode::InvalidField));
