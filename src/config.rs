@@ -141,6 +141,10 @@ pub struct RoomsConfig {
     pub reconnect_grace_ms: u64,
     /// Arrived this long after the session started: flagged late in the attendance.
     pub late_after_secs: u64,
+    /// Each participant's seconds of speech in the session go into their attendance record
+    /// (off: talk time is never stored).
+    #[serde(default)]
+    pub talk_time_in_attendance: bool,
     /// New rooms' end-to-end encryption policy (a therapist may change it before admitting anyone).
     #[serde(default)]
     pub e2ee: crate::vocab::E2eeMode,

@@ -667,6 +667,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         ballot_secret: ballot_secret(&config),
         ban_ttl: Duration::from_secs(config.cluster.state_ttl_secs.max(60)),
         late_after: Duration::from_secs(config.rooms.late_after_secs),
+        talk_time_in_attendance: config.rooms.talk_time_in_attendance,
         support_resources: config.support.resources_text.clone(),
     };
     let w = &config.webhook;

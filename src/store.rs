@@ -107,6 +107,14 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (therapist, name)
     );",
     records::MIGRATION,
+    // Accountability partner groups per room (participant ids, sealed, bound to the room).
+    "CREATE TABLE partner_groups (
+        room TEXT PRIMARY KEY,
+        groups TEXT NOT NULL,
+        updated_ms INTEGER NOT NULL
+    );",
+    // Seconds of speech per person and session, when `rooms.talk_time_in_attendance` is on.
+    "ALTER TABLE attendance ADD COLUMN talk_seconds INTEGER;",
 ];
 
 #[derive(Clone)]
@@ -508,6 +516,38 @@ impl Store {
         .await
     }
 
+    /// Keeps `groups` as `room`'s accountability partner groups (replacing the last); `[]`
+    /// forgets them. Sealed, bound to the room: the file alone shows nobody's pairing.
+    pub async fn save_partners(&self, room: &str, groups: &[Vec<ParticipantId>]) -> Result<(), StoreError> {
+        let room = room.to_string();
+        if groups.is_empty() {
+            return self.with(move |c| c.execute("DELETE FROM partner_groups WHERE room = ?1", params![room]).map(|_| ())).await;
+        }
+        let json = serde_json::to_string(groups).map_err(|e| StoreError::Task(e.to_string()))?;
+        let sealed = self.seal(&format!("partners:{room}"), &json);
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO partner_groups (room, groups, updated_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(room) DO UPDATE SET groups = excluded.groups, updated_ms = excluded.updated_ms",
+                params![room, sealed, now_ms()],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    /// `room`'s saved partner groups (`[]`: none, or unreadable).
+    pub async fn partners(&self, room: &str) -> Result<Vec<Vec<ParticipantId>>, StoreError> {
+        let texts = self.texts.clone();
+        let room = room.to_string();
+        self.with(move |c| {
+            let stored: Option<String> =
+                c.query_row("SELECT groups FROM partner_groups WHERE room = ?1", params![room], |r| r.get(0)).optional()?;
+            Ok(stored.and_then(|s| serde_json::from_str(&Self::unseal(&texts, &format!("partners:{room}"), s)).ok()).unwrap_or_default())
+        })
+        .await
+    }
+
     /// Records a celebrated milestone of `room` (the celebration's message is not kept).
     pub async fn record_milestone(&self, room: &str, entry: &MilestoneEntry) -> Result<(), StoreError> {
         let room = room.to_string();
@@ -628,6 +668,25 @@ mod tests {
         }
         let disk = String::from_utf8_lossy(&disk);
         assert!(!disk.contains("Kumquat") && !disk.contains("Tuesday IOP"), "agenda texts on disk in the clear");
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[tokio::test]
+    async fn partner_groups_are_per_room_sealed_and_forgotten_on_an_empty_save() {
+        let path = std::env::temp_dir().join(format!("hearth-store-partners-{}-{:08x}.db", std::process::id(), rand::random::<u32>()));
+        let s = Store::open(&path).unwrap().with_text_key(TextKey::derive("a-test-secret-that-is-long-enough-1234"));
+        let id = |v: &str| ParticipantId::from_trusted(v);
+        let groups = vec![vec![id("p-wombat"), id("p-quokka")]];
+        s.save_partners("g1", &groups).await.unwrap();
+        assert_eq!(s.partners("g1").await.unwrap(), groups);
+        assert!(s.partners("g2").await.unwrap().is_empty());
+        let mut disk = Vec::new();
+        for suffix in ["", "-wal"] {
+            disk.extend(std::fs::read(format!("{}{suffix}", path.display())).unwrap_or_default());
+        }
+        assert!(!String::from_utf8_lossy(&disk).contains("wombat"), "a pairing on disk in the clear");
+        s.save_partners("g1", &[]).await.unwrap();
+        assert!(s.partners("g1").await.unwrap().is_empty());
         let _ = std::fs::remove_file(&path);
     }
 

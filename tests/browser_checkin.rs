@@ -23,10 +23,11 @@ const ROOM: &str = "browser-checkin";
 const TEST_DEADLINE: Duration = Duration::from_secs(90);
 const WAIT: Duration = Duration::from_secs(20);
 
-/// Sam's answer is in the therapist's live list, only there.
+/// Sam's answer is in the therapist's live list, only there, with the check-in of Sam's last
+/// session the server sent with it.
 const ANSWER_SHOWN_JS: &str = r#"
 const li = document.querySelector('#checkin-answers li[data-participant-id="p-sam"]');
-return Boolean(li && /^Sam: 6/.test(li.textContent));
+return Boolean(li && li.textContent === 'Sam: 6, last time 4');
 "#;
 
 /// Sam's row in the people list carries a trend chart of three points: two circles (check-ins)

@@ -532,3 +532,130 @@ async fn a_burst_of_new_rooms_spreads_over_the_nodes() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// A room drained to another node keeps its go-around round (speaker, skips, the turn's clock)
+/// and stays one session: the new node's attendance export has everyone, those who left before
+/// the move included, each with one interval and the move counted as a reconnect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_room_keeps_its_round_and_one_sessions_attendance() {
+    use hearth::client::SignalClient;
+    use hearth::signal::protocol::{RoundOrder, PROTOCOL_VERSION};
+    const KEY: &str = "an-api-key-of-at-least-24-characters";
+    let redis = Redis::start();
+    let node = |id: &str| {
+        let mut cfg = common::test_config();
+        cfg.auth.api_key = KEY.into();
+        cfg.rooms.waiting_room = false;
+        cfg.rooms.reconnect_grace_ms = 5_000;
+        cfg.cluster.redis_url = redis.url();
+        cfg.cluster.node_id = id.into();
+        cfg.cluster.heartbeat_ms = 250;
+        // Generous: a busy machine must not make the other node look dead during the drain.
+        cfg.cluster.node_ttl_ms = 5000;
+        cfg.cluster.drain_grace_ms = 200;
+        common::start_with(cfg)
+    };
+    let a = node("records-a").await;
+    let b = node("records-b").await;
+    let room = "moving-records";
+    let token = |role, id: &str| tokens().mint(&RoomId::new(room).unwrap(), role, id, Some(id), Duration::from_secs(600)).unwrap().0;
+    /// Joins at `ws` (following redirects to the room's owner) and waits until admitted.
+    async fn enter(ws: &str, room: &str, token: String) -> (SignalClient, ServerMessage) {
+        let deadline = Instant::now() + WAIT;
+        let mut ws = ws.to_string();
+        loop {
+            let mut c = SignalClient::connect(&ws).await.unwrap();
+            let join =
+                ClientMessage::Join { protocol_version: PROTOCOL_VERSION, room_id: RoomId::new(room).unwrap(), token: token.clone() };
+            c.send(&join).await.unwrap();
+            let m = c
+                .recv_until("admitted", WAIT, |m| {
+                    matches!(m, ServerMessage::Admitted { .. } | ServerMessage::Redirect { .. } | ServerMessage::Error { .. })
+                })
+                .await
+                .expect("an answer to join");
+            match m {
+                ServerMessage::Admitted { .. } => return (c, m),
+                ServerMessage::Redirect { url, .. } => ws = url,
+                other => assert!(Instant::now() < deadline, "never admitted at {ws}: {other:?}"),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let people = [(Role::Therapist, "t-1"), (Role::Participant, "p-1"), (Role::Participant, "p-2"), (Role::Participant, "p-3")];
+    let mut clients = Vec::new();
+    let mut session = None;
+    for (role, id) in people {
+        let (c, m) = enter(&common::ws_url(&a), room, token(role, id)).await;
+        if let ServerMessage::Admitted { session_id, .. } = m {
+            session = session.or(session_id);
+        }
+        clients.push(c);
+    }
+    let session = session.expect("a session runs");
+    clients[0].send(&ClientMessage::StartRound { order: RoundOrder::Roster, seconds_per_turn: Some(120), allow_pass: true }).await.unwrap();
+    clients[1]
+        .recv_until("p-1's turn", WAIT, |m| matches!(m, ServerMessage::RoundUpdated { round: Some(r) } if r.current == Some(pid("p-1"))))
+        .await
+        .unwrap();
+    clients[1].send(&ClientMessage::PassTurn).await.unwrap();
+    let mut p3 = clients.pop().expect("p-3");
+    p3.send(&ClientMessage::Leave).await.unwrap();
+    let before = clients[0]
+        .recv_until("p-3 skipped", WAIT, |m| {
+            matches!(m, ServerMessage::RoundUpdated { round: Some(r) } if r.current == Some(pid("p-2")) && r.skipped == vec![pid("p-3")])
+        })
+        .await
+        .unwrap();
+    let ServerMessage::RoundUpdated { round: Some(before) } = before else { unreachable!() };
+
+    // Drain: everyone is sent to the other node (or, if it could not be handed over at once,
+    // told goodbye) and comes back with the same token through it.
+    let auth = format!("Bearer {KEY}");
+    let (status, body) = common::http(a.addr(), "POST", "/api/admin/drain", &[("Authorization", &auth)], "").await;
+    assert_eq!(status, 202, "{body}");
+    let mut back = Vec::new();
+    for (c, (role, id)) in clients.iter_mut().zip(people) {
+        let told = c.recv_until("told to move", WAIT, |m| matches!(m, ServerMessage::Redirect { .. } | ServerMessage::Goodbye { .. }));
+        let url = match told.await.expect("told to move") {
+            ServerMessage::Redirect { url, .. } => url,
+            _ => common::ws_url(&b),
+        };
+        back.push(enter(&url, room, token(role, id)).await.0);
+    }
+    let after = back[0].recv_until("round", WAIT, |m| matches!(m, ServerMessage::RoundUpdated { round: Some(_) })).await.unwrap();
+    let ServerMessage::RoundUpdated { round: Some(after) } = after else { unreachable!() };
+    assert_eq!(
+        (&after.order, &after.current, &after.passed, &after.skipped),
+        (&before.order, &before.current, &before.passed, &before.skipped)
+    );
+    assert_eq!(after.turn_ends_at_ms, before.turn_ends_at_ms, "the same turn, on the same clock");
+    assert!(after.seconds_left.is_some_and(|s| s <= before.seconds_left.unwrap_or(0) && s > 60), "{after:?}");
+
+    // One session, read whole on the node that ended it.
+    back[0].send(&ClientMessage::EndSession { confirm: true, closing_message: None }).await.unwrap();
+    back[1].recv_until("ended", WAIT, |m| matches!(m, ServerMessage::SessionEnded { .. })).await.unwrap();
+    let path = format!("/api/rooms/{room}/sessions/{session}/attendance");
+    let deadline = Instant::now() + WAIT;
+    let attendance = loop {
+        let (status, body) = common::http(b.addr(), "GET", &path, &[("Authorization", &auth)], "").await;
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        if status == 200 && v["session"]["endReason"] == "ended" && v["attendance"].as_array().is_some_and(|a| a.len() == 4) {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "{status} {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let (_, list) = common::http(b.addr(), "GET", &format!("/api/rooms/{room}/sessions"), &[("Authorization", &auth)], "").await;
+    let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(list.as_array().map(|l| l.len()), Some(1), "one session: {list}");
+    for p in attendance["attendance"].as_array().unwrap() {
+        let id = p["participantId"].as_str().unwrap();
+        let spaces: Vec<_> = p["intervals"].as_array().unwrap().iter().map(|i| i["space"].as_str().unwrap()).collect();
+        assert_eq!(spaces, ["main"], "{id}: one interval across the move: {p}");
+        let (reconnects, outcome) = if id == "p-3" { (0, "left") } else { (1, "ended") };
+        assert_eq!((p["reconnects"].as_u64(), p["outcome"].as_str()), (Some(reconnects), Some(outcome)), "{p}");
+    }
+    b.shutdown().await;
+    a.shutdown().await;
+}

@@ -1,6 +1,7 @@
 //! Running a group through the real server: the speaking queue (one order on every screen),
-//! go-around rounds on the server's clock, and ground rules at the door, enforced against a
-//! raw websocket client that never accepts them.
+//! go-around rounds on the server's clock, ground rules at the door, enforced against a raw
+//! websocket client that never accepts them, and accountability partners that outlive the
+//! session and are shown to nobody but their members and the therapists.
 
 mod common;
 
@@ -339,5 +340,136 @@ async fn the_agenda_is_the_same_for_late_joiners_and_templates_are_kept_per_ther
     again.send(&ClientMessage::GetAgendaTemplates).await.unwrap();
     let mine = again.recv_until("templates", WAIT, |m| matches!(m, ServerMessage::AgendaTemplates { .. })).await.unwrap();
     assert!(matches!(mine, ServerMessage::AgendaTemplates { templates } if templates.len() == 1));
+    server.shutdown().await;
+}
+
+/// Waits (bounded) for a frame matching `pred`, keeping every frame received on the way.
+async fn record_until(c: &mut SignalClient, seen: &mut Vec<ServerMessage>, what: &str, pred: impl Fn(&ServerMessage) -> bool) {
+    c.recv_until(what, WAIT, |m| {
+        seen.push(m.clone());
+        pred(m)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{what}: {e}"));
+}
+
+/// Everything the server queued for `c` so far (a ping's answer comes after it), kept.
+async fn record_all(c: &mut SignalClient, seen: &mut Vec<ServerMessage>) {
+    c.send(&ClientMessage::Ping { nonce: Some(77) }).await.unwrap();
+    record_until(c, seen, "pong", |m| matches!(m, ServerMessage::Pong { nonce: Some(77) })).await;
+}
+
+fn ids(v: &[&str]) -> Vec<ParticipantId> {
+    v.iter().map(|s| pid(s)).collect()
+}
+
+#[tokio::test]
+async fn partner_groups_outlive_the_session_open_breakouts_in_one_action_and_stay_private() {
+    use hearth::signal::protocol::AbsentPartners;
+    let server = common::start_open_server().await;
+    let room = "partners";
+    let mut t = join_admitted(&server, room, Role::Therapist, "T", "t-1").await;
+    let mut people = Vec::new();
+    for id in ["p-a", "p-b", "p-c", "p-d", "p-e"] {
+        people.push((id, join_admitted(&server, room, Role::Participant, id, id).await, Vec::new()));
+    }
+    let groups = vec![ids(&["p-a", "p-b"]), ids(&["p-c", "p-d"])];
+
+    // Participants cannot; bad groups are refused; nothing changes either way.
+    let (_, a, seen_a) = &mut people[0];
+    a.send(&ClientMessage::SavePartners { groups: groups.clone() }).await.unwrap();
+    assert!(expect_error(a, ErrorCode::Forbidden).await.contains("savePartners"));
+    a.send(&ClientMessage::OpenPartnerBreakouts { absent: AbsentPartners::JoinAnother, duration_secs: None, allow_return: false })
+        .await
+        .unwrap();
+    expect_error(a, ErrorCode::Forbidden).await;
+    record_all(a, seen_a).await;
+    t.send(&ClientMessage::OpenPartnerBreakouts { absent: AbsentPartners::JoinAnother, duration_secs: None, allow_return: false })
+        .await
+        .unwrap();
+    assert!(expect_error(&mut t, ErrorCode::InvalidPartners).await.contains("save partner groups first"));
+    for bad in [vec![ids(&["p-a"])], vec![ids(&["p-a", "t-1"])], vec![ids(&["p-a", "p-b"]), ids(&["p-b", "p-c"])]] {
+        t.send(&ClientMessage::SavePartners { groups: bad }).await.unwrap();
+        expect_error(&mut t, ErrorCode::InvalidPartners).await;
+    }
+
+    // Saved: the therapist gets the groups; each member learns their own partners only.
+    t.send(&ClientMessage::SavePartners { groups: groups.clone() }).await.unwrap();
+    t.recv_until("partners", WAIT, |m| matches!(m, ServerMessage::Partners { groups: g } if *g == groups)).await.unwrap();
+    for (id, c, seen) in people.iter_mut().take(4) {
+        let mine = groups.iter().find(|g| g.contains(&pid(id))).unwrap().iter().filter(|p| p.as_str() != *id).cloned().collect::<Vec<_>>();
+        record_until(c, seen, "yourPartners", |m| matches!(m, ServerMessage::YourPartners { partner_ids } if *partner_ids == mine)).await;
+    }
+    t.send(&ClientMessage::EndSession { confirm: true, closing_message: None }).await.unwrap();
+    for (_, c, seen) in people.iter_mut() {
+        record_until(c, seen, "session ended", |m| matches!(m, ServerMessage::SessionEnded { .. })).await;
+    }
+
+    // Next session, p-b absent: the groups come back from the store; one action opens exactly
+    // them, and p-a, whose partner is absent, joins the other group.
+    let mut t = join(&server, room, Role::Therapist, "T", "t-1").await;
+    t.recv_until("saved partners", WAIT, |m| matches!(m, ServerMessage::Partners { groups: g } if *g == groups)).await.unwrap();
+    let mut now = Vec::new();
+    for id in ["p-a", "p-c", "p-d", "p-e"] {
+        let c = join_admitted(&server, room, Role::Participant, id, id).await;
+        let seen = std::mem::take(&mut people.iter_mut().find(|p| p.0 == id).unwrap().2);
+        now.push((id, c, seen));
+    }
+    let (_, a, seen_a) = &mut now[0];
+    record_until(
+        a,
+        seen_a,
+        "partners again",
+        |m| matches!(m, ServerMessage::YourPartners { partner_ids } if *partner_ids == ids(&["p-b"])),
+    )
+    .await;
+    t.send(&ClientMessage::OpenPartnerBreakouts { absent: AbsentPartners::JoinAnother, duration_secs: Some(600), allow_return: false })
+        .await
+        .unwrap();
+    let plan =
+        match t.recv_until("plan", WAIT, |m| matches!(m, ServerMessage::BreakoutsUpdated { breakouts } if breakouts.open)).await.unwrap() {
+            ServerMessage::BreakoutsUpdated { breakouts } => breakouts,
+            _ => unreachable!(),
+        };
+    assert_eq!(plan.rooms.len(), 1, "{plan:?}");
+    let mut members = plan.rooms[0].members.clone();
+    members.sort();
+    assert_eq!(members, ids(&["p-a", "p-c", "p-d"]));
+    for (id, c, seen) in now.iter_mut() {
+        if *id == "p-e" {
+            // Unpaired: stays in the main room, where the roster empties.
+            record_until(c, seen, "main roster", |m| matches!(m, ServerMessage::SpaceRoster { participants } if participants.len() == 2))
+                .await;
+        } else {
+            record_until(c, seen, "into the partner breakout", |m| {
+                matches!(m, ServerMessage::SpaceChanged { breakout: Some(b), participants, .. } if b.name == "Partners 1" && participants.len() == 3)
+            })
+            .await;
+        }
+    }
+    t.send(&ClientMessage::OpenPartnerBreakouts { absent: AbsentPartners::StayInMain, duration_secs: None, allow_return: false })
+        .await
+        .unwrap();
+    assert!(expect_error(&mut t, ErrorCode::InvalidPartners).await.contains("close the open breakouts first"));
+
+    // Over every frame each participant received in both sessions: no one saw the groups, and
+    // each was told only their own partners.
+    for (id, c, seen) in now.iter_mut() {
+        record_all(c, seen).await;
+        let mine =
+            groups.iter().find(|g| g.contains(&pid(id))).map(|g| g.iter().filter(|p| p.as_str() != *id).cloned().collect::<Vec<_>>());
+        let told: Vec<_> = seen
+            .iter()
+            .filter_map(|m| match m {
+                ServerMessage::Partners { .. } => panic!("{id} was sent the partner groups: {m:?}"),
+                ServerMessage::YourPartners { partner_ids } => Some(partner_ids.clone()),
+                _ => None,
+            })
+            .collect();
+        match mine {
+            Some(mine) => assert!(!told.is_empty() && told.iter().all(|t| *t == mine), "{id} was told {told:?}"),
+            None => assert!(told.is_empty(), "{id} has no partners and was told {told:?}"),
+        }
+    }
     server.shutdown().await;
 }

@@ -1,6 +1,7 @@
-//! Sessions on record through the real server: attendance (JSON and CSV, across a restart),
-//! support requests that cannot get lost, check-in privacy and trends, the session-end webhook
-//! (a local receiver), and retention.
+//! Sessions on record through the real server: attendance (JSON and CSV, across a restart, with
+//! talk time when the clinic keeps it), support requests that cannot get lost, check-in privacy,
+//! last session's check-in with the live value, and trends, the session-end webhook (a local
+//! receiver), and retention.
 
 mod common;
 
@@ -452,7 +453,11 @@ async fn check_in_values_reach_therapists_only_and_trends_span_sessions() {
     let (mut p1, _) = enter(&server, ROOM, Role::Participant, "p-1").await;
     let round = start_round(&mut t, CheckInPhase::CheckIn, false).await;
     p1.send(&ClientMessage::AnswerCheckIn { check_in_id: round.check_in_id.clone(), value: Some(5) }).await.unwrap();
-    t.recv_until("value", WAIT, |m| matches!(m, ServerMessage::CheckInValue { .. })).await.unwrap();
+    // With the live value, the server sends last session's check-in (read from the store, so
+    // it may follow the first `checkInValue`); nobody else gets either.
+    t.recv_until("value with last time", WAIT, |m| matches!(m, ServerMessage::CheckInValue { value: Some(5), previous: Some(3), .. }))
+        .await
+        .unwrap();
     t.send(&ClientMessage::CloseCheckIn { check_in_id: round.check_in_id.clone(), share: false }).await.unwrap();
     until_closed(&mut t).await;
     let round = start_round(&mut t, CheckInPhase::CheckOut, true).await;
@@ -684,5 +689,52 @@ async fn therapists_in_the_main_room_see_a_member_drop_in_a_breakout() {
     let (mut p, _) = connect(&server, ROOM, p_token).await;
     admitted(&mut p).await;
     t.recv_until("p-1 back", WAIT, |m| in_breakout(m, false)).await.unwrap();
+    server.shutdown().await;
+}
+
+/// With `rooms.talk_time_in_attendance` on, each participant's seconds of speech (the talk-time
+/// balance, from the audio levels two webrtc peers send) are in their attendance record, JSON
+/// and CSV; the therapist's record has none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn talk_time_goes_into_the_attendance_when_the_clinic_keeps_it() {
+    use hearth::client::{MediaClient, MediaOptions};
+    const ROOM: &str = "talk-record";
+    let mut config = common::test_config();
+    config.rooms.waiting_room = false;
+    config.rooms.talk_time_in_attendance = true;
+    config.auth.api_key = API_KEY.into();
+    let server = common::start_with(config).await;
+    let (mut t, session) = enter(&server, ROOM, Role::Therapist, "t-1").await;
+    let url = common::ws_url(&server);
+    let mut peers = Vec::new();
+    for (id, level) in [("p-loud", 20), ("p-still", 127)] {
+        let mut o = MediaOptions::light(&url, ROOM, id).with_token(common::token_for(&server, ROOM, Role::Participant, id, id));
+        o.publish_video = false;
+        o.audio_level = Some(level);
+        peers.push(MediaClient::join(o).await.expect("joins"));
+    }
+    t.recv_until("two seconds of speech", WAIT, |m| {
+        matches!(m, ServerMessage::TalkTime { people } if people.iter().any(|p| p.participant_id.as_str() == "p-loud" && p.seconds >= 2))
+    })
+    .await
+    .unwrap();
+    for p in peers {
+        p.close().await;
+    }
+    t.send(&ClientMessage::EndSession { confirm: true, closing_message: None }).await.unwrap();
+    let path = format!("/api/rooms/{ROOM}/sessions/{session}/attendance");
+    let record = get_json_when(&server, &path, API_KEY, |v| v["session"]["endReason"] == "ended").await;
+    let talk = |id: &str| {
+        let people = record["attendance"].as_array().unwrap();
+        people.iter().find(|p| p["participantId"] == id).map(|p| p["talkSeconds"].clone()).unwrap_or_else(|| panic!("{id}: {record}"))
+    };
+    assert!(talk("p-loud").as_u64().is_some_and(|s| s >= 2), "{record}");
+    assert_eq!(talk("p-still"), json!(0), "{record}");
+    assert_eq!(talk("t-1"), Value::Null, "therapists are not counted: {record}");
+    let (status, csv) = get(&server, &format!("{path}?format=csv"), API_KEY).await;
+    assert_eq!(status, 200);
+    let mut lines = csv.lines();
+    assert!(lines.next().is_some_and(|h| h.ends_with(",outcome,talk_seconds")), "{csv}");
+    assert!(lines.any(|l| l.contains(",p-still,") && l.ends_with(",0")), "{csv}");
     server.shutdown().await;
 }

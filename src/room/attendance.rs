@@ -59,6 +59,9 @@ struct Person {
     dropped_at: Option<i64>,
     left_ms: Option<i64>,
     outcome: Option<Outcome>,
+    /// Seconds spoken this session, when the clinic keeps talk time in the records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    talk_seconds: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -158,8 +161,27 @@ impl Attendance {
         p.outcome = None;
         p.left_ms = None;
         p.dropped_at = None;
-        p.intervals.push(IntervalRecord { space, from_ms: now, to_ms: None });
+        match p.intervals.last_mut().filter(|i| i.to_ms.is_none()) {
+            // Still there by the session's records: the room moved to another relay node and
+            // they came back with it. One interval, and one reconnect.
+            Some(open) if open.space == space => p.reconnects += 1,
+            Some(open) => {
+                open.to_ms = Some(now);
+                p.reconnects += 1;
+                p.intervals.push(IntervalRecord { space, from_ms: now, to_ms: None });
+            }
+            None => p.intervals.push(IntervalRecord { space, from_ms: now, to_ms: None }),
+        }
         out.push(Record::Attendance(p.record(&run.id)));
+        out
+    }
+
+    /// The running session's records as they stand: what a relay node that takes the room over
+    /// writes to its own store, so the whole session can be read there.
+    pub fn records(&self, room: &RoomId) -> Vec<Record> {
+        let Some(run) = &self.running else { return Vec::new() };
+        let mut out = vec![Record::Session(run.record(room, None))];
+        out.extend(run.people.iter().map(|p| Record::Attendance(p.record(&run.id))));
         out
     }
 
@@ -169,6 +191,17 @@ impl Attendance {
             let open = p.intervals.last_mut().filter(|i| i.to_ms.is_none());
             match open {
                 Some(i) if i.space == space => return false,
+                // Placed at once where they belong (admitted, or back after a node move, into
+                // an open breakout): one interval there, not an empty one in the main room.
+                Some(i) if i.from_ms == now => {
+                    i.space = space;
+                    let n = p.intervals.len();
+                    if n >= 2 && p.intervals[n - 2].space == p.intervals[n - 1].space && p.intervals[n - 2].to_ms == Some(now) {
+                        p.intervals.pop();
+                        p.intervals[n - 2].to_ms = None;
+                    }
+                    return true;
+                }
                 Some(i) => i.to_ms = Some(now),
                 None => return false,
             }
@@ -194,6 +227,20 @@ impl Attendance {
             }
             false
         })
+    }
+
+    /// `id` has spoken `seconds` so far this session: it goes into their record with the next
+    /// write (the room calls this only when the clinic keeps talk time).
+    pub fn talked(&mut self, id: &ParticipantId, seconds: u32) {
+        if let Some(p) = self.running.as_mut().and_then(|r| r.people.iter_mut().find(|p| &p.id == id)) {
+            p.talk_seconds = Some(seconds);
+        }
+    }
+
+    /// The talk time of everyone still in the session, as last saved.
+    pub fn talk_so_far(&self) -> Vec<(ParticipantId, u32)> {
+        let Some(run) = &self.running else { return Vec::new() };
+        run.people.iter().filter(|p| p.outcome.is_none()).filter_map(|p| p.talk_seconds.map(|s| (p.id.clone(), s))).collect()
     }
 
     /// Someone left the room for good (`outcome` says how).
@@ -300,6 +347,7 @@ impl Person {
             dropped_at: None,
             left_ms: None,
             outcome: None,
+            talk_seconds: None,
         }
     }
 
@@ -316,6 +364,7 @@ impl Person {
             intervals: self.intervals.clone(),
             left_ms: self.left_ms,
             outcome: self.outcome.map(|o| o.as_str().to_string()),
+            talk_seconds: self.talk_seconds,
         }
     }
 }
@@ -383,6 +432,46 @@ mod tests {
         assert_eq!(a.session_id(), None);
         let next = a.admitted(&room, &p("t"), Role::Therapist, "main".into(), 200_000, late);
         assert!(matches!(&next[0], Record::Session(s) if s.id != session.id), "the next admission starts a new session");
+    }
+
+    #[test]
+    fn a_room_that_moves_nodes_keeps_one_interval_per_person_and_counts_the_reconnect() {
+        let room = RoomId::new("g").unwrap();
+        let mut a = Attendance::default();
+        a.admitted(&room, &p("t"), Role::Therapist, "main".into(), 0, 1_000);
+        a.admitted(&room, &p("a"), Role::Participant, "main".into(), 10, 1_000);
+        a.moved(&p("a"), "breakout:b1".into(), 20);
+        a.admitted(&room, &p("b"), Role::Participant, "main".into(), 30, 1_000);
+        a.left(&p("b"), Outcome::Left, 40);
+        // The snapshot reaches the next node; its store gets the whole session at once.
+        let json = serde_json::to_string(&a).unwrap();
+        let mut moved: Attendance = serde_json::from_str(&json).unwrap();
+        let written = moved.records(&room);
+        assert!(matches!(&written[0], Record::Session(s) if s.ended_ms.is_none()));
+        assert_eq!(written.len(), 4, "the session and everyone in it, the one who left before the move too");
+        // Everyone comes back: the therapist to main, `a` to main and at once into their breakout.
+        moved.admitted(&room, &p("t"), Role::Therapist, "main".into(), 100, 1_000);
+        moved.admitted(&room, &p("a"), Role::Participant, "main".into(), 100, 1_000);
+        moved.moved(&p("a"), "breakout:b1".into(), 100);
+        moved.left(&p("a"), Outcome::Left, 150);
+        moved.ending();
+        moved.left(&p("t"), Outcome::Ended, 160);
+        let (_, finished) = moved.end(&room, 160);
+        let people = finished.expect("one session").1;
+        let get = |id: &str| people.iter().find(|r| r.participant_id == id).cloned().expect(id);
+        let ra = get("a");
+        assert_eq!(
+            ra.intervals,
+            vec![
+                IntervalRecord { space: "main".into(), from_ms: 10, to_ms: Some(20) },
+                IntervalRecord { space: "breakout:b1".into(), from_ms: 20, to_ms: Some(150) },
+            ],
+            "back in main for no time at all is not an interval, and the breakout goes on"
+        );
+        assert_eq!(ra.reconnects, 1);
+        let rt = get("t");
+        assert_eq!((rt.intervals.len(), rt.reconnects, rt.outcome.as_deref()), (1, 1, Some("ended")));
+        assert_eq!(get("b").outcome.as_deref(), Some("left"));
     }
 
     #[test]

@@ -32,6 +32,10 @@ struct Round {
     answered: Vec<ParticipantId>,
     counts: Vec<u32>,
     passed: u32,
+    /// Named rounds: each person's check-in at their latest earlier session, read from the
+    /// store for the therapists' view. Not part of the room's saved state.
+    #[serde(skip)]
+    previous: BTreeMap<ParticipantId, u8>,
 }
 
 /// The session's check-ins (see the module comment).
@@ -49,7 +53,17 @@ pub struct Answered {
     pub info: CheckInInfo,
     /// Named rounds: the change since this session's check-in (check-out only).
     pub change: Option<i16>,
+    /// Named rounds: their check-in at their latest earlier session, when known yet.
+    pub previous: Option<u8>,
     pub histogram: CheckInHistogram,
+}
+
+/// A named answer given before the earlier check-ins were read, to send again with them.
+pub struct Resend {
+    pub participant: ParticipantId,
+    pub value: Option<u8>,
+    pub change: Option<i16>,
+    pub previous: Option<u8>,
 }
 
 impl CheckIns {
@@ -95,7 +109,14 @@ impl CheckIns {
             anonymous,
         };
         let steps = usize::from(max - min) + 1;
-        self.open = Some(Round { info: info.clone(), named: BTreeMap::new(), answered: Vec::new(), counts: vec![0; steps], passed: 0 });
+        self.open = Some(Round {
+            info: info.clone(),
+            named: BTreeMap::new(),
+            answered: Vec::new(),
+            counts: vec![0; steps],
+            passed: 0,
+            previous: BTreeMap::new(),
+        });
         Ok(info)
     }
 
@@ -136,9 +157,30 @@ impl CheckIns {
             (CheckInPhase::CheckOut, false, Some(v)) => self.checked_in.get(who).map(|before| i16::from(v) - i16::from(*before)),
             _ => None,
         };
+        let previous = round.previous.get(who).copied();
         let info = round.info.clone();
         let histogram = histogram(round);
-        Ok(Answered { info, change, histogram })
+        Ok(Answered { info, change, previous, histogram })
+    }
+
+    /// The earlier check-ins for the open named round `id` arrived: kept for the answers to
+    /// come, and the answers already given, to send again with them.
+    pub fn set_previous(&mut self, id: &CheckInId, values: BTreeMap<ParticipantId, u8>) -> Vec<Resend> {
+        let Some(round) = self.open.as_mut().filter(|r| &r.info.check_in_id == id && !r.info.anonymous) else { return Vec::new() };
+        round.previous = values;
+        let checkout = round.info.phase == CheckInPhase::CheckOut;
+        round
+            .named
+            .iter()
+            .filter_map(|(who, value)| {
+                let previous = round.previous.get(who).copied()?;
+                let change = match value {
+                    Some(v) if checkout => self.checked_in.get(who).map(|before| i16::from(*v) - i16::from(*before)),
+                    _ => None,
+                };
+                Some(Resend { participant: who.clone(), value: *value, change, previous: Some(previous) })
+            })
+            .collect()
     }
 
     /// Closes the open round with that id: its final counts, and its named values (to keep for
@@ -223,6 +265,20 @@ mod tests {
         let out = c.start(CheckInPhase::CheckOut, "Mood now?", None, None, None, None, false).unwrap();
         assert_eq!(c.answer(&p("a"), &out.check_in_id, Some(7)).unwrap().change, Some(3));
         assert_eq!(c.answer(&p("b"), &out.check_in_id, Some(7)).unwrap().change, None, "passed at check-in: no change");
+    }
+
+    #[test]
+    fn earlier_check_ins_come_with_answers_given_before_or_after_they_arrive() {
+        let mut c = CheckIns::default();
+        let info = c.start(CheckInPhase::CheckIn, "Mood?", None, None, None, None, false).unwrap();
+        c.answer(&p("a"), &info.check_in_id, Some(3)).unwrap();
+        c.answer(&p("c"), &info.check_in_id, Some(5)).unwrap();
+        let resend = c.set_previous(&info.check_in_id, BTreeMap::from([(p("a"), 6), (p("b"), 2)]));
+        assert_eq!(resend.iter().map(|r| (r.participant.as_str(), r.value, r.previous)).collect::<Vec<_>>(), vec![("a", Some(3), Some(6))]);
+        assert_eq!(c.answer(&p("b"), &info.check_in_id, None).unwrap().previous, Some(2), "a pass still shows last time");
+        assert!(c.set_previous(&CheckInId::random(), BTreeMap::new()).is_empty(), "another round's values are ignored");
+        let json = serde_json::to_string(&c).unwrap();
+        assert!(!json.contains("previous"), "earlier values stay out of the saved state: {json}");
     }
 
     #[test]

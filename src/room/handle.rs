@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::auth::Grant;
 use crate::sfu::{PeerHandle, PublishedTrack, TrackId};
 use crate::signal::protocol::{ClientMessage, EndReason, ServerMessage};
-use crate::vocab::ParticipantId;
+use crate::vocab::{CheckInId, ParticipantId};
 
 /// Where a room sends messages for one participant's socket.
 pub type Outbox = mpsc::Sender<ServerMessage>;
@@ -68,6 +68,18 @@ pub enum RoomInput {
     },
     /// A timer the room set for itself fired (the room task is the session's clock).
     Timer(Timer),
+    /// What the room's task read from the store for the room, when the room asked.
+    Loaded(Loaded),
+}
+
+/// A store read the room asked for, as the task hands it back.
+#[derive(Debug)]
+pub enum Loaded {
+    /// The room's saved accountability partner groups.
+    Partners(Vec<Vec<ParticipantId>>),
+    /// For the check-in now open: each person's value at their latest earlier session's
+    /// check-in.
+    PreviousCheckIns(CheckInId, Vec<(ParticipantId, u8)>),
 }
 
 impl From<RoomInput> for RoomCommand {

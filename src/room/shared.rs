@@ -39,6 +39,8 @@ pub struct RoomSettings {
     pub ban_ttl: Duration,
     /// A participant arriving this long after their session started is flagged late.
     pub late_after: Duration,
+    /// Whether each participant's talk time goes into their attendance record.
+    pub talk_time_in_attendance: bool,
     /// What someone who asks for support is shown at once (`support.resources_text`).
     pub support_resources: String,
 }

@@ -17,17 +17,17 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use rtc::media_stream::MediaStreamTrack;
-use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 use tracing::{debug, info_span, warn, Instrument};
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
-use webrtc::media_stream::track_remote::TrackRemote;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceCandidateInit, RTCPeerConnectionIceEvent,
     RTCPeerConnectionState, RTCSessionDescription, RTCStatsReportEntry, StatsSelector,
@@ -146,12 +146,11 @@ struct Handler {
     participant: ParticipantId,
     events: mpsc::UnboundedSender<PeerEvent>,
     commands: mpsc::UnboundedSender<PeerCommand>,
-    engine: Arc<SfuEngine>,
-    track_seq: std::sync::atomic::AtomicU32,
-    nonce: u32,
+    publishing: Publishing,
+    /// The connection this handler belongs to, set once it is built (the handler comes first).
+    pc: std::sync::OnceLock<Weak<dyn PeerConnection>>,
     /// DTLS is up: until then there are no SRTP keys and forwarded packets would be dropped.
     connected: Arc<AtomicBool>,
-    audio_level_id: Arc<ExtensionId>,
     publishes: bool,
     /// This connection's share of the shared media port, if there is one.
     route: Option<Arc<PeerRoute>>,
@@ -200,8 +199,86 @@ impl PeerConnectionEventHandler for Handler {
             RtpCodecKind::Video => MediaKind::Video,
             _ => return,
         };
-        let Some(&ssrc) = remote.ssrcs().await.first() else { return };
-        let Some(codec) = remote.codec(ssrc).await else { return };
+        let ssrc = remote.ssrcs().await.first().copied();
+        let codec = match ssrc {
+            Some(ssrc) => remote.codec(ssrc).await,
+            None => None,
+        };
+        if let (Some(ssrc), Some(codec)) = (ssrc, codec) {
+            return self.publishing.publish(remote, kind, ssrc, codec, Vec::new()).await;
+        }
+        // The track opened while a renegotiation was being applied: the crate re-creates each
+        // receiving track's codings (codec unset until the next packet) when it applies a
+        // description, and the track handed to us copied that unset codec. It never learns it
+        // later, so the codec comes from the first packet's payload type, on a task of its own
+        // (this handler runs inside the connection's driver, which delivers those packets).
+        debug!(participant = %self.participant, ?kind, "track opened without its codec; reading it from the first packet");
+        let publishing = self.publishing.clone();
+        let pc = self.pc.get().cloned();
+        tokio::spawn(
+            async move {
+                let Some(pc) = pc else { return };
+                match tokio::time::timeout(FIRST_PACKET_PATIENCE, first_packet_codec(&remote, &pc)).await {
+                    Ok(Some((ssrc, codec, prelude))) => publishing.publish(remote, kind, ssrc, codec, prelude).await,
+                    Ok(None) => warn!(?kind, "a published track ended before its codec was known"),
+                    Err(_) => warn!(?kind, "a published track sent nothing with a negotiated payload type"),
+                }
+            }
+            .instrument(info_span!("track", participant = %self.participant)),
+        );
+    }
+}
+
+/// How long a track whose codec is not yet known may take to send its first packet.
+const FIRST_PACKET_PATIENCE: Duration = Duration::from_secs(20);
+
+/// Reads `remote` until its first RTP packet and looks its payload type up in what was
+/// negotiated for the receiver carrying it. Returns the packet's SSRC, the codec, and every
+/// event taken on the way (the packet included) for the track's pump to handle first.
+async fn first_packet_codec(
+    remote: &Arc<dyn TrackRemote>,
+    pc: &Weak<dyn PeerConnection>,
+) -> Option<(u32, RTCRtpCodec, Vec<TrackRemoteEvent>)> {
+    let mut taken = Vec::new();
+    let (ssrc, payload_type) = loop {
+        let event = remote.poll().await?;
+        let first = match &event {
+            TrackRemoteEvent::OnRtpPacket(packet) => Some((packet.header.ssrc, packet.header.payload_type)),
+            TrackRemoteEvent::OnEnded => return None,
+            _ => None,
+        };
+        taken.push(event);
+        if let Some(first) = first {
+            break first;
+        }
+    };
+    let pc = pc.upgrade()?;
+    for transceiver in pc.get_transceivers().await {
+        let Ok(Some(receiver)) = transceiver.receiver().await else { continue };
+        if !std::ptr::addr_eq(Arc::as_ptr(receiver.track()), Arc::as_ptr(remote)) {
+            continue;
+        }
+        let parameters = receiver.get_parameters().await.ok()?;
+        let codec = parameters.rtp_parameters.codecs.into_iter().find(|c| c.payload_type == payload_type)?;
+        return Some((ssrc, codec.rtp_codec, taken));
+    }
+    None
+}
+
+/// What a new published track needs from its peer: shared with the task that learns a late
+/// track's codec, so it lives apart from the handler.
+#[derive(Clone)]
+struct Publishing {
+    participant: ParticipantId,
+    events: mpsc::UnboundedSender<PeerEvent>,
+    engine: Arc<SfuEngine>,
+    track_seq: Arc<AtomicU32>,
+    nonce: u32,
+    audio_level_id: Arc<ExtensionId>,
+}
+
+impl Publishing {
+    async fn publish(&self, remote: Arc<dyn TrackRemote>, kind: MediaKind, ssrc: u32, codec: RTCRtpCodec, prelude: Vec<TrackRemoteEvent>) {
         let client_track_id = remote.track_id().await.to_string();
         let client_stream_id = remote.stream_id().await.to_string();
         let n = self.track_seq.fetch_add(1, Ordering::Relaxed);
@@ -231,7 +308,7 @@ impl PeerConnectionEventHandler for Handler {
         let regulate = (kind == MediaKind::Video).then(|| tokio::spawn(track.clone().regulate_publisher()));
         tokio::spawn(
             async move {
-                pump.pump().await;
+                pump.pump(prelude).await;
                 if let Some(task) = regulate {
                     task.abort();
                 }
@@ -388,11 +465,16 @@ impl Dormant {
             participant: self.participant.clone(),
             events: self.events.clone(),
             commands: self.commands.clone(),
-            engine: engine.clone(),
-            track_seq: Default::default(),
-            nonce: rand::random(),
+            publishing: Publishing {
+                participant: self.participant.clone(),
+                events: self.events.clone(),
+                engine: engine.clone(),
+                track_seq: Arc::default(),
+                nonce: rand::random(),
+                audio_level_id: audio_level_id.clone(),
+            },
+            pc: std::sync::OnceLock::new(),
             connected: connected.clone(),
-            audio_level_id: audio_level_id.clone(),
             publishes: self.publishes,
         });
         let mut builder = PeerConnectionBuilder::new()
@@ -400,7 +482,7 @@ impl Dormant {
             .with_media_engine(media_engine)
             .with_setting_engine(engine.setting_engine())
             .with_interceptor_registry(registry)
-            .with_handler(handler as Arc<dyn PeerConnectionEventHandler>)
+            .with_handler(handler.clone() as Arc<dyn PeerConnectionEventHandler>)
             .with_udp_addrs(vec![engine.udp_addr()?])
             .with_tcp_addrs(engine.ice_tcp_addrs()?);
         if let Some(runtime) = runtime {
@@ -408,6 +490,7 @@ impl Dormant {
         }
         let pc = builder.build().await?;
         let pc: Arc<dyn PeerConnection> = Arc::new(pc);
+        let _ = handler.pc.set(Arc::downgrade(&pc));
         engine.stats.peers.fetch_add(1, Ordering::Relaxed);
         Ok(PeerTask {
             participant: self.participant.clone(),

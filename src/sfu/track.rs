@@ -135,6 +135,15 @@ pub fn publisher_bitrate(legs: impl IntoIterator<Item = Option<f64>>, simulcast:
 /// A simulcast layer silent this long is not switched to.
 const LAYER_IDLE_MS: u64 = 1000;
 
+/// What a track's pump remembers between packets.
+#[derive(Default)]
+struct PumpState {
+    /// Sequence numbers are per layer, so duplicates are too.
+    seen: [SeqWindow; MAX_LAYERS],
+    /// Simulcast: which layer each SSRC carries (from the rids the track announced).
+    layers: HashMap<u32, usize>,
+}
+
 /// What the fan-out carries: the simulcast layer (0 without simulcast) and the packet.
 pub type Fanned = (u8, rtp::Packet);
 
@@ -201,63 +210,77 @@ impl PublishedTrack {
     }
 
     /// Reads RTP from the publisher until the track ends. Runs as the track's own task.
-    pub(crate) async fn pump(self: Arc<Self>) {
-        // Sequence numbers are per layer, so duplicates are too.
-        let mut seen: [SeqWindow; MAX_LAYERS] = Default::default();
-        let mut layers: HashMap<u32, usize> = HashMap::new();
+    /// `prelude` holds events already taken from the track (by [`first_packet_codec`]) before
+    /// this task could start; they are handled first, in order.
+    pub(crate) async fn pump(self: Arc<Self>, prelude: Vec<TrackRemoteEvent>) {
+        let mut state = PumpState::default();
         let Some(remote) = self.remote.clone() else { return };
-        while let Some(event) = remote.poll().await {
-            match event {
-                TrackRemoteEvent::OnOpen(init) => {
-                    if let Some(rid) = init.rid.as_deref().filter(|r| !r.is_empty()) {
-                        self.simulcast.store(true, Ordering::Relaxed);
-                        let taken = |i: usize| self.layer_ssrc[i].load(Ordering::Relaxed) != 0;
-                        let index = layer_of_rid(rid).or_else(|| (0..MAX_LAYERS).find(|i| !taken(*i)));
-                        if let Some(index) = index {
-                            self.layer_ssrc[index].store(init.ssrc, Ordering::Relaxed);
-                            layers.insert(init.ssrc, index);
-                        }
-                    }
-                }
-                TrackRemoteEvent::OnRtpPacket(packet) => {
-                    self.stats.rtp_packets_in.fetch_add(1, Ordering::Relaxed);
-                    self.stats.rtp_bytes_in.fetch_add(packet.payload.len() as u64, Ordering::Relaxed);
-                    let layer = match layers.get(&packet.header.ssrc) {
-                        Some(&l) => l,
-                        None if !self.simulcast.load(Ordering::Relaxed) => 0,
-                        // A simulcast stream we have no rid for: nobody could be switched to it.
-                        None => continue,
-                    };
-                    if self.kind == MediaKind::Video {
-                        self.layer_last_ms[layer].store(self.born.elapsed().as_millis() as u64 + 1, Ordering::Relaxed);
-                        if let Some((_, height)) = vp8_keyframe_size(&packet.payload) {
-                            self.layer_height[layer].store(u32::from(height), Ordering::Relaxed);
-                        }
-                        if is_vp8_keyframe(&packet.payload) {
-                            self.last_keyframe_ms.store(self.born.elapsed().as_millis() as u64 + 1, Ordering::Relaxed);
-                        }
-                    }
-                    // A retransmission that arrives after the original would otherwise be
-                    // multiplied by every subscriber.
-                    if !seen[layer].first_time(packet.header.sequence_number) {
-                        self.stats.rtp_duplicates_dropped.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
-                    if self.kind == MediaKind::Audio {
-                        if let Some(level) = self.audio_level_id.get().and_then(|id| packet.header.get_extension(id)) {
-                            self.loudness.record(&level);
-                        }
-                    }
-                    let mut packet = packet;
-                    strip_for_fanout(&mut packet);
-                    if self.forwarding.load(Ordering::Relaxed) {
-                        // An error only means nobody subscribes right now.
-                        let _ = self.packets.send((layer as u8, packet));
-                    }
-                }
-                TrackRemoteEvent::OnEnded => break,
-                _ => {}
+        for event in prelude {
+            if !self.on_event(&mut state, event) {
+                return;
             }
+        }
+        while let Some(event) = remote.poll().await {
+            if !self.on_event(&mut state, event) {
+                return;
+            }
+        }
+    }
+
+    /// One event of the publisher's track; false once the track ended.
+    fn on_event(&self, state: &mut PumpState, event: TrackRemoteEvent) -> bool {
+        match event {
+            TrackRemoteEvent::OnOpen(init) => {
+                if let Some(rid) = init.rid.as_deref().filter(|r| !r.is_empty()) {
+                    self.simulcast.store(true, Ordering::Relaxed);
+                    let taken = |i: usize| self.layer_ssrc[i].load(Ordering::Relaxed) != 0;
+                    let index = layer_of_rid(rid).or_else(|| (0..MAX_LAYERS).find(|i| !taken(*i)));
+                    if let Some(index) = index {
+                        self.layer_ssrc[index].store(init.ssrc, Ordering::Relaxed);
+                        state.layers.insert(init.ssrc, index);
+                    }
+                }
+            }
+            TrackRemoteEvent::OnRtpPacket(packet) => self.on_packet(state, packet),
+            TrackRemoteEvent::OnEnded => return false,
+            _ => {}
+        }
+        true
+    }
+
+    fn on_packet(&self, state: &mut PumpState, mut packet: rtp::Packet) {
+        self.stats.rtp_packets_in.fetch_add(1, Ordering::Relaxed);
+        self.stats.rtp_bytes_in.fetch_add(packet.payload.len() as u64, Ordering::Relaxed);
+        let layer = match state.layers.get(&packet.header.ssrc) {
+            Some(&l) => l,
+            None if !self.simulcast.load(Ordering::Relaxed) => 0,
+            // A simulcast stream we have no rid for: nobody could be switched to it.
+            None => return,
+        };
+        if self.kind == MediaKind::Video {
+            self.layer_last_ms[layer].store(self.born.elapsed().as_millis() as u64 + 1, Ordering::Relaxed);
+            if let Some((_, height)) = vp8_keyframe_size(&packet.payload) {
+                self.layer_height[layer].store(u32::from(height), Ordering::Relaxed);
+            }
+            if is_vp8_keyframe(&packet.payload) {
+                self.last_keyframe_ms.store(self.born.elapsed().as_millis() as u64 + 1, Ordering::Relaxed);
+            }
+        }
+        // A retransmission that arrives after the original would otherwise be multiplied by
+        // every subscriber.
+        if !state.seen[layer].first_time(packet.header.sequence_number) {
+            self.stats.rtp_duplicates_dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if self.kind == MediaKind::Audio {
+            if let Some(level) = self.audio_level_id.get().and_then(|id| packet.header.get_extension(id)) {
+                self.loudness.record(&level);
+            }
+        }
+        strip_for_fanout(&mut packet);
+        if self.forwarding.load(Ordering::Relaxed) {
+            // An error only means nobody subscribes right now.
+            let _ = self.packets.send((layer as u8, packet));
         }
     }
 

@@ -523,6 +523,18 @@ pub enum RoundOrder {
     Queue,
 }
 
+/// Where partner breakouts put someone whose partners are all absent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum AbsentPartners {
+    /// Into the smallest other partner group that is open (or together with others in the same
+    /// situation when no group is).
+    #[default]
+    JoinAnother,
+    /// They stay in the main room.
+    StayInMain,
+}
+
 /// A go-around round as everyone in its space sees it. The server owns the order and the clock.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -994,6 +1006,22 @@ pub enum ClientMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         location: Option<String>,
     },
+    /// Therapist: the room's accountability partner groups (participant ids, 2 to 6 a group,
+    /// nobody twice), kept for later sessions; `[]` forgets them. Answered by `partners`.
+    SavePartners {
+        groups: Vec<Vec<ParticipantId>>,
+    },
+    /// Therapist: open breakouts with exactly the saved partner groups (the breakouts there
+    /// were, closed, are replaced). `absent` says where someone whose partners are all absent
+    /// goes.
+    OpenPartnerBreakouts {
+        #[serde(default)]
+        absent: AbsentPartners,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        duration_secs: Option<u32>,
+        #[serde(default)]
+        allow_return: bool,
+    },
     /// Keep-alive; answered by `pong`.
     Ping {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1256,6 +1284,9 @@ pub enum ServerMessage {
         value: Option<u8>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         change: Option<i16>,
+        /// Their check-in value at the latest earlier session of this room that has one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        previous: Option<u8>,
     },
     /// Therapists: the counts after every answer (for anonymous check-ins the only live view).
     CheckInCounts(CheckInHistogram),
@@ -1325,6 +1356,16 @@ pub enum ServerMessage {
     /// stored.
     TalkTime {
         people: Vec<TalkTimeEntry>,
+    },
+    /// Therapists only: the room's saved accountability partner groups, on admission and after
+    /// every change.
+    Partners {
+        groups: Vec<Vec<ParticipantId>>,
+    },
+    /// To one member only: the others in their partner group (`[]`: none), on admission and
+    /// when their group changes. Nobody is told anyone else's pairing.
+    YourPartners {
+        partner_ids: Vec<ParticipantId>,
     },
     /// Therapists only: who (waiting or in) has accepted the agreement and where they said they
     /// are, for everyone in the session but therapists; after every change.
@@ -1549,6 +1590,9 @@ pub enum ErrorCode {
     AgreementPending,
     /// `acceptAgreement` with a version that is no longer the room's (it changed; read it again).
     AgreementChanged,
+    /// Partner groups outside the limits (a group of 1 or over 6, someone twice, a therapist),
+    /// or partner breakouts with none saved, none to open, or breakouts already open.
+    InvalidPartners,
 }
 
 impl ErrorCode {

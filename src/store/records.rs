@@ -56,6 +56,10 @@ pub struct AttendanceRecord {
     pub left_ms: Option<i64>,
     /// `left`, `removed`, `declined`, `ended` or `dropped`; `null` while still there.
     pub outcome: Option<String>,
+    /// Seconds they spoke in the session (participants), only with
+    /// `rooms.talk_time_in_attendance` on; written when they leave and when the session ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub talk_seconds: Option<u32>,
 }
 
 /// One check-in or check-out value (named check-ins only; anonymous ones keep counts only).
@@ -317,6 +321,23 @@ impl Store {
         .await
     }
 
+    /// Each person's check-in value (`checkIn`, not passed) at the latest session of `room`
+    /// before `session` that has one: what therapists see beside a live answer.
+    pub async fn previous_check_ins(&self, room: &str, session: &str) -> Result<Vec<(String, u8)>, StoreError> {
+        let (room, session) = (room.to_string(), session.to_string());
+        self.with(move |c| {
+            // SQLite takes the bare `value` from the row that holds the `MAX`.
+            let mut stmt = c.prepare(
+                "SELECT participant, value, MAX(at_ms) FROM checkin_values
+                 WHERE room = ?1 AND session != ?2 AND phase = 'checkIn' AND value IS NOT NULL
+                 GROUP BY participant",
+            )?;
+            let rows = stmt.query_map(params![room, session], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect()
+        })
+        .await
+    }
+
     /// Every named check-in and check-out value of one session of `room`, in answer order.
     pub async fn session_check_ins(&self, room: &str, session: &str) -> Result<Vec<CheckInValueRecord>, StoreError> {
         let (room, session) = (room.to_string(), session.to_string());
@@ -405,11 +426,12 @@ fn write(c: &Connection, record: &Record) -> Result<(), rusqlite::Error> {
             let intervals = serde_json::to_string(&a.intervals).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
             c.execute(
                 "INSERT INTO attendance (session, participant, role, arrived_ms, admitted_ms, waited_ms, late, reconnects,
-                                         intervals, left_ms, outcome)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                                         intervals, left_ms, outcome, talk_seconds)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
                  ON CONFLICT(session, participant) DO UPDATE SET role = excluded.role, admitted_ms = excluded.admitted_ms,
                      waited_ms = excluded.waited_ms, late = excluded.late, reconnects = excluded.reconnects,
-                     intervals = excluded.intervals, left_ms = excluded.left_ms, outcome = excluded.outcome",
+                     intervals = excluded.intervals, left_ms = excluded.left_ms, outcome = excluded.outcome,
+                     talk_seconds = excluded.talk_seconds",
                 params![
                     a.session_id,
                     a.participant_id,
@@ -421,7 +443,8 @@ fn write(c: &Connection, record: &Record) -> Result<(), rusqlite::Error> {
                     a.reconnects,
                     intervals,
                     a.left_ms,
-                    a.outcome
+                    a.outcome,
+                    a.talk_seconds
                 ],
             )
         }
@@ -476,7 +499,8 @@ fn value_row(r: &rusqlite::Row<'_>) -> Result<CheckInValueRecord, rusqlite::Erro
 
 fn attendance_of(c: &Connection, session: &str) -> Result<Vec<AttendanceRecord>, rusqlite::Error> {
     let mut stmt = c.prepare(
-        "SELECT session, participant, role, arrived_ms, admitted_ms, waited_ms, late, reconnects, intervals, left_ms, outcome
+        "SELECT session, participant, role, arrived_ms, admitted_ms, waited_ms, late, reconnects, intervals, left_ms, outcome,
+                talk_seconds
          FROM attendance WHERE session = ?1 ORDER BY arrived_ms, rowid",
     )?;
     let rows = stmt.query_map(params![session], |r| {
@@ -494,18 +518,22 @@ fn attendance_of(c: &Connection, session: &str) -> Result<Vec<AttendanceRecord>,
                 .map_err(|e| rusqlite::Error::FromSqlConversionFailure(8, rusqlite::types::Type::Text, Box::new(e)))?,
             left_ms: r.get(9)?,
             outcome: r.get(10)?,
+            talk_seconds: r.get(11)?,
         })
     })?;
     rows.collect()
 }
 
 /// The attendance as CSV: one row per interval (a person never admitted gets one row with the
-/// space columns empty). Every field is an id, a role, a number or a code, so nothing needs
-/// quoting; a field that would is quoted anyway rather than trusted.
+/// space columns empty), and a last `talk_seconds` column when the records hold talk time.
+/// Every field is an id, a role, a number or a code, so nothing needs quoting; a field that
+/// would is quoted anyway rather than trusted.
 pub fn attendance_csv(session: &SessionRecord, people: &[AttendanceRecord]) -> String {
+    let talk = people.iter().any(|p| p.talk_seconds.is_some());
     let mut out = String::from(
-        "session_id,room,participant_id,role,arrived_ms,admitted_ms,waited_ms,late,reconnects,space,from_ms,to_ms,left_ms,outcome\n",
+        "session_id,room,participant_id,role,arrived_ms,admitted_ms,waited_ms,late,reconnects,space,from_ms,to_ms,left_ms,outcome",
     );
+    out.push_str(if talk { ",talk_seconds\n" } else { "\n" });
     let opt = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
     for p in people {
         let head = [
@@ -520,7 +548,11 @@ pub fn attendance_csv(session: &SessionRecord, people: &[AttendanceRecord]) -> S
             p.reconnects.to_string(),
         ]
         .join(",");
-        let tail = [opt(p.left_ms), field(p.outcome.as_deref().unwrap_or(""))].join(",");
+        let mut tail = [opt(p.left_ms), field(p.outcome.as_deref().unwrap_or(""))].join(",");
+        if talk {
+            tail.push(',');
+            tail.push_str(&p.talk_seconds.map(|s| s.to_string()).unwrap_or_default());
+        }
         if p.intervals.is_empty() {
             out.push_str(&format!("{head},,,,{tail}\n"));
         }
@@ -564,6 +596,7 @@ mod tests {
             intervals: vec![IntervalRecord { space: "main".into(), from_ms: arrived + 5, to_ms: None }],
             left_ms: None,
             outcome: None,
+            talk_seconds: None,
         }
     }
 
@@ -675,5 +708,20 @@ mod tests {
         assert_eq!(lines[1], "s-1,g,p-a,participant,0,5,5,false,1,main,5,,,");
         assert_eq!(lines[2], "s-1,g,p-a,participant,0,5,5,false,1,breakout:b1,7,8,,");
         assert_eq!(lines[3], "s-1,g,'=cmd,participant,1,,5,false,1,,,,,declined");
+    }
+
+    #[test]
+    fn csv_has_talk_time_only_when_the_records_do() {
+        let session = SessionRecord { id: "s-1".into(), room: "g".into(), started_ms: 0, ended_ms: Some(9), end_reason: None };
+        let mut a = person("s-1", "p-a", 0);
+        a.talk_seconds = Some(42);
+        let t = AttendanceRecord { role: "therapist".into(), ..person("s-1", "t-1", 0) };
+        let csv = attendance_csv(&session, &[a, t]);
+        let lines: Vec<&str> = csv.lines().collect();
+        assert!(lines[0].ends_with(",outcome,talk_seconds"), "{csv}");
+        assert_eq!(lines[1], "s-1,g,p-a,participant,0,5,5,false,1,main,5,,,,42");
+        assert_eq!(lines[2], "s-1,g,t-1,therapist,0,5,5,false,1,main,5,,,,");
+        let json = serde_json::to_string(&person("s-1", "p-b", 0)).unwrap();
+        assert!(!json.contains("talkSeconds"), "off: not even the key");
     }
 }

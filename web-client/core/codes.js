@@ -56,5 +56,6 @@ export const CODES = Object.freeze({
   INVALID_ROUND: 'invalid_round',
   AGREEMENT_PENDING: 'agreement_pending',
   AGREEMENT_CHANGED: 'agreement_changed',
+  INVALID_PARTNERS: 'invalid_partners',
   INVALID_AGREEMENT: 'invalid_agreement',
 });

@@ -2,7 +2,8 @@
 // from them.
 //
 // - Therapists open a check-in at the start of a session and a check-out at its end, see each
-//   person's answer as it comes (with the change since this session's check-in), close it, and
+//   person's answer as it comes (with the change since this session's check-in, and their
+//   check-in last session as the server sends it), close it, and
 //   may share the counts (never who said what) with the group. Each member's trend is a small
 //   chart in the people list, and the session's chart shows check-in against check-out.
 // - Participants answer with one click (or pass) and can see their own trend. Their number goes
@@ -240,10 +241,10 @@ function renderPanel() {
   if (r) {
     running.querySelector('.checkin-running-title').textContent = `${PHASE_LABEL[r.phase]} open: ${r.question}${r.anonymous ? ' (anonymous)' : ''}`;
     const rows = [...ci.values.entries()].map(([id, v]) => {
-      const last = (ci.trends.get(id) || []).filter((p) => p.phase === 'checkIn' && p.value != null && p.atMs < Date.now() - 60000).pop();
       const parts = [`${nameOf(id)}: ${v.value === null ? 'passed' : v.value}`];
       if (v.change != null) parts.push(`${v.change >= 0 ? '+' : ''}${v.change} since check-in`);
-      if (last) parts.push(`last time ${last.value}`);
+      // The server's own: their check-in at the latest earlier session.
+      if (v.previous != null) parts.push(`last time ${v.previous}`);
       return el('li', { 'data-participant-id': id, text: parts.join(', ') });
     });
     answers.replaceChildren(...rows);
@@ -297,8 +298,8 @@ on('checkInAnswered', ({ value }) => {
   renderCard();
   announce(value === null ? 'You passed.' : `Your answer ${value} was received.`);
 });
-on('checkInValue', ({ participantId, value, change }) => {
-  ci.values.set(participantId, { value, change });
+on('checkInValue', ({ participantId, value, change, previous }) => {
+  ci.values.set(participantId, { value, change, previous });
   if (ci.open) {
     const row = ci.session.get(participantId) || {};
     row[ci.open.phase] = value;

@@ -229,20 +229,7 @@ impl Breakouts {
                 if duration_secs.is_some_and(|d| d == 0 || d > MAX_DURATION_SECS) {
                     return refuse(cx, from, ErrorCode::InvalidField, format!("duration is 1 to {MAX_DURATION_SECS} seconds"));
                 }
-                self.open = true;
-                self.allow_return = allow_return;
-                self.generation += 1;
-                let generation = self.generation;
-                self.closes_at_ms = duration_secs.map(|d| cx.now.unix_ms as u64 + u64::from(d) * 1000);
-                if let Some(d) = duration_secs {
-                    let warn = warning_secs.unwrap_or(DEFAULT_WARNING_SECS).min(d);
-                    if warn > 0 && warn < d {
-                        cx.schedule(Duration::from_secs(u64::from(d - warn)), Timer::BreakoutWarning(generation));
-                    }
-                    cx.schedule(Duration::from_secs(u64::from(d)), Timer::BreakoutClose(generation));
-                }
-                let moves: Vec<_> =
-                    cx.order.iter().filter_map(|id| self.assignment.get(id).map(|b| (id.clone(), Some(b.clone())))).collect();
+                let moves = self.open(cx, duration_secs, warning_secs, allow_return);
                 Some(Change::audited(from, "breakout_open", None).with_moves(moves))
             }
             ClientMessage::BroadcastToBreakouts { text } => {
@@ -283,6 +270,62 @@ impl Breakouts {
             }
             _ => None,
         }
+    }
+
+    /// Opens the breakouts: timers set, and everyone assigned moves.
+    fn open(
+        &mut self,
+        cx: &mut Cx,
+        duration_secs: Option<u32>,
+        warning_secs: Option<u32>,
+        allow_return: bool,
+    ) -> Vec<(ParticipantId, Option<String>)> {
+        self.open = true;
+        self.allow_return = allow_return;
+        self.generation += 1;
+        let generation = self.generation;
+        self.closes_at_ms = duration_secs.map(|d| cx.now.unix_ms as u64 + u64::from(d) * 1000);
+        if let Some(d) = duration_secs {
+            let warn = warning_secs.unwrap_or(DEFAULT_WARNING_SECS).min(d);
+            if warn > 0 && warn < d {
+                cx.schedule(Duration::from_secs(u64::from(d - warn)), Timer::BreakoutWarning(generation));
+            }
+            cx.schedule(Duration::from_secs(u64::from(d)), Timer::BreakoutClose(generation));
+        }
+        cx.order.iter().filter_map(|id| self.assignment.get(id).map(|b| (id.clone(), Some(b.clone())))).collect()
+    }
+
+    /// Opens one breakout per group (`Partners 1`, `Partners 2`, …) in place of the breakouts
+    /// there were (closed: refused while open). The groups come from the room, already checked.
+    pub(super) fn open_groups(
+        &mut self,
+        cx: &mut Cx,
+        from: &ParticipantId,
+        groups: Vec<Vec<ParticipantId>>,
+        duration_secs: Option<u32>,
+        allow_return: bool,
+    ) -> Option<Change> {
+        if self.open {
+            return refuse(cx, from, ErrorCode::InvalidPartners, "close the open breakouts first");
+        }
+        if duration_secs.is_some_and(|d| d == 0 || d > MAX_DURATION_SECS) {
+            return refuse(cx, from, ErrorCode::InvalidField, format!("duration is 1 to {MAX_DURATION_SECS} seconds"));
+        }
+        if groups.is_empty() || groups.len() > MAX_BREAKOUTS {
+            return refuse(cx, from, ErrorCode::InvalidPartners, "none of the saved partner groups can meet with who is here");
+        }
+        let ended: Vec<String> = self.rooms.drain(..).map(|(b, _)| b).collect();
+        self.assignment.clear();
+        for (n, group) in groups.into_iter().enumerate() {
+            self.next_id += 1;
+            let id = format!("b{}", self.next_id);
+            self.rooms.push((id.clone(), format!("Partners {}", n + 1)));
+            for p in group {
+                self.assignment.insert(p, id.clone());
+            }
+        }
+        let moves = self.open(cx, duration_secs, None, allow_return);
+        Some(Change { ended, ..Change::audited(from, "partner_breakouts_open", None) }.with_moves(moves))
     }
 
     fn go_to(&mut self, cx: &mut Cx, from: &ParticipantId, target: Option<String>) -> Option<Change> {

@@ -71,6 +71,10 @@ pub(super) enum Effect {
     /// A therapist's agenda templates (store work, in order): keep `save` (name, items) when
     /// given, then send the therapist their list.
     AgendaTemplates { therapist: ParticipantId, save: Option<(String, Vec<AgendaItem>)> },
+    /// The room's accountability partner groups, for the store (written in order).
+    SavePartners(Vec<Vec<ParticipantId>>),
+    /// Read this from the store and hand it back as `RoomInput::Loaded`.
+    Read(Read),
     /// A poll's current record, for the store (written in order).
     SavePoll(Box<PollRecord>),
     /// Milestone store work (preferences, celebrations, history), done in order.
@@ -82,4 +86,13 @@ pub(super) enum Effect {
     SessionEnded(Box<crate::webhook::SessionSummary>),
     /// What this room id's waiting room should say after the room's task ends (`door.rs`).
     RememberDoor(crate::room::shared::DoorMemory),
+}
+
+/// A store read the room asks the task for (answered with `RoomInput::Loaded`).
+#[derive(Debug)]
+pub(super) enum Read {
+    /// The room's saved partner groups.
+    Partners,
+    /// Everyone's previous check-in, for the open check-in `0` of session `1`.
+    PreviousCheckIns(crate::vocab::CheckInId, crate::vocab::SessionId),
 }

@@ -1,16 +1,17 @@
-//! Running a group, the room's side: the speaking queue, go-around rounds, the agenda, talk time
-//! and the agreement at the door, wired to membership (admission, spaces, leaving) and to the
-//! wire. The rules of each live in their own type (`queue.rs`, `round.rs`, `agenda.rs`,
-//! `talktime.rs`, `agreement.rs`), which take the time as an argument; this file decides who is
-//! told and turns store work into effects. Who may moderate is checked in `Room::client` before
-//! any of this runs (participants get `forbidden`, nothing changes). Talk time and locations go
-//! to therapists only.
+//! Running a group, the room's side: the speaking queue, go-around rounds, the agenda, talk time,
+//! the agreement at the door and accountability partners, wired to membership (admission, spaces,
+//! leaving) and to the wire. The rules of each live in their own type (`queue.rs`, `round.rs`,
+//! `agenda.rs`, `talktime.rs`, `agreement.rs`, `partners.rs`), which take the time as an
+//! argument; this file decides who is told and turns store work into effects. Who may moderate
+//! is checked in `Room::client` before any of this runs (participants get `forbidden`, nothing changes). Talk time, locations and
+//! partner groups go to therapists only; a participant learns their own partners, nobody else's.
 
 use rand::seq::SliceRandom;
 
 use super::agenda;
+use super::partners;
 use super::round::{self, RoundRefusal, TurnDeadline};
-use super::{Effect, Room, Timer};
+use super::{Cx, Effect, Loaded, Room, Timer};
 use crate::auth::Role;
 use crate::room::ParticipantId;
 use crate::signal::protocol::{ClientMessage, ErrorCode, RoundOrder, ServerMessage};
@@ -20,7 +21,6 @@ type Space = Option<String>;
 impl Room {
     pub(super) fn on_group(&mut self, from: &ParticipantId, msg: ClientMessage) {
         let Some(space) = self.members.get(from).map(|m| m.space.clone()) else { return };
-        let now = self.now.at;
         match msg {
             ClientMessage::GiveFloor { participant_id, spotlight } => {
                 let target = match participant_id {
@@ -70,15 +70,15 @@ impl Room {
                 if order_ids.is_empty() {
                     return self.error(from, ErrorCode::InvalidRound, "there is nobody to go around yet");
                 }
-                let deadline = self.rounds.start(&space, order_ids, allow_pass, seconds_per_turn, now);
+                let deadline = self.rounds.start(&space, order_ids, allow_pass, seconds_per_turn, self.now);
                 self.round_changed(&space, deadline);
                 self.audit(from, "start_round", None);
             }
-            ClientMessage::PassTurn => match self.rounds.pass(&space, from, now) {
+            ClientMessage::PassTurn => match self.rounds.pass(&space, from, self.now) {
                 Ok(deadline) => self.round_changed(&space, deadline),
                 Err(refusal) => self.round_refused(from, refusal),
             },
-            ClientMessage::NextTurn => match self.rounds.next(&space, now) {
+            ClientMessage::NextTurn => match self.rounds.next(&space, self.now) {
                 Ok(deadline) => self.round_changed(&space, deadline),
                 Err(refusal) => self.round_refused(from, refusal),
             },
@@ -154,13 +154,13 @@ impl Room {
     }
 
     pub(super) fn round_timer(&mut self, space: &Space, generation: u64) {
-        if let Some(deadline) = self.rounds.time_up(space, generation, self.now.at) {
+        if let Some(deadline) = self.rounds.time_up(space, generation, self.now) {
             self.round_changed(space, deadline);
         }
     }
 
     fn round_message(&self, space: &Space) -> ServerMessage {
-        ServerMessage::RoundUpdated { round: self.rounds.info(space, self.now.at, self.now.unix_ms as u64) }
+        ServerMessage::RoundUpdated { round: self.rounds.info(space, self.now.at) }
     }
 
     fn publish_round(&mut self, space: &Space) {
@@ -222,7 +222,7 @@ impl Room {
         for s in self.queues.left(id) {
             self.publish_queue(&s);
         }
-        if let Some(deadline) = self.rounds.departed(space, id, self.now.at) {
+        if let Some(deadline) = self.rounds.departed(space, id, self.now) {
             self.round_changed(space, deadline);
         }
     }
@@ -361,5 +361,97 @@ impl Room {
     fn publish_agenda(&mut self) {
         let msg = self.agenda_message();
         self.send_admitted(msg);
+    }
+}
+
+impl Room {
+    /// Accountability partners (therapist only; checked in `Room::client`).
+    pub(super) fn on_partners(&mut self, from: &ParticipantId, msg: ClientMessage) {
+        match msg {
+            ClientMessage::SavePartners { groups } => {
+                if let Err(message) = partners::check(&groups) {
+                    return self.error(from, ErrorCode::InvalidPartners, message);
+                }
+                if groups.iter().flatten().any(|p| self.members.get(p).is_some_and(|m| m.info.role != Role::Participant)) {
+                    return self.error(
+                        from,
+                        ErrorCode::InvalidPartners,
+                        "partner groups are for participants, not therapists or observers",
+                    );
+                }
+                let before = self.partner_lists();
+                self.partners.set(groups.clone());
+                self.out.push(Effect::SavePartners(groups));
+                self.audit(from, "save_partners", None);
+                self.publish_partners(before);
+            }
+            ClientMessage::OpenPartnerBreakouts { absent, duration_secs, allow_return } => {
+                if self.partners.groups().is_empty() {
+                    return self.error(from, ErrorCode::InvalidPartners, "save partner groups first");
+                }
+                let present: Vec<_> = self
+                    .order
+                    .iter()
+                    .filter(|p| self.members.get(*p).is_some_and(|m| m.admitted && m.info.role == Role::Participant))
+                    .cloned()
+                    .collect();
+                let groups = self.partners.plan(&present, absent);
+                if let Some(change) = self.breakouts.open_groups(&mut cx!(self), from, groups, duration_secs, allow_return) {
+                    self.breakout_change(change);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Each admitted participant's partners, to tell only those whose list changes.
+    fn partner_lists(&self) -> Vec<(ParticipantId, Vec<ParticipantId>)> {
+        self.order
+            .iter()
+            .filter(|p| self.members.get(*p).is_some_and(|m| m.admitted && m.info.role == Role::Participant))
+            .map(|p| (p.clone(), self.partners.of(p)))
+            .collect()
+    }
+
+    /// Therapists get the groups; each participant whose partners changed gets theirs alone.
+    fn publish_partners(&mut self, before: Vec<(ParticipantId, Vec<ParticipantId>)>) {
+        let msg = ServerMessage::Partners { groups: self.partners.groups().to_vec() };
+        for t in self.therapists() {
+            self.send_to(&t, msg.clone());
+        }
+        for (p, old) in before {
+            let now = self.partners.of(&p);
+            if now != old {
+                self.send_to(&p, ServerMessage::YourPartners { partner_ids: now });
+            }
+        }
+    }
+
+    /// `id` was admitted or came back: a therapist gets the groups, a participant with partners
+    /// learns who they are.
+    pub(super) fn partners_on_admission(&mut self, id: &ParticipantId) {
+        let Some(m) = self.members.get(id) else { return };
+        if m.is_therapist() {
+            let msg = ServerMessage::Partners { groups: self.partners.groups().to_vec() };
+            self.send_to(id, msg);
+        } else if m.info.role == Role::Participant {
+            let partner_ids = self.partners.of(id);
+            if !partner_ids.is_empty() {
+                self.send_to(id, ServerMessage::YourPartners { partner_ids });
+            }
+        }
+    }
+
+    /// A store read the room asked for came back.
+    pub(super) fn loaded(&mut self, loaded: Loaded) {
+        match loaded {
+            Loaded::Partners(groups) => {
+                let before = self.partner_lists();
+                if self.partners.loaded(groups) {
+                    self.publish_partners(before);
+                }
+            }
+            Loaded::PreviousCheckIns(check_in, values) => self.records.previous_check_ins(&mut cx!(self), &check_in, values),
+        }
     }
 }

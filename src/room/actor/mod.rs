@@ -34,6 +34,7 @@ mod group;
 mod milestone;
 #[cfg(test)]
 mod model_tests;
+mod partners;
 mod poll;
 mod queue;
 mod records;
@@ -45,7 +46,7 @@ mod speaker;
 mod talktime;
 mod task;
 
-pub use super::handle::{JoinRequest, Outbox, RoomCommand, RoomError, RoomHandle, RoomInput, SessionEnd, Timer, OUTBOX_CAPACITY};
+pub use super::handle::{JoinRequest, Loaded, Outbox, RoomCommand, RoomError, RoomHandle, RoomInput, SessionEnd, Timer, OUTBOX_CAPACITY};
 use super::shared::RoomSettings;
 use super::{ParticipantId, RoomId};
 use crate::auth::{Grant, Role};
@@ -189,6 +190,9 @@ pub(super) struct Room {
     talk: talktime::TalkTime,
     /// The waiting room's welcome and what the door remembers (`door.rs`).
     door: door::Door,
+    partners: partners::Partners,
+    /// The store is there to read saved state from (partner groups, earlier check-ins).
+    has_store: bool,
 }
 
 impl Room {
@@ -221,6 +225,8 @@ impl Room {
             agreement: agreement::Agreement::default(),
             talk: talktime::TalkTime::default(),
             door: door::Door::default(),
+            partners: partners::Partners::default(),
+            has_store,
         }
     }
 
@@ -251,6 +257,9 @@ impl Room {
     /// The room starts: the active-speaker clock begins ticking.
     fn start(&mut self) {
         self.schedule(speaker::TICK, Timer::Speakers);
+        if self.has_store {
+            self.out.push(Effect::Read(effect::Read::Partners));
+        }
     }
 
     fn handle(&mut self, input: RoomInput) {
@@ -261,6 +270,7 @@ impl Room {
             RoomInput::TrackEnded(id, track_id) => self.track_ended(&id, &track_id),
             RoomInput::Client { from, msg } => self.client(&from, msg),
             RoomInput::Timer(timer) => self.on_timer(timer),
+            RoomInput::Loaded(loaded) => self.loaded(loaded),
         }
     }
 
@@ -536,6 +546,7 @@ impl Room {
             }
             let agenda = self.agenda_message();
             self.send_to(&id, agenda);
+            self.partners_on_admission(&id);
         }
         self.agreement_on_join(&id);
         if role == Role::Therapist {
@@ -605,6 +616,7 @@ impl Room {
         }
         let agenda = self.agenda_message();
         self.send_to(id, agenda);
+        self.partners_on_admission(id);
         if self.agreement.is_set() {
             self.publish_agreement_statuses();
         }
@@ -696,7 +708,14 @@ impl Room {
         for moves in self.chat.member_left(&cx!(self), id) {
             self.private_room_moves(moves);
         }
-        self.records.left(&mut cx!(self), &member, reason);
+        let talk = (self.settings.talk_time_in_attendance && member.admitted && member.info.role == Role::Participant)
+            .then(|| self.talk.seconds(id));
+        let session = self.records.session_id();
+        self.records.left(&mut cx!(self), &member, reason, talk);
+        if session.is_some() && self.records.session_id().is_none() {
+            // The session ended: its talk time with it.
+            self.talk = talktime::TalkTime::default();
+        }
         if member.admitted && reason != Some(EndReason::Replaced) {
             self.group_departed(id, &member.space);
         }
@@ -859,6 +878,8 @@ impl Room {
                 | ClientMessage::SaveAgendaTemplate { .. }
                 | ClientMessage::GetAgendaTemplates
                 | ClientMessage::SetAgreement { .. }
+                | ClientMessage::SavePartners { .. }
+                | ClientMessage::OpenPartnerBreakouts { .. }
         ) || matches!(&msg, ClientMessage::LowerHand { participant_id: Some(p) } if p != from);
         if moderator_only && !is_therapist {
             return self.error(from, ErrorCode::Forbidden, format!("only a therapist can use `{kind}`"));
@@ -1058,6 +1079,7 @@ impl Room {
             | ClientMessage::EndSegment
             | ClientMessage::SaveAgendaTemplate { .. }
             | ClientMessage::GetAgendaTemplates) => self.on_agenda(from, msg),
+            msg @ (ClientMessage::SavePartners { .. } | ClientMessage::OpenPartnerBreakouts { .. }) => self.on_partners(from, msg),
             // Connection-level messages never reach the room.
             ClientMessage::Join { .. }
             | ClientMessage::Leave

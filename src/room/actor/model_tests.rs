@@ -29,6 +29,7 @@ pub(super) fn settings(waiting_room: bool, reconnect_grace: Duration) -> RoomSet
         ballot_secret: [7; 32],
         ban_ttl: Duration::from_secs(3600),
         late_after: Duration::from_secs(300),
+        talk_time_in_attendance: false,
         support_resources: "Call your local crisis line.".into(),
     }
 }
@@ -75,6 +76,8 @@ struct Model {
     counted: HashMap<Role, i64>,
     bans: HashSet<ParticipantId>,
     audits: Vec<&'static str>,
+    /// Session records for the store, in order.
+    records: Vec<crate::store::Record>,
     forwarding: HashMap<TrackId, bool>,
     next_track: usize,
     /// Inputs handled (joins and fired timers included).
@@ -188,6 +191,7 @@ impl Model {
             counted: HashMap::new(),
             bans: HashSet::new(),
             audits: Vec::new(),
+            records: Vec::new(),
             forwarding: HashMap::new(),
             next_track: 0,
             steps: 0,
@@ -319,9 +323,11 @@ impl Model {
                 Effect::SavePoll(_)
                 | Effect::Milestone(_)
                 | Effect::AgendaTemplates { .. }
-                | Effect::Record(_)
+                | Effect::SavePartners(_)
+                | Effect::Read(_)
                 | Effect::SessionEnded(_)
                 | Effect::RememberDoor(_) => {}
+                Effect::Record(r) => self.records.push(r),
             }
         }
     }
@@ -955,4 +961,129 @@ fn the_door_says_a_links_session_ended_until_a_therapist_starts_the_next_and_end
         _ => None,
     });
     assert_eq!(ended, Some(Some("Thank you.".into())));
+}
+
+/// The last attendance record written for `id`.
+fn last_attendance(model: &Model, id: &ParticipantId) -> crate::store::AttendanceRecord {
+    model
+        .records
+        .iter()
+        .rev()
+        .find_map(|r| match r {
+            crate::store::Record::Attendance(a) if a.participant_id == id.as_str() => Some(a.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no attendance record for {id}"))
+}
+
+/// The records rules with the room, in simulated time: A is admitted, drops and comes back
+/// within the grace, then leaves; B arrives late; C is declined; D is removed; the therapist
+/// ends the session. The last record written for each person says exactly that, and with talk
+/// time kept, each participant admitted has a total (nobody spoke: zero) and the therapist none.
+#[test]
+fn a_scripted_session_writes_exactly_its_records() {
+    let mut s = settings(true, Duration::from_secs(30));
+    s.talk_time_in_attendance = true;
+    let mut model = Model::with_settings(s);
+    model.join(0).expect("therapist");
+    let session = model.room.records.session_id().expect("the therapist's admission starts the session");
+    model.join(1).expect("A knocks");
+    model.client(&therapist(), ClientMessage::Admit { participant_id: pid(1) });
+    model.advance(Duration::from_secs(400));
+    model.join(2).expect("B knocks, late");
+    model.client(&therapist(), ClientMessage::Admit { participant_id: pid(2) });
+    model.join(3).expect("C knocks");
+    model.client(&therapist(), ClientMessage::Decline { participant_id: pid(3), r#final: false });
+    model.join(4).expect("D knocks");
+    model.client(&therapist(), ClientMessage::Admit { participant_id: pid(4) });
+    model.client(&therapist(), ClientMessage::Remove { participant_id: pid(4) });
+    model.input(RoomInput::Disconnected(pid(1)));
+    model.advance(Duration::from_secs(10));
+    model.join(1).expect("A is back within the grace");
+    model.advance(Duration::from_secs(60));
+    model.input(RoomInput::Leave(pid(1)));
+    model.client(&therapist(), ClientMessage::EndSession { confirm: false, closing_message: None });
+    assert_eq!(model.room.records.session_id(), None, "the session ended");
+
+    let a = last_attendance(&model, &pid(1));
+    let spaces: Vec<_> = a.intervals.iter().map(|i| i.space.as_str()).collect();
+    assert_eq!((a.late, a.reconnects, spaces, a.outcome.as_deref(), a.talk_seconds), (false, 1, vec!["main"], Some("left"), Some(0)));
+    assert_eq!(a.intervals[0].to_ms.map(|to| to - a.intervals[0].from_ms), Some(470_000), "one interval through the drop");
+    let b = last_attendance(&model, &pid(2));
+    assert_eq!((b.late, b.outcome.as_deref(), b.talk_seconds), (true, Some("ended"), Some(0)));
+    let c = last_attendance(&model, &pid(3));
+    assert_eq!((c.admitted_ms, c.intervals.len(), c.outcome.as_deref(), c.talk_seconds), (None, 0, Some("declined"), None));
+    let d = last_attendance(&model, &pid(4));
+    assert_eq!((d.outcome.as_deref(), d.intervals.len()), (Some("removed"), 1));
+    let t = last_attendance(&model, &therapist());
+    assert_eq!((t.role.as_str(), t.outcome.as_deref(), t.talk_seconds), ("therapist", Some("ended"), None));
+    let ended = model.records.iter().rev().find_map(|r| match r {
+        crate::store::Record::Session(s) if s.id == session.as_str() => Some(s.clone()),
+        _ => None,
+    });
+    assert_eq!(ended.and_then(|s| s.end_reason), Some("ended".to_string()));
+    assert!(model.records.iter().all(|r| !matches!(r, crate::store::Record::Attendance(a) if a.session_id != session.as_str())));
+}
+
+/// A room's round and session move to another node with its saved state: the turn ends at the
+/// same time there, and the new node writes the whole session to its own store.
+#[test]
+fn a_moved_room_keeps_its_round_and_rewrites_its_session() {
+    use crate::signal::protocol::RoundOrder;
+    let mut before = Model::new(false);
+    for i in [0, 1, 2] {
+        before.join(i).expect("joined");
+    }
+    before.client(&therapist(), ClientMessage::StartRound { order: RoundOrder::Roster, seconds_per_turn: Some(60), allow_pass: true });
+    before.advance(Duration::from_secs(20));
+    before.input(RoomInput::Leave(pid(2)));
+    let was = last_round(&before, 0).expect("a round");
+    let json = serde_json::to_string(&before.room.snapshot()).expect("snapshot");
+    let snap = super::snapshot::parse(&json).expect("a node's own snapshot parses");
+
+    let mut after = Model::new(false);
+    let now = after.room.now;
+    let ((), effects) = after.room.with(now, |r| r.restore(snap));
+    after.replay(effects);
+    let written: Vec<_> = after
+        .records
+        .iter()
+        .filter_map(|r| match r {
+            crate::store::Record::Attendance(a) => Some((a.participant_id.clone(), a.outcome.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(written.len(), 3, "everyone so far, the one who left included: {written:?}");
+    assert!(written.contains(&(pid(2).to_string(), Some("left".to_string()))));
+    after.join(0).expect("the therapist comes back");
+    let r = last_round(&after, 0).expect("the round came along");
+    assert_eq!((r.order, r.current, r.skipped, r.turn_ends_at_ms), (was.order, was.current, was.skipped, was.turn_ends_at_ms));
+    after.advance(Duration::from_secs(60));
+    let r = last_round(&after, 0).expect("still there");
+    assert_eq!(r.current, None, "p1's turn ended on the new node's timer, and p2 had left");
+}
+
+/// With the clinic keeping talk time, a participant's total so far moves with the room's saved
+/// state and the new node counts on from it; without, the saved state holds none.
+#[test]
+fn kept_talk_time_moves_with_the_room_and_only_then() {
+    for keep in [true, false] {
+        let mut s = settings(false, Duration::from_secs(30));
+        s.talk_time_in_attendance = keep;
+        let mut before = Model::with_settings(s.clone());
+        before.join(0).expect("therapist");
+        before.join(1).expect("p1");
+        before.room.talk.tick([&pid(1)], Duration::from_secs(42));
+        let json = serde_json::to_string(&before.room.snapshot()).expect("snapshot");
+        assert_eq!(json.contains("talkSeconds"), keep, "{json}");
+        let mut after = Model::with_settings(s);
+        let now = after.room.now;
+        let snap = super::snapshot::parse(&json).expect("parses");
+        let ((), effects) = after.room.with(now, |r| r.restore(snap));
+        after.replay(effects);
+        assert_eq!(after.room.talk.seconds(&pid(1)), if keep { 42 } else { 0 });
+        after.join(1).expect("p1 is back");
+        after.input(RoomInput::Leave(pid(1)));
+        assert_eq!(last_attendance(&after, &pid(1)).talk_seconds, keep.then_some(42));
+    }
 }

@@ -130,8 +130,12 @@ impl Records {
     }
 
     /// `member` left for good (already out of the room); `reason` as the room removed them.
-    pub(super) fn left(&mut self, cx: &mut Cx, member: &Member, reason: Option<EndReason>) {
+    /// `talk_seconds`: what they said this session, when the clinic keeps it.
+    pub(super) fn left(&mut self, cx: &mut Cx, member: &Member, reason: Option<EndReason>, talk_seconds: Option<u32>) {
         let id = &member.info.id;
+        if let Some(seconds) = talk_seconds {
+            self.attendance.talked(id, seconds);
+        }
         let outcome = match reason {
             Some(EndReason::Declined) => Outcome::Declined,
             Some(EndReason::Removed) => Outcome::Removed,
@@ -327,13 +331,38 @@ impl Records {
                 };
                 record(cx, vec![Record::CheckIn(v)]);
             }
-            let msg = ServerMessage::CheckInValue { check_in_id: id.clone(), participant_id: from.clone(), value, change: answered.change };
+            let msg = ServerMessage::CheckInValue {
+                check_in_id: id.clone(),
+                participant_id: from.clone(),
+                value,
+                change: answered.change,
+                previous: answered.previous,
+            };
             for t in &therapists {
                 cx.send(t, msg.clone());
             }
         }
         for t in &therapists {
             cx.send(t, ServerMessage::CheckInCounts(answered.histogram.clone()));
+        }
+    }
+
+    /// The earlier check-ins read for the open round: answers already given go to therapists
+    /// again with them.
+    pub(super) fn previous_check_ins(&mut self, cx: &mut Cx, check_in: &CheckInId, values: Vec<(ParticipantId, u8)>) {
+        let resend = self.checkins.set_previous(check_in, values.into_iter().collect());
+        let therapists = cx.therapists();
+        for r in resend {
+            let msg = ServerMessage::CheckInValue {
+                check_in_id: check_in.clone(),
+                participant_id: r.participant,
+                value: r.value,
+                change: r.change,
+                previous: r.previous,
+            };
+            for t in &therapists {
+                cx.send(t, msg.clone());
+            }
         }
     }
 
@@ -348,6 +377,9 @@ impl Records {
                 match self.checkins.start(phase, &question, min, max, min_label, max_label, anonymous) {
                     Ok(info) => {
                         cx.audit(from, "check_in_start", None);
+                        if let (false, Some(session)) = (info.anonymous, self.session_id()) {
+                            cx.out.push(Effect::Read(super::effect::Read::PreviousCheckIns(info.check_in_id.clone(), session)));
+                        }
                         let admitted: Vec<_> = cx.members.values().filter(|m| m.admitted).map(|m| m.info.id.clone()).collect();
                         for p in admitted {
                             cx.send(&p, ServerMessage::CheckInStarted { check_in: info.clone() });

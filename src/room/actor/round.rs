@@ -8,14 +8,18 @@
 //! someone who leaves before their turn is skipped (and un-skipped if they are back in time);
 //! a speaker who leaves ends their turn. One round per space: a breakout's round is its own.
 //!
-//! Time is an input: every method that reads the clock takes `now`. Owns only the round; who
-//! is in which space, and who may start or steer a round, is the room's.
+//! Time is an input: every method that reads the clock takes `now`. Rounds are in the room's
+//! saved state (a running turn's end as wall time), so a room that moves to another relay node
+//! keeps its round and its clock. Owns only the round; who is in which space, and who may start
+//! or steer a round, is the room's.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+use super::effect::Now;
 use crate::room::ParticipantId;
 use crate::signal::protocol::{RoundInfo, RoundOrder};
 
@@ -42,8 +46,27 @@ struct Round {
     allow_pass: bool,
     seconds: Option<u32>,
     turn_ends: Option<Instant>,
+    /// The same end as wall time, for the saved state (fixed when the turn starts, so an
+    /// unchanged round saves the same bytes).
+    turn_ends_ms: Option<u64>,
     generation: u64,
 }
+
+/// A round as the room's saved state keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct RoundSnap {
+    order: Vec<ParticipantId>,
+    at: usize,
+    passed: Vec<ParticipantId>,
+    skipped: Vec<ParticipantId>,
+    allow_pass: bool,
+    seconds: Option<u32>,
+    turn_ends_ms: Option<u64>,
+}
+
+/// Every space's round, keyed by space id (the main room under `""`).
+pub(super) type RoundsSnap = BTreeMap<String, RoundSnap>;
 
 impl Round {
     fn current(&self) -> Option<&ParticipantId> {
@@ -51,16 +74,18 @@ impl Round {
     }
 
     /// Moves to the next person not skipped, starting at `from`, and starts their clock.
-    fn go_to(&mut self, from: usize, now: Instant, generation: u64) -> Option<TurnDeadline> {
+    fn go_to(&mut self, from: usize, now: Now, generation: u64) -> Option<TurnDeadline> {
         self.at = from;
         while self.at < self.order.len() && self.skipped.contains(&self.order[self.at]) {
             self.at += 1;
         }
         self.generation = generation;
-        self.turn_ends = match (self.current(), self.seconds) {
-            (Some(_), Some(s)) => Some(now + Duration::from_secs(u64::from(s))),
+        let length = match (self.current(), self.seconds) {
+            (Some(_), Some(s)) => Some(Duration::from_secs(u64::from(s))),
             _ => None,
         };
+        self.turn_ends = length.map(|l| now.at + l);
+        self.turn_ends_ms = length.map(|l| now.unix_ms.max(0) as u64 + l.as_millis() as u64);
         self.turn_ends.map(|at| TurnDeadline { at, generation })
     }
 }
@@ -93,17 +118,27 @@ impl Rounds {
         order: Vec<ParticipantId>,
         allow_pass: bool,
         seconds: Option<u32>,
-        now: Instant,
+        now: Now,
     ) -> Option<TurnDeadline> {
         let generation = self.next_generation();
-        let mut round = Round { order, at: 0, passed: Vec::new(), skipped: Vec::new(), allow_pass, seconds, turn_ends: None, generation };
+        let mut round = Round {
+            order,
+            at: 0,
+            passed: Vec::new(),
+            skipped: Vec::new(),
+            allow_pass,
+            seconds,
+            turn_ends: None,
+            turn_ends_ms: None,
+            generation,
+        };
         let deadline = round.go_to(0, now, generation);
         self.spaces.insert(space.clone(), round);
         deadline
     }
 
     /// The therapist's "next".
-    pub(super) fn next(&mut self, space: &Space, now: Instant) -> Result<Option<TurnDeadline>, RoundRefusal> {
+    pub(super) fn next(&mut self, space: &Space, now: Now) -> Result<Option<TurnDeadline>, RoundRefusal> {
         let generation = self.next_generation();
         let round = self.spaces.get_mut(space).ok_or(RoundRefusal::NoRound)?;
         let from = (round.at + 1).min(round.order.len());
@@ -111,7 +146,7 @@ impl Rounds {
     }
 
     /// The speaker passes (or says they are done).
-    pub(super) fn pass(&mut self, space: &Space, who: &ParticipantId, now: Instant) -> Result<Option<TurnDeadline>, RoundRefusal> {
+    pub(super) fn pass(&mut self, space: &Space, who: &ParticipantId, now: Now) -> Result<Option<TurnDeadline>, RoundRefusal> {
         let generation = self.next_generation();
         let round = self.spaces.get_mut(space).ok_or(RoundRefusal::NoRound)?;
         if round.current() != Some(who) {
@@ -127,7 +162,7 @@ impl Rounds {
 
     /// A turn's timer fired: `Some(next deadline)` when it still mattered and the round moved
     /// on, `None` when the turn had already ended otherwise.
-    pub(super) fn time_up(&mut self, space: &Space, generation: u64, now: Instant) -> Option<Option<TurnDeadline>> {
+    pub(super) fn time_up(&mut self, space: &Space, generation: u64, now: Now) -> Option<Option<TurnDeadline>> {
         let next = self.next_generation();
         let round = self.spaces.get_mut(space)?;
         if round.generation != generation || round.current().is_none() {
@@ -164,7 +199,7 @@ impl Rounds {
 
     /// `who` left `space` (or the session). `Some(new deadline to set)` when the round
     /// changed: a later speaker is skipped; the current one's turn ends.
-    pub(super) fn departed(&mut self, space: &Space, who: &ParticipantId, now: Instant) -> Option<Option<TurnDeadline>> {
+    pub(super) fn departed(&mut self, space: &Space, who: &ParticipantId, now: Now) -> Option<Option<TurnDeadline>> {
         let generation = self.next_generation();
         let round = self.spaces.get_mut(space)?;
         let i = round.order.iter().position(|p| p == who)?;
@@ -181,8 +216,8 @@ impl Rounds {
         None
     }
 
-    /// What everyone in `space` is sent. `now_ms` is the wall clock, for `turnEndsAtMs`.
-    pub(super) fn info(&self, space: &Space, now: Instant, now_ms: u64) -> Option<RoundInfo> {
+    /// What everyone in `space` is sent.
+    pub(super) fn info(&self, space: &Space, now: Instant) -> Option<RoundInfo> {
         let round = self.spaces.get(space)?;
         let left = round.turn_ends.map(|end| end.saturating_duration_since(now));
         Some(RoundInfo {
@@ -192,9 +227,81 @@ impl Rounds {
             skipped: round.skipped.clone(),
             allow_pass: round.allow_pass,
             seconds_per_turn: round.seconds,
-            turn_ends_at_ms: left.map(|l| now_ms + l.as_millis() as u64),
+            turn_ends_at_ms: round.turn_ends_ms,
             seconds_left: left.map(|l| l.as_secs_f64().ceil() as u32),
         })
+    }
+}
+
+impl Rounds {
+    pub(super) fn snapshot(&self) -> RoundsSnap {
+        self.spaces
+            .iter()
+            .map(|(space, r)| {
+                let snap = RoundSnap {
+                    order: r.order.clone(),
+                    at: r.at,
+                    passed: r.passed.clone(),
+                    skipped: r.skipped.clone(),
+                    allow_pass: r.allow_pass,
+                    seconds: r.seconds,
+                    turn_ends_ms: r.turn_ends_ms,
+                };
+                (space.clone().unwrap_or_default(), snap)
+            })
+            .collect()
+    }
+
+    /// A saved round is read like client input (see `snapshot.rs`): valid ids, nobody twice,
+    /// the speaker within the order, passes and skips from it, limits kept, a turn's end no
+    /// further ahead than a turn lasts.
+    pub(super) fn valid_snapshot(snap: &RoundsSnap, now_ms: u64, max_entries: usize) -> bool {
+        snap.len() <= max_entries
+            && snap.values().all(|r| {
+                let mut seen = std::collections::HashSet::new();
+                r.order.len() <= max_entries
+                    && r.order.iter().all(|p| crate::room::valid_participant_id(p.as_str()) && seen.insert(p))
+                    && r.at <= r.order.len()
+                    && r.passed.len() <= r.order.len()
+                    && r.skipped.len() <= r.order.len()
+                    && r.passed.iter().chain(&r.skipped).all(|p| r.order.contains(p))
+                    && r.seconds.is_none_or(|s| (MIN_TURN_SECS..=MAX_TURN_SECS).contains(&s))
+                    && r.turn_ends_ms.is_some() == (r.seconds.is_some() && r.at < r.order.len())
+                    && r.turn_ends_ms.is_none_or(|e| e <= now_ms + u64::from(MAX_TURN_SECS) * 1000 + 60_000)
+            })
+    }
+
+    /// Takes over validated rounds; the turn timers to set again (a turn whose end passed while
+    /// the room moved ends at once).
+    pub(super) fn restore(&mut self, snap: RoundsSnap, now: Now) -> Vec<(Space, TurnDeadline)> {
+        let mut timers = Vec::new();
+        for (key, r) in snap {
+            let space = (!key.is_empty()).then_some(key);
+            let generation = self.next_generation();
+            let now_ms = now.unix_ms.max(0) as u64;
+            let turn_ends = r.turn_ends_ms.map(|e| now.at + Duration::from_millis(e.saturating_sub(now_ms)));
+            if let Some(at) = turn_ends {
+                timers.push((space.clone(), TurnDeadline { at, generation }));
+            }
+            let round = Round {
+                order: r.order,
+                at: r.at,
+                passed: r.passed,
+                skipped: r.skipped,
+                allow_pass: r.allow_pass,
+                seconds: r.seconds,
+                turn_ends,
+                turn_ends_ms: r.turn_ends_ms,
+                generation,
+            };
+            self.spaces.insert(space, round);
+        }
+        timers
+    }
+
+    /// Spaces that no longer exist lose their round (a restored breakout plan may have fewer).
+    pub(super) fn retain_spaces(&mut self, exists: impl Fn(&Space) -> bool) {
+        self.spaces.retain(|s, _| exists(s));
     }
 }
 
@@ -222,37 +329,76 @@ mod tests {
     #[test]
     fn turns_advance_on_pass_next_and_time_and_skip_leavers() {
         let t0 = Instant::now();
+        let n0 = Now { at: t0, unix_ms: 0 };
         let mut r = Rounds::default();
-        let d = r.start(&None, vec![p("a"), p("b"), p("c")], true, Some(30), t0).expect("timed");
+        let d = r.start(&None, vec![p("a"), p("b"), p("c")], true, Some(30), n0).expect("timed");
         assert_eq!(d.at, t0 + Duration::from_secs(30));
-        let info = r.info(&None, t0 + Duration::from_millis(10_500), 1_000).expect("running");
-        assert_eq!((info.current, info.seconds_left, info.turn_ends_at_ms), (Some(p("a")), Some(20), Some(20_500)));
-        assert_eq!(r.pass(&None, &p("b"), t0), Err(RoundRefusal::NotYourTurn));
+        let info = r.info(&None, t0 + Duration::from_millis(10_500)).expect("running");
+        assert_eq!((info.current, info.seconds_left, info.turn_ends_at_ms), (Some(p("a")), Some(20), Some(30_000)));
+        assert_eq!(r.pass(&None, &p("b"), n0), Err(RoundRefusal::NotYourTurn));
         // Time up: b's turn.
-        let d2 = r.time_up(&None, d.generation, t0 + Duration::from_secs(30)).expect("mattered").expect("timed");
-        assert_eq!(r.time_up(&None, d.generation, t0 + Duration::from_secs(31)), None, "a stale timer changes nothing");
+        let d2 = r.time_up(&None, d.generation, n0.after(Duration::from_secs(30))).expect("mattered").expect("timed");
+        assert_eq!(r.time_up(&None, d.generation, n0.after(Duration::from_secs(31))), None, "a stale timer changes nothing");
         // c leaves before their turn; b passes; the round is over.
-        assert!(r.departed(&None, &p("c"), t0).is_some());
-        r.pass(&None, &p("b"), t0 + Duration::from_secs(40)).expect("b may pass");
-        assert_eq!(r.time_up(&None, d2.generation, t0 + Duration::from_secs(60)), None);
-        let info = r.info(&None, t0, 0).expect("still shown");
+        assert!(r.departed(&None, &p("c"), n0).is_some());
+        r.pass(&None, &p("b"), n0.after(Duration::from_secs(40))).expect("b may pass");
+        assert_eq!(r.time_up(&None, d2.generation, n0.after(Duration::from_secs(60))), None);
+        let info = r.info(&None, t0).expect("still shown");
         assert_eq!((info.current, info.passed, info.skipped), (None, vec![p("b")], vec![p("c")]));
         assert!(!r.arrived(&None, &p("d")), "nobody is added to a finished round");
         assert!(r.end(&None));
-        assert_eq!(r.next(&None, t0), Err(RoundRefusal::NoRound));
+        assert_eq!(r.next(&None, n0), Err(RoundRefusal::NoRound));
     }
 
     #[test]
     fn late_joiners_go_last_and_the_queue_order_comes_first() {
         let t0 = Instant::now();
+        let n0 = Now { at: t0, unix_ms: 0 };
         let mut r = Rounds::default();
-        assert_eq!(r.start(&None, order_for(RoundOrder::Queue, &[p("a"), p("b"), p("c")], &[p("c")]), false, None, t0), None);
+        assert_eq!(r.start(&None, order_for(RoundOrder::Queue, &[p("a"), p("b"), p("c")], &[p("c")]), false, None, n0), None);
         assert!(r.arrived(&None, &p("d")));
-        assert_eq!(r.pass(&None, &p("c"), t0), Err(RoundRefusal::PassNotAllowed));
-        r.next(&None, t0).expect("running");
-        let info = r.info(&None, t0, 0).expect("running");
+        assert_eq!(r.pass(&None, &p("c"), n0), Err(RoundRefusal::PassNotAllowed));
+        r.next(&None, n0).expect("running");
+        let info = r.info(&None, t0).expect("running");
         assert_eq!(info.order, vec![p("c"), p("a"), p("b"), p("d")]);
         assert_eq!(info.current, Some(p("a")));
         assert_eq!(info.seconds_left, None);
+    }
+
+    #[test]
+    fn a_saved_round_comes_back_with_its_speaker_and_clock() {
+        let t0 = Instant::now();
+        let n0 = Now { at: t0, unix_ms: 1_000_000 };
+        let b1 = Some("b1".to_string());
+        let mut r = Rounds::default();
+        r.start(&None, vec![p("a"), p("b"), p("c")], true, Some(60), n0);
+        r.pass(&None, &p("a"), n0.after(Duration::from_secs(10))).expect("a passes");
+        r.start(&b1, vec![p("x"), p("y")], false, None, n0);
+        let snap = r.snapshot();
+        assert_eq!(snap, r.snapshot(), "an unchanged round saves the same state");
+        assert!(Rounds::valid_snapshot(&snap, 1_000_000, 100));
+        assert_eq!(snap[""].turn_ends_ms, Some(1_070_000), "b's turn started at 10 s and lasts 60 s");
+        // Another node, 20 s later by both clocks.
+        let n1 = Now { at: t0 + Duration::from_secs(500), unix_ms: 1_030_000 };
+        let mut moved = Rounds::default();
+        let timers = moved.restore(snap.clone(), n1);
+        assert_eq!(timers.len(), 1, "only the timed round has a timer");
+        assert_eq!(timers[0].1.at, n1.at + Duration::from_secs(40));
+        let info = moved.info(&None, n1.at).expect("restored");
+        assert_eq!((info.current, info.passed, info.seconds_left), (Some(p("b")), vec![p("a")], Some(40)));
+        assert!(moved.time_up(&None, timers[0].1.generation, n1.after(Duration::from_secs(40))).is_some(), "the restored timer counts");
+        assert_eq!(moved.info(&None, n1.at).and_then(|i| i.current), Some(p("c")));
+        moved.retain_spaces(|s| s.is_none());
+        assert!(moved.info(&b1, n1.at).is_none(), "a breakout that did not come back loses its round");
+        // Read like client input.
+        let mut bad = snap.clone();
+        bad.get_mut("").unwrap().at = 9;
+        assert!(!Rounds::valid_snapshot(&bad, 1_000_000, 100));
+        let mut bad = snap.clone();
+        bad.get_mut("").unwrap().passed = vec![p("stranger")];
+        assert!(!Rounds::valid_snapshot(&bad, 1_000_000, 100));
+        let mut bad = snap;
+        bad.get_mut("").unwrap().turn_ends_ms = Some(u64::MAX / 2);
+        assert!(!Rounds::valid_snapshot(&bad, 1_000_000, 100));
     }
 }

@@ -1,8 +1,10 @@
 //! The part of a room's state that must outlive the node it runs on (relay nodes):
 //! admissions and hard mutes, bans, lock and waiting room, breakouts and assignments, open
-//! polls with their ballots, the celebration preferences people chose here, the speaking queue,
-//! the agenda, the agreement with who accepted it (never a location, never talk time), and the
-//! end-to-end encryption policy (never a key).
+//! polls with their ballots, the celebration preferences people chose here, the running
+//! session's records (attendance, support requests, check-ins), the speaking queue, go-around
+//! rounds (a running turn's end as wall time), the agenda, the agreement with who accepted it
+//! (never a location, never live talk time), and the end-to-end encryption policy (never a key).
+//! Accountability partner groups are not in it: they are read from the store.
 //!
 //! The room serialises this after every change and the cluster keeps it in Redis; a room
 //! re-created on another node starts from it. Members, media and chat are not in it: people
@@ -116,6 +118,7 @@ impl RoomSnapshot {
             poll.validate(&self.breakouts, now_ms)?;
         }
         check(self.speaking_queue.valid(MAX_ENTRIES), "speakingQueue")?;
+        check(super::round::Rounds::valid_snapshot(&self.rounds, now_ms, MAX_ENTRIES), "rounds")?;
         check(Agenda::valid_snapshot(&self.agenda, now_ms, MAX_TIMER_AHEAD_MS), "agenda")?;
         check(Agreement::valid_snapshot(&self.agreement, MAX_ENTRIES), "agreement")?;
         Ok(())
@@ -232,6 +235,8 @@ pub(super) struct RoomSnapshot {
     #[serde(default)]
     pub speaking_queue: SpeakingQueues,
     #[serde(default)]
+    pub rounds: super::round::RoundsSnap,
+    #[serde(default)]
     pub agenda: AgendaSnap,
     /// The agreement and who accepted which version; never anyone's location.
     #[serde(default)]
@@ -295,12 +300,26 @@ impl Room {
             breakouts: self.breakouts.snapshot(),
             polls: self.polls.snapshot(),
             celebration_prefs: self.milestones.chosen_prefs(),
-            records: self.records.clone(),
+            records: self.records_to_keep(),
             speaking_queue: self.queues.clone(),
+            rounds: self.rounds.snapshot(),
             agenda: self.agenda.snapshot(),
             agreement: self.agreement.snapshot(),
             e2ee: Some(self.state.e2ee),
         }
+    }
+
+    /// The session's records as saved: when the clinic keeps talk time, each participant's
+    /// total so far is in their record, so it survives a move to another node.
+    fn records_to_keep(&self) -> super::records::Records {
+        let mut records = self.records.clone();
+        if self.settings.talk_time_in_attendance {
+            let present = self.members.values().filter(|m| m.admitted && m.info.role == crate::auth::Role::Participant);
+            for m in present {
+                records.attendance.talked(&m.info.id, self.talk.seconds(&m.info.id));
+            }
+        }
+        records
     }
 
     /// What a room that ended leaves behind on relay nodes: its bans, nothing else.
@@ -318,6 +337,7 @@ impl Room {
             celebration_prefs: BTreeMap::new(),
             records: Default::default(),
             speaking_queue: SpeakingQueues::default(),
+            rounds: Default::default(),
             agenda: AgendaSnap::default(),
             agreement: AgreementSnap::default(),
             e2ee: None,
@@ -355,12 +375,25 @@ impl Room {
             self.schedule(std::time::Duration::from_millis(left_ms), Timer::PollClose(id));
         }
         self.records = snap.records;
+        if self.settings.talk_time_in_attendance {
+            for (id, seconds) in self.records.attendance.talk_so_far() {
+                self.talk.resume(id, seconds);
+            }
+        }
+        // This node's store gets the running session as it stands, so its attendance can be
+        // read here whole (the people who left before the move included).
+        self.out.extend(self.records.attendance.records(&self.id).into_iter().map(Effect::Record));
         for (who, prefs) in snap.celebration_prefs {
             self.milestones.restore_prefs(&mut cx!(self), who, prefs);
         }
         self.queues = snap.speaking_queue;
         let breakouts = &self.breakouts;
         self.queues.retain_spaces(|s| s.as_deref().is_none_or(|b| breakouts.exists(b)));
+        for (space, deadline) in self.rounds.restore(snap.rounds, self.now) {
+            self.schedule(deadline.at.saturating_duration_since(self.now.at), Timer::RoundTurn(space, deadline.generation));
+        }
+        let breakouts = &self.breakouts;
+        self.rounds.retain_spaces(|s| s.as_deref().is_none_or(|b| breakouts.exists(b)));
         let (agenda, warning) = Agenda::restore(snap.agenda, self.now.at, now);
         self.agenda = agenda;
         if let Some(w) = warning {
@@ -410,6 +443,26 @@ mod tests {
     fn a_real_snapshot_is_accepted() {
         let snap = parse(&valid_json()).expect("valid");
         assert_eq!(snap.polls.len(), 2);
+    }
+
+    /// A round as a node saves it, in the breakout `b1`: `p-1` speaks, with no time limit.
+    fn with_round(round: &str) -> String {
+        valid_json().replace(r#""celebrationPrefs":{}"#, &format!(r#""celebrationPrefs":{{}},"rounds":{{"b1":{round}}}"#))
+    }
+
+    #[test]
+    fn a_saved_round_is_read_like_input() {
+        let ok = r#"{"order":["p-1","p-2"],"at":0,"passed":[],"skipped":[],"allowPass":true,"seconds":null,"turnEndsMs":null}"#;
+        assert_eq!(parse(&with_round(ok)).expect("valid").rounds.len(), 1);
+        for bad in [
+            ok.replace(r#""at":0"#, r#""at":3"#),
+            ok.replace(r#""skipped":[]"#, r#""skipped":["p-9"]"#),
+            ok.replace(r#"["p-1","p-2"]"#, r#"["p-1","p-1"]"#),
+            ok.replace(r#""seconds":null"#, r#""seconds":1"#),
+            ok.replace(r#""seconds":null"#, r#""seconds":60"#),
+        ] {
+            assert_eq!(parse(&with_round(&bad)).unwrap_err(), SnapshotError::Invalid("rounds"), "{bad}");
+        }
     }
 
     /// The input that panicked the room task before snapshots were validated: a named ballot

@@ -1,8 +1,11 @@
 //! Talk-time balance, for therapists only: seconds of speech per member in this session, from
 //! the same audio levels the active speaker reads (`speaker.rs` feeds each tick in). Someone
 //! hard-muted or self-muted counts zero whatever their browser sends. The totals live in the
-//! room's memory only: never in the snapshot, the store or a log, never sent to a participant;
-//! they end with the session.
+//! room's memory only: never in the snapshot or a log, never sent to a participant; they end
+//! with the session. Only when the clinic turns on `rooms.talk_time_in_attendance` does each
+//! participant's total go into their attendance record (when they leave, and in the room's
+//! saved state so that it survives a move to another relay node), and from there to the store,
+//! the export and the webhook.
 //!
 //! Owns only the counting; who is a therapist and who is told is the room's.
 
@@ -39,12 +42,20 @@ impl TalkTime {
         false
     }
 
+    /// Counting goes on from `seconds` for `id` (a room that moved nodes, with the clinic
+    /// keeping talk time in the records).
+    pub(super) fn resume(&mut self, id: ParticipantId, seconds: u32) {
+        self.spoken.insert(id, Duration::from_secs(u64::from(seconds)));
+    }
+
+    /// `id`'s total so far, in whole seconds.
+    pub(super) fn seconds(&self, id: &ParticipantId) -> u32 {
+        self.spoken.get(id).map_or(0, |d| d.as_secs() as u32)
+    }
+
     /// The totals of `people`, in their order (zero for those who have not spoken).
     pub(super) fn entries(&self, people: &[ParticipantId]) -> Vec<TalkTimeEntry> {
-        people
-            .iter()
-            .map(|p| TalkTimeEntry { participant_id: p.clone(), seconds: self.spoken.get(p).map_or(0, |d| d.as_secs() as u32) })
-            .collect()
+        people.iter().map(|p| TalkTimeEntry { participant_id: p.clone(), seconds: self.seconds(p) }).collect()
     }
 }
 

@@ -19,10 +19,10 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tracing::{error, info, info_span, warn, Instrument};
 
-use super::effect::{Effect, Now};
+use super::effect::{Effect, Now, Read};
 use super::milestone::{spawn_store_task, StoreJobs};
 use super::snapshot;
-use super::{JoinRequest, Outbox, Room, RoomCommand, RoomError, RoomHandle, RoomInput, SessionEnd, Timer};
+use super::{JoinRequest, Loaded, Outbox, Room, RoomCommand, RoomError, RoomHandle, RoomInput, SessionEnd, Timer};
 use crate::cluster::Cluster;
 use crate::room::shared::RegistryInner;
 use crate::sfu::{PeerCommand, PeerHandle};
@@ -46,12 +46,13 @@ pub(super) struct Performer {
     /// The connection of the join being handled, until the core attaches it to a place.
     joining: Option<Conn>,
     poll_writer: Option<mpsc::UnboundedSender<PollRecord>>,
+    partner_writer: Option<mpsc::UnboundedSender<Vec<Vec<ParticipantId>>>>,
     milestone_jobs: Option<StoreJobs>,
 }
 
 impl Performer {
     fn new(room: RoomId, registry: Arc<RegistryInner>, me: mpsc::WeakSender<RoomCommand>) -> Self {
-        Self { room, registry, me, conns: HashMap::new(), joining: None, poll_writer: None, milestone_jobs: None }
+        Self { room, registry, me, conns: HashMap::new(), joining: None, poll_writer: None, partner_writer: None, milestone_jobs: None }
     }
 
     /// Performs `effects` in order (see the module comment for a full outbox).
@@ -110,6 +111,12 @@ impl Performer {
                 Effect::Audit { actor, action, target } => self.audit(actor, action, target.map(|t| t.to_string())),
                 Effect::AuditNote { actor, action, note } => self.audit(actor, action, Some(note)),
                 Effect::AgendaTemplates { therapist, save } => self.agenda_templates(therapist, save),
+                Effect::SavePartners(groups) => {
+                    let Some(store) = &self.registry.store else { continue };
+                    let writer = self.partner_writer.get_or_insert_with(|| spawn_partner_writer(store.clone(), self.room.clone()));
+                    let _ = writer.send(groups);
+                }
+                Effect::Read(read) => self.read(read),
                 Effect::SavePoll(record) => {
                     let Some(store) = &self.registry.store else { continue };
                     let writer = self.poll_writer.get_or_insert_with(|| super::poll::spawn_writer(store.clone()));
@@ -144,6 +151,30 @@ impl Performer {
             tokio::time::sleep_until(at).await;
             if let Some(tx) = me.upgrade() {
                 let _ = tx.send(RoomInput::Timer(timer).into()).await;
+            }
+        });
+    }
+
+    /// Reads from the store off the room task and hands the result back as an input. A read
+    /// that fails is logged and the room carries on without it.
+    fn read(&self, read: Read) {
+        let Some(store) = self.registry.store.clone() else { return };
+        let (me, room) = (self.me.clone(), self.room.clone());
+        tokio::spawn(async move {
+            let loaded = match read {
+                Read::Partners => store.partners(room.as_str()).await.map(Loaded::Partners),
+                Read::PreviousCheckIns(check_in, session) => store.previous_check_ins(room.as_str(), session.as_str()).await.map(|rows| {
+                    let values = rows.into_iter().map(|(p, v)| (ParticipantId::from_trusted(p), v)).collect();
+                    Loaded::PreviousCheckIns(check_in, values)
+                }),
+            };
+            match loaded {
+                Ok(loaded) => {
+                    if let Some(tx) = me.upgrade() {
+                        let _ = tx.send(RoomInput::Loaded(loaded).into()).await;
+                    }
+                }
+                Err(e) => warn!(error = %e, "saved room data not read"),
             }
         });
     }
@@ -184,6 +215,22 @@ impl Performer {
             }
         });
     }
+}
+
+/// The room's partner-group saves, written in order (the last one wins).
+fn spawn_partner_writer(store: crate::store::Store, room: RoomId) -> mpsc::UnboundedSender<Vec<Vec<ParticipantId>>> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<Vec<ParticipantId>>>();
+    tokio::spawn(async move {
+        while let Some(mut groups) = rx.recv().await {
+            while let Ok(newer) = rx.try_recv() {
+                groups = newer;
+            }
+            if let Err(e) = store.save_partners(room.as_str(), &groups).await {
+                warn!(error = %e, "partner groups not saved");
+            }
+        }
+    });
+    tx
 }
 
 pub(in crate::room) fn spawn(id: RoomId, registry: Arc<RegistryInner>) -> RoomHandle {
@@ -255,6 +302,9 @@ async fn run(mut room: Room, mut io: Performer, mut rx: mpsc::Receiver<RoomComma
     io.perform(&mut room, effects);
     while let Some(cmd) = rx.recv().await {
         let now = Now::real();
+        // A store read the room asked for when it started may come back before the first
+        // join: the room is empty then, but not over (closing it would drop its saved state).
+        let mut may_close = true;
         match cmd {
             RoomCommand::Evacuate(to) => {
                 evacuate(&mut room, &mut io, to, cluster.as_deref(), saver.take()).await;
@@ -269,13 +319,14 @@ async fn run(mut room: Room, mut io: Performer, mut rx: mpsc::Receiver<RoomComma
                 let _ = reply.send(result);
             }
             RoomCommand::Input(input) => {
+                may_close = !matches!(input, RoomInput::Loaded(_));
                 guarded(&mut room, &mut io, now, |r| r.handle(input), &mut failed);
             }
         }
         if let (Some(saver), false, false) = (saver.as_mut(), evacuated, failed) {
             saver.offer(&room.snapshot());
         }
-        if room.is_empty() {
+        if room.is_empty() && (may_close || evacuated || failed) {
             if !evacuated && !failed {
                 let (_, effects) = room.with(Now::real(), Room::close_all_polls);
                 io.perform(&mut room, effects);
