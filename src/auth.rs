@@ -47,6 +47,23 @@ pub struct Grant {
     pub expires_at: u64,
     /// Family guests: whose guest they are (always set for them, never for anyone else).
     pub sponsor: Option<ParticipantId>,
+    /// When the token was minted (`iat`): a link minted before its room's last session ended
+    /// was for that session.
+    pub issued_at: u64,
+}
+
+/// The signed content of an invite: a therapist's link for someone who types their own name
+/// on the link page. It is not a join token (no role, no name: `verify` refuses it); the link
+/// page trades it, with the name, for a participant's join token ([`TokenIssuer::accept_invite`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InviteClaims {
+    /// The participant id the join token will carry: the same link gives the same seat.
+    pub sub: String,
+    pub room: String,
+    pub exp: u64,
+    pub iat: u64,
+    /// Always `true`: what makes these claims an invite.
+    pub invite: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -140,6 +157,41 @@ impl TokenIssuer {
         Ok((self.sign(&claims)?, claims))
     }
 
+    /// Mints an invite to `room` for a participant who will give their name on the link page.
+    pub fn mint_invite(&self, room: &RoomId, ttl: Duration) -> Result<(String, InviteClaims), AuthError> {
+        if ttl.is_zero() || ttl > MAX_TTL {
+            return Err(AuthError::Mint(format!("ttl must be between 1 s and {} days", MAX_TTL.as_secs() / 86400)));
+        }
+        let iat = now_secs();
+        let claims =
+            InviteClaims { sub: ParticipantId::random().to_string(), room: room.to_string(), exp: iat + ttl.as_secs(), iat, invite: true };
+        let token =
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).map_err(|e| AuthError::Mint(e.to_string()))?;
+        Ok((token, claims))
+    }
+
+    /// Trades a valid invite and the name its holder typed for a participant's join token that
+    /// expires with the invite. The token keeps the invite's `iat`: it belongs to the session
+    /// the invite was made for (see `Grant::issued_at`).
+    pub fn accept_invite(&self, invite: &str, name: &str) -> Result<(String, Claims), AuthError> {
+        if invite.is_empty() {
+            return Err(AuthError::Missing);
+        }
+        let mut validation = self.validation.clone();
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        let data = jsonwebtoken::decode::<InviteClaims>(invite, &self.decoding, &validation).map_err(|e| match e.kind() {
+            ErrorKind::ExpiredSignature => AuthError::Expired,
+            _ => AuthError::Invalid,
+        })?;
+        let c = data.claims;
+        if !c.invite || !valid_participant_id(&c.sub) {
+            return Err(AuthError::Invalid);
+        }
+        let name = validate_display_name(name).map_err(AuthError::InvalidName)?;
+        let claims = Claims { sub: c.sub, room: c.room, role: Role::Participant, name, exp: c.exp, iat: c.iat, sponsor: None };
+        Ok((self.sign(&claims)?, claims))
+    }
+
     /// Signs arbitrary claims (tests use it to make expired tokens).
     pub fn sign(&self, claims: &Claims) -> Result<String, AuthError> {
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding).map_err(|e| AuthError::Mint(e.to_string()))
@@ -174,7 +226,15 @@ impl TokenIssuer {
         if c.role == Role::FamilyGuest && c.exp > now_secs() + GUEST_MAX_TTL.as_secs() + LEEWAY_SECS {
             return Err(AuthError::Invalid);
         }
-        Ok(Grant { participant: ParticipantId::from_trusted(c.sub), room: room.clone(), role: c.role, name, expires_at: c.exp, sponsor })
+        Ok(Grant {
+            participant: ParticipantId::from_trusted(c.sub),
+            room: room.clone(),
+            role: c.role,
+            name,
+            expires_at: c.exp,
+            issued_at: c.iat,
+            sponsor,
+        })
     }
 }
 
@@ -213,6 +273,24 @@ mod tests {
         claims.iat = claims.exp - 60;
         assert_eq!(t.verify(&t.sign(&claims).unwrap(), &room("g1")), Err(AuthError::Expired));
         assert_eq!(t.verify("garbage", &room("g1")), Err(AuthError::Invalid));
+    }
+
+    #[test]
+    fn an_invite_is_no_join_token_and_a_join_token_no_invite() {
+        let t = TokenIssuer::new("a-test-secret-that-is-long-enough-1234");
+        let (invite, ic) = t.mint_invite(&room("g1"), Duration::from_secs(60)).unwrap();
+        assert_eq!(t.verify(&invite, &room("g1")), Err(AuthError::Invalid));
+        let (token, claims) = t.accept_invite(&invite, " Sam ").unwrap();
+        let g = t.verify(&token, &room("g1")).unwrap();
+        assert_eq!((g.role, g.name.as_str(), g.participant.as_str(), g.issued_at), (Role::Participant, "Sam", ic.sub.as_str(), ic.iat));
+        assert_eq!(claims.exp, ic.exp);
+        assert_eq!(t.accept_invite(&token, "Sam").unwrap_err(), AuthError::Invalid);
+        assert_eq!(t.accept_invite(&invite, "").unwrap_err(), AuthError::InvalidName(InvalidName::Empty));
+        let other = TokenIssuer::new("another-secret-entirely-different-5678");
+        assert_eq!(other.accept_invite(&invite, "Sam").unwrap_err(), AuthError::Invalid);
+        let old = InviteClaims { exp: now_secs() - 3600, iat: now_secs() - 7200, ..ic };
+        let stale = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &old, &t.encoding).unwrap();
+        assert_eq!(t.accept_invite(&stale, "Sam").unwrap_err(), AuthError::Expired);
     }
 
     #[test]

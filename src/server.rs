@@ -64,6 +64,8 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/api/badges/{kind}/{file}", get(crate::badge::serve))
         .route("/api/tokens", post(mint_token))
         .route("/dev/token", post(dev_token))
+        .route("/api/rooms/{room}/invites", post(room_invite))
+        .route("/api/invites/accept", post(accept_invite))
         .route("/api/rooms/{room}/polls", get(room_polls))
         .route("/api/rooms/{room}/sessions", get(room_sessions))
         .route("/api/rooms/{room}/sessions/{session}/attendance", get(session_attendance))
@@ -264,6 +266,119 @@ pub async fn drain(state: Arc<AppState>) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tracing::info!(left = state.rooms.room_count(), "drain: done");
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InviteRequest {
+    /// The invited person's name; absent, they type it on the link page.
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub ttl_seconds: Option<u64>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InviteResponse {
+    /// Path of the web client with the invite (or, with a name, the join token) in the fragment.
+    pub invite_path: String,
+    pub expires_at: u64,
+}
+
+/// How long an invite lasts unless the therapist says otherwise.
+const INVITE_TTL_SECS: u64 = 24 * 3600;
+
+/// POST /api/rooms/{room}/invites: a therapist of the room (their own join token, as for the
+/// records exports) invites a participant. With a name, the link carries a join token; without,
+/// an invite the link page trades for one once the person has typed their name.
+async fn room_invite(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Path(room): axum::extract::Path<String>,
+    headers: HeaderMap,
+    body: Result<Json<InviteRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<InviteResponse>, ApiError> {
+    let room = parse_room(room)?;
+    let grant = room_grant(&state, &headers, &room)?;
+    if grant.role != Role::Therapist {
+        return Err(ApiError(StatusCode::FORBIDDEN, "forbidden", "only a therapist of this room can invite people".into()));
+    }
+    let Json(req) = body.map_err(|e| ApiError(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()))?;
+    let ttl = req.ttl_seconds.unwrap_or(INVITE_TTL_SECS);
+    let name = req.name.filter(|n| !n.trim().is_empty());
+    let response = match name {
+        Some(name) => {
+            let minted = mint(
+                &state,
+                MintRequest {
+                    room: room.to_string(),
+                    role: Role::Participant,
+                    name,
+                    participant_id: None,
+                    ttl_seconds: Some(ttl),
+                    sponsor: None,
+                },
+                ttl,
+            )?;
+            InviteResponse { invite_path: minted.0.join_path.clone(), expires_at: minted.0.expires_at }
+        }
+        None => {
+            let (invite, claims) = state
+                .tokens
+                .mint_invite(&room, Duration::from_secs(ttl))
+                .map_err(|e| ApiError(StatusCode::BAD_REQUEST, "invalid_request", e.to_string()))?;
+            InviteResponse { invite_path: format!("/#invite={invite}"), expires_at: claims.exp }
+        }
+    };
+    tracing::info!(room = %room, therapist = %grant.participant, "invite minted");
+    Ok(Json(response))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AcceptInvite {
+    pub invite: String,
+    pub name: String,
+}
+
+/// POST /api/invites/accept: the link page trades an invite and the name its holder typed for
+/// a participant's join token. Failures count against the caller's address like failed joins.
+async fn accept_invite(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Json<AcceptInvite>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<MintResponse>, ApiError> {
+    let Json(req) = body.map_err(|e| ApiError(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()))?;
+    let (token, claims) = state.tokens.accept_invite(&req.invite, &req.name).map_err(|e| {
+        let client = state.edge.client_ip(remote, &headers);
+        if !matches!(e, crate::auth::AuthError::InvalidName(_)) && state.join_limiter.check_key(&client).is_err() {
+            return ApiError(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many failed attempts from this address; wait a minute".into(),
+            );
+        }
+        match e {
+            crate::auth::AuthError::InvalidName(_) => ApiError(StatusCode::BAD_REQUEST, "invalid_name", e.to_string()),
+            crate::auth::AuthError::Expired => {
+                ApiError(StatusCode::UNAUTHORIZED, "token_expired", "this invitation has expired; ask your therapist for a new link".into())
+            }
+            crate::auth::AuthError::Missing => ApiError(StatusCode::UNAUTHORIZED, "token_missing", e.to_string()),
+            _ => ApiError(
+                StatusCode::UNAUTHORIZED,
+                "token_invalid",
+                "this invitation is not valid; ask your therapist for a new link".into(),
+            ),
+        }
+    })?;
+    Ok(Json(MintResponse {
+        join_path: format!("/#token={token}"),
+        token,
+        participant_id: claims.sub,
+        room: claims.room,
+        expires_at: claims.exp,
+    }))
 }
 
 /// POST /dev/token: development mode only, mints a token for anyone (the dev join page).

@@ -67,7 +67,7 @@ const h = window.hearth;
 const visible = (s) => { const el = document.querySelector(s); return Boolean(el && el.offsetParent !== null); };
 return h.state === 'waiting' && !h.pc
   && visible('#lobby-panel') && !visible('#room-panel')
-  && /therapist will let you in shortly/i.test(document.querySelector('#lobby-text').textContent)
+  && /will let you in shortly|you will be let in when they arrive/i.test(document.querySelector('#lobby-therapist').textContent)
   && visible('#preview-video') && document.querySelector('#preview-video').videoWidth > 0
   && visible('#mic-button') && visible('#cam-button');
 "#;

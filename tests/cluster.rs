@@ -633,7 +633,7 @@ async fn a_drained_room_keeps_its_round_and_one_sessions_attendance() {
     assert!(after.seconds_left.is_some_and(|s| s <= before.seconds_left.unwrap_or(0) && s > 60), "{after:?}");
 
     // One session, read whole on the node that ended it.
-    back[0].send(&ClientMessage::EndSession { confirm: true }).await.unwrap();
+    back[0].send(&ClientMessage::EndSession { confirm: true, closing_message: None }).await.unwrap();
     back[1].recv_until("ended", WAIT, |m| matches!(m, ServerMessage::SessionEnded { .. })).await.unwrap();
     let path = format!("/api/rooms/{room}/sessions/{session}/attendance");
     let deadline = Instant::now() + WAIT;

@@ -400,7 +400,7 @@ async fn partner_groups_outlive_the_session_open_breakouts_in_one_action_and_sta
         let mine = groups.iter().find(|g| g.contains(&pid(id))).unwrap().iter().filter(|p| p.as_str() != *id).cloned().collect::<Vec<_>>();
         record_until(c, seen, "yourPartners", |m| matches!(m, ServerMessage::YourPartners { partner_ids } if *partner_ids == mine)).await;
     }
-    t.send(&ClientMessage::EndSession { confirm: true }).await.unwrap();
+    t.send(&ClientMessage::EndSession { confirm: true, closing_message: None }).await.unwrap();
     for (_, c, seen) in people.iter_mut() {
         record_until(c, seen, "session ended", |m| matches!(m, ServerMessage::SessionEnded { .. })).await;
     }

@@ -113,7 +113,7 @@ async fn participants_cannot_moderate() {
         ClientMessage::SetWaitingRoom { enabled: false },
         ClientMessage::Spotlight { participant_id: Some(alice_id.clone()) },
         ClientMessage::LowerHand { participant_id: Some(bob_id.clone()) },
-        ClientMessage::EndSession { confirm: false },
+        ClientMessage::EndSession { confirm: false, closing_message: None },
     ];
     for action in actions {
         let kind = action.kind();
@@ -181,7 +181,7 @@ async fn waiting_room_decline_lock_remove_and_end() {
     assert_eq!(common::health(&server).await["participants"], 2);
 
     // End for all: everyone is told; the room is gone.
-    therapist.send(&ClientMessage::EndSession { confirm: false }).await.unwrap();
+    therapist.send(&ClientMessage::EndSession { confirm: false, closing_message: None }).await.unwrap();
     for c in [&mut therapist, &mut cotherapist] {
         let ended = c.recv_until("sessionEnded", WAIT, |m| matches!(m, ServerMessage::SessionEnded { .. })).await.unwrap();
         assert!(matches!(ended, ServerMessage::SessionEnded { reason: EndReason::Ended, .. }));

@@ -159,7 +159,7 @@ async fn a_scripted_session_gives_exactly_its_attendance_in_json_and_csv_and_sur
     t.recv_until("a left", WAIT, |m| matches!(m, ServerMessage::ParticipantLeft { participant_id } if participant_id.as_str() == "p-a"))
         .await
         .unwrap();
-    t.send(&ClientMessage::EndSession { confirm: false }).await.unwrap();
+    t.send(&ClientMessage::EndSession { confirm: false, closing_message: None }).await.unwrap();
     b.recv_until("ended", WAIT, |m| matches!(m, ServerMessage::SessionEnded { reason: EndReason::Ended, .. })).await.unwrap();
 
     let sessions_path = format!("/api/rooms/{ROOM}/sessions");
@@ -336,11 +336,11 @@ async fn a_support_request_made_while_no_therapist_is_connected_reaches_the_next
     let left = t.recv_until("requester left", WAIT, |m| matches!(m, ServerMessage::SupportRequesterLeft { .. })).await.unwrap();
     assert!(matches!(left, ServerMessage::SupportRequesterLeft { participant_id, .. } if participant_id.as_str() == "p-1"));
     // Ending the session with it open needs a confirmation; without one nothing changes.
-    t.send(&ClientMessage::EndSession { confirm: false }).await.unwrap();
+    t.send(&ClientMessage::EndSession { confirm: false, closing_message: None }).await.unwrap();
     common::expect_error(&mut t, ErrorCode::SupportOpen).await;
     t.send(&ClientMessage::ResolveSupport { request_id: request_id.clone(), outcome: SupportOutcome::FollowUpNeeded }).await.unwrap();
     support_list_where(&mut t2, |l| l.is_empty()).await;
-    t.send(&ClientMessage::EndSession { confirm: false }).await.unwrap();
+    t.send(&ClientMessage::EndSession { confirm: false, closing_message: None }).await.unwrap();
     t2.recv_until("ended", WAIT, |m| matches!(m, ServerMessage::SessionEnded { reason: EndReason::Ended, .. })).await.unwrap();
 
     // Stored: ids, times and the outcome code.
@@ -444,7 +444,7 @@ async fn check_in_values_reach_therapists_only_and_trends_span_sessions() {
         assert_eq!((h.counts[7], h.counts.iter().sum::<u32>()), (1, 1), "counts, never names");
         assert!(seen.iter().all(|m| !matches!(m, ServerMessage::CheckInValue { .. })));
     }
-    t.send(&ClientMessage::EndSession { confirm: false }).await.unwrap();
+    t.send(&ClientMessage::EndSession { confirm: false, closing_message: None }).await.unwrap();
     p1.recv_until("ended", WAIT, |m| matches!(m, ServerMessage::SessionEnded { .. })).await.unwrap();
 
     // A second session: check-in 5, and an anonymous round that keeps counts only.
@@ -579,7 +579,7 @@ async fn the_webhook_gets_a_signed_summary_after_retries_and_a_failing_receiver_
     let (mut p, _) = enter(&server, ROOM, Role::Participant, "p-1").await;
     p.send(&ClientMessage::Leave).await.unwrap();
     t.recv_until("left", WAIT, |m| matches!(m, ServerMessage::ParticipantLeft { .. })).await.unwrap();
-    t.send(&ClientMessage::EndSession { confirm: false }).await.unwrap();
+    t.send(&ClientMessage::EndSession { confirm: false, closing_message: None }).await.unwrap();
     t.recv_until("ended", WAIT, |m| matches!(m, ServerMessage::SessionEnded { .. })).await.unwrap();
 
     assert!(common::eventually(WAIT, || rx.got.lock().unwrap().iter().any(|r| r.2 == 200)).await, "delivered after retries");
@@ -609,7 +609,7 @@ async fn the_webhook_gets_a_signed_summary_after_retries_and_a_failing_receiver_
     config.webhook.max_attempts = 3;
     let server = common::start_with(config).await;
     let (mut t, first) = enter(&server, ROOM, Role::Therapist, "t-1").await;
-    t.send(&ClientMessage::EndSession { confirm: false }).await.unwrap();
+    t.send(&ClientMessage::EndSession { confirm: false, closing_message: None }).await.unwrap();
     t.recv_until("ended", WAIT, |m| matches!(m, ServerMessage::SessionEnded { .. })).await.unwrap();
     let (mut t, second) = enter(&server, ROOM, Role::Therapist, "t-1").await;
     let (_p, joined_session) = enter(&server, ROOM, Role::Participant, "p-1").await;
@@ -721,7 +721,7 @@ async fn talk_time_goes_into_the_attendance_when_the_clinic_keeps_it() {
     for p in peers {
         p.close().await;
     }
-    t.send(&ClientMessage::EndSession { confirm: true }).await.unwrap();
+    t.send(&ClientMessage::EndSession { confirm: true, closing_message: None }).await.unwrap();
     let path = format!("/api/rooms/{ROOM}/sessions/{session}/attendance");
     let record = get_json_when(&server, &path, API_KEY, |v| v["session"]["endReason"] == "ended").await;
     let talk = |id: &str| {

@@ -174,7 +174,7 @@ async fn json_logs_carry_ids_but_never_names() {
     c.send(&ClientMessage::Join { protocol_version: PROTOCOL_VERSION, room_id: room, token }).await.unwrap();
     c.recv_until("admitted", std::time::Duration::from_secs(5), |m| matches!(m, ServerMessage::Admitted { .. })).await.unwrap();
     c.send(&ClientMessage::LockRoom { locked: true }).await.unwrap();
-    c.send(&ClientMessage::EndSession { confirm: false }).await.unwrap();
+    c.send(&ClientMessage::EndSession { confirm: false, closing_message: None }).await.unwrap();
     let _ = c.recv_until("ended", std::time::Duration::from_secs(5), |m| matches!(m, ServerMessage::SessionEnded { .. })).await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let _ = child.kill();

@@ -17,7 +17,8 @@
 //              shortcuts, devices, presence, queue (speaking order), rounds (go-arounds),
 //              agreement (ground rules at the door), talktime (therapists' talk-time chart),
 //              agenda (items and segment timer), network, checkin, partners (accountability
-//              partners): each registers its own
+//              partners), door (invites, the waiting room welcome, arrivals a lock turned
+//              away): each registers its own
 //              handlers on the bus and builds its own part of the page
 //   e2ee/      end-to-end encryption: sframe.js (RFC 9605 crypto), worker.js (the frame
 //              transforms), frames.js (attaching them), keys.js (key leader and members), ui.js
@@ -53,6 +54,7 @@ import './features/agenda.js';
 import './features/checkin.js';
 import './features/partners.js';
 import './features/family.js';
+import './features/door.js';
 
 sealProbe();
 init();

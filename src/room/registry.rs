@@ -7,7 +7,7 @@ use dashmap::DashMap;
 
 use super::actor::{self, RoomHandle};
 pub use super::shared::RoomSettings;
-use super::shared::{Bans, RegistryInner};
+use super::shared::{Bans, Doors, RegistryInner};
 use super::RoomId;
 use crate::auth::Role;
 use crate::cluster::Cluster;
@@ -40,6 +40,7 @@ impl RoomRegistry {
                 webhook,
                 cluster: std::sync::OnceLock::new(),
                 bans: Bans::default(),
+                doors: Doors::default(),
                 failures: AtomicU64::new(0),
             }),
         }

@@ -1,5 +1,6 @@
 //! What every room of this node shares: the settings, the store, the relay cluster, the
-//! participant counts, the bans that outlive a room, and the map of running rooms.
+//! participant counts, the bans and waiting-room memory that outlive a room, and the map of
+//! running rooms.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -105,6 +106,44 @@ impl Bans {
     }
 }
 
+/// What a room id remembers on this node beyond its task, for the waiting room of the next
+/// session (see `actor/door.rs`): the therapist's group name and welcome, the last therapist's
+/// name, and when the last session was ended. In memory only: a restart forgets it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct DoorMemory {
+    pub(super) group_name: Option<String>,
+    pub(super) welcome: Option<String>,
+    pub(super) therapist_name: Option<String>,
+    /// When a therapist last ended a session here, seconds since the Unix epoch.
+    pub(super) ended_at: Option<u64>,
+}
+
+/// [`DoorMemory`] per room id, bounded like [`Bans`]: the least recently changed room goes first.
+#[derive(Default)]
+pub(super) struct Doors {
+    rooms: Mutex<HashMap<RoomId, (DoorMemory, Instant)>>,
+}
+
+impl Doors {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RoomId, (DoorMemory, Instant)>> {
+        self.rooms.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(super) fn of(&self, room: &RoomId) -> DoorMemory {
+        self.lock().get(room).map(|(m, _)| m.clone()).unwrap_or_default()
+    }
+
+    pub(super) fn set(&self, room: &RoomId, memory: DoorMemory) {
+        let mut rooms = self.lock();
+        if !rooms.contains_key(room) && rooms.len() >= MAX_BANNED_ROOMS {
+            if let Some(oldest) = rooms.iter().min_by_key(|(_, (_, t))| *t).map(|(r, _)| r.clone()) {
+                rooms.remove(&oldest);
+            }
+        }
+        rooms.insert(room.clone(), (memory, Instant::now()));
+    }
+}
+
 pub(super) struct RegistryInner {
     pub(super) rooms: DashMap<RoomId, RoomHandle>,
     pub(super) participants: AtomicUsize,
@@ -120,6 +159,8 @@ pub(super) struct RegistryInner {
     pub(super) cluster: std::sync::OnceLock<Arc<Cluster>>,
     /// Bans that outlive a room's task (see [`Bans`]).
     pub(super) bans: Bans,
+    /// What each room id's waiting room says between sessions (see [`DoorMemory`]).
+    pub(super) doors: Doors,
     /// Room tasks that panicked and were ended (`hearth_room_failures_total`).
     pub(super) failures: AtomicU64,
 }

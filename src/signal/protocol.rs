@@ -156,6 +156,13 @@ pub struct E2eeMember {
     pub role: Role,
 }
 
+/// Longest group name a therapist may set for the waiting room.
+pub const MAX_GROUP_NAME_CHARS: usize = 80;
+/// Longest welcome message for the waiting room.
+pub const MAX_WELCOME_CHARS: usize = 600;
+/// Longest closing message on the end screen.
+pub const MAX_CLOSING_CHARS: usize = 600;
+
 /// Largest signed bundle (base64url characters): a 50-person member list with keys and names.
 pub const MAX_E2EE_BUNDLE_CHARS: usize = 16 * 1024;
 /// Largest public key, signature or wrap (base64url characters).
@@ -695,6 +702,15 @@ pub enum ClientMessage {
     EndSession {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         confirm: bool,
+        /// A few words for everyone's end screen (at most [`MAX_CLOSING_CHARS`] characters).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        closing_message: Option<String>,
+    },
+    /// What the waiting room shows: the group's name and a welcome message from the therapist
+    /// (empty clears either). Kept by the server beyond the session, for the next one.
+    SetWelcome {
+        group_name: String,
+        message: String,
     },
     // ---- breakout rooms ----
     /// Therapist: add a breakout room.
@@ -1097,6 +1113,30 @@ pub enum ServerMessage {
     SessionEnded {
         reason: EndReason,
         message: String,
+        /// `ended`: the therapist's closing words, when they wrote any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        closing_message: Option<String>,
+    },
+    /// People in the waiting room, and therapists (who set it): what they are waiting for.
+    /// Sent on arrival and whenever any of it changes.
+    WaitingRoom {
+        /// The group's name as the therapist set it (`null`: not set; never the room id).
+        group_name: Option<String>,
+        /// The therapist who is here, or who ran the last session here (`null`: none yet).
+        therapist_name: Option<String>,
+        /// A therapist is in the session now.
+        therapist_here: bool,
+        /// The therapist's welcome message (`null`: none).
+        welcome: Option<String>,
+        /// The session this person's link was for has ended and no new one has started.
+        session_ended: bool,
+    },
+    /// Therapists: someone with a valid link was turned away because the room is locked. Only
+    /// therapists hear of it; nobody else is told.
+    TurnedAway {
+        participant_id: ParticipantId,
+        name: String,
+        role: Role,
     },
     // ---- breakout rooms ----
     /// Therapists: the whole breakout plan, after every change.

@@ -13,6 +13,9 @@ const ROOM_ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
 
 // A token is ready: greet the person, join on one click.
 export function showLinkView({ left = false } = {}) {
+  ui.linkHello.hidden = false;
+  ui.linkInvited.hidden = true;
+  ui.linkNameField.hidden = true;
   const claims = state.claims;
   ui.linkName.textContent = claims.name;
   ui.linkRoom.textContent = claims.room;
@@ -27,6 +30,92 @@ export function showLinkView({ left = false } = {}) {
   ui.linkOther.hidden = !state.devTokens;
   showView('link');
   ui.headings.link.focus();
+}
+
+// An invite without a name (`#invite=`): the person types their name, then joins.
+function showInviteView(invite) {
+  state.invite = invite;
+  ui.linkHello.hidden = true;
+  ui.linkInvited.hidden = false;
+  ui.linkNameField.hidden = false;
+  ui.linkRoom.textContent = invite.room;
+  ui.linkRole.textContent = ROLE_LABEL.participant;
+  ui.linkLeft.hidden = true;
+  ui.linkLead.hidden = false;
+  ui.linkLead.textContent = 'Tell us the name the group should see, then join. You will wait until the '
+    + 'therapist lets you in. Your camera and microphone turn on when you join, and you can turn either off at any moment.';
+  ui.linkJoin.textContent = 'Join';
+  ui.linkOther.hidden = true;
+  showView('link');
+  ui.linkNameInput.focus();
+}
+
+/** Join pressed on the link page: with an invite, trade it and the typed name for a token first. */
+export async function onLinkJoin() {
+  if (!state.invite) {
+    startSession();
+    return;
+  }
+  const name = ui.linkNameInput.value.trim();
+  ui.linkNameInput.removeAttribute('aria-invalid');
+  if (!name) {
+    showAlert('Please enter your name.');
+    ui.linkNameInput.setAttribute('aria-invalid', 'true');
+    ui.linkNameInput.focus();
+    return;
+  }
+  clearAlert();
+  ui.linkJoin.disabled = true;
+  try {
+    const response = await fetch('/api/invites/accept', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ invite: state.invite.token, name }),
+    });
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok || !body.token) {
+      if (body.code === CODES.INVALID_NAME) {
+        showAlert('That name cannot be used: please use 1 to 64 ordinary characters.');
+        ui.linkNameInput.setAttribute('aria-invalid', 'true');
+        ui.linkNameInput.focus();
+      } else {
+        showAlert(body.message || 'This invitation could not be used. Please ask your therapist for a new link.');
+      }
+      return;
+    }
+    state.invite = '';
+    if (!useToken(body.token)) return;
+    // From here the page is an ordinary join link: a reload rejoins as the same person.
+    rememberToken(body.token);
+    startSession();
+  } catch (err) {
+    log('invite could not be accepted', err);
+    showAlert('Could not reach the server. Please check your connection and try again.');
+  } finally {
+    ui.linkJoin.disabled = false;
+  }
+}
+
+// Reads an invite's payload (room, expiry) without verifying it: the server checks it.
+function decodeInvite(token) {
+  try {
+    const b64 = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    const claims = JSON.parse(atob(b64 + '='.repeat((4 - (b64.length % 4)) % 4)));
+    return claims && claims.invite === true && typeof claims.room === 'string' ? { token, room: claims.room, exp: claims.exp } : null;
+  } catch (err) {
+    return null;
+  }
+}
+
+function inviteFromFragment() {
+  const params = new URLSearchParams(location.hash.replace(/^#/, ''));
+  const invite = (params.get('invite') || '').trim();
+  if (!invite) return '';
+  // Out of the address bar, like a join token (it is one person's way in).
+  params.delete('invite');
+  const rest = params.toString();
+  history.replaceState(history.state, '', `${location.pathname}${location.search}${rest ? `#${rest}` : ''}`);
+  return invite;
 }
 
 function useToken(token, { fromForm = false } = {}) {
@@ -111,6 +200,18 @@ export async function route() {
     noLinkText: (info && info.noLinkText) || '',
     supportResourcesText: (info && info.supportResourcesText) || '',
   };
+  const inviteToken = inviteFromFragment();
+  if (inviteToken) {
+    const invite = decodeInvite(inviteToken);
+    setStatus('idle', 'Not connected.');
+    if (!invite) showMessage(ERROR_HEADINGS[CODES.TOKEN_INVALID], FRIENDLY_ERRORS[CODES.TOKEN_INVALID]);
+    else if (tokenExpired(invite)) showMessage(ERROR_HEADINGS[CODES.TOKEN_EXPIRED], FRIENDLY_ERRORS[CODES.TOKEN_EXPIRED]);
+    else {
+      setStatus('idle');
+      showInviteView(invite);
+    }
+    return;
+  }
   const token = tokenFromFragment();
   if (token) {
     if (useToken(token)) {

@@ -2,14 +2,15 @@
 // keyboard, window events) and shows the first screen.
 
 import { announce } from '../lib/announce.js';
+import { el } from '../lib/dom.js';
 import { rememberToken, send } from './connection.js';
-import { onJoinSubmit, route } from './landing.js';
+import { onJoinSubmit, onLinkJoin, route } from './landing.js';
 import { toggleHand, toggleMute } from './media.js';
 import { confirmAction } from './dialog.js';
 import { onPeopleClick, onWaitingClick, peopleRows, renderLocalTile, renderRoster } from './roster.js';
-import { leave, startSession } from './session.js';
+import { endSessionMessage, leave } from './session.js';
 import { IN_CALL, state } from './state.js';
-import { layoutTiles, playWithSound, sizeSidebar } from './tiles.js';
+import { layoutTiles, playWithSound, sizeSidebar, tiles } from './tiles.js';
 import { setStatus, showView, ui } from './view.js';
 
 // Phones put Leave within a thumb of everything else: there a tap asks first.
@@ -27,14 +28,24 @@ async function onLeaveClick() {
   leave();
 }
 
+// The therapist may leave the group a few words for their end screen.
+const closingField = el('div', { class: 'field' },
+  el('label', { for: 'closing-message', text: 'A closing message for the group (optional)' }),
+  el('textarea', { id: 'closing-message', class: 'text-field', rows: '3', maxlength: '600' }));
+
 async function onEndSessionClick() {
+  const input = closingField.querySelector('textarea');
+  input.value = state.closingMessage || '';
   const sure = await confirmAction({
     heading: 'End the session for everyone?',
     body: 'Everyone is disconnected, and the session cannot be joined again.',
     confirm: 'End session',
+    content: [closingField],
   });
-  if (sure) send({ type: 'endSession' });
+  state.closingMessage = input.value.trim();
+  if (sure) send(endSessionMessage());
 }
+
 
 /** Opens or closes the "More" menu; closing puts focus back on its button unless told not to. */
 export function setMoreOpen(open, refocus = true) {
@@ -54,7 +65,8 @@ export function init() {
   // We validate ourselves so the message lands in the calm alert area, not a browser bubble.
   ui.joinForm.noValidate = true;
   ui.joinForm.addEventListener('submit', onJoinSubmit);
-  ui.linkJoin.addEventListener('click', () => startSession());
+  ui.linkJoin.addEventListener('click', onLinkJoin);
+  ui.linkNameInput.addEventListener('keydown', (event) => { if (event.key === 'Enter') onLinkJoin(); });
   ui.linkOtherButton.addEventListener('click', () => {
     history.replaceState(null, '', `${location.pathname}${location.search}`);
     rememberToken('');
@@ -77,6 +89,7 @@ export function init() {
     for (const video of ui.tiles.querySelectorAll('.tile.remote video')) playWithSound(video);
   });
   ui.peopleList.addEventListener('click', onPeopleClick);
+  ui.tiles.addEventListener('click', onPeopleClick);
   ui.waitingList.addEventListener('click', onWaitingClick);
   ui.admitAll.addEventListener('click', () => send({ type: 'admitAll' }));
   ui.waitingPill.addEventListener('click', () => {
@@ -97,13 +110,15 @@ export function init() {
       state.confirmRemove = null;
       renderRoster();
       const li = peopleRows.get(id);
-      if (li) li.querySelector('[data-action="remove"]').focus();
+      if (li) li.actionsEl.querySelector('[data-action="remove"]').focus();
     } else if (state.openMenu) {
       const id = state.openMenu;
       state.openMenu = null;
       renderRoster();
+      const tile = state.menuOn === 'tile' && tiles.get(id);
       const li = peopleRows.get(id);
-      if (li) li.querySelector('.person-more').focus();
+      if (tile) tile.element.querySelector('.tile-more').focus();
+      else if (li) li.querySelector('.person-more').focus();
     }
   });
   window.addEventListener('resize', layoutTiles);

@@ -126,7 +126,9 @@ export function renderRoster() {
     : waiting > 0 ? `Just you ${where === 'here' ? 'in the room' : where} so far.`
       : where === 'here' ? 'Just you so far. Others will appear here when they join.'
         : `Just you ${where} right now.`) + waitingNote;
-  ui.roomName.textContent = state.roomId;
+  // The group's name once the therapist has given it; the room's code until then.
+  ui.roomLabel.hidden = Boolean(state.door.groupName);
+  ui.roomName.textContent = state.door.groupName || state.roomId;
 
   ui.lockedChip.hidden = !state.room.locked;
   const spot = state.room.spotlight;
@@ -215,8 +217,14 @@ function renderPersonRow(li, p, therapist) {
   cam.hidden = !publisher || !(p.videoMuted || p.videoHardMuted);
   cam.textContent = p.videoHardMuted ? 'Camera off by therapist' : 'Camera off';
 
-  const actions = li.querySelector('.person-actions');
-  const confirm = li.querySelector('.confirm');
+  // The actions and the removal confirmation move to the person's video tile when its "…"
+  // opened them: one menu, in whichever place the therapist asked.
+  if (!li.actionsEl) {
+    li.actionsEl = li.querySelector('.person-actions');
+    li.confirmEl = li.querySelector('.confirm');
+  }
+  const actions = li.actionsEl;
+  const confirm = li.confirmEl;
   const confirming = therapist && state.confirmRemove === p.id;
   actions.hidden = !therapist || confirming;
   confirm.hidden = !confirming;
@@ -224,9 +232,9 @@ function renderPersonRow(li, p, therapist) {
     li.querySelector('.person-more').hidden = true;
     return;
   }
-  for (const who of li.querySelectorAll('.who')) who.textContent = `, ${p.self ? 'you' : p.name}`;
+  for (const who of [...actions.querySelectorAll('.who'), ...confirm.querySelectorAll('.who')]) who.textContent = `, ${p.self ? 'you' : p.name}`;
   const moderated = p.role === 'participant' && !p.self;
-  const button = (action) => li.querySelector(`[data-action="${action}"]`);
+  const button = (action) => actions.querySelector(`[data-action="${action}"]`);
   const set = (action, visible, label) => {
     const b = button(action);
     b.hidden = !visible;
@@ -247,13 +255,27 @@ function renderPersonRow(li, p, therapist) {
   const any = [...actions.children].some((b) => !b.hidden);
   const more = li.querySelector('.person-more');
   const open = state.openMenu === p.id && any && !confirming;
+  const tile = p.self ? null : tiles.get(p.id);
+  const tileMore = tile && tile.element.querySelector('.tile-more');
+  const onTile = Boolean(tile) && state.menuOn === 'tile' && state.openMenu === p.id;
+  const host = onTile ? tile.element.querySelector('.tile-menu') : li;
+  if (actions.parentElement !== host) {
+    // Back in the row: right under its name, before anything features added (a trend chart).
+    if (onTile) host.append(actions, confirm);
+    else li.querySelector('.person-main').after(actions, confirm);
+  }
   more.hidden = !any;
-  more.setAttribute('aria-expanded', String(open));
+  more.setAttribute('aria-expanded', String(open && !onTile));
   more.querySelector('.who-menu').textContent = `Actions for ${p.self ? 'you' : p.name}`;
+  if (tileMore) {
+    tileMore.hidden = !any;
+    tileMore.setAttribute('aria-expanded', String(open && onTile));
+    tileMore.querySelector('.who-menu').textContent = `Actions for ${p.name}`;
+  }
   actions.setAttribute('aria-label', `Actions for ${p.self ? 'you' : p.name}`);
   actions.hidden = !open;
   if (confirming) {
-    li.querySelector('.confirm-text').textContent = `Remove ${p.name} from this session? They will not be able to rejoin it.`;
+    confirm.querySelector('.confirm-text').textContent = `Remove ${p.name} from this session? They will not be able to rejoin it.`;
   }
 }
 
@@ -352,15 +374,28 @@ export function renderCall() {
   ui.preview.hidden = !publishes();
   setLabel(ui.leaveButton, 'Leave', 'Leave');
   ui.endSessionButton.hidden = !inRoom || !isTherapist();
+  const door = state.door;
+  ui.lobbyGroup.hidden = !door.groupName;
+  ui.lobbyGroup.textContent = door.groupName || '';
+  ui.lobbyWelcome.hidden = !(state.status === 'waiting' && door.welcome);
+  ui.lobbyWelcomeText.textContent = door.welcome || '';
+  ui.lobbyWelcomeBy.textContent = door.therapistName ? `A welcome from ${door.therapistName}` : 'A welcome from your therapist';
+  ui.lobbyTherapist.hidden = state.status !== 'waiting';
   if (state.status === 'waiting') {
+    const who = door.therapistName || 'The therapist';
     ui.lobbyHeading.textContent = "You're in the waiting room";
+    // Whether anyone is here to let them in: never "shortly" to an empty room.
+    ui.lobbyTherapist.textContent = door.therapistHere
+      ? `${who} is here and will let you in shortly.`
+      : door.therapistName
+        ? `${who} has not arrived yet. You can wait here; you will be let in when they arrive.`
+        : 'No therapist has arrived yet. You can wait here; you will be let in when they arrive.';
     ui.lobbyText.textContent = state.role === 'familyGuest'
       ? 'You are a family guest. The therapist will bring you into a private family space with your '
-        + 'family member shortly; no one else can see or hear you.'
+        + 'family member; no one else can see or hear you.'
       : publishes()
-        ? 'The therapist will let you in shortly. Meanwhile you can check how you look here; '
-          + 'no one else can see or hear you yet.'
-        : 'The therapist will let you in shortly. As an observer, others will not see or hear you.';
+        ? 'Meanwhile you can check how you look here; no one else can see or hear you yet.'
+        : 'As an observer, others will not see or hear you.';
   } else {
     ui.lobbyHeading.textContent = state.status === 'reconnecting' ? 'Reconnecting…' : 'Getting ready…';
     ui.lobbyText.textContent = publishes()
@@ -381,6 +416,7 @@ export function renderCall() {
 export function onPeopleClick(event) {
   const button = event.target.closest('button[data-action]');
   if (!button || !isTherapist()) return;
+  // A row of the people list, or a video tile whose "…" holds the same menu.
   const li = button.closest('li');
   const id = li && li.dataset.participantId;
   const p = id === state.participantId ? state.self : state.participants.get(id);
@@ -389,8 +425,10 @@ export function onPeopleClick(event) {
   // The menu stays open after an action, so the therapist sees it took ("Mute" becomes
   // "Allow unmute"); "…" again or Escape closes it.
   switch (action) {
-    case 'menu':
-      state.openMenu = state.openMenu === id ? null : id;
+    case 'menu': {
+      const where = button.classList.contains('tile-more') ? 'tile' : 'row';
+      state.openMenu = state.openMenu === id && state.menuOn === where ? null : id;
+      state.menuOn = where;
       renderRoster();
       if (state.openMenu) {
         const first = [...li.querySelectorAll('.person-actions button')].find((b) => !b.hidden);
@@ -399,6 +437,7 @@ export function onPeopleClick(event) {
         button.focus();
       }
       break;
+    }
     case 'lower-hand': send({ type: 'lowerHand', participantId: id }); break;
     case 'ask-mute': send({ type: 'mute', participantId: id, kind: 'audio', hard: false }); break;
     case 'hard-mute':

@@ -9,8 +9,8 @@ import { dismissConfirm } from './dialog.js';
 import { log } from './log.js';
 import { applyLocalMutes, ensureLocalMedia, stopLocalMedia } from './media.js';
 import { startPeer, teardownPeer } from './negotiation.js';
-import { renderLocalTile, renderModNotice, renderRoster, renderWaiting } from './roster.js';
-import { ROLE_LABEL, isTherapist, nameOf, publishes, state } from './state.js';
+import { renderCall, renderLocalTile, renderModNotice, renderRoster, renderWaiting } from './roster.js';
+import { IN_CALL, ROLE_LABEL, isTherapist, nameOf, publishes, state } from './state.js';
 import { clearRemoteTiles, dropTileIfIdle, onActiveSpeaker, removeTile, tiles } from './tiles.js';
 import { clearAlert, setStatus, showMessage, ui } from './view.js';
 
@@ -45,7 +45,7 @@ function onJoined(message) {
   setStatus(message.admitted ? 'connecting' : 'waiting');
   if (!message.admitted) {
     teardownPeer();
-    announce('You are in the waiting room. The therapist will let you in shortly.');
+    announce('You are in the waiting room.');
     ui.lobbyHeading.focus();
   }
 }
@@ -237,6 +237,41 @@ function onUnmutedByModerator(kind) {
   renderModNotice();
 }
 
+// What the waiting room says: the group, the therapist, their welcome. A link whose session
+// is over says so instead of waiting for a therapist who will not come.
+function onWaitingRoom(message) {
+  const before = state.door;
+  state.door = {
+    groupName: message.groupName || null,
+    therapistName: message.therapistName || null,
+    therapistHere: Boolean(message.therapistHere),
+    welcome: message.welcome || null,
+    sessionEnded: Boolean(message.sessionEnded),
+  };
+  if (state.status !== 'waiting') {
+    if (IN_CALL.has(state.status)) renderRoster(); // the heading names the group
+    return;
+  }
+  if (state.door.sessionEnded) {
+    log('the session of this link has ended');
+    send({ type: 'leave' });
+    state.status = 'ended';
+    stopSession();
+    setStatus('ended', 'Session ended.');
+    const help = (state.clinic && state.clinic.supportResourcesText) || '';
+    showMessage('This session has ended', `The session this link was for${state.door.therapistName ? `, with ${state.door.therapistName},` : ''} is over. Thank you for coming.`, {
+      hint: 'If you expected a session now, please contact your therapist or clinic for a new link.',
+      help,
+      action: { label: 'Check again', run: () => startSession() },
+    });
+    return;
+  }
+  if (state.door.therapistHere && !before.therapistHere) {
+    announce(`${state.door.therapistName || 'The therapist'} is here and will let you in shortly.`);
+  }
+  renderCall();
+}
+
 function onSessionEnded(message) {
   const reason = message.reason;
   log('session ended:', reason);
@@ -289,6 +324,7 @@ export function startSession() {
   state.handRaised = false;
   state.modNotes = { audio: '', video: '' };
   state.room = { locked: false, waitingRoom: true, spotlight: null };
+  state.door = { groupName: null, therapistName: null, therapistHere: false, welcome: null, sessionEnded: false };
   clearAlert();
   ui.roomName.textContent = state.roomId;
   ui.peopleCount.textContent = '';
@@ -321,6 +357,13 @@ export function stopSession() {
   dismissConfirm();
 }
 
+/** `endSession` with the closing message the therapist wrote (asked again when support is open). */
+export function endSessionMessage(extra = {}) {
+  const message = { type: 'endSession', ...extra };
+  if (state.closingMessage) message.closingMessage = state.closingMessage;
+  return message;
+}
+
 export function leave() {
   log('leaving');
   send({ type: 'leave' });
@@ -344,4 +387,5 @@ on('spaceRoster', (m) => replaceRoster(m.participants || [], { announceMoves: tr
 on('mutedByModerator', (m) => onMutedByModerator(m.kind, Boolean(m.hard)));
 on('unmutedByModerator', (m) => onUnmutedByModerator(m.kind));
 on('sessionEnded', onSessionEnded);
+on('waitingRoom', onWaitingRoom);
 on('trackPublished', onTrackPublished);

@@ -35,7 +35,12 @@ export const state = {
   videoHardMuted: false,
   handRaised: false,
   modNotes: { audio: '', video: '' }, // transient moderator notes ("asked you to mute")
-  openMenu: null, // therapists: whose row in the people list shows its actions
+  openMenu: null, // therapists: whose actions menu is open
+  menuOn: 'row', // where that menu shows: 'row' (the people list) or 'tile' (their video)
+  // What the waiting room says (the server's `waitingRoom`): group, therapist, welcome.
+  door: { groupName: null, therapistName: null, therapistHere: false, welcome: null, sessionEnded: false },
+  invite: '', // an invite link's token, until the person has typed their name
+  closingMessage: '', // therapists: the closing words for the group's end screen
   confirmRemove: null, // participantId whose Remove is awaiting confirmation
   peerGeneration: null, // which startPeer() may still create the connection
   makingOffer: false,

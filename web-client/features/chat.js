@@ -22,6 +22,7 @@ import { on } from '../core/bus.js';
 import { CODES } from '../core/codes.js';
 import { confirmAction } from '../core/dialog.js';
 import { send } from '../core/connection.js';
+import { endSessionMessage } from '../core/session.js';
 import { exposeProbe } from '../core/probe.js';
 import { isStaff, isTherapist, state } from '../core/state.js';
 
@@ -747,7 +748,7 @@ on('error', async ({ code, message }) => {
     body: `${message} Each open request is kept for follow-up after the session.`,
     confirm: 'End session anyway',
   });
-  if (sure) send({ type: 'endSession', confirm: true });
+  if (sure) send(endSessionMessage({ confirm: true }));
 });
 
 on('sessionEnded', () => {

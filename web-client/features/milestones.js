@@ -551,7 +551,9 @@ function decoratePeople() {
     const id = row.getAttribute('data-participant-id');
     const p = participantList().find((x) => x.id === id);
     const wanted = p && p.role === 'participant';
-    const existing = row.querySelector('.ms-celebrate');
+    // The row's actions may be on the person's video tile just now (its "…" opened them there).
+    const actions = row.actionsEl || row.querySelector('.person-actions') || row;
+    const existing = actions.querySelector('.ms-celebrate');
     if (!wanted) { if (existing) existing.remove(); continue; }
     if (existing) continue;
     const button = el('button', {
@@ -559,7 +561,6 @@ function decoratePeople() {
       onclick: (e) => { e.stopPropagation(); openCelebrate(id); },
     }, el('span', { class: 'label', text: 'Celebrate\u2026' }), el('span', { class: 'visually-hidden', text: ` ${p.name}` }));
     // Before "Remove…", which stays last, apart.
-    const actions = row.querySelector('.person-actions') || row;
     actions.insertBefore(button, actions.querySelector('[data-action="remove"]'));
   }
 }

@@ -84,6 +84,8 @@ pub(super) enum Effect {
     Record(Record),
     /// The session ended: its summary for the webhook (when one is configured).
     SessionEnded(Box<crate::webhook::SessionSummary>),
+    /// What this room id's waiting room should say after the room's task ends (`door.rs`).
+    RememberDoor(crate::room::shared::DoorMemory),
 }
 
 /// A store read the room asks the task for (answered with `RoomInput::Loaded`).

@@ -27,6 +27,7 @@ mod agreement;
 mod alerts;
 mod breakout;
 mod chat;
+mod door;
 mod e2ee;
 mod effect;
 mod family;
@@ -205,6 +206,8 @@ pub(super) struct Room {
     agreement: agreement::Agreement,
     talk: talktime::TalkTime,
     families: family::Families,
+    /// The waiting room's welcome and what the door remembers (`door.rs`).
+    door: door::Door,
     partners: partners::Partners,
     /// The store is there to read saved state from (partner groups, earlier check-ins).
     has_store: bool,
@@ -240,6 +243,7 @@ impl Room {
             agreement: agreement::Agreement::default(),
             talk: talktime::TalkTime::default(),
             families: family::Families::default(),
+            door: door::Door::default(),
             partners: partners::Partners::default(),
             has_store,
         }
@@ -334,7 +338,9 @@ impl Room {
 
     /// After a failed restore: the state of a fresh room, keeping only `banned`.
     fn reset(&mut self, banned: Vec<ParticipantId>) {
+        let door = std::mem::take(&mut self.door);
         *self = Room::new(self.id.clone(), self.settings.clone(), self.milestones.has_store(), banned, self.now);
+        self.door = door;
     }
 
     /// A command panicked: the room's state can no longer be trusted, so every member's session
@@ -433,6 +439,7 @@ impl Room {
         // Therapists may always enter, so a locked room cannot lock out its own moderator; and
         // someone already admitted who reconnects is not a new join.
         if self.state.locked && !grant.role.facilitates() && !remembered.admitted && !self.members.contains_key(&id) {
+            self.turned_away(&grant);
             return Err(RoomError::Locked);
         }
         // The same participant on a new connection (a reconnect, a second tab) takes over
@@ -489,7 +496,7 @@ impl Room {
                 protocol_version: PROTOCOL_VERSION,
                 room_id: self.id.clone(),
                 participant_id: id.clone(),
-                name: grant.name,
+                name: grant.name.clone(),
                 role: grant.role,
                 // When true, `admitted` with the roster follows at once.
                 admitted,
@@ -511,6 +518,7 @@ impl Room {
         if grant.role.facilitates() {
             self.send_to(&id, ServerMessage::WaitingList { waiting: self.waiting_list() });
         }
+        self.door_joined(&grant);
         debug!(participant = %id, size = self.members.len(), admitted, "joined");
         Ok(())
     }
@@ -521,8 +529,11 @@ impl Room {
         let Some(m) = self.members.get_mut(&id) else { return };
         if m.connected {
             // Another live connection (a second tab): it ends, this one takes over.
-            let msg =
-                ServerMessage::SessionEnded { reason: EndReason::Replaced, message: "You joined from another window or device.".into() };
+            let msg = ServerMessage::SessionEnded {
+                reason: EndReason::Replaced,
+                message: "You joined from another window or device.".into(),
+                closing_message: None,
+            };
             self.out.push(Effect::End { who: id.clone(), msg, reason: EndReason::Replaced });
         }
         self.out.push(Effect::Peer { to: id.clone(), cmd: PeerCommand::Close });
@@ -542,7 +553,7 @@ impl Room {
                 protocol_version: PROTOCOL_VERSION,
                 room_id: self.id.clone(),
                 participant_id: id.clone(),
-                name: grant.name,
+                name: grant.name.clone(),
                 role,
                 admitted,
                 participants: Vec::new(),
@@ -581,6 +592,7 @@ impl Room {
             self.publish_breakout_plan();
         }
         self.records.resumed(&mut cx!(self), &id);
+        self.door_joined(&grant);
         debug!(participant = %id, "resumed");
     }
 
@@ -606,6 +618,9 @@ impl Room {
         }
         self.records.dropped(&mut cx!(self), id);
         self.schedule(grace, Timer::Grace(id.clone(), epoch));
+        if self.members.get(id).is_some_and(Member::is_therapist) {
+            self.publish_door();
+        }
         debug!(participant = %id, "disconnected; holding the place");
     }
 
@@ -747,7 +762,8 @@ impl Room {
         self.peer(id, PeerCommand::Close);
         self.unsubscribe_all(id, &member.tracks);
         if let Some((reason, message)) = end {
-            let msg = ServerMessage::SessionEnded { reason, message: message.into() };
+            let closing_message = if reason == EndReason::Ended { self.door.closing.clone() } else { None };
+            let msg = ServerMessage::SessionEnded { reason, message: message.into(), closing_message };
             self.out.push(Effect::End { who: id.clone(), msg, reason });
         }
         self.out.push(Effect::Detach(id.clone()));
@@ -786,6 +802,10 @@ impl Room {
         self.agreement.left(id);
         if self.agreement.is_set() {
             self.publish_agreement_statuses();
+        }
+        self.door_left(id);
+        if member.is_therapist() {
+            self.publish_door();
         }
         debug!(participant = %id, size = self.members.len(), "left");
     }
@@ -1034,15 +1054,23 @@ impl Room {
                 self.state.spotlight = participant_id;
                 self.send_admitted(ServerMessage::RoomStateChanged { room: self.state.clone() });
             }
-            ClientMessage::EndSession { confirm } => {
+            ClientMessage::EndSession { confirm, closing_message } => {
+                let closing = match door::closing_message(closing_message.as_deref()) {
+                    Ok(text) => text,
+                    Err(why) => return self.error(from, ErrorCode::InvalidField, why),
+                };
                 if !self.records.may_end(&mut cx!(self), from, confirm) {
                     return;
                 }
                 self.audit(from, "end_session", None);
+                self.door_session_ended();
+                self.door.closing = closing;
                 for id in self.order.clone() {
                     self.remove_member(&id, Some(EndReason::Ended));
                 }
+                self.door.closing = None;
             }
+            ClientMessage::SetWelcome { group_name, message } => self.on_set_welcome(from, &group_name, &message),
             // ---- feature handlers (one submodule each) ----
             msg @ (ClientMessage::CreateBreakout { .. }
             | ClientMessage::DeleteBreakout { .. }
@@ -1393,7 +1421,15 @@ mod tests {
         let peer = sfu.create_peer(participant.clone(), events, true);
         let (tx, outbox) = mpsc::channel(OUTBOX_CAPACITY);
         let (end_tx, ended) = oneshot::channel();
-        let grant = Grant { participant, room: RoomId::new("r").unwrap(), role, name: id.into(), expires_at: u64::MAX, sponsor: None };
+        let grant = Grant {
+            participant,
+            room: RoomId::new("r").unwrap(),
+            role,
+            name: id.into(),
+            expires_at: u64::MAX,
+            issued_at: 0,
+            sponsor: None,
+        };
         room.join(JoinRequest { grant, outbox: tx, peer, ended: end_tx }).await.expect("joined");
         Client { outbox, ended }
     }

@@ -47,6 +47,7 @@ pub(super) fn context_with(waiting_room: bool, reconnect_grace: Duration) -> Arc
         webhook: None,
         cluster: std::sync::OnceLock::new(),
         bans: Default::default(),
+        doors: Default::default(),
         failures: Default::default(),
     })
 }
@@ -159,7 +160,7 @@ fn op() -> impl Strategy<Value = Op> {
 /// What someone who was never admitted on a connection may be sent on it.
 fn allowed_while_waiting(m: &ServerMessage) -> bool {
     // Who holds the keys is told to everyone who joined (a waiting client checks it before
-    // admission), and the agreement is the one thing shown at the door.
+    // admission), and the agreement and the waiting room's welcome are what the door shows.
     matches!(
         m,
         ServerMessage::Joined { .. }
@@ -167,6 +168,7 @@ fn allowed_while_waiting(m: &ServerMessage) -> bool {
             | ServerMessage::SessionEnded { .. }
             | ServerMessage::E2eeLeader { .. }
             | ServerMessage::Agreement { .. }
+            | ServerMessage::WaitingRoom { .. }
     )
 }
 
@@ -221,8 +223,15 @@ impl Model {
     fn join(&mut self, i: usize) -> Result<(), RoomError> {
         self.steps += 1;
         let (id, role) = person(i);
-        let grant =
-            Grant { participant: id, room: self.room.id.clone(), role, name: format!("Name {i}"), expires_at: u64::MAX, sponsor: None };
+        let grant = Grant {
+            participant: id,
+            room: self.room.id.clone(),
+            role,
+            name: format!("Name {i}"),
+            expires_at: u64::MAX,
+            issued_at: 0,
+            sponsor: None,
+        };
         let now = self.now;
         let (result, effects) = self.room.with(now, |r| r.join(grant));
         self.replay(effects);
@@ -326,7 +335,8 @@ impl Model {
                 | Effect::AgendaTemplates { .. }
                 | Effect::SavePartners(_)
                 | Effect::Read(_)
-                | Effect::SessionEnded(_) => {}
+                | Effect::SessionEnded(_)
+                | Effect::RememberDoor(_) => {}
                 Effect::Record(r) => self.records.push(r),
             }
         }
@@ -373,7 +383,7 @@ impl Model {
                 self.client(&who, ClientMessage::LockRoom { locked: !state.locked });
                 self.client(&who, ClientMessage::SetWaitingRoom { enabled: !state.waiting_room });
                 self.client(&who, ClientMessage::Mute { participant_id: target.clone(), kind: MediaKind::Audio, hard: true });
-                self.client(&who, ClientMessage::EndSession { confirm: true });
+                self.client(&who, ClientMessage::EndSession { confirm: true, closing_message: None });
                 assert_eq!(self.admitted(), before, "{who}'s moderator actions changed who is in");
                 assert_eq!(self.room.state, state, "{who} changed the room's state");
                 assert_eq!(self.bans, bans, "{who} banned someone");
@@ -563,6 +573,10 @@ fn a_locked_room_keeps_newcomers_out_but_not_the_therapist_or_someone_already_in
     model.client(&therapist(), ClientMessage::LockRoom { locked: true });
     assert_eq!(model.join(2), Err(RoomError::Locked));
     assert!(!model.room.members.contains_key(&pid(2)), "a refused join changes nothing");
+    // The therapist hears of the late arrival; nobody else does.
+    let turned_away = |m: &ServerMessage| matches!(m, ServerMessage::TurnedAway { participant_id, .. } if *participant_id == pid(2));
+    assert!(model.sent(0).iter().any(turned_away), "the therapist is told who was turned away");
+    assert!(!model.sent(1).iter().any(turned_away), "another participant is not");
     // p1's page reloads: a reconnect, not a new join.
     model.apply(&Op::Disconnect(1));
     assert_eq!(model.join(1), Ok(()));
@@ -577,6 +591,7 @@ fn a_locked_room_keeps_newcomers_out_but_not_the_therapist_or_someone_already_in
         name: "x".into(),
         expires_at: u64::MAX,
         sponsor: None,
+        issued_at: 0,
     };
     let now = model.now;
     let (result, effects) = model.room.with(now, |r| r.join(grant));
@@ -931,6 +946,7 @@ impl Model {
             role,
             name: format!("Name {id}"),
             expires_at: (self.now.unix_ms as u64) / 1000 + 3600,
+            issued_at: 0,
             sponsor: sponsor.map(ParticipantId::from_trusted),
         };
         let now = self.now;
@@ -1264,6 +1280,45 @@ fn support_requests_reach_peer_support_staff_only_when_routed() {
     assert!(model.sent_to(&t).iter().filter(|m| matches!(m, ServerMessage::SupportRequested { .. })).count() >= 2, "the therapist still");
 }
 
+#[test]
+fn the_door_says_a_links_session_ended_until_a_therapist_starts_the_next_and_ending_carries_the_closing_message() {
+    let mut model = Model::new(true);
+    let memory = crate::room::shared::DoorMemory {
+        group_name: Some("Tuesday group".into()),
+        welcome: None,
+        therapist_name: Some("Dr Lee".into()),
+        ended_at: Some(1_000),
+    };
+    model.room.door = super::door::Door::new(memory);
+    let door = |m: &ServerMessage| match m {
+        ServerMessage::WaitingRoom { group_name, therapist_name, therapist_here, session_ended, .. } => {
+            Some((group_name.clone(), therapist_name.clone(), *therapist_here, *session_ended))
+        }
+        _ => None,
+    };
+    // The model's links are minted at 0, before that end: the session they were for is over.
+    model.join(1).expect("p1 waits");
+    let said = model.sent(1).iter().filter_map(door).next_back();
+    assert_eq!(said, Some((Some("Tuesday group".into()), Some("Dr Lee".into()), false, true)));
+    model.join(0).expect("therapist");
+    assert_eq!(
+        model.sent(1).iter().filter_map(door).next_back().map(|d| (d.2, d.3)),
+        Some((true, false)),
+        "a new session admits old links"
+    );
+    // A closing message outside the rules ends nothing.
+    model.client(&therapist(), ClientMessage::EndSession { confirm: true, closing_message: Some("x".repeat(601)) });
+    assert_eq!(model.last_error(0), Some(ErrorCode::InvalidField));
+    assert!(model.room.members.contains_key(&pid(1)));
+    model.client(&therapist(), ClientMessage::EndSession { confirm: true, closing_message: Some(" Thank you. ".into()) });
+    let (_, gone) = model.past.iter().rev().find(|(id, _)| *id == pid(1)).expect("p1's ended connection");
+    let ended = gone.sent.iter().find_map(|m| match m {
+        ServerMessage::SessionEnded { reason: EndReason::Ended, closing_message, .. } => Some(closing_message.clone()),
+        _ => None,
+    });
+    assert_eq!(ended, Some(Some("Thank you.".into())));
+}
+
 /// The last attendance record written for `id`.
 fn last_attendance(model: &Model, id: &ParticipantId) -> crate::store::AttendanceRecord {
     model
@@ -1303,7 +1358,7 @@ fn a_scripted_session_writes_exactly_its_records() {
     model.join(1).expect("A is back within the grace");
     model.advance(Duration::from_secs(60));
     model.input(RoomInput::Leave(pid(1)));
-    model.client(&therapist(), ClientMessage::EndSession { confirm: false });
+    model.client(&therapist(), ClientMessage::EndSession { confirm: false, closing_message: None });
     assert_eq!(model.room.records.session_id(), None, "the session ended");
 
     let a = last_attendance(&model, &pid(1));

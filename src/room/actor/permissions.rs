@@ -72,6 +72,7 @@ pub const TABLE: &[Row] = &[
     row("setWaitingRoom", THERAPIST),
     row("spotlight", STAFF),
     row("endSession", THERAPIST),
+    row("setWelcome", THERAPIST),
     row("createBreakout", STAFF),
     row("deleteBreakout", STAFF),
     row("assignBreakout", STAFF),

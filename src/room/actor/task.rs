@@ -134,6 +134,7 @@ impl Performer {
                         recorder.record(record);
                     }
                 }
+                Effect::RememberDoor(memory) => self.registry.doors.set(&self.room, memory),
                 Effect::SessionEnded(summary) => {
                     if let Some(webhook) = &self.registry.webhook {
                         webhook.deliver(*summary);
@@ -245,7 +246,9 @@ pub(super) fn build(id: RoomId, registry: Arc<RegistryInner>) -> (Room, mpsc::Re
     // Bans outlive the room's task: someone removed earlier in the session stays out after
     // everyone left and the room is made again.
     let banned = registry.bans.of(&id);
-    let room = Room::new(id, registry.settings.clone(), registry.store.is_some(), banned, Now::real());
+    let mut room = Room::new(id.clone(), registry.settings.clone(), registry.store.is_some(), banned, Now::real());
+    // The waiting room of a new session says what the last one left (see `door.rs`).
+    room.door = super::door::Door::new(registry.doors.of(&id));
     (room, rx, handle)
 }
 
