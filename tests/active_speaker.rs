@@ -39,7 +39,9 @@ async fn the_loudest_voice_is_the_active_speaker() {
     // Everyone hears everyone before levels change.
     for c in &clients {
         for other in ["t", "a", "b"].iter().filter(|o| **o != c.participant_id.as_str()) {
-            assert!(common::eventually(WAIT, || c.packets_from(&pid(other), MediaKind::Audio) > 10).await);
+            let heard = common::eventually(WAIT, || c.packets_from(&pid(other), MediaKind::Audio) > 10).await;
+            let got: Vec<_> = c.received().values().map(|t| (t.participant.clone(), t.kind, t.packets)).collect();
+            assert!(heard, "{} did not hear {other}; it received {got:?}", c.participant_id);
         }
     }
 

@@ -360,6 +360,10 @@ struct PeerTask {
     /// mid-less transceiver of the same kind), and that forwarding then hangs on how the
     /// client treats a track arriving on its own sender's m-line.
     pending: Vec<Arc<PublishedTrack>>,
+    /// Legs added since the last server offer, and those in the offer awaiting its answer
+    /// (see [`Leg::negotiated`]).
+    unannounced: Vec<Arc<AtomicBool>>,
+    in_offer: Vec<Arc<AtomicBool>>,
     has_remote_description: bool,
     early_candidates: Vec<RTCIceCandidateInit>,
     /// Remote candidates taken since the last remote description (see [`MAX_REMOTE_CANDIDATES`]).
@@ -502,6 +506,8 @@ impl Dormant {
             offer_needed: false,
             established: false,
             pending: Vec::new(),
+            unannounced: Vec::new(),
+            in_offer: Vec::new(),
             has_remote_description: false,
             early_candidates: Vec::new(),
             remote_candidates: 0,
@@ -654,6 +660,9 @@ impl PeerTask {
         let answer = RTCSessionDescription::answer(sdp).map_err(|e| SfuError::InvalidSdp(e.to_string()))?;
         self.pc.set_remote_description(answer).await?;
         self.awaiting_answer = false;
+        for leg in self.in_offer.drain(..) {
+            leg.store(true, Ordering::Relaxed);
+        }
         self.has_remote_description = true;
         self.flush_candidates().await;
         Ok(())
@@ -759,6 +768,7 @@ impl PeerTask {
         let offer = self.pc.create_offer(None).await?;
         self.pc.set_local_description(offer.clone()).await?;
         self.awaiting_answer = true;
+        self.in_offer.append(&mut self.unannounced);
         let sdp = self.for_client(offer.sdp);
         self.tell(PeerEvent::Offer(sdp));
         Ok(())
@@ -814,12 +824,15 @@ impl PeerTask {
         let sender = self.sending_transceiver(local.clone()).await?;
         self.feedback.register(ssrc);
         let max_height = Arc::new(AtomicU32::new(NO_PREFERENCE));
+        let negotiated = Arc::new(AtomicBool::new(false));
+        self.unannounced.push(negotiated.clone());
         let leg = Leg {
             track: track.clone(),
             local: local.clone(),
             sender: sender.clone(),
             ssrc,
             connected: self.connected.clone(),
+            negotiated: negotiated.clone(),
             max_height: max_height.clone(),
             events: self.events.clone(),
             feedback: self.feedback.clone(),
@@ -961,6 +974,11 @@ struct Leg {
     sender: Arc<dyn RtpSender>,
     ssrc: u32,
     connected: Arc<AtomicBool>,
+    /// The subscriber answered an offer with this leg's m-line: until then its SSRC is unknown
+    /// to the client, and a client with one m-line of the kind binds an unknown SSRC to it (the
+    /// webrtc crate's single-section shortcut), so the forwarded stream would land on the
+    /// client's own transceiver for good.
+    negotiated: Arc<AtomicBool>,
     max_height: Arc<AtomicU32>,
     events: mpsc::UnboundedSender<PeerEvent>,
     feedback: Arc<FeedbackSink>,
@@ -1009,7 +1027,7 @@ async fn forward(leg: Leg, mut rx: broadcast::Receiver<Fanned>) {
         };
         let layer = usize::from(layer);
         rates.arrived(layer, packet.payload.len());
-        if !leg.connected.load(Ordering::Relaxed) {
+        if !leg.connected.load(Ordering::Relaxed) || !leg.negotiated.load(Ordering::Relaxed) {
             current = None;
             continue;
         }
