@@ -18,12 +18,31 @@ use hearth::config::Config;
 use hearth::room::RoomId;
 use hearth::server::RunningServer;
 
-/// A path in the temp folder no other call of this process returns.
+/// This test process's scratch folder, `<tmp>/hearth-tests/<pid>`: test databases, configs and
+/// certificates go here. A test binary has no hook at exit, so the first call of each run removes
+/// the folders of runs whose process is gone; a suite run leaves at most its own behind.
+pub fn test_dir() -> &'static std::path::Path {
+    static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = std::env::temp_dir().join("hearth-tests");
+        for entry in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+            let pid = entry.file_name().to_string_lossy().parse::<u32>().ok();
+            if pid.is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists()) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        let dir = root.join(std::process::id().to_string());
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+        dir
+    })
+}
+
+/// A path in [`test_dir`] no other call of this process returns.
 pub fn unique_temp_path(prefix: &str, ext: &str) -> std::path::PathBuf {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
     let n = N.fetch_add(1, Ordering::Relaxed);
-    std::env::temp_dir().join(format!("{prefix}-{}-{n}-{:08x}.{ext}", std::process::id(), rand::random::<u32>()))
+    test_dir().join(format!("{prefix}-{n}.{ext}"))
 }
 
 /// Embedded defaults fitted for tests: port 0, short grace periods, a database of its own,

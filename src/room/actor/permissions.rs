@@ -2,7 +2,7 @@
 //! whose arguments or target change who may send them, such as a hard mute or a final decline)
 //! is one [`Row`] naming the roles allowed to send it; `Room::client` checks it before anything
 //! else, and a refusal is `forbidden` with nothing changed. `docs/protocol.md` prints this
-//! table ([`markdown`]; `tests/protocol_docs.rs` keeps the two equal).
+//! table ([`markdown`]; `tests/suite/protocol_docs.rs` keeps the two equal).
 //!
 //! Owns only the rule "may this role send this"; it must not look at the room's state beyond
 //! the roles of the sender and of a private message's recipient. Rules that depend on state
@@ -12,7 +12,7 @@
 //! A deployment may take rows away from co-facilitators (`rooms.co_facilitator_withhold`,
 //! checked at start-up by [`co_facilitator_withheld`]), never give them more than this table.
 //!
-//! Adding a message: add its row to [`TABLE`], then run `cargo test --test protocol_docs` and
+//! Adding a message: add its row to [`TABLE`], then run `cargo test --test suite protocol_docs::` and
 //! paste the table it prints into `docs/protocol.md`. A message without a row is refused to
 //! everyone, and the unit test below fails.
 
