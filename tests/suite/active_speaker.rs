@@ -27,6 +27,7 @@ async fn speaker_becomes(c: &mut MediaClient, who: Option<&str>) -> Result<(), S
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_loudest_voice_is_the_active_speaker() {
+    let _machine = common::machine(common::Load::Media).await;
     let server = common::start_open_server().await;
     let url = common::ws_url(&server);
     let mut clients = Vec::new();

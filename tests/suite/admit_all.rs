@@ -12,6 +12,7 @@ use hearth::load::{self, LoadConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_admitted_together_each_see_every_publisher() {
+    let _machine = common::machine(common::Load::Heavy).await;
     // The embedded defaults: the waiting room is on.
     let server = common::start_server().await;
     let mut cfg = LoadConfig::new(common::ws_url(&server));

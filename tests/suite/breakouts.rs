@@ -38,7 +38,7 @@ async fn create_breakouts(t: &mut SignalClient, names: &[&str]) -> Vec<String> {
 }
 
 async fn space_changed(c: &mut SignalClient) -> Option<String> {
-    match c.recv_until("spaceChanged", WAIT, |m| matches!(m, ServerMessage::SpaceChanged { .. })).await.unwrap() {
+    match recv!(c, ServerMessage::SpaceChanged { .. }) {
         ServerMessage::SpaceChanged { breakout, .. } => breakout.map(|b| b.id),
         _ => unreachable!(),
     }
@@ -46,6 +46,7 @@ async fn space_changed(c: &mut SignalClient) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn breakouts_isolate_media_and_close_all_reunites() {
+    let _machine = common::machine(common::Load::Media).await;
     let server = common::start_open_server().await;
     let url = common::ws_url(&server);
     let mut therapist = MediaClient::join(MediaOptions::light(&url, "group", "t").with_token(common::token_for(
@@ -199,14 +200,14 @@ async fn breakout_controls() {
     // Broadcast reaches every breakout; help reaches only therapists.
     t.send(&ClientMessage::BroadcastToBreakouts { text: "Two minutes left".into() }).await.unwrap();
     for c in [&mut p1, &mut p2] {
-        let m = c.recv_until("broadcast", WAIT, |m| matches!(m, ServerMessage::BreakoutBroadcast { .. })).await.unwrap();
+        let m = recv!(c, ServerMessage::BreakoutBroadcast { .. });
         assert_eq!(m, ServerMessage::BreakoutBroadcast { from: "Dr T".into(), text: "Two minutes left".into() });
     }
     p1.send(&ClientMessage::AskForHelp).await.unwrap();
-    let m = t.recv_until("help", WAIT, |m| matches!(m, ServerMessage::HelpRequested { .. })).await.unwrap();
+    let m = recv!(t, ServerMessage::HelpRequested { .. });
     assert_eq!(m, ServerMessage::HelpRequested { participant_id: pid("p1"), name: "One".into(), breakout_id: Some(s2.clone()) });
 
-    let w = p2.recv_until("warning", WAIT, |m| matches!(m, ServerMessage::BreakoutWarning { .. })).await.unwrap();
+    let w = recv!(p2, ServerMessage::BreakoutWarning { .. });
     assert!(matches!(w, ServerMessage::BreakoutWarning { seconds_left } if seconds_left <= 1));
     assert_eq!(space_changed(&mut p2).await, None, "timer expiry returns everyone");
     assert_eq!(space_changed(&mut p1).await, None);

@@ -76,14 +76,14 @@ fn texts(seen: &[ServerMessage]) -> Vec<&str> {
 }
 
 async fn next_chat(c: &mut SignalClient) -> ChatEntry {
-    match c.recv_until("chatMessage", WAIT, |m| matches!(m, ServerMessage::ChatMessage(_))).await.unwrap() {
+    match recv!(c, ServerMessage::ChatMessage(_)) {
         ServerMessage::ChatMessage(e) => e,
         _ => unreachable!(),
     }
 }
 
 async fn space_changed(c: &mut SignalClient) -> Option<BreakoutRef> {
-    match c.recv_until("spaceChanged", WAIT, |m| matches!(m, ServerMessage::SpaceChanged { .. })).await.unwrap() {
+    match recv!(c, ServerMessage::SpaceChanged { .. }) {
         ServerMessage::SpaceChanged { breakout, .. } => breakout,
         _ => unreachable!(),
     }
@@ -95,8 +95,7 @@ async fn open_breakouts(t: &mut SignalClient, names: &[&str], assign: &[(&str, u
         t.send(&ClientMessage::CreateBreakout { name: n.to_string() }).await.unwrap();
     }
     let ids = loop {
-        let m = t.recv_until("plan", WAIT, |m| matches!(m, ServerMessage::BreakoutsUpdated { .. })).await.unwrap();
-        let ServerMessage::BreakoutsUpdated { breakouts } = m else { unreachable!() };
+        let breakouts = recv!(t, ServerMessage::BreakoutsUpdated { breakouts } => breakouts);
         if breakouts.rooms.len() == names.len() {
             break breakouts.rooms.into_iter().map(|r| r.id).collect::<Vec<_>>();
         }
@@ -149,7 +148,7 @@ async fn chat_reaches_only_the_senders_space_and_private_only_its_target() {
 
     t.send(&ClientMessage::SetChatSettings { enabled: None, private_messages: Some(true), keep_transcript: None }).await.unwrap();
     for c in [&mut t, &mut p1, &mut p2, &mut p3, &mut p4] {
-        let m = c.recv_until("settings", WAIT, |m| matches!(m, ServerMessage::ChatSettings(_))).await.unwrap();
+        let m = recv!(c, ServerMessage::ChatSettings(_));
         assert_eq!(m, ServerMessage::ChatSettings(ChatSettings { enabled: true, private_messages: true, keep_transcript: false }));
     }
     p1.send(&whisper("psst", "p2")).await.unwrap();
@@ -220,7 +219,7 @@ async fn refusals_settings_and_delete_for_everyone() {
 
     // Chat off: participants are refused, the therapist may still post.
     t.send(&ClientMessage::SetChatSettings { enabled: Some(false), private_messages: None, keep_transcript: None }).await.unwrap();
-    let m = p1.recv_until("settings", WAIT, |m| matches!(m, ServerMessage::ChatSettings(_))).await.unwrap();
+    let m = recv!(p1, ServerMessage::ChatSettings(_));
     assert!(matches!(m, ServerMessage::ChatSettings(ChatSettings { enabled: false, .. })));
     p1.send(&say("anyone?")).await.unwrap();
     expect_error(&mut p1, ErrorCode::ChatDisabled).await;
@@ -252,14 +251,14 @@ async fn late_joiners_get_history_only_when_the_transcript_is_kept() {
     p1.send(&whisper("kept, but private", "t")).await.unwrap();
     let (_, _) = barrier(&mut t, &mut [&mut p1, &mut p2]).await;
     let mut p3 = join(&server, Role::Participant, "Three", "p3").await;
-    let history = match p3.recv_until("history", WAIT, |m| matches!(m, ServerMessage::ChatHistory { .. })).await.unwrap() {
+    let history = match recv!(p3, ServerMessage::ChatHistory { .. }) {
         ServerMessage::ChatHistory { messages } => messages,
         _ => unreachable!(),
     };
     assert_eq!(history.iter().map(|e| e.text.as_str()).collect::<Vec<_>>(), ["kept one"]);
     // p1 reconnects and gets its own private message too.
     let mut p1 = join(&server, Role::Participant, "One", "p1").await;
-    let history = match p1.recv_until("history", WAIT, |m| matches!(m, ServerMessage::ChatHistory { .. })).await.unwrap() {
+    let history = match recv!(p1, ServerMessage::ChatHistory { .. }) {
         ServerMessage::ChatHistory { messages } => messages,
         _ => unreachable!(),
     };
@@ -267,7 +266,7 @@ async fn late_joiners_get_history_only_when_the_transcript_is_kept() {
 
     // Turning it off forgets the transcript.
     t.send(&ClientMessage::SetChatSettings { enabled: None, private_messages: None, keep_transcript: Some(false) }).await.unwrap();
-    t.recv_until("settings", WAIT, |m| matches!(m, ServerMessage::ChatSettings(_))).await.unwrap();
+    recv!(t, ServerMessage::ChatSettings(_));
     let mut p4 = join(&server, Role::Participant, "Four", "p4").await;
     let (_, seen) = barrier(&mut t, &mut [&mut p4]).await;
     assert!(!seen[0].iter().any(|m| matches!(m, ServerMessage::ChatHistory { .. })));
@@ -351,7 +350,7 @@ async fn private_room_controls_with_breakouts() {
     assert_eq!(room.name, "Private room");
     assert!(room.id.starts_with("private-"));
     assert_eq!(space_changed(&mut p1).await, Some(room.clone()));
-    let plan = t.recv_until("plan", WAIT, |m| matches!(m, ServerMessage::BreakoutsUpdated { .. })).await.unwrap();
+    let plan = recv!(t, ServerMessage::BreakoutsUpdated { .. });
     let ServerMessage::BreakoutsUpdated { breakouts } = plan else { unreachable!() };
     assert_eq!(breakouts.rooms.iter().map(|r| r.id.clone()).collect::<Vec<_>>(), ids, "not listed among the breakouts");
     t.send(&ClientMessage::OpenPrivateRoom { participant_id: pid("p2") }).await.unwrap();
@@ -385,6 +384,7 @@ async fn private_room_controls_with_breakouts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_action_private_room_isolates_media() {
+    let _machine = common::machine(common::Load::Media).await;
     let server = common::start_open_server().await;
     let url = common::ws_url(&server);
     let client = |role: Role, name: &str, id: &str| {

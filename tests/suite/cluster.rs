@@ -128,6 +128,7 @@ async fn wait_disconnected(c: &MediaClient) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn room_survives_its_node_being_killed() {
+    let _machine = common::machine(common::Load::Media).await;
     let redis = Redis::start();
     let a = Node::start("node-a", &redis);
     let b = Node::start("node-b", &redis);
@@ -287,6 +288,7 @@ async fn room_survives_its_node_being_killed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn draining_node_moves_everyone() {
+    let _machine = common::machine(common::Load::Media).await;
     let redis = Redis::start();
     let a = Node::start("drain-a", &redis);
     let b = Node::start("drain-b", &redis);
@@ -413,7 +415,7 @@ async fn admin_endpoints_need_the_key_and_a_cluster() {
     })
     .await
     .unwrap();
-    c.recv_until("joined", WAIT, |m| matches!(m, ServerMessage::Joined { .. })).await.expect("served");
+    recv!(c, ServerMessage::Joined { .. });
     node.shutdown().await;
     alone.shutdown().await;
 }
@@ -435,6 +437,7 @@ async fn unreachable_redis_stops_start_up_with_a_clear_error() {
 /// other node, media flows there, and the report counts the rejoins.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn load_generator_rejoins_when_its_node_drains() {
+    let _machine = common::machine(common::Load::Media).await;
     let redis = Redis::start();
     let node = |id: &str| {
         let mut c = common::test_config();
@@ -504,11 +507,7 @@ async fn a_burst_of_new_rooms_spreads_over_the_nodes() {
             })
             .await
             .unwrap();
-            match c
-                .recv_until("joined", WAIT, |m| matches!(m, ServerMessage::Joined { .. } | ServerMessage::Redirect { .. }))
-                .await
-                .unwrap()
-            {
+            match recv!(c, ServerMessage::Joined { .. } | ServerMessage::Redirect { .. }) {
                 ServerMessage::Redirect { url: next, reason } => {
                     assert_eq!(reason, RedirectReason::RoomElsewhere);
                     assert_eq!(next, common::ws_url(&b), "sent to the other node's own address");
@@ -594,10 +593,7 @@ async fn a_drained_room_keeps_its_round_and_one_sessions_attendance() {
     }
     let session = session.expect("a session runs");
     clients[0].send(&ClientMessage::StartRound { order: RoundOrder::Roster, seconds_per_turn: Some(120), allow_pass: true }).await.unwrap();
-    clients[1]
-        .recv_until("p-1's turn", WAIT, |m| matches!(m, ServerMessage::RoundUpdated { round: Some(r) } if r.current == Some(pid("p-1"))))
-        .await
-        .unwrap();
+    recv!(clients[1], ServerMessage::RoundUpdated { round: Some(r) } if r.current == Some(pid("p-1")));
     clients[1].send(&ClientMessage::PassTurn).await.unwrap();
     let mut p3 = clients.pop().expect("p-3");
     p3.send(&ClientMessage::Leave).await.unwrap();
@@ -623,7 +619,7 @@ async fn a_drained_room_keeps_its_round_and_one_sessions_attendance() {
         };
         back.push(enter(&url, room, token(role, id)).await.0);
     }
-    let after = back[0].recv_until("round", WAIT, |m| matches!(m, ServerMessage::RoundUpdated { round: Some(_) })).await.unwrap();
+    let after = recv!(back[0], ServerMessage::RoundUpdated { round: Some(_) });
     let ServerMessage::RoundUpdated { round: Some(after) } = after else { unreachable!() };
     assert_eq!(
         (&after.order, &after.current, &after.passed, &after.skipped),
@@ -634,7 +630,7 @@ async fn a_drained_room_keeps_its_round_and_one_sessions_attendance() {
 
     // One session, read whole on the node that ended it.
     back[0].send(&ClientMessage::EndSession { confirm: true, closing_message: None }).await.unwrap();
-    back[1].recv_until("ended", WAIT, |m| matches!(m, ServerMessage::SessionEnded { .. })).await.unwrap();
+    recv!(back[1], ServerMessage::SessionEnded { .. });
     let path = format!("/api/rooms/{room}/sessions/{session}/attendance");
     let deadline = Instant::now() + WAIT;
     let attendance = loop {

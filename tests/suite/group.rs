@@ -26,7 +26,7 @@ fn join_msg(room: &str, token: String) -> ClientMessage {
 async fn join(server: &RunningServer, room: &str, role: Role, name: &str, id: &str) -> SignalClient {
     let mut c = SignalClient::connect(&common::ws_url(server)).await.unwrap();
     c.send(&join_msg(room, common::token_for(server, room, role, name, id))).await.unwrap();
-    match c.recv_until("joined", WAIT, |m| matches!(m, ServerMessage::Joined { .. } | ServerMessage::Error { .. })).await.unwrap() {
+    match recv!(c, ServerMessage::Joined { .. } | ServerMessage::Error { .. }) {
         ServerMessage::Joined { .. } => c,
         other => panic!("join refused: {other:?}"),
     }
@@ -35,7 +35,7 @@ async fn join(server: &RunningServer, room: &str, role: Role, name: &str, id: &s
 /// Joins and waits until admitted (the server runs without a waiting room, or a therapist admits).
 async fn join_admitted(server: &RunningServer, room: &str, role: Role, name: &str, id: &str) -> SignalClient {
     let mut c = join(server, room, role, name, id).await;
-    c.recv_until("admitted", WAIT, |m| matches!(m, ServerMessage::Admitted { .. })).await.unwrap();
+    recv!(c, ServerMessage::Admitted { .. });
     c
 }
 
@@ -168,7 +168,7 @@ async fn a_round_advances_on_the_servers_clock_and_only_therapists_steer_it() {
     let r = round_where(&mut t, "complete", |r| r.current.is_none()).await;
     assert_eq!((r.passed, r.skipped), (vec![pid("p-b")], vec![pid("p-c")]));
     t.send(&ClientMessage::EndRound).await.unwrap();
-    a.recv_until("round ended", WAIT, |m| matches!(m, ServerMessage::RoundUpdated { round: None })).await.unwrap();
+    recv!(a, ServerMessage::RoundUpdated { round: None });
     t.send(&ClientMessage::NextTurn).await.unwrap();
     expect_error(&mut t, ErrorCode::NoRound).await;
     server.shutdown().await;
@@ -211,7 +211,7 @@ async fn the_agreement_is_enforced_against_a_client_that_never_accepts() {
     let mut t = join_admitted(&server, room, Role::Therapist, "T", "t-1").await;
     let text = "What is said here stays here. No recording.";
     t.send(&ClientMessage::SetAgreement { text: Some(text.into()), ask_location: true }).await.unwrap();
-    let version = match t.recv_until("agreement", WAIT, |m| matches!(m, ServerMessage::Agreement { text: Some(_), .. })).await.unwrap() {
+    let version = match recv!(t, ServerMessage::Agreement { text: Some(_), .. }) {
         ServerMessage::Agreement { version: Some(v), text: Some(shown), .. } if shown == text => v,
         other => panic!("{other:?}"),
     };
@@ -238,17 +238,15 @@ async fn the_agreement_is_enforced_against_a_client_that_never_accepts() {
     // Someone who accepts, with where they are: therapists see it; admitAll admits only them.
     let mut ok = join(&server, room, Role::Participant, "Yes", "p-ok").await;
     ok.send(&ClientMessage::AcceptAgreement { version: version.clone(), location: Some("at home, upstairs".into()) }).await.unwrap();
-    ok.recv_until("accepted", WAIT, |m| matches!(m, ServerMessage::Agreement { accepted: true, .. })).await.unwrap();
-    let statuses = t
-        .recv_until("statuses", WAIT, |m| matches!(m, ServerMessage::AgreementStatuses { people } if people.iter().any(|p| p.agreed && p.participant_id == pid("p-ok"))))
-        .await
-        .unwrap();
+    recv!(ok, ServerMessage::Agreement { accepted: true, .. });
+    let statuses =
+        recv!(t, ServerMessage::AgreementStatuses { people } if people.iter().any(|p| p.agreed && p.participant_id == pid("p-ok")));
     let ServerMessage::AgreementStatuses { people } = statuses else { unreachable!() };
     let by = |id: &str| people.iter().find(|p| p.participant_id == pid(id)).cloned().expect("listed");
     assert_eq!(by("p-ok").location.as_deref(), Some("at home, upstairs"));
     assert!(!by("p-raw").agreed);
     t.send(&ClientMessage::AdmitAll).await.unwrap();
-    ok.recv_until("admitted", WAIT, |m| matches!(m, ServerMessage::Admitted { .. })).await.unwrap();
+    recv!(ok, ServerMessage::Admitted { .. });
     // The raw client is still waiting: what it sends in the room is refused.
     raw.send(r#"{"type":"raiseHand"}"#).await;
     assert_eq!(raw.next_of("error").await["code"], "not_admitted");
@@ -320,10 +318,7 @@ async fn the_agenda_is_the_same_for_late_joiners_and_templates_are_kept_per_ther
 
     // Templates are the therapist's own, and outlive the session.
     t.send(&ClientMessage::SaveAgendaTemplate { name: "Tuesday IOP".into() }).await.unwrap();
-    let saved = t
-        .recv_until("templates", WAIT, |m| matches!(m, ServerMessage::AgendaTemplates { templates } if !templates.is_empty()))
-        .await
-        .unwrap();
+    let saved = recv!(t, ServerMessage::AgendaTemplates { templates } if !templates.is_empty());
     assert!(
         matches!(&saved, ServerMessage::AgendaTemplates { templates } if templates[0].name == "Tuesday IOP" && templates[0].items == items)
     );
@@ -331,14 +326,14 @@ async fn the_agenda_is_the_same_for_late_joiners_and_templates_are_kept_per_ther
     expect_error(&mut a, ErrorCode::Forbidden).await;
     let mut other = join_admitted(&server, "elsewhere", Role::Therapist, "U", "t-2").await;
     other.send(&ClientMessage::GetAgendaTemplates).await.unwrap();
-    let theirs = other.recv_until("templates", WAIT, |m| matches!(m, ServerMessage::AgendaTemplates { .. })).await.unwrap();
+    let theirs = recv!(other, ServerMessage::AgendaTemplates { .. });
     assert!(
         matches!(theirs, ServerMessage::AgendaTemplates { templates } if templates.is_empty()),
         "another therapist's templates are not shown"
     );
     let mut again = join_admitted(&server, "later", Role::Therapist, "T", "t-1").await;
     again.send(&ClientMessage::GetAgendaTemplates).await.unwrap();
-    let mine = again.recv_until("templates", WAIT, |m| matches!(m, ServerMessage::AgendaTemplates { .. })).await.unwrap();
+    let mine = recv!(again, ServerMessage::AgendaTemplates { .. });
     assert!(matches!(mine, ServerMessage::AgendaTemplates { templates } if templates.len() == 1));
     server.shutdown().await;
 }
@@ -395,7 +390,7 @@ async fn partner_groups_outlive_the_session_open_breakouts_in_one_action_and_sta
 
     // Saved: the therapist gets the groups; each member learns their own partners only.
     t.send(&ClientMessage::SavePartners { groups: groups.clone() }).await.unwrap();
-    t.recv_until("partners", WAIT, |m| matches!(m, ServerMessage::Partners { groups: g } if *g == groups)).await.unwrap();
+    recv!(t, ServerMessage::Partners { groups: g } if *g == groups);
     for (id, c, seen) in people.iter_mut().take(4) {
         let mine = groups.iter().find(|g| g.contains(&pid(id))).unwrap().iter().filter(|p| p.as_str() != *id).cloned().collect::<Vec<_>>();
         record_until(c, seen, "yourPartners", |m| matches!(m, ServerMessage::YourPartners { partner_ids } if *partner_ids == mine)).await;
@@ -408,7 +403,7 @@ async fn partner_groups_outlive_the_session_open_breakouts_in_one_action_and_sta
     // Next session, p-b absent: the groups come back from the store; one action opens exactly
     // them, and p-a, whose partner is absent, joins the other group.
     let mut t = join(&server, room, Role::Therapist, "T", "t-1").await;
-    t.recv_until("saved partners", WAIT, |m| matches!(m, ServerMessage::Partners { groups: g } if *g == groups)).await.unwrap();
+    recv!(t, ServerMessage::Partners { groups: g } if *g == groups);
     let mut now = Vec::new();
     for id in ["p-a", "p-c", "p-d", "p-e"] {
         let c = join_admitted(&server, room, Role::Participant, id, id).await;
@@ -426,11 +421,10 @@ async fn partner_groups_outlive_the_session_open_breakouts_in_one_action_and_sta
     t.send(&ClientMessage::OpenPartnerBreakouts { absent: AbsentPartners::JoinAnother, duration_secs: Some(600), allow_return: false })
         .await
         .unwrap();
-    let plan =
-        match t.recv_until("plan", WAIT, |m| matches!(m, ServerMessage::BreakoutsUpdated { breakouts } if breakouts.open)).await.unwrap() {
-            ServerMessage::BreakoutsUpdated { breakouts } => breakouts,
-            _ => unreachable!(),
-        };
+    let plan = match recv!(t, ServerMessage::BreakoutsUpdated { breakouts } if breakouts.open) {
+        ServerMessage::BreakoutsUpdated { breakouts } => breakouts,
+        _ => unreachable!(),
+    };
     assert_eq!(plan.rooms.len(), 1, "{plan:?}");
     let mut members = plan.rooms[0].members.clone();
     members.sort();

@@ -52,6 +52,7 @@ async fn health_is(server: &RunningServer, participants: u64, peers: u64) -> boo
 /// at once: the room closes its peer itself, not through the connection task.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removal_cuts_media_even_from_a_client_that_stalls_its_socket() {
+    let _machine = common::machine(common::Load::Media).await;
     let mut config = common::test_config();
     config.rooms.waiting_room = false;
     config.limits.max_message_bytes = 256 * 1024;
@@ -92,6 +93,7 @@ async fn removal_cuts_media_even_from_a_client_that_stalls_its_socket() {
 /// and the person in the seat notices nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_never_takes_over_a_seat_of_another_role() {
+    let _machine = common::machine(common::Load::Media).await;
     let server = common::start_open_server().await;
     let mut t = join_media(&server, "seats", Role::Therapist, "t").await;
     let p = join_media(&server, "seats", Role::Participant, "p").await;
@@ -100,7 +102,7 @@ async fn a_token_never_takes_over_a_seat_of_another_role() {
         let mut c = SignalClient::connect(&common::ws_url(&server)).await.unwrap();
         let token = common::token_for(&server, "seats", role, "Intruder", id);
         c.send(&ClientMessage::Join { protocol_version: PROTOCOL_VERSION, room_id: RoomId::new("seats").unwrap(), token }).await.unwrap();
-        let m = c.recv_until("reply", WAIT, |m| matches!(m, ServerMessage::Joined { .. } | ServerMessage::Error { .. })).await.unwrap();
+        let m = recv!(c, ServerMessage::Joined { .. } | ServerMessage::Error { .. });
         assert!(matches!(m, ServerMessage::Error { code: ErrorCode::SeatTaken, .. }), "{id} as {role:?}: {m:?}");
     }
     // Nothing changed for the people in the seats: no session ended, media flows, roster same.
@@ -118,6 +120,7 @@ async fn a_token_never_takes_over_a_seat_of_another_role() {
 /// their offer waits and is answered on admission.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nobody_waiting_has_a_peer_connection() {
+    let _machine = common::machine(common::Load::Media).await;
     let server = common::start_server().await;
     let mut t = join_media(&server, "lobby", Role::Therapist, "t").await;
     let p = join_media(&server, "lobby", Role::Participant, "p").await;
@@ -138,6 +141,7 @@ async fn nobody_waiting_has_a_peer_connection() {
 /// receives the group.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_observer_is_never_received() {
+    let _machine = common::machine(common::Load::Media).await;
     let server = common::start_open_server().await;
     let t = join_media(&server, "watch", Role::Therapist, "t").await;
     let q = join_media(&server, "watch", Role::Participant, "q").await;
@@ -166,6 +170,7 @@ async fn an_observer_is_never_received() {
 /// ICE candidates than the server takes get one clear error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tracks_and_candidates_per_participant_are_bounded() {
+    let _machine = common::machine(common::Load::Media).await;
     let mut config = common::test_config();
     config.rooms.waiting_room = false;
     config.limits.max_tracks_per_participant = 2;

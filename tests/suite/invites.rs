@@ -146,7 +146,7 @@ async fn the_waiting_room_says_what_people_wait_for_and_the_lock_tells_therapist
     .await;
     // A participant may not set it.
     t.send(&ClientMessage::Admit { participant_id: common::pid("p-early") }).await.unwrap();
-    early.recv_until("admitted", WAIT, |m| matches!(m, ServerMessage::Admitted { .. })).await.unwrap();
+    recv!(early, ServerMessage::Admitted { .. });
     early.send(&ClientMessage::SetWelcome { group_name: "Mine".into(), message: String::new() }).await.unwrap();
     common::expect_error(&mut early, ErrorCode::Forbidden).await;
 
@@ -154,7 +154,7 @@ async fn the_waiting_room_says_what_people_wait_for_and_the_lock_tells_therapist
     t.send(&ClientMessage::LockRoom { locked: true }).await.unwrap();
     let mut late = join_with(&server, room, common::token_for(&server, room, Role::Participant, "Late", "p-late")).await;
     common::expect_error(&mut late, ErrorCode::RoomLocked).await;
-    let told = t.recv_until("turnedAway", WAIT, |m| matches!(m, ServerMessage::TurnedAway { .. })).await.unwrap();
+    let told = recv!(t, ServerMessage::TurnedAway { .. });
     assert_eq!(told, ServerMessage::TurnedAway { participant_id: common::pid("p-late"), name: "Late".into(), role: Role::Participant });
     let leaked =
         early.recv_until("anything about Late", std::time::Duration::from_millis(500), |m| format!("{m:?}").contains("Late")).await;
@@ -166,7 +166,7 @@ async fn the_waiting_room_says_what_people_wait_for_and_the_lock_tells_therapist
     t.send(&ClientMessage::EndSession { confirm: true, closing_message: Some(too_long) }).await.unwrap();
     common::expect_error(&mut t, ErrorCode::InvalidField).await;
     t.send(&ClientMessage::EndSession { confirm: true, closing_message: Some("Thank you all.".into()) }).await.unwrap();
-    let ended = early.recv_until("sessionEnded", WAIT, |m| matches!(m, ServerMessage::SessionEnded { .. })).await.unwrap();
+    let ended = recv!(early, ServerMessage::SessionEnded { .. });
     assert!(
         matches!(&ended, ServerMessage::SessionEnded { reason: EndReason::Ended, closing_message: Some(c), .. } if c == "Thank you all."),
         "{ended:?}"

@@ -10,6 +10,7 @@ use hearth::load::{self, LoadConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn short_load_run_forwards_media_and_reports() {
+    let _machine = common::machine(common::Load::Media).await;
     // Nobody admits from a waiting room in a load run.
     let server = common::start_open_server().await;
     let mut cfg = LoadConfig::new(common::ws_url(&server));
@@ -74,6 +75,7 @@ async fn refuses_targets_off_this_machine() {
 /// throttled subscriber is reported, and the others still get the high layer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulcast_load_run_counts_layers() {
+    let _machine = common::machine(common::Load::Media).await;
     let server = common::start_open_server().await;
     let mut cfg = LoadConfig::new(common::ws_url(&server));
     cfg.publishers = 1;

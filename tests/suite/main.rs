@@ -9,6 +9,7 @@
 //! `tests/soak.rs` stays a binary of its own: it measures its own process's memory, which other
 //! tests running beside it would disturb.
 
+#[macro_use]
 #[path = "../common/mod.rs"]
 mod common;
 

@@ -10,6 +10,7 @@ use hearth::signal::protocol::{MediaKind, ServerMessage};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_peers_receive_each_other_and_leave_cleanly() {
+    let _machine = common::machine(common::Load::Media).await;
     let server = common::start_open_server().await;
     let url = common::ws_url(&server);
     let mut clients = Vec::new();
@@ -91,6 +92,7 @@ async fn three_peers_receive_each_other_and_leave_cleanly() {
 /// (`track::SeqWindow`, unit-tested); either way they never reach the fan-out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retransmitted_duplicates_are_forwarded_once() {
+    let _machine = common::machine(common::Load::Media).await;
     let server = common::start_open_server().await;
     let url = common::ws_url(&server);
     let token = common::token(&server, "resend", Role::Participant, "pub");
@@ -126,6 +128,7 @@ async fn retransmitted_duplicates_are_forwarded_once() {
 /// subscriber's link turns weak, the offer drops to what that link carries (bounded below).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publisher_is_offered_less_when_a_subscribers_link_is_weak() {
+    let _machine = common::machine(common::Load::Media).await;
     let server = common::start_open_server().await;
     let url = common::ws_url(&server);
     let token = common::token(&server, "remb", Role::Participant, "pub");

@@ -29,6 +29,7 @@ fn all_receive(clients: &[MediaClient], n: u64) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_peer_connection_uses_the_one_media_port() {
+    let _machine = common::machine(common::Load::Media).await;
     let server = common::start_open_server().await;
     let port = server.state().sfu.media_port().expect("the server has a shared media port").port();
     let clients = join(&server, "one-port", &["ana", "ben", "cleo", "dev"]).await;
@@ -60,6 +61,7 @@ fn stun_request(ufrag: &str) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strangers_on_the_media_port_change_nothing() {
+    let _machine = common::machine(common::Load::Media).await;
     let server = common::start_open_server().await;
     let media = server.state().sfu.media_port().expect("the server has a shared media port");
     let clients = join(&server, "strangers", &["ana", "ben"]).await;

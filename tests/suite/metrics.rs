@@ -28,6 +28,7 @@ fn value(text: &str, prefix: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_describe_a_session() {
+    let _machine = common::machine(common::Load::Media).await;
     let server = common::start_open_server().await;
     let url = common::ws_url(&server);
     let a =

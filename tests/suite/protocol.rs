@@ -2,15 +2,13 @@
 
 use crate::common;
 
-use std::time::Duration;
-
 use hearth::auth::Role;
 use hearth::client::SignalClient;
 use hearth::room::RoomId;
 use hearth::signal::protocol::{ClientMessage, ErrorCode, ServerMessage, PROTOCOL_VERSION};
 
 async fn expect_error(c: &mut SignalClient) -> ErrorCode {
-    match c.recv_until("error", Duration::from_secs(5), |m| matches!(m, ServerMessage::Error { .. })).await.expect("error reply") {
+    match recv!(c, ServerMessage::Error { .. }) {
         ServerMessage::Error { code, message } => {
             assert!(!message.is_empty(), "errors carry a human message");
             code
@@ -51,12 +49,11 @@ async fn bad_frames_get_errors_and_the_connection_still_joins() {
 
     // The same connection joins and works.
     c.send(&join(&server, "r", "Dana")).await.unwrap();
-    let joined = c.recv_until("joined", Duration::from_secs(5), |m| matches!(m, ServerMessage::Joined { .. })).await.unwrap();
-    let ServerMessage::Joined { protocol_version, admitted, .. } = joined else { unreachable!() };
+    let (protocol_version, admitted) = recv!(c, ServerMessage::Joined { protocol_version, admitted, .. } => (protocol_version, admitted));
     assert_eq!(protocol_version, PROTOCOL_VERSION);
     assert!(admitted, "no waiting room on this server");
     c.send(&ClientMessage::Ping { nonce: Some(7) }).await.unwrap();
-    let pong = c.recv_until("pong", Duration::from_secs(5), |m| matches!(m, ServerMessage::Pong { .. })).await.unwrap();
+    let pong = recv!(c, ServerMessage::Pong { .. });
     assert_eq!(pong, ServerMessage::Pong { nonce: Some(7) });
 
     // A second join on a joined connection is refused; the first stays.
@@ -76,22 +73,13 @@ async fn roster_events_and_room_limit() {
     let url = common::ws_url(&server);
     let mut a = SignalClient::connect(&url).await.unwrap();
     a.send(&join(&server, "small", "Ana")).await.unwrap();
-    a.recv_until("joined", Duration::from_secs(5), |m| matches!(m, ServerMessage::Joined { .. })).await.unwrap();
+    recv!(a, ServerMessage::Joined { .. });
     let mut b = SignalClient::connect(&url).await.unwrap();
     b.send(&join(&server, "small", "Ben")).await.unwrap();
-    let ServerMessage::Joined { participant_id: b_id, .. } =
-        b.recv_until("joined", Duration::from_secs(5), |m| matches!(m, ServerMessage::Joined { .. })).await.unwrap()
-    else {
-        unreachable!()
-    };
-    let ServerMessage::Admitted { participants, .. } =
-        b.recv_until("admitted", Duration::from_secs(5), |m| matches!(m, ServerMessage::Admitted { .. })).await.unwrap()
-    else {
-        unreachable!()
-    };
+    let ServerMessage::Joined { participant_id: b_id, .. } = recv!(b, ServerMessage::Joined { .. }) else { unreachable!() };
+    let ServerMessage::Admitted { participants, .. } = recv!(b, ServerMessage::Admitted { .. }) else { unreachable!() };
     assert_eq!(participants.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["Ana", "Ben"]);
-    let ev =
-        a.recv_until("participantJoined", Duration::from_secs(5), |m| matches!(m, ServerMessage::ParticipantJoined { .. })).await.unwrap();
+    let ev = recv!(a, ServerMessage::ParticipantJoined { .. });
     let ServerMessage::ParticipantJoined { participant } = ev else { unreachable!() };
     assert_eq!((participant.id.clone(), participant.name.as_str()), (b_id.clone(), "Ben"));
 
@@ -101,11 +89,11 @@ async fn roster_events_and_room_limit() {
 
     // A dropped socket (no `leave`) still leaves the room and tells the others.
     drop(b);
-    let ev = a.recv_until("participantLeft", Duration::from_secs(5), |m| matches!(m, ServerMessage::ParticipantLeft { .. })).await.unwrap();
+    let ev = recv!(a, ServerMessage::ParticipantLeft { .. });
     assert_eq!(ev, ServerMessage::ParticipantLeft { participant_id: b_id });
     // Now there is room for Cleo on the same connection that was refused.
     c.send(&join(&server, "small", "Cleo")).await.unwrap();
-    c.recv_until("joined", Duration::from_secs(5), |m| matches!(m, ServerMessage::Joined { .. })).await.unwrap();
+    recv!(c, ServerMessage::Joined { .. });
     server.shutdown().await;
 }
 
@@ -114,9 +102,9 @@ async fn shutdown_says_goodbye() {
     let server = common::start_open_server().await;
     let mut c = SignalClient::connect(&common::ws_url(&server)).await.unwrap();
     c.send(&join(&server, "bye", "Eve")).await.unwrap();
-    c.recv_until("joined", Duration::from_secs(5), |m| matches!(m, ServerMessage::Joined { .. })).await.unwrap();
+    recv!(c, ServerMessage::Joined { .. });
     let shutdown = tokio::spawn(server.shutdown());
-    let msg = c.recv_until("goodbye", Duration::from_secs(5), |m| matches!(m, ServerMessage::Goodbye { .. })).await.unwrap();
+    let msg = recv!(c, ServerMessage::Goodbye { .. });
     assert!(matches!(msg, ServerMessage::Goodbye { .. }));
     assert!(matches!(c.recv().await, Ok(None) | Err(_)), "socket closes after goodbye");
     shutdown.await.unwrap();

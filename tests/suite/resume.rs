@@ -12,6 +12,7 @@ const WAIT: Duration = Duration::from_secs(10);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_socket_resumes_without_leave_and_media_returns() {
+    let _machine = common::machine(common::Load::Media).await;
     let mut config = common::test_config();
     config.rooms.waiting_room = false;
     config.rooms.reconnect_grace_ms = 10_000;
@@ -76,7 +77,7 @@ async fn grace_expiry_means_left_and_resume_keeps_the_breakout() {
             })
             .await
             .unwrap();
-            c.recv_until("admitted", WAIT, |m| matches!(m, ServerMessage::Admitted { .. })).await.unwrap();
+            recv!(c, ServerMessage::Admitted { .. });
             c
         }
     };
@@ -85,23 +86,22 @@ async fn grace_expiry_means_left_and_resume_keeps_the_breakout() {
     let mut p = join(p_token.clone()).await;
     let pid = hearth::room::ParticipantId::from_trusted("p-pat");
     t.send(&ClientMessage::CreateBreakout { name: "Garden".into() }).await.unwrap();
-    let plan = t.recv_until("plan", WAIT, |m| matches!(m, ServerMessage::BreakoutsUpdated { .. })).await.unwrap();
-    let ServerMessage::BreakoutsUpdated { breakouts } = plan else { unreachable!() };
+    let breakouts = recv!(t, ServerMessage::BreakoutsUpdated { breakouts } => breakouts);
     let b = breakouts.rooms[0].id.clone();
     t.send(&ClientMessage::AssignBreakout { participant_id: pid.clone(), breakout_id: Some(b.clone()) }).await.unwrap();
     t.send(&ClientMessage::OpenBreakouts { duration_secs: None, warning_secs: None, allow_return: false }).await.unwrap();
-    p.recv_until("moved", WAIT, |m| matches!(m, ServerMessage::SpaceChanged { breakout: Some(_), .. })).await.unwrap();
+    recv!(p, ServerMessage::SpaceChanged { breakout: Some(_), .. });
 
     // Drop and come back inside the grace period: straight back into the breakout.
     drop(p);
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut p = join(p_token).await;
-    let m = p.recv_until("space", WAIT, |m| matches!(m, ServerMessage::SpaceChanged { .. })).await.unwrap();
+    let m = recv!(p, ServerMessage::SpaceChanged { .. });
     assert!(matches!(m, ServerMessage::SpaceChanged { breakout: Some(ref r), .. } if r.id == b), "{m:?}");
 
     // Drop and stay away: after the grace period the others are told.
     drop(p);
-    let left = t.recv_until("left", Duration::from_secs(5), |m| matches!(m, ServerMessage::ParticipantLeft { .. })).await.unwrap();
+    let left = recv!(t, ServerMessage::ParticipantLeft { .. });
     assert_eq!(left, ServerMessage::ParticipantLeft { participant_id: pid });
     assert_eq!(common::health(&server).await["participants"], 1);
     server.shutdown().await;
@@ -109,6 +109,7 @@ async fn grace_expiry_means_left_and_resume_keeps_the_breakout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ice_restart_keeps_media_flowing() {
+    let _machine = common::machine(common::Load::Media).await;
     let server = common::start_open_server().await;
     let url = common::ws_url(&server);
     let a =

@@ -28,7 +28,7 @@ async fn join(server: &RunningServer, room: &str, role: Role, name: &str) -> (Si
 
 async fn waiting_list_names(c: &mut SignalClient, expect_len: usize) -> Vec<String> {
     loop {
-        let m = c.recv_until("waitingList", WAIT, |m| matches!(m, ServerMessage::WaitingList { .. })).await.unwrap();
+        let m = recv!(c, ServerMessage::WaitingList { .. });
         if let ServerMessage::WaitingList { waiting } = m {
             if waiting.len() == expect_len {
                 return waiting.into_iter().map(|w| w.name).collect();
@@ -81,7 +81,7 @@ async fn bad_tokens_are_refused_with_distinct_codes() {
     assert_eq!(h["participants"], 0, "no refused join changed anything");
     // The same connection still joins with a good token.
     c.send(&join_msg("g", good)).await.unwrap();
-    c.recv_until("joined", WAIT, |m| matches!(m, ServerMessage::Joined { .. })).await.unwrap();
+    recv!(c, ServerMessage::Joined { .. });
     server.shutdown().await;
 }
 
@@ -98,8 +98,8 @@ async fn participants_cannot_moderate() {
     alice.send(&ClientMessage::RaiseHand).await.unwrap();
     expect_error(&mut alice, ErrorCode::NotAdmitted).await;
     therapist.send(&ClientMessage::AdmitAll).await.unwrap();
-    alice.recv_until("admitted", WAIT, |m| matches!(m, ServerMessage::Admitted { .. })).await.unwrap();
-    bob.recv_until("admitted", WAIT, |m| matches!(m, ServerMessage::Admitted { .. })).await.unwrap();
+    recv!(alice, ServerMessage::Admitted { .. });
+    recv!(bob, ServerMessage::Admitted { .. });
 
     let actions = vec![
         ClientMessage::Admit { participant_id: bob_id.clone() },
@@ -118,7 +118,7 @@ async fn participants_cannot_moderate() {
     for action in actions {
         let kind = action.kind();
         alice.send(&action).await.unwrap();
-        match alice.recv_until("error", WAIT, |m| matches!(m, ServerMessage::Error { .. })).await.unwrap() {
+        match recv!(alice, ServerMessage::Error { .. }) {
             ServerMessage::Error { code, message } => {
                 assert_eq!(code, ErrorCode::Forbidden, "{kind}");
                 assert!(message.contains(kind), "{message}");
@@ -131,8 +131,7 @@ async fn participants_cannot_moderate() {
     let h = common::health(&server).await;
     assert_eq!(h["participants"], 3);
     bob.send(&ClientMessage::RaiseHand).await.unwrap();
-    let update = bob.recv_until("update", WAIT, |m| matches!(m, ServerMessage::ParticipantUpdated { .. })).await.unwrap();
-    let ServerMessage::ParticipantUpdated { participant } = update else { unreachable!() };
+    let participant = recv!(bob, ServerMessage::ParticipantUpdated { participant } => participant);
     assert!(participant.hand_raised && !participant.audio_hard_muted && !participant.audio_muted);
     let (_late, _) = join(&server, "g", Role::Participant, "Late").await; // not locked
     server.shutdown().await;
@@ -147,7 +146,7 @@ async fn waiting_room_decline_lock_remove_and_end() {
 
     // Declined: told, then disconnected.
     therapist.send(&ClientMessage::Decline { participant_id: carol_id, r#final: false }).await.unwrap();
-    let ended = carol.recv_until("sessionEnded", WAIT, |m| matches!(m, ServerMessage::SessionEnded { .. })).await.unwrap();
+    let ended = recv!(carol, ServerMessage::SessionEnded { .. });
     assert!(matches!(ended, ServerMessage::SessionEnded { reason: EndReason::Declined, .. }));
     assert!(matches!(carol.recv().await, Ok(None) | Err(_)), "socket closed after decline");
 
@@ -155,15 +154,15 @@ async fn waiting_room_decline_lock_remove_and_end() {
     let tok = common::token_for(&server, "g", Role::Participant, "Dan", "p-dan");
     let mut dan = SignalClient::connect(&common::ws_url(&server)).await.unwrap();
     dan.send(&join_msg("g", tok.clone())).await.unwrap();
-    dan.recv_until("joined", WAIT, |m| matches!(m, ServerMessage::Joined { .. })).await.unwrap();
+    recv!(dan, ServerMessage::Joined { .. });
     therapist.send(&ClientMessage::Admit { participant_id: ParticipantId::from_trusted("p-dan") }).await.unwrap();
-    dan.recv_until("admitted", WAIT, |m| matches!(m, ServerMessage::Admitted { .. })).await.unwrap();
+    recv!(dan, ServerMessage::Admitted { .. });
     therapist.send(&ClientMessage::Remove { participant_id: therapist_id.clone() }).await.unwrap();
     expect_error(&mut therapist, ErrorCode::Forbidden).await; // therapists cannot be removed
     therapist.send(&ClientMessage::Remove { participant_id: ParticipantId::from_trusted("p-dan") }).await.unwrap();
-    let ended = dan.recv_until("sessionEnded", WAIT, |m| matches!(m, ServerMessage::SessionEnded { .. })).await.unwrap();
+    let ended = recv!(dan, ServerMessage::SessionEnded { .. });
     assert!(matches!(ended, ServerMessage::SessionEnded { reason: EndReason::Removed, .. }));
-    let left = therapist.recv_until("left", WAIT, |m| matches!(m, ServerMessage::ParticipantLeft { .. })).await.unwrap();
+    let left = recv!(therapist, ServerMessage::ParticipantLeft { .. });
     assert_eq!(left, ServerMessage::ParticipantLeft { participant_id: ParticipantId::from_trusted("p-dan") });
     let mut again = SignalClient::connect(&common::ws_url(&server)).await.unwrap();
     again.send(&join_msg("g", tok)).await.unwrap();
@@ -171,19 +170,19 @@ async fn waiting_room_decline_lock_remove_and_end() {
 
     // Locked: nobody new, even with a valid token; a therapist still can.
     therapist.send(&ClientMessage::LockRoom { locked: true }).await.unwrap();
-    let st = therapist.recv_until("state", WAIT, |m| matches!(m, ServerMessage::RoomStateChanged { .. })).await.unwrap();
+    let st = recv!(therapist, ServerMessage::RoomStateChanged { .. });
     assert!(matches!(st, ServerMessage::RoomStateChanged { room } if room.locked));
     let mut eve = SignalClient::connect(&common::ws_url(&server)).await.unwrap();
     eve.send(&join_msg("g", common::token(&server, "g", Role::Participant, "Eve"))).await.unwrap();
     expect_error(&mut eve, ErrorCode::RoomLocked).await;
     let (mut cotherapist, _) = join(&server, "g", Role::Therapist, "Dr U").await;
-    cotherapist.recv_until("admitted", WAIT, |m| matches!(m, ServerMessage::Admitted { .. })).await.unwrap();
+    recv!(cotherapist, ServerMessage::Admitted { .. });
     assert_eq!(common::health(&server).await["participants"], 2);
 
     // End for all: everyone is told; the room is gone.
     therapist.send(&ClientMessage::EndSession { confirm: false, closing_message: None }).await.unwrap();
     for c in [&mut therapist, &mut cotherapist] {
-        let ended = c.recv_until("sessionEnded", WAIT, |m| matches!(m, ServerMessage::SessionEnded { .. })).await.unwrap();
+        let ended = recv!(c, ServerMessage::SessionEnded { .. });
         assert!(matches!(ended, ServerMessage::SessionEnded { reason: EndReason::Ended, .. }));
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -210,6 +209,7 @@ async fn waiting_room_decline_lock_remove_and_end() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiting_gets_no_media_and_hard_mute_stops_audio() {
+    let _machine = common::machine(common::Load::Media).await;
     let server = common::start_server().await;
     let url = common::ws_url(&server);
     let t_opts = MediaOptions::light(&url, "m", "t").with_token(common::token(&server, "m", Role::Therapist, "Dr T"));
@@ -276,8 +276,7 @@ async fn message_and_join_rate_limits() {
     for _ in 0..4 {
         let mut j = SignalClient::connect(&url).await.unwrap();
         j.send(&join_msg("g", String::new())).await.unwrap();
-        if let ServerMessage::Error { code, .. } = j.recv_until("error", WAIT, |m| matches!(m, ServerMessage::Error { .. })).await.unwrap()
-        {
+        if let ServerMessage::Error { code, .. } = recv!(j, ServerMessage::Error { .. }) {
             codes.push(code);
         }
     }
@@ -293,26 +292,22 @@ async fn reconnect_keeps_admission_and_hard_mute() {
     let ivy_id = ParticipantId::from_trusted("p-ivy");
     let mut ivy = SignalClient::connect(&common::ws_url(&server)).await.unwrap();
     ivy.send(&join_msg("g", tok.clone())).await.unwrap();
-    ivy.recv_until("joined", WAIT, |m| matches!(m, ServerMessage::Joined { admitted: false, .. })).await.unwrap();
+    recv!(ivy, ServerMessage::Joined { admitted: false, .. });
     therapist.send(&ClientMessage::Admit { participant_id: ivy_id.clone() }).await.unwrap();
-    ivy.recv_until("admitted", WAIT, |m| matches!(m, ServerMessage::Admitted { .. })).await.unwrap();
+    recv!(ivy, ServerMessage::Admitted { .. });
     therapist.send(&ClientMessage::Mute { participant_id: ivy_id.clone(), kind: MediaKind::Audio, hard: true }).await.unwrap();
-    ivy.recv_until("muted", WAIT, |m| matches!(m, ServerMessage::MutedByModerator { .. })).await.unwrap();
+    recv!(ivy, ServerMessage::MutedByModerator { .. });
     therapist.send(&ClientMessage::LockRoom { locked: true }).await.unwrap();
-    therapist.recv_until("state", WAIT, |m| matches!(m, ServerMessage::RoomStateChanged { .. })).await.unwrap();
+    recv!(therapist, ServerMessage::RoomStateChanged { .. });
 
     // The page reloads: a new socket, the same participant id, a locked room.
     drop(ivy);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut ivy = SignalClient::connect(&common::ws_url(&server)).await.unwrap();
     ivy.send(&join_msg("g", tok)).await.unwrap();
-    let joined = ivy.recv_until("joined", WAIT, |m| matches!(m, ServerMessage::Joined { .. } | ServerMessage::Error { .. })).await.unwrap();
+    let joined = recv!(ivy, ServerMessage::Joined { .. } | ServerMessage::Error { .. });
     assert!(matches!(joined, ServerMessage::Joined { admitted: true, .. }), "straight back in: {joined:?}");
-    let ServerMessage::Admitted { participants, .. } =
-        ivy.recv_until("admitted", WAIT, |m| matches!(m, ServerMessage::Admitted { .. })).await.unwrap()
-    else {
-        unreachable!()
-    };
+    let ServerMessage::Admitted { participants, .. } = recv!(ivy, ServerMessage::Admitted { .. }) else { unreachable!() };
     let me = participants.iter().find(|p| p.id == ivy_id).expect("in the roster");
     assert!(me.audio_hard_muted && me.audio_muted, "the hard mute outlives the reload");
     ivy.send(&ClientMessage::SetMute { kind: MediaKind::Audio, muted: false }).await.unwrap();
@@ -340,6 +335,7 @@ async fn recv_logged(c: &mut SignalClient, log: &mut Vec<String>, what: &str, pr
 /// frame the guest's socket received, no other member's id, name, track or message appears.
 #[tokio::test]
 async fn a_family_guest_receives_nothing_of_the_rest_of_the_group() {
+    let _machine = common::machine(common::Load::Media).await;
     let mut config = common::test_config();
     config.auth.api_key = "an-api-key-for-the-tests-0123456789".into();
     config.rooms.waiting_room = false;
@@ -390,7 +386,7 @@ async fn a_family_guest_receives_nothing_of_the_rest_of_the_group() {
     expect_error(&mut sponsor, ErrorCode::Forbidden).await;
 
     t.send(&ClientMessage::OpenFamilySpace { sponsor_id: common::pid("sponsor-1") }).await.unwrap();
-    sponsor.recv_until("moved", WAIT, |m| matches!(m, ServerMessage::SpaceChanged { breakout: Some(_), .. })).await.unwrap();
+    recv!(sponsor, ServerMessage::SpaceChanged { breakout: Some(_), .. });
     t.send(&ClientMessage::Admit { participant_id: guest_id.clone() }).await.unwrap();
     let admitted = recv_logged(&mut guest, &mut log, "admitted", |m| matches!(m, ServerMessage::Admitted { .. })).await;
     let ServerMessage::Admitted { participants, .. } = admitted else { unreachable!() };
@@ -408,17 +404,17 @@ async fn a_family_guest_receives_nothing_of_the_rest_of_the_group() {
     other.wait_for("refused", WAIT, |m| matches!(m, ServerMessage::Error { code: ErrorCode::Forbidden, .. })).await.unwrap();
     let mut t2 = common::join(&server, room, Role::Therapist, "Dr Two", "therapist-9").await;
     t2.send(&ClientMessage::Spotlight { participant_id: Some(common::pid("other-2")) }).await.unwrap();
-    t2.recv_until("spotlight", WAIT, |m| matches!(m, ServerMessage::RoomStateChanged { .. })).await.unwrap();
+    recv!(t2, ServerMessage::RoomStateChanged { .. });
     // The guest may not write privately to another member, vote, nor share a screen.
     guest.send(&ClientMessage::Chat { text: "hi".into(), to: Some(common::pid("other-2")) }).await.unwrap();
     recv_logged(&mut guest, &mut log, "forbidden", |m| matches!(m, ServerMessage::Error { code: ErrorCode::Forbidden, .. })).await;
     guest.send(&ClientMessage::Chat { text: "hello family".into(), to: None }).await.unwrap();
     recv_logged(&mut guest, &mut log, "own chat", |m| matches!(m, ServerMessage::ChatMessage { .. })).await;
-    sponsor.recv_until("the guest's chat", WAIT, |m| matches!(m, ServerMessage::ChatMessage(c) if c.text == "hello family")).await.unwrap();
+    recv!(sponsor, ServerMessage::ChatMessage(c) if c.text == "hello family");
 
     t.send(&ClientMessage::CloseFamilySpace { sponsor_id: common::pid("sponsor-1") }).await.unwrap();
     recv_logged(&mut guest, &mut log, "session ended", |m| matches!(m, ServerMessage::SessionEnded { .. })).await;
-    sponsor.recv_until("back", WAIT, |m| matches!(m, ServerMessage::SpaceChanged { breakout: None, .. })).await.unwrap();
+    recv!(sponsor, ServerMessage::SpaceChanged { breakout: None, .. });
     // Whatever else reached the guest's socket before it closed.
     while let Ok(Ok(Some(m))) = tokio::time::timeout(Duration::from_millis(500), guest.recv()).await {
         log.push(serde_json::to_string(&m).unwrap());
@@ -451,18 +447,16 @@ async fn a_co_facilitator_admits_and_the_audit_log_records_their_role() {
     let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
     let mut c = SignalClient::connect(&common::ws_url(&server)).await.unwrap();
     c.send(&join_msg("co", token)).await.unwrap();
-    c.recv_until("admitted at once", WAIT, |m| matches!(m, ServerMessage::Admitted { .. })).await.unwrap();
+    recv!(c, ServerMessage::Admitted { .. });
     let (_p, p_id) = join(&server, "co", Role::Participant, "Pat").await;
-    c.recv_until("waiting list", WAIT, |m| matches!(m, ServerMessage::WaitingList { waiting } if !waiting.is_empty())).await.unwrap();
+    recv!(c, ServerMessage::WaitingList { waiting } if !waiting.is_empty());
     c.send(&ClientMessage::Admit { participant_id: p_id.clone() }).await.unwrap();
-    c.recv_until("joined the room", WAIT, |m| matches!(m, ServerMessage::ParticipantJoined { .. })).await.unwrap();
+    recv!(c, ServerMessage::ParticipantJoined { .. });
     c.send(&ClientMessage::Remove { participant_id: p_id.clone() }).await.unwrap();
     let why = expect_error(&mut c, ErrorCode::Forbidden).await;
     assert!(why.contains("coFacilitator"), "{why}");
     c.send(&ClientMessage::Mute { participant_id: p_id.clone(), kind: MediaKind::Audio, hard: false }).await.unwrap();
-    c.recv_until("asked to mute", WAIT, |m| matches!(m, ServerMessage::ParticipantUpdated { participant } if participant.audio_muted))
-        .await
-        .unwrap();
+    recv!(c, ServerMessage::ParticipantUpdated { participant } if participant.audio_muted);
     let store = server.state().store.clone();
     let deadline = tokio::time::Instant::now() + WAIT;
     let rows = loop {
@@ -493,11 +487,11 @@ async fn a_deployment_narrows_co_facilitators_and_cannot_widen_them() {
     let mut t = common::join(&server, "narrow", Role::Therapist, "Dr T", "t-1").await;
     let mut c = common::join(&server, "narrow", Role::CoFacilitator, "Chris Co", "co-1").await;
     let (_p, p_id) = join(&server, "narrow", Role::Participant, "Pat").await;
-    c.recv_until("waiting list", WAIT, |m| matches!(m, ServerMessage::WaitingList { waiting } if !waiting.is_empty())).await.unwrap();
+    recv!(c, ServerMessage::WaitingList { waiting } if !waiting.is_empty());
     c.send(&ClientMessage::Admit { participant_id: p_id.clone() }).await.unwrap();
     expect_error(&mut c, ErrorCode::Forbidden).await;
     t.send(&ClientMessage::Admit { participant_id: p_id.clone() }).await.unwrap();
-    t.recv_until("admitted by the therapist", WAIT, |m| matches!(m, ServerMessage::ParticipantJoined { .. })).await.unwrap();
+    recv!(t, ServerMessage::ParticipantJoined { .. });
     server.shutdown().await;
 }
 
@@ -520,9 +514,7 @@ async fn support_requests_reach_peer_support_staff_when_the_therapist_routes_the
     s.send(&ClientMessage::RouteSupport { peer_support: true }).await.unwrap();
     expect_error(&mut s, ErrorCode::Forbidden).await;
     t.send(&ClientMessage::RouteSupport { peer_support: true }).await.unwrap();
-    s.recv_until("the open requests", WAIT, |m| matches!(m, ServerMessage::SupportRequests { requests } if requests.len() == 1))
-        .await
-        .unwrap();
+    recv!(s, ServerMessage::SupportRequests { requests } if requests.len() == 1);
     q.send(&ClientMessage::RequestSupport).await.unwrap();
     let alert = s.recv_until("q's request, peer support", WAIT, requested).await.unwrap();
     assert!(matches!(alert, ServerMessage::SupportRequested { participant_id, .. } if participant_id.as_str() == "q-1"));

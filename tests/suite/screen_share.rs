@@ -53,6 +53,7 @@ async fn updated(c: &mut MediaClient, who: &str, pred: impl Fn(&hearth::signal::
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn screen_sharing_is_forwarded_allowed_revoked_and_stopped() {
+    let _machine = common::machine(common::Load::Media).await;
     let server = common::start_open_server().await;
     let join = |id: &'static str, role| common::join_media(&server, "screens", role, id);
     let mut t = join("t", Role::Therapist).await;
@@ -146,6 +147,7 @@ async fn screen_sharing_is_forwarded_allowed_revoked_and_stopped() {
 /// those who moved out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shares_reach_later_joiners_and_follow_breakouts() {
+    let _machine = common::machine(common::Load::Media).await;
     let server = common::start_open_server().await;
     let join = |id: &'static str, role| common::join_media(&server, "screens-later", role, id);
     let mut t = join("t", Role::Therapist).await;
@@ -195,6 +197,7 @@ async fn shares_reach_later_joiners_and_follow_breakouts() {
 /// id is refused and changes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_share_that_never_arrives_is_reported() {
+    let _machine = common::machine(common::Load::Media).await;
     let server = common::start_open_server().await;
     let join = |id: &'static str, role| common::join_media(&server, "screens-missing", role, id);
     let mut t = join("t", Role::Therapist).await;

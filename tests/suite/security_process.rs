@@ -157,7 +157,7 @@ async fn forge_a_log_line(node: &Node) {
     assert!(matches!(first, ServerMessage::Joined { .. }), "{first:?}");
     let forged = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n\nFAKE LOG LINE level=ERROR\rFAKE\n\u{1b}[2J\u{202E}FAKE";
     t.send(&ClientMessage::Offer(Sdp { sdp: forged.into() })).await.unwrap();
-    t.recv_until("negotiation error", WAIT, |m| matches!(m, ServerMessage::Error { code: ErrorCode::Negotiation, .. })).await.unwrap();
+    recv!(t, ServerMessage::Error { code: ErrorCode::Negotiation, .. });
     node.wait_log("negotiation step failed").await;
     assert!(node.stderr().contains("FAKE LOG LINE"), "the test's text reached the log, escaped");
     let log = node.stderr();
@@ -199,7 +199,7 @@ async fn a_crafted_room_state_in_redis_neither_breaks_the_room_nor_leaks_into_th
     let ServerMessage::Joined { room, .. } = first else { panic!("join refused: {first:?}") };
     assert!(!room.locked, "the crafted state was taken over");
     t.send(&ClientMessage::LockRoom { locked: true }).await.unwrap();
-    t.recv_until("roomStateChanged", WAIT, |m| matches!(m, ServerMessage::RoomStateChanged { room } if room.locked)).await.unwrap();
+    recv!(t, ServerMessage::RoomStateChanged { room } if room.locked);
     let (_p, first) = join(&node.ws(), "crafted", token("crafted", Role::Participant, "P", "p-2")).await;
     assert!(matches!(first, ServerMessage::Error { code: ErrorCode::RoomLocked, .. }), "{first:?}");
     node.wait_log("saved room state refused").await;
@@ -237,7 +237,7 @@ async fn named_poll_ballots_in_redis_hold_ids_not_names() {
     let mut t = join_here(&a.ws(), room, &t_tok).await;
     let mut p = join_here(&a.ws(), room, &p_tok).await;
     t.send(&ClientMessage::Admit { participant_id: pid("p-w") }).await.unwrap();
-    p.recv_until("admitted", WAIT, |m| matches!(m, ServerMessage::Admitted { .. })).await.unwrap();
+    recv!(p, ServerMessage::Admitted { .. });
     t.send(&ClientMessage::CreatePoll {
         question: "Who comes next week?".into(),
         options: vec!["Me".into(), "Not me".into()],
@@ -248,12 +248,12 @@ async fn named_poll_ballots_in_redis_hold_ids_not_names() {
     })
     .await
     .unwrap();
-    let poll = match p.recv_until("pollStarted", WAIT, |m| matches!(m, ServerMessage::PollStarted { .. })).await.unwrap() {
+    let poll = match recv!(p, ServerMessage::PollStarted { .. }) {
         ServerMessage::PollStarted { poll } => poll,
         _ => unreachable!(),
     };
     p.send(&ClientMessage::Vote { poll_id: poll.id.clone(), option_ids: vec![poll.options[0].id.clone()] }).await.unwrap();
-    p.recv_until("voteAccepted", WAIT, |m| matches!(m, ServerMessage::VoteAccepted { .. })).await.unwrap();
+    recv!(p, ServerMessage::VoteAccepted { .. });
     let key = format!("hearth:room:{room}:state");
     let deadline = Instant::now() + WAIT;
     let state = loop {
@@ -274,13 +274,10 @@ async fn named_poll_ballots_in_redis_hold_ids_not_names() {
     drop((t, p));
     let mut t = join_here(&b.ws(), room, &t_tok).await;
     let mut p = join_here(&b.ws(), room, &p_tok).await;
-    p.recv_until("admitted", WAIT, |m| matches!(m, ServerMessage::Admitted { .. })).await.unwrap();
-    p.recv_until("vote back", WAIT, |m| matches!(m, ServerMessage::VoteAccepted { poll_id, .. } if *poll_id == poll.id)).await.unwrap();
+    recv!(p, ServerMessage::Admitted { .. });
+    recv!(p, ServerMessage::VoteAccepted { poll_id, .. } if *poll_id == poll.id);
     p.send(&ClientMessage::Vote { poll_id: poll.id.clone(), option_ids: vec![poll.options[0].id.clone()] }).await.unwrap();
-    let m = t
-        .recv_until("results", WAIT, |m| matches!(m, ServerMessage::PollResults(r) if r.poll_id == poll.id && r.by_option.as_ref().is_some_and(|b| !b[0].voters.is_empty() && !b[0].voters[0].name.is_empty())))
-        .await
-        .unwrap();
+    let m = recv!(t, ServerMessage::PollResults(r) if r.poll_id == poll.id && r.by_option.as_ref().is_some_and(|b| !b[0].voters.is_empty() && !b[0].voters[0].name.is_empty()));
     let ServerMessage::PollResults(r) = m else { unreachable!() };
     assert_eq!(r.total_voters, 1, "the ballot was restored, not added again");
     let voters = &r.by_option.unwrap()[0].voters;
@@ -299,9 +296,9 @@ async fn a_full_session_leaves_no_names_texts_or_tokens_in_logs_or_on_disk() {
     let mut t = join_here(&node.ws(), room, &t_tok).await;
     let mut p = join_here(&node.ws(), room, &p_tok).await;
     t.send(&ClientMessage::Admit { participant_id: pid("p-1") }).await.unwrap();
-    p.recv_until("admitted", WAIT, |m| matches!(m, ServerMessage::Admitted { .. })).await.unwrap();
+    recv!(p, ServerMessage::Admitted { .. });
     p.send(&ClientMessage::Chat { text: chat.into(), to: None }).await.unwrap();
-    t.recv_until("chat", WAIT, |m| matches!(m, ServerMessage::ChatMessage(e) if e.text == chat)).await.unwrap();
+    recv!(t, ServerMessage::ChatMessage(e) if e.text == chat);
     t.send(&ClientMessage::CreatePoll {
         question: question.into(),
         options: options.iter().map(|o| o.to_string()).collect(),
@@ -312,14 +309,14 @@ async fn a_full_session_leaves_no_names_texts_or_tokens_in_logs_or_on_disk() {
     })
     .await
     .unwrap();
-    let poll = match p.recv_until("pollStarted", WAIT, |m| matches!(m, ServerMessage::PollStarted { .. })).await.unwrap() {
+    let poll = match recv!(p, ServerMessage::PollStarted { .. }) {
         ServerMessage::PollStarted { poll } => poll,
         _ => unreachable!(),
     };
     p.send(&ClientMessage::Vote { poll_id: poll.id.clone(), option_ids: vec![poll.options[1].id.clone()] }).await.unwrap();
-    t.recv_until("named results", WAIT, |m| matches!(m, ServerMessage::PollResults(r) if r.total_voters == 1)).await.unwrap();
+    recv!(t, ServerMessage::PollResults(r) if r.total_voters == 1);
     t.send(&ClientMessage::ClosePoll { poll_id: poll.id.clone() }).await.unwrap();
-    t.recv_until("pollClosed", WAIT, |m| matches!(m, ServerMessage::PollClosed { .. })).await.unwrap();
+    recv!(t, ServerMessage::PollClosed { .. });
     t.send(&ClientMessage::Celebrate {
         participant_id: pid("p-1"),
         kind: MilestoneKind::Custom,
@@ -329,9 +326,9 @@ async fn a_full_session_leaves_no_names_texts_or_tokens_in_logs_or_on_disk() {
     })
     .await
     .unwrap();
-    t.recv_until("celebration", WAIT, |m| matches!(m, ServerMessage::Celebration { .. })).await.unwrap();
+    recv!(t, ServerMessage::Celebration { .. });
     p.send(&ClientMessage::RequestSupport).await.unwrap();
-    t.recv_until("supportRequested", WAIT, |m| matches!(m, ServerMessage::SupportRequested { .. })).await.unwrap();
+    recv!(t, ServerMessage::SupportRequested { .. });
     p.send(&ClientMessage::Leave).await.unwrap();
     t.send(&ClientMessage::Leave).await.unwrap();
     node.wait_log("room closed").await;
@@ -379,9 +376,9 @@ async fn a_ban_outlasts_the_room_and_its_node() {
     let mut t = join_here(&a.ws(), room, &t_tok).await;
     let mut p = join_here(&a.ws(), room, &p_tok).await;
     t.send(&ClientMessage::Admit { participant_id: pid("p-gone") }).await.unwrap();
-    p.recv_until("admitted", WAIT, |m| matches!(m, ServerMessage::Admitted { .. })).await.unwrap();
+    recv!(p, ServerMessage::Admitted { .. });
     t.send(&ClientMessage::Remove { participant_id: pid("p-gone") }).await.unwrap();
-    p.recv_until("sessionEnded", WAIT, |m| matches!(m, ServerMessage::SessionEnded { .. })).await.unwrap();
+    recv!(p, ServerMessage::SessionEnded { .. });
     t.send(&ClientMessage::Leave).await.unwrap();
     a.wait_log("room closed").await;
     a.stop();
@@ -413,7 +410,7 @@ async fn a_location_given_at_the_door_stays_out_of_redis_disk_and_logs_and_the_q
     let mut t = join_here(&a.ws(), room, &t_tok).await;
     t.send(&ClientMessage::SetAgreement { text: Some("Stay private.".into()), ask_location: true }).await.unwrap();
     let mut p = join_here(&a.ws(), room, &p_tok).await;
-    let version = match p.recv_until("agreement", WAIT, |m| matches!(m, ServerMessage::Agreement { version: Some(_), .. })).await.unwrap() {
+    let version = match recv!(p, ServerMessage::Agreement { version: Some(_), .. }) {
         ServerMessage::Agreement { version: Some(v), .. } => v,
         _ => unreachable!(),
     };
@@ -426,7 +423,7 @@ async fn a_location_given_at_the_door_stays_out_of_redis_disk_and_logs_and_the_q
     .await
     .unwrap();
     t.send(&ClientMessage::Admit { participant_id: pid("p-1") }).await.unwrap();
-    p.recv_until("admitted", WAIT, |m| matches!(m, ServerMessage::Admitted { .. })).await.unwrap();
+    recv!(p, ServerMessage::Admitted { .. });
     p.send(&ClientMessage::RaiseHand).await.unwrap();
     let key = format!("hearth:room:{room}:state");
     let deadline = Instant::now() + WAIT;
@@ -447,7 +444,7 @@ async fn a_location_given_at_the_door_stays_out_of_redis_disk_and_logs_and_the_q
     drop((t, p));
     let mut t = join_here(&b.ws(), room, &t_tok).await;
     let mut p = join_here(&b.ws(), room, &p_tok).await;
-    p.recv_until("admitted", WAIT, |m| matches!(m, ServerMessage::Admitted { .. })).await.unwrap();
+    recv!(p, ServerMessage::Admitted { .. });
     t.recv_until(
         "queue",
         WAIT,

@@ -50,7 +50,7 @@ async fn until_barrier(c: &mut SignalClient) -> Vec<ServerMessage> {
 }
 
 async fn space_changed(c: &mut SignalClient) -> ServerMessage {
-    c.recv_until("spaceChanged", WAIT, |m| matches!(m, ServerMessage::SpaceChanged { .. })).await.unwrap()
+    recv!(c, ServerMessage::SpaceChanged { .. })
 }
 
 #[tokio::test]
@@ -66,11 +66,7 @@ async fn a_breakouts_conversation_ends_with_the_round() {
     }
 
     t.send(&ClientMessage::CreateBreakout { name: "Pairs".into() }).await.unwrap();
-    let b = match t
-        .recv_until("plan", WAIT, |m| matches!(m, ServerMessage::BreakoutsUpdated { breakouts } if !breakouts.rooms.is_empty()))
-        .await
-        .unwrap()
-    {
+    let b = match recv!(t, ServerMessage::BreakoutsUpdated { breakouts } if !breakouts.rooms.is_empty()) {
         ServerMessage::BreakoutsUpdated { breakouts } => breakouts.rooms[0].id.clone(),
         _ => unreachable!(),
     };
@@ -84,11 +80,9 @@ async fn a_breakouts_conversation_ends_with_the_round() {
     // Inside: a message, a raised hand, and a poll for this breakout (the therapist visits to
     // start it, then goes back to the main room).
     p1.send(&ClientMessage::Chat { text: "said only in the breakout".into(), to: None }).await.unwrap();
-    p2.recv_until("chat", WAIT, |m| matches!(m, ServerMessage::ChatMessage(e) if e.text == "said only in the breakout")).await.unwrap();
+    recv!(p2, ServerMessage::ChatMessage(e) if e.text == "said only in the breakout");
     p1.send(&ClientMessage::RaiseHand).await.unwrap();
-    p2.recv_until("hand", WAIT, |m| matches!(m, ServerMessage::ParticipantUpdated { participant } if participant.hand_raised))
-        .await
-        .unwrap();
+    recv!(p2, ServerMessage::ParticipantUpdated { participant } if participant.hand_raised);
     t.send(&ClientMessage::GoToBreakout { breakout_id: Some(b.clone()) }).await.unwrap();
     space_changed(&mut t).await;
     t.send(&ClientMessage::CreatePoll {
@@ -101,7 +95,7 @@ async fn a_breakouts_conversation_ends_with_the_round() {
     })
     .await
     .unwrap();
-    let poll = match p1.recv_until("pollStarted", WAIT, |m| matches!(m, ServerMessage::PollStarted { .. })).await.unwrap() {
+    let poll = match recv!(p1, ServerMessage::PollStarted { .. }) {
         ServerMessage::PollStarted { poll } => poll.id,
         _ => unreachable!(),
     };
@@ -110,7 +104,7 @@ async fn a_breakouts_conversation_ends_with_the_round() {
 
     // Close: the breakout's poll closes with it and the hand does not follow p1 back.
     t.send(&ClientMessage::CloseBreakouts { countdown_secs: Some(0) }).await.unwrap();
-    p1.recv_until("pollClosed", WAIT, |m| matches!(m, ServerMessage::PollClosed { poll_id, .. } if *poll_id == poll)).await.unwrap();
+    recv!(p1, ServerMessage::PollClosed { poll_id, .. } if *poll_id == poll);
     let ServerMessage::SpaceChanged { breakout: None, participants, .. } = space_changed(&mut p1).await else {
         panic!("p1 did not come back to the main room")
     };
@@ -123,7 +117,7 @@ async fn a_breakouts_conversation_ends_with_the_round() {
     for c in [&mut p1, &mut p2] {
         let ServerMessage::SpaceChanged { breakout: Some(again), .. } = space_changed(c).await else { panic!("not moved back") };
         assert_eq!(again.id, b, "the same breakout id");
-        match c.recv_until("chatHistory", WAIT, |m| matches!(m, ServerMessage::ChatHistory { .. })).await.unwrap() {
+        match recv!(c, ServerMessage::ChatHistory { .. }) {
             ServerMessage::ChatHistory { messages } => assert!(messages.is_empty(), "the last round's chat came back: {messages:?}"),
             _ => unreachable!(),
         }
@@ -139,7 +133,7 @@ async fn a_breakouts_conversation_ends_with_the_round() {
 
     // Reconnecting inside the reopened breakout brings no earlier history either.
     let mut p2 = join_admitted(&server, room, Role::Participant, "p2").await;
-    match p2.recv_until("chatHistory", WAIT, |m| matches!(m, ServerMessage::ChatHistory { .. })).await.unwrap() {
+    match recv!(p2, ServerMessage::ChatHistory { .. }) {
         ServerMessage::ChatHistory { messages } => assert!(messages.is_empty(), "history after a reconnect: {messages:?}"),
         _ => unreachable!(),
     }
@@ -152,17 +146,17 @@ async fn removals_and_final_declines_outlast_an_empty_room() {
     let mut t = try_join(&server, room, Role::Therapist, "t").await.unwrap();
     let mut removed = try_join(&server, room, Role::Participant, "removed").await.unwrap();
     t.send(&ClientMessage::Admit { participant_id: pid("removed") }).await.unwrap();
-    removed.recv_until("admitted", WAIT, |m| matches!(m, ServerMessage::Admitted { .. })).await.unwrap();
+    recv!(removed, ServerMessage::Admitted { .. });
     t.send(&ClientMessage::Remove { participant_id: pid("removed") }).await.unwrap();
-    removed.recv_until("sessionEnded", WAIT, |m| matches!(m, ServerMessage::SessionEnded { .. })).await.unwrap();
+    recv!(removed, ServerMessage::SessionEnded { .. });
 
     // A final decline bans; a plain one lets them knock again.
     let mut blocked = try_join(&server, room, Role::Participant, "blocked").await.unwrap();
     t.send(&ClientMessage::Decline { participant_id: pid("blocked"), r#final: true }).await.unwrap();
-    blocked.recv_until("sessionEnded", WAIT, |m| matches!(m, ServerMessage::SessionEnded { .. })).await.unwrap();
+    recv!(blocked, ServerMessage::SessionEnded { .. });
     let mut knocks = try_join(&server, room, Role::Participant, "knocks").await.unwrap();
     t.send(&ClientMessage::Decline { participant_id: pid("knocks"), r#final: false }).await.unwrap();
-    knocks.recv_until("sessionEnded", WAIT, |m| matches!(m, ServerMessage::SessionEnded { .. })).await.unwrap();
+    recv!(knocks, ServerMessage::SessionEnded { .. });
     assert_eq!(try_join(&server, room, Role::Participant, "blocked").await.err(), Some(ErrorCode::Banned));
     let again = try_join(&server, room, Role::Participant, "knocks").await.expect("a plain decline may knock again");
     drop(again);
@@ -220,12 +214,12 @@ async fn alerts_to_therapists_are_rate_limited_per_participant() {
         p.send(&ClientMessage::ShareMilestone { kind: MilestoneKind::DaysSober, value: Some(30), label: None, message: None })
             .await
             .unwrap();
-        let proposal = match t.recv_until("proposed", WAIT, |m| matches!(m, ServerMessage::MilestoneProposed { .. })).await.unwrap() {
+        let proposal = match recv!(t, ServerMessage::MilestoneProposed { .. }) {
             ServerMessage::MilestoneProposed { proposal_id, .. } => proposal_id,
             _ => unreachable!(),
         };
         t.send(&ClientMessage::DeclineMilestone { proposal_id: proposal }).await.unwrap();
-        p.recv_until("resolved", WAIT, |m| matches!(m, ServerMessage::MilestoneProposalResolved { .. })).await.unwrap();
+        recv!(p, ServerMessage::MilestoneProposalResolved { .. });
     }
     p.send(&ClientMessage::ShareMilestone { kind: MilestoneKind::DaysSober, value: Some(30), label: None, message: None }).await.unwrap();
     expect_error(&mut p, ErrorCode::RateLimited).await;

@@ -25,7 +25,7 @@ const API_KEY: &str = "an-operator-api-key-of-enough-length";
 async fn connect(server: &RunningServer, room: &str, token: String) -> (SignalClient, ServerMessage) {
     let mut c = SignalClient::connect(&common::ws_url(server)).await.unwrap();
     c.send(&ClientMessage::Join { protocol_version: PROTOCOL_VERSION, room_id: RoomId::new(room).unwrap(), token }).await.unwrap();
-    let joined = c.recv_until("joined", WAIT, |m| matches!(m, ServerMessage::Joined { .. })).await.unwrap();
+    let joined = recv!(c, ServerMessage::Joined { .. });
     (c, joined)
 }
 
@@ -37,16 +37,14 @@ async fn enter(server: &RunningServer, room: &str, role: Role, id: &str) -> (Sig
 }
 
 async fn admitted(c: &mut SignalClient) -> SessionId {
-    match c.recv_until("admitted", WAIT, |m| matches!(m, ServerMessage::Admitted { .. })).await.unwrap() {
+    match recv!(c, ServerMessage::Admitted { .. }) {
         ServerMessage::Admitted { session_id: Some(s), .. } => s,
         other => panic!("admitted without a session: {other:?}"),
     }
 }
 
 async fn wait_waiting(t: &mut SignalClient, id: &str) {
-    t.recv_until(id, WAIT, |m| matches!(m, ServerMessage::WaitingList { waiting } if waiting.iter().any(|w| w.id.as_str() == id)))
-        .await
-        .unwrap();
+    recv!(t, ServerMessage::WaitingList { waiting } if waiting.iter().any(|w| w.id.as_str() == id));
 }
 
 async fn get(server: &RunningServer, path: &str, bearer: &str) -> (u16, String) {
@@ -147,20 +145,18 @@ async fn a_scripted_session_gives_exactly_its_attendance_in_json_and_csv_and_sur
     let (mut c, _) = connect(&server, ROOM, common::token_for(&server, ROOM, Role::Participant, "C", "p-c")).await;
     wait_waiting(&mut t, "p-c").await;
     t.send(&ClientMessage::Decline { participant_id: common::pid("p-c"), r#final: false }).await.unwrap();
-    c.recv_until("declined", WAIT, |m| matches!(m, ServerMessage::SessionEnded { reason: EndReason::Declined, .. })).await.unwrap();
+    recv!(c, ServerMessage::SessionEnded { reason: EndReason::Declined, .. });
     let (mut d, _) = connect(&server, ROOM, common::token_for(&server, ROOM, Role::Participant, "D", "p-d")).await;
     wait_waiting(&mut t, "p-d").await;
     t.send(&ClientMessage::Admit { participant_id: common::pid("p-d") }).await.unwrap();
     admitted(&mut d).await;
     t.send(&ClientMessage::Remove { participant_id: common::pid("p-d") }).await.unwrap();
-    d.recv_until("removed", WAIT, |m| matches!(m, ServerMessage::SessionEnded { reason: EndReason::Removed, .. })).await.unwrap();
+    recv!(d, ServerMessage::SessionEnded { reason: EndReason::Removed, .. });
     // A leaves; the therapist ends the session for B and themselves.
     a.send(&ClientMessage::Leave).await.unwrap();
-    t.recv_until("a left", WAIT, |m| matches!(m, ServerMessage::ParticipantLeft { participant_id } if participant_id.as_str() == "p-a"))
-        .await
-        .unwrap();
+    recv!(t, ServerMessage::ParticipantLeft { participant_id } if participant_id.as_str() == "p-a");
     t.send(&ClientMessage::EndSession { confirm: false, closing_message: None }).await.unwrap();
-    b.recv_until("ended", WAIT, |m| matches!(m, ServerMessage::SessionEnded { reason: EndReason::Ended, .. })).await.unwrap();
+    recv!(b, ServerMessage::SessionEnded { reason: EndReason::Ended, .. });
 
     let sessions_path = format!("/api/rooms/{ROOM}/sessions");
     let sessions = get_json_when(&server, &sessions_path, API_KEY, |v| v[0]["endReason"] == "ended").await;
@@ -248,7 +244,7 @@ async fn a_scripted_session_gives_exactly_its_attendance_in_json_and_csv_and_sur
 
 /// What a support request's requester was last told.
 async fn support_status(c: &mut SignalClient) -> (SupportDelivery, String) {
-    match c.recv_until("supportStatus", WAIT, |m| matches!(m, ServerMessage::SupportStatus { .. })).await.unwrap() {
+    match recv!(c, ServerMessage::SupportStatus { .. }) {
         ServerMessage::SupportStatus { delivery, resources_text, .. } => (delivery, resources_text),
         _ => unreachable!(),
     }
@@ -263,11 +259,7 @@ async fn support_list_where(
     t: &mut SignalClient,
     pred: impl Fn(&[hearth::signal::protocol::SupportRequestInfo]) -> bool,
 ) -> Vec<hearth::signal::protocol::SupportRequestInfo> {
-    match t
-        .recv_until("supportRequests", WAIT, |m| matches!(m, ServerMessage::SupportRequests { requests } if pred(requests)))
-        .await
-        .unwrap()
-    {
+    match recv!(t, ServerMessage::SupportRequests { requests } if pred(requests)) {
         ServerMessage::SupportRequests { requests } => requests,
         _ => unreachable!(),
     }
@@ -302,15 +294,15 @@ async fn a_support_request_made_while_no_therapist_is_connected_reaches_the_next
 
     // The therapist comes back: the request is delivered, and the requester is told.
     let (mut t, _) = connect(&server, ROOM, t_token).await;
-    let alert = t.recv_until("supportRequested", WAIT, |m| matches!(m, ServerMessage::SupportRequested { .. })).await.unwrap();
-    let ServerMessage::SupportRequested { request_id, participant_id, .. } = alert else { unreachable!() };
+    let (request_id, participant_id) =
+        recv!(t, ServerMessage::SupportRequested { request_id, participant_id, .. } => (request_id, participant_id));
     assert_eq!(participant_id.as_str(), "p-1");
     let list = support_list(&mut t).await;
     assert_eq!((list.len(), list[0].state, list[0].requester_present), (1, SupportState::Open, true));
     assert_eq!(support_status(&mut p).await.0, SupportDelivery::Alerted);
     // A second therapist who joins later gets it too, until someone acknowledges it.
     let (mut t2, _) = enter(&server, ROOM, Role::Therapist, "t-2").await;
-    t2.recv_until("supportRequested", WAIT, |m| matches!(m, ServerMessage::SupportRequested { .. })).await.unwrap();
+    recv!(t2, ServerMessage::SupportRequested { .. });
 
     // Asking again does not make a second request.
     p.send(&ClientMessage::RequestSupport).await.unwrap();
@@ -333,7 +325,7 @@ async fn a_support_request_made_while_no_therapist_is_connected_reaches_the_next
 
     // The requester leaves for good with the request still open: the therapists are alerted.
     p.send(&ClientMessage::Leave).await.unwrap();
-    let left = t.recv_until("requester left", WAIT, |m| matches!(m, ServerMessage::SupportRequesterLeft { .. })).await.unwrap();
+    let left = recv!(t, ServerMessage::SupportRequesterLeft { .. });
     assert!(matches!(left, ServerMessage::SupportRequesterLeft { participant_id, .. } if participant_id.as_str() == "p-1"));
     // Ending the session with it open needs a confirmation; without one nothing changes.
     t.send(&ClientMessage::EndSession { confirm: false, closing_message: None }).await.unwrap();
@@ -341,7 +333,7 @@ async fn a_support_request_made_while_no_therapist_is_connected_reaches_the_next
     t.send(&ClientMessage::ResolveSupport { request_id: request_id.clone(), outcome: SupportOutcome::FollowUpNeeded }).await.unwrap();
     support_list_where(&mut t2, |l| l.is_empty()).await;
     t.send(&ClientMessage::EndSession { confirm: false, closing_message: None }).await.unwrap();
-    t2.recv_until("ended", WAIT, |m| matches!(m, ServerMessage::SessionEnded { reason: EndReason::Ended, .. })).await.unwrap();
+    recv!(t2, ServerMessage::SessionEnded { reason: EndReason::Ended, .. });
 
     // Stored: ids, times and the outcome code.
     let store = server.state().store.clone();
@@ -381,7 +373,7 @@ async fn start_round(t: &mut SignalClient, phase: CheckInPhase, anonymous: bool)
     })
     .await
     .unwrap();
-    match t.recv_until("checkInStarted", WAIT, |m| matches!(m, ServerMessage::CheckInStarted { .. })).await.unwrap() {
+    match recv!(t, ServerMessage::CheckInStarted { .. }) {
         ServerMessage::CheckInStarted { check_in } => check_in,
         _ => unreachable!(),
     }
@@ -405,7 +397,7 @@ async fn check_in_values_reach_therapists_only_and_trends_span_sessions() {
     p2.send(&ClientMessage::AnswerCheckIn { check_in_id: round.check_in_id.clone(), value: Some(11) }).await.unwrap();
     common::expect_error(&mut p2, ErrorCode::InvalidCheckInValue).await;
     for _ in 0..2 {
-        t.recv_until("value", WAIT, |m| matches!(m, ServerMessage::CheckInValue { .. })).await.unwrap();
+        recv!(t, ServerMessage::CheckInValue { .. });
     }
     t.send(&ClientMessage::CloseCheckIn { check_in_id: round.check_in_id.clone(), share: false }).await.unwrap();
     let seen_t = until_closed(&mut t).await;
@@ -435,7 +427,7 @@ async fn check_in_values_reach_therapists_only_and_trends_span_sessions() {
     // Check-out: p-1 says 7; the therapist sees the change since check-in; shared counts only.
     let round = start_round(&mut t, CheckInPhase::CheckOut, false).await;
     p1.send(&ClientMessage::AnswerCheckIn { check_in_id: round.check_in_id.clone(), value: Some(7) }).await.unwrap();
-    let v = t.recv_until("value", WAIT, |m| matches!(m, ServerMessage::CheckInValue { .. })).await.unwrap();
+    let v = recv!(t, ServerMessage::CheckInValue { .. });
     assert!(matches!(v, ServerMessage::CheckInValue { value: Some(7), change: Some(4), .. }), "{v:?}");
     t.send(&ClientMessage::CloseCheckIn { check_in_id: round.check_in_id.clone(), share: true }).await.unwrap();
     for c in [&mut p1, &mut p2] {
@@ -445,7 +437,7 @@ async fn check_in_values_reach_therapists_only_and_trends_span_sessions() {
         assert!(seen.iter().all(|m| !matches!(m, ServerMessage::CheckInValue { .. })));
     }
     t.send(&ClientMessage::EndSession { confirm: false, closing_message: None }).await.unwrap();
-    p1.recv_until("ended", WAIT, |m| matches!(m, ServerMessage::SessionEnded { .. })).await.unwrap();
+    recv!(p1, ServerMessage::SessionEnded { .. });
 
     // A second session: check-in 5, and an anonymous round that keeps counts only.
     let (mut t, session2) = enter(&server, ROOM, Role::Therapist, "t-1").await;
@@ -455,9 +447,7 @@ async fn check_in_values_reach_therapists_only_and_trends_span_sessions() {
     p1.send(&ClientMessage::AnswerCheckIn { check_in_id: round.check_in_id.clone(), value: Some(5) }).await.unwrap();
     // With the live value, the server sends last session's check-in (read from the store, so
     // it may follow the first `checkInValue`); nobody else gets either.
-    t.recv_until("value with last time", WAIT, |m| matches!(m, ServerMessage::CheckInValue { value: Some(5), previous: Some(3), .. }))
-        .await
-        .unwrap();
+    recv!(t, ServerMessage::CheckInValue { value: Some(5), previous: Some(3), .. });
     t.send(&ClientMessage::CloseCheckIn { check_in_id: round.check_in_id.clone(), share: false }).await.unwrap();
     until_closed(&mut t).await;
     let round = start_round(&mut t, CheckInPhase::CheckOut, true).await;
@@ -578,9 +568,9 @@ async fn the_webhook_gets_a_signed_summary_after_retries_and_a_failing_receiver_
     let (mut t, session) = enter(&server, ROOM, Role::Therapist, "t-1").await;
     let (mut p, _) = enter(&server, ROOM, Role::Participant, "p-1").await;
     p.send(&ClientMessage::Leave).await.unwrap();
-    t.recv_until("left", WAIT, |m| matches!(m, ServerMessage::ParticipantLeft { .. })).await.unwrap();
+    recv!(t, ServerMessage::ParticipantLeft { .. });
     t.send(&ClientMessage::EndSession { confirm: false, closing_message: None }).await.unwrap();
-    t.recv_until("ended", WAIT, |m| matches!(m, ServerMessage::SessionEnded { .. })).await.unwrap();
+    recv!(t, ServerMessage::SessionEnded { .. });
 
     assert!(common::eventually(WAIT, || rx.got.lock().unwrap().iter().any(|r| r.2 == 200)).await, "delivered after retries");
     let got = rx.got.lock().unwrap().clone();
@@ -610,7 +600,7 @@ async fn the_webhook_gets_a_signed_summary_after_retries_and_a_failing_receiver_
     let server = common::start_with(config).await;
     let (mut t, first) = enter(&server, ROOM, Role::Therapist, "t-1").await;
     t.send(&ClientMessage::EndSession { confirm: false, closing_message: None }).await.unwrap();
-    t.recv_until("ended", WAIT, |m| matches!(m, ServerMessage::SessionEnded { .. })).await.unwrap();
+    recv!(t, ServerMessage::SessionEnded { .. });
     let (mut t, second) = enter(&server, ROOM, Role::Therapist, "t-1").await;
     let (_p, joined_session) = enter(&server, ROOM, Role::Participant, "p-1").await;
     assert!(second != first && joined_session == second, "a new session runs while the webhook fails");
@@ -667,15 +657,12 @@ async fn therapists_in_the_main_room_see_a_member_drop_in_a_breakout() {
     let (mut p, _) = connect(&server, ROOM, p_token.clone()).await;
     admitted(&mut p).await;
     t.send(&ClientMessage::CreateBreakout { name: "Pairs".into() }).await.unwrap();
-    let plan = t
-        .recv_until("breakout", WAIT, |m| matches!(m, ServerMessage::BreakoutsUpdated { breakouts } if !breakouts.rooms.is_empty()))
-        .await
-        .unwrap();
+    let plan = recv!(t, ServerMessage::BreakoutsUpdated { breakouts } if !breakouts.rooms.is_empty());
     let ServerMessage::BreakoutsUpdated { breakouts } = plan else { unreachable!() };
     let b = breakouts.rooms[0].id.clone();
     t.send(&ClientMessage::AssignBreakout { participant_id: common::pid("p-1"), breakout_id: Some(b.clone()) }).await.unwrap();
     t.send(&ClientMessage::OpenBreakouts { duration_secs: None, warning_secs: None, allow_return: false }).await.unwrap();
-    p.recv_until("in the breakout", WAIT, |m| matches!(m, ServerMessage::SpaceChanged { breakout: Some(_), .. })).await.unwrap();
+    recv!(p, ServerMessage::SpaceChanged { breakout: Some(_), .. });
     let in_breakout = |m: &ServerMessage, reconnecting: bool| {
         matches!(m, ServerMessage::BreakoutsUpdated { breakouts } if breakouts.open && breakouts.whereabouts.iter().any(|w| {
             w.participant_id.as_str() == "p-1" && w.breakout_id.as_deref() == Some(b.as_str()) && w.reconnecting == reconnecting
@@ -697,6 +684,7 @@ async fn therapists_in_the_main_room_see_a_member_drop_in_a_breakout() {
 /// and CSV; the therapist's record has none.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn talk_time_goes_into_the_attendance_when_the_clinic_keeps_it() {
+    let _machine = common::machine(common::Load::Media).await;
     use hearth::client::{MediaClient, MediaOptions};
     const ROOM: &str = "talk-record";
     let mut config = common::test_config();

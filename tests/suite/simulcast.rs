@@ -63,6 +63,7 @@ async fn video_track_id(c: &mut MediaClient, who: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscribers_get_the_layer_that_fits_their_tile() {
+    let _machine = common::machine(common::Load::Media).await;
     let server = common::start_open_server().await;
     let url = common::ws_url(&server);
     let opts = |id: &str, publish: bool| {
@@ -131,6 +132,7 @@ async fn subscribers_get_the_layer_that_fits_their_tile() {
 /// its audio goes on, then bring video back and up again when the network recovers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_throttled_subscriber_is_switched_down_paused_and_restored() {
+    let _machine = common::machine(common::Load::Media).await;
     let server = common::start_open_server().await;
     let url = common::ws_url(&server);
     let opts = |id: &str, publish: bool| {

@@ -172,7 +172,7 @@ async fn json_logs_carry_ids_but_never_names() {
     let room = hearth::room::RoomId::new("logs").unwrap();
     let (token, claims) = issuer.mint(&room, Role::Therapist, "Zebulon Secretname", None, std::time::Duration::from_secs(60)).unwrap();
     c.send(&ClientMessage::Join { protocol_version: PROTOCOL_VERSION, room_id: room, token }).await.unwrap();
-    c.recv_until("admitted", std::time::Duration::from_secs(5), |m| matches!(m, ServerMessage::Admitted { .. })).await.unwrap();
+    recv!(c, ServerMessage::Admitted { .. });
     c.send(&ClientMessage::LockRoom { locked: true }).await.unwrap();
     c.send(&ClientMessage::EndSession { confirm: false, closing_message: None }).await.unwrap();
     let _ = c.recv_until("ended", std::time::Duration::from_secs(5), |m| matches!(m, ServerMessage::SessionEnded { .. })).await;

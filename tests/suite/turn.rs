@@ -74,11 +74,7 @@ async fn credentials_only_once_admitted_and_fresh_on_every_reconnection() {
 
     let mut therapist = SignalClient::connect(&common::ws_url(&server)).await.unwrap();
     therapist.send(&join_msg("g", common::token_for(&server, "g", Role::Therapist, "Dr Lee", "t-lee"))).await.unwrap();
-    let ServerMessage::Admitted { ice_servers, .. } =
-        therapist.recv_until("admitted", WAIT, |m| matches!(m, ServerMessage::Admitted { .. })).await.unwrap()
-    else {
-        unreachable!()
-    };
+    let ServerMessage::Admitted { ice_servers, .. } = recv!(therapist, ServerMessage::Admitted { .. }) else { unreachable!() };
     assert_eq!(ice_servers[0].urls, vec!["stun:stun.example.org:3478".to_string()], "the configured STUN server comes first");
     check_turn(&ice_servers, "t-lee");
 
@@ -92,21 +88,14 @@ async fn credentials_only_once_admitted_and_fresh_on_every_reconnection() {
     let sam_token = common::token_for(&server, "g", Role::Participant, "Sam", "p-sam");
     let mut sam = SignalClient::connect(&common::ws_url(&server)).await.unwrap();
     sam.send(&join_msg("g", sam_token.clone())).await.unwrap();
-    let joined = sam.recv_until("joined", WAIT, |m| matches!(m, ServerMessage::Joined { .. })).await.unwrap();
+    let joined = recv!(sam, ServerMessage::Joined { .. });
     assert!(matches!(joined, ServerMessage::Joined { admitted: false, .. }), "{joined:?}");
-    therapist
-        .recv_until("waitingList", WAIT, |m| matches!(m, ServerMessage::WaitingList { waiting } if !waiting.is_empty()))
-        .await
-        .unwrap();
+    recv!(therapist, ServerMessage::WaitingList { waiting } if !waiting.is_empty());
     let while_waiting = until_pong(&mut sam).await;
     assert!(!while_waiting.iter().any(|m| matches!(m, ServerMessage::Admitted { .. })), "no credentials while waiting: {while_waiting:?}");
 
     therapist.send(&ClientMessage::Admit { participant_id: common::pid("p-sam") }).await.unwrap();
-    let ServerMessage::Admitted { ice_servers, .. } =
-        sam.recv_until("admitted", WAIT, |m| matches!(m, ServerMessage::Admitted { .. })).await.unwrap()
-    else {
-        unreachable!()
-    };
+    let ServerMessage::Admitted { ice_servers, .. } = recv!(sam, ServerMessage::Admitted { .. }) else { unreachable!() };
     let first = check_turn(&ice_servers, "p-sam");
 
     // A reconnection gets credentials minted then, not the old ones again.
@@ -114,11 +103,7 @@ async fn credentials_only_once_admitted_and_fresh_on_every_reconnection() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let mut sam = SignalClient::connect(&common::ws_url(&server)).await.unwrap();
     sam.send(&join_msg("g", sam_token)).await.unwrap();
-    let ServerMessage::Admitted { ice_servers, .. } =
-        sam.recv_until("admitted again", WAIT, |m| matches!(m, ServerMessage::Admitted { .. })).await.unwrap()
-    else {
-        unreachable!()
-    };
+    let ServerMessage::Admitted { ice_servers, .. } = recv!(sam, ServerMessage::Admitted { .. }) else { unreachable!() };
     let second = check_turn(&ice_servers, "p-sam");
     assert!(second > first, "fresh credentials on reconnection: expiry {second} after {first}");
     server.shutdown().await;
