@@ -472,7 +472,8 @@ async fn a_co_facilitator_admits_and_the_audit_log_records_their_role() {
     server.shutdown().await;
 }
 
-/// `rooms.co_facilitator_withhold` narrows what co-facilitators may do (here: admit), and a row
+/// `rooms.co_facilitator_withhold` narrows what co-facilitators may do (here: admit, and with
+/// it admitAll), and a row
 /// they never have (remove) stops the server at start-up with the reason.
 #[tokio::test]
 async fn a_deployment_narrows_co_facilitators_and_cannot_widen_them() {
@@ -489,6 +490,9 @@ async fn a_deployment_narrows_co_facilitators_and_cannot_widen_them() {
     let (_p, p_id) = join(&server, "narrow", Role::Participant, "Pat").await;
     recv!(c, ServerMessage::WaitingList { waiting } if !waiting.is_empty());
     c.send(&ClientMessage::Admit { participant_id: p_id.clone() }).await.unwrap();
+    expect_error(&mut c, ErrorCode::Forbidden).await;
+    // Withholding `admit` withholds admitting everyone at once too: no side door.
+    c.send(&ClientMessage::AdmitAll).await.unwrap();
     expect_error(&mut c, ErrorCode::Forbidden).await;
     t.send(&ClientMessage::Admit { participant_id: p_id.clone() }).await.unwrap();
     recv!(t, ServerMessage::ParticipantJoined { .. });
