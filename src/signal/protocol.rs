@@ -1281,6 +1281,9 @@ pub enum ServerMessage {
     /// change and when a therapist joins or reconnects.
     SupportRequests {
         requests: Vec<SupportRequestInfo>,
+        /// Whether requests also reach peer-support staff now (`routeSupport`).
+        #[serde(default)]
+        peer_support: bool,
     },
     /// Therapists only: someone left the session for good while their support request was still
     /// open.

@@ -61,6 +61,11 @@ return Boolean(m && m.querySelector('.chat-from').textContent === 'Pat'
 "#;
 
 /// Alex's message reads as removed on this page.
+const ROUTED_JS: &str = r#"
+const s = document.querySelector('#chat-setting-peerSupport');
+return Boolean(s && s.getAttribute('aria-checked') === arguments[0]);
+"#;
+
 const DELETED_JS: &str = r#"
 const m = [...document.querySelectorAll('#chat-list .chat-msg')]
   .find((li) => li.querySelector('.chat-from').textContent === 'Alex');
@@ -185,7 +190,14 @@ async fn scenario(fx: &BrowserTest, therapist: &Client, participant: &Client) ->
     dismiss_toasts(therapist).await;
     save_screenshot_of(therapist, "#chat-section", &shot("therapist-panel")).await;
     press(therapist, "therapist", "#chat-settings summary", Key::Enter).await?;
+    // "I need support" routed to peer-support staff too: the switch shows what the server
+    // answered (`supportRequests` with `peerSupport`), so it turns on only once the server has.
+    wait_for(therapist, "the routing switch off", ROUTED_JS, &[json!("false")]).await?;
+    press(therapist, "therapist", "#chat-setting-peerSupport", Key::Enter).await?;
+    wait_for(therapist, "the routing switch on, as the server says", ROUTED_JS, &[json!("true")]).await?;
     save_screenshot_of(therapist, "#chat-settings", &shot("therapist-settings")).await;
+    press(therapist, "therapist", "#chat-setting-peerSupport", Key::Enter).await?;
+    wait_for(therapist, "the routing switch off again", ROUTED_JS, &[json!("false")]).await?;
 
     // I need support: the participant's page confirms; the therapist's page alerts.
     press(participant, "participant", "#support-button", Key::Enter).await?;

@@ -518,9 +518,16 @@ async fn support_requests_reach_peer_support_staff_when_the_therapist_routes_the
     s.send(&ClientMessage::RouteSupport { peer_support: true }).await.unwrap();
     expect_error(&mut s, ErrorCode::Forbidden).await;
     t.send(&ClientMessage::RouteSupport { peer_support: true }).await.unwrap();
-    recv!(s, ServerMessage::SupportRequests { requests } if requests.len() == 1);
+    recv!(s, ServerMessage::SupportRequests { requests, peer_support: true } if requests.len() == 1);
+    // Both staff see the routing (a second therapist's page shows the switch as it is).
+    recv!(t, ServerMessage::SupportRequests { peer_support: true, .. });
+    recv!(c, ServerMessage::SupportRequests { peer_support: true, .. });
     q.send(&ClientMessage::RequestSupport).await.unwrap();
     let alert = s.recv_until("q's request, peer support", WAIT, requested).await.unwrap();
     assert!(matches!(alert, ServerMessage::SupportRequested { participant_id, .. } if participant_id.as_str() == "q-1"));
+    // Routed back to staff: peer support is shown nothing, the therapist sees the switch off.
+    t.send(&ClientMessage::RouteSupport { peer_support: false }).await.unwrap();
+    recv!(s, ServerMessage::SupportRequests { requests, peer_support: false } if requests.is_empty());
+    recv!(t, ServerMessage::SupportRequests { requests, peer_support: false } if requests.len() == 2);
     server.shutdown().await;
 }

@@ -259,8 +259,8 @@ async fn support_list_where(
     t: &mut SignalClient,
     pred: impl Fn(&[hearth::signal::protocol::SupportRequestInfo]) -> bool,
 ) -> Vec<hearth::signal::protocol::SupportRequestInfo> {
-    match recv!(t, ServerMessage::SupportRequests { requests } if pred(requests)) {
-        ServerMessage::SupportRequests { requests } => requests,
+    match recv!(t, ServerMessage::SupportRequests { requests, .. } if pred(requests)) {
+        ServerMessage::SupportRequests { requests, .. } => requests,
         _ => unreachable!(),
     }
 }
