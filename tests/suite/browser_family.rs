@@ -18,6 +18,17 @@ use hearth::room::RoomId;
 use serde_json::json;
 
 const ROOM: &str = "family-room";
+
+/// The person-row actions for `arguments[0]` and the staff panels, as a co-facilitator
+/// (`arguments[1]` true: no remove, no hard mute) or a therapist (both) should have them.
+const CO_CONTROLS_JS: &str = r#"
+const li = document.querySelector(`#people-list li[data-participant-id="${arguments[0]}"]`);
+if (!li) return false;
+const shown = (a) => { const b = li.querySelector(`[data-action="${a}"]`); return Boolean(b) && !b.hidden; };
+const panel = (id) => { const p = document.getElementById(id); return Boolean(p) && !p.hidden; };
+const staff = shown('ask-mute') && shown('spotlight') && panel('breakouts-section') && panel('rounds-section');
+return staff && (arguments[1] ? !shown('remove') && !shown('hard-mute') : shown('remove') && shown('hard-mute'));
+"#;
 const TEST_DEADLINE: Duration = Duration::from_secs(120);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -47,6 +58,11 @@ async fn scenario(fx: &BrowserTest, therapist: &Client, co: &Client, guest: &Cli
         .await
         .map_err(|e| e.to_string())?;
     fx.step("the group is in");
+    // The co-facilitator's controls are what the server's permission table gives the role
+    // (`admitted.permissions`): ask to mute, breakouts and rounds, but not remove or a hard mute.
+    wait_for(co, "the co-facilitator's controls by permission", CO_CONTROLS_JS, &[json!("other-2"), json!(true)]).await?;
+    wait_for(therapist, "the therapist's controls by permission", CO_CONTROLS_JS, &[json!("other-2"), json!(false)]).await?;
+    fx.shot(co, "co-facilitator-controls").await;
 
     let room = RoomId::new(ROOM).map_err(|e| e.to_string())?;
     let (token, _) = fx

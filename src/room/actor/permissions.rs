@@ -166,6 +166,12 @@ pub fn allows(action: &str, role: Role, withheld: &[&'static str]) -> bool {
     TABLE.iter().find(|r| r.action == action).is_some_and(|r| r.roles.contains(&role))
 }
 
+/// The rows `role` may send, with the co-facilitator rows this deployment withholds: what
+/// `admitted` tells a page, so it shows only the controls that work.
+pub fn granted(role: Role, withheld: &[&'static str]) -> Vec<String> {
+    TABLE.iter().filter(|r| allows(r.action, role, withheld)).map(|r| r.action.to_string()).collect()
+}
+
 /// Rows that do what another row does, in bulk or by another road: withholding the first
 /// withholds these too, or a deployment's "no" would have a side door.
 pub const IMPLIED: &[(&str, &[&str])] = &[
@@ -272,6 +278,10 @@ mod tests {
         assert!(allows("closeBreakouts", Role::CoFacilitator, &withheld), "nothing else goes with it");
         let withheld = co_facilitator_withheld(&["admit".into(), "mute".into(), "admitAll".into()]).unwrap();
         assert_eq!(withheld, ["admit", "admitAll", "mute", "muteAll"]);
+        let co = granted(Role::CoFacilitator, &withheld);
+        assert!(!co.iter().any(|a| a == "admitAll" || a == "mute") && co.iter().any(|a| a == "openBreakouts"), "{co:?}");
+        assert!(granted(Role::Therapist, &withheld).iter().any(|a| a == "remove"));
+        assert!(!granted(Role::Participant, &[]).iter().any(|a| a == "remove" || a == "mute"));
         assert!(co_facilitator_withheld(&["remove".into()]).is_err(), "not theirs to lose");
         assert!(co_facilitator_withheld(&["noSuchMessage".into()]).is_err());
     }
