@@ -697,6 +697,9 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         })
     });
     let rooms = RoomRegistry::new(settings, Some(store.clone()), webhook);
+    if let Err(e) = rooms.restore_doors().await {
+        tracing::warn!(error = %e, "the waiting rooms' texts could not be read back; they start empty");
+    }
     let sfu = SfuEngine::start(config.ice.clone())?;
     let metrics = crate::metrics::Metrics::new(sfu.stats.clone(), rooms.clone());
     let state = Arc::new(AppState {

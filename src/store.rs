@@ -22,8 +22,8 @@ use crate::vocab::ParticipantId;
 
 pub mod records;
 pub use records::{
-    attendance_csv, AttendanceRecord, CheckInCountsRecord, CheckInValueRecord, IntervalRecord, Purged, Record, Recorder, SessionRecord,
-    SupportRecord,
+    attendance_csv, AttendanceRecord, CheckInCountsRecord, CheckInValueRecord, DoorRecord, IntervalRecord, Purged, Record, Recorder,
+    SessionRecord, SupportRecord,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +118,15 @@ const MIGRATIONS: &[&str] = &[
     // The role the actor held (a co-facilitator's admit reads differently from a therapist's);
     // rows written before it have none.
     "ALTER TABLE audit ADD COLUMN actor_role TEXT;",
+    // What a room's waiting room says between sessions: the group name and welcome (sealed) and
+    // when its last session ended; never who was there.
+    "CREATE TABLE room_doors (
+        room TEXT PRIMARY KEY,
+        group_name TEXT,
+        welcome TEXT,
+        ended_at INTEGER,
+        updated_ms INTEGER NOT NULL
+    );",
 ];
 
 #[derive(Clone)]
@@ -553,6 +562,33 @@ impl Store {
                 params![room, sealed, now_ms()],
             )
             .map(|_| ())
+        })
+        .await
+    }
+
+    /// The waiting rooms' texts kept for the rooms changed last, at most `limit` (a text that no
+    /// longer opens, after a secret change, is left out rather than shown as noise).
+    pub async fn doors(&self, limit: usize) -> Result<Vec<records::DoorRecord>, StoreError> {
+        let texts = self.texts.clone();
+        self.with(move |c| {
+            let mut stmt = c.prepare("SELECT room, group_name, welcome, ended_at FROM room_doors ORDER BY updated_ms DESC LIMIT ?1")?;
+            let rows = stmt.query_map(params![limit as i64], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?, r.get::<_, Option<String>>(2)?, r.get::<_, Option<i64>>(3)?))
+            })?;
+            let open = |room: &str, what: &str, text: Option<String>| {
+                text.map(|t| Self::unseal(&texts, &format!("door-{what}:{room}"), t)).filter(|t| t != UNREADABLE)
+            };
+            let mut doors = Vec::new();
+            for row in rows {
+                let (room, group_name, welcome, ended_at) = row?;
+                doors.push(records::DoorRecord {
+                    group_name: open(&room, "name", group_name),
+                    welcome: open(&room, "welcome", welcome),
+                    ended_at: ended_at.map(|t| t.max(0) as u64),
+                    room,
+                });
+            }
+            Ok(doors)
         })
         .await
     }

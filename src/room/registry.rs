@@ -46,6 +46,24 @@ impl RoomRegistry {
         }
     }
 
+    /// Reads back what the store kept of the waiting rooms (group names, welcomes, when each
+    /// room's last session ended), so a restarted node's waiting rooms say them again. Once, at
+    /// start, before any room runs.
+    pub async fn restore_doors(&self) -> Result<usize, crate::store::StoreError> {
+        let Some(store) = &self.inner.store else { return Ok(0) };
+        let doors = store.doors(super::shared::MAX_DOORS).await?;
+        let mut restored = 0;
+        // Oldest first: the memory drops the least recently changed room when full.
+        for d in doors.into_iter().rev() {
+            let Ok(room) = RoomId::new(&d.room) else { continue };
+            let memory =
+                super::shared::DoorMemory { group_name: d.group_name, welcome: d.welcome, therapist_name: None, ended_at: d.ended_at };
+            self.inner.doors.set(&room, memory);
+            restored += 1;
+        }
+        Ok(restored)
+    }
+
     #[cfg(test)]
     pub(super) fn from_inner(inner: Arc<RegistryInner>) -> Self {
         Self { inner }

@@ -62,6 +62,8 @@ impl RoomSettings {
 /// reaches, so a flood of removals cannot grow the map without limit.
 const MAX_BANNED_ROOMS: usize = 10_000;
 const MAX_BANS_PER_ROOM: usize = 1_000;
+/// Room ids whose waiting-room texts are kept in memory (and read back from the store) at most.
+pub(super) const MAX_DOORS: usize = MAX_BANNED_ROOMS;
 
 /// Who was removed from each room id, for rooms whose task has ended (or may end): a room
 /// recreated after everyone left starts from these.
@@ -108,7 +110,9 @@ impl Bans {
 
 /// What a room id remembers on this node beyond its task, for the waiting room of the next
 /// session (see `actor/door.rs`): the therapist's group name and welcome, the last therapist's
-/// name, and when the last session was ended. In memory only: a restart forgets it.
+/// name, and when the last session was ended. All but the therapist's name is also kept by the
+/// store ([`DoorMemory::record`], read back at start by `RoomRegistry::restore_doors`), so a
+/// restart forgets only who the therapist was.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(super) struct DoorMemory {
     pub(super) group_name: Option<String>,
@@ -116,6 +120,18 @@ pub(super) struct DoorMemory {
     pub(super) therapist_name: Option<String>,
     /// When a therapist last ended a session here, seconds since the Unix epoch.
     pub(super) ended_at: Option<u64>,
+}
+
+impl DoorMemory {
+    /// What the store keeps of it: no names of people.
+    pub(super) fn record(&self, room: &RoomId) -> crate::store::DoorRecord {
+        crate::store::DoorRecord {
+            room: room.as_str().to_string(),
+            group_name: self.group_name.clone(),
+            welcome: self.welcome.clone(),
+            ended_at: self.ended_at,
+        }
+    }
 }
 
 /// [`DoorMemory`] per room id, bounded like [`Bans`]: the least recently changed room goes first.
@@ -135,7 +151,7 @@ impl Doors {
 
     pub(super) fn set(&self, room: &RoomId, memory: DoorMemory) {
         let mut rooms = self.lock();
-        if !rooms.contains_key(room) && rooms.len() >= MAX_BANNED_ROOMS {
+        if !rooms.contains_key(room) && rooms.len() >= MAX_DOORS {
             if let Some(oldest) = rooms.iter().min_by_key(|(_, (_, t))| *t).map(|(r, _)| r.clone()) {
                 rooms.remove(&oldest);
             }

@@ -113,11 +113,23 @@ pub struct SupportRecord {
 /// A write for the [`Recorder`]'s queue.
 #[derive(Debug, Clone)]
 pub enum Record {
+    /// What a room's waiting room says between sessions (kept through a restart).
+    Door(DoorRecord),
     Session(SessionRecord),
     Attendance(AttendanceRecord),
     CheckIn(CheckInValueRecord),
     CheckInCounts(CheckInCountsRecord),
     Support(SupportRecord),
+}
+
+/// A room's waiting-room texts and when its last session ended (`room_doors`; the texts are
+/// sealed on the way in). All empty: the row goes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DoorRecord {
+    pub room: String,
+    pub group_name: Option<String>,
+    pub welcome: Option<String>,
+    pub ended_at: Option<u64>,
 }
 
 /// The node's ordered queue of session record writes (see the module comment). Cloning shares
@@ -225,6 +237,14 @@ impl Purged {
 
 impl Store {
     async fn write_record(&self, record: Record) -> Result<(), StoreError> {
+        let record = match record {
+            Record::Door(mut d) => {
+                d.group_name = d.group_name.map(|t| self.seal(&format!("door-name:{}", d.room), &t));
+                d.welcome = d.welcome.map(|t| self.seal(&format!("door-welcome:{}", d.room), &t));
+                Record::Door(d)
+            }
+            other => other,
+        };
         self.with(move |c| write(c, &record)).await
     }
 
@@ -417,6 +437,15 @@ impl Store {
 
 fn write(c: &Connection, record: &Record) -> Result<(), rusqlite::Error> {
     match record {
+        Record::Door(d) if d.group_name.is_none() && d.welcome.is_none() && d.ended_at.is_none() => {
+            c.execute("DELETE FROM room_doors WHERE room = ?1", params![d.room])
+        }
+        Record::Door(d) => c.execute(
+            "INSERT INTO room_doors (room, group_name, welcome, ended_at, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(room) DO UPDATE SET group_name = excluded.group_name, welcome = excluded.welcome,
+                 ended_at = excluded.ended_at, updated_ms = excluded.updated_ms",
+            params![d.room, d.group_name, d.welcome, d.ended_at.map(|t| t as i64), now_ms()],
+        ),
         Record::Session(s) => c.execute(
             "INSERT INTO sessions (id, room, started_ms, ended_ms, end_reason) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT(id) DO UPDATE SET ended_ms = excluded.ended_ms, end_reason = excluded.end_reason",
@@ -721,5 +750,20 @@ mod tests {
         assert_eq!(lines[2], "s-1,g,t-1,therapist,0,5,5,false,1,main,5,,,,");
         let json = serde_json::to_string(&person("s-1", "p-b", 0)).unwrap();
         assert!(!json.contains("talkSeconds"), "off: not even the key");
+    }
+
+    #[tokio::test]
+    async fn a_rooms_door_is_kept_sealed_read_back_and_goes_when_emptied() {
+        let (s, _db) = temp_store("doors");
+        let s = s.with_text_key(crate::store::TextKey::derive("a-test-secret-that-is-long-enough-1234"));
+        let door = DoorRecord { room: "g".into(), group_name: Some("Tuesday".into()), welcome: Some("Hello".into()), ended_at: Some(7) };
+        write_now(&s, Record::Door(door.clone())).await;
+        assert_eq!(s.doors(10).await.unwrap(), vec![door]);
+        let raw: String = s.with(|c| c.query_row("SELECT welcome FROM room_doors", [], |r| r.get(0))).await.unwrap();
+        assert_ne!(raw, "Hello", "sealed");
+        let other_key = s.clone().with_text_key(crate::store::TextKey::derive("another-secret-that-is-long-enough-5678"));
+        assert_eq!(other_key.doors(10).await.unwrap()[0].welcome, None, "unreadable text is left out, not shown");
+        write_now(&s, Record::Door(DoorRecord { room: "g".into(), ..DoorRecord::default() })).await;
+        assert!(s.doors(10).await.unwrap().is_empty(), "an empty door leaves no row");
     }
 }

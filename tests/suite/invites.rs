@@ -199,3 +199,48 @@ async fn the_waiting_room_says_what_people_wait_for_and_the_lock_tells_therapist
     door(&mut c, "the next session", |m| matches!(m, ServerMessage::WaitingRoom { session_ended: false, therapist_here: true, .. })).await;
     server.shutdown().await;
 }
+
+/// The group name and welcome a therapist set outlive a restart of the node (the store keeps
+/// them, sealed: the file never holds the text), and the next session's waiting room says them
+/// before any therapist has arrived. Who the therapist was is not kept.
+#[tokio::test]
+async fn the_welcome_outlives_a_restart_and_is_sealed_on_disk() {
+    let config = common::test_config();
+    let store_path = config.store.path.clone();
+    let server = common::start_with(config.clone()).await;
+    let mut t = common::join(&server, "kept", Role::Therapist, "Dr Lee", "t-lee").await;
+    let welcome = "Welcome back. Tea is in the kitchen.";
+    t.send(&ClientMessage::SetWelcome { group_name: "Thursday circle".into(), message: welcome.into() }).await.unwrap();
+    let mut early = common::join_upto(&server, "kept", Role::Participant, "Early", "p-early", "joined").await;
+    door(&mut early, "the welcome on the first node", |m| matches!(m, ServerMessage::WaitingRoom { welcome: Some(_), .. })).await;
+    // The write goes through the node's ordered record queue: wait until the store has it.
+    let store = hearth::store::Store::open(&store_path).expect("the test store opens");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while store.doors(10).await.map(|d| d.is_empty()).unwrap_or(true) {
+        assert!(tokio::time::Instant::now() < deadline, "the welcome did not reach the store");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    drop((t, early));
+    server.shutdown().await;
+
+    let disk: Vec<u8> =
+        ["", "-wal"].iter().flat_map(|s| std::fs::read(format!("{}{s}", store_path.display())).unwrap_or_default()).collect();
+    let plain = |text: &str| disk.windows(text.len()).any(|w| w == text.as_bytes());
+    assert!(!plain("Thursday circle") && !plain("Tea is in the kitchen"), "the texts are sealed on disk");
+    assert!(!plain("Dr Lee"), "the therapist's name is not kept");
+
+    let server = common::start_with(config).await;
+    let mut next = common::join_upto(&server, "kept", Role::Participant, "Next", "p-next", "joined").await;
+    let m = door(&mut next, "the welcome after the restart", |m| matches!(m, ServerMessage::WaitingRoom { welcome: Some(_), .. })).await;
+    assert_eq!(
+        m,
+        ServerMessage::WaitingRoom {
+            group_name: Some("Thursday circle".into()),
+            therapist_name: None,
+            therapist_here: false,
+            welcome: Some(welcome.into()),
+            session_ended: false,
+        }
+    );
+    server.shutdown().await;
+}

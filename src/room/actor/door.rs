@@ -5,8 +5,9 @@
 //! people and therapists are sent any of it, and a turned-away arrival reaches therapists alone.
 //!
 //! The welcome, the last therapist's name and when the last session ended outlive the room's
-//! task in the registry (`shared::DoorMemory`, in memory on this node), so the waiting room of
-//! the next session says them before a therapist arrives. Admission stays the room's.
+//! task in the registry (`shared::DoorMemory`), so the waiting room of the next session says
+//! them before a therapist arrives; all but the therapist's name also go to the store (sealed)
+//! and outlive a restart. Admission stays the room's.
 
 use std::collections::HashMap;
 

@@ -134,7 +134,12 @@ impl Performer {
                         recorder.record(record);
                     }
                 }
-                Effect::RememberDoor(memory) => self.registry.doors.set(&self.room, memory),
+                Effect::RememberDoor(memory) => {
+                    if let Some(recorder) = &self.registry.recorder {
+                        recorder.record(crate::store::Record::Door(memory.record(&self.room)));
+                    }
+                    self.registry.doors.set(&self.room, memory);
+                }
                 Effect::SessionEnded(summary) => {
                     if let Some(webhook) = &self.registry.webhook {
                         webhook.deliver(*summary);
