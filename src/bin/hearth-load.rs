@@ -190,6 +190,7 @@ async fn spawn_server(bin: &PathBuf, log: &PathBuf, scratch: &Path, waiting_room
         .env_remove("HEARTH_LOG")
         // Read here, not by the server, whose configuration would take it for a setting.
         .env_remove("HEARTH_SERVER_LOG")
+        .env_remove("HEARTH_LOAD_LOG")
         .env("NO_COLOR", "1")
         .envs(std::env::var("HEARTH_SERVER_LOG").ok().map(|f| ("HEARTH_LOG", f)))
         .stdin(Stdio::null())

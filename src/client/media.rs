@@ -24,7 +24,8 @@ use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
-    RTCIceCandidateInit, RTCPeerConnectionIceEvent, RTCPeerConnectionState, RTCSessionDescription, Registry, SettingEngineBuilder,
+    RTCIceCandidateInit, RTCIceConnectionState, RTCPeerConnectionIceEvent, RTCPeerConnectionState, RTCSessionDescription, Registry,
+    SettingEngineBuilder,
 };
 use webrtc::rtp_transceiver::RtpSender;
 
@@ -260,6 +261,32 @@ impl ReceivedTrack {
 
 type Received = Arc<Mutex<HashMap<String, ReceivedTrack>>>;
 
+/// When this client's connection first passed each step of its setup, on the client's clock:
+/// a join timed stage by stage (`hearth-load --admit-all` reports them).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Milestones {
+    /// The server's answer to our first offer was applied.
+    pub answered: Option<Instant>,
+    /// The server's first offer (the tracks it forwards to us) arrived.
+    pub server_offer: Option<Instant>,
+    /// Our answer to that offer went out: from now on the server forwards those tracks.
+    pub server_offer_answered: Option<Instant>,
+    /// ICE nominated a pair (the connection's ICE state `connected`).
+    pub ice_connected: Option<Instant>,
+    /// DTLS finished (the connection's state `connected`): media can flow.
+    pub connected: Option<Instant>,
+}
+
+type SharedMilestones = Arc<Mutex<Milestones>>;
+
+/// Records `now` in the milestone `field` picks, unless it was passed before.
+fn reached(milestones: &SharedMilestones, field: impl FnOnce(&mut Milestones) -> &mut Option<Instant>) {
+    let now = Instant::now();
+    if let Ok(mut m) = milestones.lock() {
+        field(&mut m).get_or_insert(now);
+    }
+}
+
 pub struct MediaClient {
     pub participant_id: ParticipantId,
     /// Who was in the room when this client was admitted (empty while waiting).
@@ -300,6 +327,7 @@ pub struct MediaClient {
     server_offers: Arc<AtomicU32>,
     /// Keyframe requests (PLI/FIR) the server sent our camera.
     keyframe_requests: Arc<AtomicU64>,
+    milestones: SharedMilestones,
 }
 
 /// The UDP ports of the candidates in `text` (an SDP, or one candidate line).
@@ -366,6 +394,7 @@ struct Handler {
     latency_samples: usize,
     capture_packets: usize,
     connected: Arc<AtomicBool>,
+    milestones: SharedMilestones,
 }
 
 #[async_trait::async_trait]
@@ -383,8 +412,17 @@ impl PeerConnectionEventHandler for Handler {
         }
     }
 
+    async fn on_ice_connection_state_change(&self, state: RTCIceConnectionState) {
+        if state == RTCIceConnectionState::Connected {
+            reached(&self.milestones, |m| &mut m.ice_connected);
+        }
+    }
+
     async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
         self.connected.store(state == RTCPeerConnectionState::Connected, Ordering::Relaxed);
+        if state == RTCPeerConnectionState::Connected {
+            reached(&self.milestones, |m| &mut m.connected);
+        }
     }
 
     async fn on_track(&self, track: Arc<dyn TrackRemote>) {
@@ -809,12 +847,14 @@ impl MediaClient {
         let (out_tx, mut out_rx) = mpsc::unbounded_channel::<ClientMessage>();
         let (events_tx, events) = mpsc::unbounded_channel();
         let connected = Arc::new(AtomicBool::new(false));
+        let milestones = SharedMilestones::default();
         let handler = Arc::new(Handler {
             out: out_tx.clone(),
             received: received.clone(),
             latency_samples: opts.latency_samples,
             capture_packets: opts.capture_packets,
             connected,
+            milestones: milestones.clone(),
         });
         let mut media_engine = MediaEngine::default();
         media_engine.register_default_codecs()?;
@@ -931,6 +971,7 @@ impl MediaClient {
         let signal_pc = pc.clone();
         let signal_out = out_tx.clone();
         let signal_negotiation = negotiation.clone();
+        let signal_milestones = milestones.clone();
         let socket_open = Arc::new(AtomicBool::new(true));
         let moved_to: Arc<Mutex<Option<String>>> = Arc::default();
         let (open_flag, moved_slot) = (socket_open.clone(), moved_to.clone());
@@ -956,10 +997,12 @@ impl MediaClient {
                             *offer_out = false;
                             signal_negotiation.1.notify_waiters();
                             applied?;
+                            reached(&signal_milestones, |m| &mut m.answered);
                             has_remote = true;
                         }
                         ServerMessage::Offer(sdp) => {
                             offers_seen.fetch_add(1, Ordering::Relaxed);
+                            reached(&signal_milestones, |m| &mut m.server_offer);
                             note_ports(&sdp.sdp);
                             let offer_out = signal_negotiation.0.lock().await;
                             // Glare: the server (impolite) ignored our offer. We are polite: roll
@@ -973,6 +1016,7 @@ impl MediaClient {
                             let answer = signal_pc.create_answer(None).await?;
                             signal_pc.set_local_description(answer.clone()).await?;
                             let _ = signal_out.send(ClientMessage::Answer(Sdp { sdp: answer.sdp }));
+                            reached(&signal_milestones, |m| &mut m.server_offer_answered);
                             if *offer_out {
                                 let offer = signal_pc.create_offer(None).await?;
                                 signal_pc.set_local_description(offer.clone()).await?;
@@ -1088,6 +1132,7 @@ impl MediaClient {
             server_ports,
             server_offers,
             keyframe_requests,
+            milestones,
             negotiation,
             raw: raw_tx,
             stop_reading,
@@ -1153,6 +1198,11 @@ impl MediaClient {
     /// How many offers the server has made this client (each a renegotiation round trip).
     pub fn server_offers(&self) -> u32 {
         self.server_offers.load(Ordering::Relaxed)
+    }
+
+    /// When this client's connection passed each step of its setup.
+    pub fn milestones(&self) -> Milestones {
+        self.milestones.lock().map(|m| *m).unwrap_or_default()
     }
 
     /// How many keyframe requests (PLI/FIR) the server has sent this client's camera.

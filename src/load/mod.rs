@@ -270,6 +270,7 @@ async fn join_admitting_all(cfg: &LoadConfig, people: &mut Vec<Participant>) -> 
     let mut pairs = Vec::new();
     let mut server_offers = Vec::new();
     let mut keyframe_requests = Vec::new();
+    let mut stages: [Vec<u64>; 4] = Default::default();
     let mut subscribers = 0;
     let mut complete = 0;
     for room in 0..cfg.rooms {
@@ -314,6 +315,10 @@ async fn join_admitting_all(cfg: &LoadConfig, people: &mut Vec<Participant>) -> 
             server_offers.push(u64::from(p.client.server_offers()));
             let times = first_keyframes(&p.client, &publisher_ids);
             let ms = |t: Instant| t.saturating_duration_since(admitted_at).as_micros() as u64;
+            let m = p.client.milestones();
+            for (stage, at) in stages.iter_mut().zip([m.answered, m.server_offer_answered, m.ice_connected, m.connected]) {
+                stage.extend(at.map(ms));
+            }
             pairs.extend(times.iter().flatten().map(|t| ms(*t)));
             if times.iter().all(Option::is_some) {
                 complete += 1;
@@ -322,6 +327,7 @@ async fn join_admitting_all(cfg: &LoadConfig, people: &mut Vec<Participant>) -> 
         }
         info!(room = %room_name, subscribers = cfg.subscribers, "admitted together");
     }
+    let [answered, tracks_answered, ice_connected, connected] = stages;
     Ok(report::AdmitAll {
         subscribers,
         complete,
@@ -329,6 +335,12 @@ async fn join_admitting_all(cfg: &LoadConfig, people: &mut Vec<Participant>) -> 
         pairs_ms: Percentiles::of(pairs, 1e-3),
         server_offers: Percentiles::of(server_offers, 1.0),
         keyframe_requests: Percentiles::of(keyframe_requests, 1.0),
+        stages: report::AdmitStages {
+            answered_ms: Percentiles::of(answered, 1e-3),
+            tracks_answered_ms: Percentiles::of(tracks_answered, 1e-3),
+            ice_connected_ms: Percentiles::of(ice_connected, 1e-3),
+            connected_ms: Percentiles::of(connected, 1e-3),
+        },
     })
 }
 

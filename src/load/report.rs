@@ -52,6 +52,22 @@ pub struct AdmitAll {
     /// Per publisher, the keyframe requests it received from the admission until every
     /// subscriber saw it: one per subscriber would mean the server does not coalesce.
     pub keyframe_requests: Percentiles,
+    /// Where the time went: per subscriber, ms from the `admitAll` to each step of its setup.
+    pub stages: AdmitStages,
+}
+
+/// Steps of a subscriber's setup after an `admitAll`, in ms on the load generator's clock
+/// (see `client::media::Milestones`), over the subscribers admitted together.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct AdmitStages {
+    /// The server's answer to the offer the subscriber made while waiting was applied.
+    pub answered_ms: Percentiles,
+    /// The subscriber answered the server's offer of the others' tracks.
+    pub tracks_answered_ms: Percentiles,
+    /// ICE nominated a pair.
+    pub ice_connected_ms: Percentiles,
+    /// DTLS finished: media can flow.
+    pub connected_ms: Percentiles,
 }
 
 /// Rejoins during the window, and the longest one (socket lost noticed → joined again).
@@ -254,6 +270,18 @@ impl LoadReport {
                 count(a.server_offers.max),
                 count(a.keyframe_requests.p50),
                 count(a.keyframe_requests.max)
+            );
+            let st = &a.stages;
+            out += &format!(
+                "                 stages p50/max ms: answer {}/{}, tracks answered {}/{}, ICE connected {}/{}, DTLS connected {}/{}\n",
+                ms(st.answered_ms.p50),
+                ms(st.answered_ms.max),
+                ms(st.tracks_answered_ms.p50),
+                ms(st.tracks_answered_ms.max),
+                ms(st.ice_connected_ms.p50),
+                ms(st.ice_connected_ms.max),
+                ms(st.connected_ms.p50),
+                ms(st.connected_ms.max)
             );
         }
         let l = &f.video_layer_packets;

@@ -33,6 +33,18 @@ async fn ten_admitted_together_each_see_every_publisher() {
     assert_eq!(admitted.complete, 10, "every admitted subscriber decoded a first keyframe of every publisher");
     assert_eq!(admitted.pairs_ms.samples, 30, "10 subscribers x 3 publishers");
     assert!(admitted.last_publisher_ms.max.is_some());
+    // Every subscriber's setup was timed stage by stage (the report's stage table).
+    let stages = &admitted.stages;
+    for (stage, p) in [
+        ("answer", &stages.answered_ms),
+        ("tracks answered", &stages.tracks_answered_ms),
+        ("ICE connected", &stages.ice_connected_ms),
+        ("DTLS connected", &stages.connected_ms),
+    ] {
+        assert_eq!(p.samples, 10, "{stage} reached by every subscriber");
+    }
+    // DTLS finishes after ICE, which needs the answer.
+    assert!(stages.answered_ms.p50 <= stages.ice_connected_ms.p50 && stages.ice_connected_ms.p50 <= stages.connected_ms.p50);
     // How the group got there, in counts rather than milliseconds (a busy machine stretches
     // the time, not these). Each newcomer is subscribed to all six tracks in one
     // renegotiation, not one per track (an OS preemption between the room's commands may
