@@ -261,7 +261,7 @@ async fn congratulations_reach_the_audience_and_are_rate_limited() {
     let congratulate = |reaction, message: Option<&str>| ClientMessage::Congratulate {
         celebration_id: id.clone(),
         reaction,
-        message: message.map(str::to_string),
+        message: message.map(Text::from),
     };
     ben.send(&congratulate(Reaction::Heart, Some("So happy for you"))).await.unwrap();
     let expected = ServerMessage::Congratulation {
