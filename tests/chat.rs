@@ -141,7 +141,10 @@ async fn chat_reaches_only_the_senders_space_and_private_only_its_target() {
     let (seen_t, seen) = barrier(&mut t, &mut [&mut p1, &mut p2, &mut p3, &mut p4]).await;
     let got = chats(&seen_t);
     assert_eq!(got.len(), 1);
-    assert_eq!((got[0].text.plain().unwrap_or_default(), got[0].private, got[0].to.as_ref()), ("can we talk later?", true, Some(&pid("t"))));
+    assert_eq!(
+        (got[0].text.plain().unwrap_or_default(), got[0].private, got[0].to.as_ref()),
+        ("can we talk later?", true, Some(&pid("t")))
+    );
     assert_eq!(texts(&seen[0]), ["can we talk later?"], "the sender gets its copy");
     for s in &seen[1..] {
         assert!(texts(s).is_empty(), "nobody else sees a private message");

@@ -63,7 +63,8 @@ async fn a_required_room_relays_sealed_chat_as_it_came_and_refuses_plain_chat() 
     assert!(message.contains("sealed"), "{message}");
     hears_no_text(&mut b, "a refused plain chat").await;
 
-    let frame = r#"{"type":"chat","text":{"sealed":[{"space":"main","epoch":41,"iv":"AAECAwQFBgcICQoL","ct":"U2VhbGVkQ2hhdENpcGhlcnRleHQ"}]}}"#;
+    let frame =
+        r#"{"type":"chat","text":{"sealed":[{"space":"main","epoch":41,"iv":"AAECAwQFBgcICQoL","ct":"U2VhbGVkQ2hhdENpcGhlcnRleHQ"}]}}"#;
     a.send_raw(frame.to_string()).await.expect("send");
     let sent: serde_json::Value = serde_json::from_str(frame).expect("json");
     for c in [&mut b, &mut t, &mut a] {

@@ -195,7 +195,10 @@ async fn shared_milestones_wait_for_a_therapist() {
     for c in [&mut ana, &mut ben, &mut t] {
         let m = c.recv_until("celebration", WAIT, |m| matches!(m, ServerMessage::Celebration { .. })).await.unwrap();
         let ServerMessage::Celebration { participant_id, milestone, message, .. } = m else { unreachable!() };
-        assert_eq!((participant_id, milestone.kind, message.as_ref().and_then(Text::plain)), (pid("p-ana"), MilestoneKind::Custom, Some("I did it!")));
+        assert_eq!(
+            (participant_id, milestone.kind, message.as_ref().and_then(Text::plain)),
+            (pid("p-ana"), MilestoneKind::Custom, Some("I did it!"))
+        );
     }
     t.send(&ClientMessage::ApproveMilestone { proposal_id }).await.unwrap();
     expect_error(&mut t, ErrorCode::UnknownMilestone).await; // only once

@@ -448,14 +448,7 @@ impl Milestones {
     }
 
     /// Sends the celebration to the audience `prefs` allow, never wider, and records it.
-    fn celebrate(
-        &mut self,
-        cx: &mut Cx,
-        who: &ParticipantId,
-        milestone: Milestone,
-        message: Option<Text>,
-        prefs: CelebrationPreferences,
-    ) {
+    fn celebrate(&mut self, cx: &mut Cx, who: &ParticipantId, milestone: Milestone, message: Option<Text>, prefs: CelebrationPreferences) {
         let Some(name) = cx.members.get(who).map(|m| m.info.name.clone()) else { return };
         let to_group = prefs.style != CelebrationStyle::None && prefs.audience == CelebrationAudience::Group;
         let mut audience = vec![who.clone()];

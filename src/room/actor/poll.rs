@@ -751,7 +751,8 @@ mod tests {
         assert_eq!(code("q", vec!["Yes".into(), "yes ".into()], None), ErrorCode::InvalidPoll);
         assert_eq!(code("q", opts(2), Some(0)), ErrorCode::InvalidPoll);
         assert_eq!(code("q", opts(2), Some(MAX_DURATION_SECS + 1)), ErrorCode::InvalidPoll);
-        let ok = validate_new(format!(" {} ", "é".repeat(300)).into(), opts(10), true, true, Some(60), Some(PollScope::AllBreakouts)).unwrap();
+        let ok =
+            validate_new(format!(" {} ", "é".repeat(300)).into(), opts(10), true, true, Some(60), Some(PollScope::AllBreakouts)).unwrap();
         let question = ok.question.plain().unwrap_or_default();
         assert_eq!((question.chars().count(), ok.options.len(), ok.duration), (300, 10, Some(Duration::from_secs(60))));
     }
