@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the integration tests need beyond the Rust toolchain, on Debian/Ubuntu:
-#   chromium + chromium-driver  (tests/browser.rs drives a headless browser)
+#   chromium + chromium-driver  (tests/suite/browser.rs drives a headless browser)
 #   redis-server                 (needed by the Redis-backed tests)
-#   iproute2                     (ip netns, tc: tests/browser_poor_network.rs limits a link)
-#   coturn                       (turnserver: tests/turn.rs and tests/browser_restricted_network.rs)
-#   iptables                     (tests/browser_restricted_network.rs blocks UDP in a namespace)
+#   iproute2                     (ip netns, tc: tests/suite/browser_poor_network.rs limits a link)
+#   coturn                       (turnserver: tests/suite/turn.rs and tests/suite/browser_restricted_network.rs)
+#   iptables                     (tests/suite/browser_restricted_network.rs blocks UDP in a namespace)
 # Idempotent: installs only what is missing. Uses sudo only when not already root.
 set -euo pipefail
 

@@ -648,6 +648,43 @@ fn migrate(conn: &Connection) -> Result<(), rusqlite::Error> {
     Ok(())
 }
 
+/// A database path of a unit test's own in the temp folder; the file and SQLite's `-wal` and
+/// `-shm` beside it are removed when the test ends, even when it fails.
+#[cfg(test)]
+pub(crate) struct TestDb(std::path::PathBuf);
+
+#[cfg(test)]
+impl TestDb {
+    pub(crate) fn new(tag: &str) -> Self {
+        let name = format!("hearth-{tag}-{}-{:08x}.db", std::process::id(), rand::random::<u32>());
+        TestDb(std::env::temp_dir().join(name))
+    }
+}
+
+#[cfg(test)]
+impl std::ops::Deref for TestDb {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+impl AsRef<std::path::Path> for TestDb {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", self.0.display()));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -656,8 +693,7 @@ mod tests {
     /// on: its audit rows keep no role, new ones carry it, and partner groups still save.
     #[tokio::test]
     async fn a_database_from_the_release_before_migrates_on() {
-        let path = std::env::temp_dir().join(format!("hearth-store-upgrade-{}-{:08x}.db", std::process::id(), rand::random::<u32>()));
-        let _ = std::fs::remove_file(&path);
+        let path = TestDb::new("store-upgrade");
         {
             let conn = Connection::open(&path).unwrap();
             for (i, sql) in MIGRATIONS[..MIGRATIONS.len() - 1].iter().enumerate() {
@@ -674,13 +710,11 @@ mod tests {
         s.save_partners("g1", &groups).await.unwrap();
         assert_eq!(s.partners("g1").await.unwrap().len(), 1);
         drop(s);
-        let _ = std::fs::remove_file(&path);
     }
 
     #[tokio::test]
     async fn audit_survives_reopen() {
-        let path = std::env::temp_dir().join(format!("hearth-store-unit-{}.db", std::process::id()));
-        let _ = std::fs::remove_file(&path);
+        let path = TestDb::new("store-unit");
         {
             let s = Store::open(&path).unwrap();
             s.audit("g1", "t-1", Some("coFacilitator"), "mute", Some("p-2")).await.unwrap();
@@ -690,13 +724,11 @@ mod tests {
         assert_eq!(log.len(), 1);
         assert_eq!((log[0].actor.as_str(), log[0].action.as_str(), log[0].target.as_deref()), ("t-1", "mute", Some("p-2")));
         assert_eq!(log[0].actor_role.as_deref(), Some("coFacilitator"));
-        let _ = std::fs::remove_file(&path);
     }
 
     #[tokio::test]
     async fn agenda_templates_are_per_therapist_replaced_by_name_and_sealed() {
-        let path = std::env::temp_dir().join(format!("hearth-store-agenda-{}.db", std::process::id()));
-        let _ = std::fs::remove_file(&path);
+        let path = TestDb::new("store-agenda");
         let s = Store::open(&path).unwrap().with_text_key(TextKey::derive("a-test-secret-that-is-long-enough-1234"));
         let item = |t: &str, m| AgendaItem { title: t.into(), minutes: m };
         s.save_agenda_template("t-1", "Tuesday IOP", &[item("Kumquat check-in", 10)]).await.unwrap();
@@ -715,12 +747,11 @@ mod tests {
         }
         let disk = String::from_utf8_lossy(&disk);
         assert!(!disk.contains("Kumquat") && !disk.contains("Tuesday IOP"), "agenda texts on disk in the clear");
-        let _ = std::fs::remove_file(&path);
     }
 
     #[tokio::test]
     async fn partner_groups_are_per_room_sealed_and_forgotten_on_an_empty_save() {
-        let path = std::env::temp_dir().join(format!("hearth-store-partners-{}-{:08x}.db", std::process::id(), rand::random::<u32>()));
+        let path = TestDb::new("store-partners");
         let s = Store::open(&path).unwrap().with_text_key(TextKey::derive("a-test-secret-that-is-long-enough-1234"));
         let id = |v: &str| ParticipantId::from_trusted(v);
         let groups = vec![vec![id("p-wombat"), id("p-quokka")]];
@@ -734,7 +765,6 @@ mod tests {
         assert!(!String::from_utf8_lossy(&disk).contains("wombat"), "a pairing on disk in the clear");
         s.save_partners("g1", &[]).await.unwrap();
         assert!(s.partners("g1").await.unwrap().is_empty());
-        let _ = std::fs::remove_file(&path);
     }
 
     #[test]
@@ -752,8 +782,7 @@ mod tests {
 
     #[tokio::test]
     async fn poll_texts_and_labels_are_not_in_the_file_but_come_back() {
-        let path = std::env::temp_dir().join(format!("hearth-store-sealed-{}.db", std::process::id()));
-        let _ = std::fs::remove_file(&path);
+        let path = TestDb::new("store-sealed");
         let s = Store::open(&path).unwrap().with_text_key(TextKey::derive("a-test-secret-that-is-long-enough-1234"));
         let poll = PollRecord {
             id: "poll-1".into(),
@@ -790,6 +819,5 @@ mod tests {
         for text in ["Quokka", "Marigold", "Tamarind"] {
             assert!(!disk.windows(text.len()).any(|w| w == text.as_bytes()), "{text} is in the file");
         }
-        let _ = std::fs::remove_file(&path);
     }
 }

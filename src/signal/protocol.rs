@@ -1209,6 +1209,11 @@ pub enum ServerMessage {
         /// How to reach the relay: STUN, and TURN with credentials of your own that expire.
         /// Only here, never before admission; fresh on every admission and reconnection.
         ice_servers: Vec<IceServer>,
+        /// The rows of the permission table your role may send here (the first column of the
+        /// table in docs/protocol.md, this deployment's withholdings applied), so a page shows
+        /// only the controls that work. The server checks every message regardless.
+        #[serde(default)]
+        permissions: Vec<String>,
     },
     /// Therapists only: who is waiting.
     WaitingList {
@@ -1398,6 +1403,9 @@ pub enum ServerMessage {
     /// change and when a therapist joins or reconnects.
     SupportRequests {
         requests: Vec<SupportRequestInfo>,
+        /// Whether requests also reach peer-support staff now (`routeSupport`).
+        #[serde(default)]
+        peer_support: bool,
     },
     /// Therapists only: someone left the session for good while their support request was still
     /// open.

@@ -578,8 +578,8 @@ fn field(s: &str) -> String {
 mod tests {
     use super::*;
 
-    fn temp_store(tag: &str) -> (Store, std::path::PathBuf) {
-        let path = std::env::temp_dir().join(format!("hearth-records-{tag}-{}-{:08x}.db", std::process::id(), rand::random::<u32>()));
+    fn temp_store(tag: &str) -> (Store, crate::store::TestDb) {
+        let path = crate::store::TestDb::new(&format!("records-{tag}"));
         (Store::open(&path).unwrap(), path)
     }
 
@@ -602,7 +602,7 @@ mod tests {
 
     #[tokio::test]
     async fn records_round_trip_in_order_and_interrupted_sessions_close() {
-        let (s, path) = temp_store("rt");
+        let (s, _db) = temp_store("rt");
         let session = SessionRecord { id: "s-1".into(), room: "g".into(), started_ms: 100, ended_ms: None, end_reason: None };
         let rec = Recorder::spawn(s.clone());
         rec.record(Record::Session(session.clone()));
@@ -629,12 +629,11 @@ mod tests {
         assert_eq!((session.ended_ms, session.end_reason.as_deref()), (Some(900), Some("interrupted")));
         assert_eq!(people[1].intervals[0].to_ms, Some(900));
         assert_eq!(people[1].outcome.as_deref(), Some("ended"));
-        let _ = std::fs::remove_file(&path);
     }
 
     #[tokio::test]
     async fn purge_deletes_old_records_only() {
-        let (s, path) = temp_store("purge");
+        let (s, _db) = temp_store("purge");
         let old = now_ms() - 10 * 86_400_000;
         let new = now_ms();
         for (id, t) in [("s-old", old), ("s-new", new)] {
@@ -686,7 +685,6 @@ mod tests {
         assert_eq!(s.check_in_values("g", "p-a").await.unwrap().len(), 1);
         assert_eq!(s.support_requests("g").await.unwrap().len(), 1);
         assert!(s.attendance("g", "s-new").await.unwrap().is_some());
-        let _ = std::fs::remove_file(&path);
     }
 
     async fn write_now(s: &Store, r: Record) {

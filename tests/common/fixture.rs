@@ -145,6 +145,8 @@ pub struct BrowserTest {
     driver: ChromeDriver,
     pages: Vec<Page>,
     server: Option<RunningServer>,
+    // Last: the machine is shared again once everything above is gone.
+    _machine: tokio::sync::SemaphorePermit<'static>,
 }
 
 /// Embedded test defaults without the waiting room (most browser tests start in the room).
@@ -159,13 +161,14 @@ impl BrowserTest {
     /// `within` bounds the whole test, from now.
     pub async fn new(name: &str, within: Duration) -> Self {
         require_browser();
+        let machine = super::machine(super::Load::Heavy).await;
         let started = Instant::now();
         let deadline = started + within;
         let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("test-artifacts").join(name);
         let _ = fs::remove_dir_all(&artifacts);
         fs::create_dir_all(&artifacts).unwrap_or_else(|e| panic!("cannot create {}: {e}", artifacts.display()));
         let driver = ChromeDriver::spawn(&artifacts.join("chromedriver.log")).await;
-        Self { name: name.to_string(), artifacts, started, deadline, within, driver, pages: Vec::new(), server: None }
+        Self { name: name.to_string(), artifacts, started, deadline, within, driver, pages: Vec::new(), server: None, _machine: machine }
     }
 
     /// A test against one Hearth server started from `config` (see [`super::test_config`] and

@@ -1,9 +1,46 @@
 //! Shared test harness: the real server on 127.0.0.1:0, and helpers to reach it.
 //!
 //! Protocol tests join with [`join`] (or [`try_join`] for a refusal, [`join_media`] for a
-//! webrtc-crate peer), with one deadline ([`WAIT`]) for any message the server owes. Browser
-//! tests use [`fixture::BrowserTest`].
-#![allow(dead_code)]
+//! webrtc-crate peer), with one deadline ([`WAIT`]) for any message the server owes, and read
+//! what they wait for with [`recv!`] (or [`expect_error`] for a refusal). Browser tests use
+//! [`fixture::BrowserTest`].
+#![allow(dead_code, unused_macros)]
+
+/// Reads a client's messages until one matches a pattern, skipping the others, within [`WAIT`];
+/// on a timeout or a closed socket it panics naming the pattern and the types it skipped.
+///
+/// `recv!(alice, ServerMessage::Admitted { .. })` returns the message;
+/// `recv!(alice, ServerMessage::WaitingList { waiting } if waiting.len() == 2 => waiting)` returns
+/// the expression after `=>`, with the pattern's bindings (taken by value).
+macro_rules! recv {
+    ($client:expr, $pat:pat $(if $guard:expr)? => $then:expr) => {{
+        use $crate::common::RecvBefore as _;
+        let deadline = tokio::time::Instant::now() + $crate::common::WAIT;
+        let mut skipped: Vec<&'static str> = Vec::new();
+        loop {
+            let message = $client.recv_before(deadline, stringify!($pat), &skipped).await;
+            #[allow(unreachable_patterns, unused_variables)]
+            match message {
+                $pat $(if $guard)? => break $then,
+                other => skipped.push(<&'static str>::from(&other)),
+            }
+        }
+    }};
+    ($client:expr, $pat:pat $(if $guard:expr)?) => {{
+        use $crate::common::RecvBefore as _;
+        let deadline = tokio::time::Instant::now() + $crate::common::WAIT;
+        let mut skipped: Vec<&'static str> = Vec::new();
+        loop {
+            let message = $client.recv_before(deadline, stringify!($pat), &skipped).await;
+            #[allow(unused_variables)]
+            let hit = matches!(&message, $pat $(if $guard)?);
+            if hit {
+                break message;
+            }
+            skipped.push(<&'static str>::from(&message));
+        }
+    }};
+}
 
 pub mod a11y;
 pub mod browser;
@@ -18,12 +55,31 @@ use hearth::config::Config;
 use hearth::room::RoomId;
 use hearth::server::RunningServer;
 
-/// A path in the temp folder no other call of this process returns.
+/// This test process's scratch folder, `<tmp>/hearth-tests/<pid>`: test databases, configs and
+/// certificates go here. A test binary has no hook at exit, so the first call of each run removes
+/// the folders of runs whose process is gone; a suite run leaves at most its own behind.
+pub fn test_dir() -> &'static std::path::Path {
+    static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = std::env::temp_dir().join("hearth-tests");
+        for entry in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+            let pid = entry.file_name().to_string_lossy().parse::<u32>().ok();
+            if pid.is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists()) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        let dir = root.join(std::process::id().to_string());
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+        dir
+    })
+}
+
+/// A path in [`test_dir`] no other call of this process returns.
 pub fn unique_temp_path(prefix: &str, ext: &str) -> std::path::PathBuf {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
     let n = N.fetch_add(1, Ordering::Relaxed);
-    std::env::temp_dir().join(format!("{prefix}-{}-{n}-{:08x}.{ext}", std::process::id(), rand::random::<u32>()))
+    test_dir().join(format!("{prefix}-{n}.{ext}"))
 }
 
 /// Embedded defaults fitted for tests: port 0, short grace periods, a database of its own,
@@ -71,6 +127,28 @@ pub fn token_for(server: &RunningServer, room: &str, role: Role, name: &str, par
 
 /// How long a protocol test waits for any one message the server owes it.
 pub const WAIT: Duration = Duration::from_secs(10);
+
+/// What a test asks of the 2-core machine it shares with the tests running beside it in this
+/// process (see [`machine`]).
+pub enum Load {
+    /// webrtc-crate peers exchanging media: two such tests may run together.
+    Media,
+    /// Chromium pages (every browser test) or a dozen peers: alone among the media tests.
+    Heavy,
+}
+
+/// Waits until the machine can take a test of this [`Load`], and holds its share until the
+/// permit drops. All tests are one binary whose harness runs two at a time in any pairing; two
+/// browser tests, or a browser test beside a dozen media peers, starved each other into
+/// timeouts, while protocol tests beside either are harmless and take no share.
+pub async fn machine(load: Load) -> tokio::sync::SemaphorePermit<'static> {
+    static SHARES: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| tokio::sync::Semaphore::new(2));
+    let shares = match load {
+        Load::Media => 1,
+        Load::Heavy => 2,
+    };
+    SHARES.acquire_many(shares).await.expect("the semaphore is never closed")
+}
 
 /// A socket that joined a room, and the participant id the server gave it.
 pub struct Joined {
@@ -138,6 +216,34 @@ pub async fn join_media(server: &RunningServer, room: &str, role: Role, id: &str
 /// A participant id in a test (ids in tests are chosen, never minted).
 pub fn pid(s: &str) -> hearth::room::ParticipantId {
     hearth::room::ParticipantId::from_trusted(s)
+}
+
+/// The next message before a deadline, for [`recv!`] (a method, so that the macro takes a client
+/// and a `&mut` to one alike): panics, naming what it waited for and what it skipped, on a timeout
+/// or a closed socket.
+pub trait RecvBefore {
+    async fn recv_before(
+        &mut self,
+        deadline: tokio::time::Instant,
+        what: &str,
+        skipped: &[&'static str],
+    ) -> hearth::signal::protocol::ServerMessage;
+}
+
+impl RecvBefore for hearth::client::SignalClient {
+    async fn recv_before(
+        &mut self,
+        deadline: tokio::time::Instant,
+        what: &str,
+        skipped: &[&'static str],
+    ) -> hearth::signal::protocol::ServerMessage {
+        match tokio::time::timeout_at(deadline, self.recv()).await {
+            Ok(Ok(Some(message))) => message,
+            Ok(Ok(None)) => panic!("the socket closed while waiting for `{what}` (skipped {skipped:?})"),
+            Ok(Err(e)) => panic!("the socket failed while waiting for `{what}`: {e} (skipped {skipped:?})"),
+            Err(_) => panic!("no `{what}` within {WAIT:?} (skipped {skipped:?})"),
+        }
+    }
 }
 
 /// Waits (bounded) for the next `error` on `c`, asserts its code and returns its message.

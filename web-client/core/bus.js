@@ -6,7 +6,7 @@
 // stop the others.
 //
 // Events the page makes itself (not server messages) are named `local:<name>`, so they can
-// never be confused with a server message type (tests/web_client_protocol.rs checks every
+// never be confused with a server message type (tests/suite/web_client_protocol.rs checks every
 // other name against the server's list).
 
 import { log } from './log.js';

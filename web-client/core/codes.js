@@ -1,6 +1,6 @@
 // Every server error code this client acts on, by name. Code compares codes only through this
 // object (`code === CODES.ROOM_FULL`, `{ [CODES.ROOM_FULL]: '…' }`), never through a bare
-// string, so the full list is here; tests/web_client_protocol.rs checks each value against the
+// string, so the full list is here; tests/suite/web_client_protocol.rs checks each value against the
 // server's ErrorCode list (src/signal/protocol.rs) and fails on a code the server does not have.
 
 export const CODES = Object.freeze({

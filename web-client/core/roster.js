@@ -5,7 +5,7 @@
 import { placeInOrder } from '../lib/dom.js';
 import { initials } from '../lib/format.js';
 import { send } from './connection.js';
-import { IN_CALL, ROLE_LABEL, isStaff, isTherapist, nameOf, publishes, state } from './state.js';
+import { IN_CALL, ROLE_LABEL, can, isStaff, isTherapist, nameOf, publishes, state } from './state.js';
 import { describe, ensureTile, layoutTiles, renderTile, renderTileBadges, tiles } from './tiles.js';
 import { ui } from './view.js';
 
@@ -150,7 +150,7 @@ export function renderRoster() {
 export const peopleRows = new Map(); // participantId -> li
 
 function renderPeople(all) {
-  const therapist = isTherapist();
+  const therapist = isStaff();
   const focusedRow = rowOf(document.activeElement, ui.peopleList);
   // Raised hands first, in the order they went up (who was first speaks first); then join order.
   noteHandOrder(all);
@@ -225,6 +225,7 @@ function renderPersonRow(li, p, therapist) {
   }
   const actions = li.actionsEl;
   const confirm = li.confirmEl;
+  // Staff see the menu; which actions it holds is what the server lets their role do.
   const confirming = therapist && state.confirmRemove === p.id;
   actions.hidden = !therapist || confirming;
   confirm.hidden = !confirming;
@@ -241,17 +242,18 @@ function renderPersonRow(li, p, therapist) {
     if (label) b.querySelector('.label').textContent = label;
     return b;
   };
-  set('lower-hand', Boolean(p.handRaised));
-  set('ask-mute', moderated && !p.audioMuted && !p.audioHardMuted);
-  set('hard-mute', moderated, p.audioHardMuted ? 'Allow unmute' : 'Mute')
+  const hardMute = can('mute (hard)') && can('unmute');
+  set('lower-hand', Boolean(p.handRaised) && (p.self || can("lowerHand (another's)")));
+  set('ask-mute', moderated && can('mute') && !p.audioMuted && !p.audioHardMuted);
+  set('hard-mute', moderated && hardMute, p.audioHardMuted ? 'Allow unmute' : 'Mute')
     .classList.toggle('engaged', Boolean(p.audioHardMuted));
-  set('camera', moderated, p.videoHardMuted ? 'Allow camera' : 'Turn off camera')
+  set('camera', moderated && hardMute, p.videoHardMuted ? 'Allow camera' : 'Turn off camera')
     .classList.toggle('engaged', Boolean(p.videoHardMuted));
-  set('spotlight', publisher, state.room.spotlight === p.id ? 'End spotlight' : 'Spotlight')
+  set('spotlight', publisher && can('spotlight'), state.room.spotlight === p.id ? 'End spotlight' : 'Spotlight')
     .classList.toggle('engaged', state.room.spotlight === p.id);
-  set('screen', moderated, p.canShareScreen ? 'Stop screen sharing' : 'Allow screen sharing')
+  set('screen', moderated && can('allowScreenShare'), p.canShareScreen ? 'Stop screen sharing' : 'Allow screen sharing')
     .classList.toggle('engaged', Boolean(p.canShareScreen));
-  set('remove', p.role !== 'therapist' && !p.self);
+  set('remove', p.role !== 'therapist' && !p.self && can('remove'));
   const any = [...actions.children].some((b) => !b.hidden);
   const more = li.querySelector('.person-more');
   const open = state.openMenu === p.id && any && !confirming;
@@ -415,7 +417,7 @@ export function renderCall() {
 
 export function onPeopleClick(event) {
   const button = event.target.closest('button[data-action]');
-  if (!button || !isTherapist()) return;
+  if (!button || !isStaff()) return;
   // A row of the people list, or a video tile whose "…" holds the same menu.
   const li = button.closest('li');
   const id = li && li.dataset.participantId;

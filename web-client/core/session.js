@@ -55,6 +55,7 @@ function onAdmitted(message) {
   const wasWaiting = state.status === 'waiting';
   state.admitted = true;
   state.iceServers = message.iceServers || [];
+  state.permissions = new Set(message.permissions || []);
   startPeer();
   state.room = normaliseRoom(message.room);
   // The main room's roster; `spaceChanged` follows at once if we belong in a breakout.

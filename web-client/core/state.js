@@ -17,6 +17,8 @@ export const state = {
   pc: null,
   participantId: null,
   admitted: false,
+  // The rows of the server's permission table this role may send here (from `admitted`).
+  permissions: new Set(),
   iceServers: [],
   room: { locked: false, waitingRoom: true, spotlight: null, e2ee: 'off' },
   self: null, // our own ParticipantInfo, as the server last described it
@@ -77,6 +79,9 @@ export const isTherapist = () => state.role === 'therapist';
 // table says what else each may do).
 export const isStaff = () => state.role === 'therapist' || state.role === 'coFacilitator';
 export const publishes = () => state.role !== 'observer';
+// Whether the server lets this page send `action` (a row of the permission table, e.g.
+// 'openBreakouts' or "lowerHand (another's)"): controls show only where they work.
+export const can = (action) => state.permissions.has(action);
 
 /** Everyone else in our space, in join order. */
 export const participantList = () => [...state.participants.values()];

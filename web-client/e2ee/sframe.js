@@ -3,7 +3,7 @@
 //
 // Used by the page (key manager) and by the frame worker alike, so it touches no DOM and no
 // state: functions of their inputs only. The RFC's own test vectors drive it in
-// tests/browser_e2ee.rs.
+// tests/suite/browser_e2ee.rs.
 //
 // On the wire a Hearth frame is NOT the RFC's layout, because browsers still packetize with the
 // codec's packetizer and the SFU reads the first codec bytes (VP8 keyframe bit and size):

@@ -24,7 +24,7 @@ import { on } from '../core/bus.js';
 import { CODES } from '../core/codes.js';
 import { send as sendToServer } from '../core/connection.js';
 import { exposeProbe } from '../core/probe.js';
-import { isTherapist, state } from '../core/state.js';
+import { can, isStaff, state } from '../core/state.js';
 
 const LIMITS = { name: 60, broadcast: 500, maxMinutes: 240, maxCountdown: 300 };
 /** After asking for help, the button rests this long before it can be pressed again. */
@@ -138,13 +138,13 @@ function closingLeft() {
 }
 
 function canRejoin() {
-  return !isTherapist() && bo.steppedOut && bo.allowReturn && Boolean(bo.lastBreakout) && !bo.closingAt
+  return !isStaff() && bo.steppedOut && bo.allowReturn && Boolean(bo.lastBreakout) && !bo.closingAt
     && (!bo.closesAtMs || bo.closesAtMs > Date.now());
 }
 
 function renderBanner() {
   mountBanner();
-  const therapist = isTherapist();
+  const therapist = isStaff();
   const inBreakout = Boolean(bo.space);
   const closing = Boolean(bo.closingAt);
   const backNote = !inBreakout && Date.now() < bo.backUntil;
@@ -182,7 +182,7 @@ function renderTime() {
       : 'The breakout rooms are closing now. Everyone is returning to the main room.';
   } else {
     spaceClosing.hidden = true;
-    spaceTime.hidden = !(inBreakout || (isTherapist() && bo.plan.open));
+    spaceTime.hidden = !(inBreakout || (isStaff() && bo.plan.open));
     if (closesAt) {
       const ms = closesAt - Date.now();
       spaceTime.textContent = `${formatLeft(ms)} left`;
@@ -638,7 +638,8 @@ function renderPanelState() {
 
 function renderPanel() {
   mountPanel();
-  const therapist = isTherapist() && bo.admitted;
+  // The plan is for whoever may make breakouts (therapists, co-facilitators unless withheld).
+  const therapist = can('createBreakout') && bo.admitted;
   panel.hidden = !therapist;
   if (!therapist) return;
   const plan = bo.plan;
@@ -663,7 +664,7 @@ function renderPanel() {
 const helpStack = el('div', { id: 'help-alerts', class: 'urgent-alerts help-alerts', role: 'alert', 'aria-live': 'assertive' });
 
 function onHelpRequested(request) {
-  if (!isTherapist()) return;
+  if (!isStaff()) return;
   if (!helpStack.isConnected) document.body.append(helpStack);
   const existing = bo.alerts.get(request.participantId);
   if (existing) existing.node.remove();
@@ -809,7 +810,7 @@ on('breakoutsUpdated', ({ breakouts }) => {
   };
   if (bo.pending && ['create', 'delete', 'assign', 'auto', 'open', 'close'].includes(bo.pending.kind)) bo.pending = null;
   if (!bo.plan.open) bo.closingAt = null;
-  if (isTherapist() && bo.plan.open !== wasOpen) {
+  if (isStaff() && bo.plan.open !== wasOpen) {
     announce(bo.plan.open ? 'The breakout rooms are open.' : 'The breakout rooms are closed. Everyone is back in the main room.');
     if (!bo.plan.open) {
       broadcastInput.value = '';
@@ -821,7 +822,7 @@ on('breakoutsUpdated', ({ breakouts }) => {
   if (bo.plan.open) startTicker();
   // Open (or Close all) hid the button that had focus: land at the top of the panel.
   const focus = document.activeElement;
-  if (isTherapist() && bo.plan.open !== wasOpen && (!focus || focus === document.body || (panel.contains(focus) && focus.offsetParent === null))) {
+  if (isStaff() && bo.plan.open !== wasOpen && (!focus || focus === document.body || (panel.contains(focus) && focus.offsetParent === null))) {
     heading.focus();
   }
 });
@@ -852,7 +853,7 @@ on('breakoutsClosing', ({ secondsLeft }) => {
 
 on('breakoutBroadcast', ({ from, text }) => {
   seen('breakoutBroadcast');
-  if (isTherapist() && bo.pending && bo.pending.kind === 'broadcast' && bo.pending.text === text) {
+  if (isStaff() && bo.pending && bo.pending.kind === 'broadcast' && bo.pending.text === text) {
     // Our own message: confirm it where we wrote it.
     bo.pending = null;
     broadcastInput.value = '';

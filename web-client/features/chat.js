@@ -60,7 +60,7 @@ const chat = {
   space: null,
   /** What we last asked the server for, so an error lands next to the right control. */
   pending: null,
-  support: { state: 'idle', delivery: null },
+  support: { state: 'idle', delivery: null, routedToPeers: false },
   alerts: new Map(), // participantId -> { request, node, status }
   sessionOver: false,
 };
@@ -171,30 +171,34 @@ function setOpen(open, byUser) {
 }
 
 function buildSettings() {
-  const make = (key, label, hint) => {
+  // Each switch shows what the server last said (`on`) and asks it for the other state; the
+  // page flips only when the server's answer comes back.
+  const make = (key, label, hint, on, ask) => {
     const id = `chat-setting-${key}`;
     const button = el('button', {
       id, type: 'button', class: 'switch', role: 'switch', 'aria-checked': 'false', 'aria-describedby': `${id}-hint`,
-      onclick: () => {
-        const enable = button.getAttribute('aria-checked') !== 'true';
-        send({ type: 'setChatSettings', [key]: enable });
-      },
+      onclick: () => ask(button.getAttribute('aria-checked') !== 'true'),
     }, el('span', { class: 'switch-track', 'aria-hidden': 'true' }), el('span', { text: label }));
-    return { key, button, row: el('div', { class: 'setting' }, button, el('p', { id: `${id}-hint`, class: 'hint', text: hint })) };
+    return { on, button, row: el('div', { class: 'setting' }, button, el('p', { id: `${id}-hint`, class: 'hint', text: hint })) };
   };
+  const chatSetting = (key, label, hint) =>
+    make(key, label, hint, () => chat.settings[key], (enable) => send({ type: 'setChatSettings', [key]: enable }));
   const switches = [
-    make('enabled', 'Chat', 'When off, only therapists can post.'),
-    make('privateMessages', 'Private messages between participants', 'Participants can always write privately to you.'),
-    make('keepTranscript', 'Keep messages for this session', 'People who join later can read them. Kept in memory only, never saved; gone when the session ends.'),
+    chatSetting('enabled', 'Chat', 'When off, only therapists can post.'),
+    chatSetting('privateMessages', 'Private messages between participants', 'Participants can always write privately to you.'),
+    chatSetting('keepTranscript', 'Keep messages for this session', 'People who join later can read them. Kept in memory only, never saved; gone when the session ends.'),
+    make('peerSupport', '"I need support" also goes to peer-support staff',
+      'Peer-support staff in the room are alerted and can answer. You and co-facilitators always are.',
+      () => chat.support.routedToPeers, (enable) => send({ type: 'routeSupport', peerSupport: enable })),
   ];
   const box = el('details', { id: 'chat-settings', class: 'chat-settings', hidden: true },
-    el('summary', { text: 'Chat settings' }),
+    el('summary', { text: 'Chat and support settings' }),
     switches.map((s) => s.row));
   return {
     box,
     render() {
       box.hidden = !isTherapist();
-      for (const s of switches) s.button.setAttribute('aria-checked', String(Boolean(chat.settings[s.key])));
+      for (const s of switches) s.button.setAttribute('aria-checked', String(Boolean(s.on())));
     },
   };
 }
@@ -530,7 +534,9 @@ function onSupportRequested(request) {
 }
 
 /** The standing list: every request not yet resolved, as the server holds it. */
-function onSupportRequests({ requests }) {
+function onSupportRequests({ requests, peerSupport }) {
+  chat.support.routedToPeers = Boolean(peerSupport);
+  settingsBox.render();
   if (!responds()) return;
   const live = new Set();
   for (const r of requests || []) {

@@ -10,7 +10,7 @@ import { on, onRosterChange } from '../core/bus.js';
 import { CODES } from '../core/codes.js';
 import { send } from '../core/connection.js';
 import { exposeProbe } from '../core/probe.js';
-import { isTherapist, nameOf, state } from '../core/state.js';
+import { can, nameOf, state } from '../core/state.js';
 
 const q = { queue: [], floor: null };
 
@@ -48,7 +48,7 @@ function giveFloor(participantId) {
 
 function render() {
   mount();
-  const therapist = isTherapist();
+  const therapist = can('giveFloor');
   panel.hidden = !(state.status === 'joined' && state.admitted) || (!therapist && q.queue.length === 0 && !q.floor);
   controls.hidden = !therapist;
   nextButton.disabled = q.queue.length === 0;

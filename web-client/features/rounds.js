@@ -13,7 +13,7 @@ import { on, onRosterChange } from '../core/bus.js';
 import { CODES } from '../core/codes.js';
 import { send } from '../core/connection.js';
 import { exposeProbe } from '../core/probe.js';
-import { isTherapist, nameOf, state } from '../core/state.js';
+import { can, nameOf, state } from '../core/state.js';
 
 const r = { round: null, endsAt: null, timer: null, lastCurrent: null };
 
@@ -70,7 +70,8 @@ function render() {
   mount();
   const round = r.round;
   const inCall = state.status === 'joined' && state.admitted;
-  const therapist = isTherapist();
+  // Whoever may start rounds runs them (therapists, and co-facilitators unless withheld).
+  const therapist = can('startRound');
   panel.hidden = !(inCall && therapist);
   bar.hidden = !(inCall && round);
   clearInterval(r.timer);

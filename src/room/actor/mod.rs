@@ -698,7 +698,15 @@ impl Room {
         let session_id = self.records.session_id();
         // A guest's roster is their family space's, never the main room's.
         let space = self.members.get(id).filter(|m| m.info.role == Role::FamilyGuest).and_then(|m| m.space.clone());
-        let msg = ServerMessage::Admitted { participants: self.roster_of_space(&space), room: self.state_for(id), ice_servers, session_id };
+        let permissions =
+            self.role_of(id).map(|role| permissions::granted(role, &self.settings.co_facilitator_withheld)).unwrap_or_default();
+        let msg = ServerMessage::Admitted {
+            participants: self.roster_of_space(&space),
+            room: self.state_for(id),
+            ice_servers,
+            session_id,
+            permissions,
+        };
         self.send_to(id, msg);
     }
 

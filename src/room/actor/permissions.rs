@@ -2,7 +2,7 @@
 //! whose arguments or target change who may send them, such as a hard mute or a final decline)
 //! is one [`Row`] naming the roles allowed to send it; `Room::client` checks it before anything
 //! else, and a refusal is `forbidden` with nothing changed. `docs/protocol.md` prints this
-//! table ([`markdown`]; `tests/protocol_docs.rs` keeps the two equal).
+//! table ([`markdown`]; `tests/suite/protocol_docs.rs` keeps the two equal).
 //!
 //! Owns only the rule "may this role send this"; it must not look at the room's state beyond
 //! the roles of the sender and of a private message's recipient. Rules that depend on state
@@ -11,8 +11,11 @@
 //!
 //! A deployment may take rows away from co-facilitators (`rooms.co_facilitator_withhold`,
 //! checked at start-up by [`co_facilitator_withheld`]), never give them more than this table.
+//! Withholding a row also withholds the rows that do the same in bulk or by another road
+//! ([`IMPLIED`]): a co-facilitator who may not open breakouts may not open the saved partner
+//! breakouts either.
 //!
-//! Adding a message: add its row to [`TABLE`], then run `cargo test --test protocol_docs` and
+//! Adding a message: add its row to [`TABLE`], then run `cargo test --test suite protocol_docs::` and
 //! paste the table it prints into `docs/protocol.md`. A message without a row is refused to
 //! everyone, and the unit test below fails.
 
@@ -163,18 +166,38 @@ pub fn allows(action: &str, role: Role, withheld: &[&'static str]) -> bool {
     TABLE.iter().find(|r| r.action == action).is_some_and(|r| r.roles.contains(&role))
 }
 
+/// The rows `role` may send, with the co-facilitator rows this deployment withholds: what
+/// `admitted` tells a page, so it shows only the controls that work.
+pub fn granted(role: Role, withheld: &[&'static str]) -> Vec<String> {
+    TABLE.iter().filter(|r| allows(r.action, role, withheld)).map(|r| r.action.to_string()).collect()
+}
+
+/// Rows that do what another row does, in bulk or by another road: withholding the first
+/// withholds these too, or a deployment's "no" would have a side door.
+pub const IMPLIED: &[(&str, &[&str])] = &[
+    ("admit", &["admitAll"]),
+    ("mute", &["muteAll"]),
+    ("assignBreakout", &["autoAssignBreakouts"]),
+    ("openBreakouts", &["openPartnerBreakouts"]),
+];
+
 /// Checks `rooms.co_facilitator_withhold`: every entry must be a row co-facilitators have in
 /// [`TABLE`] (a deployment narrows their rights; it cannot widen them or name a message that
-/// does not exist).
+/// does not exist). The result adds the rows each entry implies ([`IMPLIED`]).
 pub fn co_facilitator_withheld(names: &[String]) -> Result<Vec<&'static str>, String> {
-    names
-        .iter()
-        .map(|name| {
-            TABLE.iter().find(|r| r.action == name && r.roles.contains(&Role::CoFacilitator)).map(|r| r.action).ok_or_else(|| {
-                format!("rooms.co_facilitator_withhold: `{name}` is not something a co-facilitator may do (see the permission table in docs/protocol.md)")
-            })
-        })
-        .collect()
+    let mut withheld = Vec::new();
+    for name in names {
+        let row = TABLE.iter().find(|r| r.action == name && r.roles.contains(&Role::CoFacilitator)).ok_or_else(|| {
+            format!("rooms.co_facilitator_withhold: `{name}` is not something a co-facilitator may do (see the permission table in docs/protocol.md)")
+        })?;
+        let implied = IMPLIED.iter().filter(|(by, _)| *by == row.action).flat_map(|(_, rows)| rows.iter().copied());
+        for action in std::iter::once(row.action).chain(implied) {
+            if !withheld.contains(&action) {
+                withheld.push(action);
+            }
+        }
+    }
+    Ok(withheld)
 }
 
 /// The table as `docs/protocol.md` prints it: one line per row, one column per role.
@@ -249,8 +272,30 @@ mod tests {
         }
         let withheld = co_facilitator_withheld(&["openBreakouts".into()]).unwrap();
         assert!(!allows("openBreakouts", Role::CoFacilitator, &withheld));
+        assert!(!allows("openPartnerBreakouts", Role::CoFacilitator, &withheld), "no side door");
         assert!(allows("openBreakouts", Role::Therapist, &withheld), "only co-facilitators lose it");
+        assert!(allows("openPartnerBreakouts", Role::Therapist, &withheld));
+        assert!(allows("closeBreakouts", Role::CoFacilitator, &withheld), "nothing else goes with it");
+        let withheld = co_facilitator_withheld(&["admit".into(), "mute".into(), "admitAll".into()]).unwrap();
+        assert_eq!(withheld, ["admit", "admitAll", "mute", "muteAll"]);
+        let co = granted(Role::CoFacilitator, &withheld);
+        assert!(!co.iter().any(|a| a == "admitAll" || a == "mute") && co.iter().any(|a| a == "openBreakouts"), "{co:?}");
+        assert!(granted(Role::Therapist, &withheld).iter().any(|a| a == "remove"));
+        assert!(!granted(Role::Participant, &[]).iter().any(|a| a == "remove" || a == "mute"));
         assert!(co_facilitator_withheld(&["remove".into()]).is_err(), "not theirs to lose");
         assert!(co_facilitator_withheld(&["noSuchMessage".into()]).is_err());
+    }
+
+    /// Each implied row exists, is a co-facilitator's, and is implied by one of theirs: an
+    /// implication to a row they never had, or from a row that was renamed, would be a typo.
+    #[test]
+    fn implied_rows_are_co_facilitators_rows() {
+        let theirs = |a: &str| TABLE.iter().any(|r| r.action == a && r.roles.contains(&Role::CoFacilitator));
+        for (by, rows) in IMPLIED {
+            assert!(theirs(by), "{by}");
+            for row in *rows {
+                assert!(theirs(row), "{row}");
+            }
+        }
     }
 }

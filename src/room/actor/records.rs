@@ -223,7 +223,10 @@ impl Records {
     // ---- support requests ----
 
     fn list(&self, cx: &Cx) -> ServerMessage {
-        ServerMessage::SupportRequests { requests: self.support.unresolved().iter().map(|r| info(cx, r)).collect() }
+        ServerMessage::SupportRequests {
+            requests: self.support.unresolved().iter().map(|r| info(cx, r)).collect(),
+            peer_support: self.peer_routing,
+        }
     }
 
     fn publish_list(&self, cx: &mut Cx) {
@@ -397,12 +400,16 @@ impl Records {
             ClientMessage::RouteSupport { peer_support } => {
                 self.peer_routing = peer_support;
                 cx.audit(from, if peer_support { "support_route_peers" } else { "support_route_staff" }, None);
-                // Peer-support staff get the open requests, or stop being shown them.
-                let peers: Vec<_> =
-                    cx.members.values().filter(|m| m.admitted && m.info.role == Role::PeerSupport).map(|m| m.info.id.clone()).collect();
-                let list = if peer_support { self.list(cx) } else { ServerMessage::SupportRequests { requests: Vec::new() } };
-                for p in peers {
-                    cx.send(&p, list.clone());
+                // Every responder (peer-support staff now among them, or not) gets the list with
+                // the routing, so a second therapist's switch shows it too; peer-support staff
+                // taken off it get an empty one and stop being shown the requests.
+                self.publish_list(cx);
+                if !peer_support {
+                    let peers: Vec<_> =
+                        cx.members.values().filter(|m| m.admitted && m.info.role == Role::PeerSupport).map(|m| m.info.id.clone()).collect();
+                    for p in peers {
+                        cx.send(&p, ServerMessage::SupportRequests { requests: Vec::new(), peer_support: false });
+                    }
                 }
             }
             ClientMessage::StartCheckIn { phase, question, min, max, min_label, max_label, anonymous } => {
