@@ -173,6 +173,119 @@ pub fn is_e2ee_blob(text: &str, max_chars: usize) -> bool {
     !text.is_empty() && text.len() <= max_chars && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+// ---- texts sealed end to end ----
+
+/// Most sealings one text may carry: one per space it goes to (the main room and every
+/// breakout, for a poll to all of them).
+pub const MAX_SEALED_ENVELOPES: usize = 64;
+/// Bytes of an AES-GCM nonce, and of its tag.
+const SEALED_IV_BYTES: usize = 12;
+const SEALED_TAG_BYTES: usize = 16;
+
+/// Characters of the base64url (no padding) form of `bytes` bytes.
+const fn b64url_chars(bytes: usize) -> usize {
+    (bytes * 4).div_ceil(3)
+}
+
+/// Longest `ct` of a sealed text whose plain form may have `max_chars` characters: the UTF-8
+/// of that many characters (4 bytes each at most) and the tag, in base64url.
+pub const fn max_sealed_ct_chars(max_chars: usize) -> usize {
+    b64url_chars(4 * max_chars + SEALED_TAG_BYTES)
+}
+
+/// One sealing of a text under one space's key, made in the sender's browser (AES-256-GCM,
+/// a key derived from the space key of `epoch`; see docs/protocol.md, "Sealed texts").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SealedText {
+    /// `main`, a breakout id or a private room id: whose key sealed it.
+    pub space: String,
+    /// The epoch of that space's key.
+    pub epoch: u32,
+    /// The nonce: 12 random bytes, base64url.
+    pub iv: String,
+    /// Ciphertext and tag, base64url.
+    pub ct: String,
+}
+
+impl SealedText {
+    /// A well-formed sealing of a text of at most `max_chars` characters.
+    pub fn is_well_formed(&self, max_chars: usize) -> bool {
+        let space_ok = !self.space.is_empty()
+            && self.space.len() <= 64
+            && self.space.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        space_ok
+            && self.iv.len() == b64url_chars(SEALED_IV_BYTES)
+            && is_e2ee_blob(&self.iv, self.iv.len())
+            && self.ct.len() > b64url_chars(SEALED_TAG_BYTES)
+            && is_e2ee_blob(&self.ct, max_sealed_ct_chars(max_chars))
+    }
+}
+
+/// A text people typed: plain, or sealed end to end by the sender's browser (in rooms whose
+/// `e2ee` is `required`, where the server takes only sealed texts and cannot read them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Text {
+    Plain(String),
+    Sealed { sealed: Vec<SealedText> },
+}
+
+impl Text {
+    /// The text when it is plain.
+    pub fn plain(&self) -> Option<&str> {
+        match self {
+            Text::Plain(t) => Some(t),
+            Text::Sealed { .. } => None,
+        }
+    }
+
+    pub fn is_sealed(&self) -> bool {
+        matches!(self, Text::Sealed { .. })
+    }
+
+    /// A sealed text with 1 to [`MAX_SEALED_ENVELOPES`] well-formed sealings of at most
+    /// `max_chars` characters; `false` for a plain text.
+    pub fn is_well_sealed(&self, max_chars: usize) -> bool {
+        match self {
+            Text::Plain(_) => false,
+            Text::Sealed { sealed } => {
+                (1..=MAX_SEALED_ENVELOPES).contains(&sealed.len()) && sealed.iter().all(|s| s.is_well_formed(max_chars))
+            }
+        }
+    }
+}
+
+impl From<&str> for Text {
+    fn from(text: &str) -> Self {
+        Text::Plain(text.to_string())
+    }
+}
+
+impl From<String> for Text {
+    fn from(text: String) -> Self {
+        Text::Plain(text)
+    }
+}
+
+impl PartialEq<str> for Text {
+    fn eq(&self, other: &str) -> bool {
+        self.plain() == Some(other)
+    }
+}
+
+impl PartialEq<String> for Text {
+    fn eq(&self, other: &String) -> bool {
+        self.plain() == Some(other.as_str())
+    }
+}
+
+impl PartialEq<&str> for Text {
+    fn eq(&self, other: &&str) -> bool {
+        self.plain() == Some(*other)
+    }
+}
+
 // ---- poll data ----
 
 /// Who a poll goes to.
@@ -190,7 +303,8 @@ pub enum PollScope {
 #[serde(rename_all = "camelCase")]
 pub struct PollOption {
     pub id: PollOptionId,
-    pub text: String,
+    /// Plain, or sealed in a `required` room.
+    pub text: Text,
 }
 
 /// A poll as everyone in its scope sees it.
@@ -198,7 +312,8 @@ pub struct PollOption {
 #[serde(rename_all = "camelCase")]
 pub struct PollInfo {
     pub id: PollId,
-    pub question: String,
+    /// Plain, or sealed in a `required` room.
+    pub question: Text,
     pub options: Vec<PollOption>,
     /// `true`: choose one or more options; `false`: exactly one.
     pub multiple: bool,
@@ -348,8 +463,9 @@ pub struct ChatEntry {
     pub id: ChatMessageId,
     pub from: ParticipantId,
     pub from_name: String,
-    /// Plain text, 1 to 1000 characters, trimmed. Never render it as markup.
-    pub text: String,
+    /// Plain text, 1 to 1000 characters, trimmed (sealed in a `required` room). Never render it
+    /// as markup.
+    pub text: Text,
     /// Private messages: the one recipient (the sender sees it too).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<ParticipantId>,
@@ -781,10 +897,10 @@ pub enum ClientMessage {
     // ---- polls ----
     /// Therapist: create and launch a poll; everyone in `scope` gets `pollStarted`.
     CreatePoll {
-        /// 1 to 300 characters.
-        question: String,
-        /// 2 to 10 options of 1 to 100 characters each.
-        options: Vec<String>,
+        /// 1 to 300 characters (sealed in a `required` room).
+        question: Text,
+        /// 2 to 10 options of 1 to 100 characters each (sealed in a `required` room).
+        options: Vec<Text>,
         multiple: bool,
         anonymous: bool,
         /// Closes by itself after this many seconds (1 to 86400); absent: by hand only.
@@ -826,7 +942,7 @@ pub enum ClientMessage {
         label: Option<String>,
         /// A note shown with the celebration (at most 280 characters; never stored).
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        message: Option<String>,
+        message: Option<Text>,
     },
     /// Propose one's own milestone; therapists approve or decline it before anyone sees it.
     ShareMilestone {
@@ -836,7 +952,7 @@ pub enum ClientMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         label: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        message: Option<String>,
+        message: Option<Text>,
     },
     /// Therapist: celebrate a shared milestone.
     ApproveMilestone {
@@ -851,7 +967,7 @@ pub enum ClientMessage {
         celebration_id: CelebrationId,
         reaction: Reaction,
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        message: Option<String>,
+        message: Option<Text>,
     },
     /// Your own timeline (all groups). A therapist may name anyone (this group's entries only)
     /// or ask for the whole `group`.
@@ -862,9 +978,10 @@ pub enum ClientMessage {
         group: bool,
     },
     // ---- chat and support ----
-    /// Post to everyone in one's space, or (`to`) privately to one person.
+    /// Post to everyone in one's space, or (`to`) privately to one person. The text is sealed
+    /// in a `required` room.
     Chat {
-        text: String,
+        text: Text,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         to: Option<ParticipantId>,
     },
@@ -1213,7 +1330,7 @@ pub enum ServerMessage {
         name: String,
         milestone: Milestone,
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        message: Option<String>,
+        message: Option<Text>,
     },
     /// Therapists and the proposer: a therapist approved (a `celebration` follows) or declined.
     MilestoneProposalResolved {
@@ -1229,7 +1346,7 @@ pub enum ServerMessage {
         name: String,
         milestone: Milestone,
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        message: Option<String>,
+        message: Option<Text>,
         style: CelebrationStyle,
         audience: CelebrationAudience,
         badge_svg: String,
@@ -1241,7 +1358,7 @@ pub enum ServerMessage {
         from_name: String,
         reaction: Reaction,
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        message: Option<String>,
+        message: Option<Text>,
     },
     /// Reply to `getMilestoneHistory`, oldest first.
     MilestoneHistory {
@@ -1590,6 +1707,9 @@ pub enum ErrorCode {
     E2eeSettingLocked,
     /// An end-to-end encrypted (`required`) room forwards only VP8 video and Opus audio.
     E2eeCodec,
+    /// A plain chat, poll or milestone text in an end-to-end encrypted (`required`) room, where
+    /// the sender's browser must seal it; nothing was stored or relayed.
+    SealedTextRequired,
     /// A display name (in a token) that is empty, over 64 characters, or holds control or
     /// text-direction (bidi override) characters.
     InvalidName,

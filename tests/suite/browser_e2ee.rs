@@ -10,6 +10,12 @@
 //!   (positive control: then they decode to red in WebCodecs) and not with another key, and
 //!   which, as received, do not decode to red.
 //!
+//! - Texts in a `required` room: a chat message, a private message and a poll typed in one
+//!   page are shown opened in the other, while a raw websocket member without a key gets them
+//!   sealed (none of the words crossed the server); a breakout's text opens with the breakout's
+//!   key and not with the main room's; the text crypto round-trips and refuses a wrong key, a
+//!   wrong field and a flipped bit.
+//!
 //! Written with the browser fixture (`tests/common/fixture.rs`); screenshots go to
 //! `target/test-artifacts/e2ee-media/`.
 
@@ -22,8 +28,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hearth::auth::Role;
-use hearth::client::{CapturedPacket, MediaClient, MediaOptions};
-use hearth::signal::protocol::MediaKind;
+use hearth::client::{CapturedPacket, MediaClient, MediaOptions, SignalClient};
+use hearth::signal::protocol::{ClientMessage, MediaKind, ServerMessage, PROTOCOL_VERSION};
 use hearth::vocab::E2eeMode;
 use serde_json::{json, Value};
 
@@ -834,5 +840,228 @@ async fn keys_scenario(fx: &BrowserTest, therapist: &Client, participant: &Clien
         return Err(format!("the room's current key must open them (positive control): {opened_now:?}"));
     }
     tap.close().await;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Texts sealed end to end (web-client/e2ee/text.js).
+
+const TEXT_ROOM: &str = "e2ee-text";
+const CHAT_WORDS: &str = "I slipped on Friday and told nobody";
+const PRIVATE_WORDS: &str = "Can we talk after the group?";
+const POLL_QUESTION: &str = "How steady was your week?";
+const POLL_ANSWERS: [&str; 2] = ["Mostly steady", "Rather shaky"];
+const BREAKOUT_WORDS: &str = "Only the garden hears this";
+
+/// The page's text crypto on its own: a round trip, a fresh nonce each time, and no opening
+/// with another space's key, for another field or sender, or after a flipped bit; a plain text
+/// in a `required` room is not shown as a member's.
+const TEXT_CRYPTO_JS: &str = r#"
+const done = arguments[arguments.length - 1];
+(async () => {
+  const t = await import('/e2ee/text.js');
+  const k = await import('/e2ee/keys.js');
+  const secret = () => k.b64(crypto.getRandomValues(new Uint8Array(32)));
+  await k.installEpochSecret({ space: 'x-one', epoch: 65001, secret: secret(), members: [] });
+  await k.installEpochSecret({ space: 'x-two', epoch: 65002, secret: secret(), members: [] });
+  const { state } = await import('/core/state.js');
+  const me = state.participantId;
+  const words = 'Round trip: ünïcödé, emoji 🌱, and "quotes"';
+  const sealed = await t.sealText(words, { field: 'chat', spaces: ['x-one'] });
+  const again = await t.sealText(words, { field: 'chat', spaces: ['x-one'] });
+  const s = sealed.sealed[0];
+  const ct = k.unb64(s.ct); ct[3] ^= 1;
+  done({
+    back: await t.openText(sealed, { field: 'chat', from: me }),
+    freshIv: again.sealed[0].iv !== s.iv && again.sealed[0].ct !== s.ct,
+    wrongKey: await t.openText({ sealed: [{ ...s, space: 'x-two', epoch: 65002 }] }, { field: 'chat', from: me }),
+    wrongField: await t.openText(sealed, { field: 'congratulation', from: me }),
+    wrongSender: await t.openText(sealed, { field: 'chat', from: 't-lee' }),
+    tampered: await t.openText({ sealed: [{ ...s, ct: k.b64(ct) }] }, { field: 'chat', from: me }),
+    plain: await t.openText(words, { field: 'chat', from: me }),
+    plainLeaks: JSON.stringify(sealed).includes('Round'),
+    form: { space: s.space, epoch: s.epoch, ivLength: s.iv.length },
+  });
+})().catch((e) => done({ error: String(e && e.stack || e) }));
+"#;
+
+/// Opens `arguments[0]` (a sealed text, as JSON) in the page, as a chat text; `arguments[1]`
+/// relabels its sealing with the page's newest epoch of that space first (a key of the wrong
+/// space tried on it).
+const OPEN_TEXT_JS: &str = r#"
+const done = arguments[arguments.length - 1];
+(async () => {
+  const t = await import('/e2ee/text.js');
+  const sealed = JSON.parse(arguments[0]);
+  const as = arguments[1];
+  if (as) {
+    const held = window.hearth.e2ee.epochs.filter((e) => e.space === as);
+    const epoch = held[held.length - 1];
+    if (!epoch) { done({ error: `no key for ${as}` }); return; }
+    sealed.sealed = sealed.sealed.map((s) => ({ ...s, space: as, epoch: epoch.epoch }));
+  }
+  done({ text: await t.openText(sealed, { field: 'chat', from: 'p-sam' }) });
+})().catch((e) => done({ error: String(e && e.stack || e) }));
+"#;
+
+/// The chat list shows `arguments[0]` from `arguments[1]` as text.
+const CHAT_SHOWS_JS: &str = r#"
+return [...document.querySelectorAll('#chat-list .chat-msg')].some((li) =>
+  li.querySelector('.chat-from').textContent === arguments[1] && li.querySelector('.chat-text').textContent === arguments[0]);
+"#;
+
+/// The participant's poll card shows the question and the answers, opened.
+const POLL_SHOWS_JS: &str = r#"
+const card = document.querySelector('#poll-cards .poll-card');
+if (!card) return false;
+const labels = [...card.querySelectorAll('label.choice')].map((l) => l.textContent.trim());
+return card.querySelector('.poll-question').textContent === arguments[0] && JSON.stringify(labels) === JSON.stringify(arguments[1]);
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_private_messages_and_polls_are_sealed_end_to_end() {
+    let mut config = common::test_config();
+    config.rooms.e2ee = E2eeMode::Required;
+    let mut fx = BrowserTest::with_server("e2ee-text", TEST_DEADLINE, config).await;
+    let [therapist, participant] = fx.open([PageSpec::desktop("therapist"), PageSpec::desktop("participant")]).await;
+    let outcome = fx.within(text_scenario(&fx, &therapist, &participant)).await;
+    fx.finish(outcome).await;
+}
+
+/// Every frame `observer` got until now, as JSON text.
+async fn observed(observer: &mut SignalClient, until: &str) -> Result<Vec<String>, String> {
+    let mut frames = Vec::new();
+    let wait = observer
+        .recv_until(until, MEDIA, |m| {
+            frames.push(serde_json::to_string(m).unwrap_or_default());
+            matches!(m, ServerMessage::PollStarted { .. })
+        })
+        .await;
+    wait.map(|_| frames).map_err(|e| format!("the observer never got {until}: {e:?}"))
+}
+
+async fn text_scenario(fx: &BrowserTest, therapist: &Client, participant: &Client) -> Result<(), String> {
+    therapist_admits_participant(fx, TEXT_ROOM, therapist, participant).await?;
+    // A raw websocket member the leader gives no key: what crossed the server to a member.
+    let server = fx.server();
+    let mut observer = SignalClient::connect(&common::ws_url(server)).await.map_err(|e| format!("observer: {e}"))?;
+    let token = common::token_for(server, TEXT_ROOM, Role::Observer, "Watcher", "o-watch");
+    let room = hearth::room::RoomId::new(TEXT_ROOM).map_err(|e| e.to_string())?;
+    observer
+        .send(&ClientMessage::Join { protocol_version: PROTOCOL_VERSION, room_id: room, token })
+        .await
+        .map_err(|e| format!("observer: {e}"))?;
+    wait_for(therapist, "the observer waiting", "return window.hearth.waiting.some((w) => w.id === 'o-watch');", &[]).await?;
+    admit(therapist, "o-watch").await?;
+    observer.recv_until("admitted", MEDIA, |m| matches!(m, ServerMessage::Admitted { .. })).await.map_err(|e| format!("{e:?}"))?;
+    for (page, who) in [(therapist, "therapist"), (participant, "participant")] {
+        wait_for_within(
+            page,
+            &format!("the {who} holding the main room's key with both in it"),
+            "const e = window.hearth.e2ee; return e.epochs.some((x) => x.space === 'main' && x.members.includes('p-sam') && x.members.includes('t-lee'));",
+            &[],
+            MEDIA,
+        )
+        .await?;
+    }
+
+    // Chat, through the page: typed, sealed, shown opened on the other page.
+    press(participant, "participant", "#chat-button", Key::Enter).await?;
+    fill(participant, "#chat-input", CHAT_WORDS).await?;
+    press(participant, "participant", "#chat-input", Key::Enter).await?;
+    press(therapist, "therapist", "#chat-button", Key::Enter).await?;
+    wait_for(therapist, "the participant's chat, opened", CHAT_SHOWS_JS, &[json!(CHAT_WORDS), json!("Sam")]).await?;
+    // A private message to the participant, sealed for the two of them.
+    therapist
+        .find(Locator::Css("#chat-to"))
+        .await
+        .map_err(|e| format!("therapist: finding the recipient: {e}"))?
+        .select_by_value("p-sam")
+        .await
+        .map_err(|e| format!("therapist: choosing the participant: {e}"))?;
+    fill(therapist, "#chat-input", PRIVATE_WORDS).await?;
+    press(therapist, "therapist", "#chat-input", Key::Enter).await?;
+    wait_for(participant, "the private message, opened", CHAT_SHOWS_JS, &[json!(PRIVATE_WORDS), json!("Dr Lee")]).await?;
+    fx.shot_of(participant, "#chat-section", "participant-chat").await;
+
+    // A poll: the therapist's page seals it as the builder does; the participant reads and answers.
+    js(
+        therapist,
+        &format!(
+            "import('/e2ee/text.js').then(async (t) => window.hearth.send({{ type: 'createPoll', question: await t.outgoing({q}, {{ field: 'pollQuestion' }}), options: await Promise.all({a}.map((o) => t.outgoing(o, {{ field: 'pollOption' }}))), multiple: false, anonymous: true, scope: 'room' }}));",
+            q = json!(POLL_QUESTION),
+            a = json!(POLL_ANSWERS),
+        ),
+    )
+    .await?;
+    wait_for(participant, "the poll, opened", POLL_SHOWS_JS, &[json!(POLL_QUESTION), json!(POLL_ANSWERS)]).await?;
+    press(participant, "participant", "#poll-cards .poll-card label.choice:nth-child(2) input", Key::Space).await?;
+    press(participant, "participant", "#poll-cards .poll-submit", Key::Enter).await?;
+    wait_for(
+        participant,
+        "the vote confirmed with the opened answer",
+        "const s = document.querySelector('#poll-cards .poll-card .poll-status'); return !!s && s.textContent.includes(arguments[0]);",
+        &[json!(POLL_ANSWERS[1])],
+    )
+    .await?;
+    fx.shot_of(participant, "#polls-section", "participant-poll").await;
+
+    // What crossed the server to a member without a key: sealed texts, no words.
+    let frames = observed(&mut observer, "the sealed poll").await?;
+    let all = frames.join("\n");
+    if !all.contains("\"sealed\"") || !frames.iter().any(|f| f.contains("\"type\":\"chatMessage\"")) {
+        return Err(format!("the observer should have got the sealed chat and poll: {all}"));
+    }
+    for words in [CHAT_WORDS, PRIVATE_WORDS, POLL_QUESTION, POLL_ANSWERS[0], POLL_ANSWERS[1], "slipped", "steady"] {
+        if all.contains(words) {
+            return Err(format!("`{words}` crossed the server in the clear: {all}"));
+        }
+    }
+    if frames.iter().any(|f| f.contains("\"private\":true")) {
+        return Err("a private message reached a third member".into());
+    }
+
+    // A breakout: the participant's text there is sealed with the breakout's key. The leader
+    // (who holds every key) opens it; the main room's key, tried on it, does not.
+    js(therapist, "window.hearth.send({ type: 'createBreakout', name: 'Garden' });").await?;
+    js(therapist, "window.hearth.send({ type: 'assignBreakout', participantId: 'p-sam', breakoutId: 'b1' });").await?;
+    js(therapist, "window.hearth.send({ type: 'openBreakouts', allowReturn: false });").await?;
+    wait_for_within(
+        participant,
+        "the participant holding the breakout's key",
+        "const w = window.hearth.e2ee.whoCanHear; return !!w && w.space === 'b1';",
+        &[],
+        MEDIA,
+    )
+    .await?;
+    let sealed = participant
+        .execute_async(
+            "const d = arguments[arguments.length - 1]; import('/e2ee/text.js').then((t) => t.sealText(arguments[0], { field: 'chat' })).then((s) => d(JSON.stringify(s)), (e) => d({ error: String(e) }));",
+            vec![json!(BREAKOUT_WORDS)],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let sealed = sealed.as_str().ok_or_else(|| format!("sealing in the breakout: {sealed}"))?.to_string();
+    if !sealed.contains("\"space\":\"b1\"") || sealed.contains("garden") {
+        return Err(format!("a breakout text is sealed with the breakout's key: {sealed}"));
+    }
+    let leader = therapist.execute_async(OPEN_TEXT_JS, vec![json!(sealed), Value::Null]).await.map_err(|e| e.to_string())?;
+    if leader["text"] != BREAKOUT_WORDS {
+        return Err(format!("the leader holds the breakout's key and must open it (positive control): {leader}"));
+    }
+    let main_key = therapist.execute_async(OPEN_TEXT_JS, vec![json!(sealed), json!("main")]).await.map_err(|e| e.to_string())?;
+    if main_key.get("error").is_some() || !main_key["text"].is_null() {
+        return Err(format!("the main room's key opened a breakout text: {main_key}"));
+    }
+
+    // The text crypto on its own.
+    let crypto = participant.execute_async(TEXT_CRYPTO_JS, vec![]).await.map_err(|e| e.to_string())?;
+    let expected = json!({
+        "back": "Round trip: ünïcödé, emoji 🌱, and \"quotes\"", "freshIv": true, "wrongKey": null, "wrongField": null,
+        "wrongSender": null, "tampered": null, "plain": null, "plainLeaks": false, "form": { "space": "x-one", "epoch": 65001, "ivLength": 16 },
+    });
+    if crypto != expected {
+        return Err(format!("text crypto: {crypto}"));
+    }
     Ok(())
 }

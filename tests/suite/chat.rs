@@ -72,7 +72,7 @@ fn chats(seen: &[ServerMessage]) -> Vec<&ChatEntry> {
 }
 
 fn texts(seen: &[ServerMessage]) -> Vec<&str> {
-    chats(seen).into_iter().map(|e| e.text.as_str()).collect()
+    chats(seen).into_iter().map(|e| e.text.plain().unwrap_or_default()).collect()
 }
 
 async fn next_chat(c: &mut SignalClient) -> ChatEntry {
@@ -140,7 +140,10 @@ async fn chat_reaches_only_the_senders_space_and_private_only_its_target() {
     let (seen_t, seen) = barrier(&mut t, &mut [&mut p1, &mut p2, &mut p3, &mut p4]).await;
     let got = chats(&seen_t);
     assert_eq!(got.len(), 1);
-    assert_eq!((got[0].text.as_str(), got[0].private, got[0].to.as_ref()), ("can we talk later?", true, Some(&pid("t"))));
+    assert_eq!(
+        (got[0].text.plain().unwrap_or_default(), got[0].private, got[0].to.as_ref()),
+        ("can we talk later?", true, Some(&pid("t")))
+    );
     assert_eq!(texts(&seen[0]), ["can we talk later?"], "the sender gets its copy");
     for s in &seen[1..] {
         assert!(texts(s).is_empty(), "nobody else sees a private message");
@@ -176,7 +179,7 @@ async fn refusals_settings_and_delete_for_everyone() {
     p1.send(&say(&"a".repeat(1001))).await.unwrap();
     expect_error(&mut p1, ErrorCode::InvalidChat).await;
     p1.send(&say(&format!("  {}  ", "é".repeat(1000)))).await.unwrap();
-    assert_eq!(next_chat(&mut p2).await.text.chars().count(), 1000, "1000 characters, trimmed, are fine");
+    assert_eq!(next_chat(&mut p2).await.text.plain().unwrap_or_default().chars().count(), 1000, "1000 characters, trimmed, are fine");
     // Markup is carried as text, untouched: the client renders it with textContent.
     p1.send(&say("<b>bold</b> & <script>x</script>")).await.unwrap();
     assert_eq!(next_chat(&mut p2).await.text, "<b>bold</b> & <script>x</script>");
@@ -255,14 +258,14 @@ async fn late_joiners_get_history_only_when_the_transcript_is_kept() {
         ServerMessage::ChatHistory { messages } => messages,
         _ => unreachable!(),
     };
-    assert_eq!(history.iter().map(|e| e.text.as_str()).collect::<Vec<_>>(), ["kept one"]);
+    assert_eq!(history.iter().map(|e| e.text.plain().unwrap_or_default()).collect::<Vec<_>>(), ["kept one"]);
     // p1 reconnects and gets its own private message too.
     let mut p1 = join(&server, Role::Participant, "One", "p1").await;
     let history = match recv!(p1, ServerMessage::ChatHistory { .. }) {
         ServerMessage::ChatHistory { messages } => messages,
         _ => unreachable!(),
     };
-    assert_eq!(history.iter().map(|e| e.text.as_str()).collect::<Vec<_>>(), ["kept one", "kept, but private"]);
+    assert_eq!(history.iter().map(|e| e.text.plain().unwrap_or_default()).collect::<Vec<_>>(), ["kept one", "kept, but private"]);
 
     // Turning it off forgets the transcript.
     t.send(&ClientMessage::SetChatSettings { enabled: None, private_messages: None, keep_transcript: Some(false) }).await.unwrap();

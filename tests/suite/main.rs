@@ -37,6 +37,7 @@ mod browser_webux;
 mod chat;
 mod cluster;
 mod e2ee_relay;
+mod e2ee_text;
 mod group;
 mod hardening;
 mod invites;

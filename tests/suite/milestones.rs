@@ -13,7 +13,7 @@ use hearth::room::ParticipantId;
 use hearth::server::RunningServer;
 use hearth::signal::protocol::{
     decode_client, CelebrationAudience, CelebrationId, CelebrationStyle, ClientMessage, ErrorCode, MilestoneKind, ProposalId, Reaction,
-    ServerMessage,
+    ServerMessage, Text,
 };
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -175,7 +175,7 @@ async fn shared_milestones_wait_for_a_therapist() {
     let proposed = t.recv_until("proposed", WAIT, |m| matches!(m, ServerMessage::MilestoneProposed { .. })).await.unwrap();
     let ServerMessage::MilestoneProposed { proposal_id, participant_id, name, milestone, message } = proposed else { unreachable!() };
     assert_eq!((participant_id, name.as_str(), milestone.label.as_deref()), (pid("p-ana"), "Ana", Some("First public talk")));
-    assert_eq!(message.as_deref(), Some("I did it!"));
+    assert_eq!(message.as_ref().and_then(Text::plain), Some("I did it!"));
     // Nobody else hears of it before approval (Ana herself gets an acknowledgement).
     let ack = ana.recv_until("ack", WAIT, |m| matches!(m, ServerMessage::MilestoneProposed { .. })).await.unwrap();
     assert!(matches!(ack, ServerMessage::MilestoneProposed { proposal_id: ref p, .. } if *p == proposal_id));
@@ -195,7 +195,10 @@ async fn shared_milestones_wait_for_a_therapist() {
     for c in [&mut ana, &mut ben, &mut t] {
         let m = c.recv_until("celebration", WAIT, |m| matches!(m, ServerMessage::Celebration { .. })).await.unwrap();
         let ServerMessage::Celebration { participant_id, milestone, message, .. } = m else { unreachable!() };
-        assert_eq!((participant_id, milestone.kind, message.as_deref()), (pid("p-ana"), MilestoneKind::Custom, Some("I did it!")));
+        assert_eq!(
+            (participant_id, milestone.kind, message.as_ref().and_then(Text::plain)),
+            (pid("p-ana"), MilestoneKind::Custom, Some("I did it!"))
+        );
     }
     t.send(&ClientMessage::ApproveMilestone { proposal_id }).await.unwrap();
     expect_error(&mut t, ErrorCode::UnknownMilestone).await; // only once
@@ -261,7 +264,7 @@ async fn congratulations_reach_the_audience_and_are_rate_limited() {
     let congratulate = |reaction, message: Option<&str>| ClientMessage::Congratulate {
         celebration_id: id.clone(),
         reaction,
-        message: message.map(str::to_string),
+        message: message.map(Text::from),
     };
     ben.send(&congratulate(Reaction::Heart, Some("So happy for you"))).await.unwrap();
     let expected = ServerMessage::Congratulation {

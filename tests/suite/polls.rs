@@ -26,7 +26,7 @@ fn open_config() -> Config {
 fn create(question: &str, options: &[&str], multiple: bool, anonymous: bool, duration_secs: Option<u32>) -> ClientMessage {
     ClientMessage::CreatePoll {
         question: question.into(),
-        options: options.iter().map(|s| s.to_string()).collect(),
+        options: options.iter().map(|s| (*s).into()).collect(),
         multiple,
         anonymous,
         duration_secs,

@@ -301,7 +301,7 @@ async fn a_full_session_leaves_no_names_texts_or_tokens_in_logs_or_on_disk() {
     recv!(t, ServerMessage::ChatMessage(e) if e.text == chat);
     t.send(&ClientMessage::CreatePoll {
         question: question.into(),
-        options: options.iter().map(|o| o.to_string()).collect(),
+        options: options.iter().map(|o| (*o).into()).collect(),
         multiple: false,
         anonymous: false,
         duration_secs: None,

@@ -28,6 +28,7 @@ export const CODES = Object.freeze({
   UNKNOWN_BREAKOUT: 'unknown_breakout',
   RETURN_NOT_ALLOWED: 'return_not_allowed',
   INVALID_POLL: 'invalid_poll',
+  SEALED_TEXT_REQUIRED: 'sealed_text_required',
   UNKNOWN_POLL: 'unknown_poll',
   POLL_OUT_OF_SCOPE: 'poll_out_of_scope',
   POLL_CLOSED: 'poll_closed',

@@ -366,6 +366,13 @@ function postKeys() {
   });
 }
 
+/** The space this page is in, as its keys see it (null before any bundle named it). */
+export const currentSpace = () => (isLeader() ? leaderOwnSpace() : e2ee.mySpace);
+
+/** Resolves once every key message that arrived so far is handled: a sealed text that came
+ * after its key's bundle opens with it (e2ee/text.js waits on this). */
+export const keysSettled = () => chain.then(() => undefined);
+
 /** The signed list of who can hear the space we are in (newest epoch), or null. */
 export function whoCanHear() {
   const space = isLeader() ? leaderOwnSpace() : e2ee.mySpace;

@@ -23,13 +23,16 @@ import { CODES } from '../core/codes.js';
 import { confirmAction } from '../core/dialog.js';
 import { send } from '../core/connection.js';
 import { endSessionMessage } from '../core/session.js';
+import { log } from '../core/log.js';
 import { exposeProbe } from '../core/probe.js';
 import { isStaff, isTherapist, state } from '../core/state.js';
+import { NO_KEY_TEXT, NoKeyError, openText, outgoing } from '../e2ee/text.js';
 
 const responds = () => isStaff() || state.role === 'peerSupport';
 
 const MAX_CHARS = 1000;
 const CHAT_ERRORS = {
+  [CODES.SEALED_TEXT_REQUIRED]: 'This room is end-to-end encrypted and your message was not sealed, so it was not sent. Please reload the page.',
   [CODES.CHAT_DISABLED]: 'The therapist has paused the chat for now.',
   [CODES.INVALID_CHAT]: `A message can be 1 to ${MAX_CHARS} characters.`,
   [CODES.RATE_LIMITED]: 'You are sending messages quickly. Please wait a few seconds, then try again.',
@@ -269,7 +272,9 @@ function addMessage(entry, { history = false } = {}) {
     meta.append(el('span', { class: 'chat-private-tag', text: `Private, ${other}` }));
   }
   meta.append(el('time', { class: 'chat-time', datetime: new Date(entry.sentAtMs).toISOString(), text: clock(entry.sentAtMs) }));
-  const text = el('p', { class: 'chat-text', text: entry.text });
+  const text = entry.text === null
+    ? el('p', { class: 'chat-text chat-no-key', text: NO_KEY_TEXT })
+    : el('p', { class: 'chat-text', text: entry.text });
   const node = el('li', {
     class: `chat-msg${mine ? ' mine' : ''}${entry.private ? ' private' : ''}`, 'data-message-id': entry.id,
   }, meta, text);
@@ -321,7 +326,7 @@ function showError(text) {
   error.textContent = text;
 }
 
-form.addEventListener('submit', (event) => {
+form.addEventListener('submit', async (event) => {
   event.preventDefault();
   const text = input.value.trim();
   if (!text) {
@@ -334,15 +339,26 @@ form.addEventListener('submit', (event) => {
     input.focus();
     return;
   }
-  const message = { type: 'chat', text };
-  if (toSelect.value) message.to = toSelect.value;
+  const to = toSelect.value || null;
+  let wire;
+  try {
+    // In an end-to-end encrypted room the words leave this page sealed (e2ee/text.js).
+    wire = await outgoing(text, { field: 'chat', to });
+  } catch (err) {
+    showError(err instanceof NoKeyError
+      ? 'This room is end-to-end encrypted and your browser has no key for it yet. Wait a moment, then send again.'
+      : 'Your message could not be encrypted, so it was not sent.');
+    return;
+  }
+  const message = { type: 'chat', text: wire };
+  if (to) message.to = to;
   if (!send(message)) {
     showError('Not connected right now. Your message was not sent.');
     return;
   }
   chat.pending = { kind: 'chat', text };
   showError('');
-  input.value = '';
+  if (input.value.trim() === text) input.value = '';
   renderCount();
   input.focus();
 });
@@ -706,17 +722,30 @@ on('chatSettings', (settings) => {
     addDivider(chat.settings.enabled ? 'The therapist turned the chat back on.' : 'The therapist paused the chat.');
   }
 });
-on('chatMessage', (entry) => {
+// Sealed texts open asynchronously; one chain keeps messages, history and deletions in the
+// order the server sent them.
+let incoming = Promise.resolve();
+const inOrder = (fn) => (m) => { incoming = incoming.then(() => fn(m)).catch((err) => log('chat: a message could not be shown', err)); };
+/** The entry with its text opened (`null`: sealed under a key this page does not hold). */
+async function opened(entry) {
+  const sealed = typeof entry.text !== 'string';
+  const text = await openText(entry.text, { field: 'chat', from: entry.from, to: entry.private ? entry.to : null });
+  return { ...entry, text, sealed };
+}
+on('chatMessage', inOrder(async (entry) => {
+  const shown = await opened(entry);
   if (chat.pending && chat.pending.kind === 'chat' && entry.from === me()) chat.pending = null;
-  addMessage(entry);
-});
-on('chatHistory', ({ messages }) => {
+  addMessage(shown);
+}));
+on('chatHistory', inOrder(async ({ messages }) => {
   if (!messages || messages.length === 0) return;
+  const shown = [];
+  for (const entry of messages) shown.push(await opened(entry));
   addDivider('Earlier in this room:');
-  for (const entry of messages) addMessage(entry, { history: true });
+  for (const entry of shown) addMessage(entry, { history: true });
   addDivider('New messages:');
-});
-on('chatMessageDeleted', ({ messageId }) => removeMessage(messageId));
+}));
+on('chatMessageDeleted', inOrder(({ messageId }) => removeMessage(messageId)));
 
 on('supportRequested', onSupportRequested);
 on('supportRequests', onSupportRequests);

@@ -13,7 +13,9 @@ import { svgIcon } from '../lib/icons.js';
 import { on } from '../core/bus.js';
 import { CODES } from '../core/codes.js';
 import { send } from '../core/connection.js';
+import { log } from '../core/log.js';
 import { isTherapist, participantList, state } from '../core/state.js';
+import { NO_KEY_TEXT, openText, outgoing } from '../e2ee/text.js';
 
 const KINDS = {
   daysSober: { label: 'Days sober', needsValue: true, unit: ['day sober', 'days sober'] },
@@ -222,9 +224,11 @@ function reactionBar(c) {
     type: 'button', class: 'ms-reaction', 'data-reaction': r.id, 'aria-label': `${r.label} for ${c.name}`, title: r.label,
     onclick: () => {
       const message = note.value.trim();
-      send({ type: 'congratulate', celebrationId: c.celebrationId, reaction: r.id, ...(message ? { message } : {}) });
-      note.value = '';
-      status.textContent = `Sent ${r.label.toLowerCase()}.`;
+      sealedNote(message, 'congratulation').then((sealed) => {
+        send({ type: 'congratulate', celebrationId: c.celebrationId, reaction: r.id, ...(sealed ? { message: sealed } : {}) });
+        note.value = '';
+        status.textContent = `Sent ${r.label.toLowerCase()}.`;
+      }, () => { status.textContent = NOTE_NOT_SEALED; });
     },
   }, icon(r.id), el('span', { class: 'ms-reaction-label', 'aria-hidden': 'true', text: r.label })));
   const bar = el('div', { class: 'ms-react', role: 'group', 'aria-label': `Congratulate ${c.name}` },
@@ -417,9 +421,12 @@ function shareSection() {
     el('div', { class: 'ms-actions' }, el('button', { type: 'submit', class: 'button small', text: 'Send to my therapist' }), status));
   form.addEventListener('submit', (e) => {
     e.preventDefault();
-    send({ type: 'shareMilestone', ...f.read() });
-    f.reset();
-    status.textContent = 'Sending…';
+    const read = f.read();
+    sealedNote(read.message, 'milestoneNote').then((message) => {
+      send({ type: 'shareMilestone', ...read, ...(message ? { message } : {}) });
+      f.reset();
+      status.textContent = 'Sending…';
+    }, () => { status.textContent = NOTE_NOT_SEALED; });
   });
   return el('section', { class: 'ms-section', 'aria-labelledby': 'ms-share-h' },
     el('h3', { id: 'ms-share-h', text: 'Share a milestone' }),
@@ -579,8 +586,11 @@ function openCelebrate(id) {
       el('button', { type: 'button', class: 'button small', text: 'Cancel', onclick: () => d.close() }), status));
   form.addEventListener('submit', (e) => {
     e.preventDefault();
-    send({ type: 'celebrate', participantId: id, ...f.read() });
-    d.close();
+    const read = f.read();
+    sealedNote(read.message, 'milestoneNote').then((message) => {
+      send({ type: 'celebrate', participantId: id, ...read, ...(message ? { message } : {}) });
+      d.close();
+    }, () => { status.textContent = NOTE_NOT_SEALED; });
   });
   body.replaceChildren(form);
   if (!d.open) d.showModal();
@@ -659,6 +669,28 @@ function onError(m) {
   if (status) status.textContent = m.message;
 }
 
+// ---- notes sealed end to end (e2ee/text.js) ----
+
+const NOTE_NOT_SEALED = 'This room is end-to-end encrypted and your browser has no key for it yet. Try again in a moment.';
+
+/** A note as it goes on the wire: nothing when empty, sealed in an end-to-end encrypted room. */
+async function sealedNote(text, field) {
+  return text ? outgoing(text, { field }) : null;
+}
+
+// Sealed notes open asynchronously; one chain keeps the messages in the order they came.
+let incoming = Promise.resolve();
+const inOrder = (fn) => (m) => { incoming = incoming.then(() => fn(m)).catch((err) => log('milestones: a message could not be shown', err)); };
+
+/** `handler` gets the message with its note opened (or the no-key wording). */
+function withNote(field, handler) {
+  return inOrder(async (m) => {
+    if (m.message === undefined || m.message === null || typeof m.message === 'string') return handler(m);
+    const text = await openText(m.message, { field, from: m.from || null });
+    return handler({ ...m, message: text === null ? NO_KEY_TEXT : text });
+  });
+}
+
 // ---- wiring ----
 
 function start() {
@@ -669,10 +701,10 @@ function start() {
     if (myRole() === 'participant') send({ type: 'getCelebrationPreferences' });
     decoratePeople();
   });
-  on('celebration', onCelebration);
-  on('congratulation', onCongratulation);
+  on('celebration', withNote('milestoneNote', onCelebration));
+  on('congratulation', withNote('congratulation', onCongratulation));
   on('celebrationPreferences', onPreferences);
-  on('milestoneProposed', onProposed);
+  on('milestoneProposed', withNote('milestoneNote', onProposed));
   on('milestoneProposalResolved', onResolved);
   on('milestoneHistory', onHistory);
   on('error', onError);

@@ -14,7 +14,9 @@ import { on } from '../core/bus.js';
 import { CODES } from '../core/codes.js';
 import { send } from '../core/connection.js';
 import { exposeProbe } from '../core/probe.js';
+import { log } from '../core/log.js';
 import { isTherapist, state } from '../core/state.js';
+import { NO_KEY_TEXT, NoKeyError, openText, outgoing } from '../e2ee/text.js';
 
 const LIMITS = { question: 300, option: 100, minOptions: 2, maxOptions: 10 };
 const TIME_LIMITS = [
@@ -236,10 +238,22 @@ function buildBuilder() {
   form.addEventListener('keydown', (event) => {
     if (event.key === 'Escape') open(false);
   });
-  form.addEventListener('submit', (event) => {
+  form.addEventListener('submit', async (event) => {
     event.preventDefault();
     const message = collect();
     if (!message) return;
+    try {
+      // In an end-to-end encrypted room the texts leave this page sealed (e2ee/text.js), for
+      // every space the poll goes to.
+      const spaces = message.scope === 'allBreakouts' ? 'all' : null;
+      message.question = await outgoing(message.question, { field: 'pollQuestion', spaces });
+      message.options = await Promise.all(message.options.map((o) => outgoing(o, { field: 'pollOption', spaces })));
+    } catch (err) {
+      fail(err instanceof NoKeyError
+        ? 'This room is end-to-end encrypted and your browser has no key for it yet. Please try again in a moment.'
+        : 'The poll could not be encrypted, so it was not launched.', null);
+      return;
+    }
     if (!send(message)) {
       fail('You are not connected right now. Please try again in a moment.', null);
       return;
@@ -444,8 +458,25 @@ on('joined', () => {
   renderSection();
 });
 
-on('pollStarted', ({ poll: info }) => {
-  if (!info || !info.id) return;
+// Sealed texts open asynchronously; one chain keeps the poll messages in the order the server
+// sent them (a poll's counts never arrive before its card).
+let incoming = Promise.resolve();
+const inOrder = (fn) => (m) => { incoming = incoming.then(() => fn(m)).catch((err) => log('polls: a message could not be shown', err)); };
+
+/** The poll with its texts opened; a text no key here opens reads as such, never as garbage. */
+async function openedPoll(info) {
+  const question = await openText(info.question, { field: 'pollQuestion' });
+  const options = [];
+  for (const [i, o] of (info.options || []).entries()) {
+    const text = await openText(o.text, { field: 'pollOption' });
+    options.push({ ...o, text: text === null ? `Answer ${i + 1} (${NO_KEY_TEXT.toLowerCase()})` : text });
+  }
+  return { ...info, question: question === null ? 'Encrypted poll, no key yet' : question, options, noKey: question === null };
+}
+
+on('pollStarted', inOrder(async ({ poll: sent }) => {
+  if (!sent || !sent.id) return;
+  const info = await openedPoll(sent);
   mount();
   const existing = polls.get(info.id);
   if (existing && existing.card) existing.card.root.remove();
@@ -465,9 +496,9 @@ on('pollStarted', ({ poll: info }) => {
   } else if (!existing) {
     announce(`The therapist started a poll: ${info.question}`);
   }
-});
+}));
 
-on('voteAccepted', ({ pollId, optionIds }) => {
+on('voteAccepted', inOrder(({ pollId, optionIds }) => {
   const poll = polls.get(pollId);
   if (!poll || !poll.card || isTherapist()) return;
   poll.mine = optionIds || [];
@@ -476,16 +507,16 @@ on('voteAccepted', ({ pollId, optionIds }) => {
   poll.card.submit.disabled = false;
   poll.card.status.textContent = `Your vote is in: ${answerText(poll, poll.mine)}. You can change your vote until the poll closes.`;
   renderCard(poll);
-});
+}));
 
-on('pollResults', (tally) => {
+on('pollResults', inOrder((tally) => {
   const poll = polls.get(tally.pollId);
   if (!poll || !isTherapist()) return;
   poll.live = tally;
   renderCard(poll);
-});
+}));
 
-on('pollResultsShared', (tally) => {
+on('pollResultsShared', inOrder((tally) => {
   const poll = polls.get(tally.pollId);
   if (!poll) return;
   if (isTherapist()) {
@@ -495,9 +526,9 @@ on('pollResultsShared', (tally) => {
     announce(`The therapist shared the results of the poll: ${poll.info.question}`);
   }
   renderCard(poll);
-});
+}));
 
-on('pollClosed', ({ pollId, reason, results }) => {
+on('pollClosed', inOrder(({ pollId, reason, results }) => {
   const poll = polls.get(pollId);
   if (!poll) return;
   poll.closed = true;
@@ -511,7 +542,7 @@ on('pollClosed', ({ pollId, reason, results }) => {
   renderCard(poll);
   tickCountdowns();
   announce(`${reason === 'timer' ? 'Time is up. ' : ''}The poll "${poll.info.question}" has closed.`);
-});
+}));
 
 on('error', ({ code, message }) => {
   if (!pending || !(code in POLL_ERRORS)) return;

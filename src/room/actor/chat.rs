@@ -27,7 +27,7 @@ use tokio::time::Instant;
 
 use super::{Cx, Member};
 use crate::room::ParticipantId;
-use crate::signal::protocol::{ChatEntry, ChatMessageId, ChatSettings, ClientMessage, ErrorCode, ServerMessage};
+use crate::signal::protocol::{ChatEntry, ChatMessageId, ChatSettings, ClientMessage, ErrorCode, ServerMessage, Text};
 
 /// Longest chat message, in characters (after trimming).
 pub const MAX_CHAT_CHARS: usize = 1000;
@@ -114,11 +114,13 @@ impl Chat {
     }
 }
 
-/// Trims a message and checks its length; `None` when it is empty or too long.
-fn clean_text(text: &str) -> Option<String> {
+/// Trims a message and checks its length; `None` when it is empty or too long. A sealed text
+/// (its form checked by `sealed.rs`) passes as it is: only the recipients can read it.
+fn clean_text(text: Text) -> Option<Text> {
+    let Text::Plain(text) = text else { return Some(text) };
     let text = text.trim();
     let n = text.chars().count();
-    (n > 0 && n <= MAX_CHAT_CHARS).then(|| text.to_string())
+    (n > 0 && n <= MAX_CHAT_CHARS).then(|| Text::Plain(text.to_string()))
 }
 
 /// Where a private room sends someone: a space, or back to where the room's plan puts them
@@ -140,7 +142,7 @@ impl Chat {
         // is the chat's own state.
         cx.members.get(from)?;
         match msg {
-            ClientMessage::Chat { text, to } => self.post(cx, from, &text, to),
+            ClientMessage::Chat { text, to } => self.post(cx, from, text, to),
             ClientMessage::SetChatSettings { enabled, private_messages, keep_transcript } => {
                 let s = &mut self.settings;
                 s.enabled = enabled.unwrap_or(s.enabled);
@@ -188,7 +190,7 @@ impl Chat {
         None
     }
 
-    fn post(&mut self, cx: &mut Cx, from: &ParticipantId, text: &str, to: Option<ParticipantId>) {
+    fn post(&mut self, cx: &mut Cx, from: &ParticipantId, text: Text, to: Option<ParticipantId>) {
         let Some(sender) = cx.members.get(from) else { return };
         let (is_therapist, from_name, space) = (sender.is_therapist(), sender.info.name.clone(), sender.space.clone());
         if !self.settings.enabled && !is_therapist {
@@ -344,10 +346,10 @@ mod tests {
 
     #[test]
     fn text_is_trimmed_and_bounded() {
-        assert_eq!(clean_text("  hi  ").as_deref(), Some("hi"));
-        assert_eq!(clean_text("   "), None);
-        assert!(clean_text(&"é".repeat(MAX_CHAT_CHARS)).is_some(), "characters, not bytes");
-        assert_eq!(clean_text(&"a".repeat(MAX_CHAT_CHARS + 1)), None);
+        assert_eq!(clean_text("  hi  ".into()), Some("hi".into()));
+        assert_eq!(clean_text("   ".into()), None);
+        assert!(clean_text("é".repeat(MAX_CHAT_CHARS).into()).is_some(), "characters, not bytes");
+        assert_eq!(clean_text("a".repeat(MAX_CHAT_CHARS + 1).into()), None);
     }
 
     #[test]

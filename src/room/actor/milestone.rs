@@ -32,16 +32,16 @@ use crate::badge;
 use crate::room::ParticipantId;
 use crate::signal::protocol::{
     CelebrationAudience, CelebrationId, CelebrationPreferences, CelebrationStyle, ClientMessage, ErrorCode, Milestone, MilestoneEntry,
-    MilestoneKind, ProposalId, ServerMessage,
+    MilestoneKind, ProposalId, ServerMessage, Text,
 };
 use crate::store::{MilestoneQuery, Store};
 
 /// Longest label (what a custom milestone is), in characters.
-const LABEL_MAX: usize = 40;
+pub(super) const LABEL_MAX: usize = 40;
 /// Longest note with a celebration or a shared milestone.
-const NOTE_MAX: usize = 280;
+pub(super) const NOTE_MAX: usize = 280;
 /// Longest message with a congratulation.
-const CONGRATULATION_MAX: usize = 140;
+pub(super) const CONGRATULATION_MAX: usize = 140;
 const VALUE_MAX: u32 = 100_000;
 /// Congratulations one person may send per window.
 pub(super) const CONGRATULATIONS_PER_WINDOW: usize = 5;
@@ -61,7 +61,7 @@ pub(super) struct Prefs {
 struct Proposal {
     participant: ParticipantId,
     milestone: Milestone,
-    message: Option<String>,
+    message: Option<Text>,
 }
 
 /// A recent celebration: who it was for and exactly who received it.
@@ -231,6 +231,15 @@ fn clean(text: &Option<String>, max: usize, field: &str) -> Result<Option<String
     Ok(Some(t.to_string()))
 }
 
+/// A note with a celebration, a shared milestone or a congratulation: plain, cleaned like any
+/// text, or sealed (its form checked by `sealed.rs`), relayed as it is.
+fn clean_note(text: &Option<Text>, max: usize) -> Result<Option<Text>, String> {
+    match text {
+        Some(Text::Plain(plain)) => Ok(clean(&Some(plain.clone()), max, "message")?.map(Text::Plain)),
+        sealed => Ok(sealed.clone()),
+    }
+}
+
 fn milestone_from(kind: MilestoneKind, value: Option<u32>, label: &Option<String>) -> Result<Milestone, String> {
     let label = clean(label, LABEL_MAX, "label")?;
     match (kind, value) {
@@ -265,7 +274,7 @@ impl Milestones {
                 cx.send(from, ServerMessage::CelebrationPreferences { style, audience, chosen: p.chosen });
             }
             ClientMessage::Celebrate { participant_id, kind, value, label, message } => {
-                let parsed = milestone_from(*kind, *value, label).and_then(|m| Ok((m, clean(message, NOTE_MAX, "message")?)));
+                let parsed = milestone_from(*kind, *value, label).and_then(|m| Ok((m, clean_note(message, NOTE_MAX)?)));
                 let (milestone, note) = match parsed {
                     Ok(ok) => ok,
                     Err(e) => return cx.error(from, ErrorCode::InvalidField, e),
@@ -278,7 +287,7 @@ impl Milestones {
                 cx.audit(from, "celebrate", Some(participant_id));
             }
             ClientMessage::ShareMilestone { kind, value, label, message } => {
-                let parsed = milestone_from(*kind, *value, label).and_then(|m| Ok((m, clean(message, NOTE_MAX, "message")?)));
+                let parsed = milestone_from(*kind, *value, label).and_then(|m| Ok((m, clean_note(message, NOTE_MAX)?)));
                 let (milestone, note) = match parsed {
                     Ok(ok) => ok,
                     Err(e) => return cx.error(from, ErrorCode::InvalidField, e),
@@ -333,7 +342,7 @@ impl Milestones {
                 cx.audit(from, "decline_milestone", Some(&proposal.participant));
             }
             ClientMessage::Congratulate { celebration_id, reaction, message } => {
-                let note = match clean(message, CONGRATULATION_MAX, "message") {
+                let note = match clean_note(message, CONGRATULATION_MAX) {
                     Ok(n) => n,
                     Err(e) => return cx.error(from, ErrorCode::InvalidField, e),
                 };
@@ -439,14 +448,7 @@ impl Milestones {
     }
 
     /// Sends the celebration to the audience `prefs` allow, never wider, and records it.
-    fn celebrate(
-        &mut self,
-        cx: &mut Cx,
-        who: &ParticipantId,
-        milestone: Milestone,
-        message: Option<String>,
-        prefs: CelebrationPreferences,
-    ) {
+    fn celebrate(&mut self, cx: &mut Cx, who: &ParticipantId, milestone: Milestone, message: Option<Text>, prefs: CelebrationPreferences) {
         let Some(name) = cx.members.get(who).map(|m| m.info.name.clone()) else { return };
         let to_group = prefs.style != CelebrationStyle::None && prefs.audience == CelebrationAudience::Group;
         let mut audience = vec![who.clone()];

@@ -42,6 +42,7 @@ mod queue;
 mod records;
 mod round;
 mod screen;
+mod sealed;
 mod snapshot;
 mod space;
 mod speaker;
@@ -943,6 +944,9 @@ impl Room {
         }
         if !admitted {
             return self.error(from, ErrorCode::NotAdmitted, "you are in the waiting room; the therapist will let you in");
+        }
+        if let Err((code, message)) = sealed::check(&msg, self.state.e2ee) {
+            return self.error(from, code, message);
         }
         match msg {
             ClientMessage::SetMute { kind, muted } => self.set_own_mute(from, kind, muted),

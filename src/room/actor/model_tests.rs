@@ -815,6 +815,97 @@ fn e2ee_wraps_reach_only_their_member_and_no_key_reaches_the_snapshot() {
     }
 }
 
+/// In a `required` room the texts people type reach the room only sealed: a plain one is refused
+/// with nothing relayed or kept (not in the saved state either), a sealed one is relayed as it
+/// came, and a sealed poll survives a move to another node.
+#[test]
+fn a_required_room_relays_sealed_texts_and_refuses_plain_ones() {
+    use crate::signal::protocol::{SealedText, Text};
+    let mut s = settings(false, Duration::from_secs(30));
+    s.e2ee = crate::vocab::E2eeMode::Required;
+    let mut m = Model::with_settings(s);
+    for i in 0..3 {
+        m.join(i).expect("joins");
+    }
+    for i in 1..3 {
+        m.client(&therapist(), ClientMessage::Admit { participant_id: pid(i) });
+    }
+    let sealed = |ct: &str| Text::Sealed {
+        sealed: vec![SealedText { space: "main".into(), epoch: 9, iv: "AAECAwQFBgcICQoL".into(), ct: ct.into() }],
+    };
+    for i in 0..3 {
+        m.take_sent(i);
+    }
+    let marker = "MARIGOLDMARKER";
+    m.client(&pid(1), ClientMessage::Chat { text: marker.into(), to: None });
+    assert_eq!(m.last_error(1), Some(ErrorCode::SealedTextRequired));
+    m.client(
+        &therapist(),
+        ClientMessage::CreatePoll {
+            question: sealed("Q2lwaGVydGV4dE9mVGhlUXVlc3Rpb24"),
+            options: vec![sealed("T3B0aW9uT25lQ2lwaGVydGV4dA"), marker.into()],
+            multiple: false,
+            anonymous: true,
+            duration_secs: None,
+            scope: None,
+        },
+    );
+    assert_eq!(m.last_error(0), Some(ErrorCode::SealedTextRequired), "every option is a text");
+    m.client(
+        &therapist(),
+        ClientMessage::Celebrate {
+            participant_id: pid(1),
+            kind: MilestoneKind::SessionsAttended,
+            value: Some(3),
+            label: None,
+            message: Some(marker.into()),
+        },
+    );
+    assert_eq!(m.last_error(0), Some(ErrorCode::SealedTextRequired));
+    for i in 0..3 {
+        let seen = serde_json::to_string(m.sent(i)).expect("json");
+        assert!(!seen.contains(marker), "a refused text reached member {i}: {seen}");
+    }
+
+    let ct = "U2VhbGVkQ2hhdENpcGhlcnRleHRBbmRUYWc";
+    m.client(&pid(1), ClientMessage::Chat { text: sealed(ct), to: None });
+    let relayed = m.sent(2).iter().find_map(|msg| match msg {
+        ServerMessage::ChatMessage(entry) => Some(entry.text.clone()),
+        _ => None,
+    });
+    assert_eq!(relayed, Some(sealed(ct)), "relayed as it came");
+    m.client(
+        &therapist(),
+        ClientMessage::CreatePoll {
+            question: sealed("Q2lwaGVydGV4dE9mVGhlUXVlc3Rpb24"),
+            options: vec![sealed("T3B0aW9uT25lQ2lwaGVydGV4dA"), sealed("T3B0aW9uVHdvQ2lwaGVydGV4dA")],
+            multiple: false,
+            anonymous: true,
+            duration_secs: None,
+            scope: None,
+        },
+    );
+    let poll = m
+        .sent(2)
+        .iter()
+        .find_map(|msg| match msg {
+            ServerMessage::PollStarted { poll } => Some(poll.clone()),
+            _ => None,
+        })
+        .expect("the sealed poll starts");
+    assert_eq!(poll.question, sealed("Q2lwaGVydGV4dE9mVGhlUXVlc3Rpb24"));
+    m.client(&pid(2), ClientMessage::Vote { poll_id: poll.id.clone(), option_ids: vec![poll.options[1].id.clone()] });
+    assert!(m.sent(2).iter().any(|msg| matches!(msg, ServerMessage::VoteAccepted { .. })), "votes count by option id");
+
+    let json = serde_json::to_string(&m.room.snapshot()).expect("snapshot json");
+    assert!(!json.contains(marker), "a refused text in the saved state: {json}");
+    let snap = super::snapshot::parse(&json).expect("a snapshot with a sealed poll parses");
+    let mut after = Model::new(false);
+    let now = after.room.now;
+    let ((), _) = after.room.with(now, |r| r.restore(snap));
+    assert_eq!(after.room.polls.snapshot()[0].info.question, sealed("Q2lwaGVydGV4dE9mVGhlUXVlc3Rpb24"), "the sealed poll moved as it was");
+}
+
 /// A room that moves to another relay node keeps its encryption policy, whatever that node's
 /// default: an encrypted group does not come back in the clear, and keeps its waiting room.
 #[test]

@@ -23,7 +23,7 @@ use crate::auth::Role;
 use crate::room::ParticipantId;
 use crate::signal::protocol::{
     ClientMessage, ErrorCode, PollCloseReason, PollId, PollInfo, PollOption, PollOptionCount, PollOptionId, PollOptionVoters, PollScope,
-    PollTally, PollVoter, ServerMessage,
+    PollTally, PollVoter, ServerMessage, Text,
 };
 use crate::store::{PollChoiceRecord, PollOptionRecord, PollRecord, Store};
 
@@ -255,35 +255,51 @@ struct NamedBallot {
 /// A validated `createPoll`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct NewPoll {
-    question: String,
-    options: Vec<String>,
+    question: Text,
+    options: Vec<Text>,
     multiple: bool,
     anonymous: bool,
     duration: Option<Duration>,
     scope: PollScope,
 }
 
+/// What the store keeps of a question or option sealed end to end: the server cannot read it,
+/// and the keys that could are gone with the session.
+pub(super) const SEALED_IN_STORE: &str = "(sealed end to end)";
+
 fn validate_new(
-    question: &str,
-    options: &[String],
+    question: Text,
+    options: Vec<Text>,
     multiple: bool,
     anonymous: bool,
     duration_secs: Option<u32>,
     scope: Option<PollScope>,
 ) -> Result<NewPoll, Refusal> {
-    let question = question.trim();
-    let q_len = question.chars().count();
-    if q_len == 0 || q_len > MAX_QUESTION_CHARS {
-        return refuse(ErrorCode::InvalidPoll, format!("the question must be 1 to {MAX_QUESTION_CHARS} characters"));
-    }
-    if question.chars().any(|c| c.is_control() && c != '\n') {
-        return refuse(ErrorCode::InvalidPoll, "the question must not contain control characters");
-    }
+    // A sealed text's form was checked with the room's policy (`sealed.rs`); its length and
+    // characters are its sender's browser's to check, and repeats cannot be seen.
+    let question = match question {
+        Text::Plain(question) => {
+            let question = question.trim();
+            let q_len = question.chars().count();
+            if q_len == 0 || q_len > MAX_QUESTION_CHARS {
+                return refuse(ErrorCode::InvalidPoll, format!("the question must be 1 to {MAX_QUESTION_CHARS} characters"));
+            }
+            if question.chars().any(|c| c.is_control() && c != '\n') {
+                return refuse(ErrorCode::InvalidPoll, "the question must not contain control characters");
+            }
+            Text::Plain(question.to_string())
+        }
+        sealed => sealed,
+    };
     if !(MIN_OPTIONS..=MAX_OPTIONS).contains(&options.len()) {
         return refuse(ErrorCode::InvalidPoll, format!("a poll needs {MIN_OPTIONS} to {MAX_OPTIONS} options"));
     }
-    let mut cleaned: Vec<String> = Vec::with_capacity(options.len());
-    for (i, option) in options.iter().enumerate() {
+    let mut cleaned: Vec<Text> = Vec::with_capacity(options.len());
+    for (i, option) in options.into_iter().enumerate() {
+        let Text::Plain(option) = option else {
+            cleaned.push(option);
+            continue;
+        };
         let option = option.trim();
         let len = option.chars().count();
         if len == 0 || len > MAX_OPTION_CHARS {
@@ -292,17 +308,22 @@ fn validate_new(
         if option.chars().any(char::is_control) {
             return refuse(ErrorCode::InvalidPoll, format!("option {} must not contain control characters", i + 1));
         }
-        if cleaned.iter().any(|o| o.to_lowercase() == option.to_lowercase()) {
+        if cleaned.iter().filter_map(Text::plain).any(|o| o.to_lowercase() == option.to_lowercase()) {
             return refuse(ErrorCode::InvalidPoll, format!("option {} repeats an earlier option", i + 1));
         }
-        cleaned.push(option.to_string());
+        cleaned.push(Text::Plain(option.to_string()));
     }
     let duration = match duration_secs {
         None => None,
         Some(s) if (1..=MAX_DURATION_SECS).contains(&s) => Some(Duration::from_secs(u64::from(s))),
         Some(_) => return refuse(ErrorCode::InvalidPoll, format!("the time limit must be 1 to {MAX_DURATION_SECS} seconds")),
     };
-    Ok(NewPoll { question: question.to_string(), options: cleaned, multiple, anonymous, duration, scope: scope.unwrap_or_default() })
+    Ok(NewPoll { question, options: cleaned, multiple, anonymous, duration, scope: scope.unwrap_or_default() })
+}
+
+/// A question or option as the store keeps it: plain, or [`SEALED_IN_STORE`].
+fn stored_text(text: &Text) -> String {
+    text.plain().unwrap_or(SEALED_IN_STORE).to_string()
 }
 
 struct Poll {
@@ -472,13 +493,13 @@ impl Poll {
             room: room.to_string(),
             created_by: self.created_by.to_string(),
             created_at_ms: self.created_at_ms,
-            question: self.info.question.clone(),
+            question: stored_text(&self.info.question),
             options: self
                 .info
                 .options
                 .iter()
                 .zip(&self.counts)
-                .map(|(o, &votes)| PollOptionRecord { id: o.id.as_str().to_string(), text: o.text.clone(), votes })
+                .map(|(o, &votes)| PollOptionRecord { id: o.id.as_str().to_string(), text: stored_text(&o.text), votes })
                 .collect(),
             multiple: self.info.multiple,
             anonymous: self.info.anonymous,
@@ -517,7 +538,7 @@ impl Polls {
         let (space, name) = (sender.space.clone(), sender.info.name.clone());
         match msg {
             ClientMessage::CreatePoll { question, options, multiple, anonymous, duration_secs, scope } => {
-                let new = match validate_new(&question, &options, multiple, anonymous, duration_secs, scope) {
+                let new = match validate_new(question, options, multiple, anonymous, duration_secs, scope) {
                     Ok(new) => new,
                     Err((code, message)) => return cx.error(from, code, message),
                 };
@@ -701,12 +722,12 @@ impl Polls {
 mod tests {
     use super::*;
 
-    fn opts(n: usize) -> Vec<String> {
-        (0..n).map(|i| format!("Option {i}")).collect()
+    fn opts(n: usize) -> Vec<Text> {
+        (0..n).map(|i| format!("Option {i}").into()).collect()
     }
 
     fn poll(multiple: bool, anonymous: bool) -> Poll {
-        let new = validate_new("How are you?", &opts(3), multiple, anonymous, None, None).unwrap();
+        let new = validate_new("How are you?".into(), opts(3), multiple, anonymous, None, None).unwrap();
         Poll::new(PollId::random(), new, Audience::Space(None), ParticipantId::from_trusted("t"), 0, &[7; 32])
     }
 
@@ -720,18 +741,20 @@ mod tests {
 
     #[test]
     fn creation_is_validated() {
-        let code = |q: &str, o: Vec<String>, d: Option<u32>| validate_new(q, &o, false, false, d, None).unwrap_err().0;
+        let code = |q: &str, o: Vec<Text>, d: Option<u32>| validate_new(q.into(), o, false, false, d, None).unwrap_err().0;
         assert_eq!(code("", opts(2), None), ErrorCode::InvalidPoll);
         assert_eq!(code(&"q".repeat(301), opts(2), None), ErrorCode::InvalidPoll);
         assert_eq!(code("q", opts(1), None), ErrorCode::InvalidPoll);
         assert_eq!(code("q", opts(11), None), ErrorCode::InvalidPoll);
         assert_eq!(code("q", vec!["a".into(), " ".into()], None), ErrorCode::InvalidPoll);
-        assert_eq!(code("q", vec!["a".into(), "x".repeat(101)], None), ErrorCode::InvalidPoll);
+        assert_eq!(code("q", vec!["a".into(), "x".repeat(101).into()], None), ErrorCode::InvalidPoll);
         assert_eq!(code("q", vec!["Yes".into(), "yes ".into()], None), ErrorCode::InvalidPoll);
         assert_eq!(code("q", opts(2), Some(0)), ErrorCode::InvalidPoll);
         assert_eq!(code("q", opts(2), Some(MAX_DURATION_SECS + 1)), ErrorCode::InvalidPoll);
-        let ok = validate_new(&format!(" {} ", "é".repeat(300)), &opts(10), true, true, Some(60), Some(PollScope::AllBreakouts)).unwrap();
-        assert_eq!((ok.question.chars().count(), ok.options.len(), ok.duration), (300, 10, Some(Duration::from_secs(60))));
+        let ok =
+            validate_new(format!(" {} ", "é".repeat(300)).into(), opts(10), true, true, Some(60), Some(PollScope::AllBreakouts)).unwrap();
+        let question = ok.question.plain().unwrap_or_default();
+        assert_eq!((question.chars().count(), ok.options.len(), ok.duration), (300, 10, Some(Duration::from_secs(60))));
     }
 
     #[test]

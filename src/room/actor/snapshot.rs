@@ -163,16 +163,23 @@ impl PollSnap {
         let info = &self.info;
         let id = info.id.as_str();
         check(id.len() <= 64 && id.starts_with("poll-") && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'), "polls.info.id")?;
-        let q = info.question.chars().count();
+        // A sealed text is checked for its form only, like the room checks it on `createPoll`.
+        let text_ok = |text: &crate::signal::protocol::Text, max: usize, plain_ok: &dyn Fn(&str) -> bool| match text.plain() {
+            Some(plain) => plain_ok(plain),
+            None => text.is_well_sealed(max),
+        };
         check(
-            q > 0 && q <= MAX_QUESTION_CHARS && !info.question.chars().any(|c| c != '\n' && crate::room::is_forbidden_in_names(c)),
+            text_ok(&info.question, MAX_QUESTION_CHARS, &|q| {
+                let n = q.chars().count();
+                n > 0 && n <= MAX_QUESTION_CHARS && !q.chars().any(|c| c != '\n' && crate::room::is_forbidden_in_names(c))
+            }),
             "polls.info.question",
         )?;
         let n = info.options.len();
         check((MIN_OPTIONS..=MAX_OPTIONS).contains(&n), "polls.info.options")?;
         for (i, o) in info.options.iter().enumerate() {
             check(o.id == crate::signal::protocol::PollOptionId::nth(i), "polls.info.options.id")?;
-            check(valid_label(&o.text, MAX_OPTION_CHARS), "polls.info.options.text")?;
+            check(text_ok(&o.text, MAX_OPTION_CHARS, &|t| valid_label(t, MAX_OPTION_CHARS)), "polls.info.options.text")?;
         }
         check(info.closes_at.is_none_or(|at| at <= now_ms.saturating_add(MAX_TIMER_AHEAD_MS)), "polls.info.closesAt")?;
         check(self.created_at_ms >= 0 && (self.created_at_ms as u64) <= now_ms.saturating_add(MAX_TIMER_AHEAD_MS), "polls.createdAtMs")?;
