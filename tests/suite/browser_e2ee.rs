@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use hearth::auth::Role;
 use hearth::client::{CapturedPacket, MediaClient, MediaOptions, SignalClient};
+use hearth::config::Config;
 use hearth::signal::protocol::{ClientMessage, MediaKind, ServerMessage, PROTOCOL_VERSION};
 use hearth::vocab::E2eeMode;
 use serde_json::{json, Value};
@@ -107,14 +108,19 @@ async fn sframe_reproduces_the_rfc_9605_vectors_in_chromium() {
 // ---------------------------------------------------------------------------------------
 // Media in a `required` room.
 
-/// A YUV4MPEG2 file of one solid colour (Chromium's fake camera plays it in a loop).
-fn write_solid_y4m(path: &Path, (r, g, b): (f64, f64, f64)) {
-    let (w, h) = (320usize, 240usize);
+/// A YUV4MPEG2 file of one solid colour, 320×240 (Chromium's fake camera plays it in a loop).
+pub(crate) fn write_solid_y4m(path: &Path, rgb: (f64, f64, f64)) {
+    write_solid_y4m_sized(path, rgb, (320, 240), 15);
+}
+
+/// As [`write_solid_y4m`], `w`×`h` and `frames` long (a 720p one makes the page publish three
+/// simulcast layers; a few frames keep the file small, the camera loops it).
+pub(crate) fn write_solid_y4m_sized(path: &Path, (r, g, b): (f64, f64, f64), (w, h): (usize, usize), frames: usize) {
     let y = (0.257 * r + 0.504 * g + 0.098 * b + 16.0).round() as u8;
     let u = (-0.148 * r - 0.291 * g + 0.439 * b + 128.0).round() as u8;
     let v = (0.439 * r - 0.368 * g - 0.071 * b + 128.0).round() as u8;
     let mut data = format!("YUV4MPEG2 W{w} H{h} F15:1 Ip A1:1 C420jpeg\n").into_bytes();
-    for _ in 0..15 {
+    for _ in 0..frames {
         data.extend_from_slice(b"FRAME\n");
         data.extend(std::iter::repeat_n(y, w * h));
         data.extend(std::iter::repeat_n(u, w * h / 4));
@@ -123,8 +129,8 @@ fn write_solid_y4m(path: &Path, (r, g, b): (f64, f64, f64)) {
     std::fs::write(path, data).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
 }
 
-const RED: [f64; 3] = [200.0, 30.0, 30.0];
-const BLUE: [f64; 3] = [30.0, 40.0, 200.0];
+pub(crate) const RED: [f64; 3] = [200.0, 30.0, 30.0];
+pub(crate) const BLUE: [f64; 3] = [30.0, 40.0, 200.0];
 
 /// Average colour of the middle of `arguments[0]`'s tile video, or null before a frame.
 const SAMPLE_JS: &str = r#"
@@ -141,13 +147,13 @@ const n = d.length / 4;
 return [r / n, gr / n, b / n];
 "#;
 
-fn near(sample: &Value, want: [f64; 3]) -> bool {
+pub(crate) fn near(sample: &Value, want: [f64; 3]) -> bool {
     let Some(rgb) = sample.as_array() else { return false };
     rgb.len() == 3 && rgb.iter().zip(want).all(|(got, w)| got.as_f64().is_some_and(|g| (g - w).abs() <= 55.0))
 }
 
 /// Of `n` samples 300 ms apart, how many show `want`.
-async fn colour_hits(page: &Client, of: &str, want: [f64; 3], n: usize) -> Result<(usize, Vec<Value>), String> {
+pub(crate) async fn colour_hits(page: &Client, of: &str, want: [f64; 3], n: usize) -> Result<(usize, Vec<Value>), String> {
     let mut hits = 0;
     let mut seen = Vec::new();
     for _ in 0..n {
@@ -167,14 +173,20 @@ async fn encrypted_test(name: &str) -> (BrowserTest, PathBuf, PathBuf) {
     let mut config = common::test_config();
     config.rooms.e2ee = E2eeMode::Required;
     let fx = BrowserTest::with_server(name, TEST_DEADLINE, config).await;
-    let (red, blue) = (fx.artifacts().join("red.y4m"), fx.artifacts().join("blue.y4m"));
-    write_solid_y4m(&red, (RED[0], RED[1], RED[2]));
-    write_solid_y4m(&blue, (BLUE[0], BLUE[1], BLUE[2]));
+    let (red, blue) = colour_cameras(&fx);
     (fx, red, blue)
 }
 
+/// The two camera files, red and blue (320×240), written to the test's artifacts.
+pub(crate) fn colour_cameras(fx: &BrowserTest) -> (PathBuf, PathBuf) {
+    let (red, blue) = (fx.artifacts().join("red.y4m"), fx.artifacts().join("blue.y4m"));
+    write_solid_y4m(&red, (RED[0], RED[1], RED[2]));
+    write_solid_y4m(&blue, (BLUE[0], BLUE[1], BLUE[2]));
+    (red, blue)
+}
+
 /// A desktop page whose fake camera plays `y4m`.
-fn with_camera(who: &str, y4m: &Path) -> PageSpec {
+pub(crate) fn with_camera(who: &str, y4m: &Path) -> PageSpec {
     PageSpec::desktop(who).arg(format!("--use-file-for-fake-video-capture={}", y4m.display()))
 }
 
@@ -188,7 +200,7 @@ async fn therapist_admits_participant(fx: &BrowserTest, room: &str, therapist: &
     wait_for(participant, "the participant admitted", "return window.hearth.state === 'joined';", &[]).await
 }
 
-async fn admit(therapist: &Client, id: &str) -> Result<(), String> {
+pub(crate) async fn admit(therapist: &Client, id: &str) -> Result<(), String> {
     js(therapist, &format!("window.hearth.send({{ type: 'admit', participantId: '{id}' }});")).await.map(|_| ())
 }
 
@@ -269,7 +281,7 @@ async fn keyless_scenario(fx: &BrowserTest, therapist: &Client, participant: &Cl
 }
 
 /// The page sends with a key and has decrypted frames from `of`.
-const KEYED_JS: &str = r#"
+pub(crate) const KEYED_JS: &str = r#"
 const done = arguments[arguments.length - 1];
 const e = window.hearth.e2ee;
 if (!e || !e.sending) { done(false); return; }
@@ -277,7 +289,7 @@ e.stats().then((stats) => done(stats.some((s) => s.op === 'decrypt' && s.kind ==
   && stats.some((s) => s.op === 'encrypt' && s.kind === 'video' && s.ok > 0))).catch(() => done(false));
 "#;
 
-async fn wait_async(page: &Client, what: &str, script: &str, within: Duration) -> Result<(), String> {
+pub(crate) async fn wait_async(page: &Client, what: &str, script: &str, within: Duration) -> Result<(), String> {
     let deadline = std::time::Instant::now() + within;
     loop {
         // On a loaded machine a script can time out once; that is "not yet", not a failure.
@@ -720,7 +732,7 @@ async fn open_with(page: &Client, frames: &[String], secrets: &Value) -> Result<
     Ok(rows.iter().map(|r| (r["epoch"].as_u64(), r["opened"] == json!(true))).collect())
 }
 
-async fn js(page: &Client, script: &str) -> Result<Value, String> {
+pub(crate) async fn js(page: &Client, script: &str) -> Result<Value, String> {
     page.execute(script, vec![]).await.map_err(|e| e.to_string())
 }
 
@@ -1165,4 +1177,87 @@ async fn both_see_each_other(therapist: &Client, participant: &Client, when: &st
             ));
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// The feature scenarios in an encrypted room: browser_screen_share, browser_milestones,
+// browser_simulcast and browser_breakouts run each scenario in both kinds of room with these.
+
+/// Which room a feature's browser scenario runs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Neither end-to-end encryption nor (unless the test asks) a waiting room.
+    Open,
+    /// `rooms.e2ee = required`: the waiting room is on (the therapist's page admits everyone
+    /// else) and every frame and text goes through the pages' encryption.
+    Encrypted,
+}
+
+impl Mode {
+    pub(crate) fn encrypted(self) -> bool {
+        self == Mode::Encrypted
+    }
+
+    /// The server's configuration: `open` as it is, or with `required` end-to-end encryption
+    /// and the waiting room that comes with it.
+    pub(crate) fn config(self, mut open: Config) -> Config {
+        if self.encrypted() {
+            open.rooms.e2ee = E2eeMode::Required;
+            open.rooms.waiting_room = true;
+        }
+        open
+    }
+
+    /// The test's artifacts folder: `name`, or `name-e2ee`.
+    pub(crate) fn name(self, name: &str) -> String {
+        match self {
+            Mode::Open => name.to_string(),
+            Mode::Encrypted => format!("{name}-e2ee"),
+        }
+    }
+
+    /// Joins `page` through its personal link. In an encrypted room anyone but a therapist
+    /// waits, and `therapist` (a page already in the room) admits them.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn join(
+        self,
+        fx: &BrowserTest,
+        therapist: &Client,
+        page: &Client,
+        who: &str,
+        room: &str,
+        role: Role,
+        (id, name): (&str, &str),
+    ) -> Result<(), String> {
+        if !self.encrypted() || role == Role::Therapist {
+            return fx.join(page, who, room, role, (id, name)).await;
+        }
+        fx.enter(page, who, room, role, (id, name)).await?;
+        admit_when_waiting(therapist, id).await?;
+        wait_for_within(page, &format!("the {who} admitted"), "return window.hearth.state === 'joined';", &[], MEDIA).await
+    }
+}
+
+/// The therapist's page admits `id` once it is in the waiting list.
+pub(crate) async fn admit_when_waiting(therapist: &Client, id: &str) -> Result<(), String> {
+    wait_for_within(
+        therapist,
+        &format!("{id} in the waiting room"),
+        "return window.hearth.waiting.some((w) => w.id === arguments[0]);",
+        &[json!(id)],
+        MEDIA,
+    )
+    .await?;
+    admit(therapist, id).await
+}
+
+/// In an encrypted room: the page sends with a key and decrypts someone's video, and its lock
+/// is not red.
+pub(crate) async fn encryption_holds(page: &Client, who: &str) -> Result<(), String> {
+    wait_async(page, &format!("the {who} sending with a key and decrypting video"), KEYED_JS, MEDIA).await?;
+    let lock = js(page, "return { lock: window.hearth.e2ee.lock, shown: document.querySelector('#e2ee-lock').dataset.state };").await?;
+    if lock["lock"] == "red" || lock["shown"] == "red" || lock["shown"].is_null() {
+        return Err(format!("the {who}'s lock must not be red in an encrypted room: {lock}"));
+    }
+    Ok(())
 }

@@ -6,8 +6,18 @@
 //! again on the participant's page; the participant has no share button until the therapist
 //! allows it in one click; stopping removes the screen from the participant's page.
 //!
+//! The same scenario runs in an end-to-end encrypted (`required`) room too, the therapist
+//! admitting both participants from the waiting room, with solid-colour cameras (therapist
+//! red, participants blue). There it also checks, by content: each page sends with a key and
+//! its lock is not red; the participant sees the therapist's red and the therapist the
+//! participant's blue; on both participants' pages the frames of the stage's own track are
+//! decrypted (the worker's counters for that receiver rise, none passed in the clear), the
+//! stage carries no "no key" or "cannot decrypt" mark, and a patch of the stage is the flat
+//! colour of the sharer's own captured screen (ciphertext fed to a decoder is not), again
+//! after the therapist's reconnect.
+//!
 //! Written with the browser fixture (`tests/common/fixture.rs`); screenshots and logs go to
-//! `target/test-artifacts/screen/`.
+//! `target/test-artifacts/screen/` (`screen-e2ee/` for the encrypted room).
 
 use crate::common;
 
@@ -16,11 +26,14 @@ use common::fixture::*;
 
 use std::time::Duration;
 
+use crate::browser_e2ee::{colour_cameras, colour_hits, encryption_holds, with_camera, Mode, BLUE, RED};
 use hearth::auth::Role;
 use serde_json::{json, Value};
 
 const ROOM: &str = "browser-screen";
 const TEST_DEADLINE: Duration = Duration::from_secs(120);
+/// Admitting two people and the colour and decryption checks take longer.
+const ENCRYPTED_DEADLINE: Duration = Duration::from_secs(240);
 const MEDIA: Duration = Duration::from_secs(30);
 
 /// The participant's page shows a decoded screen on the stage and the therapist's camera tile.
@@ -60,25 +73,47 @@ window.hearth.pc.getStats().then((stats) => {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shared_screen_appears_large_on_the_other_page() {
-    let mut fx = BrowserTest::with_server("screen", TEST_DEADLINE, open_config()).await;
+    run(Mode::Open).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_screen_is_decrypted_on_the_other_pages_in_an_encrypted_room() {
+    run(Mode::Encrypted).await;
+}
+
+async fn run(mode: Mode) {
+    let within = if mode.encrypted() { ENCRYPTED_DEADLINE } else { TEST_DEADLINE };
+    let mut fx = BrowserTest::with_server(&mode.name("screen"), within, mode.config(open_config())).await;
     // Headless Chromium grants getDisplayMedia and captures a fake screen with these flags.
-    let sharing =
-        PageSpec::desktop("therapist").arg("--auto-select-desktop-capture-source=Entire screen").arg("--auto-accept-this-tab-capture");
-    let [therapist, participant, sam] = fx.open([sharing, PageSpec::desktop("participant"), PageSpec::desktop("sam")]).await;
-    let outcome = fx.within(scenario(&fx, &therapist, &participant, &sam)).await;
+    let screen = |spec: PageSpec| spec.arg("--auto-select-desktop-capture-source=Entire screen").arg("--auto-accept-this-tab-capture");
+    let specs = if mode.encrypted() {
+        let (red, blue) = colour_cameras(&fx);
+        [screen(with_camera("therapist", &red)), with_camera("participant", &blue), with_camera("sam", &blue)]
+    } else {
+        [screen(PageSpec::desktop("therapist")), PageSpec::desktop("participant"), PageSpec::desktop("sam")]
+    };
+    let [therapist, participant, sam] = fx.open(specs).await;
+    let outcome = fx.within(scenario(&fx, mode, &therapist, &participant, &sam)).await;
     fx.finish(outcome).await;
 }
 
-async fn scenario(fx: &BrowserTest, therapist: &Client, participant: &Client, sam: &Client) -> Result<(), String> {
+async fn scenario(fx: &BrowserTest, mode: Mode, therapist: &Client, participant: &Client, sam: &Client) -> Result<(), String> {
     fx.join(therapist, "therapist", ROOM, Role::Therapist, ("t-rivera", "Dr. Rivera")).await?;
-    fx.join(participant, "participant", ROOM, Role::Participant, ("p-pat", "Pat")).await?;
-    fx.join(sam, "second participant", ROOM, Role::Participant, ("p-sam", "Sam")).await?;
+    mode.join(fx, therapist, participant, "participant", ROOM, Role::Participant, ("p-pat", "Pat")).await?;
+    mode.join(fx, therapist, sam, "second participant", ROOM, Role::Participant, ("p-sam", "Sam")).await?;
     // Everyone sees everyone's camera first, so the therapist's connection carries the
     // server's transceivers for both participants before the share.
     for (page, who, other) in
         [(therapist, "therapist", "p-pat"), (therapist, "therapist", "p-sam"), (participant, "Pat", "p-sam"), (sam, "Sam", "p-pat")]
     {
         wait_for_within(page, &format!("{who} decoding {other}"), TILE_DECODED_JS, &[json!(other)], MEDIA).await?;
+    }
+    if mode.encrypted() {
+        for (page, who) in [(therapist, "therapist"), (participant, "participant"), (sam, "second participant")] {
+            encryption_holds(page, who).await?;
+        }
+        see_colour(participant, "Pat", "t-rivera", RED).await?;
+        see_colour(therapist, "the therapist", "p-pat", BLUE).await?;
     }
     // The participant may not share yet: no button.
     wait_for(therapist, "the therapist's share button", VISIBLE_JS, &[json!("#screen-button")]).await?;
@@ -102,6 +137,11 @@ async fn scenario(fx: &BrowserTest, therapist: &Client, participant: &Client, sa
     wait_for_within(participant, "the therapist's screen, large, beside the camera tile", SEES_SCREEN_JS, &[json!("t-rivera")], MEDIA)
         .await?;
     wait_for_within(sam, "the therapist's screen on Sam's page too", SEES_SCREEN_JS, &[json!("t-rivera")], MEDIA).await?;
+    if mode.encrypted() {
+        let reference = sharers_screen(therapist).await?;
+        screen_decrypted(participant, "Pat", &reference).await?;
+        screen_decrypted(sam, "Sam", &reference).await?;
+    }
     fx.shot(participant, "participant-sees-share").await;
     fx.shot(therapist, "therapist-sharing").await;
 
@@ -131,6 +171,12 @@ async fn scenario(fx: &BrowserTest, therapist: &Client, participant: &Client, sa
         }
     }
     wait_for(participant, "the screen on the stage beside the camera tile", SEES_SCREEN_JS, &[json!("t-rivera")]).await?;
+    if mode.encrypted() {
+        // Re-keyed by the leader's reconnect: the share opens under the new key too.
+        let reference = sharers_screen(therapist).await?;
+        screen_decrypted(participant, "Pat", &reference).await?;
+        fx.shot(participant, "participant-sees-share-after-reconnect").await;
+    }
 
     // One click in the people list lets the participant share.
     open_person_menu(therapist, "therapist", "p-pat").await?;
@@ -143,4 +189,139 @@ async fn scenario(fx: &BrowserTest, therapist: &Client, participant: &Client, sa
     wait_for(participant, "the screen to disappear", "return document.querySelector('#screen-stage').hidden;", &[]).await?;
     wait_for(therapist, "the sharing bar to go", "return document.querySelector('#screen-sharing-bar').hidden;", &[]).await?;
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Content checks in an encrypted room.
+
+/// `page` sees `want` in `of`'s tile in at least 8 of 10 samples, within the media deadline.
+async fn see_colour(page: &Client, who: &str, of: &str, want: [f64; 3]) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + MEDIA;
+    loop {
+        let (hits, seen) = colour_hits(page, of, want, 10).await?;
+        if hits >= 8 {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!("{who} saw {of}'s colour in {hits} of 10 samples: {seen:?}"));
+        }
+    }
+}
+
+/// A function of a `<video>`: the mean and standard deviation of each colour channel over a
+/// patch of its picture left of the centre, pixels sampled without smoothing. In Chromium's
+/// fake screen that patch is flat background (the moving shape is in the middle, the counter
+/// and the markers at the edges); a decoder fed ciphertext paints blocks of anything there.
+const PATCH_FN: &str = r#"(v) => {
+  const c = document.createElement('canvas');
+  c.width = 40; c.height = 30;
+  const g = c.getContext('2d');
+  g.imageSmoothingEnabled = false;
+  g.drawImage(v, v.videoWidth * 0.08, v.videoHeight * 0.35, v.videoWidth * 0.22, v.videoHeight * 0.3, 0, 0, 40, 30);
+  const d = g.getImageData(0, 0, 40, 30).data;
+  const n = d.length / 4;
+  const mean = [0, 0, 0], sq = [0, 0, 0];
+  for (let i = 0; i < d.length; i += 4) for (let k = 0; k < 3; k += 1) { mean[k] += d[i + k]; sq[k] += d[i + k] * d[i + k]; }
+  for (let k = 0; k < 3; k += 1) { mean[k] /= n; sq[k] = Math.sqrt(Math.max(0, sq[k] / n - mean[k] * mean[k])); }
+  return { mean, sd: sq, width: v.videoWidth, height: v.videoHeight };
+}"#;
+
+/// The sharer's own captured screen (the sender track the page marked `detail`), as PATCH_FN
+/// sees it in a video element of its own.
+async fn sharers_screen(sharer: &Client) -> Result<Value, String> {
+    let script = format!(
+        r#"
+const done = arguments[arguments.length - 1];
+const patch = {PATCH_FN};
+const sender = window.hearth.pc.getSenders().find((s) => s.track && s.track.kind === 'video' && s.track.contentHint === 'detail');
+if (!sender) {{ done({{ error: 'no screen track on the sharer' }}); return; }}
+const v = document.createElement('video');
+v.muted = true;
+v.srcObject = new MediaStream([sender.track]);
+v.play().catch(() => {{}});
+const started = Date.now();
+const poll = () => {{
+  if (v.videoWidth > 0 && v.readyState >= 2) {{ done(patch(v)); v.srcObject = null; return; }}
+  if (Date.now() - started > 5000) {{ done({{ error: 'the captured screen shows no picture' }}); return; }}
+  setTimeout(poll, 100);
+}};
+poll();
+"#
+    );
+    let got = sharer.execute_async(&script, vec![]).await.map_err(|e| format!("the sharer's screen: {e}"))?;
+    if got.get("error").is_some() || got["sd"].as_array().is_none_or(|sd| sd.iter().any(|x| x.as_f64().unwrap_or(99.0) > 12.0)) {
+        return Err(format!("the sharer's own screen should be flat where it is sampled: {got}"));
+    }
+    Ok(got)
+}
+
+/// The stage's track, its mark, and the worker's decrypt counters for that receiver.
+const STAGE_JS: &str = r#"
+const done = arguments[arguments.length - 1];
+const patch = PATCH_FN;
+const stage = document.querySelector('#screen-stage');
+const v = stage.querySelector('video');
+const t = !stage.hidden && v.srcObject && v.srcObject.getVideoTracks()[0];
+if (!t || v.videoWidth === 0) { done(null); return; }
+const badge = stage.querySelector('.e2ee-badge');
+Promise.all([window.hearth.e2ee.stats(), window.hearth.pc.getStats()]).then(([stats, rtc]) => {
+  const row = stats.find((s) => s.op === 'decrypt' && s.track === t.id);
+  let inbound = null;
+  rtc.forEach((r) => {
+    if (r.type === 'inbound-rtp' && r.trackIdentifier === t.id) {
+      inbound = { received: r.framesReceived, decoded: r.framesDecoded, keyframes: r.keyFramesDecoded, lost: r.packetsLost, plis: r.pliCount, freezes: r.freezeCount };
+    }
+  });
+  done({
+    mark: stage.dataset.e2ee || '', badge: badge && !badge.hidden ? badge.textContent : '', sharer: stage.dataset.participantId || '',
+    ok: row ? row.ok : -1, passed: row ? row.passed : -1, dropped: row ? row.dropped : null, patch: patch(v), inbound,
+  });
+}).catch((e) => done({ error: String(e) }));
+"#;
+
+/// On `page`: the stage's frames are decrypted (its receiver's ok count rises, nothing played
+/// in the clear), it carries no encryption mark, and its patch is flat and of the sharer's
+/// colour in at least 8 of 10 samples in a row. (A fake screen of flat colour is sent at a few
+/// frames a second, fewer on a loaded machine: a handful of new frames is the proof.)
+async fn screen_decrypted(page: &Client, who: &str, reference: &Value) -> Result<(), String> {
+    let script = STAGE_JS.replace("PATCH_FN", PATCH_FN);
+    let want: Vec<f64> = reference["mean"].as_array().map(|m| m.iter().filter_map(Value::as_f64).collect()).unwrap_or_default();
+    let deadline = std::time::Instant::now() + MEDIA;
+    let mut first_ok: Option<i64> = None;
+    let mut recent: std::collections::VecDeque<(bool, Value)> = std::collections::VecDeque::new();
+    loop {
+        let got = page.execute_async(&script, vec![]).await.map_err(|e| format!("{who}: reading the stage: {e}"))?;
+        if got.get("error").is_some() {
+            return Err(format!("{who}: reading the stage: {got}"));
+        }
+        if !got.is_null() {
+            if got["mark"] != "" || got["badge"] != "" {
+                return Err(format!("{who}'s stage must show the screen without an encryption mark: {got}"));
+            }
+            let ok = got["ok"].as_i64().unwrap_or(-1);
+            if got["passed"] != 0 || ok < 0 {
+                return Err(format!("{who}: the stage's frames must come through the worker, decrypted, none in the clear: {got}"));
+            }
+            let flat = got["patch"]["sd"].as_array().is_some_and(|sd| sd.iter().all(|x| x.as_f64().is_some_and(|x| x <= 12.0)));
+            let like = got["patch"]["mean"]
+                .as_array()
+                .is_some_and(|m| m.len() == 3 && m.iter().zip(&want).all(|(g, w)| g.as_f64().is_some_and(|g| (g - w).abs() <= 30.0)));
+            recent.push_back((flat && like, got));
+            if recent.len() > 10 {
+                recent.pop_front();
+            }
+            let start = *first_ok.get_or_insert(ok);
+            if recent.iter().filter(|(good, _)| *good).count() >= 8 && ok >= start + 5 {
+                eprintln!("{who}'s stage: {}", recent.back().map(|(_, v)| v.to_string()).unwrap_or_default());
+                return Ok(());
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            let last: Vec<&Value> = recent.iter().rev().take(3).map(|(_, v)| v).collect();
+            return Err(format!(
+                "{who}'s stage should show the sharer's screen ({reference}), decrypted (count from {first_ok:?}); last samples: {last:?}"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }

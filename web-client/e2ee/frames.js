@@ -160,7 +160,9 @@ export function attachSender(sender, context) {
 export function attachReceiver(receiver) {
   if (!api || api === 'none' || !receiver) return;
   const kind = receiver.track.kind;
-  attach(receiver, { op: 'decrypt', kind, context: kind === 'audio' ? 'audio' : 'video', id: `recv-${nextId++}-${kind}` });
+  // The receiver's track id names its counters, so a page (or a test) can tell how the frames
+  // of what it shows (a tile, the shared screen) fare.
+  attach(receiver, { op: 'decrypt', kind, context: kind === 'audio' ? 'audio' : 'video', id: `recv-${nextId++}-${kind}`, track: receiver.track.id });
 }
 
 /**

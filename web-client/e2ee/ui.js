@@ -1,7 +1,7 @@
 // What end-to-end encryption looks like on the page: the lock in the header (green: verified,
 // amber: encrypted but not verified, red: not encrypted), its panel (the safety code, the
-// signed list of who can hear this room, what the server still sees), each tile's "no key" and
-// "cannot decrypt" states, and refusing a room an invite link demanded be encrypted.
+// signed list of who can hear this room, what the server still sees), each tile's and the
+// shared screen's "no key" and "cannot decrypt" states, and refusing a room an invite link demanded be encrypted.
 // Reads e2ee/keys.js's view (bus event `local:e2ee`); changes nothing but its own elements.
 
 import { announce } from '../lib/announce.js';
@@ -125,21 +125,30 @@ function render() {
   renderTiles();
 }
 
-/** Each remote tile: "no key" when its owner is not in our signed list, "cannot decrypt" on failures. */
+// The shared screen on the stage (features/screen.js names its sharer in `data-participant-id`).
+const stage = document.getElementById('screen-stage');
+
+/**
+ * Each remote tile, and the shared screen: "no key" when its owner is not in our signed list,
+ * "cannot decrypt" on failures.
+ */
 function renderTiles() {
   const hear = e2ee.mode === 'off' ? null : whoCanHear();
   const holders = new Set(hear ? hear.members.map((m) => m.id) : []);
-  for (const tile of ui.tiles.querySelectorAll('.tile.remote')) {
-    const id = tile.dataset.participantId;
+  const boxes = [...ui.tiles.querySelectorAll('.tile.remote')];
+  if (stage) boxes.push(stage);
+  for (const box of boxes) {
+    const id = box.dataset.participantId;
     let mark = '';
-    if (e2ee.mode === 'required' && (!hear || !holders.has(id))) mark = 'nokey';
+    if (!id) mark = ''; // an empty stage
+    else if (e2ee.mode === 'required' && (!hear || !holders.has(id))) mark = 'nokey';
     else if (e2ee.mode !== 'off' && e2ee.senderStatus.get(id) === 'error') mark = 'error';
-    if ((tile.dataset.e2ee || '') === mark) continue;
-    tile.dataset.e2ee = mark;
-    let badge = tile.querySelector('.e2ee-badge');
+    if ((box.dataset.e2ee || '') === mark) continue;
+    box.dataset.e2ee = mark;
+    let badge = box.querySelector('.e2ee-badge');
     if (!badge) {
       badge = el('span', { class: 'badge e2ee-badge' });
-      tile.querySelector('.badges').prepend(badge);
+      (box.querySelector('.badges') || box).prepend(badge);
     }
     badge.hidden = !mark;
     badge.textContent = mark === 'nokey' ? 'Encrypted — no key yet' : mark === 'error' ? 'Cannot decrypt: key problem' : '';
@@ -147,6 +156,7 @@ function renderTiles() {
 }
 
 new MutationObserver(renderTiles).observe(ui.tiles, { childList: true });
+if (stage) new MutationObserver(renderTiles).observe(stage, { attributes: true, attributeFilter: ['data-participant-id'] });
 on('local:e2ee', render);
 on('local:e2eeKeyChanged', ({ participantId }) => {
   if (state.role !== 'therapist') return;

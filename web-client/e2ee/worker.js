@@ -37,7 +37,10 @@ function keysFor(kid) {
 function statsFor(options) {
   let s = transforms.get(options.id);
   if (!s) {
-    s = { id: options.id, op: options.op, kind: options.kind, context: options.context, seen: 0, ok: 0, passed: 0, dropped: {}, times: [] };
+    s = {
+      id: options.id, op: options.op, kind: options.kind, context: options.context, track: options.track || null,
+      seen: 0, ok: 0, passed: 0, dropped: {}, times: [],
+    };
     transforms.set(options.id, s);
   }
   return s;
@@ -161,7 +164,7 @@ function percentile(times, p) {
 
 function stats() {
   return [...transforms.values()].map((s) => ({
-    id: s.id, op: s.op, kind: s.kind, context: s.context, seen: s.seen, ok: s.ok, passed: s.passed,
+    id: s.id, op: s.op, kind: s.kind, context: s.context, track: s.track, seen: s.seen, ok: s.ok, passed: s.passed,
     dropped: { ...s.dropped }, p50Ms: percentile(s.times, 50), p95Ms: percentile(s.times, 95), samples: s.times.length,
   }));
 }

@@ -111,6 +111,8 @@ function stopSharing(why, { tell = true } = {}) {
 
 function show(participantId, track) {
   share.shown = { participantId, track };
+  // Whose screen it is, for e2ee/ui.js's "no key" and "cannot decrypt" marks.
+  ui.stage.dataset.participantId = participantId;
   ui.video.srcObject = new MediaStream([track]);
   ui.video.play().catch(() => {});
   ui.caption.textContent = `${nameOf(participantId)} is sharing their screen`;
@@ -126,6 +128,7 @@ function hideIf(participantId, track) {
   if (!share.shown || share.shown.participantId !== participantId) return;
   if (track && share.shown.track !== track) return;
   share.shown = null;
+  delete ui.stage.dataset.participantId;
   ui.video.srcObject = null;
   ui.stage.hidden = true;
   document.body.classList.remove('screen-on-stage');
