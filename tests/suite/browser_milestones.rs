@@ -6,9 +6,17 @@
 //! celebration reaches him without confetti or animation. Last, Ben's own timeline (badges and
 //! a chart) after the therapist celebrates him.
 //!
+//! The same scenario runs in an end-to-end encrypted (`required`) room: the therapist's page
+//! admits everyone (Ana too) from the waiting room; each page sends with a key, decrypts the
+//! others' video and shows no red lock; the therapist's notes are sealed in the page (Ana, a
+//! member without a key, receives them sealed, none of the words in the clear) and Ben's page
+//! shows them opened. Ana's own milestone goes without a note there: a keyless client cannot
+//! seal one, and the server refuses plain notes in such a room (its custom label stays plain
+//! by decision, see docs/threat-model.md).
+//!
 //! Written with the browser fixture (`tests/common/fixture.rs`). Screenshots of the overlay in
 //! each style as seen by a peer, and of the therapist's and the participant's dialogs, go to
-//! `target/test-artifacts/milestones/`.
+//! `target/test-artifacts/milestones/` (`milestones-e2ee/` for the encrypted room).
 
 use crate::common;
 
@@ -17,17 +25,20 @@ use common::fixture::*;
 
 use std::time::{Duration, Instant};
 
+use crate::browser_e2ee::{admit_when_waiting, encryption_holds, Mode};
 use hearth::auth::Role;
 use hearth::client::SignalClient;
 use hearth::room::RoomId;
 use hearth::server::RunningServer;
 use hearth::signal::protocol::{
-    CelebrationAudience, CelebrationStyle, ClientMessage, MilestoneKind, Reaction, ServerMessage, PROTOCOL_VERSION,
+    CelebrationAudience, CelebrationStyle, ClientMessage, MilestoneKind, Reaction, ServerMessage, Text, PROTOCOL_VERSION,
 };
 use serde_json::{json, Value};
 
 const ROOM: &str = "milestones-browser";
 const TEST_DEADLINE: Duration = Duration::from_secs(240);
+/// Admitting everyone and the encryption checks take longer.
+const ENCRYPTED_DEADLINE: Duration = Duration::from_secs(300);
 const WAIT: Duration = Duration::from_secs(5);
 
 /// The overlay on this page: its style, the texts it shows, what was announced, whether it
@@ -59,16 +70,34 @@ return {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn celebrations_in_the_browser() {
-    let mut fx = BrowserTest::with_server("milestones", TEST_DEADLINE, open_config()).await;
+    run(Mode::Open).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn celebrations_in_the_browser_in_an_encrypted_room() {
+    run(Mode::Encrypted).await;
+}
+
+async fn run(mode: Mode) {
+    let within = if mode.encrypted() { ENCRYPTED_DEADLINE } else { TEST_DEADLINE };
+    let mut fx = BrowserTest::with_server(&mode.name("milestones"), within, mode.config(open_config())).await;
     // Cy's browser asks for reduced motion.
     let pages = [PageSpec::desktop("therapist"), PageSpec::desktop("ben"), PageSpec::desktop("cy").reduced_motion()];
     let [therapist, ben, cy] = fx.open(pages).await;
-    let outcome = fx.within(scenario(&fx, &therapist, &ben, &cy)).await;
+    let outcome = fx.within(scenario(&fx, mode, &therapist, &ben, &cy)).await;
     fx.finish(outcome).await;
 }
 
-async fn join_page(fx: &BrowserTest, client: &Client, role: Role, name: &str, id: &str) -> Result<(), String> {
-    fx.join(client, name, ROOM, role, (id, name)).await?;
+async fn join_page(
+    fx: &BrowserTest,
+    mode: Mode,
+    therapist: &Client,
+    client: &Client,
+    role: Role,
+    name: &str,
+    id: &str,
+) -> Result<(), String> {
+    mode.join(fx, therapist, client, name, ROOM, role, (id, name)).await?;
     wait_for(client, &format!("{name} admitted"), "return window.hearth.admitted;", &[]).await?;
     wait_for(
         client,
@@ -88,12 +117,18 @@ async fn open_milestones(client: &Client, who: &str) -> Result<(), String> {
     click(client, who, "#ms-open-button").await
 }
 
-async fn headless(server: &RunningServer, name: &str, id: &str) -> SignalClient {
-    let mut c = SignalClient::connect(&common::ws_url(server)).await.unwrap();
+/// A participant without a browser; in an encrypted room the therapist's page admits them
+/// (they never announce a key, so the leader gives them none).
+async fn headless(server: &RunningServer, mode: Mode, therapist: &Client, name: &str, id: &str) -> Result<SignalClient, String> {
+    let mut c = SignalClient::connect(&common::ws_url(server)).await.map_err(|e| format!("{name}: {e}"))?;
     let token = common::token_for(server, ROOM, Role::Participant, name, id);
-    c.send(&ClientMessage::Join { protocol_version: PROTOCOL_VERSION, room_id: RoomId::new(ROOM).unwrap(), token }).await.unwrap();
-    c.recv_until("admitted", WAIT, |m| matches!(m, ServerMessage::Admitted { .. })).await.unwrap();
-    c
+    let room = RoomId::new(ROOM).map_err(|e| e.to_string())?;
+    c.send(&ClientMessage::Join { protocol_version: PROTOCOL_VERSION, room_id: room, token }).await.map_err(|e| format!("{name}: {e}"))?;
+    if mode.encrypted() {
+        admit_when_waiting(therapist, id).await?;
+    }
+    c.recv_until("admitted", WAIT, |m| matches!(m, ServerMessage::Admitted { .. })).await.map_err(|e| format!("{name}: {e:?}"))?;
+    Ok(c)
 }
 
 async fn set_prefs(c: &mut SignalClient, style: CelebrationStyle, audience: CelebrationAudience) -> Result<(), String> {
@@ -172,12 +207,17 @@ async fn dismiss(client: &Client, who: &str) -> Result<(), String> {
     }
 }
 
-async fn scenario(fx: &BrowserTest, therapist: &Client, ben: &Client, cy: &Client) -> Result<(), String> {
+async fn scenario(fx: &BrowserTest, mode: Mode, therapist: &Client, ben: &Client, cy: &Client) -> Result<(), String> {
     let server = fx.server();
     let shot = |name: &str| fx.shot_path(name);
-    join_page(fx, therapist, Role::Therapist, "Dr. Rivera", "t-rivera").await?;
-    join_page(fx, ben, Role::Participant, "Ben", "p-ben").await?;
-    join_page(fx, cy, Role::Participant, "Cy", "p-cy").await?;
+    join_page(fx, mode, therapist, therapist, Role::Therapist, "Dr. Rivera", "t-rivera").await?;
+    join_page(fx, mode, therapist, ben, Role::Participant, "Ben", "p-ben").await?;
+    join_page(fx, mode, therapist, cy, Role::Participant, "Cy", "p-cy").await?;
+    if mode.encrypted() {
+        for (page, who) in [(therapist, "therapist"), (ben, "Ben"), (cy, "Cy")] {
+            encryption_holds(page, who).await?;
+        }
+    }
     // Ben has never chosen: nothing pops up to ask him (it covered the controls), but the
     // Milestones item in the More menu says there is a choice to make.
     wait_for(ben, "the quiet hint to choose", "return Boolean(document.querySelector('#ms-open-button .ms-ask'));", &[]).await?;
@@ -186,7 +226,7 @@ async fn scenario(fx: &BrowserTest, therapist: &Client, ben: &Client, cy: &Clien
         return Err("nothing may ask Ben unprompted on arrival".into());
     }
     fx.step("everyone joined");
-    let mut ana = headless(server, "Ana", "p-ana").await;
+    let mut ana = headless(server, mode, therapist, "Ana", "p-ana").await?;
 
     // Quiet: a small banner over the top of the grid.
     set_prefs(&mut ana, CelebrationStyle::Quiet, CelebrationAudience::Group).await?;
@@ -237,6 +277,19 @@ async fn scenario(fx: &BrowserTest, therapist: &Client, ben: &Client, cy: &Clien
         &v,
     )?;
     check(v["confetti"] == 0, "no confetti for standard", &v)?;
+    if mode.encrypted() {
+        // Ben's page opened the note; what reached Ana, who holds no key, is sealed.
+        let got = ana
+            .recv_until("the standard celebration", WAIT, |m| {
+                matches!(m, ServerMessage::Celebration { style: CelebrationStyle::Standard, .. })
+            })
+            .await
+            .map_err(|e| format!("Ana: {e:?}"))?;
+        let text = serde_json::to_string(&got).map_err(|e| e.to_string())?;
+        if !matches!(&got, ServerMessage::Celebration { message: Some(Text::Sealed { .. }), .. }) || text.contains("Tuesdays") {
+            return Err(format!("the therapist's note must cross the server sealed: {text}"));
+        }
+    }
     save_screenshot(therapist, &shot("therapist-standard")).await;
     for (c, who) in [(ben, "ben"), (cy, "cy"), (therapist, "therapist")] {
         dismiss(c, who).await?;
@@ -249,7 +302,8 @@ async fn scenario(fx: &BrowserTest, therapist: &Client, ben: &Client, cy: &Clien
         kind: MilestoneKind::Custom,
         value: None,
         label: Some("First public talk".into()),
-        message: Some("I spoke at the library!".into()),
+        // Ana holds no key to seal a note with, and a required room refuses plain ones.
+        message: if mode.encrypted() { None } else { Some("I spoke at the library!".into()) },
     })
     .await
     .map_err(|e| e.to_string())?;
