@@ -11,8 +11,15 @@
 //! - Pat's window grows to desktop size: the server switches to a taller layer, Pat decodes a
 //!   taller picture with no stall; shrinking again switches back down.
 //!
+//! The same scenario runs in an end-to-end encrypted (`required`) room, where each layer
+//! carries its own encrypted frames: the therapist's camera is a solid red 720p file (three
+//! layers) and Pat's a blue one; the therapist's page admits Pat and Alex (a webrtc-crate
+//! client without a key, whose frames the pages never play); both pages send with a key and
+//! show no red lock, and Pat's tile of the therapist is red on the lower layer and again on the
+//! taller one: frames of both layers were decrypted, not a decoder's guess at ciphertext.
+//!
 //! Written with the browser fixture (`tests/common/fixture.rs`); screenshots and logs go to
-//! `target/test-artifacts/simulcast/`.
+//! `target/test-artifacts/simulcast/` (`simulcast-e2ee/` for the encrypted room).
 
 use crate::common;
 
@@ -21,6 +28,7 @@ use common::fixture::*;
 
 use std::time::{Duration, Instant};
 
+use crate::browser_e2ee::{admit_when_waiting, colour_hits, encryption_holds, write_solid_y4m, write_solid_y4m_sized, Mode, BLUE, RED};
 use hearth::auth::Role;
 use hearth::client::{MediaClient, MediaOptions};
 use serde_json::{json, Value};
@@ -31,6 +39,8 @@ const PAT: (&str, &str) = ("p-pat", "Pat");
 const ALEX: (&str, &str) = ("p-alex", "Alex");
 const MEDIA_DEADLINE: Duration = Duration::from_secs(20);
 const TEST_DEADLINE: Duration = Duration::from_secs(120);
+/// Admitting two people and the colour checks take longer.
+const ENCRYPTED_DEADLINE: Duration = Duration::from_secs(240);
 
 /// The publisher's side: every video layer it sends (rid, picture height, frames encoded).
 const OUTBOUND_JS: &str = r#"
@@ -84,25 +94,65 @@ window.hearth.onMessage('videoState', (m) => window.__videoStates.push(m));
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_publishes_simulcast_and_the_layer_follows_the_tile() {
-    let mut fx = BrowserTest::with_server("simulcast", TEST_DEADLINE, open_config()).await;
-    let [therapist, pat] =
-        fx.open([PageSpec::desktop("therapist").device_camera(), PageSpec::sized("pat", (360, 780)).device_camera()]).await;
-    let outcome = fx.within(scenario(&fx, &therapist, &pat)).await;
+    run(Mode::Open).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulcast_layers_are_each_decrypted_in_an_encrypted_room() {
+    run(Mode::Encrypted).await;
+}
+
+async fn run(mode: Mode) {
+    let within = if mode.encrypted() { ENCRYPTED_DEADLINE } else { TEST_DEADLINE };
+    let mut fx = BrowserTest::with_server(&mode.name("simulcast"), within, mode.config(open_config())).await;
+    let specs = if mode.encrypted() {
+        // A 720p camera, so the page publishes three layers; five frames, looped.
+        let (red, blue) = (fx.artifacts().join("red-720p.y4m"), fx.artifacts().join("blue.y4m"));
+        write_solid_y4m_sized(&red, (RED[0], RED[1], RED[2]), (1280, 720), 5);
+        write_solid_y4m(&blue, (BLUE[0], BLUE[1], BLUE[2]));
+        let camera = |y4m: &std::path::Path| format!("--use-file-for-fake-video-capture={}", y4m.display());
+        [PageSpec::desktop("therapist").arg(camera(&red)), PageSpec::sized("pat", (360, 780)).arg(camera(&blue))]
+    } else {
+        [PageSpec::desktop("therapist").device_camera(), PageSpec::sized("pat", (360, 780)).device_camera()]
+    };
+    let [therapist, pat] = fx.open(specs).await;
+    let outcome = fx.within(scenario(&fx, mode, &therapist, &pat)).await;
     fx.finish(outcome).await;
 }
 
-async fn scenario(fx: &BrowserTest, therapist: &Client, pat: &Client) -> Result<(), String> {
+/// Encrypted rooms: Pat's tile of the therapist shows red (decrypted frames of the layer the
+/// server forwards now), in 8 of 10 samples, within the media deadline.
+async fn pat_sees_red(mode: Mode, pat: &Client, layer: &str) -> Result<(), String> {
+    if !mode.encrypted() {
+        return Ok(());
+    }
+    let deadline = Instant::now() + MEDIA_DEADLINE;
+    loop {
+        let (hits, seen) = colour_hits(pat, THERAPIST.0, RED, 10).await?;
+        if hits >= 8 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("on the {layer} layer Pat saw the therapist's red in {hits} of 10 samples: {seen:?}"));
+        }
+    }
+}
+
+async fn scenario(fx: &BrowserTest, mode: Mode, therapist: &Client, pat: &Client) -> Result<(), String> {
     let server = fx.server();
-    let base = fx.base_url();
     let shot = |name: &str| fx.shot_path(name);
     let t0 = Instant::now();
     let step = |what: &str| eprintln!("[{:>5.1?}] {what}", t0.elapsed());
 
     let token = |role, (id, name): (&str, &str)| common::token_for(server, ROOM, role, name, id);
-    join_with_link(therapist, "therapist", &base, &token(Role::Therapist, THERAPIST)).await?;
-    join_with_link(pat, "pat", &base, &token(Role::Participant, PAT)).await?;
+    fx.join(therapist, "therapist", ROOM, Role::Therapist, THERAPIST).await?;
+    mode.join(fx, therapist, pat, "pat", ROOM, Role::Participant, PAT).await?;
     pat.execute(RECORD_VIDEO_STATES_JS, vec![]).await.map_err(|e| format!("pat: recording videoState: {e}"))?;
     let (tid, pid) = (json!(THERAPIST.0), json!(PAT.0));
+    if mode.encrypted() {
+        encryption_holds(therapist, "therapist").await?;
+        encryption_holds(pat, "pat").await?;
+    }
 
     // The therapist's browser sends three layers: the fake camera gives the 720p the page asks
     // for, and from 540 lines up the page publishes quarter, half and full size.
@@ -123,14 +173,19 @@ async fn scenario(fx: &BrowserTest, therapist: &Client, pat: &Client) -> Result<
     })
     .await?;
     step(&format!("phone-sized tile: {small}"));
+    pat_sees_red(mode, pat, "lower").await?;
     save_screenshot(pat, &shot("pat-phone")).await;
 
     // Someone new publishes: the therapist's connection is renegotiated. Waiting a few
     // seconds first lets the browser get (and, before `keep_rid`, act on) receiver reports.
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let alex = MediaClient::join(MediaOptions::light(common::ws_url(server), ROOM, ALEX.1).with_token(token(Role::Participant, ALEX)))
-        .await
-        .map_err(|e| format!("alex (headless) could not join: {e}"))?;
+    let alex_join = tokio::spawn(MediaClient::join(
+        MediaOptions::light(common::ws_url(server), ROOM, ALEX.1).with_token(token(Role::Participant, ALEX)),
+    ));
+    if mode.encrypted() {
+        admit_when_waiting(therapist, ALEX.0).await?;
+    }
+    let alex = alex_join.await.map_err(|e| e.to_string())?.map_err(|e| format!("alex (headless) could not join: {e}"))?;
     // (The headless client's video is synthetic, not decodable: packets are the proof.)
     poll(
         therapist,
@@ -165,6 +220,7 @@ async fn scenario(fx: &BrowserTest, therapist: &Client, pat: &Client) -> Result<
     })
     .await?;
     step(&format!("desktop-sized tile: {large}"));
+    pat_sees_red(mode, pat, "taller").await?;
     save_screenshot(pat, &shot("pat-desktop")).await;
     // No stall after the switch.
     let frames = large["frames"].as_u64().unwrap_or(0);
