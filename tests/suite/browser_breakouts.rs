@@ -18,8 +18,16 @@
 //! - Alex's connection drops without leaving: the others' pages keep Alex's tile, marked
 //!   "Reconnecting…".
 //!
+//! The same scenario runs in an end-to-end encrypted (`required`) room, with solid-colour
+//! cameras (the therapist red, Ana and Ben blue): the therapist's page admits everyone; each
+//! page sends with a key and shows no red lock; Ana sees the therapist's red and Ben's blue in
+//! the main room, in Garden her signed list of who can hear names her and neither Ben nor
+//! Alex (who holds no key, so his tile says "no key"), she sees the visiting therapist's red
+//! there (the leader holds Garden's key) and again after her reconnect, and back in the main
+//! room the therapist's red and Ben's blue again (the main room re-keyed for her).
+//!
 //! Written with the browser fixture (`tests/common/fixture.rs`); screenshots and logs go to
-//! `target/test-artifacts/breakouts/`.
+//! `target/test-artifacts/breakouts/` (`breakouts-e2ee/` for the encrypted room).
 
 use crate::common;
 
@@ -28,6 +36,7 @@ use common::fixture::*;
 
 use std::time::{Duration, Instant};
 
+use crate::browser_e2ee::{admit_when_waiting, colour_cameras, encryption_holds, js, see_colour, with_camera, Mode, BLUE, RED};
 use hearth::auth::Role;
 use hearth::client::{MediaClient, MediaOptions};
 use hearth::room::ParticipantId;
@@ -45,6 +54,8 @@ const BROADCAST: &str = "Two minutes left: please start wrapping up.";
 /// How long media may take after a (re)negotiation.
 const MEDIA_DEADLINE: Duration = Duration::from_secs(20);
 const TEST_DEADLINE: Duration = Duration::from_secs(120);
+/// Admitting everyone and the colour checks take longer.
+const ENCRYPTED_DEADLINE: Duration = Duration::from_secs(240);
 
 /// What the page shows: its state, the visible remote tiles (with per-tile video statistics),
 /// the space banner and the people list. Resolves with one JSON object.
@@ -62,6 +73,7 @@ const tiles = [...document.querySelectorAll('#tiles .tile.remote')].filter(shown
     name: t.querySelector('.tile-name').textContent.trim(),
     badge: badge.hidden ? '' : badge.textContent.trim(),
     reconnecting: t.classList.contains('reconnecting'),
+    e2ee: t.dataset.e2ee || '',
     track: track ? track.id : null,
     shownFrames: quality ? quality.totalVideoFrames : 0,
     width: video.videoWidth,
@@ -118,37 +130,81 @@ return { cards, state: chip.hidden ? '' : chip.textContent.trim() };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn breakout_rooms_in_the_browser() {
-    // No waiting room (this test is about breakouts), and a reconnect grace long enough that a
-    // dropped connection is held (the test default is 300 ms).
+    run(Mode::Open).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn breakout_rooms_in_the_browser_in_an_encrypted_room() {
+    run(Mode::Encrypted).await;
+}
+
+async fn run(mode: Mode) {
+    // No waiting room in the open room (this test is about breakouts), and a reconnect grace
+    // long enough that a dropped connection is held (the test default is 300 ms).
     let mut config = open_config();
     config.rooms.reconnect_grace_ms = 20_000;
-    let mut fx = BrowserTest::with_server("breakouts", TEST_DEADLINE, config).await;
-    let [therapist, ana, ben] = fx.open([PageSpec::desktop("therapist"), PageSpec::desktop("ana"), PageSpec::desktop("ben")]).await;
-    let outcome = fx.within(scenario(&fx, &therapist, &ana, &ben)).await;
+    let within = if mode.encrypted() { ENCRYPTED_DEADLINE } else { TEST_DEADLINE };
+    let mut fx = BrowserTest::with_server(&mode.name("breakouts"), within, mode.config(config)).await;
+    let specs = if mode.encrypted() {
+        let (red, blue) = colour_cameras(&fx);
+        [with_camera("therapist", &red), with_camera("ana", &blue), with_camera("ben", &blue)]
+    } else {
+        [PageSpec::desktop("therapist"), PageSpec::desktop("ana"), PageSpec::desktop("ben")]
+    };
+    let [therapist, ana, ben] = fx.open(specs).await;
+    let outcome = fx.within(scenario(&fx, mode, &therapist, &ana, &ben)).await;
     fx.finish(outcome).await;
 }
 
-async fn scenario(fx: &BrowserTest, therapist: &Client, ana: &Client, ben: &Client) -> Result<(), String> {
+/// Encrypted rooms: Ana's tiles of the therapist (red) and, if `with_ben`, Ben (blue) show
+/// their colour, decrypted.
+async fn ana_sees_colours(mode: Mode, ana: &Client, when: &str, with_ben: bool) -> Result<(), String> {
+    if !mode.encrypted() {
+        return Ok(());
+    }
+    see_colour(ana, &format!("Ana ({when})"), THERAPIST.0, RED).await?;
+    if with_ben {
+        see_colour(ana, &format!("Ana ({when})"), BEN.0, BLUE).await?;
+    }
+    Ok(())
+}
+
+async fn scenario(fx: &BrowserTest, mode: Mode, therapist: &Client, ana: &Client, ben: &Client) -> Result<(), String> {
     let server = fx.server();
     let shot = |name: &str| fx.shot_path(name);
     let step = |what: &str| fx.step(what);
 
-    // Everyone joins with their link; Alex joins headless.
-    let (t, a, b) = tokio::join!(
-        fx.join(therapist, "therapist", ROOM, Role::Therapist, THERAPIST),
-        fx.join(ana, "ana", ROOM, Role::Participant, ANA),
-        fx.join(ben, "ben", ROOM, Role::Participant, BEN)
-    );
-    t?;
-    a?;
-    b?;
+    // Everyone joins with their link (in an encrypted room the therapist first, to admit the
+    // others); Alex joins headless.
+    if mode.encrypted() {
+        fx.join(therapist, "therapist", ROOM, Role::Therapist, THERAPIST).await?;
+        mode.join(fx, therapist, ana, "ana", ROOM, Role::Participant, ANA).await?;
+        mode.join(fx, therapist, ben, "ben", ROOM, Role::Participant, BEN).await?;
+    } else {
+        let (t, a, b) = tokio::join!(
+            fx.join(therapist, "therapist", ROOM, Role::Therapist, THERAPIST),
+            fx.join(ana, "ana", ROOM, Role::Participant, ANA),
+            fx.join(ben, "ben", ROOM, Role::Participant, BEN)
+        );
+        t?;
+        a?;
+        b?;
+    }
     let url = common::ws_url(server);
     let token = common::token_for(server, ROOM, Role::Participant, ALEX.1, ALEX.0);
-    let alex = MediaClient::join(MediaOptions::light(&url, ROOM, ALEX.1).with_token(token))
-        .await
-        .map_err(|e| format!("alex (headless) could not join: {e}"))?;
+    let alex_join = tokio::spawn(MediaClient::join(MediaOptions::light(&url, ROOM, ALEX.1).with_token(token)));
+    if mode.encrypted() {
+        admit_when_waiting(therapist, ALEX.0).await?;
+    }
+    let alex = alex_join.await.map_err(|e| e.to_string())?.map_err(|e| format!("alex (headless) could not join: {e}"))?;
     let everyone_but_ana = sorted(&[ALEX.1, BEN.1, THERAPIST.1]);
     until(ana, "Ana to see everyone's tile", UI_DEADLINE, |p| names(p) == everyone_but_ana).await?;
+    if mode.encrypted() {
+        for (page, who) in [(therapist, "therapist"), (ana, "Ana"), (ben, "Ben")] {
+            encryption_holds(page, who).await?;
+        }
+        ana_sees_colours(mode, ana, "in the main room", true).await?;
+    }
     step("everyone joined");
 
     // The therapist creates two rooms from the panel (typing, Enter).
@@ -219,6 +275,17 @@ async fn scenario(fx: &BrowserTest, therapist: &Client, ana: &Client, ben: &Clie
     let ana_alex =
         until(ana, "Alex's video packets on Ana's page", MEDIA_DEADLINE, |p| tile_stat(p, ALEX.0, "packets") > first + 30).await?;
     eprintln!("Ana receives Alex in Garden: {}", tile_of(&ana_alex, ALEX.0));
+    if mode.encrypted() {
+        // Garden's signed list names Ana, not Ben (in Library) nor Alex (no key): Alex's
+        // packets arrive, and his tile says there is no key for them.
+        let hear =
+            js(ana, "const w = window.hearth.e2ee.whoCanHear; return w && { space: w.space, ids: w.members.map((m) => m.id) };").await?;
+        let ids = hear["ids"].as_array().cloned().unwrap_or_default();
+        if hear["space"] != garden.as_str() || !ids.contains(&json!(ANA.0)) || ids.contains(&json!(BEN.0)) || ids.contains(&json!(ALEX.0)) {
+            return Err(format!("who can hear Garden, on Ana's page: {hear}"));
+        }
+        until(ana, "Alex's tile saying there is no key", UI_DEADLINE, |p| tile_of(p, ALEX.0)["e2ee"] == "nokey").await?;
+    }
     step("Ana in Garden, receiving Alex");
     // Ben: in Library, alone: the grid shows just his own tile.
     let in_library = format!("You are in breakout: {LIBRARY}");
@@ -314,6 +381,7 @@ async fn scenario(fx: &BrowserTest, therapist: &Client, ana: &Client, ben: &Clie
     })
     .await?;
     eprintln!("Ana sees the therapist in Garden: {}", tile_of(&ana_sees_therapist, THERAPIST.0));
+    ana_sees_colours(mode, ana, "the therapist visiting Garden", false).await?;
     step("help answered: the therapist visits Garden");
 
     // Ana's connection drops: the page keeps the tiles, dimmed, says "Reconnecting…", and comes
@@ -339,6 +407,7 @@ async fn scenario(fx: &BrowserTest, therapist: &Client, ana: &Client, ben: &Clie
             && decoding(p, THERAPIST.0)
     })
     .await?;
+    ana_sees_colours(mode, ana, "back in Garden after reconnecting", false).await?;
 
     step("Ana reconnected");
     // The therapist goes back to the main room, then closes all rooms with a 1 s countdown.
@@ -368,6 +437,7 @@ async fn scenario(fx: &BrowserTest, therapist: &Client, ana: &Client, ben: &Clie
     })
     .await?;
     eprintln!("Ana back in the main room: {}", ana_back["tiles"]);
+    ana_sees_colours(mode, ana, "back in the main room", true).await?;
     save_screenshot(ana, &shot("participant-back")).await;
     step("closed: everyone back in the main room");
 

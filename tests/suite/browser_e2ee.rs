@@ -1261,3 +1261,17 @@ pub(crate) async fn encryption_holds(page: &Client, who: &str) -> Result<(), Str
     }
     Ok(())
 }
+
+/// `page` sees `want` in `of`'s tile in at least 8 of 10 samples, within the media deadline.
+pub(crate) async fn see_colour(page: &Client, who: &str, of: &str, want: [f64; 3]) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + MEDIA;
+    loop {
+        let (hits, seen) = colour_hits(page, of, want, 10).await?;
+        if hits >= 8 {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!("{who} saw {of}'s colour in {hits} of 10 samples: {seen:?}"));
+        }
+    }
+}

@@ -26,7 +26,7 @@ use common::fixture::*;
 
 use std::time::Duration;
 
-use crate::browser_e2ee::{colour_cameras, colour_hits, encryption_holds, with_camera, Mode, BLUE, RED};
+use crate::browser_e2ee::{colour_cameras, encryption_holds, see_colour, with_camera, Mode, BLUE, RED};
 use hearth::auth::Role;
 use serde_json::{json, Value};
 
@@ -193,20 +193,6 @@ async fn scenario(fx: &BrowserTest, mode: Mode, therapist: &Client, participant:
 
 // ---------------------------------------------------------------------------------------------
 // Content checks in an encrypted room.
-
-/// `page` sees `want` in `of`'s tile in at least 8 of 10 samples, within the media deadline.
-async fn see_colour(page: &Client, who: &str, of: &str, want: [f64; 3]) -> Result<(), String> {
-    let deadline = std::time::Instant::now() + MEDIA;
-    loop {
-        let (hits, seen) = colour_hits(page, of, want, 10).await?;
-        if hits >= 8 {
-            return Ok(());
-        }
-        if std::time::Instant::now() > deadline {
-            return Err(format!("{who} saw {of}'s colour in {hits} of 10 samples: {seen:?}"));
-        }
-    }
-}
 
 /// A function of a `<video>`: the mean and standard deviation of each colour channel over a
 /// patch of its picture left of the centre, pixels sampled without smoothing. In Chromium's
