@@ -16,6 +16,11 @@
 //!   key and not with the main room's; the text crypto round-trips and refuses a wrong key, a
 //!   wrong field and a flipped bit.
 //!
+//! The feature tests (`browser_screen_share`, `browser_milestones`, `browser_simulcast`,
+//! `browser_breakouts`) run their scenarios in a `required` room too, with the helpers at the
+//! end of this file: [`Mode`], the colour cameras, admitting from the waiting room, and the
+//! checks that a page is keyed and sees a colour.
+//!
 //! Written with the browser fixture (`tests/common/fixture.rs`); screenshots go to
 //! `target/test-artifacts/e2ee-media/`.
 
@@ -222,7 +227,7 @@ async fn admitted_tap(fx: &BrowserTest, room: &str, therapist: &Client, capture:
 
 /// Opens the link `url` with the page's test `hooks` set before it joins, and waits until it
 /// is in the room (`wait_joined`) or waiting.
-async fn join_with_hooks(page: &Client, who: &str, url: &str, wait_joined: bool, hooks: &str) -> Result<(), String> {
+pub(crate) async fn join_with_hooks(page: &Client, who: &str, url: &str, wait_joined: bool, hooks: &str) -> Result<(), String> {
     // A renderer busy on a loaded machine can miss webdriver's 20 s page-load limit once.
     if page.goto(url).await.is_err() {
         page.goto(url).await.map_err(|e| format!("{who}: opening the link: {e}"))?;

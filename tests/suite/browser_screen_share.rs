@@ -14,7 +14,9 @@
 //! decrypted (the worker's counters for that receiver rise, none passed in the clear), the
 //! stage carries no "no key" or "cannot decrypt" mark, and a patch of the stage is the flat
 //! colour of the sharer's own captured screen (ciphertext fed to a decoder is not), again
-//! after the therapist's reconnect.
+//! after the therapist's reconnect. Last, a member the leader gives no key (its page never
+//! announces one) sees the next share's stage marked "Encrypted — no key yet", its picture
+//! hidden and not one of its frames opened, while Pat's stage shows the screen (the control).
 //!
 //! Written with the browser fixture (`tests/common/fixture.rs`); screenshots and logs go to
 //! `target/test-artifacts/screen/` (`screen-e2ee/` for the encrypted room).
@@ -26,7 +28,7 @@ use common::fixture::*;
 
 use std::time::Duration;
 
-use crate::browser_e2ee::{colour_cameras, encryption_holds, see_colour, with_camera, Mode, BLUE, RED};
+use crate::browser_e2ee::{admit, colour_cameras, encryption_holds, join_with_hooks, see_colour, with_camera, Mode, BLUE, RED};
 use hearth::auth::Role;
 use serde_json::{json, Value};
 
@@ -93,7 +95,15 @@ async fn run(mode: Mode) {
         [screen(PageSpec::desktop("therapist")), PageSpec::desktop("participant"), PageSpec::desktop("sam")]
     };
     let [therapist, participant, sam] = fx.open(specs).await;
-    let outcome = fx.within(scenario(&fx, mode, &therapist, &participant, &sam)).await;
+    let mut outcome = fx.within(scenario(&fx, mode, &therapist, &participant, &sam)).await;
+    if mode.encrypted() && outcome.is_ok() {
+        // A fourth browser only now: four at once would load the machine for nothing.
+        let [eve] = fx.open([PageSpec::desktop("eve")]).await;
+        outcome = fx.within(keyless_sees_no_screen(&fx, &therapist, &participant, &eve)).await;
+        if outcome.is_ok() {
+            fx.shot(&eve, "keyless-stage").await;
+        }
+    }
     fx.finish(outcome).await;
 }
 
@@ -310,4 +320,42 @@ async fn screen_decrypted(page: &Client, who: &str, reference: &Value) -> Result
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+}
+
+/// Encrypted rooms: Eve, whose page never announces a key (the leader gives her none), is
+/// admitted and the therapist shares again: her stage names the sharer, says there is no key,
+/// hides the picture and opens none of its frames; Pat's stage shows the screen meanwhile.
+async fn keyless_sees_no_screen(fx: &BrowserTest, therapist: &Client, participant: &Client, eve: &Client) -> Result<(), String> {
+    join_with_hooks(eve, "keyless member", &fx.link(ROOM, Role::Participant, ("p-eve", "Eve")), false, "{ announce: false }").await?;
+    admit(therapist, "p-eve").await?;
+    wait_for_within(eve, "the keyless member admitted", "return window.hearth.state === 'joined';", &[], MEDIA).await?;
+    click(therapist, "therapist", "#screen-button").await?;
+    wait_for_within(therapist, "the server's word that the share is forwarded", SHARING_CONFIRMED_JS, &[], MEDIA).await?;
+    let reference = sharers_screen(therapist).await?;
+    screen_decrypted(participant, "Pat", &reference).await?;
+    wait_for_within(
+        eve,
+        "the stage marked 'no key' on the keyless member's page",
+        "const s = document.querySelector('#screen-stage'); const b = s.querySelector('.e2ee-badge'); \
+         return !s.hidden && s.dataset.participantId === 't-rivera' && s.dataset.e2ee === 'nokey' \
+         && Boolean(b) && !b.hidden && b.textContent === 'Encrypted — no key yet' \
+         && getComputedStyle(s.querySelector('video')).visibility === 'hidden';",
+        &[],
+        MEDIA,
+    )
+    .await?;
+    let opened = eve
+        .execute_async(
+            "const done = arguments[arguments.length - 1]; const v = document.querySelector('#screen-stage video'); \
+             const t = v.srcObject && v.srcObject.getVideoTracks()[0]; \
+             window.hearth.e2ee.stats().then((s) => done(s.filter((r) => r.op === 'decrypt' && (r.kind === 'video' || (t && r.track === t.id))).map((r) => ({ track: r.track, ok: r.ok, passed: r.passed, seen: r.seen, dropped: r.dropped }))));",
+            vec![],
+        )
+        .await
+        .map_err(|e| format!("eve: reading the worker's counters: {e}"))?;
+    let rows = opened.as_array().cloned().unwrap_or_default();
+    if rows.iter().any(|r| r["ok"] != 0 || r["passed"] != 0) {
+        return Err(format!("without a key no frame may open or pass on the keyless member's page: {opened}"));
+    }
+    Ok(())
 }
