@@ -55,7 +55,7 @@ const BROADCAST: &str = "Two minutes left: please start wrapping up.";
 const MEDIA_DEADLINE: Duration = Duration::from_secs(20);
 const TEST_DEADLINE: Duration = Duration::from_secs(120);
 /// Admitting everyone and the colour checks take longer.
-const ENCRYPTED_DEADLINE: Duration = Duration::from_secs(240);
+const ENCRYPTED_DEADLINE: Duration = Duration::from_secs(300);
 
 /// What the page shows: its state, the visible remote tiles (with per-tile video statistics),
 /// the space banner and the people list. Resolves with one JSON object.

@@ -38,7 +38,7 @@ use serde_json::{json, Value};
 const ROOM: &str = "milestones-browser";
 const TEST_DEADLINE: Duration = Duration::from_secs(240);
 /// Admitting everyone and the encryption checks take longer.
-const ENCRYPTED_DEADLINE: Duration = Duration::from_secs(300);
+const ENCRYPTED_DEADLINE: Duration = Duration::from_secs(360);
 const WAIT: Duration = Duration::from_secs(5);
 
 /// The overlay on this page: its style, the texts it shows, what was announced, whether it
