@@ -69,10 +69,13 @@ impl std::fmt::Debug for UdpMux {
 }
 
 impl UdpMux {
-    /// Binds the shared port (0: an ephemeral one) and starts reading it. Needs a tokio runtime.
-    pub fn bind(addr: SocketAddr, stats: Arc<SfuStats>) -> io::Result<Arc<Self>> {
+    /// Binds the shared port (0: an ephemeral one) with `buffer` bytes of receive and send
+    /// buffer (0: the kernel's default) and starts reading it. Needs a tokio runtime.
+    pub fn bind(addr: SocketAddr, buffer: usize, stats: Arc<SfuStats>) -> io::Result<Arc<Self>> {
         let socket = std::net::UdpSocket::bind(addr)?;
         socket.set_nonblocking(true)?;
+        let granted = size_buffers(&socket, buffer)?;
+        stats.media_port_buffer_bytes.store(granted, Ordering::Relaxed);
         let socket = Arc::new(tokio::net::UdpSocket::from_std(socket)?);
         let local = socket.local_addr()?;
         let mux = Arc::new(Self { socket, local, routes: Mutex::default(), stats, reader: Mutex::default() });
@@ -148,6 +151,32 @@ impl Drop for UdpMux {
             }
         }
     }
+}
+
+/// Asks for `wanted` bytes of receive and send buffer and returns the receive buffer the
+/// kernel granted. Linux caps a request at `net.core.rmem_max`/`wmem_max` without an error,
+/// so a shortfall is logged with the setting that would lift it: a small buffer is where media
+/// is lost when the server is briefly short of CPU.
+fn size_buffers(socket: &std::net::UdpSocket, wanted: usize) -> io::Result<usize> {
+    let sock = socket2::SockRef::from(socket);
+    if wanted > 0 {
+        sock.set_recv_buffer_size(wanted)?;
+        sock.set_send_buffer_size(wanted)?;
+    }
+    // Linux reports twice what it keeps for data (the rest is its bookkeeping): halve it.
+    let granted = sock.recv_buffer_size()? / if cfg!(target_os = "linux") { 2 } else { 1 };
+    let sent = sock.send_buffer_size()? / if cfg!(target_os = "linux") { 2 } else { 1 };
+    if wanted > 0 && (granted < wanted || sent < wanted) {
+        tracing::warn!(
+            wanted,
+            receive = granted,
+            send = sent,
+            "the media port's socket buffers are smaller than ice.socket_buffer_bytes: the kernel caps them; \
+             run `sysctl -w net.core.rmem_max={wanted} net.core.wmem_max={wanted}` (and keep it in /etc/sysctl.d) so a \
+             short CPU stall does not drop media"
+        );
+    }
+    Ok(granted)
 }
 
 async fn read_loop(mux: Weak<UdpMux>, socket: Arc<tokio::net::UdpSocket>) {
@@ -461,6 +490,26 @@ mod tests {
         ] {
             assert_eq!(stun_local_ufrag(&datagram), None, "{what}");
         }
+    }
+
+    /// The kernel's cap on a socket's receive buffer (Linux), if this machine says.
+    fn rmem_max() -> Option<usize> {
+        std::fs::read_to_string("/proc/sys/net/core/rmem_max").ok()?.trim().parse().ok()
+    }
+
+    #[tokio::test]
+    async fn the_media_socket_gets_the_configured_buffer_up_to_the_kernels_cap() {
+        let Some(cap) = rmem_max() else { return };
+        let stats = Arc::new(SfuStats::default());
+        let wanted = 1 << 20;
+        let mux = UdpMux::bind("127.0.0.1:0".parse().expect("addr"), wanted, stats.clone()).expect("bind");
+        let granted = stats.media_port_buffer_bytes.load(Ordering::Relaxed);
+        assert_eq!(granted, wanted.min(cap), "asked for {wanted}, the kernel caps at {cap}");
+        drop(mux);
+        // 0 keeps the kernel's default, whatever it is.
+        let stats = Arc::new(SfuStats::default());
+        let _mux = UdpMux::bind("127.0.0.1:0".parse().expect("addr"), 0, stats.clone()).expect("bind");
+        assert!(stats.media_port_buffer_bytes.load(Ordering::Relaxed) > 0);
     }
 
     proptest! {
