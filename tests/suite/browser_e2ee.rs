@@ -1023,6 +1023,38 @@ async fn text_scenario(fx: &BrowserTest, therapist: &Client, participant: &Clien
     .await?;
     fx.shot_of(participant, "#polls-section", "participant-poll").await;
 
+    // The participant's page reloads while the poll is open: it comes back with a new session
+    // key and holds only the epoch the leader makes for it, not the one the poll was sealed
+    // with. The leader seals the open poll again, so it reads the question and its vote.
+    participant.refresh().await.map_err(|e| format!("participant: reloading: {e}"))?;
+    let back = "const b = document.querySelector('#link-join-button'); return window.hearth && (['joined', 'waiting'].includes(window.hearth.state) || Boolean(b && b.offsetParent !== null));";
+    wait_for_within(participant, "the participant's page back after the reload", back, &[], MEDIA).await?;
+    if js(participant, "return ['joined', 'waiting'].includes(window.hearth.state);").await? != json!(true) {
+        click(participant, "participant", "#link-join-button").await?;
+    }
+    let settled = "return ['joined', 'waiting'].includes(window.hearth.state);";
+    wait_for_within(participant, "the reloaded participant joined or waiting", settled, &[], MEDIA).await?;
+    if js(participant, "return window.hearth.state;").await? != json!("joined") {
+        wait_for(therapist, "the reloaded participant waiting", "return window.hearth.waiting.some((w) => w.id === 'p-sam');", &[]).await?;
+        admit(therapist, "p-sam").await?;
+    }
+    wait_for(participant, "the participant back in the room", "return window.hearth.state === 'joined';", &[]).await?;
+    wait_for_within(
+        participant,
+        "the open poll, opened again after the reload",
+        POLL_SHOWS_JS,
+        &[json!(POLL_QUESTION), json!(POLL_ANSWERS)],
+        MEDIA,
+    )
+    .await?;
+    wait_for(
+        participant,
+        "the participant's vote, shown again",
+        "const s = document.querySelector('#poll-cards .poll-card .poll-status'); return !!s && s.textContent.includes(arguments[0]);",
+        &[json!(POLL_ANSWERS[1])],
+    )
+    .await?;
+
     // What crossed the server to a member without a key: sealed texts, no words.
     let frames = observed(&mut observer, "the sealed poll").await?;
     let all = frames.join("\n");
