@@ -375,8 +375,7 @@ async function stop(status) {
   }
   blur.pipeline = null;
   setVideoProcessor(null);
-  pipeline.stop();
-  // The camera track itself goes back where the blurred one was.
+  // The camera track itself goes back where the blurred one was, before that one stops.
   if (pipeline.camera && pipeline.camera.readyState === 'live' && state.localStream) {
     try {
       await swapLocalVideo(pipeline.camera);
@@ -384,6 +383,7 @@ async function stop(status) {
       log('blur: could not put the camera back', err && err.message);
     }
   }
+  pipeline.stop();
   log('blur off');
   setStatus(status);
 }
@@ -401,6 +401,8 @@ export function setBlur(on) {
 }
 
 function turnOff(status) {
+  // Once is enough: frames already on their way may find the same fault.
+  if (!blur.wanted) return;
   blur.wanted = false;
   remember(false);
   announce(BLUR_TEXT[status]);
