@@ -121,6 +121,8 @@ struct Leg {
     sender: Option<rtc::rtp_transceiver::RTCRtpSenderId>,
     ssrc: u32,
     pt: u8,
+    /// Sequence numbers of the RTP packets the client read (for the NACK check).
+    received: Vec<u16>,
 }
 
 fn tagged(now: Instant, local: SocketAddr, peer: SocketAddr, bytes: &[u8]) -> TaggedBytesMut {
@@ -170,7 +172,11 @@ impl Leg {
             }
         }
         while self.sfu.poll_read().is_some() {}
-        while self.client.poll_read().is_some() {}
+        while let Some(m) = self.client.poll_read() {
+            if let RTCMessage::RtpPacket(_, p) = m.message {
+                self.received.push(p.header.sequence_number);
+            }
+        }
         moved
     }
 }
@@ -197,6 +203,7 @@ pub fn measure(run: Run) -> Measured {
         sender: None,
         ssrc: pub_ssrc,
         pt: 0,
+        received: Vec::new(),
     };
     let init = RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Sendonly, streams: vec![], send_encodings: vec![] };
     publisher.client.add_transceiver_from_track(track("pub", kind, pub_ssrc, mime, clock, ch), Some(init)).expect("pub track");
@@ -227,6 +234,7 @@ pub fn measure(run: Run) -> Measured {
                 sender: None,
                 ssrc,
                 pt: 0,
+                received: Vec::new(),
             };
             let init =
                 RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Sendonly, streams: vec![], send_encodings: vec![] };
@@ -245,7 +253,7 @@ pub fn measure(run: Run) -> Measured {
     }
 
     // The publisher's datagrams, made (and encrypted) by its client before any timing.
-    let total = run.warmup + run.packets;
+    let total = run.warmup + run.packets + crate::CHECK_PACKETS;
     let payload = bytes::Bytes::from(vec![0x5a_u8; run.payload]);
     let mut datagrams: Vec<(bool, Vec<u8>)> = Vec::with_capacity(total + total / 8);
     let step = if run.audio { 960 } else { 3000 };
@@ -272,6 +280,7 @@ pub fn measure(run: Run) -> Measured {
     }
     let rtp_count = datagrams.iter().filter(|d| d.0).count();
     assert_eq!(rtp_count, total, "one RTP datagram per written packet");
+    let client_sent = datagrams.len();
 
     let mut out = Vec::with_capacity(2048);
     let mut fwd = Measured::default();
@@ -317,7 +326,55 @@ pub fn measure(run: Run) -> Measured {
             fwd.allocs = allocs;
         }
     }
+    fwd.nack_repaired = check_nack(&mut publisher, &mut subs[0], &datagrams[idx..client_sent], now, run.interval);
     fwd
+}
+
+/// Feature check, after the timed region: the server's datagram carrying the 20th RTP packet
+/// to subscriber 0 is dropped; its client must NACK it and the server must resend it.
+fn check_nack(publisher: &mut Leg, sub: &mut Leg, rest: &[(bool, Vec<u8>)], mut now: Instant, interval: Duration) -> bool {
+    let mut rtp_seen = 0;
+    let mut lost = None;
+    let sender = sub.sender.expect("subscriber leg");
+    for (is_rtp, d) in rest {
+        if *is_rtp {
+            now += interval;
+        }
+        publisher.sfu.handle_read(tagged(now, publisher.sfu_addr, publisher.client_addr, d)).expect("sfu read");
+        while let Some(TaggedRTCMessage { message, .. }) = publisher.sfu.poll_read() {
+            let RTCMessage::RtpPacket(_, mut p) = message else { continue };
+            p.header.extension = false;
+            p.header.extensions.clear();
+            p.header.ssrc = sub.ssrc;
+            p.header.payload_type = sub.pt;
+            p.header.sequence_number = p.header.sequence_number.wrapping_add(7);
+            sub.sfu.rtp_sender(sender).expect("sender").write_rtp(now, p).expect("write_rtp");
+        }
+        while publisher.sfu.poll_write().is_some() {}
+        while let Some(m) = sub.sfu.poll_write() {
+            let b = &m.message;
+            if b.len() > 12 && !(192..=223).contains(&b[1]) {
+                rtp_seen += 1;
+                if rtp_seen == 20 {
+                    lost = Some(u16::from_be_bytes([b[2], b[3]]));
+                    continue;
+                }
+            }
+            sub.client.handle_read(tagged(now, sub.client_addr, sub.sfu_addr, b)).expect("client read");
+        }
+        sub.pump(now);
+    }
+    for _ in 0..100 {
+        now += Duration::from_millis(10);
+        for pc in [&mut sub.sfu, &mut sub.client] {
+            if pc.poll_timeout().is_some_and(|t| t <= now) {
+                pc.handle_timeout(now).expect("timeout");
+            }
+        }
+        sub.pump(now);
+    }
+    let lost = lost.expect("the 20th packet was sent");
+    sub.received.iter().filter(|&&s| s == lost).count() == 1
 }
 
 /// Runs every leg's handshake on the fake clock until all are connected.

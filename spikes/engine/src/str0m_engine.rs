@@ -40,15 +40,19 @@ struct Leg {
     mid: Option<Mid>,
     ssrc: Option<Ssrc>,
     pt: Option<Pt>,
+    /// Sequence numbers of the RTP packets the client read (for the NACK check).
+    received: Vec<u16>,
 }
 
 /// Everything one connection wants to send until it asks for a timeout; returns that timeout.
-fn outputs(rtc: &mut Rtc, up: &mut bool, sent: &mut Vec<Vec<u8>>) -> Instant {
+/// Sequence numbers of RTP packets read go to `received`.
+fn outputs(rtc: &mut Rtc, up: &mut bool, sent: &mut Vec<Vec<u8>>, received: &mut Vec<u16>) -> Instant {
     loop {
         match rtc.poll_output().expect("poll_output") {
             Output::Timeout(t) => return t,
             Output::Transmit(t) => sent.push(t.contents.to_vec()),
             Output::Event(Event::Connected) => *up = true,
+            Output::Event(Event::RtpPacket(p)) => received.push(p.header.sequence_number),
             Output::Event(_) => {}
         }
     }
@@ -68,8 +72,8 @@ impl Leg {
         loop {
             let mut a = Vec::new();
             let mut b = Vec::new();
-            let ta = outputs(&mut self.sfu, &mut self.sfu_up, &mut a);
-            let tb = outputs(&mut self.client, &mut self.client_up, &mut b);
+            let ta = outputs(&mut self.sfu, &mut self.sfu_up, &mut a, &mut Vec::new());
+            let tb = outputs(&mut self.client, &mut self.client_up, &mut b, &mut self.received);
             if a.is_empty() && b.is_empty() {
                 return ta.min(tb);
             }
@@ -108,6 +112,7 @@ pub fn measure(run: Run) -> Measured {
         mid: None,
         ssrc: None,
         pt: None,
+        received: Vec::new(),
     };
 
     // Publisher leg: the client offers a sendonly m-line, the server answers.
@@ -157,7 +162,7 @@ pub fn measure(run: Run) -> Measured {
     }
 
     // The publisher's datagrams, made (and encrypted) by its client before any timing.
-    let total = run.warmup + run.packets;
+    let total = run.warmup + run.packets + crate::CHECK_PACKETS;
     let payload: std::sync::Arc<[u8]> = vec![0x5a_u8; run.payload].into();
     let pub_pt = pt_of(&publisher.client, codec);
     let pub_ssrc = publisher.client.direct_api().stream_tx_by_mid(mid, None).expect("publisher stream").ssrc();
@@ -176,7 +181,7 @@ pub fn measure(run: Run) -> Measured {
         publisher.client.handle_input(Input::Timeout(t)).expect("timeout");
         let mut sent = Vec::new();
         let mut up = true;
-        outputs(&mut publisher.client, &mut up, &mut sent);
+        outputs(&mut publisher.client, &mut up, &mut sent, &mut Vec::new());
         for d in sent {
             let is_rtp = d.len() > 1 && !(192..=223).contains(&d[1]) && d[0] >> 6 == 2;
             rtp_count += usize::from(is_rtp);
@@ -184,6 +189,7 @@ pub fn measure(run: Run) -> Measured {
         }
     }
     assert_eq!(rtp_count, total, "one RTP datagram per written packet");
+    let client_sent = datagrams.len();
 
     let mut out = Vec::with_capacity(2048);
     let mut fwd = Measured::default();
@@ -204,7 +210,7 @@ pub fn measure(run: Run) -> Measured {
             if *is_rtp {
                 packet_no += 1;
             }
-            forward_one(&mut publisher, &mut subs, now, d, &mut out, &mut fwd, run.audio);
+            forward_one(&mut publisher, &mut subs, now, d, &mut out, &mut fwd, &run);
             if now >= next_timer {
                 timers(&mut publisher, &mut subs, now, &mut out, &mut fwd);
                 next_timer = now + timer_step;
@@ -227,7 +233,61 @@ pub fn measure(run: Run) -> Measured {
             fwd.allocs = allocs;
         }
     }
+    fwd.nack_repaired = check_nack(&mut publisher, &mut subs[0], &datagrams[idx..client_sent], now, &run);
     fwd
+}
+
+/// Feature check, after the timed region: the server's datagram carrying the 20th RTP packet
+/// to subscriber 0 is dropped; its client must NACK it and the server must resend it (RTX).
+fn check_nack(publisher: &mut Leg, sub: &mut Leg, rest: &[(bool, Vec<u8>)], mut now: Instant, run: &Run) -> bool {
+    let mut rtp_seen = 0;
+    let mut lost = None;
+    let ssrc = sub.ssrc.expect("ssrc");
+    let mut sent = Vec::new();
+    for (is_rtp, d) in rest {
+        if *is_rtp {
+            now += run.interval;
+        }
+        receive(&mut publisher.sfu, now, publisher.client_addr, publisher.sfu_addr, d);
+        loop {
+            match publisher.sfu.poll_output().expect("poll_output") {
+                Output::Timeout(_) => break,
+                Output::Event(Event::RtpPacket(p)) => {
+                    let mut api = sub.sfu.direct_api();
+                    let tx = api.stream_tx(&ssrc).expect("stream");
+                    let seq: u64 = *p.seq_no + 7;
+                    let w = RtpWrite::new(sub.pt.expect("pt"), seq.into(), p.header.timestamp, p.timestamp, p.payload.clone())
+                        .marker(p.header.marker)
+                        .nackable(!run.audio);
+                    tx.write_rtp(w);
+                }
+                _ => {}
+            }
+        }
+        sub.sfu.handle_input(Input::Timeout(now)).expect("timeout");
+        sent.clear();
+        outputs(&mut sub.sfu, &mut sub.sfu_up, &mut sent, &mut Vec::new());
+        for b in &sent {
+            if b.len() > 12 && !(192..=223).contains(&b[1]) && b[0] >> 6 == 2 {
+                rtp_seen += 1;
+                if rtp_seen == 20 {
+                    lost = Some(u16::from_be_bytes([b[2], b[3]]));
+                    continue;
+                }
+            }
+            receive(&mut sub.client, now, sub.sfu_addr, sub.client_addr, b);
+        }
+        sub.client.handle_input(Input::Timeout(now)).expect("timeout");
+        sub.pump(now);
+    }
+    for _ in 0..100 {
+        now += Duration::from_millis(10);
+        sub.sfu.handle_input(Input::Timeout(now)).expect("timeout");
+        sub.client.handle_input(Input::Timeout(now)).expect("timeout");
+        sub.pump(now);
+    }
+    let lost = lost.expect("the 20th packet was sent");
+    sub.received.iter().filter(|&&s| s == lost).count() == 1
 }
 
 /// The SFU's work for one datagram from the publisher: decrypt it, take the RTP packet event,
@@ -241,7 +301,7 @@ fn forward_one(
     d: &[u8],
     out: &mut Vec<u8>,
     m: &mut Measured,
-    audio: bool,
+    run: &Run,
 ) {
     receive(&mut publisher.sfu, now, publisher.client_addr, publisher.sfu_addr, d);
     loop {
@@ -261,10 +321,12 @@ fn forward_one(
                     let seq: u64 = *p.seq_no + 7;
                     let w = RtpWrite::new(s.pt.expect("pt"), seq.into(), p.header.timestamp, p.timestamp, p.payload.clone())
                         .marker(p.header.marker)
-                        .nackable(!audio);
+                        .nackable(!run.audio);
                     tx.write_rtp(w);
                     m.forwarded += 1;
-                    s.sfu.handle_input(Input::Timeout(now)).expect("timeout");
+                    if !run.no_tick {
+                        s.sfu.handle_input(Input::Timeout(now)).expect("timeout");
+                    }
                     drain(&mut s.sfu, out, m);
                 }
             }
