@@ -9,9 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use rtc::interceptor::{NackGeneratorBuilder, NackResponderBuilder, Registry, Slot};
 use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::interceptor_registry::{
-    configure_rtcp_reports, configure_twcc, configure_twcc_receiver_only,
-};
+use rtc::peer_connection::configuration::interceptor_registry::{configure_rtcp_reports, configure_twcc, configure_twcc_receiver_only};
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
@@ -22,8 +20,8 @@ use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCI
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
-    RTCRtpEncodingParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters, RTCRtpHeaderExtensionCapability,
+    RtpCodecKind,
 };
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use rtc::sansio::Protocol;
@@ -36,19 +34,12 @@ const AUDIO_LEVEL: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
 fn media_engine_and_registry(server: bool) -> (MediaEngine, Registry) {
     let mut me = MediaEngine::default();
     let codec = |mime: &str, clock_rate, channels, fmtp: &str, fb: Vec<RTCPFeedback>, pt| RTCRtpCodecParameters {
-        rtp_codec: RTCRtpCodec {
-            mime_type: mime.to_string(),
-            clock_rate,
-            channels,
-            sdp_fmtp_line: fmtp.to_string(),
-            rtcp_feedback: fb,
-        },
+        rtp_codec: RTCRtpCodec { mime_type: mime.to_string(), clock_rate, channels, sdp_fmtp_line: fmtp.to_string(), rtcp_feedback: fb },
         payload_type: pt,
     };
     let fb = |t: &str, p: &str| RTCPFeedback { typ: t.to_string(), parameter: p.to_string() };
     let video_fb = vec![fb("goog-remb", ""), fb("ccm", "fir"), fb("nack", ""), fb("nack", "pli")];
-    me.register_codec(codec("audio/opus", 48_000, 2, "minptime=10;useinbandfec=1", vec![], 111), RtpCodecKind::Audio)
-        .expect("opus");
+    me.register_codec(codec("audio/opus", 48_000, 2, "minptime=10;useinbandfec=1", vec![], 111), RtpCodecKind::Audio).expect("opus");
     for (mime, fmtp, pt) in [
         ("video/VP8", "", 96),
         ("video/H264", "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f", 102),
@@ -56,19 +47,14 @@ fn media_engine_and_registry(server: bool) -> (MediaEngine, Registry) {
     ] {
         me.register_codec(codec(mime, 90_000, 0, fmtp, video_fb.clone(), pt), RtpCodecKind::Video).expect("video");
     }
-    me.register_header_extension(
-        RTCRtpHeaderExtensionCapability { uri: AUDIO_LEVEL.to_string() },
-        RtpCodecKind::Audio,
-        None,
-    )
-    .expect("audio level");
+    me.register_header_extension(RTCRtpHeaderExtensionCapability { uri: AUDIO_LEVEL.to_string() }, RtpCodecKind::Audio, None)
+        .expect("audio level");
     for uri in [
         "urn:ietf:params:rtp-hdrext:sdes:mid",
         "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id",
         "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id",
     ] {
-        me.register_header_extension(RTCRtpHeaderExtensionCapability { uri: uri.to_string() }, RtpCodecKind::Video, None)
-            .expect("sdes");
+        me.register_header_extension(RTCRtpHeaderExtensionCapability { uri: uri.to_string() }, RtpCodecKind::Video, None).expect("sdes");
     }
     let registry = Registry::new()
         .with(Slot::NackResponder, NackResponderBuilder::new().with_size(256).build())
@@ -185,11 +171,8 @@ pub fn measure(run: Run) -> Measured {
     let mut now = Instant::now();
     let sfu_addr: SocketAddr = "10.0.0.1:3478".parse().expect("addr");
     let client_addr = |k: usize| -> SocketAddr { format!("10.0.1.{}:5000", k + 1).parse().expect("addr") };
-    let (kind, mime, clock, ch) = if run.audio {
-        (RtpCodecKind::Audio, "audio/opus", 48_000, 2)
-    } else {
-        (RtpCodecKind::Video, "video/VP8", 90_000, 0)
-    };
+    let (kind, mime, clock, ch) =
+        if run.audio { (RtpCodecKind::Audio, "audio/opus", 48_000, 2) } else { (RtpCodecKind::Video, "video/VP8", 90_000, 0) };
 
     // Publisher leg: the client offers a sendonly track, the server answers.
     let pub_ssrc = 0x1000_0001;
@@ -236,8 +219,7 @@ pub fn measure(run: Run) -> Measured {
                 pt: 0,
                 received: Vec::new(),
             };
-            let init =
-                RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Sendonly, streams: vec![], send_encodings: vec![] };
+            let init = RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Sendonly, streams: vec![], send_encodings: vec![] };
             l.sfu.add_transceiver_from_track(track(&format!("sub{k}"), kind, ssrc, mime, clock, ch), Some(init)).expect("sub track");
             negotiate(&mut l.sfu, &mut l.client, now);
             let sender = l.sfu.get_senders().next().expect("sub sender");
@@ -280,7 +262,6 @@ pub fn measure(run: Run) -> Measured {
     }
     let rtp_count = datagrams.iter().filter(|d| d.0).count();
     assert_eq!(rtp_count, total, "one RTP datagram per written packet");
-    let client_sent = datagrams.len();
 
     let mut out = Vec::with_capacity(2048);
     let mut fwd = Measured::default();
@@ -296,19 +277,19 @@ pub fn measure(run: Run) -> Measured {
         let c0 = crate::thread_cpu();
         let end_packet = packet_no + count;
         let mut body = || {
-        while packet_no < end_packet {
-            let (is_rtp, d) = &datagrams[idx];
-            idx += 1;
-            now = base + run.interval * packet_no as u32;
-            if *is_rtp {
-                packet_no += 1;
+            while packet_no < end_packet {
+                let (is_rtp, d) = &datagrams[idx];
+                idx += 1;
+                now = base + run.interval * packet_no as u32;
+                if *is_rtp {
+                    packet_no += 1;
+                }
+                forward_one(&mut publisher, &mut subs, now, d, &mut out, &mut fwd);
+                if now >= next_timer {
+                    timers(&mut publisher, &mut subs, now, &mut out, &mut fwd);
+                    next_timer = now + timer_step;
+                }
             }
-            forward_one(&mut publisher, &mut subs, now, d, &mut out, &mut fwd);
-            if now >= next_timer {
-                timers(&mut publisher, &mut subs, now, &mut out, &mut fwd);
-                next_timer = now + timer_step;
-            }
-        }
         };
         if phase == 0 {
             crate::warm_phase(&mut body)
@@ -326,7 +307,7 @@ pub fn measure(run: Run) -> Measured {
             fwd.allocs = allocs;
         }
     }
-    fwd.nack_repaired = check_nack(&mut publisher, &mut subs[0], &datagrams[idx..client_sent], now, run.interval);
+    fwd.nack_repaired = check_nack(&mut publisher, &mut subs[0], &datagrams[idx..], now, run.interval);
     fwd
 }
 
@@ -460,4 +441,3 @@ fn timers(publisher: &mut Leg, subs: &mut [Leg], now: Instant, out: &mut Vec<u8>
         while pc.poll_read().is_some() {}
     }
 }
-

@@ -15,13 +15,8 @@ use str0m::{Candidate, Event, Input, Output, Rtc};
 use crate::{alloc, Measured, Run};
 
 fn peer(server: bool, addr: SocketAddr, run: &Run, now: Instant) -> Rtc {
-    let mut b = Rtc::builder()
-        .set_rtp_mode(true)
-        .set_ice_lite(server)
-        .clear_codecs()
-        .enable_opus(true, false)
-        .enable_vp8(true)
-        .enable_h264(true);
+    let mut b =
+        Rtc::builder().set_rtp_mode(true).set_ice_lite(server).clear_codecs().enable_opus(true, false).enable_vp8(true).enable_h264(true);
     if server && run.bwe {
         // High enough that the pacer never holds back the 8.8 Mbit/s this harness sends per leg.
         b = b.enable_bwe(Some(str0m::bwe::Bitrate::mbps(20)));
@@ -60,10 +55,8 @@ fn outputs(rtc: &mut Rtc, up: &mut bool, sent: &mut Vec<Vec<u8>>, received: &mut
 }
 
 fn receive(rtc: &mut Rtc, now: Instant, from: SocketAddr, to: SocketAddr, d: &[u8]) {
-    let input = Input::Receive(
-        now,
-        Receive { proto: Protocol::Udp, source: from, destination: to, contents: d.try_into().expect("datagram") },
-    );
+    let input =
+        Input::Receive(now, Receive { proto: Protocol::Udp, source: from, destination: to, contents: d.try_into().expect("datagram") });
     rtc.handle_input(input).expect("handle_input");
 }
 
@@ -190,7 +183,6 @@ pub fn measure(run: Run) -> Measured {
         }
     }
     assert_eq!(rtp_count, total, "one RTP datagram per written packet");
-    let client_sent = datagrams.len();
 
     let mut out = Vec::with_capacity(2048);
     let mut fwd = Measured::default();
@@ -204,19 +196,19 @@ pub fn measure(run: Run) -> Measured {
         let c0 = crate::thread_cpu();
         let end_packet = packet_no + count;
         let mut body = || {
-        while packet_no < end_packet {
-            let (is_rtp, d) = &datagrams[idx];
-            idx += 1;
-            now = base + run.interval * packet_no as u32;
-            if *is_rtp {
-                packet_no += 1;
+            while packet_no < end_packet {
+                let (is_rtp, d) = &datagrams[idx];
+                idx += 1;
+                now = base + run.interval * packet_no as u32;
+                if *is_rtp {
+                    packet_no += 1;
+                }
+                forward_one(&mut publisher, &mut subs, now, d, &mut out, &mut fwd, &run);
+                if now >= next_timer {
+                    timers(&mut publisher, &mut subs, now, &mut out, &mut fwd);
+                    next_timer = now + timer_step;
+                }
             }
-            forward_one(&mut publisher, &mut subs, now, d, &mut out, &mut fwd, &run);
-            if now >= next_timer {
-                timers(&mut publisher, &mut subs, now, &mut out, &mut fwd);
-                next_timer = now + timer_step;
-            }
-        }
         };
         if phase == 0 {
             crate::warm_phase(&mut body)
@@ -234,7 +226,7 @@ pub fn measure(run: Run) -> Measured {
             fwd.allocs = allocs;
         }
     }
-    fwd.nack_repaired = check_nack(&mut publisher, &mut subs[0], &datagrams[idx..client_sent], now, &run);
+    fwd.nack_repaired = check_nack(&mut publisher, &mut subs[0], &datagrams[idx..], now, &run);
     fwd
 }
 
@@ -294,15 +286,7 @@ fn check_nack(publisher: &mut Leg, sub: &mut Leg, rest: &[(bool, Vec<u8>)], mut 
 /// write it to every subscriber's send stream (sequence number rewritten; the payload is a
 /// shared `Arc`), let each subscriber connection send, drain every outgoing datagram.
 #[inline(never)]
-fn forward_one(
-    publisher: &mut Leg,
-    subs: &mut [Leg],
-    now: Instant,
-    d: &[u8],
-    out: &mut Vec<u8>,
-    m: &mut Measured,
-    run: &Run,
-) {
+fn forward_one(publisher: &mut Leg, subs: &mut [Leg], now: Instant, d: &[u8], out: &mut Vec<u8>, m: &mut Measured, run: &Run) {
     receive(&mut publisher.sfu, now, publisher.client_addr, publisher.sfu_addr, d);
     loop {
         match publisher.sfu.poll_output().expect("poll_output") {
