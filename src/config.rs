@@ -190,6 +190,9 @@ impl ServerConfig {
     }
 }
 
+/// The largest media socket buffer a deployment may ask for.
+pub const MAX_SOCKET_BUFFER_BYTES: usize = 256 << 20;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IceConfig {
@@ -202,6 +205,9 @@ pub struct IceConfig {
     pub single_port: bool,
     pub udp_port_min: u16,
     pub udp_port_max: u16,
+    /// Receive and send buffer of the shared media socket, bytes (0: the kernel's default).
+    /// A busy moment of a few tens of milliseconds must not overflow it.
+    pub socket_buffer_bytes: usize,
     /// Passive TCP candidates (RFC 6544) beside the UDP ones: one TCP listener per peer
     /// connection, on the same port number as its UDP socket.
     pub tcp: bool,
@@ -431,6 +437,13 @@ impl Config {
                 key: "ice.udp_port_min/ice.udp_port_max",
                 value: format!("{}-{}", ice.udp_port_min, ice.udp_port_max),
                 reason: "set both to 0 (any port) or to a range with min <= max",
+            });
+        }
+        if ice.socket_buffer_bytes > MAX_SOCKET_BUFFER_BYTES {
+            return Err(ConfigError::Invalid {
+                key: "ice.socket_buffer_bytes",
+                value: ice.socket_buffer_bytes.to_string(),
+                reason: "at most 268435456 (256 MiB); 0 keeps the kernel's default",
             });
         }
         if self.limits.max_room_size < 2 {

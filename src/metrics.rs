@@ -134,6 +134,12 @@ impl Collector for StateCollector {
             "Datagrams on the shared media port that belonged to no connection (dropped)",
             load(&s.media_port_unrouted),
         )?;
+        gauge(
+            &mut e,
+            "hearth_media_port_buffer_bytes",
+            "Receive buffer of the shared media socket as the kernel granted it (ice.socket_buffer_bytes, capped by net.core.rmem_max)",
+            s.media_port_buffer_bytes.load(Ordering::Relaxed) as i64,
+        )?;
         counter(
             &mut e,
             "hearth_media_port_overflow",

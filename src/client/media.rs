@@ -79,6 +79,45 @@ pub struct MediaOptions {
     /// Keep the first this many packets of every received track as they arrived (a raw tap:
     /// the end-to-end encryption tests read what the relay forwards). 0: keep none.
     pub capture_packets: usize,
+    /// The camera's codec (not the simulcast camera's or a screen share's: those are VP8).
+    pub video_codec: VideoCodec,
+}
+
+/// A codec the synthetic camera can announce. The payload stays the synthetic VP8-shaped
+/// probe: what is tested with H.264 is what the server does with the codec it negotiated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum VideoCodec {
+    #[default]
+    Vp8,
+    H264,
+}
+
+impl VideoCodec {
+    /// The codec as the track announces it, and the payload type both sides register for it.
+    fn rtp(self) -> (RTCRtpCodec, u8) {
+        match self {
+            Self::Vp8 => (
+                RTCRtpCodec {
+                    mime_type: "video/VP8".into(),
+                    clock_rate: 90000,
+                    channels: 0,
+                    sdp_fmtp_line: String::new(),
+                    rtcp_feedback: vec![],
+                },
+                96,
+            ),
+            Self::H264 => (
+                RTCRtpCodec {
+                    mime_type: "video/H264".into(),
+                    clock_rate: 90000,
+                    channels: 0,
+                    sdp_fmtp_line: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f".into(),
+                    rtcp_feedback: vec![],
+                },
+                102,
+            ),
+        }
+    }
 }
 
 /// One RTP packet as it arrived, kept when [`MediaOptions::capture_packets`] asks for it.
@@ -164,6 +203,7 @@ impl MediaOptions {
             throttle_kbps: None,
             resend_video: false,
             capture_packets: 0,
+            video_codec: VideoCodec::Vp8,
         }
     }
 }
@@ -545,8 +585,8 @@ pub fn read_probe(payload: &[u8]) -> Option<(u64, u64)> {
     Some((sent, seq))
 }
 
-fn local_track(kind: MediaKind, name: &str) -> (Arc<TrackLocalStaticRTP>, u32) {
-    local_track_labelled(kind, name, &format!("{name}-{kind:?}"))
+fn local_track(kind: MediaKind, name: &str, video: VideoCodec) -> (Arc<TrackLocalStaticRTP>, u32) {
+    local_track_in_stream(kind, &format!("client-{name}"), &format!("{name}-{kind:?}"), video)
 }
 
 /// Our side of "perfect negotiation" (the polite one): offers and the server's offers take
@@ -600,8 +640,7 @@ fn without_receive_simulcast(sdp: &str) -> String {
 /// A simulcast camera: one track, three encodings (rids q/h/f), each with its own SSRC.
 fn simulcast_track(name: &str) -> (Arc<TrackLocalStaticRTP>, [u32; 3]) {
     let ssrcs: [u32; 3] = std::array::from_fn(|_| rand::random());
-    let codec =
-        RTCRtpCodec { mime_type: "video/VP8".into(), clock_rate: 90000, channels: 0, sdp_fmtp_line: String::new(), rtcp_feedback: vec![] };
+    let (codec, _) = VideoCodec::Vp8.rtp();
     let label = format!("{name}-Video");
     let codings = SIMULCAST_RIDS
         .iter()
@@ -691,13 +730,8 @@ async fn send_simulcast(
     }
 }
 
-/// A local track whose msid track id (what the server sees as the client's track id) is `label`.
-fn local_track_labelled(kind: MediaKind, name: &str, label: &str) -> (Arc<TrackLocalStaticRTP>, u32) {
-    local_track_in_stream(kind, &format!("client-{name}"), label)
-}
-
 /// A local track whose msid is `stream track_id`.
-fn local_track_in_stream(kind: MediaKind, stream: &str, track_id: &str) -> (Arc<TrackLocalStaticRTP>, u32) {
+fn local_track_in_stream(kind: MediaKind, stream: &str, track_id: &str, video: VideoCodec) -> (Arc<TrackLocalStaticRTP>, u32) {
     let ssrc = rand::random::<u32>();
     let (codec_kind, codec) = match kind {
         MediaKind::Audio => (
@@ -710,16 +744,7 @@ fn local_track_in_stream(kind: MediaKind, stream: &str, track_id: &str) -> (Arc<
                 rtcp_feedback: vec![],
             },
         ),
-        MediaKind::Video => (
-            RtpCodecKind::Video,
-            RTCRtpCodec {
-                mime_type: "video/VP8".into(),
-                clock_rate: 90000,
-                channels: 0,
-                sdp_fmtp_line: String::new(),
-                rtcp_feedback: vec![],
-            },
-        ),
+        MediaKind::Video => (RtpCodecKind::Video, video.rtp().0),
     };
     let track = TrackLocalStaticRTP::new(MediaStreamTrack::new(
         stream.to_string(),
@@ -916,7 +941,7 @@ impl MediaClient {
 
         let mut locals = Vec::new();
         if opts.publish_audio {
-            locals.push((MediaKind::Audio, local_track(MediaKind::Audio, &opts.name)));
+            locals.push((MediaKind::Audio, local_track(MediaKind::Audio, &opts.name, opts.video_codec)));
         }
         let simulcast = if opts.publish_video && opts.simulcast {
             let (track, ssrcs) = simulcast_track(&opts.name);
@@ -924,7 +949,7 @@ impl MediaClient {
             Some((track, ssrcs, sender))
         } else {
             if opts.publish_video {
-                locals.push((MediaKind::Video, local_track(MediaKind::Video, &opts.name)));
+                locals.push((MediaKind::Video, local_track(MediaKind::Video, &opts.name, opts.video_codec)));
             }
             None
         };
@@ -1078,7 +1103,7 @@ impl MediaClient {
         for (kind, (track, ssrc)) in locals {
             let (pps, size, pt, clock) = match kind {
                 MediaKind::Audio => (opts.audio_pps, opts.audio_payload, 111u8, 48_000u32),
-                MediaKind::Video => (opts.video_pps, opts.video_payload, 96u8, 90_000u32),
+                MediaKind::Video => (opts.video_pps, opts.video_payload, opts.video_codec.rtp().1, 90_000u32),
             };
             let keyframe_every = if kind == MediaKind::Video { opts.keyframe_every.max(1) } else { 1 };
             let sending = sending.clone();
@@ -1224,7 +1249,7 @@ impl MediaClient {
         let label = format!("{}-screen-{:08x}", self.opts.name, rand::random::<u32>());
         let stream = format!("{}-display-{:08x}", self.opts.name, rand::random::<u32>());
         let sender_id = format!("sender-{:08x}", rand::random::<u32>());
-        let (track, ssrc) = local_track_in_stream(MediaKind::Video, &stream, &sender_id);
+        let (track, ssrc) = local_track_in_stream(MediaKind::Video, &stream, &sender_id, VideoCodec::Vp8);
         self.send(ClientMessage::ScreenShare { client_track_id: label.clone(), client_stream_id: Some(stream), active: true });
         let sender = self.pc.add_track(track.clone() as Arc<dyn TrackLocal>).await?;
         self.offer().await?;

@@ -11,5 +11,5 @@ pub mod media;
 pub mod signaling;
 pub mod throttle;
 
-pub use media::{CapturedPacket, MediaClient, MediaOptions, ReceivedTrack};
+pub use media::{CapturedPacket, MediaClient, MediaOptions, ReceivedTrack, VideoCodec};
 pub use signaling::{SignalClient, SignalError};

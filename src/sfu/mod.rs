@@ -83,6 +83,8 @@ pub struct SfuStats {
     /// packets of closed connections), and datagrams dropped because a connection's queue was full.
     pub media_port_unrouted: AtomicU64,
     pub media_port_overflow: AtomicU64,
+    /// The shared media socket's receive buffer as the kernel granted it (bytes).
+    pub media_port_buffer_bytes: AtomicUsize,
 }
 
 /// How often the server asks a publisher for one missing packet (100 ms apart), after which
@@ -126,7 +128,7 @@ fn register_codecs(media_engine: &mut MediaEngine) -> Result<(), SfuError> {
 /// port is this function and [`udp_mux`]; nothing else in the engine knows about it.
 fn bind_media_port(ice: &IceConfig, stats: Arc<SfuStats>) -> Result<Arc<udp_mux::UdpMux>, SfuError> {
     let addr = SocketAddr::new(ice.bind_ip, ice.udp_port);
-    udp_mux::UdpMux::bind(addr, stats).map_err(|source| SfuError::MediaPort { addr, source })
+    udp_mux::UdpMux::bind(addr, ice.socket_buffer_bytes, stats).map_err(|source| SfuError::MediaPort { addr, source })
 }
 
 /// How often a server connection's ICE agent runs its timers until ICE connects (the crate's

@@ -69,10 +69,13 @@ impl std::fmt::Debug for UdpMux {
 }
 
 impl UdpMux {
-    /// Binds the shared port (0: an ephemeral one) and starts reading it. Needs a tokio runtime.
-    pub fn bind(addr: SocketAddr, stats: Arc<SfuStats>) -> io::Result<Arc<Self>> {
+    /// Binds the shared port (0: an ephemeral one) with `buffer` bytes of receive and send
+    /// buffer (0: the kernel's default) and starts reading it. Needs a tokio runtime.
+    pub fn bind(addr: SocketAddr, buffer: usize, stats: Arc<SfuStats>) -> io::Result<Arc<Self>> {
         let socket = std::net::UdpSocket::bind(addr)?;
         socket.set_nonblocking(true)?;
+        let granted = size_buffers(&socket, buffer)?;
+        stats.media_port_buffer_bytes.store(granted, Ordering::Relaxed);
         let socket = Arc::new(tokio::net::UdpSocket::from_std(socket)?);
         let local = socket.local_addr()?;
         let mux = Arc::new(Self { socket, local, routes: Mutex::default(), stats, reader: Mutex::default() });
@@ -150,6 +153,32 @@ impl Drop for UdpMux {
     }
 }
 
+/// Asks for `wanted` bytes of receive and send buffer and returns the receive buffer the
+/// kernel granted. Linux caps a request at `net.core.rmem_max`/`wmem_max` without an error,
+/// so a shortfall is logged with the setting that would lift it: a small buffer is where media
+/// is lost when the server is briefly short of CPU.
+fn size_buffers(socket: &std::net::UdpSocket, wanted: usize) -> io::Result<usize> {
+    let sock = socket2::SockRef::from(socket);
+    if wanted > 0 {
+        sock.set_recv_buffer_size(wanted)?;
+        sock.set_send_buffer_size(wanted)?;
+    }
+    // Linux reports twice what it keeps for data (the rest is its bookkeeping): halve it.
+    let granted = sock.recv_buffer_size()? / if cfg!(target_os = "linux") { 2 } else { 1 };
+    let sent = sock.send_buffer_size()? / if cfg!(target_os = "linux") { 2 } else { 1 };
+    if wanted > 0 && (granted < wanted || sent < wanted) {
+        tracing::warn!(
+            wanted,
+            receive = granted,
+            send = sent,
+            "the media port's socket buffers are smaller than ice.socket_buffer_bytes: the kernel caps them; \
+             run `sysctl -w net.core.rmem_max={wanted} net.core.wmem_max={wanted}` (and keep it in /etc/sysctl.d) so a \
+             short CPU stall does not drop media"
+        );
+    }
+    Ok(granted)
+}
+
 async fn read_loop(mux: Weak<UdpMux>, socket: Arc<tokio::net::UdpSocket>) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
@@ -184,8 +213,9 @@ async fn read_loop(mux: Weak<UdpMux>, socket: Arc<tokio::net::UdpSocket>) {
 
 /// The local ufrag a STUN message names (`USERNAME` = `<ours>:<theirs>`), if it is one.
 fn stun_local_ufrag(datagram: &[u8]) -> Option<&str> {
-    // A STUN header: two zero top bits, the magic cookie, a length that fits.
-    if datagram.len() < 20 || datagram[0] & 0xC0 != 0 || datagram[4..8] != STUN_MAGIC_COOKIE {
+    // A STUN header: a first byte of 0 to 3 (RFC 7983; DTLS is 20 to 63, RTP and RTCP 128 to
+    // 191), the magic cookie, a length that fits.
+    if datagram.len() < 20 || datagram[0] > 3 || datagram[4..8] != STUN_MAGIC_COOKIE {
         return None;
     }
     let length = usize::from(u16::from_be_bytes([datagram[2], datagram[3]]));
@@ -410,6 +440,109 @@ impl AsyncUdpSocket for PeerSocket {
             }
             Poll::Ready(None) => Poll::Ready(Err(io::Error::new(io::ErrorKind::NotConnected, "the media port is closed"))),
             Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A STUN binding request carrying `attributes` (type, value), padded as RFC 8489 says.
+    fn stun(attributes: &[(u16, &[u8])]) -> Vec<u8> {
+        let mut body = Vec::new();
+        for (kind, value) in attributes {
+            body.extend_from_slice(&kind.to_be_bytes());
+            body.extend_from_slice(&u16::try_from(value.len()).expect("short value").to_be_bytes());
+            body.extend_from_slice(value);
+            body.resize(body.len().div_ceil(4) * 4, 0);
+        }
+        let mut message = vec![0x00, 0x01];
+        message.extend_from_slice(&u16::try_from(body.len()).expect("short body").to_be_bytes());
+        message.extend_from_slice(&STUN_MAGIC_COOKIE);
+        message.extend_from_slice(&[7; 12]);
+        message.extend(body);
+        message
+    }
+
+    #[test]
+    fn the_local_ufrag_comes_from_the_username_and_nothing_else_names_one() {
+        assert_eq!(stun_local_ufrag(&stun(&[(STUN_USERNAME, b"srv1:cli9")])), Some("srv1"));
+        let priority = [0, 0, 0, 1];
+        assert_eq!(stun_local_ufrag(&stun(&[(0x0024, &priority), (0x8022, b"x"), (STUN_USERNAME, b"ab:cd")])), Some("ab"));
+        let valid = stun(&[(STUN_USERNAME, b"srv1:cli9")]);
+        let mut no_cookie = valid.clone();
+        no_cookie[4] ^= 1;
+        let mut dtls = valid.clone();
+        dtls[0] = 22; // a DTLS handshake record
+        let mut rtp = valid.clone();
+        rtp[0] = 0x80;
+        for (what, datagram) in [
+            ("no magic cookie", no_cookie),
+            ("DTLS", dtls),
+            ("RTP", rtp),
+            ("no username", stun(&[(0x0024, &priority)])),
+            ("an empty local ufrag", stun(&[(STUN_USERNAME, b":cli9")])),
+            ("a username that is not UTF-8", stun(&[(STUN_USERNAME, &[0xff, 0xfe, b':', b'a'])])),
+            ("shorter than a header", valid[..19].to_vec()),
+            ("cut inside the username", valid[..valid.len() - 2].to_vec()),
+        ] {
+            assert_eq!(stun_local_ufrag(&datagram), None, "{what}");
+        }
+    }
+
+    /// The kernel's cap on a socket's receive buffer (Linux), if this machine says.
+    fn rmem_max() -> Option<usize> {
+        std::fs::read_to_string("/proc/sys/net/core/rmem_max").ok()?.trim().parse().ok()
+    }
+
+    #[tokio::test]
+    async fn the_media_socket_gets_the_configured_buffer_up_to_the_kernels_cap() {
+        let Some(cap) = rmem_max() else { return };
+        let stats = Arc::new(SfuStats::default());
+        let wanted = 1 << 20;
+        let mux = UdpMux::bind("127.0.0.1:0".parse().expect("addr"), wanted, stats.clone()).expect("bind");
+        let granted = stats.media_port_buffer_bytes.load(Ordering::Relaxed);
+        assert_eq!(granted, wanted.min(cap), "asked for {wanted}, the kernel caps at {cap}");
+        drop(mux);
+        // 0 keeps the kernel's default, whatever it is.
+        let stats = Arc::new(SfuStats::default());
+        let _mux = UdpMux::bind("127.0.0.1:0".parse().expect("addr"), 0, stats.clone()).expect("bind");
+        assert!(stats.media_port_buffer_bytes.load(Ordering::Relaxed) > 0);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        /// Whatever a stranger sends to the shared port: one bounded parse, no panic, and a
+        /// ufrag only out of a STUN header's USERNAME.
+        #[test]
+        fn any_datagram_is_parsed_once_without_panicking(data in proptest::collection::vec(any::<u8>(), 0..600)) {
+            if let Some(ufrag) = stun_local_ufrag(&data) {
+                prop_assert!(!ufrag.is_empty() && !ufrag.contains(':'));
+                prop_assert_eq!(&data[4..8], &STUN_MAGIC_COOKIE[..]);
+                prop_assert!(data[0] <= 3);
+            }
+        }
+
+        /// A username after any other attributes is found; the same message cut anywhere
+        /// names no one (its header promises more than arrived).
+        #[test]
+        fn a_username_after_any_attributes_is_found_and_a_cut_message_names_no_one(
+            others in proptest::collection::vec((0u16..0x8030, proptest::collection::vec(any::<u8>(), 0..40)), 0..6),
+            ours in "[A-Za-z0-9+/]{1,32}",
+            theirs in "[A-Za-z0-9+/]{0,32}",
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let username = format!("{ours}:{theirs}");
+            let mut attributes: Vec<(u16, &[u8])> =
+                others.iter().filter(|(kind, _)| *kind != STUN_USERNAME).map(|(kind, value)| (*kind, value.as_slice())).collect();
+            attributes.push((STUN_USERNAME, username.as_bytes()));
+            let message = stun(&attributes);
+            prop_assert_eq!(stun_local_ufrag(&message), Some(ours.as_str()));
+            let cut = cut.index(message.len());
+            prop_assert_eq!(stun_local_ufrag(&message[..cut]), None);
         }
     }
 }

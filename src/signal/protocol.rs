@@ -919,6 +919,14 @@ pub enum ClientMessage {
     ClosePoll {
         poll_id: PollId,
     },
+    /// Therapist, `required` rooms: the texts of an open poll sealed again under the newest
+    /// keys, so people who joined after it started can read it. Same number of options, in the
+    /// same order; votes are kept. Everyone the poll is for gets `pollStarted` again.
+    ResealPoll {
+        poll_id: PollId,
+        question: Text,
+        options: Vec<Text>,
+    },
     /// Therapist: show the counts (never who chose what) to everyone in the poll's scope.
     SharePollResults {
         poll_id: PollId,

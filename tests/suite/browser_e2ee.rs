@@ -1006,6 +1006,38 @@ async fn text_scenario(fx: &BrowserTest, therapist: &Client, participant: &Clien
     .await?;
     fx.shot_of(participant, "#polls-section", "participant-poll").await;
 
+    // The participant's page reloads while the poll is open: it comes back with a new session
+    // key and holds only the epoch the leader makes for it, not the one the poll was sealed
+    // with. The leader seals the open poll again, so it reads the question and its vote.
+    participant.refresh().await.map_err(|e| format!("participant: reloading: {e}"))?;
+    let back = "const b = document.querySelector('#link-join-button'); return window.hearth && (['joined', 'waiting'].includes(window.hearth.state) || Boolean(b && b.offsetParent !== null));";
+    wait_for_within(participant, "the participant's page back after the reload", back, &[], MEDIA).await?;
+    if js(participant, "return ['joined', 'waiting'].includes(window.hearth.state);").await? != json!(true) {
+        click(participant, "participant", "#link-join-button").await?;
+    }
+    let settled = "return ['joined', 'waiting'].includes(window.hearth.state);";
+    wait_for_within(participant, "the reloaded participant joined or waiting", settled, &[], MEDIA).await?;
+    if js(participant, "return window.hearth.state;").await? != json!("joined") {
+        wait_for(therapist, "the reloaded participant waiting", "return window.hearth.waiting.some((w) => w.id === 'p-sam');", &[]).await?;
+        admit(therapist, "p-sam").await?;
+    }
+    wait_for(participant, "the participant back in the room", "return window.hearth.state === 'joined';", &[]).await?;
+    wait_for_within(
+        participant,
+        "the open poll, opened again after the reload",
+        POLL_SHOWS_JS,
+        &[json!(POLL_QUESTION), json!(POLL_ANSWERS)],
+        MEDIA,
+    )
+    .await?;
+    wait_for(
+        participant,
+        "the participant's vote, shown again",
+        "const s = document.querySelector('#poll-cards .poll-card .poll-status'); return !!s && s.textContent.includes(arguments[0]);",
+        &[json!(POLL_ANSWERS[1])],
+    )
+    .await?;
+
     // What crossed the server to a member without a key: sealed texts, no words.
     let frames = observed(&mut observer, "the sealed poll").await?;
     let all = frames.join("\n");
@@ -1064,4 +1096,105 @@ async fn text_scenario(fx: &BrowserTest, therapist: &Client, participant: &Clien
         return Err(format!("text crypto: {crypto}"));
     }
     Ok(())
+}
+
+/// The key leader's own reconnects: its socket drops and comes back, then its page reloads
+/// (a new session key each time, the same identity key from the profile). Each time the room
+/// is re-keyed under a new epoch, both pages go on seeing each other's colour, and the leader
+/// is still the one the participant trusted (same fingerprint, the lock never red).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leaders_reconnect_and_reload_rekey_the_room_and_media_goes_on() {
+    let (mut fx, red, blue) = encrypted_test("e2ee-leader").await;
+    let [therapist, participant] = fx.open([with_camera("therapist", &red), with_camera("participant", &blue)]).await;
+    let outcome = fx.within(leader_scenario(&fx, &therapist, &participant)).await;
+    if outcome.is_ok() {
+        fx.shot(&participant, "participant-after-reload").await;
+    }
+    fx.finish(outcome).await;
+}
+
+/// The participant's view of the leader and of the main room's epochs.
+const LEADER_VIEW_JS: &str = r#"
+const e = window.hearth.e2ee;
+return {
+  fingerprint: e.leader && e.leader.fingerprint,
+  valid: Boolean(e.leader && e.leader.valid),
+  lock: e.lock,
+  sending: e.sending && e.sending.epoch,
+  main: e.epochs.filter((x) => x.space === 'main').map((x) => x.epoch),
+};
+"#;
+
+async fn leader_scenario(fx: &BrowserTest, therapist: &Client, participant: &Client) -> Result<(), String> {
+    const ROOM: &str = "e2ee-leader";
+    therapist_admits_participant(fx, ROOM, therapist, participant).await?;
+    wait_async(participant, "the participant keyed", KEYED_JS, MEDIA).await?;
+    both_see_each_other(therapist, participant, "before any reconnect").await?;
+    let first = js(participant, LEADER_VIEW_JS).await?;
+    if !first["valid"].as_bool().unwrap_or(false) || first["fingerprint"].as_str().is_none() {
+        return Err(format!("the participant trusts no leader: {first}"));
+    }
+    let mut seen: Vec<Value> = first["main"].as_array().cloned().unwrap_or_default();
+
+    for how in ["socket drop", "page reload"] {
+        if how == "socket drop" {
+            js(therapist, "window.hearth.ws.close();").await?;
+        } else {
+            // The tab's session storage keeps the join token: a reload rejoins as the same
+            // person (from the link page's button, if it shows one).
+            therapist.refresh().await.map_err(|e| format!("therapist: reloading: {e}"))?;
+            wait_for_within(
+                therapist,
+                "the therapist's page back after the reload",
+                "const b = document.querySelector('#link-join-button'); return window.hearth && (window.hearth.state === 'joined' || Boolean(b && b.offsetParent !== null));",
+                &[],
+                MEDIA,
+            )
+            .await?;
+            if js(therapist, "return window.hearth.state !== 'joined';").await? == json!(true) {
+                click(therapist, "therapist", "#link-join-button").await?;
+            }
+            wait_for(therapist, "the therapist rejoined after the reload", "return window.hearth.state === 'joined';", &[]).await?;
+        }
+        // Re-keyed: the participant sends under a main-room epoch it never held before.
+        let known = serde_json::to_string(&seen).map_err(|e| e.to_string())?;
+        wait_for_within(
+            participant,
+            &format!("a new main-room epoch after the leader's {how}"),
+            &format!(
+                "const e = window.hearth.e2ee; const known = {known}; return !!(e.sending && !known.includes(e.sending.epoch) \
+                 && e.epochs.some((x) => x.space === 'main' && x.epoch === e.sending.epoch));"
+            ),
+            &[],
+            MEDIA,
+        )
+        .await?;
+        let now = js(participant, LEADER_VIEW_JS).await?;
+        if now["fingerprint"] != first["fingerprint"] || !now["valid"].as_bool().unwrap_or(false) || now["lock"] == "red" {
+            return Err(format!("after the leader's {how} the participant must trust the same leader: before {first}, now {now}"));
+        }
+        seen.extend(now["main"].as_array().cloned().unwrap_or_default());
+        both_see_each_other(therapist, participant, &format!("after the leader's {how}")).await?;
+    }
+    Ok(())
+}
+
+/// The participant sees the therapist's red and the therapist the participant's blue.
+async fn both_see_each_other(therapist: &Client, participant: &Client, when: &str) -> Result<(), String> {
+    wait_async(therapist, &format!("the therapist decrypting video {when}"), KEYED_JS, MEDIA).await?;
+    // A tile that just came back may show its first frames a moment later: a few rounds of
+    // ten samples, within the media deadline.
+    let deadline = tokio::time::Instant::now() + MEDIA;
+    loop {
+        let (red_hits, red_seen) = colour_hits(participant, "t-lee", RED, 10).await?;
+        let (blue_hits, blue_seen) = colour_hits(therapist, "p-sam", BLUE, 10).await?;
+        if red_hits >= 8 && blue_hits >= 8 {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!(
+                "{when}: the participant saw red {red_hits}/10 ({red_seen:?}), the therapist blue {blue_hits}/10 ({blue_seen:?})"
+            ));
+        }
+    }
 }

@@ -9,10 +9,10 @@ use common::expect_error;
 use std::time::Duration;
 
 use hearth::auth::Role;
-use hearth::client::SignalClient;
+use hearth::client::{MediaClient, MediaOptions, SignalClient, VideoCodec};
 use hearth::room::RoomId;
 use hearth::server::RunningServer;
-use hearth::signal::protocol::{ClientMessage, E2eeWrap, ErrorCode, ServerMessage, PROTOCOL_VERSION};
+use hearth::signal::protocol::{ClientMessage, E2eeWrap, ErrorCode, MediaKind, ServerMessage, PROTOCOL_VERSION};
 use hearth::vocab::E2eeMode;
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -135,6 +135,65 @@ async fn keys_are_relayed_blind_and_each_member_gets_only_its_own_wrap() {
         // Only one: never the other member's wrap.
         let more = c.recv_until("another e2eeKeys", Duration::from_millis(300), |m| matches!(m, ServerMessage::E2eeKeys { .. })).await;
         assert!(more.is_err(), "a member got a second wrap: {more:?}");
+    }
+    server.shutdown().await;
+}
+
+/// A `required` room forwards only what browsers can encrypt frame by frame: an H.264 camera
+/// gets `e2ee_codec` and reaches nobody, while the same publisher's Opus and another's VP8 do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_required_room_refuses_h264_and_forwards_vp8_and_opus() {
+    let _machine = common::machine(common::Load::Media).await;
+    let mut config = common::test_config();
+    config.rooms.e2ee = E2eeMode::Required;
+    let server = common::start_with(config).await;
+    let room = "sealed-codecs";
+    let mut t = join(&server, room, Role::Therapist, "t-1").await;
+    let url = common::ws_url(&server);
+    let member = |id: &str, codec: VideoCodec, publish: bool| {
+        let mut opts = MediaOptions::light(&url, room, id).with_token(common::token_for(&server, room, Role::Participant, id, id));
+        opts.video_codec = codec;
+        opts.publish_audio = publish;
+        opts.publish_video = publish;
+        tokio::spawn(MediaClient::join(opts))
+    };
+    let joins = [member("p-h264", VideoCodec::H264, true), member("p-vp8", VideoCodec::Vp8, true), member("p-sub", VideoCodec::Vp8, false)];
+    recv!(t, ServerMessage::WaitingList { waiting } if waiting.len() == 3);
+    for id in ["p-h264", "p-vp8", "p-sub"] {
+        send(&mut t, ClientMessage::Admit { participant_id: common::pid(id) }).await;
+    }
+    let mut clients = Vec::new();
+    for j in joins {
+        clients.push(j.await.expect("join task").expect("admitted and connected"));
+    }
+    let [mut h264, vp8, sub] = <[MediaClient; 3]>::try_from(clients).unwrap_or_else(|_| panic!("three clients"));
+
+    let refused = h264
+        .wait_for("e2ee_codec", Duration::from_secs(20), |m| matches!(m, ServerMessage::Error { code: ErrorCode::E2eeCodec, .. }))
+        .await
+        .expect("the H.264 publisher is told its camera is not forwarded");
+    eprintln!("{refused:?}");
+    // The positive controls: the refused publisher's own microphone, and another's VP8 camera.
+    let flowing = common::eventually(Duration::from_secs(20), || {
+        sub.packets_from(&h264.participant_id, MediaKind::Audio) >= 50
+            && sub.packets_from(&vp8.participant_id, MediaKind::Video) >= 30
+            && vp8.packets_from(&h264.participant_id, MediaKind::Audio) >= 50
+    })
+    .await;
+    assert!(
+        flowing,
+        "Opus and VP8 flow in a required room: {:?}",
+        sub.received().values().map(|r| (&r.participant, r.kind, r.packets)).collect::<Vec<_>>()
+    );
+    for (who, c) in [("p-sub", &sub), ("p-vp8", &vp8)] {
+        assert_eq!(c.packets_from(&h264.participant_id, MediaKind::Video), 0, "{who} received H.264 video in a required room");
+        assert!(
+            !c.received().values().any(|r| r.participant == h264.participant_id.as_str() && r.kind == MediaKind::Video),
+            "{who} was offered the H.264 track"
+        );
+    }
+    for c in [h264, vp8, sub] {
+        c.leave().await;
     }
     server.shutdown().await;
 }

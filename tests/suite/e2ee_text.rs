@@ -164,6 +164,80 @@ async fn sealed_polls_count_votes_and_nothing_readable_is_stored() {
     server.shutdown().await;
 }
 
+/// A sealing under epoch `epoch` (what the key leader makes when it re-seals).
+fn sealed_at(ct: &str, epoch: u32) -> Text {
+    let Text::Sealed { mut sealed } = sealed(ct) else { unreachable!("sealed() seals") };
+    sealed[0].epoch = epoch;
+    Text::Sealed { sealed }
+}
+
+/// Someone admitted after a sealed poll started holds only the newer key: the therapist seals
+/// the open poll's texts again, everyone it is for gets it again with their vote kept, and
+/// a re-sealing that would change the poll or unseal it is refused with nothing changed.
+#[tokio::test]
+async fn an_open_sealed_poll_is_sealed_again_for_late_joiners_and_keeps_its_votes() {
+    let (server, mut t, mut a, mut b) = required_room().await;
+    let create = ClientMessage::CreatePoll {
+        question: sealed("UXVlc3Rpb24"),
+        options: vec![sealed("WWVz"), sealed("Tm8")],
+        multiple: false,
+        anonymous: true,
+        duration_secs: None,
+        scope: None,
+    };
+    send(&mut t, create).await;
+    let poll = recv!(b, ServerMessage::PollStarted { poll } => poll);
+    recv!(a, ServerMessage::PollStarted { .. });
+    send(&mut b, ClientMessage::Vote { poll_id: poll.id.clone(), option_ids: vec![poll.options[1].id.clone()] }).await;
+    recv!(b, ServerMessage::VoteAccepted { .. });
+    // A late joiner: admitted while the poll is open, it receives the poll as first sealed.
+    let mut c = common::join_upto(&server, "sealed", Role::Participant, "Cy", "p-c", "joined").await;
+    send(&mut t, ClientMessage::Admit { participant_id: pid("p-c") }).await;
+    let first = recv!(c, ServerMessage::PollStarted { poll } => poll);
+    assert_eq!(first.question, sealed("UXVlc3Rpb24"));
+
+    let reseal = |question: Text, options: Vec<Text>| ClientMessage::ResealPoll { poll_id: poll.id.clone(), question, options };
+    // Refused, each with nothing changed or sent: not the therapist, plain, another number of
+    // options, an unknown poll.
+    send(&mut a, reseal(sealed_at("UXVlc3Rpb24y", 42), vec![sealed_at("WWVzMg", 42), sealed_at("Tm8y", 42)])).await;
+    expect_error(&mut a, ErrorCode::Forbidden).await;
+    send(&mut t, reseal(MARKER.into(), vec!["Yes".into(), "No".into()])).await;
+    expect_error(&mut t, ErrorCode::SealedTextRequired).await;
+    send(&mut t, reseal(sealed_at("UXVlc3Rpb24y", 42), vec![sealed_at("WWVzMg", 42)])).await;
+    expect_error(&mut t, ErrorCode::InvalidPoll).await;
+    let unknown = ClientMessage::ResealPoll {
+        poll_id: serde_json::from_str("\"poll-0000000000000000\"").expect("a poll id"),
+        question: sealed_at("UXVlc3Rpb24y", 42),
+        options: vec![sealed_at("WWVzMg", 42), sealed_at("Tm8y", 42)],
+    };
+    send(&mut t, unknown).await;
+    expect_error(&mut t, ErrorCode::UnknownPoll).await;
+    hears_no_text(&mut c, "a refused re-sealing").await;
+
+    send(&mut t, reseal(sealed_at("UXVlc3Rpb24y", 42), vec![sealed_at("WWVzMg", 42), sealed_at("Tm8y", 42)])).await;
+    for (who, client) in [("the late joiner", &mut c), ("a voter", &mut b), ("another member", &mut a)] {
+        let again = recv!(client, ServerMessage::PollStarted { poll } => poll);
+        assert_eq!(again.id, poll.id, "{who}");
+        assert_eq!(again.question, sealed_at("UXVlc3Rpb24y", 42), "{who}");
+        assert_eq!(
+            again.options.iter().map(|o| o.id.clone()).collect::<Vec<_>>(),
+            poll.options.iter().map(|o| o.id.clone()).collect::<Vec<_>>()
+        );
+    }
+    // The voter's choice and the therapist's counts are as before.
+    let kept = recv!(b, ServerMessage::VoteAccepted { option_ids, .. } => option_ids);
+    assert_eq!(kept, vec![poll.options[1].id.clone()]);
+    let tally = recv!(t, ServerMessage::PollResults(tally) if tally.counts.iter().map(|c| c.count).sum::<u32>() == 1 => tally);
+    assert_eq!(tally.counts.iter().map(|c| c.count).collect::<Vec<_>>(), [0, 1]);
+
+    // Closed, it is not sealed again.
+    send(&mut t, ClientMessage::ClosePoll { poll_id: poll.id.clone() }).await;
+    recv!(t, ServerMessage::PollClosed { .. });
+    send(&mut t, reseal(sealed_at("UXVlc3Rpb24z", 43), vec![sealed_at("WWVzMw", 43), sealed_at("Tm8z", 43)])).await;
+    expect_error(&mut t, ErrorCode::PollClosed).await;
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn rooms_that_do_not_require_encryption_keep_plain_texts() {
     let server = common::start_open_server().await;

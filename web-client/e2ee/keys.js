@@ -269,6 +269,8 @@ async function makeEpoch(space, members, activateAfterMs) {
   log('e2ee: epoch', epoch, 'for', space, 'to', bundle.members.length, 'members');
   send({ type: 'e2eeKeyBundle', space, epoch, bundle: b64(bundleBytes), signature, wraps });
   await install(bundle, secret);
+  // Texts that stay current (an open poll) are sealed again under it, for those who just got it.
+  emit('local:e2eeEpochMade', { space, epoch });
 }
 
 // ---------------------------------------------------------------------------------------

@@ -16,7 +16,8 @@ import { send } from '../core/connection.js';
 import { exposeProbe } from '../core/probe.js';
 import { log } from '../core/log.js';
 import { isTherapist, state } from '../core/state.js';
-import { NO_KEY_TEXT, NoKeyError, openText, outgoing } from '../e2ee/text.js';
+import { isLeader } from '../e2ee/keys.js';
+import { NO_KEY_TEXT, NoKeyError, openText, outgoing, sealText } from '../e2ee/text.js';
 
 const LIMITS = { question: 300, option: 100, minOptions: 2, maxOptions: 10 };
 const TIME_LIMITS = [
@@ -471,7 +472,9 @@ async function openedPoll(info) {
     const text = await openText(o.text, { field: 'pollOption' });
     options.push({ ...o, text: text === null ? `Answer ${i + 1} (${NO_KEY_TEXT.toLowerCase()})` : text });
   }
-  return { ...info, question: question === null ? 'Encrypted poll, no key yet' : question, options, noKey: question === null };
+  // The spaces its texts are sealed for: sealed again for the same ones under newer keys.
+  const spaces = info.question && Array.isArray(info.question.sealed) ? info.question.sealed.map((s) => s.space) : null;
+  return { ...info, question: question === null ? 'Encrypted poll, no key yet' : question, options, noKey: question === null, spaces };
 }
 
 on('pollStarted', inOrder(async ({ poll: sent }) => {
@@ -479,22 +482,59 @@ on('pollStarted', inOrder(async ({ poll: sent }) => {
   const info = await openedPoll(sent);
   mount();
   const existing = polls.get(info.id);
+  // The same poll again (a reconnect, or its texts sealed anew): the card is rebuilt in
+  // place, keeping an answer being chosen and the keyboard focus.
+  const before = existing && existing.card ? {
+    checked: (existing.card.inputs || []).filter(({ input }) => input.checked).map(({ input }) => input.value),
+    focused: existing.card.root.contains(document.activeElement) ? document.activeElement.value || null : undefined,
+    next: existing.card.root.nextSibling,
+  } : null;
   if (existing && existing.card) existing.card.root.remove();
-  const poll = { info, closed: false, reason: null, mine: [], live: null, shared: null, sharedOnce: false, card: null };
+  const poll = { info, closed: false, reason: null, mine: existing ? existing.mine : [], live: null, shared: null, sharedOnce: false, card: null };
   polls.set(info.id, poll);
-  cards.prepend(createCard(poll));
+  const card = createCard(poll);
+  if (before && before.next) cards.insertBefore(card, before.next);
+  else cards.prepend(card);
   renderCard(poll);
+  if (before && poll.card) {
+    const inputs = poll.card.inputs || [];
+    for (const { input } of inputs) input.checked = before.checked.includes(input.value);
+    if (before.focused !== undefined) {
+      const again = inputs.find(({ input }) => input.value === before.focused);
+      (again ? again.input : poll.card.root).focus();
+    }
+  }
   renderSection();
   tickCountdowns();
   if (isTherapist()) {
-    if (pending && pending.kind === 'create') {
+    if (!existing && pending && pending.kind === 'create') {
       pending = null;
       builder.launched();
       poll.card.root.querySelector('.poll-question').focus();
     }
-    announce(`Poll launched: ${info.question}`);
+    if (!existing) announce(`Poll launched: ${info.question}`);
   } else if (!existing) {
     announce(`The therapist started a poll: ${info.question}`);
+  }
+}));
+
+// The key leader made a new key for `space` (someone joined, left or moved): the open polls
+// sealed for it are sealed again under it, or whoever just got only that key could not read
+// them. The server keeps the votes and sends everyone the poll again.
+on('local:e2eeEpochMade', inOrder(async ({ space }) => {
+  if (!isLeader()) return;
+  for (const poll of polls.values()) {
+    const { info } = poll;
+    if (poll.closed || info.noKey || !info.spaces || !info.spaces.includes(space)) continue;
+    try {
+      const seal = (text, field) => sealText(text, { field, spaces: info.spaces });
+      const question = await seal(info.question, 'pollQuestion');
+      const options = [];
+      for (const o of info.options) options.push(await seal(o.text, 'pollOption'));
+      send({ type: 'resealPoll', pollId: info.id, question, options });
+    } catch (err) {
+      log('polls: could not seal a poll again', err && err.name);
+    }
   }
 }));
 

@@ -1100,6 +1100,7 @@ impl Room {
             msg @ (ClientMessage::CreatePoll { .. }
             | ClientMessage::Vote { .. }
             | ClientMessage::ClosePoll { .. }
+            | ClientMessage::ResealPoll { .. }
             | ClientMessage::SharePollResults { .. }) => self.polls.on_message(&mut cx!(self), from, msg),
             msg @ (ClientMessage::SetCelebrationPreferences { .. }
             | ClientMessage::GetCelebrationPreferences

@@ -90,6 +90,7 @@ pub const TABLE: &[Row] = &[
     row("createPoll", THERAPIST),
     row("vote", TAKING_PART),
     row("closePoll", THERAPIST),
+    row("resealPoll", THERAPIST),
     row("sharePollResults", THERAPIST),
     row("setCelebrationPreferences", MEMBERS),
     row("getCelebrationPreferences", MEMBERS),

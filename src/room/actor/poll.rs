@@ -592,6 +592,31 @@ impl Polls {
                 cx.audit(from, "close_poll", None);
                 self.close_poll(cx, &poll_id, PollCloseReason::Closed);
             }
+            ClientMessage::ResealPoll { poll_id, question, options } => {
+                // The texts' form and the room's policy were checked with every sealed text
+                // (`sealed.rs`): in a `required` room they are sealed and well formed here.
+                let Some(poll) = self.by_id.get_mut(&poll_id) else {
+                    return cx.error(from, ErrorCode::UnknownPoll, "no poll with that id in this room");
+                };
+                if !poll.is_open() {
+                    return cx.error(from, ErrorCode::PollClosed, "this poll has already closed");
+                }
+                if !question.is_sealed() || !poll.info.question.is_sealed() {
+                    return cx.error(from, ErrorCode::InvalidE2ee, "only a poll sealed end to end is sealed again");
+                }
+                if options.len() != poll.info.options.len() {
+                    let n = poll.info.options.len();
+                    return cx.error(from, ErrorCode::InvalidPoll, format!("this poll has {n} options: seal all {n} again, in order"));
+                }
+                poll.info.question = question;
+                for (option, text) in poll.info.options.iter_mut().zip(options) {
+                    option.text = text;
+                }
+                debug!(poll = %poll_id, "poll re-sealed");
+                for p in self.audience(cx, &poll_id) {
+                    self.catch_up_on(cx, &p, &poll_id);
+                }
+            }
             ClientMessage::SharePollResults { poll_id } => {
                 let Some(poll) = self.by_id.get_mut(&poll_id) else {
                     return cx.error(from, ErrorCode::UnknownPoll, "no poll with that id in this room");
@@ -643,20 +668,23 @@ impl Polls {
     /// or on moving to another space. Therapists also get the live counts; a participant who
     /// already voted gets their choice back.
     pub(super) fn catch_up(&self, cx: &mut Cx, id: &ParticipantId) {
+        for poll in &self.order {
+            self.catch_up_on(cx, id, poll);
+        }
+    }
+
+    /// [`Polls::catch_up`] on one poll, if it is open and meant for `id`.
+    fn catch_up_on(&self, cx: &mut Cx, id: &ParticipantId, poll: &PollId) {
         // Family guests see no poll: the group's questions are the group's.
         let Some(member) = cx.members.get(id).filter(|m| m.admitted && m.info.role != Role::FamilyGuest) else { return };
         let therapist = member.is_therapist();
-        let space = member.space.clone();
-        let mut messages = Vec::new();
-        for poll in self.order.iter().filter_map(|p| self.by_id.get(p)) {
-            if !poll.is_open() || !(therapist || poll.audience.includes(&space)) {
-                continue;
-            }
-            messages.push(ServerMessage::PollStarted { poll: poll.info.clone() });
-            if therapist {
-                messages.push(ServerMessage::PollResults(Self::full_tally(cx, poll)));
-                continue;
-            }
+        let Some(poll) = self.by_id.get(poll).filter(|p| p.is_open() && (therapist || p.audience.includes(&member.space))) else {
+            return;
+        };
+        let mut messages = vec![ServerMessage::PollStarted { poll: poll.info.clone() }];
+        if therapist {
+            messages.push(ServerMessage::PollResults(Self::full_tally(cx, poll)));
+        } else {
             if let Some(option_ids) = poll.choice_of(id) {
                 messages.push(ServerMessage::VoteAccepted { poll_id: poll.info.id.clone(), option_ids });
             }

@@ -1,5 +1,5 @@
 //! Texts sealed end to end: which fields of which client messages are texts people typed
-//! (chat and private messages, a poll's question and options, the notes with a celebration, a
+//! (chat and private messages, a poll's question and options, also when re-sealed, the notes with a celebration, a
 //! shared milestone or a congratulation), and the rule that keeps a room's policy: a
 //! `required` room takes them only sealed by the sender's browser (`sealed_text_required`
 //! otherwise, so a modified client cannot send them in the clear), and other rooms only plain.
@@ -18,7 +18,7 @@ use crate::signal::protocol::{max_sealed_ct_chars, ClientMessage, E2eeMode, Erro
 fn texts(msg: &ClientMessage) -> Vec<(&Text, usize)> {
     match msg {
         ClientMessage::Chat { text, .. } => vec![(text, MAX_CHAT_CHARS)],
-        ClientMessage::CreatePoll { question, options, .. } => {
+        ClientMessage::CreatePoll { question, options, .. } | ClientMessage::ResealPoll { question, options, .. } => {
             std::iter::once((question, MAX_QUESTION_CHARS)).chain(options.iter().map(|o| (o, MAX_OPTION_CHARS))).collect()
         }
         ClientMessage::Celebrate { message, .. } | ClientMessage::ShareMilestone { message, .. } => {
