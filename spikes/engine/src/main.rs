@@ -46,6 +46,8 @@ pub struct Measured {
     pub bytes_out: u64,
     /// A packet lost on the way to a subscriber was NACKed by its client and resent.
     pub nack_repaired: bool,
+    /// A subscriber's PLI reached the server, and the server's PLI reached the publisher.
+    pub keyframe_relayed: bool,
 }
 
 /// Packets published after the timed region for the NACK check.
@@ -100,7 +102,8 @@ fn main() {
     assert!(m.datagrams_out >= expected, "every forwarded packet must leave as a datagram");
     println!(
         "engine={engine} kind={} payload={} n={} packets={} cpu_ns_per_fwd={:.0} wall_ns_per_fwd={:.0} \
-         allocs_per_fwd={:.2} datagrams_out={} bytes_per_datagram={:.0} nack_repaired={}",
+         allocs_per_fwd={:.2} datagrams_out={} bytes_per_datagram={:.0} nack_repaired={} \
+         keyframe_relayed={}",
         if run.audio { "audio" } else { "video" },
         run.payload,
         run.subscribers,
@@ -111,6 +114,7 @@ fn main() {
         m.datagrams_out,
         m.bytes_out as f64 / m.datagrams_out.max(1) as f64,
         m.nack_repaired,
+        m.keyframe_relayed,
     );
 }
 

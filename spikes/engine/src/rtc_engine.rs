@@ -18,6 +18,7 @@ use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters, RTCRtpHeaderExtensionCapability,
@@ -109,6 +110,16 @@ struct Leg {
     pt: u8,
     /// Sequence numbers of the RTP packets the client read (for the NACK check).
     received: Vec<u16>,
+    /// Picture loss indications read by the server and by the client (keyframe check).
+    sfu_plis: usize,
+    client_plis: usize,
+}
+
+fn plis(message: &RTCMessage) -> usize {
+    match message {
+        RTCMessage::RtcpPacket(_, packets) => packets.iter().filter(|p| p.as_any().is::<PictureLossIndication>()).count(),
+        _ => 0,
+    }
 }
 
 fn tagged(now: Instant, local: SocketAddr, peer: SocketAddr, bytes: &[u8]) -> TaggedBytesMut {
@@ -157,8 +168,11 @@ impl Leg {
                 self.client_up |= s == RTCPeerConnectionState::Connected;
             }
         }
-        while self.sfu.poll_read().is_some() {}
+        while let Some(m) = self.sfu.poll_read() {
+            self.sfu_plis += plis(&m.message);
+        }
         while let Some(m) = self.client.poll_read() {
+            self.client_plis += plis(&m.message);
             if let RTCMessage::RtpPacket(_, p) = m.message {
                 self.received.push(p.header.sequence_number);
             }
@@ -187,6 +201,8 @@ pub fn measure(run: Run) -> Measured {
         ssrc: pub_ssrc,
         pt: 0,
         received: Vec::new(),
+        sfu_plis: 0,
+        client_plis: 0,
     };
     let init = RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Sendonly, streams: vec![], send_encodings: vec![] };
     publisher.client.add_transceiver_from_track(track("pub", kind, pub_ssrc, mime, clock, ch), Some(init)).expect("pub track");
@@ -218,6 +234,8 @@ pub fn measure(run: Run) -> Measured {
                 ssrc,
                 pt: 0,
                 received: Vec::new(),
+                sfu_plis: 0,
+                client_plis: 0,
             };
             let init = RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Sendonly, streams: vec![], send_encodings: vec![] };
             l.sfu.add_transceiver_from_track(track(&format!("sub{k}"), kind, ssrc, mime, clock, ch), Some(init)).expect("sub track");
@@ -307,13 +325,48 @@ pub fn measure(run: Run) -> Measured {
             fwd.allocs = allocs;
         }
     }
-    fwd.nack_repaired = check_nack(&mut publisher, &mut subs[0], &datagrams[idx..], now, run.interval);
+    fwd.nack_repaired = check_nack(&mut publisher, &mut subs[0], &datagrams[idx..], &mut now, run.interval);
+    fwd.keyframe_relayed = check_keyframe(&mut publisher, &mut subs[0], &mut now);
     fwd
+}
+
+/// Feature check: a PLI from subscriber 0's client reaches the server, and a PLI the server
+/// sends to the publisher reaches the publisher's client (what an SFU relays on a new
+/// subscription or a lost keyframe).
+fn check_keyframe(publisher: &mut Leg, sub: &mut Leg, now: &mut Instant) -> bool {
+    let pli = |media_ssrc| vec![Box::new(PictureLossIndication { sender_ssrc: 0, media_ssrc }) as Box<dyn rtc::rtcp::Packet>];
+    let from_sub = sub.client.get_receivers().next().expect("subscriber's receiver");
+    sub.client.rtp_receiver(from_sub).expect("receiver").write_rtcp(*now, pli(sub.ssrc)).expect("client PLI");
+    let to_pub = publisher.sfu.get_receivers().next().expect("publisher's receiver");
+    publisher.sfu.rtp_receiver(to_pub).expect("receiver").write_rtcp(*now, pli(publisher.ssrc)).expect("server PLI");
+    // The requests leave as SRTCP datagrams at once; deliver them by hand to see that they do.
+    let mut datagrams = 0;
+    while let Some(m) = sub.client.poll_write() {
+        datagrams += 1;
+        sub.sfu.handle_read(tagged(*now, sub.sfu_addr, sub.client_addr, &m.message)).expect("sfu read");
+    }
+    while let Some(m) = publisher.sfu.poll_write() {
+        datagrams += 1;
+        publisher.client.handle_read(tagged(*now, publisher.client_addr, publisher.sfu_addr, &m.message)).expect("client read");
+    }
+    for _ in 0..10 {
+        *now += Duration::from_millis(10);
+        sub.pump(*now);
+        publisher.pump(*now);
+    }
+    // Without an interceptor that marks them for the application (Hearth's `sfu::keyframe`
+    // tap), rtc consumes inbound RTCP in its chain: the requests arrive but are not surfaced.
+    eprintln!(
+        "rtc keyframe check: {datagrams} RTCP datagrams carried the two PLIs; surfaced: server {}, publisher's client {}",
+        sub.sfu_plis, publisher.client_plis
+    );
+    sub.sfu_plis > 0 && publisher.client_plis > 0
 }
 
 /// Feature check, after the timed region: the server's datagram carrying the 20th RTP packet
 /// to subscriber 0 is dropped; its client must NACK it and the server must resend it.
-fn check_nack(publisher: &mut Leg, sub: &mut Leg, rest: &[(bool, Vec<u8>)], mut now: Instant, interval: Duration) -> bool {
+fn check_nack(publisher: &mut Leg, sub: &mut Leg, rest: &[(bool, Vec<u8>)], clock: &mut Instant, interval: Duration) -> bool {
+    let mut now = *clock;
     let mut rtp_seen = 0;
     let mut lost = None;
     let sender = sub.sender.expect("subscriber leg");
@@ -354,6 +407,7 @@ fn check_nack(publisher: &mut Leg, sub: &mut Leg, rest: &[(bool, Vec<u8>)], mut 
         }
         sub.pump(now);
     }
+    *clock = now;
     lost.is_some_and(|lost| sub.received.iter().filter(|&&s| s == lost).count() == 1)
 }
 

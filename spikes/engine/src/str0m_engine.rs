@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
-use str0m::media::{Direction, MediaKind, Mid, Pt};
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Pt};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{RtpWrite, Ssrc};
 use str0m::{Candidate, Event, Input, Output, Rtc};
@@ -38,17 +38,21 @@ struct Leg {
     pt: Option<Pt>,
     /// Sequence numbers of the RTP packets the client read (for the NACK check).
     received: Vec<u16>,
+    /// Keyframe requests the server and the client received (keyframe check).
+    sfu_keyframes: usize,
+    client_keyframes: usize,
 }
 
 /// Everything one connection wants to send until it asks for a timeout; returns that timeout.
-/// Sequence numbers of RTP packets read go to `received`.
-fn outputs(rtc: &mut Rtc, up: &mut bool, sent: &mut Vec<Vec<u8>>, received: &mut Vec<u16>) -> Instant {
+/// Sequence numbers of RTP packets read go to `received`; keyframe requests are counted.
+fn outputs(rtc: &mut Rtc, up: &mut bool, sent: &mut Vec<Vec<u8>>, received: &mut Vec<u16>, keyframes: &mut usize) -> Instant {
     loop {
         match rtc.poll_output().expect("poll_output") {
             Output::Timeout(t) => return t,
             Output::Transmit(t) => sent.push(t.contents.to_vec()),
             Output::Event(Event::Connected) => *up = true,
             Output::Event(Event::RtpPacket(p)) => received.push(p.header.sequence_number),
+            Output::Event(Event::KeyframeRequest(_)) => *keyframes += 1,
             Output::Event(_) => {}
         }
     }
@@ -66,8 +70,8 @@ impl Leg {
         loop {
             let mut a = Vec::new();
             let mut b = Vec::new();
-            let ta = outputs(&mut self.sfu, &mut self.sfu_up, &mut a, &mut Vec::new());
-            let tb = outputs(&mut self.client, &mut self.client_up, &mut b, &mut self.received);
+            let ta = outputs(&mut self.sfu, &mut self.sfu_up, &mut a, &mut Vec::new(), &mut self.sfu_keyframes);
+            let tb = outputs(&mut self.client, &mut self.client_up, &mut b, &mut self.received, &mut self.client_keyframes);
             if a.is_empty() && b.is_empty() {
                 return ta.min(tb);
             }
@@ -107,6 +111,8 @@ pub fn measure(run: Run) -> Measured {
         ssrc: None,
         pt: None,
         received: Vec::new(),
+        sfu_keyframes: 0,
+        client_keyframes: 0,
     };
 
     // Publisher leg: the client offers a sendonly m-line, the server answers.
@@ -175,7 +181,7 @@ pub fn measure(run: Run) -> Measured {
         publisher.client.handle_input(Input::Timeout(t)).expect("timeout");
         let mut sent = Vec::new();
         let mut up = true;
-        outputs(&mut publisher.client, &mut up, &mut sent, &mut Vec::new());
+        outputs(&mut publisher.client, &mut up, &mut sent, &mut Vec::new(), &mut 0);
         for d in sent {
             let is_rtp = d.len() > 1 && !(192..=223).contains(&d[1]) && d[0] >> 6 == 2;
             rtp_count += usize::from(is_rtp);
@@ -226,13 +232,37 @@ pub fn measure(run: Run) -> Measured {
             fwd.allocs = allocs;
         }
     }
-    fwd.nack_repaired = check_nack(&mut publisher, &mut subs[0], &datagrams[idx..], now, &run);
+    fwd.nack_repaired = check_nack(&mut publisher, &mut subs[0], &datagrams[idx..], &mut now, &run);
+    fwd.keyframe_relayed = check_keyframe(&mut publisher, &mut subs[0], pub_ssrc, &mut now);
     fwd
+}
+
+/// Feature check: a PLI from subscriber 0's client reaches the server, and a PLI the server
+/// sends to the publisher reaches the publisher's client (what an SFU relays on a new
+/// subscription or a lost keyframe).
+fn check_keyframe(publisher: &mut Leg, sub: &mut Leg, pub_ssrc: Ssrc, now: &mut Instant) -> bool {
+    let sub_ssrc = sub.ssrc.expect("ssrc");
+    let mut api = sub.client.direct_api();
+    let Some(rx) = api.stream_rx(&sub_ssrc) else { return false };
+    rx.request_keyframe(KeyframeRequestKind::Pli);
+    let mut api = publisher.sfu.direct_api();
+    let Some(rx) = api.stream_rx(&pub_ssrc) else { return false };
+    rx.request_keyframe(KeyframeRequestKind::Pli);
+    for _ in 0..10 {
+        *now += Duration::from_millis(10);
+        for l in [&mut *sub, &mut *publisher] {
+            l.sfu.handle_input(Input::Timeout(*now)).expect("timeout");
+            l.client.handle_input(Input::Timeout(*now)).expect("timeout");
+            l.pump(*now);
+        }
+    }
+    sub.sfu_keyframes > 0 && publisher.client_keyframes > 0
 }
 
 /// Feature check, after the timed region: the server's datagram carrying the 20th RTP packet
 /// to subscriber 0 is dropped; its client must NACK it and the server must resend it (RTX).
-fn check_nack(publisher: &mut Leg, sub: &mut Leg, rest: &[(bool, Vec<u8>)], mut now: Instant, run: &Run) -> bool {
+fn check_nack(publisher: &mut Leg, sub: &mut Leg, rest: &[(bool, Vec<u8>)], clock: &mut Instant, run: &Run) -> bool {
+    let mut now = *clock;
     let mut rtp_seen = 0;
     let mut lost = None;
     let ssrc = sub.ssrc.expect("ssrc");
@@ -259,7 +289,7 @@ fn check_nack(publisher: &mut Leg, sub: &mut Leg, rest: &[(bool, Vec<u8>)], mut 
         }
         sub.sfu.handle_input(Input::Timeout(now)).expect("timeout");
         sent.clear();
-        outputs(&mut sub.sfu, &mut sub.sfu_up, &mut sent, &mut Vec::new());
+        outputs(&mut sub.sfu, &mut sub.sfu_up, &mut sent, &mut Vec::new(), &mut sub.sfu_keyframes);
         for b in &sent {
             if b.len() > 12 && !(192..=223).contains(&b[1]) && b[0] >> 6 == 2 {
                 rtp_seen += 1;
@@ -279,6 +309,7 @@ fn check_nack(publisher: &mut Leg, sub: &mut Leg, rest: &[(bool, Vec<u8>)], mut 
         sub.client.handle_input(Input::Timeout(now)).expect("timeout");
         sub.pump(now);
     }
+    *clock = now;
     lost.is_some_and(|lost| sub.received.iter().filter(|&&s| s == lost).count() == 1)
 }
 
