@@ -34,7 +34,9 @@ pub struct Edge {
     pub connections: Arc<ConnectionCounter>,
 }
 
-const CSP_BASE: &str = "default-src 'self'; script-src 'self'; img-src 'self' data:; style-src 'self'; \
+// 'wasm-unsafe-eval' lets the page compile WebAssembly (background blur's segmentation model,
+// served from here like every script); it allows no `eval` of JavaScript.
+const CSP_BASE: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; img-src 'self' data:; style-src 'self'; \
                         frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'";
 
 impl Edge {

@@ -12,7 +12,7 @@
 //              reconnects, redirects, errors), negotiation.js (the peer connection), media.js,
 //              session.js, tiles.js, roster.js, view.js, landing.js, page.js (page controls),
 //              codes.js (the error codes the client acts on), probe.js (window.hearth),
-//              dialog.js (the confirmation dialog)
+//              dialog.js (the confirmation dialog), blur.js (background blur on this device)
 //   features/  polls, milestones, chat, breakouts, screen, quality, cues,
 //              shortcuts, devices, presence, queue (speaking order), rounds (go-arounds),
 //              agreement (ground rules at the door), talktime (therapists' talk-time chart),
@@ -31,6 +31,7 @@ import './core/connection.js';
 import './core/negotiation.js';
 import './core/session.js';
 import './core/tiles.js';
+import './core/blur.js';
 import { sealProbe } from './core/probe.js';
 import { init } from './core/page.js';
 

@@ -43,7 +43,8 @@
 //!   shuts down, chromedriver and every Chromium it started are killed, the profiles are removed,
 //!   and a failure panics with its message.
 //! - **Camera:** every page films a light picture ([`LIGHT_CAMERA`], `camera.y4m` in the
-//!   artifacts) unless the test passes its own file or asks for [`PageSpec::device_camera`]
+//!   artifacts) unless the test passes its own file (made with [`write_moving_y4m`] at the size
+//!   and rate it needs, say) or asks for [`PageSpec::device_camera`]
 //!   (`HEARTH_BROWSER_CAMERA=device` gives every page the device's, for comparisons).
 //! - **Scripts:** [`inject_script`] runs a script file in a page (for tools such as an
 //!   accessibility checker vendored under `tests/`).
@@ -367,7 +368,7 @@ fn device_camera_for_all() -> bool {
 
 /// Writes a YUV4MPEG2 file Chromium plays in a loop as its camera
 /// (`--use-file-for-fake-video-capture`): one second of a light block crossing a grey picture.
-fn write_moving_y4m(path: &Path, width: u32, height: u32, fps: u32) {
+pub fn write_moving_y4m(path: &Path, width: u32, height: u32, fps: u32) {
     let (w, h) = (width as usize, height as usize);
     let mut data = format!("YUV4MPEG2 W{w} H{h} F{fps}:1 Ip A1:1 C420jpeg\n").into_bytes();
     let block = h / 3;

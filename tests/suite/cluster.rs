@@ -655,3 +655,117 @@ async fn a_drained_room_keeps_its_round_and_one_sessions_attendance() {
     b.shutdown().await;
     a.shutdown().await;
 }
+
+/// The waiting room's texts move with a drained room: the therapist sets the group's name and
+/// welcome on node A and leaves; A drains; on node B, a newcomer waiting before any therapist is
+/// there is told the group's name and welcome. The snapshot carries them (never the therapist's
+/// name), and B keeps them in its own store for the room's next session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_rooms_waiting_room_keeps_its_welcome() {
+    use hearth::client::SignalClient;
+    use hearth::signal::protocol::PROTOCOL_VERSION;
+    const KEY: &str = "an-api-key-of-at-least-24-characters";
+    const GROUP: &str = "Tuesday evening group";
+    const WELCOME: &str = "Welcome. Take a seat;\nwe start at seven.";
+    let redis = Redis::start();
+    let node = |id: &str| {
+        let mut cfg = common::test_config();
+        cfg.auth.api_key = KEY.into();
+        cfg.rooms.waiting_room = true;
+        cfg.cluster.redis_url = redis.url();
+        cfg.cluster.node_id = id.into();
+        cfg.cluster.heartbeat_ms = 250;
+        // Generous: a busy machine must not make the other node look dead during the drain.
+        cfg.cluster.node_ttl_ms = 5000;
+        cfg.cluster.drain_grace_ms = 200;
+        common::start_with(cfg)
+    };
+    let a = node("door-a").await;
+    let b = node("door-b").await;
+    let room = "moving-door";
+    let room_id = RoomId::new(room).unwrap();
+    let token = |role, id: &str| tokens().mint(&room_id, role, id, Some(id), Duration::from_secs(600)).unwrap().0;
+    /// Joins at `ws`, following redirects to the room's owner, until `done` says so.
+    async fn enter(ws: &str, room: &str, token: String, done: fn(&ServerMessage) -> bool) -> (SignalClient, ServerMessage) {
+        let deadline = Instant::now() + WAIT;
+        let mut ws = ws.to_string();
+        loop {
+            let mut c = SignalClient::connect(&ws).await.unwrap();
+            let join =
+                ClientMessage::Join { protocol_version: PROTOCOL_VERSION, room_id: RoomId::new(room).unwrap(), token: token.clone() };
+            c.send(&join).await.unwrap();
+            let m = c
+                .recv_until("an answer to join", WAIT, |m| {
+                    done(m) || matches!(m, ServerMessage::Redirect { .. } | ServerMessage::Error { .. })
+                })
+                .await
+                .expect("an answer to join");
+            match m {
+                ServerMessage::Redirect { url, .. } => ws = url,
+                m if done(&m) => return (c, m),
+                other => assert!(Instant::now() < deadline, "never in at {ws}: {other:?}"),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let admitted = |m: &ServerMessage| matches!(m, ServerMessage::Admitted { .. });
+    let waiting = |m: &ServerMessage| matches!(m, ServerMessage::WaitingRoom { .. });
+
+    // On A: the therapist sets the door and leaves; Pat waits (the room lives on).
+    let lee = tokens().mint(&room_id, Role::Therapist, "Dr Lee", Some("t-lee"), Duration::from_secs(600)).unwrap().0;
+    let (mut t, _) = enter(&common::ws_url(&a), room, lee, admitted).await;
+    t.send(&ClientMessage::SetWelcome { group_name: GROUP.into(), message: WELCOME.into() }).await.unwrap();
+    let welcomed = |m: &ServerMessage| matches!(m, ServerMessage::WaitingRoom { welcome: Some(_), .. });
+    let (mut pat, _) = enter(&common::ws_url(&a), room, token(Role::Participant, "p-pat"), welcomed).await;
+    t.send(&ClientMessage::Leave).await.unwrap();
+    pat.recv_until("the therapist gone", WAIT, |m| matches!(m, ServerMessage::WaitingRoom { therapist_here: false, .. }))
+        .await
+        .expect("the therapist gone");
+    assert!(a.state().rooms.room_count() == 1 && b.state().rooms.room_count() == 0, "the room runs on A");
+
+    // A drains: Pat is sent to B.
+    let auth = format!("Bearer {KEY}");
+    let (status, body) = common::http(a.addr(), "POST", "/api/admin/drain", &[("Authorization", &auth)], "").await;
+    assert_eq!(status, 202, "{body}");
+    let told = pat.recv_until("told to move", WAIT, |m| matches!(m, ServerMessage::Redirect { .. } | ServerMessage::Goodbye { .. }));
+    let url = match told.await.expect("told to move") {
+        ServerMessage::Redirect { url, .. } => url,
+        _ => common::ws_url(&b),
+    };
+    let (_pat, _) = enter(&url, room, token(Role::Participant, "p-pat"), waiting).await;
+
+    // On B, before any therapist: a newcomer is told the group's name and the welcome.
+    let (_sam, m) = enter(&common::ws_url(&b), room, token(Role::Participant, "p-sam"), waiting).await;
+    assert_eq!(
+        m,
+        ServerMessage::WaitingRoom {
+            group_name: Some(GROUP.into()),
+            therapist_name: None,
+            therapist_here: false,
+            welcome: Some(WELCOME.into()),
+            session_ended: false,
+        },
+        "the waiting room on B"
+    );
+    assert_eq!(b.state().rooms.room_count(), 1, "the room runs on B");
+    let cluster = b.state().rooms.cluster().expect("B is a relay node").clone();
+    let saved = cluster.load_state(&room_id).await.expect("redis answers").expect("the room's snapshot");
+    assert!(saved.contains(GROUP) && !saved.contains("Dr Lee"), "the snapshot has the door, not the therapist's name: {saved}");
+
+    // B's store has them for the room's next session there.
+    let config = &b.state().config;
+    let store = hearth::store::Store::open(&config.store.path)
+        .expect("B's store opens")
+        .with_text_key(hearth::store::TextKey::derive(&config.auth.token_secret));
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let doors = store.doors(10).await.expect("doors read");
+        if doors.iter().any(|d| d.room == room && d.welcome.as_deref() == Some(WELCOME) && d.group_name.as_deref() == Some(GROUP)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the door did not reach B's store: {doors:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    b.shutdown().await;
+    a.shutdown().await;
+}

@@ -17,6 +17,7 @@ mod active_speaker;
 mod admit_all;
 mod breakouts;
 mod browser;
+mod browser_blur;
 mod browser_breakouts;
 mod browser_chat;
 mod browser_checkin;

@@ -79,11 +79,15 @@ fn server_codes() -> BTreeSet<&'static str> {
     codes
 }
 
-/// Every `.js` file of the web client, with its path relative to web-client/.
+/// Every `.js` file of the web client, with its path relative to web-client/; not the
+/// third-party code vendored under `vendor/`, which speaks no protocol of ours.
 fn client_sources() -> Vec<(String, String)> {
     fn walk(dir: &Path, base: &Path, out: &mut Vec<(String, String)>) {
         for entry in std::fs::read_dir(dir).expect("reading web-client") {
             let path = entry.expect("dir entry").path();
+            if path.is_dir() && path.strip_prefix(base).is_ok_and(|p| p == Path::new("vendor")) {
+                continue;
+            }
             if path.is_dir() {
                 walk(&path, base, out);
             } else if path.extension().is_some_and(|e| e == "js") {

@@ -1,7 +1,12 @@
 // Local media: the camera and microphone (one getUserMedia at a time, shared by the lobby
 // preview and the peer connection), our own mute choices, and the raised hand.
+//
+// `state.localStream` holds what we show ourselves and send. A video processor (core/blur.js)
+// may put its own track there in the camera's place; it then owns the camera track, and a
+// camera switch or leaving goes through it.
 
 import { announce } from '../lib/announce.js';
+import { emit } from './bus.js';
 import { send } from './connection.js';
 import { log } from './log.js';
 import { renderLocalTile, renderModNotice } from './roster.js';
@@ -44,6 +49,7 @@ async function acquireLocalMedia() {
         video.play().catch(() => {});
       }
       renderLocalTile();
+      emit('local:localMedia', stream);
       if (!constraints.video || !constraints.audio) {
         showAlert(constraints.video
           ? 'We could not use your microphone, so others will not hear you. You can still see and hear the group.'
@@ -65,6 +71,7 @@ async function acquireLocalMedia() {
 
 export function stopLocalMedia() {
   // Turning the camera light off when leaving matters: people need to trust it is off.
+  if (processor) processor.stop();
   if (state.localStream) for (const track of state.localStream.getTracks()) track.stop();
   state.localStream = null;
   ui.localVideo.srcObject = null;
@@ -114,6 +121,13 @@ export async function switchDevice(kind, deviceId) {
     : { video: { deviceId: { exact: deviceId }, width: { ideal: 1280 }, height: { ideal: 720 } } };
   const fresh = await navigator.mediaDevices.getUserMedia(constraints);
   const track = fresh.getTracks()[0];
+  if (kind === 'video' && processor) {
+    // The processed track stays where it is (sender, self-view); only its source changes.
+    processor.useCamera(track);
+    applyLocalMutes();
+    log('switched', kind, 'device');
+    return track;
+  }
   const old = kind === 'audio' ? stream.getAudioTracks()[0] : stream.getVideoTracks()[0];
   const sender = state.pc && old && state.pc.getSenders().find((s) => s.track === old);
   if (sender) await sender.replaceTrack(track);
@@ -125,4 +139,34 @@ export async function switchDevice(kind, deviceId) {
   applyLocalMutes();
   log('switched', kind, 'device');
   return track;
+}
+
+// ---------------------------------------------------------------------------------------
+// A video processor (core/blur.js): `{ useCamera(track), stop() }`. While one is set, the
+// stream's video track is its output and the camera track is its to keep or stop.
+
+let processor = null;
+
+/** Sets (or, with null, clears) the processor a camera switch and leaving go through. */
+export function setVideoProcessor(p) {
+  processor = p;
+}
+
+/**
+ * Puts `track` where our outgoing video track was: in the stream (the self-view and preview
+ * follow it) and on the peer connection's sender (replaceTrack: no renegotiation, and an
+ * end-to-end encryption transform stays on the sender). Returns the track it replaced, which
+ * it neither stops nor disables.
+ */
+export async function swapLocalVideo(track) {
+  const stream = state.localStream;
+  const old = stream && stream.getVideoTracks()[0];
+  if (!stream || !old) throw new Error('no camera in use');
+  if (old === track) return old;
+  const senders = state.pc ? state.pc.getSenders().filter((s) => s.track === old) : [];
+  for (const sender of senders) await sender.replaceTrack(track);
+  stream.removeTrack(old);
+  stream.addTrack(track);
+  applyLocalMutes();
+  return old;
 }

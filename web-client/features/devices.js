@@ -1,11 +1,15 @@
 // Checking one's devices, in the waiting room and from "More" in the call: choose the camera,
 // microphone and speaker, watch a live microphone level, play a test sound, and choose whether
-// your own picture is mirrored. Switching a device goes through core/media.js (switchDevice);
-// this module owns only its dialog and the mirror choice (remembered in this browser).
+// your own picture is mirrored, and whether your background is blurred. Switching a device goes
+// through core/media.js (switchDevice), blurring through core/blur.js (setBlur, which keeps
+// that choice); this module owns only its dialog and the mirror choice (remembered in this
+// browser).
 
 import { byId, el } from '../lib/dom.js';
 import { announce } from '../lib/announce.js';
 import { playTones } from '../lib/tone.js';
+import { blurState, setBlur } from '../core/blur.js';
+import { on } from '../core/bus.js';
 import { log } from '../core/log.js';
 import { switchDevice } from '../core/media.js';
 import { exposeProbe } from '../core/probe.js';
@@ -29,6 +33,8 @@ const speakerSelect = el('select', { id: 'dev-speaker', class: 'text-field' });
 const meter = el('meter', { id: 'dev-level', min: '0', max: '1', low: '0.15', high: '0.8', optimum: '0.5', value: '0' });
 const status = el('p', { id: 'dev-status', class: 'hint', role: 'status' });
 const mirror = el('input', { id: 'dev-mirror', type: 'checkbox', checked: dev.mirror });
+const blurSwitch = el('input', { id: 'dev-blur', type: 'checkbox', role: 'switch', checked: blurState().wanted, 'aria-describedby': 'dev-blur-status' });
+const blurStatus = el('p', { id: 'dev-blur-status', class: 'hint', 'aria-live': 'polite' });
 const testButton = el('button', { id: 'dev-test-sound', type: 'button', class: 'button small', text: 'Play a test sound' });
 const field = (label, control, hint) => el('div', { class: 'field' },
   el('label', { for: control.id, text: label }), control, hint ? el('p', { class: 'hint', text: hint }) : null);
@@ -45,6 +51,9 @@ const dialog = el('dialog', { id: 'devices-dialog', class: 'devices-dialog', 'ar
     speakerField,
     el('div', { class: 'field' }, testButton),
     el('div', { class: 'field check-field' }, mirror, el('label', { for: 'dev-mirror', text: 'Mirror my own picture (only you see it mirrored)' })),
+    el('div', { class: 'field' },
+      el('div', { class: 'check-field' }, blurSwitch, el('label', { for: 'dev-blur', text: 'Blur my background' })),
+      blurStatus),
     status,
     el('div', { class: 'confirm-actions' }, el('button', { type: 'submit', class: 'button accent', text: 'Done' }))));
 document.body.append(dialog);
@@ -181,6 +190,17 @@ mirror.addEventListener('change', () => {
   }
   applyMirror();
 });
+
+blurSwitch.addEventListener('change', () => {
+  setBlur(blurSwitch.checked);
+});
+function showBlur({ wanted, status: now, text }) {
+  blurSwitch.checked = wanted;
+  blurStatus.textContent = text;
+  blurStatus.dataset.state = now;
+}
+on('local:blur', showBlur);
+showBlur(blurState());
 
 menuItem.addEventListener('click', () => open(byId('more-button')));
 lobbyButton.addEventListener('click', () => open(lobbyButton));

@@ -7,9 +7,13 @@
 //! The welcome, the last therapist's name and when the last session ended outlive the room's
 //! task in the registry (`shared::DoorMemory`), so the waiting room of the next session says
 //! them before a therapist arrives; all but the therapist's name also go to the store (sealed)
-//! and outlive a restart. Admission stays the room's.
+//! and outlive a restart, and (relay nodes) into the room's snapshot ([`DoorSnap`], plain like
+//! the snapshot's other room texts), so a room that moves to another node says them there
+//! too. Admission stays the room's.
 
 use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
 
 use super::{Cx, Effect, Room};
 use crate::auth::Grant;
@@ -30,6 +34,32 @@ pub(super) struct Door {
 impl Door {
     pub(super) fn new(memory: DoorMemory) -> Self {
         Self { memory, issued: HashMap::new(), closing: None }
+    }
+}
+
+/// What the room's snapshot keeps of the door: what the store keeps, never the therapist's
+/// name (Redis is not where people's names go).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct DoorSnap {
+    pub group_name: Option<String>,
+    pub welcome: Option<String>,
+    /// Seconds since the Unix epoch.
+    pub ended_at: Option<u64>,
+}
+
+/// Furthest in the future a saved session end may lie (clock skew between nodes).
+const MAX_ENDED_AHEAD_SECS: u64 = 3600;
+
+impl DoorSnap {
+    /// Whether `setWelcome` and `endSession` could have left this (a snapshot is read like input).
+    pub(super) fn valid(&self, now_secs: u64) -> bool {
+        let as_set = |text: &Option<String>, max: usize, lines: bool| {
+            text.as_deref().is_none_or(|t| clean(t, max, lines).is_some_and(|c| c.as_deref() == Some(t)))
+        };
+        as_set(&self.group_name, MAX_GROUP_NAME_CHARS, false)
+            && as_set(&self.welcome, MAX_WELCOME_CHARS, true)
+            && self.ended_at.is_none_or(|at| at <= now_secs.saturating_add(MAX_ENDED_AHEAD_SECS))
     }
 }
 
@@ -139,6 +169,21 @@ impl Room {
         }
     }
 
+    pub(super) fn door_snapshot(&self) -> DoorSnap {
+        let m = &self.door.memory;
+        DoorSnap { group_name: m.group_name.clone(), welcome: m.welcome.clone(), ended_at: m.ended_at }
+    }
+
+    /// The door as the room's previous node left it: its texts replace what this node
+    /// remembered (they are the newer), and go to this node's memory and store.
+    pub(super) fn restore_door(&mut self, snap: DoorSnap) {
+        let m = &mut self.door.memory;
+        m.group_name = snap.group_name;
+        m.welcome = snap.welcome;
+        m.ended_at = m.ended_at.max(snap.ended_at);
+        self.remember_door();
+    }
+
     /// `id` left the room: its link no longer matters.
     pub(super) fn door_left(&mut self, id: &ParticipantId) {
         self.door.issued.remove(id);
@@ -158,6 +203,24 @@ mod tests {
         assert_eq!(clean("two\nlines", 80, true), Some(Some("two\nlines".into())));
         assert_eq!(clean("evil\u{202E}txt", 80, true), None);
         assert!(closing_message(Some(&"y".repeat(601))).is_err());
+    }
+
+    #[test]
+    fn a_saved_door_is_one_a_therapist_could_have_set() {
+        let now = 1_800_000_000;
+        let door = |group: &str, welcome: &str, ended_at| DoorSnap {
+            group_name: Some(group.into()),
+            welcome: Some(welcome.into()),
+            ended_at: Some(ended_at),
+        };
+        assert!(DoorSnap::default().valid(now));
+        assert!(door("Tuesday group", "Welcome.\nTake a seat.", now - 60).valid(now));
+        assert!(!door("Two\nlines", "Welcome.", now).valid(now), "a group name is one line");
+        assert!(!door(" Tuesday", "Welcome.", now).valid(now), "texts are saved trimmed");
+        assert!(!door("Tuesday", "", now).valid(now), "an empty text is saved as none");
+        assert!(!door("Tuesday", "evil\u{202E}txt", now).valid(now));
+        assert!(!door("Tuesday", &"w".repeat(MAX_WELCOME_CHARS + 1), now).valid(now));
+        assert!(!door("Tuesday", "Welcome.", now + 2 * MAX_ENDED_AHEAD_SECS).valid(now), "a session cannot end in the future");
         assert_eq!(closing_message(None), Ok(None));
     }
 }

@@ -3,7 +3,9 @@
 //! polls with their ballots, the celebration preferences people chose here, the running
 //! session's records (attendance, support requests, check-ins), the speaking queue, go-around
 //! rounds (a running turn's end as wall time), the agenda, the agreement with who accepted it
-//! (never a location, never live talk time), and the end-to-end encryption policy (never a key).
+//! (never a location, never live talk time), the end-to-end encryption policy (never a key),
+//! and the door: the group's name, the welcome and when the last session ended (never the
+//! therapist's name).
 //! Accountability partner groups are not in it: they are read from the store.
 //!
 //! The room serialises this after every change and the cluster keeps it in Redis; a room
@@ -121,6 +123,7 @@ impl RoomSnapshot {
         check(super::round::Rounds::valid_snapshot(&self.rounds, now_ms, MAX_ENTRIES), "rounds")?;
         check(Agenda::valid_snapshot(&self.agenda, now_ms, MAX_TIMER_AHEAD_MS), "agenda")?;
         check(Agreement::valid_snapshot(&self.agreement, MAX_ENTRIES), "agreement")?;
+        check(self.door.as_ref().is_none_or(|d| d.valid(now_ms / 1000)), "door")?;
         Ok(())
     }
 }
@@ -255,6 +258,10 @@ pub(super) struct RoomSnapshot {
     /// default then applies.
     #[serde(default)]
     pub e2ee: Option<crate::vocab::E2eeMode>,
+    /// What the waiting room says (`door.rs`). Kept after the session ends too: it is for the
+    /// next one. Absent in state saved before it was kept: this node's memory then stays.
+    #[serde(default)]
+    pub door: Option<super::door::DoorSnap>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -315,6 +322,7 @@ impl Room {
             agenda: self.agenda.snapshot(),
             agreement: self.agreement.snapshot(),
             e2ee: Some(self.state.e2ee),
+            door: Some(self.door_snapshot()),
         }
     }
 
@@ -331,8 +339,9 @@ impl Room {
         records
     }
 
-    /// What a room that ended leaves behind on relay nodes: its bans, nothing else.
-    pub(super) fn bans_only_snapshot(&self) -> RoomSnapshot {
+    /// What a room that ended leaves behind on relay nodes: its bans, and the door for the
+    /// next session; nothing else.
+    pub(super) fn next_session_snapshot(&self) -> RoomSnapshot {
         let mut banned: Vec<_> = self.banned.iter().cloned().collect();
         banned.sort();
         RoomSnapshot {
@@ -350,6 +359,7 @@ impl Room {
             agenda: AgendaSnap::default(),
             agreement: AgreementSnap::default(),
             e2ee: None,
+            door: Some(self.door_snapshot()),
         }
     }
 
@@ -409,6 +419,9 @@ impl Room {
             self.schedule(w.at.saturating_duration_since(self.now.at), Timer::AgendaWarning(w.generation));
         }
         self.agreement = Agreement::restore(snap.agreement);
+        if let Some(door) = snap.door {
+            self.restore_door(door);
+        }
         tracing::info!("room state restored from the cluster");
     }
 }

@@ -340,10 +340,12 @@ async fn run(mut room: Room, mut io: Performer, mut rx: mpsc::Receiver<RoomComma
             if let (Some(c), Some(saver)) = (&cluster, saver.take()) {
                 saver.finish().await;
                 if !evacuated {
-                    // The session is over here: only its bans outlive it (for
+                    // The session is over here: only its bans and its door outlive it (for
                     // `cluster.state_ttl_secs`), so a removed person cannot come back once
-                    // everyone has left, whichever node makes the room again.
-                    let result = if room.has_bans() { keep_only_bans(&room, c).await } else { c.forget(&id).await };
+                    // everyone has left, and the next session's waiting room says what this
+                    // one's did, whichever node makes the room again.
+                    let keep = room.has_bans() || room.door_snapshot() != super::door::DoorSnap::default();
+                    let result = if keep { keep_for_next_session(&room, c).await } else { c.forget(&id).await };
                     if let Err(e) = result {
                         warn!(error = %e, "room state not cleared in the cluster");
                     }
@@ -441,9 +443,9 @@ async fn evacuate(room: &mut Room, io: &mut Performer, to: Option<String>, clust
     io.perform(room, effects);
 }
 
-/// Relay nodes, the room ended: what stays in Redis is its bans and nothing else.
-async fn keep_only_bans(room: &Room, c: &Cluster) -> Result<(), crate::cluster::ClusterError> {
-    let snap = room.bans_only_snapshot();
+/// Relay nodes, the room ended: what stays in Redis is its bans and its door, nothing else.
+async fn keep_for_next_session(room: &Room, c: &Cluster) -> Result<(), crate::cluster::ClusterError> {
+    let snap = room.next_session_snapshot();
     if let Ok(json) = serde_json::to_string(&snap) {
         c.save_state(room.id(), &json).await?;
     }
