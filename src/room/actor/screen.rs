@@ -9,7 +9,8 @@
 //!
 //! The sharer is told `screenShareForwarded` once the room forwards the share, and
 //! `screen_share_not_received` when the announced track has not arrived after
-//! [`ARRIVAL_DEADLINE`]: the client says "sharing" only on the server's word.
+//! [`ARRIVAL_DEADLINE`]: the client says "sharing" only on the server's word. A share that
+//! arrives after its deadline is still forwarded (and `screenShareForwarded` then follows).
 //!
 //! [`Screens`] owns the announcements and the held-back tracks. Members' tracks, who receives
 //! them and the `screenSharing`/`canShareScreen` flags members see are the room's: the type
@@ -40,6 +41,10 @@ pub(super) struct Announced {
     stream_id: Option<String>,
     /// Counts announcements, so a stale arrival check is ignored.
     seq: u64,
+    /// The sharer was told it had not arrived by its deadline. The announcement stays: a
+    /// share that arrives late (a reconnect that took long to negotiate on a busy machine)
+    /// is still forwarded, and `screenShareForwarded` then corrects what the page said.
+    reported_late: bool,
 }
 
 impl Announced {
@@ -113,7 +118,7 @@ impl Screens {
                     return None;
                 }
                 let seq = ANNOUNCEMENTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let announced = Announced { track_id: client_track_id, stream_id: client_stream_id, seq };
+                let announced = Announced { track_id: client_track_id, stream_id: client_stream_id, seq, reported_late: false };
                 let p = self.by_member.entry(from.clone()).or_default();
                 // The track may have arrived first (media and signaling race).
                 let pending = p.held.iter().find(|t| announced.matches(t)).cloned();
@@ -193,10 +198,11 @@ impl Screens {
     pub(super) fn arrival_check(&mut self, cx: &mut Cx, id: &ParticipantId, seq: u64) {
         let Some(m) = cx.members.get(id) else { return };
         let Some(p) = self.by_member.get_mut(id) else { return };
-        if m.info.screen_sharing || p.announced.as_ref().is_none_or(|a| a.seq != seq) {
+        let Some(announced) = p.announced.as_mut().filter(|a| a.seq == seq && !a.reported_late) else { return };
+        if m.info.screen_sharing {
             return;
         }
-        p.announced = None;
+        announced.reported_late = true;
         cx.error(id, ErrorCode::ScreenShareNotReceived, "your screen share did not reach the server; stop sharing and try again");
     }
 }
@@ -281,5 +287,9 @@ mod tests {
         w.take();
         s.arrival_check(&mut w.cx(), &t, seq);
         assert!(w.take().is_empty(), "told once");
+        // It arrives after all (a slow renegotiation): it is still the share.
+        let late = PublishedTrack::for_test("late", t.clone(), MediaKind::Video);
+        assert_eq!(s.admit_track(w.member(&t), &late), Admission::Screen);
+        assert_eq!(late.source(), TrackSource::Screen);
     }
 }
