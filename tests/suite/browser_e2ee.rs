@@ -921,6 +921,10 @@ const done = arguments[arguments.length - 1];
 })().catch((e) => done({ error: String(e && e.stack || e) }));
 "#;
 
+/// The participant's poll card says its vote is in, naming the answer `arguments[0]`.
+const VOTE_SHOWN_JS: &str =
+    "const s = document.querySelector('#poll-cards .poll-card .poll-status'); return !!s && s.textContent.includes(arguments[0]);";
+
 /// The chat list shows `arguments[0]` from `arguments[1]` as text.
 const CHAT_SHOWS_JS: &str = r#"
 return [...document.querySelectorAll('#chat-list .chat-msg')].some((li) =>
@@ -1014,13 +1018,7 @@ async fn text_scenario(fx: &BrowserTest, therapist: &Client, participant: &Clien
     wait_for(participant, "the poll, opened", POLL_SHOWS_JS, &[json!(POLL_QUESTION), json!(POLL_ANSWERS)]).await?;
     press(participant, "participant", "#poll-cards .poll-card label.choice:nth-child(2) input", Key::Space).await?;
     press(participant, "participant", "#poll-cards .poll-submit", Key::Enter).await?;
-    wait_for(
-        participant,
-        "the vote confirmed with the opened answer",
-        "const s = document.querySelector('#poll-cards .poll-card .poll-status'); return !!s && s.textContent.includes(arguments[0]);",
-        &[json!(POLL_ANSWERS[1])],
-    )
-    .await?;
+    wait_for(participant, "the vote confirmed with the opened answer", VOTE_SHOWN_JS, &[json!(POLL_ANSWERS[1])]).await?;
     fx.shot_of(participant, "#polls-section", "participant-poll").await;
 
     // The participant's page reloads while the poll is open: it comes back with a new session
@@ -1047,13 +1045,7 @@ async fn text_scenario(fx: &BrowserTest, therapist: &Client, participant: &Clien
         MEDIA,
     )
     .await?;
-    wait_for(
-        participant,
-        "the participant's vote, shown again",
-        "const s = document.querySelector('#poll-cards .poll-card .poll-status'); return !!s && s.textContent.includes(arguments[0]);",
-        &[json!(POLL_ANSWERS[1])],
-    )
-    .await?;
+    wait_for(participant, "the participant's vote, shown again", VOTE_SHOWN_JS, &[json!(POLL_ANSWERS[1])]).await?;
 
     // What crossed the server to a member without a key: sealed texts, no words.
     let frames = observed(&mut observer, "the sealed poll").await?;
