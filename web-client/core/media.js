@@ -129,16 +129,23 @@ export async function switchDevice(kind, deviceId) {
     return track;
   }
   const old = kind === 'audio' ? stream.getAudioTracks()[0] : stream.getVideoTracks()[0];
-  const sender = state.pc && old && state.pc.getSenders().find((s) => s.track === old);
-  if (sender) await sender.replaceTrack(track);
-  if (old) {
-    stream.removeTrack(old);
-    old.stop();
-  }
-  stream.addTrack(track);
-  applyLocalMutes();
+  await putInPlace(old, track);
+  if (old) old.stop();
   log('switched', kind, 'device');
   return track;
+}
+
+/**
+ * Puts `track` where `old` was (or adds it): on every sender that sent `old` (replaceTrack: no
+ * renegotiation, and an end-to-end encryption transform stays on the sender) and in our stream
+ * (the self-view and preview follow it). Neither stops nor disables `old`.
+ */
+async function putInPlace(old, track) {
+  const senders = state.pc && old ? state.pc.getSenders().filter((s) => s.track === old) : [];
+  for (const sender of senders) await sender.replaceTrack(track);
+  if (old) state.localStream.removeTrack(old);
+  state.localStream.addTrack(track);
+  applyLocalMutes();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -152,21 +159,11 @@ export function setVideoProcessor(p) {
   processor = p;
 }
 
-/**
- * Puts `track` where our outgoing video track was: in the stream (the self-view and preview
- * follow it) and on the peer connection's sender (replaceTrack: no renegotiation, and an
- * end-to-end encryption transform stays on the sender). Returns the track it replaced, which
- * it neither stops nor disables.
- */
+/** Puts `track` where our outgoing video track was (see putInPlace); returns the track it replaced. */
 export async function swapLocalVideo(track) {
   const stream = state.localStream;
   const old = stream && stream.getVideoTracks()[0];
   if (!stream || !old) throw new Error('no camera in use');
-  if (old === track) return old;
-  const senders = state.pc ? state.pc.getSenders().filter((s) => s.track === old) : [];
-  for (const sender of senders) await sender.replaceTrack(track);
-  stream.removeTrack(old);
-  stream.addTrack(track);
-  applyLocalMutes();
+  if (old !== track) await putInPlace(old, track);
   return old;
 }
