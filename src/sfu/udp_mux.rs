@@ -164,8 +164,8 @@ fn size_buffers(socket: &std::net::UdpSocket, wanted: usize) -> io::Result<usize
         sock.set_send_buffer_size(wanted)?;
     }
     // Linux reports twice what it keeps for data (the rest is its bookkeeping): halve it.
-    let granted = sock.recv_buffer_size()? / if cfg!(target_os = "linux") { 2 } else { 1 };
-    let sent = sock.send_buffer_size()? / if cfg!(target_os = "linux") { 2 } else { 1 };
+    let reported = if cfg!(target_os = "linux") { 2 } else { 1 };
+    let (granted, sent) = (sock.recv_buffer_size()? / reported, sock.send_buffer_size()? / reported);
     if wanted > 0 && (granted < wanted || sent < wanted) {
         tracing::warn!(
             wanted,
